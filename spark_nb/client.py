@@ -1,0 +1,302 @@
+"""HTTP for the Vtrix protocol: create and read tasks, upload and download files, with retries and error mapping."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Iterator
+
+import httpx
+
+from . import __version__
+from .config import Secret
+from .errors import (
+    APIError,
+    AuthenticationError,
+    DownloadError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    ServerError,
+    SparkError,
+    TaskFailed,
+    TaskMayExist,
+    UploadError,
+)
+from .models import MODELS, hint_for
+from .retry import NEVER_SENT, RETRYABLE_STATUS, RetryPolicy, parse_retry_after
+
+logger = logging.getLogger("spark_nb.client")
+
+REQUEST_TIMEOUT_S = 30.0  # as the official CLI
+POLL_ATTEMPTS = 200  # a poll is retried until the deadline; this only bounds the count
+_STATUS_ERRORS: dict[int, tuple[type[APIError], str]] = {
+    401: (AuthenticationError, "set VTRIX_API_KEY (or api_key=) to a valid key from Vtrix's API Key Management page"),
+    403: (PermissionDeniedError, "check your Vtrix balance and the key's permissions"),
+    404: (NotFoundError, "check the task id, and that base URL and backend are the ones that created it"),
+    429: (RateLimitError, "too many requests: lower the concurrency or wait a minute"),
+}
+
+
+class _ApiKeyAuth(httpx.Auth):
+    """Adds the bearer key to requests for the API's own origin only (never to CDN or upload hosts)."""
+
+    def __init__(self, origin: tuple[str, str, int | None], key: Secret | None) -> None:
+        self._origin = origin
+        self._key = key
+
+    def auth_flow(self, request: httpx.Request) -> Iterator[httpx.Request]:
+        if self._key is not None and _origin(request.url) == self._origin:
+            request.headers["Authorization"] = f"Bearer {self._key.reveal()}"
+        yield request
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    return (url.scheme, url.host, url.port or {"http": 80, "https": 443}.get(url.scheme))
+
+
+def _body(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+
+
+def _server_message(data: Any, response: httpx.Response) -> str:
+    if isinstance(data, dict):
+        for key in ("message", "error", "detail"):
+            value = data.get(key)
+            if isinstance(value, dict):
+                value = value.get("error_message") or value.get("message")
+            if value:
+                return str(value)[:300]
+    return response.reason_phrase or f"HTTP {response.status_code}"
+
+
+def api_error(response: httpx.Response, what: str, task_id: str | None = None) -> APIError:
+    """The APIError subclass for an HTTP error answer, with a hint."""
+    status = response.status_code
+    cls, hint = _STATUS_ERRORS.get(status, (ServerError, "the service failed; try again in a minute"))
+    if status < 500 and status not in _STATUS_ERRORS:
+        cls, hint = APIError, "check the request; this is not a transient error"
+    message = f"{what} failed: HTTP {status}: {_server_message(_body(response), response)}"
+    return cls(message, status_code=status, hint=hint, task_id=task_id)
+
+
+def task_error(error: Any, task_id: str | None, model: str | None) -> TaskFailed:
+    """A TaskFailed from a task's `error` field (a string, or an object with code and error_message/message)."""
+    code, message = None, "the task failed"
+    if isinstance(error, dict):
+        code = error.get("code")
+        message = error.get("error_message") or error.get("message") or message
+    elif error:
+        message = str(error)
+    code = str(code).zfill(9) if code not in (None, "") else None
+    hint, retryable = hint_for(code, MODELS.get(model or ""))
+    return TaskFailed(str(message), code=code, task_id=task_id, hint=hint, retryable=retryable)
+
+
+class ApiClient:
+    """One connection pool to one API base URL; thread-safe; every method retries what is safe to retry."""
+
+    def __init__(
+        self, base_url: str, api_key: Secret | None, *, retry: RetryPolicy | None = None,
+        timeout: float = REQUEST_TIMEOUT_S,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.retry = retry or RetryPolicy()
+        self._http = httpx.Client(
+            auth=_ApiKeyAuth(_origin(httpx.URL(self.base_url)), api_key),
+            timeout=timeout,
+            follow_redirects=True,
+            headers={"User-Agent": f"spark-nb/{__version__}", "X-Source": "spark-nb"},
+            event_hooks={"response": [self._log_response]},
+        )
+
+    def __repr__(self) -> str:
+        return f"ApiClient({self.base_url!r})"
+
+    @staticmethod
+    def _log_response(response: httpx.Response) -> None:
+        request = response.request
+        logger.debug("%s %s -> %s", request.method, request.url, response.status_code)
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._http.close()
+
+    # -- create: never resent once it may have reached the server -------------------------------
+
+    def create(self, model: str, params: dict[str, Any]) -> dict[str, Any]:
+        """POST a task; retried only when it certainly was not created. Returns the task object."""
+        url = f"{self.base_url}/model/v1/generation"
+        payload = {"model": model, "input": [{"params": params}]}
+        submitted_at = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+        for attempt in range(self.retry.max_attempts):
+            last = attempt + 1 == self.retry.max_attempts
+            try:
+                response = self._http.post(url, json=payload)
+            except NEVER_SENT as exc:
+                if last:
+                    raise SparkError(
+                        f"could not connect to {self.base_url}: {exc}",
+                        hint="check VTRIX_GENERATION_URL and the network; no task was created",
+                    ) from exc
+                self._sleep(self.retry.delay(attempt), f"create (connect failed: {exc})")
+                continue
+            except httpx.HTTPError as exc:
+                raise self._may_exist(model, submitted_at, f"the connection failed after sending ({exc!r})") from exc
+            if response.status_code == 429 and not last:
+                self._sleep(self.retry.delay(attempt, parse_retry_after(response.headers)), "create (429)")
+                continue
+            return self._created(response, model, submitted_at)
+        raise AssertionError("unreachable")
+
+    def _created(self, response: httpx.Response, model: str, submitted_at: str) -> dict[str, Any]:
+        data = _body(response)
+        if response.status_code >= 500:
+            raise self._may_exist(model, submitted_at, f"the service answered HTTP {response.status_code}")
+        if isinstance(data, dict) and not data.get("id") and data.get("error"):
+            raise task_error(data["error"], None, model)  # refused before a task existed
+        if response.status_code >= 400:
+            raise api_error(response, "creating the task")
+        if not isinstance(data, dict):
+            raise self._may_exist(model, submitted_at, "its answer was not JSON")
+        if not data.get("id"):
+            raise self._may_exist(model, submitted_at, "its answer had no task id")
+        logger.info("created task %s (%s)", data["id"], model)
+        return data
+
+    @staticmethod
+    def _may_exist(model: str, submitted_at: str, reason: str) -> TaskMayExist:
+        return TaskMayExist(
+            f"creating a {model} task: {reason}, so a task may have been created (and billed) "
+            f"without spark_nb learning its id; it was not resent, to avoid paying twice",
+            hint=f"look for a {model} task created at {submitted_at} in your Vtrix dashboard before "
+            "submitting again; if there is none, submitting again is safe",
+            model=model,
+            submitted_at=submitted_at,
+        )
+
+    # -- reads: retried until the deadline --------------------------------------------------------
+
+    def get_task(self, task_id: str, *, deadline: float | None = None) -> dict[str, Any]:
+        """GET a task object, retrying transient failures until deadline (time.monotonic())."""
+        url = f"{self.base_url}/model/v1/generation/task/{task_id}"
+        return self._read_json("GET", url, what=f"reading task {task_id}", task_id=task_id, deadline=deadline,
+                               attempts=POLL_ATTEMPTS)
+
+    def upload(self, endpoint: str, path: Path) -> str:
+        """POST a file as multipart field `file` to an upload endpoint; returns the `url` (or `data.url`) it answers."""
+
+        def send() -> httpx.Response:
+            with open(path, "rb") as fh:
+                return self._http.post(endpoint, files={"file": (path.name, fh)})
+
+        data = self._read_json("POST", endpoint, what=f"uploading {path.name}", send=send, error=UploadError)
+        url = data.get("url") or (data.get("data") or {}).get("url") if isinstance(data, dict) else None
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise UploadError(
+                f"the upload endpoint {endpoint} answered without an http(s) url",
+                hint='it must answer JSON {"url": ...} or {"data": {"url": ...}}',
+            )
+        return url
+
+    def _read_json(
+        self, method: str, url: str, *, what: str, task_id: str | None = None, deadline: float | None = None,
+        attempts: int | None = None, send: Any = None, error: type[SparkError] = ServerError,
+    ) -> Any:
+        attempts = attempts or self.retry.max_attempts
+        problem = ""
+        for attempt in range(attempts):
+            retry_after = None
+            try:
+                response = send() if send else self._http.request(method, url)
+            except httpx.HTTPError as exc:
+                problem = f"{type(exc).__name__}: {exc}"
+            else:
+                data = _body(response)
+                if response.status_code < 300 and data is not None:
+                    return data
+                if response.status_code not in RETRYABLE_STATUS and response.status_code >= 300:
+                    raise api_error(response, what, task_id)
+                problem = f"HTTP {response.status_code}" if data is not None else "an answer that was not JSON"
+                retry_after = parse_retry_after(response.headers)
+            delay = self.retry.delay(attempt, retry_after if "HTTP 429" in problem else None)
+            if attempt + 1 == attempts or (deadline is not None and time.monotonic() + delay > deadline):
+                break
+            self._sleep(delay, f"{what} ({problem})")
+        raise error(f"{what} failed after {attempt + 1} attempts; last: {problem}",
+                    hint="the service or network is failing; try again later", task_id=task_id)
+
+    # -- download: streamed to a temporary name, checked, then renamed ----------------------------
+
+    def download(self, url: str, dest: Path, *, expected_size: int | None = None, task_id: str | None = None) -> int:
+        """Download url to dest atomically, checking its length; retried on faults. Returns the size."""
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        problem, retry_after = "", None
+        for attempt in range(self.retry.max_attempts):
+            tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.part")
+            try:
+                size = self._stream_to(url, tmp, expected_size)
+                os.replace(tmp, dest)
+                return size
+            except _RetryableDownload as exc:
+                problem, retry_after = str(exc), exc.retry_after
+            except httpx.HTTPError as exc:
+                problem, retry_after = f"{type(exc).__name__}: {exc}", None
+            finally:
+                tmp.unlink(missing_ok=True)
+            if attempt + 1 < self.retry.max_attempts:
+                self._sleep(self.retry.delay(attempt, retry_after), f"download ({problem})")
+        raise DownloadError(
+            f"could not download the result after {self.retry.max_attempts} attempts; last: {problem}",
+            hint=f"the video stays at {url} for a while; fetch it with a browser or curl", task_id=task_id,
+        )
+
+    def _stream_to(self, url: str, tmp: Path, expected_size: int | None) -> int:
+        with self._http.stream("GET", url) as response:
+            if response.status_code in RETRYABLE_STATUS:
+                raise _RetryableDownload(f"HTTP {response.status_code}", parse_retry_after(response.headers))
+            if response.status_code >= 300:
+                raise api_error(response, "downloading the result")
+            written = 0
+            with open(tmp, "wb") as fh:
+                for chunk in response.iter_bytes(1 << 16):
+                    fh.write(chunk)
+                    written += len(chunk)
+        if expected_size is not None and written != expected_size:
+            raise _RetryableDownload(f"got {written} bytes, the task says {expected_size}")
+        return written
+
+    @staticmethod
+    def _sleep(seconds: float, why: str) -> None:
+        logger.info("retrying %s in %.1fs", why, seconds)
+        time.sleep(seconds)
+
+
+class _RetryableDownload(Exception):
+    """A download that came back incomplete or with a transient status."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+_clients: dict[tuple[str, int], ApiClient] = {}
+_clients_lock = threading.Lock()
+
+
+def client_for(base_url: str, api_key: Secret | None) -> ApiClient:
+    """The shared ApiClient for this base URL and key (one pool each, created once)."""
+    cache_key = (base_url, hash(api_key))
+    with _clients_lock:
+        client = _clients.get(cache_key)
+        if client is None:
+            client = _clients[cache_key] = ApiClient(base_url, api_key)
+        return client

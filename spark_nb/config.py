@@ -1,0 +1,166 @@
+"""Settings: key, base URL, backend, uploads and output folder, from explicit arguments, configure() or env."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import sys
+import threading
+from pathlib import Path
+from typing import Any, Callable, Literal, Union
+
+from .errors import SparkError
+
+DEFAULT_BASE_URL = "https://cloud.vtrix.ai"
+DEFAULT_OUTPUT_DIR = "spark_outputs"
+Backend = Literal["cloud", "local"]
+UploaderLike = Union[str, Callable[[Path], str], None]
+
+logger = logging.getLogger("spark_nb")
+
+
+class Secret:
+    """A string that never shows itself in a repr, str, format or pickle."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        """The secret itself, for the one place that sends it."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('********')"
+
+    __str__ = __repr__
+
+    def __format__(self, spec: str) -> str:
+        return repr(self)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __reduce__(self) -> Any:
+        raise TypeError("a Secret cannot be pickled, so it never lands in a file")
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Everything one generation needs to know about where and how to run."""
+
+    backend: Backend
+    base_url: str
+    api_key: Secret | None = dataclasses.field(repr=False)
+    output_dir: Path
+    uploader: UploaderLike = None
+    s3_bucket: str | None = None
+    s3_prefix: str = ""
+    s3_endpoint_url: str | None = None
+
+
+_FIELDS = (
+    "api_key",
+    "backend",
+    "base_url",
+    "output_dir",
+    "uploader",
+    "upload_url",
+    "s3_bucket",
+    "s3_prefix",
+    "s3_endpoint_url",
+    "log_level",
+)
+_configured: dict[str, Any] = {}
+_lock = threading.Lock()
+_notice_shown = False
+
+
+def configure(**options: Any) -> None:
+    """Set defaults for this process (api_key, backend, base_url, output_dir, uploader, upload_url, s3_*, log_level).
+
+    Explicit arguments to a call win over these, and these win over the environment.
+    Pass None to forget a value.
+    """
+    unknown = sorted(set(options) - set(_FIELDS))
+    if unknown:
+        raise TypeError(f"configure() got unknown option(s) {unknown}; known: {', '.join(_FIELDS)}")
+    with _lock:
+        for name, value in options.items():
+            if value is None:
+                _configured.pop(name, None)
+            else:
+                _configured[name] = value
+    if options.get("log_level"):
+        set_log_level(options["log_level"])
+
+
+def resolve(**explicit: Any) -> Settings:
+    """Settings for one call: explicit arguments, then configure(), then the environment, then defaults."""
+    unknown = sorted(set(explicit) - set(_FIELDS))
+    if unknown:
+        raise TypeError(f"unknown option(s) {unknown}; known: {', '.join(_FIELDS)}")
+
+    def pick(name: str, env: str | None = None) -> Any:
+        if explicit.get(name) is not None:
+            return explicit[name]
+        if _configured.get(name) is not None:
+            return _configured[name]
+        return (os.environ.get(env) or None) if env else None
+
+    key = pick("api_key", "VTRIX_API_KEY")
+    api_key = key if isinstance(key, Secret) or key is None else Secret(str(key).strip())
+    backend = pick("backend", "SPARK_NB_BACKEND")
+    if backend is None:
+        backend = "cloud" if api_key else "local"
+        if backend == "local":
+            _notice_local_once()
+    backend = str(backend).strip().lower()
+    if backend not in ("cloud", "local"):
+        raise SparkError(
+            f"unknown backend {backend!r}",
+            hint="set SPARK_NB_BACKEND (or backend=) to 'cloud' or 'local'",
+        )
+    return Settings(
+        backend=backend,  # type: ignore[arg-type]
+        base_url=str(pick("base_url", "VTRIX_GENERATION_URL") or DEFAULT_BASE_URL).rstrip("/"),
+        api_key=api_key,
+        output_dir=Path(pick("output_dir", "SPARK_NB_OUTPUT_DIR") or DEFAULT_OUTPUT_DIR),
+        uploader=pick("uploader") or pick("upload_url", "SPARK_NB_UPLOAD_URL"),
+        s3_bucket=pick("s3_bucket", "SPARK_NB_S3_BUCKET"),
+        s3_prefix=pick("s3_prefix", "SPARK_NB_S3_PREFIX") or "",
+        s3_endpoint_url=pick("s3_endpoint_url", "SPARK_NB_S3_ENDPOINT_URL"),
+    )
+
+
+def _notice_local_once() -> None:
+    global _notice_shown
+    if not _notice_shown:
+        _notice_shown = True
+        print(
+            "spark_nb: no VTRIX_API_KEY found, using the local backend "
+            "(set VTRIX_API_KEY, or SPARK_NB_BACKEND=cloud, for Vtrix).",
+            file=sys.stderr,
+        )
+
+
+def set_log_level(level: str | int) -> None:
+    """Set the spark_nb logger's level, with a stderr handler so the messages are seen."""
+    logger.setLevel(level.upper() if isinstance(level, str) else level)
+    if not any(getattr(h, "_spark_nb", False) for h in logger.handlers):
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+        handler._spark_nb = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+
+
+def apply_env_log_level() -> None:
+    """Honour SPARK_NB_LOG_LEVEL at import time."""
+    level = os.environ.get("SPARK_NB_LOG_LEVEL")
+    if level:
+        set_log_level(level)

@@ -1,0 +1,105 @@
+"""The exception tree: every error spark_nb raises is a SparkError that says what to do."""
+
+from __future__ import annotations
+
+
+class SparkError(Exception):
+    """Root of every error spark_nb raises; carries a hint and the task id when there is one."""
+
+    def __init__(self, message: str, *, hint: str | None = None, task_id: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.task_id = task_id
+
+    def __str__(self) -> str:
+        text = self.message
+        if self.task_id and self.task_id not in text:
+            text = f"{text} (task {self.task_id})"
+        if self.hint:
+            text = f"{text}\n  -> {self.hint}"
+        return text
+
+
+class ValidationError(SparkError, ValueError):
+    """A local input is missing or breaks the model's rules; nothing was uploaded or billed."""
+
+    def __init__(
+        self, message: str, *, hint: str | None = None, code: str | None = None, field: str | None = None
+    ) -> None:
+        super().__init__(f"[{code}] {message}" if code else message, hint=hint)
+        self.code = code
+        self.field = field
+
+
+class APIError(SparkError):
+    """The service answered with an HTTP error."""
+
+    def __init__(
+        self, message: str, *, status_code: int | None = None, hint: str | None = None, task_id: str | None = None
+    ) -> None:
+        super().__init__(message, hint=hint, task_id=task_id)
+        self.status_code = status_code
+
+
+class AuthenticationError(APIError):
+    """401: the API key is missing or invalid."""
+
+
+class PermissionDeniedError(APIError):
+    """403: insufficient balance or permission denied."""
+
+
+class NotFoundError(APIError):
+    """404: the task id is unknown to this backend."""
+
+
+class RateLimitError(APIError):
+    """429: the rate limit was exceeded and retries did not get through in time."""
+
+
+class ServerError(APIError):
+    """5xx: the service failed; retries did not get through in time."""
+
+
+class TaskMayExist(SparkError):
+    """The create call's answer was lost: a task may have been created (and billed), so it was not resent."""
+
+    def __init__(self, message: str, *, hint: str | None = None, model: str = "", submitted_at: str = "") -> None:
+        super().__init__(message, hint=hint)
+        self.model = model
+        self.submitted_at = submitted_at
+
+
+class TaskFailed(SparkError):
+    """The task (or its creation) failed with one of the model's error codes."""
+
+    def __init__(
+        self, message: str, *, code: str | None, task_id: str | None, hint: str | None = None, retryable: bool = False
+    ) -> None:
+        shown = f"[{code}] {message}" if code else message
+        super().__init__(shown, hint=hint, task_id=task_id)
+        self.code = code
+        self.message = message
+        self.retryable = retryable
+
+
+class TaskTimeout(SparkError, TimeoutError):
+    """The deadline passed before the task finished; the task goes on and can be resumed."""
+
+    def __init__(self, message: str, *, task_id: str, model: str) -> None:
+        resume = f'spark_nb.Task.from_id("{task_id}", model="{model}").wait()'
+        super().__init__(message, hint=f"the task keeps running; resume it with {resume}", task_id=task_id)
+        self.model = model
+
+
+class TaskCancelled(SparkError):
+    """Waiting was cancelled (async cancellation); the task itself keeps running on the service."""
+
+
+class DownloadError(SparkError):
+    """The result video could not be downloaded intact."""
+
+
+class UploadError(SparkError):
+    """A local file could not be turned into a URL the service can fetch."""

@@ -1,0 +1,43 @@
+"""spark_avatar_imitator_v2v: a character image performs the motion of a driving video.
+
+Inputs are http(s) URLs, local paths, bytes or ipywidgets FileUpload items. **config takes the
+configure() options for this call only: api_key, backend, base_url, output_dir, uploader.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from . import pipeline
+from .models import IMITATOR as MODEL
+from .results import Result
+from .tasks import Task, run_cancellable
+
+__all__ = ["MODEL", "agenerate", "asubmit", "generate", "submit"]
+
+
+def submit(image: Any, driving_video: Any, **config: Any) -> Task:
+    """Check the inputs, upload local files and create the task; returns the Task without waiting."""
+    return pipeline.submit(MODEL, {"image": image, "driving_video": driving_video}, **config)
+
+
+def generate(image: Any, driving_video: Any, *, timeout: float = 600, progress: bool = True, **config: Any) -> Result:
+    """Generate the imitation video and return its downloaded Result."""
+    values = {"image": image, "driving_video": driving_video}
+    return pipeline.generate(MODEL, values, timeout=timeout, progress=progress, **config)
+
+
+async def asubmit(image: Any, driving_video: Any, **config: Any) -> Task:
+    """The async twin of submit()."""
+    return await asyncio.to_thread(submit, image, driving_video, **config)
+
+
+async def agenerate(
+    image: Any, driving_video: Any, *, timeout: float = 600, progress: bool = True, **config: Any
+) -> Result:
+    """The async twin of generate(); cancelling it stops the wait (the task itself keeps running)."""
+    values = {"image": image, "driving_video": driving_video}
+    return await run_cancellable(
+        lambda cancel: pipeline.generate(MODEL, values, timeout=timeout, progress=progress, cancel=cancel, **config)
+    )

@@ -1,0 +1,63 @@
+"""The shared path of every model: check inputs, upload local files, create the task, wait for the Result."""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from typing import Any, Mapping
+
+from .backends import api_client
+from .config import resolve
+from .inputs import RECOMMENDED_AUDIO_SECONDS, Media, normalise, validate
+from .models import ModelSpec
+from .results import Result
+from .tasks import Task
+from .uploads import upload, uploader_for
+
+
+def prepare(spec: ModelSpec, values: Mapping[str, Any], *, trim_audio: bool = True) -> dict[str, Media]:
+    """Normalise and check every input of spec (raising ValidationError) before anything is sent."""
+    media = {field.name: validate(normalise(values.get(field.name), field)) for field in spec.fields}
+    for name, item in media.items():
+        if item.field.kind == "audio" and item.info and (item.info.duration or 0) > RECOMMENDED_AUDIO_SECONDS:
+            media[name] = _long_audio(item, trim_audio)
+    return media
+
+
+def _long_audio(item: Media, trim: bool) -> Media:
+    length = item.info.duration if item.info else 0.0
+    if not trim:
+        warnings.warn(f"the audio is {length:.1f} s, over the model's recommended 15 s limit; sent as it is "
+                      "(trim_audio=False), so quality may degrade", UserWarning, stacklevel=5)
+        return item
+    from .media import trim_audio
+
+    warnings.warn(f"the audio is {length:.1f} s, over the model's recommended 15 s limit; trimmed to 15 s "
+                  "(pass trim_audio=False to send it whole)", UserWarning, stacklevel=5)
+    return validate(Media(item.field, path=trim_audio(item.path, RECOMMENDED_AUDIO_SECONDS)))  # type: ignore[arg-type]
+
+
+def submit(spec: ModelSpec, values: Mapping[str, Any], *, trim_audio: bool = True, **config: Any) -> Task:
+    """Check, upload and create one task of spec; returns its Task without waiting."""
+    media = prepare(spec, values, trim_audio=trim_audio)
+    settings = resolve(**config)
+    client = api_client(settings)
+    urls: dict[str, str] = {}
+    uploader = None
+    for name, item in media.items():
+        if item.url is not None:
+            urls[name] = item.url
+        else:
+            uploader = uploader or uploader_for(settings, client)
+            urls[name] = upload(item.path, uploader)  # type: ignore[arg-type]
+    raw = client.create(spec.id, spec.build_params(urls))
+    return Task(id=str(raw["id"]), model=spec.id, settings=settings, initial=raw)
+
+
+def generate(
+    spec: ModelSpec, values: Mapping[str, Any], *, trim_audio: bool = True, timeout: float = 600,
+    progress: bool = True, cancel: threading.Event | None = None, **config: Any,
+) -> Result:
+    """submit() then wait(): the whole generation, returning the downloaded, checked Result."""
+    task = submit(spec, values, trim_audio=trim_audio, **config)
+    return task._wait(timeout, progress, cancel)
