@@ -13,7 +13,7 @@ class SparkError(Exception):
         self.task_id = task_id
 
     def __str__(self) -> str:
-        text = self.message
+        text = str(self.args[0]) if self.args else ""
         if self.task_id and self.task_id not in text:
             text = f"{text} (task {self.task_id})"
         if self.hint:

@@ -260,6 +260,7 @@ class LocalBackend:
 
         try:
             if forced := self.options.faults.draw("render"):
+                self.stats.add_fault(f"render:{forced}")
                 raise _Failure(forced)
             image = self._fetch_input(record.params["image_url"], work / "image", "image_url")
             if spec.id == "spark_avatar_picture_omni_v2":
@@ -332,6 +333,11 @@ class LocalServer:
         sock = self._server.servers[0].sockets[0]
         host, port = sock.getsockname()[:2]
         return f"http://{host}:{port}" if ":" not in host else f"http://[{host}]:{port}"
+
+    @property
+    def running(self) -> bool:
+        """True while the server thread is serving."""
+        return self._thread is not None and self._thread.is_alive()
 
     def stats(self) -> dict[str, Any]:
         """The server's counters (as GET /_spark_nb/stats answers)."""

@@ -1,0 +1,7 @@
+"""python -m spark_nb: the spark-nb command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

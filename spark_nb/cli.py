@@ -1,0 +1,114 @@
+"""The spark-nb command: generate from the shell, check a task, or run the local server."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Sequence
+
+from .errors import SparkError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="spark-nb", description="Vtrix Spark Avatar videos from the shell.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def generation(name: str, help_text: str) -> argparse.ArgumentParser:
+        cmd = sub.add_parser(name, help=help_text)
+        cmd.add_argument("--image", required=True, help="portrait image: path or http(s) URL")
+        cmd.add_argument("--out", help="folder for the video (default: $SPARK_NB_OUTPUT_DIR or ./spark_outputs)")
+        cmd.add_argument("--timeout", type=float, default=600, help="seconds to wait for the task (default 600)")
+        cmd.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+        return cmd
+
+    avatar = generation("avatar", "talking head from a portrait and a speech clip")
+    avatar.add_argument("--audio", required=True, help="speech clip: path or http(s) URL")
+    avatar.add_argument("--no-trim", action="store_true", help="send audio over 15 s whole")
+    imitate = generation("imitate", "a character image performing a driving video's motion")
+    imitate.add_argument("--driving-video", required=True, help="driving video: path or http(s) URL")
+
+    status = sub.add_parser("status", help="show a task's status, or wait for it and download its video")
+    status.add_argument("task_id")
+    status.add_argument("--model", help="the task's model id (for readable error hints)")
+    status.add_argument("--wait", action="store_true", help="wait for the task and download its video")
+    status.add_argument("--out", help="folder for the video")
+    status.add_argument("--timeout", type=float, default=600)
+
+    serve = sub.add_parser("serve", help="run the local server (the Vtrix protocol on loopback)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, loopback only)")
+    serve.add_argument("--port", type=int, default=8765)
+    serve.add_argument("--latency", type=float, default=0.0, help="every task takes at least this many seconds")
+    serve.add_argument("--faults", help="inject faults: ROUTE:KIND:P,... (see docs)")
+    serve.add_argument("--fault-seed", type=int, help="make injected faults repeatable")
+    serve.add_argument("--api-key", help="require this bearer key (default: any key is accepted)")
+    return parser
+
+
+def _print_result(result: object) -> None:
+    print(f"task:  {result.task_id}")  # type: ignore[attr-defined]
+    print(f"video: {result.path}")  # type: ignore[attr-defined]
+    print(f"cost:  ${result.cost or '?'}")  # type: ignore[attr-defined]
+
+
+def _run(args: argparse.Namespace) -> int:
+    config = {"output_dir": args.out} if getattr(args, "out", None) else {}
+    if args.command == "avatar":
+        from . import avatar
+
+        _print_result(avatar.generate(args.image, args.audio, trim_audio=not args.no_trim, timeout=args.timeout,
+                                      progress=not args.no_progress, **config))
+    elif args.command == "imitate":
+        from . import imitator
+
+        _print_result(imitator.generate(args.image, args.driving_video, timeout=args.timeout,
+                                        progress=not args.no_progress, **config))
+    elif args.command == "status":
+        from .tasks import Task
+
+        task = Task.from_id(args.task_id, model=args.model, **config)
+        if args.wait:
+            _print_result(task.wait(timeout=args.timeout))
+        else:
+            state = task.status()
+            progress = f" {state.progress:.0%}" if state.progress is not None else ""
+            print(f"task:   {state.id}\nmodel:  {state.model}\nstatus: {state.status}{progress}")
+            if state.failed:
+                from .client import task_error
+
+                raise task_error(state.raw.get("error"), state.id, state.model)
+    elif args.command == "serve":
+        return _serve(args)
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from .local.server import LocalServer
+
+    server = LocalServer(args.host, args.port, latency=args.latency, faults=args.faults, fault_seed=args.fault_seed,
+                         api_key=args.api_key).start()
+    print(f"spark-nb local server on {server.url} (Ctrl-C to stop)", flush=True)
+    try:
+        while server.running:
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the spark-nb console script."""
+    args = _parser().parse_args(argv)
+    try:
+        return _run(args)
+    except (SparkError, ValueError) as exc:
+        print(f"spark-nb: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
