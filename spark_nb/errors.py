@@ -103,3 +103,16 @@ class DownloadError(SparkError):
 
 class UploadError(SparkError):
     """A local file could not be turned into a URL the service can fetch."""
+
+
+def warn(message: str) -> None:
+    """warnings.warn a UserWarning pointing at the user's line: the first caller outside spark_nb."""
+    import os
+    import sys
+    import warnings
+
+    package = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    frame, level = sys._getframe(1), 2  # level 1 is this function
+    while frame is not None and frame.f_code.co_filename.startswith(package):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, UserWarning, stacklevel=level)

@@ -169,7 +169,12 @@ def _check_image(path: Path, field: MediaField) -> MediaInfo:
             img.load()
     except ValidationError:
         raise
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+    except Image.DecompressionBombError as exc:  # raised by open() itself, from the header's claimed size
+        raise ValidationError(
+            f"{field.label} claims a size far above the model's limit: it takes images under 4096x4096 ({exc})"[:300],
+            field=field.name, hint="resize it so its longest side is at most 4095 px (2048 is plenty)",
+        ) from exc
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise ValidationError(
             f"{field.label} could not be decoded as an image ({path.name}: {exc})"[:300], field=field.name,
             hint="use a JPG or PNG file; check that the file is complete and really an image",

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import threading
-import warnings
 from typing import Any, Mapping
 
 from .backends import api_client
 from .config import resolve
+from .errors import warn
 from .inputs import RECOMMENDED_AUDIO_SECONDS, Media, normalise, validate
 from .models import ModelSpec
 from .results import Result
@@ -27,20 +27,20 @@ def prepare(spec: ModelSpec, values: Mapping[str, Any], *, trim_audio: bool = Tr
 def _long_audio(item: Media, trim: bool) -> Media:
     length = item.info.duration if item.info else 0.0
     if not trim:
-        warnings.warn(f"the audio is {length:.1f} s, over the model's recommended 15 s limit; sent as it is "
-                      "(trim_audio=False), so quality may degrade", UserWarning, stacklevel=5)
+        warn(f"the audio is {length:.1f} s, over the model's recommended 15 s limit; sent as it is "
+             "(trim_audio=False), so quality may degrade")
         return item
     from .media import trim_audio
 
-    warnings.warn(f"the audio is {length:.1f} s, over the model's recommended 15 s limit; trimmed to 15 s "
-                  "(pass trim_audio=False to send it whole)", UserWarning, stacklevel=5)
+    warn(f"the audio is {length:.1f} s, over the model's recommended 15 s limit; trimmed to 15 s "
+         "(pass trim_audio=False to send it whole)")
     return validate(Media(item.field, path=trim_audio(item.path, RECOMMENDED_AUDIO_SECONDS)))  # type: ignore[arg-type]
 
 
 def submit(spec: ModelSpec, values: Mapping[str, Any], *, trim_audio: bool = True, **config: Any) -> Task:
     """Check, upload and create one task of spec; returns its Task without waiting."""
-    media = prepare(spec, values, trim_audio=trim_audio)
     settings = resolve(**config)
+    media = prepare(spec, values, trim_audio=trim_audio)
     client = api_client(settings)
     urls: dict[str, str] = {}
     uploader = None

@@ -1,0 +1,281 @@
+"""Both models end to end, on the local backend and on the cloud path pointed at a local server."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from conftest import TEST_KEY, cloud_config
+
+import spark_nb
+from spark_nb import avatar, imitator
+from spark_nb.ffmpeg import probe
+from spark_nb.local.embedded import embedded_server
+
+FRAME = 1 / 25
+
+
+def assert_video(result: spark_nb.Result, duration: float) -> None:
+    """The result is a real, complete H.264/AAC video of the expected duration."""
+    assert result.status == "completed"
+    assert result.path.is_file() and result.path.stat().st_size == result.size > 1000
+    info = probe(result.path, decode_seconds=30)
+    assert info.has_video and info.has_audio
+    assert info.duration == pytest.approx(duration, abs=2 * FRAME + 0.03)
+    assert result.duration == pytest.approx(info.duration)
+    assert result.cost == "0.00"
+    assert result.task_id in result._repr_html_() and "<video" in result._repr_html_()
+
+
+def upload(server: Any, path: Path) -> str:
+    """Put a file on the server's storage and return its URL (to pass inputs as URLs)."""
+    with open(path, "rb") as fh:
+        response = httpx.post(f"{server.url}/api/v1/storage/files", files={"file": (path.name, fh)},
+                              headers={"Authorization": f"Bearer {TEST_KEY}"})
+    response.raise_for_status()
+    return response.json()["url"]
+
+
+def test_avatar_on_the_local_backend_needs_no_key(media: dict[str, Path], capsys: pytest.CaptureFixture,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """With no key anywhere, generate() says it uses the local backend and returns a real talking-head video."""
+    monkeypatch.setattr(spark_nb.config, "_notice_shown", False)
+    before = embedded_server().stats()["created"]
+    result = avatar.generate(media["portrait"], media["speech"], progress=False)
+    assert_video(result, probe(media["speech"]).duration)
+    assert result.path.parent == Path("spark_outputs")
+    assert embedded_server().stats()["created"] == before + 1
+    assert capsys.readouterr().err.count("using the local backend") == 1
+
+
+def test_imitator_on_the_local_backend(media: dict[str, Path]) -> None:
+    """The imitation lasts as long as the driving video and carries its audio."""
+    result = imitator.generate(str(media["portrait"]), str(media["driving"]), progress=False, backend="local")
+    assert_video(result, 2.0)
+
+
+def test_imitator_with_a_silent_driving_video_still_has_an_audio_track(media: dict[str, Path]) -> None:
+    """A driving video without sound gives an mp4 with a silent AAC track of the same length."""
+    result = imitator.generate(media["png"], media["silent_driving"], progress=False, backend="local")
+    assert_video(result, 1.5)
+
+
+@pytest.mark.parametrize("model", ["avatar", "imitator"])
+def test_both_models_on_the_cloud_path(model: str, media: dict[str, Path], server: Any) -> None:
+    """The cloud code path (key, upload endpoint, create, poll, download) against the local server."""
+    if model == "avatar":
+        result = avatar.generate(media["portrait"], media["speech"], progress=False, **cloud_config(server))
+        assert_video(result, probe(media["speech"]).duration)
+    else:
+        result = imitator.generate(media["portrait"], media["driving"], progress=False, **cloud_config(server))
+        assert_video(result, 2.0)
+    stats = server.stats()
+    assert (stats["created"], stats["uploads"], stats["downloads"]) == (1, 2, 1)
+    assert result.model == spark_nb.models.get_model(model).id
+
+
+def test_inputs_as_bytes_upload_items_and_urls(media: dict[str, Path], server: Any) -> None:
+    """bytes, an ipywidgets 8 FileUpload item, and http URLs (passed through, not re-uploaded) all work."""
+    item = {"name": "speech.wav", "type": "audio/wav", "size": 1,
+            "content": memoryview(media["speech"].read_bytes()), "last_modified": 0}
+    result = avatar.generate(media["portrait"].read_bytes(), item, progress=False, **cloud_config(server))
+    assert_video(result, probe(media["speech"]).duration)
+    image_url, video_url = upload(server, media["portrait"]), upload(server, media["driving"])
+    uploads = server.stats()["uploads"]
+    result = imitator.generate(image_url, video_url, progress=False, **cloud_config(server))
+    assert_video(result, 2.0)
+    assert server.stats()["uploads"] == uploads  # URLs went straight to the task
+
+
+def test_mp3_and_a_videos_audio_track_drive_the_avatar(media: dict[str, Path], server: Any) -> None:
+    """Audio may be an mp3 or the sound of a video file."""
+    result = avatar.generate(media["portrait"], media["speech_mp3"], progress=False, **cloud_config(server))
+    assert_video(result, probe(media["speech_mp3"]).duration)
+    result = avatar.generate(media["portrait"], media["driving"], progress=False, **cloud_config(server))
+    assert_video(result, 2.0)
+
+
+def test_long_audio_is_trimmed_to_15_s_with_a_warning(media: dict[str, Path], server: Any) -> None:
+    """17 s of audio becomes a 15 s video by default, and the warning names both lengths."""
+    with pytest.warns(UserWarning, match=r"17\.0 s.*15 s") as record:
+        result = avatar.generate(media["portrait"], media["long_speech"], progress=False, **cloud_config(server))
+    assert "trimmed" in str(record[0].message)
+    assert record[0].filename == __file__  # the warning points at the caller's line
+    assert_video(result, 15.0)
+
+
+def test_trim_audio_false_sends_long_audio_whole_with_a_warning(media: dict[str, Path], server: Any) -> None:
+    """trim_audio=False keeps all 17 s and warns that quality may degrade."""
+    with pytest.warns(UserWarning, match="sent as it is"):
+        result = avatar.generate(media["portrait"], media["long_speech"], trim_audio=False, progress=False,
+                                 **cloud_config(server))
+    assert_video(result, 17.0)
+
+
+def test_submit_status_wait_and_resume_by_id(media: dict[str, Path], make_server: Any) -> None:
+    """submit() returns at once; status() reads it; Task.from_id rebuilds the handle and waits it out."""
+    server = make_server(api_key=TEST_KEY, latency=2)
+    task = avatar.submit(media["portrait"], media["speech"], **cloud_config(server))
+    state = task.status()
+    assert state.id == task.id and state.status in ("pending", "in_progress") and not state.done
+    resumed = spark_nb.Task.from_id(task.id, model=avatar.MODEL.id, **cloud_config(server))
+    assert resumed == task  # same id and model: the same task
+    result = resumed.wait(timeout=60, progress=False)
+    assert result.task_id == task.id and task.status().done
+    assert server.stats()["created"] == 1
+
+
+def test_wait_shows_a_tqdm_progress_bar(media: dict[str, Path], make_server: Any,
+                                        capsys: pytest.CaptureFixture) -> None:
+    """progress=True draws a bar with the task id, the status and 100 % at the end."""
+    server = make_server(api_key=TEST_KEY, latency=1.5)
+    result = avatar.generate(media["portrait"], media["speech"], **cloud_config(server))
+    err = capsys.readouterr().err
+    assert f"task {result.task_id[:12]}" in err and "100%" in err and "completed" in err
+
+
+def test_async_twins(media: dict[str, Path], server: Any) -> None:
+    """agenerate runs concurrently on an event loop; asubmit + await_result do the same in two steps."""
+
+    async def main() -> list[spark_nb.Result]:
+        config = cloud_config(server)
+        task = await imitator.asubmit(media["portrait"], media["driving"], **config)
+        return await asyncio.gather(
+            avatar.agenerate(media["portrait"], media["speech"], progress=False, **config),
+            imitator.agenerate(media["portrait"], media["driving"], progress=False, **config),
+            task.await_result(progress=False),
+        )
+
+    results = asyncio.run(main())
+    assert len({r.task_id for r in results}) == 3
+    assert server.stats()["created"] == 3
+
+
+def test_cancelling_agenerate_stops_waiting_but_not_the_task(media: dict[str, Path], make_server: Any) -> None:
+    """Cancelling the coroutine returns promptly; the task still completes on the server and can be resumed."""
+    server = make_server(api_key=TEST_KEY, latency=3)
+
+    async def main() -> None:
+        job = asyncio.create_task(avatar.agenerate(media["portrait"], media["speech"], progress=False,
+                                                   **cloud_config(server)))
+        for _ in range(200):  # until the task exists on the server
+            if server.stats()["created"]:
+                break
+            await asyncio.sleep(0.02)
+        job.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await job
+
+    asyncio.run(main())
+    (task_id,) = server.backend.tasks
+    result = spark_nb.Task.from_id(task_id, **cloud_config(server)).wait(timeout=30, progress=False)
+    assert result.task_id == task_id and server.stats()["created"] == 1
+
+
+def test_sync_api_inside_a_running_event_loop(media: dict[str, Path], server: Any) -> None:
+    """generate() called from a coroutine (as in a Jupyter cell) works without asyncio.run or loop patching."""
+
+    async def cell() -> spark_nb.Result:
+        assert asyncio.get_running_loop().is_running()
+        return avatar.generate(media["portrait"], media["speech"], progress=False, **cloud_config(server))
+
+    result = asyncio.run(cell())
+    assert_video(result, probe(media["speech"]).duration)
+
+
+def test_eight_threads_at_once(media: dict[str, Path], server: Any) -> None:
+    """The sync API is safe from 8 threads at once: 8 distinct tasks, 8 complete videos."""
+    barrier = threading.Barrier(8)
+
+    def one(i: int) -> spark_nb.Result:
+        barrier.wait(timeout=30)
+        if i % 2:
+            return imitator.generate(media["portrait"], media["driving"], progress=False, **cloud_config(server))
+        return avatar.generate(media["portrait"], media["speech"], progress=False, **cloud_config(server))
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(one, range(8)))
+    assert len({r.task_id for r in results}) == 8
+    for r in results:
+        assert r.path.stat().st_size == r.size
+    assert server.stats()["created"] == 8
+
+
+def test_a_finished_result_is_not_downloaded_twice(media: dict[str, Path], server: Any) -> None:
+    """Waiting again on a task whose video is already on disk reuses the file (e.g. after a restart)."""
+    task = avatar.submit(media["portrait"], media["speech"], **cloud_config(server))
+    first = task.wait(progress=False)
+    again = spark_nb.Task.from_id(task.id, **cloud_config(server)).wait(progress=False)
+    assert again.path == first.path and server.stats()["downloads"] == 1
+
+
+def test_output_dir_from_the_environment(media: dict[str, Path], server: Any, monkeypatch: pytest.MonkeyPatch,
+                                         tmp_path: Path) -> None:
+    """SPARK_NB_OUTPUT_DIR picks the download folder; an explicit output_dir= wins over it."""
+    monkeypatch.setenv("SPARK_NB_OUTPUT_DIR", str(tmp_path / "from_env"))
+    config = cloud_config(server)
+    result = avatar.generate(media["portrait"], media["speech"], progress=False, **config)
+    assert result.path.parent == tmp_path / "from_env"
+    result = avatar.generate(media["portrait"], media["speech"], progress=False, output_dir=tmp_path / "explicit",
+                             **config)
+    assert result.path.parent == tmp_path / "explicit"
+
+
+def test_s3_uploader_against_a_real_s3_server_on_loopback(media: dict[str, Path], server: Any,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Local files go to an S3 bucket (moto's server mode on 127.0.0.1) and the task fetches presigned URLs."""
+    boto3 = pytest.importorskip("boto3")
+    moto_server = pytest.importorskip("moto.server")
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                        "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(name, value)
+    s3 = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    s3.start()
+    try:
+        host, port = s3.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="avatars")
+        config = {**cloud_config(server), "uploader": None, "s3_bucket": "avatars", "s3_prefix": "in",
+                  "s3_endpoint_url": endpoint}
+        result = avatar.generate(media["portrait"], media["speech"], progress=False, **config)
+        assert_video(result, probe(media["speech"]).duration)
+        keys = [o["Key"] for o in boto3.client("s3", endpoint_url=endpoint).list_objects_v2(Bucket="avatars")["Contents"]]
+        assert len(keys) == 2 and all(k.startswith("in/") for k in keys)
+        assert server.stats()["uploads"] == 0  # nothing went through the HTTP upload endpoint
+    finally:
+        s3.stop()
+
+
+def test_a_callable_uploader(media: dict[str, Path], server: Any) -> None:
+    """uploader= may be any callable path -> url; it is called once per local file."""
+    seen: list[str] = []
+
+    def my_uploader(path: Path) -> str:
+        seen.append(path.name)
+        return upload(server, path)
+
+    result = avatar.generate(media["portrait"], media["speech"], progress=False,
+                             **{**cloud_config(server), "uploader": my_uploader})
+    assert result.status == "completed" and sorted(seen) == sorted([media["portrait"].name, media["speech"].name])
+
+
+def test_no_uploader_on_the_cloud_path_names_the_three_options(media: dict[str, Path], server: Any) -> None:
+    """Local files with no uploader configured: a clear error, and no task is created."""
+    with pytest.raises(spark_nb.UploadError) as info:
+        avatar.generate(media["portrait"], media["speech"], progress=False, **{**cloud_config(server), "uploader": None})
+    text = str(info.value)
+    assert "SPARK_NB_UPLOAD_URL" in text and "SPARK_NB_S3_BUCKET" in text and "uploader=" in text
+    assert server.stats()["created"] == 0
+
+
+def test_warnings_are_not_raised_for_normal_audio(media: dict[str, Path], server: Any) -> None:
+    """A 4 s clip is sent as is, without any warning."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        avatar.generate(media["portrait"], media["speech"], progress=False, **cloud_config(server))

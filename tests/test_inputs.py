@@ -1,0 +1,162 @@
+"""Bad inputs are refused locally with a clear message and fix, before any upload or task creation."""
+
+from __future__ import annotations
+
+import struct
+import time
+import zlib
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+from conftest import cloud_config, ffmpeg
+from PIL import Image
+
+import spark_nb
+from spark_nb import avatar, imitator
+
+
+def png_header_claiming(width: int, height: int) -> bytes:
+    """A tiny PNG whose header claims a huge size (decoding it would need gigabytes)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+
+
+@pytest.fixture
+def refused(server: Any) -> Callable[..., spark_nb.ValidationError]:
+    """Call a generate function expecting ValidationError; assert the server saw no upload and no task."""
+
+    def check(fn: Callable[..., Any], *args: Any, match: str, code: str | None = None) -> spark_nb.ValidationError:
+        with pytest.raises(spark_nb.ValidationError, match=match) as info:
+            fn(*args, progress=False, **cloud_config(server))
+        error = info.value
+        assert error.code == code
+        assert error.hint, "every validation error says how to fix it"
+        stats = server.stats()
+        assert (stats["created"], stats["uploads"], stats["polls"]) == (0, 0, 0)
+        return error
+
+    return check
+
+
+@pytest.mark.parametrize(
+    ("which", "code"), [("image", "003016001"), ("audio", "003016002")]
+)
+@pytest.mark.parametrize("missing", [None, "", "   ", b""])
+def test_missing_avatar_inputs_carry_the_seed_code(which: str, code: str, missing: Any, media: dict[str, Path],
+                                                   refused: Callable[..., Any]) -> None:
+    """A missing image or audio is refused with 003016001 / 003016002."""
+    args = {"image": media["portrait"], "audio": media["speech"], which: missing}
+    refused(avatar.generate, args["image"], args["audio"], match="is missing", code=code)
+
+
+@pytest.mark.parametrize(("which", "code"), [("image", "003018001"), ("driving_video", "003018004")])
+def test_missing_imitator_inputs_carry_the_seed_code(which: str, code: str, media: dict[str, Path],
+                                                     refused: Callable[..., Any]) -> None:
+    """A missing character image or driving video is refused with its seed code."""
+    args = {"image": media["portrait"], "driving_video": media["driving"], which: None}
+    refused(imitator.generate, args["image"], args["driving_video"], match="is missing", code=code)
+
+
+@pytest.mark.parametrize(
+    ("value", "match"),
+    [
+        ("ftp://example.com/face.jpg", "ftp: URLs are not supported"),
+        ("file:///etc/passwd", "file: URLs are not supported"),
+        ("data:image/png;base64,AAAA", "data: URLs are not supported"),
+        ("http://", "not a valid URL"),
+        ("https://exa mple.com/a.jpg", "not a valid URL"),
+        ("no/such/face.jpg", "no such file"),
+        ("C:\\photos\\face.jpg", "no such file"),
+        ("x" * 10_000, "no such file"),
+        ("visage-\u00e9t\u00e9-\u4eba.jpg", "no such file"),
+        ("bad\x00name.jpg", "no such file"),
+        (42, "cannot use a int"),
+        ({"name": "face.jpg"}, "the upload has no content"),
+        ({"name": "face.jpg", "content": b""}, "the upload has no content"),
+    ],
+)
+def test_hostile_strings_and_objects_are_refused(value: Any, match: str, media: dict[str, Path],
+                                                 refused: Callable[..., Any]) -> None:
+    """Other URL schemes, malformed URLs, missing or absurd paths and odd objects are all refused."""
+    refused(avatar.generate, value, media["speech"], match=match)
+
+
+def test_undecodable_and_oversized_images(media: dict[str, Path], refused: Callable[..., Any],
+                                          tmp_path: Path) -> None:
+    """Truncated, fake, huge-in-bytes and huge-in-pixels images are refused with the model's limits named."""
+    truncated = tmp_path / "truncated.jpg"
+    truncated.write_bytes(media["portrait"].read_bytes()[:2000])
+    refused(avatar.generate, truncated, media["speech"], match="could not be decoded as an image")
+    fake = tmp_path / "fake.jpg"
+    fake.write_bytes(b"\xff\xd8\xff\xe0" + b"garbage" * 100)  # JPEG magic, then nonsense
+    refused(avatar.generate, fake, media["speech"], match="could not be decoded as an image")
+    text = tmp_path / "notes.png"
+    text.write_text("not an image at all")
+    refused(avatar.generate, text, media["speech"], match="could not be decoded as an image")
+    heavy = tmp_path / "noise.png"
+    noise = Image.effect_noise((1400, 1400), 120).convert("RGB")
+    noise.save(heavy, compress_level=0)
+    assert heavy.stat().st_size > 5 * 1024 * 1024
+    refused(avatar.generate, heavy, media["speech"], match="under 5 MB")
+    wide = tmp_path / "wide.png"
+    Image.new("RGB", (4096, 8)).save(wide)
+    refused(avatar.generate, wide, media["speech"], match="under 4096x4096")
+
+
+def test_a_header_claiming_50000_pixels_is_refused_quickly(media: dict[str, Path], refused: Callable[..., Any],
+                                                           tmp_path: Path) -> None:
+    """The size comes from the header: no 7.5 GB allocation, an answer in well under a second."""
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(png_header_claiming(50_000, 50_000))
+    started = time.monotonic()
+    refused(avatar.generate, bomb, media["speech"], match="under 4096x4096")
+    assert time.monotonic() - started < 1.0
+
+
+def test_unusual_image_formats_are_refused(media: dict[str, Path], refused: Callable[..., Any],
+                                           tmp_path: Path) -> None:
+    """An image format outside the common ones (here an ICO) is refused with advice to use JPEG."""
+    icon = tmp_path / "face.ico"
+    Image.open(media["portrait"]).save(icon, sizes=[(64, 64)])
+    refused(avatar.generate, icon, media["speech"], match="ICO image")
+
+
+def test_bad_audio_is_refused(media: dict[str, Path], refused: Callable[..., Any], tmp_path: Path) -> None:
+    """Text, a still image, a silent video and an empty wav are not speech."""
+    text = tmp_path / "speech.wav"
+    text.write_text("hello")
+    refused(avatar.generate, media["portrait"], text, match="could not be decoded as audio")
+    refused(avatar.generate, media["portrait"], media["portrait"], match="no audio stream")
+    refused(avatar.generate, media["portrait"], media["silent_driving"], match="no audio stream")
+    empty = tmp_path / "empty.wav"
+    ffmpeg("-f", "lavfi", "-i", "anullsrc=r=16000:cl=mono", "-t", "0", str(empty))
+    refused(avatar.generate, media["portrait"], empty, match="no sound|could not be decoded")
+    wrong_ext = tmp_path / "speech.jpg"  # a real wav under a misleading name is still accepted later
+    wrong_ext.write_bytes(media["speech"].read_bytes()[:100])
+    refused(avatar.generate, media["portrait"], wrong_ext, match="could not be decoded|no sound")
+
+
+def test_bad_driving_videos_are_refused(media: dict[str, Path], refused: Callable[..., Any], tmp_path: Path) -> None:
+    """A still image, an audio file and a truncated mp4 are not driving videos."""
+    refused(imitator.generate, media["portrait"], media["portrait"], match="still picture")
+    refused(imitator.generate, media["portrait"], media["speech"], match="no video stream")
+    truncated = tmp_path / "cut.mp4"
+    truncated.write_bytes(media["driving"].read_bytes()[:3000])
+    refused(imitator.generate, media["portrait"], truncated, match="could not be decoded as a video")
+
+
+def test_the_first_problem_is_reported_before_any_network(media: dict[str, Path], refused: Callable[..., Any]) -> None:
+    """submit() validates too; a good image with a bad audio still sends nothing."""
+    refused(avatar.submit, media["portrait"], "nope.wav", match="no such file")
+
+
+def test_a_wav_named_wrongly_is_judged_by_content(media: dict[str, Path], server: Any, tmp_path: Path) -> None:
+    """Extensions do not matter: a wav saved as .bin is accepted because it decodes as audio."""
+    renamed = tmp_path / "speech.bin"
+    renamed.write_bytes(media["speech"].read_bytes())
+    result = avatar.generate(media["portrait"], renamed, progress=False, **cloud_config(server))
+    assert result.status == "completed"

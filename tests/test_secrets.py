@@ -1,0 +1,134 @@
+"""The API key stays out of reprs, logs and exceptions, and is sent only to the API host."""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Iterator
+
+import httpx
+import pytest
+from conftest import TEST_KEY, cloud_config
+
+import spark_nb
+from spark_nb import avatar, config
+from spark_nb.client import ApiClient
+from spark_nb.config import Secret
+
+
+class Recorder(ThreadingHTTPServer):
+    """A foreign host on loopback: records every request's Authorization header, answers uploads and files."""
+
+    def __init__(self, stored: dict[str, str], video: bytes) -> None:
+        self.seen: list[tuple[str, str, str | None]] = []
+        self.stored, self.video = stored, video
+        super().__init__(("127.0.0.1", 0), _RecordingHandler)
+
+    @property
+    def url(self) -> str:
+        """Base URL of this host."""
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class _RecordingHandler(BaseHTTPRequestHandler):
+    server: Recorder
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def _answer(self, body: bytes, content_type: str) -> None:
+        self.server.seen.append((self.command, self.path, self.headers.get("Authorization")))
+        self.send_response(200)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        url = next(url for suffix, url in self.server.stored.items() if f'{suffix}"'.encode() in body)
+        self._answer(f'{{"data": {{"url": "{url}"}}}}'.encode(), "application/json")
+
+    def do_GET(self) -> None:  # noqa: N802
+        self._answer(self.server.video, "video/mp4")
+
+
+@pytest.fixture
+def recorder(server: Any, media: dict[str, Path]) -> Iterator[Recorder]:
+    """A foreign upload/CDN host; its upload answers point at copies stored on the API server, by file type."""
+    stored = {}
+    for name in ("portrait", "speech"):
+        with open(media[name], "rb") as fh:
+            stored[media[name].suffix] = httpx.post(
+                f"{server.url}/api/v1/storage/files", files={"file": (media[name].name, fh)},
+                headers={"Authorization": f"Bearer {TEST_KEY}"}).json()["url"]
+    host = Recorder(stored, media["driving"].read_bytes())
+    thread = threading.Thread(target=host.serve_forever, daemon=True)
+    thread.start()
+    yield host
+    host.shutdown()
+    host.server_close()
+
+
+def test_secret_hides_itself() -> None:
+    """repr, str, format and pickle never give the value away."""
+    secret = Secret(TEST_KEY)
+    for text in (repr(secret), str(secret), f"{secret}", f"{secret!r}", "%s" % secret):
+        assert TEST_KEY not in text
+    with pytest.raises(TypeError):
+        pickle.dumps(secret)
+    assert secret.reveal() == TEST_KEY
+
+
+def test_no_repr_or_exception_shows_the_key(media: dict[str, Path], server: Any) -> None:
+    """Settings, Task, Result, client and every error along the way keep the key out."""
+    settings = config.resolve(**cloud_config(server))
+    task = avatar.submit(media["portrait"], media["speech"], **cloud_config(server))
+    result = task.wait(progress=False)
+    texts = [repr(settings), str(settings), repr(task), repr(result), result._repr_html_(), repr(task.client)]
+    with pytest.raises(spark_nb.AuthenticationError) as wrong_key:
+        avatar.generate(media["portrait"], media["speech"], progress=False,
+                        **{**cloud_config(server), "api_key": TEST_KEY + "-wrong"})
+    texts += [str(wrong_key.value), repr(wrong_key.value)]
+    with pytest.raises(spark_nb.NotFoundError) as missing:
+        spark_nb.Task.from_id("nope", **cloud_config(server)).status()
+    texts += [str(missing.value), repr(missing.value)]
+    assert wrong_key.value.status_code == 401 and missing.value.status_code == 404
+    for text in texts:
+        assert TEST_KEY not in text
+
+
+def test_debug_logs_never_contain_the_key(media: dict[str, Path], server: Any, caplog: pytest.LogCaptureFixture,
+                                          capsys: pytest.CaptureFixture) -> None:
+    """With every logger at DEBUG (spark_nb, httpx, httpcore) and SPARK_NB_LOG_LEVEL's handler on, no key leaks."""
+    config.set_log_level("DEBUG")
+    try:
+        with caplog.at_level(logging.DEBUG):
+            avatar.generate(media["portrait"], media["speech"], progress=False, **cloud_config(server))
+    finally:
+        logging.getLogger("spark_nb").setLevel(logging.NOTSET)
+    logged = caplog.text + capsys.readouterr().err
+    assert "POST" in logged and "/model/v1/generation" in logged  # the logs are really there
+    assert any(r.name.startswith("httpcore") for r in caplog.records)
+    assert TEST_KEY not in logged
+
+
+def test_uploads_and_downloads_to_other_hosts_carry_no_authorization(media: dict[str, Path], server: Any,
+                                                                     recorder: Recorder) -> None:
+    """The key goes to the API host only: a foreign upload endpoint and a foreign CDN never see it."""
+    result = avatar.generate(media["portrait"], media["speech"], progress=False,
+                             **{**cloud_config(server), "uploader": f"{recorder.url}/upload"})
+    assert result.status == "completed"
+    client = ApiClient(server.url, Secret(TEST_KEY))
+    try:
+        size = client.download(f"{recorder.url}/cdn/video.mp4", Path("cdn.mp4"))
+        assert size == media["driving"].stat().st_size
+        client.get_task(result.task_id)  # the API host does get the key (the server would 401 otherwise)
+    finally:
+        client.close()
+    assert [(m, p) for m, p, _ in recorder.seen] == [("POST", "/upload"), ("POST", "/upload"),
+                                                      ("GET", "/cdn/video.mp4")]
+    assert all(auth is None for _, _, auth in recorder.seen)
