@@ -6,6 +6,7 @@ __version__ = "0.1.0"
 
 from . import avatar, imitator  # noqa: E402
 from .config import Settings, configure  # noqa: E402
+from .config import apply_env_log_level as _apply_env_log_level  # noqa: E402
 from .errors import (  # noqa: E402
     APIError,
     AuthenticationError,
@@ -25,8 +26,6 @@ from .errors import (  # noqa: E402
 from .results import Result  # noqa: E402
 from .tasks import Task, TaskState  # noqa: E402
 from .uploads import HTTPUploader, S3Uploader  # noqa: E402
-
-from .config import apply_env_log_level as _apply_env_log_level  # noqa: E402
 
 _apply_env_log_level()
 

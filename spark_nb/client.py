@@ -199,7 +199,9 @@ class ApiClient:
                 return self._http.post(endpoint, files={"file": (path.name, fh)})
 
         data = self._read_json("POST", endpoint, what=f"uploading {path.name}", send=send, error=UploadError)
-        url = data.get("url") or (data.get("data") or {}).get("url") if isinstance(data, dict) else None
+        nested = data.get("data") if isinstance(data, dict) else None
+        url = data.get("url") if isinstance(data, dict) else None
+        url = url or (nested.get("url") if isinstance(nested, dict) else None)
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
             raise UploadError(
                 f"the upload endpoint {endpoint} answered without an http(s) url",
@@ -220,14 +222,14 @@ class ApiClient:
             except httpx.HTTPError as exc:
                 problem = f"{type(exc).__name__}: {exc}"
             else:
-                data = _body(response)
-                if response.status_code < 300 and data is not None:
+                status, data = response.status_code, _body(response)
+                if status < 300 and data is not None:
                     return data
-                if response.status_code not in RETRYABLE_STATUS and response.status_code >= 300:
+                if status >= 300 and status not in RETRYABLE_STATUS:
                     raise api_error(response, what, task_id)
-                problem = f"HTTP {response.status_code}" if data is not None else "an answer that was not JSON"
-                retry_after = parse_retry_after(response.headers)
-            delay = self.retry.delay(attempt, retry_after if "HTTP 429" in problem else None)
+                problem = f"HTTP {status}" if status >= 300 else "an answer that was not JSON"
+                retry_after = parse_retry_after(response.headers) if status >= 300 else None
+            delay = self.retry.delay(attempt, retry_after)
             if attempt + 1 == attempts or (deadline is not None and time.monotonic() + delay > deadline):
                 break
             self._sleep(delay, f"{what} ({problem})")

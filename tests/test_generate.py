@@ -245,7 +245,8 @@ def test_s3_uploader_against_a_real_s3_server_on_loopback(media: dict[str, Path]
                   "s3_endpoint_url": endpoint}
         result = avatar.generate(media["portrait"], media["speech"], progress=False, **config)
         assert_video(result, probe(media["speech"]).duration)
-        keys = [o["Key"] for o in boto3.client("s3", endpoint_url=endpoint).list_objects_v2(Bucket="avatars")["Contents"]]
+        listing = boto3.client("s3", endpoint_url=endpoint).list_objects_v2(Bucket="avatars")
+        keys = [item["Key"] for item in listing["Contents"]]
         assert len(keys) == 2 and all(k.startswith("in/") for k in keys)
         assert server.stats()["uploads"] == 0  # nothing went through the HTTP upload endpoint
     finally:
@@ -268,7 +269,8 @@ def test_a_callable_uploader(media: dict[str, Path], server: Any) -> None:
 def test_no_uploader_on_the_cloud_path_names_the_three_options(media: dict[str, Path], server: Any) -> None:
     """Local files with no uploader configured: a clear error, and no task is created."""
     with pytest.raises(spark_nb.UploadError) as info:
-        avatar.generate(media["portrait"], media["speech"], progress=False, **{**cloud_config(server), "uploader": None})
+        avatar.generate(media["portrait"], media["speech"], progress=False,
+                        **{**cloud_config(server), "uploader": None})
     text = str(info.value)
     assert "SPARK_NB_UPLOAD_URL" in text and "SPARK_NB_S3_BUCKET" in text and "uploader=" in text
     assert server.stats()["created"] == 0

@@ -193,7 +193,8 @@ class LocalBackend:
         if spec is None:
             return JSONResponse({"message": f"unknown model; known: {', '.join(MODELS)}"}, status_code=400)
         inputs = body.get("input")
-        params = inputs[0].get("params") if isinstance(inputs, list) and inputs and isinstance(inputs[0], dict) else None
+        first = inputs[0] if isinstance(inputs, list) and inputs else None
+        params = first.get("params") if isinstance(first, dict) else None
         if problem := _input_error(spec, params):
             code, text = problem
             return JSONResponse({"status": "failed", "error": {"code": code, "error_message": text}}, status_code=400)
