@@ -152,7 +152,10 @@ def test_bad_driving_videos_are_refused(media: dict[str, Path], refused: Callabl
 
 def test_the_first_problem_is_reported_before_any_network(media: dict[str, Path], refused: Callable[..., Any]) -> None:
     """submit() validates too; a good image with a bad audio still sends nothing."""
-    refused(avatar.submit, media["portrait"], "nope.wav", match="no such file")
+    def submit(image: Any, audio: Any, progress: bool, **config: Any) -> Any:
+        return avatar.submit(image, audio, **config)
+
+    refused(submit, media["portrait"], "nope.wav", match="no such file")
 
 
 def test_a_wav_named_wrongly_is_judged_by_content(media: dict[str, Path], server: Any, tmp_path: Path) -> None:
