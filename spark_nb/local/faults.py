@@ -50,7 +50,7 @@ class FaultPlan:
         """Read a ROUTE:KIND:P comma list; raise ValueError naming the bad item."""
         faults = []
         for item in filter(None, (part.strip() for part in (spec or "").split(","))):
-            match = re.fullmatch(r"(\w+):(\w+):([0-9.]+)", item)
+            match = re.fullmatch(r"(\w+):(\w+):(\d+(?:\.\d*)?|\.\d+)", item)
             if not match:
                 raise ValueError(f"fault {item!r} is not ROUTE:KIND:P (e.g. poll:500:0.2)")
             route, kind, p = match.group(1), match.group(2), float(match.group(3))

@@ -1,0 +1,212 @@
+"""The spark-nb command, run as a real subprocess against local servers on loopback."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import httpx
+import pytest
+from conftest import TEST_KEY
+
+from spark_nb import avatar
+from spark_nb.ffmpeg import probe
+from spark_nb.local.server import LocalServer
+
+CLI = [sys.executable, "-m", "spark_nb"]
+TIMEOUT_S = 120
+AVATAR = "spark_avatar_picture_omni_v2"
+MakeServer = Callable[..., LocalServer]
+
+
+def cli_env(**values: str) -> dict[str, str]:
+    """The current environment without any VTRIX_* or SPARK_NB_* variable, plus values."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VTRIX_", "SPARK_NB_"))}
+    env.update(values)
+    return env
+
+
+def cloud_env(server: LocalServer, key: str = TEST_KEY) -> dict[str, str]:
+    """Environment for the cloud code path pointed at server, uploading through its storage endpoint."""
+    return cli_env(SPARK_NB_BACKEND="cloud", VTRIX_GENERATION_URL=server.url, VTRIX_API_KEY=key,
+                   SPARK_NB_UPLOAD_URL=f"{server.url}/api/v1/storage/files")
+
+
+def run(args: list[str], env: dict[str, str], cwd: Path, command: list[str] = CLI) -> subprocess.CompletedProcess:
+    """Run the command with args, capturing text output, bounded by a timeout."""
+    return subprocess.run([*command, *args], env=env, cwd=cwd, capture_output=True, text=True,
+                          timeout=TIMEOUT_S, check=False)
+
+
+def printed_result(proc: subprocess.CompletedProcess, cwd: Path) -> dict[str, Any]:
+    """The task id, video path (resolved against cwd) and cost that a successful generation printed."""
+    assert proc.returncode == 0, proc.stderr
+    task = re.search(r"^task:\s+([0-9a-f]{32})$", proc.stdout, re.MULTILINE)
+    video = re.search(r"^video:\s+(.+)$", proc.stdout, re.MULTILINE)
+    cost = re.search(r"^cost:\s+\$(\S+)$", proc.stdout, re.MULTILINE)
+    assert task and video and cost, proc.stdout
+    return {"task": task.group(1), "video": cwd / video.group(1).strip(), "cost": cost.group(1)}
+
+
+def assert_video_in(result: dict[str, Any], folder: Path) -> None:
+    """The printed video exists in folder, is named after the task, and decodes with picture and sound."""
+    path: Path = result["video"]
+    assert path.is_file()
+    assert path.resolve().parent == folder.resolve()
+    assert path.name == f"{result['task']}.mp4"
+    info = probe(path, decode_seconds=0.2)
+    assert info.has_video and info.has_audio
+
+
+def test_avatar_on_the_local_backend(media: dict[str, Path], tmp_path: Path) -> None:
+    """`avatar` on the local backend exits 0 and prints the task id, a video under --out and the cost."""
+    proc = run(["avatar", "--image", str(media["portrait"]), "--audio", str(media["speech"]), "--out", "videos"],
+               cli_env(SPARK_NB_BACKEND="local"), tmp_path)
+    result = printed_result(proc, tmp_path)
+    assert_video_in(result, tmp_path / "videos")
+    assert result["cost"] == "0.00"
+    assert re.search(rf"task {result['task'][:12]}: 100%.*completed", proc.stderr)  # the progress bar
+    assert probe(result["video"], decode_seconds=0.2).duration == pytest.approx(probe(media["speech"]).duration,
+                                                                                abs=0.05)
+
+
+def test_imitate_on_the_local_backend(media: dict[str, Path], tmp_path: Path) -> None:
+    """`imitate` on the local backend exits 0 and prints the task id, a video under --out and the cost."""
+    out = tmp_path / "imitations"
+    proc = run(["imitate", "--image", str(media["portrait"]), "--driving-video", str(media["driving"]),
+                "--out", str(out), "--no-progress"], cli_env(SPARK_NB_BACKEND="local"), tmp_path)
+    result = printed_result(proc, tmp_path)
+    assert_video_in(result, out)
+    assert result["cost"] == "0.00"
+    assert f"task {result['task'][:12]}" not in proc.stderr  # --no-progress: no bar
+
+
+def test_cloud_avatar_then_status_and_wait(server: LocalServer, media: dict[str, Path], tmp_path: Path) -> None:
+    """Cloud path: avatar works, `status` reports the task, `status --wait --out` downloads it; the key never shows."""
+    env = cloud_env(server)
+    made = run(["avatar", "--image", str(media["portrait"]), "--audio", str(media["speech"]), "--out", "first"],
+               env, tmp_path)
+    result = printed_result(made, tmp_path)
+    assert_video_in(result, tmp_path / "first")
+    task_id = result["task"]
+    assert server.stats()["created"] == 1 and server.stats()["uploads"] == 2
+
+    status = run(["status", task_id], env, tmp_path)
+    assert status.returncode == 0, status.stderr
+    assert re.search(rf"^task:\s+{task_id}$", status.stdout, re.MULTILINE)
+    assert re.search(rf"^model:\s+{AVATAR}$", status.stdout, re.MULTILINE)
+    assert re.search(r"^status:\s+completed$", status.stdout, re.MULTILINE)
+
+    waited = run(["status", task_id, "--wait", "--out", "again"], env, tmp_path)
+    again = printed_result(waited, tmp_path)
+    assert again["task"] == task_id
+    assert_video_in(again, tmp_path / "again")
+    assert again["video"].read_bytes() == result["video"].read_bytes()
+
+    counts = server.stats()
+    assert (counts["created"], counts["downloads"]) == (1, 2)  # status never creates a task
+    for proc in (made, status, waited):
+        assert TEST_KEY not in proc.stdout and TEST_KEY not in proc.stderr
+        assert TEST_KEY[-12:] not in proc.stdout + proc.stderr
+
+
+def test_status_of_a_running_task(make_server: MakeServer, media: dict[str, Path], tmp_path: Path) -> None:
+    """`status` of a task that is still running says so, with its progress, and exits 0."""
+    server = make_server(api_key=TEST_KEY, latency=60)
+    task = avatar.submit(media["portrait"], media["speech"], backend="cloud", base_url=server.url, api_key=TEST_KEY,
+                         uploader=f"{server.url}/api/v1/storage/files")
+    proc = run(["status", task.id, "--model", AVATAR], cloud_env(server), tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert re.search(r"^status:\s+(pending|in_progress) \d+%$", proc.stdout, re.MULTILINE), proc.stdout
+    assert server.stats()["created"] == 1
+
+
+def test_missing_image_fails_before_any_task(server: LocalServer, media: dict[str, Path], tmp_path: Path) -> None:
+    """A missing image exits non-zero naming the file on stderr, and nothing is uploaded or created."""
+    proc = run(["avatar", "--image", "no_such_face.jpg", "--audio", str(media["speech"])], cloud_env(server), tmp_path)
+    assert proc.returncode != 0
+    assert "spark-nb: error:" in proc.stderr and "no_such_face.jpg" in proc.stderr
+    assert "task:" not in proc.stdout
+    counts = server.stats()
+    assert (counts["created"], counts["uploads"]) == (0, 0)
+    assert not (tmp_path / "spark_outputs").exists()
+
+
+def test_wrong_key_fails_with_401(server: LocalServer, media: dict[str, Path], tmp_path: Path) -> None:
+    """A wrong API key exits non-zero with the 401 message on stderr and creates no task."""
+    wrong = "sk-wrong-key-0000WRONGKEY"
+    proc = run(["avatar", "--image", str(media["portrait"]), "--audio", str(media["speech"])],
+               cloud_env(server, key=wrong), tmp_path)
+    assert proc.returncode != 0
+    assert "401" in proc.stderr and "missing or invalid API key" in proc.stderr
+    assert wrong not in proc.stdout + proc.stderr
+    assert server.stats()["created"] == 0
+
+
+def test_status_of_unknown_task_fails_with_404(server: LocalServer, tmp_path: Path) -> None:
+    """`status` of an id the server never issued exits non-zero with the 404 message on stderr."""
+    proc = run(["status", "f" * 32], cloud_env(server), tmp_path)
+    assert proc.returncode != 0
+    assert "404" in proc.stderr and "task not found" in proc.stderr
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_serve_runs_a_usable_server(media: dict[str, Path], tmp_path: Path) -> None:
+    """`serve` runs a server on loopback that generates a video through the Python API, and stops on terminate."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen([*CLI, "serve", "--port", str(port), "--latency", "0"], env=cli_env(), cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert proc.poll() is None, proc.communicate(timeout=10)
+            assert time.monotonic() < deadline, "the server did not answer within 30 s"
+            try:
+                if httpx.get(f"{url}/_spark_nb/stats", timeout=1, trust_env=False).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        result = avatar.generate(media["portrait"], media["speech"], progress=False, backend="cloud", base_url=url,
+                                 api_key="any-key-at-all", uploader=f"{url}/api/v1/storage/files",
+                                 output_dir=tmp_path / "served")
+        assert result.status == "completed"
+        assert result.path.is_file() and result.path.stat().st_size == result.size
+        assert result.url.startswith(f"{url}/files/results/")
+        counts = httpx.get(f"{url}/_spark_nb/stats", timeout=5, trust_env=False).json()
+        assert (counts["created"], counts["uploads"], counts["downloads"]) == (1, 2, 1)
+    finally:
+        proc.terminate()
+        try:
+            stdout, _ = proc.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate(timeout=10)
+            raise AssertionError("spark-nb serve did not exit on terminate") from None
+    assert proc.returncode is not None
+    assert f"spark-nb local server on {url}" in stdout
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{url}/_spark_nb/stats", timeout=2, trust_env=False)
+
+
+def test_installed_entry_point(tmp_path: Path) -> None:
+    """The installed spark-nb script runs main(): a bad --faults spec exits 1 with the item named on stderr."""
+    exe = shutil.which("spark-nb")
+    assert exe is not None, "the spark-nb console script is not installed"
+    proc = run(["serve", "--port", str(free_port()), "--faults", "poll:oops:1"], cli_env(), tmp_path, command=[exe])
+    assert proc.returncode == 1
+    assert "spark-nb: error: fault 'poll:oops:1'" in proc.stderr
+    assert "kind must be one of" in proc.stderr
