@@ -21,7 +21,17 @@ def prepare(spec: ModelSpec, values: Mapping[str, Any], *, trim_audio: bool = Tr
     for name, item in media.items():
         if item.field.kind == "audio" and item.info and (item.info.duration or 0) > RECOMMENDED_AUDIO_SECONDS:
             media[name] = _long_audio(item, trim_audio)
+        if item.field.kind == "image" and item.path is not None:
+            _check_face(item)
     return media
+
+
+def _check_face(item: Media) -> None:
+    from .local.faces import face_in_file
+
+    if not face_in_file(item.path):  # type: ignore[arg-type]
+        warn(f"no face found in the {item.field.label} ({item.path.name}): the model wants one person with a "  # type: ignore[union-attr]
+             "large, frontal face, so the result may be poor")
 
 
 def _long_audio(item: Media, trim: bool) -> Media:

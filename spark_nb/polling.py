@@ -11,7 +11,8 @@ class PollSchedule:
 
     Without progress figures it backs off 0.5 s, 1 s, 2 s ... up to `blind_cap` (the official CLI's 5 s).
     Once the server reports progress, it estimates the time left from the progress rate and sleeps until
-    just after the predicted end (at most `cap`), then re-polls quickly if the prediction was early.
+    just after the predicted end (at most `cap`, and at most twice the time elapsed, since early estimates
+    are rough), then re-polls quickly if the prediction was early.
     """
 
     first: float = 0.5
@@ -19,6 +20,7 @@ class PollSchedule:
     cap: float = 10.0
     margin: float = 0.1
     overrun: float = 0.3
+    min_progress: float = 0.05  # below this, one reading says too little about the rate to trust
     _first_seen: tuple[float, float] | None = None
     _blind_polls: int = 0
     _overruns: int = 0
@@ -32,13 +34,14 @@ class PollSchedule:
             return delay
         if remaining > self.margin:
             self._overruns = 0
-            return min(self.cap, remaining + self.margin)
+            # an early estimate can be far off: never sleep more than twice the time seen so far
+            return min(self.cap, remaining + self.margin, max(self.first, 2.0 * elapsed))
         delay = min(self.blind_cap, self.overrun * 2**self._overruns)  # predicted end passed: look again soon
         self._overruns += 1
         return delay
 
     def _estimate_remaining(self, elapsed: float, progress: float | None) -> float | None:
-        if progress is None or not 0.0 < progress < 1.0:
+        if progress is None or not self.min_progress <= progress < 1.0:
             return None
         if self._first_seen is None:
             self._first_seen = (elapsed, progress)

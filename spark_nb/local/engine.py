@@ -1,17 +1,27 @@
-"""The local renderer: animates a still image over a soundtrack and encodes H.264/AAC through an ffmpeg pipe."""
+"""The local renderer: talking avatars and motion imitation, encoded to H.264/AAC through an ffmpeg pipe.
+
+A talking avatar opens its mouth with the speech's loudness, blinks and sways. An imitation follows the
+driving video's face (position, size, tilt and mouth). Frames are streamed, never stored, so memory stays
+flat however long the input.
+"""
 
 from __future__ import annotations
 
-import math
+import dataclasses
 import os
 import subprocess
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
+
+import numpy as np
 
 from ..ffmpeg import ffmpeg_exe, probe
+from . import signals
+from .faces import FaceTracker, Pose, analyse, to_gray
 
 FPS = 25
 LONGEST_SIDE = 512
+ANALYSIS_WIDTH = 320  # driving videos are analysed at this width: enough for Haar and optical flow
 ProgressCallback = Callable[[float], None]
 
 
@@ -21,34 +31,194 @@ class RenderError(Exception):
 
 def render_avatar(image: Path, audio: Path, out: Path, *, longest_side: int = LONGEST_SIDE,
                   on_progress: ProgressCallback | None = None) -> None:
-    """A talking-head video: the portrait, gently animated, for the audio's whole length, with the audio."""
+    """A talking-head video as long as the audio, with the audio."""
     duration = _duration(audio, "audio_url", need_audio=True)
-    _render(image, duration, audio, out, longest_side, on_progress)
+    portrait = _load_portrait(image, longest_side)
+    count = max(1, round(duration * FPS))
+    try:
+        opening = signals.loudness_envelope(signals.decode_audio(audio), count, FPS)
+    except ValueError as exc:
+        raise RenderError(f"audio_url could not be decoded: {exc}") from exc
+    closure = signals.blinks(count, FPS)
+    from .animate import Animator
+
+    animator = Animator(portrait, analyse(portrait))
+    with VideoEncoder(out, portrait.shape[1], portrait.shape[0], count, audio) as encoder:
+        for i in range(count):
+            encoder.write(animator.frame(opening[i], closure[i], signals.sway(i, FPS, opening[i])))
+            _report(on_progress, i + 1, count)
 
 
 def render_imitation(image: Path, driving_video: Path, out: Path, *, longest_side: int = LONGEST_SIDE,
                      on_progress: ProgressCallback | None = None) -> None:
-    """An imitation video: the character over the driving video's length, with its audio when it has some."""
-    duration = _duration(driving_video, "driving_video_info.video_url", need_video=True)
-    audio = driving_video if probe(driving_video, decode_seconds=0.1).has_audio else None
-    _render(image, duration, audio, out, longest_side, on_progress)
+    """The character performing the driving video's head motion and mouth, as long as it, with its audio."""
+    info = _probe(driving_video, "driving_video_info.video_url")
+    if not info.has_video or info.is_still_image or not info.duration:
+        raise RenderError("driving_video_info.video_url has no video stream")
+    portrait = _load_portrait(image, longest_side)
+    count = max(1, round(info.duration * FPS))
+    motion = analyse_driving(driving_video, count, lambda f: _report(on_progress, f * 0.4, 1.0))
+    closure = signals.blinks(count, FPS)
+    from .animate import Animator
+
+    animator = Animator(portrait, analyse(portrait))
+    audio = driving_video if info.has_audio else None
+    with VideoEncoder(out, portrait.shape[1], portrait.shape[0], count, audio) as encoder:
+        for i in range(count):
+            encoder.write(animator.frame(motion.mouth[i], closure[i], motion.poses[i]))
+            _report(on_progress, 0.4 + 0.6 * (i + 1) / count, 1.0)
 
 
-def _duration(path: Path, field: str, *, need_audio: bool = False, need_video: bool = False) -> float:
+@dataclasses.dataclass(frozen=True)
+class DrivingMotion:
+    """Per output frame: the driving face's pose relative to its first frame, and its mouth opening (0..1)."""
+
+    poses: list[Pose]
+    mouth: np.ndarray
+    face_found: bool
+
+
+def analyse_driving(video: Path, count: int, on_progress: ProgressCallback | None = None) -> DrivingMotion:
+    """Track the driving video's face over count frames at 25 fps (decoded small and grey, streamed)."""
+    cmd = [ffmpeg_exe(), "-nostdin", "-v", "error", "-i", str(video), "-an", "-vf",
+           f"fps={FPS},scale={ANALYSIS_WIDTH}:-2", "-pix_fmt", "gray", "-f", "rawvideo", "-"]
+    info = probe(video, decode_seconds=0.1)
+    width = ANALYSIS_WIDTH
+    height = int(round(info.height * ANALYSIS_WIDTH / info.width / 2) * 2) if info.width and info.height else 0
+    if not height:
+        raise RenderError("driving_video_info.video_url has no readable frame size")
+    poses: list[Pose] = []
+    darkness: list[float] = []
+    tracker: FaceTracker | None = None
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     try:
-        info = probe(path, decode_seconds=0.2)
+        while len(poses) < count:
+            raw = proc.stdout.read(width * height)  # type: ignore[union-attr]
+            if len(raw) < width * height:
+                break
+            gray = np.frombuffer(raw, dtype=np.uint8).reshape(height, width)
+            if tracker is None:
+                tracker = FaceTracker(gray)
+                poses.append(Pose())
+            else:
+                poses.append(tracker.update(gray))
+            darkness.append(_mouth_darkness(gray, tracker) if tracker.found else 0.0)
+            if on_progress and len(poses) % 10 == 0:
+                on_progress(len(poses) / count)
+    finally:
+        proc.kill()
+        proc.wait()
+        if proc.stdout:
+            proc.stdout.close()
+    if not poses:
+        raise RenderError("driving_video_info.video_url has no decodable frames")
+    poses += [poses[-1]] * (count - len(poses))  # fps rounding can leave a frame or two short
+    darkness += [darkness[-1]] * (count - len(darkness))
+    found = bool(tracker and tracker.found)
+    return DrivingMotion(poses=_steady(poses), mouth=_normalise(np.array(darkness)) if found else np.zeros(count),
+                         face_found=found)
+
+
+def _mouth_darkness(gray: np.ndarray, tracker: FaceTracker) -> float:
+    """How much of the lips' box is darker than the skin around it: grows as the mouth opens."""
+    box = tracker.mouth_box()
+    y0, y1 = int(max(0, box.y - 0.3 * box.h)), int(min(gray.shape[0], box.y + 1.6 * box.h))
+    x0, x1 = int(max(0, box.x)), int(min(gray.shape[1], box.x + box.w))
+    region = gray[y0:y1, x0:x1]
+    if region.size < 16:
+        return 0.0
+    skin = float(np.percentile(region, 80))
+    return float(np.mean(region < 0.55 * skin))
+
+
+def _normalise(values: np.ndarray) -> np.ndarray:
+    low, high = np.percentile(values, 10), np.percentile(values, 97)
+    if high - low < 0.02:
+        return np.zeros_like(values)
+    return signals.smooth(np.clip((values - low) / (high - low), 0.0, 1.0), attack=0.8, release=0.5)
+
+
+def _steady(poses: list[Pose], keep: float = 0.6) -> list[Pose]:
+    """Remove tracking jitter with a light exponential filter, and clamp to sane ranges."""
+    out: list[Pose] = []
+    previous = poses[0]
+    for pose in poses:
+        mixed = Pose(*(keep * a + (1 - keep) * b for a, b in zip(dataclasses.astuple(pose),
+                                                                 dataclasses.astuple(previous))))
+        mixed = Pose(max(-1.5, min(1.5, mixed.dx)), max(-1.5, min(1.5, mixed.dy)),
+                     max(0.6, min(1.6, mixed.scale)), max(-0.5, min(0.5, mixed.angle)))
+        out.append(mixed)
+        previous = mixed
+    return out
+
+
+class VideoEncoder:
+    """H.264/AAC mp4 at 25 fps from raw RGB frames written to the bundled ffmpeg's stdin."""
+
+    def __init__(self, out: Path, width: int, height: int, count: int, audio: Path | None) -> None:
+        self.out, self._tmp = out, out.with_name(out.name + ".part")
+        cmd = [ffmpeg_exe(), "-y", "-nostdin", "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24",
+               "-s", f"{width}x{height}", "-r", str(FPS), "-i", "-"]
+        cmd += ["-i", str(audio)] if audio else ["-f", "lavfi", "-i", "anullsrc=r=44100:cl=mono"]
+        cmd += ["-map", "0:v", "-map", "1:a", "-t", f"{count / FPS:.3f}", "-c:v", "libx264", "-preset", "veryfast",
+                "-crf", "23", "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "96k", "-movflags", "+faststart",
+                "-f", "mp4", str(self._tmp)]
+        self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def write(self, rgb: np.ndarray) -> None:
+        """Append one frame."""
+        try:
+            self._proc.stdin.write(np.ascontiguousarray(rgb).tobytes())  # type: ignore[union-attr]
+        except BrokenPipeError as exc:
+            raise RenderError(f"encoding failed: {self._errors()}") from exc
+
+    def _errors(self) -> str:
+        return self._proc.stderr.read().decode(errors="replace")[-300:]  # type: ignore[union-attr]
+
+    def __enter__(self) -> "VideoEncoder":
+        return self
+
+    def __exit__(self, kind: type | None, *rest: object) -> None:
+        try:
+            if kind is None:
+                self._proc.stdin.close()  # type: ignore[union-attr]
+                errors = self._errors()
+                if self._proc.wait(timeout=120) != 0:
+                    raise RenderError(f"encoding failed: {errors}")
+                os.replace(self._tmp, self.out)
+        finally:
+            if self._proc.poll() is None:
+                self._proc.kill()
+                self._proc.wait()
+            for stream in (self._proc.stdin, self._proc.stderr):
+                if stream and not stream.closed:
+                    stream.close()
+            self._tmp.unlink(missing_ok=True)
+
+
+def _report(on_progress: ProgressCallback | None, done: float, total: float) -> None:
+    if on_progress:
+        on_progress(min(1.0, done / total))
+
+
+def _probe(path: Path, field: str):  # noqa: ANN202
+    try:
+        return probe(path, decode_seconds=0.2)
     except ValueError as exc:
         raise RenderError(f"{field} could not be decoded: {exc}") from exc
+
+
+def _duration(path: Path, field: str, *, need_audio: bool = False) -> float:
+    info = _probe(path, field)
     if need_audio and not info.has_audio:
         raise RenderError(f"{field} has no audio stream")
-    if need_video and (not info.has_video or info.is_still_image):
-        raise RenderError(f"{field} has no video stream")
     if not info.duration:
         raise RenderError(f"{field} has no duration")
     return info.duration
 
 
-def _load_image(path: Path, longest_side: int):  # noqa: ANN202 - PIL is imported lazily
+def _load_portrait(path: Path, longest_side: int) -> np.ndarray:
+    """The image as RGB, EXIF-rotated, scaled so its longest side is longest_side, with even sides."""
     from PIL import Image, ImageOps
 
     try:
@@ -58,54 +228,4 @@ def _load_image(path: Path, longest_side: int):  # noqa: ANN202 - PIL is importe
         raise RenderError(f"image_url could not be decoded as an image: {exc}") from exc
     scale = longest_side / max(img.size)
     size = (max(2, round(img.width * scale / 2) * 2), max(2, round(img.height * scale / 2) * 2))
-    return img.resize(size, Image.Resampling.LANCZOS)
-
-
-def _frames(img, count: int) -> Iterator[bytes]:  # noqa: ANN001
-    """A slow breathing zoom and a small sway, as raw RGB frames."""
-    from PIL import Image
-
-    w, h = img.size
-    cx, cy = w / 2, h / 2
-    for i in range(count):
-        t = i / FPS
-        zoom = 1.04 + 0.02 * math.sin(2 * math.pi * t / 4.0)
-        angle = math.radians(1.2 * math.sin(2 * math.pi * t / 3.0))
-        dx = 0.01 * w * math.sin(2 * math.pi * t / 5.0)
-        cos, sin = math.cos(angle) / zoom, math.sin(angle) / zoom
-        # inverse affine map: output pixel -> source pixel, rotating and zooming about the centre
-        coeffs = (cos, sin, cx - cos * cx - sin * cy + dx, -sin, cos, cy + sin * cx - cos * cy)
-        yield img.transform((w, h), Image.Transform.AFFINE, coeffs, Image.Resampling.BILINEAR).tobytes()
-
-
-def _render(image: Path, duration: float, audio: Path | None, out: Path, longest_side: int,
-            on_progress: ProgressCallback | None) -> None:
-    img = _load_image(image, longest_side)
-    count = max(1, round(duration * FPS))
-    exact = count / FPS
-    cmd = [ffmpeg_exe(), "-y", "-nostdin", "-v", "error",
-           "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{img.width}x{img.height}", "-r", str(FPS), "-i", "-"]
-    cmd += ["-i", str(audio)] if audio else ["-f", "lavfi", "-i", "anullsrc=r=44100:cl=mono"]
-    cmd += ["-map", "0:v", "-map", "1:a", "-t", f"{exact:.3f}",
-            "-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-pix_fmt", "yuv420p",
-            "-c:a", "aac", "-b:a", "96k", "-movflags", "+faststart", "-f", "mp4"]
-    tmp = out.with_name(out.name + ".part")
-    proc = subprocess.Popen([*cmd, str(tmp)], stdin=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        for index, frame in enumerate(_frames(img, count), start=1):
-            proc.stdin.write(frame)  # type: ignore[union-attr]
-            if on_progress and (index % 5 == 0 or index == count):
-                on_progress(index / count)
-        proc.stdin.close()  # type: ignore[union-attr]
-        stderr = proc.stderr.read().decode(errors="replace")  # type: ignore[union-attr]
-        if proc.wait(timeout=120) != 0:
-            raise RenderError(f"encoding failed: {stderr[-300:]}")
-    except BrokenPipeError as exc:
-        raise RenderError(f"encoding failed: {proc.stderr.read().decode(errors='replace')[-300:]}") from exc  # type: ignore[union-attr]
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        if proc.stderr:
-            proc.stderr.close()
-    os.replace(tmp, out)
+    return np.asarray(img.resize(size, Image.Resampling.LANCZOS))
