@@ -158,3 +158,15 @@ def test_demo_from_a_clean_environment(tmp_path: Path) -> None:
         path = tmp_path / next(word for word in line.split() if word.endswith(".mp4"))
         assert path.is_file() and probe(path).duration > 4  # type: ignore[operator]
         assert " s of video in " in line
+
+
+def test_face_detection_is_safe_across_threads() -> None:
+    """Renders run concurrently on the server; a shared Haar classifier crashes OpenCV when they do."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    portrait = cv2.cvtColor(cv2.imread(str(samples.PORTRAIT)), cv2.COLOR_BGR2RGB)
+    expected = analyse(portrait)
+    assert expected is not None
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        layouts = list(pool.map(lambda _: analyse(portrait), range(64)))
+    assert layouts == [expected] * 64

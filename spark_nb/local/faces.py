@@ -6,8 +6,8 @@ Uses the Haar cascades bundled with opencv-python-headless 4.x (works offline, n
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -55,12 +55,18 @@ class FaceLayout:
         return self.face.y + self.face.h * 1.06
 
 
-@functools.lru_cache(maxsize=None)
+_per_thread = threading.local()
+
+
 def _cascade(name: str) -> Any:
-    cascade = cv2.CascadeClassifier(cv2.data.haarcascades + name)
-    if cascade.empty():
-        raise RuntimeError(f"OpenCV's {name} is missing; install opencv-python-headless 4.x (5.x no longer ships it)")
-    return cascade
+    # A CascadeClassifier keeps scratch state while detecting, so concurrent renders each need their own.
+    cache: dict[str, Any] = _per_thread.__dict__.setdefault("cascades", {})
+    if name not in cache:
+        cascade = cv2.CascadeClassifier(cv2.data.haarcascades + name)
+        if cascade.empty():
+            raise RuntimeError(f"OpenCV's {name} is missing; install opencv-python-headless 4.x (5.x no longer ships it)")
+        cache[name] = cascade
+    return cache[name]
 
 
 def to_gray(rgb: np.ndarray) -> np.ndarray:
