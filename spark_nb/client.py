@@ -230,7 +230,9 @@ class ApiClient:
                 problem = f"HTTP {status}" if status >= 300 else "an answer that was not JSON"
                 retry_after = parse_retry_after(response.headers) if status >= 300 else None
             delay = self.retry.delay(attempt, retry_after)
-            if attempt + 1 == attempts or (deadline is not None and time.monotonic() + delay > deadline):
+            if deadline is not None:  # retry until the deadline: the last wait ends at it, not before
+                delay = min(delay, deadline - time.monotonic())
+            if attempt + 1 == attempts or delay <= 0:
                 break
             self._sleep(delay, f"{what} ({problem})")
         raise error(f"{what} failed after {attempt + 1} attempts; last: {problem}",

@@ -1,0 +1,185 @@
+"""Every seed error code and HTTP error, from the server's wire answer to the exception the user sees."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from conftest import TEST_KEY, cloud_config
+
+import spark_nb
+from spark_nb import avatar, imitator
+from spark_nb.client import ApiClient
+from spark_nb.config import Secret
+from spark_nb.local.server import LocalServer
+
+MakeServer = Callable[..., LocalServer]
+AVATAR = "spark_avatar_picture_omni_v2"
+IMITATOR = "spark_avatar_imitator_v2v"
+WRONG_KEY = "sk-wrong-9876543210fedcbaSECRET"
+IMAGE = "https://example.invalid/face.jpg"  # never fetched: the request is refused before a task exists
+AUDIO = "https://example.invalid/speech.wav"
+VIDEO = "https://example.invalid/drive.mp4"
+
+# (model, params, code, the seed page's description of the code)
+INPUT_ERRORS: list[tuple[str, Any, str, str]] = [
+    (AVATAR, {"audio_url": AUDIO}, "003016001", "Image URL missing"),
+    (AVATAR, {"image_url": IMAGE}, "003016002", "Audio URL missing"),
+    (IMITATOR, {"driving_video_info": {"video_url": VIDEO, "store_type": 0}}, "003018001", "Image URL missing"),
+    (IMITATOR, {"image_url": IMAGE}, "003018002", "Driving video information missing"),
+    (IMITATOR, {"image_url": IMAGE, "driving_video_info": {"video_url": VIDEO}}, "003018003",
+     "Storage type missing"),
+    (IMITATOR, {"image_url": IMAGE, "driving_video_info": {"store_type": 0}}, "003018004", "Video URL missing"),
+    (IMITATOR, {"image_url": IMAGE, "driving_video_info": {"video_url": VIDEO, "store_type": 1}}, "003018005",
+     "Invalid storage type"),
+    (IMITATOR, {"image_url": IMAGE, "driving_video_info": VIDEO}, "003018006",
+     "Invalid driving video information format"),
+]
+SERVICE_FAILURES = {
+    "095": "Internal generation error",
+    "096": "Result parsing error",
+    "097": "HTTP error response",
+    "098": "Status check error",
+    "099": "Task creation error",
+}
+PREFIXES = {AVATAR: "003016", IMITATOR: "003018"}
+
+
+def assert_no_key(exc: BaseException) -> None:
+    """Neither the real nor a wrong API key shows in the exception's str or repr."""
+    for key in (TEST_KEY, WRONG_KEY):
+        assert key not in str(exc)
+        assert key not in repr(exc)
+
+
+@pytest.fixture
+def api(server: LocalServer) -> Iterator[ApiClient]:
+    """An ApiClient of its own for the `server` fixture, closed afterwards."""
+    client = ApiClient(server.url, Secret(TEST_KEY))
+    yield client
+    client.close()
+
+
+def generate(model: str, media: dict[str, Path], config: dict[str, Any], **inputs: Any) -> spark_nb.Result:
+    """Run the model's generate() on the usual media, with any input overridden."""
+    if model == AVATAR:
+        return avatar.generate(inputs.get("image", media["portrait"]), inputs.get("audio", media["speech"]),
+                               progress=False, **config)
+    return imitator.generate(inputs.get("image", media["portrait"]), inputs.get("video", media["driving"]),
+                             progress=False, **config)
+
+
+@pytest.mark.parametrize("model,params,code,text", INPUT_ERRORS, ids=[case[2] for case in INPUT_ERRORS])
+def test_malformed_params_answer_400_with_the_seed_code(model: str, params: Any, code: str, text: str,
+                                                        server: LocalServer) -> None:
+    """A create with malformed params is refused with HTTP 400, the seed code and text, and no task id."""
+    with httpx.Client(timeout=30, trust_env=False) as http:
+        response = http.post(f"{server.url}/model/v1/generation",
+                             json={"model": model, "input": [{"params": params}]},
+                             headers={"Authorization": f"Bearer {TEST_KEY}"})
+    assert response.status_code == 400
+    body = response.json()
+    assert "id" not in body
+    assert body["error"]["code"] == code
+    assert body["error"]["error_message"] == text
+    assert server.stats()["created"] == 0
+    assert server.backend.tasks == {}
+
+
+@pytest.mark.parametrize("model,params,code,text", INPUT_ERRORS, ids=[case[2] for case in INPUT_ERRORS])
+def test_malformed_params_raise_task_failed(model: str, params: Any, code: str, text: str, server: LocalServer,
+                                            api: ApiClient) -> None:
+    """ApiClient.create turns the refusal into a non-retryable TaskFailed with the code, the text and a hint."""
+    with pytest.raises(spark_nb.TaskFailed) as info:
+        api.create(model, params)
+    exc = info.value
+    assert exc.code == code
+    assert exc.message == text
+    assert f"[{code}] {text}" in str(exc)
+    assert exc.hint and exc.hint in str(exc)
+    assert exc.retryable is False
+    assert exc.task_id is None
+    assert_no_key(exc)
+    assert server.stats()["created"] == 0
+
+
+@pytest.mark.parametrize("suffix", sorted(SERVICE_FAILURES))
+@pytest.mark.parametrize("model", [AVATAR, IMITATOR])
+def test_service_failures_raise_retryable_task_failed(model: str, suffix: str, make_server: MakeServer,
+                                                      media: dict[str, Path]) -> None:
+    """Each service failure code 095..099 of each model ends generate() in a retryable TaskFailed naming the task."""
+    server = make_server(api_key=TEST_KEY, faults=f"render:{suffix}:1")
+    with pytest.raises(spark_nb.TaskFailed) as info:
+        generate(model, media, cloud_config(server))
+    exc = info.value
+    assert exc.code == PREFIXES[model] + suffix
+    assert SERVICE_FAILURES[suffix] in exc.message
+    assert exc.retryable is True
+    assert exc.task_id is not None
+    assert list(server.backend.tasks) == [exc.task_id]
+    assert exc.task_id in str(exc)
+    assert exc.hint == spark_nb.models.SERVICE_FAILURE_HINT
+    assert exc.hint in str(exc)
+    assert_no_key(exc)
+    stats = server.stats()
+    assert stats["created"] == 1 and stats["downloads"] == 0
+    assert stats["faults"] == {f"render:{suffix}": 1}
+
+
+@pytest.mark.parametrize("model,which,field", [
+    (AVATAR, "image", "image_url"),
+    (AVATAR, "audio", "audio_url"),
+    (IMITATOR, "image", "image_url"),
+    (IMITATOR, "video", "driving_video_info.video_url"),
+])
+def test_an_input_url_that_404s_fails_the_task_with_095(model: str, which: str, field: str, server: LocalServer,
+                                                        media: dict[str, Path]) -> None:
+    """An input URL the server cannot fetch (HTTP 404) fails the task with ...095 naming that input."""
+    missing = f"{server.url}/files/uploads/missing{'.jpg' if which == 'image' else '.mp4'}"
+    assert httpx.get(missing, trust_env=False).status_code == 404
+    with pytest.raises(spark_nb.TaskFailed) as info:
+        generate(model, media, cloud_config(server), **{which: missing})
+    exc = info.value
+    assert exc.code == f"{PREFIXES[model]}095"
+    assert field in exc.message
+    assert "404" in exc.message
+    assert exc.retryable is True
+    assert exc.task_id is not None and exc.task_id in str(exc)
+    assert_no_key(exc)
+    assert server.stats()["created"] == 1
+
+
+def test_a_wrong_key_raises_authentication_error(server: LocalServer, media: dict[str, Path]) -> None:
+    """A wrong key is a 401 AuthenticationError, whether the upload or the create call meets it first."""
+    config = cloud_config(server, api_key=WRONG_KEY)
+    with pytest.raises(spark_nb.AuthenticationError) as info:
+        avatar.generate(media["portrait"], media["speech"], progress=False, **config)
+    assert info.value.status_code == 401
+    assert info.value.hint
+    assert_no_key(info.value)
+
+    urls = (f"{server.url}/files/uploads/face.jpg", f"{server.url}/files/uploads/speech.wav")
+    with pytest.raises(spark_nb.AuthenticationError) as info:
+        avatar.generate(*urls, progress=False, **config)
+    assert info.value.status_code == 401
+    assert "creating the task" in str(info.value)
+    assert_no_key(info.value)
+    stats = server.stats()
+    assert stats["created"] == 0 and stats["uploads"] == 0
+
+
+def test_an_unknown_task_raises_not_found(server: LocalServer) -> None:
+    """Task.from_id(...).status() for an id the server never issued is a 404 NotFoundError naming the id."""
+    task_id = "f" * 32
+    task = spark_nb.Task.from_id(task_id, model=AVATAR, **cloud_config(server))
+    with pytest.raises(spark_nb.NotFoundError) as info:
+        task.status()
+    assert info.value.status_code == 404
+    assert info.value.task_id == task_id
+    assert task_id in str(info.value)
+    assert info.value.hint
+    assert_no_key(info.value)
+    assert server.stats()["polls"] == 1
