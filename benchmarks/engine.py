@@ -1,6 +1,6 @@
 """Real-time factor of the local engine: generate() wall time / video duration, all overheads included.
 
-    python benchmarks/engine.py [--runs 3]
+    python -m benchmarks --only engine
 
 Runs both models on the bundled samples through the public API on the local backend (upload, create,
 decode, face analysis, render, encode, poll, download, verify). Goal: below 1.0 on 2 cores.
@@ -8,14 +8,15 @@ decode, face analysis, render, encode, poll, download, verify). Goal: below 1.0 
 
 from __future__ import annotations
 
-import argparse
-import os
-import platform
 import statistics
 import tempfile
 import time
 
 from spark_nb import avatar, imitator, samples
+
+from .report import Table, verdict
+
+GOAL_RTF = 1.0
 
 
 def measure(runs: int) -> list[tuple[str, float, float]]:
@@ -40,17 +41,13 @@ def measure(runs: int) -> list[tuple[str, float, float]]:
     return rows
 
 
-def main() -> None:
-    """Print the table."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=3)
-    args = parser.parse_args()
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
-    print(f"{'model':16s} {'video s':>8s} {'wall s':>8s} {'RTF':>6s}  goal < 1.0")
-    for name, wall, duration in measure(args.runs):
-        rtf = wall / duration
-        print(f"{name:16s} {duration:8.2f} {wall:8.2f} {rtf:6.2f}  {'meets' if rtf < 1.0 else 'misses'}")
-
-
-if __name__ == "__main__":
-    main()
+def run(quick: bool = False) -> Table:
+    """Real-time factor of both models, median of 3 runs (1 with quick)."""
+    runs = 1 if quick else 3
+    table = Table("Engine", f"real-time factor (wall time / video duration) below {GOAL_RTF} on 2 cores",
+                  ["model", "video s", "generate() wall s", "real-time factor", "verdict"])
+    for name, wall, duration in measure(runs):
+        table.rows.append([name, duration, wall, wall / duration, verdict(wall / duration < GOAL_RTF)])
+    table.notes.append(f"Median of {runs} runs of generate() on the bundled samples, local backend, all overheads "
+                       "included (create, decode, face analysis, render, encode, poll, download, verify).")
+    return table

@@ -127,6 +127,8 @@ class Task:
         return TaskState.from_raw(raw, self.id, self.model)
 
     def _elapsed(self, state: TaskState) -> float:
+        if self.initial is not None:  # submitted here: our own clock is exact, the service's is whole seconds
+            return time.monotonic() - self.started
         created = state.raw.get("created_at")
         if isinstance(created, (int, float)) and 0 <= time.time() - created < 86400:
             return time.time() - created

@@ -58,6 +58,8 @@ class TaskRecord:
     rendered_at: float | None = None
     size: int = 0
     error: dict[str, str] | None = None
+    polls: int = 0
+    noticed_at: float | None = None  # when a poll first answered "completed": how late clients notice
 
     @property
     def ready_at(self) -> float | None:
@@ -213,7 +215,12 @@ class LocalBackend:
         record = self.tasks.get(request.path_params["task_id"])
         if record is None:
             return JSONResponse({"message": "task not found"}, status_code=404)
-        return JSONResponse(record.to_json(str(request.base_url), time.time()))
+        now = time.time()
+        answer = record.to_json(str(request.base_url), now)
+        record.polls += 1
+        if answer["status"] == "completed" and record.noticed_at is None:
+            record.noticed_at = now
+        return JSONResponse(answer)
 
     async def upload(self, request: Request) -> Response:
         if denied := self._unauthorized(request):
