@@ -42,9 +42,11 @@ def _long_audio(item: Media, trim: bool) -> Media:
         return item
     from .media import trim_audio
 
-    warn(f"the audio is {length:.1f} s, over the model's recommended 15 s limit; trimmed to 15 s "
-         "(pass trim_audio=False to send it whole)")
-    return validate(Media(item.field, path=trim_audio(item.path, RECOMMENDED_AUDIO_SECONDS)))  # type: ignore[arg-type]
+    trimmed = validate(Media(item.field, path=trim_audio(item.path, RECOMMENDED_AUDIO_SECONDS)))  # type: ignore[arg-type]
+    kept = trimmed.info.duration if trimmed.info and trimmed.info.duration else RECOMMENDED_AUDIO_SECONDS
+    warn(f"the audio is {length:.1f} s, over the model's recommended 15 s limit; trimmed to {kept:.1f} s, "
+         "cut in a pause near the limit with a short fade (pass trim_audio=False to send it whole)")
+    return trimmed
 
 
 def submit(spec: ModelSpec, values: Mapping[str, Any], *, trim_audio: bool = True, **config: Any) -> Task:

@@ -1,0 +1,172 @@
+"""spark_nb.media on real media of mixed sizes, frame rates and durations, made here with the bundled ffmpeg."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import ffmpeg
+
+from spark_nb import media as helpers  # `media` is conftest's fixture of test files
+from spark_nb.ffmpeg import ProbeError, ffmpeg_exe
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory: pytest.TempPathFactory, media: dict[str, Path]) -> dict[str, Path]:
+    """Long speech as mp3, a 17 s video with sound, speech with a pause near 15 s, and a 640x360 30 fps clip."""
+    root = tmp_path_factory.mktemp("clips")
+    files = {"long_wav": media["long_speech"], "portrait": media["portrait"], "small_video": media["driving"],
+             "silent_video": media["silent_driving"]}
+    files["long_mp3"] = root / "long.mp3"
+    ffmpeg("-i", str(media["long_speech"]), "-c:a", "libmp3lame", "-b:a", "64k", str(files["long_mp3"]))
+    files["long_video"] = root / "long_video.mp4"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=160x120:rate=25", "-i", str(media["long_speech"]), "-t", "17",
+           "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest",
+           str(files["long_video"]))
+    files["pause"] = root / "pause.wav"  # tone to 13.8 s, silence to 14.3 s, tone to 17 s
+    ffmpeg("-f", "lavfi", "-i", "sine=frequency=330:sample_rate=16000",
+           "-af", "volume=enable='between(t,13.8,14.3)':volume=0", "-t", "17", str(files["pause"]))
+    files["tone"] = root / "tone.wav"
+    ffmpeg("-f", "lavfi", "-i", "sine=frequency=330:sample_rate=16000", "-t", "17", str(files["tone"]))
+    files["wide_video"] = root / "wide.mp4"
+    ffmpeg("-f", "lavfi", "-i", "testsrc=size=640x360:rate=30", "-f", "lavfi", "-i", "sine=frequency=500",
+           "-t", "3.2", "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac",
+           str(files["wide_video"]))
+    return files
+
+
+def pcm(path: Path, rate: int = 8000) -> np.ndarray:
+    """The audio of path as mono float samples."""
+    raw = subprocess.run([ffmpeg_exe(), "-v", "error", "-i", str(path), "-vn", "-ac", "1", "-ar", str(rate),
+                          "-f", "s16le", "-"], capture_output=True, check=True, timeout=60).stdout
+    return np.frombuffer(raw, dtype="<i2").astype(np.float32)
+
+
+def frame_at(path: Path, seconds: float) -> np.ndarray:
+    """One decoded RGB frame of path."""
+    facts = helpers.probe(path)
+    raw = subprocess.run([ffmpeg_exe(), "-v", "error", "-ss", str(seconds), "-i", str(path), "-frames:v", "1",
+                          "-f", "rawvideo", "-pix_fmt", "rgb24", "-"], capture_output=True, check=True, timeout=60).stdout
+    return np.frombuffer(raw, dtype=np.uint8).reshape(facts.height, facts.width, 3)  # type: ignore[arg-type]
+
+
+def ffmpeg_children() -> list[int]:
+    """Live ffmpeg processes whose parent is this test process."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        name, rest = stat[stat.index("(") + 1:stat.rindex(")")], stat[stat.rindex(")") + 2:].split()
+        if "ffmpeg" in name and int(rest[1]) == os.getpid():
+            found.append(int(entry))
+    return found
+
+
+def test_probe_reads_headers_of_images_audio_and_video(clips: dict[str, Path]) -> None:
+    """Duration, size, frame rate, streams and bytes, for a still, an mp3 and a video."""
+    still = helpers.probe(clips["portrait"])
+    assert still.is_still_image and still.size == (480, 600) and still.duration is None and not still.has_audio
+    mp3 = helpers.probe(clips["long_mp3"])
+    assert not mp3.has_video and mp3.has_audio and abs(mp3.duration - 17) < 0.1  # type: ignore[operator]
+    wide = helpers.probe(clips["wide_video"])
+    assert wide.size == (640, 360) and wide.fps == 30 and wide.has_audio and not wide.is_still_image
+    assert abs(wide.duration - 3.2) < 0.1  # type: ignore[operator]
+    assert wide.bytes == clips["wide_video"].stat().st_size
+
+
+def test_probe_refuses_what_is_not_media(tmp_path: Path) -> None:
+    """A missing file and a text file raise ProbeError naming them."""
+    with pytest.raises(ProbeError, match="does not exist"):
+        helpers.probe(tmp_path / "nothing.mp4")
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video")
+    with pytest.raises(ProbeError, match="notes.mp4"):
+        helpers.probe(text)
+
+
+@pytest.mark.parametrize("source", ["long_wav", "long_mp3", "long_video"])
+def test_trim_audio_cuts_under_the_limit_with_a_fade(source: str, clips: dict[str, Path], tmp_path: Path) -> None:
+    """17 s of speech from a wav, an mp3 and a video's audio track become < 15 s, ending in silence."""
+    out = helpers.trim_audio(clips[source], 15.0, out=tmp_path / "trimmed.m4a")
+    facts = helpers.probe(out)
+    assert not facts.has_video and facts.has_audio
+    assert 15.0 - helpers.PAUSE_SEARCH_S - 0.1 <= facts.duration < 15.0  # type: ignore[operator]
+    samples = pcm(out)
+    tail, body = samples[-400:], samples[: len(samples) // 2]  # the last 50 ms at 8 kHz
+    assert np.sqrt(np.mean(tail**2)) < 0.1 * np.sqrt(np.mean(body**2))
+
+
+def test_trim_audio_cuts_in_a_pause_near_the_limit(clips: dict[str, Path], tmp_path: Path) -> None:
+    """With silence from 13.8 s to 14.3 s the cut lands in it; a steady tone is cut just under the limit."""
+    in_pause = helpers.probe(helpers.trim_audio(clips["pause"], 15.0, out=tmp_path / "pause.wav")).duration
+    assert 13.8 < in_pause < 14.3  # type: ignore[operator]
+    steady = helpers.probe(helpers.trim_audio(clips["tone"], 15.0, out=tmp_path / "tone.wav")).duration
+    assert 14.9 <= steady < 15.0  # type: ignore[operator]
+
+
+def test_trim_audio_keeps_short_audio_whole(media: dict[str, Path], tmp_path: Path) -> None:
+    """Audio already under the limit comes back whole, in the requested format."""
+    out = helpers.trim_audio(media["speech"], 15.0, out=tmp_path / "speech.mp3")
+    assert abs(helpers.probe(out).duration - helpers.probe(media["speech"]).duration) < 0.1  # type: ignore[operator]
+
+
+def test_trim_audio_refuses_a_video_without_sound(clips: dict[str, Path]) -> None:
+    """A silent video has nothing to trim: a clear ValueError."""
+    with pytest.raises(ValueError, match="no audio"):
+        helpers.trim_audio(clips["silent_video"])
+
+
+def test_extract_audio(clips: dict[str, Path], tmp_path: Path) -> None:
+    """A video's sound as its own file, as long as the video; a silent video is refused."""
+    out = helpers.extract_audio(clips["wide_video"], out=tmp_path / "wide.m4a")
+    facts = helpers.probe(out)
+    assert facts.has_audio and not facts.has_video and abs(facts.duration - 3.2) < 0.1  # type: ignore[operator]
+    with pytest.raises(ValueError, match="no audio"):
+        helpers.extract_audio(clips["silent_video"])
+
+
+def test_side_by_side_mixes_sizes_rates_and_durations(clips: dict[str, Path], tmp_path: Path) -> None:
+    """A 480x600 still, a 320x240 25 fps 2 s clip and a 640x360 30 fps 3.2 s clip at 360 px high, 3.2 s long."""
+    inputs = [clips["portrait"], clips["small_video"], clips["wide_video"]]
+    labelled = helpers.side_by_side(inputs, labels=["portrait", "driving", "result"], out=tmp_path / "l.mp4")
+    plain = helpers.side_by_side(inputs, out=tmp_path / "p.mp4")
+    facts = helpers.probe(labelled)
+    assert facts.height == 360
+    assert abs(facts.width - (288 + 480 + 640)) <= 2  # type: ignore[operator]
+    assert facts.fps == 25 and facts.has_audio
+    assert abs(facts.duration - 3.2) < 0.1  # type: ignore[operator]
+    assert abs(len(pcm(labelled)) / 8000 - 3.2) < 0.15  # the longest input's sound, whole
+    # the short clip holds its last frame after it ends: the middle tile is still at 2.9 s
+    late = frame_at(plain, 2.9)
+    assert late[:, 300:760].mean() > 20
+    # labels darken a bar at the bottom of each tile and leave the rest of the picture alone
+    with_labels, without = frame_at(labelled, 1.0).astype(int), frame_at(plain, 1.0).astype(int)
+    assert np.abs(with_labels[-25:] - without[-25:]).mean() > 15
+    assert np.abs(with_labels[:200] - without[:200]).mean() < 3
+
+
+def test_side_by_side_of_a_single_still_and_bad_arguments(clips: dict[str, Path], tmp_path: Path) -> None:
+    """One still makes a short silent video; wrong label counts and audio-only inputs are refused."""
+    facts = helpers.probe(helpers.side_by_side([clips["portrait"]], out=tmp_path / "one.mp4", height=240))
+    assert facts.height == 240 and not facts.has_audio and facts.duration and facts.duration > 1
+    with pytest.raises(ValueError, match="labels"):
+        helpers.side_by_side([clips["portrait"]], labels=["a", "b"])
+    with pytest.raises(ValueError, match="no picture"):
+        helpers.side_by_side([clips["portrait"], clips["long_mp3"]])
+
+
+def test_no_ffmpeg_process_is_left_behind(clips: dict[str, Path], tmp_path: Path) -> None:
+    """After every helper has run (and one has failed), no ffmpeg child of this process is alive."""
+    helpers.trim_audio(clips["long_mp3"], 10.0, out=tmp_path / "a.m4a")
+    helpers.extract_audio(clips["wide_video"], out=tmp_path / "b.m4a")
+    helpers.side_by_side([clips["portrait"], clips["wide_video"]], out=tmp_path / "c.mp4")
+    with pytest.raises(ValueError):
+        helpers.side_by_side([clips["long_mp3"]])
+    assert ffmpeg_children() == []
