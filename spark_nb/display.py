@@ -1,33 +1,209 @@
-"""Inline HTML for videos: a player that works whether the browser is beside the kernel or not."""
+"""Inline HTML for images, audio and videos: players that work whether the browser is beside the kernel or not.
+
+The browser may run on another machine than the kernel (Binder, JupyterHub), so a src is never the kernel's
+loopback server. It is, in order: a path relative to the working directory (JupyterLab and Notebook 7 resolve
+relative URLs in HTML outputs to their /files/ handler), a base64 data: URI for small files, or a public
+http(s) URL the caller gave. Otherwise the HTML says where the file is saved.
+"""
 
 from __future__ import annotations
 
 import base64
 import html
+import ipaddress
+import mimetypes
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import quote, urlsplit
 
-EMBED_LIMIT_BYTES = 1_500_000  # larger videos are linked, not embedded, to keep notebooks small
+if TYPE_CHECKING:
+    from IPython.display import HTML
+
+    from .results import Result
+
+EMBED_LIMIT_BYTES = 1_500_000  # larger files are linked, not embedded, to keep notebooks small
+THUMBNAIL_SIDE = 768  # images too large to embed are previewed as a JPEG this size
+Kind = Literal["image", "audio", "video"]
+
+_MIME = {
+    ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".gif": "image/gif", ".webp": "image/webp",
+    ".bmp": "image/bmp", ".tif": "image/tiff", ".tiff": "image/tiff", ".mpo": "image/jpeg",
+    ".wav": "audio/wav", ".mp3": "audio/mpeg", ".m4a": "audio/mp4", ".aac": "audio/aac", ".ogg": "audio/ogg",
+    ".oga": "audio/ogg", ".opus": "audio/ogg", ".flac": "audio/flac", ".weba": "audio/webm",
+    ".mp4": "video/mp4", ".m4v": "video/mp4", ".mov": "video/quicktime", ".webm": "video/webm",
+    ".mkv": "video/x-matroska", ".avi": "video/x-msvideo",
+}
+_MAGIC: list[tuple[int, bytes, str]] = [  # (offset, bytes, mime) for files saved without a suffix
+    (0, b"\xff\xd8\xff", "image/jpeg"), (0, b"\x89PNG", "image/png"), (0, b"GIF8", "image/gif"),
+    (8, b"WEBP", "image/webp"), (0, b"BM", "image/bmp"), (8, b"WAVE", "audio/wav"), (0, b"ID3", "audio/mpeg"),
+    (0, b"\xff\xfb", "audio/mpeg"), (0, b"OggS", "audio/ogg"), (0, b"fLaC", "audio/flac"),
+    (8, b"M4A", "audio/mp4"), (4, b"ftyp", "video/mp4"), (0, b"\x1a\x45\xdf\xa3", "video/webm"),
+]
 
 
-def video_html(path: Path, *, caption: str = "", width: int = 384) -> str:
-    """A <video> for path: a relative link when it sits under the working directory, else embedded if small."""
-    src = _relative_src(path)
-    if src is None and path.stat().st_size <= EMBED_LIMIT_BYTES:
-        src = "data:video/mp4;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
-    if src is None:
-        return f"<div>{html.escape(caption)}<br>video saved at <code>{html.escape(str(path))}</code></div>"
-    return (
-        f'<figure style="margin:0"><video src="{html.escape(src)}" controls playsinline width="{width}"></video>'
-        f"<figcaption style=\"font-size:90%\">{html.escape(caption)}</figcaption></figure>"
-    )
-
-
-def _relative_src(path: Path) -> str | None:
+def mime_type(path: Path) -> str | None:
+    """The MIME type of a media file, from its suffix or else its first bytes; None when unknown."""
+    mime = _MIME.get(path.suffix.lower()) or mimetypes.guess_type(path.name)[0]
+    if mime:
+        return mime
     try:
-        relative = Path(os.path.relpath(path.resolve(), Path.cwd()))
+        with open(path, "rb") as fh:
+            head = fh.read(16)
+    except OSError:
+        return None
+    return next((m for offset, magic, m in _MAGIC if head[offset:offset + len(magic)] == magic), None)
+
+
+def kind_of(source: str | os.PathLike[str]) -> Kind | None:
+    """'image', 'audio' or 'video' for a path or URL, judged by its type; None when it is none of them."""
+    if isinstance(source, str) and is_url(source):
+        mime = _MIME.get(Path(urlsplit(source).path).suffix.lower())
+    else:
+        mime = mime_type(Path(source))
+    kind = (mime or "").split("/")[0]
+    return kind if kind in ("image", "audio", "video") else None  # type: ignore[return-value]
+
+
+def is_url(text: str) -> bool:
+    """True for an http(s) URL."""
+    return text.lower().startswith(("http://", "https://"))
+
+
+def is_loopback_url(url: str) -> bool:
+    """True when url points at this machine (127.0.0.0/8, ::1, localhost, 0.0.0.0): a remote browser can't reach it."""
+    host = (urlsplit(url).hostname or "").rstrip(".").lower()
+    if host in ("", "localhost", "0.0.0.0") or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
     except ValueError:
+        return False
+
+
+def media_src(path: Path, *, embed_limit: int = EMBED_LIMIT_BYTES) -> str | None:
+    """A src the notebook's browser can load: relative to the working directory, else a data: URI, else None."""
+    src = relative_src(path)
+    if src is None and path.is_file() and path.stat().st_size <= embed_limit:
+        mime = mime_type(path) or "application/octet-stream"
+        src = f"data:{mime};base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+    return src
+
+
+def relative_src(path: Path) -> str | None:
+    """path as a URL relative to the working directory, or None when it is outside it (or hidden from /files/)."""
+    try:
+        relative = Path(os.path.relpath(Path(path).resolve(), Path.cwd().resolve()))
+    except ValueError:  # another drive on Windows
         return None
-    if relative.parts and relative.parts[0] == "..":
+    parts = relative.parts
+    # Jupyter's /files/ handler refuses hidden files and folders by default
+    if not parts or parts[0] == ".." or any(part.startswith(".") for part in parts):
         return None
-    return relative.as_posix()
+    return quote(relative.as_posix())
+
+
+def image_html(source: str | os.PathLike[str], *, caption: str = "", width: int = 256,
+               embed_limit: int = EMBED_LIMIT_BYTES) -> str:
+    """An <img> for a path or public URL (a large image outside the working directory is shown as a thumbnail)."""
+    src = _src(source, embed_limit)
+    if src is None and not (isinstance(source, str) and is_url(source)):
+        src = _thumbnail_src(Path(source), embed_limit)
+    if src is None:
+        return _saved_at("image", source, caption)
+    tag = f'<img src="{html.escape(src)}" alt="{html.escape(caption or "image")}" style="max-width:{width}px;' \
+          f'max-height:{width * 4 // 3}px;height:auto">'
+    return _figure(tag, caption)
+
+
+def audio_html(source: str | os.PathLike[str], *, caption: str = "", embed_limit: int = EMBED_LIMIT_BYTES) -> str:
+    """An <audio> player for a path or public URL."""
+    src = _src(source, embed_limit)
+    if src is None:
+        return _saved_at("audio", source, caption)
+    return _figure(f'<audio src="{html.escape(src)}" controls preload="metadata"></audio>', caption)
+
+
+def video_html(source: str | os.PathLike[str], *, caption: str = "", width: int = 384,
+               embed_limit: int = EMBED_LIMIT_BYTES) -> str:
+    """A <video> for a path or public URL: relative under the working directory, else embedded if small."""
+    src = _src(source, embed_limit)
+    if src is None:
+        return _saved_at("video", source, caption)
+    tag = f'<video src="{html.escape(src)}" controls playsinline preload="metadata" width="{width}"></video>'
+    return _figure(tag, caption)
+
+
+def media_html(source: str | os.PathLike[str], *, caption: str = "", kind: Kind | None = None,
+               width: int | None = None, embed_limit: int = EMBED_LIMIT_BYTES) -> str:
+    """The right player for source (image, audio or video, judged by its type unless kind is given)."""
+    kind = kind or kind_of(source)
+    if kind == "image":
+        return image_html(source, caption=caption, width=width or 256, embed_limit=embed_limit)
+    if kind == "audio":
+        return audio_html(source, caption=caption, embed_limit=embed_limit)
+    if kind == "video":
+        return video_html(source, caption=caption, width=width or 384, embed_limit=embed_limit)
+    return _saved_at("file", source, caption)
+
+
+def result_html(result: Result, *, width: int = 384, embed_limit: int = EMBED_LIMIT_BYTES) -> str:
+    """A Result's video with its task id, duration and cost underneath."""
+    return video_html(result.path, caption=result_caption(result), width=width, embed_limit=embed_limit)
+
+
+def result_caption(result: Result) -> str:
+    """'task ID · 4.2 s · cost $0.00' for a Result."""
+    duration = f"{result.duration:.1f} s" if result.duration else "?"
+    return f"task {result.task_id} · {duration} · cost ${result.cost or '?'}"
+
+
+def show(source: Any, *, caption: str = "", kind: Kind | None = None, width: int | None = None,
+         embed_limit: int = EMBED_LIMIT_BYTES) -> HTML:
+    """An IPython HTML object playing source: a path, a public URL or a Result (picked by type)."""
+    from IPython.display import HTML
+
+    if hasattr(source, "task_id") and hasattr(source, "path"):
+        return HTML(result_html(source, width=width or 384, embed_limit=embed_limit))
+    return HTML(media_html(source, caption=caption, kind=kind, width=width, embed_limit=embed_limit))
+
+
+def _src(source: str | os.PathLike[str], embed_limit: int) -> str | None:
+    if isinstance(source, str) and is_url(source):
+        return None if is_loopback_url(source) else source
+    return media_src(Path(source), embed_limit=embed_limit)
+
+
+def _thumbnail_src(path: Path, embed_limit: int) -> str | None:
+    """A small JPEG of a large image, embedded; None when PIL can't read it."""
+    from io import BytesIO
+
+    try:
+        from PIL import Image, ImageOps
+
+        with Image.open(path) as img:
+            img.draft("RGB", (THUMBNAIL_SIDE, THUMBNAIL_SIDE))
+            thumb = ImageOps.exif_transpose(img).convert("RGB")
+            thumb.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
+            buffer = BytesIO()
+            thumb.save(buffer, "JPEG", quality=80)
+    except Exception:  # a broken or exotic image: say where it is instead
+        return None
+    data = buffer.getvalue()
+    return None if len(data) > embed_limit else "data:image/jpeg;base64," + base64.b64encode(data).decode("ascii")
+
+
+def _saved_at(what: str, source: str | os.PathLike[str], caption: str) -> str:
+    where = str(source)
+    if isinstance(source, str) and is_url(source):
+        # a loopback URL is only reachable from the kernel's machine: name it, never link it
+        text = f"{what} at <code>{html.escape(where)}</code> (on the kernel's machine; not playable here)"
+    else:
+        text = f"{what} saved at <code>{html.escape(where)}</code> (too large to embed)"
+    label = f"{html.escape(caption)}<br>" if caption else ""
+    return f'<div class="spark-media spark-saved">{label}{text}</div>'
+
+
+def _figure(tag: str, caption: str) -> str:
+    label = f'<figcaption style="font-size:90%">{html.escape(caption)}</figcaption>' if caption else ""
+    return f'<figure class="spark-media" style="margin:0">{tag}{label}</figure>'

@@ -35,14 +35,12 @@ class Result:
         return None if cost is None else str(cost)
 
     def _repr_html_(self) -> str:
-        from .display import video_html
+        from .display import result_html
 
-        duration = f"{self.duration:.1f} s" if self.duration else "?"
-        caption = f"task {self.task_id} · {duration} · cost ${self.cost or '?'}"
-        return video_html(self.path, caption=caption)
+        return result_html(self)
 
 
-def download_result(client: "ApiClient", state: "TaskState", output_dir: Path) -> Result:
+def download_result(client: ApiClient, state: TaskState, output_dir: Path) -> Result:
     """Download a completed task's video into output_dir (reusing an intact earlier download) and check it."""
     try:
         content = state.raw["output"][0]["content"][0]

@@ -1,0 +1,585 @@
+"""Notebook forms (ipywidgets 8) for the two models: pick inputs, check and fix them, generate, compare.
+
+    import spark_nb.widgets
+    spark_nb.widgets.studio()        # both forms in tabs; or avatar_form() / imitator_form()
+
+Each form takes the configure() options for its own calls (api_key, backend, base_url, output_dir, uploader)
+and exposes its widgets as attributes (see GenerationForm and MediaPicker), with stable CSS classes
+(spark-generate, spark-status, spark-error, spark-result, spark-sample-image, ...) for browser tests.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+import threading
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import ipywidgets as W
+
+from . import avatar, display, imitator
+from .config import Secret, resolve
+from .errors import AuthenticationError, SparkError, TaskTimeout, ValidationError
+from .inputs import MAX_IMAGE_BYTES, MAX_IMAGE_SIDE, RECOMMENDED_AUDIO_SECONDS, Media, normalise, validate
+from .media import shrink_image
+from .models import AVATAR, IMITATOR, MediaField, ModelSpec
+from .polling import PollSchedule
+from .results import Result
+from .samples import DRIVING_VIDEO, PORTRAIT, SPEECH
+from .tasks import Task
+
+__all__ = ["AvatarForm", "GenerationForm", "ImitatorForm", "MediaPicker", "Studio", "avatar_form", "imitator_form",
+           "studio"]
+
+# the form polls at least this often so its progress bar keeps moving (the local server costs nothing to ask)
+POLL_CAP_S = {"local": 0.5, "cloud": 2.0}
+_ERROR_COLOUR, _WARN_COLOUR = "#b00020", "#8a5a00"
+_ACCEPT = {"image": "image/*", "audio": "audio/*,video/*", "video": "video/*"}
+_HIDDEN, _SHOWN = "none", ""
+_COMPARE_LATER = "<i>the comparison appears here once a video is generated</i>"
+
+
+def _html_output(markup: str) -> dict[str, Any]:
+    """An Output widget entry holding markup.
+
+    Output (not HTML) widgets render through the notebook's rendermime, whose URL resolver maps the relative
+    srcs of display.py to /files/...; an HTML widget's innerHTML would resolve them against the page URL.
+    """
+    return {"output_type": "display_data", "data": {"text/html": markup, "text/plain": "(media)"}, "metadata": {}}
+
+
+def _show(area: W.Output, markup: str | None) -> None:
+    area.outputs = (_html_output(markup),) if markup else ()
+
+
+def _set_visible(widget: W.DOMWidget, visible: bool) -> None:
+    widget.layout.display = _SHOWN if visible else _HIDDEN
+
+
+def _classes(widget: W.DOMWidget, *names: str) -> W.DOMWidget:
+    for name in names:
+        widget.add_class(name)
+    return widget
+
+
+def _error_markup(exc: BaseException) -> str:
+    """An error and what to do about it, escaped (messages never contain the key: Secret hides itself)."""
+    if isinstance(exc, SparkError):
+        message = str(exc.args[0]) if exc.args else exc.__class__.__name__
+        if exc.task_id and exc.task_id not in message:
+            message += f" (task {exc.task_id})"
+        hint = exc.hint
+    else:
+        message, hint = f"unexpected error: {exc!r}", "this looks like a bug in spark_nb; please report it"
+    fix = f'<div class="spark-hint">fix: {html.escape(hint)}</div>' if hint else ""
+    return (f'<div style="color:{_ERROR_COLOUR}"><b>{html.escape(type(exc).__name__)}</b>: '
+            f"{html.escape(message)}</div>{fix}")
+
+
+def _image_too_large(path: Path) -> bool:
+    """True when the image at path only breaks the size limits (bytes or pixels), which Shrink can fix."""
+    from PIL import Image
+
+    try:
+        if path.stat().st_size >= MAX_IMAGE_BYTES:
+            return True
+        with Image.open(path) as img:
+            return img.width >= MAX_IMAGE_SIDE or img.height >= MAX_IMAGE_SIDE
+    except Exception:  # undecodable: not something a resize can fix
+        return False
+
+
+class MediaPicker:
+    """One media input of a form: an upload, a URL or path, or the bundled sample; previewed and checked at once.
+
+    Widgets: upload (FileUpload), url (Text), sample (Button), preview (Output), problem (HTML), fix (Button,
+    shown when a one-click fix exists: "Trim to 15 s" for long audio, "Shrink" for an oversized image).
+    State: value (the Path or URL sent), media (the checked Media), error (the ValidationError, or None).
+    """
+
+    def __init__(self, field: MediaField, sample: Path, on_change: Callable[[], None] | None = None) -> None:
+        self.field = field
+        self.sample_path = sample
+        self._on_change = on_change
+        self.value: Path | str | None = None
+        self.media: Media | None = None
+        self.error: ValidationError | None = None
+        self.note: str | None = None
+        self._fix_action: Callable[[], Path] | None = None
+        kind = field.kind
+        self.title = W.HTML(f"<b>{html.escape(field.label.capitalize())}</b>")
+        self.upload = _classes(W.FileUpload(accept=_ACCEPT[kind], multiple=False, description="Upload"),
+                               "spark-upload", f"spark-upload-{kind}")
+        self.url = _classes(W.Text(placeholder="https://… URL or a file path, then Enter", continuous_update=False,
+                                   layout=W.Layout(width="24em")), "spark-url", f"spark-url-{kind}")
+        sample_button = W.Button(description="Use sample", icon="star", tooltip=f"use the bundled {sample.name}")
+        self.sample = _classes(sample_button, "spark-sample", f"spark-sample-{kind}")
+        self.preview = _classes(W.Output(), "spark-preview", f"spark-preview-{kind}")
+        self.problem = _classes(W.HTML(), "spark-problem", f"spark-problem-{kind}")
+        self.fix = _classes(W.Button(button_style="warning", layout=W.Layout(display=_HIDDEN, width="auto")),
+                            "spark-fix", f"spark-fix-{kind}")
+        self.upload.observe(self._on_upload, "value")
+        self.url.observe(self._on_url, "value")
+        self.sample.on_click(lambda _: self.use_sample())
+        self.fix.on_click(lambda _: self.apply_fix())
+        self.widget = _classes(W.VBox([self.title, W.HBox([self.upload, self.url, self.sample]), self.preview,
+                                       W.HBox([self.problem, self.fix])]), "spark-picker", f"spark-picker-{kind}")
+
+    @property
+    def ok(self) -> bool:
+        """True when an input is picked and passed the checks (notes such as long audio allowed)."""
+        return self.value is not None and self.error is None
+
+    @property
+    def fixable(self) -> bool:
+        """True when the fix button offers a one-click fix for the current input."""
+        return self._fix_action is not None
+
+    def pick(self, value: Any, *, caption: str | None = None) -> None:
+        """Use value (path, URL, bytes or FileUpload item) as this input: preview and check it now."""
+        self.value, self.media, self.error, self.note = None, None, None, None
+        self._set_fix(None, "")
+        try:
+            media = normalise(value, self.field)
+        except ValidationError as exc:
+            self.error = exc
+            _show(self.preview, None)
+            self._render_problem()
+            self._changed()
+            return
+        self.value = media.url if media.url is not None else media.path
+        assert self.value is not None
+        name = caption or Path(str(self.value)).name
+        _show(self.preview, display.media_html(self.value, caption=name, kind=self.field.kind))
+        try:
+            self.media = validate(media)
+        except ValidationError as exc:
+            self.error = exc
+            path = media.path
+            if self.field.kind == "image" and path is not None and _image_too_large(path):
+                self._set_fix(lambda: shrink_image(path), "Shrink")
+        else:
+            self._notes(self.media)
+        self._render_problem()
+        self._changed()
+
+    def use_sample(self) -> None:
+        """Pick the bundled sample (what the "Use sample" button does)."""
+        self.pick(self.sample_path, caption=f"sample {self.sample_path.name}")
+
+    def apply_fix(self) -> None:
+        """Run the offered fix (trim or shrink) and pick its output in place of the input."""
+        action, label = self._fix_action, self.fix.description
+        if action is None:
+            return
+        self.fix.disabled = True
+        self.problem.value = f"<i>{html.escape(label)}…</i>"
+        try:
+            fixed = action()
+        except Exception as exc:  # ffmpeg or PIL failed: say so here rather than in a log
+            self.fix.disabled = False
+            self.problem.value = _error_markup(exc)
+            return
+        self.fix.disabled = False
+        self.pick(fixed, caption=f"{fixed.name} ({label.lower()})")
+
+    def clear(self) -> None:
+        """Forget the input."""
+        self.value, self.media, self.error, self.note = None, None, None, None
+        self._set_fix(None, "")
+        _show(self.preview, None)
+        self.problem.value = ""
+        self._changed()
+
+    def _notes(self, media: Media) -> None:
+        info = media.info
+        if self.field.kind == "audio" and info and (info.duration or 0) > RECOMMENDED_AUDIO_SECONDS:
+            self.note = (f"the audio is {info.duration:.1f} s, over the model's recommended "
+                         f"{RECOMMENDED_AUDIO_SECONDS:g} s; Generate trims it to {RECOMMENDED_AUDIO_SECONDS:g} s")
+            path = media.path
+            assert path is not None  # info comes only from checking a local file
+            self._set_fix(lambda: _trim(path), f"Trim to {RECOMMENDED_AUDIO_SECONDS:g} s")
+        elif self.field.kind == "image" and media.path is not None and not _has_face(media.path):
+            self.note = ("no face found: the model wants one person with a large, frontal face, "
+                         "so the result may be poor")
+
+    def _render_problem(self) -> None:
+        if self.error is not None:
+            self.problem.value = _error_markup(self.error)
+        elif self.note:
+            self.problem.value = f'<div style="color:{_WARN_COLOUR}">note: {html.escape(self.note)}</div>'
+        else:
+            self.problem.value = ""
+
+    def _set_fix(self, action: Callable[[], Path] | None, label: str) -> None:
+        self._fix_action = action
+        self.fix.description = label
+        self.fix.disabled = False
+        _set_visible(self.fix, action is not None)
+
+    def _on_upload(self, change: Mapping[str, Any]) -> None:
+        items = change["new"]
+        if not items:
+            return
+        item = items[0]
+        self.pick(item, caption=str(item.get("name") or "upload"))
+        # the bytes are now in a scratch file: drop them from the widget so they never land in the notebook
+        self.upload.value = ()
+
+    def _on_url(self, change: Mapping[str, Any]) -> None:
+        text = str(change["new"] or "").strip()
+        if text:
+            self.pick(text, caption=text.rsplit("/", 1)[-1][:80])
+
+    def _changed(self) -> None:
+        if self._on_change is not None:
+            self._on_change()
+
+
+def _trim(path: Path) -> Path:
+    from .media import trim_audio
+
+    return trim_audio(path, RECOMMENDED_AUDIO_SECONDS)
+
+
+def _has_face(path: Path) -> bool:
+    try:
+        from .local.faces import face_in_file
+
+        return face_in_file(path)
+    except Exception:  # the check is advice only; never block a pick on it
+        return True
+
+
+class GenerationForm:
+    """A form for one model: inputs, backend and key, Generate with live progress, the result, and compare.
+
+    Attributes for code and tests: pickers (name -> MediaPicker, also as attributes named after the model's
+    inputs), backend_info (HTML), api_key (Password, shown on the cloud backend when no key is set),
+    generate_button, progress (FloatProgress 0..1), status (Label), error (HTML), result_area (Output),
+    compare (ToggleButton), compare_area (Output), result (last Result or None), task (last Task or None),
+    last_error (the last failure or None), widget (the root VBox).
+    """
+
+    title = ""
+
+    def __init__(self, spec: ModelSpec, samples: Mapping[str, Path], *, timeout: float = 600,
+                 **config: Any) -> None:
+        settings = resolve(**config)  # unknown options fail here, not at the first click
+        self.spec = spec
+        self.timeout = timeout
+        self._config = dict(config)
+        self._key: Secret | None = None
+        self._lock = threading.Lock()
+        self._worker: threading.Thread | None = None
+        self._compare_worker: threading.Thread | None = None
+        self.result: Result | None = None
+        self.task: Task | None = None
+        self.last_error: BaseException | None = None
+        self.pickers = {f.name: MediaPicker(f, samples[f.name], self._inputs_changed) for f in spec.fields}
+        self.backend = settings.backend
+        self.backend_info = _classes(W.HTML(self._backend_markup(settings.backend, settings.base_url)),
+                                     "spark-backend")
+        self.needs_key = settings.backend == "cloud" and settings.api_key is None
+        self.api_key = _classes(W.Password(description="API key", placeholder="Vtrix API key (kept in memory only)",
+                                           layout=W.Layout(display=_SHOWN if self.needs_key else _HIDDEN)),
+                                "spark-api-key")
+        self.api_key.observe(self._on_key, "value")
+        self.generate_button = _classes(W.Button(description="Generate", button_style="primary", icon="play"),
+                                        "spark-generate")
+        self.progress = _classes(W.FloatProgress(value=0.0, min=0.0, max=1.0, layout=W.Layout(width="20em")),
+                                 "spark-progress")
+        self.status = _classes(W.Label(value=self._idle_text()), "spark-status")
+        self.error = _classes(W.HTML(), "spark-error")
+        self.result_area = _classes(W.Output(), "spark-result")
+        self.compare = _classes(W.ToggleButton(description="Compare", icon="columns", value=False,
+                                               tooltip="show the inputs and the result side by side"),
+                                "spark-compare")
+        self.compare_area = _classes(W.Output(layout=W.Layout(display=_HIDDEN)), "spark-compare-area")
+        self.generate_button.on_click(lambda _: self.start())
+        self.compare.observe(self._on_compare, "value")
+        header = W.HTML(f"<h3 style='margin:0.2em 0'>{html.escape(self.title)}</h3>")
+        self.widget = _classes(W.VBox([
+            header, self.backend_info, self.api_key, *(p.widget for p in self.pickers.values()),
+            W.HBox([self.generate_button, self.progress, self.status]), self.error, self.result_area,
+            self.compare, self.compare_area,
+        ]), "spark-form", f"spark-{spec.id}")
+
+    # -- driving the form ------------------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        """True while a generation runs in the background."""
+        return self._worker is not None and self._worker.is_alive()
+
+    def use_samples(self) -> None:
+        """Pick the bundled sample for every input (as clicking each "Use sample" does)."""
+        for picker in self.pickers.values():
+            picker.use_sample()
+
+    def start(self) -> bool:
+        """Start generating in a background thread, as the Generate button does; False if one is running."""
+        with self._lock:
+            if self.running:
+                return False
+            self.generate_button.disabled = True
+            self.result, self.task, self.last_error = None, None, None
+            self.error.value = ""
+            self.progress.value, self.progress.bar_style = 0.0, ""
+            self.status.value = "starting…"
+            _show(self.result_area, None)
+            _show(self.compare_area, _COMPARE_LATER if self.compare.value else None)
+            self._worker = threading.Thread(target=self._run, name=f"spark-{self.spec.id}", daemon=True)
+            self._worker.start()
+            return True
+
+    def generate(self, timeout: float | None = None) -> Result:
+        """Generate and wait, without a click (headless notebooks); the form shows it all. Raises on failure."""
+        if not self.start():
+            raise RuntimeError("a generation is already running in this form; call wait() first")
+        self.wait(timeout)
+        if self.running:
+            raise TimeoutError("the generation is still running; wait() for it")
+        if self.last_error is not None:
+            raise self.last_error
+        assert self.result is not None
+        return self.result
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Join the running generation (and comparison); True when nothing is left running."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for attribute in ("_worker", "_compare_worker"):
+            worker = getattr(self, attribute)  # read after the generation ended: its end may start a comparison
+            if worker is not None:
+                worker.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        busy = [w for w in (self._worker, self._compare_worker) if w is not None and w.is_alive()]
+        return not busy
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        return self.widget._repr_mimebundle_(**kwargs)
+
+    # -- the generation --------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            result = self._generate()
+        except BaseException as exc:  # shown in the form: a worker thread has no cell to raise into
+            self.last_error = exc
+            self.error.value = _error_markup(exc)
+            self.progress.bar_style = "danger"
+            self.status.value = f"failed: {type(exc).__name__}" + (f" (task {self.task.id})" if self.task else "")
+        else:
+            self.result = result
+            self.progress.value, self.progress.bar_style = 1.0, "success"
+            duration = f"{result.duration:.1f} s" if result.duration else "?"
+            self.status.value = f"completed · task {result.task_id} · {duration} · cost ${result.cost or '?'}"
+            saved = html.escape(str(result.path))
+            info = f'<div class="spark-result-info" style="font-size:90%">saved at <code>{saved}</code></div>'
+            _show(self.result_area, display.result_html(result) + info)
+            if self.compare.value:
+                self._start_compare()
+        finally:
+            self.generate_button.disabled = False
+
+    def _generate(self) -> Result:
+        values = self._values()
+        config = self._call_config()
+        self.status.value = "uploading inputs and creating the task…"
+        task = self._submit(values, config)
+        self.task = task
+        started = time.monotonic()
+        deadline = started + self.timeout
+        cap = POLL_CAP_S.get(task.settings.backend, 2.0)
+        schedule = PollSchedule(first=min(0.5, cap), blind_cap=cap, cap=cap)
+        while True:
+            state = task.status()
+            if state.progress is not None:
+                self.progress.value = max(self.progress.value, min(1.0, state.progress))
+            elapsed = time.monotonic() - started
+            shown = f" {state.progress:.0%}" if state.progress is not None else ""
+            self.status.value = f"{state.status}{shown} · task {task.id} · {elapsed:.0f} s"
+            if state.done or state.failed:
+                break
+            delay = schedule.next_delay(elapsed, state.progress)
+            if time.monotonic() + delay > deadline:
+                raise TaskTimeout(f"task {task.id} did not finish within {self.timeout:g}s (last seen {state.status})",
+                                  task_id=task.id, model=task.model)
+            time.sleep(delay)
+        self.status.value = f"{state.status} · downloading the video…" if state.done else state.status
+        # a task handed its final state downloads (or raises the task's error) without polling again
+        finished = dataclasses.replace(task, initial=state.raw)
+        return finished.wait(max(1.0, deadline - time.monotonic()), progress=False)
+
+    def _values(self) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for name, picker in self.pickers.items():
+            if picker.value is None and picker.error is None:
+                raise ValidationError(f"{picker.field.label} is missing", code=picker.field.missing_code, field=name,
+                                      hint="upload a file, paste a URL (then Enter) or click Use sample")
+            if picker.error is not None:
+                raise picker.error
+            if picker.fixable and picker.field.kind == "audio":
+                self.status.value = f"trimming the {picker.field.label} to {RECOMMENDED_AUDIO_SECONDS:g} s…"
+                picker.apply_fix()
+                if picker.error is not None:
+                    raise picker.error
+            values[name] = picker.value
+        return values
+
+    def _call_config(self) -> dict[str, Any]:
+        config = dict(self._config)
+        if self._key is not None:
+            config["api_key"] = self._key
+        settings = resolve(**config)
+        self.backend = settings.backend  # configure() may have changed it since the form was made
+        self.backend_info.value = self._backend_markup(settings.backend, settings.base_url)
+        if settings.backend == "cloud" and settings.api_key is None:
+            raise AuthenticationError("the cloud backend needs an API key and none is set",
+                                      hint="paste your Vtrix API key into this form's API key field "
+                                           "(or set VTRIX_API_KEY before creating the form)")
+        return config
+
+    def _submit(self, values: dict[str, Any], config: dict[str, Any]) -> Task:
+        raise NotImplementedError
+
+    # -- compare ---------------------------------------------------------------------------------------
+
+    def _on_compare(self, change: Mapping[str, Any]) -> None:
+        _set_visible(self.compare_area, bool(change["new"]))
+        if not change["new"]:
+            _show(self.compare_area, None)
+        elif self.result is None:
+            _show(self.compare_area, _COMPARE_LATER)
+        elif not self.running:
+            self._start_compare()
+
+    def _start_compare(self) -> None:
+        if self._compare_worker is not None and self._compare_worker.is_alive():
+            return
+        self._compare_worker = threading.Thread(target=self._compare_run, name="spark-compare", daemon=True)
+        self._compare_worker.start()
+
+    def _compare_run(self) -> None:
+        result = self.result
+        if result is None:
+            return
+        _show(self.compare_area, "<i>putting the inputs and the result side by side…</i>")
+        try:
+            path = self._side_by_side(result)
+        except BaseException as exc:
+            self.error.value = _error_markup(exc)
+            _show(self.compare_area, None)
+            return
+        if self.result is result and self.compare.value:
+            _show(self.compare_area, display.video_html(path, caption=f"inputs and result · task {result.task_id}",
+                                                        width=640))
+
+    def _side_by_side(self, result: Result) -> Path:
+        from .media import side_by_side
+
+        out = result.path.with_name(f"{result.task_id}-compare.mp4")
+        if out.is_file() and out.stat().st_size > 0:
+            return out
+        # the visual inputs that are files here (a URL input was never downloaded to this machine)
+        visuals = [(p.field.label, p.value) for p in self.pickers.values()
+                   if p.field.kind in ("image", "video") and isinstance(p.value, Path)]
+        videos = [value for _, value in visuals] + [result.path]
+        labels = [label for label, _ in visuals] + ["result"]
+        return side_by_side(videos, labels=labels, out=out)
+
+    # -- small helpers ---------------------------------------------------------------------------------
+
+    def _inputs_changed(self) -> None:
+        if not self.running and self.result is None and not self.error.value:
+            self.status.value = self._idle_text()
+
+    def _idle_text(self) -> str:
+        missing = [p.field.label for p in getattr(self, "pickers", {}).values() if p.value is None]
+        if missing:
+            return f"pick the {' and the '.join(missing)}, then Generate"
+        return "ready: click Generate"
+
+    def _on_key(self, change: Mapping[str, Any]) -> None:
+        text = str(change["new"] or "").strip()
+        if not text:
+            return
+        self._key = Secret(text)
+        # keep the key out of the widget state (and so out of saved notebooks): the form holds it as a Secret
+        self.api_key.value = ""
+        self.api_key.placeholder = "key set for this form (hidden); type to replace it"
+
+    @staticmethod
+    def _backend_markup(backend: str, base_url: str) -> str:
+        if backend == "local":
+            where = "the embedded renderer on this machine; no key needed"
+        else:
+            where = f"Vtrix at {html.escape(base_url)}"
+        return f'Backend: <b class="spark-backend-name">{backend}</b> ({where})'
+
+
+class AvatarForm(GenerationForm):
+    """spark_avatar_picture_omni_v2 as a form: a portrait (image) and a speech clip (audio) become a video."""
+
+    title = "Spark Avatar: portrait + speech → talking-head video"
+
+    def __init__(self, *, timeout: float = 600, **config: Any) -> None:
+        super().__init__(AVATAR, {"image": PORTRAIT, "audio": SPEECH}, timeout=timeout, **config)
+        self.image = self.pickers["image"]
+        self.audio = self.pickers["audio"]
+        self.widget.add_class("spark-avatar-form")
+
+    def _submit(self, values: dict[str, Any], config: dict[str, Any]) -> Task:
+        return avatar.submit(values["image"], values["audio"], **config)
+
+
+class ImitatorForm(GenerationForm):
+    """spark_avatar_imitator_v2v as a form: a character image (image) performs a driving video (driving_video)."""
+
+    title = "Spark Imitator: character image + driving video → imitation video"
+
+    def __init__(self, *, timeout: float = 600, **config: Any) -> None:
+        super().__init__(IMITATOR, {"image": PORTRAIT, "driving_video": DRIVING_VIDEO}, timeout=timeout, **config)
+        self.image = self.pickers["image"]
+        self.driving_video = self.pickers["driving_video"]
+        self.widget.add_class("spark-imitator-form")
+
+    def _submit(self, values: dict[str, Any], config: dict[str, Any]) -> Task:
+        return imitator.submit(values["image"], values["driving_video"], **config)
+
+
+class Studio:
+    """Both forms in a Tab: .avatar (AvatarForm) and .imitator (ImitatorForm); .widget is the Tab."""
+
+    def __init__(self, *, timeout: float = 600, **config: Any) -> None:
+        self.avatar = AvatarForm(timeout=timeout, **config)
+        self.imitator = ImitatorForm(timeout=timeout, **config)
+        self.widget = _classes(W.Tab(children=[self.avatar.widget, self.imitator.widget],
+                                     titles=["Avatar (image + speech)", "Imitator (image + video)"]), "spark-studio")
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Join both forms' running work; True when nothing is left running."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        done = self.avatar.wait(timeout)
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        return self.imitator.wait(left) and done
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        return self.widget._repr_mimebundle_(**kwargs)
+
+
+def avatar_form(*, timeout: float = 600, **config: Any) -> AvatarForm:
+    """A form for the avatar model; config takes configure()'s options (api_key, backend, base_url, ...)."""
+    return AvatarForm(timeout=timeout, **config)
+
+
+def imitator_form(*, timeout: float = 600, **config: Any) -> ImitatorForm:
+    """A form for the imitator model; config takes configure()'s options (api_key, backend, base_url, ...)."""
+    return ImitatorForm(timeout=timeout, **config)
+
+
+def studio(*, timeout: float = 600, **config: Any) -> Studio:
+    """Both forms in tabs (avatar, imitator); config takes configure()'s options for their calls."""
+    return Studio(timeout=timeout, **config)
