@@ -80,8 +80,12 @@ def run(quick: bool = False) -> Table:
     imitate = ("from spark_nb import imitator, samples; import sys; "
                "imitator.generate(samples.PORTRAIT, sys.argv[1], backend='local', progress=False, "
                "output_dir=sys.argv[2], timeout=900)")
+    notebook = Path(__file__).resolve().parent.parent / "notebooks" / "01_quickstart.ipynb"
     jobs = {
         "spark-nb demo": [sys.executable, "-m", "spark_nb", "demo", "--out", str(folder / "demo")],
+        "01_quickstart notebook (papermill + kernel)": [
+            sys.executable, "-m", "papermill", "--no-progress-bar", "--cwd", str(folder), str(notebook),
+            str(folder / "quickstart.ipynb")],
         f"{loops * 12} s imitation": [sys.executable, "-c", imitate, str(driving), str(folder / "imitation")],
     }
     table = Table("Memory", f"peak resident memory under {GOAL_MB:.0f} MB (Binder gives 1–2 GB)",
