@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import httpx
 import pytest
-from conftest import TEST_KEY
+from .conftest import TEST_KEY
 
 from spark_nb import avatar
 from spark_nb.ffmpeg import probe

@@ -61,7 +61,7 @@ def test_mistakes_are_named() -> None:
 
 def test_cloud_without_a_key_is_refused_before_anything_is_sent(tmp_path: Path) -> None:
     """backend='cloud' and no key: AuthenticationError naming VTRIX_API_KEY."""
-    from conftest import draw_portrait
+    from .conftest import draw_portrait
 
     with pytest.raises(spark_nb.AuthenticationError, match="VTRIX_API_KEY"):
         spark_nb.avatar.submit(draw_portrait(tmp_path / "p.jpg"), Path(__file__).parent / "media" / "speech.wav",

@@ -11,7 +11,7 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
-from conftest import cloud_config
+from .conftest import cloud_config
 
 from spark_nb import avatar, imitator, samples
 from spark_nb.ffmpeg import ffmpeg_exe, probe

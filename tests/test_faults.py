@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import TEST_KEY, cloud_config, seed_firing_first
+from .conftest import TEST_KEY, cloud_config, seed_firing_first
 
 import spark_nb
 from spark_nb import avatar

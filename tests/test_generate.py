@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import TEST_KEY, cloud_config
+from .conftest import TEST_KEY, cloud_config
 
 import spark_nb
 from spark_nb import avatar, imitator

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
-from conftest import cloud_config, ffmpeg
+from .conftest import cloud_config, ffmpeg
 from PIL import Image
 
 import spark_nb

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ffmpeg
+from .conftest import ffmpeg
 
 from spark_nb import media as helpers  # `media` is conftest's fixture of test files
 from spark_nb.ffmpeg import ProbeError, ffmpeg_exe

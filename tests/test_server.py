@@ -11,7 +11,7 @@ from typing import Any, Callable, Iterator
 
 import httpx
 import pytest
-from conftest import TEST_KEY
+from .conftest import TEST_KEY
 
 from spark_nb.ffmpeg import ffmpeg_exe, probe
 from spark_nb.local.faults import Fault, FaultPlan

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import ipywidgets as W
 import pytest
-from conftest import TEST_KEY, cloud_config
+from .conftest import TEST_KEY, cloud_config
 from PIL import Image
 
 from spark_nb.ffmpeg import probe
