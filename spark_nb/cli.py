@@ -1,4 +1,4 @@
-"""The spark-nb command: generate from the shell, check a task, or run the local server."""
+"""The spark-nb command: generate from the shell, check a task, run a batch, or run the local server."""
 
 from __future__ import annotations
 
@@ -38,6 +38,14 @@ def _parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="render a talking avatar and an imitation from the bundled samples, locally")
     demo.add_argument("--out", default="spark_demo", help="folder for the two videos (default ./spark_demo)")
 
+    batch = sub.add_parser("batch", help="run every row of a CSV manifest through the job notebook (papermill)")
+    batch.add_argument("manifest", help="CSV with columns name, model, image, audio, driving_video")
+    batch.add_argument("--out", required=True, help="folder for the rows, results.csv, index.html and the ledger")
+    batch.add_argument("--concurrency", type=int, default=4, help="rows run at once (default 4)")
+    batch.add_argument("--notebook", help="a job notebook of your own (default: the bundled avatar_job.ipynb)")
+    batch.add_argument("--resubmit-uncertain", action="store_true",
+                       help="send again rows whose create call may have made a task (may pay twice)")
+
     serve = sub.add_parser("serve", help="run the local server (the Vtrix protocol on loopback)")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, loopback only)")
     serve.add_argument("--port", type=int, default=8765)
@@ -66,6 +74,8 @@ def _run(args: argparse.Namespace) -> int:
 
         _print_result(imitator.generate(args.image, args.driving_video, timeout=args.timeout,
                                         progress=not args.no_progress, **config))
+    elif args.command == "batch":
+        return _batch(args)
     elif args.command == "status":
         from .tasks import Task
 
@@ -118,6 +128,19 @@ def _serve(args: argparse.Namespace) -> int:
     finally:
         server.stop()
     return 0
+
+
+def _batch(args: argparse.Namespace) -> int:
+    from .batch import run_batch, summary
+
+    outcomes = run_batch(args.manifest, args.out, concurrency=args.concurrency, notebook=args.notebook,
+                         resubmit_uncertain=args.resubmit_uncertain)
+    for o in outcomes:
+        if o.status != "completed":
+            print(f"{o.name}: {o.status}: {o.error or ''}".rstrip(), file=sys.stderr)
+    print(summary(outcomes))
+    print(f"results: {args.out}/results.csv, gallery: {args.out}/index.html")
+    return 0 if all(o.status == "completed" for o in outcomes) else 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:

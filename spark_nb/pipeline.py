@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import threading
-from typing import Any, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from .backends import api_client
 from .config import resolve
@@ -49,8 +50,13 @@ def _long_audio(item: Media, trim: bool) -> Media:
     return trimmed
 
 
-def submit(spec: ModelSpec, values: Mapping[str, Any], *, trim_audio: bool = True, **config: Any) -> Task:
-    """Check, upload and create one task of spec; returns its Task without waiting."""
+def submit(spec: ModelSpec, values: Mapping[str, Any], *, trim_audio: bool = True,
+           before_create: Callable[[], None] | None = None, **config: Any) -> Task:
+    """Check, upload and create one task of spec; returns its Task without waiting.
+
+    before_create runs after the uploads, just before the create call (the batch ledger notes there
+    that a task may come to exist).
+    """
     settings = resolve(**config)
     media = prepare(spec, values, trim_audio=trim_audio)
     client = api_client(settings)
@@ -62,6 +68,8 @@ def submit(spec: ModelSpec, values: Mapping[str, Any], *, trim_audio: bool = Tru
         else:
             uploader = uploader or uploader_for(settings, client)
             urls[name] = upload(item.path, uploader)  # type: ignore[arg-type]
+    if before_create is not None:
+        before_create()
     raw = client.create(spec.id, spec.build_params(urls))
     return Task(id=str(raw["id"]), model=spec.id, settings=settings, initial=raw)
 

@@ -1,0 +1,108 @@
+"""One batch job, as the job notebook runs it: submit (or resume) with the ledger kept current, then finish.
+
+Each step writes to disk before it goes on: the ledger says `submitting` before the create call and
+`submitted` with the task id as soon as the task exists (also in `task.json`), so a kill at any moment
+leaves enough to resume, or to know that a task may exist.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from .. import pipeline
+from ..errors import SparkError, TaskFailed, TaskMayExist
+from ..models import get_model
+from ..results import Result
+from ..tasks import Task
+from .ledger import Ledger
+
+TASK_FILE = "task.json"
+RESULT_FILE = "result.json"
+
+
+class UncertainJob(SparkError):
+    """The ledger says this job's create call may have made a task; it is not resent without being asked."""
+
+
+def submit_or_resume(model: str, inputs: dict[str, str], out_dir: str | Path, *, name: str,
+                     ledger: str | Path | None = None, key: str | None = None) -> Task:
+    """The job's task: resumed from the ledger or task.json when it exists, else submitted (recorded at once)."""
+    spec = get_model(model)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    book = Ledger(ledger) if ledger else None
+    entry = book.get(key) if book and key else None
+    task_id = entry.task_id if entry else None
+    if task_id is None and (out / TASK_FILE).is_file():
+        task_id = json.loads((out / TASK_FILE).read_text()).get("task_id")
+    if task_id:
+        _note(book, key, name, spec.id, "submitted", task_id)
+        return Task.from_id(task_id, model=spec.id, output_dir=out)
+    if entry and entry.state in ("submitting", "uncertain"):
+        raise UncertainJob(f"job {name} may already have a task (its create call's answer was lost)",
+                           hint="check the service's task list; run the batch with --resubmit-uncertain to send it "
+                                "again (that may pay twice)")
+    values = {field: value for field, value in inputs.items() if value}
+    try:
+        task = pipeline.submit(spec, values, output_dir=out,
+                               before_create=lambda: _note(book, key, name, spec.id, "submitting"))
+    except TaskMayExist as exc:
+        _note(book, key, name, spec.id, "uncertain", record=_record(name, spec.id, None, "uncertain", error=exc))
+        write_record(out, _record(name, spec.id, None, "uncertain", error=exc))
+        raise
+    _atomic_write(out / TASK_FILE, json.dumps({"task_id": task.id, "model": spec.id, "name": name}))
+    _note(book, key, name, spec.id, "submitted", task.id)
+    return task
+
+
+def finish(task: Task, out_dir: str | Path, *, name: str, timeout: float = 1800, ledger: str | Path | None = None,
+           key: str | None = None) -> Result:
+    """Wait for the task, download its video, and write result.json and the ledger (failures too)."""
+    out = Path(out_dir)
+    book = Ledger(ledger) if ledger else None
+    try:
+        result = task.wait(timeout=timeout, progress=False)
+    except SparkError as exc:
+        final = isinstance(exc, TaskFailed)  # a timeout or a lost download leaves a task to resume next run
+        record = _record(name, task.model, task.id, "failed" if final else "unfinished", error=exc)
+        write_record(out, record)
+        _note(book, key, name, task.model, "failed" if final else "submitted", task.id, record=record)
+        raise
+    video = Path(os.path.relpath(result.path, out))
+    record = _record(name, result.model, result.task_id, "completed", video=video.as_posix(),
+                     duration=result.duration, cost=result.cost)
+    write_record(out, record)
+    _note(book, key, name, result.model, "completed", result.task_id, record=record)
+    return result
+
+
+def write_record(out_dir: str | Path, record: dict[str, Any]) -> Path:
+    """result.json in out_dir: the machine-readable outcome of the job."""
+    path = Path(out_dir) / RESULT_FILE
+    _atomic_write(path, json.dumps(record, indent=2))
+    return path
+
+
+def _record(name: str, model: str, task_id: str | None, status: str, *, video: str | None = None,
+            duration: float | None = None, cost: str | None = None, error: BaseException | None = None
+            ) -> dict[str, Any]:
+    return {"name": name, "model": model, "task_id": task_id, "status": status, "video": video,
+            "duration": duration, "cost": cost, "error": None if error is None else str(error)}
+
+
+def _note(book: Ledger | None, key: str | None, name: str, model: str, state: str, task_id: str | None = None,
+          record: dict[str, Any] | None = None) -> None:
+    if book is not None and key:
+        book.set(key, name=name, model=model, state=state, task_id=task_id, record=record)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)

@@ -1,0 +1,108 @@
+"""The batch manifest: a CSV of rows (name, model, image, audio, driving_video), every row checked up front."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import re
+from pathlib import Path
+
+from ..errors import SparkError, ValidationError
+from ..inputs import normalise, validate
+from ..models import ModelSpec, get_model
+
+COLUMNS = ("name", "model", "image", "audio", "driving_video")
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,80}$")
+
+
+class ManifestError(ValidationError):
+    """The manifest has problems; `problems` lists each as 'row N: ...', all found before anything ran."""
+
+    def __init__(self, manifest: Path, problems: list[str]) -> None:
+        listing = "\n".join(f"  {p}" for p in problems)
+        super().__init__(f"{manifest.name}: {len(problems)} problem(s), nothing was run:\n{listing}",
+                         hint="fix the rows above (row numbers count the header as row 1) and run again")
+        self.problems = problems
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    """One manifest row, resolved: its inputs as URLs or absolute paths, and the content key of the ledger."""
+
+    number: int  # the CSV line, the header being row 1
+    name: str
+    spec: ModelSpec
+    inputs: dict[str, str]  # field name -> URL or absolute path
+
+    @property
+    def key(self) -> str:
+        """Model + input content (file bytes, or the URL as written): equal keys are the same job."""
+        digest = hashlib.sha256(self.spec.id.encode())
+        for field in self.spec.fields:
+            value = self.inputs[field.name]
+            digest.update(f"\0{field.name}\0".encode())
+            if value.startswith(("http://", "https://")):
+                digest.update(value.encode())
+            else:
+                with open(value, "rb") as f:
+                    for block in iter(lambda: f.read(1 << 20), b""):
+                        digest.update(block)
+        return digest.hexdigest()
+
+
+def read_manifest(path: str | Path) -> list[Row]:
+    """All rows of the manifest, checked; raises ManifestError listing every problem with its row number."""
+    path = Path(path)
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            header = [h.strip() for h in reader.fieldnames or []]
+            records = [(reader.line_num, record) for record in reader]
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise SparkError(f"cannot read the manifest {path}: {exc}",
+                         hint="give a UTF-8 CSV file with columns " + ", ".join(COLUMNS)) from exc
+    missing = [c for c in ("name", "model", "image") if c not in header]
+    if missing:
+        raise ManifestError(path, [f"row 1: missing column(s) {', '.join(missing)}; "
+                                   f"the columns are {', '.join(COLUMNS)}"])
+    rows, problems, seen = [], [], {}
+    for number, record in records:
+        cells = {k.strip(): (v or "").strip() for k, v in record.items() if k is not None}
+        if not any(cells.values()):
+            continue  # blank line
+        row_problems: list[str] = []
+        name = cells.get("name", "")
+        if not _SAFE_NAME.match(name):
+            row_problems.append(f"name {name!r} must be letters, digits, '.', '_' or '-' (it becomes a folder name)")
+        elif name.lower() in seen:
+            row_problems.append(f"name {name!r} is already used by row {seen[name.lower()]}")
+        else:
+            seen[name.lower()] = number
+        try:
+            spec = get_model(cells.get("model", ""))
+        except ValueError as exc:
+            problems += [f"row {number}: {p}" for p in [*row_problems, str(exc)]]
+            continue
+        inputs = {}
+        for field in spec.fields:
+            value = cells.get(field.name, "")
+            resolved = value if value.startswith(("http://", "https://")) or not value else str(path.parent / value)
+            try:
+                item = validate(normalise(resolved or None, field))
+            except ValidationError as exc:
+                row_problems.append(f"{field.name}: {str(exc).splitlines()[0]}")
+                continue
+            inputs[field.name] = item.url or str(Path(item.path).resolve())  # type: ignore[arg-type]
+        takes = {f.name for f in spec.fields}
+        unused = [f for f in ("audio", "driving_video") if cells.get(f) and f not in takes]
+        row_problems += [f"{f} is set but {spec.id} does not take it" for f in unused]
+        if row_problems:
+            problems += [f"row {number}: {p}" for p in row_problems]
+        else:
+            rows.append(Row(number=number, name=name, spec=spec, inputs=inputs))
+    if problems:
+        raise ManifestError(path, problems)
+    if not rows:
+        raise ManifestError(path, ["the manifest has no rows"])
+    return rows

@@ -1,0 +1,162 @@
+"""run_batch: every manifest row through the job notebook (papermill), bounded in concurrency, never paid twice."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
+
+from .ledger import FILENAME, Entry, Ledger
+from .manifest import Row, read_manifest
+from .report import write_gallery, write_results_csv
+
+TEMPLATE = Path(__file__).resolve().parent.parent / "templates" / "avatar_job.ipynb"
+KERNEL_START_ATTEMPTS = 3
+
+
+@dataclasses.dataclass
+class RowOutcome:
+    """How one row ended: its status (completed, failed, uncertain, unfinished), task, video and cost."""
+
+    name: str
+    model: str
+    status: str
+    task_id: str | None = None
+    video: Path | None = None
+    duration: float | None = None
+    cost: str | None = None
+    notebook: Path | None = None
+    error: str | None = None
+    inputs: dict[str, str] = dataclasses.field(default_factory=dict)
+    reused: bool = False
+
+
+def run_batch(manifest: str | Path, out_dir: str | Path, *, concurrency: int = 4, notebook: str | Path | None = None,
+              resubmit_uncertain: bool = False, progress: bool = True, timeout: float = 1800) -> list[RowOutcome]:
+    """Run every row of manifest into out_dir/<name>/; results.csv, index.html and the ledger in out_dir.
+
+    All rows are checked before any runs (ManifestError lists every problem). A completed row is reused,
+    a submitted one resumed by its task id, and one whose create may have made a task is `uncertain`
+    and skipped unless resubmit_uncertain.
+    """
+    from tqdm.auto import tqdm
+
+    rows = read_manifest(manifest)
+    out = Path(out_dir).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    ledger = Ledger(out / FILENAME)
+    template = Path(notebook) if notebook else TEMPLATE
+    if not template.is_file():
+        raise FileNotFoundError(f"job notebook {template} not found")
+    first_of: dict[str, Row] = {}  # rows with the same model and input content are one job, paid once
+    for row in rows:
+        first_of.setdefault(row.key, row)
+    jobs = list(first_of.values())
+    outcomes: dict[str, RowOutcome] = {}
+    with tqdm(total=len(jobs), desc="batch", unit="job", disable=not progress) as bar, \
+            ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="spark-batch") as pool:
+        # even one job runs in a worker thread: papermill drives its kernel from an event loop of its own,
+        # which cannot start in a notebook's thread where a loop already runs
+        futures = [pool.submit(_run_row, row, out, ledger, template, resubmit_uncertain, timeout) for row in jobs]
+        for future in as_completed(futures):
+            outcome = future.result()
+            outcomes[outcome.name] = outcome
+            bar.update(1)
+            bar.set_postfix_str(f"{outcome.name}: {outcome.status}")
+            write_results_csv(out, [outcomes[r.name] for r in rows if r.name in outcomes])
+    for row in rows:
+        if row.name not in outcomes:
+            same = outcomes[first_of[row.key].name]
+            outcomes[row.name] = dataclasses.replace(same, name=row.name, reused=True, cost="0.00" if same.cost else None,
+                                                     error=same.error or None)
+    ordered = [outcomes[r.name] for r in rows]
+    write_results_csv(out, ordered)
+    write_gallery(out, ordered)
+    return ordered
+
+
+def summary(outcomes: list[RowOutcome]) -> str:
+    """'3 completed, 1 failed, 0 uncertain of 4 rows; total cost $0.00'."""
+    count = {s: sum(o.status == s for o in outcomes) for s in ("completed", "failed", "uncertain", "unfinished")}
+    cost = sum(float(o.cost) for o in outcomes if o.cost not in (None, ""))  # type: ignore[arg-type]
+    text = f"{count['completed']} completed, {count['failed']} failed, {count['uncertain']} uncertain"
+    if count["unfinished"]:
+        text += f", {count['unfinished']} unfinished (run again to resume)"
+    return f"{text} of {len(outcomes)} rows; total cost ${cost:.2f}"
+
+
+def _run_row(row: Row, out: Path, ledger: Ledger, template: Path, resubmit_uncertain: bool,
+             timeout: float) -> RowOutcome:
+    row_dir = out / row.name
+    executed = row_dir / f"{row.name}.ipynb"
+    key = row.key
+    entry = ledger.get(key)
+    if entry and entry.state == "completed" and _video_of(entry, row_dir) is not None:
+        return _from_entry(row, entry, row_dir, executed, reused=True)
+    if entry and entry.state in ("submitting", "uncertain") and not entry.task_id:
+        if not resubmit_uncertain:
+            if entry.state == "submitting":  # the run that sent create died before hearing back
+                ledger.set(key, name=row.name, model=row.spec.id, state="uncertain", record=entry.record)
+            return RowOutcome(row.name, row.spec.id, "uncertain", notebook=executed if executed.exists() else None,
+                              error="the create call may have made a task (its answer was lost); not resent. "
+                                    "Check the service, or run again with --resubmit-uncertain",
+                              inputs=row.inputs)
+        ledger.forget(key)
+    row_dir.mkdir(parents=True, exist_ok=True)
+    parameters = {"model": row.spec.id, "name": row.name, "out_dir": str(row_dir), "ledger": str(ledger.path),
+                  "key": key, "timeout": timeout,
+                  **{field: row.inputs.get(field, "") for field in ("image", "audio", "driving_video")}}
+    error = _execute(template, executed, parameters, row_dir, ledger, key)
+    entry = ledger.get(key)
+    if entry is None:
+        return RowOutcome(row.name, row.spec.id, "failed", notebook=executed if executed.exists() else None,
+                          error=error or "the job notebook ended without a result", inputs=row.inputs)
+    outcome = _from_entry(row, entry, row_dir, executed)
+    if outcome.status != "completed" and error and not outcome.error:
+        outcome.error = error
+    return outcome
+
+
+def _execute(template: Path, executed: Path, parameters: dict[str, object], row_dir: Path, ledger: Ledger,
+             key: str) -> str | None:
+    """Run the job notebook; retry only a kernel that failed to start before the job touched the ledger."""
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    before = ledger.get(key)
+    for attempt in range(KERNEL_START_ATTEMPTS):
+        try:
+            papermill.execute_notebook(str(template), str(executed), parameters=parameters, cwd=str(row_dir),
+                                       progress_bar=False, log_output=False, request_save_on_cell_execute=True,
+                                       kernel_name="python3")
+            return None
+        except PapermillExecutionError as exc:
+            return f"{exc.ename}: {exc.evalue}".strip()
+        except Exception as exc:  # kernel start-up failures surface as assorted errors
+            if ledger.get(key) != before or attempt + 1 == KERNEL_START_ATTEMPTS:
+                return f"the job notebook could not run: {type(exc).__name__}: {exc}"
+            time.sleep(1.0 + attempt)
+    return None
+
+
+def _from_entry(row: Row, entry: Entry, row_dir: Path, executed: Path, reused: bool = False) -> RowOutcome:
+    record = entry.record or {}
+    status = {"completed": "completed", "failed": "failed", "uncertain": "uncertain",
+              "submitting": "uncertain"}.get(entry.state, "unfinished")
+    return RowOutcome(row.name, row.spec.id, status, task_id=entry.task_id, video=_video_of(entry, row_dir),
+                      duration=record.get("duration"), cost=record.get("cost"),
+                      notebook=executed if executed.exists() else None, error=record.get("error"),
+                      inputs=row.inputs, reused=reused)
+
+
+def _video_of(entry: Entry, row_dir: Path) -> Path | None:
+    video = (entry.record or {}).get("video")
+    if not video:
+        return None
+    path = (row_dir / video).resolve()
+    return path if path.is_file() and os.path.getsize(path) > 0 else None
+
+
+__all__ = ["RowOutcome", "run_batch", "summary"]

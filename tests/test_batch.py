@@ -1,0 +1,213 @@
+"""Batches through papermill: real job-notebook kernels, a real local server on loopback, the ledger on disk."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from spark_nb.batch import ManifestError, run_batch
+from spark_nb.ffmpeg import probe
+from spark_nb.local.server import LocalServer
+
+from .conftest import TEST_KEY, seed_firing_first
+
+pytestmark = pytest.mark.slow
+
+
+def write_manifest(folder: Path, rows: list[dict[str, str]]) -> Path:
+    """A manifest.csv in folder with the given rows."""
+    path = folder / "manifest.csv"
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["name", "model", "image", "audio", "driving_video"])
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({"audio": "", "driving_video": "", **row})
+    return path
+
+
+@pytest.fixture
+def three_rows(tmp_path: Path, media: dict[str, Path]) -> Path:
+    """Two talking avatars (different speech) and one imitation, with paths relative to the manifest."""
+    folder = tmp_path / "inputs"
+    folder.mkdir()
+    for name in ("portrait", "speech", "speech_mp3", "driving"):
+        (folder / media[name].name).write_bytes(media[name].read_bytes())
+    return write_manifest(folder, [
+        {"name": "alice", "model": "avatar", "image": "portrait.jpg", "audio": "speech.wav"},
+        {"name": "bob", "model": "spark_avatar_picture_omni_v2", "image": "portrait.jpg", "audio": "speech.mp3"},
+        {"name": "carol", "model": "imitator", "image": "portrait.jpg", "driving_video": "driving.mp4"},
+    ])
+
+
+def use_server(monkeypatch: pytest.MonkeyPatch, server: LocalServer) -> None:
+    """Job kernels inherit this environment: the cloud path, pointed at the local server, key from the env."""
+    monkeypatch.setenv("VTRIX_API_KEY", TEST_KEY)
+    monkeypatch.setenv("VTRIX_GENERATION_URL", server.url)
+    monkeypatch.setenv("SPARK_NB_BACKEND", "cloud")
+    monkeypatch.setenv("SPARK_NB_UPLOAD_URL", f"{server.url}/api/v1/storage/files")
+
+
+def ledger_states(out: Path) -> list[tuple[str, str, str | None]]:
+    """(name, state, task_id) of every ledger entry, read as another process would."""
+    path = out / "ledger.sqlite"
+    if not path.exists():
+        return []
+    db = sqlite3.connect(path, timeout=30)
+    try:
+        return db.execute("SELECT name, state, task_id FROM jobs ORDER BY name").fetchall()
+    except sqlite3.OperationalError:  # the table is being created
+        return []
+    finally:
+        db.close()
+
+
+def assert_key_written_nowhere(folder: Path) -> None:
+    """No file under folder contains the API key."""
+    for path in folder.rglob("*"):
+        if path.is_file():
+            assert TEST_KEY.encode() not in path.read_bytes(), f"the key leaked into {path}"
+
+
+def test_every_manifest_problem_is_reported_before_anything_runs(tmp_path: Path, media: dict[str, Path],
+                                                                 make_server: type) -> None:
+    """Bad model, missing file, reused and unsafe names, a wrong column: all listed by row, nothing created."""
+    server = make_server(api_key=TEST_KEY)
+    (tmp_path / "p.jpg").write_bytes(media["portrait"].read_bytes())
+    manifest = write_manifest(tmp_path, [
+        {"name": "ok", "model": "avatar", "image": "p.jpg", "audio": str(media["speech"])},
+        {"name": "ok", "model": "avatar", "image": "p.jpg", "audio": str(media["speech"])},
+        {"name": "x", "model": "dancer", "image": "p.jpg"},
+        {"name": "y", "model": "avatar", "image": "missing.jpg", "audio": str(media["speech"])},
+        {"name": "../z", "model": "imitator", "image": "p.jpg", "driving_video": str(media["driving"]),
+         "audio": str(media["speech"])},
+        {"name": "w", "model": "imitator", "image": "ftp://example.com/p.jpg", "driving_video": ""},
+    ])
+    with pytest.raises(ManifestError) as info:
+        run_batch(manifest, tmp_path / "out", progress=False)
+    problems = info.value.problems
+    text = "\n".join(problems)
+    assert "row 3: name 'ok' is already used by row 2" in text
+    assert "row 4: unknown model 'dancer'" in text
+    assert any(p.startswith("row 5: image:") and "no such file" in p for p in problems)
+    assert "row 6: name '../z'" in text and "row 6: audio is set but spark_avatar_imitator_v2v" in text
+    assert any(p.startswith("row 7: image:") and "ftp" in p for p in problems)
+    assert any(p.startswith("row 7: driving_video:") for p in problems)
+    assert "nothing was run" in str(info.value)
+    assert not (tmp_path / "out").exists()
+    stats = server.stats()
+    assert stats["created"] == 0 and stats["uploads"] == 0
+
+
+def test_a_batch_runs_every_row_then_reuses_them(three_rows: Path, tmp_path: Path, make_server: type,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """3 rows complete with notebooks, records, videos, results.csv and a gallery; a rerun creates nothing."""
+    server = make_server(api_key=TEST_KEY)
+    use_server(monkeypatch, server)
+    out = tmp_path / "out"
+    outcomes = run_batch(three_rows, out, concurrency=3, progress=False)
+    assert [(o.name, o.status) for o in outcomes] == [("alice", "completed"), ("bob", "completed"),
+                                                      ("carol", "completed")]
+    assert server.stats()["created"] == 3
+    with (out / "results.csv").open() as f:
+        table = list(csv.DictReader(f))
+    assert list(table[0]) == ["name", "model", "task_id", "status", "video", "duration", "cost", "notebook", "error"]
+    for row, outcome in zip(table, outcomes):
+        assert row["task_id"] == outcome.task_id and row["task_id"] in server.backend.tasks
+        assert row["status"] == "completed" and row["cost"] == "0.00" and row["error"] == ""
+        video = out / row["video"]
+        assert video.is_file() and probe(video).duration == pytest.approx(float(row["duration"]), abs=0.1)
+        record = json.loads((out / row["name"] / "result.json").read_text())
+        assert record["task_id"] == row["task_id"] and record["status"] == "completed"
+        executed = json.loads((out / row["notebook"]).read_text())
+        assert executed["metadata"]["papermill"]["parameters"]["name"] == row["name"]
+        assert "VTRIX_API_KEY" not in json.dumps(executed["metadata"]["papermill"]["parameters"])
+    assert table[0]["model"] == table[1]["model"] == "spark_avatar_picture_omni_v2"
+    assert table[2]["model"] == "spark_avatar_imitator_v2v"
+    gallery = (out / "index.html").read_text()
+    for row in table:
+        assert f'src="{row["video"]}"' in gallery and f"<h3>{row['name']}</h3>" in gallery
+    assert "3 of 3 rows completed" in gallery
+    assert_key_written_nowhere(out)
+
+    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*.ipynb")}
+    again = run_batch(three_rows, out, concurrency=3, progress=False)
+    assert [o.status for o in again] == ["completed"] * 3 and all(o.reused for o in again)
+    assert [o.task_id for o in again] == [o.task_id for o in outcomes]
+    assert server.stats()["created"] == 3
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*.ipynb")} == stamps  # no notebook ran again
+
+
+def test_killed_mid_batch_a_rerun_finishes_every_row_creating_each_task_once(
+        three_rows: Path, tmp_path: Path, make_server: type, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGKILL spark-nb batch (and its kernels) while tasks are in flight; the rerun resumes them by id."""
+    server = make_server(api_key=TEST_KEY, latency=8)
+    use_server(monkeypatch, server)
+    out = tmp_path / "out"
+    batch = subprocess.Popen([sys.executable, "-m", "spark_nb", "batch", str(three_rows), "--out", str(out),
+                              "--concurrency", "3"], start_new_session=True, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while [state for _, state, _ in ledger_states(out)] != ["submitted"] * 3:
+            assert batch.poll() is None, "the batch ended before it could be killed"
+            assert time.monotonic() < deadline, f"rows never all submitted: {ledger_states(out)}"
+            time.sleep(0.1)
+    finally:
+        os.killpg(batch.pid, signal.SIGKILL)  # the whole session: the runner and every job kernel
+        batch.wait(timeout=30)
+    assert server.stats()["created"] == 3
+    assert not any(state == "completed" for _, state, _ in ledger_states(out))
+
+    outcomes = run_batch(three_rows, out, concurrency=3, progress=False)
+    assert [o.status for o in outcomes] == ["completed"] * 3
+    assert server.stats()["created"] == 3
+    assert sorted(o.task_id for o in outcomes) == sorted(server.backend.tasks)
+
+
+def test_an_ambiguous_create_is_uncertain_and_resent_only_on_request(
+        tmp_path: Path, media: dict[str, Path], make_server: type, monkeypatch: pytest.MonkeyPatch) -> None:
+    """create:reset_after makes a task whose id is lost: the row is uncertain, skipped, resent with the flag."""
+    server = make_server(api_key=TEST_KEY, faults="create:reset_after:0.5", fault_seed=seed_firing_first(0.5))
+    use_server(monkeypatch, server)
+    manifest = write_manifest(tmp_path, [{"name": "dana", "model": "avatar", "image": str(media["portrait"]),
+                                          "audio": str(media["speech"])}])
+    out = tmp_path / "out"
+    [first] = run_batch(manifest, out, progress=False)
+    assert first.status == "uncertain" and "may have been created" in (first.error or "")
+    assert server.stats()["created"] == 1 and ledger_states(out) == [("dana", "uncertain", None)]
+
+    [skipped] = run_batch(manifest, out, progress=False)
+    assert skipped.status == "uncertain" and "--resubmit-uncertain" in (skipped.error or "")
+    assert server.stats()["created"] == 1
+
+    [resent] = run_batch(manifest, out, progress=False, resubmit_uncertain=True)
+    assert resent.status == "completed" and resent.video is not None and resent.video.is_file()
+    assert server.stats()["created"] == 2  # the lost task plus the one asked for: each create was seen once
+
+
+def test_a_failing_row_makes_the_cli_exit_non_zero(tmp_path: Path, media: dict[str, Path], make_server: type,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A task failing with a service code: status failed, its error in results.csv, exit code 1."""
+    server = make_server(api_key=TEST_KEY, faults="render:097:1")
+    use_server(monkeypatch, server)
+    manifest = write_manifest(tmp_path, [{"name": "erin", "model": "avatar", "image": str(media["portrait"]),
+                                          "audio": str(media["speech"])}])
+    out = tmp_path / "out"
+    done = subprocess.run([sys.executable, "-m", "spark_nb", "batch", str(manifest), "--out", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "0 completed, 1 failed" in done.stdout
+    with (out / "results.csv").open() as f:
+        [row] = list(csv.DictReader(f))
+    assert row["status"] == "failed" and "097" in row["error"] and row["task_id"]
+    assert_key_written_nowhere(out)
+    assert TEST_KEY not in done.stdout + done.stderr
