@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import os
+
 from .client import ApiClient, client_for
-from .config import Settings
+from .config import Secret, Settings
 from .errors import AuthenticationError
+
+# A process that runs job notebooks (spark-nb batch) shares its embedded server with their kernels through
+# this variable, so a task created in one process can be resumed in another.
+SHARED_LOCAL_SERVER = "SPARK_NB_LOCAL_SERVER"
 
 
 def api_client(settings: Settings) -> ApiClient:
     """The ApiClient for these settings, starting the embedded local server when the backend is local."""
     if settings.backend == "local":
+        if shared := os.environ.get(SHARED_LOCAL_SERVER):
+            return client_for(shared, Secret("local"))  # that server accepts any key
         from .local.embedded import embedded_server
 
         server = embedded_server()
@@ -20,3 +28,11 @@ def api_client(settings: Settings) -> ApiClient:
             hint="set VTRIX_API_KEY (or spark_nb.configure(api_key=...)), or use SPARK_NB_BACKEND=local",
         )
     return client_for(settings.base_url, settings.api_key)
+
+
+def share_local_server(settings: Settings) -> None:
+    """On the local backend, let child processes (job kernels) use this process's embedded server."""
+    if settings.backend == "local" and not os.environ.get(SHARED_LOCAL_SERVER):
+        from .local.embedded import embedded_server
+
+        os.environ[SHARED_LOCAL_SERVER] = embedded_server().url

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from ..results import Result
 from ..tasks import Task
 from .ledger import Ledger
 
+LEDGER_WATCH_S = 0.2
 TASK_FILE = "task.json"
 RESULT_FILE = "result.json"
 
@@ -28,18 +30,19 @@ class UncertainJob(SparkError):
 
 
 def submit_or_resume(model: str, inputs: dict[str, str], out_dir: str | Path, *, name: str,
-                     ledger: str | Path | None = None, key: str | None = None) -> Task:
-    """The job's task: resumed from the ledger or task.json when it exists, else submitted (recorded at once)."""
+                     ledger: str | Path | None = None, key: str | None = None, task_id: str | None = None) -> Task:
+    """The job's task: resumed (given task_id, or from the ledger or task.json), else submitted and recorded at once."""
     spec = get_model(model)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     book = Ledger(ledger) if ledger else None
     entry = book.get(key) if book and key else None
-    task_id = entry.task_id if entry else None
-    if task_id is None and (out / TASK_FILE).is_file():
+    task_id = task_id or (entry.task_id if entry else None)
+    if not task_id and (out / TASK_FILE).is_file():
         task_id = json.loads((out / TASK_FILE).read_text()).get("task_id")
     if task_id:
-        _note(book, key, name, spec.id, "submitted", task_id)
+        if entry is None or entry.task_id is None:  # never step back from completed/failed
+            _note(book, key, name, spec.id, "submitted", task_id)
         return Task.from_id(task_id, model=spec.id, output_dir=out)
     if entry and entry.state in ("submitting", "uncertain"):
         raise UncertainJob(f"job {name} may already have a task (its create call's answer was lost)",
@@ -59,10 +62,16 @@ def submit_or_resume(model: str, inputs: dict[str, str], out_dir: str | Path, *,
 
 
 def finish(task: Task, out_dir: str | Path, *, name: str, timeout: float = 1800, ledger: str | Path | None = None,
-           key: str | None = None) -> Result:
-    """Wait for the task, download its video, and write result.json and the ledger (failures too)."""
+           key: str | None = None, follow_ledger: bool = False) -> Result:
+    """Wait for the task, download its video, and write result.json and the ledger (failures too).
+
+    With follow_ledger (a job notebook inside a batch), the batch runner is already waiting for the task:
+    watch the ledger instead of polling the service too, then take its result (one poll, no download).
+    """
     out = Path(out_dir)
     book = Ledger(ledger) if ledger else None
+    if follow_ledger and book is not None and key:
+        _await_ledger(book, key, timeout)
     try:
         result = task.wait(timeout=timeout, progress=False)
     except SparkError as exc:
@@ -77,6 +86,15 @@ def finish(task: Task, out_dir: str | Path, *, name: str, timeout: float = 1800,
     write_record(out, record)
     _note(book, key, name, result.model, "completed", result.task_id, record=record)
     return result
+
+
+def _await_ledger(book: Ledger, key: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        entry = book.get(key)
+        if entry is None or entry.state in ("completed", "failed"):
+            return
+        time.sleep(LEDGER_WATCH_S)
 
 
 def write_record(out_dir: str | Path, record: dict[str, Any]) -> Path:

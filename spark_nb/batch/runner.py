@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
+from ..backends import share_local_server
+from ..config import resolve
+from ..errors import SparkError
+from . import job
 from .ledger import FILENAME, Entry, Ledger
 from .manifest import Row, read_manifest
 from .report import write_gallery, write_results_csv
@@ -44,6 +50,7 @@ def run_batch(manifest: str | Path, out_dir: str | Path, *, concurrency: int = 4
     from tqdm.auto import tqdm
 
     rows = read_manifest(manifest)
+    share_local_server(resolve())
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     ledger = Ledger(out / FILENAME)
@@ -55,11 +62,15 @@ def run_batch(manifest: str | Path, out_dir: str | Path, *, concurrency: int = 4
         first_of.setdefault(row.key, row)
     jobs = list(first_of.values())
     outcomes: dict[str, RowOutcome] = {}
+    in_flight = threading.Semaphore(max(1, concurrency))  # tasks at the service at once
+    # twice as many rows as tasks in flight: a row whose task is done finishes its report while the next
+    # row's task already runs. Job notebooks always run in worker threads: papermill drives its kernel from
+    # an event loop of its own, which cannot start in a notebook's thread where a loop already runs.
     with tqdm(total=len(jobs), desc="batch", unit="job", disable=not progress) as bar, \
-            ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="spark-batch") as pool:
-        # even one job runs in a worker thread: papermill drives its kernel from an event loop of its own,
-        # which cannot start in a notebook's thread where a loop already runs
-        futures = [pool.submit(_run_row, row, out, ledger, template, resubmit_uncertain, timeout) for row in jobs]
+            ThreadPoolExecutor(max_workers=2 * max(1, concurrency), thread_name_prefix="spark-batch") as pool, \
+            ThreadPoolExecutor(max_workers=2 * max(1, concurrency), thread_name_prefix="spark-job") as reports:
+        futures = [pool.submit(_run_row, row, out, ledger, template, resubmit_uncertain, timeout, in_flight, reports)
+                   for row in jobs]
         for future in as_completed(futures):
             outcome = future.result()
             outcomes[outcome.name] = outcome
@@ -87,8 +98,8 @@ def summary(outcomes: list[RowOutcome]) -> str:
     return f"{text} of {len(outcomes)} rows; total cost ${cost:.2f}"
 
 
-def _run_row(row: Row, out: Path, ledger: Ledger, template: Path, resubmit_uncertain: bool,
-             timeout: float) -> RowOutcome:
+def _run_row(row: Row, out: Path, ledger: Ledger, template: Path, resubmit_uncertain: bool, timeout: float,
+             in_flight: threading.Semaphore, reports: ThreadPoolExecutor) -> RowOutcome:
     row_dir = out / row.name
     executed = row_dir / f"{row.name}.ipynb"
     key = row.key
@@ -108,7 +119,20 @@ def _run_row(row: Row, out: Path, ledger: Ledger, template: Path, resubmit_uncer
     parameters = {"model": row.spec.id, "name": row.name, "out_dir": str(row_dir), "ledger": str(ledger.path),
                   "key": key, "timeout": timeout,
                   **{field: row.inputs.get(field, "") for field in ("image", "audio", "driving_video")}}
-    error = _execute(template, executed, parameters, row_dir, ledger, key)
+    with in_flight:
+        # The runner talks to the service (submit, poll, download) while the job's kernel starts and then
+        # follows the ledger; the notebook's report (side by side) goes on after this row's slot is freed.
+        try:
+            task = job.submit_or_resume(row.spec.id, row.inputs, row_dir, name=row.name, ledger=ledger.path, key=key)
+        except SparkError as exc:
+            entry = ledger.get(key)
+            status = "uncertain" if entry and entry.state == "uncertain" else "failed"
+            return RowOutcome(row.name, row.spec.id, status, error=str(exc), inputs=row.inputs)
+        report = reports.submit(_execute, template, executed, {**parameters, "task_id": task.id}, row_dir, ledger,
+                                key)
+        with contextlib.suppress(SparkError):  # recorded in the ledger and result.json
+            job.finish(task, row_dir, name=row.name, timeout=timeout, ledger=ledger.path, key=key)
+    error = report.result()
     entry = ledger.get(key)
     if entry is None:
         return RowOutcome(row.name, row.spec.id, "failed", notebook=executed if executed.exists() else None,
