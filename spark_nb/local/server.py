@@ -42,6 +42,9 @@ class ServerOptions:
     storage: Path | None = None
     render_workers: int = 2
     longest_side: int = 512
+    max_upload_bytes: int = MAX_UPLOAD_BYTES
+    max_fetch_bytes: int = MAX_FETCH_BYTES
+    fetch_timeout: float = FETCH_TIMEOUT_S  # for a whole input download, not per read
 
 
 @dataclasses.dataclass
@@ -154,7 +157,7 @@ class LocalBackend:
         for sub in ("uploads", "results", "work"):
             (self.storage / sub).mkdir(parents=True, exist_ok=True)
         self._pool = ThreadPoolExecutor(max_workers=options.render_workers, thread_name_prefix="spark-nb-render")
-        self._fetch = httpx.Client(timeout=FETCH_TIMEOUT_S, follow_redirects=True)
+        self._fetch = httpx.Client(timeout=options.fetch_timeout, follow_redirects=True)
 
     def app(self) -> FaultInjector:
         """The ASGI app: routes wrapped in the fault injector."""
@@ -226,8 +229,9 @@ class LocalBackend:
         if denied := self._unauthorized(request):
             return denied
         length = request.headers.get("content-length")
-        if length is None or not length.isdigit() or int(length) > MAX_UPLOAD_BYTES:
-            return JSONResponse({"message": f"uploads need a Content-Length of at most {MAX_UPLOAD_BYTES} bytes"},
+        limit = self.options.max_upload_bytes
+        if length is None or not length.isdigit() or int(length) > limit:
+            return JSONResponse({"message": f"uploads need a Content-Length of at most {limit} bytes"},
                                 status_code=413)
         async with request.form(max_files=1, max_fields=4) as form:
             upload = form.get("file")
@@ -293,16 +297,19 @@ class LocalBackend:
     def _fetch_input(self, url: str, dest: Path, field: str) -> Path:
         if not url.startswith(("http://", "https://")):
             raise RenderError(f"{field} must be an http(s) URL, got {url[:60]!r}")
+        limit, deadline = self.options.max_fetch_bytes, time.monotonic() + self.options.fetch_timeout
         try:
             with self._fetch.stream("GET", url) as response:
                 if response.status_code != 200:
                     raise RenderError(f"{field} could not be fetched: HTTP {response.status_code}")
                 written = 0
                 with open(dest, "wb") as fh:
-                    for chunk in response.iter_bytes(1 << 16):
+                    for chunk in response.iter_bytes():  # as received: a re-chunking size would wait to fill
                         written += len(chunk)
-                        if written > MAX_FETCH_BYTES:
-                            raise RenderError(f"{field} is larger than {MAX_FETCH_BYTES // (1 << 20)} MB")
+                        if written > limit:
+                            raise RenderError(f"{field} is larger than the {limit}-byte limit")
+                        if time.monotonic() > deadline:  # a trickling server must not hold a render worker
+                            raise RenderError(f"{field} took longer than {self.options.fetch_timeout:g}s to fetch")
                         fh.write(chunk)
         except httpx.HTTPError as exc:
             raise RenderError(f"{field} could not be fetched: {exc}") from exc
@@ -322,10 +329,10 @@ class LocalServer:
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, latency: float = 0.0, faults: str | None = None,
                  fault_seed: int | None = None, api_key: str | None = None, storage: Path | None = None,
-                 render_workers: int = 2) -> None:
+                 render_workers: int = 2, **limits: Any) -> None:
         self.host = host
         self.options = ServerOptions(latency=latency, faults=FaultPlan.parse(faults, fault_seed), api_key=api_key,
-                                     storage=storage, render_workers=render_workers)
+                                     storage=storage, render_workers=render_workers, **limits)
         self.token = Secret(api_key or f"local-{secrets.token_hex(8)}")  # what our own clients send
         self.backend = LocalBackend(self.options)
         self._requested_port = port
