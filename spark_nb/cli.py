@@ -133,8 +133,13 @@ def _serve(args: argparse.Namespace) -> int:
 def _batch(args: argparse.Namespace) -> int:
     from .batch import run_batch, summary
 
-    outcomes = run_batch(args.manifest, args.out, concurrency=args.concurrency, notebook=args.notebook,
-                         resubmit_uncertain=args.resubmit_uncertain)
+    try:
+        outcomes = run_batch(args.manifest, args.out, concurrency=args.concurrency, notebook=args.notebook,
+                             resubmit_uncertain=args.resubmit_uncertain)
+    except KeyboardInterrupt:
+        print(f"spark-nb batch: interrupted. Tasks already created keep running on the service; run the same "
+              f"command again to resume them (so far: {args.out}/results.csv)", file=sys.stderr)
+        return 130
     for o in outcomes:
         if o.status != "completed":
             print(f"{o.name}: {o.status}: {o.error or ''}".rstrip(), file=sys.stderr)

@@ -12,9 +12,11 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from spark_nb.batch import ManifestError, run_batch
+from spark_nb.batch.runner import TEMPLATE
 from spark_nb.ffmpeg import probe
 from spark_nb.local.server import LocalServer
 
@@ -171,6 +173,47 @@ def test_killed_mid_batch_a_rerun_finishes_every_row_creating_each_task_once(
     assert [o.status for o in outcomes] == ["completed"] * 3
     assert server.stats()["created"] == 3
     assert sorted(o.task_id for o in outcomes) == sorted(server.backend.tasks)
+    assert_key_written_nowhere(out)
+
+
+def test_ctrl_c_stops_the_batch_at_once_and_a_rerun_finishes_it(
+        three_rows: Path, tmp_path: Path, make_server: type, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGINT (Ctrl-C) with a row still queued: no new task, kernels stopped, reports written; rerun completes."""
+    server = make_server(api_key=TEST_KEY, latency=6)
+    use_server(monkeypatch, server)
+    out = tmp_path / "out"
+    # as a shell's foreground job would: SIGINT raises KeyboardInterrupt even if this test runs with it ignored
+    script = ("import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+              "from spark_nb.cli import main; sys.exit(main(sys.argv[1:]))")
+    batch = subprocess.Popen([sys.executable, "-c", script, "batch", str(three_rows), "--out", str(out),
+                              "--concurrency", "2"], start_new_session=True, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while [state for _, state, _ in ledger_states(out)] != ["submitted"] * 2:
+            assert batch.poll() is None, "the batch ended before it could be interrupted"
+            assert time.monotonic() < deadline, f"rows never submitted: {ledger_states(out)}"
+            time.sleep(0.1)
+        interrupted = time.monotonic()
+        os.killpg(batch.pid, signal.SIGINT)
+        _, stderr = batch.communicate(timeout=30)
+        stopped_in = time.monotonic() - interrupted
+    finally:
+        if batch.poll() is None:
+            os.killpg(batch.pid, signal.SIGKILL)
+            batch.wait(timeout=30)
+    assert batch.returncode == 130 and "run the same command again" in stderr
+    assert stopped_in < 15, f"took {stopped_in:.1f} s to stop"  # not the tasks' 6 s plus the queued row's
+    assert server.stats()["created"] == 2  # the queued row never sent its create
+    assert [state for _, state, _ in ledger_states(out)] == ["submitted"] * 2
+    with (out / "results.csv").open() as f:
+        assert [row["status"] for row in csv.DictReader(f)] == ["unfinished"] * 3
+    assert (out / "index.html").is_file()
+
+    outcomes = run_batch(three_rows, out, concurrency=3, progress=False)
+    assert [o.status for o in outcomes] == ["completed"] * 3
+    assert server.stats()["created"] == 3
+    assert_key_written_nowhere(out)
 
 
 def test_an_ambiguous_create_is_uncertain_and_resent_only_on_request(
@@ -192,6 +235,31 @@ def test_an_ambiguous_create_is_uncertain_and_resent_only_on_request(
     [resent] = run_batch(manifest, out, progress=False, resubmit_uncertain=True)
     assert resent.status == "completed" and resent.video is not None and resent.video.is_file()
     assert server.stats()["created"] == 2  # the lost task plus the one asked for: each create was seen once
+    assert_key_written_nowhere(out)
+
+
+def test_a_refused_create_is_not_uncertain(tmp_path: Path, media: dict[str, Path], make_server: type,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A create answered 401 created nothing: the row failed, the ledger forgets it, the next run submits it."""
+    server = make_server(api_key=TEST_KEY)
+    use_server(monkeypatch, server)
+    urls = {}
+    for field, name in (("image", "portrait"), ("audio", "speech")):  # URL inputs: no upload, so create says 401
+        with media[name].open("rb") as f:
+            answer = httpx.post(f"{server.url}/api/v1/storage/files", files={"file": (media[name].name, f)},
+                                headers={"Authorization": f"Bearer {TEST_KEY}"})
+        urls[field] = answer.raise_for_status().json()["url"]
+    monkeypatch.setenv("VTRIX_API_KEY", "sk-wrong-key")
+    manifest = write_manifest(tmp_path, [{"name": "fay", "model": "avatar", **urls}])
+    out = tmp_path / "out"
+    [refused] = run_batch(manifest, out, progress=False)
+    assert refused.status == "failed" and refused.task_id is None and "key" in (refused.error or "").lower()
+    assert ledger_states(out) == [] and server.stats()["created"] == 0
+
+    monkeypatch.setenv("VTRIX_API_KEY", TEST_KEY)
+    [done] = run_batch(manifest, out, progress=False)
+    assert done.status == "completed" and server.stats()["created"] == 1
+    assert_key_written_nowhere(out)
 
 
 def test_a_failing_row_makes_the_cli_exit_non_zero(tmp_path: Path, media: dict[str, Path], make_server: type,
@@ -203,7 +271,7 @@ def test_a_failing_row_makes_the_cli_exit_non_zero(tmp_path: Path, media: dict[s
                                           "audio": str(media["speech"])}])
     out = tmp_path / "out"
     done = subprocess.run([sys.executable, "-m", "spark_nb", "batch", str(manifest), "--out", str(out)],
-                          capture_output=True, text=True, timeout=300)
+                          check=False, capture_output=True, text=True, timeout=300)
     assert done.returncode == 1, done.stdout + done.stderr
     assert "0 completed, 1 failed" in done.stdout
     with (out / "results.csv").open() as f:
@@ -211,3 +279,32 @@ def test_a_failing_row_makes_the_cli_exit_non_zero(tmp_path: Path, media: dict[s
     assert row["status"] == "failed" and "097" in row["error"] and row["task_id"]
     assert_key_written_nowhere(out)
     assert TEST_KEY not in done.stdout + done.stderr
+
+    # 097 is the service's own failure: the next run tries a new task (an input error would be reported again)
+    [again] = run_batch(manifest, out, progress=False)
+    assert again.status == "failed" and again.task_id != row["task_id"]
+    assert server.stats()["created"] == 2
+
+
+def test_the_job_notebook_alone_records_its_task_and_resumes_it(tmp_path: Path, media: dict[str, Path],
+                                                                make_server: type,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run by papermill without a batch: task.json, result.json, a comparison; run again, it resumes the task."""
+    import papermill
+
+    server = make_server(api_key=TEST_KEY)
+    use_server(monkeypatch, server)
+    out = tmp_path / "job"
+    parameters = {"model": "imitator", "image": str(media["portrait"]), "driving_video": str(media["driving"]),
+                  "name": "solo", "out_dir": str(out)}
+    for run in (1, 2):
+        papermill.execute_notebook(str(TEMPLATE), str(tmp_path / f"run{run}.ipynb"), parameters=parameters,
+                                   kernel_name="python3", progress_bar=False)
+        recorded = json.loads((out / "task.json").read_text())
+        record = json.loads((out / "result.json").read_text())
+        assert record["status"] == "completed" and record["task_id"] == recorded["task_id"]
+        assert record["model"] == "spark_avatar_imitator_v2v" and (out / record["video"]).is_file()
+        assert record["duration"] > 0 and record["cost"] == "0.00" and record["error"] is None
+        assert server.stats()["created"] == 1  # the second run resumed the recorded task
+    assert (out / "comparison.mp4").is_file()
+    assert_key_written_nowhere(tmp_path)

@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 from .. import pipeline
-from ..errors import SparkError, TaskFailed, TaskMayExist
+from ..errors import SparkError, TaskCancelled, TaskFailed, TaskMayExist
 from ..models import get_model
 from ..results import Result
 from ..tasks import Task
-from .ledger import Ledger
+from .ledger import Entry, Ledger
 
 LEDGER_WATCH_S = 0.2
 TASK_FILE = "task.json"
@@ -30,13 +31,23 @@ class UncertainJob(SparkError):
 
 
 def submit_or_resume(model: str, inputs: dict[str, str], out_dir: str | Path, *, name: str,
-                     ledger: str | Path | None = None, key: str | None = None, task_id: str | None = None) -> Task:
-    """The job's task: resumed (given task_id, or from the ledger or task.json), else submitted and recorded at once."""
+                     ledger: str | Path | None = None, key: str | None = None, task_id: str | None = None,
+                     cancel: threading.Event | None = None) -> Task:
+    """The job's task: resumed (given task_id, or from the ledger or task.json), else submitted and recorded at once.
+
+    A task the service itself failed (a retryable code) is replaced by a new one unless task_id names it.
+    cancel, once set, stops a submission before its create call (nothing is created).
+    """
     spec = get_model(model)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     book = Ledger(ledger) if ledger else None
     entry = book.get(key) if book and key else None
+    if not task_id and _failed_retryably(out, entry):
+        if book is not None and key:
+            book.forget(key)
+        (out / TASK_FILE).unlink(missing_ok=True)
+        entry = None
     task_id = task_id or (entry.task_id if entry else None)
     if not task_id and (out / TASK_FILE).is_file():
         task_id = json.loads((out / TASK_FILE).read_text()).get("task_id")
@@ -48,35 +59,63 @@ def submit_or_resume(model: str, inputs: dict[str, str], out_dir: str | Path, *,
         raise UncertainJob(f"job {name} may already have a task (its create call's answer was lost)",
                            hint="check the service's task list; run the batch with --resubmit-uncertain to send it "
                                 "again (that may pay twice)")
+
+    sending = threading.Event()
+
+    def before_create() -> None:
+        if cancel is not None and cancel.is_set():
+            raise TaskCancelled(f"job {name} was stopped before its create call; no task was created",
+                                hint="run it again to submit it")
+        _note(book, key, name, spec.id, "submitting")
+        sending.set()
+
     values = {field: value for field, value in inputs.items() if value}
     try:
-        task = pipeline.submit(spec, values, output_dir=out,
-                               before_create=lambda: _note(book, key, name, spec.id, "submitting"))
+        task = pipeline.submit(spec, values, output_dir=out, before_create=before_create)
     except TaskMayExist as exc:
         _note(book, key, name, spec.id, "uncertain", record=_record(name, spec.id, None, "uncertain", error=exc))
         write_record(out, _record(name, spec.id, None, "uncertain", error=exc))
+        raise
+    except SparkError:
+        # any other create error (401, 403, 429, refused inputs) means no task exists: not uncertain
+        if sending.is_set() and book is not None and key:
+            book.forget(key)
         raise
     _atomic_write(out / TASK_FILE, json.dumps({"task_id": task.id, "model": spec.id, "name": name}))
     _note(book, key, name, spec.id, "submitted", task.id)
     return task
 
 
+def _failed_retryably(out: Path, entry: Entry | None) -> bool:
+    """Whether the job's last task was failed by the service itself (…095–…099), so a new task may succeed."""
+    if entry is not None:
+        return entry.state == "failed" and bool(entry.record.get("retryable"))
+    try:
+        recorded = json.loads((out / TASK_FILE).read_text()).get("task_id")
+        result = json.loads((out / RESULT_FILE).read_text())
+    except (OSError, ValueError):
+        return False
+    return result.get("task_id") == recorded and result.get("status") == "failed" and bool(result.get("retryable"))
+
+
 def finish(task: Task, out_dir: str | Path, *, name: str, timeout: float = 1800, ledger: str | Path | None = None,
-           key: str | None = None, follow_ledger: bool = False) -> Result:
+           key: str | None = None, follow_ledger: bool = False, cancel: threading.Event | None = None) -> Result:
     """Wait for the task, download its video, and write result.json and the ledger (failures too).
 
     With follow_ledger (a job notebook inside a batch), the batch runner is already waiting for the task:
     watch the ledger instead of polling the service too, then take its result (one poll, no download).
+    cancel, once set, stops the wait (TaskCancelled); the task stays `submitted`, to be resumed.
     """
     out = Path(out_dir)
     book = Ledger(ledger) if ledger else None
     if follow_ledger and book is not None and key:
         _await_ledger(book, key, timeout)
     try:
-        result = task.wait(timeout=timeout, progress=False)
+        result = task._wait(timeout, False, cancel)
     except SparkError as exc:
         final = isinstance(exc, TaskFailed)  # a timeout or a lost download leaves a task to resume next run
-        record = _record(name, task.model, task.id, "failed" if final else "unfinished", error=exc)
+        record = _record(name, task.model, task.id, "failed" if final else "unfinished", error=exc,
+                         retryable=final and getattr(exc, "retryable", False))
         write_record(out, record)
         _note(book, key, name, task.model, "failed" if final else "submitted", task.id, record=record)
         raise
@@ -105,10 +144,11 @@ def write_record(out_dir: str | Path, record: dict[str, Any]) -> Path:
 
 
 def _record(name: str, model: str, task_id: str | None, status: str, *, video: str | None = None,
-            duration: float | None = None, cost: str | None = None, error: BaseException | None = None
-            ) -> dict[str, Any]:
+            duration: float | None = None, cost: str | None = None, error: BaseException | None = None,
+            retryable: bool = False) -> dict[str, Any]:
     return {"name": name, "model": model, "task_id": task_id, "status": status, "video": video,
-            "duration": duration, "cost": cost, "error": None if error is None else str(error)}
+            "duration": duration, "cost": cost, "error": None if error is None else str(error),
+            "retryable": retryable}
 
 
 def _note(book: Ledger | None, key: str | None, name: str, model: str, state: str, task_id: str | None = None,

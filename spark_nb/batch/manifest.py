@@ -64,8 +64,8 @@ def read_manifest(path: str | Path) -> list[Row]:
                          hint="give a UTF-8 CSV file with columns " + ", ".join(COLUMNS)) from exc
     missing = [c for c in ("name", "model", "image") if c not in header]
     if missing:
-        raise ManifestError(path, [f"row 1: missing column(s) {', '.join(missing)}; "
-                                   f"the columns are {', '.join(COLUMNS)}"])
+        raise ManifestError(path, [(f"row 1: missing column(s) {', '.join(missing)}; "
+                                    f"the columns are {', '.join(COLUMNS)}")])
     rows, problems, seen = [], [], {}
     for number, record in records:
         cells = {k.strip(): (v or "").strip() for k, v in record.items() if k is not None}

@@ -5,14 +5,16 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import signal
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import ThreadPoolExecutor, as_completed, wait
 from pathlib import Path
+from typing import Any
 
 from ..backends import share_local_server
 from ..config import resolve
-from ..errors import SparkError
+from ..errors import SparkError, TaskCancelled
 from . import job
 from .ledger import FILENAME, Entry, Ledger
 from .manifest import Row, read_manifest
@@ -45,7 +47,8 @@ def run_batch(manifest: str | Path, out_dir: str | Path, *, concurrency: int = 4
 
     All rows are checked before any runs (ManifestError lists every problem). A completed row is reused,
     a submitted one resumed by its task id, and one whose create may have made a task is `uncertain`
-    and skipped unless resubmit_uncertain.
+    and skipped unless resubmit_uncertain. On KeyboardInterrupt no new task is created, the job kernels
+    are stopped, results.csv and index.html are written, and the interrupt is raised again.
     """
     from tqdm.auto import tqdm
 
@@ -53,7 +56,6 @@ def run_batch(manifest: str | Path, out_dir: str | Path, *, concurrency: int = 4
     share_local_server(resolve())
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    ledger = Ledger(out / FILENAME)
     template = Path(notebook) if notebook else TEMPLATE
     if not template.is_file():
         raise FileNotFoundError(f"job notebook {template} not found")
@@ -62,30 +64,32 @@ def run_batch(manifest: str | Path, out_dir: str | Path, *, concurrency: int = 4
         first_of.setdefault(row.key, row)
     jobs = list(first_of.values())
     outcomes: dict[str, RowOutcome] = {}
-    in_flight = threading.Semaphore(max(1, concurrency))  # tasks at the service at once
+    workers = 2 * max(1, concurrency)
     # twice as many rows as tasks in flight: a row whose task is done finishes its report while the next
     # row's task already runs. Job notebooks always run in worker threads: papermill drives its kernel from
     # an event loop of its own, which cannot start in a notebook's thread where a loop already runs.
     with tqdm(total=len(jobs), desc="batch", unit="job", disable=not progress) as bar, \
-            ThreadPoolExecutor(max_workers=2 * max(1, concurrency), thread_name_prefix="spark-batch") as pool, \
-            ThreadPoolExecutor(max_workers=2 * max(1, concurrency), thread_name_prefix="spark-job") as reports:
-        futures = [pool.submit(_run_row, row, out, ledger, template, resubmit_uncertain, timeout, in_flight, reports)
-                   for row in jobs]
-        for future in as_completed(futures):
-            outcome = future.result()
-            outcomes[outcome.name] = outcome
-            bar.update(1)
-            bar.set_postfix_str(f"{outcome.name}: {outcome.status}")
-            write_results_csv(out, [outcomes[r.name] for r in rows if r.name in outcomes])
-    for row in rows:
-        if row.name not in outcomes:
-            same = outcomes[first_of[row.key].name]
-            outcomes[row.name] = dataclasses.replace(same, name=row.name, reused=True, cost="0.00" if same.cost else None,
-                                                     error=same.error or None)
-    ordered = [outcomes[r.name] for r in rows]
-    write_results_csv(out, ordered)
-    write_gallery(out, ordered)
-    return ordered
+            ThreadPoolExecutor(max_workers=workers, thread_name_prefix="spark-batch") as pool, \
+            ThreadPoolExecutor(max_workers=workers, thread_name_prefix="spark-job") as reports:
+        run = _Run(out, Ledger(out / FILENAME), template, resubmit_uncertain, timeout,
+                   threading.Semaphore(max(1, concurrency)), reports)
+        futures = [pool.submit(_run_row, row, run) for row in jobs]
+        try:
+            for future in as_completed(futures):
+                outcome = future.result()
+                outcomes[outcome.name] = outcome
+                bar.update(1)
+                bar.set_postfix_str(f"{outcome.name}: {outcome.status}")
+                write_results_csv(out, [outcomes[r.name] for r in rows if r.name in outcomes])
+        except KeyboardInterrupt:
+            run.stop.set()
+            while not all(f.done() for f in futures):  # kill until none is left: a kernel may start meanwhile
+                run.kill_kernels()
+                wait(futures, timeout=0.5)
+            outcomes.update((o.name, o) for o in (f.result() for f in futures if not f.exception()))
+            _write_reports(out, rows, first_of, outcomes)
+            raise
+    return _write_reports(out, rows, first_of, outcomes)
 
 
 def summary(outcomes: list[RowOutcome]) -> str:
@@ -98,16 +102,74 @@ def summary(outcomes: list[RowOutcome]) -> str:
     return f"{text} of {len(outcomes)} rows; total cost ${cost:.2f}"
 
 
-def _run_row(row: Row, out: Path, ledger: Ledger, template: Path, resubmit_uncertain: bool, timeout: float,
-             in_flight: threading.Semaphore, reports: ThreadPoolExecutor) -> RowOutcome:
-    row_dir = out / row.name
+def _write_reports(out: Path, rows: list[Row], first_of: dict[str, Row], outcomes: dict[str, RowOutcome]
+                   ) -> list[RowOutcome]:
+    ordered = []
+    for row in rows:
+        outcome = outcomes.get(row.name)
+        if outcome is None and (same := outcomes.get(first_of[row.key].name)) is not None:
+            outcome = dataclasses.replace(same, name=row.name, reused=True, cost="0.00" if same.cost else None)
+        ordered.append(outcome or RowOutcome(row.name, row.spec.id, "unfinished", inputs=row.inputs,
+                                             error="interrupted before it ran; run the batch again"))
+    write_results_csv(out, ordered)
+    write_gallery(out, ordered)
+    return ordered
+
+
+@dataclasses.dataclass
+class _Run:
+    """What every row of one run_batch call shares."""
+
+    out: Path
+    ledger: Ledger
+    template: Path
+    resubmit_uncertain: bool
+    timeout: float
+    in_flight: threading.Semaphore  # tasks at the service at once
+    reports: ThreadPoolExecutor
+    stop: threading.Event = dataclasses.field(default_factory=threading.Event)
+    kernels: set[Any] = dataclasses.field(default_factory=set)  # kernel managers of running job notebooks
+
+    def kill_kernels(self) -> None:
+        """Kill every job kernel now, with its children (ffmpeg): each kernel leads its own process group."""
+        for manager in list(self.kernels):
+            provisioner = getattr(manager, "provisioner", None)
+            process = getattr(provisioner, "process", None)
+            if process is None or process.poll() is not None:
+                continue
+            with contextlib.suppress(OSError):
+                if hasattr(os, "killpg") and getattr(provisioner, "pgid", None):
+                    os.killpg(provisioner.pgid, signal.SIGKILL)
+                else:
+                    process.kill()
+
+    def kernel_manager_class(self, mine: list[Any]) -> type:
+        """An AsyncKernelManager that registers itself here (and in mine), so an interrupt can stop its kernel."""
+        from jupyter_client import AsyncKernelManager
+
+        kernels = self.kernels
+
+        class TrackedKernelManager(AsyncKernelManager):  # type: ignore[misc]
+            def __init__(self, **kwargs: Any) -> None:
+                super().__init__(**kwargs)
+                mine.append(self)
+                kernels.add(self)
+
+        return TrackedKernelManager
+
+
+def _run_row(row: Row, run: _Run) -> RowOutcome:
+    row_dir = run.out / row.name
     executed = row_dir / f"{row.name}.ipynb"
-    key = row.key
+    key, ledger = row.key, run.ledger
     entry = ledger.get(key)
     if entry and entry.state == "completed" and _video_of(entry, row_dir) is not None:
         return _from_entry(row, entry, row_dir, executed, reused=True)
+    if entry and entry.state == "failed" and not entry.record.get("retryable"):
+        # an input error: the same inputs fail again, so the failure is reported, not paid for again
+        return _from_entry(row, entry, row_dir, executed, reused=True)
     if entry and entry.state in ("submitting", "uncertain") and not entry.task_id:
-        if not resubmit_uncertain:
+        if not run.resubmit_uncertain:
             if entry.state == "submitting":  # the run that sent create died before hearing back
                 ledger.set(key, name=row.name, model=row.spec.id, state="uncertain", record=entry.record)
             return RowOutcome(row.name, row.spec.id, "uncertain", notebook=executed if executed.exists() else None,
@@ -117,21 +179,24 @@ def _run_row(row: Row, out: Path, ledger: Ledger, template: Path, resubmit_uncer
         ledger.forget(key)
     row_dir.mkdir(parents=True, exist_ok=True)
     parameters = {"model": row.spec.id, "name": row.name, "out_dir": str(row_dir), "ledger": str(ledger.path),
-                  "key": key, "timeout": timeout,
+                  "key": key, "timeout": run.timeout,
                   **{field: row.inputs.get(field, "") for field in ("image", "audio", "driving_video")}}
-    with in_flight:
+    with run.in_flight:
         # The runner talks to the service (submit, poll, download) while the job's kernel starts and then
         # follows the ledger; the notebook's report (side by side) goes on after this row's slot is freed.
         try:
-            task = job.submit_or_resume(row.spec.id, row.inputs, row_dir, name=row.name, ledger=ledger.path, key=key)
+            task = job.submit_or_resume(row.spec.id, row.inputs, row_dir, name=row.name, ledger=ledger.path, key=key,
+                                        cancel=run.stop)
+        except TaskCancelled as exc:
+            return RowOutcome(row.name, row.spec.id, "unfinished", error=str(exc), inputs=row.inputs)
         except SparkError as exc:
             entry = ledger.get(key)
             status = "uncertain" if entry and entry.state == "uncertain" else "failed"
             return RowOutcome(row.name, row.spec.id, status, error=str(exc), inputs=row.inputs)
-        report = reports.submit(_execute, template, executed, {**parameters, "task_id": task.id}, row_dir, ledger,
-                                key)
+        report = run.reports.submit(_execute, run, executed, {**parameters, "task_id": task.id}, row_dir)
         with contextlib.suppress(SparkError):  # recorded in the ledger and result.json
-            job.finish(task, row_dir, name=row.name, timeout=timeout, ledger=ledger.path, key=key)
+            job.finish(task, row_dir, name=row.name, timeout=run.timeout, ledger=ledger.path, key=key,
+                       cancel=run.stop)
     error = report.result()
     entry = ledger.get(key)
     if entry is None:
@@ -143,25 +208,29 @@ def _run_row(row: Row, out: Path, ledger: Ledger, template: Path, resubmit_uncer
     return outcome
 
 
-def _execute(template: Path, executed: Path, parameters: dict[str, object], row_dir: Path, ledger: Ledger,
-             key: str) -> str | None:
-    """Run the job notebook; retry only a kernel that failed to start before the job touched the ledger."""
+def _execute(run: _Run, executed: Path, parameters: dict[str, object], row_dir: Path) -> str | None:
+    """Run the job notebook; None when it ran through, else its error. A kernel that fails is retried."""
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
-    before = ledger.get(key)
     for attempt in range(KERNEL_START_ATTEMPTS):
+        if run.stop.is_set():
+            return "interrupted"
+        mine: list[Any] = []
         try:
-            papermill.execute_notebook(str(template), str(executed), parameters=parameters, cwd=str(row_dir),
+            # the notebook is given the row's task id, so running it again never creates a task
+            papermill.execute_notebook(str(run.template), str(executed), parameters=parameters, cwd=str(row_dir),
                                        progress_bar=False, log_output=False, request_save_on_cell_execute=True,
-                                       kernel_name="python3")
+                                       kernel_name="python3", kernel_manager_class=run.kernel_manager_class(mine))
             return None
         except PapermillExecutionError as exc:
             return f"{exc.ename}: {exc.evalue}".strip()
-        except Exception as exc:  # kernel start-up failures surface as assorted errors
-            if ledger.get(key) != before or attempt + 1 == KERNEL_START_ATTEMPTS:
+        except Exception as exc:  # noqa: BLE001 (kernel start-up failures and dead kernels vary)
+            if run.stop.is_set() or attempt + 1 == KERNEL_START_ATTEMPTS:
                 return f"the job notebook could not run: {type(exc).__name__}: {exc}"
             time.sleep(1.0 + attempt)
+        finally:
+            run.kernels.difference_update(mine)
     return None
 
 
