@@ -289,7 +289,7 @@ def test_a_failing_row_makes_the_cli_exit_non_zero(tmp_path: Path, media: dict[s
 def test_the_job_notebook_alone_records_its_task_and_resumes_it(tmp_path: Path, media: dict[str, Path],
                                                                 make_server: type,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    """Run by papermill without a batch: task.json, result.json, a comparison; run again, it resumes the task."""
+    """Run by papermill without a batch: task.json, result.json, inputs beside the result; run again, it resumes."""
     import papermill
 
     server = make_server(api_key=TEST_KEY)
@@ -306,5 +306,8 @@ def test_the_job_notebook_alone_records_its_task_and_resumes_it(tmp_path: Path, 
         assert record["model"] == "spark_avatar_imitator_v2v" and (out / record["video"]).is_file()
         assert record["duration"] > 0 and record["cost"] == "0.00" and record["error"] is None
         assert server.stats()["created"] == 1  # the second run resumed the recorded task
-    assert (out / "comparison.mp4").is_file()
+    report = json.loads((tmp_path / "run2.ipynb").read_text())
+    side_by_side = "".join(o.get("data", {}).get("text/html", "") if isinstance(o.get("data", {}).get("text/html"), str)
+                           else "".join(o.get("data", {}).get("text/html", [])) for o in report["cells"][-1]["outputs"])
+    assert "display:flex" in side_by_side and "<img" in side_by_side and side_by_side.count("<video") == 2
     assert_key_written_nowhere(tmp_path)
