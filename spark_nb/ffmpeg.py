@@ -9,6 +9,9 @@ import subprocess
 from pathlib import Path
 
 PROBE_TIMEOUT_S = 30.0
+# Decoders refuse frames above this (8192x8192), so a 100-byte file whose header claims 16000x16000
+# fails at once instead of ffmpeg allocating gigabytes for it.
+MAX_PROBE_PIXELS = 8192 * 8192
 _STILL_IMAGE_FORMATS = re.compile(r"^(image2|\w+_pipe|gif|webp)$")
 
 
@@ -50,15 +53,20 @@ class MediaInfo:
 
 def probe(path: str | Path, *, decode_seconds: float = 1.0) -> MediaInfo:
     """Open path with ffmpeg and decode its first decode_seconds; raise ProbeError when it cannot."""
-    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-xerror", "-i", str(path)]
+    # "file:" so that a local file named like a protocol ("pipe:0", "-", "http:...") is read as that file
+    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-xerror", "-max_pixels", str(MAX_PROBE_PIXELS),
+           "-i", f"file:{path}"]
     cmd += ["-t", f"{decode_seconds:g}", "-f", "null", "-"]
     try:
-        proc = subprocess.run(cmd, capture_output=True, timeout=PROBE_TIMEOUT_S)
+        proc = subprocess.run(cmd, capture_output=True, stdin=subprocess.DEVNULL, timeout=PROBE_TIMEOUT_S)
     except subprocess.TimeoutExpired as exc:
         raise ProbeError(f"ffmpeg took more than {PROBE_TIMEOUT_S:g}s to read the file") from exc
     log = proc.stderr.decode("utf-8", "replace")
     info = parse_ffmpeg_log(log)
     if proc.returncode != 0 or info is None:
+        too_big = re.search(r"Picture size (\d+x\d+) exceeds specified max pixel count", log)
+        if too_big:
+            raise ProbeError(f"its frames claim {too_big.group(1)} pixels, over the 8192x8192 this reads")
         raise ProbeError(_last_error_line(log))
     return info
 

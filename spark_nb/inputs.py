@@ -8,6 +8,7 @@ import hashlib
 import os
 import re
 import shutil
+import struct
 import tempfile
 import threading
 from pathlib import Path
@@ -22,6 +23,7 @@ MAX_IMAGE_BYTES = 5 * 1024 * 1024
 MAX_IMAGE_SIDE = 4096  # the seed says "less than 4096x4096"
 IMAGE_FORMATS = {"JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF", "MPO"}
 RECOMMENDED_AUDIO_SECONDS = 15.0
+MAX_URL_CHARS = 8000  # longer URLs are refused by most web servers (8 KB request lines)
 _SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]+):")
 
 
@@ -51,7 +53,14 @@ def normalise(value: Any, field: MediaField) -> Media:
     if isinstance(value, str):
         return _from_string(value.strip(), field)
     if isinstance(value, os.PathLike):
-        return Media(field, path=_existing_file(Path(value), field))
+        try:
+            text = os.fsdecode(os.fspath(value))  # e.g. os.scandir(b".") entries name bytes paths
+        except (TypeError, ValueError) as exc:
+            raise ValidationError(
+                f"{what}: the {type(value).__name__} does not name a usable path ({exc})"[:300], field=field.name,
+                hint="pass a file path as a str or pathlib.Path, an http(s) URL, bytes or a FileUpload item",
+            ) from exc
+        return Media(field, path=_existing_file(Path(text), field))
     if isinstance(value, (bytes, bytearray, memoryview)):
         return Media(field, path=_spill(bytes(value), "", field))
     if isinstance(value, Mapping):
@@ -66,17 +75,26 @@ def normalise(value: Any, field: MediaField) -> Media:
 def _from_string(text: str, field: MediaField) -> Media:
     scheme = _SCHEME.match(text)
     if scheme and len(scheme.group(1)) > 1:  # one letter is a Windows drive, e.g. C:\face.jpg
-        parts = urlsplit(text)
-        if parts.scheme.lower() not in ("http", "https"):
+        if scheme.group(1).lower() not in ("http", "https"):
             raise ValidationError(
-                f"{field.label}: {parts.scheme}: URLs are not supported",
+                f"{field.label}: {scheme.group(1)[:20]}: URLs are not supported",
                 field=field.name,
                 hint="use an http(s) URL the service can fetch, or a local file path",
             )
-        if not parts.hostname or any(c.isspace() for c in text):
+        try:
+            parts = urlsplit(text)
+            host, _ = parts.hostname, parts.port  # .port raises ValueError unless it is a number in 0-65535
+        except ValueError:  # e.g. "http://[", or a host that changes under NFKC normalisation
+            host = None
+        if not host or any(c.isspace() or not c.isprintable() for c in text):
             raise ValidationError(
                 f"{field.label}: {text[:80]!r} is not a valid URL", field=field.name,
-                hint="check the URL; it needs a host and no spaces",
+                hint="check the URL; it needs a host, a numeric port if any, and no spaces or control characters",
+            )
+        if len(text) > MAX_URL_CHARS:
+            raise ValidationError(
+                f"{field.label}: the URL is {len(text)} characters long; servers refuse URLs over {MAX_URL_CHARS}",
+                field=field.name, hint="use a shorter URL (e.g. upload the file and pass its short link)",
             )
         return Media(field, url=text)
     return Media(field, path=_existing_file(Path(text), field))
@@ -152,6 +170,9 @@ def _check_image(path: Path, field: MediaField) -> MediaInfo:
             f"{field.label} is {size / 1e6:.1f} MB; the model takes images under 5 MB", field=field.name,
             hint="shrink it, e.g. spark_nb.media.shrink_image(path) or save it as a JPEG at quality 90",
         )
+    claimed = _header_size(path)  # before PIL: a header claiming 50000x50000 is refused without touching it
+    if claimed and max(claimed) >= MAX_IMAGE_SIDE:
+        raise _too_large(*claimed, field)
     try:
         with Image.open(path) as img:  # reads the header only
             width, height, fmt = img.width, img.height, img.format
@@ -161,10 +182,7 @@ def _check_image(path: Path, field: MediaField) -> MediaInfo:
                     field=field.name, hint="convert it to JPEG",
                 )
             if width >= MAX_IMAGE_SIDE or height >= MAX_IMAGE_SIDE:
-                raise ValidationError(
-                    f"{field.label} is {width}x{height}; the model takes images under 4096x4096",
-                    field=field.name, hint="resize it so its longest side is at most 4095 px (2048 is plenty)",
-                )
+                raise _too_large(width, height, field)
             img.draft("RGB", (512, 512))  # JPEG: decode at reduced scale, enough to prove it decodes
             img.load()
     except ValidationError:
@@ -180,6 +198,71 @@ def _check_image(path: Path, field: MediaField) -> MediaInfo:
             hint="use a JPG or PNG file; check that the file is complete and really an image",
         ) from exc
     return MediaInfo(container=fmt.lower(), duration=None, width=width, height=height, decoded_frames=1)
+
+
+def _too_large(width: int, height: int, field: MediaField) -> ValidationError:
+    return ValidationError(
+        f"{field.label} is {width}x{height}; the model takes images under 4096x4096",
+        field=field.name, hint="resize it so its longest side is at most 4095 px (2048 is plenty)",
+    )
+
+
+def _header_size(path: Path) -> tuple[int, int] | None:
+    """Width and height as a PNG, GIF, BMP, WebP or JPEG header claims them, read without decoding; else None."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(32)
+            if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR" and len(head) >= 24:
+                return struct.unpack(">II", head[16:24])
+            if head[:6] in (b"GIF87a", b"GIF89a") and len(head) >= 10:
+                return struct.unpack("<HH", head[6:10])
+            if head[:2] == b"BM" and len(head) >= 26:
+                if head[14:18] == b"\x0c\x00\x00\x00":  # OS/2 BITMAPCOREHEADER: 16-bit sides
+                    return struct.unpack("<HH", head[18:22])
+                width, height = struct.unpack("<ii", head[18:26])
+                return abs(width), abs(height)
+            if head[:4] == b"RIFF" and head[8:12] == b"WEBP" and len(head) >= 30:
+                if head[12:16] == b"VP8X":
+                    return int.from_bytes(head[24:27], "little") + 1, int.from_bytes(head[27:30], "little") + 1
+                if head[12:16] == b"VP8L":
+                    bits = int.from_bytes(head[21:25], "little")
+                    return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+                if head[12:16] == b"VP8 ":
+                    width, height = struct.unpack("<HH", head[26:30])
+                    return width & 0x3FFF, height & 0x3FFF
+            if head[:2] == b"\xff\xd8":
+                return _jpeg_size(fh)
+    except OSError:
+        pass  # unreadable: Image.open reports it
+    return None
+
+
+def _jpeg_size(fh: Any) -> tuple[int, int] | None:
+    """The size in a JPEG's first SOFn segment, walking the marker segments before it."""
+    fh.seek(2)
+    while True:
+        if fh.read(1) != b"\xff":
+            return None  # not at a marker: left to the decoder
+        marker = fh.read(1)
+        while marker == b"\xff":  # fill bytes
+            marker = fh.read(1)
+        if not marker or marker[0] in (0xD9, 0xDA):  # end of file, end of image, start of scan
+            return None
+        if marker[0] == 0x01 or 0xD0 <= marker[0] <= 0xD7:  # markers without a length
+            continue
+        start = fh.tell()
+        segment = fh.read(7)  # length, then for SOFn: precision, height, width
+        if len(segment) < 2:
+            return None
+        length = struct.unpack(">H", segment[:2])[0]
+        if 0xC0 <= marker[0] <= 0xCF and marker[0] not in (0xC4, 0xC8, 0xCC):  # SOF0..SOF15
+            if len(segment) < 7:
+                return None
+            height, width = struct.unpack(">HH", segment[3:7])
+            return width, height
+        if length < 2:
+            return None
+        fh.seek(start + length)  # always forward: the walk ends at the end of the file
 
 
 def _probe(path: Path, field: MediaField, kind: str) -> MediaInfo:
