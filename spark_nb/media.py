@@ -56,7 +56,7 @@ def probe(path: str | Path) -> MediaFacts:
     path = Path(path)
     if not path.is_file():
         raise ProbeError(f"{path} does not exist")
-    proc = _ffmpeg(["-i", str(path)], check=False)  # no output file: ffmpeg prints the header and stops
+    proc = _ffmpeg(["-i", f"file:{path}"], check=False)  # no output file: ffmpeg prints the header and stops
     info = parse_ffmpeg_log(proc.stderr)
     if info is None:
         raise ProbeError(f"ffmpeg cannot read {path.name}: {proc.stderr.strip().splitlines()[-1:] or '?'}")
@@ -77,7 +77,7 @@ def trim_audio(src: str | Path, max_seconds: float = 15.0, out: str | Path | Non
         raise ValueError(f"max_seconds must be more than {2 * SAFETY_S:g}, not {max_seconds:g}")
     out = _output(out, src, f"max{max_seconds:g}s", ".m4a")
     duration = facts.duration or max_seconds
-    args = ["-i", str(src), "-vn", "-map", "0:a:0"]
+    args = ["-i", f"file:{src}", "-vn", "-map", "0:a:0"]
     if duration > max_seconds - SAFETY_S:
         cut = find_cut(src, max_seconds)
         fade = max(0.0, min(fade, cut / 4))
@@ -93,7 +93,7 @@ def find_cut(src: str | Path, max_seconds: float) -> float:
     limit = max_seconds - SAFETY_S
     start = max(0.0, limit - PAUSE_SEARCH_S)
     rate = 8000
-    proc = _ffmpeg(["-ss", f"{start:.3f}", "-t", f"{limit - start:.3f}", "-i", str(src), "-vn", "-map", "0:a:0",
+    proc = _ffmpeg(["-ss", f"{start:.3f}", "-t", f"{limit - start:.3f}", "-i", f"file:{src}", "-vn", "-map", "0:a:0",
                     "-ac", "1", "-ar", str(rate), "-f", "s16le", "-"], binary=True)
     samples = np.frombuffer(proc.stdout, dtype="<i2").astype(np.float32)
     window, hop = int(rate * PAUSE_WINDOW_S), int(rate * 0.02)
@@ -128,7 +128,7 @@ def extract_audio(video: str | Path, out: str | Path | None = None) -> Path:
     if not probe(video).has_audio:
         raise ValueError(f"{video.name} has no audio track to extract")
     out = _output(out, video, "audio", ".m4a")
-    _ffmpeg(["-i", str(video), "-vn", "-map", "0:a:0", *_audio_codec(out), str(out)])
+    _ffmpeg(["-i", f"file:{video}", "-vn", "-map", "0:a:0", *_audio_codec(out), str(out)])
     return out
 
 
@@ -156,7 +156,7 @@ def side_by_side(videos: Sequence[str | Path], labels: Sequence[str] | None = No
         for i, f in enumerate(facts):
             if f.is_still_image:
                 args += ["-loop", "1", "-framerate", str(fps), "-t", f"{total:.3f}"]
-            args += ["-i", str(f.path)]
+            args += ["-i", f"file:{f.path}"]
         width_of = [max(2, round(f.width * height / f.height / 2) * 2) for f in facts]  # type: ignore[operator]
         for i, f in enumerate(facts):
             hold = "" if f.is_still_image else f",tpad=stop_mode=clone:stop_duration={total:.3f}"
@@ -165,7 +165,7 @@ def side_by_side(videos: Sequence[str | Path], labels: Sequence[str] | None = No
             name = f"s{i}"
             if labels and labels[i]:
                 label_png = _label_image(labels[i], width_of[i], height, Path(tmp) / f"label{i}.png")
-                args += ["-i", str(label_png)]
+                args += ["-i", f"file:{label_png}"]
                 label_inputs += 1
                 chains.append(f"[{name}][{len(facts) + label_inputs - 1}:v]overlay=0:main_h-overlay_h:format=auto,"
                               f"format=yuv420p[l{i}]")
@@ -227,7 +227,8 @@ def _audio_codec(out: Path) -> list[str]:
 def _ffmpeg(args: list[str], *, check: bool = True, binary: bool = False) -> subprocess.CompletedProcess:
     """Run the bundled ffmpeg (bounded in time); raise RuntimeError with its last error line when it fails."""
     cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-y", *args]
-    proc = subprocess.run(cmd, check=False, capture_output=True, timeout=FFMPEG_TIMEOUT_S, text=not binary)
+    proc = subprocess.run(cmd, check=False, capture_output=True, stdin=subprocess.DEVNULL, timeout=FFMPEG_TIMEOUT_S,
+                          text=not binary)
     if check and proc.returncode != 0:
         log = proc.stderr.decode(errors="replace") if binary else proc.stderr
         last = [line for line in log.strip().splitlines() if line.strip()][-1:] or ["(no message)"]
