@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 import re
 import subprocess
+import threading
 from pathlib import Path
 
 PROBE_TIMEOUT_S = 30.0
+_probed: dict[tuple[object, ...], "MediaInfo"] = {}
+_cache_lock = threading.Lock()
 # Decoders refuse frames above this (8192x8192), so a 100-byte file whose header claims 16000x16000
 # fails at once instead of ffmpeg allocating gigabytes for it.
 MAX_PROBE_PIXELS = 8192 * 8192
@@ -52,7 +56,29 @@ class MediaInfo:
 
 
 def probe(path: str | Path, *, decode_seconds: float = 1.0) -> MediaInfo:
-    """Open path with ffmpeg and decode its first decode_seconds; raise ProbeError when it cannot."""
+    """Open path with ffmpeg and decode its first decode_seconds; raise ProbeError when it cannot.
+
+    Answers are remembered per file version (path, size, modification time): a batch or a form checks
+    the same inputs again when it submits them.
+    """
+    try:
+        stat = os.stat(path)
+        key: tuple[object, ...] | None = (os.path.realpath(path), stat.st_size, stat.st_mtime_ns, decode_seconds)
+    except OSError:
+        key = None
+    with _cache_lock:
+        if key is not None and key in _probed:
+            return _probed[key]
+    info = _probe(path, decode_seconds)
+    with _cache_lock:
+        if key is not None:
+            if len(_probed) >= 512:
+                _probed.clear()
+            _probed[key] = info
+    return info
+
+
+def _probe(path: str | Path, decode_seconds: float) -> MediaInfo:
     # "file:" so that a local file named like a protocol ("pipe:0", "-", "http:...") is read as that file
     cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-xerror", "-max_pixels", str(MAX_PROBE_PIXELS),
            "-i", f"file:{path}"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import hashlib
@@ -51,6 +52,24 @@ class Row:
         return digest.hexdigest()
 
 
+def _probe_all_at_once(manifest: Path, records: list[tuple[int, dict[str, str]]]) -> None:
+    """Probe every local media file of the manifest in parallel; the row checks then find the answers cached."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ..ffmpeg import ProbeError, probe
+
+    paths = {manifest.parent / value.strip() for _, record in records
+             for column, value in record.items() if column and column.strip() in ("audio", "driving_video")
+             and value and value.strip() and not value.strip().startswith(("http://", "https://"))}
+
+    def warm(path: Path) -> None:
+        with contextlib.suppress(ProbeError, OSError):
+            probe(path)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(warm, sorted(p for p in paths if p.is_file())))
+
+
 def read_manifest(path: str | Path) -> list[Row]:
     """All rows of the manifest, checked; raises ManifestError listing every problem with its row number."""
     path = Path(path)
@@ -66,6 +85,7 @@ def read_manifest(path: str | Path) -> list[Row]:
     if missing:
         raise ManifestError(path, [(f"row 1: missing column(s) {', '.join(missing)}; "
                                     f"the columns are {', '.join(COLUMNS)}")])
+    _probe_all_at_once(path, records)
     rows, problems, seen = [], [], {}
     for number, record in records:
         cells = {k.strip(): (v or "").strip() for k, v in record.items() if k is not None}

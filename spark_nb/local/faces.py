@@ -6,7 +6,9 @@ Uses the Haar cascades bundled with opencv-python-headless 4.x (works offline, n
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
+import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -222,6 +224,12 @@ class FaceTracker:
 
 def face_in_file(path: str | Path) -> bool:
     """True when the image file shows a frontal face (checked on a copy at most DETECT_SIDE pixels large)."""
+    stat = os.stat(path)
+    return _face_in_file(os.path.realpath(path), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=256)  # the same file is checked again when a batch or a form submits it
+def _face_in_file(path: str, size: int, mtime_ns: int) -> bool:
     from PIL import Image, ImageOps
 
     with Image.open(path) as img:
