@@ -1,15 +1,20 @@
 """Media helpers on the bundled ffmpeg: probe, trim audio under a limit, extract audio, compose side by side.
 
-Each helper is a single ffmpeg run (a filter graph), not a frame loop in Python: that keeps side_by_side
-within 2x of ffmpeg's own hstack and trim_audio near `ffmpeg -t` (benchmarks/media.py), and leaves no
-reader processes behind to close. Labels are drawn with Pillow, so no font has to exist for ffmpeg.
+Each helper is one ffmpeg run (a filter graph), not moviepy: a moviepy clips_array of the benchmark's inputs
+took 5.4x as long as ffmpeg's own hstack (the goal is 2x) where one graph takes ~1.3x (benchmarks/media.py),
+and no clip readers are left to close. Labels are drawn with Pillow, so ffmpeg needs no drawtext or font.
+Outputs are written under a temporary name and renamed, so a reader never sees half a file.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import os
+import re
 import subprocess
 import tempfile
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -28,7 +33,10 @@ _AUDIO_CODECS = {".m4a": ["-c:a", "aac", "-b:a", "128k"], ".mp4": ["-c:a", "aac"
 
 @dataclasses.dataclass(frozen=True)
 class MediaFacts:
-    """What a file's header says: duration, picture size and frame rate, which streams, and bytes on disk."""
+    """What a file's header says: duration, picture size as shown and frame rate, which streams, bytes on disk.
+
+    width and height are as a player shows the picture: rotation metadata and non-square pixels applied.
+    """
 
     path: Path
     container: str
@@ -56,11 +64,11 @@ def probe(path: str | Path) -> MediaFacts:
     path = Path(path)
     if not path.is_file():
         raise ProbeError(f"{path} does not exist")
-    proc = _ffmpeg(["-i", f"file:{path}"], check=False)  # no output file: ffmpeg prints the header and stops
+    proc = _ffmpeg(["-i", _input(path)], check=False)  # no output file: ffmpeg prints the header and stops
     info = parse_ffmpeg_log(proc.stderr)
     if info is None:
         raise ProbeError(f"ffmpeg cannot read {path.name}: {proc.stderr.strip().splitlines()[-1:] or '?'}")
-    return _facts(path, info)
+    return _facts(path, info, proc.stderr)
 
 
 def trim_audio(src: str | Path, max_seconds: float = 15.0, out: str | Path | None = None,
@@ -75,14 +83,16 @@ def trim_audio(src: str | Path, max_seconds: float = 15.0, out: str | Path | Non
         raise ValueError(f"{src.name} has no audio stream to trim")
     if max_seconds <= 2 * SAFETY_S:
         raise ValueError(f"max_seconds must be more than {2 * SAFETY_S:g}, not {max_seconds:g}")
-    out = _output(out, src, f"max{max_seconds:g}s", ".m4a")
-    duration = facts.duration or max_seconds
-    args = ["-i", f"file:{src}", "-vn", "-map", "0:a:0"]
-    if duration > max_seconds - SAFETY_S:
+    out = _output(out, [src], f"max{max_seconds:g}s", ".m4a", max_seconds, fade)
+    codec = _audio_codec(out)
+    args = ["-i", _input(src), "-vn", "-map", "0:a:0"]
+    if (facts.duration or max_seconds) > max_seconds - SAFETY_S:
         cut = find_cut(src, max_seconds)
+        args += ["-t", f"{cut:.3f}"]
         fade = max(0.0, min(fade, cut / 4))
-        args += ["-t", f"{cut:.3f}", "-af", f"afade=t=out:st={cut - fade:.3f}:d={fade:.3f}"]
-    _ffmpeg([*args, *_audio_codec(out), str(out)])
+        if fade > 0:
+            args += ["-af", f"afade=t=out:st={cut - fade:.3f}:d={fade:.3f}"]
+    _write([*args, *codec], out)
     return out
 
 
@@ -93,7 +103,7 @@ def find_cut(src: str | Path, max_seconds: float) -> float:
     limit = max_seconds - SAFETY_S
     start = max(0.0, limit - PAUSE_SEARCH_S)
     rate = 8000
-    proc = _ffmpeg(["-ss", f"{start:.3f}", "-t", f"{limit - start:.3f}", "-i", f"file:{src}", "-vn", "-map", "0:a:0",
+    proc = _ffmpeg(["-ss", f"{start:.3f}", "-t", f"{limit - start:.3f}", "-i", _input(src), "-vn", "-map", "0:a:0",
                     "-ac", "1", "-ar", str(rate), "-f", "s16le", "-"], binary=True)
     samples = np.frombuffer(proc.stdout, dtype="<i2").astype(np.float32)
     window, hop = int(rate * PAUSE_WINDOW_S), int(rate * 0.02)
@@ -113,12 +123,17 @@ def shrink_image(src: str | Path, max_side: int = SHRINK_SIDE, out: str | Path |
     from PIL import Image, ImageOps
 
     src = Path(src)
-    out = _output(out, src, f"max{max_side}", ".jpg")
+    out = _output(out, [src], f"max{max_side}", ".jpg")
     with Image.open(src) as img:
         img.draft("RGB", (max_side, max_side))  # JPEG: decode at a reduced scale straight away
         image = ImageOps.exif_transpose(img).convert("RGB")
     image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
-    image.save(out, "JPEG", quality=90)
+    part = _part(out)
+    try:
+        image.save(part, "JPEG", quality=90)
+        os.replace(part, out)
+    finally:
+        part.unlink(missing_ok=True)
     return out
 
 
@@ -127,8 +142,8 @@ def extract_audio(video: str | Path, out: str | Path | None = None) -> Path:
     video = Path(video)
     if not probe(video).has_audio:
         raise ValueError(f"{video.name} has no audio track to extract")
-    out = _output(out, video, "audio", ".m4a")
-    _ffmpeg(["-i", f"file:{video}", "-vn", "-map", "0:a:0", *_audio_codec(out), str(out)])
+    out = _output(out, [video], "audio", ".m4a")
+    _write(["-i", _input(video), "-vn", "-map", "0:a:0", *_audio_codec(out)], out)
     return out
 
 
@@ -143,6 +158,8 @@ def side_by_side(videos: Sequence[str | Path], labels: Sequence[str] | None = No
         raise ValueError("side_by_side needs at least one video or image")
     if labels is not None and len(labels) != len(videos):
         raise ValueError(f"got {len(labels)} labels for {len(videos)} inputs; give one per input or none")
+    if height < 16 or fps <= 0:
+        raise ValueError(f"height must be at least 16 px and fps positive, not {height} and {fps}")
     height -= height % 2
     facts = [probe(v) for v in videos]
     for f in facts:
@@ -150,38 +167,29 @@ def side_by_side(videos: Sequence[str | Path], labels: Sequence[str] | None = No
             raise ValueError(f"{f.path.name} has no picture to show")
     moving = [f.duration for f in facts if not f.is_still_image and f.duration]
     total = max(moving, default=3.0)
-    out = _output(out, facts[0].path, "side-by-side", ".mp4")
+    out = _output(out, [f.path for f in facts], "side-by-side", ".mp4", labels, height, fps)
+    widths = [max(2, round(f.width * height / f.height / 2) * 2) for f in facts]  # type: ignore[operator]
     with tempfile.TemporaryDirectory(prefix="spark_nb_sbs_") as tmp:
-        args, chains, stacked, label_inputs = [], [], [], 0
-        for i, f in enumerate(facts):
-            if f.is_still_image:
-                args += ["-loop", "1", "-framerate", str(fps), "-t", f"{total:.3f}"]
-            args += ["-i", f"file:{f.path}"]
-        width_of = [max(2, round(f.width * height / f.height / 2) * 2) for f in facts]  # type: ignore[operator]
-        for i, f in enumerate(facts):
-            hold = "" if f.is_still_image else f",tpad=stop_mode=clone:stop_duration={total:.3f}"
-            chains.append(f"[{i}:v]scale={width_of[i]}:{height}:flags=bicubic,setsar=1,fps={fps}"
-                          f"{hold},format=yuv420p[s{i}]")
-            name = f"s{i}"
+        args = [arg for f in facts for arg in ("-i", _input(f.path))]
+        chains = []
+        for i, width in enumerate(widths):
+            # setsar=1: non-square pixels were already undone by scaling to the width as shown
+            tile = f"[{i}:v]scale={width}:{height}:flags=bicubic,setsar=1"
             if labels and labels[i]:
-                label_png = _label_image(labels[i], width_of[i], height, Path(tmp) / f"label{i}.png")
-                args += ["-i", f"file:{label_png}"]
-                label_inputs += 1
-                chains.append(f"[{name}][{len(facts) + label_inputs - 1}:v]overlay=0:main_h-overlay_h:format=auto,"
-                              f"format=yuv420p[l{i}]")
-                name = f"l{i}"
-            stacked.append(name)
-        if len(stacked) > 1:
-            chains.append("".join(f"[{n}]" for n in stacked) + f"hstack=inputs={len(stacked)}[v]")
-            video_out = "[v]"
-        else:
-            video_out = f"[{stacked[0]}]"
+                args += ["-i", _input(_label_image(labels[i], width, height, Path(tmp) / f"label{i}.png"))]
+                chains.append(f"{tile}[t{i}]")
+                tile = f"[t{i}][{len(args) // 2 - 1}:v]overlay=0:main_h-overlay_h:format=auto"
+            # labelled before padding, so a held still or last frame is drawn once and then only cloned
+            chains.append(f"{tile},fps={fps},tpad=stop_mode=clone:stop_duration={total:.3f},format=yuv420p[s{i}]")
+        if len(facts) > 1:
+            chains.append("".join(f"[s{i}]" for i in range(len(facts))) + f"hstack=inputs={len(facts)}[v]")
+        video_out = "[v]" if len(facts) > 1 else "[s0]"
         with_audio = [i for i, f in enumerate(facts) if f.has_audio and not f.is_still_image]
         audio = ["-map", f"{max(with_audio, key=lambda i: facts[i].duration or 0)}:a:0", "-c:a", "aac",
                  "-b:a", "128k"] if with_audio else ["-an"]
-        _ffmpeg([*args, "-filter_complex", ";".join(chains), "-map", video_out, *audio, "-t", f"{total:.3f}",
-                 "-r", str(fps), "-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-pix_fmt", "yuv420p",
-                 "-movflags", "+faststart", str(out)])
+        _write([*args, "-filter_complex", ";".join(chains), "-map", video_out, *audio, "-t", f"{total:.3f}",
+                "-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-pix_fmt", "yuv420p",
+                "-movflags", "+faststart"], out)
     return out
 
 
@@ -192,7 +200,10 @@ def _label_image(text: str, width: int, height: int, path: Path) -> Path:
     bar = max(16, height // 12)
     image = Image.new("RGBA", (width, bar), (0, 0, 0, 140))
     draw = ImageDraw.Draw(image)
-    font = ImageFont.load_default(size=max(10, int(bar * 0.62)))
+    try:
+        font = ImageFont.load_default(size=max(10, int(bar * 0.62)))
+    except TypeError:  # Pillow < 10.1 has only its small fixed bitmap font
+        font = ImageFont.load_default()
     while draw.textlength(text, font=font) > width - 8 and len(text) > 1:
         text = text[:-2] + "…"
     left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
@@ -202,19 +213,58 @@ def _label_image(text: str, width: int, height: int, path: Path) -> Path:
     return path
 
 
-def _facts(path: Path, info: MediaInfo) -> MediaFacts:
-    still = info.width is not None and (info.container in ("image2", "gif", "webp") or info.container.endswith("_pipe"))
+def _facts(path: Path, info: MediaInfo, log: str) -> MediaFacts:
+    width, height = info.width, info.height
+    if width and height:
+        sar = re.search(r"Video: [^\n]*?\d+x\d+ \[SAR (\d+):(\d+)", log)
+        if sar and int(sar.group(1)) and int(sar.group(2)):
+            width = max(1, round(width * int(sar.group(1)) / int(sar.group(2))))
+        rotation = re.search(r"rotation of (-?[\d.]+) degrees", log, re.IGNORECASE)
+        if rotation and round(abs(float(rotation.group(1)))) % 180 == 90:  # players and ffmpeg turn the picture
+            width, height = height, width
+    # a GIF lasting more than its first frame is animated; a one-frame GIF lasts N/A or one frame's time
+    one_frame = not info.duration or (info.fps is not None and info.duration <= 1.5 / info.fps)
+    still = width is not None and (info.container == "image2" or info.container.endswith("_pipe")
+                                   or (info.container in ("gif", "webp") and one_frame))
     return MediaFacts(path=path, container=info.container, duration=None if still else info.duration,
-                      width=info.width, height=info.height, fps=info.fps, has_audio=info.has_audio,
+                      width=width, height=height, fps=None if still else info.fps, has_audio=info.has_audio,
                       is_still_image=still, bytes=path.stat().st_size)
 
 
-def _output(out: str | Path | None, src: Path, tag: str, suffix: str) -> Path:
+def _input(path: str | Path) -> str:
+    """path as an ffmpeg input read as a plain file, even when named like a protocol ("pipe:0", "http:x")."""
+    return f"file:{path}"
+
+
+def _output(out: str | Path | None, sources: Sequence[Path], tag: str, suffix: str, *options: object) -> Path:
+    """out, or a scratch file named after the first source and a digest of all sources and options."""
     if out is not None:
         return Path(out)
     from .inputs import scratch_dir
 
-    return scratch_dir() / f"{src.stem}-{tag}{suffix}"
+    # the digest keeps two different jobs apart even when their files share a name (a/speech.wav, b/speech.wav)
+    key = hashlib.sha256()
+    for src in sources:
+        stat = src.stat()
+        key.update(f"{src.resolve()}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+    key.update(repr(options).encode())
+    return scratch_dir() / f"{sources[0].stem[:60]}-{key.hexdigest()[:10]}-{tag}{suffix}"
+
+
+def _part(out: Path) -> Path:
+    """A unique temporary sibling of out, keeping its suffix so ffmpeg picks the same format."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return out.with_name(f".{out.stem[:60]}.{uuid.uuid4().hex[:8]}.part{out.suffix}")
+
+
+def _write(args: list[str], out: Path) -> None:
+    """Run ffmpeg with args writing to a temporary name, then rename it to out (also safe when out is an input)."""
+    part = _part(out)
+    try:
+        _ffmpeg([*args, f"file:{part}"])
+        os.replace(part, out)
+    finally:
+        part.unlink(missing_ok=True)
 
 
 def _audio_codec(out: Path) -> list[str]:
@@ -227,8 +277,10 @@ def _audio_codec(out: Path) -> list[str]:
 def _ffmpeg(args: list[str], *, check: bool = True, binary: bool = False) -> subprocess.CompletedProcess:
     """Run the bundled ffmpeg (bounded in time); raise RuntimeError with its last error line when it fails."""
     cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-y", *args]
+    # file names in the log may be any bytes: decode leniently rather than fail on a non-UTF-8 name
+    text = {} if binary else {"encoding": "utf-8", "errors": "replace"}
     proc = subprocess.run(cmd, check=False, capture_output=True, stdin=subprocess.DEVNULL, timeout=FFMPEG_TIMEOUT_S,
-                          text=not binary)
+                          **text)
     if check and proc.returncode != 0:
         log = proc.stderr.decode(errors="replace") if binary else proc.stderr
         last = [line for line in log.strip().splitlines() if line.strip()][-1:] or ["(no message)"]

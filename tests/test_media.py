@@ -8,15 +8,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from .conftest import ffmpeg
 
 from spark_nb import media as helpers  # `media` is conftest's fixture of test files
 from spark_nb.ffmpeg import ProbeError, ffmpeg_exe
+from spark_nb.ffmpeg import probe as decode_probe
+from spark_nb.inputs import scratch_dir
+
+from .conftest import ffmpeg
 
 
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory: pytest.TempPathFactory, media: dict[str, Path]) -> dict[str, Path]:
-    """Long speech as mp3, a 17 s video with sound, speech with a pause near 15 s, and a 640x360 30 fps clip."""
+    """Long speech as mp3, a 17 s video with sound, speech with a pause near 15 s, a 640x360 30 fps clip, and
+    pictures players transform: a rotated phone-style clip, non-square pixels, a still and an animated GIF."""
     root = tmp_path_factory.mktemp("clips")
     files = {"long_wav": media["long_speech"], "portrait": media["portrait"], "small_video": media["driving"],
              "silent_video": media["silent_driving"]}
@@ -35,6 +39,20 @@ def clips(tmp_path_factory: pytest.TempPathFactory, media: dict[str, Path]) -> d
     ffmpeg("-f", "lavfi", "-i", "testsrc=size=640x360:rate=30", "-f", "lavfi", "-i", "sine=frequency=500",
            "-t", "3.2", "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac",
            str(files["wide_video"]))
+    files["split"] = root / "split.mp4"  # left half red, right half blue, moov first (faststart)
+    ffmpeg("-f", "lavfi", "-i", "color=red:size=160x240:rate=25",
+           "-f", "lavfi", "-i", "color=blue:size=160x240:rate=25", "-filter_complex", "[0:v][1:v]hstack",
+           "-t", "3", "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-movflags", "+faststart",
+           str(files["split"]))
+    files["rotated"] = root / "rotated.mp4"  # stored 320x240, shown 240x320, as phones record portrait video
+    ffmpeg("-display_rotation", "90", "-i", str(files["split"]), "-c", "copy", str(files["rotated"]))
+    files["anamorphic"] = root / "anamorphic.mp4"  # stored 320x240 with 2:1 pixels, shown 640x240
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25", "-vf", "setsar=2", "-t", "2", "-c:v", "libx264",
+           "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(files["anamorphic"]))
+    files["still_gif"] = root / "still.gif"
+    ffmpeg("-i", str(media["portrait"]), str(files["still_gif"]))
+    files["animated_gif"] = root / "animated.gif"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=100x80:rate=10", "-t", "1.6", str(files["animated_gif"]))
     return files
 
 
@@ -49,7 +67,8 @@ def frame_at(path: Path, seconds: float) -> np.ndarray:
     """One decoded RGB frame of path."""
     facts = helpers.probe(path)
     raw = subprocess.run([ffmpeg_exe(), "-v", "error", "-ss", str(seconds), "-i", str(path), "-frames:v", "1",
-                          "-f", "rawvideo", "-pix_fmt", "rgb24", "-"], capture_output=True, check=True, timeout=60).stdout
+                          "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
+                         capture_output=True, check=True, timeout=60).stdout
     return np.frombuffer(raw, dtype=np.uint8).reshape(facts.height, facts.width, 3)  # type: ignore[arg-type]
 
 
@@ -73,12 +92,37 @@ def test_probe_reads_headers_of_images_audio_and_video(clips: dict[str, Path]) -
     """Duration, size, frame rate, streams and bytes, for a still, an mp3 and a video."""
     still = helpers.probe(clips["portrait"])
     assert still.is_still_image and still.size == (480, 600) and still.duration is None and not still.has_audio
+    assert still.fps is None and still.bytes == clips["portrait"].stat().st_size
     mp3 = helpers.probe(clips["long_mp3"])
     assert not mp3.has_video and mp3.has_audio and abs(mp3.duration - 17) < 0.1  # type: ignore[operator]
+    wav = helpers.probe(clips["long_wav"])
+    assert wav.container == "wav" and wav.size is None and wav.has_audio and wav.duration == 17.0
     wide = helpers.probe(clips["wide_video"])
     assert wide.size == (640, 360) and wide.fps == 30 and wide.has_audio and not wide.is_still_image
     assert abs(wide.duration - 3.2) < 0.1  # type: ignore[operator]
     assert wide.bytes == clips["wide_video"].stat().st_size
+
+
+def test_probe_reads_the_header_only(clips: dict[str, Path], tmp_path: Path) -> None:
+    """A video whose frame data is zeroed probes to its header's facts, where decoding it (ffmpeg.probe) fails."""
+    data = bytearray(clips["split"].read_bytes())
+    payload = data.index(b"mdat") + 4
+    data[payload:] = bytes(len(data) - payload)
+    zeroed = tmp_path / "zeroed.mp4"
+    zeroed.write_bytes(data)
+    facts = helpers.probe(zeroed)
+    assert facts.size == (320, 240) and facts.fps == 25 and abs(facts.duration - 3.0) < 0.05  # type: ignore[operator]
+    with pytest.raises(ProbeError):
+        decode_probe(zeroed)
+
+
+def test_probe_gives_the_picture_as_players_show_it(clips: dict[str, Path]) -> None:
+    """Rotation metadata swaps the sides, 2:1 pixels double the width; one-frame GIFs are stills, animated ones not."""
+    assert helpers.probe(clips["rotated"]).size == (240, 320)
+    assert helpers.probe(clips["anamorphic"]).size == (640, 240)
+    still, animated = helpers.probe(clips["still_gif"]), helpers.probe(clips["animated_gif"])
+    assert still.is_still_image and still.size == (480, 600) and still.duration is None
+    assert not animated.is_still_image and abs(animated.duration - 1.6) < 0.15  # type: ignore[operator]
 
 
 def test_probe_refuses_what_is_not_media(tmp_path: Path) -> None:
@@ -117,6 +161,21 @@ def test_trim_audio_keeps_short_audio_whole(media: dict[str, Path], tmp_path: Pa
     assert abs(helpers.probe(out).duration - helpers.probe(media["speech"]).duration) < 0.1  # type: ignore[operator]
 
 
+def test_trim_audio_in_place_and_default_outputs(clips: dict[str, Path], tmp_path: Path) -> None:
+    """Trimming a file onto itself works; default outputs land in the scratch folder, one per distinct source."""
+    in_place = tmp_path / "in_place.wav"
+    in_place.write_bytes(clips["long_wav"].read_bytes())
+    assert helpers.trim_audio(in_place, 10.0, out=in_place) == in_place
+    assert 10.0 - helpers.PAUSE_SEARCH_S - 0.1 <= helpers.probe(in_place).duration < 10.0  # type: ignore[operator]
+    first, second = tmp_path / "a" / "speech.wav", tmp_path / "b" / "speech.wav"  # same name, different sound
+    for path, source in ((first, clips["long_wav"]), (second, clips["pause"])):
+        path.parent.mkdir()
+        path.write_bytes(source.read_bytes())
+    outs = [helpers.trim_audio(first), helpers.trim_audio(second), helpers.trim_audio(first)]
+    assert outs[0] != outs[1] and outs[0] == outs[2] and all(out.parent == scratch_dir() for out in outs)
+    assert outs[0].suffix == ".m4a" and 13.8 < helpers.probe(outs[1]).duration < 14.3  # type: ignore[operator]
+
+
 def test_trim_audio_refuses_a_video_without_sound(clips: dict[str, Path]) -> None:
     """A silent video has nothing to trim: a clear ValueError."""
     with pytest.raises(ValueError, match="no audio"):
@@ -130,6 +189,9 @@ def test_extract_audio(clips: dict[str, Path], tmp_path: Path) -> None:
     assert facts.has_audio and not facts.has_video and abs(facts.duration - 3.2) < 0.1  # type: ignore[operator]
     with pytest.raises(ValueError, match="no audio"):
         helpers.extract_audio(clips["silent_video"])
+    nested = helpers.extract_audio(clips["small_video"], out=tmp_path / "new" / "folder" / "small.wav")
+    assert abs(helpers.probe(nested).duration - 2.0) < 0.1  # type: ignore[operator]
+    assert [p.name for p in nested.parent.iterdir()] == ["small.wav"]  # the temporary name was renamed away
 
 
 def test_side_by_side_mixes_sizes_rates_and_durations(clips: dict[str, Path], tmp_path: Path) -> None:
@@ -152,6 +214,28 @@ def test_side_by_side_mixes_sizes_rates_and_durations(clips: dict[str, Path], tm
     assert np.abs(with_labels[:200] - without[:200]).mean() < 3
 
 
+def test_side_by_side_shows_rotated_and_non_square_pictures_undistorted(clips: dict[str, Path], tmp_path: Path) -> None:
+    """A rotated clip is stood upright (180 px wide at 240 high), 2:1 pixels are widened (640 px), not squashed."""
+    out = helpers.side_by_side([clips["rotated"], clips["anamorphic"]], out=tmp_path / "turned.mp4", height=240)
+    facts = helpers.probe(out)
+    assert facts.size == (180 + 640, 240) and abs(facts.duration - 3.0) < 0.1  # type: ignore[operator]
+    tile = frame_at(out, 1.0)[:, :180].astype(int)
+    # red|blue side by side, turned a quarter: now red over blue (or blue over red), each row of one colour
+    top, bottom = tile[20:100].mean(axis=(0, 1)), tile[140:220].mean(axis=(0, 1))
+    assert np.abs(top - bottom)[[0, 2]].min() > 150
+    assert np.abs(tile[20:220, 10:60].mean(axis=(0, 1)) - tile[20:220, 120:170].mean(axis=(0, 1))).max() < 10
+
+
+def test_side_by_side_takes_gifs(clips: dict[str, Path], tmp_path: Path) -> None:
+    """A one-frame GIF is held like any still; an animated GIF is a 1.6 s clip that sets the length."""
+    out = helpers.side_by_side([clips["still_gif"], clips["animated_gif"]], labels=["still", "animated"],
+                               out=tmp_path / "gifs.mp4", height=200)
+    facts = helpers.probe(out)
+    assert facts.size == (160 + 250, 200) and not facts.has_audio
+    assert abs(facts.duration - 1.6) < 0.15  # type: ignore[operator]
+    assert decode_probe(out, decode_seconds=5).decoded_frames >= 38  # 1.6 s at 25 fps, all of it decodable
+
+
 def test_side_by_side_of_a_single_still_and_bad_arguments(clips: dict[str, Path], tmp_path: Path) -> None:
     """One still makes a short silent video; wrong label counts and audio-only inputs are refused."""
     facts = helpers.probe(helpers.side_by_side([clips["portrait"]], out=tmp_path / "one.mp4", height=240))
@@ -169,4 +253,9 @@ def test_no_ffmpeg_process_is_left_behind(clips: dict[str, Path], tmp_path: Path
     helpers.side_by_side([clips["portrait"], clips["wide_video"]], out=tmp_path / "c.mp4")
     with pytest.raises(ValueError):
         helpers.side_by_side([clips["long_mp3"]])
+    text = tmp_path / "text.wav"
+    text.write_text("not sound")
+    with pytest.raises(ProbeError):  # ffmpeg itself ran and failed
+        helpers.trim_audio(text)
     assert ffmpeg_children() == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.m4a", "b.m4a", "c.mp4", "text.wav"]  # no .part left
