@@ -221,7 +221,8 @@ def _execute(run: _Run, executed: Path, parameters: dict[str, object], row_dir: 
             # the notebook is given the row's task id, so running it again never creates a task
             papermill.execute_notebook(str(run.template), str(executed), parameters=parameters, cwd=str(row_dir),
                                        progress_bar=False, log_output=False, request_save_on_cell_execute=True,
-                                       kernel_name="python3", kernel_manager_class=run.kernel_manager_class(mine))
+                                       kernel_name="python3", kernel_manager_class=run.kernel_manager_class(mine),
+                                       shutdown_kernel="immediate")  # its work is saved; don't wait on it
             return None
         except PapermillExecutionError as exc:
             return f"{exc.ename}: {exc.evalue}".strip()
