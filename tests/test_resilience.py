@@ -74,7 +74,8 @@ def test_lost_create_answers_never_make_a_silent_second_task(make_server: Any, m
 
 
 WAIT_IN_SUBPROCESS = """
-import sys
+import signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal or a kernel, even if started in background
 from spark_nb import avatar
 task = avatar.submit(sys.argv[1], sys.argv[2])
 print("submitted", task.id, flush=True)
