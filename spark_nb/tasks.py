@@ -7,6 +7,7 @@ import dataclasses
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from .client import ApiClient, task_error
@@ -88,7 +89,8 @@ class Task:
         """The async twin of wait(): polls in a worker thread; cancelling stops the wait, not the task."""
         return await run_cancellable(self._wait, timeout, progress)
 
-    def _wait(self, timeout: float, progress: bool, cancel: threading.Event | None) -> Result:
+    def _wait(self, timeout: float, progress: bool, cancel: threading.Event | None,
+              on_done: Callable[[], None] | None = None) -> Result:
         deadline = time.monotonic() + timeout
         schedule = PollSchedule()
         state = TaskState.from_raw(self.initial, self.id, self.model) if self.initial else None
@@ -100,6 +102,8 @@ class Task:
                     bar.update(state.status, state.progress)
                     if state.done:
                         bar.update(state.status, 1.0)
+                        if on_done is not None:  # the service's part is over; the download is ours
+                            on_done()
                         break
                     if state.failed:
                         raise task_error(state.raw.get("error"), self.id, state.model)

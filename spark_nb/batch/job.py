@@ -11,6 +11,7 @@ import json
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -99,19 +100,21 @@ def _failed_retryably(out: Path, entry: Entry | None) -> bool:
 
 
 def finish(task: Task, out_dir: str | Path, *, name: str, timeout: float = 1800, ledger: str | Path | None = None,
-           key: str | None = None, follow_ledger: bool = False, cancel: threading.Event | None = None) -> Result:
+           key: str | None = None, follow_ledger: bool = False, cancel: threading.Event | None = None,
+           on_done: Callable[[], None] | None = None) -> Result:
     """Wait for the task, download its video, and write result.json and the ledger (failures too).
 
     With follow_ledger (a job notebook inside a batch), the batch runner is already waiting for the task:
     watch the ledger instead of polling the service too, then take its result (one poll, no download).
     cancel, once set, stops the wait (TaskCancelled); the task stays `submitted`, to be resumed.
+    on_done runs once the service reports the task completed, before the download.
     """
     out = Path(out_dir)
     book = Ledger(ledger) if ledger else None
     if follow_ledger and book is not None and key:
         _await_ledger(book, key, timeout)
     try:
-        result = task._wait(timeout, False, cancel)
+        result = task._wait(timeout, False, cancel, on_done)
     except SparkError as exc:
         final = isinstance(exc, TaskFailed)  # a timeout or a lost download leaves a task to resume next run
         record = _record(name, task.model, task.id, "failed" if final else "unfinished", error=exc,

@@ -158,6 +158,30 @@ class _Run:
         return TrackedKernelManager
 
 
+class _Slot:
+    """A place among the tasks in flight, freed once: when its task is done, or at the latest on exit."""
+
+    def __init__(self, semaphore: threading.Semaphore) -> None:
+        self._semaphore = semaphore
+        self._held = False
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> _Slot:
+        self._semaphore.acquire()
+        self._held = True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.free()
+
+    def free(self) -> None:
+        """Give the place to the next row (again is a no-op)."""
+        with self._lock:
+            if self._held:
+                self._held = False
+                self._semaphore.release()
+
+
 def _run_row(row: Row, run: _Run) -> RowOutcome:
     row_dir = run.out / row.name
     executed = row_dir / f"{row.name}.ipynb"
@@ -181,9 +205,9 @@ def _run_row(row: Row, run: _Run) -> RowOutcome:
     parameters = {"model": row.spec.id, "name": row.name, "out_dir": str(row_dir), "ledger": str(ledger.path),
                   "key": key, "timeout": run.timeout,
                   **{field: row.inputs.get(field, "") for field in ("image", "audio", "driving_video")}}
-    with run.in_flight:
-        # The runner talks to the service (submit, poll, download) while the job's kernel starts and then
-        # follows the ledger; the notebook's report (side by side) goes on after this row's slot is freed.
+    # The runner talks to the service (submit, poll, download) while the job's kernel starts and then
+    # follows the ledger; the slot counts tasks at the service, so it is freed as soon as the task is done.
+    with _Slot(run.in_flight) as slot:
         try:
             task = job.submit_or_resume(row.spec.id, row.inputs, row_dir, name=row.name, ledger=ledger.path, key=key,
                                         cancel=run.stop)
@@ -196,7 +220,7 @@ def _run_row(row: Row, run: _Run) -> RowOutcome:
         report = run.reports.submit(_execute, run, executed, {**parameters, "task_id": task.id}, row_dir)
         with contextlib.suppress(SparkError):  # recorded in the ledger and result.json
             job.finish(task, row_dir, name=row.name, timeout=run.timeout, ledger=ledger.path, key=key,
-                       cancel=run.stop)
+                       cancel=run.stop, on_done=slot.free)
     error = report.result()
     entry = ledger.get(key)
     if entry is None:
