@@ -311,3 +311,24 @@ def test_the_job_notebook_alone_records_its_task_and_resumes_it(tmp_path: Path, 
                            else "".join(o.get("data", {}).get("text/html", [])) for o in report["cells"][-1]["outputs"])
     assert "display:flex" in side_by_side and "<img" in side_by_side and side_by_side.count("<video") == 2
     assert_key_written_nowhere(tmp_path)
+
+
+def test_a_manifest_missing_columns_is_refused_naming_them(tmp_path: Path, media: dict[str, Path],
+                                                           make_server: type, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without a required column the header (row 1) is named; without `audio`, every avatar row is."""
+    server = make_server(api_key=TEST_KEY)
+    use_server(monkeypatch, server)
+    no_model = tmp_path / "no_model.csv"
+    no_model.write_text(f"name,image,audio\na,{media['portrait']},{media['speech']}\n")
+    with pytest.raises(ManifestError) as info:
+        run_batch(no_model, tmp_path / "out", progress=False)
+    assert info.value.problems == ["row 1: missing column(s) model; the columns are name, model, image, audio, "
+                                   "driving_video"]
+    no_audio = tmp_path / "no_audio.csv"
+    no_audio.write_text(f"name,model,image\na,avatar,{media['portrait']}\nb,avatar,{media['portrait']}\n")
+    with pytest.raises(ManifestError) as info:
+        run_batch(no_audio, tmp_path / "out", progress=False)
+    assert [p.split(":")[0] for p in info.value.problems] == ["row 2", "row 3"]
+    assert all("audio" in p for p in info.value.problems)
+    assert not (tmp_path / "out").exists()
+    assert server.stats()["created"] == 0 and server.stats()["uploads"] == 0
