@@ -22,7 +22,7 @@ if __name__ == "__main__" and not __package__:  # run as a script: make the repo
 
 from benchmarks.report import Table, verdict
 from spark_nb import media, samples
-from spark_nb.ffmpeg import ffmpeg_exe
+from spark_nb._ffmpeg import ffmpeg_exe
 
 GOALS = {"trim_audio": 3.0, "side_by_side": 2.0}
 HEIGHT = 360
@@ -93,7 +93,7 @@ def measure(quick: bool = False, runs: int | None = None) -> list[dict]:
             for _ in range(runs):
                 ours.append(_timed(case["ours"]))
                 theirs.append(_timed(case["theirs"]))
-            ours_out, theirs_out = (media.probe(path).duration or 0.0 for path in case["outputs"])
+            ours_out, theirs_out = (media.read_header(path).duration or 0.0 for path in case["outputs"])
             for which, seconds in (("ours", ours_out), ("theirs", theirs_out)):
                 low, high = case[f"{which}_range"]
                 if not low <= seconds <= high:

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from spark_nb import samples
-from spark_nb.ffmpeg import ffmpeg_exe
+from spark_nb._ffmpeg import ffmpeg_exe
 
 from .report import Table, verdict
 

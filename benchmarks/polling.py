@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 
 from spark_nb import avatar, samples
-from spark_nb.local.server import LocalServer
+from spark_nb.local._server import LocalServer
 
 from .report import Table, verdict
 
@@ -68,7 +68,7 @@ def _one_round(server: LocalServer, urls: dict[str, str], out_dir: str) -> dict[
         task_ids = {name: future.result(timeout=700) for name, future in futures.items()}
     figures = {}
     for name, task_id in task_ids.items():
-        record = server.backend.tasks[task_id]
+        record = server.service.tasks[task_id]
         assert record.noticed_at is not None and record.ready_at is not None
         figures[name] = (record.noticed_at - record.ready_at, record.polls)
     return figures

@@ -1,13 +1,23 @@
-"""spark_nb: Vtrix Spark Avatar video models from Jupyter, with a local backend that needs no key."""
+"""spark_nb: Vtrix Spark Avatar video models from Jupyter, with a local backend that needs no key.
+
+The public API is what `__all__` lists here, and these modules: `avatar` and `imitator` (one per model),
+`models` (the specs, to describe or register a model), `errors`, `media` (ffmpeg and moviepy helpers),
+`display` (inline players), `widgets` (forms), `batch` (papermill batches), `samples`, and `local`
+(the local server, for tests and other tools). Modules whose names start with `_` are internal and may
+change without notice; docs/architecture.md says what each one owns.
+"""
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
-from . import avatar, imitator  # noqa: E402
-from .config import Settings, configure  # noqa: E402
-from .config import apply_env_log_level as _apply_env_log_level  # noqa: E402
-from .errors import (  # noqa: E402
+from . import avatar, imitator
+from ._config import Settings, configure
+from ._config import apply_env_log_level as _apply_env_log_level
+from ._config import resolve as settings
+from ._results import Result
+from ._tasks import Task, TaskState
+from ._uploads import HTTPUploader, S3Uploader
+from ._version import __version__
+from .errors import (
     APIError,
     AuthenticationError,
     DownloadError,
@@ -23,9 +33,6 @@ from .errors import (  # noqa: E402
     UploadError,
     ValidationError,
 )
-from .results import Result  # noqa: E402
-from .tasks import Task, TaskState  # noqa: E402
-from .uploads import HTTPUploader, S3Uploader  # noqa: E402
 
 _apply_env_log_level()
 
@@ -54,4 +61,5 @@ __all__ = [
     "avatar",
     "configure",
     "imitator",
+    "settings",
 ]

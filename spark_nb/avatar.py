@@ -6,15 +6,14 @@ configure() options for this call only: api_key, backend, base_url, output_dir, 
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
-from . import pipeline
+from . import _pipeline as pipeline
+from ._results import Result
+from ._tasks import Task, run_cancellable
 from .models import AVATAR as MODEL
-from .results import Result
-from .tasks import Task, run_cancellable
 
-__all__ = ["MODEL", "agenerate", "asubmit", "generate", "submit"]
+__all__ = ["MODEL", "async_generate", "async_submit", "generate", "submit"]
 
 
 def submit(image: Any, audio: Any, *, trim_audio: bool = True, **config: Any) -> Task:
@@ -30,12 +29,12 @@ def generate(
     return pipeline.generate(MODEL, values, trim_audio=trim_audio, timeout=timeout, progress=progress, **config)
 
 
-async def asubmit(image: Any, audio: Any, *, trim_audio: bool = True, **config: Any) -> Task:
+async def async_submit(image: Any, audio: Any, *, trim_audio: bool = True, **config: Any) -> Task:
     """The async twin of submit()."""
-    return await asyncio.to_thread(submit, image, audio, trim_audio=trim_audio, **config)
+    return await run_cancellable(lambda _: submit(image, audio, trim_audio=trim_audio, **config))
 
 
-async def agenerate(
+async def async_generate(
     image: Any, audio: Any, *, trim_audio: bool = True, timeout: float = 600, progress: bool = True, **config: Any
 ) -> Result:
     """The async twin of generate(); cancelling it stops the wait (the task itself keeps running)."""

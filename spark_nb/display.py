@@ -10,21 +10,31 @@ from __future__ import annotations
 
 import base64
 import html
-import ipaddress
 import mimetypes
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 from urllib.parse import quote, urlsplit
+
+from ._urls import is_http_url, is_loopback_url
 
 if TYPE_CHECKING:
     from IPython.display import HTML
 
-    from .results import Result
-
 EMBED_LIMIT_BYTES = 1_500_000  # larger files are linked, not embedded, to keep notebooks small
 THUMBNAIL_SIDE = 768  # images too large to embed are previewed as a JPEG this size
 Kind = Literal["image", "audio", "video"]
+
+
+class ShownResult(Protocol):
+    """What display needs of a Result (so display never imports the task machinery)."""
+
+    task_id: str
+    path: Path
+    duration: float | None
+
+    @property
+    def cost(self) -> str | None: ...
 
 _MIME = {
     ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".gif": "image/gif", ".webp": "image/webp",
@@ -57,28 +67,12 @@ def mime_type(path: Path) -> str | None:
 
 def kind_of(source: str | os.PathLike[str]) -> Kind | None:
     """'image', 'audio' or 'video' for a path or URL, judged by its type; None when it is none of them."""
-    if isinstance(source, str) and is_url(source):
+    if isinstance(source, str) and is_http_url(source):
         mime = _MIME.get(Path(urlsplit(source).path).suffix.lower())
     else:
         mime = mime_type(Path(source))
     kind = (mime or "").split("/")[0]
     return kind if kind in ("image", "audio", "video") else None  # type: ignore[return-value]
-
-
-def is_url(text: str) -> bool:
-    """True for an http(s) URL."""
-    return text.lower().startswith(("http://", "https://"))
-
-
-def is_loopback_url(url: str) -> bool:
-    """True when url points at this machine (127.0.0.0/8, ::1, localhost, 0.0.0.0): a remote browser can't reach it."""
-    host = (urlsplit(url).hostname or "").rstrip(".").lower()
-    if host in ("", "localhost", "0.0.0.0") or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def media_src(path: Path, *, embed_limit: int = EMBED_LIMIT_BYTES) -> str | None:
@@ -107,7 +101,7 @@ def image_html(source: str | os.PathLike[str], *, caption: str = "", width: int 
                embed_limit: int = EMBED_LIMIT_BYTES) -> str:
     """An <img> for a path or public URL (a large image outside the working directory is shown as a thumbnail)."""
     src = _src(source, embed_limit)
-    if src is None and not (isinstance(source, str) and is_url(source)):
+    if src is None and not (isinstance(source, str) and is_http_url(source)):
         src = _thumbnail_src(Path(source), embed_limit)
     if src is None:
         return _saved_at("image", source, caption)
@@ -147,12 +141,12 @@ def media_html(source: str | os.PathLike[str], *, caption: str = "", kind: Kind 
     return _saved_at("file", source, caption)
 
 
-def result_html(result: Result, *, width: int = 384, embed_limit: int = EMBED_LIMIT_BYTES) -> str:
+def result_html(result: ShownResult, *, width: int = 384, embed_limit: int = EMBED_LIMIT_BYTES) -> str:
     """A Result's video with its task id, duration and cost underneath."""
     return video_html(result.path, caption=result_caption(result), width=width, embed_limit=embed_limit)
 
 
-def result_caption(result: Result) -> str:
+def result_caption(result: ShownResult) -> str:
     """'task ID · 4.2 s · cost $0.00' for a Result."""
     duration = f"{result.duration:.1f} s" if result.duration else "?"
     return f"task {result.task_id} · {duration} · cost ${result.cost or '?'}"
@@ -169,7 +163,7 @@ def show(source: Any, *, caption: str = "", kind: Kind | None = None, width: int
 
 
 def _src(source: str | os.PathLike[str], embed_limit: int) -> str | None:
-    if isinstance(source, str) and is_url(source):
+    if isinstance(source, str) and is_http_url(source):
         return None if is_loopback_url(source) else source
     return media_src(Path(source), embed_limit=embed_limit)
 
@@ -195,7 +189,7 @@ def _thumbnail_src(path: Path, embed_limit: int) -> str | None:
 
 def _saved_at(what: str, source: str | os.PathLike[str], caption: str) -> str:
     where = str(source)
-    if isinstance(source, str) and is_url(source):
+    if isinstance(source, str) and is_http_url(source):
         # a loopback URL is only reachable from the kernel's machine: name it, never link it
         text = f"{what} at <code>{html.escape(where)}</code> (on the kernel's machine; not playable here)"
     else:

@@ -12,34 +12,65 @@ class SparkError(Exception):
         self.hint = hint
         self.task_id = task_id
 
-    def __str__(self) -> str:
-        text = str(self.args[0]) if self.args else ""
+    @property
+    def headline(self) -> str:
+        """What went wrong, with the task id when there is one (str() adds the hint on a second line)."""
+        text = str(self.args[0]) if self.args else type(self).__name__
         if self.task_id and self.task_id not in text:
             text = f"{text} (task {self.task_id})"
-        if self.hint:
-            text = f"{text}\n  -> {self.hint}"
         return text
+
+    def __str__(self) -> str:
+        return f"{self.headline}\n  -> {self.hint}" if self.hint else self.headline
 
 
 class ValidationError(SparkError, ValueError):
-    """A local input is missing or breaks the model's rules; nothing was uploaded or billed."""
+    """A local input is missing or breaks the model's rules; nothing was uploaded or billed.
+
+    `reason` says what is wrong in a word a program can test (see `REASONS`), `field` which input.
+    """
 
     def __init__(
-        self, message: str, *, hint: str | None = None, code: str | None = None, field: str | None = None
+        self, message: str, *, reason: str, hint: str | None = None, code: str | None = None,
+        field: str | None = None,
     ) -> None:
+        if reason not in REASONS:
+            raise ValueError(f"unknown ValidationError reason {reason!r}; add it to REASONS")
         super().__init__(f"[{code}] {message}" if code else message, hint=hint)
+        self.reason = reason
         self.code = code
         self.field = field
 
 
+REASONS = frozenset({
+    "missing",            # no input given
+    "unsupported_type",   # not a path, URL, bytes or upload
+    "unsupported_url",    # a URL of another scheme than http(s)
+    "invalid_url",        # an http(s) URL that no server could fetch
+    "no_such_file",       # a path that names no file
+    "empty",              # bytes or an upload with nothing in them
+    "image_too_large",    # over 5 MB or 4096 px: shrinking fixes it
+    "unsupported_format",  # an image format the model does not take
+    "not_decodable",      # the file does not decode as what it should be
+    "no_audio",           # no audio stream, or no sound
+    "no_video",           # no picture stream
+    "still_video",        # a picture where a moving video is needed
+    "unknown_model",      # a model id or alias no spec describes
+    "manifest",           # a batch manifest's problems
+})
+
+
 class APIError(SparkError):
-    """The service answered with an HTTP error."""
+    """The service answered with an HTTP error: its status, request id (when sent) and body (key redacted)."""
 
     def __init__(
-        self, message: str, *, status_code: int | None = None, hint: str | None = None, task_id: str | None = None
+        self, message: str, *, status_code: int | None = None, hint: str | None = None, task_id: str | None = None,
+        request_id: str | None = None, body: str | None = None,
     ) -> None:
         super().__init__(message, hint=hint, task_id=task_id)
         self.status_code = status_code
+        self.request_id = request_id
+        self.body = body
 
 
 class AuthenticationError(APIError):

@@ -1,4 +1,4 @@
-"""Media helpers on the bundled ffmpeg: probe, trim audio under a limit, extract audio, compose side by side.
+"""Media helpers on the bundled ffmpeg: read a header, trim audio under a limit, extract audio, compose side by side.
 
 Each helper is one ffmpeg run (a filter graph), not moviepy: a moviepy clips_array of the benchmark's inputs
 took 5.4x as long as ffmpeg's own hstack (the goal is 2x) where one graph takes ~1.3x (benchmarks/media.py),
@@ -8,17 +8,19 @@ Outputs are written under a temporary name and renamed, so a reader never sees h
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import os
-import re
 import subprocess
 import tempfile
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
-from .ffmpeg import MediaInfo, ProbeError, ffmpeg_exe, parse_ffmpeg_log
+from ._ffmpeg import MediaFacts, ProbeError, ffmpeg_exe, read_header
+from ._ffmpeg import ffmpeg_input as _input
+
+__all__ = ["MediaFacts", "ProbeError", "extract_audio", "find_cut", "read_header", "shrink_image", "side_by_side",
+           "trim_audio"]
 
 FFMPEG_TIMEOUT_S = 300.0
 PAUSE_SEARCH_S = 1.5  # look this far back from the limit for a pause to cut in
@@ -31,46 +33,6 @@ _AUDIO_CODECS = {".m4a": ["-c:a", "aac", "-b:a", "128k"], ".mp4": ["-c:a", "aac"
                  ".wav": ["-c:a", "pcm_s16le"]}
 
 
-@dataclasses.dataclass(frozen=True)
-class MediaFacts:
-    """What a file's header says: duration, picture size as shown and frame rate, which streams, bytes on disk.
-
-    width and height are as a player shows the picture: rotation metadata and non-square pixels applied.
-    """
-
-    path: Path
-    container: str
-    duration: float | None
-    width: int | None
-    height: int | None
-    fps: float | None
-    has_audio: bool
-    is_still_image: bool
-    bytes: int
-
-    @property
-    def has_video(self) -> bool:
-        """True when there is a picture stream (a still image counts)."""
-        return self.width is not None
-
-    @property
-    def size(self) -> tuple[int, int] | None:
-        """(width, height) of the picture, or None for audio."""
-        return None if self.width is None or self.height is None else (self.width, self.height)
-
-
-def probe(path: str | Path) -> MediaFacts:
-    """Duration, size and streams of path from its header alone (fast: nothing is decoded); ProbeError if unreadable."""
-    path = Path(path)
-    if not path.is_file():
-        raise ProbeError(f"{path} does not exist")
-    proc = _ffmpeg(["-i", _input(path)], check=False)  # no output file: ffmpeg prints the header and stops
-    info = parse_ffmpeg_log(proc.stderr)
-    if info is None:
-        raise ProbeError(f"ffmpeg cannot read {path.name}: {proc.stderr.strip().splitlines()[-1:] or '?'}")
-    return _facts(path, info, proc.stderr)
-
-
 def trim_audio(src: str | Path, max_seconds: float = 15.0, out: str | Path | None = None,
                fade: float = 0.25) -> Path:
     """Audio of src (an audio file or a video) cut to under max_seconds, in a pause when one is near, faded out.
@@ -78,7 +40,7 @@ def trim_audio(src: str | Path, max_seconds: float = 15.0, out: str | Path | Non
     The output format follows out's suffix (.m4a by default; .wav, .mp3, .aac also work).
     """
     src = Path(src)
-    facts = probe(src)
+    facts = read_header(src)
     if not facts.has_audio:
         raise ValueError(f"{src.name} has no audio stream to trim")
     if max_seconds <= 2 * SAFETY_S:
@@ -140,7 +102,7 @@ def shrink_image(src: str | Path, max_side: int = SHRINK_SIDE, out: str | Path |
 def extract_audio(video: str | Path, out: str | Path | None = None) -> Path:
     """The audio track of video as its own file (.m4a by default, or out's suffix)."""
     video = Path(video)
-    if not probe(video).has_audio:
+    if not read_header(video).has_audio:
         raise ValueError(f"{video.name} has no audio track to extract")
     out = _output(out, [video], "audio", ".m4a")
     _write(["-i", _input(video), "-vn", "-map", "0:a:0", *_audio_codec(out)], out)
@@ -161,7 +123,7 @@ def side_by_side(videos: Sequence[str | Path], labels: Sequence[str] | None = No
     if height < 16 or fps <= 0:
         raise ValueError(f"height must be at least 16 px and fps positive, not {height} and {fps}")
     height -= height % 2
-    facts = [probe(v) for v in videos]
+    facts = [read_header(v) for v in videos]
     for f in facts:
         if not f.has_video or not f.height or not f.width:
             raise ValueError(f"{f.path.name} has no picture to show")
@@ -213,34 +175,11 @@ def _label_image(text: str, width: int, height: int, path: Path) -> Path:
     return path
 
 
-def _facts(path: Path, info: MediaInfo, log: str) -> MediaFacts:
-    width, height = info.width, info.height
-    if width and height:
-        sar = re.search(r"Video: [^\n]*?\d+x\d+ \[SAR (\d+):(\d+)", log)
-        if sar and int(sar.group(1)) and int(sar.group(2)):
-            width = max(1, round(width * int(sar.group(1)) / int(sar.group(2))))
-        rotation = re.search(r"rotation of (-?[\d.]+) degrees", log, re.IGNORECASE)
-        if rotation and round(abs(float(rotation.group(1)))) % 180 == 90:  # players and ffmpeg turn the picture
-            width, height = height, width
-    # a GIF lasting more than its first frame is animated; a one-frame GIF lasts N/A or one frame's time
-    one_frame = not info.duration or (info.fps is not None and info.duration <= 1.5 / info.fps)
-    still = width is not None and (info.container == "image2" or info.container.endswith("_pipe")
-                                   or (info.container in ("gif", "webp") and one_frame))
-    return MediaFacts(path=path, container=info.container, duration=None if still else info.duration,
-                      width=width, height=height, fps=None if still else info.fps, has_audio=info.has_audio,
-                      is_still_image=still, bytes=path.stat().st_size)
-
-
-def _input(path: str | Path) -> str:
-    """path as an ffmpeg input read as a plain file, even when named like a protocol ("pipe:0", "http:x")."""
-    return f"file:{path}"
-
-
 def _output(out: str | Path | None, sources: Sequence[Path], tag: str, suffix: str, *options: object) -> Path:
     """out, or a scratch file named after the first source and a digest of all sources and options."""
     if out is not None:
         return Path(out)
-    from .inputs import scratch_dir
+    from ._scratch import scratch_dir
 
     # the digest keeps two different jobs apart even when their files share a name (a/speech.wav, b/speech.wav)
     key = hashlib.sha256()

@@ -1,44 +1,160 @@
-"""The two Spark Avatar models as data: their media fields, how those become params, and their error codes."""
+"""The models as data: each ModelSpec is the one place that says a model's inputs, wire names and error codes.
+
+Everything else (the pipeline, the local server and its renderers, forms, batches) reads these specs, so a
+new model is a new spec:
+
+    TOY = ModelSpec(
+        id="toy_still_v1", alias="toy", title="Toy: a picture breathes",
+        fields=(MediaField("image", "image", "picture", wire="image_url", missing_code="009001001"),),
+        errors=error_codes("009001", ["Image URL missing"]),
+        renderer="still",
+    )
+    register(TOY)
+"""
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Literal, Mapping
+from collections.abc import Iterator, Mapping
+from typing import Any, Literal
+
+from .errors import TaskFailed, ValidationError
 
 MediaKind = Literal["image", "audio", "video"]
+RendererName = Literal["talking_head", "imitation", "still"]
 
 
 @dataclasses.dataclass(frozen=True)
 class MediaField:
-    """One media input of a model: its argument name, kind and the seed code for "missing"."""
+    """One media input: its argument name, kind, label for people, where its URL goes in params, its "missing" code.
+
+    wire is a dotted path into the request's params: "image_url", or "driving_video_info.video_url".
+    """
 
     name: str
     kind: MediaKind
     label: str
+    wire: str
     missing_code: str
 
 
 @dataclasses.dataclass(frozen=True)
+class WireGroup:
+    """A nested object of params (e.g. driving_video_info), with the codes for its absence and for a bad shape."""
+
+    name: str
+    missing_code: str
+    malformed_code: str
+
+
+@dataclasses.dataclass(frozen=True)
+class WireConstant:
+    """A fixed param (e.g. driving_video_info.store_type = 0), with the codes for its absence and a wrong value."""
+
+    path: str
+    value: Any
+    missing_code: str
+    invalid_code: str
+
+
+class ParamsError(ValueError):
+    """A request's params break the model's wire rules; carries the model's seed code and its text."""
+
+    def __init__(self, code: str, text: str) -> None:
+        super().__init__(f"[{code}] {text}")
+        self.code = code
+        self.text = text
+
+
+@dataclasses.dataclass(frozen=True)
 class ModelSpec:
-    """A model: id, media fields, how their URLs become the request's params, and its error-code table."""
+    """A model: id, media fields, nested params and constants, error-code table, and the local renderer serving it."""
 
     id: str
+    title: str
     fields: tuple[MediaField, ...]
-    build_params: Callable[[Mapping[str, str]], dict]
     errors: Mapping[str, str]
+    renderer: RendererName
+    alias: str | None = None
+    groups: tuple[WireGroup, ...] = ()
+    constants: tuple[WireConstant, ...] = ()
 
     @property
     def code_prefix(self) -> str:
         """The six digits every error code of this model starts with."""
         return next(iter(self.errors))[:6]
 
-    def field(self, name: str) -> MediaField:
-        """The media field called name."""
-        return next(f for f in self.fields if f.name == name)
+    def build_params(self, urls: Mapping[str, str]) -> dict[str, Any]:
+        """The request's params for these input URLs (field name -> URL)."""
+        params: dict[str, Any] = {}
+        for field in self.fields:
+            _put(params, field.wire, urls[field.name])
+        for constant in self.constants:
+            _put(params, constant.path, constant.value)
+        return params
+
+    def parse_params(self, params: Any) -> dict[str, str]:
+        """The input URLs (field name -> URL) in a request's params; ParamsError with the seed code when malformed.
+
+        Checked in the service's order: each field's enclosing objects, their constants' presence and the
+        field's URL; then the constants' values.
+        """
+        if not isinstance(params, dict):
+            params = {}
+        urls: dict[str, str] = {}
+        for field in self.fields:
+            *parents, _ = field.wire.split(".")
+            for depth in range(len(parents)):
+                path = ".".join(parents[: depth + 1])
+                group = self._group(path)
+                found, value = _get(params, path)
+                if not found or value is None:
+                    raise self._error(group.missing_code)
+                if not isinstance(value, dict):
+                    raise self._error(group.malformed_code)
+                for constant in self.constants:
+                    if constant.path.rpartition(".")[0] == path and _get(params, constant.path)[1] is None:
+                        raise self._error(constant.missing_code)
+            _, url = _get(params, field.wire)
+            if not isinstance(url, str) or not url.strip():
+                raise self._error(field.missing_code)
+            urls[field.name] = url
+        for constant in self.constants:
+            found, value = _get(params, constant.path)
+            if not found or value is None:
+                raise self._error(constant.missing_code)
+            if value != constant.value or type(value) is not type(constant.value):
+                raise self._error(constant.invalid_code)
+        return urls
+
+    def _group(self, path: str) -> WireGroup:
+        for group in self.groups:
+            if group.name == path:
+                return group
+        raise LookupError(f"{self.id}: no WireGroup describes {path!r}")
+
+    def _error(self, code: str) -> ParamsError:
+        return ParamsError(code, self.errors[code])
+
+
+def _get(params: Mapping[str, Any], path: str) -> tuple[bool, Any]:
+    value: Any = params
+    for part in path.split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            return False, None
+        value = value[part]
+    return True, value
+
+
+def _put(params: dict[str, Any], path: str, value: Any) -> None:
+    *parents, leaf = path.split(".")
+    for part in parents:
+        params = params.setdefault(part, {})
+    params[leaf] = value
 
 
 # What each seed code means (the seed pages' words) and what the user can do about it.
-_SERVICE_FAILURES = {
+SERVICE_FAILURES = {
     "095": "Internal generation error",
     "096": "Result parsing error",
     "097": "HTTP error response",
@@ -60,10 +176,80 @@ INPUT_ERROR_HINTS = {
 }
 
 
-def _codes(prefix: str, input_errors: list[str]) -> dict[str, str]:
+def error_codes(prefix: str, input_errors: list[str]) -> dict[str, str]:
+    """A model's code table: prefix + 001.. for its input errors (in order), prefix + 095..099 for service failures."""
     table = {f"{prefix}{i:03d}": text for i, text in enumerate(input_errors, start=1)}
-    table.update({f"{prefix}{suffix}": text for suffix, text in _SERVICE_FAILURES.items()})
+    table.update({f"{prefix}{suffix}": text for suffix, text in SERVICE_FAILURES.items()})
     return table
+
+
+AVATAR = ModelSpec(
+    id="spark_avatar_picture_omni_v2",
+    alias="avatar",
+    title="Spark Avatar: portrait + speech → talking-head video",
+    fields=(
+        MediaField("image", "image", "portrait image", wire="image_url", missing_code="003016001"),
+        MediaField("audio", "audio", "speech audio", wire="audio_url", missing_code="003016002"),
+    ),
+    errors=error_codes("003016", ["Image URL missing", "Audio URL missing"]),
+    renderer="talking_head",
+)
+
+IMITATOR = ModelSpec(
+    id="spark_avatar_imitator_v2v",
+    alias="imitator",
+    title="Spark Imitator: character image + driving video → imitation video",
+    fields=(
+        MediaField("image", "image", "character image", wire="image_url", missing_code="003018001"),
+        MediaField("driving_video", "video", "driving video", wire="driving_video_info.video_url",
+                   missing_code="003018004"),
+    ),
+    groups=(WireGroup("driving_video_info", missing_code="003018002", malformed_code="003018006"),),
+    constants=(WireConstant("driving_video_info.store_type", 0, missing_code="003018003", invalid_code="003018005"),),
+    errors=error_codes("003018", [
+        "Image URL missing",
+        "Driving video information missing",
+        "Storage type missing",
+        "Video URL missing",
+        "Invalid storage type",
+        "Invalid driving video information format",
+    ]),
+    renderer="imitation",
+)
+
+MODELS: dict[str, ModelSpec] = {}
+_ALIASES: dict[str, str] = {}
+
+
+def register(spec: ModelSpec) -> ModelSpec:
+    """Make spec known by its id (and alias) to get_model, the local server, batches and forms; returns it."""
+    MODELS[spec.id] = spec
+    if spec.alias:
+        _ALIASES[spec.alias] = spec.id
+    return spec
+
+
+register(AVATAR)
+register(IMITATOR)
+
+
+def get_model(name: str) -> ModelSpec:
+    """The spec for a model id or alias ('avatar', 'imitator'); ValidationError naming the known ones."""
+    spec = MODELS.get(_ALIASES.get(name, name))
+    if spec is None:
+        known = ", ".join([*_ALIASES, *MODELS])
+        raise ValidationError(f"unknown model {name[:80]!r}; known: {known}", reason="unknown_model",
+                              hint="use a model id or alias from that list")
+    return spec
+
+
+def input_fields() -> Iterator[str]:
+    """Every media field name of the registered models, once each, in order (a batch manifest's input columns)."""
+    seen: dict[str, None] = {}
+    for spec in MODELS.values():
+        for field in spec.fields:
+            seen.setdefault(field.name)
+    return iter(seen)
 
 
 def hint_for(code: str | None, spec: ModelSpec | None) -> tuple[str | None, bool]:
@@ -71,7 +257,7 @@ def hint_for(code: str | None, spec: ModelSpec | None) -> tuple[str | None, bool
     if not code:
         return None, False
     code = str(code).zfill(9)
-    if code[-3:] in _SERVICE_FAILURES:
+    if code[-3:] in SERVICE_FAILURES:
         return SERVICE_FAILURE_HINT, True
     description = (spec.errors.get(code) if spec else None) or _describe_any(code)
     return INPUT_ERROR_HINTS.get(description or "", "fix the request's inputs; retrying as is will fail again"), False
@@ -84,47 +270,14 @@ def _describe_any(code: str) -> str | None:
     return None
 
 
-AVATAR = ModelSpec(
-    id="spark_avatar_picture_omni_v2",
-    fields=(
-        MediaField("image", "image", "portrait image", "003016001"),
-        MediaField("audio", "audio", "speech audio", "003016002"),
-    ),
-    build_params=lambda urls: {"image_url": urls["image"], "audio_url": urls["audio"]},
-    errors=_codes("003016", ["Image URL missing", "Audio URL missing"]),
-)
-
-IMITATOR = ModelSpec(
-    id="spark_avatar_imitator_v2v",
-    fields=(
-        MediaField("image", "image", "character image", "003018001"),
-        MediaField("driving_video", "video", "driving video", "003018004"),
-    ),
-    build_params=lambda urls: {
-        "image_url": urls["image"],
-        "driving_video_info": {"video_url": urls["driving_video"], "store_type": 0},
-    },
-    errors=_codes(
-        "003018",
-        [
-            "Image URL missing",
-            "Driving video information missing",
-            "Storage type missing",
-            "Video URL missing",
-            "Invalid storage type",
-            "Invalid driving video information format",
-        ],
-    ),
-)
-
-MODELS: dict[str, ModelSpec] = {AVATAR.id: AVATAR, IMITATOR.id: IMITATOR}
-ALIASES = {"avatar": AVATAR.id, "imitator": IMITATOR.id}
-
-
-def get_model(name: str) -> ModelSpec:
-    """The spec for a model id or alias ('avatar', 'imitator')."""
-    spec = MODELS.get(ALIASES.get(name, name))
-    if spec is None:
-        known = ", ".join([*ALIASES, *MODELS])
-        raise ValueError(f"unknown model {name!r}; known: {known}")
-    return spec
+def task_failure(error: Any, task_id: str | None, model: str | None) -> TaskFailed:
+    """A TaskFailed from a task's `error` field (a string, or an object with code and error_message/message)."""
+    code, message = None, "the task failed"
+    if isinstance(error, dict):
+        code = error.get("code")
+        message = error.get("error_message") or error.get("message") or message
+    elif error:
+        message = str(error)
+    code = str(code).zfill(9) if isinstance(code, (str, int)) and str(code).strip() else None
+    hint, retryable = hint_for(code, MODELS.get(model or ""))
+    return TaskFailed(str(message)[:500], code=code, task_id=task_id, hint=hint, retryable=retryable)

@@ -3,14 +3,16 @@
     import spark_nb.widgets
     spark_nb.widgets.studio()        # both forms in tabs; or avatar_form() / imitator_form()
 
+A form is built from a model's spec (ModelForm(spec)): one picker per media input, Generate, the result.
 Each form takes the configure() options for its own calls (api_key, backend, base_url, output_dir, uploader)
-and exposes its widgets as attributes (see GenerationForm and MediaPicker), with stable CSS classes
+and exposes its widgets as attributes (see ModelForm and MediaPicker), with stable CSS classes
 (spark-generate, spark-status, spark-error, spark-result, spark-sample-image, ...) for browser tests.
+Every input rule is the pipeline's own (spark_nb._inputs): a form shows its errors and advice and offers
+its fixes, and generates through the same submit() and Task.wait() as generate().
 """
 
 from __future__ import annotations
 
-import dataclasses
 import html
 import threading
 import time
@@ -20,22 +22,19 @@ from typing import Any
 
 import ipywidgets as W
 
-from . import avatar, display, imitator
-from .config import Secret, resolve
-from .errors import AuthenticationError, SparkError, TaskTimeout, ValidationError
-from .inputs import MAX_IMAGE_BYTES, MAX_IMAGE_SIDE, RECOMMENDED_AUDIO_SECONDS, Media, normalise, validate
-from .media import shrink_image
-from .models import AVATAR, IMITATOR, MediaField, ModelSpec
-from .polling import PollSchedule
-from .results import Result
+from . import _pipeline as pipeline
+from . import display
+from ._config import Secret, resolve
+from ._inputs import FIX_LABELS, Fix, Media, apply_fix, fix_for, normalise, validate
+from ._results import Result
+from ._tasks import Task, TaskState
+from .errors import AuthenticationError, SparkError, ValidationError
+from .models import AVATAR, IMITATOR, MediaField, MediaKind, ModelSpec
 from .samples import DRIVING_VIDEO, PORTRAIT, SPEECH
-from .tasks import Task
 
-__all__ = ["AvatarForm", "GenerationForm", "ImitatorForm", "MediaPicker", "Studio", "avatar_form", "imitator_form",
-           "studio"]
+__all__ = ["MediaPicker", "ModelForm", "Studio", "avatar_form", "imitator_form", "model_form", "studio"]
 
-# the form polls at least this often so its progress bar keeps moving (the local server costs nothing to ask)
-POLL_CAP_S = {"local": 0.5, "cloud": 2.0}
+SAMPLES: dict[MediaKind, Path] = {"image": PORTRAIT, "audio": SPEECH, "video": DRIVING_VIDEO}
 _ERROR_COLOUR, _WARN_COLOUR = "#b00020", "#8a5a00"
 _ACCEPT = {"image": "image/*", "audio": "audio/*,video/*", "video": "video/*"}
 _HIDDEN, _SHOWN = "none", ""
@@ -68,10 +67,7 @@ def _classes(widget: W.DOMWidget, *names: str) -> W.DOMWidget:
 def _error_markup(exc: BaseException) -> str:
     """An error and what to do about it, escaped (messages never contain the key: Secret hides itself)."""
     if isinstance(exc, SparkError):
-        message = str(exc.args[0]) if exc.args else exc.__class__.__name__
-        if exc.task_id and exc.task_id not in message:
-            message += f" (task {exc.task_id})"
-        hint = exc.hint
+        message, hint = exc.headline, exc.hint
     else:
         message, hint = f"unexpected error: {exc!r}", "this looks like a bug in spark_nb; please report it"
     fix = f'<div class="spark-hint">fix: {html.escape(hint)}</div>' if hint else ""
@@ -79,25 +75,13 @@ def _error_markup(exc: BaseException) -> str:
             f"{html.escape(message)}</div>{fix}")
 
 
-def _image_too_large(path: Path) -> bool:
-    """True when the image at path only breaks the size limits (bytes or pixels), which Shrink can fix."""
-    from PIL import Image
-
-    try:
-        if path.stat().st_size >= MAX_IMAGE_BYTES:
-            return True
-        with Image.open(path) as img:
-            return img.width >= MAX_IMAGE_SIDE or img.height >= MAX_IMAGE_SIDE
-    except Exception:  # undecodable: not something a resize can fix
-        return False
-
-
 class MediaPicker:
     """One media input of a form: an upload, a URL or path, or the bundled sample; previewed and checked at once.
 
     Widgets: upload (FileUpload), url (Text), sample (Button), preview (Output), problem (HTML), fix (Button,
-    shown when a one-click fix exists: "Trim to 15 s" for long audio, "Shrink" for an oversized image).
-    State: value (the Path or URL sent), media (the checked Media), error (the ValidationError, or None).
+    shown when the input rules offer a one-click fix: "Trim to 15 s" for long audio, "Shrink" for an oversized
+    image). State: value (the Path or URL sent), media (the checked Media, with its advice), error (the
+    ValidationError, or None), pending_fix (the fix on offer, or None).
     """
 
     def __init__(self, field: MediaField, sample: Path, on_change: Callable[[], None] | None = None) -> None:
@@ -108,7 +92,8 @@ class MediaPicker:
         self.media: Media | None = None
         self.error: ValidationError | None = None
         self.note: str | None = None
-        self._fix_action: Callable[[], Path] | None = None
+        self.pending_fix: Fix | None = None
+        self._fix_path: Path | None = None
         kind = field.kind
         self.title = W.HTML(f"<b>{html.escape(field.label.capitalize())}</b>")
         self.upload = _classes(W.FileUpload(accept=_ACCEPT[kind], multiple=False, description="Upload"),
@@ -133,15 +118,11 @@ class MediaPicker:
         """True when an input is picked and passed the checks (notes such as long audio allowed)."""
         return self.value is not None and self.error is None
 
-    @property
-    def fixable(self) -> bool:
-        """True when the fix button offers a one-click fix for the current input."""
-        return self._fix_action is not None
 
     def pick(self, value: Any, *, caption: str | None = None) -> None:
         """Use value (path, URL, bytes or FileUpload item) as this input: preview and check it now."""
         self.value, self.media, self.error, self.note = None, None, None, None
-        self._set_fix(None, "")
+        self._set_fix(None, None)
         try:
             media = normalise(value, self.field)
         except ValidationError as exc:
@@ -158,11 +139,13 @@ class MediaPicker:
             self.media = validate(media)
         except ValidationError as exc:
             self.error = exc
-            path = media.path
-            if self.field.kind == "image" and path is not None and _image_too_large(path):
-                self._set_fix(lambda: shrink_image(path), "Shrink")
+            self._set_fix(fix_for(exc), media.path)
         else:
-            self._notes(self.media)
+            for advice in self.media.advice:
+                self.note = advice.message
+                self._set_fix(advice.fix, media.path)
+                if advice.fix == "trim_audio":
+                    self.note += f"; Generate trims it ({FIX_LABELS['trim_audio'].lower()})"
         self._render_problem()
         self._changed()
 
@@ -172,13 +155,14 @@ class MediaPicker:
 
     def apply_fix(self) -> None:
         """Run the offered fix (trim or shrink) and pick its output in place of the input."""
-        action, label = self._fix_action, self.fix.description
-        if action is None:
+        fix, path = self.pending_fix, self._fix_path
+        if fix is None or path is None:
             return
+        label = FIX_LABELS[fix]
         self.fix.disabled = True
         self.problem.value = f"<i>{html.escape(label)}…</i>"
         try:
-            fixed = action()
+            fixed = apply_fix(fix, path)
         except Exception as exc:  # ffmpeg or PIL failed: say so here rather than in a log
             self.fix.disabled = False
             self.problem.value = _error_markup(exc)
@@ -189,22 +173,10 @@ class MediaPicker:
     def clear(self) -> None:
         """Forget the input."""
         self.value, self.media, self.error, self.note = None, None, None, None
-        self._set_fix(None, "")
+        self._set_fix(None, None)
         _show(self.preview, None)
         self.problem.value = ""
         self._changed()
-
-    def _notes(self, media: Media) -> None:
-        info = media.info
-        if self.field.kind == "audio" and info and (info.duration or 0) > RECOMMENDED_AUDIO_SECONDS:
-            self.note = (f"the audio is {info.duration:.1f} s, over the model's recommended "
-                         f"{RECOMMENDED_AUDIO_SECONDS:g} s; Generate trims it to {RECOMMENDED_AUDIO_SECONDS:g} s")
-            path = media.path
-            assert path is not None  # info comes only from checking a local file
-            self._set_fix(lambda: _trim(path), f"Trim to {RECOMMENDED_AUDIO_SECONDS:g} s")
-        elif self.field.kind == "image" and media.path is not None and not _has_face(media.path):
-            self.note = ("no face found: the model wants one person with a large, frontal face, "
-                         "so the result may be poor")
 
     def _render_problem(self) -> None:
         if self.error is not None:
@@ -214,11 +186,11 @@ class MediaPicker:
         else:
             self.problem.value = ""
 
-    def _set_fix(self, action: Callable[[], Path] | None, label: str) -> None:
-        self._fix_action = action
-        self.fix.description = label
+    def _set_fix(self, fix: Fix | None, path: Path | None) -> None:
+        self.pending_fix, self._fix_path = (fix, path) if path is not None else (None, None)
+        self.fix.description = FIX_LABELS[fix] if self.pending_fix else ""
         self.fix.disabled = False
-        _set_visible(self.fix, action is not None)
+        _set_visible(self.fix, self.pending_fix is not None)
 
     def _on_upload(self, change: Mapping[str, Any]) -> None:
         items = change["new"]
@@ -239,47 +211,31 @@ class MediaPicker:
             self._on_change()
 
 
-def _trim(path: Path) -> Path:
-    from .media import trim_audio
+class ModelForm:
+    """A form for one model, built from its spec: a picker per input, backend and key, Generate with live
+    progress, the result, and compare.
 
-    return trim_audio(path, RECOMMENDED_AUDIO_SECONDS)
-
-
-def _has_face(path: Path) -> bool:
-    try:
-        from .local.faces import face_in_file
-
-        return face_in_file(path)
-    except Exception:  # the check is advice only; never block a pick on it
-        return True
-
-
-class GenerationForm:
-    """A form for one model: inputs, backend and key, Generate with live progress, the result, and compare.
-
-    Attributes for code and tests: pickers (name -> MediaPicker, also as attributes named after the model's
-    inputs), backend_info (HTML), api_key (Password, shown on the cloud backend when no key is set),
-    generate_button, progress (FloatProgress 0..1), status (Label), error (HTML), result_area (Output),
-    compare (ToggleButton), compare_area (Output), result (last Result or None), task (last Task or None),
-    last_error (the last failure or None), widget (the root VBox).
+    Attributes for code and tests: spec, pickers (field name -> MediaPicker; each also as an attribute named
+    after the input, e.g. form.image, form.audio), backend_info (HTML), api_key (Password, shown on the cloud
+    backend when no key is set), generate_button, progress (FloatProgress 0..1), status (Label), error (HTML),
+    result_area (Output), compare (ToggleButton), compare_area (Output), result (last Result or None), task
+    (last Task or None), last_error (the last failure or None), widget (the root VBox).
     """
 
-    title = ""
-
-    def __init__(self, spec: ModelSpec, samples: Mapping[str, Path], *, timeout: float = 600,
-                 **config: Any) -> None:
+    def __init__(self, spec: ModelSpec, *, timeout: float = 600, **config: Any) -> None:
         settings = resolve(**config)  # unknown options fail here, not at the first click
         self.spec = spec
         self.timeout = timeout
         self._config = dict(config)
         self._key: Secret | None = None
         self._lock = threading.Lock()
+        self._cancel = threading.Event()
         self._worker: threading.Thread | None = None
         self._compare_worker: threading.Thread | None = None
         self.result: Result | None = None
         self.task: Task | None = None
         self.last_error: BaseException | None = None
-        self.pickers = {f.name: MediaPicker(f, samples[f.name], self._inputs_changed) for f in spec.fields}
+        self.pickers = {f.name: MediaPicker(f, SAMPLES[f.kind], self._inputs_changed) for f in spec.fields}
         self.backend = settings.backend
         self.backend_info = _classes(W.HTML(self._backend_markup(settings.backend, settings.base_url)),
                                      "spark-backend")
@@ -301,12 +257,18 @@ class GenerationForm:
         self.compare_area = _classes(W.Output(layout=W.Layout(display=_HIDDEN)), "spark-compare-area")
         self.generate_button.on_click(lambda _: self.start())
         self.compare.observe(self._on_compare, "value")
-        header = W.HTML(f"<h3 style='margin:0.2em 0'>{html.escape(self.title)}</h3>")
+        header = W.HTML(f"<h3 style='margin:0.2em 0'>{html.escape(spec.title)}</h3>")
         self.widget = _classes(W.VBox([
             header, self.backend_info, self.api_key, *(p.widget for p in self.pickers.values()),
             W.HBox([self.generate_button, self.progress, self.status]), self.error, self.result_area,
             self.compare, self.compare_area,
-        ]), "spark-form", f"spark-{spec.id}")
+        ]), "spark-form", f"spark-{spec.id}", *([f"spark-{spec.alias}-form"] if spec.alias else []))
+
+    def __getattr__(self, name: str) -> MediaPicker:
+        pickers = self.__dict__.get("pickers", {})
+        if name in pickers:
+            return pickers[name]
+        raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
 
     # -- driving the form ------------------------------------------------------------------------------
 
@@ -327,6 +289,7 @@ class GenerationForm:
                 return False
             self.generate_button.disabled = True
             self.result, self.task, self.last_error = None, None, None
+            self._cancel.clear()
             self.error.value = ""
             self.progress.value, self.progress.bar_style = 0.0, ""
             self.status.value = "starting…"
@@ -335,6 +298,10 @@ class GenerationForm:
             self._worker = threading.Thread(target=self._run, name=f"spark-{self.spec.id}", daemon=True)
             self._worker.start()
             return True
+
+    def stop(self) -> None:
+        """Stop waiting for the running generation (its task keeps running on the service)."""
+        self._cancel.set()
 
     def generate(self, timeout: float | None = None) -> Result:
         """Generate and wait, without a click (headless notebooks); the form shows it all. Raises on failure."""
@@ -388,41 +355,32 @@ class GenerationForm:
         values = self._values()
         config = self._call_config()
         self.status.value = "uploading inputs and creating the task…"
-        task = self._submit(values, config)
-        self.task = task
         started = time.monotonic()
-        deadline = started + self.timeout
-        cap = POLL_CAP_S.get(task.settings.backend, 2.0)
-        schedule = PollSchedule(first=min(0.5, cap), blind_cap=cap, cap=cap)
-        while True:
-            state = task.status()
+        task = pipeline.submit(self.spec, values, **config)
+        self.task = task
+
+        def show(state: TaskState) -> None:
             if state.progress is not None:
                 self.progress.value = max(self.progress.value, min(1.0, state.progress))
-            elapsed = time.monotonic() - started
             shown = f" {state.progress:.0%}" if state.progress is not None else ""
-            self.status.value = f"{state.status}{shown} · task {task.id} · {elapsed:.0f} s"
-            if state.done or state.failed:
-                break
-            delay = schedule.next_delay(elapsed, state.progress)
-            if time.monotonic() + delay > deadline:
-                raise TaskTimeout(f"task {task.id} did not finish within {self.timeout:g}s (last seen {state.status})",
-                                  task_id=task.id, model=task.model)
-            time.sleep(delay)
-        self.status.value = f"{state.status} · downloading the video…" if state.done else state.status
-        # a task handed its final state downloads (or raises the task's error) without polling again
-        finished = dataclasses.replace(task, initial=state.raw)
-        return finished.wait(max(1.0, deadline - time.monotonic()), progress=False)
+            self.status.value = f"{state.status}{shown} · task {task.id} · {time.monotonic() - started:.0f} s"
+            if state.done:
+                self.status.value = f"{state.status} · downloading the video…"
+
+        remaining = max(1.0, self.timeout - (time.monotonic() - started))
+        return task.wait(remaining, progress=False, cancel=self._cancel, on_update=show)
 
     def _values(self) -> dict[str, Any]:
         values: dict[str, Any] = {}
         for name, picker in self.pickers.items():
             if picker.value is None and picker.error is None:
-                raise ValidationError(f"{picker.field.label} is missing", code=picker.field.missing_code, field=name,
+                raise ValidationError(f"{picker.field.label} is missing", reason="missing",
+                                      code=picker.field.missing_code, field=name,
                                       hint="upload a file, paste a URL (then Enter) or click Use sample")
             if picker.error is not None:
                 raise picker.error
-            if picker.fixable and picker.field.kind == "audio":
-                self.status.value = f"trimming the {picker.field.label} to {RECOMMENDED_AUDIO_SECONDS:g} s…"
+            if picker.pending_fix == "trim_audio":  # as generate() would: the picker then shows what is sent
+                self.status.value = f"{FIX_LABELS['trim_audio'].lower()}: the {picker.field.label}…"
                 picker.apply_fix()
                 if picker.error is not None:
                     raise picker.error
@@ -441,9 +399,6 @@ class GenerationForm:
                                       hint="paste your Vtrix API key into this form's API key field "
                                            "(or set VTRIX_API_KEY before creating the form)")
         return config
-
-    def _submit(self, values: dict[str, Any], config: dict[str, Any]) -> Task:
-        raise NotImplementedError
 
     # -- compare ---------------------------------------------------------------------------------------
 
@@ -497,7 +452,7 @@ class GenerationForm:
             self.status.value = self._idle_text()
 
     def _idle_text(self) -> str:
-        missing = [p.field.label for p in getattr(self, "pickers", {}).values() if p.value is None]
+        missing = [p.field.label for p in self.__dict__.get("pickers", {}).values() if p.value is None]
         if missing:
             return f"pick the {' and the '.join(missing)}, then Generate"
         return "ready: click Generate"
@@ -520,64 +475,52 @@ class GenerationForm:
         return f'Backend: <b class="spark-backend-name">{backend}</b> ({where})'
 
 
-class AvatarForm(GenerationForm):
-    """spark_avatar_picture_omni_v2 as a form: a portrait (image) and a speech clip (audio) become a video."""
-
-    title = "Spark Avatar: portrait + speech → talking-head video"
-
-    def __init__(self, *, timeout: float = 600, **config: Any) -> None:
-        super().__init__(AVATAR, {"image": PORTRAIT, "audio": SPEECH}, timeout=timeout, **config)
-        self.image = self.pickers["image"]
-        self.audio = self.pickers["audio"]
-        self.widget.add_class("spark-avatar-form")
-
-    def _submit(self, values: dict[str, Any], config: dict[str, Any]) -> Task:
-        return avatar.submit(values["image"], values["audio"], **config)
-
-
-class ImitatorForm(GenerationForm):
-    """spark_avatar_imitator_v2v as a form: a character image (image) performs a driving video (driving_video)."""
-
-    title = "Spark Imitator: character image + driving video → imitation video"
-
-    def __init__(self, *, timeout: float = 600, **config: Any) -> None:
-        super().__init__(IMITATOR, {"image": PORTRAIT, "driving_video": DRIVING_VIDEO}, timeout=timeout, **config)
-        self.image = self.pickers["image"]
-        self.driving_video = self.pickers["driving_video"]
-        self.widget.add_class("spark-imitator-form")
-
-    def _submit(self, values: dict[str, Any], config: dict[str, Any]) -> Task:
-        return imitator.submit(values["image"], values["driving_video"], **config)
-
-
 class Studio:
-    """Both forms in a Tab: .avatar (AvatarForm) and .imitator (ImitatorForm); .widget is the Tab."""
+    """Forms for several models in a Tab (by default the two Spark models); each also as an attribute by alias.
 
-    def __init__(self, *, timeout: float = 600, **config: Any) -> None:
-        self.avatar = AvatarForm(timeout=timeout, **config)
-        self.imitator = ImitatorForm(timeout=timeout, **config)
-        self.widget = _classes(W.Tab(children=[self.avatar.widget, self.imitator.widget],
-                                     titles=["Avatar (image + speech)", "Imitator (image + video)"]), "spark-studio")
+    .forms maps model id -> ModelForm; .avatar and .imitator are the two default ones; .widget is the Tab.
+    """
+
+    def __init__(self, specs: tuple[ModelSpec, ...] = (AVATAR, IMITATOR), *, timeout: float = 600,
+                 **config: Any) -> None:
+        self.forms = {spec.id: ModelForm(spec, timeout=timeout, **config) for spec in specs}
+        titles = [f"{(spec.alias or spec.id).capitalize()} ({' + '.join(f.kind for f in spec.fields)})"
+                  for spec in specs]
+        self.widget = _classes(W.Tab(children=[form.widget for form in self.forms.values()], titles=titles),
+                               "spark-studio")
+
+    def __getattr__(self, name: str) -> ModelForm:
+        for form in self.__dict__.get("forms", {}).values():
+            if form.spec.alias == name:
+                return form
+        raise AttributeError(f"Studio has no form called {name!r}")
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Join both forms' running work; True when nothing is left running."""
+        """Join every form's running work; True when nothing is left running."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        done = self.avatar.wait(timeout)
-        left = None if deadline is None else max(0.0, deadline - time.monotonic())
-        return self.imitator.wait(left) and done
+        done = True
+        for form in self.forms.values():
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            done = form.wait(left) and done
+        return done
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         return self.widget._repr_mimebundle_(**kwargs)
 
 
-def avatar_form(*, timeout: float = 600, **config: Any) -> AvatarForm:
+def model_form(spec: ModelSpec, *, timeout: float = 600, **config: Any) -> ModelForm:
+    """A form for any model spec; config takes configure()'s options (api_key, backend, base_url, ...)."""
+    return ModelForm(spec, timeout=timeout, **config)
+
+
+def avatar_form(*, timeout: float = 600, **config: Any) -> ModelForm:
     """A form for the avatar model; config takes configure()'s options (api_key, backend, base_url, ...)."""
-    return AvatarForm(timeout=timeout, **config)
+    return ModelForm(AVATAR, timeout=timeout, **config)
 
 
-def imitator_form(*, timeout: float = 600, **config: Any) -> ImitatorForm:
+def imitator_form(*, timeout: float = 600, **config: Any) -> ModelForm:
     """A form for the imitator model; config takes configure()'s options (api_key, backend, base_url, ...)."""
-    return ImitatorForm(timeout=timeout, **config)
+    return ModelForm(IMITATOR, timeout=timeout, **config)
 
 
 def studio(*, timeout: float = 600, **config: Any) -> Studio:

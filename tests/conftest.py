@@ -11,9 +11,9 @@ import pytest
 from PIL import Image, ImageDraw
 
 import spark_nb
-from spark_nb import config
-from spark_nb.ffmpeg import ffmpeg_exe
-from spark_nb.local.server import LocalServer
+from spark_nb import _config as config
+from spark_nb._ffmpeg import ffmpeg_exe
+from spark_nb.local._server import LocalServer
 
 MEDIA = Path(__file__).parent / "media"
 TEST_KEY = "sk-test-0123456789abcdefSECRET"

@@ -16,9 +16,9 @@ import httpx
 import pytest
 
 from spark_nb.batch import ManifestError, run_batch
-from spark_nb.batch.runner import TEMPLATE
-from spark_nb.ffmpeg import probe
-from spark_nb.local.server import LocalServer
+from spark_nb.batch._runner import TEMPLATE
+from spark_nb._ffmpeg import read_header, try_decode
+from spark_nb.local._server import LocalServer
 
 from .conftest import TEST_KEY, seed_firing_first
 
@@ -123,10 +123,10 @@ def test_a_batch_runs_every_row_then_reuses_them(three_rows: Path, tmp_path: Pat
         table = list(csv.DictReader(f))
     assert list(table[0]) == ["name", "model", "task_id", "status", "video", "duration", "cost", "notebook", "error"]
     for row, outcome in zip(table, outcomes):
-        assert row["task_id"] == outcome.task_id and row["task_id"] in server.backend.tasks
+        assert row["task_id"] == outcome.task_id and row["task_id"] in server.service.tasks
         assert row["status"] == "completed" and row["cost"] == "0.00" and row["error"] == ""
         video = out / row["video"]
-        assert video.is_file() and probe(video).duration == pytest.approx(float(row["duration"]), abs=0.1)
+        assert video.is_file() and read_header(video).duration == pytest.approx(float(row["duration"]), abs=0.1)
         record = json.loads((out / row["name"] / "result.json").read_text())
         assert record["task_id"] == row["task_id"] and record["status"] == "completed"
         executed = json.loads((out / row["notebook"]).read_text())
@@ -172,7 +172,7 @@ def test_killed_mid_batch_a_rerun_finishes_every_row_creating_each_task_once(
     outcomes = run_batch(three_rows, out, concurrency=3, progress=False)
     assert [o.status for o in outcomes] == ["completed"] * 3
     assert server.stats()["created"] == 3
-    assert sorted(o.task_id for o in outcomes) == sorted(server.backend.tasks)
+    assert sorted(o.task_id for o in outcomes) == sorted(server.service.tasks)
     assert_key_written_nowhere(out)
 
 
@@ -184,7 +184,7 @@ def test_ctrl_c_stops_the_batch_at_once_and_a_rerun_finishes_it(
     out = tmp_path / "out"
     # as a shell's foreground job would: SIGINT raises KeyboardInterrupt even if this test runs with it ignored
     script = ("import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
-              "from spark_nb.cli import main; sys.exit(main(sys.argv[1:]))")
+              "from spark_nb._cli import main; sys.exit(main(sys.argv[1:]))")
     batch = subprocess.Popen([sys.executable, "-c", script, "batch", str(three_rows), "--out", str(out),
                               "--concurrency", "2"], start_new_session=True, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
@@ -295,7 +295,7 @@ def test_the_job_notebook_alone_records_its_task_and_resumes_it(tmp_path: Path, 
     server = make_server(api_key=TEST_KEY)
     use_server(monkeypatch, server)
     out = tmp_path / "job"
-    parameters = {"model": "imitator", "image": str(media["portrait"]), "driving_video": str(media["driving"]),
+    parameters = {"model": "imitator", "inputs": {"image": str(media["portrait"]), "driving_video": str(media["driving"])},
                   "name": "solo", "out_dir": str(out)}
     for run in (1, 2):
         papermill.execute_notebook(str(TEMPLATE), str(tmp_path / f"run{run}.ipynb"), parameters=parameters,

@@ -17,8 +17,8 @@ import pytest
 from .conftest import TEST_KEY
 
 from spark_nb import avatar
-from spark_nb.ffmpeg import probe
-from spark_nb.local.server import LocalServer
+from spark_nb._ffmpeg import read_header, try_decode
+from spark_nb.local._server import LocalServer
 
 CLI = [sys.executable, "-m", "spark_nb"]
 TIMEOUT_S = 120
@@ -61,7 +61,7 @@ def assert_video_in(result: dict[str, Any], folder: Path) -> None:
     assert path.is_file()
     assert path.resolve().parent == folder.resolve()
     assert path.name == f"{result['task']}.mp4"
-    info = probe(path, decode_seconds=0.2)
+    info = try_decode(path, 0.2).facts
     assert info.has_video and info.has_audio
 
 
@@ -73,7 +73,7 @@ def test_avatar_on_the_local_backend(media: dict[str, Path], tmp_path: Path) -> 
     assert_video_in(result, tmp_path / "videos")
     assert result["cost"] == "0.00"
     assert re.search(rf"task {result['task'][:12]}: 100%.*completed", proc.stderr)  # the progress bar
-    assert probe(result["video"], decode_seconds=0.2).duration == pytest.approx(probe(media["speech"]).duration,
+    assert try_decode(result["video"], 0.2).facts.duration == pytest.approx(read_header(media["speech"]).duration,
                                                                                 abs=0.05)
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import spark_nb
-from spark_nb import config
+from spark_nb import _config as config
 
 
 def test_defaults_without_anything_set(capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:

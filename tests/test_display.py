@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from spark_nb import display
-from spark_nb.results import Result
+from spark_nb._results import Result
 
 LOOPBACK = re.compile(r"127\.0\.0\.1|localhost|\[::1\]|0\.0\.0\.0")
 

@@ -14,9 +14,9 @@ import pytest
 from .conftest import cloud_config
 
 from spark_nb import avatar, imitator, samples
-from spark_nb.ffmpeg import ffmpeg_exe, probe
-from spark_nb.local.engine import _load_portrait, render_avatar, render_imitation
-from spark_nb.local.faces import analyse, find_face
+from spark_nb._ffmpeg import ffmpeg_exe, read_header, try_decode
+from spark_nb.local._engine import _load_portrait, render_avatar, render_imitation
+from spark_nb.local._tracking import analyse, find_face
 
 MOUTH_CORRELATION = 0.8  # reached: 0.96 (Pearson, mouth darkness vs the output audio's loudness in dB)
 TRACK_CORRELATION = 0.8  # reached: about 0.95 (x) and 0.87 (y)
@@ -72,9 +72,9 @@ def test_output_format(talking: Path, imitation: Path) -> None:
     for video, source in ((talking, samples.SPEECH), (imitation, samples.DRIVING_VIDEO)):
         facts = stream_facts(video)
         assert "Video: h264" in facts and "yuv420p" in facts and "25 fps" in facts and "Audio: aac" in facts
-        info = probe(video, decode_seconds=60)
+        info = try_decode(video, 60).facts
         assert max(info.width, info.height) == 512  # type: ignore[type-var]
-        assert abs(info.duration - probe(source).duration) <= 0.04 + 0.025  # type: ignore[operator]
+        assert abs(info.duration - read_header(source).duration) <= 0.04 + 0.025  # type: ignore[operator]
 
 
 def test_the_mouth_opens_with_the_speech(talking: Path) -> None:
@@ -129,7 +129,7 @@ def test_progress_counts_rendered_frames(tmp_path: Path) -> None:
     seen: list[float] = []
     render_avatar(samples.PORTRAIT, samples.SPEECH, tmp_path / "p.mp4", on_progress=seen.append)
     assert seen == sorted(seen) and seen[-1] == 1.0
-    assert len(seen) >= 0.9 * round(probe(samples.SPEECH).duration * 25)  # type: ignore[operator]
+    assert len(seen) >= 0.9 * round(read_header(samples.SPEECH).duration * 25)  # type: ignore[operator]
 
 
 def test_a_faceless_image_still_renders_with_a_warning(server: Any, tmp_path: Path, media: dict[str, Path]) -> None:
@@ -156,7 +156,7 @@ def test_demo_from_a_clean_environment(tmp_path: Path) -> None:
     assert len(lines) == 2
     for line in lines:
         path = tmp_path / next(word for word in line.split() if word.endswith(".mp4"))
-        assert path.is_file() and probe(path).duration > 4  # type: ignore[operator]
+        assert path.is_file() and read_header(path).duration > 4  # type: ignore[operator]
         assert " s of video in " in line
 
 

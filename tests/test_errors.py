@@ -12,9 +12,9 @@ from .conftest import TEST_KEY, cloud_config
 
 import spark_nb
 from spark_nb import avatar, imitator
-from spark_nb.client import ApiClient
-from spark_nb.config import Secret
-from spark_nb.local.server import LocalServer
+from spark_nb._client import ApiClient
+from spark_nb._config import Secret
+from spark_nb.local._server import LocalServer
 
 MakeServer = Callable[..., LocalServer]
 AVATAR = "spark_avatar_picture_omni_v2"
@@ -86,7 +86,7 @@ def test_malformed_params_answer_400_with_the_seed_code(model: str, params: Any,
     assert body["error"]["code"] == code
     assert body["error"]["error_message"] == text
     assert server.stats()["created"] == 0
-    assert server.backend.tasks == {}
+    assert server.service.tasks == {}
 
 
 @pytest.mark.parametrize("model,params,code,text", INPUT_ERRORS, ids=[case[2] for case in INPUT_ERRORS])
@@ -119,7 +119,7 @@ def test_service_failures_raise_retryable_task_failed(model: str, suffix: str, m
     assert SERVICE_FAILURES[suffix] in exc.message
     assert exc.retryable is True
     assert exc.task_id is not None
-    assert list(server.backend.tasks) == [exc.task_id]
+    assert list(server.service.tasks) == [exc.task_id]
     assert exc.task_id in str(exc)
     assert exc.hint == spark_nb.models.SERVICE_FAILURE_HINT
     assert exc.hint in str(exc)

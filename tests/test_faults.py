@@ -12,8 +12,8 @@ from .conftest import TEST_KEY, cloud_config, seed_firing_first
 
 import spark_nb
 from spark_nb import avatar
-from spark_nb.ffmpeg import probe
-from spark_nb.local.server import LocalServer
+from spark_nb._ffmpeg import read_header, try_decode
+from spark_nb.local._server import LocalServer
 
 MakeServer = Callable[..., LocalServer]
 ROUTES = ("create", "poll", "download", "upload")
@@ -30,7 +30,7 @@ def faulty_server(make_server: MakeServer, route: str, kind: str, **options: obj
 
 def wait_rendered(server: LocalServer, task_id: str, timeout: float = 60.0) -> None:
     """Block until the server has finished task_id, reading its in-process state (so no poll is spent)."""
-    record = server.backend.tasks[task_id]
+    record = server.service.tasks[task_id]
     deadline = time.monotonic() + timeout
     while record.ready_at is None and record.error is None:
         assert time.monotonic() < deadline, f"task {task_id} did not render within {timeout}s"
@@ -42,13 +42,13 @@ def assert_result(result: spark_nb.Result, server: LocalServer, speech: Path) ->
     """A completed, complete video of the server's one task, as long as the speech."""
     assert isinstance(result, spark_nb.Result)
     assert result.status == "completed"
-    assert list(server.backend.tasks) == [result.task_id]
+    assert list(server.service.tasks) == [result.task_id]
     assert result.path.is_file()
     assert result.size > 0
     assert result.path.stat().st_size == result.size
-    assert result.raw["output"][0]["content"][0]["size"] == result.size == server.backend.tasks[result.task_id].size
+    assert result.raw["output"][0]["content"][0]["size"] == result.size == server.service.tasks[result.task_id].size
     assert result.duration is not None
-    assert abs(result.duration - (probe(speech).duration or 0)) < 0.3
+    assert abs(result.duration - (read_header(speech).duration or 0)) < 0.3
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -105,8 +105,8 @@ def test_retry_after_is_honoured_on_create(make_server: MakeServer, media: dict[
     result = avatar.generate(media["portrait"], media["speech"], progress=False, **cloud_config(server))
     assert time.monotonic() - started >= 1.0
     records = [r for r in caplog.records if r.name == "spark_nb.client"]
-    assert "retrying create (429) in 1.0s" in [r.getMessage() for r in records]
-    assert retry_gap(records, "retrying create (429) in 1.0s", "created task") >= 0.95
+    assert "retrying create (HTTP 429) in 1.0s" in [r.getMessage() for r in records]
+    assert retry_gap(records, "retrying create (HTTP 429) in 1.0s", "created task") >= 0.95
     assert_result(result, server, media["speech"])
     assert server.stats()["created"] == 1
     assert server.stats()["faults"] == {"create:429": 1}
@@ -157,7 +157,7 @@ def test_generate_honours_its_timeout(make_server: MakeServer, media: dict[str, 
     with pytest.raises(spark_nb.TaskTimeout) as info:
         avatar.generate(media["portrait"], media["speech"], progress=False, timeout=1, **cloud_config(server))
     assert time.monotonic() - started < 4.0  # the task cannot finish before 4 s: this was not a wait to the end
-    assert list(server.backend.tasks) == [info.value.task_id]
+    assert list(server.service.tasks) == [info.value.task_id]
     assert info.value.model == avatar.MODEL.id
     assert server.stats()["created"] == 1 and server.stats()["downloads"] == 0
 

@@ -16,8 +16,8 @@ from .conftest import TEST_KEY, cloud_config
 
 import spark_nb
 from spark_nb import avatar, imitator
-from spark_nb.ffmpeg import probe
-from spark_nb.local.embedded import embedded_server
+from spark_nb._ffmpeg import read_header, try_decode
+from spark_nb.local._embedded import embedded_server
 
 FRAME = 1 / 25
 
@@ -26,7 +26,7 @@ def assert_video(result: spark_nb.Result, duration: float) -> None:
     """The result is a real, complete H.264/AAC video of the expected duration."""
     assert result.status == "completed"
     assert result.path.is_file() and result.path.stat().st_size == result.size > 1000
-    info = probe(result.path, decode_seconds=30)
+    info = try_decode(result.path, 30).facts
     assert info.has_video and info.has_audio
     assert info.duration == pytest.approx(duration, abs=2 * FRAME + 0.03)
     assert result.duration == pytest.approx(info.duration)
@@ -46,10 +46,10 @@ def upload(server: Any, path: Path) -> str:
 def test_avatar_on_the_local_backend_needs_no_key(media: dict[str, Path], capsys: pytest.CaptureFixture,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """With no key anywhere, generate() says it uses the local backend and returns a real talking-head video."""
-    monkeypatch.setattr(spark_nb.config, "_notice_shown", False)
+    monkeypatch.setattr(spark_nb._config, "_notice_shown", False)
     before = embedded_server().stats()["created"]
     result = avatar.generate(media["portrait"], media["speech"], progress=False)
-    assert_video(result, probe(media["speech"]).duration)
+    assert_video(result, read_header(media["speech"]).duration)
     assert result.path.parent == Path("spark_outputs")
     assert embedded_server().stats()["created"] == before + 1
     assert capsys.readouterr().err.count("using the local backend") == 1
@@ -72,7 +72,7 @@ def test_both_models_on_the_cloud_path(model: str, media: dict[str, Path], serve
     """The cloud code path (key, upload endpoint, create, poll, download) against the local server."""
     if model == "avatar":
         result = avatar.generate(media["portrait"], media["speech"], progress=False, **cloud_config(server))
-        assert_video(result, probe(media["speech"]).duration)
+        assert_video(result, read_header(media["speech"]).duration)
     else:
         result = imitator.generate(media["portrait"], media["driving"], progress=False, **cloud_config(server))
         assert_video(result, 2.0)
@@ -86,7 +86,7 @@ def test_inputs_as_bytes_upload_items_and_urls(media: dict[str, Path], server: A
     item = {"name": "speech.wav", "type": "audio/wav", "size": 1,
             "content": memoryview(media["speech"].read_bytes()), "last_modified": 0}
     result = avatar.generate(media["portrait"].read_bytes(), item, progress=False, **cloud_config(server))
-    assert_video(result, probe(media["speech"]).duration)
+    assert_video(result, read_header(media["speech"]).duration)
     image_url, video_url = upload(server, media["portrait"]), upload(server, media["driving"])
     uploads = server.stats()["uploads"]
     result = imitator.generate(image_url, video_url, progress=False, **cloud_config(server))
@@ -97,7 +97,7 @@ def test_inputs_as_bytes_upload_items_and_urls(media: dict[str, Path], server: A
 def test_mp3_and_a_videos_audio_track_drive_the_avatar(media: dict[str, Path], server: Any) -> None:
     """Audio may be an mp3 or the sound of a video file."""
     result = avatar.generate(media["portrait"], media["speech_mp3"], progress=False, **cloud_config(server))
-    assert_video(result, probe(media["speech_mp3"]).duration)
+    assert_video(result, read_header(media["speech_mp3"]).duration)
     result = avatar.generate(media["portrait"], media["driving"], progress=False, **cloud_config(server))
     assert_video(result, 2.0)
 
@@ -144,15 +144,15 @@ def test_wait_shows_a_tqdm_progress_bar(media: dict[str, Path], make_server: Any
 
 
 def test_async_twins(media: dict[str, Path], server: Any) -> None:
-    """agenerate runs concurrently on an event loop; asubmit + await_result do the same in two steps."""
+    """async_generate runs concurrently on an event loop; async_submit + async_wait do the same in two steps."""
 
     async def main() -> list[spark_nb.Result]:
         config = cloud_config(server)
-        task = await imitator.asubmit(media["portrait"], media["driving"], **config)
+        task = await imitator.async_submit(media["portrait"], media["driving"], **config)
         return await asyncio.gather(
-            avatar.agenerate(media["portrait"], media["speech"], progress=False, **config),
-            imitator.agenerate(media["portrait"], media["driving"], progress=False, **config),
-            task.await_result(progress=False),
+            avatar.async_generate(media["portrait"], media["speech"], progress=False, **config),
+            imitator.async_generate(media["portrait"], media["driving"], progress=False, **config),
+            task.async_wait(progress=False),
         )
 
     results = asyncio.run(main())
@@ -160,12 +160,12 @@ def test_async_twins(media: dict[str, Path], server: Any) -> None:
     assert server.stats()["created"] == 3
 
 
-def test_cancelling_agenerate_stops_waiting_but_not_the_task(media: dict[str, Path], make_server: Any) -> None:
+def test_cancelling_async_generate_stops_waiting_but_not_the_task(media: dict[str, Path], make_server: Any) -> None:
     """Cancelling the coroutine returns promptly; the task still completes on the server and can be resumed."""
     server = make_server(api_key=TEST_KEY, latency=3)
 
     async def main() -> None:
-        job = asyncio.create_task(avatar.agenerate(media["portrait"], media["speech"], progress=False,
+        job = asyncio.create_task(avatar.async_generate(media["portrait"], media["speech"], progress=False,
                                                    **cloud_config(server)))
         for _ in range(200):  # until the task exists on the server
             if server.stats()["created"]:
@@ -176,7 +176,7 @@ def test_cancelling_agenerate_stops_waiting_but_not_the_task(media: dict[str, Pa
             await job
 
     asyncio.run(main())
-    (task_id,) = server.backend.tasks
+    (task_id,) = server.service.tasks
     result = spark_nb.Task.from_id(task_id, **cloud_config(server)).wait(timeout=30, progress=False)
     assert result.task_id == task_id and server.stats()["created"] == 1
 
@@ -189,7 +189,7 @@ def test_sync_api_inside_a_running_event_loop(media: dict[str, Path], server: An
         return avatar.generate(media["portrait"], media["speech"], progress=False, **cloud_config(server))
 
     result = asyncio.run(cell())
-    assert_video(result, probe(media["speech"]).duration)
+    assert_video(result, read_header(media["speech"]).duration)
 
 
 def test_eight_threads_at_once(media: dict[str, Path], server: Any) -> None:
@@ -247,7 +247,7 @@ def test_s3_uploader_against_a_real_s3_server_on_loopback(media: dict[str, Path]
         config = {**cloud_config(server), "uploader": None, "s3_bucket": "avatars", "s3_prefix": "in",
                   "s3_endpoint_url": endpoint}
         result = avatar.generate(media["portrait"], media["speech"], progress=False, **config)
-        assert_video(result, probe(media["speech"]).duration)
+        assert_video(result, read_header(media["speech"]).duration)
         listing = boto3.client("s3", endpoint_url=endpoint).list_objects_v2(Bucket="avatars")
         keys = [item["Key"] for item in listing["Contents"]]
         assert len(keys) == 2 and all(k.startswith("in/") for k in keys)

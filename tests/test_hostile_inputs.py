@@ -29,8 +29,8 @@ from hypothesis.control import currently_in_test_context
 from PIL import Image
 
 import spark_nb
-from spark_nb import avatar, imitator, inputs
-from spark_nb.local.server import LocalServer
+from spark_nb import _inputs as inputs, avatar, imitator
+from spark_nb.local._server import LocalServer
 
 from .conftest import cloud_config, ffmpeg
 
@@ -111,7 +111,7 @@ def refused(server: LocalServer, media: dict[str, Path], target: str, value: Any
 
 def judged(path: Path, target: str) -> inputs.Media | None:
     """The unit under generate(): normalise + validate. ValidationError or a Media, nothing else, in time."""
-    field = TARGETS[target][0].MODEL.field(TARGETS[target][1])
+    field = next(f for f in TARGETS[target][0].MODEL.fields if f.name == TARGETS[target][1])
     value, error, _ = within_deadline(lambda: inputs.validate(inputs.normalise(path, field)))
     if error is not None and type(error) is not spark_nb.ValidationError:
         raise AssertionError(f"{type(error).__name__} instead of ValidationError: {error}") from error
@@ -439,9 +439,9 @@ def test_a_header_claiming_a_huge_picture_is_refused_from_the_header(
 
 CHILD_PEAK = """
 import resource, sys
-from spark_nb.ffmpeg import ProbeError, probe
+from spark_nb._ffmpeg import ProbeError, try_decode
 try:
-    probe(sys.argv[1])
+    try_decode(sys.argv[1])
 except ProbeError as exc:
     print("refused:", exc)
 print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)

@@ -24,5 +24,5 @@ def test_public_names_are_importable() -> None:
                  "TaskTimeout", "AuthenticationError", "PermissionDeniedError", "RateLimitError", "ServerError",
                  "TaskMayExist", "configure"]:
         assert getattr(spark_nb, name).__doc__, name
-    for fn in ["generate", "submit", "agenerate", "asubmit"]:
+    for fn in ["generate", "submit", "async_generate", "async_submit"]:
         assert callable(getattr(spark_nb.avatar, fn)) and callable(getattr(spark_nb.imitator, fn))

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from spark_nb import media as helpers  # `media` is conftest's fixture of test files
-from spark_nb.ffmpeg import ProbeError, ffmpeg_exe
-from spark_nb.ffmpeg import probe as decode_probe
-from spark_nb.inputs import scratch_dir
+from spark_nb._ffmpeg import ProbeError, ffmpeg_exe
+from spark_nb._ffmpeg import try_decode
+from spark_nb._inputs import scratch_dir
 
 from .conftest import ffmpeg
 
@@ -65,7 +65,7 @@ def pcm(path: Path, rate: int = 8000) -> np.ndarray:
 
 def frame_at(path: Path, seconds: float) -> np.ndarray:
     """One decoded RGB frame of path."""
-    facts = helpers.probe(path)
+    facts = helpers.read_header(path)
     raw = subprocess.run([ffmpeg_exe(), "-v", "error", "-ss", str(seconds), "-i", str(path), "-frames:v", "1",
                           "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
                          capture_output=True, check=True, timeout=60).stdout
@@ -90,37 +90,37 @@ def ffmpeg_children() -> list[int]:
 
 def test_probe_reads_headers_of_images_audio_and_video(clips: dict[str, Path]) -> None:
     """Duration, size, frame rate, streams and bytes, for a still, an mp3 and a video."""
-    still = helpers.probe(clips["portrait"])
+    still = helpers.read_header(clips["portrait"])
     assert still.is_still_image and still.size == (480, 600) and still.duration is None and not still.has_audio
     assert still.fps is None and still.bytes == clips["portrait"].stat().st_size
-    mp3 = helpers.probe(clips["long_mp3"])
+    mp3 = helpers.read_header(clips["long_mp3"])
     assert not mp3.has_video and mp3.has_audio and abs(mp3.duration - 17) < 0.1  # type: ignore[operator]
-    wav = helpers.probe(clips["long_wav"])
+    wav = helpers.read_header(clips["long_wav"])
     assert wav.container == "wav" and wav.size is None and wav.has_audio and wav.duration == 17.0
-    wide = helpers.probe(clips["wide_video"])
+    wide = helpers.read_header(clips["wide_video"])
     assert wide.size == (640, 360) and wide.fps == 30 and wide.has_audio and not wide.is_still_image
     assert abs(wide.duration - 3.2) < 0.1  # type: ignore[operator]
     assert wide.bytes == clips["wide_video"].stat().st_size
 
 
 def test_probe_reads_the_header_only(clips: dict[str, Path], tmp_path: Path) -> None:
-    """A video whose frame data is zeroed probes to its header's facts, where decoding it (ffmpeg.probe) fails."""
+    """A video whose frame data is zeroed probes to its header's facts, where decoding it (try_decode) fails."""
     data = bytearray(clips["split"].read_bytes())
     payload = data.index(b"mdat") + 4
     data[payload:] = bytes(len(data) - payload)
     zeroed = tmp_path / "zeroed.mp4"
     zeroed.write_bytes(data)
-    facts = helpers.probe(zeroed)
+    facts = helpers.read_header(zeroed)
     assert facts.size == (320, 240) and facts.fps == 25 and abs(facts.duration - 3.0) < 0.05  # type: ignore[operator]
     with pytest.raises(ProbeError):
-        decode_probe(zeroed)
+        try_decode(zeroed)
 
 
 def test_probe_gives_the_picture_as_players_show_it(clips: dict[str, Path]) -> None:
     """Rotation metadata swaps the sides, 2:1 pixels double the width; one-frame GIFs are stills, animated ones not."""
-    assert helpers.probe(clips["rotated"]).size == (240, 320)
-    assert helpers.probe(clips["anamorphic"]).size == (640, 240)
-    still, animated = helpers.probe(clips["still_gif"]), helpers.probe(clips["animated_gif"])
+    assert helpers.read_header(clips["rotated"]).size == (240, 320)
+    assert helpers.read_header(clips["anamorphic"]).size == (640, 240)
+    still, animated = helpers.read_header(clips["still_gif"]), helpers.read_header(clips["animated_gif"])
     assert still.is_still_image and still.size == (480, 600) and still.duration is None
     assert not animated.is_still_image and abs(animated.duration - 1.6) < 0.15  # type: ignore[operator]
 
@@ -128,18 +128,18 @@ def test_probe_gives_the_picture_as_players_show_it(clips: dict[str, Path]) -> N
 def test_probe_refuses_what_is_not_media(tmp_path: Path) -> None:
     """A missing file and a text file raise ProbeError naming them."""
     with pytest.raises(ProbeError, match="does not exist"):
-        helpers.probe(tmp_path / "nothing.mp4")
+        helpers.read_header(tmp_path / "nothing.mp4")
     text = tmp_path / "notes.mp4"
     text.write_text("not a video")
     with pytest.raises(ProbeError, match="notes.mp4"):
-        helpers.probe(text)
+        helpers.read_header(text)
 
 
 @pytest.mark.parametrize("source", ["long_wav", "long_mp3", "long_video"])
 def test_trim_audio_cuts_under_the_limit_with_a_fade(source: str, clips: dict[str, Path], tmp_path: Path) -> None:
     """17 s of speech from a wav, an mp3 and a video's audio track become < 15 s, ending in silence."""
     out = helpers.trim_audio(clips[source], 15.0, out=tmp_path / "trimmed.m4a")
-    facts = helpers.probe(out)
+    facts = helpers.read_header(out)
     assert not facts.has_video and facts.has_audio
     assert 15.0 - helpers.PAUSE_SEARCH_S - 0.1 <= facts.duration < 15.0  # type: ignore[operator]
     samples = pcm(out)
@@ -149,16 +149,16 @@ def test_trim_audio_cuts_under_the_limit_with_a_fade(source: str, clips: dict[st
 
 def test_trim_audio_cuts_in_a_pause_near_the_limit(clips: dict[str, Path], tmp_path: Path) -> None:
     """With silence from 13.8 s to 14.3 s the cut lands in it; a steady tone is cut just under the limit."""
-    in_pause = helpers.probe(helpers.trim_audio(clips["pause"], 15.0, out=tmp_path / "pause.wav")).duration
+    in_pause = helpers.read_header(helpers.trim_audio(clips["pause"], 15.0, out=tmp_path / "pause.wav")).duration
     assert 13.8 < in_pause < 14.3  # type: ignore[operator]
-    steady = helpers.probe(helpers.trim_audio(clips["tone"], 15.0, out=tmp_path / "tone.wav")).duration
+    steady = helpers.read_header(helpers.trim_audio(clips["tone"], 15.0, out=tmp_path / "tone.wav")).duration
     assert 14.9 <= steady < 15.0  # type: ignore[operator]
 
 
 def test_trim_audio_keeps_short_audio_whole(media: dict[str, Path], tmp_path: Path) -> None:
     """Audio already under the limit comes back whole, in the requested format."""
     out = helpers.trim_audio(media["speech"], 15.0, out=tmp_path / "speech.mp3")
-    assert abs(helpers.probe(out).duration - helpers.probe(media["speech"]).duration) < 0.1  # type: ignore[operator]
+    assert abs(helpers.read_header(out).duration - helpers.read_header(media["speech"]).duration) < 0.1  # type: ignore[operator]
 
 
 def test_trim_audio_in_place_and_default_outputs(clips: dict[str, Path], tmp_path: Path) -> None:
@@ -166,14 +166,14 @@ def test_trim_audio_in_place_and_default_outputs(clips: dict[str, Path], tmp_pat
     in_place = tmp_path / "in_place.wav"
     in_place.write_bytes(clips["long_wav"].read_bytes())
     assert helpers.trim_audio(in_place, 10.0, out=in_place) == in_place
-    assert 10.0 - helpers.PAUSE_SEARCH_S - 0.1 <= helpers.probe(in_place).duration < 10.0  # type: ignore[operator]
+    assert 10.0 - helpers.PAUSE_SEARCH_S - 0.1 <= helpers.read_header(in_place).duration < 10.0  # type: ignore[operator]
     first, second = tmp_path / "a" / "speech.wav", tmp_path / "b" / "speech.wav"  # same name, different sound
     for path, source in ((first, clips["long_wav"]), (second, clips["pause"])):
         path.parent.mkdir()
         path.write_bytes(source.read_bytes())
     outs = [helpers.trim_audio(first), helpers.trim_audio(second), helpers.trim_audio(first)]
     assert outs[0] != outs[1] and outs[0] == outs[2] and all(out.parent == scratch_dir() for out in outs)
-    assert outs[0].suffix == ".m4a" and 13.8 < helpers.probe(outs[1]).duration < 14.3  # type: ignore[operator]
+    assert outs[0].suffix == ".m4a" and 13.8 < helpers.read_header(outs[1]).duration < 14.3  # type: ignore[operator]
 
 
 def test_trim_audio_refuses_a_video_without_sound(clips: dict[str, Path]) -> None:
@@ -185,12 +185,12 @@ def test_trim_audio_refuses_a_video_without_sound(clips: dict[str, Path]) -> Non
 def test_extract_audio(clips: dict[str, Path], tmp_path: Path) -> None:
     """A video's sound as its own file, as long as the video; a silent video is refused."""
     out = helpers.extract_audio(clips["wide_video"], out=tmp_path / "wide.m4a")
-    facts = helpers.probe(out)
+    facts = helpers.read_header(out)
     assert facts.has_audio and not facts.has_video and abs(facts.duration - 3.2) < 0.1  # type: ignore[operator]
     with pytest.raises(ValueError, match="no audio"):
         helpers.extract_audio(clips["silent_video"])
     nested = helpers.extract_audio(clips["small_video"], out=tmp_path / "new" / "folder" / "small.wav")
-    assert abs(helpers.probe(nested).duration - 2.0) < 0.1  # type: ignore[operator]
+    assert abs(helpers.read_header(nested).duration - 2.0) < 0.1  # type: ignore[operator]
     assert [p.name for p in nested.parent.iterdir()] == ["small.wav"]  # the temporary name was renamed away
 
 
@@ -199,7 +199,7 @@ def test_side_by_side_mixes_sizes_rates_and_durations(clips: dict[str, Path], tm
     inputs = [clips["portrait"], clips["small_video"], clips["wide_video"]]
     labelled = helpers.side_by_side(inputs, labels=["portrait", "driving", "result"], out=tmp_path / "l.mp4")
     plain = helpers.side_by_side(inputs, out=tmp_path / "p.mp4")
-    facts = helpers.probe(labelled)
+    facts = helpers.read_header(labelled)
     assert facts.height == 360
     assert abs(facts.width - (288 + 480 + 640)) <= 2  # type: ignore[operator]
     assert facts.fps == 25 and facts.has_audio
@@ -217,7 +217,7 @@ def test_side_by_side_mixes_sizes_rates_and_durations(clips: dict[str, Path], tm
 def test_side_by_side_shows_rotated_and_non_square_pictures_undistorted(clips: dict[str, Path], tmp_path: Path) -> None:
     """A rotated clip is stood upright (180 px wide at 240 high), 2:1 pixels are widened (640 px), not squashed."""
     out = helpers.side_by_side([clips["rotated"], clips["anamorphic"]], out=tmp_path / "turned.mp4", height=240)
-    facts = helpers.probe(out)
+    facts = helpers.read_header(out)
     assert facts.size == (180 + 640, 240) and abs(facts.duration - 3.0) < 0.1  # type: ignore[operator]
     tile = frame_at(out, 1.0)[:, :180].astype(int)
     # red|blue side by side, turned a quarter: now red over blue (or blue over red), each row of one colour
@@ -230,15 +230,15 @@ def test_side_by_side_takes_gifs(clips: dict[str, Path], tmp_path: Path) -> None
     """A one-frame GIF is held like any still; an animated GIF is a 1.6 s clip that sets the length."""
     out = helpers.side_by_side([clips["still_gif"], clips["animated_gif"]], labels=["still", "animated"],
                                out=tmp_path / "gifs.mp4", height=200)
-    facts = helpers.probe(out)
+    facts = helpers.read_header(out)
     assert facts.size == (160 + 250, 200) and not facts.has_audio
     assert abs(facts.duration - 1.6) < 0.15  # type: ignore[operator]
-    assert decode_probe(out, decode_seconds=5).decoded_frames >= 38  # 1.6 s at 25 fps, all of it decodable
+    assert try_decode(out, 5).frames >= 38  # 1.6 s at 25 fps, all of it decodable
 
 
 def test_side_by_side_of_a_single_still_and_bad_arguments(clips: dict[str, Path], tmp_path: Path) -> None:
     """One still makes a short silent video; wrong label counts and audio-only inputs are refused."""
-    facts = helpers.probe(helpers.side_by_side([clips["portrait"]], out=tmp_path / "one.mp4", height=240))
+    facts = helpers.read_header(helpers.side_by_side([clips["portrait"]], out=tmp_path / "one.mp4", height=240))
     assert facts.height == 240 and not facts.has_audio and facts.duration and facts.duration > 1
     with pytest.raises(ValueError, match="labels"):
         helpers.side_by_side([clips["portrait"]], labels=["a", "b"])

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from spark_nb.polling import PollSchedule
+from spark_nb._polling import PollSchedule
 
 
 def simulate(duration: float, *, reports_progress: bool = True, queued: float = 0.0) -> tuple[int, float]:

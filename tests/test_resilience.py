@@ -17,7 +17,7 @@ import pytest
 
 import spark_nb
 from spark_nb import avatar, imitator
-from spark_nb.ffmpeg import probe
+from spark_nb._ffmpeg import read_header, try_decode
 
 from .conftest import TEST_KEY, cloud_config, ffmpeg
 
@@ -42,8 +42,8 @@ def test_sixteen_threads_under_faults_on_every_route_all_complete(make_server: A
         results = list(pool.map(lambda i: generate_one(i, media, config), range(16)))
     assert len({r.task_id for r in results}) == 16
     for i, result in enumerate(results):
-        expected = probe(media["driving"] if i % 4 == 3 else media["speech"]).duration
-        info = probe(result.path, decode_seconds=30)
+        expected = read_header(media["driving"] if i % 4 == 3 else media["speech"]).duration
+        info = try_decode(result.path, 30).facts
         assert result.status == "completed" and result.path.stat().st_size == result.size
         assert info.has_video and info.has_audio and info.duration == pytest.approx(expected, abs=0.1)
     stats = server.stats()
@@ -95,7 +95,7 @@ def test_ctrl_c_during_wait_leaves_the_task_and_prints_how_to_resume(make_server
         assert line.startswith("submitted "), line + proc.stderr.read()  # type: ignore[union-attr]
         task_id = line.split()[1]
         deadline = time.monotonic() + 10
-        while server.backend.tasks[task_id].polls == 0:  # it is waiting, not still submitting
+        while server.service.tasks[task_id].polls == 0:  # it is waiting, not still submitting
             assert time.monotonic() < deadline
             time.sleep(0.05)
         proc.send_signal(signal.SIGINT)
@@ -106,7 +106,7 @@ def test_ctrl_c_during_wait_leaves_the_task_and_prints_how_to_resume(make_server
     assert f"task {task_id} keeps running" in err
     assert f'spark_nb.Task.from_id("{task_id}", model="{avatar.MODEL.id}").wait()' in err
     assert TEST_KEY not in out + err
-    assert server.backend.tasks[task_id].ready_at is None or server.backend.tasks[task_id].error is None
+    assert server.service.tasks[task_id].ready_at is None or server.service.tasks[task_id].error is None
 
     result = spark_nb.Task.from_id(task_id, model=avatar.MODEL.id, **cloud_config(server)).wait(timeout=60,
                                                                                                progress=False)
@@ -158,7 +158,7 @@ def test_every_notebook_on_the_cloud_path_at_debug_writes_the_key_nowhere(make_s
 RENDER_PEAK = """
 import sys
 from pathlib import Path
-from spark_nb.local.engine import render_avatar, render_imitation
+from spark_nb.local._engine import render_avatar, render_imitation
 from spark_nb import samples
 driving, speech, out = (Path(a) for a in sys.argv[1:4])
 render_imitation(samples.PORTRAIT, driving, out / "imitation.mp4")
@@ -175,7 +175,7 @@ def test_a_60_s_imitation_and_15_s_avatar_render_in_under_1_gb(tmp_path: Path, m
 
     driving = tmp_path / "driving60.mp4"
     ffmpeg("-stream_loop", "4", "-i", str(samples.DRIVING_VIDEO), "-c", "copy", str(driving))
-    assert probe(driving).duration == pytest.approx(60.4, abs=0.5)
+    assert read_header(driving).duration == pytest.approx(60.4, abs=0.5)
     speech = tmp_path / "speech15.wav"
     ffmpeg("-stream_loop", "3", "-i", str(media["speech"]), "-t", "14.9", str(speech))
     done = subprocess.run([sys.executable, "-c", RENDER_PEAK, str(driving), str(speech), str(tmp_path)], check=True,
@@ -183,5 +183,5 @@ def test_a_60_s_imitation_and_15_s_avatar_render_in_under_1_gb(tmp_path: Path, m
     peak_mb = int(done.stdout.split()[-1]) / 1024
     print(f"peak RSS of the render process: {peak_mb:.0f} MB")
     assert 50 < peak_mb < 1024  # (a Python process with NumPy and OpenCV loaded is well over 50 MB)
-    assert probe(tmp_path / "imitation.mp4").duration == pytest.approx(probe(driving).duration, abs=0.1)
-    assert probe(tmp_path / "avatar.mp4").duration == pytest.approx(14.9, abs=0.1)
+    assert read_header(tmp_path / "imitation.mp4").duration == pytest.approx(read_header(driving).duration, abs=0.1)
+    assert read_header(tmp_path / "avatar.mp4").duration == pytest.approx(14.9, abs=0.1)

@@ -14,9 +14,9 @@ import pytest
 from .conftest import TEST_KEY, cloud_config
 
 import spark_nb
-from spark_nb import avatar, config
-from spark_nb.client import ApiClient
-from spark_nb.config import Secret
+from spark_nb import _config as config, avatar
+from spark_nb._client import ApiClient
+from spark_nb._config import Secret
 
 
 class Recorder(ThreadingHTTPServer):

@@ -13,9 +13,9 @@ import httpx
 import pytest
 from .conftest import TEST_KEY
 
-from spark_nb.ffmpeg import ffmpeg_exe, probe
-from spark_nb.local.faults import Fault, FaultPlan
-from spark_nb.local.server import LocalServer
+from spark_nb._ffmpeg import ffmpeg_exe, read_header, try_decode
+from spark_nb.local._faults import Fault, FaultPlan
+from spark_nb.local._server import LocalServer
 
 AVATAR = "spark_avatar_picture_omni_v2"
 IMITATOR = "spark_avatar_imitator_v2v"
@@ -146,12 +146,13 @@ def test_task_lifecycle_delivers_a_real_video(http: httpx.Client, server: LocalS
     video = tmp_path / "result.mp4"
     video.write_bytes(response.content)
     assert codecs(video) == ("h264", "aac")
-    info = probe(video, decode_seconds=30)
-    expected = probe(soundtrack).duration
+    report = try_decode(video, 30)
+    info = report.facts
+    expected = read_header(soundtrack).duration
     assert expected is not None and info.duration is not None
     assert abs(info.duration - expected) <= FRAME + 1e-6
     assert info.has_audio and info.fps == 25.0
-    assert info.decoded_frames == pytest.approx(info.duration * 25, abs=1)
+    assert report.frames == pytest.approx(info.duration * 25, abs=1)
 
 
 def test_latency_progress_rises_and_completion_waits(http: httpx.Client, make_server: MakeServer,

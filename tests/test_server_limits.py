@@ -14,8 +14,8 @@ import httpx
 import pytest
 
 from spark_nb import avatar
-from spark_nb.cli import _parser
-from spark_nb.local.server import LocalServer
+from spark_nb._cli import _parser
+from spark_nb.local._server import LocalServer
 
 from .conftest import TEST_KEY, cloud_config
 

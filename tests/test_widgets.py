@@ -14,10 +14,10 @@ import pytest
 from .conftest import TEST_KEY, cloud_config
 from PIL import Image
 
-from spark_nb.ffmpeg import probe
-from spark_nb.local.server import LocalServer
-from spark_nb.results import Result
-from spark_nb.widgets import AvatarForm, ImitatorForm, MediaPicker, Studio, avatar_form, imitator_form, studio
+from spark_nb._ffmpeg import read_header, try_decode
+from spark_nb.local._server import LocalServer
+from spark_nb._results import Result
+from spark_nb.widgets import MediaPicker, ModelForm, Studio, avatar_form, imitator_form, studio
 
 WAIT_S = 240  # a shared, slow machine: local renders take seconds, more under load
 LOOPBACK = re.compile(r"127\.0\.0\.1|localhost|\[::1\]")
@@ -66,7 +66,7 @@ def assert_plays_remotely(markup: str, tag: str) -> None:
     assert not LOOPBACK.search(markup)
 
 
-def assert_completed(form: AvatarForm | ImitatorForm) -> Result:
+def assert_completed(form: ModelForm) -> Result:
     """The form shows a finished generation: status, enabled button, inline video, task id and cost."""
     assert form.wait(WAIT_S), "the generation did not finish"
     assert form.error.value == "", form.error.value
@@ -148,8 +148,8 @@ def test_long_audio_offers_trim_and_the_fix_works(media: dict[str, Path]) -> Non
     assert "spark-fix-audio" in form.audio.fix._dom_classes
     form.audio.fix.click()
     assert form.audio.ok and form.audio.problem.value == "" and not visible(form.audio.fix)
-    assert form.audio.media is not None and form.audio.media.info is not None
-    assert form.audio.media.info.duration is not None and form.audio.media.info.duration <= 15.0
+    assert form.audio.media is not None and form.audio.media.facts is not None
+    assert form.audio.media.facts.duration is not None and form.audio.media.facts.duration <= 15.0
     assert_plays_remotely(html_of(form.audio.preview), "<audio")
 
 
@@ -253,8 +253,9 @@ def test_compare_toggle_builds_a_side_by_side_video(media: dict[str, Path]) -> N
     assert_plays_remotely(markup, "<video")
     compared = Path(srcs(markup)[0])
     assert compared.is_file() and compared != result.path and result.task_id in compared.name
-    info = probe(compared)
-    assert info.has_video and info.decoded_frames > 1
+    report = try_decode(compared, 1.0)
+    info = report.facts
+    assert info.has_video and report.frames > 1
     assert info.width is not None and result_width(result) is not None and info.width > result_width(result)
     form.compare.value = False
     assert not visible(form.compare_area) and html_of(form.compare_area) == ""
@@ -262,7 +263,7 @@ def test_compare_toggle_builds_a_side_by_side_video(media: dict[str, Path]) -> N
 
 def result_width(result: Result) -> int | None:
     """The result video's width in pixels."""
-    return probe(result.path, decode_seconds=0.1).width
+    return try_decode(result.path, 0.1).facts.width
 
 
 def test_compare_on_before_generating_builds_after(media: dict[str, Path]) -> None:

@@ -3,11 +3,15 @@
     from spark_nb.batch import run_batch
     outcomes = run_batch("manifest.csv", "out/", concurrency=4)
 
-or `spark-nb batch manifest.csv --out out/`.
+or `spark-nb batch manifest.csv --out out/`. A job notebook of your own (`--notebook`) calls
+submit_or_resume() and finish() as the bundled one does.
 """
 
-from .manifest import ManifestError, Row, read_manifest
-from .report import outcomes_html
-from .runner import RowOutcome, run_batch, summary
+from ._job import finish, submit_or_resume
+from ._manifest import ManifestError, Row, columns, read_manifest
+from ._outcome import JobState, RowOutcome, RowStatus
+from ._report import outcomes_html
+from ._runner import run_batch, summary
 
-__all__ = ["ManifestError", "Row", "RowOutcome", "outcomes_html", "read_manifest", "run_batch", "summary"]
+__all__ = ["JobState", "ManifestError", "Row", "RowOutcome", "RowStatus", "columns", "finish", "outcomes_html",
+           "read_manifest", "run_batch", "submit_or_resume", "summary"]

@@ -11,36 +11,55 @@ import dataclasses
 import os
 import subprocess
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable, Mapping
 
 import numpy as np
 
-from ..ffmpeg import ffmpeg_exe, probe
-from . import signals
-from .faces import FaceTracker, Pose, analyse, to_gray
+from .._ffmpeg import MediaFacts, ProbeError, ffmpeg_exe, ffmpeg_input, try_decode
+from . import _signals as signals
+from ..models import MediaKind, RendererName
+from ._tracking import FaceTracker, Pose, analyse
 
 FPS = 25
 LONGEST_SIDE = 512
+STILL_SECONDS = 3.0
 ANALYSIS_WIDTH = 320  # driving videos are analysed at this width: enough for Haar and optical flow
 ProgressCallback = Callable[[float], None]
 
 
 class RenderError(Exception):
-    """The renderer could not use an input; the message names which."""
+    """The renderer could not use an input; `kind` says which (image, audio or video), None for the output."""
+
+    def __init__(self, message: str, kind: MediaKind | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+def render(renderer: RendererName, inputs: Mapping[MediaKind, Path], out: Path, *, longest_side: int = LONGEST_SIDE,
+           on_progress: ProgressCallback | None = None) -> None:
+    """Render with the named renderer (a ModelSpec's `renderer`) from the inputs of each kind into out."""
+    if renderer == "talking_head":
+        render_avatar(inputs["image"], inputs["audio"], out, longest_side=longest_side, on_progress=on_progress)
+    elif renderer == "imitation":
+        render_imitation(inputs["image"], inputs["video"], out, longest_side=longest_side, on_progress=on_progress)
+    elif renderer == "still":
+        render_still(inputs["image"], out, longest_side=longest_side, on_progress=on_progress)
+    else:
+        raise RenderError(f"no local renderer called {renderer!r}")
 
 
 def render_avatar(image: Path, audio: Path, out: Path, *, longest_side: int = LONGEST_SIDE,
                   on_progress: ProgressCallback | None = None) -> None:
     """A talking-head video as long as the audio, with the audio."""
-    duration = _duration(audio, "audio_url", need_audio=True)
+    duration = _duration(audio, "audio")
     portrait = _load_portrait(image, longest_side)
     count = max(1, round(duration * FPS))
     try:
         opening = signals.loudness_envelope(signals.decode_audio(audio), count, FPS)
     except ValueError as exc:
-        raise RenderError(f"audio_url could not be decoded: {exc}") from exc
+        raise RenderError(f"could not be decoded: {exc}", "audio") from exc
     closure = signals.blinks(count, FPS)
-    from .animate import Animator
+    from ._animate import Animator
 
     animator = Animator(portrait, analyse(portrait))
     with VideoEncoder(out, portrait.shape[1], portrait.shape[0], count, audio) as encoder:
@@ -52,14 +71,14 @@ def render_avatar(image: Path, audio: Path, out: Path, *, longest_side: int = LO
 def render_imitation(image: Path, driving_video: Path, out: Path, *, longest_side: int = LONGEST_SIDE,
                      on_progress: ProgressCallback | None = None) -> None:
     """The character performing the driving video's head motion and mouth, as long as it, with its audio."""
-    info = _probe(driving_video, "driving_video_info.video_url")
+    info = _header(driving_video, "video")
     if not info.has_video or info.is_still_image or not info.duration:
-        raise RenderError("driving_video_info.video_url has no video stream")
+        raise RenderError("has no video stream", "video")
     portrait = _load_portrait(image, longest_side)
     count = max(1, round(info.duration * FPS))
     motion = analyse_driving(driving_video, count, lambda f: _report(on_progress, f * 0.4, 1.0))
     closure = signals.blinks(count, FPS)
-    from .animate import Animator
+    from ._animate import Animator
 
     animator = Animator(portrait, analyse(portrait))
     audio = driving_video if info.has_audio else None
@@ -67,6 +86,21 @@ def render_imitation(image: Path, driving_video: Path, out: Path, *, longest_sid
         for i in range(count):
             encoder.write(animator.frame(motion.mouth[i], closure[i], motion.poses[i]))
             _report(on_progress, 0.4 + 0.6 * (i + 1) / count, 1.0)
+
+
+def render_still(image: Path, out: Path, *, seconds: float = STILL_SECONDS, longest_side: int = LONGEST_SIDE,
+                 on_progress: ProgressCallback | None = None) -> None:
+    """A picture that breathes: a few seconds of blinks and a gentle sway, silent (for one-image models)."""
+    portrait = _load_portrait(image, longest_side)
+    count = max(1, round(seconds * FPS))
+    closure = signals.blinks(count, FPS)
+    from ._animate import Animator
+
+    animator = Animator(portrait, analyse(portrait))
+    with VideoEncoder(out, portrait.shape[1], portrait.shape[0], count, None) as encoder:
+        for i in range(count):
+            encoder.write(animator.frame(0.0, closure[i], signals.sway(i, FPS, 0.0)))
+            _report(on_progress, i + 1, count)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,13 +114,13 @@ class DrivingMotion:
 
 def analyse_driving(video: Path, count: int, on_progress: ProgressCallback | None = None) -> DrivingMotion:
     """Track the driving video's face over count frames at 25 fps (decoded small and grey, streamed)."""
-    cmd = [ffmpeg_exe(), "-nostdin", "-v", "error", "-i", str(video), "-an", "-vf",
+    cmd = [ffmpeg_exe(), "-nostdin", "-v", "error", "-i", ffmpeg_input(video), "-an", "-vf",
            f"fps={FPS},scale={ANALYSIS_WIDTH}:-2", "-pix_fmt", "gray", "-f", "rawvideo", "-"]
-    info = probe(video, decode_seconds=0.1)
+    info = _header(video, "video")
     width = ANALYSIS_WIDTH
     height = int(round(info.height * ANALYSIS_WIDTH / info.width / 2) * 2) if info.width and info.height else 0
     if not height:
-        raise RenderError("driving_video_info.video_url has no readable frame size")
+        raise RenderError("has no readable frame size", "video")
     poses: list[Pose] = []
     darkness: list[float] = []
     tracker: FaceTracker | None = None
@@ -111,7 +145,7 @@ def analyse_driving(video: Path, count: int, on_progress: ProgressCallback | Non
         if proc.stdout:
             proc.stdout.close()
     if not poses:
-        raise RenderError("driving_video_info.video_url has no decodable frames")
+        raise RenderError("has no decodable frames", "video")
     poses += [poses[-1]] * (count - len(poses))  # fps rounding can leave a frame or two short
     darkness += [darkness[-1]] * (count - len(darkness))
     found = bool(tracker and tracker.found)
@@ -159,7 +193,7 @@ class VideoEncoder:
         self.out, self._tmp = out, out.with_name(out.name + ".part")
         cmd = [ffmpeg_exe(), "-y", "-nostdin", "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24",
                "-s", f"{width}x{height}", "-r", str(FPS), "-i", "-"]
-        cmd += ["-i", str(audio)] if audio else ["-f", "lavfi", "-i", "anullsrc=r=44100:cl=mono"]
+        cmd += ["-i", ffmpeg_input(audio)] if audio else ["-f", "lavfi", "-i", "anullsrc=r=44100:cl=mono"]
         cmd += ["-map", "0:v", "-map", "1:a", "-t", f"{count / FPS:.3f}", "-c:v", "libx264", "-preset", "veryfast",
                 "-crf", "23", "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "96k", "-movflags", "+faststart",
                 "-f", "mp4", str(self._tmp)]
@@ -201,19 +235,19 @@ def _report(on_progress: ProgressCallback | None, done: float, total: float) -> 
         on_progress(min(1.0, done / total))
 
 
-def _probe(path: Path, field: str):  # noqa: ANN202
+def _header(path: Path, kind: MediaKind) -> MediaFacts:
     try:
-        return probe(path, decode_seconds=0.2)
-    except ValueError as exc:
-        raise RenderError(f"{field} could not be decoded: {exc}") from exc
+        return try_decode(path, 0.2).facts
+    except ProbeError as exc:
+        raise RenderError(f"could not be decoded: {exc}", kind) from exc
 
 
-def _duration(path: Path, field: str, *, need_audio: bool = False) -> float:
-    info = _probe(path, field)
-    if need_audio and not info.has_audio:
-        raise RenderError(f"{field} has no audio stream")
+def _duration(path: Path, kind: MediaKind) -> float:
+    info = _header(path, kind)
+    if kind == "audio" and not info.has_audio:
+        raise RenderError("has no audio stream", kind)
     if not info.duration:
-        raise RenderError(f"{field} has no duration")
+        raise RenderError("has no duration", kind)
     return info.duration
 
 
@@ -225,7 +259,7 @@ def _load_portrait(path: Path, longest_side: int) -> np.ndarray:
         with Image.open(path) as img:
             img = ImageOps.exif_transpose(img).convert("RGB")
     except (OSError, ValueError, SyntaxError) as exc:
-        raise RenderError(f"image_url could not be decoded as an image: {exc}") from exc
+        raise RenderError(f"could not be decoded as an image: {exc}", "image") from exc
     scale = longest_side / max(img.size)
     size = (max(2, round(img.width * scale / 2) * 2), max(2, round(img.height * scale / 2) * 2))
     return np.asarray(img.resize(size, Image.Resampling.LANCZOS))

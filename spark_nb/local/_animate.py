@@ -7,7 +7,7 @@ import math
 import cv2
 import numpy as np
 
-from .faces import FaceLayout, Pose
+from ._tracking import FaceLayout, Pose
 
 MOUTH_INTERIOR = np.array([48, 18, 24], dtype=np.float32)  # dark red-brown, as inside a mouth in shadow
 

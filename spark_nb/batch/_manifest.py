@@ -1,4 +1,8 @@
-"""The batch manifest: a CSV of rows (name, model, image, audio, driving_video), every row checked up front."""
+"""The batch manifest: a CSV of rows (name, model, then one column per media input), every row checked up front.
+
+The input columns are the media fields of the registered models (image, audio, driving_video for the two
+Spark models); a row fills those its model takes.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +13,10 @@ import hashlib
 import re
 from pathlib import Path
 
+from .._inputs import check
+from .._urls import is_http_url, url_scheme
 from ..errors import SparkError, ValidationError
-from ..inputs import normalise, validate
-from ..models import ModelSpec, get_model
-
-COLUMNS = ("name", "model", "image", "audio", "driving_video")
+from ..models import MODELS, ModelSpec, get_model, input_fields
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,80}$")
 
 
@@ -23,6 +26,7 @@ class ManifestError(ValidationError):
     def __init__(self, manifest: Path, problems: list[str]) -> None:
         listing = "\n".join(f"  {p}" for p in problems)
         super().__init__(f"{manifest.name}: {len(problems)} problem(s), nothing was run:\n{listing}",
+                         reason="manifest",
                          hint="fix the rows above (row numbers count the header as row 1) and run again")
         self.problems = problems
 
@@ -43,7 +47,7 @@ class Row:
         for field in self.spec.fields:
             value = self.inputs[field.name]
             digest.update(f"\0{field.name}\0".encode())
-            if value.startswith(("http://", "https://")):
+            if is_http_url(value):
                 digest.update(value.encode())
             else:
                 with open(value, "rb") as f:
@@ -56,23 +60,30 @@ def _probe_all_at_once(manifest: Path, records: list[tuple[int, dict[str, str]]]
     """Probe every local media file of the manifest in parallel; the row checks then find the answers cached."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from ..ffmpeg import ProbeError, probe
+    from .._ffmpeg import ProbeError, try_decode
 
+    decoded = {f.name for spec in MODELS.values() for f in spec.fields if f.kind in ("audio", "video")}
     paths = {manifest.parent / value.strip() for _, record in records
-             for column, value in record.items() if column and column.strip() in ("audio", "driving_video")
-             and value and value.strip() and not value.strip().startswith(("http://", "https://"))}
+             for column, value in record.items() if column and column.strip() in decoded
+             and value and value.strip() and url_scheme(value.strip()) is None}
 
     def warm(path: Path) -> None:
         with contextlib.suppress(ProbeError, OSError):
-            probe(path)
+            try_decode(path)
 
     with ThreadPoolExecutor(max_workers=4) as pool:
         list(pool.map(warm, sorted(p for p in paths if p.is_file())))
 
 
+def columns() -> tuple[str, ...]:
+    """A manifest's columns: name, model, and every registered model's media inputs."""
+    return ("name", "model", *input_fields())
+
+
 def read_manifest(path: str | Path) -> list[Row]:
     """All rows of the manifest, checked; raises ManifestError listing every problem with its row number."""
     path = Path(path)
+    known = columns()
     try:
         with path.open(newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f)
@@ -80,11 +91,11 @@ def read_manifest(path: str | Path) -> list[Row]:
             records = [(reader.line_num, record) for record in reader]
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise SparkError(f"cannot read the manifest {path}: {exc}",
-                         hint="give a UTF-8 CSV file with columns " + ", ".join(COLUMNS)) from exc
+                         hint="give a UTF-8 CSV file with columns " + ", ".join(known)) from exc
     missing = [c for c in ("name", "model", "image") if c not in header]
     if missing:
         raise ManifestError(path, [(f"row 1: missing column(s) {', '.join(missing)}; "
-                                    f"the columns are {', '.join(COLUMNS)}")])
+                                    f"the columns are {', '.join(known)}")])
     _probe_all_at_once(path, records)
     rows, problems, seen = [], [], {}
     for number, record in records:
@@ -101,21 +112,21 @@ def read_manifest(path: str | Path) -> list[Row]:
             seen[name.lower()] = number
         try:
             spec = get_model(cells.get("model", ""))
-        except ValueError as exc:
+        except ValidationError as exc:
             problems += [f"row {number}: {p}" for p in [*row_problems, str(exc)]]
             continue
         inputs = {}
         for field in spec.fields:
             value = cells.get(field.name, "")
-            resolved = value if value.startswith(("http://", "https://")) or not value else str(path.parent / value)
+            resolved = value if url_scheme(value) or not value else str(path.parent / value)
             try:
-                item = validate(normalise(resolved or None, field))
+                item = check(resolved or None, field)
             except ValidationError as exc:
                 row_problems.append(f"{field.name}: {str(exc).splitlines()[0]}")
                 continue
             inputs[field.name] = item.url or str(Path(item.path).resolve())  # type: ignore[arg-type]
         takes = {f.name for f in spec.fields}
-        unused = [f for f in ("audio", "driving_video") if cells.get(f) and f not in takes]
+        unused = [f for f in input_fields() if cells.get(f) and f not in takes]
         row_problems += [f"{f} is set but {spec.id} does not take it" for f in unused]
         if row_problems:
             problems += [f"row {number}: {p}" for p in row_problems]

@@ -15,12 +15,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .. import pipeline
+from .. import _pipeline as pipeline
+from .._results import Result
+from .._tasks import Task, TaskState
 from ..errors import SparkError, TaskCancelled, TaskFailed, TaskMayExist
 from ..models import get_model
-from ..results import Result
-from ..tasks import Task
-from .ledger import Entry, Ledger
+from ._ledger import Entry, Ledger
+from ._outcome import JobState, RowStatus
 
 LEDGER_WATCH_S = 0.2
 TASK_FILE = "task.json"
@@ -54,9 +55,9 @@ def submit_or_resume(model: str, inputs: dict[str, str], out_dir: str | Path, *,
         task_id = json.loads((out / TASK_FILE).read_text()).get("task_id")
     if task_id:
         if entry is None or entry.task_id is None:  # never step back from completed/failed
-            _note(book, key, name, spec.id, "submitted", task_id)
+            _note(book, key, name, spec.id, JobState.SUBMITTED, task_id)
         return Task.from_id(task_id, model=spec.id, output_dir=out)
-    if entry and entry.state in ("submitting", "uncertain"):
+    if entry and entry.state in (JobState.SUBMITTING, JobState.UNCERTAIN):
         raise UncertainJob(f"job {name} may already have a task (its create call's answer was lost)",
                            hint="check the service's task list; run the batch with --resubmit-uncertain to send it "
                                 "again (that may pay twice)")
@@ -67,15 +68,16 @@ def submit_or_resume(model: str, inputs: dict[str, str], out_dir: str | Path, *,
         if cancel is not None and cancel.is_set():
             raise TaskCancelled(f"job {name} was stopped before its create call; no task was created",
                                 hint="run it again to submit it")
-        _note(book, key, name, spec.id, "submitting")
+        _note(book, key, name, spec.id, JobState.SUBMITTING)
         sending.set()
 
     values = {field: value for field, value in inputs.items() if value}
     try:
         task = pipeline.submit(spec, values, output_dir=out, before_create=before_create)
     except TaskMayExist as exc:
-        _note(book, key, name, spec.id, "uncertain", record=_record(name, spec.id, None, "uncertain", error=exc))
-        write_record(out, _record(name, spec.id, None, "uncertain", error=exc))
+        record = _record(name, spec.id, None, RowStatus.UNCERTAIN, error=exc)
+        _note(book, key, name, spec.id, JobState.UNCERTAIN, record=record)
+        write_record(out, record)
         raise
     except SparkError:
         # any other create error (401, 403, 429, refused inputs) means no task exists: not uncertain
@@ -83,20 +85,21 @@ def submit_or_resume(model: str, inputs: dict[str, str], out_dir: str | Path, *,
             book.forget(key)
         raise
     _atomic_write(out / TASK_FILE, json.dumps({"task_id": task.id, "model": spec.id, "name": name}))
-    _note(book, key, name, spec.id, "submitted", task.id)
+    _note(book, key, name, spec.id, JobState.SUBMITTED, task.id)
     return task
 
 
 def _failed_retryably(out: Path, entry: Entry | None) -> bool:
     """Whether the job's last task was failed by the service itself (…095–…099), so a new task may succeed."""
     if entry is not None:
-        return entry.state == "failed" and bool(entry.record.get("retryable"))
+        return entry.state == JobState.FAILED and bool(entry.record.get("retryable"))
     try:
         recorded = json.loads((out / TASK_FILE).read_text()).get("task_id")
         result = json.loads((out / RESULT_FILE).read_text())
     except (OSError, ValueError):
         return False
-    return result.get("task_id") == recorded and result.get("status") == "failed" and bool(result.get("retryable"))
+    return (result.get("task_id") == recorded and result.get("status") == RowStatus.FAILED
+            and bool(result.get("retryable")))
 
 
 def finish(task: Task, out_dir: str | Path, *, name: str, timeout: float = 1800, ledger: str | Path | None = None,
@@ -113,20 +116,24 @@ def finish(task: Task, out_dir: str | Path, *, name: str, timeout: float = 1800,
     book = Ledger(ledger) if ledger else None
     if follow_ledger and book is not None and key:
         _await_ledger(book, key, timeout)
+    def done_at_service(state: TaskState) -> None:
+        if state.done and on_done is not None:  # the service's part is over; the download is ours
+            on_done()
+
     try:
-        result = task._wait(timeout, False, cancel, on_done)
+        result = task.wait(timeout, progress=False, cancel=cancel, on_update=done_at_service)
     except SparkError as exc:
         final = isinstance(exc, TaskFailed)  # a timeout or a lost download leaves a task to resume next run
-        record = _record(name, task.model, task.id, "failed" if final else "unfinished", error=exc,
+        record = _record(name, task.model, task.id, RowStatus.FAILED if final else RowStatus.UNFINISHED, error=exc,
                          retryable=final and getattr(exc, "retryable", False))
         write_record(out, record)
-        _note(book, key, name, task.model, "failed" if final else "submitted", task.id, record=record)
+        _note(book, key, name, task.model, JobState.FAILED if final else JobState.SUBMITTED, task.id, record=record)
         raise
     video = Path(os.path.relpath(result.path, out))
-    record = _record(name, result.model, result.task_id, "completed", video=video.as_posix(),
+    record = _record(name, result.model, result.task_id, RowStatus.COMPLETED, video=video.as_posix(),
                      duration=result.duration, cost=result.cost)
     write_record(out, record)
-    _note(book, key, name, result.model, "completed", result.task_id, record=record)
+    _note(book, key, name, result.model, JobState.COMPLETED, result.task_id, record=record)
     return result
 
 
@@ -134,7 +141,7 @@ def _await_ledger(book: Ledger, key: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         entry = book.get(key)
-        if entry is None or entry.state in ("completed", "failed"):
+        if entry is None or entry.state in (JobState.COMPLETED, JobState.FAILED):
             return
         time.sleep(LEDGER_WATCH_S)
 
@@ -146,7 +153,7 @@ def write_record(out_dir: str | Path, record: dict[str, Any]) -> Path:
     return path
 
 
-def _record(name: str, model: str, task_id: str | None, status: str, *, video: str | None = None,
+def _record(name: str, model: str, task_id: str | None, status: RowStatus, *, video: str | None = None,
             duration: float | None = None, cost: str | None = None, error: BaseException | None = None,
             retryable: bool = False) -> dict[str, Any]:
     return {"name": name, "model": model, "task_id": task_id, "status": status, "video": video,
@@ -154,7 +161,7 @@ def _record(name: str, model: str, task_id: str | None, status: str, *, video: s
             "retryable": retryable}
 
 
-def _note(book: Ledger | None, key: str | None, name: str, model: str, state: str, task_id: str | None = None,
+def _note(book: Ledger | None, key: str | None, name: str, model: str, state: JobState, task_id: str | None = None,
           record: dict[str, Any] | None = None) -> None:
     if book is not None and key:
         book.set(key, name=name, model=model, state=state, task_id=task_id, record=record)

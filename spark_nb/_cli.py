@@ -77,7 +77,7 @@ def _run(args: argparse.Namespace) -> int:
     elif args.command == "batch":
         return _batch(args)
     elif args.command == "status":
-        from .tasks import Task
+        from ._tasks import Task
 
         task = Task.from_id(args.task_id, model=args.model, **config)
         if args.wait:
@@ -87,9 +87,9 @@ def _run(args: argparse.Namespace) -> int:
             progress = f" {state.progress:.0%}" if state.progress is not None else ""
             print(f"task:   {state.id}\nmodel:  {state.model}\nstatus: {state.status}{progress}")
             if state.failed:
-                from .client import task_error
+                from .models import task_failure
 
-                raise task_error(state.raw.get("error"), state.id, state.model)
+                raise task_failure(state.raw.get("error"), state.id, state.model)
     elif args.command == "serve":
         return _serve(args)
     elif args.command == "demo":
@@ -115,7 +115,7 @@ def _demo(out: str) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from .local.server import LocalServer
+    from .local._server import LocalServer
 
     server = LocalServer(args.host, args.port, latency=args.latency, faults=args.faults, fault_seed=args.fault_seed,
                          api_key=args.api_key).start()

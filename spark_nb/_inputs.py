@@ -1,30 +1,53 @@
-"""Media inputs: turn a URL, path, bytes or widget upload into a Media, and check it against the seed rules."""
+"""Media inputs: every rule an input must meet, in one place.
+
+normalise() turns a URL, path, bytes or widget upload into a Media; validate() checks a local file against
+its field's rules (raising ValidationError with a machine-readable `reason`) and attaches Advice: what is
+usable but worth saying (long audio, no face), with the fix on offer. generate() turns advice into warnings
+and fixes, forms into notes and one-click buttons.
+"""
 
 from __future__ import annotations
 
-import atexit
 import dataclasses
 import hashlib
+import logging
 import os
 import re
-import shutil
 import struct
-import tempfile
 import threading
 from pathlib import Path
-from typing import Any, Mapping
-from urllib.parse import urlsplit
+from typing import Any, Literal, Mapping
 
+from ._ffmpeg import DecodeReport, MediaFacts, ProbeError, try_decode
+from ._scratch import scratch_dir
+from ._urls import MAX_URL_CHARS, is_http_url, url_scheme
 from .errors import ValidationError
-from .ffmpeg import MediaInfo, ProbeError, probe
 from .models import MediaField
+
+logger = logging.getLogger("spark_nb.inputs")
 
 MAX_IMAGE_BYTES = 5 * 1024 * 1024
 MAX_IMAGE_SIDE = 4096  # the seed says "less than 4096x4096"
 IMAGE_FORMATS = {"JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF", "MPO"}
 RECOMMENDED_AUDIO_SECONDS = 15.0
-MAX_URL_CHARS = 8000  # longer URLs are refused by most web servers (8 KB request lines)
-_SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]+):")
+Fix = Literal["trim_audio", "shrink_image"]
+# the one-click fix for each problem that has one: a ValidationError's reason or an Advice's
+FIXES: dict[str, Fix] = {"image_too_large": "shrink_image", "audio_too_long": "trim_audio"}
+FIX_LABELS: dict[Fix, str] = {"trim_audio": f"Trim to {RECOMMENDED_AUDIO_SECONDS:g} s", "shrink_image": "Shrink"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Advice:
+    """Something worth saying about an input that is usable as it is, and the fix on offer (if any)."""
+
+    reason: Literal["audio_too_long", "no_face"]
+    field: str
+    message: str
+
+    @property
+    def fix(self) -> Fix | None:
+        """The fix for this advice, e.g. "trim_audio", or None."""
+        return FIXES.get(self.reason)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,7 +57,8 @@ class Media:
     field: MediaField
     url: str | None = None
     path: Path | None = None
-    info: MediaInfo | None = None
+    facts: MediaFacts | None = None
+    advice: tuple[Advice, ...] = ()
 
     @property
     def is_local(self) -> bool:
@@ -42,12 +66,26 @@ class Media:
         return self.path is not None
 
 
+def fix_for(problem: ValidationError | Advice) -> Fix | None:
+    """The one-click fix for a refused input or a piece of advice, or None."""
+    return FIXES.get(problem.reason)
+
+
+def apply_fix(fix: Fix, path: Path) -> Path:
+    """Run a fix on the file at path and return the fixed copy (trimmed audio, shrunk image)."""
+    from . import media
+
+    if fix == "trim_audio":
+        return media.trim_audio(path, RECOMMENDED_AUDIO_SECONDS)
+    return media.shrink_image(path)
+
+
 def normalise(value: Any, field: MediaField) -> Media:
     """A Media for value (http(s) URL, path, bytes, or an ipywidgets 8 FileUpload item), or ValidationError."""
     what = field.label
     if value is None or (isinstance(value, (str, bytes, bytearray)) and not value.strip()):
         raise ValidationError(
-            f"{what} is missing", code=field.missing_code, field=field.name,
+            f"{what} is missing", reason="missing", code=field.missing_code, field=field.name,
             hint=f"pass {field.name}= as a file path, an http(s) URL, bytes or a FileUpload item",
         )
     if isinstance(value, str):
@@ -57,7 +95,8 @@ def normalise(value: Any, field: MediaField) -> Media:
             text = os.fsdecode(os.fspath(value))  # e.g. os.scandir(b".") entries name bytes paths
         except (TypeError, ValueError) as exc:
             raise ValidationError(
-                f"{what}: the {type(value).__name__} does not name a usable path ({exc})"[:300], field=field.name,
+                f"{what}: the {type(value).__name__} does not name a usable path ({exc})"[:300],
+                reason="no_such_file", field=field.name,
                 hint="pass a file path as a str or pathlib.Path, an http(s) URL, bytes or a FileUpload item",
             ) from exc
         return Media(field, path=_existing_file(Path(text), field))
@@ -66,38 +105,33 @@ def normalise(value: Any, field: MediaField) -> Media:
     if isinstance(value, Mapping):
         return Media(field, path=_from_upload(value, field))
     raise ValidationError(
-        f"{what}: cannot use a {type(value).__name__}",
-        field=field.name,
+        f"{what}: cannot use a {type(value).__name__}", reason="unsupported_type", field=field.name,
         hint="pass a file path, an http(s) URL, bytes or an item of FileUpload.value",
     )
 
 
 def _from_string(text: str, field: MediaField) -> Media:
-    scheme = _SCHEME.match(text)
-    if scheme and len(scheme.group(1)) > 1:  # one letter is a Windows drive, e.g. C:\face.jpg
-        if scheme.group(1).lower() not in ("http", "https"):
-            raise ValidationError(
-                f"{field.label}: {scheme.group(1)[:20]}: URLs are not supported",
-                field=field.name,
-                hint="use an http(s) URL the service can fetch, or a local file path",
-            )
-        try:
-            parts = urlsplit(text)
-            host, _ = parts.hostname, parts.port  # .port raises ValueError unless it is a number in 0-65535
-        except ValueError:  # e.g. "http://[", or a host that changes under NFKC normalisation
-            host = None
-        if not host or any(c.isspace() or not c.isprintable() for c in text):
-            raise ValidationError(
-                f"{field.label}: {text[:80]!r} is not a valid URL", field=field.name,
-                hint="check the URL; it needs a host, a numeric port if any, and no spaces or control characters",
-            )
-        if len(text) > MAX_URL_CHARS:
-            raise ValidationError(
-                f"{field.label}: the URL is {len(text)} characters long; servers refuse URLs over {MAX_URL_CHARS}",
-                field=field.name, hint="use a shorter URL (e.g. upload the file and pass its short link)",
-            )
-        return Media(field, url=text)
-    return Media(field, path=_existing_file(Path(text), field))
+    scheme = url_scheme(text)
+    if scheme is None:
+        return Media(field, path=_existing_file(Path(text), field))
+    if scheme not in ("http", "https"):
+        raise ValidationError(
+            f"{field.label}: {scheme[:20]}: URLs are not supported", reason="unsupported_url", field=field.name,
+            hint="use an http(s) URL the service can fetch, or a local file path",
+        )
+    if len(text) > MAX_URL_CHARS:
+        raise ValidationError(
+            f"{field.label}: the URL is {len(text)} characters long; servers refuse URLs over {MAX_URL_CHARS}",
+            reason="invalid_url", field=field.name,
+            hint="use a shorter URL (e.g. upload the file and pass its short link)",
+        )
+    if not is_http_url(text):
+        raise ValidationError(
+            f"{field.label}: {text[:80]!r} is not a valid URL", reason="invalid_url", field=field.name,
+            hint="check the URL; it needs a host (non-ASCII names in their xn-- form), a numeric port if any, "
+                 "and no spaces or control characters",
+        )
+    return Media(field, url=text)
 
 
 def _existing_file(path: Path, field: MediaField) -> Path:
@@ -108,7 +142,7 @@ def _existing_file(path: Path, field: MediaField) -> Path:
         ok = False
     if not ok:
         raise ValidationError(
-            f"{field.label}: no such file {shown!r}", field=field.name,
+            f"{field.label}: no such file {shown!r}", reason="no_such_file", field=field.name,
             hint="check the path (relative paths start from the current directory) or pass an http(s) URL",
         )
     return path
@@ -118,7 +152,7 @@ def _from_upload(item: Mapping[str, Any], field: MediaField) -> Path:
     content = item.get("content")
     if not isinstance(content, (bytes, bytearray, memoryview)) or len(content) == 0:
         raise ValidationError(
-            f"{field.label}: the upload has no content", field=field.name,
+            f"{field.label}: the upload has no content", reason="empty", field=field.name,
             hint="pick the file again; an ipywidgets 8 FileUpload item has 'name' and 'content'",
         )
     name = item.get("name")
@@ -126,24 +160,11 @@ def _from_upload(item: Mapping[str, Any], field: MediaField) -> Path:
     return _spill(bytes(content), suffix, field)
 
 
-_scratch: Path | None = None
-_scratch_lock = threading.Lock()
-
-
-def scratch_dir() -> Path:
-    """A private temporary folder for this process (spilled bytes, trimmed audio), removed at exit."""
-    global _scratch
-    with _scratch_lock:
-        if _scratch is None:
-            _scratch = Path(tempfile.mkdtemp(prefix="spark_nb_"))
-            atexit.register(shutil.rmtree, _scratch, True)
-        return _scratch
-
-
 def _spill(data: bytes, suffix: str, field: MediaField) -> Path:
     """Write in-memory media to a private temporary file (named by content, so repeats are free)."""
     if not data:
-        raise ValidationError(f"{field.label}: the data is empty", field=field.name, hint="pass the file's bytes")
+        raise ValidationError(f"{field.label}: the data is empty", reason="empty", field=field.name,
+                              hint="pass the file's bytes")
     suffix = suffix if re.fullmatch(r"\.[A-Za-z0-9]{1,8}", suffix or "") else ""
     path = scratch_dir() / f"{hashlib.sha256(data).hexdigest()[:24]}{suffix}"
     if not path.exists():
@@ -154,20 +175,52 @@ def _spill(data: bytes, suffix: str, field: MediaField) -> Path:
 
 
 def validate(media: Media) -> Media:
-    """Check a local file against its field's rules; URLs pass through. Returns media with its MediaInfo."""
+    """Check a local file against its field's rules (URLs pass through); returns media with its facts and advice."""
     if not media.is_local:
         return media
-    check = {"image": _check_image, "audio": _check_audio, "video": _check_video}[media.field.kind]
-    return dataclasses.replace(media, info=check(media.path, media.field))  # type: ignore[arg-type]
+    path, field = media.path, media.field
+    assert path is not None
+    check = {"image": _check_image, "audio": _check_audio, "video": _check_video}[field.kind]
+    facts = check(path, field)
+    return dataclasses.replace(media, facts=facts, advice=tuple(_advice(path, field, facts)))
 
 
-def _check_image(path: Path, field: MediaField) -> MediaInfo:
+def check(value: Any, field: MediaField) -> Media:
+    """normalise() then validate(): the checked Media for value, or ValidationError."""
+    return validate(normalise(value, field))
+
+
+def _advice(path: Path, field: MediaField, facts: MediaFacts) -> list[Advice]:
+    if field.kind == "audio" and (facts.duration or 0) > RECOMMENDED_AUDIO_SECONDS:
+        return [Advice("audio_too_long", field.name,
+                       f"the {field.label} is {facts.duration:.1f} s, over the model's recommended "
+                       f"{RECOMMENDED_AUDIO_SECONDS:g} s limit; longer audio may degrade the result")]
+    if field.kind == "image" and not _face_found(path):
+        return [Advice("no_face", field.name,
+                       f"no face found in the {field.label} ({path.name}): the model wants one person with a "
+                       "large, frontal face, so the result may be poor")]
+    return []
+
+
+def _face_found(path: Path) -> bool:
+    """Whether the image shows a face; True when detection itself fails (the check is advice, never a refusal)."""
+    try:
+        from ._faces import face_in_file
+
+        return face_in_file(path)
+    except Exception as exc:  # noqa: BLE001 - OpenCV or PIL trouble must not block a usable input
+        logger.debug("face check of %s failed: %r", path.name, exc)
+        return True
+
+
+def _check_image(path: Path, field: MediaField) -> MediaFacts:
     from PIL import Image, UnidentifiedImageError
 
     size = path.stat().st_size
     if size >= MAX_IMAGE_BYTES:
         raise ValidationError(
-            f"{field.label} is {size / 1e6:.1f} MB; the model takes images under 5 MB", field=field.name,
+            f"{field.label} is {size / 1e6:.1f} MB; the model takes images under 5 MB", reason="image_too_large",
+            field=field.name,
             hint="shrink it, e.g. spark_nb.media.shrink_image(path) or save it as a JPEG at quality 90",
         )
     claimed = _header_size(path)  # before PIL: a header claiming 50000x50000 is refused without touching it
@@ -179,7 +232,7 @@ def _check_image(path: Path, field: MediaField) -> MediaInfo:
             if fmt not in IMAGE_FORMATS:
                 raise ValidationError(
                     f"{field.label} is a {fmt} image; use JPG (recommended), PNG or another common format",
-                    field=field.name, hint="convert it to JPEG",
+                    reason="unsupported_format", field=field.name, hint="convert it to JPEG",
                 )
             if width >= MAX_IMAGE_SIDE or height >= MAX_IMAGE_SIDE:
                 raise _too_large(width, height, field)
@@ -190,19 +243,21 @@ def _check_image(path: Path, field: MediaField) -> MediaInfo:
     except Image.DecompressionBombError as exc:  # raised by open() itself, from the header's claimed size
         raise ValidationError(
             f"{field.label} claims a size far above the model's limit: it takes images under 4096x4096 ({exc})"[:300],
-            field=field.name, hint="resize it so its longest side is at most 4095 px (2048 is plenty)",
+            reason="image_too_large", field=field.name, hint="resize it so its longest side is at most 4095 px (2048 is plenty)",
         ) from exc
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise ValidationError(
-            f"{field.label} could not be decoded as an image ({path.name}: {exc})"[:300], field=field.name,
+            f"{field.label} could not be decoded as an image ({path.name}: {exc})"[:300], reason="not_decodable",
+            field=field.name,
             hint="use a JPG or PNG file; check that the file is complete and really an image",
         ) from exc
-    return MediaInfo(container=fmt.lower(), duration=None, width=width, height=height, decoded_frames=1)
+    return MediaFacts(path=path, container=fmt.lower(), duration=None, width=width, height=height, fps=None,
+                      has_audio=False, is_still_image=True, bytes=size)
 
 
 def _too_large(width: int, height: int, field: MediaField) -> ValidationError:
     return ValidationError(
-        f"{field.label} is {width}x{height}; the model takes images under 4096x4096",
+        f"{field.label} is {width}x{height}; the model takes images under 4096x4096", reason="image_too_large",
         field=field.name, hint="resize it so its longest side is at most 4095 px (2048 is plenty)",
     )
 
@@ -265,41 +320,41 @@ def _jpeg_size(fh: Any) -> tuple[int, int] | None:
         fh.seek(start + length)  # always forward: the walk ends at the end of the file
 
 
-def _probe(path: Path, field: MediaField, kind: str) -> MediaInfo:
+def _decode(path: Path, field: MediaField, kind: str) -> DecodeReport:
     try:
-        return probe(path)
+        return try_decode(path)
     except ProbeError as exc:
         raise ValidationError(
-            f"{field.label} could not be decoded as {kind} ({path.name}: {exc})", field=field.name,
-            hint=f"check that the file is complete and really {kind} (e.g. wav, mp3, m4a, mp4)",
+            f"{field.label} could not be decoded as {kind} ({path.name}: {exc})", reason="not_decodable",
+            field=field.name, hint=f"check that the file is complete and really {kind} (e.g. wav, mp3, m4a, mp4)",
         ) from exc
 
 
-def _check_audio(path: Path, field: MediaField) -> MediaInfo:
-    info = _probe(path, field, "audio")
-    if not info.has_audio:
+def _check_audio(path: Path, field: MediaField) -> MediaFacts:
+    report = _decode(path, field, "audio")
+    if not report.facts.has_audio:
         raise ValidationError(
-            f"{field.label} has no audio stream ({path.name})", field=field.name,
+            f"{field.label} has no audio stream ({path.name})", reason="no_audio", field=field.name,
             hint="pass a speech clip (wav, mp3, m4a) or a video with sound",
         )
-    if not info.duration or info.decoded_seconds <= 0:
+    if not report.facts.duration or report.seconds <= 0:
         raise ValidationError(
-            f"{field.label} contains no sound ({path.name} is empty)", field=field.name,
+            f"{field.label} contains no sound ({path.name} is empty)", reason="no_audio", field=field.name,
             hint="pass a speech clip with at least a fraction of a second of sound",
         )
-    return info
+    return report.facts
 
 
-def _check_video(path: Path, field: MediaField) -> MediaInfo:
-    info = _probe(path, field, "a video")
-    if not info.has_video:
+def _check_video(path: Path, field: MediaField) -> MediaFacts:
+    report = _decode(path, field, "a video")
+    if not report.facts.has_video:
         raise ValidationError(
-            f"{field.label} has no video stream ({path.name})", field=field.name,
+            f"{field.label} has no video stream ({path.name})", reason="no_video", field=field.name,
             hint="pass a video file (e.g. mp4) showing a person moving",
         )
-    if info.is_still_image or info.decoded_frames < 2:
+    if report.facts.is_still_image or report.frames < 2:
         raise ValidationError(
-            f"{field.label} is a still picture or has no frames ({path.name})", field=field.name,
-            hint="pass a video file (e.g. mp4) with motion",
+            f"{field.label} is a still picture or has no frames ({path.name})", reason="still_video",
+            field=field.name, hint="pass a video file (e.g. mp4) with motion",
         )
-    return info
+    return report.facts

@@ -7,10 +7,9 @@ import html
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from .runner import RowOutcome
+from .._urls import is_http_url
+from ..models import MODELS
+from ._outcome import RowOutcome, RowStatus
 
 CSV_COLUMNS = ["name", "model", "task_id", "status", "video", "duration", "cost", "notebook", "error"]
 
@@ -33,7 +32,7 @@ def write_results_csv(out: Path, outcomes: Sequence[RowOutcome]) -> Path:
 def write_gallery(out: Path, outcomes: Sequence[RowOutcome]) -> Path:
     """out/index.html: each row's video, inputs, status and cost, with relative links (opens from disk)."""
     cards = "\n".join(_card(out, o) for o in outcomes)
-    done = [o for o in outcomes if o.status == "completed"]
+    done = [o for o in outcomes if o.status == RowStatus.COMPLETED]
     cost = sum(float(o.cost) for o in outcomes if o.cost)
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>spark-nb batch</title>
@@ -64,13 +63,14 @@ def _card(out: Path, o: RowOutcome) -> str:
     video = (f'<video src="{esc(_relative(o.video, out))}" controls preload="metadata"></video>' if o.video
              else "<p><i>no video</i></p>")
     inputs = []
+    kinds = {f.name: f.kind for f in MODELS[o.model].fields} if o.model in MODELS else {}
     for field, value in o.inputs.items():
-        src = esc(value if value.startswith(("http://", "https://")) else _relative(Path(value), out))
+        src = esc(value if is_http_url(value) else _relative(Path(value), out))
         tag = {"image": f'<img src="{src}" alt="{esc(field)}">', "audio": f'<audio src="{src}" controls></audio>',
-               "driving_video": f'<video src="{src}" muted></video>'}.get(field, esc(value))
+               "video": f'<video src="{src}" muted></video>'}.get(kinds.get(field, ""), esc(value))
         inputs.append(f'<span title="{esc(field)}: {esc(value)}">{tag}</span>')
     notebook = f' · <a href="{esc(_relative(o.notebook, out))}">notebook</a>' if o.notebook else ""
-    error = f'<div class="error">{esc(o.error)}</div>' if o.error and o.status != "completed" else ""
+    error = f'<div class="error">{esc(o.error)}</div>' if o.error and o.status != RowStatus.COMPLETED else ""
     return (f'<div class="card"><h3>{esc(o.name)}</h3>{video}<div class="inputs">{"".join(inputs)}</div>'
             f'<div><span class="{esc(o.status)}">{esc(o.status)}</span> · {esc(o.model)} · '
             f'cost ${esc(o.cost or "?")} · task <code>{esc(o.task_id or "-")}</code>{notebook}</div>{error}</div>')

@@ -21,10 +21,11 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from ..config import Secret
-from ..models import MODELS, ModelSpec
-from .engine import RenderError, render_avatar, render_imitation
-from .faults import FaultInjector, FaultPlan
+from .._config import Secret
+from .._urls import is_http_url
+from ..models import MODELS, ModelSpec, ParamsError
+from ._engine import RenderError, render
+from ._faults import FaultInjector, FaultPlan
 
 MAX_UPLOAD_BYTES = 100 * 1024 * 1024
 MAX_FETCH_BYTES = 100 * 1024 * 1024
@@ -53,7 +54,7 @@ class TaskRecord:
 
     id: str
     model: str
-    params: dict[str, Any]
+    urls: dict[str, str]  # input field name -> URL
     created_at: float
     latency: float
     started: bool = False
@@ -115,36 +116,7 @@ class Stats:
             return {**self.counts, "faults": dict(self.faults)}
 
 
-def _input_error(spec: ModelSpec, params: Any) -> tuple[str, str] | None:
-    """The seed code and text for missing or malformed params, or None when they are well formed."""
-    prefix = spec.code_prefix
-
-    def err(n: int) -> tuple[str, str]:
-        code = f"{prefix}{n:03d}"
-        return code, spec.errors[code]
-
-    def is_url(value: Any) -> bool:
-        return isinstance(value, str) and bool(value.strip())
-
-    if not isinstance(params, dict) or not is_url(params.get("image_url")):
-        return err(1)
-    if spec.id == "spark_avatar_picture_omni_v2":
-        return None if is_url(params.get("audio_url")) else err(2)
-    info = params.get("driving_video_info")
-    if info is None:
-        return err(2)
-    if not isinstance(info, dict):
-        return err(6)
-    if "store_type" not in info or info["store_type"] is None:
-        return err(3)
-    if not is_url(info.get("video_url")):
-        return err(4)
-    if info["store_type"] != 0 or isinstance(info["store_type"], bool):
-        return err(5)
-    return None
-
-
-class LocalBackend:
+class LocalService:
     """The server's state and routes: tasks in memory, files on disk, renders in a small thread pool."""
 
     def __init__(self, options: ServerOptions) -> None:
@@ -200,10 +172,12 @@ class LocalBackend:
         inputs = body.get("input")
         first = inputs[0] if isinstance(inputs, list) and inputs else None
         params = first.get("params") if isinstance(first, dict) else None
-        if problem := _input_error(spec, params):
-            code, text = problem
-            return JSONResponse({"status": "failed", "error": {"code": code, "error_message": text}}, status_code=400)
-        record = TaskRecord(id=uuid.uuid4().hex, model=spec.id, params=params, created_at=time.time(),
+        try:
+            urls = spec.parse_params(params)
+        except ParamsError as exc:
+            return JSONResponse({"status": "failed", "error": {"code": exc.code, "error_message": exc.text}},
+                                status_code=400)
+        record = TaskRecord(id=uuid.uuid4().hex, model=spec.id, urls=urls, created_at=time.time(),
                             latency=self.options.latency)
         with self._lock:
             self.tasks[record.id] = record
@@ -274,28 +248,26 @@ class LocalBackend:
             if forced := self.options.faults.draw("render"):
                 self.stats.add_fault(f"render:{forced}")
                 raise _Failure(forced)
-            image = self._fetch_input(record.params["image_url"], work / "image", "image_url")
-            if spec.id == "spark_avatar_picture_omni_v2":
-                audio = self._fetch_input(record.params["audio_url"], work / "audio", "audio_url")
-                render_avatar(image, audio, out, longest_side=self.options.longest_side, on_progress=progress)
-            else:
-                video_url = record.params["driving_video_info"]["video_url"]
-                video = self._fetch_input(video_url, work / "driving", "driving_video_info.video_url")
-                render_imitation(image, video, out, longest_side=self.options.longest_side, on_progress=progress)
+            inputs = {field.kind: self._fetch_input(record.urls[field.name], work / field.name, field.wire)
+                      for field in spec.fields}
+            render(spec.renderer, inputs, out, longest_side=self.options.longest_side, on_progress=progress)
             record.size = out.stat().st_size
             record.rendered, record.rendered_at = 1.0, time.time()
         except _Failure as exc:
             code = f"{spec.code_prefix}{exc.suffix}"
             record.error = {"code": code, "error_message": f"{spec.errors[code]} (injected fault)"}
         except RenderError as exc:
-            record.error = {"code": f"{spec.code_prefix}095", "error_message": f"Internal generation error: {exc}"}
+            wire = next((f.wire for f in spec.fields if f.kind == exc.kind), None)
+            where = f"{wire}: " if wire else ""
+            record.error = {"code": f"{spec.code_prefix}095",
+                            "error_message": f"Internal generation error: {where}{exc}"}
         except Exception as exc:  # a bug in the renderer must fail the task, not leave it running forever
             record.error = {"code": f"{spec.code_prefix}095", "error_message": f"Internal generation error: {exc!r}"}
         finally:
             shutil.rmtree(work, ignore_errors=True)
 
     def _fetch_input(self, url: str, dest: Path, field: str) -> Path:
-        if not url.startswith(("http://", "https://")):
+        if not is_http_url(url):
             raise RenderError(f"{field} must be an http(s) URL, got {url[:60]!r}")
         limit, deadline = self.options.max_fetch_bytes, time.monotonic() + self.options.fetch_timeout
         try:
@@ -334,7 +306,7 @@ class LocalServer:
         self.options = ServerOptions(latency=latency, faults=FaultPlan.parse(faults, fault_seed), api_key=api_key,
                                      storage=storage, render_workers=render_workers, **limits)
         self.token = Secret(api_key or f"local-{secrets.token_hex(8)}")  # what our own clients send
-        self.backend = LocalBackend(self.options)
+        self.service = LocalService(self.options)
         self._requested_port = port
         self._server: Any = None
         self._thread: threading.Thread | None = None
@@ -356,13 +328,13 @@ class LocalServer:
 
     def stats(self) -> dict[str, Any]:
         """The server's counters (as GET /_spark_nb/stats answers)."""
-        return self.backend.stats.snapshot()
+        return self.service.stats.snapshot()
 
     def start(self, timeout: float = 10.0) -> "LocalServer":
         """Start serving in a daemon thread; returns once the socket is listening."""
         import uvicorn
 
-        config = uvicorn.Config(self.backend.app(), host=self.host, port=self._requested_port, http="h11",
+        config = uvicorn.Config(self.service.app(), host=self.host, port=self._requested_port, http="h11",
                                 lifespan="off", log_level="warning", access_log=False, timeout_keep_alive=30)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name="spark-nb-server", daemon=True)
@@ -380,7 +352,7 @@ class LocalServer:
             self._server.should_exit = True
         if self._thread is not None:
             self._thread.join(timeout=10)
-        self.backend.close()
+        self.service.close()
 
     def __enter__(self) -> "LocalServer":
         return self.start()

@@ -1,9 +1,7 @@
 """The batch ledger: one SQLite row per job (model + input content), so no job is ever paid for twice.
 
-States, in order: `submitting` (about to send create: a task may come to exist), `submitted` (the task
-id is known), then `completed` or `failed`. A job found `submitting` by a later run lost the create
-call's answer (or its process died), so it becomes `uncertain` and is not resent unless asked.
-Several kernel processes write at once: WAL mode and a busy timeout make that safe.
+Each job has a JobState (see _outcome.py for their order and meaning). Several kernel processes write at
+once: WAL mode and a busy timeout make that safe.
 """
 
 from __future__ import annotations
@@ -16,8 +14,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ._outcome import JobState
+
 FILENAME = "ledger.sqlite"
-STATES = ("submitting", "submitted", "completed", "failed", "uncertain")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,7 +26,7 @@ class Entry:
     key: str
     name: str
     model: str
-    state: str
+    state: JobState
     task_id: str | None
     record: dict[str, Any]
     updated_at: float
@@ -49,20 +48,15 @@ class Ledger:
         with self._connect() as db:
             row = db.execute("SELECT key, name, model, state, task_id, record, updated_at FROM jobs WHERE key = ?",
                              (key,)).fetchone()
-        return None if row is None else Entry(*row[:5], record=json.loads(row[5]), updated_at=row[6])
+        if row is None:
+            return None
+        key, name, model, state, task_id, record, updated_at = row
+        return Entry(key, name, model, JobState(state), task_id, json.loads(record), updated_at)
 
-    def all(self) -> list[Entry]:
-        """Every entry, oldest first."""
-        with self._connect() as db:
-            rows = db.execute("SELECT key, name, model, state, task_id, record, updated_at FROM jobs "
-                              "ORDER BY updated_at").fetchall()
-        return [Entry(*r[:5], record=json.loads(r[5]), updated_at=r[6]) for r in rows]
-
-    def set(self, key: str, *, name: str, model: str, state: str, task_id: str | None = None,
+    def set(self, key: str, *, name: str, model: str, state: JobState, task_id: str | None = None,
             record: dict[str, Any] | None = None) -> None:
         """Write the job's state (and task id / result record when given), durably, before returning."""
-        if state not in STATES:
-            raise ValueError(f"unknown ledger state {state!r}")
+        state = JobState(state)
         with self._connect() as db:
             db.execute(
                 """INSERT INTO jobs (key, name, model, state, task_id, record, updated_at)
@@ -70,7 +64,7 @@ class Ledger:
                    ON CONFLICT(key) DO UPDATE SET name = excluded.name, model = excluded.model,
                      state = excluded.state, task_id = COALESCE(excluded.task_id, jobs.task_id),
                      record = excluded.record, updated_at = excluded.updated_at""",
-                (key, name, model, state, task_id, json.dumps(record or {}), time.time()))
+                (key, name, model, state.value, task_id, json.dumps(record or {}), time.time()))
 
     def forget(self, key: str) -> None:
         """Drop the job's entry (used to resubmit an uncertain job on request)."""

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 
-from .client import ApiClient, client_for
-from .config import Secret, Settings
+from ._client import ApiClient, client_for
+from ._config import Secret, Settings
 from .errors import AuthenticationError
 
 # A process that runs job notebooks (spark-nb batch) shares its embedded server with their kernels through
@@ -18,7 +18,7 @@ def api_client(settings: Settings) -> ApiClient:
     if settings.backend == "local":
         if shared := os.environ.get(SHARED_LOCAL_SERVER):
             return client_for(shared, Secret("local"))  # that server accepts any key
-        from .local.embedded import embedded_server
+        from .local._embedded import embedded_server
 
         server = embedded_server()
         return client_for(server.url, server.token)
@@ -33,6 +33,6 @@ def api_client(settings: Settings) -> ApiClient:
 def share_local_server(settings: Settings) -> None:
     """On the local backend, let child processes (job kernels) use this process's embedded server."""
     if settings.backend == "local" and not os.environ.get(SHARED_LOCAL_SERVER):
-        from .local.embedded import embedded_server
+        from .local._embedded import embedded_server
 
         os.environ[SHARED_LOCAL_SERVER] = embedded_server().url

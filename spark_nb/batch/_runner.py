@@ -12,33 +12,17 @@ from concurrent.futures import ThreadPoolExecutor, as_completed, wait
 from pathlib import Path
 from typing import Any
 
-from ..backends import share_local_server
-from ..config import resolve
+from .._backends import share_local_server
+from .._config import resolve
 from ..errors import SparkError, TaskCancelled
-from . import job
-from .ledger import FILENAME, Entry, Ledger
-from .manifest import Row, read_manifest
-from .report import write_gallery, write_results_csv
+from . import _job as job
+from ._ledger import FILENAME, Entry, Ledger
+from ._outcome import JobState, RowOutcome, RowStatus
+from ._manifest import Row, read_manifest
+from ._report import write_gallery, write_results_csv
 
 TEMPLATE = Path(__file__).resolve().parent.parent / "templates" / "avatar_job.ipynb"
 KERNEL_START_ATTEMPTS = 3
-
-
-@dataclasses.dataclass
-class RowOutcome:
-    """How one row ended: its status (completed, failed, uncertain, unfinished), task, video and cost."""
-
-    name: str
-    model: str
-    status: str
-    task_id: str | None = None
-    video: Path | None = None
-    duration: float | None = None
-    cost: str | None = None
-    notebook: Path | None = None
-    error: str | None = None
-    inputs: dict[str, str] = dataclasses.field(default_factory=dict)
-    reused: bool = False
 
 
 def run_batch(manifest: str | Path, out_dir: str | Path, *, concurrency: int = 4, notebook: str | Path | None = None,
@@ -94,11 +78,12 @@ def run_batch(manifest: str | Path, out_dir: str | Path, *, concurrency: int = 4
 
 def summary(outcomes: list[RowOutcome]) -> str:
     """'3 completed, 1 failed, 0 uncertain of 4 rows; total cost $0.00'."""
-    count = {s: sum(o.status == s for o in outcomes) for s in ("completed", "failed", "uncertain", "unfinished")}
+    count = {s: sum(o.status == s for o in outcomes) for s in RowStatus}
     cost = sum(float(o.cost) for o in outcomes if o.cost not in (None, ""))  # type: ignore[arg-type]
-    text = f"{count['completed']} completed, {count['failed']} failed, {count['uncertain']} uncertain"
-    if count["unfinished"]:
-        text += f", {count['unfinished']} unfinished (run again to resume)"
+    text = (f"{count[RowStatus.COMPLETED]} completed, {count[RowStatus.FAILED]} failed, "
+            f"{count[RowStatus.UNCERTAIN]} uncertain")
+    if count[RowStatus.UNFINISHED]:
+        text += f", {count[RowStatus.UNFINISHED]} unfinished (run again to resume)"
     return f"{text} of {len(outcomes)} rows; total cost ${cost:.2f}"
 
 
@@ -109,7 +94,7 @@ def _write_reports(out: Path, rows: list[Row], first_of: dict[str, Row], outcome
         outcome = outcomes.get(row.name)
         if outcome is None and (same := outcomes.get(first_of[row.key].name)) is not None:
             outcome = dataclasses.replace(same, name=row.name, reused=True, cost="0.00" if same.cost else None)
-        ordered.append(outcome or RowOutcome(row.name, row.spec.id, "unfinished", inputs=row.inputs,
+        ordered.append(outcome or RowOutcome(row.name, row.spec.id, RowStatus.UNFINISHED, inputs=row.inputs,
                                              error="interrupted before it ran; run the batch again"))
     write_results_csv(out, ordered)
     write_gallery(out, ordered)
@@ -187,24 +172,23 @@ def _run_row(row: Row, run: _Run) -> RowOutcome:
     executed = row_dir / f"{row.name}.ipynb"
     key, ledger = row.key, run.ledger
     entry = ledger.get(key)
-    if entry and entry.state == "completed" and _video_of(entry, row_dir) is not None:
+    if entry and entry.state == JobState.COMPLETED and _video_of(entry, row_dir) is not None:
         return _from_entry(row, entry, row_dir, executed, reused=True)
-    if entry and entry.state == "failed" and not entry.record.get("retryable"):
+    if entry and entry.state == JobState.FAILED and not entry.record.get("retryable"):
         # an input error: the same inputs fail again, so the failure is reported, not paid for again
         return _from_entry(row, entry, row_dir, executed, reused=True)
-    if entry and entry.state in ("submitting", "uncertain") and not entry.task_id:
+    if entry and entry.state in (JobState.SUBMITTING, JobState.UNCERTAIN) and not entry.task_id:
         if not run.resubmit_uncertain:
-            if entry.state == "submitting":  # the run that sent create died before hearing back
-                ledger.set(key, name=row.name, model=row.spec.id, state="uncertain", record=entry.record)
-            return RowOutcome(row.name, row.spec.id, "uncertain", notebook=executed if executed.exists() else None,
+            if entry.state == JobState.SUBMITTING:  # the run that sent create died before hearing back
+                ledger.set(key, name=row.name, model=row.spec.id, state=JobState.UNCERTAIN, record=entry.record)
+            return RowOutcome(row.name, row.spec.id, RowStatus.UNCERTAIN, notebook=executed if executed.exists() else None,
                               error="the create call may have made a task (its answer was lost); not resent. "
                                     "Check the service, or run again with --resubmit-uncertain",
                               inputs=row.inputs)
         ledger.forget(key)
     row_dir.mkdir(parents=True, exist_ok=True)
     parameters = {"model": row.spec.id, "name": row.name, "out_dir": str(row_dir), "ledger": str(ledger.path),
-                  "key": key, "timeout": run.timeout,
-                  **{field: row.inputs.get(field, "") for field in ("image", "audio", "driving_video")}}
+                  "key": key, "timeout": run.timeout, "inputs": dict(row.inputs)}
     # The runner talks to the service (submit, poll, download) while the job's kernel starts and then
     # follows the ledger; the slot counts tasks at the service, so it is freed as soon as the task is done.
     with _Slot(run.in_flight) as slot:
@@ -212,10 +196,10 @@ def _run_row(row: Row, run: _Run) -> RowOutcome:
             task = job.submit_or_resume(row.spec.id, row.inputs, row_dir, name=row.name, ledger=ledger.path, key=key,
                                         cancel=run.stop)
         except TaskCancelled as exc:
-            return RowOutcome(row.name, row.spec.id, "unfinished", error=str(exc), inputs=row.inputs)
+            return RowOutcome(row.name, row.spec.id, RowStatus.UNFINISHED, error=str(exc), inputs=row.inputs)
         except SparkError as exc:
             entry = ledger.get(key)
-            status = "uncertain" if entry and entry.state == "uncertain" else "failed"
+            status = RowStatus.UNCERTAIN if entry and entry.state == JobState.UNCERTAIN else RowStatus.FAILED
             return RowOutcome(row.name, row.spec.id, status, error=str(exc), inputs=row.inputs)
         report = run.reports.submit(_execute, run, executed, {**parameters, "task_id": task.id}, row_dir)
         with contextlib.suppress(SparkError):  # recorded in the ledger and result.json
@@ -224,10 +208,10 @@ def _run_row(row: Row, run: _Run) -> RowOutcome:
     error = report.result()
     entry = ledger.get(key)
     if entry is None:
-        return RowOutcome(row.name, row.spec.id, "failed", notebook=executed if executed.exists() else None,
+        return RowOutcome(row.name, row.spec.id, RowStatus.FAILED, notebook=executed if executed.exists() else None,
                           error=error or "the job notebook ended without a result", inputs=row.inputs)
     outcome = _from_entry(row, entry, row_dir, executed)
-    if outcome.status != "completed" and error and not outcome.error:
+    if outcome.status != RowStatus.COMPLETED and error and not outcome.error:
         outcome.error = error
     return outcome
 
@@ -261,9 +245,7 @@ def _execute(run: _Run, executed: Path, parameters: dict[str, object], row_dir: 
 
 def _from_entry(row: Row, entry: Entry, row_dir: Path, executed: Path, reused: bool = False) -> RowOutcome:
     record = entry.record or {}
-    status = {"completed": "completed", "failed": "failed", "uncertain": "uncertain",
-              "submitting": "uncertain"}.get(entry.state, "unfinished")
-    return RowOutcome(row.name, row.spec.id, status, task_id=entry.task_id, video=_video_of(entry, row_dir),
+    return RowOutcome(row.name, row.spec.id, RowStatus.of(entry.state), task_id=entry.task_id, video=_video_of(entry, row_dir),
                       duration=record.get("duration"), cost=record.get("cost"),
                       notebook=executed if executed.exists() else None, error=record.get("error"),
                       inputs=row.inputs, reused=reused)
@@ -277,4 +259,4 @@ def _video_of(entry: Entry, row_dir: Path) -> Path | None:
     return path if path.is_file() and os.path.getsize(path) > 0 else None
 
 
-__all__ = ["RowOutcome", "run_batch", "summary"]
+__all__ = ["run_batch", "summary"]

@@ -8,11 +8,12 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
+from ._urls import is_http_url
 from .errors import UploadError
 
 if TYPE_CHECKING:
-    from .client import ApiClient
-    from .config import Settings
+    from ._client import ApiClient
+    from ._config import Settings
 
 Uploader = Callable[[Path], str]
 
@@ -73,7 +74,7 @@ def uploader_for(settings: "Settings", client: "ApiClient") -> Uploader:
     choice = settings.uploader
     if callable(choice):
         return choice
-    if isinstance(choice, str) and choice.startswith(("http://", "https://")):
+    if is_http_url(choice):
         return HTTPUploader(choice, client)
     if settings.s3_bucket:
         return _s3_uploaders(settings.s3_bucket, settings.s3_prefix, settings.s3_endpoint_url)
@@ -97,7 +98,7 @@ def _s3_uploaders(bucket: str, prefix: str, endpoint_url: str | None) -> S3Uploa
 def upload(path: Path, uploader: Uploader) -> str:
     """The URL uploader gives for path, checked to be http(s)."""
     url = uploader(path)
-    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+    if not is_http_url(url):
         raise UploadError(f"the uploader returned {url!r} for {path.name}, not an http(s) URL",
                           hint="an uploader is a callable taking a Path and returning an http(s) URL")
     return url

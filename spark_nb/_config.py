@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import re
 import sys
 import threading
 from pathlib import Path
@@ -18,6 +19,7 @@ Backend = Literal["cloud", "local"]
 UploaderLike = Union[str, Callable[[Path], str], None]
 
 logger = logging.getLogger("spark_nb")
+_BEARER = re.compile(r"(bearer\s+)[^\s\"',;]+", re.IGNORECASE)
 
 
 class Secret:
@@ -48,6 +50,13 @@ class Secret:
 
     def __reduce__(self) -> Any:
         raise TypeError("a Secret cannot be pickled, so it never lands in a file")
+
+    @staticmethod
+    def redact(text: str, secret: "Secret | None") -> str:
+        """text with the secret, and anything sent as a bearer token, replaced by asterisks."""
+        if secret is not None and len(secret._value) >= 4:
+            text = text.replace(secret._value, "********")
+        return _BEARER.sub(r"\1********", text)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,4 +1,9 @@
-"""HTTP for the Vtrix protocol: create and read tasks, upload and download files, with retries and error mapping."""
+"""HTTP for the Vtrix protocol: create and read tasks, upload and download files, with retries and error mapping.
+
+Every request goes through one retry loop (ApiClient._attempts): send, classify the answer, back off, respect
+the deadline. What differs per call is only what counts as "retry": a read or a download retries any transient
+failure; a create retries only what proves the request never reached the server, so a task is never paid twice.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +13,16 @@ import os
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, TypeVar
 
 import httpx
 
-from . import __version__
-from .config import Secret
+from ._config import Secret
+from ._retry import NEVER_SENT, RETRYABLE_STATUS, RetryPolicy, parse_retry_after
+from ._urls import is_http_url
+from ._version import __version__
 from .errors import (
     APIError,
     AuthenticationError,
@@ -24,19 +32,22 @@ from .errors import (
     RateLimitError,
     ServerError,
     SparkError,
-    TaskFailed,
     TaskMayExist,
     UploadError,
 )
-from .models import MODELS, hint_for
-from .retry import NEVER_SENT, RETRYABLE_STATUS, RetryPolicy, parse_retry_after
+from .models import task_failure
 
 logger = logging.getLogger("spark_nb.client")
+T = TypeVar("T")
 
 REQUEST_TIMEOUT_S = 30.0  # as the official CLI
 POLL_ATTEMPTS = 200  # a poll is retried until the deadline; this only bounds the count
+MESSAGE_CHARS = 300  # of the server's text in an error message; the whole body stays on APIError.body
+BODY_CHARS = 4000
+_REQUEST_ID_HEADERS = ("x-request-id", "request-id", "x-amzn-requestid", "cf-ray")
 _STATUS_ERRORS: dict[int, tuple[type[APIError], str]] = {
     401: (AuthenticationError, "set VTRIX_API_KEY (or api_key=) to a valid key from Vtrix's API Key Management page"),
+    402: (PermissionDeniedError, "top up your Vtrix balance"),
     403: (PermissionDeniedError, "check your Vtrix balance and the key's permissions"),
     404: (NotFoundError, "check the task id, and that base URL and backend are the ones that created it"),
     429: (RateLimitError, "too many requests: lower the concurrency or wait a minute"),
@@ -74,31 +85,34 @@ def _server_message(data: Any, response: httpx.Response) -> str:
             if isinstance(value, dict):
                 value = value.get("error_message") or value.get("message")
             if value:
-                return str(value)[:300]
+                return str(value)
     return response.reason_phrase or f"HTTP {response.status_code}"
 
 
-def api_error(response: httpx.Response, what: str, task_id: str | None = None) -> APIError:
-    """The APIError subclass for an HTTP error answer, with a hint."""
+def api_error(response: httpx.Response, what: str, key: Secret | None, task_id: str | None = None) -> APIError:
+    """The APIError subclass for an HTTP error answer: a hint, the request id, and the body with the key redacted."""
     status = response.status_code
     cls, hint = _STATUS_ERRORS.get(status, (ServerError, "the service failed; try again in a minute"))
     if status < 500 and status not in _STATUS_ERRORS:
         cls, hint = APIError, "check the request; this is not a transient error"
-    message = f"{what} failed: HTTP {status}: {_server_message(_body(response), response)}"
-    return cls(message, status_code=status, hint=hint, task_id=task_id)
+    try:
+        text = response.text[:BODY_CHARS]
+    except (httpx.ResponseNotRead, UnicodeDecodeError):  # a streamed answer: its body was not read
+        text = ""
+    message = Secret.redact(_server_message(_body(response) if text else None, response), key)[:MESSAGE_CHARS]
+    request_id = next((response.headers[h] for h in _REQUEST_ID_HEADERS if h in response.headers), None)
+    return cls(f"{what} failed: HTTP {status}: {message}", status_code=status, hint=hint, task_id=task_id,
+               request_id=Secret.redact(request_id, key)[:200] if request_id else None,
+               body=Secret.redact(text, key) or None)
 
 
-def task_error(error: Any, task_id: str | None, model: str | None) -> TaskFailed:
-    """A TaskFailed from a task's `error` field (a string, or an object with code and error_message/message)."""
-    code, message = None, "the task failed"
-    if isinstance(error, dict):
-        code = error.get("code")
-        message = error.get("error_message") or error.get("message") or message
-    elif error:
-        message = str(error)
-    code = str(code).zfill(9) if code not in (None, "") else None
-    hint, retryable = hint_for(code, MODELS.get(model or ""))
-    return TaskFailed(str(message), code=code, task_id=task_id, hint=hint, retryable=retryable)
+class _Retry(Exception):
+    """One attempt met a transient problem: try again after the backoff (or the server's Retry-After)."""
+
+    def __init__(self, problem: str, retry_after: float | None = None, response: httpx.Response | None = None):
+        super().__init__(problem)
+        self.retry_after = retry_after
+        self.response = response
 
 
 class ApiClient:
@@ -110,6 +124,7 @@ class ApiClient:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.retry = retry or RetryPolicy()
+        self._key = api_key
         self._http = httpx.Client(
             auth=_ApiKeyAuth(_origin(httpx.URL(self.base_url)), api_key),
             timeout=timeout,
@@ -130,6 +145,26 @@ class ApiClient:
         """Close the connection pool."""
         self._http.close()
 
+    # -- the one retry loop -------------------------------------------------------------------------
+
+    def _attempts(self, attempt: Callable[[], T], *, what: str, give_up: Callable[[_Retry, int], SparkError],
+                  attempts: int | None = None, deadline: float | None = None) -> T:
+        """attempt() until it returns; each _Retry it raises backs off, until the attempts or the deadline run out."""
+        attempts = attempts or self.retry.max_attempts
+        for number in range(1, attempts + 1):
+            try:
+                return attempt()
+            except _Retry as exc:
+                problem = exc
+            delay = self.retry.delay(number - 1, problem.retry_after)
+            if deadline is not None:  # retry until the deadline: the last wait ends at it, not before
+                delay = min(delay, deadline - time.monotonic())
+            if number == attempts or delay <= 0:
+                raise give_up(problem, number) from problem
+            logger.info("retrying %s (%s) in %.1fs", what, problem, delay)
+            time.sleep(delay)
+        raise AssertionError("unreachable")
+
     # -- create: never resent once it may have reached the server -------------------------------
 
     def create(self, model: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -137,34 +172,34 @@ class ApiClient:
         url = f"{self.base_url}/model/v1/generation"
         payload = {"model": model, "input": [{"params": params}]}
         submitted_at = time.strftime("%Y-%m-%d %H:%M:%S %Z")
-        for attempt in range(self.retry.max_attempts):
-            last = attempt + 1 == self.retry.max_attempts
+
+        def attempt() -> dict[str, Any]:
             try:
                 response = self._http.post(url, json=payload)
             except NEVER_SENT as exc:
-                if last:
-                    raise SparkError(
-                        f"could not connect to {self.base_url}: {exc}",
-                        hint="check VTRIX_GENERATION_URL and the network; no task was created",
-                    ) from exc
-                self._sleep(self.retry.delay(attempt), f"create (connect failed: {exc})")
-                continue
+                raise _Retry(f"connect failed: {exc}") from exc
             except httpx.HTTPError as exc:
                 raise self._may_exist(model, submitted_at, f"the connection failed after sending ({exc!r})") from exc
-            if response.status_code == 429 and not last:
-                self._sleep(self.retry.delay(attempt, parse_retry_after(response.headers)), "create (429)")
-                continue
+            if response.status_code == 429:  # refused, not created
+                raise _Retry("HTTP 429", parse_retry_after(response.headers), response)
             return self._created(response, model, submitted_at)
-        raise AssertionError("unreachable")
+
+        def give_up(problem: _Retry, attempts: int) -> SparkError:
+            if problem.response is not None:
+                return api_error(problem.response, "creating the task", self._key)
+            return SparkError(f"could not connect to {self.base_url} ({attempts} attempts; last: {problem})",
+                              hint="check VTRIX_GENERATION_URL and the network; no task was created")
+
+        return self._attempts(attempt, what="create", give_up=give_up)
 
     def _created(self, response: httpx.Response, model: str, submitted_at: str) -> dict[str, Any]:
         data = _body(response)
         if response.status_code >= 500:
             raise self._may_exist(model, submitted_at, f"the service answered HTTP {response.status_code}")
         if isinstance(data, dict) and not data.get("id") and data.get("error"):
-            raise task_error(data["error"], None, model)  # refused before a task existed
+            raise task_failure(data["error"], None, model)  # refused before a task existed
         if response.status_code >= 400:
-            raise api_error(response, "creating the task")
+            raise api_error(response, "creating the task", self._key)
         if not isinstance(data, dict):
             raise self._may_exist(model, submitted_at, "its answer was not JSON")
         if not data.get("id"):
@@ -188,8 +223,8 @@ class ApiClient:
     def get_task(self, task_id: str, *, deadline: float | None = None) -> dict[str, Any]:
         """GET a task object, retrying transient failures until deadline (time.monotonic())."""
         url = f"{self.base_url}/model/v1/generation/task/{task_id}"
-        return self._read_json("GET", url, what=f"reading task {task_id}", task_id=task_id, deadline=deadline,
-                               attempts=POLL_ATTEMPTS)
+        return self._read_json(lambda: self._http.get(url), what=f"reading task {task_id}", task_id=task_id,
+                               deadline=deadline, attempts=POLL_ATTEMPTS)
 
     def upload(self, endpoint: str, path: Path) -> str:
         """POST a file as multipart field `file` to an upload endpoint; returns the `url` (or `data.url`) it answers."""
@@ -198,98 +233,79 @@ class ApiClient:
             with open(path, "rb") as fh:
                 return self._http.post(endpoint, files={"file": (path.name, fh)})
 
-        data = self._read_json("POST", endpoint, what=f"uploading {path.name}", send=send, error=UploadError)
+        data = self._read_json(send, what=f"uploading {path.name}", error=UploadError)
         nested = data.get("data") if isinstance(data, dict) else None
         url = data.get("url") if isinstance(data, dict) else None
         url = url or (nested.get("url") if isinstance(nested, dict) else None)
-        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        if not is_http_url(url):
             raise UploadError(
                 f"the upload endpoint {endpoint} answered without an http(s) url",
                 hint='it must answer JSON {"url": ...} or {"data": {"url": ...}}',
             )
         return url
 
-    def _read_json(
-        self, method: str, url: str, *, what: str, task_id: str | None = None, deadline: float | None = None,
-        attempts: int | None = None, send: Any = None, error: type[SparkError] = ServerError,
-    ) -> Any:
-        attempts = attempts or self.retry.max_attempts
-        problem = ""
-        for attempt in range(attempts):
-            retry_after = None
+    def _read_json(self, send: Callable[[], httpx.Response], *, what: str, task_id: str | None = None,
+                   deadline: float | None = None, attempts: int | None = None,
+                   error: type[SparkError] = ServerError) -> Any:
+        def attempt() -> Any:
             try:
-                response = send() if send else self._http.request(method, url)
+                response = send()
             except httpx.HTTPError as exc:
-                problem = f"{type(exc).__name__}: {exc}"
-            else:
-                status, data = response.status_code, _body(response)
-                if status < 300 and data is not None:
-                    return data
-                if status >= 300 and status not in RETRYABLE_STATUS:
-                    raise api_error(response, what, task_id)
-                problem = f"HTTP {status}" if status >= 300 else "an answer that was not JSON"
-                retry_after = parse_retry_after(response.headers) if status >= 300 else None
-            delay = self.retry.delay(attempt, retry_after)
-            if deadline is not None:  # retry until the deadline: the last wait ends at it, not before
-                delay = min(delay, deadline - time.monotonic())
-            if attempt + 1 == attempts or delay <= 0:
-                break
-            self._sleep(delay, f"{what} ({problem})")
-        raise error(f"{what} failed after {attempt + 1} attempts; last: {problem}",
-                    hint="the service or network is failing; try again later", task_id=task_id)
+                raise _Retry(f"{type(exc).__name__}: {exc}") from exc
+            status, data = response.status_code, _body(response)
+            if status < 300 and data is not None:
+                return data
+            if status >= 300 and status not in RETRYABLE_STATUS:
+                raise api_error(response, what, self._key, task_id)
+            if status < 300:
+                raise _Retry("an answer that was not JSON")
+            raise _Retry(f"HTTP {status}", parse_retry_after(response.headers))
+
+        def give_up(problem: _Retry, attempts: int) -> SparkError:
+            return error(f"{what} failed after {attempts} attempts; last: {problem}",
+                         hint="the service or network is failing; try again later", task_id=task_id)
+
+        return self._attempts(attempt, what=what, give_up=give_up, attempts=attempts, deadline=deadline)
 
     # -- download: streamed to a temporary name, checked, then renamed ----------------------------
 
     def download(self, url: str, dest: Path, *, expected_size: int | None = None, task_id: str | None = None) -> int:
         """Download url to dest atomically, checking its length; retried on faults. Returns the size."""
         dest.parent.mkdir(parents=True, exist_ok=True)
-        problem, retry_after = "", None
-        for attempt in range(self.retry.max_attempts):
+
+        def attempt() -> int:
             tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.part")
             try:
                 size = self._stream_to(url, tmp, expected_size)
                 os.replace(tmp, dest)
                 return size
-            except _RetryableDownload as exc:
-                problem, retry_after = str(exc), exc.retry_after
             except httpx.HTTPError as exc:
-                problem, retry_after = f"{type(exc).__name__}: {exc}", None
+                raise _Retry(f"{type(exc).__name__}: {exc}") from exc
             finally:
                 tmp.unlink(missing_ok=True)
-            if attempt + 1 < self.retry.max_attempts:
-                self._sleep(self.retry.delay(attempt, retry_after), f"download ({problem})")
-        raise DownloadError(
-            f"could not download the result after {self.retry.max_attempts} attempts; last: {problem}",
-            hint=f"the video stays at {url} for a while; fetch it with a browser or curl", task_id=task_id,
-        )
+
+        def give_up(problem: _Retry, attempts: int) -> SparkError:
+            return DownloadError(
+                f"could not download the result after {attempts} attempts; last: {problem}",
+                hint=f"the video stays at {url} for a while; fetch it with a browser or curl", task_id=task_id,
+            )
+
+        return self._attempts(attempt, what="download", give_up=give_up)
 
     def _stream_to(self, url: str, tmp: Path, expected_size: int | None) -> int:
         with self._http.stream("GET", url) as response:
             if response.status_code in RETRYABLE_STATUS:
-                raise _RetryableDownload(f"HTTP {response.status_code}", parse_retry_after(response.headers))
-            if response.status_code >= 300:
-                raise api_error(response, "downloading the result")
+                raise _Retry(f"HTTP {response.status_code}", parse_retry_after(response.headers))
+            if response.status_code >= 300:  # its body is not read: a result host's error page may be huge
+                raise api_error(response, "downloading the result", self._key)
             written = 0
             with open(tmp, "wb") as fh:
                 for chunk in response.iter_bytes(1 << 16):
                     fh.write(chunk)
                     written += len(chunk)
         if expected_size is not None and written != expected_size:
-            raise _RetryableDownload(f"got {written} bytes, the task says {expected_size}")
+            raise _Retry(f"got {written} bytes, the task says {expected_size}")
         return written
-
-    @staticmethod
-    def _sleep(seconds: float, why: str) -> None:
-        logger.info("retrying %s in %.1fs", why, seconds)
-        time.sleep(seconds)
-
-
-class _RetryableDownload(Exception):
-    """A download that came back incomplete or with a transient status."""
-
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
 
 
 _clients: dict[tuple[str, int], ApiClient] = {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import atexit
 import threading
 
-from .server import LocalServer
+from ._server import LocalServer
 
 _server: LocalServer | None = None
 _lock = threading.Lock()

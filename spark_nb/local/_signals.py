@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..ffmpeg import ffmpeg_exe
-from .faces import Pose
+from .._ffmpeg import ffmpeg_exe
+from ._tracking import Pose
 
 SAMPLE_RATE = 16000
 BLINK_PROFILE = (0.35, 0.8, 1.0, 0.9, 0.55, 0.2)  # eye closure over six frames at 25 fps (~240 ms)

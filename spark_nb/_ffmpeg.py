@@ -1,0 +1,180 @@
+"""The bundled ffmpeg (imageio-ffmpeg): where it is, what a file's header says, and whether its start decodes.
+
+Two questions, two functions: read_header() reads the container header only (fast, nothing decoded) and
+try_decode() decodes the first seconds to prove the file is usable. Both describe the file with one
+MediaFacts, so "still image", "duration" and "size as shown" mean the same everywhere.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import re
+import subprocess
+import threading
+from pathlib import Path
+
+from .errors import SparkError
+
+PROBE_TIMEOUT_S = 30.0
+# Decoders refuse frames above this (8192x8192), so a 100-byte file whose header claims 16000x16000
+# fails at once instead of ffmpeg allocating gigabytes for it.
+MAX_PROBE_PIXELS = 8192 * 8192
+_CACHE_SIZE = 512
+
+
+@functools.lru_cache(maxsize=1)
+def ffmpeg_exe() -> str:
+    """Path of the ffmpeg binary bundled with imageio-ffmpeg."""
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def ffmpeg_input(path: str | os.PathLike[str]) -> str:
+    """path as an ffmpeg input read as a plain file, even when named like a protocol ("pipe:0", "http:x")."""
+    return f"file:{os.fspath(path)}"
+
+
+class ProbeError(SparkError, ValueError):
+    """ffmpeg could not open or decode the file."""
+
+
+@dataclasses.dataclass(frozen=True)
+class MediaFacts:
+    """What a file's header says: duration, picture size as shown and frame rate, which streams, bytes on disk.
+
+    width and height are as a player shows the picture (rotation metadata and non-square pixels applied).
+    A still image is a picture format (or a one-frame GIF/WebP): it has a size but no duration or frame rate.
+    """
+
+    path: Path
+    container: str
+    duration: float | None
+    width: int | None
+    height: int | None
+    fps: float | None
+    has_audio: bool
+    is_still_image: bool
+    bytes: int
+
+    @property
+    def has_video(self) -> bool:
+        """True when there is a picture stream (a still image counts)."""
+        return self.width is not None
+
+    @property
+    def size(self) -> tuple[int, int] | None:
+        """(width, height) of the picture, or None for audio."""
+        return None if self.width is None or self.height is None else (self.width, self.height)
+
+
+@dataclasses.dataclass(frozen=True)
+class DecodeReport:
+    """What decoding the start of a file showed: its header facts, and how many frames and seconds decoded."""
+
+    facts: MediaFacts
+    frames: int
+    seconds: float
+
+
+_cache: dict[tuple[object, ...], MediaFacts | DecodeReport] = {}
+_cache_lock = threading.Lock()
+
+
+def read_header(path: str | Path) -> MediaFacts:
+    """The header facts of path (nothing decoded; remembered per file version); ProbeError when unreadable."""
+    path = Path(path)
+    if not path.is_file():
+        raise ProbeError(f"{path} does not exist")
+    return _cached(path, ("header",), lambda: _facts(path, _run_probe(path, [])))  # type: ignore[return-value]
+
+
+def try_decode(path: str | Path, seconds: float = 1.0) -> DecodeReport:
+    """Decode the first seconds of path (remembered per file version); ProbeError when it cannot be decoded."""
+    path = Path(path)
+
+    def decode() -> DecodeReport:
+        log = _run_probe(path, ["-t", f"{seconds:g}", "-f", "null", "-"], check=True)
+        frames = re.findall(r"frame=\s*(\d+)", log)
+        times = re.findall(r"time=(\d+):(\d\d):(\d\d(?:\.\d+)?)", log)
+        return DecodeReport(facts=_facts(path, log), frames=int(frames[-1]) if frames else 0,
+                            seconds=_seconds(*times[-1]) if times else 0.0)
+
+    return _cached(path, ("decode", seconds), decode)  # type: ignore[return-value]
+
+
+def _cached(path: Path, kind: tuple[object, ...], compute: object) -> MediaFacts | DecodeReport:
+    try:
+        stat = os.stat(path)
+        key: tuple[object, ...] | None = (os.path.realpath(path), stat.st_size, stat.st_mtime_ns, *kind)
+    except OSError:
+        key = None
+    with _cache_lock:
+        if key is not None and key in _cache:
+            return _cache[key]
+    value = compute()  # type: ignore[operator]
+    if key is not None:
+        with _cache_lock:
+            if len(_cache) >= _CACHE_SIZE:
+                _cache.clear()
+            _cache[key] = value
+    return value
+
+
+def _run_probe(path: Path, args: list[str], *, check: bool = False) -> str:
+    """ffmpeg's log reading path (bounded in time and frame size); ProbeError naming the file when it cannot.
+
+    check: also fail when ffmpeg fails after opening the file (a decode error).
+    """
+    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-xerror", "-max_pixels", str(MAX_PROBE_PIXELS),
+           "-i", ffmpeg_input(path), *args]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, stdin=subprocess.DEVNULL, timeout=PROBE_TIMEOUT_S)
+    except subprocess.TimeoutExpired as exc:
+        raise ProbeError(f"ffmpeg took more than {PROBE_TIMEOUT_S:g}s to read the file") from exc
+    log = proc.stderr.decode("utf-8", "replace")
+    if not re.search(r"^Input #0, ", log, re.M) or (check and proc.returncode != 0):
+        too_big = re.search(r"Picture size (\d+x\d+) exceeds specified max pixel count", log)
+        if too_big:
+            raise ProbeError(f"its frames claim {too_big.group(1)} pixels, over the 8192x8192 this reads")
+        raise ProbeError(f"cannot read {path.name}: {_last_error_line(log)}")
+    return log
+
+
+def _facts(path: Path, log: str) -> MediaFacts:
+    container = re.search(r"^Input #0, ([^,\n]+)", log, re.M).group(1).strip()  # type: ignore[union-attr]
+    duration = re.search(r"Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)", log)
+    seconds = _seconds(*duration.groups()) if duration else None
+    header = log.split("Stream mapping:", 1)[0]
+    video = re.search(r"Stream #0:\d+.*?: Video: .*?, (\d{1,6})x(\d{1,6})", header)
+    fps_match = re.search(r"Stream #0:\d+.*?: Video: .*?([\d.]+) fps", header)
+    fps = float(fps_match.group(1)) if fps_match else None
+    width, height = (int(video.group(1)), int(video.group(2))) if video else (None, None)
+    if width and height:
+        sar = re.search(r"Video: [^\n]*?\d+x\d+ \[SAR (\d+):(\d+)", header)
+        if sar and int(sar.group(1)) and int(sar.group(2)):
+            width = max(1, round(width * int(sar.group(1)) / int(sar.group(2))))
+        rotation = re.search(r"rotation of (-?[\d.]+) degrees", header, re.IGNORECASE)
+        if rotation and round(abs(float(rotation.group(1)))) % 180 == 90:  # players and ffmpeg turn the picture
+            width, height = height, width
+    # a GIF lasting more than its first frame is animated; a one-frame GIF lasts N/A or one frame's time
+    one_frame = not seconds or (fps is not None and seconds <= 1.5 / fps)
+    still = width is not None and (container == "image2" or container.endswith("_pipe")
+                                   or (container in ("gif", "webp") and one_frame))
+    return MediaFacts(path=path, container=container, duration=None if still else seconds, width=width,
+                      height=height, fps=None if still else fps,
+                      has_audio=bool(re.search(r"Stream #0:\d+.*?: Audio: ", header)), is_still_image=still,
+                      bytes=path.stat().st_size if path.is_file() else 0)
+
+
+def _seconds(h: str, m: str, s: str) -> float:
+    return int(h) * 3600 + int(m) * 60 + float(s)
+
+
+def _last_error_line(log: str) -> str:
+    lines = [line.strip() for line in log.splitlines() if line.strip()]
+    errors = [line for line in lines if "rror" in line or "Invalid" in line or "not found" in line]
+    text = (errors or lines or ["ffmpeg could not read the file"])[-1]
+    return re.sub(r"^\[[^\]]*\]\s*", "", text)[:300]

@@ -1,0 +1,39 @@
+"""Result: a finished task's video on disk, its URL, size, duration and cost; shows itself inline in Jupyter."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+
+@dataclasses.dataclass(frozen=True)
+class Result:
+    """A completed generation: the local video file, its URL, size, duration and usage (cost).
+
+    A Result passes wherever a path does (os.fspath, open, moviepy, ffmpeg helpers): it is its video file.
+    """
+
+    task_id: str
+    model: str
+    status: str
+    url: str
+    path: Path
+    size: int
+    duration: float | None
+    usage: dict[str, Any]
+    raw: dict[str, Any] = dataclasses.field(repr=False)
+
+    @property
+    def cost(self) -> str | None:
+        """What the task cost in US dollars, as the service reports it (a string)."""
+        cost = self.usage.get("cost")
+        return None if cost is None else str(cost)
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+    def _repr_html_(self) -> str:
+        from .display import result_html
+
+        return result_html(self)

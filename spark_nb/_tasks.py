@@ -1,0 +1,204 @@
+"""Task: a handle on one generation that can be polled, waited on (the one poll loop) and rebuilt from its id."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ._client import ApiClient
+from ._config import Settings, resolve
+from ._ffmpeg import ProbeError, try_decode
+from ._polling import PollSchedule
+from ._progress import TaskProgress
+from ._results import Result
+from .errors import DownloadError, SparkError, TaskCancelled, TaskTimeout
+from .models import task_failure
+
+DONE_STATUSES = frozenset({"completed", "success", "succeeded"})
+FAILED_STATUSES = frozenset({"failed", "error", "cancelled", "canceled"})
+# the embedded server costs nothing to ask, so on it a wait looks at least twice a second (forms move smoothly)
+LOCAL_POLL_CAP_S = 0.5
+OnUpdate = Callable[["TaskState"], None]
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskState:
+    """One reading of a task: status, progress (0..1 or None) and the raw task object."""
+
+    id: str
+    model: str
+    status: str
+    progress: float | None
+    raw: dict[str, Any]
+
+    @classmethod
+    def from_raw(cls, raw: dict[str, Any], task_id: str, model: str) -> "TaskState":
+        """Read a task object as the protocol page describes it."""
+        progress = raw.get("progress")
+        return cls(
+            id=str(raw.get("id") or task_id),
+            model=str(raw.get("model") or model),
+            status=str(raw.get("status") or "pending").lower(),
+            progress=float(progress) if isinstance(progress, (int, float)) else None,
+            raw=raw,
+        )
+
+    @property
+    def done(self) -> bool:
+        """True when the video is ready."""
+        return self.status in DONE_STATUSES
+
+    @property
+    def failed(self) -> bool:
+        """True when the task ended without a video."""
+        return self.status in FAILED_STATUSES
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    """A submitted task; rebuild one from its id with Task.from_id after a kernel restart."""
+
+    id: str
+    model: str
+    settings: Settings = dataclasses.field(repr=False, compare=False)
+    initial: dict[str, Any] | None = dataclasses.field(default=None, repr=False, compare=False)
+    started: float = dataclasses.field(default_factory=time.monotonic, repr=False, compare=False)
+
+    @classmethod
+    def from_id(cls, task_id: str, model: str | None = None, **config: Any) -> "Task":
+        """A handle on an existing task (config: api_key, backend, base_url, output_dir, as for configure())."""
+        return cls(id=task_id, model=model or "", settings=resolve(**config))
+
+    @property
+    def client(self) -> ApiClient:
+        """The API client of this task's backend."""
+        from ._backends import api_client
+
+        return api_client(self.settings)
+
+    def status(self) -> TaskState:
+        """Read the task's current state once (transient failures retried briefly)."""
+        raw = self.client.get_task(self.id, deadline=time.monotonic() + 60)
+        return TaskState.from_raw(raw, self.id, self.model)
+
+    def wait(self, timeout: float = 600, *, progress: bool = True, cancel: threading.Event | None = None,
+             on_update: OnUpdate | None = None) -> Result:
+        """Poll until the task finishes, then download and check its video.
+
+        on_update(state) is called with every state seen (the progress bar is one such subscriber); setting
+        cancel stops the wait with TaskCancelled; TaskTimeout after timeout seconds. The task itself goes on
+        in both cases and can be waited on again.
+        """
+        deadline = time.monotonic() + timeout
+        schedule = (PollSchedule(blind_cap=LOCAL_POLL_CAP_S, cap=LOCAL_POLL_CAP_S) if self.settings.backend == "local"
+                    else PollSchedule())
+        state = TaskState.from_raw(self.initial, self.id, self.model) if self.initial else None
+        try:
+            with TaskProgress(self.id, enabled=progress) as bar:
+                while True:
+                    if state is None:
+                        state = self._poll(deadline, timeout)
+                    bar.update(state.status, 1.0 if state.done else state.progress)
+                    if on_update is not None:
+                        on_update(state)
+                    if state.done:
+                        break
+                    if state.failed:
+                        raise task_failure(state.raw.get("error"), self.id, state.model)
+                    delay = min(schedule.next_delay(self._elapsed(state), state.progress), deadline - time.monotonic())
+                    if delay <= 0:
+                        raise self._timeout(timeout, state)
+                    self._sleep(delay, cancel)
+                    state = None
+            return download_result(self.client, state, self.settings.output_dir)
+        except KeyboardInterrupt:
+            model = self.model or (state.model if state else "")
+            where = ("is done on the service but its video was not downloaded. Fetch it with"
+                     if state is not None and state.done else "keeps running on the service. Resume it with")
+            print(f"\nInterrupted: task {self.id} {where}:\n"
+                  f'    spark_nb.Task.from_id("{self.id}", model="{model}").wait()', file=sys.stderr)
+            raise
+
+    async def async_status(self) -> TaskState:
+        """The async twin of status()."""
+        return await asyncio.to_thread(self.status)
+
+    async def async_wait(self, timeout: float = 600, *, progress: bool = True,
+                         on_update: OnUpdate | None = None) -> Result:
+        """The async twin of wait(): polls in a worker thread; cancelling it stops the wait, not the task."""
+        return await run_cancellable(
+            lambda cancel: self.wait(timeout, progress=progress, cancel=cancel, on_update=on_update))
+
+    def _poll(self, deadline: float, timeout: float) -> TaskState:
+        try:
+            raw = self.client.get_task(self.id, deadline=deadline)
+        except SparkError as exc:
+            if time.monotonic() >= deadline - 0.5 and not isinstance(exc, TaskTimeout):
+                raise self._timeout(timeout, None) from exc
+            raise
+        return TaskState.from_raw(raw, self.id, self.model)
+
+    def _elapsed(self, state: TaskState) -> float:
+        if self.initial is not None:  # submitted here: our own clock is exact, the service's is whole seconds
+            return time.monotonic() - self.started
+        created = state.raw.get("created_at")
+        if isinstance(created, (int, float)) and 0 <= time.time() - created < 86400:
+            return time.time() - created
+        return time.monotonic() - self.started
+
+    def _sleep(self, seconds: float, cancel: threading.Event | None) -> None:
+        if cancel is None:
+            time.sleep(seconds)
+        elif cancel.wait(seconds):
+            raise TaskCancelled(
+                f"stopped waiting for task {self.id}; it keeps running on the service",
+                hint=f'resume it with spark_nb.Task.from_id("{self.id}", model="{self.model}").wait()',
+                task_id=self.id,
+            )
+
+    def _timeout(self, timeout: float, state: TaskState | None) -> TaskTimeout:
+        seen = f"last seen {state.status}" if state else "the service did not answer"
+        if state and state.progress is not None:
+            seen += f" at {state.progress:.0%}"
+        return TaskTimeout(f"task {self.id} did not finish within {timeout:g}s ({seen})",
+                           task_id=self.id, model=self.model or (state.model if state else ""))
+
+
+def download_result(client: ApiClient, state: TaskState, output_dir: Path) -> Result:
+    """Download a completed task's video into output_dir (reusing an intact earlier download) and check it."""
+    try:
+        content = state.raw["output"][0]["content"][0]
+        url = str(content["url"])
+    except (KeyError, IndexError, TypeError) as exc:
+        raise SparkError(f"task {state.id} completed but its answer has no video URL",
+                         hint="read task.status().raw to see what the service returned", task_id=state.id) from exc
+    expected = content.get("size") if isinstance(content.get("size"), int) else None
+    path = Path(output_dir) / f"{state.id}.mp4"
+    if not (path.is_file() and expected is not None and path.stat().st_size == expected):
+        client.download(url, path, expected_size=expected, task_id=state.id)
+    try:
+        report = try_decode(path, 0.2)
+    except ProbeError as exc:
+        raise DownloadError(f"the downloaded video {path} cannot be decoded: {exc}",
+                            hint=f"fetch it again from {url}", task_id=state.id) from exc
+    return Result(
+        task_id=state.id, model=state.model, status=state.status, url=url, path=path,
+        size=path.stat().st_size, duration=report.facts.duration, usage=dict(state.raw.get("usage") or {}),
+        raw=state.raw,
+    )
+
+
+async def run_cancellable(fn: Callable[[threading.Event], Any]) -> Any:
+    """Run fn(cancel_event) in a worker thread; asyncio cancellation of the caller sets the event."""
+    cancel = threading.Event()
+    try:
+        return await asyncio.to_thread(fn, cancel)
+    except asyncio.CancelledError:
+        cancel.set()
+        raise
