@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from spark_nb.ffmpeg import ffmpeg_exe
+from spark_nb._ffmpeg import ffmpeg_exe
 from spark_nb.local import signals
-from spark_nb.local.animate import Animator
-from spark_nb.local.engine import FPS, VideoEncoder
-from spark_nb.local.faces import Pose, analyse
+from spark_nb.local._animate import Animator
+from spark_nb.local._engine import FPS, VideoEncoder
+from spark_nb.local._tracking import Pose, analyse
 
 SAMPLES = Path(__file__).resolve().parent.parent / "spark_nb" / "samples"
 SPEECH = "Hello! I am a Spark avatar. I can talk with any voice you give me."
