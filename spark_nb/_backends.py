@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
-from ._client import ApiClient, client_for
 from ._config import Secret, Settings
 from .errors import AuthenticationError
+
+if TYPE_CHECKING:
+    from ._client import ApiClient
 
 # A process that runs job notebooks (spark-nb batch) shares its embedded server with their kernels through
 # this variable, so a task created in one process can be resumed in another.
@@ -15,6 +18,8 @@ SHARED_LOCAL_SERVER = "SPARK_NB_LOCAL_SERVER"
 
 def api_client(settings: Settings) -> ApiClient:
     """The ApiClient for these settings, starting the embedded local server when the backend is local."""
+    from ._client import client_for  # httpx loads with the first call, not with `import spark_nb`
+
     if settings.backend == "local":
         if shared := os.environ.get(SHARED_LOCAL_SERVER):
             return client_for(shared, Secret("local"))  # that server accepts any key

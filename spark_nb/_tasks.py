@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import sys
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ._client import ApiClient
 from ._config import Settings, resolve
 from ._ffmpeg import ProbeError, try_decode
 from ._polling import PollSchedule
@@ -19,6 +17,9 @@ from ._progress import TaskProgress
 from ._results import Result
 from .errors import DownloadError, SparkError, TaskCancelled, TaskTimeout
 from .models import task_failure
+
+if TYPE_CHECKING:  # httpx and asyncio load on first use, so `import spark_nb` stays fast
+    from ._client import ApiClient
 
 DONE_STATUSES = frozenset({"completed", "success", "succeeded"})
 FAILED_STATUSES = frozenset({"failed", "error", "cancelled", "canceled"})
@@ -127,7 +128,7 @@ class Task:
 
     async def async_status(self) -> TaskState:
         """The async twin of status()."""
-        return await asyncio.to_thread(self.status)
+        return await run_cancellable(lambda _: self.status())
 
     async def async_wait(self, timeout: float = 600, *, progress: bool = True,
                          on_update: OnUpdate | None = None) -> Result:
@@ -196,6 +197,8 @@ def download_result(client: ApiClient, state: TaskState, output_dir: Path) -> Re
 
 async def run_cancellable(fn: Callable[[threading.Event], Any]) -> Any:
     """Run fn(cancel_event) in a worker thread; asyncio cancellation of the caller sets the event."""
+    import asyncio
+
     cancel = threading.Event()
     try:
         return await asyncio.to_thread(fn, cancel)

@@ -165,6 +165,8 @@ SERVICE_FAILURE_HINT = (
     "the service failed on its side; submitting again may succeed (a new task is billed again), "
     "and if an input URL is involved check that it is publicly reachable and decodable"
 )
+NO_CODE_HINT = ("the service gave no error code; read task.status().raw for its answer, check the inputs, and "
+                "submit again if they are right (a new task is billed again)")
 INPUT_ERROR_HINTS = {
     "Image URL missing": "pass a portrait image (path, URL, bytes or upload)",
     "Audio URL missing": "pass a speech clip (path, URL, bytes or upload)",
@@ -252,10 +254,10 @@ def input_fields() -> Iterator[str]:
     return iter(seen)
 
 
-def hint_for(code: str | None, spec: ModelSpec | None) -> tuple[str | None, bool]:
+def hint_for(code: str | None, spec: ModelSpec | None) -> tuple[str, bool]:
     """A readable hint for an error code, and whether a new task may succeed."""
     if not code:
-        return None, False
+        return NO_CODE_HINT, False
     code = str(code).zfill(9)
     if code[-3:] in SERVICE_FAILURES:
         return SERVICE_FAILURE_HINT, True

@@ -13,7 +13,7 @@ from PIL import Image, ImageDraw
 import spark_nb
 from spark_nb import _config as config
 from spark_nb._ffmpeg import ffmpeg_exe
-from spark_nb.local._server import LocalServer
+from spark_nb.local import LocalServer
 
 MEDIA = Path(__file__).parent / "media"
 TEST_KEY = "sk-test-0123456789abcdefSECRET"

@@ -15,12 +15,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from spark_nb.batch import ManifestError, run_batch
+from spark_nb import avatar
+from spark_nb._ffmpeg import read_header
+from spark_nb.batch import ManifestError, read_manifest, run_batch
 from spark_nb.batch._runner import TEMPLATE
-from spark_nb._ffmpeg import read_header, try_decode
-from spark_nb.local._server import LocalServer
+from spark_nb.local import LocalServer
 
-from .conftest import TEST_KEY, seed_firing_first
+from .conftest import TEST_KEY, cloud_config, seed_firing_first
+from .test_pipeline import upload
 
 pytestmark = pytest.mark.slow
 
@@ -332,3 +334,15 @@ def test_a_manifest_missing_columns_is_refused_naming_them(tmp_path: Path, media
     assert all("audio" in p for p in info.value.problems)
     assert not (tmp_path / "out").exists()
     assert server.stats()["created"] == 0 and server.stats()["uploads"] == 0
+
+
+def test_an_upper_case_scheme_is_a_url_in_generate_and_in_a_manifest(tmp_path: Path, media: dict[str, Path],
+                                                                    server: LocalServer) -> None:
+    """`HTTP://…` is the same URL to generate() and to a manifest (once it was joined onto the manifest's folder)."""
+    image, audio = (upload(server, media[name]).replace("http://", "HTTP://", 1) for name in ("portrait", "speech"))
+    assert image.startswith("HTTP://127.0.0.1:")
+    result = avatar.generate(image, audio, progress=False, **cloud_config(server))
+    assert result.path.is_file() and server.stats()["uploads"] == 2  # the two above: generate() uploaded nothing
+    manifest = write_manifest(tmp_path, [{"name": "shouting", "model": "avatar", "image": image, "audio": audio}])
+    (row,) = read_manifest(manifest)
+    assert row.inputs == {"image": image, "audio": audio}

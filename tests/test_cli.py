@@ -14,11 +14,12 @@ from typing import Any, Callable
 
 import httpx
 import pytest
-from .conftest import TEST_KEY
 
 from spark_nb import avatar
 from spark_nb._ffmpeg import read_header, try_decode
-from spark_nb.local._server import LocalServer
+from spark_nb.local import LocalServer
+
+from .conftest import TEST_KEY
 
 CLI = [sys.executable, "-m", "spark_nb"]
 TIMEOUT_S = 120

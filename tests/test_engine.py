@@ -11,12 +11,13 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
-from .conftest import cloud_config
 
 from spark_nb import avatar, imitator, samples
 from spark_nb._ffmpeg import ffmpeg_exe, read_header, try_decode
 from spark_nb.local._engine import _load_portrait, render_avatar, render_imitation
 from spark_nb.local._tracking import analyse, find_face
+
+from .conftest import cloud_config
 
 MOUTH_CORRELATION = 0.8  # reached: 0.96 (Pearson, mouth darkness vs the output audio's loudness in dB)
 TRACK_CORRELATION = 0.8  # reached: about 0.95 (x) and 0.87 (y)

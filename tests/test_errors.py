@@ -8,13 +8,14 @@ from typing import Any
 
 import httpx
 import pytest
-from .conftest import TEST_KEY, cloud_config
 
 import spark_nb
 from spark_nb import avatar, imitator
 from spark_nb._client import ApiClient
 from spark_nb._config import Secret
-from spark_nb.local._server import LocalServer
+from spark_nb.local import LocalServer
+
+from .conftest import TEST_KEY, cloud_config
 
 MakeServer = Callable[..., LocalServer]
 AVATAR = "spark_avatar_picture_omni_v2"

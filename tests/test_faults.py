@@ -8,12 +8,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from .conftest import TEST_KEY, cloud_config, seed_firing_first
 
 import spark_nb
 from spark_nb import avatar
-from spark_nb._ffmpeg import read_header, try_decode
-from spark_nb.local._server import LocalServer
+from spark_nb._ffmpeg import read_header
+from spark_nb.local import LocalServer
+
+from .conftest import TEST_KEY, cloud_config, seed_firing_first
 
 MakeServer = Callable[..., LocalServer]
 ROUTES = ("create", "poll", "download", "upload")

@@ -1,4 +1,4 @@
-"""Issue 7, bad input fuzzed: corrupt and hostile media, strings and widget values never reach the service.
+"""Bad input, fuzzed: corrupt and hostile media, strings and widget values never reach the service.
 
 Every case goes through avatar.generate / imitator.generate pointed at a real local server (cloud path, so
 any request would land there) and must end, within a deadline, in a spark_nb.ValidationError that names the
@@ -29,8 +29,9 @@ from hypothesis.control import currently_in_test_context
 from PIL import Image
 
 import spark_nb
-from spark_nb import _inputs as inputs, avatar, imitator
-from spark_nb.local._server import LocalServer
+from spark_nb import _inputs as inputs
+from spark_nb import avatar, imitator
+from spark_nb.local import LocalServer
 
 from .conftest import cloud_config, ffmpeg
 

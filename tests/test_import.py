@@ -1,4 +1,4 @@
-"""`import spark_nb` stays light: no moviepy, OpenCV, Starlette, uvicorn, papermill (or PIL, numpy)."""
+"""`import spark_nb` stays light: no moviepy, OpenCV, Starlette, uvicorn, papermill, PIL, numpy, httpx or asyncio."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-HEAVY = ["moviepy", "cv2", "starlette", "uvicorn", "papermill", "PIL", "numpy", "boto3"]
+HEAVY = ["moviepy", "cv2", "starlette", "uvicorn", "papermill", "PIL", "numpy", "boto3", "httpx", "asyncio"]
 
 
 def test_import_loads_no_heavy_module() -> None:

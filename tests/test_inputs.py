@@ -9,11 +9,15 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
-from .conftest import cloud_config, ffmpeg
 from PIL import Image
 
 import spark_nb
 from spark_nb import avatar, imitator
+from spark_nb._inputs import FIXES, check, fix_for
+from spark_nb.errors import REASONS
+from spark_nb.models import AVATAR, IMITATOR
+
+from .conftest import cloud_config, ffmpeg
 
 
 def png_header_claiming(width: int, height: int) -> bytes:
@@ -36,6 +40,7 @@ def refused(server: Any) -> Callable[..., spark_nb.ValidationError]:
         error = info.value
         assert error.code == code
         assert error.hint, "every validation error says how to fix it"
+        assert error.reason in REASONS
         stats = server.stats()
         assert (stats["created"], stats["uploads"], stats["polls"]) == (0, 0, 0)
         return error
@@ -164,3 +169,39 @@ def test_a_wav_named_wrongly_is_judged_by_content(media: dict[str, Path], server
     renamed.write_bytes(media["speech"].read_bytes())
     result = avatar.generate(media["portrait"], renamed, progress=False, **cloud_config(server))
     assert result.status == "completed"
+
+
+def test_each_refusal_says_its_reason_and_fix(media: dict[str, Path], tmp_path: Path) -> None:
+    """A program can tell problems apart by reason; only "too large" comes with a one-click fix (shrink)."""
+    image, audio, video = AVATAR.fields[0], AVATAR.fields[1], IMITATOR.fields[1]
+    wide = tmp_path / "wide.png"
+    Image.new("RGB", (4096, 8)).save(wide)
+    text = tmp_path / "notes.png"
+    text.write_text("not an image")
+    cases = [(None, image, "missing"), ("ftp://x.example/a.jpg", image, "unsupported_url"),
+             ("HTTP://", image, "invalid_url"), ("no/such.jpg", image, "no_such_file"), (b"", image, "missing"),
+             ({"name": "a.jpg", "content": b""}, image, "empty"), (wide, image, "image_too_large"),
+             (text, image, "not_decodable"), (3.5, image, "unsupported_type"), (media["portrait"], audio, "no_audio"),
+             (media["speech"], video, "no_video"), (media["portrait"], video, "still_video")]
+    for value, field, reason in cases:
+        with pytest.raises(spark_nb.ValidationError) as info:
+            check(value, field)
+        assert (info.value.reason, info.value.field) == (reason, field.name), value
+        assert fix_for(info.value) == FIXES.get(reason)
+    assert fix_for(spark_nb.ValidationError("x", reason="image_too_large")) == "shrink_image"
+    with pytest.raises(ValueError, match="unknown ValidationError reason"):
+        spark_nb.ValidationError("x", reason="something_new")
+
+
+def test_advice_is_data_with_its_fix(media: dict[str, Path], tmp_path: Path) -> None:
+    """Usable inputs come back with advice: long audio (fix: trim), a picture without a face (no fix)."""
+    long = check(media["long_speech"], AVATAR.fields[1])
+    (advice,) = long.advice
+    assert (advice.reason, advice.field, advice.fix) == ("audio_too_long", "audio", "trim_audio")
+    assert "17.0 s" in advice.message and "15 s" in advice.message
+    blank = tmp_path / "wall.jpg"
+    Image.new("RGB", (400, 300), (120, 130, 140)).save(blank)
+    (advice,) = check(blank, AVATAR.fields[0]).advice
+    assert (advice.reason, advice.fix) == ("no_face", None) and "no face found" in advice.message
+    assert check(media["speech"], AVATAR.fields[1]).advice == ()
+    assert check("https://example.com/face.jpg", AVATAR.fields[0]).advice == ()  # URLs are not fetched here

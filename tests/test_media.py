@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 
 from spark_nb import media as helpers  # `media` is conftest's fixture of test files
-from spark_nb._ffmpeg import ProbeError, ffmpeg_exe
-from spark_nb._ffmpeg import try_decode
+from spark_nb._ffmpeg import ProbeError, ffmpeg_exe, try_decode
 from spark_nb._inputs import scratch_dir
 
 from .conftest import ffmpeg

@@ -11,12 +11,14 @@ from typing import Any, Iterator
 
 import httpx
 import pytest
-from .conftest import TEST_KEY, cloud_config
 
 import spark_nb
-from spark_nb import _config as config, avatar
+from spark_nb import _config as config
+from spark_nb import avatar
 from spark_nb._client import ApiClient
 from spark_nb._config import Secret
+
+from .conftest import TEST_KEY, cloud_config
 
 
 class Recorder(ThreadingHTTPServer):

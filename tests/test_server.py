@@ -11,11 +11,11 @@ from typing import Any, Callable, Iterator
 
 import httpx
 import pytest
-from .conftest import TEST_KEY
 
 from spark_nb._ffmpeg import ffmpeg_exe, read_header, try_decode
-from spark_nb.local._faults import Fault, FaultPlan
-from spark_nb.local._server import LocalServer
+from spark_nb.local import Fault, FaultPlan, LocalServer
+
+from .conftest import TEST_KEY
 
 AVATAR = "spark_avatar_picture_omni_v2"
 IMITATOR = "spark_avatar_imitator_v2v"

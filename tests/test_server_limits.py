@@ -15,7 +15,7 @@ import pytest
 
 from spark_nb import avatar
 from spark_nb._cli import _parser
-from spark_nb.local._server import LocalServer
+from spark_nb.local import LocalServer
 
 from .conftest import TEST_KEY, cloud_config
 

@@ -11,13 +11,14 @@ from pathlib import Path
 
 import ipywidgets as W
 import pytest
-from .conftest import TEST_KEY, cloud_config
 from PIL import Image
 
-from spark_nb._ffmpeg import read_header, try_decode
-from spark_nb.local._server import LocalServer
+from spark_nb._ffmpeg import try_decode
 from spark_nb._results import Result
+from spark_nb.local import LocalServer
 from spark_nb.widgets import MediaPicker, ModelForm, Studio, avatar_form, imitator_form, studio
+
+from .conftest import TEST_KEY, cloud_config
 
 WAIT_S = 240  # a shared, slow machine: local renders take seconds, more under load
 LOOPBACK = re.compile(r"127\.0\.0\.1|localhost|\[::1\]")

@@ -17,6 +17,7 @@ from .._inputs import check
 from .._urls import is_http_url, url_scheme
 from ..errors import SparkError, ValidationError
 from ..models import MODELS, ModelSpec, get_model, input_fields
+
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,80}$")
 
 
@@ -92,7 +93,7 @@ def read_manifest(path: str | Path) -> list[Row]:
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise SparkError(f"cannot read the manifest {path}: {exc}",
                          hint="give a UTF-8 CSV file with columns " + ", ".join(known)) from exc
-    missing = [c for c in ("name", "model", "image") if c not in header]
+    missing = [c for c in ("name", "model") if c not in header]  # a missing input column is named per row
     if missing:
         raise ManifestError(path, [(f"row 1: missing column(s) {', '.join(missing)}; "
                                     f"the columns are {', '.join(known)}")])

@@ -7,6 +7,7 @@ import html
 import os
 from collections.abc import Sequence
 from pathlib import Path
+
 from .._urls import is_http_url
 from ..models import MODELS
 from ._outcome import RowOutcome, RowStatus

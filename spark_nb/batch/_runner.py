@@ -17,8 +17,8 @@ from .._config import resolve
 from ..errors import SparkError, TaskCancelled
 from . import _job as job
 from ._ledger import FILENAME, Entry, Ledger
-from ._outcome import JobState, RowOutcome, RowStatus
 from ._manifest import Row, read_manifest
+from ._outcome import JobState, RowOutcome, RowStatus
 from ._report import write_gallery, write_results_csv
 
 TEMPLATE = Path(__file__).resolve().parent.parent / "templates" / "avatar_job.ipynb"

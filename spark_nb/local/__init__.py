@@ -1,1 +1,14 @@
-"""The local backend: a server on loopback that speaks the Vtrix protocol and renders real videos."""
+"""The local backend: a server on loopback that speaks the Vtrix protocol and renders real videos.
+
+    from spark_nb.local import LocalServer
+    with LocalServer(latency=2.0, faults="poll:500:0.3") as server:
+        ...  # point VTRIX_GENERATION_URL (or base_url=) at server.url
+
+Importing this package loads Starlette and the renderer; `import spark_nb` never does.
+"""
+
+from ._embedded import embedded_server
+from ._faults import Fault, FaultPlan
+from ._server import LocalServer, ServerOptions
+
+__all__ = ["Fault", "FaultPlan", "LocalServer", "ServerOptions", "embedded_server"]

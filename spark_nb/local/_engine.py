@@ -10,14 +10,14 @@ from __future__ import annotations
 import dataclasses
 import os
 import subprocess
-from pathlib import Path
 from collections.abc import Callable, Mapping
+from pathlib import Path
 
 import numpy as np
 
 from .._ffmpeg import MediaFacts, ProbeError, ffmpeg_exe, ffmpeg_input, try_decode
-from . import _signals as signals
 from ..models import MediaKind, RendererName
+from . import _signals as signals
 from ._tracking import FaceTracker, Pose, analyse
 
 FPS = 25

@@ -11,7 +11,6 @@ import numpy as np
 from .._faces import Box, cascade, find_face, to_gray
 
 
-
 @dataclasses.dataclass(frozen=True)
 class FaceLayout:
     """A face and its parts: two eye boxes (left, right in the image) and the lips."""

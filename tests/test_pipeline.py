@@ -1,4 +1,4 @@
-"""Both models end to end, on the local backend and on the cloud path pointed at a local server."""
+"""generate() and submit() of both models through the shared pipeline: local backend, and the cloud path on a local server."""
 
 from __future__ import annotations
 
@@ -12,12 +12,13 @@ from typing import Any
 
 import httpx
 import pytest
-from .conftest import TEST_KEY, cloud_config
 
 import spark_nb
 from spark_nb import avatar, imitator
 from spark_nb._ffmpeg import read_header, try_decode
-from spark_nb.local._embedded import embedded_server
+from spark_nb.local import embedded_server
+
+from .conftest import TEST_KEY, cloud_config
 
 FRAME = 1 / 25
 
@@ -121,28 +122,6 @@ def test_trim_audio_false_sends_long_audio_whole_with_a_warning(media: dict[str,
     assert_video(result, 17.0)
 
 
-def test_submit_status_wait_and_resume_by_id(media: dict[str, Path], make_server: Any) -> None:
-    """submit() returns at once; status() reads it; Task.from_id rebuilds the handle and waits it out."""
-    server = make_server(api_key=TEST_KEY, latency=2)
-    task = avatar.submit(media["portrait"], media["speech"], **cloud_config(server))
-    state = task.status()
-    assert state.id == task.id and state.status in ("pending", "in_progress") and not state.done
-    resumed = spark_nb.Task.from_id(task.id, model=avatar.MODEL.id, **cloud_config(server))
-    assert resumed == task  # same id and model: the same task
-    result = resumed.wait(timeout=60, progress=False)
-    assert result.task_id == task.id and task.status().done
-    assert server.stats()["created"] == 1
-
-
-def test_wait_shows_a_tqdm_progress_bar(media: dict[str, Path], make_server: Any,
-                                        capsys: pytest.CaptureFixture) -> None:
-    """progress=True draws a bar with the task id, the status and 100 % at the end."""
-    server = make_server(api_key=TEST_KEY, latency=1.5)
-    result = avatar.generate(media["portrait"], media["speech"], **cloud_config(server))
-    err = capsys.readouterr().err
-    assert f"task {result.task_id[:12]}" in err and "100%" in err and "completed" in err
-
-
 def test_async_twins(media: dict[str, Path], server: Any) -> None:
     """async_generate runs concurrently on an event loop; async_submit + async_wait do the same in two steps."""
 
@@ -210,14 +189,6 @@ def test_eight_threads_at_once(media: dict[str, Path], server: Any) -> None:
     assert server.stats()["created"] == 8
 
 
-def test_a_finished_result_is_not_downloaded_twice(media: dict[str, Path], server: Any) -> None:
-    """Waiting again on a task whose video is already on disk reuses the file (e.g. after a restart)."""
-    task = avatar.submit(media["portrait"], media["speech"], **cloud_config(server))
-    first = task.wait(progress=False)
-    again = spark_nb.Task.from_id(task.id, **cloud_config(server)).wait(progress=False)
-    assert again.path == first.path and server.stats()["downloads"] == 1
-
-
 def test_output_dir_from_the_environment(media: dict[str, Path], server: Any, monkeypatch: pytest.MonkeyPatch,
                                          tmp_path: Path) -> None:
     """SPARK_NB_OUTPUT_DIR picks the download folder; an explicit output_dir= wins over it."""
@@ -228,55 +199,6 @@ def test_output_dir_from_the_environment(media: dict[str, Path], server: Any, mo
     result = avatar.generate(media["portrait"], media["speech"], progress=False, output_dir=tmp_path / "explicit",
                              **config)
     assert result.path.parent == tmp_path / "explicit"
-
-
-def test_s3_uploader_against_a_real_s3_server_on_loopback(media: dict[str, Path], server: Any,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    """Local files go to an S3 bucket (moto's server mode on 127.0.0.1) and the task fetches presigned URLs."""
-    boto3 = pytest.importorskip("boto3")
-    moto_server = pytest.importorskip("moto.server")
-    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                        "AWS_DEFAULT_REGION": "us-east-1"}.items():
-        monkeypatch.setenv(name, value)
-    s3 = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-    s3.start()
-    try:
-        host, port = s3.get_host_and_port()
-        endpoint = f"http://{host}:{port}"
-        boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="avatars")
-        config = {**cloud_config(server), "uploader": None, "s3_bucket": "avatars", "s3_prefix": "in",
-                  "s3_endpoint_url": endpoint}
-        result = avatar.generate(media["portrait"], media["speech"], progress=False, **config)
-        assert_video(result, read_header(media["speech"]).duration)
-        listing = boto3.client("s3", endpoint_url=endpoint).list_objects_v2(Bucket="avatars")
-        keys = [item["Key"] for item in listing["Contents"]]
-        assert len(keys) == 2 and all(k.startswith("in/") for k in keys)
-        assert server.stats()["uploads"] == 0  # nothing went through the HTTP upload endpoint
-    finally:
-        s3.stop()
-
-
-def test_a_callable_uploader(media: dict[str, Path], server: Any) -> None:
-    """uploader= may be any callable path -> url; it is called once per local file."""
-    seen: list[str] = []
-
-    def my_uploader(path: Path) -> str:
-        seen.append(path.name)
-        return upload(server, path)
-
-    result = avatar.generate(media["portrait"], media["speech"], progress=False,
-                             **{**cloud_config(server), "uploader": my_uploader})
-    assert result.status == "completed" and sorted(seen) == sorted([media["portrait"].name, media["speech"].name])
-
-
-def test_no_uploader_on_the_cloud_path_names_the_three_options(media: dict[str, Path], server: Any) -> None:
-    """Local files with no uploader configured: a clear error, and no task is created."""
-    with pytest.raises(spark_nb.UploadError) as info:
-        avatar.generate(media["portrait"], media["speech"], progress=False,
-                        **{**cloud_config(server), "uploader": None})
-    text = str(info.value)
-    assert "SPARK_NB_UPLOAD_URL" in text and "SPARK_NB_S3_BUCKET" in text and "uploader=" in text
-    assert server.stats()["created"] == 0
 
 
 def test_warnings_are_not_raised_for_normal_audio(media: dict[str, Path], server: Any) -> None:

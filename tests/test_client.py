@@ -1,0 +1,99 @@
+"""The HTTP client's pure pieces: error mapping with the key redacted, and the one retry loop's bounds."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from spark_nb._client import ApiClient, _Retry, api_error
+from spark_nb._config import Secret
+from spark_nb.errors import (
+    APIError,
+    AuthenticationError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    ServerError,
+    SparkError,
+)
+
+KEY = Secret("sk-unit-0123456789abcdefSECRET")
+
+
+def answer(status: int, body: Any = None, headers: dict[str, str] | None = None, text: str | None = None
+           ) -> httpx.Response:
+    """An HTTP answer as the client would receive it."""
+    request = httpx.Request("POST", "https://api.example/model/v1/generation")
+    if text is not None:
+        return httpx.Response(status, text=text, headers=headers, request=request)
+    return httpx.Response(status, json=body, headers=headers, request=request)
+
+
+@pytest.mark.parametrize("status,cls", [
+    (401, AuthenticationError), (402, PermissionDeniedError), (403, PermissionDeniedError), (404, NotFoundError),
+    (429, RateLimitError), (500, ServerError), (503, ServerError), (400, APIError), (422, APIError),
+])
+def test_each_status_maps_to_its_error_with_a_hint(status: int, cls: type) -> None:
+    """Every HTTP error becomes its APIError subclass, carrying the status, the server's message and a hint."""
+    error = api_error(answer(status, {"message": "nope"}), "creating the task", KEY, task_id="t9")
+    assert type(error) is cls and error.status_code == status and error.task_id == "t9"
+    assert f"creating the task failed: HTTP {status}: nope" in str(error) and error.hint
+
+
+def test_the_key_is_redacted_from_everything_built_from_server_text() -> None:
+    """A server echoing the key or the Authorization header: message, body and request id hold no key."""
+    echo = f"bad request; you sent Authorization: Bearer {KEY.reveal()} and key={KEY.reveal()}"
+    error = api_error(answer(400, {"message": echo}, headers={"x-request-id": f"req-{KEY.reveal()}"}), "x", KEY)
+    for text in (str(error), repr(error), error.body or "", error.request_id or ""):
+        assert KEY.reveal() not in text
+    assert "Bearer ********" in str(error) and error.request_id == "req-********"
+    other = api_error(answer(401, text="Authorization: Bearer someone-elses-token-123"), "x", None)
+    assert "someone-elses-token" not in (other.body or "") and other.body == "Authorization: Bearer ********"
+
+
+def test_request_id_and_body_are_kept() -> None:
+    """The request id (for the service's support) and the whole body are on the error; the message stays short."""
+    long = "x" * 5000
+    error = api_error(answer(500, {"message": long}, headers={"X-Request-Id": "abc-123"}), "reading", KEY)
+    assert error.request_id == "abc-123"
+    assert error.body is not None and len(error.body) == 4000 and len(str(error)) < 500
+    assert api_error(answer(502, text="<html>gateway</html>"), "reading", KEY).body == "<html>gateway</html>"
+
+
+def test_the_retry_loop_stops_at_its_deadline() -> None:
+    """A call that keeps failing is retried until the deadline, then gives up with the attempt count."""
+    client = ApiClient("https://api.example", KEY)
+    calls: list[float] = []
+
+    def attempt() -> None:
+        calls.append(time.monotonic())
+        raise _Retry("HTTP 503")
+
+    started = time.monotonic()
+    with pytest.raises(SparkError, match=r"gave up after (\d+) attempts") as info:
+        client._attempts(attempt, what="reading", attempts=200, deadline=started + 1.0,
+                         give_up=lambda problem, n: SparkError(f"gave up after {n} attempts; last: {problem}"))
+    assert 0.9 <= time.monotonic() - started < 1.6
+    assert len(calls) >= 2 and str(len(calls)) in str(info.value)
+    client.close()
+
+
+def test_the_retry_loop_stops_at_its_attempts_and_returns_a_success() -> None:
+    """max attempts bound the loop without a deadline; a later success is returned as is."""
+    client = ApiClient("https://api.example", KEY)
+    client.retry = client.retry.__class__(max_attempts=3, base_delay=0.01, max_delay=0.02)
+    answers = iter([_Retry("a"), _Retry("b"), "done"])
+
+    def attempt() -> str:
+        value = next(answers)
+        if isinstance(value, Exception):
+            raise value
+        return value
+
+    assert client._attempts(attempt, what="x", give_up=lambda p, n: SparkError(str(n))) == "done"
+    with pytest.raises(SparkError, match="^3$"):
+        client._attempts(lambda: (_ for _ in ()).throw(_Retry("z")), what="x", give_up=lambda p, n: SparkError(str(n)))
+    client.close()

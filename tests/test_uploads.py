@@ -1,0 +1,64 @@
+"""Local files become URLs the service can fetch: an S3 bucket, any callable, or a clear error when none is set."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import spark_nb
+from spark_nb import avatar
+from spark_nb._ffmpeg import read_header
+
+from .conftest import cloud_config
+from .test_pipeline import assert_video, upload
+
+
+def test_s3_uploader_against_a_real_s3_server_on_loopback(media: dict[str, Path], server: Any,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Local files go to an S3 bucket (moto's server mode on 127.0.0.1) and the task fetches presigned URLs."""
+    boto3 = pytest.importorskip("boto3")
+    moto_server = pytest.importorskip("moto.server")
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                        "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(name, value)
+    s3 = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    s3.start()
+    try:
+        host, port = s3.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="avatars")
+        config = {**cloud_config(server), "uploader": None, "s3_bucket": "avatars", "s3_prefix": "in",
+                  "s3_endpoint_url": endpoint}
+        result = avatar.generate(media["portrait"], media["speech"], progress=False, **config)
+        assert_video(result, read_header(media["speech"]).duration)
+        listing = boto3.client("s3", endpoint_url=endpoint).list_objects_v2(Bucket="avatars")
+        keys = [item["Key"] for item in listing["Contents"]]
+        assert len(keys) == 2 and all(k.startswith("in/") for k in keys)
+        assert server.stats()["uploads"] == 0  # nothing went through the HTTP upload endpoint
+    finally:
+        s3.stop()
+
+
+def test_a_callable_uploader(media: dict[str, Path], server: Any) -> None:
+    """uploader= may be any callable path -> url; it is called once per local file."""
+    seen: list[str] = []
+
+    def my_uploader(path: Path) -> str:
+        seen.append(path.name)
+        return upload(server, path)
+
+    result = avatar.generate(media["portrait"], media["speech"], progress=False,
+                             **{**cloud_config(server), "uploader": my_uploader})
+    assert result.status == "completed" and sorted(seen) == sorted([media["portrait"].name, media["speech"].name])
+
+
+def test_no_uploader_on_the_cloud_path_names_the_three_options(media: dict[str, Path], server: Any) -> None:
+    """Local files with no uploader configured: a clear error, and no task is created."""
+    with pytest.raises(spark_nb.UploadError) as info:
+        avatar.generate(media["portrait"], media["speech"], progress=False,
+                        **{**cloud_config(server), "uploader": None})
+    text = str(info.value)
+    assert "SPARK_NB_UPLOAD_URL" in text and "SPARK_NB_S3_BUCKET" in text and "uploader=" in text
+    assert server.stats()["created"] == 0
