@@ -18,7 +18,7 @@ from PIL import Image
 
 from spark_nb import samples
 from spark_nb.batch import run_batch
-from spark_nb.local._server import LocalServer
+from spark_nb.local import LocalServer
 
 from .report import Table, verdict
 

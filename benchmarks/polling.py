@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 
 from spark_nb import avatar, samples
-from spark_nb.local._server import LocalServer
+from spark_nb.local import LocalServer
 
 from .report import Table, verdict
 

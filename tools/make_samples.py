@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from spark_nb._ffmpeg import ffmpeg_exe
-from spark_nb.local import signals
+from spark_nb.local import _signals as signals
 from spark_nb.local._animate import Animator
 from spark_nb.local._engine import FPS, VideoEncoder
 from spark_nb.local._tracking import Pose, analyse
