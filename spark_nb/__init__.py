@@ -21,6 +21,7 @@ from .errors import (
     APIError,
     AuthenticationError,
     DownloadError,
+    MediaError,
     NotFoundError,
     PermissionDeniedError,
     RateLimitError,
@@ -31,6 +32,7 @@ from .errors import (
     TaskMayExist,
     TaskTimeout,
     UploadError,
+    UsageError,
     ValidationError,
 )
 
@@ -41,6 +43,7 @@ __all__ = [
     "AuthenticationError",
     "DownloadError",
     "HTTPUploader",
+    "MediaError",
     "NotFoundError",
     "PermissionDeniedError",
     "RateLimitError",
@@ -56,6 +59,7 @@ __all__ = [
     "TaskState",
     "TaskTimeout",
     "UploadError",
+    "UsageError",
     "ValidationError",
     "__version__",
     "avatar",

@@ -5,9 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 from typing import Sequence
 
 from .errors import SparkError
+
+SERVER_KEY_ENV = "SPARK_NB_SERVER_API_KEY"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -52,7 +55,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--latency", type=float, default=0.0, help="every task takes at least this many seconds")
     serve.add_argument("--faults", help="inject faults: ROUTE:KIND:P,... (see docs)")
     serve.add_argument("--fault-seed", type=int, help="make injected faults repeatable")
-    serve.add_argument("--api-key", help="require this bearer key (default: any key is accepted)")
+    serve.add_argument("--api-key-file", help="require the bearer key written in this file (default: any key)")
+    serve.add_argument("--api-key", help=f"require this key; visible to other users in the process list, so prefer "
+                                         f"--api-key-file or ${SERVER_KEY_ENV}")
+    serve.add_argument("--render-size", type=int, default=512, help="longest side of rendered videos, px (512)")
+    serve.add_argument("--cost-per-second", type=float, default=0.0,
+                       help="report usage.cost as this many USD per second of video (default 0)")
     return parser
 
 
@@ -115,10 +123,20 @@ def _demo(out: str) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from .local._server import LocalServer
+    """Serve until SIGINT or SIGTERM, then stop renders and children and remove the storage within seconds."""
+    import signal
+
+    from .local import LocalServer
 
     server = LocalServer(args.host, args.port, latency=args.latency, faults=args.faults, fault_seed=args.fault_seed,
-                         api_key=args.api_key).start()
+                         api_key=_server_key(args), longest_side=args.render_size,
+                         cost_per_second=args.cost_per_second).start()
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)  # also when started in the background, where SIGINT comes ignored
     print(f"spark-nb local server on {server.url} (Ctrl-C to stop)", flush=True)
     try:
         while server.running:
@@ -126,8 +144,32 @@ def _serve(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         server.stop()
     return 0
+
+
+def _server_key(args: argparse.Namespace) -> str | None:
+    """The key `serve` requires: from --api-key-file, then $SPARK_NB_SERVER_API_KEY, then --api-key (warned)."""
+    import os
+
+    if args.api_key_file:
+        try:
+            key = Path(args.api_key_file).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise SparkError(f"cannot read the key file {args.api_key_file}: {exc.strerror or exc}",
+                             hint="give a readable file holding the key on its first line") from exc
+        if not key:
+            raise SparkError(f"the key file {args.api_key_file} is empty", hint="write the key into it")
+        return key
+    if os.environ.get(SERVER_KEY_ENV):
+        return os.environ[SERVER_KEY_ENV].strip()
+    if args.api_key:
+        print(f"spark-nb serve: warning: --api-key is visible to every user of this machine (ps); use "
+              f"--api-key-file or ${SERVER_KEY_ENV} instead", file=sys.stderr)
+        return str(args.api_key)
+    return None
 
 
 def _batch(args: argparse.Namespace) -> int:

@@ -7,20 +7,25 @@ failure; a create retries only what proves the request never reached the server,
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import json
 import logging
 import os
+import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Iterator, TypeVar
+from urllib.parse import quote
 
 import httpx
 
 from ._config import Secret
 from ._retry import NEVER_SENT, RETRYABLE_STATUS, RetryPolicy, parse_retry_after
+from ._transfer import TransferError, fetch_to_file
 from ._urls import is_http_url
 from ._version import __version__
 from .errors import (
@@ -42,6 +47,8 @@ T = TypeVar("T")
 
 REQUEST_TIMEOUT_S = 30.0  # as the official CLI
 POLL_ATTEMPTS = 200  # a poll is retried until the deadline; this only bounds the count
+MAX_RESULT_BYTES = 2 * 1024**3  # when the task does not say the video's size
+MAX_TASK_ID_CHARS = 200
 MESSAGE_CHARS = 300  # of the server's text in an error message; the whole body stays on APIError.body
 BODY_CHARS = 4000
 _REQUEST_ID_HEADERS = ("x-request-id", "request-id", "x-amzn-requestid", "cf-ray")
@@ -174,12 +181,16 @@ class ApiClient:
         submitted_at = time.strftime("%Y-%m-%d %H:%M:%S %Z")
 
         def attempt() -> dict[str, Any]:
-            try:
-                response = self._http.post(url, json=payload)
+            try:  # never redirected: a 303 "created, see other" would be sent again, and paid again
+                response = self._http.post(url, json=payload, follow_redirects=False)
             except NEVER_SENT as exc:
                 raise _Retry(f"connect failed: {exc}") from exc
             except httpx.HTTPError as exc:
                 raise self._may_exist(model, submitted_at, f"the connection failed after sending ({exc!r})") from exc
+            except KeyboardInterrupt:  # the request may have reached the service: say so before stopping
+                print(f"\nInterrupted: {self._may_exist(model, submitted_at, 'interrupted (Ctrl-C) during the call')}",
+                      file=sys.stderr)
+                raise
             if response.status_code == 429:  # refused, not created
                 raise _Retry("HTTP 429", parse_retry_after(response.headers), response)
             return self._created(response, model, submitted_at)
@@ -194,7 +205,7 @@ class ApiClient:
 
     def _created(self, response: httpx.Response, model: str, submitted_at: str) -> dict[str, Any]:
         data = _body(response)
-        if response.status_code >= 500:
+        if response.status_code >= 500 or 300 <= response.status_code < 400:
             raise self._may_exist(model, submitted_at, f"the service answered HTTP {response.status_code}")
         if isinstance(data, dict) and not data.get("id") and data.get("error"):
             raise task_failure(data["error"], None, model)  # refused before a task existed
@@ -202,9 +213,14 @@ class ApiClient:
             raise api_error(response, "creating the task", self._key)
         if not isinstance(data, dict):
             raise self._may_exist(model, submitted_at, "its answer was not JSON")
-        if not data.get("id"):
+        task_id = data.get("id")
+        if isinstance(task_id, int) and not isinstance(task_id, bool):
+            task_id = data["id"] = str(task_id)
+        if not isinstance(task_id, str) or not task_id.strip():
             raise self._may_exist(model, submitted_at, "its answer had no task id")
-        logger.info("created task %s (%s)", data["id"], model)
+        if len(task_id) > MAX_TASK_ID_CHARS or not task_id.isprintable():
+            raise self._may_exist(model, submitted_at, f"its answer had an unusable task id {task_id[:60]!r}")
+        logger.info("created task %s (%s)", task_id, model)
         return data
 
     @staticmethod
@@ -222,7 +238,7 @@ class ApiClient:
 
     def get_task(self, task_id: str, *, deadline: float | None = None) -> dict[str, Any]:
         """GET a task object, retrying transient failures until deadline (time.monotonic())."""
-        url = f"{self.base_url}/model/v1/generation/task/{task_id}"
+        url = f"{self.base_url}/model/v1/generation/task/{path_segment(task_id)}"
         return self._read_json(lambda: self._http.get(url), what=f"reading task {task_id}", task_id=task_id,
                                deadline=deadline, attempts=POLL_ATTEMPTS)
 
@@ -233,7 +249,15 @@ class ApiClient:
             with open(path, "rb") as fh:
                 return self._http.post(endpoint, files={"file": (path.name, fh)})
 
-        data = self._read_json(send, what=f"uploading {path.name}", error=UploadError)
+        try:
+            data = self._read_json(send, what=f"uploading {path.name}", error=UploadError)
+        except (AuthenticationError, PermissionDeniedError, RateLimitError):
+            raise  # the key or the account, not this file
+        except APIError as exc:  # refused, e.g. 413 too large: an upload problem, named as one
+            too_large = exc.status_code == 413
+            raise UploadError(f"the upload endpoint refused {path.name}: {exc.headline}",
+                              hint="the file is over the endpoint's size limit: shrink or cut it" if too_large
+                              else "check SPARK_NB_UPLOAD_URL (or uploader=) and what the endpoint expects") from exc
         nested = data.get("data") if isinstance(data, dict) else None
         url = data.get("url") if isinstance(data, dict) else None
         url = url or (nested.get("url") if isinstance(nested, dict) else None)
@@ -253,12 +277,12 @@ class ApiClient:
             except httpx.HTTPError as exc:
                 raise _Retry(f"{type(exc).__name__}: {exc}") from exc
             status, data = response.status_code, _body(response)
-            if status < 300 and data is not None:
+            if status < 300 and isinstance(data, dict):
                 return data
             if status >= 300 and status not in RETRYABLE_STATUS:
                 raise api_error(response, what, self._key, task_id)
             if status < 300:
-                raise _Retry("an answer that was not JSON")
+                raise _Retry("an answer that was not a JSON object")
             raise _Retry(f"HTTP {status}", parse_retry_after(response.headers))
 
         def give_up(problem: _Retry, attempts: int) -> SparkError:
@@ -269,18 +293,34 @@ class ApiClient:
 
     # -- download: streamed to a temporary name, checked, then renamed ----------------------------
 
-    def download(self, url: str, dest: Path, *, expected_size: int | None = None, task_id: str | None = None) -> int:
-        """Download url to dest atomically, checking its length; retried on faults. Returns the size."""
+    def download(self, url: str, dest: Path, *, deadline: float, expected_size: int | None = None,
+                 max_bytes: int | None = None, check: Callable[[Path], None] | None = None,
+                 task_id: str | None = None) -> int:
+        """Download url to dest by deadline, atomically: under a temporary name, size-checked, then check(tmp)
+        (e.g. that it decodes), then renamed. Transient failures are retried. Returns the size.
+
+        Result URLs need no key, so downloads go through a client that has none.
+        """
         dest.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_parts(dest)
 
         def attempt() -> int:
-            tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.part")
+            tmp = dest.with_name(f".{dest.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.part")
             try:
-                size = self._stream_to(url, tmp, expected_size)
+                size = fetch_to_file(url, tmp, deadline=deadline, max_bytes=max_bytes or MAX_RESULT_BYTES,
+                                     expected_size=expected_size, what="the result video")
+                if expected_size is not None and size != expected_size:
+                    raise _Retry(f"got {size} bytes, the task says {expected_size}")
+                if check is not None:
+                    check(tmp)
                 os.replace(tmp, dest)
                 return size
-            except httpx.HTTPError as exc:
-                raise _Retry(f"{type(exc).__name__}: {exc}") from exc
+            except TransferError as exc:
+                if not exc.retryable:
+                    raise DownloadError(f"could not download the result: {exc}", task_id=task_id,
+                                        hint=f"the video stays at {url} for a while; wait() again, or fetch it "
+                                             "with a browser or curl") from exc
+                raise _Retry(str(exc), exc.retry_after) from exc
             finally:
                 tmp.unlink(missing_ok=True)
 
@@ -290,22 +330,34 @@ class ApiClient:
                 hint=f"the video stays at {url} for a while; fetch it with a browser or curl", task_id=task_id,
             )
 
-        return self._attempts(attempt, what="download", give_up=give_up)
+        return self._attempts(attempt, what="download", give_up=give_up, deadline=deadline)
 
-    def _stream_to(self, url: str, tmp: Path, expected_size: int | None) -> int:
-        with self._http.stream("GET", url) as response:
-            if response.status_code in RETRYABLE_STATUS:
-                raise _Retry(f"HTTP {response.status_code}", parse_retry_after(response.headers))
-            if response.status_code >= 300:  # its body is not read: a result host's error page may be huge
-                raise api_error(response, "downloading the result", self._key)
-            written = 0
-            with open(tmp, "wb") as fh:
-                for chunk in response.iter_bytes(1 << 16):
-                    fh.write(chunk)
-                    written += len(chunk)
-        if expected_size is not None and written != expected_size:
-            raise _Retry(f"got {written} bytes, the task says {expected_size}")
-        return written
+
+def path_segment(text: str) -> str:
+    """text as one URL path segment: every "/" and "?" quoted, and "." or ".." (which URLs collapse) spelled out."""
+    quoted = quote(text, safe="")
+    return "%2E" * len(quoted) if quoted in (".", "..") else quoted
+
+
+def remove_stale_parts(dest: Path) -> None:
+    """Delete temporary files of earlier downloads to dest whose process is gone (killed mid-download)."""
+    for part in dest.parent.glob(f".{glob.escape(dest.name)}.*.part"):
+        pid = part.name[len(dest.name) + 2:].split("-", 1)[0]
+        if not pid.isdigit() or not _alive(int(pid)):
+            with contextlib.suppress(OSError):
+                part.unlink()
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists but is not ours
+        return True
+    return True
 
 
 _clients: dict[tuple[str, int], ApiClient] = {}

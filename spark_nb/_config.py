@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 import re
 import sys
@@ -11,7 +12,7 @@ import threading
 from pathlib import Path
 from typing import Any, Callable, Literal, Union
 
-from .errors import SparkError
+from .errors import SparkError, UsageError
 
 DEFAULT_BASE_URL = "https://cloud.vtrix.ai"
 DEFAULT_OUTPUT_DIR = "spark_outputs"
@@ -60,6 +61,14 @@ class Secret:
 
 
 @dataclasses.dataclass(frozen=True)
+class InputLimits:
+    """How large a local audio or video input may be before it is refused (images: the model's own 5 MB rule)."""
+
+    max_bytes: int = 100 * 1024**2  # the local server's upload limit; few fetchers take more
+    max_seconds: float = 600.0  # ten minutes: far above the 15 s the avatar model recommends
+
+
+@dataclasses.dataclass(frozen=True)
 class Settings:
     """Everything one generation needs to know about where and how to run."""
 
@@ -71,6 +80,7 @@ class Settings:
     s3_bucket: str | None = None
     s3_prefix: str = ""
     s3_endpoint_url: str | None = None
+    limits: InputLimits = InputLimits()
 
 
 _FIELDS = (
@@ -84,6 +94,8 @@ _FIELDS = (
     "s3_prefix",
     "s3_endpoint_url",
     "log_level",
+    "max_input_mb",
+    "max_input_seconds",
 )
 _configured: dict[str, Any] = {}
 _lock = threading.Lock()
@@ -91,14 +103,16 @@ _notice_shown = False
 
 
 def configure(**options: Any) -> None:
-    """Set defaults for this process (api_key, backend, base_url, output_dir, uploader, upload_url, s3_*, log_level).
+    """Set defaults for this process (api_key, backend, base_url, output_dir, uploader, upload_url, s3_*, log_level,
+    max_input_mb, max_input_seconds).
 
     Explicit arguments to a call win over these, and these win over the environment.
     Pass None to forget a value.
     """
+    hide_key(options)
     unknown = sorted(set(options) - set(_FIELDS))
     if unknown:
-        raise TypeError(f"configure() got unknown option(s) {unknown}; known: {', '.join(_FIELDS)}")
+        raise UsageError(f"configure() got unknown option(s) {unknown}; known: {', '.join(_FIELDS)}")
     with _lock:
         for name, value in options.items():
             if value is None:
@@ -113,7 +127,7 @@ def resolve(**explicit: Any) -> Settings:
     """Settings for one call: explicit arguments, then configure(), then the environment, then defaults."""
     unknown = sorted(set(explicit) - set(_FIELDS))
     if unknown:
-        raise TypeError(f"unknown option(s) {unknown}; known: {', '.join(_FIELDS)}")
+        raise UsageError(f"unknown option(s) {unknown}; known: {', '.join(_FIELDS)}")
 
     def pick(name: str, env: str | None = None) -> Any:
         if explicit.get(name) is not None:
@@ -144,7 +158,32 @@ def resolve(**explicit: Any) -> Settings:
         s3_bucket=pick("s3_bucket", "SPARK_NB_S3_BUCKET"),
         s3_prefix=pick("s3_prefix", "SPARK_NB_S3_PREFIX") or "",
         s3_endpoint_url=pick("s3_endpoint_url", "SPARK_NB_S3_ENDPOINT_URL"),
+        limits=InputLimits(
+            max_bytes=int(_positive("max_input_mb", pick("max_input_mb", "SPARK_NB_MAX_INPUT_MB"), 100) * 1024**2),
+            max_seconds=_positive("max_input_seconds", pick("max_input_seconds", "SPARK_NB_MAX_INPUT_SECONDS"), 600),
+        ),
     )
+
+
+def _positive(name: str, value: Any, default: float) -> float:
+    if value is None:
+        return float(default)
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if not math.isfinite(number) or number <= 0:
+        raise SparkError(f"{name} must be a positive number, not {str(value)[:40]!r}",
+                         hint=f"set it to e.g. {default:g} (or leave it unset for that default)")
+    return number
+
+
+def hide_key(config: dict[str, Any]) -> dict[str, Any]:
+    """config with a plain-text api_key turned into a Secret, in place, so no traceback's locals show it."""
+    key = config.get("api_key")
+    if key is not None and not isinstance(key, Secret):
+        config["api_key"] = Secret(str(key).strip())
+    return config
 
 
 def _notice_local_once() -> None:

@@ -15,7 +15,8 @@ import subprocess
 import threading
 from pathlib import Path
 
-from .errors import SparkError
+from . import _procs
+from .errors import MediaError
 
 PROBE_TIMEOUT_S = 30.0
 # Decoders refuse frames above this (8192x8192), so a 100-byte file whose header claims 16000x16000
@@ -37,7 +38,7 @@ def ffmpeg_input(path: str | os.PathLike[str]) -> str:
     return f"file:{os.fspath(path)}"
 
 
-class ProbeError(SparkError, ValueError):
+class ProbeError(MediaError):
     """ffmpeg could not open or decode the file."""
 
 
@@ -96,16 +97,56 @@ def try_decode(path: str | Path, seconds: float = 1.0) -> DecodeReport:
     path = Path(path)
 
     def decode() -> DecodeReport:
-        log = _run_probe(path, ["-t", f"{seconds:g}", "-f", "null", "-"], check=True)
-        frames = re.findall(r"frame=\s*(\d+)", log)
-        times = re.findall(r"time=(\d+):(\d\d):(\d\d(?:\.\d+)?)", log)
-        return DecodeReport(facts=_facts(path, log), frames=int(frames[-1]) if frames else 0,
-                            seconds=_seconds(*times[-1]) if times else 0.0)
+        return _report(path, _run_probe(path, ["-t", f"{seconds:g}", "-f", "null", "-"], check=True))
 
     return _cached(path, ("decode", seconds), decode)  # type: ignore[return-value]
 
 
-def _cached(path: Path, kind: tuple[object, ...], compute: object) -> MediaFacts | DecodeReport:
+def decode_tail(path: str | Path, duration: float, seconds: float = 1.0) -> DecodeReport:
+    """Decode the last seconds before the declared end: a file cut short decodes nothing there."""
+    path = Path(path)
+    start = max(0.0, duration - seconds)
+
+    def decode() -> DecodeReport:
+        log = _run_probe(path, ["-t", f"{seconds:g}", "-f", "null", "-"], check=True, before=["-ss", f"{start:.3f}"])
+        return _report(path, log)
+
+    return _cached(path, ("tail", duration, seconds), decode)  # type: ignore[return-value]
+
+
+def loudest_db(path: str | Path, seconds: float = 60.0) -> float:
+    """The peak level of the first seconds of audio in dBFS (-inf for digital silence)."""
+    path = Path(path)
+
+    def measure() -> float:
+        log = _run_probe(path, ["-t", f"{seconds:g}", "-vn", "-af", "volumedetect", "-f", "null", "-"], check=True)
+        peak = re.search(r"max_volume:\s*(-?inf|-?[\d.]+) dB", log)
+        return float(peak.group(1)) if peak else float("-inf")
+
+    return _cached(path, ("loudest", seconds), measure)  # type: ignore[return-value]
+
+
+def picture_changes(path: str | Path, seconds: float = 10.0) -> int:
+    """The largest change of any pixel (0-255) between frames sampled over the first seconds, on a small grey copy."""
+    path = Path(path)
+    side = 32
+
+    def measure() -> int:
+        cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-max_pixels", str(MAX_PROBE_PIXELS),
+               "-t", f"{seconds:g}", "-i", ffmpeg_input(path), "-an", "-vf", f"fps=4,scale={side}:{side},format=gray",
+               "-frames:v", str(int(seconds * 4) + 1), "-f", "rawvideo", "-"]
+        try:
+            proc = _procs.run(cmd, timeout=PROBE_TIMEOUT_S)
+        except subprocess.TimeoutExpired as exc:
+            raise ProbeError(f"ffmpeg took more than {PROBE_TIMEOUT_S:g}s to read {path.name}") from exc
+        data, size = proc.stdout, side * side
+        frames = [data[i:i + size] for i in range(0, len(data) - size + 1, size)]
+        return max((max(abs(a - b) for a, b in zip(frames[0], frame)) for frame in frames[1:]), default=0)
+
+    return _cached(path, ("changes", seconds), measure)  # type: ignore[return-value]
+
+
+def _cached(path: Path, kind: tuple[object, ...], compute: object) -> object:
     try:
         stat = os.stat(path)
         key: tuple[object, ...] | None = (os.path.realpath(path), stat.st_size, stat.st_mtime_ns, *kind)
@@ -123,15 +164,22 @@ def _cached(path: Path, kind: tuple[object, ...], compute: object) -> MediaFacts
     return value
 
 
-def _run_probe(path: Path, args: list[str], *, check: bool = False) -> str:
+def _report(path: Path, log: str) -> DecodeReport:
+    frames = re.findall(r"frame=\s*(\d+)", log)
+    times = re.findall(r"time=(\d+):(\d\d):(\d\d(?:\.\d+)?)", log)
+    return DecodeReport(facts=_facts(path, log), frames=int(frames[-1]) if frames else 0,
+                        seconds=_seconds(*times[-1]) if times else 0.0)
+
+
+def _run_probe(path: Path, args: list[str], *, check: bool = False, before: list[str] | None = None) -> str:
     """ffmpeg's log reading path (bounded in time and frame size); ProbeError naming the file when it cannot.
 
     check: also fail when ffmpeg fails after opening the file (a decode error).
     """
     cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-xerror", "-max_pixels", str(MAX_PROBE_PIXELS),
-           "-i", ffmpeg_input(path), *args]
+           *(before or []), "-i", ffmpeg_input(path), *args]
     try:
-        proc = subprocess.run(cmd, capture_output=True, stdin=subprocess.DEVNULL, timeout=PROBE_TIMEOUT_S)
+        proc = _procs.run(cmd, timeout=PROBE_TIMEOUT_S)
     except subprocess.TimeoutExpired as exc:
         raise ProbeError(f"ffmpeg took more than {PROBE_TIMEOUT_S:g}s to read the file") from exc
     log = proc.stderr.decode("utf-8", "replace")

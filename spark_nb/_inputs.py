@@ -13,12 +13,14 @@ import hashlib
 import logging
 import os
 import re
-import struct
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
-from ._ffmpeg import DecodeReport, MediaFacts, ProbeError, try_decode
+from ._config import InputLimits
+from ._ffmpeg import DecodeReport, MediaFacts, ProbeError, decode_tail, loudest_db, picture_changes, try_decode
+from ._imageheader import claimed_size
 from ._scratch import scratch_dir
 from ._urls import MAX_URL_CHARS, is_http_url, url_scheme
 from .errors import ValidationError
@@ -30,6 +32,8 @@ MAX_IMAGE_BYTES = 5 * 1024 * 1024
 MAX_IMAGE_SIDE = 4096  # the seed says "less than 4096x4096"
 IMAGE_FORMATS = {"JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF", "MPO"}
 RECOMMENDED_AUDIO_SECONDS = 15.0
+SILENCE_DB = -70.0  # a peak below this is no speech (digital silence measures -91 dB or -inf)
+STILL_CHANGE = 10  # no pixel of a small grey copy changing by more than this (of 255) is no motion
 Fix = Literal["trim_audio", "shrink_image"]
 # the one-click fix for each problem that has one: a ValidationError's reason or an Advice's
 FIXES: dict[str, Fix] = {"image_too_large": "shrink_image", "audio_too_long": "trim_audio"}
@@ -174,20 +178,35 @@ def _spill(data: bytes, suffix: str, field: MediaField) -> Path:
     return path
 
 
-def validate(media: Media) -> Media:
+def validate(media: Media, limits: InputLimits = InputLimits()) -> Media:
     """Check a local file against its field's rules (URLs pass through); returns media with its facts and advice."""
     if not media.is_local:
         return media
     path, field = media.path, media.field
     assert path is not None
-    check = {"image": _check_image, "audio": _check_audio, "video": _check_video}[field.kind]
-    facts = check(path, field)
+    if field.kind == "image":
+        facts = _check_image(path, field)
+    else:
+        facts = _check_stream(path, field, limits)
     return dataclasses.replace(media, facts=facts, advice=tuple(_advice(path, field, facts)))
 
 
-def check(value: Any, field: MediaField) -> Media:
+def check(value: Any, field: MediaField, limits: InputLimits = InputLimits()) -> Media:
     """normalise() then validate(): the checked Media for value, or ValidationError."""
-    return validate(normalise(value, field))
+    return validate(normalise(value, field), limits)
+
+
+def ensure_output_dir(folder: Path) -> None:
+    """Create folder if needed and prove a file can be written there; ValidationError before anything is paid."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".spark_nb_write_test_"):
+            pass
+    except OSError as exc:
+        raise ValidationError(
+            f"the output folder {str(folder)[:200]!r} cannot hold the video: {exc.strerror or exc}",
+            reason="unusable_output_dir", hint="pass output_dir= (or SPARK_NB_OUTPUT_DIR) naming a writable folder",
+        ) from exc
 
 
 def _advice(path: Path, field: MediaField, facts: MediaFacts) -> list[Advice]:
@@ -223,7 +242,7 @@ def _check_image(path: Path, field: MediaField) -> MediaFacts:
             field=field.name,
             hint="shrink it, e.g. spark_nb.media.shrink_image(path) or save it as a JPEG at quality 90",
         )
-    claimed = _header_size(path)  # before PIL: a header claiming 50000x50000 is refused without touching it
+    claimed = claimed_size(path)  # before PIL: a header claiming 50000x50000 is refused without touching it
     if claimed and max(claimed) >= MAX_IMAGE_SIDE:
         raise _too_large(*claimed, field)
     try:
@@ -262,67 +281,9 @@ def _too_large(width: int, height: int, field: MediaField) -> ValidationError:
     )
 
 
-def _header_size(path: Path) -> tuple[int, int] | None:
-    """Width and height as a PNG, GIF, BMP, WebP or JPEG header claims them, read without decoding; else None."""
+def _decode(path: Path, field: MediaField, kind: str, seconds: float = 1.0) -> DecodeReport:
     try:
-        with open(path, "rb") as fh:
-            head = fh.read(32)
-            if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR" and len(head) >= 24:
-                return struct.unpack(">II", head[16:24])
-            if head[:6] in (b"GIF87a", b"GIF89a") and len(head) >= 10:
-                return struct.unpack("<HH", head[6:10])
-            if head[:2] == b"BM" and len(head) >= 26:
-                if head[14:18] == b"\x0c\x00\x00\x00":  # OS/2 BITMAPCOREHEADER: 16-bit sides
-                    return struct.unpack("<HH", head[18:22])
-                width, height = struct.unpack("<ii", head[18:26])
-                return abs(width), abs(height)
-            if head[:4] == b"RIFF" and head[8:12] == b"WEBP" and len(head) >= 30:
-                if head[12:16] == b"VP8X":
-                    return int.from_bytes(head[24:27], "little") + 1, int.from_bytes(head[27:30], "little") + 1
-                if head[12:16] == b"VP8L":
-                    bits = int.from_bytes(head[21:25], "little")
-                    return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
-                if head[12:16] == b"VP8 ":
-                    width, height = struct.unpack("<HH", head[26:30])
-                    return width & 0x3FFF, height & 0x3FFF
-            if head[:2] == b"\xff\xd8":
-                return _jpeg_size(fh)
-    except OSError:
-        pass  # unreadable: Image.open reports it
-    return None
-
-
-def _jpeg_size(fh: Any) -> tuple[int, int] | None:
-    """The size in a JPEG's first SOFn segment, walking the marker segments before it."""
-    fh.seek(2)
-    while True:
-        if fh.read(1) != b"\xff":
-            return None  # not at a marker: left to the decoder
-        marker = fh.read(1)
-        while marker == b"\xff":  # fill bytes
-            marker = fh.read(1)
-        if not marker or marker[0] in (0xD9, 0xDA):  # end of file, end of image, start of scan
-            return None
-        if marker[0] == 0x01 or 0xD0 <= marker[0] <= 0xD7:  # markers without a length
-            continue
-        start = fh.tell()
-        segment = fh.read(7)  # length, then for SOFn: precision, height, width
-        if len(segment) < 2:
-            return None
-        length = struct.unpack(">H", segment[:2])[0]
-        if 0xC0 <= marker[0] <= 0xCF and marker[0] not in (0xC4, 0xC8, 0xCC):  # SOF0..SOF15
-            if len(segment) < 7:
-                return None
-            height, width = struct.unpack(">HH", segment[3:7])
-            return width, height
-        if length < 2:
-            return None
-        fh.seek(start + length)  # always forward: the walk ends at the end of the file
-
-
-def _decode(path: Path, field: MediaField, kind: str) -> DecodeReport:
-    try:
-        return try_decode(path)
+        return try_decode(path, seconds)
     except ProbeError as exc:
         raise ValidationError(
             f"{field.label} could not be decoded as {kind} ({path.name}: {exc})", reason="not_decodable",
@@ -330,8 +291,61 @@ def _decode(path: Path, field: MediaField, kind: str) -> DecodeReport:
         ) from exc
 
 
-def _check_audio(path: Path, field: MediaField) -> MediaFacts:
-    report = _decode(path, field, "audio")
+def _check_stream(path: Path, field: MediaField, limits: InputLimits) -> MediaFacts:
+    """Audio or video: within the size and length limits, decodable from start to end, with sound or motion."""
+    size = path.stat().st_size
+    if size > limits.max_bytes:
+        raise ValidationError(
+            f"{field.label} is {size / 1024**2:.0f} MB; inputs are limited to {limits.max_bytes / 1024**2:.0f} MB",
+            reason="media_too_large", field=field.name,
+            hint="cut or re-encode it smaller (e.g. spark_nb.media.trim_audio for speech), or raise the limit with "
+                 "configure(max_input_mb=...) if your service takes larger files",
+        )
+    report = _decode(path, field, "audio" if field.kind == "audio" else "a video")
+    facts = report.facts
+    (_check_audio if field.kind == "audio" else _check_video)(path, field, report)
+    if facts.duration and facts.duration > limits.max_seconds:
+        raise ValidationError(
+            f"{field.label} lasts {facts.duration:.0f} s; inputs are limited to {limits.max_seconds:.0f} s",
+            reason="media_too_long", field=field.name,
+            hint="cut it shorter, or raise the limit with configure(max_input_seconds=...)",
+        )
+    truncated = ValidationError(
+        f"{field.label} ends before its declared {facts.duration or 0:.1f} s ({path.name} looks truncated)",
+        reason="not_decodable", field=field.name, hint="the file is incomplete: download or export it again",
+    )
+    if facts.duration and facts.duration > 1.0:  # a file cut short: its header promises more than it holds
+        tail = _unless_undecodable(decode_tail, path, facts.duration, min(3.0, facts.duration / 2))
+        if tail is None or (tail.frames <= 0 and tail.seconds <= 0):
+            raise truncated
+    if field.kind == "audio":
+        peak = _unless_undecodable(loudest_db, path)
+        if peak is None:
+            raise truncated
+        if peak < SILENCE_DB:
+            raise ValidationError(
+                f"{field.label} is silent ({path.name}: its loudest moment is {peak:.0f} dB)", reason="no_audio",
+                field=field.name, hint="pass a recording of speech; check that the recording was not muted",
+            )
+    else:
+        changes = _unless_undecodable(picture_changes, path)
+        if changes is not None and changes <= STILL_CHANGE:
+            raise ValidationError(
+                f"{field.label} shows no motion ({path.name}: its frames are all the same picture)",
+                reason="still_video", field=field.name, hint="pass a video of a person moving",
+            )
+    return facts
+
+
+def _unless_undecodable(measure: Any, *args: Any) -> Any:
+    """measure(*args), or None when the part of the file it reads does not decode."""
+    try:
+        return measure(*args)
+    except ProbeError:
+        return None
+
+
+def _check_audio(path: Path, field: MediaField, report: DecodeReport) -> None:
     if not report.facts.has_audio:
         raise ValidationError(
             f"{field.label} has no audio stream ({path.name})", reason="no_audio", field=field.name,
@@ -342,11 +356,9 @@ def _check_audio(path: Path, field: MediaField) -> MediaFacts:
             f"{field.label} contains no sound ({path.name} is empty)", reason="no_audio", field=field.name,
             hint="pass a speech clip with at least a fraction of a second of sound",
         )
-    return report.facts
 
 
-def _check_video(path: Path, field: MediaField) -> MediaFacts:
-    report = _decode(path, field, "a video")
+def _check_video(path: Path, field: MediaField, report: DecodeReport) -> None:
     if not report.facts.has_video:
         raise ValidationError(
             f"{field.label} has no video stream ({path.name})", reason="no_video", field=field.name,
@@ -357,4 +369,3 @@ def _check_video(path: Path, field: MediaField) -> MediaFacts:
             f"{field.label} is a still picture or has no frames ({path.name})", reason="still_video",
             field=field.name, hint="pass a video file (e.g. mp4) with motion",
         )
-    return report.facts

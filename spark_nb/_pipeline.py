@@ -7,8 +7,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ._backends import api_client
-from ._config import resolve
-from ._inputs import RECOMMENDED_AUDIO_SECONDS, Media, apply_fix, check, validate
+from ._config import InputLimits, hide_key, resolve
+from ._inputs import RECOMMENDED_AUDIO_SECONDS, Media, apply_fix, check, ensure_output_dir, validate
 from ._results import Result
 from ._tasks import Task
 from ._uploads import upload, uploader_for
@@ -16,12 +16,13 @@ from .errors import warn
 from .models import ModelSpec
 
 
-def prepare(spec: ModelSpec, values: Mapping[str, Any], *, trim_audio: bool = True) -> dict[str, Media]:
+def prepare(spec: ModelSpec, values: Mapping[str, Any], *, trim_audio: bool = True,
+            limits: InputLimits = InputLimits()) -> dict[str, Media]:
     """Normalise and check every input of spec (raising ValidationError) before anything is sent.
 
     Advice becomes a warning; long audio is trimmed unless trim_audio is False.
     """
-    media = {field.name: check(values.get(field.name), field) for field in spec.fields}
+    media = {field.name: check(values.get(field.name), field, limits) for field in spec.fields}
     for name, item in media.items():
         for advice in item.advice:
             if advice.reason == "audio_too_long" and trim_audio and item.path is not None:
@@ -50,8 +51,9 @@ def submit(spec: ModelSpec, values: Mapping[str, Any], *, trim_audio: bool = Tru
     before_create runs after the uploads, just before the create call (the batch ledger notes there
     that a task may come to exist).
     """
-    settings = resolve(**config)
-    media = prepare(spec, values, trim_audio=trim_audio)
+    settings = resolve(**hide_key(config))
+    media = prepare(spec, values, trim_audio=trim_audio, limits=settings.limits)
+    ensure_output_dir(settings.output_dir)  # found unusable now, not after the task is paid for
     client = api_client(settings)
     urls: dict[str, str] = {}
     uploader = None
@@ -73,5 +75,5 @@ def generate(
     progress: bool = True, cancel: threading.Event | None = None, **config: Any,
 ) -> Result:
     """submit() then wait(): the whole generation, returning the downloaded, checked Result."""
-    task = submit(spec, values, trim_audio=trim_audio, **config)
+    task = submit(spec, values, trim_audio=trim_audio, **hide_key(config))
     return task.wait(timeout, progress=progress, cancel=cancel)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import hashlib
+import math
+import re
 import sys
 import threading
 import time
@@ -10,11 +14,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._config import Settings, resolve
+from ._config import Settings, hide_key, resolve
 from ._ffmpeg import ProbeError, try_decode
 from ._polling import PollSchedule
 from ._progress import TaskProgress
 from ._results import Result
+from ._urls import is_http_url
 from .errors import DownloadError, SparkError, TaskCancelled, TaskTimeout
 from .models import task_failure
 
@@ -26,6 +31,7 @@ FAILED_STATUSES = frozenset({"failed", "error", "cancelled", "canceled"})
 # the embedded server costs nothing to ask, so on it a wait looks at least twice a second (forms move smoothly)
 LOCAL_POLL_CAP_S = 0.5
 OnUpdate = Callable[["TaskState"], None]
+_SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,13 +46,22 @@ class TaskState:
 
     @classmethod
     def from_raw(cls, raw: dict[str, Any], task_id: str, model: str) -> "TaskState":
-        """Read a task object as the protocol page describes it."""
+        """Read a task object as the protocol page describes it, trusting none of its types.
+
+        The id is always the one we asked about: an answer naming another task (or a path) changes nothing.
+        """
         progress = raw.get("progress")
+        if isinstance(progress, str):  # "numbers that arrive as strings" (protocol page)
+            with contextlib.suppress(ValueError):
+                progress = float(progress)
+        if not isinstance(progress, (int, float)) or isinstance(progress, bool) or not math.isfinite(progress):
+            progress = None
+        status, answered_model = raw.get("status"), raw.get("model")
         return cls(
-            id=str(raw.get("id") or task_id),
-            model=str(raw.get("model") or model),
-            status=str(raw.get("status") or "pending").lower(),
-            progress=float(progress) if isinstance(progress, (int, float)) else None,
+            id=task_id,
+            model=answered_model if isinstance(answered_model, str) and answered_model else model,
+            status=status.lower()[:40] if isinstance(status, str) and status else "pending",
+            progress=None if progress is None else min(1.0, max(0.0, float(progress))),
             raw=raw,
         )
 
@@ -74,7 +89,7 @@ class Task:
     @classmethod
     def from_id(cls, task_id: str, model: str | None = None, **config: Any) -> "Task":
         """A handle on an existing task (config: api_key, backend, base_url, output_dir, as for configure())."""
-        return cls(id=task_id, model=model or "", settings=resolve(**config))
+        return cls(id=str(task_id), model=model or "", settings=resolve(**hide_key(config)))
 
     @property
     def client(self) -> ApiClient:
@@ -117,7 +132,7 @@ class Task:
                         raise self._timeout(timeout, state)
                     self._sleep(delay, cancel)
                     state = None
-            return download_result(self.client, state, self.settings.output_dir)
+            return download_result(self.client, state, self.settings.output_dir, deadline=deadline)
         except KeyboardInterrupt:
             model = self.model or (state.model if state else "")
             where = ("is done on the service but its video was not downloaded. Fetch it with"
@@ -171,28 +186,60 @@ class Task:
                            task_id=self.id, model=self.model or (state.model if state else ""))
 
 
-def download_result(client: ApiClient, state: TaskState, output_dir: Path) -> Result:
-    """Download a completed task's video into output_dir (reusing an intact earlier download) and check it."""
+def result_path(output_dir: Path, task_id: str) -> Path:
+    """Where a task's video is saved: <task id>.mp4 when the id is a plain name, else a name derived from it.
+
+    The id comes from the service: one like "../../x" or "/abs/x" never becomes a path of its own.
+    """
+    if _SAFE_ID.fullmatch(task_id) and ".." not in task_id:
+        return Path(output_dir) / f"{task_id}.mp4"
+    return Path(output_dir) / f"task-{hashlib.sha256(task_id.encode()).hexdigest()[:24]}.mp4"
+
+
+def download_result(client: ApiClient, state: TaskState, output_dir: Path, *, deadline: float) -> Result:
+    """Download a completed task's video into output_dir by deadline (reusing an intact earlier download)."""
     try:
         content = state.raw["output"][0]["content"][0]
-        url = str(content["url"])
+        url = content["url"]
+        if not is_http_url(url):
+            raise TypeError("not an http(s) URL")
     except (KeyError, IndexError, TypeError) as exc:
-        raise SparkError(f"task {state.id} completed but its answer has no video URL",
+        raise SparkError(f"task {state.id} completed but its answer has no usable video URL",
                          hint="read task.status().raw to see what the service returned", task_id=state.id) from exc
-    expected = content.get("size") if isinstance(content.get("size"), int) else None
-    path = Path(output_dir) / f"{state.id}.mp4"
-    if not (path.is_file() and expected is not None and path.stat().st_size == expected):
-        client.download(url, path, expected_size=expected, task_id=state.id)
-    try:
-        report = try_decode(path, 0.2)
-    except ProbeError as exc:
-        raise DownloadError(f"the downloaded video {path} cannot be decoded: {exc}",
-                            hint=f"fetch it again from {url}", task_id=state.id) from exc
+    size = content.get("size")
+    expected = size if isinstance(size, int) and not isinstance(size, bool) and size >= 0 else None
+    path = result_path(output_dir, state.id)
+
+    def check(video: Path) -> None:
+        try:
+            try_decode(video, 0.2)
+        except ProbeError as exc:
+            raise DownloadError(f"the downloaded video cannot be decoded ({exc}); it was not kept",
+                                hint=f"wait() again to fetch it again from {url}", task_id=state.id) from exc
+
+    if not _intact(path, expected):
+        try:
+            client.download(url, path, deadline=deadline, expected_size=expected, check=check, task_id=state.id)
+        except OSError as exc:  # the folder or the disk, not the network
+            raise DownloadError(f"could not save the result video in {output_dir}: {exc}", task_id=state.id,
+                                hint="free some disk space or choose another output_dir, then wait() again") from exc
+    usage = state.raw.get("usage")
     return Result(
-        task_id=state.id, model=state.model, status=state.status, url=url, path=path,
-        size=path.stat().st_size, duration=report.facts.duration, usage=dict(state.raw.get("usage") or {}),
+        task_id=state.id, model=state.model, status=state.status, url=url, path=path, size=path.stat().st_size,
+        duration=try_decode(path, 0.2).facts.duration, usage=dict(usage) if isinstance(usage, dict) else {},
         raw=state.raw,
     )
+
+
+def _intact(path: Path, expected: int | None) -> bool:
+    """An earlier download of this result is complete and decodes."""
+    try:
+        if not path.is_file() or expected is None or path.stat().st_size != expected:
+            return False
+        try_decode(path, 0.2)
+    except (OSError, ProbeError):
+        return False
+    return True
 
 
 async def run_cancellable(fn: Callable[[threading.Event], Any]) -> Any:

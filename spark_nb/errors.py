@@ -55,6 +55,9 @@ REASONS = frozenset({
     "no_audio",           # no audio stream, or no sound
     "no_video",           # no picture stream
     "still_video",        # a picture where a moving video is needed
+    "media_too_large",    # audio or video over the input size limit
+    "media_too_long",     # audio or video over the input length limit
+    "unusable_output_dir",  # the folder for results cannot be written
     "unknown_model",      # a model id or alias no spec describes
     "manifest",           # a batch manifest's problems
 })
@@ -126,6 +129,14 @@ class TaskTimeout(SparkError, TimeoutError):
 
 class TaskCancelled(SparkError):
     """Waiting was cancelled (async cancellation); the task itself keeps running on the service."""
+
+
+class MediaError(SparkError, ValueError):
+    """A media helper (spark_nb.media) or the bundled ffmpeg could not do what was asked with a file."""
+
+
+class UsageError(SparkError, TypeError):
+    """spark_nb was called wrongly: an unknown option, or a form asked to generate twice at once."""
 
 
 class DownloadError(SparkError):

@@ -16,10 +16,12 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
+from . import _procs
 from ._ffmpeg import MediaFacts, ProbeError, ffmpeg_exe, read_header
 from ._ffmpeg import ffmpeg_input as _input
+from .errors import MediaError
 
-__all__ = ["MediaFacts", "ProbeError", "extract_audio", "find_cut", "read_header", "shrink_image", "side_by_side",
+__all__ = ["MediaError", "MediaFacts", "ProbeError", "extract_audio", "find_cut", "read_header", "shrink_image", "side_by_side",
            "trim_audio"]
 
 FFMPEG_TIMEOUT_S = 300.0
@@ -42,9 +44,9 @@ def trim_audio(src: str | Path, max_seconds: float = 15.0, out: str | Path | Non
     src = Path(src)
     facts = read_header(src)
     if not facts.has_audio:
-        raise ValueError(f"{src.name} has no audio stream to trim")
+        raise MediaError(f"{src.name} has no audio stream to trim")
     if max_seconds <= 2 * SAFETY_S:
-        raise ValueError(f"max_seconds must be more than {2 * SAFETY_S:g}, not {max_seconds:g}")
+        raise MediaError(f"max_seconds must be more than {2 * SAFETY_S:g}, not {max_seconds:g}")
     out = _output(out, [src], f"max{max_seconds:g}s", ".m4a", max_seconds, fade)
     codec = _audio_codec(out)
     args = ["-i", _input(src), "-vn", "-map", "0:a:0"]
@@ -103,7 +105,7 @@ def extract_audio(video: str | Path, out: str | Path | None = None) -> Path:
     """The audio track of video as its own file (.m4a by default, or out's suffix)."""
     video = Path(video)
     if not read_header(video).has_audio:
-        raise ValueError(f"{video.name} has no audio track to extract")
+        raise MediaError(f"{video.name} has no audio track to extract")
     out = _output(out, [video], "audio", ".m4a")
     _write(["-i", _input(video), "-vn", "-map", "0:a:0", *_audio_codec(out)], out)
     return out
@@ -117,30 +119,35 @@ def side_by_side(videos: Sequence[str | Path], labels: Sequence[str] | None = No
     audio of the longest input that has any.
     """
     if not videos:
-        raise ValueError("side_by_side needs at least one video or image")
+        raise MediaError("side_by_side needs at least one video or image")
     if labels is not None and len(labels) != len(videos):
-        raise ValueError(f"got {len(labels)} labels for {len(videos)} inputs; give one per input or none")
+        raise MediaError(f"got {len(labels)} labels for {len(videos)} inputs; give one per input or none")
     if height < 16 or fps <= 0:
-        raise ValueError(f"height must be at least 16 px and fps positive, not {height} and {fps}")
+        raise MediaError(f"height must be at least 16 px and fps positive, not {height} and {fps}")
     height -= height % 2
     facts = [read_header(v) for v in videos]
     for f in facts:
         if not f.has_video or not f.height or not f.width:
-            raise ValueError(f"{f.path.name} has no picture to show")
+            raise MediaError(f"{f.path.name} has no picture to show")
     moving = [f.duration for f in facts if not f.is_still_image and f.duration]
     total = max(moving, default=3.0)
     out = _output(out, [f.path for f in facts], "side-by-side", ".mp4", labels, height, fps)
     widths = [max(2, round(f.width * height / f.height / 2) * 2) for f in facts]  # type: ignore[operator]
     with tempfile.TemporaryDirectory(prefix="spark_nb_sbs_") as tmp:
         args = [arg for f in facts for arg in ("-i", _input(f.path))]
+        # stills and labels repeat their one frame as a stream: a lone frame that ends before its overlay
+        # partner has started can leave ffmpeg's threaded filter graph with no frames to encode at all
+        repeat = f"loop=loop=-1:size=1:start=0,setpts=N/{fps}/TB"
         chains = []
         for i, width in enumerate(widths):
             # setsar=1: non-square pixels were already undone by scaling to the width as shown
-            tile = f"[{i}:v]scale={width}:{height}:flags=bicubic,setsar=1"
+            tile = f"[{i}:v]{repeat + ',' if facts[i].is_still_image else ''}scale={width}:{height}:flags=bicubic,setsar=1"
             if labels and labels[i]:
                 args += ["-i", _input(_label_image(labels[i], width, height, Path(tmp) / f"label{i}.png"))]
+                label = len(args) // 2 - 1
                 chains.append(f"{tile}[t{i}]")
-                tile = f"[t{i}][{len(args) // 2 - 1}:v]overlay=0:main_h-overlay_h:format=auto"
+                chains.append(f"[{label}:v]{repeat}[l{i}]")
+                tile = f"[t{i}][l{i}]overlay=0:main_h-overlay_h:format=auto:shortest=1"
             # labelled before padding, so a held still or last frame is drawn once and then only cloned
             chains.append(f"{tile},fps={fps},tpad=stop_mode=clone:stop_duration={total:.3f},format=yuv420p[s{i}]")
         if len(facts) > 1:
@@ -210,18 +217,17 @@ def _audio_codec(out: Path) -> list[str]:
     try:
         return _AUDIO_CODECS[out.suffix.lower()]
     except KeyError:
-        raise ValueError(f"cannot write audio as {out.suffix!r}; use one of {', '.join(_AUDIO_CODECS)}") from None
+        raise MediaError(f"cannot write audio as {out.suffix!r}; use one of {', '.join(_AUDIO_CODECS)}") from None
 
 
 def _ffmpeg(args: list[str], *, check: bool = True, binary: bool = False) -> subprocess.CompletedProcess:
-    """Run the bundled ffmpeg (bounded in time); raise RuntimeError with its last error line when it fails."""
+    """Run the bundled ffmpeg (bounded in time); MediaError with its last error line when it fails."""
     cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-y", *args]
-    # file names in the log may be any bytes: decode leniently rather than fail on a non-UTF-8 name
-    text = {} if binary else {"encoding": "utf-8", "errors": "replace"}
-    proc = subprocess.run(cmd, check=False, capture_output=True, stdin=subprocess.DEVNULL, timeout=FFMPEG_TIMEOUT_S,
-                          **text)
+    proc = _procs.run(cmd, timeout=FFMPEG_TIMEOUT_S)
+    if not binary:  # file names in the log may be any bytes: decode leniently rather than fail on a non-UTF-8 name
+        proc.stdout = proc.stdout.decode("utf-8", "replace")
+    log = proc.stderr = proc.stderr.decode("utf-8", "replace")
     if check and proc.returncode != 0:
-        log = proc.stderr.decode(errors="replace") if binary else proc.stderr
         last = [line for line in log.strip().splitlines() if line.strip()][-1:] or ["(no message)"]
-        raise RuntimeError(f"ffmpeg failed: {last[0][:300]}")
+        raise MediaError(f"ffmpeg failed: {last[0][:300]}", hint="check that the inputs are complete media files")
     return proc

@@ -24,11 +24,11 @@ import ipywidgets as W
 
 from . import _pipeline as pipeline
 from . import display
-from ._config import Secret, resolve
+from ._config import Secret, hide_key, resolve
 from ._inputs import FIX_LABELS, Fix, Media, apply_fix, fix_for, normalise, validate
 from ._results import Result
 from ._tasks import Task, TaskState
-from .errors import AuthenticationError, SparkError, ValidationError
+from .errors import AuthenticationError, SparkError, UsageError, ValidationError
 from .models import AVATAR, IMITATOR, MediaField, MediaKind, ModelSpec
 from .samples import DRIVING_VIDEO, PORTRAIT, SPEECH
 
@@ -223,7 +223,7 @@ class ModelForm:
     """
 
     def __init__(self, spec: ModelSpec, *, timeout: float = 600, **config: Any) -> None:
-        settings = resolve(**config)  # unknown options fail here, not at the first click
+        settings = resolve(**hide_key(config))  # unknown options fail here, not at the first click
         self.spec = spec
         self.timeout = timeout
         self._config = dict(config)
@@ -306,10 +306,10 @@ class ModelForm:
     def generate(self, timeout: float | None = None) -> Result:
         """Generate and wait, without a click (headless notebooks); the form shows it all. Raises on failure."""
         if not self.start():
-            raise RuntimeError("a generation is already running in this form; call wait() first")
+            raise UsageError("a generation is already running in this form", hint="call form.wait() first")
         self.wait(timeout)
         if self.running:
-            raise TimeoutError("the generation is still running; wait() for it")
+            raise UsageError("the generation is still running", hint="call form.wait() for it")
         if self.last_error is not None:
             raise self.last_error
         assert self.result is not None

@@ -116,4 +116,92 @@ def seed_firing_first(probability: float) -> int:
     raise AssertionError("no seed found")
 
 
-__all__ = ["TEST_KEY", "cloud_config", "draw_portrait", "ffmpeg", "seed_firing_first", "spark_nb"]
+
+
+class ServeProcess:
+    """`spark-nb serve` in a child process under a hard address-space cap, with its process tree's peak RSS.
+
+    A regression that makes the server allocate gigabytes fails the test (the cap kills the allocation)
+    instead of taking the machine; peak_rss() says how much the server and its ffmpeg children really used.
+    """
+
+    def __init__(self, *args: str, cap_bytes: int = 3 * 1024**3, env: dict[str, str] | None = None) -> None:
+        import os
+        import resource
+        import signal
+        import sys
+        import threading
+
+        def in_child() -> None:
+            resource.setrlimit(resource.RLIMIT_AS, (cap_bytes, cap_bytes))
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "spark_nb", "serve", "--port", "0", *args], stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True, preexec_fn=in_child, env={**os.environ, **(env or {})})
+        line = self.proc.stdout.readline()  # type: ignore[union-attr]
+        if "local server on" not in line:
+            self.proc.kill()
+            raise AssertionError(f"spark-nb serve did not start: {line}{self.proc.stderr.read()}")  # type: ignore[union-attr]
+        self.url = line.split(" on ", 1)[1].split()[0]
+        self.pid = self.proc.pid
+        self._peak = 0
+        self._stop = threading.Event()
+        self._sampler = threading.Thread(target=self._sample, daemon=True)
+        self._sampler.start()
+
+    def _sample(self) -> None:
+        import psutil
+
+        while not self._stop.wait(0.05):
+            try:
+                root = psutil.Process(self.pid)
+                tree = [root, *root.children(recursive=True)]
+                self._peak = max(self._peak, sum(p.memory_info().rss for p in tree if p.is_running()))
+            except psutil.Error:
+                continue
+
+    def children(self) -> list[int]:
+        """Pids of the server's children (ffmpeg) right now."""
+        import psutil
+
+        try:
+            return [p.pid for p in psutil.Process(self.pid).children(recursive=True)]
+        except psutil.Error:
+            return []
+
+    def peak_rss(self) -> int:
+        """The largest resident memory of the server and its children seen so far, in bytes."""
+        return self._peak
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL if it is still there after 10 s."""
+        self._stop.set()
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream:
+                stream.close()
+
+
+@pytest.fixture
+def serve_process() -> Iterator[Callable[..., ServeProcess]]:
+    """Start `spark-nb serve` children under a memory cap; all stopped after the test."""
+    started: list[ServeProcess] = []
+
+    def start(*args: str, **options: Any) -> ServeProcess:
+        process = ServeProcess(*args, **options)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.stop()
+
+
+__all__ = ["TEST_KEY", "ServeProcess", "cloud_config", "draw_portrait", "ffmpeg", "seed_firing_first", "spark_nb"]

@@ -12,12 +12,12 @@ import pytest
 from PIL import Image
 
 import spark_nb
-from spark_nb import avatar, imitator
+from spark_nb import avatar, imitator, samples
 from spark_nb._inputs import FIXES, check, fix_for
 from spark_nb.errors import REASONS
 from spark_nb.models import AVATAR, IMITATOR
 
-from .conftest import cloud_config, ffmpeg
+from .conftest import TEST_KEY, cloud_config, ffmpeg
 
 
 def png_header_claiming(width: int, height: int) -> bytes:
@@ -205,3 +205,60 @@ def test_advice_is_data_with_its_fix(media: dict[str, Path], tmp_path: Path) -> 
     assert (advice.reason, advice.fix) == ("no_face", None) and "no face found" in advice.message
     assert check(media["speech"], AVATAR.fields[1]).advice == ()
     assert check("https://example.com/face.jpg", AVATAR.fields[0]).advice == ()  # URLs are not fetched here
+
+
+def test_silence_a_still_picture_and_a_cut_file_are_refused(media: dict[str, Path], refused: Callable[..., Any],
+                                                            tmp_path: Path) -> None:
+    """30 s of digital silence is no speech; a video of one colour does not move; a file cut in half ends before
+    its header says: each refused with its reason, before any upload."""
+    silence = tmp_path / "silence.wav"
+    ffmpeg("-f", "lavfi", "-i", "anullsrc=r=16000:cl=mono", "-t", "30", str(silence))
+    assert refused(avatar.generate, media["portrait"], silence, match="is silent").reason == "no_audio"
+    still = tmp_path / "still.mp4"
+    ffmpeg("-f", "lavfi", "-i", "color=c=blue:s=320x240:r=25", "-t", "5", "-pix_fmt", "yuv420p", str(still))
+    assert refused(imitator.generate, media["portrait"], still, match="shows no motion").reason == "still_video"
+    whole = samples.DRIVING_VIDEO.read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(whole[: len(whole) // 2])
+    assert refused(imitator.generate, media["portrait"], cut, match="looks truncated").reason == "not_decodable"
+    cut_speech = tmp_path / "cut.wav"
+    cut_speech.write_bytes(samples.SPEECH.read_bytes()[:60_000])
+    refused(avatar.generate, media["portrait"], cut_speech, match="truncated|silent|could not be decoded")
+
+
+def test_inputs_over_the_size_and_length_limits_are_refused_before_any_upload(
+        media: dict[str, Path], refused: Callable[..., Any], tmp_path: Path) -> None:
+    """A 200 MB driving video is refused by its size before anything is read or uploaded; limits are settings."""
+    huge = tmp_path / "huge.mp4"
+    with open(huge, "wb") as f:
+        f.write(samples.DRIVING_VIDEO.read_bytes())
+        f.truncate(200 * 1024**2)  # sparse: 200 MB on paper, instant to make
+    started = time.monotonic()
+    assert refused(imitator.generate, media["portrait"], huge, match="200 MB").reason == "media_too_large"
+    assert time.monotonic() - started < 5
+    spark_nb.configure(max_input_seconds=3)
+    try:
+        assert refused(avatar.generate, media["portrait"], media["speech_mp3"], match="limited to 3 s").reason \
+            == "media_too_long"
+    finally:
+        spark_nb.configure(max_input_seconds=None)
+    with pytest.raises(spark_nb.SparkError, match="max_input_mb must be a positive number"):
+        avatar.generate(media["portrait"], media["speech"], progress=False, max_input_mb="lots")
+
+
+@pytest.mark.parametrize("url", ["https://ｅｘａｍｐｌｅ.com/face.jpg", "https://exa\u200bmple.com/face.jpg",
+                                 "https://bücher.example/face.jpg", "HTTP://[::1/face.jpg"])
+def test_urls_a_server_could_not_fetch_are_refused_locally(url: str, media: dict[str, Path],
+                                                           refused: Callable[..., Any]) -> None:
+    """Full-width or invisible characters in the host, non-ASCII hosts, a broken IPv6 literal: refused here, with
+    zero requests, instead of failing on the service after the task is paid."""
+    assert refused(avatar.generate, url, media["speech"], match="not a valid URL").reason == "invalid_url"
+
+
+def test_an_upload_refused_as_too_large_is_an_upload_error(media: dict[str, Path],
+                                                           make_server: Callable[..., Any]) -> None:
+    """An endpoint answering 413 raises UploadError saying the file is over its limit, and no task is created."""
+    server = make_server(api_key=TEST_KEY, max_upload_bytes=10_000)
+    with pytest.raises(spark_nb.UploadError, match="HTTP 413") as info:
+        avatar.generate(media["portrait"], media["speech"], progress=False, **cloud_config(server))
+    assert "size limit" in (info.value.hint or "") and server.stats()["created"] == 0

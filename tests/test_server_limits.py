@@ -3,21 +3,24 @@ uploads, and clients that vanish mid-download."""
 
 from __future__ import annotations
 
+import json
 import socket
+import struct
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from spark_nb import avatar
+import spark_nb
+from spark_nb import avatar, imitator
 from spark_nb._cli import _parser
 from spark_nb.local import LocalServer
 
-from .conftest import TEST_KEY, cloud_config
+from .conftest import TEST_KEY, cloud_config, ffmpeg
 
 AUTH = {"Authorization": f"Bearer {TEST_KEY}"}
 
@@ -132,7 +135,7 @@ def test_input_downloads_are_capped_in_time(make_server: Any, trickle_server: st
     server = make_server(api_key=TEST_KEY, fetch_timeout=1.0)
     started = time.monotonic()
     state = final_state(server, create(server, trickle_server, trickle_server), within=20)
-    assert state["status"] == "failed" and "longer than 1s" in state["error"]["error_message"]
+    assert state["status"] == "failed" and "longer than 1 s" in state["error"]["error_message"]
     assert time.monotonic() - started < 10
 
 
@@ -166,3 +169,211 @@ def test_a_client_vanishing_mid_download_harms_nothing(make_server: Any, media: 
     whole = httpx.get(f"{server.url}{path}", timeout=30)
     assert whole.status_code == 200 and len(whole.content) == result.size
     assert final_state(server, result.task_id)["status"] == "completed"
+
+
+# -- hostile inputs and requests against a server under a hard memory cap --------------------------------------
+
+GB = 1024**3
+
+
+def make_jump_video(path: Path) -> Path:
+    """A 1 s clip (under 20 KB) whose timestamps jump ten hours ahead after frame 12: its header says 36001 s."""
+    ffmpeg("-t", "1", "-f", "lavfi", "-i", "testsrc2=size=64x64:rate=25",
+           "-vf", r"setpts='if(gte(N\,12)\,PTS+36000/TB\,PTS)'", "-fps_mode", "passthrough",
+           "-c:v", "libx264", "-preset", "ultrafast", str(path))
+    return path
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A small, valid PNG of width x height that compresses to almost nothing (all one colour)."""
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    raw = zlib.compress(b"".join(b"\x00" + b"\x00" * width for _ in range(min(height, 64))), 9)
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", raw) + chunk(b"IEND", b"")
+
+
+def test_a_video_whose_timestamps_jump_ten_hours_is_bounded(serve_process: Callable[..., Any], media: dict[str, Path],
+                                                           tmp_path: Path) -> None:
+    """The client refuses it (36001 s is over its limit) with zero requests; the server, given it anyway, fails
+    the task at once with the limit named, under 1 GB, and its next normal task completes."""
+    jump = make_jump_video(tmp_path / "jump.mp4")
+    assert jump.stat().st_size < 30_000
+    server = serve_process()
+    with pytest.raises(spark_nb.ValidationError, match="lasts 36001 s") as info:
+        imitator.generate(media["portrait"], jump, progress=False, backend="cloud", base_url=server.url,
+                          api_key=TEST_KEY, uploader=f"{server.url}/api/v1/storage/files")
+    assert info.value.reason == "media_too_long"
+    assert httpx.get(f"{server.url}/_spark_nb/stats").json()["uploads"] == 0
+    started = time.monotonic()
+    image, video = upload_to(server.url, media["portrait"]), upload_to(server.url, jump)
+    task = create_task(server.url, imitator.MODEL.id, {"image_url": image,
+                                                       "driving_video_info": {"video_url": video, "store_type": 0}})
+    state = poll_to_end(server.url, task)
+    assert state["status"] == "failed" and "lasts 36001 s" in state["error"]["error_message"]
+    assert time.monotonic() - started < 15 and server.peak_rss() < 1 * GB
+    normal = avatar.generate(media["portrait"], media["speech"], progress=False, backend="cloud",
+                             base_url=server.url, api_key=TEST_KEY, uploader=f"{server.url}/api/v1/storage/files")
+    assert normal.path.is_file() and server.peak_rss() < 1 * GB
+
+
+def test_a_13000_px_picture_given_as_a_url_is_refused_before_decoding(serve_process: Callable[..., Any],
+                                                                     media: dict[str, Path], tmp_path: Path) -> None:
+    """A few-KB PNG of 13000x13000 (refused as a path by the client) sent as a URL: the task fails, naming the size;
+    two of them at once keep the server under 1 GB."""
+    bomb = tmp_path / "huge.png"
+    bomb.write_bytes(png_claiming(13_000, 13_000))
+    assert bomb.stat().st_size < 200_000
+    server = serve_process()
+    image, audio = upload_to(server.url, bomb), upload_to(server.url, media["speech"])
+    tasks = [create_task(server.url, avatar.MODEL.id, {"image_url": image, "audio_url": audio}) for _ in range(2)]
+    for task in tasks:
+        state = poll_to_end(server.url, task)
+        assert state["status"] == "failed" and "13000x13000" in state["error"]["error_message"]
+    assert server.peak_rss() < 1 * GB
+
+
+@pytest.mark.parametrize("body", [
+    pytest.param(lambda: b'{"model": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", id="nested-100k-deep"),
+    pytest.param(lambda: json.dumps({"model": ["spark_avatar_picture_omni_v2"], "input": []}).encode(), id="model-list"),
+    pytest.param(lambda: json.dumps({"model": {"id": "x"}, "input": []}).encode(), id="model-dict"),
+    pytest.param(lambda: json.dumps({"model": 7}).encode(), id="model-number"),
+    pytest.param(lambda: b"[1, 2, 3]", id="a-list"),
+    pytest.param(lambda: b'"just a string"', id="a-string"),
+    pytest.param(lambda: b"\xff\xfe not utf-8", id="not-utf8"),
+    pytest.param(lambda: json.dumps({"model": "spark_avatar_picture_omni_v2",
+                                     "input": [{"params": {"image_url": "x" * 10_000, "audio_url": "y"}}]}).encode(),
+                 id="huge-url"),
+])
+def test_malformed_creates_get_a_4xx_not_a_500(body: Callable[[], bytes], make_server: Any) -> None:
+    """Whatever the body, create answers 400 (or 413) with a message, and the server keeps working."""
+    server = make_server(api_key=TEST_KEY)
+    answer = httpx.post(f"{server.url}/model/v1/generation", headers=AUTH, content=body(), timeout=30)
+    assert 400 <= answer.status_code < 500 and answer.json()
+    assert server.stats()["created"] == 0
+    assert httpx.get(f"{server.url}/_spark_nb/stats").status_code == 200
+
+
+def test_a_huge_create_body_is_refused_without_being_read(serve_process: Callable[..., Any]) -> None:
+    """A create announcing 300 MB gets 413 at once; one streamed without a length is cut off after 256 KB."""
+    server = serve_process()
+    host, port = server.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(f"POST /model/v1/generation HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TEST_KEY}\r\n"
+                     f"Content-Type: application/json\r\nContent-Length: {300 * 1024**2}\r\n\r\n{{".encode())
+        assert b" 413 " in sock.recv(4096).split(b"\r\n", 1)[0]
+
+    def chunks() -> Iterator[bytes]:
+        for _ in range(40):  # 40 x 64 KB, no Content-Length
+            yield b" " * 65536
+
+    answer = httpx.post(f"{server.url}/model/v1/generation", headers=AUTH, content=chunks(), timeout=30)
+    assert answer.status_code == 413 and server.peak_rss() < 1 * GB
+
+
+def test_task_records_are_bounded(make_server: Any) -> None:
+    """With max_tasks=20, 60 finished tasks leave at most 20 records, and their videos' files go with them."""
+    server = make_server(api_key=TEST_KEY, max_tasks=20)
+    missing = f"{server.url}/files/uploads/missing.jpg"  # fails fast: the input is not there
+    ids = [create(server, missing, missing) for _ in range(60)]
+    for task_id in ids[-5:]:
+        final_state(server, task_id)
+    deadline = time.monotonic() + 30
+    while any(server.service.tasks.get(i) and not server.service.tasks[i].finished for i in ids):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    create(server, missing, missing)  # eviction happens as tasks arrive
+    assert len(server.service.tasks) <= 21
+    assert server.service.tasks.get(ids[0]) is None and server.service.tasks.get(ids[-1]) is not None
+
+
+def test_too_many_tasks_in_flight_get_429_with_retry_after(make_server: Any, trickle_server: str) -> None:
+    """Past max_pending unfinished tasks, create answers 429 (the client retries that safely), not a queue."""
+    server = make_server(api_key=TEST_KEY, max_pending=2, render_workers=1, fetch_timeout=3.0)
+    for _ in range(2):
+        create(server, trickle_server, trickle_server)
+    answer = httpx.post(f"{server.url}/model/v1/generation", headers=AUTH, timeout=10, json={
+        "model": avatar.MODEL.id, "input": [{"params": {"image_url": trickle_server, "audio_url": trickle_server}}]})
+    assert answer.status_code == 429 and answer.headers["retry-after"] == "5"
+
+
+def test_trickled_input_headers_cannot_hold_a_worker(make_server: Any, media: dict[str, Path]) -> None:
+    """An input host sending its status line a byte at a time fails the task at the fetch limit; the worker is free
+    for the next task."""
+    from .peers import Peer
+
+    peer = Peer(lambda p, conn, req: p.trickle(conn, b"HTTP/1.1 200 OK\r\nX-Slow: " + b"z" * 10_000, every=0.1))
+    try:
+        server = make_server(api_key=TEST_KEY, fetch_timeout=1.5, render_workers=1)
+        started = time.monotonic()
+        state = final_state(server, create(server, f"{peer.url}/face.jpg", f"{peer.url}/a.wav"), within=20)
+        assert state["status"] == "failed" and "longer than" in state["error"]["error_message"]
+        assert time.monotonic() - started < 6
+        image, audio = upload(server, media["portrait"]), upload(server, media["speech"])
+        assert final_state(server, create(server, image, audio), within=60)["status"] == "completed"
+    finally:
+        peer.stop()
+
+
+@pytest.mark.parametrize("script", ["redirect-loop", "lying-length", "endless"])
+def test_hostile_input_hosts_fail_the_task_fast(script: str, make_server: Any) -> None:
+    """A redirect loop, a Content-Length over the cap, and an endless body: each fails the task with its reason."""
+    from .peers import Peer
+
+    def handle(p: Peer, conn: socket.socket, req: Any) -> None:
+        if script == "redirect-loop":
+            p.respond(conn, 302, headers={"Location": f"{p.url}/again{len(p.seen)}"})
+        elif script == "lying-length":
+            p.respond(conn, 200, b"x", length=10**12)
+        else:
+            p.send(conn, b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n")
+            p.stream(conn, b"\0" * 65536, 10**12, limit=30)
+
+    peer = Peer(handle)
+    try:
+        server = make_server(api_key=TEST_KEY, max_fetch_bytes=2 * 1024**2)
+        state = final_state(server, create(server, f"{peer.url}/x.jpg", f"{peer.url}/x.wav"), within=30)
+        reason = {"redirect-loop": "redirected more than", "lying-length": "larger than",
+                  "endless": "larger than"}[script]
+        assert state["status"] == "failed" and reason in state["error"]["error_message"]
+        assert peer.sent_bytes < 20 * 1024**2
+    finally:
+        peer.stop()
+
+
+def test_a_render_over_its_time_limit_fails_the_task(make_server: Any, media: dict[str, Path]) -> None:
+    """A render longer than render_timeout fails with the limit named, instead of holding a worker."""
+    server = make_server(api_key=TEST_KEY, render_timeout=0.3)
+    image, audio = upload(server, media["portrait"]), upload(server, media["long_speech"])
+    state = final_state(server, create(server, image, audio), within=60)
+    assert state["status"] == "failed" and "longer than this server's 0.3 s" in state["error"]["error_message"]
+
+
+def upload_to(url: str, path: Path) -> str:
+    """Store path on the server at url; its URL."""
+    answer = httpx.post(f"{url}/api/v1/storage/files", headers=AUTH, timeout=30,
+                        files={"file": (path.name, path.read_bytes())})
+    answer.raise_for_status()
+    return str(answer.json()["url"])
+
+
+def create_task(url: str, model: str, params: dict[str, Any]) -> str:
+    """Create a task on the server at url; its id."""
+    answer = httpx.post(f"{url}/model/v1/generation", headers=AUTH, timeout=30,
+                        json={"model": model, "input": [{"params": params}]})
+    answer.raise_for_status()
+    return str(answer.json()["id"])
+
+
+def poll_to_end(url: str, task_id: str, within: float = 60) -> dict[str, Any]:
+    """Poll a task on the server at url until it completes or fails (bounded)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        state = httpx.get(f"{url}/model/v1/generation/task/{task_id}", headers=AUTH, timeout=10).json()
+        if state["status"] in ("completed", "failed"):
+            return state
+        time.sleep(0.1)
+    raise AssertionError(f"task {task_id} did not end within {within}s")

@@ -14,7 +14,7 @@ from typing import Any
 
 from .._backends import share_local_server
 from .._config import resolve
-from ..errors import SparkError, TaskCancelled
+from ..errors import SparkError, TaskCancelled, UsageError
 from . import _job as job
 from ._ledger import FILENAME, Entry, Ledger
 from ._manifest import Row, read_manifest
@@ -42,7 +42,7 @@ def run_batch(manifest: str | Path, out_dir: str | Path, *, concurrency: int = 4
     out.mkdir(parents=True, exist_ok=True)
     template = Path(notebook) if notebook else TEMPLATE
     if not template.is_file():
-        raise FileNotFoundError(f"job notebook {template} not found")
+        raise UsageError(f"job notebook {template} not found", hint="pass notebook= (or --notebook) naming a .ipynb")
     first_of: dict[str, Row] = {}  # rows with the same model and input content are one job, paid once
     for row in rows:
         first_of.setdefault(row.key, row)

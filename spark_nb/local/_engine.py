@@ -15,7 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import _procs
 from .._ffmpeg import MediaFacts, ProbeError, ffmpeg_exe, ffmpeg_input, try_decode
+from .._imageheader import claimed_size
 from ..models import MediaKind, RendererName
 from . import _signals as signals
 from ._tracking import FaceTracker, Pose, analyse
@@ -23,6 +25,8 @@ from ._tracking import FaceTracker, Pose, analyse
 FPS = 25
 LONGEST_SIDE = 512
 STILL_SECONDS = 3.0
+MAX_SECONDS = 600.0
+MAX_IMAGE_SIDE = 4096
 ANALYSIS_WIDTH = 320  # driving videos are analysed at this width: enough for Haar and optical flow
 ProgressCallback = Callable[[float], None]
 
@@ -36,22 +40,26 @@ class RenderError(Exception):
 
 
 def render(renderer: RendererName, inputs: Mapping[MediaKind, Path], out: Path, *, longest_side: int = LONGEST_SIDE,
-           on_progress: ProgressCallback | None = None) -> None:
-    """Render with the named renderer (a ModelSpec's `renderer`) from the inputs of each kind into out."""
+           max_seconds: float = MAX_SECONDS, on_progress: ProgressCallback | None = None) -> float:
+    """Render with the named renderer (a ModelSpec's `renderer`) from the inputs of each kind into out.
+
+    Returns the video's length in seconds; an input longer than max_seconds fails before any frame is made.
+    on_progress is called at least every few frames, so raising there stops a render at once.
+    """
+    options = {"longest_side": longest_side, "max_seconds": max_seconds, "on_progress": on_progress}
     if renderer == "talking_head":
-        render_avatar(inputs["image"], inputs["audio"], out, longest_side=longest_side, on_progress=on_progress)
-    elif renderer == "imitation":
-        render_imitation(inputs["image"], inputs["video"], out, longest_side=longest_side, on_progress=on_progress)
-    elif renderer == "still":
-        render_still(inputs["image"], out, longest_side=longest_side, on_progress=on_progress)
-    else:
-        raise RenderError(f"no local renderer called {renderer!r}")
+        return render_avatar(inputs["image"], inputs["audio"], out, **options)  # type: ignore[arg-type]
+    if renderer == "imitation":
+        return render_imitation(inputs["image"], inputs["video"], out, **options)  # type: ignore[arg-type]
+    if renderer == "still":
+        return render_still(inputs["image"], out, **options)  # type: ignore[arg-type]
+    raise RenderError(f"no local renderer called {renderer!r}")
 
 
 def render_avatar(image: Path, audio: Path, out: Path, *, longest_side: int = LONGEST_SIDE,
-                  on_progress: ProgressCallback | None = None) -> None:
-    """A talking-head video as long as the audio, with the audio."""
-    duration = _duration(audio, "audio")
+                  max_seconds: float = MAX_SECONDS, on_progress: ProgressCallback | None = None) -> float:
+    """A talking-head video as long as the audio, with the audio; returns its length in seconds."""
+    duration = _duration(audio, "audio", max_seconds)
     portrait = _load_portrait(image, longest_side)
     count = max(1, round(duration * FPS))
     try:
@@ -66,14 +74,16 @@ def render_avatar(image: Path, audio: Path, out: Path, *, longest_side: int = LO
         for i in range(count):
             encoder.write(animator.frame(opening[i], closure[i], signals.sway(i, FPS, opening[i])))
             _report(on_progress, i + 1, count)
+    return count / FPS
 
 
 def render_imitation(image: Path, driving_video: Path, out: Path, *, longest_side: int = LONGEST_SIDE,
-                     on_progress: ProgressCallback | None = None) -> None:
+                     max_seconds: float = MAX_SECONDS, on_progress: ProgressCallback | None = None) -> float:
     """The character performing the driving video's head motion and mouth, as long as it, with its audio."""
     info = _header(driving_video, "video")
     if not info.has_video or info.is_still_image or not info.duration:
         raise RenderError("has no video stream", "video")
+    _within(info.duration, max_seconds, "video")
     portrait = _load_portrait(image, longest_side)
     count = max(1, round(info.duration * FPS))
     motion = analyse_driving(driving_video, count, lambda f: _report(on_progress, f * 0.4, 1.0))
@@ -86,10 +96,11 @@ def render_imitation(image: Path, driving_video: Path, out: Path, *, longest_sid
         for i in range(count):
             encoder.write(animator.frame(motion.mouth[i], closure[i], motion.poses[i]))
             _report(on_progress, 0.4 + 0.6 * (i + 1) / count, 1.0)
+    return count / FPS
 
 
 def render_still(image: Path, out: Path, *, seconds: float = STILL_SECONDS, longest_side: int = LONGEST_SIDE,
-                 on_progress: ProgressCallback | None = None) -> None:
+                 max_seconds: float = MAX_SECONDS, on_progress: ProgressCallback | None = None) -> float:
     """A picture that breathes: a few seconds of blinks and a gentle sway, silent (for one-image models)."""
     portrait = _load_portrait(image, longest_side)
     count = max(1, round(seconds * FPS))
@@ -101,6 +112,7 @@ def render_still(image: Path, out: Path, *, seconds: float = STILL_SECONDS, long
         for i in range(count):
             encoder.write(animator.frame(0.0, closure[i], signals.sway(i, FPS, 0.0)))
             _report(on_progress, i + 1, count)
+    return count / FPS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,7 +126,9 @@ class DrivingMotion:
 
 def analyse_driving(video: Path, count: int, on_progress: ProgressCallback | None = None) -> DrivingMotion:
     """Track the driving video's face over count frames at 25 fps (decoded small and grey, streamed)."""
-    cmd = [ffmpeg_exe(), "-nostdin", "-v", "error", "-i", ffmpeg_input(video), "-an", "-vf",
+    # -t: however the timestamps jump, the analysis never decodes past the length it was asked for
+    cmd = [ffmpeg_exe(), "-nostdin", "-v", "error", "-t", f"{count / FPS + 1:.3f}", "-i", ffmpeg_input(video), "-an",
+           "-vf",
            f"fps={FPS},scale={ANALYSIS_WIDTH}:-2", "-pix_fmt", "gray", "-f", "rawvideo", "-"]
     info = _header(video, "video")
     width = ANALYSIS_WIDTH
@@ -124,7 +138,7 @@ def analyse_driving(video: Path, count: int, on_progress: ProgressCallback | Non
     poses: list[Pose] = []
     darkness: list[float] = []
     tracker: FaceTracker | None = None
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    proc = _procs.popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     try:
         while len(poses) < count:
             raw = proc.stdout.read(width * height)  # type: ignore[union-attr]
@@ -197,7 +211,7 @@ class VideoEncoder:
         cmd += ["-map", "0:v", "-map", "1:a", "-t", f"{count / FPS:.3f}", "-c:v", "libx264", "-preset", "veryfast",
                 "-crf", "23", "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "96k", "-movflags", "+faststart",
                 "-f", "mp4", str(self._tmp)]
-        self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+        self._proc = _procs.popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
 
     def write(self, rgb: np.ndarray) -> None:
         """Append one frame."""
@@ -242,21 +256,34 @@ def _header(path: Path, kind: MediaKind) -> MediaFacts:
         raise RenderError(f"could not be decoded: {exc}", kind) from exc
 
 
-def _duration(path: Path, kind: MediaKind) -> float:
+def _duration(path: Path, kind: MediaKind, max_seconds: float) -> float:
     info = _header(path, kind)
     if kind == "audio" and not info.has_audio:
         raise RenderError("has no audio stream", kind)
     if not info.duration:
         raise RenderError("has no duration", kind)
+    _within(info.duration, max_seconds, kind)
     return info.duration
+
+
+def _within(seconds: float, max_seconds: float, kind: MediaKind) -> None:
+    if seconds > max_seconds:
+        raise RenderError(f"lasts {seconds:.0f} s; this server renders inputs of at most {max_seconds:.0f} s", kind)
 
 
 def _load_portrait(path: Path, longest_side: int) -> np.ndarray:
     """The image as RGB, EXIF-rotated, scaled so its longest side is longest_side, with even sides."""
     from PIL import Image, ImageOps
 
+    claimed = claimed_size(path)  # before PIL: a small file may claim a picture of gigabytes
+    if claimed and max(claimed) > MAX_IMAGE_SIDE:
+        raise RenderError(f"is {claimed[0]}x{claimed[1]}; this server takes images of at most {MAX_IMAGE_SIDE} px "
+                          "a side", "image")
     try:
         with Image.open(path) as img:
+            if max(img.size) > MAX_IMAGE_SIDE:
+                raise RenderError(f"is {img.width}x{img.height}; this server takes images of at most "
+                                  f"{MAX_IMAGE_SIDE} px a side", "image")
             img = ImageOps.exif_transpose(img).convert("RGB")
     except (OSError, ValueError, SyntaxError) as exc:
         raise RenderError(f"could not be decoded as an image: {exc}", "image") from exc

@@ -1,41 +1,56 @@
-"""The Vtrix generation protocol on loopback (Starlette + uvicorn): tasks, storage, stats and injected faults."""
+"""The Vtrix generation protocol on loopback (Starlette + uvicorn): tasks, storage, stats and injected faults.
+
+Nothing a peer sends is trusted: request bodies are capped before they are parsed, every value is type-checked,
+task records and files are bounded in number and age, input media are fetched within a size cap and a
+whole-transfer deadline, and every render has a time limit and stops when the server does.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hmac
+import json
+import os
+import queue
 import re
 import secrets
 import shutil
+import socket
 import tempfile
 import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from .._config import Secret
-from .._urls import is_http_url
+from .._transfer import TransferError, fetch_to_file
+from .._urls import MAX_URL_CHARS, is_http_url
+from ..errors import SparkError
 from ..models import MODELS, ModelSpec, ParamsError
 from ._engine import RenderError, render
 from ._faults import FaultInjector, FaultPlan
+from ._records import Stats, TaskRecord, TaskStore
 
 MAX_UPLOAD_BYTES = 100 * 1024 * 1024
 MAX_FETCH_BYTES = 100 * 1024 * 1024
+MAX_CREATE_BYTES = 256 * 1024  # a create is a model id and a few URLs
 FETCH_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 5.0
+STORAGE_PREFIX = "spark_nb_server_"
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,120}$")
 
 
 @dataclasses.dataclass
 class ServerOptions:
-    """How the local server behaves: minimum task latency, faults, required key, storage, render workers."""
+    """How the local server behaves: latency, faults, key, storage, workers, and the bounds on what it accepts."""
 
     latency: float = 0.0
     faults: FaultPlan = dataclasses.field(default_factory=FaultPlan)
@@ -43,96 +58,86 @@ class ServerOptions:
     storage: Path | None = None
     render_workers: int = 2
     longest_side: int = 512
+    cost_per_second: float = 0.0
     max_upload_bytes: int = MAX_UPLOAD_BYTES
     max_fetch_bytes: int = MAX_FETCH_BYTES
-    fetch_timeout: float = FETCH_TIMEOUT_S  # for a whole input download, not per read
+    fetch_timeout: float = FETCH_TIMEOUT_S  # for a whole input download, headers included
+    max_seconds: float = 600.0  # longest input medium rendered; longer ones fail the task at once
+    render_timeout: float = 900.0  # a render running longer fails its task
+    max_tasks: int = 10_000  # records kept; the oldest finished ones go first
+    max_pending: int = 1_000  # tasks not yet rendered; more are refused with 429
+    task_ttl: float = 24 * 3600.0  # finished records (and their videos) older than this go
 
 
-@dataclasses.dataclass
-class TaskRecord:
-    """One task's life on the server; status is derived on read, so the latency needs no timers."""
-
-    id: str
-    model: str
-    urls: dict[str, str]  # input field name -> URL
-    created_at: float
-    latency: float
-    started: bool = False
-    rendered: float = 0.0
-    rendered_at: float | None = None
-    size: int = 0
-    error: dict[str, str] | None = None
-    polls: int = 0
-    noticed_at: float | None = None  # when a poll first answered "completed": how late clients notice
-
-    @property
-    def ready_at(self) -> float | None:
-        """Wall time at which the task counts as completed, once rendered."""
-        return None if self.rendered_at is None else max(self.rendered_at, self.created_at + self.latency)
-
-    def to_json(self, base_url: str, now: float) -> dict[str, Any]:
-        """The task object as the protocol page describes it."""
-        obj: dict[str, Any] = {"id": self.id, "model": self.model, "created_at": int(self.created_at), "metadata": {}}
-        if self.error:
-            obj.update(status="failed", error=self.error)
-        elif self.ready_at is not None and now >= self.ready_at:
-            url = f"{base_url}files/results/{self.id}.mp4"
-            obj.update(
-                status="completed",
-                output=[{"content": [{"type": "video", "url": url, "size": self.size, "jobId": f"local-{self.id}"}]}],
-                usage={"cost": "0.00", "discount": 0, "input_tokens": 0, "output_tokens": 0, "total_tokens": 0,
-                       "generated_videos": 1},
-                metadata={"completed_at": self.ready_at},
-            )
-        else:
-            progress = self.rendered
-            if self.latency > 0:
-                progress = min(progress, (now - self.created_at) / self.latency)
-            obj.update(status="in_progress" if self.started else "pending", progress=round(min(progress, 0.99), 3))
-        return obj
+class _Stopping(Exception):
+    """The server is stopping: the render in progress ends here."""
 
 
-class Stats:
-    """Counters: tasks created, task polls, uploads, result downloads, and each injected fault."""
+class _Failure(Exception):
+    """A forced service failure with the code suffix it should carry (095..099)."""
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.counts = {"created": 0, "polls": 0, "uploads": 0, "downloads": 0}
-        self.faults: dict[str, int] = {}
+    def __init__(self, suffix: str) -> None:
+        super().__init__(suffix)
+        self.suffix = suffix
 
-    def add(self, name: str) -> None:
-        """Count one event."""
-        with self._lock:
-            self.counts[name] += 1
 
-    def add_fault(self, name: str) -> None:
-        """Count one injected fault, e.g. 'poll:500'."""
-        with self._lock:
-            self.faults[name] = self.faults.get(name, 0) + 1
+class RenderPool:
+    """A few daemon threads rendering tasks in order; close() stops them within seconds, renders included.
 
-    def snapshot(self) -> dict[str, Any]:
-        """All counters as a JSON-ready dict."""
-        with self._lock:
-            return {**self.counts, "faults": dict(self.faults)}
+    Daemon threads, unlike a ThreadPoolExecutor's, never hold up the interpreter's exit; a render in progress
+    notices `stopping` at its next frame.
+    """
+
+    def __init__(self, workers: int) -> None:
+        self.stopping = threading.Event()
+        self._queue: queue.SimpleQueue[tuple[Callable[..., None], tuple[Any, ...]] | None] = queue.SimpleQueue()
+        self._threads = [threading.Thread(target=self._work, name=f"spark-nb-render-{i}", daemon=True)
+                         for i in range(max(1, workers))]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, fn: Callable[..., None], *args: Any) -> None:
+        """Run fn(*args) on the next free worker."""
+        self._queue.put((fn, args))
+
+    def close(self, timeout: float = STOP_TIMEOUT_S) -> None:
+        """Stop taking work, end the renders in progress, and join the workers (at most timeout seconds)."""
+        self.stopping.set()
+        for _ in self._threads:
+            self._queue.put(None)
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+    def _work(self) -> None:
+        while not self.stopping.is_set():
+            item = self._queue.get()
+            if item is None or self.stopping.is_set():
+                return
+            fn, args = item
+            fn(*args)
 
 
 class LocalService:
-    """The server's state and routes: tasks in memory, files on disk, renders in a small thread pool."""
+    """The server's state and routes: tasks in memory (bounded), files on disk, renders in a RenderPool."""
 
     def __init__(self, options: ServerOptions) -> None:
         self.options = options
         self.stats = Stats()
-        self.tasks: dict[str, TaskRecord] = {}
-        self._lock = threading.Lock()
         self._owns_storage = options.storage is None
-        self.storage = Path(options.storage or tempfile.mkdtemp(prefix="spark_nb_server_"))
+        if self._owns_storage:
+            remove_stale_storage()
+            self.storage = Path(tempfile.mkdtemp(prefix=f"{STORAGE_PREFIX}{os.getpid()}_"))
+        else:
+            self.storage = Path(options.storage)  # type: ignore[arg-type]
         for sub in ("uploads", "results", "work"):
             (self.storage / sub).mkdir(parents=True, exist_ok=True)
-        self._pool = ThreadPoolExecutor(max_workers=options.render_workers, thread_name_prefix="spark-nb-render")
-        self._fetch = httpx.Client(timeout=options.fetch_timeout, follow_redirects=True)
+        self.tasks = TaskStore(options.max_tasks, options.task_ttl, self._forget)
+        self._pool = RenderPool(options.render_workers)
+        self._pruned_at = 0.0
 
-    def app(self) -> FaultInjector:
-        """The ASGI app: routes wrapped in the fault injector."""
+    def app(self) -> Any:
+        """The ASGI app: routes, wrapped in the fault injector, wrapped in the request counter."""
         routes = [
             Route("/model/v1/generation", self.create, methods=["POST"]),
             Route("/model/v1/generation/task/{task_id}", self.get_task, methods=["GET"]),
@@ -140,12 +145,12 @@ class LocalService:
             Route("/files/{kind}/{name}", self.serve_file, methods=["GET", "HEAD"]),
             Route("/_spark_nb/stats", self.get_stats, methods=["GET"]),
         ]
-        return FaultInjector(Starlette(routes=routes), self.options.faults, self.stats.add_fault)
+        injector = FaultInjector(Starlette(routes=routes), self.options.faults, self.stats.add_fault)
+        return _Counted(injector, self.stats)
 
     def close(self) -> None:
-        """Stop rendering and remove storage the server created itself."""
-        self._pool.shutdown(wait=True, cancel_futures=True)
-        self._fetch.close()
+        """Stop rendering (within a few seconds) and remove storage the server created itself."""
+        self._pool.close()
         if self._owns_storage:
             shutil.rmtree(self.storage, ignore_errors=True)
 
@@ -163,12 +168,19 @@ class LocalService:
         if denied := self._unauthorized(request):
             return denied
         try:
-            body = await request.json()
-        except ValueError:
-            return JSONResponse({"message": "the request body is not JSON"}, status_code=400)
-        spec = MODELS.get(body.get("model")) if isinstance(body, dict) else None
+            raw = await _read_capped(request, MAX_CREATE_BYTES)
+        except ClientDisconnect:  # the client left before sending its body: nothing to create
+            return Response(status_code=400)
+        if raw is None:
+            return _message(f"a create request is at most {MAX_CREATE_BYTES} bytes", 413)
+        try:
+            body = json.loads(raw)
+        except (ValueError, RecursionError):  # not JSON, or nested deeper than any parser should follow
+            return _message("the request body is not JSON", 400)
+        model = body.get("model") if isinstance(body, dict) else None
+        spec = MODELS.get(model) if isinstance(model, str) else None
         if spec is None:
-            return JSONResponse({"message": f"unknown model; known: {', '.join(MODELS)}"}, status_code=400)
+            return _message(f"unknown model; known: {', '.join(MODELS)}", 400)
         inputs = body.get("input")
         first = inputs[0] if isinstance(inputs, list) and inputs else None
         params = first.get("params") if isinstance(first, dict) else None
@@ -177,12 +189,17 @@ class LocalService:
         except ParamsError as exc:
             return JSONResponse({"status": "failed", "error": {"code": exc.code, "error_message": exc.text}},
                                 status_code=400)
+        if too_long := [name for name, url in urls.items() if len(url) > MAX_URL_CHARS]:
+            return _message(f"input URLs are at most {MAX_URL_CHARS} characters ({', '.join(too_long)})", 400)
+        if self.tasks.pending() >= self.options.max_pending:
+            return JSONResponse({"message": "too many tasks in flight; try again shortly"}, status_code=429,
+                                headers={"Retry-After": "5"})
         record = TaskRecord(id=uuid.uuid4().hex, model=spec.id, urls=urls, created_at=time.time(),
-                            latency=self.options.latency)
-        with self._lock:
-            self.tasks[record.id] = record
+                            latency=self.options.latency, cost_per_second=self.options.cost_per_second)
+        self.tasks.add(record)
         self.stats.add("created")
         self._pool.submit(self._run, record, spec)
+        self._prune_uploads()
         return JSONResponse(record.to_json(str(request.base_url), time.time()))
 
     async def get_task(self, request: Request) -> Response:
@@ -191,7 +208,7 @@ class LocalService:
         self.stats.add("polls")
         record = self.tasks.get(request.path_params["task_id"])
         if record is None:
-            return JSONResponse({"message": "task not found"}, status_code=404)
+            return _message("task not found", 404)
         now = time.time()
         answer = record.to_json(str(request.base_url), now)
         record.polls += 1
@@ -205,27 +222,29 @@ class LocalService:
         length = request.headers.get("content-length")
         limit = self.options.max_upload_bytes
         if length is None or not length.isdigit() or int(length) > limit:
-            return JSONResponse({"message": f"uploads need a Content-Length of at most {limit} bytes"},
-                                status_code=413)
-        async with request.form(max_files=1, max_fields=4) as form:
-            upload = form.get("file")
-            if upload is None or isinstance(upload, str):
-                return JSONResponse({"message": "send the file as multipart field 'file'"}, status_code=400)
-            suffix = Path(upload.filename or "").suffix.lower()
-            suffix = suffix if re.fullmatch(r"\.[a-z0-9]{1,8}", suffix) else ""
-            name = f"{uuid.uuid4().hex}{suffix}"
-            with open(self.storage / "uploads" / name, "wb") as fh:
-                shutil.copyfileobj(upload.file, fh)
+            return _message(f"uploads need a Content-Length of at most {limit} bytes", 413)
+        try:
+            async with request.form(max_files=1, max_fields=4) as form:
+                upload = form.get("file")
+                if upload is None or isinstance(upload, str):
+                    return _message("send the file as multipart field 'file'", 400)
+                suffix = Path(upload.filename or "").suffix.lower()
+                suffix = suffix if re.fullmatch(r"\.[a-z0-9]{1,8}", suffix) else ""
+                name = f"{uuid.uuid4().hex}{suffix}"
+                with open(self.storage / "uploads" / name, "wb") as fh:
+                    shutil.copyfileobj(upload.file, fh)
+        except ClientDisconnect:  # the client left mid-upload: nothing is kept
+            return Response(status_code=400)
         self.stats.add("uploads")
         return JSONResponse({"url": f"{request.base_url}files/uploads/{name}"})
 
     async def serve_file(self, request: Request) -> Response:
         kind, name = request.path_params["kind"], request.path_params["name"]
         if kind not in ("uploads", "results") or not _SAFE_NAME.match(name) or ".." in name:
-            return JSONResponse({"message": "not found"}, status_code=404)
+            return _message("not found", 404)
         path = self.storage / kind / name
         if not path.is_file():
-            return JSONResponse({"message": "not found"}, status_code=404)
+            return _message("not found", 404)
         if kind == "results" and request.method == "GET":
             self.stats.add("downloads")
         return FileResponse(path, media_type="video/mp4" if kind == "results" else None)
@@ -240,8 +259,13 @@ class LocalService:
         work = self.storage / "work" / record.id
         work.mkdir(exist_ok=True)
         out = self.storage / "results" / f"{record.id}.mp4"
+        deadline = time.monotonic() + self.options.render_timeout
 
-        def progress(fraction: float) -> None:
+        def progress(fraction: float) -> None:  # called every frame: where a render notices its limits
+            if self._pool.stopping.is_set():
+                raise _Stopping()
+            if time.monotonic() > deadline:
+                raise RenderError(f"the render took longer than this server's {self.options.render_timeout:g} s")
             record.rendered = fraction
 
         try:
@@ -250,9 +274,13 @@ class LocalService:
                 raise _Failure(forced)
             inputs = {field.kind: self._fetch_input(record.urls[field.name], work / field.name, field.wire)
                       for field in spec.fields}
-            render(spec.renderer, inputs, out, longest_side=self.options.longest_side, on_progress=progress)
+            record.seconds = render(spec.renderer, inputs, out, longest_side=self.options.longest_side,
+                                    max_seconds=self.options.max_seconds, on_progress=progress)
             record.size = out.stat().st_size
             record.rendered, record.rendered_at = 1.0, time.time()
+        except _Stopping:
+            record.error = {"code": f"{spec.code_prefix}095", "error_message": "Internal generation error: the "
+                            "server stopped during the render"}
         except _Failure as exc:
             code = f"{spec.code_prefix}{exc.suffix}"
             record.error = {"code": code, "error_message": f"{spec.errors[code]} (injected fault)"}
@@ -269,31 +297,87 @@ class LocalService:
     def _fetch_input(self, url: str, dest: Path, field: str) -> Path:
         if not is_http_url(url):
             raise RenderError(f"{field} must be an http(s) URL, got {url[:60]!r}")
-        limit, deadline = self.options.max_fetch_bytes, time.monotonic() + self.options.fetch_timeout
         try:
-            with self._fetch.stream("GET", url) as response:
-                if response.status_code != 200:
-                    raise RenderError(f"{field} could not be fetched: HTTP {response.status_code}")
-                written = 0
-                with open(dest, "wb") as fh:
-                    for chunk in response.iter_bytes():  # as received: a re-chunking size would wait to fill
-                        written += len(chunk)
-                        if written > limit:
-                            raise RenderError(f"{field} is larger than the {limit}-byte limit")
-                        if time.monotonic() > deadline:  # a trickling server must not hold a render worker
-                            raise RenderError(f"{field} took longer than {self.options.fetch_timeout:g}s to fetch")
-                        fh.write(chunk)
-        except httpx.HTTPError as exc:
+            fetch_to_file(url, dest, deadline=time.monotonic() + self.options.fetch_timeout,
+                          max_bytes=self.options.max_fetch_bytes, what=field)
+        except TransferError as exc:
             raise RenderError(f"{field} could not be fetched: {exc}") from exc
         return dest
 
+    # -- bounds on disk --------------------------------------------------------------------------------
 
-class _Failure(Exception):
-    """A forced service failure with the code suffix it should carry (095..099)."""
+    def _forget(self, record: TaskRecord) -> None:
+        (self.storage / "results" / f"{record.id}.mp4").unlink(missing_ok=True)
 
-    def __init__(self, suffix: str) -> None:
-        super().__init__(suffix)
-        self.suffix = suffix
+    def _prune_uploads(self) -> None:
+        """Delete uploads older than the task lifetime (looked at once a minute at most)."""
+        now = time.time()
+        if now - self._pruned_at < 60:
+            return
+        self._pruned_at = now
+        for path in (self.storage / "uploads").iterdir():
+            with contextlib.suppress(OSError):
+                if now - path.stat().st_mtime > self.options.task_ttl:
+                    path.unlink()
+
+
+class _Counted:
+    """Outermost ASGI wrapper: counts every HTTP request and gives every answer an x-request-id."""
+
+    def __init__(self, app: Any, stats: Stats) -> None:
+        self.app = app
+        self.stats = stats
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        self.stats.add("requests")
+        request_id = uuid.uuid4().hex[:16].encode()
+
+        async def send_with_id(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), (b"x-request-id", request_id)]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+async def _read_capped(request: Request, limit: int) -> bytes | None:
+    """The request body, or None as soon as it (or its Content-Length) passes limit bytes."""
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > limit:
+        return None
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _message(text: str, status: int) -> JSONResponse:
+    return JSONResponse({"message": text}, status_code=status)
+
+
+def remove_stale_storage(folder: Path | None = None) -> None:
+    """Delete the storage of local servers whose process is gone (a server killed with SIGKILL cannot clean up)."""
+    root = Path(folder or tempfile.gettempdir())
+    for path in root.glob(f"{STORAGE_PREFIX}*_*"):
+        pid = path.name[len(STORAGE_PREFIX):].split("_", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
 
 
 class LocalServer:
@@ -317,8 +401,7 @@ class LocalServer:
     @property
     def url(self) -> str:
         """Base URL, e.g. http://127.0.0.1:8765."""
-        sock = self._server.servers[0].sockets[0]
-        host, port = sock.getsockname()[:2]
+        host, port = self._socket.getsockname()[:2]
         return f"http://{host}:{port}" if ":" not in host else f"http://[{host}]:{port}"
 
     @property
@@ -326,33 +409,50 @@ class LocalServer:
         """True while the server thread is serving."""
         return self._thread is not None and self._thread.is_alive()
 
+    @property
+    def requests(self) -> int:
+        """How many HTTP requests reached the server so far, on any path and whatever the answer."""
+        return self.service.stats.requests
+
     def stats(self) -> dict[str, Any]:
         """The server's counters (as GET /_spark_nb/stats answers)."""
         return self.service.stats.snapshot()
 
     def start(self, timeout: float = 10.0) -> "LocalServer":
-        """Start serving in a daemon thread; returns once the socket is listening."""
+        """Bind the socket (SparkError if the address is taken) and serve in a daemon thread."""
         import uvicorn
 
-        config = uvicorn.Config(self.service.app(), host=self.host, port=self._requested_port, http="h11",
-                                lifespan="off", log_level="warning", access_log=False, timeout_keep_alive=30)
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        self._socket = socket.socket(family, socket.SOCK_STREAM)
+        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            self._socket.bind((self.host, self._requested_port))
+        except OSError as exc:
+            self._socket.close()
+            self.service.close()
+            raise SparkError(f"the local server cannot listen on {self.host}:{self._requested_port}: "
+                             f"{exc.strerror or exc}",
+                             hint="pick another --port (0 picks a free one), or stop what is using this one") from exc
+        config = uvicorn.Config(self.service.app(), http="h11", lifespan="off", log_level="warning",
+                                access_log=False, timeout_keep_alive=30, timeout_graceful_shutdown=2)
         self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, name="spark-nb-server", daemon=True)
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]},
+                                        name="spark-nb-server", daemon=True)
         self._thread.start()
         deadline = time.monotonic() + timeout
         while not self._server.started:
             if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"the local server did not start on {self.host}:{self._requested_port}")
+                raise SparkError(f"the local server did not start on {self.host}:{self._requested_port}")
             time.sleep(0.01)
         return self
 
     def stop(self) -> None:
-        """Stop serving and clean up."""
+        """Stop serving and rendering within a few seconds, and remove the server's own storage."""
         if self._server is not None:
             self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout=10)
         self.service.close()
+        if self._thread is not None:
+            self._thread.join(timeout=STOP_TIMEOUT_S)
 
     def __enter__(self) -> "LocalServer":
         return self.start()

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import math
 import random
-import subprocess
 from pathlib import Path
 
 import numpy as np
 
-from .._ffmpeg import ffmpeg_exe
+from .. import _procs
+from .._ffmpeg import ffmpeg_exe, ffmpeg_input
 from ._tracking import Pose
 
 SAMPLE_RATE = 16000
@@ -18,9 +18,9 @@ BLINK_PROFILE = (0.35, 0.8, 1.0, 0.9, 0.55, 0.2)  # eye closure over six frames 
 
 def decode_audio(path: Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """The audio of path as mono float32 samples in [-1, 1], decoded by the bundled ffmpeg."""
-    cmd = [ffmpeg_exe(), "-nostdin", "-v", "error", "-i", str(path), "-vn", "-ac", "1", "-ar", str(sample_rate),
+    cmd = [ffmpeg_exe(), "-nostdin", "-v", "error", "-i", ffmpeg_input(path), "-vn", "-ac", "1", "-ar", str(sample_rate),
            "-f", "s16le", "-"]
-    proc = subprocess.run(cmd, capture_output=True, timeout=120)
+    proc = _procs.run(cmd, timeout=120)
     if proc.returncode != 0:
         raise ValueError(proc.stderr.decode(errors="replace")[-300:])
     return np.frombuffer(proc.stdout, dtype=np.int16).astype(np.float32) / 32768.0

@@ -1,0 +1,59 @@
+"""Child processes (the bundled ffmpeg), started in one place: bounded in memory and time, never outliving us.
+
+On Linux each child gets PR_SET_PDEATHSIG (it is killed when the thread that started it ends, which includes
+this process dying, even by SIGKILL) and an address-space limit, so one hostile file cannot take the
+machine's memory. Every wait has a timeout, and a timed-out child is killed, not abandoned.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import subprocess
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+# Generous for ffmpeg at our sizes (an x264 encode of 512 px takes ~300 MB of address space), far below
+# what a decompression bomb or a timestamp trick asks for.
+CHILD_MEMORY_BYTES = 3 * 1024**3
+_PR_SET_PDEATHSIG, _SIGKILL = 1, 9
+
+_prctl: Any = None
+if sys.platform.startswith("linux"):
+    try:  # resolved now: the child may call nothing that needs the import machinery or a lock
+        _prctl = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True).prctl
+        import resource as _resource
+    except (OSError, AttributeError, ImportError):  # an unusual libc: children are still timed and killed
+        _prctl = None
+
+
+def _in_child() -> None:
+    """Runs in the child between fork and exec: die with the parent thread, cap the address space."""
+    _prctl(_PR_SET_PDEATHSIG, _SIGKILL)
+    _resource.setrlimit(_resource.RLIMIT_AS, (CHILD_MEMORY_BYTES, CHILD_MEMORY_BYTES))
+
+
+def popen(cmd: Sequence[str], **options: Any) -> subprocess.Popen:
+    """Start cmd as a bounded child (see the module docstring); options as for subprocess.Popen."""
+    options.setdefault("stdin", subprocess.DEVNULL)
+    if _prctl is not None:
+        options["preexec_fn"] = _in_child
+    return subprocess.Popen(list(cmd), **options)
+
+
+def run(cmd: Sequence[str], *, timeout: float, input: bytes | None = None, **options: Any
+        ) -> subprocess.CompletedProcess:
+    """Run cmd to its end, capturing stdout and stderr (bytes); subprocess.TimeoutExpired once it is killed."""
+    options.setdefault("stdout", subprocess.PIPE)
+    options.setdefault("stderr", subprocess.PIPE)
+    if input is not None:
+        options["stdin"] = subprocess.PIPE
+    with popen(cmd, **options) as proc:
+        try:
+            out, err = proc.communicate(input, timeout=timeout)
+        except BaseException:  # a timeout or Ctrl-C: the child must not go on alone
+            proc.kill()
+            proc.wait()
+            raise
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)

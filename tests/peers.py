@@ -1,0 +1,153 @@
+"""Hostile and broken HTTP peers on 127.0.0.1, scripted byte by byte: a fake Vtrix, a lying CDN, a slow host.
+
+A Peer accepts connections in a thread and hands each parsed request to a handler, which writes whatever it
+likes to the raw socket: trickled headers, lying lengths, redirects, endless bodies. Every loop is bounded
+in time, and stop() ends them all.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+MAX_SECONDS = 120.0  # no handler loop outlives this
+
+
+@dataclass
+class Seen:
+    """One request a peer received."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class Peer:
+    """A scripted HTTP server: handler(peer, conn, request) answers each request on the raw connection."""
+
+    handler: Callable[["Peer", socket.socket, Seen], None]
+    seen: list[Seen] = field(default_factory=list)
+    sent_bytes: int = 0
+    stop_event: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.1)
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._accept, name="hostile-peer", daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        """http://127.0.0.1:PORT"""
+        return f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+
+    def stop(self) -> None:
+        """End every connection and the listener."""
+        self.stop_event.set()
+        self._thread.join(timeout=10)
+        self._listener.close()
+
+    def send(self, conn: socket.socket, data: bytes) -> bool:
+        """Write data; False once the other side is gone or the peer is stopping."""
+        if self.stop_event.is_set():
+            return False
+        try:
+            conn.sendall(data)
+        except OSError:
+            return False
+        with self._lock:
+            self.sent_bytes += len(data)
+        return True
+
+    def respond(self, conn: socket.socket, status: int, body: bytes = b"", headers: dict[str, str] | None = None,
+                *, length: int | None = None) -> None:
+        """A complete answer; length overrides the Content-Length sent (to lie about it)."""
+        head = {"Content-Length": str(len(body) if length is None else length), "Connection": "close",
+                **(headers or {})}
+        lines = [f"HTTP/1.1 {status} X"] + [f"{k}: {v}" for k, v in head.items()]
+        self.send(conn, ("\r\n".join(lines) + "\r\n\r\n").encode() + body)
+
+    def json(self, conn: socket.socket, status: int, data: Any, headers: dict[str, str] | None = None) -> None:
+        """A JSON answer."""
+        self.respond(conn, status, json.dumps(data).encode(), {"Content-Type": "application/json", **(headers or {})})
+
+    def trickle(self, conn: socket.socket, data: bytes, every: float, limit: float = MAX_SECONDS) -> None:
+        """Send data one byte at a time, every `every` seconds, for at most limit seconds."""
+        ends = time.monotonic() + limit
+        for byte in data:
+            if time.monotonic() > ends or self.stop_event.wait(every) or not self.send(conn, bytes([byte])):
+                return
+
+    def stream(self, conn: socket.socket, chunk: bytes, total: int, limit: float = MAX_SECONDS) -> None:
+        """Send chunk repeatedly, up to total bytes or limit seconds, or until the other side leaves."""
+        ends, sent = time.monotonic() + limit, 0
+        while sent < total and time.monotonic() < ends and self.send(conn, chunk):
+            sent += len(chunk)
+
+    def _accept(self) -> None:
+        while not self.stop_event.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(10)
+            try:
+                request = _read_request(conn)
+            except (OSError, ValueError):
+                return
+            with self._lock:
+                self.seen.append(request)
+            try:
+                self.handler(self, conn, request)
+            except OSError:
+                pass
+
+
+def _read_request(conn: socket.socket) -> Seen:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(65536)
+        if not chunk:
+            raise ValueError("closed before the headers ended")
+        data += chunk
+        if len(data) > 1 << 20:
+            raise ValueError("headers too large")
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    method, path, _ = lines[0].split(" ", 2)
+    headers = {k.strip().lower(): v.strip() for k, v in (line.split(":", 1) for line in lines[1:] if ":" in line)}
+    wanted = int(headers.get("content-length", "0") or 0)
+    while len(body) < min(wanted, 1 << 20):
+        chunk = conn.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    return Seen(method, path, headers, body)
+
+
+def peers() -> Iterator[Callable[..., Peer]]:
+    """Fixture body: start Peers, all stopped afterwards."""
+    started: list[Peer] = []
+
+    def start(handler: Callable[[Peer, socket.socket, Seen], None]) -> Peer:
+        peer = Peer(handler)
+        started.append(peer)
+        return peer
+
+    yield start
+    for peer in started:
+        peer.stop()
