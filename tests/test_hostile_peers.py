@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -77,11 +78,14 @@ def files_under(folder: Path) -> list[str]:
                                      "con:nul", "id with spaces"])
 def test_a_task_id_never_becomes_a_path(task_id: str, peer: Callable[[Handler], Peer], tmp_path: Path) -> None:
     """Whatever id the service answers, the video lands directly in output_dir and the id is sent quoted."""
+    task_id = task_id.replace("escaped", f"escaped-{uuid.uuid4().hex}")  # so nothing earlier can be mistaken for it
     api = peer(fake_api(task_id))
     result = generate(api, tmp_path)
     assert result.task_id == task_id and result.path.parent == tmp_path / "out"
     assert files_under(tmp_path) == [f"out/{result.path.name}"]
-    assert not Path("/abs/dir/escaped.mp4").exists() and not (tmp_path.parent / "escaped.mp4").exists()
+    escaped = task_id.rsplit("/", 1)[-1]  # where the id taken as a path would have put the video:
+    assert not (tmp_path / "out").parents[3].joinpath(f"{escaped}.mp4").exists()
+    assert not Path(f"/abs/dir/{escaped}.mp4").exists() and not Path("/abs").exists()
     polls = [s.path for s in api.seen if "/task/" in s.path]
     assert polls and all(p.count("/") == 5 for p in polls)  # the id is one path segment, however it looks
 
@@ -188,24 +192,33 @@ def test_odd_usage_and_fields_do_not_break_a_finished_result(usage: Any, peer: C
 
 
 @pytest.mark.parametrize("retry_after", ["nan", "inf", "-5", "1e309", "soon", "Wed, 32 Foo 2026 00:00:00 GMT"])
-def test_a_nonsense_retry_after_is_ignored(retry_after: str, peer: Callable[[Handler], Peer], tmp_path: Path) -> None:
-    """Retry-After that is not a delay (nan, inf, negative, garbage) falls back to the backoff, on create and poll."""
-    hits: dict[str, int] = {"create": 0, "poll": 0}
+def test_a_nonsense_retry_after_is_ignored(retry_after: str, peer: Callable[[Handler], Peer], tmp_path: Path,
+                                           media: dict[str, Path]) -> None:
+    """Retry-After that is not a delay (nan, inf, negative, garbage) falls back to the backoff, on the upload, the
+    create and the poll alike: each is retried once and the generation completes."""
+    hits = {"upload": 0, "create": 0, "poll": 0}
 
-    def create(p: Peer, conn: socket.socket, req: Seen) -> None:
-        hits["create"] += 1
-        if hits["create"] == 1:
+    def handle(p: Peer, conn: socket.socket, req: Seen) -> None:
+        route = ("upload" if req.path == "/upload" else "create" if req.path == "/model/v1/generation"
+                 else "poll" if "/task/" in req.path else "video")
+        if route == "video":
+            return p.respond(conn, 200, VIDEO)
+        hits[route] += 1
+        if hits[route] == 1:
             return p.json(conn, 429, {"message": "slow down"}, {"Retry-After": retry_after})
-        p.json(conn, 200, {"id": "t-1", "status": "pending"})
+        if route == "upload":
+            return p.json(conn, 200, {"url": "https://inputs.example/uploaded.jpg"})
+        if route == "create":
+            return p.json(conn, 200, {"id": "t-1", "status": "pending"})
+        p.json(conn, 200, {"id": "t-1", "status": "completed",
+                           "output": [{"content": [{"url": f"{p.url}/video.mp4", "size": len(VIDEO)}]}]})
 
-    def task(p: Peer) -> dict[str, Any]:
-        hits["poll"] += 1
-        return {"id": "t-1", "status": "completed",
-                "output": [{"content": [{"url": f"{p.url}/video.mp4", "size": len(VIDEO)}]}]}
-
+    api = peer(handle)
     started = time.monotonic()
-    result = generate(peer(fake_api(create=create, task=task)), tmp_path)
-    assert result.status == "completed" and hits["create"] == 2 and time.monotonic() - started < 10
+    result = avatar.generate(media["portrait"], AUDIO, progress=False, timeout=30,
+                             **config(api, tmp_path, uploader=f"{api.url}/upload"))
+    assert result.status == "completed" and hits == {"upload": 2, "create": 2, "poll": 2}
+    assert time.monotonic() - started < 15
 
 
 @pytest.mark.parametrize("answer", [{"id": {"nested": 1}}, {"id": ["a"]}, {"id": ""}, {"id": "x" * 500},
