@@ -7,6 +7,7 @@ failure; a create retries only what proves the request never reached the server,
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import glob
 import json
@@ -365,10 +366,19 @@ _clients_lock = threading.Lock()
 
 
 def client_for(base_url: str, api_key: Secret | None) -> ApiClient:
-    """The shared ApiClient for this base URL and key (one pool each, created once)."""
+    """The shared ApiClient for this base URL and key (one pool each, created once, closed at exit)."""
     cache_key = (base_url, hash(api_key))
     with _clients_lock:
         client = _clients.get(cache_key)
         if client is None:
+            if not _clients:
+                atexit.register(_close_clients)
             client = _clients[cache_key] = ApiClient(base_url, api_key)
         return client
+
+
+def _close_clients() -> None:
+    with _clients_lock:
+        for client in _clients.values():
+            client.close()
+        _clients.clear()
