@@ -25,6 +25,7 @@ from urllib.parse import quote
 import httpx
 
 from ._config import Secret
+from ._procs import pid_alive
 from ._retry import NEVER_SENT, RETRYABLE_STATUS, RetryPolicy, parse_retry_after
 from ._transfer import TransferError, fetch_to_file
 from ._urls import is_http_url
@@ -344,21 +345,9 @@ def remove_stale_parts(dest: Path) -> None:
     """Delete temporary files of earlier downloads to dest whose process is gone (killed mid-download)."""
     for part in dest.parent.glob(f".{glob.escape(dest.name)}.*.part"):
         pid = part.name[len(dest.name) + 2:].split("-", 1)[0]
-        if not pid.isdigit() or not _alive(int(pid)):
+        if not pid.isdigit() or not pid_alive(int(pid)):
             with contextlib.suppress(OSError):
                 part.unlink()
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # it exists but is not ours
-        return True
-    return True
 
 
 _clients: dict[tuple[str, int], ApiClient] = {}

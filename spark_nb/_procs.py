@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -57,3 +58,16 @@ def run(cmd: Sequence[str], *, timeout: float, input: bytes | None = None, **opt
             proc.wait()
             raise
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def pid_alive(pid: int) -> bool:
+    """True while a process with this pid exists (ours or another user's)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists but is not ours to signal
+        return True
+    return True

@@ -34,15 +34,17 @@ def raw_get(server: LocalServer, target: str) -> int:
     return int(status_line.split()[1])
 
 
-def create(server: LocalServer, image_url: str, audio_url: str) -> str:
-    """Create an avatar task over raw HTTP; its id."""
-    answer = httpx.post(f"{server.url}/model/v1/generation", headers=AUTH, timeout=10, json={
-        "model": avatar.MODEL.id, "input": [{"params": {"image_url": image_url, "audio_url": audio_url}}]})
+def create(server: Any, image_url: str, audio_url: str, *, model: str = avatar.MODEL.id,
+           params: dict[str, Any] | None = None) -> str:
+    """Create a task over raw HTTP on a server (anything with a .url); its id. An avatar unless params say else."""
+    params = params or {"image_url": image_url, "audio_url": audio_url}
+    answer = httpx.post(f"{server.url}/model/v1/generation", headers=AUTH, timeout=30,
+                        json={"model": model, "input": [{"params": params}]})
     answer.raise_for_status()
     return str(answer.json()["id"])
 
 
-def final_state(server: LocalServer, task_id: str, within: float = 30) -> dict[str, Any]:
+def final_state(server: Any, task_id: str, within: float = 30) -> dict[str, Any]:
     """Poll the task until it completes or fails (bounded)."""
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
@@ -53,9 +55,9 @@ def final_state(server: LocalServer, task_id: str, within: float = 30) -> dict[s
     raise AssertionError(f"task {task_id} neither completed nor failed within {within}s")
 
 
-def upload(server: LocalServer, path: Path) -> str:
-    """Store path on the server; its URL."""
-    answer = httpx.post(f"{server.url}/api/v1/storage/files", headers=AUTH, timeout=10,
+def upload(server: Any, path: Path) -> str:
+    """Store path on a server (anything with a .url); its URL."""
+    answer = httpx.post(f"{server.url}/api/v1/storage/files", headers=AUTH, timeout=30,
                         files={"file": (path.name, path.read_bytes())})
     answer.raise_for_status()
     return str(answer.json()["url"])
@@ -209,10 +211,10 @@ def test_a_video_whose_timestamps_jump_ten_hours_is_bounded(serve_process: Calla
     assert info.value.reason == "media_too_long"
     assert httpx.get(f"{server.url}/_spark_nb/stats").json()["uploads"] == 0
     started = time.monotonic()
-    image, video = upload_to(server.url, media["portrait"]), upload_to(server.url, jump)
-    task = create_task(server.url, imitator.MODEL.id, {"image_url": image,
-                                                       "driving_video_info": {"video_url": video, "store_type": 0}})
-    state = poll_to_end(server.url, task)
+    image, video = upload(server, media["portrait"]), upload(server, jump)
+    task = create(server, image, video, model=imitator.MODEL.id,
+                  params={"image_url": image, "driving_video_info": {"video_url": video, "store_type": 0}})
+    state = final_state(server, task)
     assert state["status"] == "failed" and "lasts 36001 s" in state["error"]["error_message"]
     assert time.monotonic() - started < 15 and server.peak_rss() < 1 * GB
     normal = avatar.generate(media["portrait"], media["speech"], progress=False, backend="cloud",
@@ -228,10 +230,10 @@ def test_a_13000_px_picture_given_as_a_url_is_refused_before_decoding(serve_proc
     bomb.write_bytes(png_claiming(13_000, 13_000))
     assert bomb.stat().st_size < 200_000
     server = serve_process()
-    image, audio = upload_to(server.url, bomb), upload_to(server.url, media["speech"])
-    tasks = [create_task(server.url, avatar.MODEL.id, {"image_url": image, "audio_url": audio}) for _ in range(2)]
+    image, audio = upload(server, bomb), upload(server, media["speech"])
+    tasks = [create(server, image, audio) for _ in range(2)]
     for task in tasks:
-        state = poll_to_end(server.url, task)
+        state = final_state(server, task)
         assert state["status"] == "failed" and "13000x13000" in state["error"]["error_message"]
     assert server.peak_rss() < 1 * GB
 
@@ -350,30 +352,3 @@ def test_a_render_over_its_time_limit_fails_the_task(make_server: Any, media: di
     image, audio = upload(server, media["portrait"]), upload(server, media["long_speech"])
     state = final_state(server, create(server, image, audio), within=60)
     assert state["status"] == "failed" and "longer than this server's 0.3 s" in state["error"]["error_message"]
-
-
-def upload_to(url: str, path: Path) -> str:
-    """Store path on the server at url; its URL."""
-    answer = httpx.post(f"{url}/api/v1/storage/files", headers=AUTH, timeout=30,
-                        files={"file": (path.name, path.read_bytes())})
-    answer.raise_for_status()
-    return str(answer.json()["url"])
-
-
-def create_task(url: str, model: str, params: dict[str, Any]) -> str:
-    """Create a task on the server at url; its id."""
-    answer = httpx.post(f"{url}/model/v1/generation", headers=AUTH, timeout=30,
-                        json={"model": model, "input": [{"params": params}]})
-    answer.raise_for_status()
-    return str(answer.json()["id"])
-
-
-def poll_to_end(url: str, task_id: str, within: float = 60) -> dict[str, Any]:
-    """Poll a task on the server at url until it completes or fails (bounded)."""
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        state = httpx.get(f"{url}/model/v1/generation/task/{task_id}", headers=AUTH, timeout=10).json()
-        if state["status"] in ("completed", "failed"):
-            return state
-        time.sleep(0.1)
-    raise AssertionError(f"task {task_id} did not end within {within}s")

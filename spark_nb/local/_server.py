@@ -31,6 +31,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from .._config import Secret
+from .._procs import pid_alive
 from .._transfer import TransferError, fetch_to_file
 from .._urls import MAX_URL_CHARS, is_http_url
 from ..errors import SparkError
@@ -366,18 +367,8 @@ def remove_stale_storage(folder: Path | None = None) -> None:
     root = Path(folder or tempfile.gettempdir())
     for path in root.glob(f"{STORAGE_PREFIX}*_*"):
         pid = path.name[len(STORAGE_PREFIX):].split("_", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not pid_alive(int(pid)):
             shutil.rmtree(path, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True
-    return True
 
 
 class LocalServer:
