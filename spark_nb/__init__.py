@@ -13,6 +13,7 @@ from . import avatar, imitator
 from ._config import Settings, configure
 from ._config import apply_env_log_level as _apply_env_log_level
 from ._config import resolve as settings
+from ._history import History, HistoryEntry, history, spend
 from ._results import Result
 from ._tasks import Task, TaskState
 from ._uploads import HTTPUploader, S3Uploader
@@ -20,6 +21,7 @@ from ._version import __version__
 from .errors import (
     APIError,
     AuthenticationError,
+    BudgetExceeded,
     DownloadError,
     MediaError,
     NotFoundError,
@@ -41,8 +43,11 @@ _apply_env_log_level()
 __all__ = [
     "APIError",
     "AuthenticationError",
+    "BudgetExceeded",
     "DownloadError",
     "HTTPUploader",
+    "History",
+    "HistoryEntry",
     "MediaError",
     "NotFoundError",
     "PermissionDeniedError",
@@ -64,6 +69,8 @@ __all__ = [
     "__version__",
     "avatar",
     "configure",
+    "history",
     "imitator",
     "settings",
+    "spend",
 ]

@@ -25,7 +25,7 @@ def api_client(settings: Settings) -> ApiClient:
             return client_for(shared, Secret("local"))  # that server accepts any key
         from .local._embedded import embedded_server
 
-        server = embedded_server()
+        server = embedded_server(settings.home)
         return client_for(server.url, server.token)
     if settings.api_key is None:
         raise AuthenticationError(
@@ -35,9 +35,10 @@ def api_client(settings: Settings) -> ApiClient:
     return client_for(settings.base_url, settings.api_key)
 
 
-def share_local_server(settings: Settings) -> None:
-    """On the local backend, let child processes (job kernels) use this process's embedded server."""
+def share_with_kernels(settings: Settings) -> None:
+    """Let child processes (job kernels) use this process's journal and, on the local backend, its server."""
+    os.environ.setdefault("SPARK_NB_HOME", str(settings.home))
     if settings.backend == "local" and not os.environ.get(SHARED_LOCAL_SERVER):
         from .local._embedded import embedded_server
 
-        os.environ[SHARED_LOCAL_SERVER] = embedded_server().url
+        os.environ[SHARED_LOCAL_SERVER] = embedded_server(settings.home).url

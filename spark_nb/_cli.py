@@ -38,12 +38,18 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--out", help="folder for the video")
     status.add_argument("--timeout", type=float, default=600)
 
+    history = sub.add_parser("history", help="the tasks this machine created, newest first, and what they cost")
+    history.add_argument("--since", help='only tasks since a date ("2026-12-01") or a duration back ("24h", "7d")')
+    history.add_argument("--model", help="only this model (id or alias)")
+    history.add_argument("--status", help="only tasks in this state (completed, failed, submitted, ...)")
+    history.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
     demo = sub.add_parser("demo", help="render a talking avatar and an imitation from the bundled samples, locally")
     demo.add_argument("--out", default="spark_demo", help="folder for the two videos (default ./spark_demo)")
 
     batch = sub.add_parser("batch", help="run every row of a CSV manifest through the job notebook (papermill)")
     batch.add_argument("manifest", help="CSV with columns name, model, image, audio, driving_video")
-    batch.add_argument("--out", required=True, help="folder for the rows, results.csv, index.html and the ledger")
+    batch.add_argument("--out", required=True, help="folder for the rows, results.csv, index.html and rows.json")
     batch.add_argument("--concurrency", type=int, default=4, help="rows run at once (default 4)")
     batch.add_argument("--notebook", help="a job notebook of your own (default: the bundled avatar_job.ipynb)")
     batch.add_argument("--resubmit-uncertain", action="store_true",
@@ -100,8 +106,28 @@ def _run(args: argparse.Namespace) -> int:
                 raise task_failure(state.raw.get("error"), state.id, state.model)
     elif args.command == "serve":
         return _serve(args)
+    elif args.command == "history":
+        return _history(args)
     elif args.command == "demo":
         return _demo(args.out)
+    return 0
+
+
+def _history(args: argparse.Namespace) -> int:
+    """Print the journal's tasks (a table, or JSON) and the total known cost."""
+    import json
+
+    from ._history import history
+
+    tasks = history(since=args.since, model=args.model, status=args.status)
+    if args.json:
+        print(json.dumps({"tasks": [t.as_json() for t in tasks], "total_usd": round(tasks.total, 6)}, indent=2))
+        return 0
+    for t in tasks:
+        cost = "?" if t.cost is None else f"${t.cost:.2f}"
+        print(f"{t.created_at:%Y-%m-%d %H:%M}  {t.task_id or '-':34s}  {t.model:30s}  {t.status:10s}  {cost:>8s}  "
+              f"{', '.join(t.inputs)}")
+    print(f"{len(tasks)} task(s), known cost ${tasks.total:.2f}")
     return 0
 
 

@@ -81,6 +81,8 @@ class Settings:
     s3_prefix: str = ""
     s3_endpoint_url: str | None = None
     limits: InputLimits = InputLimits()
+    home: Path = Path(".spark_nb_home")  # the journal and the local backend's tasks live here
+    budget_usd: float | None = None
 
 
 _FIELDS = (
@@ -96,6 +98,8 @@ _FIELDS = (
     "log_level",
     "max_input_mb",
     "max_input_seconds",
+    "home",
+    "budget_usd",
 )
 _configured: dict[str, Any] = {}
 _lock = threading.Lock()
@@ -104,7 +108,7 @@ _notice_shown = False
 
 def configure(**options: Any) -> None:
     """Set defaults for this process (api_key, backend, base_url, output_dir, uploader, upload_url, s3_*, log_level,
-    max_input_mb, max_input_seconds).
+    max_input_mb, max_input_seconds, home, budget_usd).
 
     Explicit arguments to a call win over these, and these win over the environment.
     Pass None to forget a value.
@@ -158,11 +162,33 @@ def resolve(**explicit: Any) -> Settings:
         s3_bucket=pick("s3_bucket", "SPARK_NB_S3_BUCKET"),
         s3_prefix=pick("s3_prefix", "SPARK_NB_S3_PREFIX") or "",
         s3_endpoint_url=pick("s3_endpoint_url", "SPARK_NB_S3_ENDPOINT_URL"),
+        home=Path(pick("home", "SPARK_NB_HOME") or default_home()).expanduser(),
+        budget_usd=_budget(pick("budget_usd", "SPARK_NB_BUDGET_USD")),
         limits=InputLimits(
             max_bytes=int(_positive("max_input_mb", pick("max_input_mb", "SPARK_NB_MAX_INPUT_MB"), 100) * 1024**2),
             max_seconds=_positive("max_input_seconds", pick("max_input_seconds", "SPARK_NB_MAX_INPUT_SECONDS"), 600),
         ),
     )
+
+
+def default_home() -> Path:
+    """The platform's user data folder for spark-nb (e.g. ~/.local/share/spark-nb on Linux)."""
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("spark-nb", appauthor=False))
+
+
+def _budget(value: Any) -> float | None:
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if not math.isfinite(number) or number < 0:
+        raise SparkError(f"budget_usd must be an amount of US dollars, not {str(value)[:40]!r}",
+                         hint="set SPARK_NB_BUDGET_USD (or configure(budget_usd=...)) to e.g. 5, or leave it unset")
+    return number
 
 
 def _positive(name: str, value: Any, default: float) -> float:

@@ -7,12 +7,15 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ._backends import api_client
+from ._budget import check_budget
 from ._config import InputLimits, hide_key, resolve
-from ._inputs import RECOMMENDED_AUDIO_SECONDS, Media, apply_fix, check, ensure_output_dir, validate
+from ._inputs import RECOMMENDED_AUDIO_SECONDS, Media, apply_fix, check, ensure_output_dir, normalise, validate
+from ._journal import journal_at
 from ._results import Result
+from ._reuse import describe_inputs, fingerprint, follow, needs_new_task
 from ._tasks import Task
 from ._uploads import upload, uploader_for
-from .errors import warn
+from .errors import DownloadError, SparkError, TaskFailed, TaskMayExist, warn
 from .models import ModelSpec
 
 
@@ -44,16 +47,33 @@ def _trimmed(item: Media) -> Media:
     return trimmed
 
 
-def submit(spec: ModelSpec, values: Mapping[str, Any], *, trim_audio: bool = True,
-           before_create: Callable[[], None] | None = None, **config: Any) -> Task:
-    """Check, upload and create one task of spec; returns its Task without waiting.
+def call_key(spec: ModelSpec, values: Mapping[str, Any], *, trim_audio: bool = True, **config: Any) -> str:
+    """The journal's fingerprint of a call: what submit() with the same arguments looks up."""
+    settings = resolve(**hide_key(config))
+    named = {field.name: normalise(values.get(field.name), field) for field in spec.fields}
+    return fingerprint(spec, settings, describe_inputs(named), trim_audio=trim_audio)
 
-    before_create runs after the uploads, just before the create call (the batch ledger notes there
-    that a task may come to exist).
+
+def submit(spec: ModelSpec, values: Mapping[str, Any], *, trim_audio: bool = True, reuse: bool = True,
+           before_create: Callable[[], None] | None = None, source: str = "submit", **config: Any) -> Task:
+    """Check, upload and create one task of spec, journaled; returns its Task without waiting.
+
+    With reuse (the default) an identical earlier call answers instead when it can (see _reuse): its finished
+    video, or its task still running; nothing is created or paid twice. before_create runs after the uploads,
+    just before the create call.
     """
     settings = resolve(**hide_key(config))
+    journal = journal_at(settings.home)
+    named = {field.name: normalise(values.get(field.name), field) for field in spec.fields}
+    inputs = describe_inputs(named)
+    key = fingerprint(spec, settings, inputs, trim_audio=trim_audio)
+    if reuse and not needs_new_task(earlier := journal.latest(key)):
+        assert earlier is not None
+        return follow(earlier, journal, spec, settings)
     media = prepare(spec, values, trim_audio=trim_audio, limits=settings.limits)
     ensure_output_dir(settings.output_dir)  # found unusable now, not after the task is paid for
+    seconds = max((m.facts.duration or 0 for m in media.values() if m.facts and m.field.kind != "image"), default=None)
+    check_budget(journal, settings, spec, seconds or None)
     client = api_client(settings)
     urls: dict[str, str] = {}
     uploader = None
@@ -64,16 +84,44 @@ def submit(spec: ModelSpec, values: Mapping[str, Any], *, trim_audio: bool = Tru
             assert item.path is not None
             uploader = uploader or uploader_for(settings, client)
             urls[name] = upload(item.path, uploader)
-    if before_create is not None:
-        before_create()
-    raw = client.create(spec.id, spec.build_params(urls))
+    attempt, other = journal.begin(
+        fingerprint=key, model=spec.id, backend=settings.backend, input_seconds=seconds or None, source=source,
+        base_url=settings.base_url if settings.backend == "cloud" else None, inputs=inputs,
+        follow=lambda latest: reuse and not needs_new_task(latest))
+    if other is not None:  # another kernel claimed this very call while we uploaded
+        return follow(other, journal, spec, settings)
+    assert attempt is not None
+    try:
+        if before_create is not None:
+            before_create()
+        raw = client.create(spec.id, spec.build_params(urls))
+    except TaskMayExist as exc:
+        journal.uncertain(attempt, str(exc))
+        raise
+    except TaskFailed as exc:  # refused before a task existed
+        journal.refused(attempt, error=exc.message, code=exc.code, retryable=exc.retryable)
+        raise
+    except SparkError as exc:  # 401, 403, a connection never made…: no task
+        journal.refused(attempt, error=exc.headline, code=None, retryable=False)
+        raise
+    except BaseException:  # Ctrl-C during the call: it may have reached the service
+        journal.uncertain(attempt, "interrupted during the create call")
+        raise
+    journal.created(attempt, str(raw["id"]))
     return Task(id=str(raw["id"]), model=spec.id, settings=settings, initial=raw)
 
 
 def generate(
-    spec: ModelSpec, values: Mapping[str, Any], *, trim_audio: bool = True, timeout: float = 600,
+    spec: ModelSpec, values: Mapping[str, Any], *, trim_audio: bool = True, reuse: bool = True, timeout: float = 600,
     progress: bool = True, cancel: threading.Event | None = None, **config: Any,
 ) -> Result:
     """submit() then wait(): the whole generation, returning the downloaded, checked Result."""
-    task = submit(spec, values, trim_audio=trim_audio, **hide_key(config))
-    return task.wait(timeout, progress=progress, cancel=cancel)
+    task = submit(spec, values, trim_audio=trim_audio, reuse=reuse, source="generate", **hide_key(config))
+    try:
+        return task.wait(timeout, progress=progress, cancel=cancel)
+    except DownloadError as exc:
+        if task.initial and task.initial.get("status") == "completed" and reuse and task.saved is None:
+            raise DownloadError(f"task {task.id} finished earlier, but its video is gone from disk and could not "
+                                f"be fetched again ({exc.headline})", task_id=task.id,
+                                hint="pass reuse=False to create a new task (it is billed again)") from exc
+        raise

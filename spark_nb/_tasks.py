@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import logging
 import math
 import re
 import sys
@@ -16,11 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 from ._config import Settings, hide_key, resolve
 from ._ffmpeg import ProbeError, try_decode
+from ._journal import journal_at
 from ._polling import PollSchedule
 from ._progress import TaskProgress
 from ._results import Result
 from ._urls import is_http_url
-from .errors import DownloadError, SparkError, TaskCancelled, TaskTimeout
+from .errors import DownloadError, NotFoundError, SparkError, TaskCancelled, TaskTimeout
 from .models import task_failure
 
 if TYPE_CHECKING:  # httpx and asyncio load on first use, so `import spark_nb` stays fast
@@ -31,6 +33,7 @@ FAILED_STATUSES = frozenset({"failed", "error", "cancelled", "canceled"})
 # the embedded server costs nothing to ask, so on it a wait looks at least twice a second (forms move smoothly)
 LOCAL_POLL_CAP_S = 0.5
 OnUpdate = Callable[["TaskState"], None]
+logger = logging.getLogger("spark_nb.tasks")
 _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
@@ -85,6 +88,8 @@ class Task:
     settings: Settings = dataclasses.field(repr=False, compare=False)
     initial: dict[str, Any] | None = dataclasses.field(default=None, repr=False, compare=False)
     started: float = dataclasses.field(default_factory=time.monotonic, repr=False, compare=False)
+    saved: Path | None = dataclasses.field(default=None, repr=False, compare=False)  # its video, already on disk
+    origin: str = dataclasses.field(default="created", compare=False)  # or "reused", "attached": an earlier call's
 
     @classmethod
     def from_id(cls, task_id: str, model: str | None = None, **config: Any) -> "Task":
@@ -100,8 +105,21 @@ class Task:
 
     def status(self) -> TaskState:
         """Read the task's current state once (transient failures retried briefly)."""
-        raw = self.client.get_task(self.id, deadline=time.monotonic() + 60)
-        return TaskState.from_raw(raw, self.id, self.model)
+        return TaskState.from_raw(self._read(time.monotonic() + 60), self.id, self.model)
+
+    def _read(self, deadline: float) -> dict[str, Any]:
+        client = self.client
+        try:
+            return client.get_task(self.id, deadline=deadline)
+        except NotFoundError as exc:
+            where = (f"the local backend (its tasks live in {self.settings.home / 'local' / 'tasks'}; one made with "
+                     "another SPARK_NB_HOME, or finished over a week ago, is not there)"
+                     if self.settings.backend == "local" else f"the cloud backend at {client.base_url}")
+            said = exc.headline.split(" failed: ", 1)[-1]
+            raise NotFoundError(f"task {self.id} is unknown to {where} ({said})", status_code=404, task_id=self.id,
+                                request_id=exc.request_id, body=exc.body,
+                                hint="check the task id, and that backend, base URL and key are the ones that "
+                                     "created it") from exc
 
     def wait(self, timeout: float = 600, *, progress: bool = True, cancel: threading.Event | None = None,
              on_update: OnUpdate | None = None) -> Result:
@@ -126,13 +144,20 @@ class Task:
                     if state.done:
                         break
                     if state.failed:
-                        raise task_failure(state.raw.get("error"), self.id, state.model)
+                        failure = task_failure(state.raw.get("error"), self.id, state.model)
+                        self._journal_finished(completed=False, error=failure.headline, code=failure.code,
+                                               retryable=failure.retryable)
+                        raise failure
                     delay = min(schedule.next_delay(self._elapsed(state), state.progress), deadline - time.monotonic())
                     if delay <= 0:
                         raise self._timeout(timeout, state)
                     self._sleep(delay, cancel)
                     state = None
-            return download_result(self.client, state, self.settings.output_dir, deadline=deadline)
+            result = download_result(lambda: self.client, state, self.settings.output_dir, deadline=deadline,
+                                     saved=self.saved)
+            self._journal_finished(completed=True, cost=cost_of(result.usage), seconds=result.duration,
+                                   result_url=result.url, path=str(result.path.resolve()))
+            return result
         except KeyboardInterrupt:
             model = self.model or (state.model if state else "")
             where = ("is done on the service but its video was not downloaded. Fetch it with"
@@ -151,9 +176,16 @@ class Task:
         return await run_cancellable(
             lambda cancel: self.wait(timeout, progress=progress, cancel=cancel, on_update=on_update))
 
+    def _journal_finished(self, **how: Any) -> None:
+        """Record in the journal how the task ended (a journal problem never fails the generation)."""
+        try:
+            journal_at(self.settings.home).finished(self.id, **how)
+        except Exception as exc:  # noqa: BLE001 - the video matters more than the record of it
+            logger.warning("could not record task %s in the journal: %r", self.id, exc)
+
     def _poll(self, deadline: float, timeout: float) -> TaskState:
         try:
-            raw = self.client.get_task(self.id, deadline=deadline)
+            raw = self._read(deadline)
         except SparkError as exc:
             if time.monotonic() >= deadline - 0.5 and not isinstance(exc, TaskTimeout):
                 raise self._timeout(timeout, None) from exc
@@ -196,8 +228,10 @@ def result_path(output_dir: Path, task_id: str) -> Path:
     return Path(output_dir) / f"task-{hashlib.sha256(task_id.encode()).hexdigest()[:24]}.mp4"
 
 
-def download_result(client: ApiClient, state: TaskState, output_dir: Path, *, deadline: float) -> Result:
-    """Download a completed task's video into output_dir by deadline (reusing an intact earlier download)."""
+def download_result(client: Callable[[], ApiClient], state: TaskState, output_dir: Path, *, deadline: float,
+                    saved: Path | None = None) -> Result:
+    """Download a completed task's video into output_dir by deadline, unless it is already there intact (at saved,
+    or from an earlier download); client() is asked for only when a download is needed."""
     try:
         content = state.raw["output"][0]["content"][0]
         url = content["url"]
@@ -208,7 +242,8 @@ def download_result(client: ApiClient, state: TaskState, output_dir: Path, *, de
                          hint="read task.status().raw to see what the service returned", task_id=state.id) from exc
     size = content.get("size")
     expected = size if isinstance(size, int) and not isinstance(size, bool) and size >= 0 else None
-    path = result_path(output_dir, state.id)
+    on_disk = saved is not None and _intact(saved, None)
+    path = saved if on_disk and saved is not None else result_path(output_dir, state.id)
 
     def check(video: Path) -> None:
         try:
@@ -217,9 +252,9 @@ def download_result(client: ApiClient, state: TaskState, output_dir: Path, *, de
             raise DownloadError(f"the downloaded video cannot be decoded ({exc}); it was not kept",
                                 hint=f"wait() again to fetch it again from {url}", task_id=state.id) from exc
 
-    if not _intact(path, expected):
+    if not on_disk and not _intact(path, expected):
         try:
-            client.download(url, path, deadline=deadline, expected_size=expected, check=check, task_id=state.id)
+            client().download(url, path, deadline=deadline, expected_size=expected, check=check, task_id=state.id)
         except OSError as exc:  # the folder or the disk, not the network
             raise DownloadError(f"could not save the result video in {output_dir}: {exc}", task_id=state.id,
                                 hint="free some disk space or choose another output_dir, then wait() again") from exc
@@ -232,9 +267,9 @@ def download_result(client: ApiClient, state: TaskState, output_dir: Path, *, de
 
 
 def _intact(path: Path, expected: int | None) -> bool:
-    """An earlier download of this result is complete and decodes."""
+    """An earlier download of this result is complete (expected bytes, when given) and decodes."""
     try:
-        if not path.is_file() or expected is None or path.stat().st_size != expected:
+        if not path.is_file() or (expected is not None and path.stat().st_size != expected):
             return False
         try_decode(path, 0.2)
     except (OSError, ProbeError):
@@ -252,3 +287,13 @@ async def run_cancellable(fn: Callable[[threading.Event], Any]) -> Any:
     except asyncio.CancelledError:
         cancel.set()
         raise
+
+
+def cost_of(usage: dict[str, Any]) -> float | None:
+    """A task's cost in US dollars as a number (the service sends a string), or None when unknown."""
+    cost = usage.get("cost")
+    try:
+        value = float(cost) if cost is not None and not isinstance(cost, bool) else None
+    except (TypeError, ValueError):
+        return None
+    return value if value is not None and math.isfinite(value) and value >= 0 else None

@@ -59,6 +59,8 @@ REASONS = frozenset({
     "media_too_long",     # audio or video over the input length limit
     "unusable_output_dir",  # the folder for results cannot be written
     "unknown_model",      # a model id or alias no spec describes
+    "invalid_since",      # history(since=...) that is not a time
+    "invalid_status",     # history(status=...) that is not a task status
     "manifest",           # a batch manifest's problems
 })
 
@@ -103,6 +105,17 @@ class TaskMayExist(SparkError):
         super().__init__(message, hint=hint)
         self.model = model
         self.submitted_at = submitted_at
+
+
+class BudgetExceeded(SparkError):
+    """Creating this task would take spending past the budget; nothing was uploaded or created."""
+
+    def __init__(self, *, spend: float, running: float, estimate: float, budget: float) -> None:
+        super().__init__(
+            f"this task would pass the budget of ${budget:.2f}: spent ${spend:.2f}, tasks still running about "
+            f"${running:.2f}, this one about ${estimate:.2f}",
+            hint="raise SPARK_NB_BUDGET_USD (or configure(budget_usd=...)), or see spark_nb.history() for the spend")
+        self.spend, self.running, self.estimate, self.budget = spend, running, estimate, budget
 
 
 class TaskFailed(SparkError):

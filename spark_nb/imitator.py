@@ -17,31 +17,34 @@ from .models import IMITATOR as MODEL
 __all__ = ["MODEL", "async_generate", "async_submit", "generate", "submit"]
 
 
-def submit(image: Any, driving_video: Any, **config: Any) -> Task:
+def submit(image: Any, driving_video: Any, *, reuse: bool = True, **config: Any) -> Task:
     """Check the inputs, upload local files and create the task; returns the Task without waiting."""
     hide_key(config)  # from here on, no traceback's locals show a plain-text key
-    return pipeline.submit(MODEL, {"image": image, "driving_video": driving_video}, **config)
+    return pipeline.submit(MODEL, {"image": image, "driving_video": driving_video}, reuse=reuse, **config)
 
 
-def generate(image: Any, driving_video: Any, *, timeout: float = 600, progress: bool = True, **config: Any) -> Result:
+def generate(image: Any, driving_video: Any, *, reuse: bool = True, timeout: float = 600, progress: bool = True,
+             **config: Any) -> Result:
     """Generate the imitation video and return its downloaded Result."""
     hide_key(config)  # from here on, no traceback's locals show a plain-text key
     values = {"image": image, "driving_video": driving_video}
-    return pipeline.generate(MODEL, values, timeout=timeout, progress=progress, **config)
+    return pipeline.generate(MODEL, values, reuse=reuse, timeout=timeout, progress=progress, **config)
 
 
-async def async_submit(image: Any, driving_video: Any, **config: Any) -> Task:
+async def async_submit(image: Any, driving_video: Any, *, reuse: bool = True, **config: Any) -> Task:
     """The async twin of submit()."""
     hide_key(config)  # from here on, no traceback's locals show a plain-text key
-    return await run_cancellable(lambda _: submit(image, driving_video, **config))
+    return await run_cancellable(lambda _: submit(image, driving_video, reuse=reuse, **config))
 
 
 async def async_generate(
-    image: Any, driving_video: Any, *, timeout: float = 600, progress: bool = True, **config: Any
+    image: Any, driving_video: Any, *, reuse: bool = True, timeout: float = 600, progress: bool = True,
+    **config: Any,
 ) -> Result:
     """The async twin of generate(); cancelling it stops the wait (the task itself keeps running)."""
     hide_key(config)  # from here on, no traceback's locals show a plain-text key
     values = {"image": image, "driving_video": driving_video}
     return await run_cancellable(
-        lambda cancel: pipeline.generate(MODEL, values, timeout=timeout, progress=progress, cancel=cancel, **config)
+        lambda cancel: pipeline.generate(MODEL, values, reuse=reuse, timeout=timeout, progress=progress, cancel=cancel,
+                                         **config)
     )

@@ -255,12 +255,15 @@ class ModelForm:
                                                tooltip="show the inputs and the result side by side"),
                                 "spark-compare")
         self.compare_area = _classes(W.Output(layout=W.Layout(display=_HIDDEN)), "spark-compare-area")
+        self.reuse = _classes(W.Checkbox(value=True, description="reuse an identical earlier result",
+                                         indent=False, layout=W.Layout(width="auto")), "spark-reuse")
+        self.on_result: Callable[[Result], None] | None = None  # e.g. the studio refreshing its history
         self.generate_button.on_click(lambda _: self.start())
         self.compare.observe(self._on_compare, "value")
         header = W.HTML(f"<h3 style='margin:0.2em 0'>{html.escape(spec.title)}</h3>")
         self.widget = _classes(W.VBox([
             header, self.backend_info, self.api_key, *(p.widget for p in self.pickers.values()),
-            W.HBox([self.generate_button, self.progress, self.status]), self.error, self.result_area,
+            W.HBox([self.generate_button, self.progress, self.status]), self.reuse, self.error, self.result_area,
             self.compare, self.compare_area,
         ]), "spark-form", f"spark-{spec.id}", *([f"spark-{spec.alias}-form"] if spec.alias else []))
 
@@ -343,11 +346,16 @@ class ModelForm:
             self.progress.value, self.progress.bar_style = 1.0, "success"
             duration = f"{result.duration:.1f} s" if result.duration else "?"
             self.status.value = f"completed · task {result.task_id} · {duration} · cost ${result.cost or '?'}"
+            if self.task is not None and self.task.origin == "reused":
+                self.status.value = (f"completed earlier: reused · task {result.task_id} · {duration} · "
+                                     f"cost ${result.cost or '?'} (untick reuse for a new take)")
             saved = html.escape(str(result.path))
             info = f'<div class="spark-result-info" style="font-size:90%">saved at <code>{saved}</code></div>'
             _show(self.result_area, display.result_html(result) + info)
             if self.compare.value:
                 self._start_compare()
+            if self.on_result is not None:
+                self.on_result(result)
         finally:
             self.generate_button.disabled = False
 
@@ -356,8 +364,10 @@ class ModelForm:
         config = self._call_config()
         self.status.value = "uploading inputs and creating the task…"
         started = time.monotonic()
-        task = pipeline.submit(self.spec, values, **config)
+        task = pipeline.submit(self.spec, values, reuse=self.reuse.value, source="form", **config)
         self.task = task
+        if task.origin == "attached":
+            self.status.value = f"an identical earlier task {task.id} is still running: waiting for it"
 
         def show(state: TaskState) -> None:
             if state.progress is not None:
@@ -483,11 +493,29 @@ class Studio:
 
     def __init__(self, specs: tuple[ModelSpec, ...] = (AVATAR, IMITATOR), *, timeout: float = 600,
                  **config: Any) -> None:
+        self._config = dict(hide_key(config))
         self.forms = {spec.id: ModelForm(spec, timeout=timeout, **config) for spec in specs}
         titles = [f"{(spec.alias or spec.id).capitalize()} ({' + '.join(f.kind for f in spec.fields)})"
                   for spec in specs]
-        self.widget = _classes(W.Tab(children=[form.widget for form in self.forms.values()], titles=titles),
+        self.history = _classes(W.Output(), "spark-history")
+        refresh = _classes(W.Button(description="Refresh", icon="refresh"), "spark-history-refresh")
+        refresh.on_click(lambda _: self.show_history())
+        for form in self.forms.values():
+            form.on_result = lambda _: self.show_history()
+        self.widget = _classes(W.Tab(children=[*(form.widget for form in self.forms.values()),
+                                               W.VBox([refresh, self.history])], titles=[*titles, "History"]),
                                "spark-studio")
+        self.show_history()
+
+    def show_history(self) -> None:
+        """Show the journal's tasks (newest first) and their total cost in the History tab."""
+        from ._history import history
+
+        try:
+            markup = history(**self._config)._repr_html_()
+        except SparkError as exc:
+            markup = _error_markup(exc)
+        _show(self.history, markup)
 
     def __getattr__(self, name: str) -> ModelForm:
         for form in self.__dict__.get("forms", {}).values():

@@ -40,6 +40,14 @@ def draw_portrait(path: Path, size: tuple[int, int] = (480, 600)) -> Path:
     return path
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Whatever runs outside a test's own folder (subprocesses, session fixtures) never uses the real home."""
+    import os
+    import tempfile
+
+    os.environ.setdefault("SPARK_NB_HOME", tempfile.mkdtemp(prefix="spark_nb_test_home_"))
+
+
 @pytest.fixture(scope="session")
 def media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Small real media: portrait, speech, 17 s speech, driving video with and without sound, and more."""
@@ -66,9 +74,11 @@ def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     """No ambient key, URL or backend; outputs land in the test's own folder; configure() forgotten."""
     for name in ("VTRIX_API_KEY", "VTRIX_GENERATION_URL", "SPARK_NB_BACKEND", "SPARK_NB_UPLOAD_URL",
                  "SPARK_NB_OUTPUT_DIR", "SPARK_NB_LOG_LEVEL", "SPARK_NB_S3_BUCKET", "SPARK_NB_S3_PREFIX",
-                 "SPARK_NB_S3_ENDPOINT_URL"):
+                 "SPARK_NB_S3_ENDPOINT_URL", "SPARK_NB_BUDGET_USD", "SPARK_NB_MAX_INPUT_MB",
+                 "SPARK_NB_MAX_INPUT_SECONDS", "SPARK_NB_LOCAL_SERVER"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SPARK_NB_HOME", str(tmp_path / "spark_nb_home"))  # a journal and local tasks of its own
     config._configured.clear()
     yield
     config._configured.clear()

@@ -1,4 +1,4 @@
-"""Batches through papermill: real job-notebook kernels, a real local server on loopback, the ledger on disk."""
+"""Batches through papermill: real job-notebook kernels, a real local server on loopback, the journal on disk."""
 
 from __future__ import annotations
 
@@ -60,18 +60,21 @@ def use_server(monkeypatch: pytest.MonkeyPatch, server: LocalServer) -> None:
     monkeypatch.setenv("SPARK_NB_UPLOAD_URL", f"{server.url}/api/v1/storage/files")
 
 
-def ledger_states(out: Path) -> list[tuple[str, str, str | None]]:
-    """(name, state, task_id) of every ledger entry, read as another process would."""
-    path = out / "ledger.sqlite"
+def journal_states(out: Path) -> list[tuple[str, str, str | None]]:
+    """(row name, state, task_id) of every journal entry of the batch in out, read as another process would."""
+    path = Path(os.environ["SPARK_NB_HOME"]) / "journal.sqlite"
     if not path.exists():
         return []
     db = sqlite3.connect(path, timeout=30)
     try:
-        return db.execute("SELECT name, state, task_id FROM jobs ORDER BY name").fetchall()
+        rows = db.execute("SELECT source, state, task_id FROM tasks").fetchall()
     except sqlite3.OperationalError:  # the table is being created
         return []
     finally:
         db.close()
+    prefix = f"batch:{out.resolve()}{os.sep}"
+    return sorted((source[len(prefix):], state, task_id) for source, state, task_id in rows
+                  if source and source.startswith(prefix))
 
 
 def assert_key_written_nowhere(folder: Path) -> None:
@@ -161,15 +164,15 @@ def test_killed_mid_batch_a_rerun_finishes_every_row_creating_each_task_once(
                              stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 120
-        while [state for _, state, _ in ledger_states(out)] != ["submitted"] * 3:
+        while [state for _, state, _ in journal_states(out)] != ["submitted"] * 3:
             assert batch.poll() is None, "the batch ended before it could be killed"
-            assert time.monotonic() < deadline, f"rows never all submitted: {ledger_states(out)}"
+            assert time.monotonic() < deadline, f"rows never all submitted: {journal_states(out)}"
             time.sleep(0.1)
     finally:
         os.killpg(batch.pid, signal.SIGKILL)  # the whole session: the runner and every job kernel
         batch.wait(timeout=30)
     assert server.stats()["created"] == 3
-    assert not any(state == "completed" for _, state, _ in ledger_states(out))
+    assert not any(state == "completed" for _, state, _ in journal_states(out))
 
     outcomes = run_batch(three_rows, out, concurrency=3, progress=False)
     assert [o.status for o in outcomes] == ["completed"] * 3
@@ -192,9 +195,9 @@ def test_ctrl_c_stops_the_batch_at_once_and_a_rerun_finishes_it(
                              stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120
-        while [state for _, state, _ in ledger_states(out)] != ["submitted"] * 2:
+        while [state for _, state, _ in journal_states(out)] != ["submitted"] * 2:
             assert batch.poll() is None, "the batch ended before it could be interrupted"
-            assert time.monotonic() < deadline, f"rows never submitted: {ledger_states(out)}"
+            assert time.monotonic() < deadline, f"rows never submitted: {journal_states(out)}"
             time.sleep(0.1)
         interrupted = time.monotonic()
         os.killpg(batch.pid, signal.SIGINT)
@@ -207,7 +210,7 @@ def test_ctrl_c_stops_the_batch_at_once_and_a_rerun_finishes_it(
     assert batch.returncode == 130 and "run the same command again" in stderr
     assert stopped_in < 15, f"took {stopped_in:.1f} s to stop"  # not the tasks' 6 s plus the queued row's
     assert server.stats()["created"] == 2  # the queued row never sent its create
-    assert [state for _, state, _ in ledger_states(out)] == ["submitted"] * 2
+    assert [state for _, state, _ in journal_states(out)] == ["submitted"] * 2
     with (out / "results.csv").open() as f:
         assert [row["status"] for row in csv.DictReader(f)] == ["unfinished"] * 3
     assert (out / "index.html").is_file()
@@ -228,7 +231,7 @@ def test_an_ambiguous_create_is_uncertain_and_resent_only_on_request(
     out = tmp_path / "out"
     [first] = run_batch(manifest, out, progress=False)
     assert first.status == "uncertain" and "may have been created" in (first.error or "")
-    assert server.stats()["created"] == 1 and ledger_states(out) == [("dana", "uncertain", None)]
+    assert server.stats()["created"] == 1 and journal_states(out) == [("dana", "uncertain", None)]
 
     [skipped] = run_batch(manifest, out, progress=False)
     assert skipped.status == "uncertain" and "--resubmit-uncertain" in (skipped.error or "")
@@ -242,7 +245,7 @@ def test_an_ambiguous_create_is_uncertain_and_resent_only_on_request(
 
 def test_a_refused_create_is_not_uncertain(tmp_path: Path, media: dict[str, Path], make_server: type,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    """A create answered 401 created nothing: the row failed, the ledger forgets it, the next run submits it."""
+    """A create answered 401 created nothing: the row failed, the journal forgets it, the next run submits it."""
     server = make_server(api_key=TEST_KEY)
     use_server(monkeypatch, server)
     urls = {}
@@ -256,7 +259,7 @@ def test_a_refused_create_is_not_uncertain(tmp_path: Path, media: dict[str, Path
     out = tmp_path / "out"
     [refused] = run_batch(manifest, out, progress=False)
     assert refused.status == "failed" and refused.task_id is None and "key" in (refused.error or "").lower()
-    assert ledger_states(out) == [] and server.stats()["created"] == 0
+    assert journal_states(out) == [] and server.stats()["created"] == 0
 
     monkeypatch.setenv("VTRIX_API_KEY", TEST_KEY)
     [done] = run_batch(manifest, out, progress=False)

@@ -59,7 +59,8 @@ def jupyterlab(tmp_path: Path) -> Iterator[str]:
     shutil.copytree(REPO / "notebooks", root / "notebooks", ignore=shutil.ignore_patterns("spark_outputs", "scratch"))
     shutil.copytree(samples.FOLDER, root / "samples", ignore=shutil.ignore_patterns("__*"))
     port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("VTRIX_", "SPARK_NB_", "JUPYTER_"))}
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("VTRIX_", "SPARK_NB_", "JUPYTER_")) or k == "SPARK_NB_HOME"}
     env.update(HOME=str(tmp_path / "home"), JUPYTER_CONFIG_DIR=str(tmp_path / "jupyter-config"),
                JUPYTER_RUNTIME_DIR=str(tmp_path / "jupyter-runtime"), SPARK_NB_BACKEND="local")
     log = (tmp_path / "jupyterlab.log").open("wb")

@@ -28,8 +28,8 @@ MakeServer = Callable[..., LocalServer]
 
 
 def cli_env(**values: str) -> dict[str, str]:
-    """The current environment without any VTRIX_* or SPARK_NB_* variable, plus values."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("VTRIX_", "SPARK_NB_"))}
+    """The current environment without any VTRIX_* or SPARK_NB_* variable (but the test's home), plus values."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VTRIX_", "SPARK_NB_")) or k == "SPARK_NB_HOME"}
     env.update(values)
     return env
 

@@ -121,8 +121,10 @@ def test_a_toy_third_model_runs_end_to_end(toy: ModelSpec, server: LocalServer, 
     form = model_form(toy, **cloud_config(server))
     assert list(form.pickers) == ["picture"] and form.picture.field.kind == "image"
     form.use_samples()
-    assert form.generate(timeout=120).model == toy.id
-    assert server.stats()["created"] == 2
+    assert form.generate(timeout=120).task_id == result.task_id  # the same inputs: the journal's result, no task
+    assert "reused" in form.status.value and server.stats()["created"] == 1
+    form.reuse.value = False
+    assert form.generate(timeout=120).model == toy.id and server.stats()["created"] == 2
 
     manifest = tmp_path / "toy.csv"
     with manifest.open("w", newline="") as f:

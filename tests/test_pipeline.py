@@ -48,11 +48,11 @@ def test_avatar_on_the_local_backend_needs_no_key(media: dict[str, Path], capsys
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """With no key anywhere, generate() says it uses the local backend and returns a real talking-head video."""
     monkeypatch.setattr(spark_nb._config, "_notice_shown", False)
-    before = embedded_server().stats()["created"]
+    before = embedded_server(spark_nb.settings().home).stats()["created"]
     result = avatar.generate(media["portrait"], media["speech"], progress=False)
     assert_video(result, read_header(media["speech"]).duration)
     assert result.path.parent == Path("spark_outputs")
-    assert embedded_server().stats()["created"] == before + 1
+    assert embedded_server(spark_nb.settings().home).stats()["created"] == before + 1
     assert capsys.readouterr().err.count("using the local backend") == 1
 
 
@@ -130,7 +130,7 @@ def test_async_twins(media: dict[str, Path], server: Any) -> None:
         task = await imitator.async_submit(media["portrait"], media["driving"], **config)
         return await asyncio.gather(
             avatar.async_generate(media["portrait"], media["speech"], progress=False, **config),
-            imitator.async_generate(media["portrait"], media["driving"], progress=False, **config),
+            imitator.async_generate(media["portrait"], media["driving"], progress=False, reuse=False, **config),
             task.async_wait(progress=False),
         )
 
@@ -172,14 +172,15 @@ def test_sync_api_inside_a_running_event_loop(media: dict[str, Path], server: An
 
 
 def test_eight_threads_at_once(media: dict[str, Path], server: Any) -> None:
-    """The sync API is safe from 8 threads at once: 8 distinct tasks, 8 complete videos."""
+    """The sync API is safe from 8 threads at once: 8 distinct tasks (new takes), 8 complete videos."""
     barrier = threading.Barrier(8)
 
     def one(i: int) -> spark_nb.Result:
         barrier.wait(timeout=30)
         if i % 2:
-            return imitator.generate(media["portrait"], media["driving"], progress=False, **cloud_config(server))
-        return avatar.generate(media["portrait"], media["speech"], progress=False, **cloud_config(server))
+            return imitator.generate(media["portrait"], media["driving"], progress=False, reuse=False,
+                                     **cloud_config(server))
+        return avatar.generate(media["portrait"], media["speech"], progress=False, reuse=False, **cloud_config(server))
 
     with ThreadPoolExecutor(8) as pool:
         results = list(pool.map(one, range(8)))

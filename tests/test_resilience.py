@@ -27,10 +27,10 @@ SOAK_FAULTS = ("create:429:0.2,poll:500:0.15,poll:reset:0.1,poll:bad_json:0.1,po
 
 
 def generate_one(i: int, media: dict[str, Path], config: dict[str, Any]) -> spark_nb.Result:
-    """Every fourth call is an imitation, the rest talking avatars."""
+    """Every fourth call is an imitation, the rest talking avatars; each a new take (reuse=False)."""
     if i % 4 == 3:
-        return imitator.generate(media["portrait"], media["driving"], progress=False, **config)
-    return avatar.generate(media["portrait"], media["speech"], progress=False, **config)
+        return imitator.generate(media["portrait"], media["driving"], progress=False, reuse=False, **config)
+    return avatar.generate(media["portrait"], media["speech"], progress=False, reuse=False, **config)
 
 
 @pytest.mark.slow
@@ -61,7 +61,8 @@ def test_lost_create_answers_never_make_a_silent_second_task(make_server: Any, m
     completed, reported = [], []
     for _ in range(12):
         try:
-            completed.append(avatar.generate(media["portrait"], media["speech"], progress=False, **config))
+            completed.append(avatar.generate(media["portrait"], media["speech"], progress=False, reuse=False,
+                                             **config))
         except spark_nb.TaskMayExist as exc:
             text = str(exc)
             assert "may have been created" in text and "not resent" in text
@@ -145,7 +146,7 @@ def test_every_notebook_on_the_cloud_path_at_debug_writes_the_key_nowhere(make_s
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-    assert server.stats()["created"] >= 5  # the notebooks really ran on the cloud path
+    assert server.stats()["created"] >= 3  # they really ran on the cloud path (identical sample runs are reused)
     assert "DEBUG" in log.read_text() or any("DEBUG" in p.read_text() for p in tmp_path.glob("executed-*.ipynb"))
     written = [p for p in tmp_path.rglob("*") if p.is_file()]
     assert len(written) > 10

@@ -93,7 +93,7 @@ def test_no_repr_or_exception_shows_the_key(media: dict[str, Path], server: Any)
     result = task.wait(progress=False)
     texts = [repr(settings), str(settings), repr(task), repr(result), result._repr_html_(), repr(task.client)]
     with pytest.raises(spark_nb.AuthenticationError) as wrong_key:
-        avatar.generate(media["portrait"], media["speech"], progress=False,
+        avatar.generate(media["portrait"], media["speech"], progress=False, reuse=False,
                         **{**cloud_config(server), "api_key": TEST_KEY + "-wrong"})
     texts += [str(wrong_key.value), repr(wrong_key.value)]
     with pytest.raises(spark_nb.NotFoundError) as missing:

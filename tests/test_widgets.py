@@ -283,7 +283,9 @@ def test_studio_has_both_forms_in_tabs_and_displays() -> None:
     """studio() is a Tab of the two forms; the objects display as their widgets and carry the stable classes."""
     s = studio()
     assert isinstance(s, Studio) and isinstance(s.widget, W.Tab)
-    assert s.widget.children == (s.avatar.widget, s.imitator.widget) and len(s.widget.titles) == 2
+    assert s.widget.children[:2] == (s.avatar.widget, s.imitator.widget) and len(s.widget.titles) == 3
+    assert s.widget.titles[2] == "History" and "spark-history" in s.history._dom_classes
+    assert "0 task(s)" in html_of(s.history)
     bundle = s._repr_mimebundle_()
     assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == s.widget.model_id
     assert "application/vnd.jupyter.widget-view+json" in s.avatar._repr_mimebundle_()

@@ -1,4 +1,4 @@
-"""Batch generation: a CSV manifest, one papermill job notebook per row, a ledger that never pays twice.
+"""Batch generation: a CSV manifest, one papermill job notebook per row, the task journal so nothing is paid twice.
 
     from spark_nb.batch import run_batch
     outcomes = run_batch("manifest.csv", "out/", concurrency=4)

@@ -34,7 +34,7 @@ class ManifestError(ValidationError):
 
 @dataclasses.dataclass(frozen=True)
 class Row:
-    """One manifest row, resolved: its inputs as URLs or absolute paths, and the content key of the ledger."""
+    """One manifest row, resolved: its inputs as URLs or absolute paths, and its content key."""
 
     number: int  # the CSV line, the header being row 1
     name: str

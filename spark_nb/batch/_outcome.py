@@ -1,38 +1,15 @@
-"""The words a batch speaks: a job's state in the ledger, a row's status in the reports, and RowOutcome."""
+"""The words a batch speaks: a row's status in the reports, and RowOutcome (job states are the journal's)."""
 
 from __future__ import annotations
 
 import dataclasses
-import enum
 from pathlib import Path
 
-
-class _Word(str, enum.Enum):
-    """An Enum whose members are their own strings, in str(), f-strings, JSON, CSV and SQLite alike."""
-
-    def __str__(self) -> str:
-        return str(self.value)
-
-    def __format__(self, spec: str) -> str:
-        return format(str(self.value), spec)
+from .._enums import Word
+from .._journal import JobState
 
 
-class JobState(_Word):
-    """A job's state in the ledger, in order of life.
-
-    SUBMITTING is written before the create call (a task may come to exist), SUBMITTED once its id is known,
-    then COMPLETED or FAILED. A job found SUBMITTING by a later run lost the create call's answer (or its
-    process died), so it becomes UNCERTAIN and is not resent unless asked.
-    """
-
-    SUBMITTING = "submitting"
-    SUBMITTED = "submitted"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    UNCERTAIN = "uncertain"
-
-
-class RowStatus(_Word):
+class RowStatus(Word):
     """How a row of a batch ended, as results.csv and the gallery say it."""
 
     COMPLETED = "completed"
@@ -42,7 +19,7 @@ class RowStatus(_Word):
 
     @classmethod
     def of(cls, state: JobState | str) -> RowStatus:
-        """The row status a ledger state amounts to."""
+        """The row status a journal state amounts to."""
         state = JobState(state)
         if state in (JobState.SUBMITTING, JobState.UNCERTAIN):
             return cls.UNCERTAIN

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import html
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,6 +27,18 @@ def write_results_csv(out: Path, outcomes: Sequence[RowOutcome]) -> Path:
             writer.writerow({"name": o.name, "model": o.model, "task_id": o.task_id or "", "status": o.status,
                              "video": _relative(o.video, out), "duration": "" if o.duration is None else o.duration,
                              "cost": o.cost or "", "notebook": _relative(o.notebook, out), "error": o.error or ""})
+    os.replace(tmp, path)
+    return path
+
+
+def write_rows_json(out: Path, outcomes: Sequence[RowOutcome]) -> Path:
+    """out/rows.json: the batch's rows as the journal knows them, to move or share with the folder."""
+    path = out / "rows.json"
+    rows = [{"name": o.name, "model": o.model, "status": str(o.status), "task_id": o.task_id,
+             "video": _relative(o.video, out) or None, "duration": o.duration, "cost": o.cost,
+             "notebook": _relative(o.notebook, out) or None, "error": o.error, "reused": o.reused} for o in outcomes]
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps({"rows": rows}, indent=2), encoding="utf-8")
     os.replace(tmp, path)
     return path
 

@@ -12,14 +12,15 @@ from concurrent.futures import ThreadPoolExecutor, as_completed, wait
 from pathlib import Path
 from typing import Any
 
-from .._backends import share_local_server
+from .. import _pipeline as pipeline
+from .._backends import share_with_kernels
 from .._config import resolve
-from ..errors import SparkError, TaskCancelled, UsageError
+from .._journal import Entry, JobState, Journal, journal_at
+from ..errors import BudgetExceeded, SparkError, TaskCancelled, TaskMayExist, UsageError
 from . import _job as job
-from ._ledger import FILENAME, Entry, Ledger
 from ._manifest import Row, read_manifest
-from ._outcome import JobState, RowOutcome, RowStatus
-from ._report import write_gallery, write_results_csv
+from ._outcome import RowOutcome, RowStatus
+from ._report import write_gallery, write_results_csv, write_rows_json
 
 TEMPLATE = Path(__file__).resolve().parent.parent / "templates" / "avatar_job.ipynb"
 KERNEL_START_ATTEMPTS = 3
@@ -27,25 +28,27 @@ KERNEL_START_ATTEMPTS = 3
 
 def run_batch(manifest: str | Path, out_dir: str | Path, *, concurrency: int = 4, notebook: str | Path | None = None,
               resubmit_uncertain: bool = False, progress: bool = True, timeout: float = 1800) -> list[RowOutcome]:
-    """Run every row of manifest into out_dir/<name>/; results.csv, index.html and the ledger in out_dir.
+    """Run every row of manifest into out_dir/<name>/; results.csv, index.html and rows.json in out_dir.
 
-    All rows are checked before any runs (ManifestError lists every problem). A completed row is reused,
-    a submitted one resumed by its task id, and one whose create may have made a task is `uncertain`
-    and skipped unless resubmit_uncertain. On KeyboardInterrupt no new task is created, the job kernels
+    All rows are checked before any runs (ManifestError lists every problem). The journal makes every row
+    idempotent: a completed row is reused, a submitted one resumed by its task id, and one whose create may
+    have made a task is `uncertain` and skipped unless resubmit_uncertain. On KeyboardInterrupt no new task is created, the job kernels
     are stopped, results.csv and index.html are written, and the interrupt is raised again.
     """
     from tqdm.auto import tqdm
 
     rows = read_manifest(manifest)
-    share_local_server(resolve())
+    settings = resolve()
+    share_with_kernels(settings)
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     template = Path(notebook) if notebook else TEMPLATE
     if not template.is_file():
         raise UsageError(f"job notebook {template} not found", hint="pass notebook= (or --notebook) naming a .ipynb")
+    keys = {row.name: pipeline.call_key(row.spec, row.inputs) for row in rows}
     first_of: dict[str, Row] = {}  # rows with the same model and input content are one job, paid once
     for row in rows:
-        first_of.setdefault(row.key, row)
+        first_of.setdefault(keys[row.name], row)
     jobs = list(first_of.values())
     outcomes: dict[str, RowOutcome] = {}
     workers = 2 * max(1, concurrency)
@@ -55,7 +58,7 @@ def run_batch(manifest: str | Path, out_dir: str | Path, *, concurrency: int = 4
     with tqdm(total=len(jobs), desc="batch", unit="job", disable=not progress) as bar, \
             ThreadPoolExecutor(max_workers=workers, thread_name_prefix="spark-batch") as pool, \
             ThreadPoolExecutor(max_workers=workers, thread_name_prefix="spark-job") as reports:
-        run = _Run(out, Ledger(out / FILENAME), template, resubmit_uncertain, timeout,
+        run = _Run(out, journal_at(settings.home), keys, template, resubmit_uncertain, timeout,
                    threading.Semaphore(max(1, concurrency)), reports)
         futures = [pool.submit(_run_row, row, run) for row in jobs]
         try:
@@ -71,9 +74,9 @@ def run_batch(manifest: str | Path, out_dir: str | Path, *, concurrency: int = 4
                 run.kill_kernels()
                 wait(futures, timeout=0.5)
             outcomes.update((o.name, o) for o in (f.result() for f in futures if not f.exception()))
-            _write_reports(out, rows, first_of, outcomes)
+            _write_reports(out, rows, keys, first_of, outcomes)
             raise
-    return _write_reports(out, rows, first_of, outcomes)
+    return _write_reports(out, rows, keys, first_of, outcomes)
 
 
 def summary(outcomes: list[RowOutcome]) -> str:
@@ -87,16 +90,17 @@ def summary(outcomes: list[RowOutcome]) -> str:
     return f"{text} of {len(outcomes)} rows; total cost ${cost:.2f}"
 
 
-def _write_reports(out: Path, rows: list[Row], first_of: dict[str, Row], outcomes: dict[str, RowOutcome]
-                   ) -> list[RowOutcome]:
+def _write_reports(out: Path, rows: list[Row], keys: dict[str, str], first_of: dict[str, Row],
+                   outcomes: dict[str, RowOutcome]) -> list[RowOutcome]:
     ordered = []
     for row in rows:
         outcome = outcomes.get(row.name)
-        if outcome is None and (same := outcomes.get(first_of[row.key].name)) is not None:
+        if outcome is None and (same := outcomes.get(first_of[keys[row.name]].name)) is not None:
             outcome = dataclasses.replace(same, name=row.name, reused=True, cost="0.00" if same.cost else None)
         ordered.append(outcome or RowOutcome(row.name, row.spec.id, RowStatus.UNFINISHED, inputs=row.inputs,
                                              error="interrupted before it ran; run the batch again"))
     write_results_csv(out, ordered)
+    write_rows_json(out, ordered)
     write_gallery(out, ordered)
     return ordered
 
@@ -106,13 +110,15 @@ class _Run:
     """What every row of one run_batch call shares."""
 
     out: Path
-    ledger: Ledger
+    journal: Journal
+    keys: dict[str, str]  # row name -> the journal fingerprint of its call
     template: Path
     resubmit_uncertain: bool
     timeout: float
     in_flight: threading.Semaphore  # tasks at the service at once
     reports: ThreadPoolExecutor
     stop: threading.Event = dataclasses.field(default_factory=threading.Event)
+    budget_reached: threading.Event = dataclasses.field(default_factory=threading.Event)
     kernels: set[Any] = dataclasses.field(default_factory=set)  # kernel managers of running job notebooks
 
     def kill_kernels(self) -> None:
@@ -170,47 +176,49 @@ class _Slot:
 def _run_row(row: Row, run: _Run) -> RowOutcome:
     row_dir = run.out / row.name
     executed = row_dir / f"{row.name}.ipynb"
-    key, ledger = row.key, run.ledger
-    entry = ledger.get(key)
-    if entry and entry.state == JobState.COMPLETED and _video_of(entry, row_dir) is not None:
-        return _from_entry(row, entry, row_dir, executed, reused=True)
-    if entry and entry.state == JobState.FAILED and not entry.record.get("retryable"):
+    notebook = executed if executed.exists() else None
+    entry = run.journal.latest(run.keys[row.name])
+    if entry and entry.state == JobState.COMPLETED and _video_of(entry) is not None:
+        return _from_entry(row, entry, executed, reused=True)
+    if entry and entry.state == JobState.FAILED and not entry.retryable:
         # an input error: the same inputs fail again, so the failure is reported, not paid for again
-        return _from_entry(row, entry, row_dir, executed, reused=True)
-    if entry and entry.state in (JobState.SUBMITTING, JobState.UNCERTAIN) and not entry.task_id:
-        if not run.resubmit_uncertain:
-            if entry.state == JobState.SUBMITTING:  # the run that sent create died before hearing back
-                ledger.set(key, name=row.name, model=row.spec.id, state=JobState.UNCERTAIN, record=entry.record)
-            return RowOutcome(row.name, row.spec.id, RowStatus.UNCERTAIN, notebook=executed if executed.exists() else None,
-                              error="the create call may have made a task (its answer was lost); not resent. "
-                                    "Check the service, or run again with --resubmit-uncertain",
-                              inputs=row.inputs)
-        ledger.forget(key)
+        return _from_entry(row, entry, executed, reused=True)
+    if run.budget_reached.is_set():
+        return RowOutcome(row.name, row.spec.id, RowStatus.UNFINISHED, inputs=row.inputs,
+                          error="not started: the budget was reached (raise SPARK_NB_BUDGET_USD, then run again)")
+    lost = entry is not None and (entry.state == JobState.UNCERTAIN
+                                  or (entry.state == JobState.SUBMITTING and not entry.creator_alive))
+    if lost and not run.resubmit_uncertain:
+        return RowOutcome(row.name, row.spec.id, RowStatus.UNCERTAIN, notebook=notebook, inputs=row.inputs,
+                          error="the create call may have made a task (its answer was lost); not resent. "
+                                "Check the service, or run again with --resubmit-uncertain")
     row_dir.mkdir(parents=True, exist_ok=True)
-    parameters = {"model": row.spec.id, "name": row.name, "out_dir": str(row_dir), "ledger": str(ledger.path),
-                  "key": key, "timeout": run.timeout, "inputs": dict(row.inputs)}
+    parameters = {"model": row.spec.id, "name": row.name, "out_dir": str(row_dir), "timeout": run.timeout,
+                  "inputs": dict(row.inputs)}
     # The runner talks to the service (submit, poll, download) while the job's kernel starts and then
-    # follows the ledger; the slot counts tasks at the service, so it is freed as soon as the task is done.
+    # follows the journal; the slot counts tasks at the service, so it is freed as soon as the task is done.
     with _Slot(run.in_flight) as slot:
         try:
-            task = job.submit_or_resume(row.spec.id, row.inputs, row_dir, name=row.name, ledger=ledger.path, key=key,
+            task = job.submit_or_resume(row.spec.id, row.inputs, row_dir, name=row.name, resubmit=lost,
                                         cancel=run.stop)
         except TaskCancelled as exc:
             return RowOutcome(row.name, row.spec.id, RowStatus.UNFINISHED, error=str(exc), inputs=row.inputs)
+        except TaskMayExist as exc:
+            return RowOutcome(row.name, row.spec.id, RowStatus.UNCERTAIN, error=str(exc), inputs=row.inputs)
+        except BudgetExceeded as exc:  # no more rows are started: the budget is reached
+            run.budget_reached.set()
+            return RowOutcome(row.name, row.spec.id, RowStatus.UNFINISHED, error=exc.headline, inputs=row.inputs)
         except SparkError as exc:
-            entry = ledger.get(key)
-            status = RowStatus.UNCERTAIN if entry and entry.state == JobState.UNCERTAIN else RowStatus.FAILED
-            return RowOutcome(row.name, row.spec.id, status, error=str(exc), inputs=row.inputs)
+            return RowOutcome(row.name, row.spec.id, RowStatus.FAILED, error=str(exc), inputs=row.inputs)
         report = run.reports.submit(_execute, run, executed, {**parameters, "task_id": task.id}, row_dir)
-        with contextlib.suppress(SparkError):  # recorded in the ledger and result.json
-            job.finish(task, row_dir, name=row.name, timeout=run.timeout, ledger=ledger.path, key=key,
-                       cancel=run.stop, on_done=slot.free)
+        with contextlib.suppress(SparkError):  # recorded in the journal and result.json
+            job.finish(task, row_dir, name=row.name, timeout=run.timeout, cancel=run.stop, on_done=slot.free)
     error = report.result()
-    entry = ledger.get(key)
+    entry = run.journal.by_task(task.id)
     if entry is None:
         return RowOutcome(row.name, row.spec.id, RowStatus.FAILED, notebook=executed if executed.exists() else None,
                           error=error or "the job notebook ended without a result", inputs=row.inputs)
-    outcome = _from_entry(row, entry, row_dir, executed)
+    outcome = _from_entry(row, entry, executed, reused=task.origin == "reused")
     if outcome.status != RowStatus.COMPLETED and error and not outcome.error:
         outcome.error = error
     return outcome
@@ -243,20 +251,17 @@ def _execute(run: _Run, executed: Path, parameters: dict[str, object], row_dir: 
     return None
 
 
-def _from_entry(row: Row, entry: Entry, row_dir: Path, executed: Path, reused: bool = False) -> RowOutcome:
-    record = entry.record or {}
-    return RowOutcome(row.name, row.spec.id, RowStatus.of(entry.state), task_id=entry.task_id, video=_video_of(entry, row_dir),
-                      duration=record.get("duration"), cost=record.get("cost"),
-                      notebook=executed if executed.exists() else None, error=record.get("error"),
-                      inputs=row.inputs, reused=reused)
+def _from_entry(row: Row, entry: Entry, executed: Path, reused: bool = False) -> RowOutcome:
+    return RowOutcome(row.name, row.spec.id, RowStatus.of(entry.state), task_id=entry.task_id,
+                      video=_video_of(entry), duration=entry.seconds,
+                      cost=None if entry.cost is None else f"{entry.cost:.2f}",
+                      notebook=executed if executed.exists() else None, error=entry.error, inputs=row.inputs,
+                      reused=reused)
 
 
-def _video_of(entry: Entry, row_dir: Path) -> Path | None:
-    video = (entry.record or {}).get("video")
-    if not video:
-        return None
-    path = (row_dir / video).resolve()
-    return path if path.is_file() and os.path.getsize(path) > 0 else None
+def _video_of(entry: Entry) -> Path | None:
+    path = Path(entry.path) if entry.path else None
+    return path if path is not None and path.is_file() and path.stat().st_size > 0 else None
 
 
 __all__ = ["run_batch", "summary"]

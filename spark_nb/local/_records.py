@@ -88,6 +88,11 @@ class TaskStore:
         """The record, or None when unknown (or evicted)."""
         return self._records.get(task_id)
 
+    def discard(self, task_id: str) -> None:
+        """Forget a record without removing its files (another process owns it)."""
+        with self._lock:
+            self._records.pop(task_id, None)
+
     def pending(self) -> int:
         """How many tasks have not finished rendering."""
         with self._lock:

@@ -24,6 +24,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
@@ -33,12 +34,13 @@ from starlette.routing import Route
 from .._config import Secret
 from .._procs import pid_alive
 from .._transfer import TransferError, fetch_to_file
-from .._urls import MAX_URL_CHARS, is_http_url
+from .._urls import MAX_URL_CHARS, is_http_url, is_loopback_url
 from ..errors import SparkError
 from ..models import MODELS, ModelSpec, ParamsError
 from ._engine import RenderError, render
 from ._faults import FaultInjector, FaultPlan
 from ._records import Stats, TaskRecord, TaskStore
+from ._shelf import TaskShelf
 
 MAX_UPLOAD_BYTES = 100 * 1024 * 1024
 MAX_FETCH_BYTES = 100 * 1024 * 1024
@@ -68,6 +70,7 @@ class ServerOptions:
     max_tasks: int = 10_000  # records kept; the oldest finished ones go first
     max_pending: int = 1_000  # tasks not yet rendered; more are refused with 429
     task_ttl: float = 24 * 3600.0  # finished records (and their videos) older than this go
+    persistent: bool = False  # tasks on disk in storage, shared with other processes' servers (the embedded one)
 
 
 class _Stopping(Exception):
@@ -133,6 +136,9 @@ class LocalService:
             self.storage = Path(options.storage)  # type: ignore[arg-type]
         for sub in ("uploads", "results", "work"):
             (self.storage / sub).mkdir(parents=True, exist_ok=True)
+        self.shelf = TaskShelf(self.storage / "tasks") if options.persistent else None
+        if self.shelf is not None:
+            self.shelf.prune(self.storage / "results")
         self.tasks = TaskStore(options.max_tasks, options.task_ttl, self._forget)
         self._pool = RenderPool(options.render_workers)
         self._pruned_at = 0.0
@@ -198,6 +204,7 @@ class LocalService:
         record = TaskRecord(id=uuid.uuid4().hex, model=spec.id, urls=urls, created_at=time.time(),
                             latency=self.options.latency, cost_per_second=self.options.cost_per_second)
         self.tasks.add(record)
+        self._save(record)
         self.stats.add("created")
         self._pool.submit(self._run, record, spec)
         self._prune_uploads()
@@ -207,9 +214,10 @@ class LocalService:
         if denied := self._unauthorized(request):
             return denied
         self.stats.add("polls")
-        record = self.tasks.get(request.path_params["task_id"])
+        record = self._record(request.path_params["task_id"])
         if record is None:
-            return _message("task not found", 404)
+            where = f"; this server's tasks live in {self.storage / 'tasks'}" if self.shelf is not None else ""
+            return _message(f"task not found on this local server{where}", 404)
         now = time.time()
         answer = record.to_json(str(request.base_url), now)
         record.polls += 1
@@ -255,8 +263,38 @@ class LocalService:
 
     # -- rendering -----------------------------------------------------------------------------------
 
+    def _record(self, task_id: str) -> TaskRecord | None:
+        """A task this process renders (or rendered), else one on the shelf: another process's, read afresh, or
+        one whose renderer died, which this process then finishes."""
+        record = self.tasks.get(task_id)
+        if record is not None or self.shelf is None:
+            return record
+        record = self.shelf.load(task_id)
+        if record is not None and not record.finished and (spec := MODELS.get(record.model)) is not None \
+                and self.shelf.orphaned(task_id):
+            record.started, record.rendered = False, 0.0
+            self.tasks.add(record)
+            self._pool.submit(self._run, record, spec)
+        return record
+
+    def _save(self, record: TaskRecord) -> None:
+        if self.shelf is not None:
+            self.shelf.save(record)
+
     def _run(self, record: TaskRecord, spec: ModelSpec) -> None:
+        with self.shelf.claim(record.id) if self.shelf is not None else contextlib.nullcontext(True) as held:
+            if not held:  # another process took it first: its copy on disk is the one to read
+                self.tasks.discard(record.id)
+                return
+            if self._render(record, spec):
+                self._save(record)
+
+    def _render(self, record: TaskRecord, spec: ModelSpec) -> bool:
+        """Render record's task; False when the server stopped first (a persistent task is then left for the next
+        process to finish, so it is not failed)."""
         record.started = True
+        self._save(record)
+        saved_at = time.monotonic()
         work = self.storage / "work" / record.id
         work.mkdir(exist_ok=True)
         out = self.storage / "results" / f"{record.id}.mp4"
@@ -268,6 +306,10 @@ class LocalService:
             if time.monotonic() > deadline:
                 raise RenderError(f"the render took longer than this server's {self.options.render_timeout:g} s")
             record.rendered = fraction
+            nonlocal saved_at
+            if time.monotonic() - saved_at > 0.5:  # other processes read progress from the shelf
+                saved_at = time.monotonic()
+                self._save(record)
 
         try:
             if forced := self.options.faults.draw("render"):
@@ -280,6 +322,8 @@ class LocalService:
             record.size = out.stat().st_size
             record.rendered, record.rendered_at = 1.0, time.time()
         except _Stopping:
+            if self.shelf is not None:
+                return False
             record.error = {"code": f"{spec.code_prefix}095", "error_message": "Internal generation error: the "
                             "server stopped during the render"}
         except _Failure as exc:
@@ -294,10 +338,17 @@ class LocalService:
             record.error = {"code": f"{spec.code_prefix}095", "error_message": f"Internal generation error: {exc!r}"}
         finally:
             shutil.rmtree(work, ignore_errors=True)
+        return True
 
     def _fetch_input(self, url: str, dest: Path, field: str) -> Path:
         if not is_http_url(url):
             raise RenderError(f"{field} must be an http(s) URL, got {url[:60]!r}")
+        if (stored := self._stored_upload(url)) is not None:  # ours (or a sibling server's): no need for HTTP
+            if stored.stat().st_size > self.options.max_fetch_bytes:
+                raise RenderError(f"{field} could not be fetched: {field} is larger than the "
+                                  f"{self.options.max_fetch_bytes}-byte limit")
+            shutil.copyfile(stored, dest)
+            return dest
         try:
             fetch_to_file(url, dest, deadline=time.monotonic() + self.options.fetch_timeout,
                           max_bytes=self.options.max_fetch_bytes, what=field)
@@ -305,10 +356,20 @@ class LocalService:
             raise RenderError(f"{field} could not be fetched: {exc}") from exc
         return dest
 
+    def _stored_upload(self, url: str) -> Path | None:
+        """The file in this storage that a loopback server's /files/uploads/<name> URL names, if it is here."""
+        parts = urlsplit(url)
+        name = parts.path.removeprefix("/files/uploads/")
+        if not is_loopback_url(url) or name == parts.path or not _SAFE_NAME.match(name) or ".." in name:
+            return None
+        path = self.storage / "uploads" / name
+        return path if path.is_file() else None
+
     # -- bounds on disk --------------------------------------------------------------------------------
 
     def _forget(self, record: TaskRecord) -> None:
-        (self.storage / "results" / f"{record.id}.mp4").unlink(missing_ok=True)
+        if self.shelf is None:  # on a shelf, other processes may still want it: the shelf prunes by age and size
+            (self.storage / "results" / f"{record.id}.mp4").unlink(missing_ok=True)
 
     def _prune_uploads(self) -> None:
         """Delete uploads older than the task lifetime (looked at once a minute at most)."""

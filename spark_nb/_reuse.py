@@ -1,0 +1,133 @@
+"""What an earlier identical call means for this one: reuse its video, wait for its task, or refuse to pay twice.
+
+A call is identified by its fingerprint: the model, the backend (and base URL), each input's content hash (or
+URL), and the options that change the output (trimming). The journal's newest attempt for that fingerprint
+decides: completed → its Result at once; running (or its process died) → wait for that task; create answer
+lost → TaskMayExist; refused for its inputs → the same TaskFailed; failed on the service's side → a new task.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import hashlib
+import json
+import os
+import shutil
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ._config import Settings
+from ._inputs import Media
+from ._journal import Entry, JobState, Journal, file_digest
+from ._tasks import Task, result_path
+from .errors import TaskFailed, TaskMayExist
+from .models import ModelSpec, hint_for
+
+WAIT_FOR_CREATOR_S = 120.0  # another kernel is creating this very task: how long to wait for its id
+NEW_TAKE = "pass reuse=False for a new take"
+
+
+def describe_inputs(media: Mapping[str, Media]) -> list[dict[str, Any]]:
+    """What the journal keeps of each input: its field, a name for people, and a content hash or its URL."""
+    described = []
+    for name, item in media.items():
+        if item.url is not None:
+            described.append({"field": name, "name": item.url.rsplit("/", 1)[-1][:120] or item.url[:120],
+                              "url": item.url})
+        else:
+            assert item.path is not None
+            described.append({"field": name, "name": item.path.name, "path": str(item.path),
+                              "sha256": file_digest(item.path)})
+    return described
+
+
+def fingerprint(spec: ModelSpec, settings: Settings, inputs: list[dict[str, Any]], *, trim_audio: bool) -> str:
+    """The identity of a call: model, backend (and URL), each input's hash or URL, and trimming if it applies."""
+    parts = {
+        "model": spec.id, "backend": settings.backend,
+        "base_url": settings.base_url if settings.backend == "cloud" else None,
+        "inputs": sorted((item["field"], item.get("sha256") or item["url"]) for item in inputs),
+        "trim_audio": trim_audio if any(f.kind == "audio" for f in spec.fields) else None,
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+def needs_new_task(entry: Entry | None) -> bool:
+    """True when no earlier attempt answers this call: none, or one the service itself failed (a retry may work)."""
+    return entry is None or (entry.state == JobState.FAILED and entry.retryable)
+
+
+def follow(entry: Entry, journal: Journal, spec: ModelSpec, settings: Settings) -> Task:
+    """The Task that answers this call from an earlier attempt, said in one line; raises where that is the answer."""
+    deadline = time.monotonic() + WAIT_FOR_CREATOR_S
+    while entry.state == JobState.SUBMITTING and entry.creator_alive and time.monotonic() < deadline:
+        time.sleep(0.2)  # another kernel (or thread) is sending this very create right now
+        entry = journal.latest(entry.fingerprint) or entry
+    when = _when(entry.attempted_at)
+    if entry.state == JobState.COMPLETED and entry.task_id:
+        cost = f"cost ${entry.cost:.2f}" if entry.cost is not None else "cost unknown"
+        _say(f"reusing task {entry.task_id} from {when} ({cost}); {NEW_TAKE}")
+        saved = _into(settings.output_dir, entry) if entry.path and Path(entry.path).is_file() else None
+        return Task(id=entry.task_id, model=entry.model, settings=settings, initial=_completed(entry), saved=saved,
+                    origin="reused")
+    if entry.state == JobState.SUBMITTED and entry.task_id:
+        _say(f"task {entry.task_id} for these inputs was created {when} and is not finished: waiting for it "
+             f"instead of creating another ({NEW_TAKE})")
+        return dataclasses.replace(Task.from_id(entry.task_id, model=entry.model, **_same_place(settings)),
+                                   origin="attached")
+    if entry.state == JobState.FAILED:  # refused for its inputs (a service failure would need a new task)
+        hint, _ = hint_for(entry.code, spec)
+        raise TaskFailed(f"{entry.error or 'the service refused these inputs'} (an identical call at {when})",
+                         code=entry.code, task_id=entry.task_id, retryable=False,
+                         hint=f"{hint}; sending the same inputs again would fail again (pass reuse=False to try)")
+    raise TaskMayExist(
+        f"an identical {spec.id} call at {when} may have created a task (its create call's answer was lost), so "
+        "it was not sent again, to avoid paying twice",
+        hint=f"look for a {spec.id} task created at {when} in your Vtrix dashboard; if there is none, pass "
+             "reuse=False to create one",
+        model=spec.id, submitted_at=when)
+
+
+def _into(output_dir: Path, entry: Entry) -> Path:
+    """The earlier video, in this call's output folder (linked, or copied across file systems)."""
+    assert entry.path is not None and entry.task_id is not None
+    saved = Path(entry.path)
+    target = result_path(output_dir, entry.task_id)
+    if target.resolve() == saved.resolve() or (target.is_file() and target.stat().st_size == saved.stat().st_size):
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    part = target.with_name(f".{target.name}.{os.getpid()}.part")
+    try:
+        os.link(saved, part)
+    except OSError:
+        shutil.copyfile(saved, part)
+    os.replace(part, target)
+    return target
+
+
+def _completed(entry: Entry) -> dict[str, Any]:
+    """The task object a completed attempt stands for, so waiting on it needs no request."""
+    content: dict[str, Any] = {"type": "video", "url": entry.result_url or ""}
+    saved = Path(entry.path) if entry.path else None
+    if saved is not None and saved.is_file():
+        content["size"] = saved.stat().st_size
+    usage = {"cost": f"{entry.cost:.2f}"} if entry.cost is not None else {}
+    return {"id": entry.task_id, "model": entry.model, "status": "completed", "output": [{"content": [content]}],
+            "usage": usage}
+
+
+def _same_place(settings: Settings) -> dict[str, Any]:
+    return {"backend": settings.backend, "base_url": settings.base_url, "api_key": settings.api_key,
+            "output_dir": settings.output_dir, "home": settings.home, "uploader": settings.uploader}
+
+
+def _when(timestamp: float) -> str:
+    return datetime.datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _say(line: str) -> None:
+    print(f"spark_nb: {line}", file=sys.stderr)

@@ -1,0 +1,319 @@
+"""The task journal across real processes: re-run cells and restarts never lose a paid task or pay twice; history,
+spend and a budget; local tasks that outlive their process; a damaged journal; SIGKILL at every step."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import spark_nb
+from spark_nb import avatar
+from spark_nb._journal import FILENAME, Journal, JobState
+from spark_nb.media import read_header
+from spark_nb.local import LocalServer
+
+from .conftest import TEST_KEY, cloud_config, ffmpeg
+from .peers import Peer, peers
+
+MakeServer = Callable[..., LocalServer]
+
+
+def home() -> Path:
+    """This test's SPARK_NB_HOME (conftest gives every test its own)."""
+    return Path(os.environ["SPARK_NB_HOME"])
+
+
+def child(code: str, *args: str, **env: str) -> subprocess.Popen:
+    """A Python child running code (with spark_nb imported) in this test's environment and folder."""
+    script = "import os, signal, sys, spark_nb\nfrom spark_nb import avatar\n" + textwrap.dedent(code)
+    return subprocess.Popen([sys.executable, "-c", script, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, **env})
+
+
+def finish(proc: subprocess.Popen, timeout: float = 120) -> tuple[int, str, str]:
+    """Wait for a child; its exit code, stdout and stderr."""
+    out, err = proc.communicate(timeout=timeout)
+    return proc.returncode, out, err
+
+
+def cloud_env(server: LocalServer) -> dict[str, str]:
+    """The cloud path pointed at server, for a child process."""
+    return {"SPARK_NB_BACKEND": "cloud", "VTRIX_GENERATION_URL": server.url, "VTRIX_API_KEY": TEST_KEY,
+            "SPARK_NB_UPLOAD_URL": f"{server.url}/api/v1/storage/files"}
+
+
+SUBMIT_AND_DIE = """
+task = avatar.submit(sys.argv[1], sys.argv[2])
+print(task.id, flush=True)
+os._exit(3)  # no clean-up of any kind: the kernel died
+"""
+
+
+def test_a_dead_process_task_is_reattached_then_reused_and_listed_with_its_cost(
+        make_server: MakeServer, media: dict[str, Path], capsys: pytest.CaptureFixture) -> None:
+    """A process creates a task and dies; the identical generate() waits for that task (no second create); the next
+    returns at once with no request at all; reuse=False makes exactly one more; history and spend list both."""
+    server = make_server(api_key=TEST_KEY, latency=2.0, cost_per_second=0.1)
+    code, out, err = finish(child(SUBMIT_AND_DIE, str(media["portrait"]), str(media["speech"]), **cloud_env(server)))
+    assert code == 3, err
+    first_id = out.strip()
+    assert server.stats()["created"] == 1
+
+    attached = avatar.generate(media["portrait"], media["speech"], progress=False, **cloud_config(server))
+    assert attached.task_id == first_id and server.stats()["created"] == 1
+    assert "is not finished: waiting for it" in capsys.readouterr().err
+
+    cost = round(0.1 * (attached.duration or 0), 2)
+    assert attached.cost == f"{cost:.2f}" and cost > 0
+    requests = server.requests
+    again = avatar.generate(media["portrait"], media["speech"], progress=False, **cloud_config(server))
+    assert again.task_id == first_id and again.path == attached.path and server.requests == requests
+    said = capsys.readouterr().err
+    assert f"reusing task {first_id}" in said and f"cost ${cost:.2f}" in said and "reuse=False" in said
+
+    new = avatar.generate(media["portrait"], media["speech"], progress=False, reuse=False, **cloud_config(server))
+    assert new.task_id != first_id and server.stats()["created"] == 2
+
+    tasks = spark_nb.history()
+    assert [t.task_id for t in tasks] == [new.task_id, first_id]
+    assert [t.cost for t in tasks] == [pytest.approx(cost), pytest.approx(cost)]
+    assert all(t.status == "completed" and t.path and t.path.is_file() for t in tasks)
+    assert tasks[0].inputs == [media["portrait"].name, media["speech"].name]
+    assert spark_nb.spend() == pytest.approx(2 * cost) and spark_nb.spend(since="1h") == pytest.approx(2 * cost)
+    page = tasks._repr_html_()
+    assert page.count("<video") == 2 and "2 task(s)" in page and f"${2 * cost:.2f}" in page
+
+
+def test_a_budget_refuses_the_task_that_would_pass_it(make_server: MakeServer, media: dict[str, Path]) -> None:
+    """With one take's cost spent and a budget of one and a half takes, the next take (estimated from the last
+    one's cost per second of audio) is refused before any upload or create; a reuse, costing nothing, is not."""
+    server = make_server(api_key=TEST_KEY, cost_per_second=0.1)
+    first = avatar.generate(media["portrait"], media["speech"], progress=False, **cloud_config(server))
+    cost = float(first.cost or 0)
+    budget = round(1.5 * cost, 2)
+    before = server.stats()
+    with pytest.raises(spark_nb.BudgetExceeded) as info:
+        avatar.generate(media["portrait"], media["speech"], progress=False, reuse=False, budget_usd=budget,
+                        **cloud_config(server))
+    error = info.value
+    assert (error.spend, error.budget) == (pytest.approx(cost), budget)
+    assert error.estimate == pytest.approx(cost, rel=0.05)
+    assert f"${budget:.2f}" in str(error) and f"${cost:.2f}" in str(error)
+    assert server.stats() == before  # no upload, no create
+    reused = avatar.generate(media["portrait"], media["speech"], progress=False, budget_usd=budget,
+                             **cloud_config(server))
+    assert server.stats()["created"] == 1 and reused.path.is_file()  # a reuse costs nothing: allowed
+
+
+RACE = """
+start = float(sys.argv[3])
+while time.time() < start:  # both children leave this line at the same moment
+    time.sleep(0.001)
+result = avatar.generate(sys.argv[1], sys.argv[2], progress=False)
+print(result.task_id, flush=True)
+"""
+
+
+def test_two_kernels_with_the_same_inputs_at_the_same_moment_make_one_task(make_server: MakeServer,
+                                                                          media: dict[str, Path]) -> None:
+    """Two processes generating identical inputs at once: one task, both get its video."""
+    server = make_server(api_key=TEST_KEY, latency=1.0)
+    start = str(time.time() + 3)
+    kids = [child("import time\n" + RACE, str(media["portrait"]), str(media["speech"]), start, **cloud_env(server))
+            for _ in range(2)]
+    results = [finish(kid) for kid in kids]
+    assert all(code == 0 for code, _, _ in results), results
+    ids = {out.strip() for _, out, _ in results}
+    assert len(ids) == 1 and server.stats()["created"] == 1
+
+
+@pytest.fixture(scope="module")
+def long_speech(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """60 s of real speech: a local render of several seconds."""
+    path = tmp_path_factory.mktemp("long") / "long.wav"
+    ffmpeg("-stream_loop", "20", "-i", str(Path(__file__).parent / "media" / "speech.wav"), "-t", "60", str(path))
+    return path
+
+
+LOCAL_SUBMIT = """
+task = avatar.submit(sys.argv[1], sys.argv[2], trim_audio=False, backend="local")
+print(task.id, flush=True)
+import time
+time.sleep(300)  # rendering in this process's embedded server until killed
+"""
+
+
+def test_a_local_task_whose_process_was_killed_mid_render_is_finished_by_status_wait(
+        media: dict[str, Path], long_speech: Path, tmp_path: Path) -> None:
+    """On the local backend, a task survives its process: SIGKILL mid-render, then `spark-nb status ID --wait` in a
+    new process finishes the render and downloads the video."""
+    kid = child(LOCAL_SUBMIT, str(media["portrait"]), str(long_speech))
+    task_id = kid.stdout.readline().strip()  # type: ignore[union-attr]
+    record = home() / "local" / "tasks" / f"{task_id}.json"
+    deadline = time.monotonic() + 60
+    while not (record.is_file() and json.loads(record.read_text()).get("rendered", 0) > 0.05):
+        assert time.monotonic() < deadline and kid.poll() is None, "the render never started"
+        time.sleep(0.1)
+    kid.send_signal(signal.SIGKILL)
+    kid.communicate(timeout=30)
+    assert json.loads(record.read_text())["rendered_at"] is None  # really mid-render
+    status = subprocess.run([sys.executable, "-m", "spark_nb", "status", task_id, "--wait", "--out", "videos",
+                             "--timeout", "180"], capture_output=True, text=True, timeout=240, cwd=tmp_path,
+                            env={**os.environ, "SPARK_NB_BACKEND": "local"})
+    assert status.returncode == 0, status.stderr
+    video = tmp_path / "videos" / f"{task_id}.mp4"
+    assert video.is_file() and read_header(video).duration == pytest.approx(60, abs=0.2)
+
+
+def test_an_unknown_local_task_says_where_local_tasks_live() -> None:
+    """A 404 on the local backend names the backend and the folder its tasks are kept in."""
+    with pytest.raises(spark_nb.NotFoundError) as info:
+        spark_nb.Task.from_id("0" * 32, backend="local").status()
+    assert "local backend" in str(info.value) and str(home() / "local" / "tasks") in str(info.value)
+
+
+def test_a_create_refused_for_its_inputs_is_not_sent_again(media: dict[str, Path]) -> None:
+    """The service refuses the inputs (a seed input-error code): the identical call raises the same error from the
+    journal, without a request; a service failure (…095) would get a new task instead (see the next test)."""
+    def refuse(p: Peer, conn: Any, req: Any) -> None:
+        p.json(conn, 400, {"status": "failed", "error": {"code": "003016002", "error_message": "Audio URL missing"}})
+
+    for start in peers():
+        api = start(refuse)
+        config = {"backend": "cloud", "base_url": api.url, "api_key": TEST_KEY}
+        for _ in range(2):
+            with pytest.raises(spark_nb.TaskFailed, match="Audio URL missing") as info:
+                avatar.generate("https://x.example/a.jpg", "https://x.example/b.wav", progress=False, **config)
+            assert info.value.code == "003016002" and not info.value.retryable
+        assert sum(s.method == "POST" for s in api.seen) == 1
+
+
+def test_a_service_failure_gets_a_new_task_on_the_next_call(make_server: MakeServer, media: dict[str, Path]) -> None:
+    """A task the service failed (…095) is retried by the identical call: a new task, not the old failure."""
+    failing = make_server(api_key=TEST_KEY, faults="render:095:1")
+    with pytest.raises(spark_nb.TaskFailed) as info:
+        avatar.generate(media["portrait"], media["speech"], progress=False, **cloud_config(failing))
+    assert info.value.retryable
+    with pytest.raises(spark_nb.TaskFailed):
+        avatar.generate(media["portrait"], media["speech"], progress=False, **cloud_config(failing))
+    assert failing.stats()["created"] == 2
+
+
+def test_a_reused_task_whose_video_is_gone_is_fetched_again_or_explained(make_server: MakeServer,
+                                                                        media: dict[str, Path]) -> None:
+    """The video deleted: fetched again from its URL (no new task); the URL gone too: a DownloadError that says to
+    pass reuse=False."""
+    server = make_server(api_key=TEST_KEY)
+    first = avatar.generate(media["portrait"], media["speech"], progress=False, **cloud_config(server))
+    first.path.unlink()
+    again = avatar.generate(media["portrait"], media["speech"], progress=False, **cloud_config(server))
+    assert again.path.is_file() and server.stats()["created"] == 1 and server.stats()["downloads"] == 2
+    again.path.unlink()
+    (server.service.storage / "results" / f"{first.task_id}.mp4").unlink()
+    with pytest.raises(spark_nb.DownloadError, match="gone from disk") as info:
+        avatar.generate(media["portrait"], media["speech"], progress=False, **cloud_config(server))
+    assert "reuse=False" in (info.value.hint or "") and server.stats()["created"] == 1
+
+
+KILL_AT = """
+import spark_nb._client as client, spark_nb._journal as journal
+step = sys.argv[3]
+if step == "before-create":
+    real_create = client.ApiClient.create
+    client.ApiClient.create = lambda self, *a, **k: os.kill(os.getpid(), signal.SIGKILL)
+elif step == "after-create":
+    real = journal.Journal.created
+    journal.Journal.created = lambda self, *a, **k: os.kill(os.getpid(), signal.SIGKILL)
+elif step == "while-waiting":
+    import spark_nb._tasks as tasks
+    tasks.Task.wait = lambda self, *a, **k: os.kill(os.getpid(), signal.SIGKILL)
+avatar.generate(sys.argv[1], sys.argv[2], progress=False)
+"""
+
+
+@pytest.mark.parametrize("step,created,outcome", [
+    ("before-create", 0, "may-exist"),  # claimed, never sent: the journal cannot know, so it says so
+    ("after-create", 1, "may-exist"),  # created, id not yet written: never sent again
+    ("while-waiting", 1, "attached"),  # the id was on disk before the wait: the next call waits for it
+])
+def test_sigkill_at_each_step_never_pays_twice_nor_loses_a_recorded_task(
+        step: str, created: int, outcome: str, make_server: MakeServer, media: dict[str, Path]) -> None:
+    """A process SIGKILLed at each step of a generation; the identical call afterwards never makes a second task."""
+    server = make_server(api_key=TEST_KEY, latency=1.0)
+    code, _, err = finish(child(KILL_AT, str(media["portrait"]), str(media["speech"]), step, **cloud_env(server)))
+    assert code == -signal.SIGKILL, err
+    assert server.stats()["created"] == created
+    if outcome == "may-exist":
+        with pytest.raises(spark_nb.TaskMayExist, match="may have created a task") as info:
+            avatar.generate(media["portrait"], media["speech"], progress=False, **cloud_config(server))
+        assert info.value.submitted_at and "reuse=False" in (info.value.hint or "")
+    else:
+        result = avatar.generate(media["portrait"], media["speech"], progress=False, **cloud_config(server))
+        assert result.path.is_file()
+    assert server.stats()["created"] == created
+    (entry,) = Journal(home() / FILENAME).entries()
+    assert entry.state in (JobState.SUBMITTING, JobState.COMPLETED)
+
+
+def test_a_damaged_journal_is_moved_aside_and_an_old_one_is_read(media: dict[str, Path], tmp_path: Path) -> None:
+    """A journal overwritten with garbage: moved aside with a warning, a new one works. A journal of an older
+    version (fewer columns, a state this version does not know): read, the unknown state as uncertain."""
+    bad = tmp_path / "bad" / FILENAME
+    bad.parent.mkdir()
+    bad.write_bytes(b"SQLite format 3\x00" + os.urandom(3000))
+    with pytest.warns(UserWarning, match="could not be read"):
+        journal = Journal(bad)
+    assert journal.entries() == [] and list(bad.parent.glob(f"{FILENAME}.corrupt-*"))
+
+    old = tmp_path / "old" / FILENAME
+    old.parent.mkdir()
+    with sqlite3.connect(old) as db:
+        db.execute("CREATE TABLE tasks (attempt TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, model TEXT NOT NULL, "
+                   "backend TEXT NOT NULL, base_url TEXT, inputs TEXT NOT NULL DEFAULT '[]', state TEXT NOT NULL, "
+                   "task_id TEXT, pid INTEGER, host TEXT, attempted_at REAL NOT NULL, updated_at REAL NOT NULL)")
+        db.execute("INSERT INTO tasks VALUES ('a1', 'fp', 'spark_avatar_picture_omni_v2', 'cloud', NULL, 'not json', "
+                   "'queued-v0', 't-old', 1, 'elsewhere', 1.0, 1.0)")
+    (entry,) = Journal(old).entries()
+    assert entry.state == JobState.UNCERTAIN and entry.inputs == [] and entry.task_id == "t-old"
+    assert entry.cost is None and not entry.creator_alive
+
+
+def test_the_key_never_reaches_the_journal(make_server: MakeServer, media: dict[str, Path]) -> None:
+    """After uploads, a create, a wait and a reuse on the cloud path, the journal's files hold no trace of the key."""
+    server = make_server(api_key=TEST_KEY)
+    for _ in range(2):
+        avatar.generate(media["portrait"], media["speech"], progress=False, **cloud_config(server))
+    files = list(home().glob(f"{FILENAME}*"))
+    assert files and not any(TEST_KEY.encode() in path.read_bytes() for path in files)
+
+
+def test_history_filters_and_the_cli(make_server: MakeServer, media: dict[str, Path], tmp_path: Path) -> None:
+    """history(model=, status=, since=) filter; `spark-nb history --json` prints the same tasks and total."""
+    server = make_server(api_key=TEST_KEY, cost_per_second=0.1)
+    talk = avatar.generate(media["portrait"], media["speech"], progress=False, **cloud_config(server))
+    move = spark_nb.imitator.generate(media["portrait"], media["driving"], progress=False, **cloud_config(server))
+    assert [t.task_id for t in spark_nb.history(model="avatar")] == [talk.task_id]
+    assert [t.task_id for t in spark_nb.history(model=move.model)] == [move.task_id]
+    assert len(spark_nb.history(status="completed")) == 2 and spark_nb.history(status="failed") == []
+    assert spark_nb.history(since="2999-01-01") == [] and len(spark_nb.history(since="1d")) == 2
+    with pytest.raises(spark_nb.ValidationError, match="is not a time"):
+        spark_nb.history(since="yesterday-ish")
+    proc = subprocess.run([sys.executable, "-m", "spark_nb", "history", "--json"], capture_output=True, text=True,
+                          timeout=60, env=os.environ.copy(), cwd=tmp_path)
+    printed = json.loads(proc.stdout)
+    assert [t["task_id"] for t in printed["tasks"]] == [move.task_id, talk.task_id]
+    assert printed["total_usd"] == pytest.approx(spark_nb.spend())
+    table = subprocess.run([sys.executable, "-m", "spark_nb", "history", "--since", "1h"], capture_output=True,
+                           text=True, timeout=60, env=os.environ.copy(), cwd=tmp_path).stdout
+    assert talk.task_id in table and "2 task(s)" in table
