@@ -48,7 +48,7 @@ def run(quick: bool = False) -> Table:
                   "(task-bound: tasks take longer than a kernel)",
                   ["rows", "task s", "concurrency", "wall s", "ideal s", "over ideal", "verdict"])
     saved = {k: os.environ.get(k) for k in ("VTRIX_API_KEY", "VTRIX_GENERATION_URL", "SPARK_NB_BACKEND",
-                                             "SPARK_NB_UPLOAD_URL")}
+                                             "SPARK_NB_UPLOAD_URL", "SPARK_NB_HOME")}
     # On the service the rendering happens elsewhere; here it shares the 2 cores with the kernels, so the
     # server renders small videos to leave the measurement to the batch machinery.
     server = LocalServer(latency=task_s, api_key=KEY, render_workers=4, longest_side=128).start()
@@ -57,6 +57,7 @@ def run(quick: bool = False) -> Table:
                           SPARK_NB_UPLOAD_URL=f"{server.url}/api/v1/storage/files")
         overhead = None
         for level in levels:
+            os.environ["SPARK_NB_HOME"] = str(folder / f"home-c{level}")  # a journal of its own: no row is reused
             started = time.perf_counter()
             outcomes = run_batch(manifest, folder / f"out-c{level}", concurrency=level, progress=False)
             wall = time.perf_counter() - started

@@ -24,9 +24,9 @@ def measure(runs: int) -> list[tuple[str, float, float]]:
     out_dir = tempfile.mkdtemp(prefix="spark_nb_bench_")
     jobs = {
         "talking avatar": lambda: avatar.generate(samples.PORTRAIT, samples.SPEECH, backend="local",
-                                                  output_dir=out_dir, progress=False),
+                                                  output_dir=out_dir, progress=False, reuse=False),
         "imitation": lambda: imitator.generate(samples.PORTRAIT, samples.DRIVING_VIDEO, backend="local",
-                                               output_dir=out_dir, progress=False),
+                                               output_dir=out_dir, progress=False, reuse=False),
     }
     jobs["talking avatar"]()  # warm up: start the embedded server, load OpenCV's cascades
     rows = []

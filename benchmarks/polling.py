@@ -59,7 +59,7 @@ def _one_round(server: LocalServer, urls: dict[str, str], out_dir: str) -> dict[
 
     def ours() -> str:
         return avatar.generate(urls["image"], urls["audio"], backend="cloud", base_url=base, api_key=KEY,
-                               output_dir=out_dir, progress=False, timeout=600).task_id
+                               output_dir=out_dir, progress=False, timeout=600, reuse=False).task_id
 
     clients = {"spark_nb generate()": ours, "fixed 1 s poller": fixed_poller(base, params, 1.0),
                "fixed 5 s poller (official CLI)": fixed_poller(base, params, 5.0)}

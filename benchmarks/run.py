@@ -15,6 +15,7 @@ import importlib
 import os
 import platform
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -45,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(SUITES)}")
     os.environ.pop("VTRIX_API_KEY", None)  # everything here runs on the local server, never the real service
+    # a journal of the run's own: nothing is reused from (or left in) the user's, and every run measures afresh
+    os.environ["SPARK_NB_HOME"] = tempfile.mkdtemp(prefix="spark_nb_bench_home_")
     started = time.perf_counter()
     sections = []
     for name in chosen:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fcntl
 import functools
 import hashlib
 import json
@@ -81,6 +82,20 @@ class Entry:
         return self.host == socket.gethostname() and self.pid is not None and pid_alive(self.pid)
 
 
+def _recovering(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Run a Journal method; if the file turns out damaged (not merely busy), start a fresh journal and retry once."""
+    @functools.wraps(method)
+    def run(self: "Journal", *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.OperationalError):
+                raise
+            self._start_afresh(exc)
+            return method(self, *args, **kwargs)
+    return run
+
+
 class Journal:
     """The journal file; each method is one short transaction, safe across threads and processes."""
 
@@ -90,17 +105,24 @@ class Journal:
         self._lock = threading.Lock()
         try:
             self._migrate()
-        except sqlite3.DatabaseError as exc:  # not a database at all: keep it for the curious, start again
-            moved = self.path.with_name(f"{self.path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
-            for suffix in ("", "-wal", "-shm"):
-                with contextlib.suppress(OSError):
-                    os.replace(f"{self.path}{suffix}", f"{moved}{suffix}")
-            warn(f"the task journal {self.path} could not be read ({exc}); it was moved to {moved.name} and a new "
-                 "one started. Tasks recorded only there are not reused; their videos stay in their output folders")
-            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.OperationalError):  # locked, disk full, read-only: not damage
+                raise
+            self._start_afresh(exc)
+
+    def _start_afresh(self, exc: Exception) -> None:
+        """The file is not a usable database (truncated, overwritten): keep it for the curious, start again."""
+        moved = self.path.with_name(f"{self.path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(OSError):
+                os.replace(f"{self.path}{suffix}", f"{moved}{suffix}")
+        warn(f"the task journal {self.path} could not be read ({exc}); it was moved to {moved.name} and a new "
+             "one started. Tasks recorded only there are not reused; their videos stay in their output folders")
+        self._migrate()
 
     # -- writing --------------------------------------------------------------------------------------
 
+    @_recovering
     def begin(self, *, fingerprint: str, model: str, backend: str, base_url: str | None,
               inputs: Sequence[Mapping[str, Any]], input_seconds: float | None, source: str,
               follow: Callable[[Entry | None], bool]) -> tuple[str | None, Entry | None]:
@@ -121,14 +143,17 @@ class Journal:
                         input_seconds, None, None, None, None, 0, source))
         return attempt, None
 
+    @_recovering
     def created(self, attempt: str, task_id: str) -> None:
         """The service answered: the attempt has its task id (written before anything waits)."""
         self._update(attempt, state=JobState.SUBMITTED.value, task_id=task_id)
 
+    @_recovering
     def uncertain(self, attempt: str, error: str) -> None:
         """The create's answer was lost: a task may exist."""
         self._update(attempt, state=JobState.UNCERTAIN.value, error=error[:2000])
 
+    @_recovering
     def refused(self, attempt: str, *, error: str, code: str | None, retryable: bool) -> None:
         """The service refused the create (no task exists): recorded so input errors are not resent."""
         if code is None and not retryable:  # 401, 403, 429…: nothing about these inputs; forget the attempt
@@ -137,6 +162,7 @@ class Journal:
             return
         self._update(attempt, state=JobState.FAILED.value, error=error[:2000], code=code, retryable=int(retryable))
 
+    @_recovering
     def finished(self, task_id: str, *, completed: bool, cost: float | None = None, seconds: float | None = None,
                  result_url: str | None = None, path: str | None = None, error: str | None = None,
                  code: str | None = None, retryable: bool = False) -> None:
@@ -153,11 +179,13 @@ class Journal:
 
     # -- reading --------------------------------------------------------------------------------------
 
+    @_recovering
     def latest(self, fingerprint: str) -> Entry | None:
         """The newest attempt for this fingerprint, or None."""
         with self._read() as db:
             return self._latest(db, fingerprint)
 
+    @_recovering
     def by_task(self, task_id: str) -> Entry | None:
         """The newest attempt that made task_id, or None."""
         with self._read() as db:
@@ -165,6 +193,7 @@ class Journal:
                              "ORDER BY attempted_at DESC LIMIT 1", (task_id,)).fetchone()
         return None if row is None else _entry(row)
 
+    @_recovering
     def entries(self, *, model: str | None = None, since: float | None = None,
                 states: Sequence[str] | None = None) -> list[Entry]:
         """Attempts, newest first, filtered by model id, attempt time and state."""
@@ -228,7 +257,16 @@ class Journal:
             db.close()
 
     def _migrate(self) -> None:
-        """Create the table, or bring an older one up to date (columns it lacks are added)."""
+        """Create the table, or bring an older one up to date (columns it lacks are added).
+
+        Processes opening a new journal at the same moment take turns (an flock beside it): switching a fresh
+        file to WAL needs it to themselves, and SQLite's busy timeout does not wait for that.
+        """
+        with open(f"{self.path}.lock", "a+b") as guard:
+            fcntl.flock(guard, fcntl.LOCK_EX)
+            self._create_or_update()
+
+    def _create_or_update(self) -> None:
         db = self._connect()
         try:
             db.execute("PRAGMA journal_mode=WAL")

@@ -211,3 +211,11 @@ def test_installed_entry_point(tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert "spark-nb: error: fault 'poll:oops:1'" in proc.stderr
     assert "kind must be one of" in proc.stderr
+
+
+def test_serve_reports_cost_per_second_of_video(serve_process: Any, media: dict[str, Path]) -> None:
+    """`spark-nb serve --cost-per-second 0.25` answers usage.cost = 0.25 × the video's seconds, as a string."""
+    server = serve_process("--cost-per-second", "0.25")
+    result = avatar.generate(media["portrait"], media["speech"], progress=False, backend="cloud", base_url=server.url,
+                             api_key=TEST_KEY, uploader=f"{server.url}/api/v1/storage/files")
+    assert result.cost == f"{0.25 * (result.duration or 0):.2f}" and float(result.cost) > 0

@@ -267,14 +267,31 @@ def test_sigkill_at_each_step_never_pays_twice_nor_loses_a_recorded_task(
 
 
 def test_a_damaged_journal_is_moved_aside_and_an_old_one_is_read(media: dict[str, Path], tmp_path: Path) -> None:
-    """A journal overwritten with garbage: moved aside with a warning, a new one works. A journal of an older
-    version (fewer columns, a state this version does not know): read, the unknown state as uncertain."""
+    """A journal overwritten with garbage, or cut short while in use: moved aside with a warning, a new one works.
+    A journal of an older version (fewer columns, a state this version does not know): read, that state as
+    uncertain."""
     bad = tmp_path / "bad" / FILENAME
     bad.parent.mkdir()
     bad.write_bytes(b"SQLite format 3\x00" + os.urandom(3000))
     with pytest.warns(UserWarning, match="could not be read"):
         journal = Journal(bad)
     assert journal.entries() == [] and list(bad.parent.glob(f"{FILENAME}.corrupt-*"))
+
+    cut = tmp_path / "cut" / FILENAME  # a journal in use, then cut to two thirds of its length
+    cut.parent.mkdir()
+    in_use = Journal(cut)
+    for i in range(300):
+        attempt, _ = in_use.begin(fingerprint=f"f{i}", model="m", backend="local", base_url=None, source="t",
+                                  inputs=[{"field": "image", "name": "x" * 300}], input_seconds=1.0,
+                                  follow=lambda latest: False)
+        assert attempt is not None
+        in_use.created(attempt, f"t{i}")
+    with sqlite3.connect(cut) as db:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    cut.write_bytes(cut.read_bytes()[: cut.stat().st_size * 2 // 3])
+    with pytest.warns(UserWarning, match="could not be read"):
+        assert in_use.entries() == []  # found damaged at the next read: moved aside, a fresh journal answers
+    assert in_use.latest("f1") is None and list(cut.parent.glob(f"{FILENAME}.corrupt-*"))
 
     old = tmp_path / "old" / FILENAME
     old.parent.mkdir()
@@ -317,3 +334,51 @@ def test_history_filters_and_the_cli(make_server: MakeServer, media: dict[str, P
     table = subprocess.run([sys.executable, "-m", "spark_nb", "history", "--since", "1h"], capture_output=True,
                            text=True, timeout=60, env=os.environ.copy(), cwd=tmp_path).stdout
     assert talk.task_id in table and "2 task(s)" in table
+
+
+def test_a_batch_stops_creating_at_its_budget(make_server: MakeServer, media: dict[str, Path], tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Three rows, a budget of one and a half takes: the first row completes, then no task is created; the rows left
+    are unfinished with the budget named, in results.csv."""
+    import csv
+
+    from spark_nb.batch import run_batch
+
+    server = make_server(api_key=TEST_KEY, cost_per_second=0.1)
+    for name, value in cloud_env(server).items():
+        monkeypatch.setenv(name, value)
+    first = avatar.generate(media["portrait"], media["speech"], progress=False, reuse=False, **cloud_config(server))
+    monkeypatch.setenv("SPARK_NB_BUDGET_USD", f"{1.5 * float(first.cost or 0):.2f}")
+    manifest = tmp_path / "rows.csv"
+    with manifest.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["name", "model", "image", "audio"])
+        for name in ("one", "two", "three"):
+            writer.writerow([name, "avatar", media["portrait"], media["speech_mp3" if name == "two" else "speech"]])
+    outcomes = run_batch(manifest, tmp_path / "out", concurrency=1, progress=False)
+    by_name = {o.name: o for o in outcomes}
+    assert by_name["one"].status == "completed" and by_name["one"].reused  # the same inputs as `first`
+    assert by_name["two"].status == "unfinished" and "budget" in (by_name["two"].error or "")
+    assert by_name["three"].status == "completed"  # identical to one: the same job, nothing to pay
+    assert server.stats()["created"] == 1
+    with (tmp_path / "out" / "results.csv").open() as f:
+        assert "budget" in {row["name"]: row for row in csv.DictReader(f)}["two"]["error"]
+
+
+def test_old_local_tasks_are_pruned_by_age_and_size(tmp_path: Path) -> None:
+    """The local backend keeps finished tasks a week and their videos at most a set total, oldest first."""
+    from spark_nb.local._records import TaskRecord
+    from spark_nb.local._shelf import TaskShelf
+
+    shelf, results = TaskShelf(tmp_path / "tasks"), tmp_path / "results"
+    results.mkdir()
+    now = time.time()
+    for name, age, size in [("old", 8 * 86400, 10), ("big", 3600, 3000), ("new", 60, 3000), ("running", 9 * 86400, 0)]:
+        record = TaskRecord(id=name, model="m", urls={}, created_at=now - age, latency=0.0)
+        if name != "running":
+            record.rendered_at = now - age
+            (results / f"{name}.mp4").write_bytes(b"x" * size)
+        shelf.save(record)
+    shelf.prune(results, keep_seconds=7 * 86400, keep_bytes=4000)
+    assert sorted(p.stem for p in results.glob("*.mp4")) == ["new"]  # old: too old; big: past the size, older
+    assert shelf.load("running") is not None and shelf.load("old") is None and shelf.load("new") is not None
