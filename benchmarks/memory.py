@@ -51,6 +51,7 @@ def peak_mb(cmd: list[str], timeout: float = 600) -> tuple[float, float]:
     """Run cmd; (peak RSS of its process tree in MB, sampled every 50 ms; wall seconds)."""
     started = time.perf_counter()
     env = {k: v for k, v in os.environ.items() if k not in ("VTRIX_API_KEY", "SPARK_NB_BACKEND")}
+    env["SPARK_NB_HOME"] = tempfile.mkdtemp(prefix="spark_nb_bench_home_")  # a journal of its own: it really renders
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     peak = 0.0
     while proc.poll() is None:

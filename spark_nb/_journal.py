@@ -21,16 +21,18 @@ import json
 import logging
 import os
 import socket
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._enums import Word
 from ._procs import pid_alive
 from .errors import warn
+
+if TYPE_CHECKING:
+    import sqlite3
 
 logger = logging.getLogger("spark_nb.journal")
 FILENAME = "journal.sqlite"
@@ -86,6 +88,8 @@ def _recovering(method: Callable[..., Any]) -> Callable[..., Any]:
     """Run a Journal method; if the file turns out damaged (not merely busy), start a fresh journal and retry once."""
     @functools.wraps(method)
     def run(self: "Journal", *args: Any, **kwargs: Any) -> Any:
+        import sqlite3
+
         try:
             return method(self, *args, **kwargs)
         except sqlite3.DatabaseError as exc:
@@ -103,6 +107,8 @@ class Journal:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
+        import sqlite3  # here, not at the top: `import spark_nb` stays light
+
         try:
             self._migrate()
         except sqlite3.DatabaseError as exc:
@@ -228,6 +234,8 @@ class Journal:
                        (*fields.values(), time.time(), attempt))
 
     def _connect(self) -> sqlite3.Connection:
+        import sqlite3
+
         db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
         db.execute("PRAGMA busy_timeout = 60000")
         db.execute("PRAGMA synchronous = FULL")  # a created task's id is on disk before anything waits
@@ -242,7 +250,7 @@ class Journal:
                 yield db
                 db.execute("COMMIT")
             except BaseException:
-                with contextlib.suppress(sqlite3.Error):
+                with contextlib.suppress(Exception):  # the transaction may already be gone with the error
                     db.execute("ROLLBACK")
                 raise
             finally:

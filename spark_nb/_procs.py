@@ -7,9 +7,9 @@ machine's memory. Every wait has a timeout, and a timed-out child is killed, not
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
+import functools
 import os
+import resource
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -20,26 +20,31 @@ from typing import Any
 CHILD_MEMORY_BYTES = 3 * 1024**3
 _PR_SET_PDEATHSIG, _SIGKILL = 1, 9
 
-_prctl: Any = None
-if sys.platform.startswith("linux"):
-    try:  # resolved now: the child may call nothing that needs the import machinery or a lock
-        _prctl = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True).prctl
-        import resource as _resource
-    except (OSError, AttributeError, ImportError):  # an unusual libc: children are still timed and killed
-        _prctl = None
+@functools.lru_cache(maxsize=1)
+def _linux_prctl() -> Any:
+    """libc's prctl on Linux (resolved once, before any fork: the child may only call it), else None."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+        import ctypes.util
+
+        return ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True).prctl
+    except (OSError, AttributeError):  # an unusual libc: children are still timed and killed
+        return None
 
 
-def _in_child() -> None:
+def _in_child(prctl: Any = None) -> None:
     """Runs in the child between fork and exec: die with the parent thread, cap the address space."""
-    _prctl(_PR_SET_PDEATHSIG, _SIGKILL)
-    _resource.setrlimit(_resource.RLIMIT_AS, (CHILD_MEMORY_BYTES, CHILD_MEMORY_BYTES))
+    prctl(_PR_SET_PDEATHSIG, _SIGKILL)
+    resource.setrlimit(resource.RLIMIT_AS, (CHILD_MEMORY_BYTES, CHILD_MEMORY_BYTES))
 
 
 def popen(cmd: Sequence[str], **options: Any) -> subprocess.Popen:
     """Start cmd as a bounded child (see the module docstring); options as for subprocess.Popen."""
     options.setdefault("stdin", subprocess.DEVNULL)
-    if _prctl is not None:
-        options["preexec_fn"] = _in_child
+    if (prctl := _linux_prctl()) is not None:
+        options["preexec_fn"] = functools.partial(_in_child, prctl)
     return subprocess.Popen(list(cmd), **options)
 
 
