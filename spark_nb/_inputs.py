@@ -14,12 +14,12 @@ import logging
 import os
 import re
 import tempfile
-import threading
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
 from ._config import InputLimits
 from ._ffmpeg import DecodeReport, MediaFacts, ProbeError, decode_tail, loudest_db, picture_changes, try_decode
+from ._files import write_atomically
 from ._imageheader import claimed_size
 from ._scratch import scratch_dir
 from ._urls import MAX_URL_CHARS, is_http_url, url_scheme
@@ -172,9 +172,7 @@ def _spill(data: bytes, suffix: str, field: MediaField) -> Path:
     suffix = suffix if re.fullmatch(r"\.[A-Za-z0-9]{1,8}", suffix or "") else ""
     path = scratch_dir() / f"{hashlib.sha256(data).hexdigest()[:24]}{suffix}"
     if not path.exists():
-        tmp = path.with_name(path.name + f".{threading.get_ident()}.part")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        write_atomically(path, data)
     return path
 
 

@@ -262,3 +262,18 @@ def test_an_upload_refused_as_too_large_is_an_upload_error(media: dict[str, Path
     with pytest.raises(spark_nb.UploadError, match="HTTP 413") as info:
         avatar.generate(media["portrait"], media["speech"], progress=False, **cloud_config(server))
     assert "size limit" in (info.value.hint or "") and server.stats()["created"] == 0
+
+
+REAL = Path(__file__).parent / "media" / "real"  # real photographs: sources and licences in tests/media/README.md
+
+
+@pytest.mark.parametrize("name,face", [
+    ("portrait_large_face.jpg", True), ("portrait_small_face.jpg", True), ("portrait_offcentre.jpg", True),
+    ("portrait_gray_lowlight.jpg", True), ("portrait_profile_gray.jpg", False),
+])
+def test_the_face_advice_on_real_photographs(name: str, face: bool) -> None:
+    """Real portraits of real people (a face filling the frame, small, off-centre, grey and dark, glasses) pass
+    with no advice; a face in profile gets the "no face found" advice, and is still accepted."""
+    checked = check(REAL / name, AVATAR.fields[0])
+    assert checked.facts is not None and checked.facts.is_still_image
+    assert [a.reason for a in checked.advice] == ([] if face else ["no_face"])

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import _pipeline as pipeline
+from .._files import write_atomically
 from .._journal import JobState, journal_at
 from .._results import Result
 from .._tasks import Task, TaskState
@@ -55,7 +56,7 @@ def submit_or_resume(model: str, inputs: dict[str, str], out_dir: str | Path, *,
     except TaskMayExist as exc:
         write_record(out, _record(name, spec.id, None, RowStatus.UNCERTAIN, error=exc))
         raise
-    _atomic_write(out / TASK_FILE, json.dumps({"task_id": task.id, "model": spec.id, "name": name}))
+    write_atomically(out / TASK_FILE, json.dumps({"task_id": task.id, "model": spec.id, "name": name}), durable=True)
     return task
 
 
@@ -102,7 +103,7 @@ def _await_journal(task: Task, timeout: float) -> None:
 def write_record(out_dir: str | Path, record: dict[str, Any]) -> Path:
     """result.json in out_dir: the machine-readable outcome of the job."""
     path = Path(out_dir) / RESULT_FILE
-    _atomic_write(path, json.dumps(record, indent=2))
+    write_atomically(path, json.dumps(record, indent=2), durable=True)
     return path
 
 
@@ -114,10 +115,3 @@ def _record(name: str, model: str, task_id: str | None, status: RowStatus, *, vi
             "retryable": retryable}
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)

@@ -9,6 +9,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from .._files import write_atomically
 from .._urls import is_http_url
 from ..models import MODELS
 from ._outcome import RowOutcome, RowStatus
@@ -37,10 +38,7 @@ def write_rows_json(out: Path, outcomes: Sequence[RowOutcome]) -> Path:
     rows = [{"name": o.name, "model": o.model, "status": str(o.status), "task_id": o.task_id,
              "video": _relative(o.video, out) or None, "duration": o.duration, "cost": o.cost,
              "notebook": _relative(o.notebook, out) or None, "error": o.error, "reused": o.reused} for o in outcomes]
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps({"rows": rows}, indent=2), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return write_atomically(path, json.dumps({"rows": rows}, indent=2))
 
 
 def write_gallery(out: Path, outcomes: Sequence[RowOutcome]) -> Path:
@@ -68,7 +66,7 @@ body {{ font-family: system-ui, sans-serif; margin: 1.5em; background: #fafafa; 
 </div></body></html>
 """
     path = out / "index.html"
-    path.write_text(page, encoding="utf-8")
+    write_atomically(path, page)
     return path
 
 

@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from .._files import write_atomically
 from ._records import TaskRecord
 
 KEEP_SECONDS = 7 * 24 * 3600.0  # finished tasks (and their videos) are kept a week...
@@ -33,10 +34,7 @@ class TaskShelf:
 
     def save(self, record: TaskRecord) -> None:
         """Write the record atomically (readers never see half of it)."""
-        path = self.folder / f"{record.id}.json"
-        part = path.with_name(f".{path.name}.{os.getpid()}.part")
-        part.write_text(json.dumps(dataclasses.asdict(record)), encoding="utf-8")
-        os.replace(part, path)
+        write_atomically(self.folder / f"{record.id}.json", json.dumps(dataclasses.asdict(record)))
 
     def load(self, task_id: str) -> TaskRecord | None:
         """The record of task_id as last saved, or None (unknown, unreadable, or not a task name)."""
