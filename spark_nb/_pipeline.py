@@ -8,7 +8,7 @@ from typing import Any
 
 from ._backends import api_client
 from ._budget import check_budget
-from ._config import InputLimits, hide_key, resolve
+from ._config import InputLimits, Settings, hide_key, resolve
 from ._inputs import RECOMMENDED_AUDIO_SECONDS, Media, apply_fix, check, ensure_output_dir, normalise, validate
 from ._journal import journal_at
 from ._results import Result
@@ -49,9 +49,14 @@ def _trimmed(item: Media) -> Media:
 
 def call_key(spec: ModelSpec, values: Mapping[str, Any], *, trim_audio: bool = True, **config: Any) -> str:
     """The journal's fingerprint of a call: what submit() with the same arguments looks up."""
-    settings = resolve(**hide_key(config))
-    named = {field.name: normalise(values.get(field.name), field) for field in spec.fields}
-    return fingerprint(spec, settings, describe_inputs(named), trim_audio=trim_audio)
+    return _identify(spec, values, resolve(**hide_key(config)), trim_audio)[1]
+
+
+def _identify(spec: ModelSpec, values: Mapping[str, Any], settings: Settings, trim_audio: bool
+              ) -> tuple[list[dict[str, Any]], str]:
+    """What the journal keeps of the inputs, and the call's fingerprint."""
+    inputs = describe_inputs({field.name: normalise(values.get(field.name), field) for field in spec.fields})
+    return inputs, fingerprint(spec, settings, inputs, trim_audio=trim_audio)
 
 
 def submit(spec: ModelSpec, values: Mapping[str, Any], *, trim_audio: bool = True, reuse: bool = True,
@@ -64,9 +69,7 @@ def submit(spec: ModelSpec, values: Mapping[str, Any], *, trim_audio: bool = Tru
     """
     settings = resolve(**hide_key(config))
     journal = journal_at(settings.home)
-    named = {field.name: normalise(values.get(field.name), field) for field in spec.fields}
-    inputs = describe_inputs(named)
-    key = fingerprint(spec, settings, inputs, trim_audio=trim_audio)
+    inputs, key = _identify(spec, values, settings, trim_audio)
     if reuse and not needs_new_task(earlier := journal.latest(key)):
         assert earlier is not None
         return follow(earlier, journal, spec, settings)

@@ -57,23 +57,23 @@ class Row:
         return digest.hexdigest()
 
 
-def _probe_all_at_once(manifest: Path, records: list[tuple[int, dict[str, str]]]) -> None:
-    """Probe every local media file of the manifest in parallel; the row checks then find the answers cached."""
+def _check_all_at_once(manifest: Path, records: list[tuple[int, dict[str, str]]]) -> None:
+    """Check every distinct local input of the manifest in parallel (ffmpeg probes, sound, motion, faces); the
+    row loop then finds every answer remembered, so a large manifest costs a fraction of its files' checks."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from .._ffmpeg import ProbeError, try_decode
+    fields = {f.name: f for spec in MODELS.values() for f in spec.fields}
+    jobs = {(manifest.parent / value.strip(), column.strip()) for _, record in records
+            for column, value in record.items() if column and column.strip() in fields
+            and value and value.strip() and url_scheme(value.strip()) is None}
 
-    decoded = {f.name for spec in MODELS.values() for f in spec.fields if f.kind in ("audio", "video")}
-    paths = {manifest.parent / value.strip() for _, record in records
-             for column, value in record.items() if column and column.strip() in decoded
-             and value and value.strip() and url_scheme(value.strip()) is None}
-
-    def warm(path: Path) -> None:
-        with contextlib.suppress(ProbeError, OSError):
-            try_decode(path)
+    def warm(job: tuple[Path, str]) -> None:
+        path, column = job
+        with contextlib.suppress(ValidationError, OSError):  # reported, with its row, by the loop
+            check(str(path), fields[column])
 
     with ThreadPoolExecutor(max_workers=4) as pool:
-        list(pool.map(warm, sorted(p for p in paths if p.is_file())))
+        list(pool.map(warm, sorted(jobs)))
 
 
 def columns() -> tuple[str, ...]:
@@ -97,7 +97,7 @@ def read_manifest(path: str | Path) -> list[Row]:
     if missing:
         raise ManifestError(path, [(f"row 1: missing column(s) {', '.join(missing)}; "
                                     f"the columns are {', '.join(known)}")])
-    _probe_all_at_once(path, records)
+    _check_all_at_once(path, records)
     rows, problems, seen = [], [], {}
     for number, record in records:
         cells = {k.strip(): (v or "").strip() for k, v in record.items() if k is not None}
