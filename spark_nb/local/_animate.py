@@ -91,6 +91,12 @@ class Animator:
                 self._open_mouth(frame, min(1.0, opening))
             if closure > 0.01:
                 self._blink(frame, min(1.0, closure))
+        return self._place(frame, pose)
+
+    # -- the pose: where the head is -------------------------------------------------------------------
+
+    def _place(self, frame: np.ndarray, pose: Pose) -> np.ndarray:
+        """frame with the head moved to pose."""
         matrix = cv2.getRotationMatrix2D(self.centre, math.degrees(pose.angle), pose.scale)
         matrix[:, 2] += (pose.dx * self.unit, pose.dy * self.unit)
         h, w = frame.shape[:2]
