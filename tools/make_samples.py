@@ -82,12 +82,12 @@ def driving_video(out: Path, speech: Path) -> None:
         raise SystemExit("the drawn face is not detected; adjust drawn_face()")
     samples = signals.decode_audio(speech)
     count = round(len(samples) / signals.SAMPLE_RATE * FPS)
-    opening = signals.loudness_envelope(samples, count, FPS)
+    mouth = signals.mouth_shapes(samples, count, FPS)
     closure = signals.blinks(count, FPS, seed=3)
     animator = Animator(face, layout)
     with VideoEncoder(out, face.shape[1], face.shape[0], count, speech) as encoder:
         for i in range(count):
-            encoder.write(animator.frame(opening[i], closure[i], head_path(i / FPS, count / FPS)))
+            encoder.write(animator.frame(mouth[i], closure[i], head_path(i / FPS, count / FPS)))
 
 
 def main(astronaut: str) -> None:

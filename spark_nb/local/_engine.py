@@ -7,7 +7,6 @@ flat however long the input.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import subprocess
 from collections.abc import Callable, Mapping
@@ -20,14 +19,14 @@ from .._ffmpeg import MediaFacts, ProbeError, ffmpeg_exe, ffmpeg_input, try_deco
 from .._imageheader import claimed_size
 from ..models import MediaKind, RendererName
 from . import _signals as signals
-from ._tracking import FaceTracker, Pose, analyse
+from ._driving import analyse_driving
+from ._tracking import analyse
 
 FPS = 25
 LONGEST_SIDE = 512
 STILL_SECONDS = 3.0
 MAX_SECONDS = 600.0
 MAX_IMAGE_SIDE = 4096
-ANALYSIS_WIDTH = 320  # driving videos are analysed at this width: enough for Haar and optical flow
 ProgressCallback = Callable[[float], None]
 
 
@@ -63,39 +62,45 @@ def render_avatar(image: Path, audio: Path, out: Path, *, longest_side: int = LO
     portrait = _load_portrait(image, longest_side)
     count = max(1, round(duration * FPS))
     try:
-        opening = signals.loudness_envelope(signals.decode_audio(audio), count, FPS)
+        mouth = signals.mouth_shapes(signals.decode_audio(audio), count, FPS)
     except ValueError as exc:
         raise RenderError(f"could not be decoded: {exc}", "audio") from exc
     closure = signals.blinks(count, FPS)
+    poses = signals.head_motion(mouth, FPS)
     from ._animate import Animator
 
     animator = Animator(portrait, analyse(portrait))
     with VideoEncoder(out, portrait.shape[1], portrait.shape[0], count, audio) as encoder:
         for i in range(count):
-            encoder.write(animator.frame(opening[i], closure[i], signals.sway(i, FPS, opening[i])))
+            encoder.write(animator.frame(mouth[i], closure[i], poses[i]))
             _report(on_progress, i + 1, count)
     return count / FPS
 
 
 def render_imitation(image: Path, driving_video: Path, out: Path, *, longest_side: int = LONGEST_SIDE,
                      max_seconds: float = MAX_SECONDS, on_progress: ProgressCallback | None = None) -> float:
-    """The character performing the driving video's head motion and mouth, as long as it, with its audio."""
+    """The character performing the driving video's head motion, mouth and blinks, as long as it, with its audio."""
     info = _header(driving_video, "video")
     if not info.has_video or info.is_still_image or not info.duration:
         raise RenderError("has no video stream", "video")
+    if not info.width or not info.height:
+        raise RenderError("has no readable frame size", "video")
     _within(info.duration, max_seconds, "video")
     portrait = _load_portrait(image, longest_side)
     count = max(1, round(info.duration * FPS))
-    motion = analyse_driving(driving_video, count, lambda f: _report(on_progress, f * 0.4, 1.0))
-    closure = signals.blinks(count, FPS)
+    try:
+        motion = analyse_driving(driving_video, count, (info.width, info.height),
+                                 lambda f: _report(on_progress, f * 0.3, 1.0))
+    except ValueError as exc:
+        raise RenderError(str(exc), "video") from exc
     from ._animate import Animator
 
     animator = Animator(portrait, analyse(portrait))
     audio = driving_video if info.has_audio else None
     with VideoEncoder(out, portrait.shape[1], portrait.shape[0], count, audio) as encoder:
         for i in range(count):
-            encoder.write(animator.frame(motion.mouth[i], closure[i], motion.poses[i]))
-            _report(on_progress, 0.4 + 0.6 * (i + 1) / count, 1.0)
+            encoder.write(animator.frame(float(motion.mouth[i]), float(motion.closure[i]), motion.poses[i]))
+            _report(on_progress, 0.3 + 0.7 * (i + 1) / count, 1.0)
     return count / FPS
 
 
@@ -105,99 +110,15 @@ def render_still(image: Path, out: Path, *, seconds: float = STILL_SECONDS, long
     portrait = _load_portrait(image, longest_side)
     count = max(1, round(seconds * FPS))
     closure = signals.blinks(count, FPS)
+    poses = signals.head_motion(np.zeros(count), FPS)  # no speech: the idle sway alone
     from ._animate import Animator
 
     animator = Animator(portrait, analyse(portrait))
     with VideoEncoder(out, portrait.shape[1], portrait.shape[0], count, None) as encoder:
         for i in range(count):
-            encoder.write(animator.frame(0.0, closure[i], signals.sway(i, FPS, 0.0)))
+            encoder.write(animator.frame(0.0, closure[i], poses[i]))
             _report(on_progress, i + 1, count)
     return count / FPS
-
-
-@dataclasses.dataclass(frozen=True)
-class DrivingMotion:
-    """Per output frame: the driving face's pose relative to its first frame, and its mouth opening (0..1)."""
-
-    poses: list[Pose]
-    mouth: np.ndarray
-    face_found: bool
-
-
-def analyse_driving(video: Path, count: int, on_progress: ProgressCallback | None = None) -> DrivingMotion:
-    """Track the driving video's face over count frames at 25 fps (decoded small and grey, streamed)."""
-    # -t: however the timestamps jump, the analysis never decodes past the length it was asked for
-    cmd = [ffmpeg_exe(), "-nostdin", "-v", "error", "-t", f"{count / FPS + 1:.3f}", "-i", ffmpeg_input(video), "-an",
-           "-vf",
-           f"fps={FPS},scale={ANALYSIS_WIDTH}:-2", "-pix_fmt", "gray", "-f", "rawvideo", "-"]
-    info = _header(video, "video")
-    width = ANALYSIS_WIDTH
-    height = int(round(info.height * ANALYSIS_WIDTH / info.width / 2) * 2) if info.width and info.height else 0
-    if not height:
-        raise RenderError("has no readable frame size", "video")
-    poses: list[Pose] = []
-    darkness: list[float] = []
-    tracker: FaceTracker | None = None
-    proc = _procs.popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    try:
-        while len(poses) < count:
-            raw = proc.stdout.read(width * height)  # type: ignore[union-attr]
-            if len(raw) < width * height:
-                break
-            gray = np.frombuffer(raw, dtype=np.uint8).reshape(height, width)
-            if tracker is None:
-                tracker = FaceTracker(gray)
-                poses.append(Pose())
-            else:
-                poses.append(tracker.update(gray))
-            darkness.append(_mouth_darkness(gray, tracker) if tracker.found else 0.0)
-            if on_progress and len(poses) % 10 == 0:
-                on_progress(len(poses) / count)
-    finally:
-        proc.kill()
-        proc.wait()
-        if proc.stdout:
-            proc.stdout.close()
-    if not poses:
-        raise RenderError("has no decodable frames", "video")
-    poses += [poses[-1]] * (count - len(poses))  # fps rounding can leave a frame or two short
-    darkness += [darkness[-1]] * (count - len(darkness))
-    found = bool(tracker and tracker.found)
-    return DrivingMotion(poses=_steady(poses), mouth=_normalise(np.array(darkness)) if found else np.zeros(count),
-                         face_found=found)
-
-
-def _mouth_darkness(gray: np.ndarray, tracker: FaceTracker) -> float:
-    """How much of the lips' box is darker than the skin around it: grows as the mouth opens."""
-    box = tracker.mouth_box()
-    y0, y1 = int(max(0, box.y - 0.3 * box.h)), int(min(gray.shape[0], box.y + 1.6 * box.h))
-    x0, x1 = int(max(0, box.x)), int(min(gray.shape[1], box.x + box.w))
-    region = gray[y0:y1, x0:x1]
-    if region.size < 16:
-        return 0.0
-    skin = float(np.percentile(region, 80))
-    return float(np.mean(region < 0.55 * skin))
-
-
-def _normalise(values: np.ndarray) -> np.ndarray:
-    low, high = np.percentile(values, 10), np.percentile(values, 97)
-    if high - low < 0.02:
-        return np.zeros_like(values)
-    return signals.smooth(np.clip((values - low) / (high - low), 0.0, 1.0), attack=0.8, release=0.5)
-
-
-def _steady(poses: list[Pose], keep: float = 0.6) -> list[Pose]:
-    """Remove tracking jitter with a light exponential filter, and clamp to sane ranges."""
-    out: list[Pose] = []
-    previous = poses[0]
-    for pose in poses:
-        mixed = Pose(*(keep * a + (1 - keep) * b for a, b in zip(dataclasses.astuple(pose),
-                                                                 dataclasses.astuple(previous))))
-        mixed = Pose(max(-1.5, min(1.5, mixed.dx)), max(-1.5, min(1.5, mixed.dy)),
-                     max(0.6, min(1.6, mixed.scale)), max(-0.5, min(0.5, mixed.angle)))
-        out.append(mixed)
-        previous = mixed
-    return out
 
 
 class VideoEncoder:

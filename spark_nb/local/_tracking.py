@@ -1,11 +1,9 @@
-"""Face analysis for the renderer: where a portrait's eyes and mouth are, and how a face moves through a video."""
+"""Face analysis for the renderer: where a portrait's eyes and mouth are, and the Pose a head is given."""
 
 from __future__ import annotations
 
 import dataclasses
-import math
 
-import cv2
 import numpy as np
 
 from .._faces import Box, cascade, find_face, to_gray
@@ -65,93 +63,3 @@ class Pose:
     dy: float = 0.0
     scale: float = 1.0
     angle: float = 0.0  # radians, positive = counter-clockwise in the image
-
-
-class FaceTracker:
-    """Follows one face through a video: optical flow on face features, corrected by Haar detections.
-
-    Optical flow (Lucas-Kanade) gives smooth translation, scale and rotation between frames; detections pull
-    position and size back when flow drifts; frames where both fail keep the last pose.
-    """
-
-    def __init__(self, first_gray: np.ndarray) -> None:
-        self.face0 = find_face(first_gray)
-        self.found = self.face0 is not None
-        h, w = first_gray.shape[:2]
-        self._face = self.face0 or Box(w * 0.25, h * 0.2, w * 0.5, h * 0.5)
-        self._prev = first_gray
-        self._points = self._features(first_gray, self._face)
-        self._transform = np.eye(3)  # first frame -> current frame
-        self.detections = 0
-
-    @staticmethod
-    def _features(gray: np.ndarray, face: Box) -> np.ndarray | None:
-        mask = np.zeros_like(gray)
-        cv2.rectangle(mask, (int(face.x), int(face.y)), (int(face.x + face.w), int(face.y + face.h)), 255, -1)
-        return cv2.goodFeaturesToTrack(gray, maxCorners=60, qualityLevel=0.01, minDistance=4, mask=mask)
-
-    def update(self, gray: np.ndarray, *, detect: bool = True) -> Pose:
-        """The pose in this frame (call once per frame, in order)."""
-        step = self._flow_step(gray)
-        if step is not None:
-            self._transform = step @ self._transform
-        face = self._current_face()
-        if detect:
-            seen = find_face(gray, min_fraction=0.5 * self._face.w / max(gray.shape[:2]))
-            if seen is not None and abs(seen.cx - face.cx) < face.w and 0.6 < seen.w / face.w < 1.6:
-                self.detections += 1
-                self._pull_towards(seen, face, weight=0.25 if step is not None else 1.0)
-        self._prev = gray
-        if self._points is None or len(self._points) < 12:
-            self._points = self._features(gray, self._current_face())
-        return self.pose()
-
-    def _flow_step(self, gray: np.ndarray) -> np.ndarray | None:
-        if self._points is None or len(self._points) < 6:
-            return None
-        moved, status, _ = cv2.calcOpticalFlowPyrLK(self._prev, gray, self._points, None, winSize=(21, 21),
-                                                    maxLevel=3)
-        good = status.reshape(-1) == 1
-        if good.sum() < 6:
-            self._points = None
-            return None
-        matrix, inliers = cv2.estimateAffinePartial2D(self._points[good], moved[good], method=cv2.RANSAC,
-                                                      ransacReprojThreshold=2.0)
-        if matrix is None:
-            self._points = None
-            return None
-        keep = inliers.reshape(-1).astype(bool)
-        self._points = moved[good][keep].reshape(-1, 1, 2)
-        return np.vstack([matrix, [0.0, 0.0, 1.0]])
-
-    def _current_face(self) -> Box:
-        scale, cx, cy = self._scale(), *self._apply(self._face.cx, self._face.cy)
-        return Box(cx - self._face.w * scale / 2, cy - self._face.h * scale / 2, self._face.w * scale,
-                   self._face.h * scale)
-
-    def _apply(self, x: float, y: float) -> tuple[float, float]:
-        px, py, _ = self._transform @ np.array([x, y, 1.0])
-        return float(px), float(py)
-
-    def _scale(self) -> float:
-        return float(math.hypot(self._transform[0, 0], self._transform[1, 0]))
-
-    def _pull_towards(self, seen: Box, face: Box, weight: float) -> None:
-        """Blend the tracked centre and size towards a detection (a complementary filter against drift)."""
-        ratio = (seen.w / face.w) ** weight
-        shift_x, shift_y = (seen.cx - face.cx) * weight, (seen.cy - face.cy) * weight
-        cx, cy = face.cx, face.cy
-        correction = np.array([[ratio, 0, cx - ratio * cx + shift_x], [0, ratio, cy - ratio * cy + shift_y],
-                               [0, 0, 1.0]])
-        self._transform = correction @ self._transform
-
-    def pose(self) -> Pose:
-        """The current pose relative to the first frame."""
-        cx, cy = self._apply(self._face.cx, self._face.cy)
-        angle = math.atan2(self._transform[1, 0], self._transform[0, 0])
-        return Pose(dx=(cx - self._face.cx) / self._face.w, dy=(cy - self._face.cy) / self._face.w,
-                    scale=self._scale(), angle=-angle)
-
-    def mouth_box(self) -> Box:
-        """Where the tracked face's lips are now."""
-        return mouth_of(self._current_face())
