@@ -21,7 +21,7 @@ from spark_nb.local._tracking import analyse
 ROOT = Path(__file__).resolve().parent.parent
 REAL = ROOT / "tests" / "media" / "real"
 OUT = ROOT / "docs" / "images"
-HEIGHT = 150
+TILE = (180, 135)  # every frame of a strip is fitted into this (width, height)
 
 
 def frames_at(video: Path, wanted: list[int]) -> list[np.ndarray]:
@@ -40,18 +40,21 @@ def frames_at(video: Path, wanted: list[int]) -> list[np.ndarray]:
 
 
 def fit(frame: np.ndarray) -> np.ndarray:
-    """frame scaled to the strip's height."""
-    return cv2.resize(frame, (round(frame.shape[1] * HEIGHT / frame.shape[0]), HEIGHT), interpolation=cv2.INTER_AREA)
+    """frame scaled to fit a TILE (width, height) and centred on black, so every row lines up."""
+    scale = min(TILE[0] / frame.shape[1], TILE[1] / frame.shape[0])
+    small = cv2.resize(frame, (round(frame.shape[1] * scale), round(frame.shape[0] * scale)),
+                       interpolation=cv2.INTER_AREA)
+    tile = np.zeros((TILE[1], TILE[0], 3), np.uint8)
+    y, x = (TILE[1] - small.shape[0]) // 2, (TILE[0] - small.shape[1]) // 2
+    tile[y:y + small.shape[0], x:x + small.shape[1]] = small
+    return tile
 
 
 def strip(rows: list[list[np.ndarray]], labels: list[str], out: Path) -> None:
-    """Rows of frames, each frame labelled, written as a JPEG."""
-    lines = [np.hstack([fit(f) for f in row]) for row in rows]
-    width = max(line.shape[1] for line in lines)
-    sheet = np.vstack([np.pad(line, ((0, 0), (0, width - line.shape[1]), (0, 0))) for line in lines])
-    step = width / len(labels)
+    """Rows of frames, each column labelled, written as a JPEG."""
+    sheet = np.vstack([np.hstack([fit(f) for f in row]) for row in rows])
     for k, label in enumerate(labels):
-        cv2.putText(sheet, label, (int(k * step) + 4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (0, 255, 255), 1,
+        cv2.putText(sheet, label, (k * TILE[0] + 4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (0, 255, 255), 1,
                     cv2.LINE_AA)
     cv2.imwrite(str(out), sheet, [cv2.IMWRITE_JPEG_QUALITY, 80])
 
@@ -74,7 +77,7 @@ def main() -> None:
         face = layout.face  # the lower half of the face, enlarged: the mouth is what changes
         y0, y1 = int(face.cy - 0.1 * face.h), int(face.y + 1.25 * face.h)
         x0, x1 = int(face.cx - 0.6 * face.w), int(face.cx + 0.6 * face.w)
-        picks = [0, 12, 20, 28, 36, 44, 52, 60, 70, 80]
+        picks = [0, 12, 20, 28, 36, 44, 52, 60, 70]
         talking_rows.append([f[max(0, y0):y1, max(0, x0):x1] for f in frames_at(video, picks)])
         labels = [f"frame {i}" for i in picks]
     strip(talking_rows, labels, OUT / "engine-avatar-real.jpg")
