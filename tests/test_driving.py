@@ -149,3 +149,33 @@ def test_without_a_face_the_whole_picture_moves_inside_its_zoom() -> None:
     out = HeadWarp(image.shape, None).apply(image, Pose(dx=5, dy=-5, scale=2.0, angle=1.0), unit=60)
     for strip in (out[0], out[-1], out[:, 0], out[:, -1]):
         assert np.abs(np.diff(strip.astype(int), axis=0)).mean() > 20  # replicated edges would be flat
+
+
+def test_a_crowd_of_faces_keeps_memory_bounded() -> None:
+    """Twelve real faces that change places every few frames: at most MAX_LIVE tracks are followed at once,
+    and what the analysis keeps grows with frames x MAX_LIVE, not with the faces the video throws at it."""
+    import cv2
+    from PIL import Image
+
+    from spark_nb._faces import find_face
+    from spark_nb.local._driving import MAX_LIVE, _Collector
+
+    photo = np.asarray(Image.open(REAL / "portrait_small_face.jpg").convert("L"))
+    box = find_face(photo)
+    assert box is not None
+    face = cv2.resize(photo[int(box.y):int(box.y + box.h), int(box.x):int(box.x + box.w)], (56, 56))
+    rng = np.random.default_rng(1)
+    collector = _Collector(240, 180)
+    most_live = 0
+    for index in range(150):
+        if index % 6 == 0:
+            frame = np.full((180, 240), 128, np.uint8)
+            for k, (row, col) in enumerate((r, c) for r in range(3) for c in range(4)):
+                y, x = row * 60 + int(rng.integers(0, 4)), col * 60 + int(rng.integers(0, 4))
+                frame[y:y + 56, x:x + 56] = np.roll(face, k, axis=1) if rng.random() < 0.5 else face
+        collector.add(frame)
+        most_live = max(most_live, len(collector._live))
+    collector.finish()
+    assert most_live == MAX_LIVE  # the crowd really filled the slots
+    kept = sum(len(t.boxes) for t in collector.tracks)
+    assert kept <= 150 * MAX_LIVE

@@ -38,6 +38,8 @@ WIDTH = 240  # driving frames are analysed this wide: faces down to a ninth of t
 STRIDE = 3  # a full face detection every STRIDE frames; the analysis is offline, so it interpolates between
 MAX_GAP = 12  # frames a face may go unseen (a turn, a hand) and still be the same track
 TILTS = (0, 15, -15, 30, -30)  # degrees: a face the upright search misses is looked for tilted
+MAX_LIVE = 6  # faces followed at once (a crowd, or a texture full of false faces, keeps only the largest)
+MIN_SEEN = 3  # detections a track needs to be kept: fewer is a false face, never followed
 CUT = 0.4  # histogram distance (0..1) between consecutive frames that marks a hard cut
 BLANK = 14  # mean grey level under which a frame shows nothing (a fade from or to black)
 REACH = (0.18, 0.12, 0.1, 0.14)  # the largest head motion passed on: x, y in face widths, log size, tilt
@@ -155,7 +157,8 @@ class _Collector:
                  cascade("haarcascade_frontalface_default.xml").detectMultiScale(
                      equalised, scaleFactor=1.2, minNeighbors=4, minSize=(side, side))]
         boxes = [b for b in boxes if all(math.hypot(b.cx - u.cx, b.cy - u.cy) > 0.5 * u.w for u in updated)]
-        for box in boxes:
+        room = max(0, MAX_LIVE - len(self._live))
+        for box in sorted(boxes, key=lambda b: -b.w)[:room]:
             track = _Track(first=index, boxes=[], angles=[], mouth=[], eyes=[], seen=[])
             self._extend(track, index, box, 0.0)
             self._live.append(track)
@@ -184,7 +187,8 @@ class _Collector:
         for track in list(self._live):
             if force or index - track.last > MAX_GAP:
                 self._live.remove(track)
-                self.tracks.append(track)
+                if len(track.seen) >= MIN_SEEN:
+                    self.tracks.append(track)
 
     def finish(self) -> None:
         self._close_stale(self.frames, force=True)
@@ -284,7 +288,8 @@ def motion_of(tracks: list[_Track], cuts: list[int], analysed: int, count: int, 
 
 def _followed(tracks: list[_Track], start: int, end: int) -> list[_Track]:
     """The tracks to follow in the shot [start, end): the heaviest first, then others in the time left."""
-    inside = sorted((t for t in tracks if start <= t.first < end and len(t.seen) >= 3), key=lambda t: -t.weight)
+    inside = sorted((t for t in tracks if start <= t.first < end and len(t.seen) >= MIN_SEEN),
+                    key=lambda t: -t.weight)
     chosen: list[_Track] = []
     for track in inside:
         if all(track.last < other.first or track.first > other.last for other in chosen):
