@@ -19,9 +19,14 @@ MEDIA = Path(__file__).parent / "media"
 TEST_KEY = "sk-test-0123456789abcdefSECRET"
 
 
+# A guard against a hung tool, not a speed test: a 2-core machine running kernels and renders beside the
+# tests can take many times the usual few seconds, and a limit that fires then is a flaky test.
+TOOL_TIMEOUT_S = 240
+
+
 def ffmpeg(*args: str) -> None:
     """Run the bundled ffmpeg quietly, failing the test on error."""
-    subprocess.run([ffmpeg_exe(), "-y", "-nostdin", "-v", "error", *args], check=True, timeout=60)
+    subprocess.run([ffmpeg_exe(), "-y", "-nostdin", "-v", "error", *args], check=True, timeout=TOOL_TIMEOUT_S)
 
 
 def draw_portrait(path: Path, size: tuple[int, int] = (480, 600)) -> Path:

@@ -189,7 +189,7 @@ def loudness_db_per_frame(video: Path, count: int, fps: int = 25, rate: int = 16
     from spark_nb._ffmpeg import ffmpeg_exe
 
     raw = subprocess.run([ffmpeg_exe(), "-nostdin", "-v", "error", "-i", str(video), "-vn", "-ac", "1", "-ar",
-                          str(rate), "-f", "s16le", "-"], capture_output=True, check=True, timeout=60).stdout
+                          str(rate), "-f", "s16le", "-"], capture_output=True, check=True, timeout=240).stdout
     pcm = np.frombuffer(raw, dtype=np.int16).astype(np.float64)
     hop = rate // fps
     pcm = np.pad(pcm, (0, max(0, count * hop - len(pcm))))

@@ -14,6 +14,8 @@ from spark_nb.local._driving import EASE, REACH, _Track, analyse_driving, motion
 from spark_nb.local._headwarp import HeadWarp
 from spark_nb.local._tracking import Pose
 
+from .conftest import TOOL_TIMEOUT_S
+
 REAL = Path(__file__).parent / "media" / "real"
 
 
@@ -95,7 +97,7 @@ def _encode(frames: np.ndarray, out: Path) -> Path:
     h, w = frames.shape[1:3]
     subprocess.run([ffmpeg_exe(), "-y", "-v", "error", "-f", "rawvideo", "-pix_fmt", "gray", "-s", f"{w}x{h}",
                     "-r", "25", "-i", "-", "-pix_fmt", "yuv420p", str(out)], input=frames.tobytes(), check=True,
-                   timeout=60)
+                   timeout=TOOL_TIMEOUT_S)
     return out
 
 

@@ -17,7 +17,7 @@ from spark_nb._ffmpeg import ffmpeg_exe, read_header, try_decode
 from spark_nb.local._engine import _load_portrait, render_avatar, render_imitation
 from spark_nb.local._tracking import analyse, find_face
 
-from .conftest import cloud_config
+from .conftest import TOOL_TIMEOUT_S, cloud_config
 
 MOUTH_CORRELATION = 0.8  # reached: 0.96 (Pearson, mouth darkness vs the output audio's loudness in dB)
 TRACK_CORRELATION = 0.8  # reached: about 0.95 (x) and 0.87 (y)
@@ -39,7 +39,7 @@ def frames_of(video: Path) -> list[np.ndarray]:
 def loudness_db_per_frame(video: Path, count: int) -> np.ndarray:
     """Loudness in dB of a file's audio track per 40 ms video frame (computed here, not by the engine)."""
     raw = subprocess.run([ffmpeg_exe(), "-v", "error", "-i", str(video), "-vn", "-ac", "1", "-ar", "16000",
-                          "-f", "s16le", "-"], capture_output=True, check=True, timeout=60).stdout
+                          "-f", "s16le", "-"], capture_output=True, check=True, timeout=TOOL_TIMEOUT_S).stdout
     pcm = np.frombuffer(raw, dtype=np.int16).astype(np.float64)
     hop = 16000 // 25
     rms = np.array([np.sqrt(np.mean(pcm[i * hop:(i + 1) * hop] ** 2)) for i in range(count)])

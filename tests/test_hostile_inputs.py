@@ -33,7 +33,7 @@ from spark_nb import _inputs as inputs
 from spark_nb import avatar, imitator
 from spark_nb.local import LocalServer
 
-from .conftest import cloud_config, ffmpeg
+from .conftest import TOOL_TIMEOUT_S, cloud_config, ffmpeg
 
 CALL_LIMIT_S = 10.0  # "no hang": every call returns (or raises) within this
 COUNTERS = ("created", "uploads", "polls", "downloads")
@@ -461,7 +461,7 @@ def test_a_huge_picture_given_as_audio_or_video_is_refused_without_decoding_it(
     assert time.monotonic() - started < 5.0
     assert "16000x16000" in str(error)
     out = subprocess.run([sys.executable, "-c", CHILD_PEAK, str(bomb)], capture_output=True, text=True,
-                         timeout=60, check=True).stdout.split()
+                         timeout=TOOL_TIMEOUT_S, check=True).stdout.split()
     assert out[0] == "refused:"
     assert int(out[-1]) < 200 * 1024, f"ffmpeg peaked at {int(out[-1]) // 1024} MB"  # ru_maxrss is in KB
 

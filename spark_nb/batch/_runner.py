@@ -6,8 +6,10 @@ import contextlib
 import dataclasses
 import os
 import signal
+import tempfile
 import threading
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor, as_completed, wait
 from pathlib import Path
 from typing import Any
@@ -143,6 +145,11 @@ class _Run:
         class TrackedKernelManager(AsyncKernelManager):  # type: ignore[misc]
             def __init__(self, **kwargs: Any) -> None:
                 super().__init__(**kwargs)
+                if os.name == "posix":
+                    # Unix sockets instead of TCP on loopback: reachable only through the file system, and
+                    # ipykernel no longer warns "running over TCP without encryption" once per row
+                    self.transport = "ipc"
+                    self.ip = os.path.join(tempfile.gettempdir(), f"spark_nb-kernel-{uuid.uuid4().hex[:16]}")
                 mine.append(self)
                 kernels.add(self)
 
