@@ -13,6 +13,7 @@ import glob
 import json
 import logging
 import os
+import re
 import sys
 import threading
 import time
@@ -54,9 +55,14 @@ MAX_TASK_ID_CHARS = 200
 MESSAGE_CHARS = 300  # of the server's text in an error message; the whole body stays on APIError.body
 BODY_CHARS = 4000
 _REQUEST_ID_HEADERS = ("x-request-id", "request-id", "x-amzn-requestid", "cf-ray")
+BALANCE_HINT = "top up your Vtrix balance, then submit again"
+# 402 (code 40201, "insufficient credits") and a 403 for balance are the same refusal: one error, one hint
+_BALANCE_CODES = frozenset({"40201"})
+_BALANCE_WORDS = re.compile(r"\b(balance|credits?|insufficient funds|top[ -]?up)\b", re.IGNORECASE)
+ACCOUNT_STATUSES = frozenset({401, 402, 403})  # the key or the account: never a task-level error, whatever the body
 _STATUS_ERRORS: dict[int, tuple[type[APIError], str]] = {
     401: (AuthenticationError, "set VTRIX_API_KEY (or api_key=) to a valid key from Vtrix's API Key Management page"),
-    402: (PermissionDeniedError, "top up your Vtrix balance"),
+    402: (PermissionDeniedError, BALANCE_HINT),
     403: (PermissionDeniedError, "check your Vtrix balance and the key's permissions"),
     404: (NotFoundError, "check the task id, and that base URL and backend are the ones that created it"),
     429: (RateLimitError, "too many requests: lower the concurrency or wait a minute"),
@@ -98,6 +104,17 @@ def _server_message(data: Any, response: httpx.Response) -> str:
     return response.reason_phrase or f"HTTP {response.status_code}"
 
 
+def _about_balance(data: Any, message: str) -> bool:
+    """The answer refuses for want of credit: a balance code (top level or in `error`, a string or a number) or
+    words saying so in its message."""
+    error = data.get("error") if isinstance(data, dict) else None
+    codes = [data.get("code") if isinstance(data, dict) else None, error.get("code") if isinstance(error, dict) else None]
+    if any(isinstance(code, (str, int)) and not isinstance(code, bool) and str(code).strip() in _BALANCE_CODES
+           for code in codes):
+        return True
+    return bool(_BALANCE_WORDS.search(message))
+
+
 def api_error(response: httpx.Response, what: str, key: Secret | None, task_id: str | None = None) -> APIError:
     """The APIError subclass for an HTTP error answer: a hint, the request id, and the body with the key redacted."""
     status = response.status_code
@@ -108,7 +125,10 @@ def api_error(response: httpx.Response, what: str, key: Secret | None, task_id: 
         text = response.text[:BODY_CHARS]
     except (httpx.ResponseNotRead, UnicodeDecodeError):  # a streamed answer: its body was not read
         text = ""
-    message = Secret.redact(_server_message(_body(response) if text else None, response), key)[:MESSAGE_CHARS]
+    data = _body(response) if text else None
+    message = Secret.redact(_server_message(data, response), key)[:MESSAGE_CHARS]
+    if status == 403 and _about_balance(data, message):
+        hint = BALANCE_HINT
     request_id = next((response.headers[h] for h in _REQUEST_ID_HEADERS if h in response.headers), None)
     return cls(f"{what} failed: HTTP {status}: {message}", status_code=status, hint=hint, task_id=task_id,
                request_id=Secret.redact(request_id, key)[:200] if request_id else None,
@@ -209,6 +229,8 @@ class ApiClient:
         data = _body(response)
         if response.status_code >= 500 or 300 <= response.status_code < 400:
             raise self._may_exist(model, submitted_at, f"the service answered HTTP {response.status_code}")
+        if response.status_code in ACCOUNT_STATUSES:  # e.g. 402 {"error": "insufficient credits"}: not a task's error
+            raise api_error(response, "creating the task", self._key)
         if isinstance(data, dict) and not data.get("id") and data.get("error"):
             raise task_failure(data["error"], None, model)  # refused before a task existed
         if response.status_code >= 400:

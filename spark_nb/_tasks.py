@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import logging
@@ -52,21 +51,44 @@ class TaskState:
         """Read a task object as the protocol page describes it, trusting none of its types.
 
         The id is always the one we asked about: an answer naming another task (or a path) changes nothing.
+        progress is a number or a string spelling one (as_number), clamped to 0..1 ("2.5" reads as 1.0, "-1" as
+        0.0); anything else (NaN, "abc", a list) reads as None, i.e. unknown.
         """
-        progress = raw.get("progress")
-        if isinstance(progress, str):  # "numbers that arrive as strings" (protocol page)
-            with contextlib.suppress(ValueError):
-                progress = float(progress)
-        if not isinstance(progress, (int, float)) or isinstance(progress, bool) or not math.isfinite(progress):
-            progress = None
+        progress = as_number(raw.get("progress"))
         status, answered_model = raw.get("status"), raw.get("model")
         return cls(
             id=task_id,
             model=answered_model if isinstance(answered_model, str) and answered_model else model,
             status=status.lower()[:40] if isinstance(status, str) and status else "pending",
-            progress=None if progress is None else min(1.0, max(0.0, float(progress))),
+            progress=None if progress is None else min(1.0, max(0.0, progress)),
             raw=raw,
         )
+
+    @property
+    def content(self) -> dict[str, Any]:
+        """The result's content item (output[0].content[0]) when the answer has one as an object, else {}."""
+        try:
+            item = self.raw["output"][0]["content"][0]
+        except (KeyError, IndexError, TypeError):
+            return {}
+        return item if isinstance(item, dict) else {}
+
+    @property
+    def announced_size(self) -> int | None:
+        """The video's size in bytes as the task announces it (`size`), or None when absent or not a size.
+
+        Only a whole number of bytes above zero counts ("-5", "12.5", 0, "abc" are ignored): the download is then
+        bounded by the result cap and checked by decoding instead of by its size.
+        """
+        size = as_number(self.content.get("size"))
+        return int(size) if size is not None and size > 0 and size.is_integer() else None
+
+    @property
+    def announced_duration(self) -> float | None:
+        """The video's length in seconds as the task announces it (`duration`, often a string), for information
+        only (Result.duration is measured on the file); None when absent, negative or not a number."""
+        duration = as_number(self.content.get("duration"))
+        return duration if duration is not None and duration >= 0 else None
 
     @property
     def done(self) -> bool:
@@ -195,8 +217,8 @@ class Task:
     def _elapsed(self, state: TaskState) -> float:
         if self.initial is not None:  # submitted here: our own clock is exact, the service's is whole seconds
             return time.monotonic() - self.started
-        created = state.raw.get("created_at")
-        if isinstance(created, (int, float)) and 0 <= time.time() - created < 86400:
+        created = as_number(state.raw.get("created_at"))
+        if created is not None and 0 <= time.time() - created < 86400:
             return time.time() - created
         return time.monotonic() - self.started
 
@@ -231,17 +253,16 @@ def result_path(output_dir: Path, task_id: str) -> Path:
 def download_result(client: Callable[[], ApiClient], state: TaskState, output_dir: Path, *, deadline: float,
                     saved: Path | None = None) -> Result:
     """Download a completed task's video into output_dir by deadline, unless it is already there intact (at saved,
-    or from an earlier download); client() is asked for only when a download is needed."""
-    try:
-        content = state.raw["output"][0]["content"][0]
-        url = content["url"]
-        if not is_http_url(url):
-            raise TypeError("not an http(s) URL")
-    except (KeyError, IndexError, TypeError) as exc:
+    or from an earlier download); client() is asked for only when a download is needed.
+
+    Every field of the content item but `url` is optional. Without an announced size the download is bounded by
+    the result cap (_client.MAX_RESULT_BYTES) and the deadline, and must decode, as with one.
+    """
+    url = state.content.get("url")
+    if not is_http_url(url):
         raise SparkError(f"task {state.id} completed but its answer has no usable video URL",
-                         hint="read task.status().raw to see what the service returned", task_id=state.id) from exc
-    size = content.get("size")
-    expected = size if isinstance(size, int) and not isinstance(size, bool) and size >= 0 else None
+                         hint="read task.status().raw to see what the service returned", task_id=state.id)
+    expected = state.announced_size
     on_disk = saved is not None and _intact(saved, None)
     path = saved if on_disk and saved is not None else result_path(output_dir, state.id)
 
@@ -258,11 +279,9 @@ def download_result(client: Callable[[], ApiClient], state: TaskState, output_di
         except OSError as exc:  # the folder or the disk, not the network
             raise DownloadError(f"could not save the result video in {output_dir}: {exc}", task_id=state.id,
                                 hint="free some disk space or choose another output_dir, then wait() again") from exc
-    usage = state.raw.get("usage")
     return Result(
         task_id=state.id, model=state.model, status=state.status, url=url, path=path, size=path.stat().st_size,
-        duration=try_decode(path, 0.2).facts.duration, usage=dict(usage) if isinstance(usage, dict) else {},
-        raw=state.raw,
+        duration=try_decode(path, 0.2).facts.duration, usage=usage_of(state.raw.get("usage")), raw=state.raw,
     )
 
 
@@ -289,11 +308,69 @@ async def run_cancellable(fn: Callable[[threading.Event], Any]) -> Any:
         raise
 
 
-def cost_of(usage: dict[str, Any]) -> float | None:
-    """A task's cost in US dollars as a number (the service sends a string), or None when unknown."""
-    cost = usage.get("cost")
-    try:
-        value = float(cost) if cost is not None and not isinstance(cost, bool) else None
-    except (TypeError, ValueError):
+_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d{1,3})?")
+
+
+def as_number(value: Any) -> float | None:
+    """A finite number from a JSON value: a number, or a string spelling one in JSON's way; else None.
+
+    The one reading of "numbers that arrive as strings" (protocol page), for progress, created_at, size,
+    duration and the usage figures. Booleans, NaN, infinities, "abc", "1_000", lists and objects are None.
+    """
+    if isinstance(value, bool):
         return None
-    return value if value is not None and math.isfinite(value) and value >= 0 else None
+    if isinstance(value, str):
+        text = value.strip()
+        if len(text) > 64 or not _NUMBER.fullmatch(text):
+            return None
+        value = float(text)
+    if not isinstance(value, (int, float)):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond any float
+        return None
+    return number if math.isfinite(number) else None
+
+
+def cost_of(usage: Any) -> float | None:
+    """A task's cost in US dollars as a number, or None when unknown.
+
+    usage comes in two shapes: the seed pages' `{cost, discount, *_tokens, ...}` and the official client's
+    `{cost, quantity, unit_price, extra_info}`; cost, quantity and unit_price may each be a number or a string.
+    A cost that is present but unreadable or negative ("abc", "-1") is unknown, never guessed.
+    """
+    if not isinstance(usage, dict):
+        return None
+    if usage.get("cost") is not None:
+        cost = as_number(usage["cost"])
+        return cost if cost is not None and cost >= 0 else None
+    # No cost but a quantity and a unit price: their product is what the task is billed by definition of a unit
+    # price, so reporting it is honest. If the service also applied a discount it overstates the cost, which errs
+    # on the safe side for the budget (spark_nb._budget adds up these figures).
+    quantity, price = as_number(usage.get("quantity")), as_number(usage.get("unit_price"))
+    if quantity is None or price is None or quantity < 0 or price < 0:
+        return None
+    cost = quantity * price
+    return cost if math.isfinite(cost) else None
+
+
+def usage_of(usage: Any) -> dict[str, Any]:
+    """A Result's usage: a copy of the task's `usage` object ({} when it is not one) whose `cost`, when there is
+    one, is what cost_of reads, as a decimal string (the service's own string when it is already one).
+
+    So Result.cost, the journal and the budget agree: a derived cost (quantity × unit_price) is filled in, and an
+    unreadable one ("abc") is dropped rather than shown. The service's answer as sent stays in Result.raw.
+    """
+    if not isinstance(usage, dict):
+        return {}
+    cleaned = dict(usage)
+    cost = cost_of(usage)
+    if cost is None:
+        cleaned.pop("cost", None)
+    elif isinstance(usage.get("cost"), str):
+        cleaned["cost"] = usage["cost"].strip()
+    else:
+        whole, _, cents = f"{cost:.6f}".rstrip("0").partition(".")
+        cleaned["cost"] = f"{whole}.{cents:0<2}"
+    return cleaned

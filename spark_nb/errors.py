@@ -83,7 +83,7 @@ class AuthenticationError(APIError):
 
 
 class PermissionDeniedError(APIError):
-    """403: insufficient balance or permission denied."""
+    """403 (insufficient balance or permission denied) or 402 (insufficient credits)."""
 
 
 class NotFoundError(APIError):

@@ -184,3 +184,73 @@ def test_an_unknown_task_raises_not_found(server: LocalServer) -> None:
     assert info.value.hint
     assert_no_key(info.value)
     assert server.stats()["polls"] == 1
+
+
+# -- the shapes of an error the official client knows (pure, no server) ---------------------------------------
+
+ERROR_SHAPES: list[tuple[Any, str | None, str, bool]] = [
+    ({"code": "003016002", "error_message": "Audio URL missing"}, "003016002", "Audio URL missing", False),
+    ({"code": 3016002, "error_message": "Audio URL missing"}, "003016002", "Audio URL missing", False),
+    ({"code": "003016095", "message": "Internal generation error"}, "003016095", "Internal generation error", True),
+    ({"code": 3016097, "message": "HTTP error response"}, "003016097", "HTTP error response", True),
+    ("Audio URL missing", None, "Audio URL missing", False),
+    ({"code": None, "message": "went wrong"}, None, "went wrong", False),
+    ({"code": "", "error_message": "went wrong"}, None, "went wrong", False),
+    ({"code": [1], "error_message": "went wrong"}, None, "went wrong", False),
+    ({"code": True, "error_message": "went wrong"}, None, "went wrong", False),
+    ({}, None, "the task failed", False), (None, None, "the task failed", False),
+]
+
+
+@pytest.mark.parametrize("error,code,text,retryable", ERROR_SHAPES, ids=[repr(e)[:40] for e, *_ in ERROR_SHAPES])
+def test_every_error_shape_is_a_task_failed(error: Any, code: str | None, text: str, retryable: bool) -> None:
+    """error as a plain string, or an object with code (a string, a number, null) and error_message or message:
+    a TaskFailed with the nine-digit code (or none), the text, a hint; a code that is not a code is ignored."""
+    exc = spark_nb.models.task_failure(error, "t-1", AVATAR)
+    assert isinstance(exc, spark_nb.SparkError)
+    assert exc.code == code and exc.message == text and exc.retryable is retryable and exc.hint
+
+
+def http_answer(status: int, body: Any) -> httpx.Response:
+    """An HTTP answer with a JSON body, as the client would receive it."""
+    return httpx.Response(status, json=body, request=httpx.Request("POST", "https://api.example/model/v1/generation"))
+
+
+@pytest.mark.parametrize("status,body", [
+    (402, {"code": 40201, "message": "insufficient credits"}),
+    (402, {"code": "40201", "error": "insufficient credits"}),
+    (402, None),
+    (403, {"message": "insufficient balance"}),
+    (403, {"error": {"code": 40201, "message": "no credits left"}}),
+    (403, {"code": "40201", "message": "refused"}),
+])
+def test_no_credit_is_one_error_with_the_top_up_hint(status: int, body: Any) -> None:
+    """HTTP 402 (code 40201) and a 403 for balance are the same PermissionDeniedError with the top-up hint."""
+    from spark_nb._client import BALANCE_HINT, api_error
+
+    exc = api_error(http_answer(status, body), "creating the task", Secret(TEST_KEY))
+    assert type(exc) is spark_nb.PermissionDeniedError and exc.status_code == status and exc.hint == BALANCE_HINT
+
+
+def test_a_403_for_permission_keeps_its_own_hint() -> None:
+    """A 403 that says nothing of balance or credit keeps the balance-and-permissions hint."""
+    from spark_nb._client import BALANCE_HINT, api_error
+
+    exc = api_error(http_answer(403, {"message": "permission denied for this model"}), "creating the task", None)
+    assert type(exc) is spark_nb.PermissionDeniedError and exc.hint != BALANCE_HINT and "permissions" in exc.hint
+
+
+@pytest.mark.parametrize("status", [401, 402, 403])
+def test_an_account_refusal_with_an_error_field_is_not_a_task_failure(status: int) -> None:
+    """A create answered 401/402/403 whose body carries `error` (the protocol page: the text is in `message` or
+    `error`) is the account's APIError, not a TaskFailed; the key never shows."""
+    client = ApiClient("https://api.example", Secret(TEST_KEY))
+    try:
+        with pytest.raises(spark_nb.APIError) as info:
+            client._created(http_answer(status, {"code": 40201, "error": f"insufficient credits {TEST_KEY}"}),
+                            AVATAR, "now")
+    finally:
+        client.close()
+    assert info.value.status_code == status and not isinstance(info.value, spark_nb.TaskFailed)
+    assert_no_key(info.value)
+    assert TEST_KEY not in (info.value.body or "") and "insufficient credits" in (info.value.body or "")

@@ -105,3 +105,120 @@ def test_a_finished_result_is_not_downloaded_twice(media: dict[str, Path], serve
     first = task.wait(progress=False)
     again = spark_nb.Task.from_id(task.id, **cloud_config(server)).wait(progress=False)
     assert again.path == first.path and server.stats()["downloads"] == 1
+
+
+# -- reading the task object: every shape the protocol page names, and hostile ones (pure, no server) -------------
+
+NUMBERS: list[tuple[Any, float | None]] = [
+    (3, 3.0), (0.42, 0.42), ("0.42", 0.42), (" 2.5 ", 2.5), ("1710000000", 1710000000.0), ("-5", -5.0),
+    (".5", 0.5), ("1e3", 1000.0), ("NaN", None), ("inf", None), ("-Infinity", None), ("1e400", None),
+    ("abc", None), ("", None), ("1_000", None), ("0x10", None), ("1" * 65, None), (True, None), (None, None),
+    ([1], None), ({"v": 1}, None), (float("nan"), None), (10**400, None),
+]
+
+
+@pytest.mark.parametrize("value,number", NUMBERS, ids=[repr(v)[:20] for v, _ in NUMBERS])
+def test_one_number_reader_takes_numbers_and_strings_and_nothing_else(value: Any, number: float | None) -> None:
+    """as_number: a finite number from a number or a string spelling one; booleans, NaN, infinities, garbage: None."""
+    from spark_nb._tasks import as_number
+
+    assert as_number(value) == number
+
+
+def state_of(**fields: Any) -> spark_nb.TaskState:
+    """A TaskState read from a completed task object whose content item and other fields are given."""
+    content = {"type": "video", "url": "https://cdn.example/x.mp4", **fields.pop("content", {})}
+    raw = {"id": "t-1", "status": "completed", "output": [{"content": [content]}], **fields}
+    return spark_nb.TaskState.from_raw(raw, "t-1", "m")
+
+
+@pytest.mark.parametrize("progress,read", [
+    (0.42, 0.42), ("0.42", 0.42), ("2.5", 1.0), (-1, 0.0), ("-0.3", 0.0), ("NaN", None), ("abc", None),
+    (None, None), (True, None), ([0.5], None),
+])
+def test_progress_of_any_type_is_read_clamped_or_ignored(progress: Any, read: float | None) -> None:
+    """progress as a number or a string reads as 0..1 (out of range clamped); anything else is unknown (None)."""
+    assert state_of(progress=progress).progress == read
+
+
+@pytest.mark.parametrize("size,read", [
+    (1234, 1234), ("1234", 1234), (1234.0, 1234), ("-5", None), (-5, None), ("12.5", None), (0, None),
+    ("abc", None), (None, None), (True, None), ("1e400", None),
+])
+def test_an_announced_size_counts_only_when_it_is_a_size(size: Any, read: int | None) -> None:
+    """size is trusted only as a whole number of bytes above zero; otherwise the download has no size check (its
+    caps and the decode check still apply)."""
+    assert state_of(content={"size": size}).announced_size == read
+
+
+@pytest.mark.parametrize("duration,read", [
+    ("2.04", 2.04), (2.04, 2.04), ("0", 0.0), ("NaN", None), ("-3", None), ("abc", None), (None, None),
+])
+def test_an_announced_duration_is_information_when_it_is_a_length(duration: Any, read: float | None) -> None:
+    """duration (a string of seconds in the official client's types) is exposed as announced_duration, or None."""
+    assert state_of(content={"duration": duration}).announced_duration == read
+
+
+def test_a_content_item_needs_only_its_url() -> None:
+    """A content item with duration, id and img_id and without size or jobId reads; one missing or odd is {}."""
+    state = state_of(content={"duration": "2.04", "id": "c-1", "img_id": "i-1"})
+    assert state.content["url"] == "https://cdn.example/x.mp4" and state.announced_size is None
+    for output in (None, [], [{}], [{"content": []}], [{"content": ["x"]}], "x", [{"content": {"url": "u"}}]):
+        odd = spark_nb.TaskState.from_raw({"status": "completed", "output": output}, "t-1", "m")
+        assert odd.content == {} and odd.announced_size is None and odd.announced_duration is None
+
+
+USAGES: list[tuple[Any, float | None]] = [
+    ({"cost": "0.30", "discount": 0, "input_tokens": 0, "total_tokens": 0, "generated_videos": 1}, 0.30),
+    ({"cost": 0.3, "quantity": "2", "unit_price": "0.15", "extra_info": {}}, 0.3),
+    ({"cost": "0.30", "quantity": 100, "unit_price": 100}, 0.30),  # a cost sent is the cost
+    ({"quantity": "2.04", "unit_price": "0.25", "extra_info": {"unit": "second"}}, 0.51),
+    ({"quantity": 2, "unit_price": 0.25}, 0.5),
+    ({"cost": None, "quantity": "4", "unit_price": "0.1"}, 0.4),
+    ({"cost": "abc"}, None), ({"cost": "abc", "quantity": 2, "unit_price": 1}, None),  # unreadable: not guessed
+    ({"cost": "-1"}, None), ({"cost": "NaN"}, None), ({"cost": True}, None), ({"cost": [1]}, None),
+    ({"quantity": "abc", "unit_price": 1}, None), ({"quantity": 2}, None), ({"quantity": -2, "unit_price": 1}, None),
+    ({"quantity": "1e300", "unit_price": "1e300"}, None), ({}, None), ("0.10", None), (None, None), ([1], None),
+]
+
+
+@pytest.mark.parametrize("usage,cost", USAGES, ids=[repr(u)[:40] for u, _ in USAGES])
+def test_cost_of_every_usage_shape(usage: Any, cost: float | None) -> None:
+    """cost_of reads the seed shape and {cost, quantity, unit_price, extra_info}, strings or numbers; with no cost,
+    quantity × unit_price; a cost unreadable or negative is None. usage_of's cost is that figure as a string."""
+    from spark_nb._tasks import cost_of, usage_of
+
+    assert cost_of(usage) == (None if cost is None else pytest.approx(cost))
+    shown = usage_of(usage)
+    assert (shown.get("cost") is None) == (cost is None)
+    if cost is not None:
+        assert float(shown["cost"]) == pytest.approx(cost)
+    if isinstance(usage, dict) and isinstance(usage.get("cost"), str) and cost is not None:
+        assert shown["cost"] == usage["cost"]  # the service's own string, untouched
+
+
+def test_usage_of_spells_numbers_as_dollars() -> None:
+    """A cost sent as a number, or derived, is written with at least cents and without float noise."""
+    from spark_nb._tasks import usage_of
+
+    assert usage_of({"cost": 1})["cost"] == "1.00"
+    assert usage_of({"cost": 0.3})["cost"] == "0.30"
+    assert usage_of({"quantity": 3, "unit_price": 0.1})["cost"] == "0.30"  # not 0.30000000000000004
+    assert usage_of({"quantity": "2.04", "unit_price": "0.0125"})["cost"] == "0.0255"
+    assert usage_of({"cost": "abc", "extra_info": {}}) == {"extra_info": {}}
+
+
+@pytest.mark.parametrize("created,from_service", [
+    (lambda now: now - 30, True), (lambda now: str(now - 30), True), (lambda now: "abc", False),
+    (lambda now: now + 3600, False), (lambda now: "NaN", False), (lambda now: None, False),
+])
+def test_created_at_as_a_number_or_a_string_sets_the_elapsed_time(created: Callable[[float], Any],
+                                                                 from_service: bool) -> None:
+    """A rebuilt task's elapsed time comes from created_at (number or string) when it is a recent past time; an
+    unreadable or future one is ignored for the task's own clock."""
+    import time
+
+    task = spark_nb.Task.from_id("t-1", model="m", backend="cloud", base_url="http://127.0.0.1:9", api_key=TEST_KEY)
+    state = spark_nb.TaskState.from_raw({"status": "in_progress", "created_at": created(time.time())}, "t-1", "m")
+    elapsed = task._elapsed(state)
+    assert (abs(elapsed - 30) < 5) if from_service else (0 <= elapsed < 5)

@@ -1,9 +1,11 @@
 """Injected faults for the local server: which route fails how often, and the ASGI wrapper that does it.
 
 A spec is a comma list of ROUTE:KIND:P, e.g. "create:429:0.2,poll:reset:0.1,download:truncated:0.3".
-ROUTE is create, poll, download or upload; KIND is 429, 500, 503, reset, reset_after, slow, bad_json or
-truncated. The extra route `render` takes a seed code suffix as KIND (095..099): the task then fails
-with that code of its model, so every service-failure code can be produced on demand.
+ROUTE is create, poll, download or upload; KIND is 402, 429, 500, 503, reset, reset_after, slow, bad_json or
+truncated; 402 answers as a sibling platform does when the account has no credit,
+`{"code": 40201, "message": "insufficient credits"}`. The extra route `render` takes a seed code suffix as
+KIND (095..099): the task then fails with that code of its model, so every service-failure code can be
+produced on demand.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import threading
 from typing import Any, Awaitable, Callable
 
 ROUTES = ("create", "poll", "download", "upload", "render")
-KINDS = ("429", "500", "503", "reset", "reset_after", "slow", "bad_json", "truncated")
+KINDS = ("402", "429", "500", "503", "reset", "reset_after", "slow", "bad_json", "truncated")
 RENDER_CODES = ("095", "096", "097", "098", "099")
 SLOW_SECONDS = 5.0
 
@@ -102,7 +104,7 @@ class FaultInjector:
             await self.app(scope, receive, send)
             return
         self.on_fault(f"{route}:{kind}")
-        if kind in ("429", "500", "503"):
+        if kind in ("402", "429", "500", "503"):
             await _json_error(send, int(kind))
         elif kind == "reset":
             await drop_connection(send)
@@ -122,8 +124,11 @@ async def _discard(message: dict[str, Any]) -> None:
     return None
 
 
+NO_CREDIT = {"code": 40201, "message": "insufficient credits"}  # what a 402 says (protocol page, "Errors")
+
+
 async def _json_error(send: Send, status: int) -> None:
-    body = json.dumps({"message": f"injected fault: HTTP {status}"}).encode()
+    body = json.dumps(NO_CREDIT if status == 402 else {"message": f"injected fault: HTTP {status}"}).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     if status == 429:
         headers.append((b"retry-after", b"1"))

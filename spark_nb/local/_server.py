@@ -8,6 +8,7 @@ whole-transfer deadline, and every render has a time limit and stops when the se
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import hmac
 import json
@@ -35,7 +36,7 @@ from .._config import Secret
 from .._procs import pid_alive
 from .._transfer import TransferError, fetch_to_file
 from .._urls import MAX_URL_CHARS, is_http_url, is_loopback_url
-from ..errors import SparkError
+from ..errors import SparkError, UsageError
 from ..models import MODELS, ModelSpec, ParamsError
 from ._engine import RenderError, render
 from ._faults import FaultInjector, FaultPlan
@@ -49,6 +50,18 @@ FETCH_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 5.0
 STORAGE_PREFIX = "spark_nb_server_"
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,120}$")
+# How task objects may be shaped (protocol page, "Task object"): the seed pages' shape, or the variants the official
+# client's own types know, so a client can be tested against each over the real wire. Combine them with commas.
+ANSWER_STYLES = {
+    "seed": "the seed pages' task object (the default)",
+    "content": "the content item with duration (a string), id and img_id, without size and jobId",
+    "usage": "usage as {cost (a number), quantity, unit_price, extra_info}",
+    "priced": "usage as {quantity, unit_price, extra_info}, without cost",
+    "strings": "numbers as strings: progress, created_at, size, duration, the usage figures",
+    "error-string": "a failed task's error as a plain string",
+    "error-number": "a failed task's error code as a number",
+    "error-message": "a failed task's error text under message instead of error_message",
+}
 
 
 @dataclasses.dataclass
@@ -71,6 +84,7 @@ class ServerOptions:
     max_pending: int = 1_000  # tasks not yet rendered; more are refused with 429
     task_ttl: float = 24 * 3600.0  # finished records (and their videos) older than this go
     persistent: bool = False  # tasks on disk in storage, shared with other processes' servers (the embedded one)
+    answer_style: str = "seed"  # comma list of ANSWER_STYLES: which variant of the task object to answer
 
 
 class _Stopping(Exception):
@@ -126,6 +140,7 @@ class LocalService:
     """The server's state and routes: tasks in memory (bounded), files on disk, renders in a RenderPool."""
 
     def __init__(self, options: ServerOptions) -> None:
+        self.styles = answer_styles(options.answer_style)  # first: a bad style leaves nothing behind
         self.options = options
         self.stats = Stats()
         self._owns_storage = options.storage is None
@@ -194,8 +209,8 @@ class LocalService:
         try:
             urls = spec.parse_params(params)
         except ParamsError as exc:
-            return JSONResponse({"status": "failed", "error": {"code": exc.code, "error_message": exc.text}},
-                                status_code=400)
+            refusal = {"status": "failed", "error": {"code": exc.code, "error_message": exc.text}}
+            return JSONResponse(restyle(refusal, self.styles), status_code=400)
         if too_long := [name for name, url in urls.items() if len(url) > MAX_URL_CHARS]:
             return _message(f"input URLs are at most {MAX_URL_CHARS} characters ({', '.join(too_long)})", 400)
         if self.tasks.pending() >= self.options.max_pending:
@@ -208,7 +223,7 @@ class LocalService:
         self.stats.add("created")
         self._pool.submit(self._run, record, spec)
         self._prune_uploads()
-        return JSONResponse(record.to_json(str(request.base_url), time.time()))
+        return JSONResponse(restyle(record.to_json(str(request.base_url), time.time()), self.styles, record))
 
     async def get_task(self, request: Request) -> Response:
         if denied := self._unauthorized(request):
@@ -223,7 +238,7 @@ class LocalService:
         record.polls += 1
         if answer["status"] == "completed" and record.noticed_at is None:
             record.noticed_at = now
-        return JSONResponse(answer)
+        return JSONResponse(restyle(answer, self.styles, record))
 
     async def upload(self, request: Request) -> Response:
         if denied := self._unauthorized(request):
@@ -403,6 +418,48 @@ class _Counted:
             await send(message)
 
         await self.app(scope, receive, send_with_id)
+
+
+def answer_styles(spec: str | None) -> frozenset[str]:
+    """The styles a comma list names ("content,usage,strings"; "seed" or nothing: none); UsageError if unknown."""
+    names = frozenset(filter(None, (part.strip() for part in (spec or "").split(","))))
+    if unknown := sorted(names - ANSWER_STYLES.keys()):
+        raise UsageError(f"unknown answer style {', '.join(unknown)}; known: {', '.join(ANSWER_STYLES)}")
+    if {"usage", "priced"} <= names or len({name for name in names if name.startswith("error-")}) > 1:
+        raise UsageError(f"answer styles {spec!r} contradict each other (one usage shape, one error shape)")
+    return names - {"seed"}
+
+
+def restyle(answer: dict[str, Any], styles: frozenset[str], record: TaskRecord | None = None) -> dict[str, Any]:
+    """The seed-shaped task object answer (or create refusal) in the given ANSWER_STYLES; answer is not changed."""
+    if not styles:
+        return answer
+    answer = copy.deepcopy(answer)
+    content = answer["output"][0]["content"][0] if "output" in answer else None
+    if content is not None and record is not None and "content" in styles:
+        content.pop("size", None)
+        content.pop("jobId", None)
+        content.update(duration=f"{record.seconds:.3f}", id=f"local-{record.id}", img_id="")
+    if "usage" in answer and record is not None and styles & {"usage", "priced"}:
+        quantity, price = round(record.seconds, 3), record.cost_per_second
+        usage: dict[str, Any] = {"quantity": quantity, "unit_price": price, "extra_info": {"unit": "second"}}
+        answer["usage"] = {"cost": round(quantity * price, 6), **usage} if "usage" in styles else usage
+    error = answer.get("error")
+    if isinstance(error, dict):
+        code, text = error.get("code"), error.get("error_message")
+        if "error-string" in styles:
+            answer["error"] = text
+        elif "error-number" in styles and isinstance(code, str) and code.isdigit():
+            answer["error"] = {"code": int(code), "error_message": text}
+        elif "error-message" in styles:
+            answer["error"] = {"code": code, "message": text}
+    if "strings" in styles:
+        for obj, keys in ((answer, ("progress", "created_at")), (content or {}, ("size", "duration")),
+                          (answer.get("usage") or {}, ("cost", "quantity", "unit_price"))):
+            for key in keys:
+                if isinstance(obj.get(key), (int, float)) and not isinstance(obj.get(key), bool):
+                    obj[key] = str(obj[key])
+    return answer
 
 
 async def _read_capped(request: Request, limit: int) -> bytes | None:
