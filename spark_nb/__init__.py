@@ -40,6 +40,17 @@ from .errors import (
 
 _apply_env_log_level()
 
+_LAZY_MODULES = frozenset({"samples"})  # public modules reachable after a bare `import spark_nb`, loaded on first use
+
+
+def __getattr__(name: str) -> object:
+    """spark_nb.samples (and the other lazy modules) on first use, so `import spark_nb` stays fast."""
+    if name in _LAZY_MODULES:
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 __all__ = [
     "APIError",
     "AuthenticationError",

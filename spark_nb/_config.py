@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import html
 import logging
 import math
 import os
@@ -103,7 +104,8 @@ _FIELDS = (
 )
 _configured: dict[str, Any] = {}
 _lock = threading.Lock()
-_notice_shown = False
+_notice_shown = False  # the local backend's notice (once per process)
+_notices_shown: set[str] = set()  # the other notices, each once per process
 
 
 def configure(**options: Any) -> None:
@@ -117,6 +119,9 @@ def configure(**options: Any) -> None:
     unknown = sorted(set(options) - set(_FIELDS))
     if unknown:
         raise UsageError(f"configure() got unknown option(s) {unknown}; known: {', '.join(_FIELDS)}")
+    from . import _keys  # here and in _find_key, not at import: `import spark_nb` stays fast
+
+    _keys.forget()  # a configure() call is also the way to have the key stores read again
     with _lock:
         for name, value in options.items():
             if value is None:
@@ -128,7 +133,11 @@ def configure(**options: Any) -> None:
 
 
 def resolve(**explicit: Any) -> Settings:
-    """Settings for one call: explicit arguments, then configure(), then the environment, then defaults."""
+    """Settings for one call: explicit arguments, then configure(), then the environment, then defaults.
+
+    The key, in order: api_key=, configure(api_key=), VTRIX_API_KEY, the vtrix CLI's keychain entry and config
+    file, Colab's secret VTRIX_API_KEY (see _keys); the stores are not read when the backend is set to local.
+    """
     unknown = sorted(set(explicit) - set(_FIELDS))
     if unknown:
         raise UsageError(f"unknown option(s) {unknown}; known: {', '.join(_FIELDS)}")
@@ -140,22 +149,25 @@ def resolve(**explicit: Any) -> Settings:
             return _configured[name]
         return (os.environ.get(env) or None) if env else None
 
-    key = pick("api_key", "VTRIX_API_KEY")
-    api_key = key if isinstance(key, Secret) or key is None else Secret(str(key).strip())
     backend = pick("backend", "SPARK_NB_BACKEND")
-    if backend is None:
-        backend = "cloud" if api_key else "local"
-        if backend == "local":
-            _notice_local_once()
-    backend = str(backend).strip().lower()
-    if backend not in ("cloud", "local"):
+    chosen = None if backend is None else str(backend).strip().lower()
+    api_key, source = _find_key(pick("api_key", "VTRIX_API_KEY"), search_stores=chosen != "local")
+    url = pick("base_url", "VTRIX_GENERATION_URL")
+    base_url = str(url or DEFAULT_BASE_URL).rstrip("/")
+    if chosen is None:
+        chosen = "cloud" if api_key else "local"
+        if chosen == "local":
+            _notice_local_once(url_setting=None if url is None else _url_setting(explicit))
+    if chosen not in ("cloud", "local"):
         raise SparkError(
-            f"unknown backend {backend!r}",
+            f"unknown backend {chosen!r}",
             hint="set SPARK_NB_BACKEND (or backend=) to 'cloud' or 'local'",
         )
+    if chosen == "cloud" and source is not None:
+        notice_once(f"spark_nb: using Vtrix ({base_url}) with the API key from {source}.")
     return Settings(
-        backend=backend,  # type: ignore[arg-type]
-        base_url=str(pick("base_url", "VTRIX_GENERATION_URL") or DEFAULT_BASE_URL).rstrip("/"),
+        backend=chosen,  # type: ignore[arg-type]
+        base_url=base_url,
         api_key=api_key,
         output_dir=Path(pick("output_dir", "SPARK_NB_OUTPUT_DIR") or DEFAULT_OUTPUT_DIR),
         uploader=pick("uploader") or pick("upload_url", "SPARK_NB_UPLOAD_URL"),
@@ -212,15 +224,71 @@ def hide_key(config: dict[str, Any]) -> dict[str, Any]:
     return config
 
 
-def _notice_local_once() -> None:
+def _find_key(given: Any, *, search_stores: bool) -> tuple[Secret | None, str | None]:
+    """The key given (api_key=, configure() or VTRIX_API_KEY), else a store's; and which store it came from."""
+    if given is not None:
+        return (given if isinstance(given, Secret) else Secret(str(given).strip())), None
+    if not search_stores:
+        return None, None
+    from . import _keys
+
+    found = _keys.find()
+    if found is None:
+        return None, None
+    return Secret(found.value), found.source
+
+
+def _url_setting(explicit: dict[str, Any]) -> str:
+    if explicit.get("base_url") is not None or _configured.get("base_url") is not None:
+        return "base_url"
+    return "VTRIX_GENERATION_URL"
+
+
+def _notice_local_once(url_setting: str | None = None) -> None:
     global _notice_shown
     if not _notice_shown:
         _notice_shown = True
-        print(
-            "spark_nb: no VTRIX_API_KEY found, using the local backend "
-            "(set VTRIX_API_KEY, or SPARK_NB_BACKEND=cloud, for Vtrix).",
-            file=sys.stderr,
-        )
+        if url_setting:
+            notify(f"spark_nb: {url_setting} is set but there is no API key: using the local backend; "
+                   "set VTRIX_API_KEY to use it.")
+        else:
+            notify("spark_nb: no Vtrix API key found, using the local backend "
+                   "(set VTRIX_API_KEY, or SPARK_NB_BACKEND=cloud, for Vtrix).")
+
+
+def notice_once(text: str) -> None:
+    """notify(text), unless this process has already shown that very text."""
+    with _lock:
+        if text in _notices_shown:
+            return
+        _notices_shown.add(text)
+    notify(text)
+
+
+def in_jupyter_kernel() -> bool:
+    """True inside a Jupyter kernel (an IPython shell with a kernel); IPython is not imported to find out."""
+    ipython = sys.modules.get("IPython")
+    if ipython is None:
+        return False
+    try:
+        shell = ipython.get_ipython()
+    except Exception:
+        return False
+    return shell is not None and getattr(shell, "kernel", None) is not None
+
+
+def notify(text: str) -> None:
+    """Show a one-line notice: a small grey info line in a Jupyter notebook, one plain stderr line elsewhere."""
+    if in_jupyter_kernel():
+        try:
+            from IPython.display import display
+
+            markup = f'<div style="color: #777; font-size: 0.85em; line-height: 1.4">{html.escape(text)}</div>'
+            display({"text/plain": text, "text/html": markup}, raw=True)
+            return
+        except Exception:  # no display machinery after all: the plain line below
+            pass
+    print(text, file=sys.stderr)
 
 
 def set_log_level(level: str | int) -> None:

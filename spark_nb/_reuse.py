@@ -14,13 +14,12 @@ import hashlib
 import json
 import os
 import shutil
-import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ._config import Settings
+from ._config import Settings, notify
 from ._inputs import Media
 from ._journal import Entry, JobState, Journal, file_digest
 from ._tasks import Task, result_path
@@ -130,4 +129,4 @@ def _when(timestamp: float) -> str:
 
 
 def _say(line: str) -> None:
-    print(f"spark_nb: {line}", file=sys.stderr)
+    notify(f"spark_nb: {line}")

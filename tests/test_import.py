@@ -26,3 +26,21 @@ def test_public_names_are_importable() -> None:
         assert getattr(spark_nb, name).__doc__, name
     for fn in ["generate", "submit", "async_generate", "async_submit"]:
         assert callable(getattr(spark_nb.avatar, fn)) and callable(getattr(spark_nb.imitator, fn))
+
+
+def test_samples_after_a_bare_import() -> None:
+    """`import spark_nb; spark_nb.samples.PORTRAIT` works (as the README uses it), loaded on first use only."""
+    code = ("import sys, spark_nb; before = 'spark_nb.samples' in sys.modules; "
+            "print(before, spark_nb.samples.PORTRAIT.is_file(), 'yaml' in sys.modules, 'keyring' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.split() == ["False", "True", "False", "False"]
+
+
+def test_unknown_attributes_still_fail() -> None:
+    """The lazy attribute hook names what is missing, as any module does."""
+    import pytest
+
+    import spark_nb
+
+    with pytest.raises(AttributeError, match="no attribute 'sampels'"):
+        spark_nb.sampels  # noqa: B018

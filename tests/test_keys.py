@@ -1,0 +1,430 @@
+"""Where the API key is found: api_key=, configure(), VTRIX_API_KEY, the vtrix CLI's keychain entry and config file,
+Colab's secret; each in a sandboxed HOME, in order, never shown, and never a crash or a hang."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+import types
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+
+import spark_nb
+from spark_nb import _config as config
+from spark_nb import _keys
+from spark_nb._config import Secret
+from spark_nb.local import LocalServer
+
+from .conftest import TEST_KEY
+
+keyring = pytest.importorskip("keyring")
+from keyring.backend import KeyringBackend  # noqa: E402 - after the importorskip
+
+KEYS = {name: f"sk-{name}-0123456789abcdef" for name in ("explicit", "configure", "env", "keychain", "file", "colab")}
+
+
+class MemoryKeyring(KeyringBackend):
+    """An in-memory keychain for tests: entries by (service, account), and how often it was asked."""
+
+    priority = 1  # type: ignore[assignment]
+
+    def __init__(self, entries: dict[tuple[str, str], str] | None = None) -> None:
+        super().__init__()
+        self.entries = dict(entries or {})
+        self.asked = 0
+
+    def get_password(self, service: str, username: str) -> str | None:
+        """The stored password, or None."""
+        self.asked += 1
+        return self.entries.get((service, username))
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        """Store a password."""
+        self.entries[(service, username)] = password
+
+    def delete_password(self, service: str, username: str) -> None:
+        """Forget a password."""
+        self.entries.pop((service, username), None)
+
+
+class RaisingKeyring(MemoryKeyring):
+    """A keychain that fails as a locked or broken one does."""
+
+    def get_password(self, service: str, username: str) -> str | None:
+        """Always raises."""
+        self.asked += 1
+        raise RuntimeError("the collection is locked")
+
+
+class HangingKeyring(MemoryKeyring):
+    """A keychain that answers only when released (a prompt nobody has clicked yet)."""
+
+    def __init__(self, entries: dict[tuple[str, str], str] | None = None) -> None:
+        super().__init__(entries)
+        self.release = threading.Event()
+
+    def get_password(self, service: str, username: str) -> str | None:
+        """Waits for release, then answers."""
+        self.asked += 1
+        self.release.wait(30)
+        return super().get_password(service, username)
+
+
+@pytest.fixture(autouse=True)
+def sandbox(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]:
+    """A HOME of the test's own, no XDG_CONFIG_HOME or VTRIX_NO_KEYCHAIN, an empty test keychain, no Colab."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    for name in ("XDG_CONFIG_HOME", "VTRIX_NO_KEYCHAIN"):
+        monkeypatch.delenv(name, raising=False)
+    for name in ("google", "google.colab", "google.colab.userdata"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    monkeypatch.setattr(_keys, "in_colab", lambda: "google.colab" in sys.modules)
+    monkeypatch.setattr(config, "_notice_shown", False)
+    monkeypatch.setattr(config, "_notices_shown", set())
+    previous = keyring.get_keyring()
+    keyring.set_keyring(MemoryKeyring())
+    _keys.forget()
+    yield home
+    keyring.set_keyring(previous)
+    _keys.forget()
+
+
+def write_config(home: Path, text: str | bytes) -> Path:
+    """~/.config/vtrix/config.yml with text."""
+    path = home / ".config" / "vtrix" / "config.yml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text, encoding="utf-8")
+    return path
+
+
+def use_keychain(entries: dict[tuple[str, str], str] | None = None, cls: type = MemoryKeyring) -> Any:
+    """Install a test keychain holding entries; returns it."""
+    backend = cls(entries)
+    keyring.set_keyring(backend)
+    _keys.forget()
+    return backend
+
+
+def stub_colab(monkeypatch: pytest.MonkeyPatch, get: Callable[[str], Any]) -> list[str]:
+    """A google.colab.userdata module whose get() is get; returns the names asked for."""
+    asked: list[str] = []
+
+    def recording_get(name: str) -> Any:
+        asked.append(name)
+        return get(name)
+
+    google = types.ModuleType("google")
+    colab = types.ModuleType("google.colab")
+    userdata = types.ModuleType("google.colab.userdata")
+    userdata.get = recording_get  # type: ignore[attr-defined]
+    colab.userdata = userdata  # type: ignore[attr-defined]
+    google.colab = colab  # type: ignore[attr-defined]
+    for name, module in (("google", google), ("google.colab", colab), ("google.colab.userdata", userdata)):
+        monkeypatch.setitem(sys.modules, name, module)
+    return asked
+
+
+class SecretNotFoundError(Exception):
+    """As google.colab.userdata raises for a secret that does not exist."""
+
+
+class NotebookAccessError(Exception):
+    """As google.colab.userdata raises when the notebook may not read the secret."""
+
+
+def colab_secret(value: str) -> Callable[[str], str]:
+    """A userdata.get that knows one secret, VTRIX_API_KEY."""
+
+    def get(name: str) -> str:
+        if name != "VTRIX_API_KEY":
+            raise SecretNotFoundError(name)
+        return value
+
+    return get
+
+
+# -- each source on its own --------------------------------------------------------------------------------
+
+
+def test_no_source_means_the_local_backend(capsys: pytest.CaptureFixture) -> None:
+    """Nothing anywhere: no key, the local backend, its one-line notice."""
+    settings = config.resolve()
+    assert settings.api_key is None and settings.backend == "local"
+    assert "local backend" in capsys.readouterr().err
+
+
+def test_the_vtrix_cli_config_file(sandbox: Path, capsys: pytest.CaptureFixture) -> None:
+    """api_key in ~/.config/vtrix/config.yml selects the cloud; the notice names the file, never the key."""
+    write_config(sandbox, f"api_key: {KEYS['file']}\nauth_token: tok-1\nrefresh_token: tok-2\n")
+    settings = config.resolve()
+    assert settings.backend == "cloud" and settings.api_key == Secret(KEYS["file"])
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "API key from ~/.config/vtrix/config.yml" in err
+    assert KEYS["file"] not in err
+    config.resolve()
+    assert capsys.readouterr().err == ""  # once per process
+
+
+def test_xdg_config_home_is_read_first(sandbox: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """$XDG_CONFIG_HOME/vtrix/config.yml, when set, before ~/.config."""
+    write_config(sandbox, "api_key: sk-home-config\n")
+    xdg = tmp_path / "xdg"
+    (xdg / "vtrix").mkdir(parents=True)
+    (xdg / "vtrix" / "config.yml").write_text(f"api_key: '{KEYS['file']}'\n", encoding="utf-8")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(xdg))
+    assert config.resolve().api_key == Secret(KEYS["file"])
+
+
+@pytest.mark.parametrize("yaml", [True, False], ids=["pyyaml", "line-scan"])
+@pytest.mark.parametrize("text, expected", [
+    ("api_key: sk-plain\n", "sk-plain"),
+    ("api_key: 'sk-single'  # set by vtrix\n", "sk-single"),
+    ('api_key: "sk-double"\n', "sk-double"),
+    ("auth_token: t\napi_key:    sk-spaced   \n", "sk-spaced"),
+    ("auth_token: tok-only\nrefresh_token: r\n", None),
+    ("nested:\n  api_key: sk-not-top-level\n", None),
+    ("api_key:\n", None),
+    ("api_key: ''\n", None),
+    ("# api_key: sk-commented\n", None),
+    ("", None),
+])
+def test_config_file_forms(sandbox: Path, monkeypatch: pytest.MonkeyPatch, yaml: bool, text: str,
+                           expected: str | None) -> None:
+    """Only a top-level api_key string is a key, read by PyYAML or, without it, by the line scan alike."""
+    monkeypatch.setattr(_keys, "yaml_available", lambda: yaml)
+    write_config(sandbox, text)
+    found = _keys.find()
+    assert (found.value if found else None) == expected
+
+
+@pytest.mark.parametrize("yaml", [True, False], ids=["pyyaml", "line-scan"])
+@pytest.mark.parametrize("content", [
+    b"\xff\xfe\x00garbage\x00\x9c",
+    f'api_key: "{KEYS["file"]}\n  broken: [unclosed\n'.encode(),
+    b"- a list\n- not a mapping\n",
+    b"api_key: [sk-in-a-list]\n",
+    b"api_key: " + b"x" * (_keys.MAX_FILE_BYTES + 10) + b"\n",
+])
+def test_a_garbage_config_file_is_no_key(sandbox: Path, monkeypatch: pytest.MonkeyPatch, yaml: bool, content: bytes,
+                                         caplog: pytest.LogCaptureFixture) -> None:
+    """Bytes that are not UTF-8, broken YAML, another shape, an oversized file: no key, no crash, the key unlogged."""
+    monkeypatch.setattr(_keys, "yaml_available", lambda: yaml)
+    write_config(sandbox, content)
+    with caplog.at_level(logging.DEBUG, logger="spark_nb"):
+        settings = config.resolve()
+    assert settings.api_key is None and settings.backend == "local"
+    assert KEYS["file"] not in caplog.text
+
+
+def test_an_unreadable_config_path_is_no_key(sandbox: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A folder where the file should be, or a file this user may not read: no key, a debug line, no crash."""
+    (sandbox / ".config" / "vtrix" / "config.yml").mkdir(parents=True)
+    with caplog.at_level(logging.DEBUG, logger="spark_nb"):
+        assert config.resolve().api_key is None
+    assert "cannot read an API key from ~/.config/vtrix/config.yml" in caplog.text
+    if os.geteuid() != 0:  # root reads any file
+        (sandbox / ".config" / "vtrix" / "config.yml").rmdir()
+        path = write_config(sandbox, f"api_key: {KEYS['file']}\n")
+        path.chmod(0)
+        _keys.forget()
+        assert config.resolve().api_key is None
+
+
+def test_the_file_is_read_again_only_when_it_changes(sandbox: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """resolve() runs on every call: the file is parsed once per version (mtime and size), not each time."""
+    path = write_config(sandbox, "api_key: sk-first\n")
+    parsed: list[str] = []
+    real = _keys._api_key_in
+    monkeypatch.setattr(_keys, "_api_key_in", lambda text: parsed.append(text) or real(text))
+    for _ in range(5):
+        assert config.resolve().api_key == Secret("sk-first")
+    assert len(parsed) == 1
+    path.write_text("api_key: sk-second\n", encoding="utf-8")
+    os.utime(path, ns=(time.time_ns(), time.time_ns() + 10**9))
+    assert config.resolve().api_key == Secret("sk-second")
+    assert len(parsed) == 2
+
+
+def test_the_os_keychain_through_keyring(capsys: pytest.CaptureFixture) -> None:
+    """The entry service vtrix-cli, account api_key: the cloud, and a notice naming the keychain."""
+    backend = use_keychain({("vtrix-cli", "api_key"): KEYS["keychain"], ("vtrix-cli", "auth_token"): "tok"})
+    settings = config.resolve()
+    assert settings.backend == "cloud" and settings.api_key == Secret(KEYS["keychain"])
+    err = capsys.readouterr().err
+    assert "API key from the OS keychain (vtrix-cli)" in err and KEYS["keychain"] not in err
+    for _ in range(5):
+        config.resolve()
+    assert backend.asked == 1  # cached, not asked on every call
+
+
+def test_vtrix_no_keychain_skips_the_keychain(sandbox: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """VTRIX_NO_KEYCHAIN=1, as for the vtrix CLI: the keychain is not asked; the file still is."""
+    backend = use_keychain({("vtrix-cli", "api_key"): KEYS["keychain"]})
+    write_config(sandbox, f"api_key: {KEYS['file']}\n")
+    monkeypatch.setenv("VTRIX_NO_KEYCHAIN", "1")
+    assert config.resolve().api_key == Secret(KEYS["file"])
+    assert backend.asked == 0
+
+
+def test_a_raising_keychain_is_no_key(caplog: pytest.LogCaptureFixture) -> None:
+    """A keychain that raises: no key, no exception to the user, a debug line."""
+    use_keychain({("vtrix-cli", "api_key"): KEYS["keychain"]}, cls=RaisingKeyring)
+    with caplog.at_level(logging.DEBUG, logger="spark_nb"):
+        settings = config.resolve()
+    assert settings.api_key is None and settings.backend == "local"
+    assert "no API key from the OS keychain (RuntimeError" in caplog.text
+
+
+def test_the_fail_safe_keyring_backend_is_no_key() -> None:
+    """keyring's own fail backend (no keychain on this machine) raises inside; we see no key."""
+    from keyring.backends import fail
+
+    keyring.set_keyring(fail.Keyring())
+    _keys.forget()
+    assert config.resolve().api_key is None
+
+
+def test_a_hanging_keychain_never_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A keychain that does not answer (a prompt): resolve() goes on without it at once, and its late answer is used."""
+    monkeypatch.setattr(_keys, "KEYCHAIN_TIMEOUT_S", 0.2)
+    backend = use_keychain({("vtrix-cli", "api_key"): KEYS["keychain"]}, cls=HangingKeyring)
+    started = time.monotonic()
+    assert config.resolve().api_key is None
+    assert config.resolve().api_key is None  # still pending: not asked twice, not waited on again
+    assert time.monotonic() - started < 2 and backend.asked == 1
+    backend.release.set()
+    deadline = time.monotonic() + 10
+    while config.resolve().api_key is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    assert config.resolve().api_key == Secret(KEYS["keychain"])
+
+
+def test_colab_secret(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    """In Colab (google.colab importable), userdata.get('VTRIX_API_KEY') is the key."""
+    asked = stub_colab(monkeypatch, colab_secret(KEYS["colab"]))
+    settings = config.resolve()
+    assert settings.backend == "cloud" and settings.api_key == Secret(KEYS["colab"]) and asked == ["VTRIX_API_KEY"]
+    err = capsys.readouterr().err
+    assert "API key from Colab's secret VTRIX_API_KEY" in err and KEYS["colab"] not in err
+
+
+@pytest.mark.parametrize("error", [SecretNotFoundError, NotebookAccessError, RuntimeError])
+def test_colab_errors_mean_no_key(monkeypatch: pytest.MonkeyPatch, error: type,
+                                  caplog: pytest.LogCaptureFixture) -> None:
+    """SecretNotFoundError, NotebookAccessError (or anything else) from userdata.get: no key, no exception."""
+    def get(name: str) -> str:
+        raise error(f"no {name}")
+
+    stub_colab(monkeypatch, get)
+    with caplog.at_level(logging.DEBUG, logger="spark_nb"):
+        assert config.resolve().api_key is None
+    assert f"no API key from Colab's secrets ({error.__name__})" in caplog.text
+
+
+def test_colab_is_not_asked_outside_colab(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without google.colab, nothing is imported or asked."""
+    monkeypatch.setattr(_keys, "in_colab", _real_in_colab)
+    assert _keys.in_colab() is False
+    assert config.resolve().api_key is None
+
+
+_real_in_colab = _keys.in_colab
+
+
+def test_a_local_backend_reads_no_store(sandbox: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SPARK_NB_BACKEND=local: the keychain is not asked (no prompt for a key that would not be used)."""
+    backend = use_keychain({("vtrix-cli", "api_key"): KEYS["keychain"]})
+    monkeypatch.setenv("SPARK_NB_BACKEND", "local")
+    settings = config.resolve()
+    assert settings.backend == "local" and settings.api_key is None and backend.asked == 0
+
+
+# -- the order -----------------------------------------------------------------------------------------------
+
+ORDER = ["explicit", "configure", "env", "keychain", "file", "colab"]
+
+
+def provide(source: str, home: Path, monkeypatch: pytest.MonkeyPatch, explicit: dict[str, Any]) -> None:
+    """Make source hold its own key."""
+    key = KEYS[source]
+    if source == "explicit":
+        explicit["api_key"] = key
+    elif source == "configure":
+        spark_nb.configure(api_key=key)
+    elif source == "env":
+        monkeypatch.setenv("VTRIX_API_KEY", key)
+    elif source == "keychain":
+        use_keychain({("vtrix-cli", "api_key"): key})
+    elif source == "file":
+        write_config(home, f"api_key: {key}\n")
+    elif source == "colab":
+        stub_colab(monkeypatch, colab_secret(key))
+
+
+@pytest.mark.parametrize("higher, lower", list(itertools.combinations(ORDER, 2)))
+def test_precedence_between_every_pair(sandbox: Path, monkeypatch: pytest.MonkeyPatch, higher: str,
+                                       lower: str) -> None:
+    """With two sources holding different keys, the one earlier in the order wins."""
+    explicit: dict[str, Any] = {}
+    provide(lower, sandbox, monkeypatch, explicit)
+    provide(higher, sandbox, monkeypatch, explicit)
+    settings = config.resolve(**explicit)
+    assert settings.api_key == Secret(KEYS[higher]) and settings.backend == "cloud"
+
+
+# -- never shown -------------------------------------------------------------------------------------------
+
+
+def test_the_key_is_never_shown(sandbox: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+                                capsys: pytest.CaptureFixture) -> None:
+    """Through every store, at DEBUG: no repr, log line, notice or exception holds the key."""
+    seen = []
+    with caplog.at_level(logging.DEBUG, logger="spark_nb"):
+        for source in ("keychain", "file", "colab"):
+            _keys.forget()
+            keyring.set_keyring(MemoryKeyring())
+            for name in ("google", "google.colab", "google.colab.userdata"):
+                monkeypatch.delitem(sys.modules, name, raising=False)
+            (sandbox / ".config" / "vtrix" / "config.yml").unlink(missing_ok=True)
+            provide(source, sandbox, monkeypatch, {})
+            settings = config.resolve()
+            found = _keys.find()
+            assert found is not None and settings.api_key == Secret(KEYS[source])
+            seen += [repr(settings), str(settings), repr(found), repr(settings.api_key), f"{settings.api_key}"]
+            with pytest.raises(TypeError) as raised:
+                import pickle
+
+                pickle.dumps(found)
+            seen.append(str(raised.value))
+    seen += [caplog.text, capsys.readouterr().err]
+    for text in seen:
+        for key in KEYS.values():
+            assert key not in text
+
+
+def test_the_cli_uses_the_vtrix_cli_file(tmp_path: Path, make_server: Callable[..., LocalServer]) -> None:
+    """`spark-nb status` in a process whose HOME has the vtrix CLI's file: authenticated with it, the source named."""
+    server = make_server(api_key=TEST_KEY)
+    home = tmp_path / "cli_home"
+    write_config(home, f"api_key: {TEST_KEY}\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VTRIX_", "XDG_CONFIG"))}
+    env.update(HOME=str(home), VTRIX_GENERATION_URL=server.url, VTRIX_NO_KEYCHAIN="1")
+    proc = subprocess.run([sys.executable, "-m", "spark_nb", "status", "0" * 32], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 1
+    assert "404" in proc.stderr and "401" not in proc.stderr  # the key from the file was accepted
+    assert f"using Vtrix ({server.url}) with the API key from ~/.config/vtrix/config.yml" in proc.stderr
+    assert TEST_KEY not in proc.stdout + proc.stderr
