@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from moviepy import VideoFileClip
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,6 +32,18 @@ class Result:
         """What the task cost in US dollars, as the service reports it (a string)."""
         cost = self.usage.get("cost")
         return None if cost is None else str(cost)
+
+    def clip(self) -> VideoFileClip:
+        """The video as a moviepy VideoFileClip: use it in a `with` block (or call .close()) so its readers close."""
+        from .errors import MediaError
+
+        if not self.path.is_file():
+            fetch = f'spark_nb.Task.from_id("{self.task_id}", model="{self.model}").wait()'
+            raise MediaError(f"the video of task {self.task_id} is no longer at {self.path}",
+                             hint=f"fetch it again: {fetch}")
+        from moviepy import VideoFileClip
+
+        return VideoFileClip(str(self.path))
 
     def __fspath__(self) -> str:
         return str(self.path)

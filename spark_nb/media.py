@@ -1,28 +1,45 @@
-"""Media helpers on the bundled ffmpeg: read a header, trim audio under a limit, extract audio, compose side by side.
+"""Media helpers on the bundled ffmpeg: read a header, trim audio under a limit, extract audio, compose side by side,
+and join results into a reel.
 
-Each helper is one ffmpeg run (a filter graph), not moviepy: a moviepy clips_array of the benchmark's inputs
-took 5.4x as long as ffmpeg's own hstack (the goal is 2x) where one graph takes ~1.3x (benchmarks/media.py),
-and no clip readers are left to close. Labels are drawn with Pillow, so ffmpeg needs no drawtext or font.
-Outputs are written under a temporary name and renamed, so a reader never sees half a file.
+Each file-to-file helper is one ffmpeg run (a filter graph), not moviepy: a moviepy clips_array of the benchmark's
+inputs took 5.4x as long as ffmpeg's own hstack (the goal is 2x) where one graph takes ~1.3x (benchmarks/media.py).
+Labels are drawn with Pillow, so ffmpeg needs no drawtext or font. Outputs are written under a temporary name and
+renamed, so a reader never sees half a file.
+
+moviepy clips are accepted too (`side_by_side`, `trim_audio`, `reel`), and `as_clip=True` hands the output back as
+a clip. A clip that still plays exactly its file (a VideoFileClip/AudioFileClip not subclipped, resized, re-timed,
+with effects or a changed soundtrack) takes the ffmpeg path on that file; an edited clip is first rendered with
+moviepy's writer into a temporary file (see spark_nb._clips for the exact test). Clips you pass stay open (they are
+yours to close); clips returned by `as_clip=True` and `Result.clip()` read their file until closed: use them in a
+`with` block, or call `.close()`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import subprocess
 import tempfile
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal, Union, overload
 
-from . import _procs
+from . import _clips, _procs
 from ._ffmpeg import MediaFacts, ProbeError, ffmpeg_exe, read_header
 from ._ffmpeg import ffmpeg_input as _input
-from .errors import MediaError
+from .errors import MediaError, UsageError
 
-__all__ = ["MediaError", "MediaFacts", "ProbeError", "extract_audio", "find_cut", "read_header", "shrink_image", "side_by_side",
-           "trim_audio"]
+if TYPE_CHECKING:
+    from moviepy import AudioClip, AudioFileClip, VideoClip, VideoFileClip
+
+    PathLike = Union[str, os.PathLike[str]]  # a path, or a Result (it is its video file)
+    VideoSource = Union[PathLike, VideoClip]
+    AudioSource = Union[PathLike, AudioClip, VideoClip]
+
+__all__ = ["MediaError", "MediaFacts", "ProbeError", "extract_audio", "find_cut", "read_header", "reel",
+           "shrink_image", "side_by_side", "trim_audio"]
 
 FFMPEG_TIMEOUT_S = 300.0
 PAUSE_SEARCH_S = 1.5  # look this far back from the limit for a pause to cut in
@@ -33,20 +50,50 @@ SAFETY_S = 0.05  # encoders pad a little; stay clearly under the limit
 _AUDIO_CODECS = {".m4a": ["-c:a", "aac", "-b:a", "128k"], ".mp4": ["-c:a", "aac", "-b:a", "128k"],
                  ".aac": ["-c:a", "aac", "-b:a", "128k"], ".mp3": ["-c:a", "libmp3lame", "-b:a", "128k"],
                  ".wav": ["-c:a", "pcm_s16le"]}
+_VISUALS = "a video or image path, a Result, or a moviepy video clip"
+_SOUNDS = "an audio or video path, a Result, a moviepy audio clip, or a moviepy video clip with audio"
 
 
-def trim_audio(src: str | Path, max_seconds: float = 15.0, out: str | Path | None = None,
-               fade: float = 0.25) -> Path:
-    """Audio of src (an audio file or a video) cut to under max_seconds, in a pause when one is near, faded out.
+@overload
+def trim_audio(src: AudioSource, max_seconds: float = ..., out: str | Path | None = ..., fade: float = ..., *,
+               as_clip: Literal[False] = ...) -> Path: ...
+@overload
+def trim_audio(src: AudioSource, max_seconds: float = ..., out: str | Path | None = ..., fade: float = ..., *,
+               as_clip: Literal[True]) -> AudioFileClip: ...
+def trim_audio(src: AudioSource, max_seconds: float = 15.0, out: str | Path | None = None, fade: float = 0.25, *,
+               as_clip: bool = False) -> Path | AudioFileClip:
+    """Audio of src (a file, a Result or a moviepy clip) cut to under max_seconds, in a pause if one is near, faded.
 
-    The output format follows out's suffix (.m4a by default; .wav, .mp3, .aac also work).
+    The output format follows out's suffix (.m4a by default; .wav, .mp3, .aac also work). A moviepy clip's sound is
+    its own (an AudioClip) or its audio (a VideoClip); an edited one is rendered by moviepy first. as_clip=True
+    returns an AudioFileClip of the output instead of its path (close it when done).
     """
-    src = Path(src)
+    if max_seconds <= 2 * SAFETY_S:
+        raise MediaError(f"max_seconds must be more than {2 * SAFETY_S:g}, not {max_seconds:g}")
+    with tempfile.TemporaryDirectory(prefix="spark_nb_trim_") as tmp:
+        trimmed = _trim_file(_sound_file(src, Path(tmp)), max_seconds, out, fade)
+    return _clips.open_audio(trimmed) if as_clip else trimmed
+
+
+def _sound_file(src: AudioSource, tmp: Path) -> Path:
+    """The file trim_audio reads for src: a path as it is, an untouched clip's file, or an edited clip rendered."""
+    if _clips.is_clip(src):
+        sound = src.audio if _clips.is_video_clip(src) else src
+        if not _clips.is_audio_clip(sound):
+            if _clips.is_video_clip(src):
+                raise MediaError(f"this {type(src).__name__} has no audio to trim",
+                                 hint="pass a clip with sound, or give it one with clip.with_audio(audio_clip)")
+            raise _clips.wrong_type(src, "trim_audio's input", _SOUNDS)
+        _clips.check_playable(sound, "the clip's audio")
+        return _clips.untouched_audio(sound) or _clips.render_audio(sound, tmp / "clip-audio.wav")
+    return _path(src, "trim_audio's input", _SOUNDS)
+
+
+def _trim_file(src: Path, max_seconds: float, out: str | Path | None, fade: float) -> Path:
+    """trim_audio on a file: one ffmpeg run, cutting in the pause find_cut chooses."""
     facts = read_header(src)
     if not facts.has_audio:
         raise MediaError(f"{src.name} has no audio stream to trim")
-    if max_seconds <= 2 * SAFETY_S:
-        raise MediaError(f"max_seconds must be more than {2 * SAFETY_S:g}, not {max_seconds:g}")
     out = _output(out, [src], f"max{max_seconds:g}s", ".m4a", max_seconds, fade)
     codec = _audio_codec(out)
     args = ["-i", _input(src), "-vn", "-map", "0:a:0"]
@@ -111,21 +158,50 @@ def extract_audio(video: str | Path, out: str | Path | None = None) -> Path:
     return out
 
 
-def side_by_side(videos: Sequence[str | Path], labels: Sequence[str] | None = None, out: str | Path | None = None,
-                 height: int = 360, fps: int = 25) -> Path:
-    """Videos and still images scaled to one height, labelled, laid side by side in one mp4.
+@overload
+def side_by_side(videos: Sequence[VideoSource], labels: Sequence[str] | None = ..., out: str | Path | None = ...,
+                 height: int = ..., fps: int = ..., *, as_clip: Literal[False] = ...) -> Path: ...
+@overload
+def side_by_side(videos: Sequence[VideoSource], labels: Sequence[str] | None = ..., out: str | Path | None = ...,
+                 height: int = ..., fps: int = ..., *, as_clip: Literal[True]) -> VideoFileClip: ...
+def side_by_side(videos: Sequence[VideoSource], labels: Sequence[str] | None = None, out: str | Path | None = None,
+                 height: int = 360, fps: int = 25, *, as_clip: bool = False) -> Path | VideoFileClip:
+    """Videos, still images and moviepy video clips scaled to one height, labelled, laid side by side in one mp4.
 
     Lasts as long as the longest input (stills and shorter videos hold their last frame) and keeps the
-    audio of the longest input that has any.
+    audio of the longest input that has any. Edited clips are rendered by moviepy first; as_clip=True returns a
+    VideoFileClip of the output instead of its path (close it when done).
     """
+    if isinstance(videos, (str, os.PathLike)) or _clips.is_clip(videos):
+        raise UsageError("side_by_side takes a list of inputs, not one", hint="pass [a, b, ...]")
     if not videos:
         raise MediaError("side_by_side needs at least one video or image")
     if labels is not None and len(labels) != len(videos):
         raise MediaError(f"got {len(labels)} labels for {len(videos)} inputs; give one per input or none")
     if height < 16 or fps <= 0:
         raise MediaError(f"height must be at least 16 px and fps positive, not {height} and {fps}")
-    height -= height % 2
-    facts = [read_header(v) for v in videos]
+    with tempfile.TemporaryDirectory(prefix="spark_nb_sbs_") as tmp:
+        files = [_visual_file(video, i, Path(tmp)) for i, video in enumerate(videos)]
+        composed = _side_by_side_files(files, labels, out, height - height % 2, fps, Path(tmp))
+    return _clips.open_video(composed) if as_clip else composed
+
+
+def _visual_file(video: VideoSource, index: int, tmp: Path) -> Path:
+    """The file side_by_side reads for one input: a path, an untouched clip's file, or an edited clip rendered."""
+    what = f"side_by_side's input {index + 1}"
+    if _clips.is_clip(video):
+        if not _clips.is_video_clip(video):
+            raise MediaError(f"{what} is a {type(video).__name__}, which has no picture to show",
+                             hint="pass a video clip, or put the sound on one: video_clip.with_audio(audio_clip)")
+        _clips.check_playable(video, what)
+        return _clips.untouched_video(video) or _clips.render_video(video, tmp / f"clip{index}.mp4")
+    return _path(video, what, _VISUALS)
+
+
+def _side_by_side_files(files: list[Path], labels: Sequence[str] | None, out: str | Path | None, height: int,
+                        fps: int, tmp: Path) -> Path:
+    """side_by_side on files: one ffmpeg graph (scale, label, hold, hstack) and the longest input's audio."""
+    facts = [read_header(v) for v in files]
     for f in facts:
         if not f.has_video or not f.height or not f.width:
             raise MediaError(f"{f.path.name} has no picture to show")
@@ -133,33 +209,104 @@ def side_by_side(videos: Sequence[str | Path], labels: Sequence[str] | None = No
     total = max(moving, default=3.0)
     out = _output(out, [f.path for f in facts], "side-by-side", ".mp4", labels, height, fps)
     widths = [max(2, round(f.width * height / f.height / 2) * 2) for f in facts]  # type: ignore[operator]
-    with tempfile.TemporaryDirectory(prefix="spark_nb_sbs_") as tmp:
-        args = [arg for f in facts for arg in ("-i", _input(f.path))]
-        # stills and labels repeat their one frame as a stream: a lone frame that ends before its overlay
-        # partner has started can leave ffmpeg's threaded filter graph with no frames to encode at all
-        repeat = f"loop=loop=-1:size=1:start=0,setpts=N/{fps}/TB"
-        chains = []
-        for i, width in enumerate(widths):
-            # setsar=1: non-square pixels were already undone by scaling to the width as shown
-            tile = f"[{i}:v]{repeat + ',' if facts[i].is_still_image else ''}scale={width}:{height}:flags=bicubic,setsar=1"
-            if labels and labels[i]:
-                args += ["-i", _input(_label_image(labels[i], width, height, Path(tmp) / f"label{i}.png"))]
-                label = len(args) // 2 - 1
-                chains.append(f"{tile}[t{i}]")
-                chains.append(f"[{label}:v]{repeat}[l{i}]")
-                tile = f"[t{i}][l{i}]overlay=0:main_h-overlay_h:format=auto:shortest=1"
-            # labelled before padding, so a held still or last frame is drawn once and then only cloned
-            chains.append(f"{tile},fps={fps},tpad=stop_mode=clone:stop_duration={total:.3f},format=yuv420p[s{i}]")
-        if len(facts) > 1:
-            chains.append("".join(f"[s{i}]" for i in range(len(facts))) + f"hstack=inputs={len(facts)}[v]")
-        video_out = "[v]" if len(facts) > 1 else "[s0]"
-        with_audio = [i for i, f in enumerate(facts) if f.has_audio and not f.is_still_image]
-        audio = ["-map", f"{max(with_audio, key=lambda i: facts[i].duration or 0)}:a:0", "-c:a", "aac",
-                 "-b:a", "128k"] if with_audio else ["-an"]
-        _write([*args, "-filter_complex", ";".join(chains), "-map", video_out, *audio, "-t", f"{total:.3f}",
-                "-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-pix_fmt", "yuv420p",
-                "-movflags", "+faststart"], out)
+    args = [arg for f in facts for arg in ("-i", _input(f.path))]
+    # stills and labels repeat their one frame as a stream: a lone frame that ends before its overlay
+    # partner has started can leave ffmpeg's threaded filter graph with no frames to encode at all
+    repeat = f"loop=loop=-1:size=1:start=0,setpts=N/{fps}/TB"
+    chains = []
+    for i, width in enumerate(widths):
+        # setsar=1: non-square pixels were already undone by scaling to the width as shown
+        tile = f"[{i}:v]{repeat + ',' if facts[i].is_still_image else ''}scale={width}:{height}:flags=bicubic,setsar=1"
+        if labels and labels[i]:
+            args += ["-i", _input(_label_image(labels[i], width, height, tmp / f"label{i}.png"))]
+            label = len(args) // 2 - 1
+            chains.append(f"{tile}[t{i}]")
+            chains.append(f"[{label}:v]{repeat}[l{i}]")
+            tile = f"[t{i}][l{i}]overlay=0:main_h-overlay_h:format=auto:shortest=1"
+        # labelled before padding, so a held still or last frame is drawn once and then only cloned
+        chains.append(f"{tile},fps={fps},tpad=stop_mode=clone:stop_duration={total:.3f},format=yuv420p[s{i}]")
+    if len(facts) > 1:
+        chains.append("".join(f"[s{i}]" for i in range(len(facts))) + f"hstack=inputs={len(facts)}[v]")
+    video_out = "[v]" if len(facts) > 1 else "[s0]"
+    with_audio = [i for i, f in enumerate(facts) if f.has_audio and not f.is_still_image]
+    audio = ["-map", f"{max(with_audio, key=lambda i: facts[i].duration or 0)}:a:0", "-c:a", "aac",
+             "-b:a", "128k"] if with_audio else ["-an"]
+    _write([*args, "-filter_complex", ";".join(chains), "-map", video_out, *audio, "-t", f"{total:.3f}",
+            "-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-pix_fmt", "yuv420p",
+            "-movflags", "+faststart"], out)
     return out
+
+
+@overload
+def reel(results_or_clips: Iterable[VideoSource], titles: Sequence[str | None] | None = ...,
+         out: str | Path | None = ..., *, as_clip: Literal[False] = ..., title_seconds: float = ...) -> Path: ...
+@overload
+def reel(results_or_clips: Iterable[VideoSource], titles: Sequence[str | None] | None = ...,
+         out: str | Path | None = ..., *, as_clip: Literal[True], title_seconds: float = ...) -> VideoFileClip: ...
+def reel(results_or_clips: Iterable[VideoSource], titles: Sequence[str | None] | None = None,
+         out: str | Path | None = None, *, as_clip: bool = False,
+         title_seconds: float = _clips.TITLE_SECONDS) -> Path | VideoFileClip:
+    """Results, video paths and moviepy video clips one after another in one mp4, each after its title card if any.
+
+    Every piece is fitted (letterboxed on black) to the first one's size, at the first one's frame rate; each
+    keeps its audio (title cards and silent pieces are silent). titles has one entry per piece (None or "" for no
+    card). Composed and written with moviepy; as_clip=True returns a VideoFileClip of the output (close it).
+    """
+    items = list(results_or_clips)
+    if not items:
+        raise MediaError("reel needs at least one result, video path or clip")
+    if titles is not None and len(titles) != len(items):
+        raise MediaError(f"got {len(titles)} titles for {len(items)} pieces; give one per piece (None for no card)")
+    if not title_seconds > 0:
+        raise MediaError(f"title_seconds must be positive, not {title_seconds}")
+    out = Path(out) if out is not None else _scratch_file("reel", ".mp4")
+    with contextlib.ExitStack() as opened:  # closes the readers opened here for paths; clips passed in stay open
+        clips = [_reel_clip(item, i, opened) for i, item in enumerate(items)]
+        size = (clips[0].size[0] - clips[0].size[0] % 2, clips[0].size[1] - clips[0].size[1] % 2)  # for yuv420p
+        parts = []
+        for clip, title in zip(clips, titles or [None] * len(clips)):
+            if title:
+                parts.append(_clips.title_card(title, size, title_seconds))
+            parts.append(_clips.fitted(clip, size))
+        part = _part(out)
+        try:
+            _clips.write_joined(parts, part, getattr(clips[0], "fps", None) or _clips.RENDER_FPS)
+            os.replace(part, out)
+        finally:
+            part.unlink(missing_ok=True)
+    return _clips.open_video(out) if as_clip else out
+
+
+def _reel_clip(item: VideoSource, index: int, opened: contextlib.ExitStack) -> VideoClip:
+    """One reel piece as a clip: a clip as it is, a video file opened (and closed by opened)."""
+    what = f"reel's piece {index + 1}"
+    if _clips.is_clip(item):
+        if not _clips.is_video_clip(item):
+            raise MediaError(f"{what} is a {type(item).__name__}, which has no picture to show",
+                             hint="pass a video clip, or put the sound on one: video_clip.with_audio(audio_clip)")
+        _clips.check_playable(item, what)
+        return item
+    path = _path(item, what, _VISUALS)
+    facts = read_header(path)
+    if not facts.has_video or facts.is_still_image or not facts.duration:
+        kind = "a still image" if facts.is_still_image else "not a video"
+        raise MediaError(f"{what}, {path.name}, is {kind}",
+                         hint="pass a video; for a picture, pass moviepy.ImageClip(path, duration=seconds)")
+    return opened.enter_context(_clips.open_video(path))
+
+
+def _path(value: object, what: str, accepted: str) -> Path:
+    """value as a Path when it is a path or path-like (a Result), else UsageError saying what is accepted."""
+    if isinstance(value, (str, os.PathLike)):
+        return Path(value)
+    raise _clips.wrong_type(value, what, accepted)
+
+
+def _scratch_file(tag: str, suffix: str) -> Path:
+    """A new file name in this process's scratch folder (for outputs with no stable sources to name them by)."""
+    from ._scratch import scratch_dir
+
+    return scratch_dir() / f"{tag}-{uuid.uuid4().hex[:10]}{suffix}"
 
 
 def _label_image(text: str, width: int, height: int, path: Path) -> Path:
