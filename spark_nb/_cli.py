@@ -14,29 +14,37 @@ SERVER_KEY_ENV = "SPARK_NB_SERVER_API_KEY"
 
 
 def _parser() -> argparse.ArgumentParser:
+    from ._version import __version__
+
     parser = argparse.ArgumentParser(prog="spark-nb", description="Vtrix Spark Avatar videos from the shell.")
+    parser.add_argument("--version", action="version", version=f"spark-nb {__version__}",
+                        help="print the version and exit")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def generation(name: str, help_text: str) -> argparse.ArgumentParser:
+    def generation(name: str, help_text: str, image_help: str) -> argparse.ArgumentParser:
         cmd = sub.add_parser(name, help=help_text)
-        cmd.add_argument("--image", required=True, help="portrait image: path or http(s) URL")
+        cmd.add_argument("--image", required=True, help=image_help)
         cmd.add_argument("--out", help="folder for the video (default: $SPARK_NB_OUTPUT_DIR or ./spark_outputs)")
         cmd.add_argument("--timeout", type=float, default=600, help="seconds to wait for the task (default 600)")
         cmd.add_argument("--no-progress", action="store_true", help="hide the progress bar")
         return cmd
 
-    avatar = generation("avatar", "talking head from a portrait and a speech clip")
+    avatar = generation("avatar", "talking head from a portrait and a speech clip",
+                        "portrait image (a face, looking at the camera): path or http(s) URL")
     avatar.add_argument("--audio", required=True, help="speech clip: path or http(s) URL")
     avatar.add_argument("--no-trim", action="store_true", help="send audio over 15 s whole")
-    imitate = generation("imitate", "a character image performing a driving video's motion")
+    imitate = generation("imitate", "a character image performing a driving video's motion",
+                         "character image (the one who will perform the motion): path or http(s) URL")
     imitate.add_argument("--driving-video", required=True, help="driving video: path or http(s) URL")
 
     status = sub.add_parser("status", help="show a task's status, or wait for it and download its video")
-    status.add_argument("task_id")
+    status.add_argument("task_id", help="the task's id, as printed when it was created")
     status.add_argument("--model", help="the task's model id (for readable error hints)")
     status.add_argument("--wait", action="store_true", help="wait for the task and download its video")
-    status.add_argument("--out", help="folder for the video")
-    status.add_argument("--timeout", type=float, default=600)
+    status.add_argument("--out", help="folder for the video (with --wait; default: $SPARK_NB_OUTPUT_DIR or "
+                                      "./spark_outputs)")
+    status.add_argument("--timeout", type=float, default=600,
+                        help="with --wait: seconds to wait for the task (default 600)")
 
     history = sub.add_parser("history", help="the tasks this machine created, newest first, and what they cost")
     history.add_argument("--since", help='only tasks since a date ("2026-12-01") or a duration back ("24h", "7d")')
@@ -55,18 +63,33 @@ def _parser() -> argparse.ArgumentParser:
     batch.add_argument("--resubmit-uncertain", action="store_true",
                        help="send again rows whose create call may have made a task (may pay twice)")
 
-    serve = sub.add_parser("serve", help="run the local server (the Vtrix protocol on loopback)")
-    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, loopback only)")
-    serve.add_argument("--port", type=int, default=8765)
+    serve = sub.add_parser("serve", help="run the local server (the Vtrix protocol; on this machine only unless "
+                                         "--host says otherwise)")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to bind (default 127.0.0.1: this machine only). Any other address, e.g. "
+                            f"0.0.0.0, makes the server reachable from the network and needs --api-key-file or "
+                            f"${SERVER_KEY_ENV}")
+    serve.add_argument("--port", type=int, default=8765,
+                       help="TCP port to listen on (default 8765; 0 picks a free one)")
     serve.add_argument("--latency", type=float, default=0.0, help="every task takes at least this many seconds")
     serve.add_argument("--faults", help="inject faults: ROUTE:KIND:P,... (see docs)")
     serve.add_argument("--fault-seed", type=int, help="make injected faults repeatable")
-    serve.add_argument("--api-key-file", help="require the bearer key written in this file (default: any key)")
+    serve.add_argument("--api-key-file",
+                       help="require the bearer key written in this file (default: any key, on loopback only)")
     serve.add_argument("--api-key", help=f"require this key; visible to other users in the process list, so prefer "
                                          f"--api-key-file or ${SERVER_KEY_ENV}")
     serve.add_argument("--render-size", type=int, default=512, help="longest side of rendered videos, px (512)")
     serve.add_argument("--cost-per-second", type=float, default=0.0,
                        help="report usage.cost as this many USD per second of video (default 0)")
+
+    studio = sub.add_parser("studio", help="the studio (both forms and the history) as a web app on this machine, "
+                                           "no code (Voila; pip install 'spark-nb[studio]')")
+    studio.add_argument("--port", type=int, default=8866,
+                        help="TCP port on 127.0.0.1 to serve the studio on (default 8866); only this machine can "
+                             "open it")
+    studio.add_argument("--no-browser", action="store_true", help="do not open a browser tab; just print the URL")
+    studio.add_argument("--dir", default="spark_studio",
+                        help="folder for the studio's page and the videos it makes (default ./spark_studio)")
     return parser
 
 
@@ -110,6 +133,8 @@ def _run(args: argparse.Namespace) -> int:
         return _history(args)
     elif args.command == "demo":
         return _demo(args.out)
+    elif args.command == "studio":
+        return _studio(args)
     return 0
 
 
@@ -154,16 +179,26 @@ def _serve(args: argparse.Namespace) -> int:
 
     from .local import LocalServer
 
+    key = _server_key(args)
+    network = not _is_loopback_host(args.host)
+    if network and key is None:
+        raise SparkError(f"--host {args.host} makes the server reachable from the network (127.0.0.1 keeps it on "
+                         f"this machine), so it must require a key: pass --api-key-file FILE or set "
+                         f"${SERVER_KEY_ENV}")
     server = LocalServer(args.host, args.port, latency=args.latency, faults=args.faults, fault_seed=args.fault_seed,
-                         api_key=_server_key(args), longest_side=args.render_size,
-                         cost_per_second=args.cost_per_second).start()
+                         api_key=key, longest_side=args.render_size, cost_per_second=args.cost_per_second)
+    try:
+        server.start()
+    except SparkError as exc:
+        raise SparkError(_listen_failure(exc, args.host, args.port)) from None
 
     def stop(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)  # also when started in the background, where SIGINT comes ignored
-    print(f"spark-nb local server on {server.url} (Ctrl-C to stop)", flush=True)
+    reach = "reachable from the network, requests need the key; " if network else ""
+    print(f"spark-nb local server on {server.url} ({reach}Ctrl-C to stop)", flush=True)
     try:
         while server.running:
             time.sleep(0.5)
@@ -174,6 +209,113 @@ def _serve(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGINT, signal.default_int_handler)
         server.stop()
     return 0
+
+
+def _is_loopback_host(host: str) -> bool:
+    """True when binding host keeps the server on this machine (localhost, 127.0.0.0/8, ::1)."""
+    import ipaddress
+
+    name = host.strip().strip("[]").rstrip(".").lower()
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name.split("%")[0]).is_loopback
+    except ValueError:  # a host name may resolve to any interface; 0.0.0.0 and "" are every interface
+        return False
+
+
+def _listen_failure(exc: SparkError, host: str, port: int) -> str:
+    """One line for a server that cannot listen: which port, and what to do (a taken port named as such)."""
+    import errno
+
+    cause = exc.__cause__
+    if isinstance(cause, OSError) and cause.errno == errno.EADDRINUSE:
+        return (f"cannot listen on {host}:{port}: port {port} is in use; pass --port N (0 picks a free one) "
+                f"or stop the other server")
+    return f"{exc.headline}; {exc.hint}" if exc.hint else exc.headline
+
+
+def _studio(args: argparse.Namespace) -> int:
+    """Serve the studio notebook with Voila on loopback until Ctrl-C or SIGTERM, then stop Voila and its kernels."""
+    import importlib.util
+    import os
+    import shutil
+    import signal
+    import socket
+    import subprocess
+    import webbrowser
+
+    from . import _procs
+
+    if importlib.util.find_spec("voila") is None:
+        raise SparkError("the studio needs Voila, which is not installed: pip install 'spark-nb[studio]'")
+    host, port = "127.0.0.1", int(args.port)
+    with socket.socket() as probe:  # a busy port is one clear line here, not a traceback from Voila
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise SparkError(f"cannot serve the studio on {host}:{port}: {exc.strerror or exc}; pick another port "
+                             f"with --port, or stop what uses it") from exc
+    templates = Path(__file__).resolve().parent / "templates"
+    folder = Path(args.dir).expanduser().resolve()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        notebook = Path(shutil.copyfile(templates / "studio.ipynb", folder / "studio.ipynb"))
+    except OSError as exc:
+        raise SparkError(f"cannot prepare the studio folder {folder}: {exc.strerror or exc}; pick another with "
+                         f"--dir") from exc
+    media = r".*\.(jpe?g|png|gif|webp|bmp|svg|wav|mp3|m4a|aac|ogg|oga|opus|flac|weba|mp4|m4v|mov|webm|mkv)"
+    cmd = [sys.executable, "-m", "voila", str(notebook), "--no-browser", f"--Voila.ip={host}", f"--Voila.port={port}",
+           "--Voila.port_retries=0", f"--Voila.root_dir={folder}", "--Voila.log_level=ERROR",
+           "--template=spark-studio", f"--VoilaConfiguration.file_allowlist={media}",
+           # a kernel whose page was left without closing it (a lost tab, a curl) goes after 15 idle minutes
+           "--MappingKernelManager.cull_idle_timeout=900", "--MappingKernelManager.cull_interval=60"]
+    env = dict(os.environ)
+    # the studio's Voila template (no CDN requests) lives in the package, found through the Jupyter data path
+    env["JUPYTER_PATH"] = os.pathsep.join([str(templates), *filter(None, [env.get("JUPYTER_PATH")])])
+    prctl = _procs._linux_prctl()
+
+    def die_with_us() -> None:  # SIGTERM, so Voila still shuts its kernels down when this process dies
+        prctl(_procs._PR_SET_PDEATHSIG, signal.SIGTERM)
+
+    # its own session: Ctrl-C reaches this process only, which then stops Voila once, cleanly
+    voila = subprocess.Popen(cmd, env=env, cwd=folder, stdin=subprocess.DEVNULL, start_new_session=True,
+                             preexec_fn=die_with_us if prctl is not None else None)
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    url = f"http://{host}:{port}/"
+    try:
+        while voila.poll() is None:
+            try:
+                with socket.create_connection((host, port), timeout=1):
+                    break
+            except OSError:
+                time.sleep(0.2)
+        else:
+            print(f"spark-nb: error: Voila stopped (exit code {voila.returncode}) before serving the studio",
+                  file=sys.stderr)
+            return voila.returncode or 1
+        print(f"spark-nb studio on {url} (Ctrl-C to stop); its videos go to {folder}", flush=True)
+        if not args.no_browser:
+            webbrowser.open(url)
+        voila.wait()
+        return voila.returncode
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        if voila.poll() is None:
+            voila.terminate()  # Voila stops its kernels on SIGTERM
+            try:
+                voila.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                voila.kill()
+                voila.wait()
 
 
 def _server_key(args: argparse.Namespace) -> str | None:

@@ -13,6 +13,7 @@ its fixes, and generates through the same submit() and Task.wait() as generate()
 
 from __future__ import annotations
 
+import datetime
 import html
 import threading
 import time
@@ -64,6 +65,19 @@ def _classes(widget: W.DOMWidget, *names: str) -> W.DOMWidget:
     return widget
 
 
+def _named(exc: ValidationError, scratch: Path | None, name: str | None) -> ValidationError:
+    """exc with the scratch file an upload was written to replaced by the user's own file name."""
+    if scratch is None or not name:
+        return exc
+    message = str(exc.args[0]) if exc.args else exc.message
+    if exc.code and message.startswith(f"[{exc.code}] "):
+        message = message[len(exc.code) + 3:]
+    renamed = message.replace(str(scratch), name).replace(scratch.name, name)
+    if renamed == message:
+        return exc
+    return ValidationError(renamed, reason=exc.reason, hint=exc.hint, code=exc.code, field=exc.field)
+
+
 def _error_markup(exc: BaseException) -> str:
     """An error and what to do about it, escaped (messages never contain the key: Secret hides itself)."""
     if isinstance(exc, SparkError):
@@ -93,7 +107,9 @@ class MediaPicker:
         self.error: ValidationError | None = None
         self.note: str | None = None
         self.pending_fix: Fix | None = None
+        self.name: str | None = None  # the input's name as the user knows it (an upload's own file name)
         self._fix_path: Path | None = None
+        self._stub_upload = False
         kind = field.kind
         self.title = W.HTML(f"<b>{html.escape(field.label.capitalize())}</b>")
         self.upload = _classes(W.FileUpload(accept=_ACCEPT[kind], multiple=False, description="Upload"),
@@ -119,10 +135,18 @@ class MediaPicker:
         return self.value is not None and self.error is None
 
 
-    def pick(self, value: Any, *, caption: str | None = None) -> None:
-        """Use value (path, URL, bytes or FileUpload item) as this input: preview and check it now."""
+    def pick(self, value: Any, *, caption: str | None = None, name: str | None = None) -> None:
+        """Use value (path, URL, bytes or FileUpload item) as this input: preview and check it now.
+
+        caption is shown under the preview; name is the file's name as the user knows it (an upload's own name),
+        used in messages instead of the scratch file an upload or bytes are written to.
+        """
         self.value, self.media, self.error, self.note = None, None, None, None
         self._set_fix(None, None)
+        self.problem.value = ""  # the last input's error goes as soon as another is picked
+        if isinstance(value, Mapping) and not name:
+            name = str(value.get("name") or "") or None
+        self.name = name
         try:
             media = normalise(value, self.field)
         except ValidationError as exc:
@@ -133,16 +157,19 @@ class MediaPicker:
             return
         self.value = media.url if media.url is not None else media.path
         assert self.value is not None
-        name = caption or Path(str(self.value)).name
-        _show(self.preview, display.media_html(self.value, caption=name, kind=self.field.kind))
+        scratch = media.path if name and media.path is not None else None
+        shown = caption or name or Path(str(self.value)).name
+        _show(self.preview, display.media_html(self.value, caption=shown, kind=self.field.kind))
         try:
             self.media = validate(media)
         except ValidationError as exc:
-            self.error = exc
+            self.error = _named(exc, scratch, name)
             self._set_fix(fix_for(exc), media.path)
         else:
             for advice in self.media.advice:
                 self.note = advice.message
+                if scratch is not None and name:
+                    self.note = self.note.replace(str(scratch), name).replace(scratch.name, name)
                 self._set_fix(advice.fix, media.path)
                 if advice.fix == "trim_audio":
                     self.note += f"; Generate trims it ({FIX_LABELS['trim_audio'].lower()})"
@@ -151,6 +178,8 @@ class MediaPicker:
 
     def use_sample(self) -> None:
         """Pick the bundled sample (what the "Use sample" button does)."""
+        self._forget_upload()
+        self.url.value = ""
         self.pick(self.sample_path, caption=f"sample {self.sample_path.name}")
 
     def apply_fix(self) -> None:
@@ -168,11 +197,12 @@ class MediaPicker:
             self.problem.value = _error_markup(exc)
             return
         self.fix.disabled = False
-        self.pick(fixed, caption=f"{fixed.name} ({label.lower()})")
+        self.pick(fixed, caption=f"{self.name or fixed.name} ({label.lower()})", name=self.name)
 
     def clear(self) -> None:
         """Forget the input."""
-        self.value, self.media, self.error, self.note = None, None, None, None
+        self._forget_upload()
+        self.value, self.media, self.error, self.note, self.name = None, None, None, None, None
         self._set_fix(None, None)
         _show(self.preview, None)
         self.problem.value = ""
@@ -194,16 +224,35 @@ class MediaPicker:
 
     def _on_upload(self, change: Mapping[str, Any]) -> None:
         items = change["new"]
-        if not items:
+        if not items or self._stub_upload:
             return
         item = items[0]
-        self.pick(item, caption=str(item.get("name") or "upload"))
-        # the bytes are now in a scratch file: drop them from the widget so they never land in the notebook
-        self.upload.value = ()
+        name = str(item.get("name") or "upload")
+        self.url.value = ""
+        self.pick(item, caption=name, name=name)
+        # the bytes are now in a scratch file: drop them from the widget so they never land in the notebook, but
+        # keep the file's name and size there, so the button's count ("Upload (1)") says a file is in use
+        self._stub_upload = True
+        try:
+            self.upload.value = ({"name": name, "type": str(item.get("type") or ""), "size": int(item.get("size") or 0),
+                                  "content": memoryview(b""),
+                                  "last_modified": datetime.datetime.now(datetime.timezone.utc)},)
+        finally:
+            self._stub_upload = False
+
+    def _forget_upload(self) -> None:
+        """Empty the upload button (its count back to 0) when another kind of input replaces the upload."""
+        if self.upload.value:
+            self._stub_upload = True
+            try:
+                self.upload.value = ()
+            finally:
+                self._stub_upload = False
 
     def _on_url(self, change: Mapping[str, Any]) -> None:
         text = str(change["new"] or "").strip()
         if text:
+            self._forget_upload()
             self.pick(text, caption=text.rsplit("/", 1)[-1][:80])
 
     def _changed(self) -> None:
@@ -458,7 +507,13 @@ class ModelForm:
     # -- small helpers ---------------------------------------------------------------------------------
 
     def _inputs_changed(self) -> None:
-        if not self.running and self.result is None and not self.error.value:
+        if self.running:
+            return
+        if self.last_error is not None or self.error.value:  # a failure about the old inputs: gone with them
+            self.error.value = ""
+            self.last_error = None
+            self.progress.value, self.progress.bar_style = 0.0, ""
+        if self.result is None:
             self.status.value = self._idle_text()
 
     def _idle_text(self) -> str:
@@ -495,8 +550,8 @@ class Studio:
                  **config: Any) -> None:
         self._config = dict(hide_key(config))
         self.forms = {spec.id: ModelForm(spec, timeout=timeout, **config) for spec in specs}
-        titles = [f"{(spec.alias or spec.id).capitalize()} ({' + '.join(f.kind for f in spec.fields)})"
-                  for spec in specs]
+        # short titles: a widget Tab gives each title a fixed width (about 144 px) and cuts longer ones off
+        titles = [_tab_title(spec) for spec in specs]
         self.history = _classes(W.Output(), "spark-history")
         refresh = _classes(W.Button(description="Refresh", icon="refresh"), "spark-history-refresh")
         refresh.on_click(lambda _: self.show_history())
@@ -534,6 +589,12 @@ class Studio:
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         return self.widget._repr_mimebundle_(**kwargs)
+
+
+def _tab_title(spec: ModelSpec) -> str:
+    """A model's tab title: its alias (or id), short enough for a widget tab to show whole."""
+    title = (spec.alias or spec.id).replace("_", " ").capitalize()
+    return title if len(title) <= 16 else f"{title[:15]}…"
 
 
 def model_form(spec: ModelSpec, *, timeout: float = 600, **config: Any) -> ModelForm:

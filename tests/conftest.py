@@ -86,6 +86,7 @@ def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     monkeypatch.setenv("SPARK_NB_HOME", str(tmp_path / "spark_nb_home"))  # a journal and local tasks of its own
     # a developer's own vtrix CLI key (keychain, ~/.config/vtrix) must never reach a test: it would call Vtrix
     monkeypatch.setenv("VTRIX_NO_KEYCHAIN", "1")
+    (tmp_path / "home").mkdir(exist_ok=True)  # IPython and Jupyter write their settings there
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
     config._configured.clear()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -284,6 +285,8 @@ def test_a_failing_row_makes_the_cli_exit_non_zero(tmp_path: Path, media: dict[s
     assert row["status"] == "failed" and "097" in row["error"] and row["task_id"]
     assert_key_written_nowhere(out)
     assert TEST_KEY not in done.stdout + done.stderr
+    # quiet: the kernel that ran the row said nothing (ipykernel warns once per kernel on TCP transport)
+    assert not [line for line in done.stderr.splitlines() if "IPKernelApp" in line or "WARNING" in line], done.stderr
 
     # 097 is the service's own failure: the next run tries a new task (an input error would be reported again)
     [again] = run_batch(manifest, out, progress=False)
@@ -349,3 +352,139 @@ def test_an_upper_case_scheme_is_a_url_in_generate_and_in_a_manifest(tmp_path: P
     manifest = write_manifest(tmp_path, [{"name": "shouting", "model": "avatar", "image": image, "audio": audio}])
     (row,) = read_manifest(manifest)
     assert row.inputs == {"image": image, "audio": audio}
+
+
+# -- the gallery's media: everything inside the batch folder, referenced relatively -----------------------------
+
+
+def gallery_refs(page: str) -> list[str]:
+    """Every src and href in a gallery page, unescaped."""
+    import html as html_module
+
+    return [html_module.unescape(ref) for ref in re.findall(r'(?:src|href)="([^"]*)"', page)]
+
+
+def assert_refs_stay_inside(out: Path, page: str) -> None:
+    """Every local ref is relative, resolves to a file inside out, and no absolute path is in the page."""
+    from urllib.parse import unquote
+
+    refs = gallery_refs(page)
+    assert refs
+    for ref in refs:
+        if ref.startswith(("http://", "https://")) or ref == "results.csv":  # results.csv: written beside it
+            continue
+        assert not ref.startswith("/") and ":" not in ref and ".." not in ref.split("/"), ref
+        target = (out / unquote(ref)).resolve()
+        assert target.is_relative_to(out.resolve()) and target.is_file(), ref
+    assert str(out.resolve().parent) not in page and str(Path.home()) not in page
+
+
+@pytest.mark.timeout(60)
+def test_the_gallery_brings_outside_media_into_the_folder(tmp_path: Path, media: dict[str, Path]) -> None:
+    """Inputs and a video from outside the folder end up in out/media (hard links here), all refs relative."""
+    from spark_nb import samples
+    from spark_nb.batch._outcome import RowOutcome, RowStatus
+    from spark_nb.batch._report import write_gallery
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    video = elsewhere / "earlier.mp4"
+    video.write_bytes(media["driving"].read_bytes())
+    out = tmp_path / "batch"
+    (out / "inside").mkdir(parents=True)
+    own = out / "inside" / "own video.mp4"
+    own.write_bytes(media["driving"].read_bytes())
+    outcomes = [
+        RowOutcome("a", "spark_avatar_picture_omni_v2", RowStatus.COMPLETED, video=video,
+                   inputs={"image": str(samples.PORTRAIT), "audio": str(samples.SPEECH)}),
+        RowOutcome("b", "spark_avatar_imitator_v2v", RowStatus.COMPLETED, video=own,
+                   inputs={"image": str(media["portrait"]), "driving_video": str(samples.DRIVING_VIDEO)}),
+        RowOutcome("c", "spark_avatar_imitator_v2v", RowStatus.FAILED, error="no",
+                   inputs={"image": "https://example.com/p.jpg", "driving_video": str(tmp_path / "gone.mp4")}),
+    ]
+    page = write_gallery(out, outcomes).read_text()
+    assert_refs_stay_inside(out, page)
+    copies = sorted(p.name for p in (out / "media").iterdir())
+    assert len(copies) == 5, copies  # the sample portrait, speech, driving video; the test portrait; the video
+    assert not [name for name in copies if name.startswith(".")]  # no half-written files left
+    linked = next((out / "media").glob("earlier-*.mp4"))
+    assert linked.stat().st_ino == video.stat().st_ino  # the same file system: a hard link, not a copy
+    assert "inside/own%20video.mp4" in page  # a file already inside is used where it is
+    assert 'src="https://example.com/p.jpg"' in page
+    assert "gone.mp4" in page and page.count("<video") == 3  # a missing input is named, not shown
+    stamps = {p: p.stat().st_mtime_ns for p in (out / "media").iterdir()}
+    assert write_gallery(out, outcomes).read_text() == page
+    assert {p: p.stat().st_mtime_ns for p in (out / "media").iterdir()} == stamps  # nothing copied again
+
+
+@pytest.mark.timeout(60)
+def test_the_gallery_copies_across_file_systems(tmp_path: Path, media: dict[str, Path],
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """When a hard link is impossible (another file system) the media are copied."""
+    from spark_nb.batch import _report
+    from spark_nb.batch._outcome import RowOutcome, RowStatus
+
+    def no_link(src: object, dst: object) -> None:
+        raise OSError(18, "Invalid cross-device link")
+
+    monkeypatch.setattr(_report.os, "link", no_link)
+    out = tmp_path / "batch"
+    out.mkdir()
+    outcome = RowOutcome("a", "spark_avatar_imitator_v2v", RowStatus.COMPLETED, video=media["driving"],
+                         inputs={"image": str(media["portrait"]), "driving_video": str(media["driving"])})
+    page = _report.write_gallery(out, [outcome]).read_text()
+    assert_refs_stay_inside(out, page)
+    copy = next((out / "media").glob("driving-*.mp4"))
+    assert copy.read_bytes() == media["driving"].read_bytes() and copy.stat().st_ino != media["driving"].stat().st_ino
+
+
+@pytest.mark.timeout(60)
+def test_hostile_input_names_cannot_escape_the_folder_or_break_the_page(tmp_path: Path,
+                                                                          media: dict[str, Path]) -> None:
+    """Inputs named ../x.jpg, a"b<c>.png or with %, # and ? stay inside out/media and are escaped in the page."""
+    from spark_nb.batch._outcome import RowOutcome, RowStatus
+    from spark_nb.batch._report import write_gallery
+
+    out = tmp_path / "deep" / "batch"
+    out.mkdir(parents=True)
+    up = out / ".." / "x.jpg"  # a manifest row may well name ../x.jpg
+    up.write_bytes(media["portrait"].read_bytes())
+    odd = tmp_path / 'a"b<c>.png'
+    odd.write_bytes(media["png"].read_bytes())
+    weird = tmp_path / "100% #1?.wav"
+    weird.write_bytes(media["speech"].read_bytes())
+    outcomes = [
+        RowOutcome("up", "spark_avatar_picture_omni_v2", RowStatus.COMPLETED, inputs={"image": str(up),
+                                                                                    "audio": str(weird)}),
+        RowOutcome("odd", "spark_avatar_imitator_v2v", RowStatus.FAILED, error='<script>alert("x")</script>',
+                   inputs={"image": str(odd), "driving_video": str(media["driving"])}),
+    ]
+    page = write_gallery(out, outcomes).read_text()
+    assert_refs_stay_inside(out, page)
+    assert "<script>" not in page and '<c>' not in page and 'a"b' not in page
+    assert "a&quot;b&lt;c&gt;.png" in page  # the file's own name, escaped, in the tooltip
+    names = [p.name for p in (out / "media").iterdir()]
+    assert all(re.fullmatch(r"[A-Za-z0-9._-]+", name) for name in names), names
+    assert not (tmp_path / "deep" / "media").exists() and not list(tmp_path.glob("*-*.jpg"))
+    assert page.count("<img") == 2 and page.count("<audio") == 1
+
+
+@pytest.mark.timeout(60)
+def test_a_big_image_is_shown_by_a_thumbnail(tmp_path: Path) -> None:
+    """An image over the thumbnail size is shown by a small JPEG in out/media, not copied whole."""
+    from PIL import Image
+
+    from spark_nb.batch._outcome import RowOutcome, RowStatus
+    from spark_nb.batch._report import THUMBNAIL_PX, write_gallery
+    from tests.conftest import draw_portrait
+
+    big = draw_portrait(tmp_path / "big.jpg", size=(2400, 3000))
+    out = tmp_path / "batch"
+    out.mkdir()
+    page = write_gallery(out, [RowOutcome("a", "spark_avatar_imitator_v2v", RowStatus.FAILED,
+                                          inputs={"image": str(big)})]).read_text()
+    assert_refs_stay_inside(out, page)
+    (thumb,) = (out / "media").iterdir()
+    assert thumb.name.endswith("-thumb.jpg")
+    with Image.open(thumb) as image:
+        assert max(image.size) == THUMBNAIL_PX

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -114,12 +115,15 @@ async (video) => {
 """
 
 
-def _generate_in_form(page: Any, origin: str, form: str, kinds: tuple[str, ...], shot: Path) -> dict[str, Any]:
+def _generate_in_form(page: Any, origin: str, form: str, kinds: tuple[str, ...], shot: Path, *,
+                      served: tuple[str, ...] | None = None) -> dict[str, Any]:
     """In the form with CSS class `form`, pick the samples, click Generate, wait for a playing result video.
 
-    The video must come from the page's own origin (JupyterLab's /files/ handler, as on Binder) or be embedded,
-    never from the local generation server the kernel talks to.
+    The video must come from the page's own origin (JupyterLab's /files/ handler, as on Binder; Voila's own
+    file handler for the studio: `served` names the allowed prefixes of its src) or be embedded, never from the
+    local generation server the kernel talks to.
     """
+    served = served or (f"{origin}/files/", "data:video/")
     scope = page.locator(f".{form}")
     before = scope.locator(".spark-result video").evaluate_all("vs => vs.map(v => v.getAttribute('src'))")
     for kind in kinds:
@@ -142,8 +146,8 @@ def _generate_in_form(page: Any, origin: str, form: str, kinds: tuple[str, ...],
                 f"{scope.locator('.spark-status').inner_text()}"
     assert generate.is_enabled()
     assert "completed" in scope.locator(".spark-status").inner_text()
-    assert src.startswith((f"{origin}/files/", "data:video/")), f"the result must be served by JupyterLab: {src}"
     played = videos.first.evaluate(PLAY_VIDEO)
+    assert played["src"].startswith(served), f"the result must be served by the page's own server: {played['src']}"
     videos.first.scroll_into_view_if_needed()
     page.screenshot(path=str(shot), full_page=False)
     return played
@@ -193,3 +197,218 @@ def test_quickstart_form_generates_and_plays_in_chromium(jupyterlab: str) -> Non
     assert not [e for e in console_errors if "widget" in e.lower()], console_errors
     assert (ARTIFACTS / "browser-avatar.png").stat().st_size > 10_000
     assert (ARTIFACTS / "browser-imitator.png").stat().st_size > 10_000
+
+
+def _browser_env(tmp_path: Path) -> dict[str, str]:
+    """The environment of a server the browser talks to: no key or backend of the developer's, a fresh home."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VTRIX_", "SPARK_NB_", "JUPYTER_"))}
+    env.update(HOME=str(tmp_path / "home"), SPARK_NB_HOME=str(tmp_path / "spark-home"),
+               JUPYTER_CONFIG_DIR=str(tmp_path / "jupyter-config"), JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"))
+    return env
+
+
+@pytest.fixture
+def studio_app(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """`spark-nb studio --no-browser` on a free loopback port (local backend: no key); yields (URL, its folder).
+
+    Afterwards it is stopped with SIGINT, as Ctrl-C does, and must take Voila and every kernel with it.
+    """
+    import psutil
+
+    port = _free_port()
+    folder = tmp_path / "studio"
+    log_path = tmp_path / "studio.log"
+    log = log_path.open("wb")
+    cli = Path(sys.executable).with_name("spark-nb")
+    command = [str(cli)] if cli.exists() else [sys.executable, "-m", "spark_nb._cli"]
+    app = subprocess.Popen([*command, "studio", "--no-browser", "--port", str(port), "--dir", str(folder)],
+                           stdout=log, stderr=subprocess.STDOUT, env=_browser_env(tmp_path), cwd=tmp_path)
+    url = f"http://127.0.0.1:{port}/"
+    children: list[Any] = []
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert app.poll() is None, f"spark-nb studio exited: {log_path.read_text()[-2000:]}"
+            assert time.monotonic() < deadline, f"the studio did not start within 120 s: {log_path.read_text()[-2000:]}"
+            try:
+                if httpx.get(url, timeout=5).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.25)
+        assert "spark-nb studio on " + url in log_path.read_text()
+        yield url, folder
+        children = psutil.Process(app.pid).children(recursive=True)
+        assert children, "Voila should run as a child of spark-nb studio"
+    finally:
+        app.send_signal(signal.SIGINT)
+        try:
+            code = app.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            app.kill()
+            raise
+        finally:
+            log.close()
+    assert code == 0, log_path.read_text()[-2000:]
+    _, alive = psutil.wait_procs(children, timeout=20)
+    assert not alive, f"left running after Ctrl-C: {[p.cmdline() for p in alive]}"
+    text = log_path.read_text()
+    assert "Traceback" not in text and "VTRIX_API_KEY=" not in text, text[-2000:]
+
+
+def _tabs_show_whole_titles(page: Any, scope: str) -> list[dict[str, Any]]:
+    """The tab bar's titles, each with whether its text fits its tab (not cut off by an ellipsis)."""
+    return page.locator(f"{scope} .lm-TabBar-tabLabel").evaluate_all(
+        "ls => ls.map(l => ({text: l.textContent, fits: l.scrollWidth <= l.clientWidth + 1}))")
+
+
+def test_studio_serves_the_forms_without_code_and_plays_in_chromium(studio_app: tuple[str, Path]) -> None:
+    """spark-nb studio in Chromium: both forms and History in whole tabs, no code, no console errors; the samples
+    generate in each form and the videos play with the right durations."""
+    sync_playwright = _require_browser()
+    url, folder = studio_app
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    console_errors: list[str] = []
+    failed_requests: list[str] = []
+    origin = url.rstrip("/")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                    args=["--no-sandbox", "--autoplay-policy=no-user-gesture-required"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: console_errors.append(str(e)))
+            # a player cancelling its own range request (ERR_ABORTED) is normal; anything else is not
+            page.on("requestfailed", lambda r: None if "ERR_ABORTED" in (r.failure or "")
+                    else failed_requests.append(f"{r.url}: {r.failure}"))
+            page.goto(url)
+            page.locator(".spark-studio").wait_for(timeout=120_000)
+            tabs = _tabs_show_whole_titles(page, ".spark-studio")
+            code_cells = page.locator(".jp-CodeCell .jp-InputArea:visible, .cm-editor:visible").count()
+            shown_text = page.locator("body").inner_text()
+            title = page.title()
+            avatar = _generate_in_form(page, origin, "spark-avatar-form", ("image", "audio"),
+                                       ARTIFACTS / "browser-studio.png", served=(f"{origin}/", "data:video/"))
+            page.set_viewport_size({"width": 1400, "height": 1900})  # the whole avatar tab, its tab bar on top
+            page.locator(".spark-studio .lm-TabBar").scroll_into_view_if_needed()
+            page.screenshot(path=str(ARTIFACTS / "browser-studio.png"))
+            page.set_viewport_size({"width": 1400, "height": 1000})
+            page.locator(".spark-studio .lm-TabBar-tab", has_text="Imitator").click()
+            imitation = _generate_in_form(page, origin, "spark-imitator-form", ("image", "video"),
+                                          ARTIFACTS / "browser-studio-imitator.png",
+                                          served=(f"{origin}/", "data:video/"))
+            page.locator(".spark-studio .lm-TabBar-tab", has_text="History").click()
+            page.locator(".spark-history-refresh").click()
+            page.wait_for_function("document.querySelector('.spark-history') && "
+                                   "document.querySelector('.spark-history').innerText.includes('2 task(s)')",
+                                   timeout=30_000)
+            page.screenshot(path=str(ARTIFACTS / "browser-studio-history.png"), full_page=False)
+            widget_errors = page.locator(".jupyter-widgets-error-widget").count()
+            page_text = page.locator("body").inner_text()
+        finally:
+            browser.close()
+    assert [t["text"] for t in tabs] == ["Avatar", "Imitator", "History"], tabs
+    assert all(t["fits"] for t in tabs), f"a tab title is cut off: {tabs}"
+    assert code_cells == 0 and "import spark_nb" not in shown_text, "the studio shows code"
+    assert title == "spark-nb studio"
+    for played in (avatar, imitation):
+        assert played["error"] is None and played["currentTime"] > 0, played
+        assert played["src"].startswith((f"{origin}/", "data:video/")), played
+    assert abs(avatar["duration"] - 5.2) < 0.2, avatar
+    assert abs(imitation["duration"] - 12.08) < 0.2, imitation
+    assert widget_errors == 0 and "Error displaying widget" not in page_text
+    assert not console_errors, console_errors
+    assert not failed_requests, f"the studio asked for something it could not get: {failed_requests}"
+    assert list((folder / "spark_outputs").glob("*.mp4")), "the videos land in the studio's folder"
+    assert (ARTIFACTS / "browser-studio.png").stat().st_size > 10_000
+
+
+MEDIA_LOADED = """
+async (root) => {
+  const media = [...root.querySelectorAll('video, audio')];
+  const images = [...root.querySelectorAll('img')];
+  const loaded = (m) => m.readyState >= 1 ? Promise.resolve() : new Promise((resolve) => {
+    m.addEventListener('loadedmetadata', resolve, {once: true});
+    m.addEventListener('error', resolve, {once: true});
+    if (m.preload === 'none') { m.preload = 'metadata'; }
+    m.load();
+    setTimeout(resolve, 30000);
+  });
+  const shown = (i) => i.complete ? Promise.resolve() : new Promise((resolve) => {
+    i.addEventListener('load', resolve, {once: true});
+    i.addEventListener('error', resolve, {once: true});
+    setTimeout(resolve, 30000);
+  });
+  await Promise.all([...media.map(loaded), ...images.map(shown)]);
+  return {
+    media: media.map((m) => ({tag: m.tagName, src: m.currentSrc, readyState: m.readyState,
+                              duration: m.duration, error: m.error && m.error.code})),
+    images: images.map((i) => ({src: i.currentSrc, naturalWidth: i.naturalWidth})),
+  };
+}
+"""
+
+
+def test_batch_gallery_plays_inside_jupyterlab(jupyterlab: str, tmp_path: Path) -> None:
+    """A batch on the bundled samples (outside JupyterLab's root) run under the root; a notebook there shows its
+    gallery inline: every video's and audio's metadata loads and every image has a natural size."""
+    sync_playwright = _require_browser()
+    import csv
+    import json
+
+    from spark_nb.batch import run_batch
+
+    root = tmp_path / "root"
+    work = root / "gallery_run"
+    work.mkdir()
+    manifest = work / "manifest.csv"
+    with manifest.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["name", "model", "image", "audio", "driving_video"])
+        writer.writeheader()
+        writer.writerow({"name": "talks", "model": "avatar", "image": samples.PORTRAIT, "audio": samples.SPEECH,
+                         "driving_video": ""})
+        writer.writerow({"name": "moves", "model": "imitator", "image": samples.PORTRAIT, "audio": "",
+                         "driving_video": samples.DRIVING_VIDEO})
+    outcomes = run_batch(manifest, work / "batch", concurrency=2, progress=False)
+    assert [o.status for o in outcomes] == ["completed", "completed"], [o.error for o in outcomes]
+    page_html = (work / "batch" / "index.html").read_text()
+    assert str(samples.FOLDER) not in page_html and str(root) not in page_html
+    # the notebook runs the same batch (every row reused from the journal) and shows the gallery inline
+    source = ("from IPython.display import HTML\nfrom spark_nb.batch import run_batch\n"
+              "from spark_nb.batch._report import gallery_html\n\n"
+              "outcomes = run_batch('manifest.csv', 'batch', progress=False)\nHTML(gallery_html('batch', outcomes))")
+    notebook = {"cells": [{"cell_type": "code", "execution_count": None, "id": "gallery", "metadata": {},
+                           "outputs": [], "source": source}],
+                "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+                "nbformat": 4, "nbformat_minor": 5}
+    (work / "gallery.ipynb").write_text(json.dumps(notebook))
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    redirected: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.on("response", lambda r: redirected.append(f"{r.status} {r.url}")
+                    if "/files/" in r.url and r.status >= 300 else None)
+            page.goto(f"{jupyterlab}/lab/tree/gallery_run/gallery.ipynb?token={TOKEN}")
+            page.locator(".jp-Notebook").wait_for(timeout=60_000)
+            page.wait_for_function("window.jupyterapp && window.jupyterapp.shell.currentWidget "
+                                   "&& window.jupyterapp.shell.currentWidget.sessionContext "
+                                   "&& window.jupyterapp.shell.currentWidget.sessionContext.session", timeout=60_000)
+            page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
+            gallery = page.locator(".jp-OutputArea .spark-gallery")
+            gallery.wait_for(timeout=GENERATION_TIMEOUT_MS)
+            found = gallery.evaluate(MEDIA_LOADED)
+            gallery.scroll_into_view_if_needed()
+            page.screenshot(path=str(ARTIFACTS / "browser-gallery.png"))
+        finally:
+            browser.close()
+    # two results, the speech and the driving video; the portrait in each row
+    assert len(found["media"]) == 4 and len(found["images"]) == 2, (found, redirected)
+    for item in [*found["media"], *found["images"]]:
+        assert item["src"].startswith(f"{jupyterlab}/files/gallery_run/batch/"), item
+    for item in found["media"]:
+        assert item["readyState"] >= 1 and item["error"] is None and item["duration"] > 0, item
+    for item in found["images"]:
+        assert item["naturalWidth"] > 0, item
+    assert not redirected, redirected

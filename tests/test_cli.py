@@ -8,6 +8,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -27,9 +28,17 @@ AVATAR = "spark_avatar_picture_omni_v2"
 MakeServer = Callable[..., LocalServer]
 
 
+_NO_KEY_HOME = tempfile.mkdtemp(prefix="spark_nb_cli_home_")  # no vtrix CLI config file in it
+
+
 def cli_env(**values: str) -> dict[str, str]:
-    """The current environment without any VTRIX_* or SPARK_NB_* variable (but the test's home), plus values."""
+    """The current environment without any VTRIX_* or SPARK_NB_* variable (but the test's home), plus values.
+
+    The machine's own vtrix CLI key stores are out of reach: an empty HOME, no XDG_CONFIG_HOME, no keychain.
+    """
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VTRIX_", "SPARK_NB_")) or k == "SPARK_NB_HOME"}
+    env.pop("XDG_CONFIG_HOME", None)
+    env.update(HOME=_NO_KEY_HOME, VTRIX_NO_KEYCHAIN="1")
     env.update(values)
     return env
 
@@ -219,3 +228,99 @@ def test_serve_reports_cost_per_second_of_video(serve_process: Any, media: dict[
     result = avatar.generate(media["portrait"], media["speech"], progress=False, backend="cloud", base_url=server.url,
                              api_key=TEST_KEY, uploader=f"{server.url}/api/v1/storage/files")
     assert result.cost == f"{0.25 * (result.duration or 0):.2f}" and float(result.cost) > 0
+
+
+def test_version(tmp_path: Path) -> None:
+    """`spark-nb --version` prints the package's version and exits 0."""
+    from spark_nb import __version__
+
+    proc = run(["--version"], cli_env(), tmp_path)
+    assert proc.returncode == 0 and proc.stdout.strip() == f"spark-nb {__version__}"
+
+
+def subcommands() -> tuple[Any, dict[str, Any]]:
+    """The spark-nb parser's subparsers action and its commands by name (the top-level parser as "spark-nb")."""
+    import argparse
+
+    from spark_nb._cli import _parser
+
+    parser = _parser()
+    [subparsers] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return subparsers, {"spark-nb": parser, **subparsers.choices}
+
+
+def test_every_option_of_every_subcommand_has_help() -> None:
+    """Walking the parser: each option and argument of the command and of each subcommand says what it is."""
+    import argparse
+
+    subparsers, commands = subcommands()
+    assert {"avatar", "imitate", "status", "history", "demo", "batch", "serve"} <= set(commands)
+    missing = [f"{name} {action.option_strings or action.dest}"
+               for name, command in commands.items() for action in command._actions
+               if not isinstance(action, (argparse._HelpAction, argparse._SubParsersAction))
+               and not (action.help or "").strip()]
+    assert missing == []
+    assert [a.help for a in subparsers._choices_actions if not (a.help or "").strip()] == []
+
+
+def test_imitate_asks_for_a_character_image() -> None:
+    """imitate's --image is the character who performs the motion, not a portrait."""
+    commands = subcommands()[1]
+    helps = {name: next(a.help for a in commands[name]._actions if "--image" in a.option_strings)
+             for name in ("avatar", "imitate")}
+    assert "character image" in helps["imitate"] and "portrait" not in helps["imitate"]
+    assert "portrait" in helps["avatar"]
+
+
+def test_serve_on_a_busy_port_is_one_line(tmp_path: Path) -> None:
+    """A taken port: exit 1, exactly one line naming the port and what to do, no traceback."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = run(["serve", "--port", str(port)], cli_env(), tmp_path)
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert proc.stderr == (f"spark-nb: error: cannot listen on 127.0.0.1:{port}: port {port} is in use; "
+                           f"pass --port N (0 picks a free one) or stop the other server\n")
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.10", "my-laptop.example"])
+def test_serve_on_another_host_needs_a_key(host: str, tmp_path: Path) -> None:
+    """A --host other than loopback is refused without a server key, in one line saying it would face the network.
+
+    Nothing is bound: the check comes before the socket.
+    """
+    proc = run(["serve", "--host", host, "--port", "0"], cli_env(), tmp_path)
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert f"--host {host} makes the server reachable from the network" in proc.stderr
+    assert "--api-key-file" in proc.stderr and "SPARK_NB_SERVER_API_KEY" in proc.stderr
+
+
+def test_which_hosts_are_loopback() -> None:
+    """Binding 127.0.0.0/8, ::1 or localhost stays on this machine; 0.0.0.0, ::, "" and names do not."""
+    from spark_nb._cli import _is_loopback_host
+
+    assert all(_is_loopback_host(h) for h in ("127.0.0.1", "127.5.0.1", "::1", "[::1]", "localhost", "LOCALHOST."))
+    assert not any(_is_loopback_host(h) for h in ("0.0.0.0", "::", "", "10.0.0.1", "example.com", "localhost.evil"))
+
+
+def test_serve_on_loopback_ipv6_with_a_key_file_runs(tmp_path: Path) -> None:
+    """A loopback host other than the default (::1) with a key file starts, and says nothing about the network."""
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 on this machine")
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no ::1 on this machine")
+    key_file = tmp_path / "server.key"
+    key_file.write_text("sk-server-key-for-this-test\n", encoding="utf-8")
+    proc = subprocess.Popen([*CLI, "serve", "--host", "::1", "--port", "0", "--api-key-file", str(key_file)],
+                            env=cli_env(), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()  # type: ignore[union-attr]
+        assert line.startswith("spark-nb local server on http://[::1]:") and "network" not in line
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)

@@ -95,7 +95,8 @@ def test_avatar_form_uploads_previews_and_generates(server: LocalServer, media: 
     form = avatar_form(**cloud_config(server))
     assert "cloud" in form.backend_info.value and not visible(form.api_key)
     upload(form.image, media["portrait"], "p.jpg")
-    assert form.image.upload.value == ()  # the bytes went to a scratch file, not into the notebook's widget state
+    # the bytes went to a scratch file, not into the notebook's widget state (the item stays, empty, for the count)
+    assert [len(item["content"]) for item in form.image.upload.value] == [0]
     assert_plays_remotely(html_of(form.image.preview), "<img")
     assert "p.jpg" in html_of(form.image.preview)
     upload(form.audio, media["speech"])
@@ -317,3 +318,64 @@ def test_importing_spark_nb_loads_no_widgets() -> None:
             "print(json.dumps([m for m in ['ipywidgets', 'IPython', 'moviepy'] if m in sys.modules]))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert json.loads(out.stdout) == []
+
+
+def test_an_error_names_the_uploaded_file_not_a_scratch_file(media: dict[str, Path]) -> None:
+    """An upload that is not an image: the picker and Generate name not_really.png, never the scratch copy."""
+    from spark_nb._scratch import scratch_dir
+
+    form = avatar_form()
+    upload(form.image, media["speech"], "not_really.png")
+    problem = form.image.problem.value
+    assert "not_really.png" in problem and "could not be decoded" in problem, problem
+    scratch = str(scratch_dir())
+    assert scratch not in problem and not re.search(r"[0-9a-f]{24}", problem), problem
+    form.audio.use_sample()
+    form.generate_button.click()
+    assert form.wait(WAIT_S)
+    assert "not_really.png" in form.error.value and scratch not in form.error.value
+    assert not re.search(r"[0-9a-f]{24}", form.error.value)
+
+
+def test_an_error_clears_when_the_input_changes(media: dict[str, Path]) -> None:
+    """A bad input's error (in the picker and from Generate) goes as soon as another input is picked."""
+    form = avatar_form()
+    upload(form.image, media["speech"], "not_really.png")
+    form.audio.use_sample()
+    form.generate_button.click()
+    assert form.wait(WAIT_S)
+    assert form.image.problem.value and form.error.value and form.status.value.startswith("failed")
+    form.image.use_sample()
+    assert form.image.ok and form.image.problem.value == ""
+    assert form.error.value == "" and form.last_error is None and form.progress.bar_style == ""
+    assert form.status.value == "ready: click Generate"
+    form.image.url.value = "no_such_file.jpg"  # a typed path that is not there: its own error, then cleared again
+    assert "no_such_file" in form.image.problem.value
+    upload(form.image, media["portrait"])
+    assert form.image.ok and form.image.problem.value == "" and form.image.url.value == ""
+
+
+def test_the_upload_button_counts_the_upload_in_use(media: dict[str, Path]) -> None:
+    """After an upload the button shows 1 file (its name and size kept, its bytes not); another input resets it."""
+    form = avatar_form()
+    picker = form.image
+    assert len(picker.upload.value) == 0
+    upload(picker, media["portrait"], "me.jpg")
+    assert picker.ok and len(picker.upload.value) == 1
+    (item,) = picker.upload.value
+    assert item["name"] == "me.jpg" and item["size"] == media["portrait"].stat().st_size
+    assert len(item["content"]) == 0  # the bytes live in a scratch file, not in the widget (or a saved notebook)
+    state = picker.upload.get_state()
+    assert len(state["value"]) == 1 and media["portrait"].read_bytes()[:64] not in bytes(state["value"][0]["content"])
+    assert "me.jpg" in html_of(picker.preview)
+    upload(picker, media["png"], "second.png")  # a second upload replaces the first
+    assert picker.ok and [i["name"] for i in picker.upload.value] == ["second.png"]
+    picker.use_sample()
+    assert len(picker.upload.value) == 0 and picker.ok
+
+
+def test_tab_titles_are_short_enough_to_show_whole() -> None:
+    """A widget Tab cuts titles over about 144 px: the studio's titles are a word each."""
+    s = studio()
+    assert list(s.widget.titles) == ["Avatar", "Imitator", "History"]
+    assert all(len(title) <= 16 for title in s.widget.titles)

@@ -1,13 +1,23 @@
-"""A batch's outputs for people and machines: results.csv and an index.html gallery that opens from disk."""
+"""A batch's outputs for people and machines: results.csv and an index.html gallery that opens from disk.
+
+Every file the gallery shows lives inside the batch folder and is referenced relatively, so the folder can be
+moved, shared, or served by Jupyter (whose /files/ handler serves nothing outside its root): an input that lives
+elsewhere (the bundled samples in site-packages, a manifest's folder) is hard-linked into out/media/ when on the
+same file system, else copied; a big image is shown by a thumbnail instead.
+"""
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import html
 import json
 import os
+import re
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
+from urllib.parse import quote
 
 from .._files import write_atomically
 from .._urls import is_http_url
@@ -15,6 +25,10 @@ from ..models import MODELS
 from ._outcome import RowOutcome, RowStatus
 
 CSV_COLUMNS = ["name", "model", "task_id", "status", "video", "duration", "cost", "notebook", "error"]
+MEDIA_DIR = "media"  # out/media/: the gallery's copies (or links, or thumbnails) of files from outside out
+THUMBNAIL_PX = 480  # the longest side of a thumbnail
+THUMBNAIL_OVER_BYTES = 512 * 1024  # images larger than this (or than THUMBNAIL_PX * 2) are shown by a thumbnail
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def write_results_csv(out: Path, outcomes: Sequence[RowOutcome]) -> Path:
@@ -39,6 +53,32 @@ def write_rows_json(out: Path, outcomes: Sequence[RowOutcome]) -> Path:
              "video": _relative(o.video, out) or None, "duration": o.duration, "cost": o.cost,
              "notebook": _relative(o.notebook, out) or None, "error": o.error, "reused": o.reused} for o in outcomes]
     return write_atomically(path, json.dumps({"rows": rows}, indent=2))
+
+
+def gallery_html(out: str | os.PathLike[str], outcomes: Sequence[RowOutcome],
+                 relative_to: str | os.PathLike[str] | None = None) -> str:
+    """The gallery's cards as HTML to show inline in a notebook (IPython.display.HTML), srcs relative to the
+    notebook's folder (relative_to, default the working directory), so JupyterLab serves them from /files/.
+
+    Inline, not in an IFrame: Jupyter serves /files/ pages sandboxed, and a sandboxed page's media requests go
+    without the login cookie, so an IFrame of index.html shows black players even for files inside the root.
+    """
+    out = Path(out)
+    base = Path(relative_to) if relative_to is not None else Path.cwd()
+    cards = "\n".join(_card(out, o, base) for o in outcomes)
+    return f'<div class="spark-gallery"><style>{_INLINE_CSS}</style><div class="grid">{cards}</div></div>'
+
+
+_INLINE_CSS = """
+.spark-gallery .grid { display: flex; flex-wrap: wrap; gap: 1em; }
+.spark-gallery .card { background: white; border: 1px solid #ddd; border-radius: 6px; padding: 0.8em; width: 340px; }
+.spark-gallery .card video { width: 100%; background: #000; }
+.spark-gallery .inputs { display: flex; gap: 0.4em; align-items: center; margin: 0.4em 0; }
+.spark-gallery .inputs img, .spark-gallery .inputs video { height: 64px; }
+.spark-gallery .completed { color: #1b5e20; }
+.spark-gallery .failed, .spark-gallery .uncertain, .spark-gallery .unfinished { color: #b00020; }
+.spark-gallery .error { font-size: 85%; white-space: pre-wrap; color: #b00020; }
+"""
 
 
 def write_gallery(out: Path, outcomes: Sequence[RowOutcome]) -> Path:
@@ -70,28 +110,115 @@ body {{ font-family: system-ui, sans-serif; margin: 1.5em; background: #fafafa; 
     return path
 
 
-def _card(out: Path, o: RowOutcome) -> str:
+def _card(out: Path, o: RowOutcome, base: Path | None = None) -> str:
+    """One row's card; every src relative to base (default out), every file it shows inside out."""
     esc = html.escape
-    video = (f'<video src="{esc(_relative(o.video, out))}" controls preload="metadata"></video>' if o.video
+    base = out if base is None else base
+    video_src = _shown(o.video, out, "video", base) if o.video else None
+    video = (f'<video src="{esc(video_src)}" controls preload="metadata"></video>' if video_src
              else "<p><i>no video</i></p>")
     inputs = []
     kinds = {f.name: f.kind for f in MODELS[o.model].fields} if o.model in MODELS else {}
     for field, value in o.inputs.items():
-        src = esc(value if is_http_url(value) else _relative(Path(value), out))
-        tag = {"image": f'<img src="{src}" alt="{esc(field)}">', "audio": f'<audio src="{src}" controls></audio>',
-               "video": f'<video src="{src}" muted></video>'}.get(kinds.get(field, ""), esc(value))
-        inputs.append(f'<span title="{esc(field)}: {esc(value)}">{tag}</span>')
-    notebook = f' · <a href="{esc(_relative(o.notebook, out))}">notebook</a>' if o.notebook else ""
+        if not value:
+            continue
+        kind = kinds.get(field, "")
+        if is_http_url(value):
+            src, label = value, value
+        else:
+            src, label = _shown(Path(value), out, kind, base), Path(value).name  # never an absolute path in the page
+        tag = {"image": f'<img src="{esc(src)}" alt="{esc(field)}">',
+               "audio": f'<audio src="{esc(src)}" controls preload="metadata"></audio>',
+               "video": f'<video src="{esc(src)}" muted preload="metadata"></video>'}.get(kind) if src else None
+        inputs.append(f'<span title="{esc(field)}: {esc(label)}">{tag or esc(label)}</span>')
+    notebook = f' · <a href="{esc(_href(o.notebook, base))}">notebook</a>' if o.notebook else ""
     error = f'<div class="error">{esc(o.error)}</div>' if o.error and o.status != RowStatus.COMPLETED else ""
     return (f'<div class="card"><h3>{esc(o.name)}</h3>{video}<div class="inputs">{"".join(inputs)}</div>'
             f'<div><span class="{esc(o.status)}">{esc(o.status)}</span> · {esc(o.model)} · '
             f'cost ${esc(o.cost or "?")} · task <code>{esc(o.task_id or "-")}</code>{notebook}</div>{error}</div>')
 
 
+def _href(path: Path, out: Path) -> str:
+    """path (inside out) as a relative URL: each part percent-encoded, so no name can break or escape it."""
+    return quote(_relative(path, out), safe="/")
+
+
+def _inside(path: Path, out: Path) -> bool:
+    return path.is_relative_to(out.resolve())
+
+
+def _shown(path: Path | None, out: Path, kind: str, base: Path | None = None) -> str | None:
+    """The URL, relative to base (default out), the gallery uses for a local file: the file itself when inside
+    out, else its copy, link or thumbnail in out/media/; None when the file is gone."""
+    base = out if base is None else base
+    if path is None:
+        return None
+    source = Path(path).resolve()
+    if not source.is_file():
+        return None
+    if _inside(source, out):
+        return _href(source, base)
+    try:
+        return _href(_bring_in(source, out, kind), base)
+    except OSError:  # a full disk or an unreadable file: the card says no picture rather than failing the batch
+        return None
+
+
+def _bring_in(source: Path, out: Path, kind: str) -> Path:
+    """out/media/<safe name>: a hard link to source (same file system), else a copy; a thumbnail of a big image.
+
+    The name is made of the source's safe characters and a digest of its path, size and time, so it can neither
+    leave out/media/ nor collide, and an unchanged source is not copied again.
+    """
+    facts = source.stat()
+    digest = hashlib.sha256(f"{source}\0{facts.st_size}\0{facts.st_mtime_ns}".encode()).hexdigest()[:12]
+    stem = _UNSAFE.sub("_", source.stem).strip("._")[:40] or "input"
+    suffix = _UNSAFE.sub("", source.suffix)[:10].lower()
+    folder = out.resolve() / MEDIA_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    if kind == "image" and (thumbnail := _thumbnail(source, folder / f"{stem}-{digest}-thumb")) is not None:
+        return thumbnail
+    target = folder / f"{stem}-{digest}{suffix}"
+    if target.is_file() and target.stat().st_size == facts.st_size:
+        return target
+    part = folder / f".{target.name}.{os.getpid()}.part"
+    part.unlink(missing_ok=True)
+    try:
+        os.link(source, part)
+    except OSError:  # another file system, or links not allowed there
+        shutil.copyfile(source, part)
+    os.replace(part, target)
+    return target
+
+
+def _thumbnail(source: Path, base: Path) -> Path | None:
+    """A small JPEG (PNG when transparent) of a big image at base + suffix; None when the image is small enough
+    to show as it is, or cannot be read (it is then linked or copied whole)."""
+    for existing in (base.with_suffix(".jpg"), base.with_suffix(".png")):
+        if existing.is_file() and existing.stat().st_size > 0:
+            return existing
+    try:
+        from PIL import Image
+
+        with Image.open(source) as image:
+            if source.stat().st_size <= THUMBNAIL_OVER_BYTES and max(image.size) <= THUMBNAIL_PX * 2:
+                return None
+            image.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX))
+            alpha = image.mode in ("RGBA", "LA", "P") and "transparency" in image.info or image.mode in ("RGBA", "LA")
+            target = base.with_suffix(".png" if alpha else ".jpg")
+            part = target.with_name(f".{target.name}.{os.getpid()}.part")
+            (image.convert("RGBA") if alpha else image.convert("RGB")).save(part, "PNG" if alpha else "JPEG",
+                                                                          quality=85)
+    except Exception:  # noqa: BLE001 (PIL raises many kinds on odd files): fall back to the file itself
+        return None
+    os.replace(part, target)
+    return target
+
+
 def _relative(path: Path | None, out: Path) -> str:
     if path is None:
         return ""
-    return Path(os.path.relpath(Path(path).resolve(), out)).as_posix()
+    return Path(os.path.relpath(Path(path).resolve(), out.resolve())).as_posix()
 
 
 def outcomes_html(outcomes: Sequence[RowOutcome]) -> str:
