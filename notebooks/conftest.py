@@ -15,3 +15,14 @@ def pytest_configure(config: pytest.Config) -> None:
                  "SPARK_NB_OUTPUT_DIR"):
         os.environ.pop(name, None)
     os.environ["SPARK_NB_HOME"] = tempfile.mkdtemp(prefix="spark_nb_notebook_home_")
+    os.environ["VTRIX_NO_KEYCHAIN"] = "1"  # nor the key a developer keeps for the vtrix CLI
+    os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp(prefix="spark_nb_notebook_config_")
+    os.environ["HOME"] = tempfile.mkdtemp(prefix="spark_nb_notebook_user_")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every notebook run is slow (a kernel, real renders): not in the quick run, pytest -m "not slow"."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    for item in items:
+        if str(item.path).startswith(here + os.sep):
+            item.add_marker(pytest.mark.slow)

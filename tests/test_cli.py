@@ -174,6 +174,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_serve_runs_a_usable_server(media: dict[str, Path], tmp_path: Path) -> None:
     """`serve` runs a server on loopback that generates a video through the Python API, and stops on terminate."""
     port = free_port()
@@ -282,6 +283,19 @@ def test_serve_on_a_busy_port_is_one_line(tmp_path: Path) -> None:
     assert proc.returncode == 1 and proc.stdout == ""
     assert proc.stderr == (f"spark-nb: error: cannot listen on 127.0.0.1:{port}: port {port} is in use; "
                            f"pass --port N (0 picks a free one) or stop the other server\n")
+
+
+def test_studio_on_a_busy_port_is_one_line(tmp_path: Path) -> None:
+    """The studio on a taken port: exit 1, one line naming the port and what to do; no Voila left running."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = run(["studio", "--no-browser", "--port", str(port), "--dir", str(tmp_path / "studio")], cli_env(),
+                   tmp_path)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 1, proc.stderr
+    assert len(lines) == 1 and str(port) in lines[0] and "--port" in lines[0] and "Traceback" not in proc.stderr
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.10", "my-laptop.example"])

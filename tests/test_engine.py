@@ -68,6 +68,7 @@ def imitation(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_output_format(talking: Path, imitation: Path) -> None:
     """H.264 yuv420p at 25 fps with AAC audio, longest side 512, durations within one frame of the inputs."""
     for video, source in ((talking, samples.SPEECH), (imitation, samples.DRIVING_VIDEO)):
@@ -114,6 +115,7 @@ def face_track(video: Path) -> np.ndarray:
     return np.array(track)
 
 
+@pytest.mark.slow
 def test_the_character_follows_the_driving_face(imitation: Path) -> None:
     """The rendered face's positions correlate with the driving face's, frame by frame."""
     driver, rendered = face_track(samples.DRIVING_VIDEO), face_track(imitation)
@@ -147,6 +149,7 @@ def test_a_faceless_image_still_renders_with_a_warning(server: Any, tmp_path: Pa
     assert result.duration == pytest.approx(2.0, abs=0.05)
 
 
+@pytest.mark.slow
 def test_demo_from_a_clean_environment(tmp_path: Path) -> None:
     """`spark-nb demo` with no environment variables: both videos rendered, paths and timings printed."""
     env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path)}

@@ -16,6 +16,8 @@ from spark_nb.local._engine import _load_portrait, render_avatar, render_imitati
 from . import facecheck as fc
 from .facecheck import Box
 
+pytestmark = pytest.mark.slow  # not in the quick run: pytest -m "not slow"
+
 MEDIA = Path(__file__).parent / "media"
 REAL = MEDIA / "real"
 SPEECH = MEDIA / "speech.wav"

@@ -109,6 +109,7 @@ def test_malformed_params_raise_task_failed(model: str, params: Any, code: str, 
 
 @pytest.mark.parametrize("suffix", sorted(SERVICE_FAILURES))
 @pytest.mark.parametrize("model", [AVATAR, IMITATOR])
+@pytest.mark.slow
 def test_service_failures_raise_retryable_task_failed(model: str, suffix: str, make_server: MakeServer,
                                                       media: dict[str, Path]) -> None:
     """Each service failure code 095..099 of each model ends generate() in a retryable TaskFailed naming the task."""
@@ -136,6 +137,7 @@ def test_service_failures_raise_retryable_task_failed(model: str, suffix: str, m
     (IMITATOR, "image", "image_url"),
     (IMITATOR, "video", "driving_video_info.video_url"),
 ])
+@pytest.mark.slow
 def test_an_input_url_that_404s_fails_the_task_with_095(model: str, which: str, field: str, server: LocalServer,
                                                         media: dict[str, Path]) -> None:
     """An input URL the server cannot fetch (HTTP 404) fails the task with ...095 naming that input."""

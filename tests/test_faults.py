@@ -54,6 +54,7 @@ def assert_result(result: spark_nb.Result, server: LocalServer, speech: Path) ->
 
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("route", ROUTES)
+@pytest.mark.slow
 def test_a_fault_on_each_route(route: str, kind: str, make_server: MakeServer, media: dict[str, Path]) -> None:
     """One fault of each kind on each route: reads and uploads are retried once and succeed; create is never resent."""
     server = faulty_server(make_server, route, kind)
@@ -97,6 +98,7 @@ def retry_gap(records: list[logging.LogRecord], message: str, then: str) -> floa
     return after.created - records[start].created
 
 
+@pytest.mark.slow
 def test_retry_after_is_honoured_on_create(make_server: MakeServer, media: dict[str, Path],
                                            caplog: pytest.LogCaptureFixture) -> None:
     """A 429 on create waits the server's Retry-After of 1 s (not the 0.25-0.5 s backoff) and then creates once."""
@@ -130,6 +132,7 @@ def test_retry_after_is_honoured_on_poll(make_server: MakeServer, media: dict[st
     assert server.stats()["faults"].get("poll:429", 0) >= 1
 
 
+@pytest.mark.slow
 def test_deadline_raises_task_timeout_and_the_task_resumes(make_server: MakeServer, media: dict[str, Path]) -> None:
     """wait(timeout=1) on a 4 s task raises TaskTimeout naming the task; Task.from_id then finishes the same task."""
     server = make_server(api_key=TEST_KEY, latency=4)
@@ -163,6 +166,7 @@ def test_generate_honours_its_timeout(make_server: MakeServer, media: dict[str, 
     assert server.stats()["created"] == 1 and server.stats()["downloads"] == 0
 
 
+@pytest.mark.slow
 def test_retries_of_a_failing_poll_end_at_the_deadline(make_server: MakeServer, media: dict[str, Path]) -> None:
     """With every poll answered 500, wait(timeout=3) keeps retrying until the deadline, then raises TaskTimeout."""
     server = make_server(api_key=TEST_KEY, faults="poll:500:1.0")

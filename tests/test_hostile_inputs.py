@@ -339,6 +339,7 @@ def test_wrong_extensions_are_judged_by_content(case: tuple[str, str, str], form
 
 @pytest.mark.parametrize("target", sorted(TARGETS))
 @pytest.mark.parametrize("form", ["str", "path", "bytes", "upload", "memoryview"])
+@pytest.mark.slow
 def test_zero_length_input_is_refused(target: str, form: str, media: dict[str, Path], server: LocalServer,
                                       tmp_path: Path) -> None:
     """An empty file, empty bytes or an empty upload is refused for every input, before anything is sent."""
@@ -352,6 +353,7 @@ def test_zero_length_input_is_refused(target: str, form: str, media: dict[str, P
        fmt_tag=st.sampled_from([1, 3]), riff=st.sampled_from(["exact", "zero", "huge"]),
        tail=st.floats(0, 0.004), form=FORMS)
 @example(channels=1, rate=16000, bits=16, fmt_tag=1, riff="exact", tail=0.0, form="path")
+@pytest.mark.slow
 def test_wav_declaring_no_frames_is_refused(channels: int, rate: int, bits: int, fmt_tag: int, riff: str,
                                             tail: float, form: str, media: dict[str, Path], server: LocalServer,
                                             tmp_path: Path) -> None:
@@ -652,6 +654,7 @@ def listener() -> Iterator[tuple[int, list[bytes]]]:
 
 @pytest.mark.parametrize("target", ["speech audio", "driving video"])
 @pytest.mark.parametrize("kind", ["m3u8", "ffconcat", "sdp", "m3u8-as-wav"])
+@pytest.mark.slow
 def test_playlists_pointing_at_the_network_are_refused_offline(
         kind: str, target: str, media: dict[str, Path], server: LocalServer, tmp_path: Path,
         listener: tuple[int, list[bytes]]) -> None:

@@ -77,6 +77,7 @@ def files_under(folder: Path) -> list[str]:
 
 @pytest.mark.parametrize("task_id", ["../../../../escaped", "/abs/dir/escaped", "..", "a/../../b", "x" * 150,
                                      "con:nul", "id with spaces"])
+@pytest.mark.slow
 def test_a_task_id_never_becomes_a_path(task_id: str, peer: Callable[[Handler], Peer], tmp_path: Path) -> None:
     """Whatever id the service answers, the video lands directly in output_dir and the id is sent quoted."""
     task_id = task_id.replace("escaped", f"escaped-{uuid.uuid4().hex}")  # so nothing earlier can be mistaken for it
@@ -102,6 +103,7 @@ def test_a_redirected_create_is_not_followed_and_not_resent(peer: Callable[[Hand
     assert [s.method for s in api.seen] == ["POST"]
 
 
+@pytest.mark.slow
 def test_a_slow_result_host_is_cut_off_at_the_deadline(peer: Callable[[Handler], Peer], tmp_path: Path) -> None:
     """generate(timeout=3) with a video trickling a byte every 50 ms ends by about 3 s, naming the task."""
     def slowly(p: Peer, conn: socket.socket, req: Seen) -> None:
@@ -116,6 +118,7 @@ def test_a_slow_result_host_is_cut_off_at_the_deadline(peer: Callable[[Handler],
     assert files_under(tmp_path / "out") == []
 
 
+@pytest.mark.slow
 def test_trickled_result_headers_are_cut_off_too(peer: Callable[[Handler], Peer], tmp_path: Path) -> None:
     """A result host sending its status line a byte at a time cannot hold the download past the deadline."""
     def trickled_headers(p: Peer, conn: socket.socket, req: Seen) -> None:
@@ -128,6 +131,7 @@ def test_trickled_result_headers_are_cut_off_too(peer: Callable[[Handler], Peer]
     assert time.monotonic() - started < 6
 
 
+@pytest.mark.slow
 def test_a_host_sending_more_than_announced_is_stopped_at_the_announced_size(
         peer: Callable[[Handler], Peer], tmp_path: Path) -> None:
     """The task says 1,000 bytes; the host streams 200 MB: each attempt stops after about 1,000 bytes."""
@@ -171,6 +175,7 @@ def test_a_download_that_does_not_decode_is_not_kept_and_is_fetched_again(
 
 
 @pytest.mark.parametrize("answer", [[1, 2, 3], "completed", 42, None])
+@pytest.mark.slow
 def test_a_poll_that_is_not_a_task_object_is_retried_then_times_out(answer: Any, peer: Callable[[Handler], Peer],
                                                                      tmp_path: Path) -> None:
     """A poll answering a JSON list, string or number is no task: retried, then TaskTimeout (a SparkError)."""
@@ -181,6 +186,7 @@ def test_a_poll_that_is_not_a_task_object_is_retried_then_times_out(answer: Any,
 
 
 @pytest.mark.parametrize("usage", ["0.10", [1], 7, None])
+@pytest.mark.slow
 def test_odd_usage_and_fields_do_not_break_a_finished_result(usage: Any, peer: Callable[[Handler], Peer],
                                                               tmp_path: Path) -> None:
     """usage as a string, list or number; progress as text; a status of another type: still a Result."""
@@ -193,6 +199,7 @@ def test_odd_usage_and_fields_do_not_break_a_finished_result(usage: Any, peer: C
 
 
 @pytest.mark.parametrize("retry_after", ["nan", "inf", "-5", "1e309", "soon", "Wed, 32 Foo 2026 00:00:00 GMT"])
+@pytest.mark.slow
 def test_a_nonsense_retry_after_is_ignored(retry_after: str, peer: Callable[[Handler], Peer], tmp_path: Path,
                                            media: dict[str, Path]) -> None:
     """Retry-After that is not a delay (nan, inf, negative, garbage) falls back to the backoff, on the upload, the
@@ -224,6 +231,7 @@ def test_a_nonsense_retry_after_is_ignored(retry_after: str, peer: Callable[[Han
 
 @pytest.mark.parametrize("answer", [{"id": {"nested": 1}}, {"id": ["a"]}, {"id": ""}, {"id": "x" * 500},
                                     {"id": "bad\nid"}, [], "ok"])
+@pytest.mark.slow
 def test_a_create_answer_without_a_usable_id_says_a_task_may_exist(answer: Any, peer: Callable[[Handler], Peer],
                                                                     tmp_path: Path) -> None:
     """An id that is an object, a list, empty, huge or has control characters: TaskMayExist, sent once."""
@@ -247,6 +255,7 @@ def test_a_server_echoing_the_key_never_puts_it_in_an_error(peer: Callable[[Hand
     assert "Bearer ********" in str(error)
 
 
+@pytest.mark.slow
 def test_an_explicit_key_is_in_no_traceback_frame(tmp_path: Path) -> None:
     """api_key= given to generate(): once inside, no frame of the failing call holds it as plain text."""
     closed = socket.socket()

@@ -60,6 +60,7 @@ os._exit(3)  # no clean-up of any kind: the kernel died
 """
 
 
+@pytest.mark.slow
 def test_a_dead_process_task_is_reattached_then_reused_and_listed_with_its_cost(
         make_server: MakeServer, media: dict[str, Path], capsys: pytest.CaptureFixture) -> None:
     """A process creates a task and dies; the identical generate() waits for that task (no second create); the next
@@ -125,6 +126,7 @@ print(result.task_id, flush=True)
 """
 
 
+@pytest.mark.slow
 def test_two_kernels_with_the_same_inputs_at_the_same_moment_make_one_task(make_server: MakeServer,
                                                                           media: dict[str, Path]) -> None:
     """Two processes generating identical inputs at once: one task, both get its video."""
@@ -154,6 +156,7 @@ time.sleep(300)  # rendering in this process's embedded server until killed
 """
 
 
+@pytest.mark.slow
 def test_a_local_task_whose_process_was_killed_mid_render_is_finished_by_status_wait(
         media: dict[str, Path], long_speech: Path, tmp_path: Path) -> None:
     """On the local backend, a task survives its process: SIGKILL mid-render, then `spark-nb status ID --wait` in a
@@ -210,6 +213,7 @@ def test_a_service_failure_gets_a_new_task_on_the_next_call(make_server: MakeSer
     assert failing.stats()["created"] == 2
 
 
+@pytest.mark.slow
 def test_a_reused_task_whose_video_is_gone_is_fetched_again_or_explained(make_server: MakeServer,
                                                                         media: dict[str, Path]) -> None:
     """The video deleted: fetched again from its URL (no new task); the URL gone too: a DownloadError that says to
@@ -247,6 +251,7 @@ avatar.generate(sys.argv[1], sys.argv[2], progress=False)
     ("after-create", 1, "may-exist"),  # created, id not yet written: never sent again
     ("while-waiting", 1, "attached"),  # the id was on disk before the wait: the next call waits for it
 ])
+@pytest.mark.slow
 def test_sigkill_at_each_step_never_pays_twice_nor_loses_a_recorded_task(
         step: str, created: int, outcome: str, make_server: MakeServer, media: dict[str, Path]) -> None:
     """A process SIGKILLed at each step of a generation; the identical call afterwards never makes a second task."""
@@ -266,6 +271,7 @@ def test_sigkill_at_each_step_never_pays_twice_nor_loses_a_recorded_task(
     assert entry.state in (JobState.SUBMITTING, JobState.COMPLETED)
 
 
+@pytest.mark.slow
 def test_a_damaged_journal_is_moved_aside_and_an_old_one_is_read(media: dict[str, Path], tmp_path: Path) -> None:
     """A journal overwritten with garbage, or cut short while in use: moved aside with a warning, a new one works.
     A journal of an older version (fewer columns, a state this version does not know): read, that state as
@@ -306,6 +312,7 @@ def test_a_damaged_journal_is_moved_aside_and_an_old_one_is_read(media: dict[str
     assert entry.cost is None and not entry.creator_alive
 
 
+@pytest.mark.slow
 def test_the_key_never_reaches_the_journal(make_server: MakeServer, media: dict[str, Path]) -> None:
     """After uploads, a create, a wait and a reuse on the cloud path, the journal's files hold no trace of the key."""
     server = make_server(api_key=TEST_KEY)
@@ -315,6 +322,7 @@ def test_the_key_never_reaches_the_journal(make_server: MakeServer, media: dict[
     assert files and not any(TEST_KEY.encode() in path.read_bytes() for path in files)
 
 
+@pytest.mark.slow
 def test_history_filters_and_the_cli(make_server: MakeServer, media: dict[str, Path], tmp_path: Path) -> None:
     """history(model=, status=, since=) filter; `spark-nb history --json` prints the same tasks and total."""
     server = make_server(api_key=TEST_KEY, cost_per_second=0.1)
@@ -336,6 +344,7 @@ def test_history_filters_and_the_cli(make_server: MakeServer, media: dict[str, P
     assert talk.task_id in table and "2 task(s)" in table
 
 
+@pytest.mark.slow
 def test_a_batch_stops_creating_at_its_budget(make_server: MakeServer, media: dict[str, Path], tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """Three rows, a budget of one and a half takes: the first row completes, then no task is created; the rows left

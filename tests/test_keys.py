@@ -81,7 +81,7 @@ class HangingKeyring(MemoryKeyring):
 def sandbox(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]:
     """A HOME of the test's own, no XDG_CONFIG_HOME or VTRIX_NO_KEYCHAIN, an empty test keychain, no Colab."""
     home = tmp_path / "home"
-    home.mkdir()
+    home.mkdir(exist_ok=True)
     monkeypatch.setenv("HOME", str(home))
     for name in ("XDG_CONFIG_HOME", "VTRIX_NO_KEYCHAIN"):
         monkeypatch.delenv(name, raising=False)

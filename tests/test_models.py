@@ -108,6 +108,7 @@ def test_task_failure_reads_every_error_shape(error: Any, code: str | None, mess
     assert failure.hint
 
 
+@pytest.mark.slow
 def test_a_toy_third_model_runs_end_to_end(toy: ModelSpec, server: LocalServer, tmp_path: Path) -> None:
     """Registered as data only, a new model is served, generated, offered in a form and read from a manifest."""
     refused = httpx.post(f"{server.url}/model/v1/generation", json={"model": toy.id, "input": [{"params": {}}]},

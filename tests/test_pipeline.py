@@ -62,6 +62,7 @@ def test_imitator_on_the_local_backend(media: dict[str, Path]) -> None:
     assert_video(result, 2.0)
 
 
+@pytest.mark.slow
 def test_imitator_with_a_silent_driving_video_still_has_an_audio_track(media: dict[str, Path]) -> None:
     """A driving video without sound gives an mp4 with a silent AAC track of the same length."""
     result = imitator.generate(media["png"], media["silent_driving"], progress=False, backend="local")
@@ -69,6 +70,7 @@ def test_imitator_with_a_silent_driving_video_still_has_an_audio_track(media: di
 
 
 @pytest.mark.parametrize("model", ["avatar", "imitator"])
+@pytest.mark.slow
 def test_both_models_on_the_cloud_path(model: str, media: dict[str, Path], server: Any) -> None:
     """The cloud code path (key, upload endpoint, create, poll, download) against the local server."""
     if model == "avatar":
@@ -82,6 +84,7 @@ def test_both_models_on_the_cloud_path(model: str, media: dict[str, Path], serve
     assert result.model == spark_nb.models.get_model(model).id
 
 
+@pytest.mark.slow
 def test_inputs_as_bytes_upload_items_and_urls(media: dict[str, Path], server: Any) -> None:
     """bytes, an ipywidgets 8 FileUpload item, and http URLs (passed through, not re-uploaded) all work."""
     item = {"name": "speech.wav", "type": "audio/wav", "size": 1,
@@ -95,6 +98,7 @@ def test_inputs_as_bytes_upload_items_and_urls(media: dict[str, Path], server: A
     assert server.stats()["uploads"] == uploads  # URLs went straight to the task
 
 
+@pytest.mark.slow
 def test_mp3_and_a_videos_audio_track_drive_the_avatar(media: dict[str, Path], server: Any) -> None:
     """Audio may be an mp3 or the sound of a video file."""
     result = avatar.generate(media["portrait"], media["speech_mp3"], progress=False, **cloud_config(server))
@@ -103,6 +107,7 @@ def test_mp3_and_a_videos_audio_track_drive_the_avatar(media: dict[str, Path], s
     assert_video(result, 2.0)
 
 
+@pytest.mark.slow
 def test_long_audio_is_trimmed_to_15_s_with_a_warning(media: dict[str, Path], server: Any) -> None:
     """17 s of audio becomes a video under 15 s (cut in a pause near the limit), and the warning names both lengths."""
     with pytest.warns(UserWarning, match=r"17\.0 s.*15 s limit; trimmed to 1[34]\.\d s") as record:
@@ -114,6 +119,7 @@ def test_long_audio_is_trimmed_to_15_s_with_a_warning(media: dict[str, Path], se
     assert_video(result, result.duration)
 
 
+@pytest.mark.slow
 def test_trim_audio_false_sends_long_audio_whole_with_a_warning(media: dict[str, Path], server: Any) -> None:
     """trim_audio=False keeps all 17 s and warns that quality may degrade."""
     with pytest.warns(UserWarning, match="sent as it is"):
@@ -122,6 +128,7 @@ def test_trim_audio_false_sends_long_audio_whole_with_a_warning(media: dict[str,
     assert_video(result, 17.0)
 
 
+@pytest.mark.slow
 def test_async_twins(media: dict[str, Path], server: Any) -> None:
     """async_generate runs concurrently on an event loop; async_submit + async_wait do the same in two steps."""
 
@@ -139,6 +146,7 @@ def test_async_twins(media: dict[str, Path], server: Any) -> None:
     assert server.stats()["created"] == 3
 
 
+@pytest.mark.slow
 def test_cancelling_async_generate_stops_waiting_but_not_the_task(media: dict[str, Path], make_server: Any) -> None:
     """Cancelling the coroutine returns promptly; the task still completes on the server and can be resumed."""
     server = make_server(api_key=TEST_KEY, latency=3)
@@ -160,6 +168,7 @@ def test_cancelling_async_generate_stops_waiting_but_not_the_task(media: dict[st
     assert result.task_id == task_id and server.stats()["created"] == 1
 
 
+@pytest.mark.slow
 def test_sync_api_inside_a_running_event_loop(media: dict[str, Path], server: Any) -> None:
     """generate() called from a coroutine (as in a Jupyter cell) works without asyncio.run or loop patching."""
 
@@ -171,6 +180,7 @@ def test_sync_api_inside_a_running_event_loop(media: dict[str, Path], server: An
     assert_video(result, read_header(media["speech"]).duration)
 
 
+@pytest.mark.slow
 def test_eight_threads_at_once(media: dict[str, Path], server: Any) -> None:
     """The sync API is safe from 8 threads at once: 8 distinct tasks (new takes), 8 complete videos."""
     barrier = threading.Barrier(8)
@@ -190,6 +200,7 @@ def test_eight_threads_at_once(media: dict[str, Path], server: Any) -> None:
     assert server.stats()["created"] == 8
 
 
+@pytest.mark.slow
 def test_output_dir_from_the_environment(media: dict[str, Path], server: Any, monkeypatch: pytest.MonkeyPatch,
                                          tmp_path: Path) -> None:
     """SPARK_NB_OUTPUT_DIR picks the download folder; an explicit output_dir= wins over it."""
@@ -202,6 +213,7 @@ def test_output_dir_from_the_environment(media: dict[str, Path], server: Any, mo
     assert result.path.parent == tmp_path / "explicit"
 
 
+@pytest.mark.slow
 def test_warnings_are_not_raised_for_normal_audio(media: dict[str, Path], server: Any) -> None:
     """A 4 s clip is sent as is, without any warning."""
     with warnings.catch_warnings():

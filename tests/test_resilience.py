@@ -21,6 +21,8 @@ from spark_nb._ffmpeg import read_header, try_decode
 
 from .conftest import TEST_KEY, cloud_config, ffmpeg
 
+pytestmark = pytest.mark.slow  # not in the quick run: pytest -m "not slow"
+
 REPO = Path(__file__).resolve().parent.parent
 SOAK_FAULTS = ("create:429:0.2,poll:500:0.15,poll:reset:0.1,poll:bad_json:0.1,poll:slow:0.1,"
                "download:truncated:0.2,download:500:0.15,upload:503:0.2")
@@ -165,6 +167,7 @@ driving, speech, out = (Path(a) for a in sys.argv[1:4])
 render_imitation(samples.PORTRAIT, driving, out / "imitation.mp4")
 render_avatar(samples.PORTRAIT, speech, out / "avatar.mp4")
 import resource
+
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)  # KB on Linux: this process's own peak
 """
 

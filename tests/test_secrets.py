@@ -104,6 +104,7 @@ def test_no_repr_or_exception_shows_the_key(media: dict[str, Path], server: Any)
         assert TEST_KEY not in text
 
 
+@pytest.mark.slow
 def test_debug_logs_never_contain_the_key(media: dict[str, Path], server: Any, caplog: pytest.LogCaptureFixture,
                                           capsys: pytest.CaptureFixture) -> None:
     """With every logger at DEBUG (spark_nb, httpx, httpcore) and SPARK_NB_LOG_LEVEL's handler on, no key leaks."""
@@ -119,6 +120,7 @@ def test_debug_logs_never_contain_the_key(media: dict[str, Path], server: Any, c
     assert TEST_KEY not in logged
 
 
+@pytest.mark.slow
 def test_uploads_and_downloads_to_other_hosts_carry_no_authorization(media: dict[str, Path], server: Any,
                                                                      recorder: Recorder) -> None:
     """The key goes to the API host only: a foreign upload endpoint and a foreign CDN never see it."""

@@ -155,6 +155,7 @@ def test_task_lifecycle_delivers_a_real_video(http: httpx.Client, server: LocalS
     assert report.frames == pytest.approx(info.duration * 25, abs=1)
 
 
+@pytest.mark.slow
 def test_latency_progress_rises_and_completion_waits(http: httpx.Client, make_server: MakeServer,
                                                      media: dict[str, Path]) -> None:
     """With latency=3, statuses and progress only move forward and completion comes no sooner than 3 s."""
@@ -234,6 +235,7 @@ def test_unknown_task_is_404(http: httpx.Client, server: LocalServer) -> None:
     assert "not found" in response.json()["message"]
 
 
+@pytest.mark.slow
 def test_stats_count_a_known_sequence(http: httpx.Client, server: LocalServer, media: dict[str, Path]) -> None:
     """created/polls/uploads/downloads match exactly what was done; refused and non-result requests do not count."""
     assert stats(http, server) == {"created": 0, "polls": 0, "uploads": 0, "downloads": 0, "faults": {}}
@@ -268,6 +270,7 @@ def test_stats_count_a_known_sequence(http: httpx.Client, server: LocalServer, m
     "/files/uploads/.hidden",
     "/files/uploads/%2e%2e",
 ])
+@pytest.mark.slow
 def test_unsafe_file_paths_are_404(make_server: MakeServer, tmp_path: Path, raw_path: str) -> None:
     """Traversal and unknown folders under /files answer 404 and never leak a file that sits where they point."""
     marker = b"TOP-SECRET-CONTENTS"

@@ -107,6 +107,7 @@ def test_it_binds_loopback_unless_told_otherwise(make_server: Any) -> None:
     "/files/uploads/%2e%2e", "/files/work/anything", "/files/uploads//etc/passwd", "/files/uploads/.hidden",
     "/files/results/..%5c..%5cwin.ini", "/etc/passwd", "/files/uploads/a%00.mp4",
 ])
+@pytest.mark.slow
 def test_nothing_outside_its_storage_is_served(target: str, make_server: Any) -> None:
     """Traversal attempts, sent raw so no client normalises them, get 404."""
     server = make_server(api_key=TEST_KEY)
@@ -276,6 +277,7 @@ def test_a_huge_create_body_is_refused_without_being_read(serve_process: Callabl
     assert answer.status_code == 413 and server.peak_rss() < 1 * GB
 
 
+@pytest.mark.slow
 def test_task_records_are_bounded(make_server: Any) -> None:
     """With max_tasks=20, 60 finished tasks leave at most 20 records, and their videos' files go with them."""
     server = make_server(api_key=TEST_KEY, max_tasks=20)
@@ -302,6 +304,7 @@ def test_too_many_tasks_in_flight_get_429_with_retry_after(make_server: Any, tri
     assert answer.status_code == 429 and answer.headers["retry-after"] == "5"
 
 
+@pytest.mark.slow
 def test_trickled_input_headers_cannot_hold_a_worker(make_server: Any, media: dict[str, Path]) -> None:
     """An input host sending its status line a byte at a time fails the task at the fetch limit; the worker is free
     for the next task."""

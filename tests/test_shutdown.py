@@ -21,6 +21,8 @@ from spark_nb.local import LocalServer
 
 from .conftest import TEST_KEY, ServeProcess, ffmpeg
 
+pytestmark = pytest.mark.slow  # not in the quick run: pytest -m "not slow"
+
 AUTH = {"Authorization": f"Bearer {TEST_KEY}"}
 
 
@@ -94,6 +96,7 @@ EMBEDDED_TIMEOUT = """
 import signal, sys, time
 from spark_nb import avatar
 import spark_nb
+
 try:
     avatar.generate(sys.argv[1], sys.argv[2], timeout=1, progress=False, trim_audio=False, backend="local")
 except spark_nb.TaskTimeout as exc:

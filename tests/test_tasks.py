@@ -24,6 +24,7 @@ def slow(make_server: Callable[..., LocalServer]) -> LocalServer:
     return make_server(api_key=TEST_KEY, latency=2.0)
 
 
+@pytest.mark.slow
 def test_on_update_sees_every_state_in_order(slow: LocalServer, media: dict[str, Path]) -> None:
     """Subscribers get the submit answer, then each poll, ending with the done state; progress never falls."""
     task = avatar.submit(media["portrait"], media["speech"], **cloud_config(slow))
@@ -37,6 +38,7 @@ def test_on_update_sees_every_state_in_order(slow: LocalServer, media: dict[str,
     assert result.task_id == task.id
 
 
+@pytest.mark.slow
 def test_cancel_stops_the_wait_not_the_task(slow: LocalServer, media: dict[str, Path]) -> None:
     """Setting cancel ends the wait with TaskCancelled (task id and resume hint); waiting again gets the video."""
     task = avatar.submit(media["portrait"], media["speech"], **cloud_config(slow))
@@ -99,6 +101,7 @@ def test_wait_shows_a_tqdm_progress_bar(media: dict[str, Path], make_server: Any
     assert f"task {result.task_id[:12]}" in err and "100%" in err and "completed" in err
 
 
+@pytest.mark.slow
 def test_a_finished_result_is_not_downloaded_twice(media: dict[str, Path], server: Any) -> None:
     """Waiting again on a task whose video is already on disk reuses the file (e.g. after a restart)."""
     task = avatar.submit(media["portrait"], media["speech"], **cloud_config(server))

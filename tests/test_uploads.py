@@ -15,6 +15,7 @@ from .conftest import cloud_config
 from .test_pipeline import assert_video, upload
 
 
+@pytest.mark.slow
 def test_s3_uploader_against_a_real_s3_server_on_loopback(media: dict[str, Path], server: Any,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """Local files go to an S3 bucket (moto's server mode on 127.0.0.1) and the task fetches presigned URLs."""

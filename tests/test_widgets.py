@@ -109,6 +109,7 @@ def test_avatar_form_uploads_previews_and_generates(server: LocalServer, media: 
     assert result.model == "spark_avatar_picture_omni_v2"
 
 
+@pytest.mark.slow
 def test_progress_moves_while_polling(slow_server: LocalServer) -> None:
     """The progress bar takes the task's progress between 0 and 1 before completing, and the kernel is free."""
     form = avatar_form(**cloud_config(slow_server))
