@@ -59,6 +59,7 @@ class MediaFacts:
     has_audio: bool
     is_still_image: bool
     bytes: int
+    damaged: bool = False  # the container's own index is broken (e.g. a track of an MP4 cut inside its table)
 
     @property
     def has_video(self) -> bool:
@@ -214,7 +215,8 @@ def _facts(path: Path, log: str) -> MediaFacts:
     return MediaFacts(path=path, container=container, duration=None if still else seconds, width=width,
                       height=height, fps=None if still else fps,
                       has_audio=bool(re.search(r"Stream #0:\d+.*?: Audio: ", header)), is_still_image=still,
-                      bytes=path.stat().st_size if path.is_file() else 0)
+                      bytes=path.stat().st_size if path.is_file() else 0,
+                      damaged=bool(re.search(r"timescale not set|moov atom not found|partial file", log)))
 
 
 def _seconds(h: str, m: str, s: str) -> float:

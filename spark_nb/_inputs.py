@@ -312,6 +312,11 @@ def _check_stream(path: Path, field: MediaField, limits: InputLimits) -> MediaFa
         f"{field.label} ends before its declared {facts.duration or 0:.1f} s ({path.name} looks truncated)",
         reason="not_decodable", field=field.name, hint="the file is incomplete: download or export it again",
     )
+    if facts.damaged:  # e.g. an MP4 cut inside its index: a track (often the sound) silently gone
+        raise ValidationError(
+            f"{field.label} is damaged ({path.name}: its index is incomplete, so a track cannot be read)",
+            reason="not_decodable", field=field.name, hint="the file is incomplete: download or export it again",
+        )
     if facts.duration and facts.duration > 1.0:  # a file cut short: its header promises more than it holds
         tail = _unless_undecodable(decode_tail, path, facts.duration, min(3.0, facts.duration / 2))
         if tail is None or (tail.frames <= 0 and tail.seconds <= 0):

@@ -250,6 +250,17 @@ TRUNCATABLE = {  # media key -> (target, suffix, cuts shorter than this must be 
 }
 
 
+def test_an_mp4_cut_inside_its_index_is_refused(media: dict[str, Path], tmp_path: Path) -> None:
+    """Found by the fuzzer below: an MP4 (index at the end) cut inside its sound track's tables still opens and
+    plays its picture, silently without the sound; it is refused as damaged instead of accepted as silent."""
+    data = media["driving"].read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[:int(0.984375 * _mp4_essential(data))])
+    field = next(f for f in imitator.MODEL.fields if f.name == "driving_video")
+    with pytest.raises(spark_nb.ValidationError, match="damaged"):
+        inputs.check(str(cut), field)
+
+
 @FUZZ
 @given(key=st.sampled_from(sorted(TRUNCATABLE)), where=st.floats(0, 1, exclude_max=True), anywhere=st.booleans(),
        form=FORMS)

@@ -130,7 +130,7 @@ def test_every_notebook_on_the_cloud_path_at_debug_writes_the_key_nowhere(make_s
                                                                             "conftest.py", "templates"))
     notebooks = sorted(work.glob("*.ipynb"))
     assert [p.name for p in notebooks] == ["01_quickstart.ipynb", "02_talking_avatar.ipynb", "03_imitator.ipynb",
-                                           "04_batch.ipynb"]
+                                           "04_batch.ipynb", "studio.ipynb"]
     log = tmp_path / "papermill.log"
     env = {"VTRIX_API_KEY": TEST_KEY, "VTRIX_GENERATION_URL": server.url, "SPARK_NB_BACKEND": "cloud",
            "SPARK_NB_UPLOAD_URL": f"{server.url}/api/v1/storage/files", "SPARK_NB_LOG_LEVEL": "DEBUG"}
