@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 
 import httpx
+import psutil
+from PIL import Image
 import pytest
 
 from spark_nb import avatar
@@ -488,3 +490,83 @@ def test_a_big_image_is_shown_by_a_thumbnail(tmp_path: Path) -> None:
     assert thumb.name.endswith("-thumb.jpg")
     with Image.open(thumb) as image:
         assert max(image.size) == THUMBNAIL_PX
+
+
+def job_notebook(folder: Path, *cells: str) -> Path:
+    """The bundled job notebook with code cells of a test's own added at its end."""
+    import nbformat
+
+    from spark_nb.batch._runner import TEMPLATE
+
+    notebook = nbformat.read(TEMPLATE, as_version=4)
+    notebook.cells += [nbformat.v4.new_code_cell(source) for source in cells]
+    path = folder / "job.ipynb"
+    nbformat.write(notebook, path)
+    return path
+
+
+def distinct_portraits(folder: Path, portrait: Path, names: list[str]) -> dict[str, str]:
+    """A copy of portrait per name, each a different file (a JPEG comment), so no two rows are one job."""
+    with Image.open(portrait) as image:
+        for name in names:
+            image.save(folder / f"{name}.jpg", quality=92, comment=name.encode())
+    return {name: str(folder / f"{name}.jpg") for name in names}
+
+
+def kernel_pids(out: Path, names: list[str]) -> dict[str, int]:
+    """The kernel pid each row's executed notebook printed ("kernel N")."""
+    import re
+
+    pids = {}
+    for name in names:
+        text = (out / name / f"{name}.ipynb").read_text()
+        pids[name] = int(re.search(r"kernel (\d+)", text).group(1))  # type: ignore[union-attr]
+    return pids
+
+
+def test_a_reused_kernel_shows_a_row_nothing_of_the_rows_before(tmp_path: Path, media: dict[str, Path],
+                                                                 make_server: type,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Warm kernels run row after row; each row starts with an empty namespace, in its own folder."""
+    server = make_server(api_key=TEST_KEY)
+    use_server(monkeypatch, server)
+    names = [f"r{i}" for i in range(5)]
+    images = distinct_portraits(tmp_path, media["portrait"], names)
+    manifest = write_manifest(tmp_path, [{"name": n, "model": "avatar", "image": images[n],
+                                          "audio": str(media["speech"])} for n in names])
+    notebook = job_notebook(tmp_path, "import os\n"
+                            "assert 'left_by_another_row' not in globals(), 'a variable of another row is visible'\n"
+                            "assert os.path.samefile(os.getcwd(), out_dir), os.getcwd()\n"
+                            "left_by_another_row = name\n"
+                            "print('kernel', os.getpid())")
+    outcomes = run_batch(manifest, tmp_path / "out", concurrency=1, notebook=notebook, progress=False)
+    assert [(o.status, o.error) for o in outcomes] == [("completed", None)] * 5
+    pids = kernel_pids(tmp_path / "out", names)
+    assert len(set(pids.values())) < len(names)  # kernels were reused (at most one per report thread)
+    assert not any(psutil.pid_exists(pid) for pid in pids.values())  # and none outlives the batch
+
+
+def test_a_row_that_kills_its_kernel_fails_alone_after_one_retry(tmp_path: Path, media: dict[str, Path],
+                                                               make_server: type,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A notebook that kills its kernel: tried twice (the second time in a fresh kernel), its error says so;
+    the other rows complete with their reports."""
+    server = make_server(api_key=TEST_KEY)
+    use_server(monkeypatch, server)
+    names = ["a", "boom", "b", "c"]
+    images = distinct_portraits(tmp_path, media["portrait"], names)
+    manifest = write_manifest(tmp_path, [{"name": n, "model": "avatar", "image": images[n],
+                                          "audio": str(media["speech"])} for n in names])
+    attempts = tmp_path / "attempts.txt"
+    notebook = job_notebook(tmp_path, "import os, signal\nprint('kernel', os.getpid())\n"
+                            "if name == 'boom':\n"
+                            f"    open({str(attempts)!r}, 'a').write(str(os.getpid()) + '\\n')\n"
+                            "    os.kill(os.getpid(), signal.SIGKILL)")
+    outcomes = {o.name: o for o in run_batch(manifest, tmp_path / "out", concurrency=2, notebook=notebook,
+                                             progress=False)}
+    tried_in = attempts.read_text().split()
+    assert len(tried_in) == 2 and tried_in[0] != tried_in[1]  # retried once, in a fresh kernel
+    assert "kernel died (tried 2 times)" in (outcomes["boom"].error or "")
+    assert server.stats()["created"] == 4  # the crash never made a second task
+    for name in ("a", "b", "c"):
+        assert outcomes[name].status == "completed" and outcomes[name].error is None

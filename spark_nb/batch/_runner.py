@@ -5,12 +5,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-import signal
-import tempfile
 import threading
 import time
-import uuid
-from concurrent.futures import ThreadPoolExecutor, as_completed, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +19,12 @@ from ..errors import BudgetExceeded, SparkError, TaskCancelled, TaskMayExist, Us
 from . import _job as job
 from ._manifest import Row, read_manifest
 from ._outcome import RowOutcome, RowStatus
+from ._kernels import WarmKernels, kernel_alive
 from ._report import write_gallery, write_results_csv, write_rows_json
 
 TEMPLATE = Path(__file__).resolve().parent.parent / "templates" / "avatar_job.ipynb"
-KERNEL_START_ATTEMPTS = 3
+KERNEL_ATTEMPTS = 2  # a row whose kernel dies is tried once more, in a fresh kernel
+WARM_UP_DELAY_S = 10.0
 
 
 def run_batch(manifest: str | Path, out_dir: str | Path, *, concurrency: int = 4, notebook: str | Path | None = None,
@@ -55,29 +54,48 @@ def run_batch(manifest: str | Path, out_dir: str | Path, *, concurrency: int = 4
     outcomes: dict[str, RowOutcome] = {}
     workers = 2 * max(1, concurrency)
     # twice as many rows as tasks in flight: a row whose task is done finishes its report while the next
-    # row's task already runs. Job notebooks always run in worker threads: papermill drives its kernel from
-    # an event loop of its own, which cannot start in a notebook's thread where a loop already runs.
+    # row's task already runs. The reports (job notebooks) run once their task is done, on a few warm kernels,
+    # reused row after row: the machine's memory and CPU follow the cores, not the concurrency or the rows.
+    # They run in worker threads: papermill drives its kernel from an event loop of its own, which cannot
+    # start in a notebook's thread where a loop already runs.
+    notebooks = max(1, min(workers, 2 * (os.cpu_count() or 1)))
     with tqdm(total=len(jobs), desc="batch", unit="job", disable=not progress) as bar, \
             ThreadPoolExecutor(max_workers=workers, thread_name_prefix="spark-batch") as pool, \
-            ThreadPoolExecutor(max_workers=workers, thread_name_prefix="spark-job") as reports:
+            ThreadPoolExecutor(max_workers=notebooks, thread_name_prefix="spark-job") as reports:
         run = _Run(out, journal_at(settings.home), keys, template, resubmit_uncertain, timeout,
                    threading.Semaphore(max(1, concurrency)), reports)
-        futures = [pool.submit(_run_row, row, run) for row in jobs]
+        run.first_wave = min(len(jobs), max(1, concurrency))
+        warm = threading.Barrier(notebooks)
+        for _ in range(notebooks):  # kernels start while the first tasks run, one per report thread
+            reports.submit(_warm_up, run, warm)
+        pending: set[Future[Any]] = {pool.submit(_run_row, row, run) for row in jobs}
         try:
-            for future in as_completed(futures):
-                outcome = future.result()
-                outcomes[outcome.name] = outcome
-                bar.update(1)
-                bar.set_postfix_str(f"{outcome.name}: {outcome.status}")
-                write_results_csv(out, [outcomes[r.name] for r in rows if r.name in outcomes])
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    outcome = future.result()
+                    if isinstance(outcome, Future):  # the task is done, its report runs
+                        pending.add(outcome)
+                        continue
+                    outcomes[outcome.name] = outcome
+                    bar.update(1)
+                    bar.set_postfix_str(f"{outcome.name}: {outcome.status}")
+                    write_results_csv(out, [outcomes[r.name] for r in rows if r.name in outcomes])
         except KeyboardInterrupt:
             run.stop.set()
-            while not all(f.done() for f in futures):  # kill until none is left: a kernel may start meanwhile
+            while not all(f.done() for f in pending):  # kill until none is left: a kernel may start meanwhile
                 run.kill_kernels()
-                wait(futures, timeout=0.5)
-            outcomes.update((o.name, o) for o in (f.result() for f in futures if not f.exception()))
+                wait(pending, timeout=0.5)
+            for future in pending:
+                with contextlib.suppress(BaseException):
+                    done_row = future.result()
+                    if isinstance(done_row, Future):
+                        done_row = done_row.result(timeout=5)
+                    outcomes[done_row.name] = done_row
             _write_reports(out, rows, keys, first_of, outcomes)
             raise
+        finally:
+            run.kernels.close()
     return _write_reports(out, rows, keys, first_of, outcomes)
 
 
@@ -121,39 +139,23 @@ class _Run:
     reports: ThreadPoolExecutor
     stop: threading.Event = dataclasses.field(default_factory=threading.Event)
     budget_reached: threading.Event = dataclasses.field(default_factory=threading.Event)
-    kernels: set[Any] = dataclasses.field(default_factory=set)  # kernel managers of running job notebooks
+    kernels: WarmKernels = dataclasses.field(default_factory=WarmKernels)  # the job notebooks' kernels
+
+    first_wave: int = 0  # rows to submit before the job kernels start (they would slow those submissions)
+    submitted: int = 0
+    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+    wave_sent: threading.Event = dataclasses.field(default_factory=threading.Event)
+
+    def count_submission(self) -> None:
+        """One more row has its task; once the first wave has, the job kernels may start."""
+        with self.lock:
+            self.submitted += 1
+            if self.submitted >= self.first_wave:
+                self.wave_sent.set()
 
     def kill_kernels(self) -> None:
-        """Kill every job kernel now, with its children (ffmpeg): each kernel leads its own process group."""
-        for manager in list(self.kernels):
-            provisioner = getattr(manager, "provisioner", None)
-            process = getattr(provisioner, "process", None)
-            if process is None or process.poll() is not None:
-                continue
-            with contextlib.suppress(OSError):
-                if hasattr(os, "killpg") and getattr(provisioner, "pgid", None):
-                    os.killpg(provisioner.pgid, signal.SIGKILL)
-                else:
-                    process.kill()
-
-    def kernel_manager_class(self, mine: list[Any]) -> type:
-        """An AsyncKernelManager that registers itself here (and in mine), so an interrupt can stop its kernel."""
-        from jupyter_client import AsyncKernelManager
-
-        kernels = self.kernels
-
-        class TrackedKernelManager(AsyncKernelManager):  # type: ignore[misc]
-            def __init__(self, **kwargs: Any) -> None:
-                super().__init__(**kwargs)
-                if os.name == "posix":
-                    # Unix sockets instead of TCP on loopback: reachable only through the file system, and
-                    # ipykernel no longer warns "running over TCP without encryption" once per row
-                    self.transport = "ipc"
-                    self.ip = os.path.join(tempfile.gettempdir(), f"spark_nb-kernel-{uuid.uuid4().hex[:16]}")
-                mine.append(self)
-                kernels.add(self)
-
-        return TrackedKernelManager
+        """Kill every job kernel now, with its children (ffmpeg)."""
+        self.kernels.kill_all()
 
 
 class _Slot:
@@ -180,7 +182,8 @@ class _Slot:
                 self._semaphore.release()
 
 
-def _run_row(row: Row, run: _Run) -> RowOutcome:
+def _run_row(row: Row, run: _Run) -> RowOutcome | Future[RowOutcome]:
+    """The row's task (submitted, resumed or reused); its outcome, or the future of its report once the task is done."""
     row_dir = run.out / row.name
     executed = row_dir / f"{row.name}.ipynb"
     notebook = executed if executed.exists() else None
@@ -217,44 +220,74 @@ def _run_row(row: Row, run: _Run) -> RowOutcome:
             return RowOutcome(row.name, row.spec.id, RowStatus.UNFINISHED, error=exc.headline, inputs=row.inputs)
         except SparkError as exc:
             return RowOutcome(row.name, row.spec.id, RowStatus.FAILED, error=str(exc), inputs=row.inputs)
-        report = run.reports.submit(_execute, run, executed, {**parameters, "task_id": task.id}, row_dir)
+        finally:
+            run.count_submission()
         with contextlib.suppress(SparkError):  # recorded in the journal and result.json
             job.finish(task, row_dir, name=row.name, timeout=run.timeout, cancel=run.stop, on_done=slot.free)
-    error = report.result()
-    entry = run.journal.by_task(task.id)
+    # the report runs once the task is done, so it never holds a kernel while the service works
+    # the report runs once the task is done, on a warm kernel, and the row's thread goes on to the next row
+    return run.reports.submit(_reported, row, run, task.id, task.origin == "reused", executed,
+                              {**parameters, "task_id": task.id}, row_dir)
+
+
+def _warm_up(run: _Run, together: threading.Barrier) -> None:
+    """Start a report thread's kernel once the first tasks are sent (within WARM_UP_DELAY_S at the latest)."""
+    run.wave_sent.wait(timeout=WARM_UP_DELAY_S)
+    if not run.stop.is_set():
+        run.kernels.warm_up(run.out, together)
+
+
+def _reported(row: Row, run: _Run, task_id: str, reused: bool, executed: Path, parameters: dict[str, object],
+              row_dir: Path) -> RowOutcome:
+    """Run the row's job notebook, then the row's outcome as the journal has it."""
+    error = _execute(run, executed, parameters, row_dir)
+    entry = run.journal.by_task(task_id)
     if entry is None:
         return RowOutcome(row.name, row.spec.id, RowStatus.FAILED, notebook=executed if executed.exists() else None,
                           error=error or "the job notebook ended without a result", inputs=row.inputs)
-    outcome = _from_entry(row, entry, executed, reused=task.origin == "reused")
-    if outcome.status != RowStatus.COMPLETED and error and not outcome.error:
+    outcome = _from_entry(row, entry, executed, reused=reused)
+    if error and not outcome.error:  # e.g. a video made, but its report notebook failed
         outcome.error = error
     return outcome
 
 
 def _execute(run: _Run, executed: Path, parameters: dict[str, object], row_dir: Path) -> str | None:
-    """Run the job notebook; None when it ran through, else its error. A kernel that fails is retried."""
+    """Run the job notebook on this thread's warm kernel; None when it ran through, else its error.
+
+    A kernel that dies under a row (or cannot start) is replaced and the row tried once more in a fresh kernel.
+    """
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
-    for attempt in range(KERNEL_START_ATTEMPTS):
+    for attempt in range(KERNEL_ATTEMPTS):
         if run.stop.is_set():
             return "interrupted"
-        mine: list[Any] = []
+        manager = None
         try:
+            manager = run.kernels.for_row(row_dir)
             # the notebook is given the row's task id, so running it again never creates a task
-            papermill.execute_notebook(str(run.template), str(executed), parameters=parameters, cwd=str(row_dir),
+            papermill.execute_notebook(str(run.template), str(executed), parameters=parameters, km=manager,
                                        progress_bar=False, log_output=False, request_save_on_cell_execute=True,
-                                       kernel_name="python3", kernel_manager_class=run.kernel_manager_class(mine),
-                                       shutdown_kernel="immediate")  # its work is saved; don't wait on it
+                                       kernel_name="python3")
             return None
         except PapermillExecutionError as exc:
+            if manager is not None and not kernel_alive(manager):  # the row crashed its kernel: once more, afresh
+                run.kernels.discard(manager)
+                if attempt + 1 < KERNEL_ATTEMPTS and not run.stop.is_set():
+                    continue
+                return f"the job notebook's kernel died ({exc.ename}: {exc.evalue})".strip()
             return f"{exc.ename}: {exc.evalue}".strip()
         except Exception as exc:  # noqa: BLE001 (kernel start-up failures and dead kernels vary)
-            if run.stop.is_set() or attempt + 1 == KERNEL_START_ATTEMPTS:
-                return f"the job notebook could not run: {type(exc).__name__}: {exc}"
-            time.sleep(1.0 + attempt)
+            died = manager is not None and not kernel_alive(manager)
+            if manager is not None:
+                run.kernels.discard(manager)
+            if run.stop.is_set() or attempt + 1 == KERNEL_ATTEMPTS:
+                what = f"kernel died (tried {attempt + 1} times)" if died else "could not run"
+                return f"the job notebook {what}: {type(exc).__name__}: {exc}"
+            time.sleep(0.5)
         finally:
-            run.kernels.difference_update(mine)
+            if manager is not None:
+                run.kernels.done_with(manager)
     return None
 
 
