@@ -570,3 +570,19 @@ def test_a_row_that_kills_its_kernel_fails_alone_after_one_retry(tmp_path: Path,
     assert server.stats()["created"] == 4  # the crash never made a second task
     for name in ("a", "b", "c"):
         assert outcomes[name].status == "completed" and outcomes[name].error is None
+
+
+def test_warm_kernels_leave_no_process_or_socket_behind(tmp_path: Path) -> None:
+    """A warm kernel, used for two rows (reset between), then closed: its process, sockets and file are gone."""
+    from spark_nb.batch._kernels import WarmKernels
+
+    kernels = WarmKernels()
+    first = kernels.for_row(tmp_path)
+    assert kernels.for_row(tmp_path) is first  # the same kernel, reset for its second row
+    pid, sockets = first.provisioner.process.pid, [f"{first.ip}-{port}" for port in first.ports]
+    assert any(Path(s).exists() for s in sockets) and Path(first.connection_file).exists()
+    kernels.close()
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    assert not any(Path(s).exists() for s in sockets) and not Path(first.connection_file).exists()
+    with pytest.raises(Exception, match="batch is over"):
+        kernels.for_row(tmp_path)  # a closed set of kernels starts no new one

@@ -45,6 +45,7 @@ class WarmKernels:
         self._lock = threading.Lock()
         self._managers: set[Any] = set()
         self._local = threading.local()
+        self._closed = False
 
     def for_row(self, folder: Path) -> Any:
         """This thread's kernel manager, its kernel running, reset and in folder, ready for papermill (km=)."""
@@ -60,6 +61,8 @@ class WarmKernels:
 
     def warm_up(self, folder: Path, together: threading.Barrier) -> None:
         """Start this thread's kernel ahead of its first row (the barrier spreads the warm-ups over the threads)."""
+        if self._closed:
+            return
         with contextlib.suppress(threading.BrokenBarrierError):
             together.wait(timeout=WARM_UP_WAIT_S)
         if getattr(self._local, "manager", None) is None:
@@ -72,9 +75,16 @@ class WarmKernels:
 
         manager = _manager_class(AsyncKernelManager)(kernel_name="python3")
         with self._lock:
+            if self._closed:
+                raise KernelLost("the batch is over: no more kernels")
             self._managers.add(manager)
         self._local.manager = manager
         run_sync(manager.start_kernel)(cwd=str(folder))
+        with self._lock:
+            closed = self._closed
+        if closed:  # the batch ended while this one started: it must not outlive it
+            self.discard(manager)
+            raise KernelLost("the batch is over: no more kernels")
         process = _process(manager)
         if process is not None and hasattr(os, "setpriority"):
             # reports are the batch's background work: the runner's submissions and polls come first
@@ -108,6 +118,7 @@ class WarmKernels:
     def close(self) -> None:
         """Stop every kernel and remove its connection files (the end of a batch)."""
         with self._lock:
+            self._closed = True
             managers, self._managers = list(self._managers), set()
         for manager in managers:
             _kill(manager)

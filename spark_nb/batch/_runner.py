@@ -74,6 +74,7 @@ def run_batch(manifest: str | Path, out_dir: str | Path, *, concurrency: int = 4
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for future in done:
                     outcome = future.result()
+                    run.wave_sent.set()  # a row is past its submission (or reused): kernels may start
                     if isinstance(outcome, Future):  # the task is done, its report runs
                         pending.add(outcome)
                         continue
@@ -83,6 +84,7 @@ def run_batch(manifest: str | Path, out_dir: str | Path, *, concurrency: int = 4
                     write_results_csv(out, [outcomes[r.name] for r in rows if r.name in outcomes])
         except KeyboardInterrupt:
             run.stop.set()
+            run.wave_sent.set()  # warm-ups waiting for the first tasks see the stop at once
             while not all(f.done() for f in pending):  # kill until none is left: a kernel may start meanwhile
                 run.kill_kernels()
                 wait(pending, timeout=0.5)
@@ -95,7 +97,9 @@ def run_batch(manifest: str | Path, out_dir: str | Path, *, concurrency: int = 4
             _write_reports(out, rows, keys, first_of, outcomes)
             raise
         finally:
-            run.kernels.close()
+            run.kernels.close()  # also any warm-up still to come starts no kernel
+            run.wave_sent.set()
+            warm.abort()
     return _write_reports(out, rows, keys, first_of, outcomes)
 
 
