@@ -192,6 +192,35 @@ def _run_probe(path: Path, args: list[str], *, check: bool = False, before: list
     return log
 
 
+def boxes_fit(path: Path, limit: int = 10_000) -> bool:
+    """False when an MP4/MOV's top-level boxes claim more bytes than the file has (a file cut short, even by one
+    byte inside its index, which ffmpeg itself reads without a word)."""
+    import struct
+
+    try:
+        with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            offset = 0
+            for _ in range(limit):
+                if offset >= size:
+                    return True
+                fh.seek(offset)
+                header = fh.read(16)
+                if len(header) < 8:
+                    return False
+                length = struct.unpack(">I", header[:4])[0]
+                if length == 1 and len(header) == 16:
+                    length = struct.unpack(">Q", header[8:16])[0]
+                elif length == 0:  # the last box runs to the end of the file
+                    return True
+                if length < 8 or offset + length > size:
+                    return False
+                offset += length
+    except OSError:
+        return False
+    return True
+
+
 def _facts(path: Path, log: str) -> MediaFacts:
     container = re.search(r"^Input #0, ([^,\n]+)", log, re.M).group(1).strip()  # type: ignore[union-attr]
     duration = re.search(r"Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)", log)
@@ -216,7 +245,8 @@ def _facts(path: Path, log: str) -> MediaFacts:
                       height=height, fps=None if still else fps,
                       has_audio=bool(re.search(r"Stream #0:\d+.*?: Audio: ", header)), is_still_image=still,
                       bytes=path.stat().st_size if path.is_file() else 0,
-                      damaged=bool(re.search(r"timescale not set|moov atom not found|partial file", log)))
+                      damaged=bool(re.search(r"timescale not set|moov atom not found|partial file", log))
+                      or (container.startswith("mov") and path.is_file() and not boxes_fit(path)))
 
 
 def _seconds(h: str, m: str, s: str) -> float:
