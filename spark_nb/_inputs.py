@@ -268,8 +268,20 @@ def _check_image(path: Path, field: MediaField) -> MediaFacts:
             field=field.name,
             hint="use a JPG or PNG file; check that the file is complete and really an image",
         ) from exc
+    if fmt == "PNG" and not _png_ends(path):  # PIL decodes a PNG cut inside its last chunk without a word
+        raise ValidationError(
+            f"{field.label} is cut short ({path.name} has no PNG end marker: it looks truncated)",
+            reason="not_decodable", field=field.name, hint="the file is incomplete: download or export it again",
+        )
     return MediaFacts(path=path, container=fmt.lower(), duration=None, width=width, height=height, fps=None,
                       has_audio=False, is_still_image=True, bytes=size)
+
+
+def _png_ends(path: Path) -> bool:
+    """True when the PNG ends with its IEND chunk, as every complete PNG does."""
+    with open(path, "rb") as fh:
+        fh.seek(max(0, path.stat().st_size - 12))
+        return fh.read(12) == b"\x00\x00\x00\x00IEND\xaeB`\x82"
 
 
 def _too_large(width: int, height: int, field: MediaField) -> ValidationError:

@@ -261,6 +261,18 @@ def test_an_mp4_cut_inside_its_index_is_refused(media: dict[str, Path], tmp_path
         inputs.check(str(cut), field)
 
 
+def test_a_png_cut_inside_its_last_chunk_is_refused(media: dict[str, Path], tmp_path: Path) -> None:
+    """Found by the fuzzer below: a PNG missing the last bytes of its image data decodes in PIL; it has no end
+    marker (IEND), so it is refused as cut short."""
+    data = media["png"].read_bytes()
+    cut = tmp_path / "cut.png"
+    cut.write_bytes(data[:_png_essential(data) - 1])
+    field = next(f for f in imitator.MODEL.fields if f.name == "image")
+    with pytest.raises(spark_nb.ValidationError, match="cut short"):
+        inputs.check(str(cut), field)
+    inputs.check(str(media["png"]), field)  # the whole file passes
+
+
 @FUZZ
 @given(key=st.sampled_from(sorted(TRUNCATABLE)), where=st.floats(0, 1, exclude_max=True), anywhere=st.booleans(),
        form=FORMS)
