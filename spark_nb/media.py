@@ -186,14 +186,19 @@ def side_by_side(videos: Sequence[VideoSource], labels: Sequence[str] | None = N
     return _clips.open_video(composed) if as_clip else composed
 
 
+def _check_video_clip(clip: object, what: str) -> None:
+    """MediaError unless clip is an open video clip with frames to show."""
+    if not _clips.is_video_clip(clip):
+        raise MediaError(f"{what} is a {type(clip).__name__}, which has no picture to show",
+                         hint="pass a video clip, or put the sound on one: video_clip.with_audio(audio_clip)")
+    _clips.check_playable(clip, what)
+
+
 def _visual_file(video: VideoSource, index: int, tmp: Path) -> Path:
     """The file side_by_side reads for one input: a path, an untouched clip's file, or an edited clip rendered."""
     what = f"side_by_side's input {index + 1}"
     if _clips.is_clip(video):
-        if not _clips.is_video_clip(video):
-            raise MediaError(f"{what} is a {type(video).__name__}, which has no picture to show",
-                             hint="pass a video clip, or put the sound on one: video_clip.with_audio(audio_clip)")
-        _clips.check_playable(video, what)
+        _check_video_clip(video, what)
         return _clips.untouched_video(video) or _clips.render_video(video, tmp / f"clip{index}.mp4")
     return _path(video, what, _VISUALS)
 
@@ -281,10 +286,7 @@ def _reel_clip(item: VideoSource, index: int, opened: contextlib.ExitStack) -> V
     """One reel piece as a clip: a clip as it is, a video file opened (and closed by opened)."""
     what = f"reel's piece {index + 1}"
     if _clips.is_clip(item):
-        if not _clips.is_video_clip(item):
-            raise MediaError(f"{what} is a {type(item).__name__}, which has no picture to show",
-                             hint="pass a video clip, or put the sound on one: video_clip.with_audio(audio_clip)")
-        _clips.check_playable(item, what)
+        _check_video_clip(item, what)
         return item
     path = _path(item, what, _VISUALS)
     facts = read_header(path)
