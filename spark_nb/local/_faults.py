@@ -40,12 +40,18 @@ class Fault:
 
 
 class FaultPlan:
-    """The faults in force and a seeded random source to draw them (thread-safe)."""
+    """The faults in force and seeded random sources to draw them (thread-safe).
+
+    Each route draws from a stream of its own, seeded with the same seed: the n-th request of a route meets the
+    same fault whatever the other routes' traffic, so a seeded plan repeats under any concurrency.
+    """
 
     def __init__(self, faults: list[Fault] | None = None, seed: int | None = None) -> None:
         self.faults = list(faults or [])
-        self._rng = random.Random(seed)
+        self._seed = seed
+        self._streams: dict[str, random.Random] = {}
         self._lock = threading.Lock()
+        self.drawn: dict[str, int] = {}  # route -> requests that met a draw
 
     @classmethod
     def parse(cls, spec: str | None, seed: int | None = None) -> "FaultPlan":
@@ -69,8 +75,10 @@ class FaultPlan:
     def draw(self, route: str) -> str | None:
         """The fault to inject on this request of route, or None."""
         with self._lock:
+            stream = self._streams.setdefault(route, random.Random(self._seed))
+            self.drawn[route] = self.drawn.get(route, 0) + 1
             for fault in self.faults:
-                if fault.route == route and self._rng.random() < fault.probability:
+                if fault.route == route and stream.random() < fault.probability:
                     return fault.kind
         return None
 
