@@ -60,12 +60,14 @@ def _identify(spec: ModelSpec, values: Mapping[str, Any], settings: Settings, tr
 
 
 def submit(spec: ModelSpec, values: Mapping[str, Any], *, trim_audio: bool = True, reuse: bool = True,
-           before_create: Callable[[], None] | None = None, source: str = "submit", **config: Any) -> Task:
+           when_uploaded: Callable[[], None] | None = None, before_create: Callable[[], None] | None = None,
+           source: str = "submit", **config: Any) -> Task:
     """Check, upload and create one task of spec, journaled; returns its Task without waiting.
 
     With reuse (the default) an identical earlier call answers instead when it can (see _reuse): its finished
-    video, or its task still running; nothing is created or paid twice. before_create runs after the uploads,
-    just before the create call.
+    video, or its task still running; nothing is created or paid twice. when_uploaded runs once the inputs are
+    uploaded, before the create is journaled (a batch row waits there for its turn at the service);
+    before_create runs just before the create call.
     """
     settings = resolve(**hide_key(config))
     journal = journal_at(settings.home)
@@ -87,6 +89,8 @@ def submit(spec: ModelSpec, values: Mapping[str, Any], *, trim_audio: bool = Tru
             assert item.path is not None
             uploader = uploader or uploader_for(settings, client)
             urls[name] = upload(item.path, uploader)
+    if when_uploaded is not None:
+        when_uploaded()
     attempt, other = journal.begin(
         fingerprint=key, model=spec.id, backend=settings.backend, input_seconds=seconds or None, source=source,
         base_url=settings.base_url if settings.backend == "cloud" else None, inputs=inputs,

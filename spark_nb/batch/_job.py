@@ -30,13 +30,14 @@ RESULT_FILE = "result.json"
 
 
 def submit_or_resume(model: str, inputs: dict[str, str], out_dir: str | Path, *, name: str,
-                     task_id: str | None = None, resubmit: bool = False,
-                     cancel: threading.Event | None = None) -> Task:
+                     task_id: str | None = None, resubmit: bool = False, cancel: threading.Event | None = None,
+                     when_uploaded: Callable[[], None] | None = None) -> Task:
     """The job's task: the one task_id names, else the journal's answer for these inputs (a finished video, a task
     still running), else a new task, recorded at once.
 
     A create whose answer was lost raises TaskMayExist unless resubmit (which may pay twice). cancel, once set,
-    stops a submission before its create call (nothing is created).
+    stops a submission before its create call (nothing is created). when_uploaded runs between the uploads and
+    the create (see pipeline.submit).
     """
     spec = get_model(model)
     out = Path(out_dir)
@@ -51,8 +52,8 @@ def submit_or_resume(model: str, inputs: dict[str, str], out_dir: str | Path, *,
 
     values = {field: value for field, value in inputs.items() if value}
     try:
-        task = pipeline.submit(spec, values, output_dir=out, reuse=not resubmit, before_create=before_create,
-                               source=f"batch:{out.resolve()}")
+        task = pipeline.submit(spec, values, output_dir=out, reuse=not resubmit, when_uploaded=when_uploaded,
+                               before_create=before_create, source=f"batch:{out.resolve()}")
     except TaskMayExist as exc:
         write_record(out, _record(name, spec.id, None, RowStatus.UNCERTAIN, error=exc))
         raise

@@ -25,6 +25,7 @@ from ._report import write_gallery, write_results_csv, write_rows_json
 TEMPLATE = Path(__file__).resolve().parent.parent / "templates" / "avatar_job.ipynb"
 KERNEL_ATTEMPTS = 2  # a row whose kernel dies is tried once more, in a fresh kernel
 WARM_UP_DELAY_S = 10.0
+CSV_EVERY_S = 1.0  # results.csv is rewritten whole: at most this often while rows finish
 
 
 def run_batch(manifest: str | Path, out_dir: str | Path, *, concurrency: int = 4, notebook: str | Path | None = None,
@@ -69,6 +70,7 @@ def run_batch(manifest: str | Path, out_dir: str | Path, *, concurrency: int = 4
         for _ in range(notebooks):  # kernels start while the first tasks run, one per report thread
             reports.submit(_warm_up, run, warm)
         pending: set[Future[Any]] = {pool.submit(_run_row, row, run) for row in jobs}
+        csv_due = 0.0
         try:
             while pending:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
@@ -81,7 +83,9 @@ def run_batch(manifest: str | Path, out_dir: str | Path, *, concurrency: int = 4
                     outcomes[outcome.name] = outcome
                     bar.update(1)
                     bar.set_postfix_str(f"{outcome.name}: {outcome.status}")
-                    write_results_csv(out, [outcomes[r.name] for r in rows if r.name in outcomes])
+                    if time.monotonic() >= csv_due:  # rewritten at most every CSV_EVERY_S, and at the end
+                        write_results_csv(out, [outcomes[r.name] for r in rows if r.name in outcomes])
+                        csv_due = time.monotonic() + CSV_EVERY_S
         except KeyboardInterrupt:
             run.stop.set()
             run.wave_sent.set()  # warm-ups waiting for the first tasks see the stop at once
@@ -163,17 +167,27 @@ class _Run:
 
 
 class _Slot:
-    """A place among the tasks in flight, freed once: when its task is done, or at the latest on exit."""
+    """A place among the tasks in flight, taken once the row is ready to create its task, freed once: when its
+    task is done, or at the latest on exit."""
 
-    def __init__(self, semaphore: threading.Semaphore) -> None:
+    def __init__(self, semaphore: threading.Semaphore, stop: threading.Event) -> None:
         self._semaphore = semaphore
+        self._stop = stop
         self._held = False
         self._lock = threading.Lock()
 
     def __enter__(self) -> _Slot:
-        self._semaphore.acquire()
-        self._held = True
         return self
+
+    def take(self) -> None:
+        """Wait for a place (TaskCancelled once the batch stops meanwhile); a no-op when already held."""
+        if self._held:
+            return
+        while not self._semaphore.acquire(timeout=0.2):
+            if self._stop.is_set():
+                raise TaskCancelled("the batch was stopped before this row's create call; no task was created",
+                                    hint="run the batch again to submit it")
+        self._held = True
 
     def __exit__(self, *exc: object) -> None:
         self.free()
@@ -209,12 +223,14 @@ def _run_row(row: Row, run: _Run) -> RowOutcome | Future[RowOutcome]:
     row_dir.mkdir(parents=True, exist_ok=True)
     parameters = {"model": row.spec.id, "name": row.name, "out_dir": str(row_dir), "timeout": run.timeout,
                   "inputs": dict(row.inputs)}
-    # The runner talks to the service (submit, poll, download) while the job's kernel starts and then
-    # follows the journal; the slot counts tasks at the service, so it is freed as soon as the task is done.
-    with _Slot(run.in_flight) as slot:
+    # The runner talks to the service (submit, poll, download); the slot counts tasks at the service, so a row
+    # uploads its inputs before it waits for one (the create follows at once when a slot frees), and frees it
+    # as soon as the task is done.
+    with _Slot(run.in_flight, run.stop) as slot:
         try:
             task = job.submit_or_resume(row.spec.id, row.inputs, row_dir, name=row.name, resubmit=lost,
-                                        cancel=run.stop)
+                                        cancel=run.stop, when_uploaded=slot.take)
+            slot.take()  # a task resumed or reused also runs at the service (a no-op once taken)
         except TaskCancelled as exc:
             return RowOutcome(row.name, row.spec.id, RowStatus.UNFINISHED, error=str(exc), inputs=row.inputs)
         except TaskMayExist as exc:
@@ -228,7 +244,6 @@ def _run_row(row: Row, run: _Run) -> RowOutcome | Future[RowOutcome]:
             run.count_submission()
         with contextlib.suppress(SparkError):  # recorded in the journal and result.json
             job.finish(task, row_dir, name=row.name, timeout=run.timeout, cancel=run.stop, on_done=slot.free)
-    # the report runs once the task is done, so it never holds a kernel while the service works
     # the report runs once the task is done, on a warm kernel, and the row's thread goes on to the next row
     return run.reports.submit(_reported, row, run, task.id, task.origin == "reused", executed,
                               {**parameters, "task_id": task.id}, row_dir)
@@ -237,6 +252,8 @@ def _run_row(row: Row, run: _Run) -> RowOutcome | Future[RowOutcome]:
 def _warm_up(run: _Run, together: threading.Barrier) -> None:
     """Start a report thread's kernel once the first tasks are sent (within WARM_UP_DELAY_S at the latest)."""
     run.wave_sent.wait(timeout=WARM_UP_DELAY_S)
+    import papermill  # noqa: F401 (seconds of imports, jsonschema's among them: while the first tasks run)
+
     if not run.stop.is_set():
         run.kernels.warm_up(run.out, together)
 
@@ -271,7 +288,8 @@ def _execute(run: _Run, executed: Path, parameters: dict[str, object], row_dir: 
             manager = run.kernels.for_row(row_dir)
             # the notebook is given the row's task id, so running it again never creates a task
             papermill.execute_notebook(str(run.template), str(executed), parameters=parameters, km=manager,
-                                       progress_bar=False, log_output=False, request_save_on_cell_execute=True,
+                                       # one write at the end, not two per cell (a row cut short runs again)
+                                       progress_bar=False, log_output=False, request_save_on_cell_execute=False,
                                        kernel_name="python3")
             return None
         except PapermillExecutionError as exc:

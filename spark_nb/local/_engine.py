@@ -25,6 +25,7 @@ from ._tracking import analyse
 FPS = 25
 LONGEST_SIDE = 512
 STILL_SECONDS = 3.0
+SMALL_FRAME_PIXELS = 256 * 256  # at most this many pixels a frame, x264 runs its fastest preset
 MAX_SECONDS = 600.0
 MAX_IMAGE_SIDE = 4096
 ProgressCallback = Callable[[float], None]
@@ -121,6 +122,11 @@ def render_still(image: Path, out: Path, *, seconds: float = STILL_SECONDS, long
     return count / FPS
 
 
+def _preset(width: int, height: int) -> str:
+    """x264's speed preset: thumbnail-sized stand-in renders (--render-size 128) take the cheapest encode."""
+    return "ultrafast" if width * height <= SMALL_FRAME_PIXELS else "veryfast"
+
+
 class VideoEncoder:
     """H.264/AAC mp4 at 25 fps from raw RGB frames written to the bundled ffmpeg's stdin."""
 
@@ -129,7 +135,7 @@ class VideoEncoder:
         cmd = [ffmpeg_exe(), "-y", "-nostdin", "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24",
                "-s", f"{width}x{height}", "-r", str(FPS), "-i", "-"]
         cmd += ["-i", ffmpeg_input(audio)] if audio else ["-f", "lavfi", "-i", "anullsrc=r=44100:cl=mono"]
-        cmd += ["-map", "0:v", "-map", "1:a", "-t", f"{count / FPS:.3f}", "-c:v", "libx264", "-preset", "veryfast",
+        cmd += ["-map", "0:v", "-map", "1:a", "-t", f"{count / FPS:.3f}", "-c:v", "libx264", "-preset", _preset(width, height),
                 "-crf", "23", "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "96k", "-movflags", "+faststart",
                 "-f", "mp4", str(self._tmp)]
         self._proc = _procs.popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
