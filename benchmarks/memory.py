@@ -19,11 +19,19 @@ SAMPLE_EVERY_S = 0.05
 
 
 def _children(pid: int) -> list[int]:
+    """The children of every thread of pid (a child belongs to the thread that started it)."""
+    found = []
     try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            return [int(p) for p in f.read().split()]
+        threads = os.listdir(f"/proc/{pid}/task")
     except OSError:
         return []
+    for tid in threads:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                found += [int(p) for p in f.read().split()]
+        except OSError:
+            continue
+    return found
 
 
 def _rss_kb(pid: int) -> int:

@@ -71,7 +71,7 @@ def follow(entry: Entry, journal: Journal, spec: ModelSpec, settings: Settings) 
         cost = f"cost ${entry.cost:.2f}" if entry.cost is not None else "cost unknown"
         _say(f"reusing task {entry.task_id} from {when} ({cost}); {NEW_TAKE}")
         saved = _into(settings.output_dir, entry) if entry.path and Path(entry.path).is_file() else None
-        return Task(id=entry.task_id, model=entry.model, settings=settings, initial=_completed(entry), saved=saved,
+        return Task(id=entry.task_id, model=entry.model, settings=settings, initial=completed_answer(entry), saved=saved,
                     origin="reused")
     if entry.state == JobState.SUBMITTED and entry.task_id:
         _say(f"task {entry.task_id} for these inputs was created {when} and is not finished: waiting for it "
@@ -108,7 +108,7 @@ def _into(output_dir: Path, entry: Entry) -> Path:
     return target
 
 
-def _completed(entry: Entry) -> dict[str, Any]:
+def completed_answer(entry: Entry) -> dict[str, Any]:
     """The task object a completed attempt stands for, so waiting on it needs no request."""
     content: dict[str, Any] = {"type": "video", "url": entry.result_url or ""}
     saved = Path(entry.path) if entry.path else None

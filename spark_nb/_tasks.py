@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._config import Settings, hide_key, resolve
-from ._ffmpeg import ProbeError, try_decode
+from ._ffmpeg import DecodeReport, ProbeError, try_decode
 from ._journal import journal_at
 from ._polling import PollSchedule
 from ._progress import TaskProgress
@@ -266,9 +266,11 @@ def download_result(client: Callable[[], ApiClient], state: TaskState, output_di
     on_disk = saved is not None and _intact(saved, None)
     path = saved if on_disk and saved is not None else result_path(output_dir, state.id)
 
+    decoded: list[DecodeReport] = []  # the downloaded file's decode, which its final name inherits
+
     def check(video: Path) -> None:
         try:
-            try_decode(video, 0.2)
+            decoded.append(try_decode(video, 0.2))
         except ProbeError as exc:
             raise DownloadError(f"the downloaded video cannot be decoded ({exc}); it was not kept",
                                 hint=f"wait() again to fetch it again from {url}", task_id=state.id) from exc
@@ -279,9 +281,10 @@ def download_result(client: Callable[[], ApiClient], state: TaskState, output_di
         except OSError as exc:  # the folder or the disk, not the network
             raise DownloadError(f"could not save the result video in {output_dir}: {exc}", task_id=state.id,
                                 hint="free some disk space or choose another output_dir, then wait() again") from exc
+    report = decoded[-1] if decoded else try_decode(path, 0.2)
     return Result(
         task_id=state.id, model=state.model, status=state.status, url=url, path=path, size=path.stat().st_size,
-        duration=try_decode(path, 0.2).facts.duration, usage=usage_of(state.raw.get("usage")), raw=state.raw,
+        duration=report.facts.duration, usage=usage_of(state.raw.get("usage")), raw=state.raw,
     )
 
 

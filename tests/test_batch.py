@@ -579,10 +579,11 @@ def test_warm_kernels_leave_no_process_or_socket_behind(tmp_path: Path) -> None:
     kernels = WarmKernels()
     first = kernels.for_row(tmp_path)
     assert kernels.for_row(tmp_path) is first  # the same kernel, reset for its second row
-    pid, sockets = first.provisioner.process.pid, [f"{first.ip}-{port}" for port in first.ports]
-    assert any(Path(s).exists() for s in sockets) and Path(first.connection_file).exists()
+    manager = first.manager
+    pid, sockets = manager.provisioner.process.pid, [f"{manager.ip}-{port}" for port in manager.ports]
+    assert any(Path(s).exists() for s in sockets) and Path(manager.connection_file).exists()
     kernels.close()
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    assert not any(Path(s).exists() for s in sockets) and not Path(first.connection_file).exists()
+    assert not any(Path(s).exists() for s in sockets) and not Path(manager.connection_file).exists()
     with pytest.raises(Exception, match="batch is over"):
         kernels.for_row(tmp_path)  # a closed set of kernels starts no new one

@@ -17,8 +17,9 @@ from typing import Any
 
 from .. import _pipeline as pipeline
 from .._files import write_atomically
-from .._journal import JobState, journal_at
+from .._journal import Entry, JobState, journal_at
 from .._results import Result
+from .._reuse import completed_answer
 from .._tasks import Task, TaskState
 from ..errors import SparkError, TaskCancelled, TaskFailed, TaskMayExist
 from ..models import get_model
@@ -66,13 +67,17 @@ def finish(task: Task, out_dir: str | Path, *, name: str, timeout: float = 1800,
     """Wait for the task, download its video, and write result.json (failures too); the journal records it.
 
     With follow_journal (a job notebook inside a batch), the batch runner is already waiting for the task:
-    watch the journal instead of polling the service too, then take its result (one poll, no download).
+    watch the journal instead of polling the service too, then take the result it records (no request, no
+    download; a task the journal does not show completed is waited for as usual).
     cancel, once set, stops the wait (TaskCancelled); the task goes on, to be resumed. on_done runs once the
     service reports the task completed, before the download.
     """
     out = Path(out_dir)
-    if follow_journal:
-        _await_journal(task, timeout)
+    if follow_journal and (result := _from_journal(_await_journal(task, timeout))) is not None:
+        video = Path(os.path.relpath(result.path, out))
+        write_record(out, _record(name, result.model, result.task_id, RowStatus.COMPLETED, video=video.as_posix(),
+                                  duration=result.duration, cost=result.cost))
+        return result
 
     def done_at_service(state: TaskState) -> None:
         if state.done and on_done is not None:  # the service's part is over; the download is ours
@@ -91,14 +96,27 @@ def finish(task: Task, out_dir: str | Path, *, name: str, timeout: float = 1800,
     return result
 
 
-def _await_journal(task: Task, timeout: float) -> None:
+def _await_journal(task: Task, timeout: float) -> Entry | None:
+    """The task's journal entry once it has ended (None when the journal does not know the task)."""
     journal = journal_at(task.settings.home)
     deadline = time.monotonic() + timeout
+    entry = None
     while time.monotonic() < deadline:
         entry = journal.by_task(task.id)
         if entry is None or entry.state in (JobState.COMPLETED, JobState.FAILED):
-            return
+            break
         time.sleep(JOURNAL_WATCH_S)
+    return entry
+
+
+def _from_journal(entry: Entry | None) -> Result | None:
+    """The Result a completed entry records (its video downloaded and checked by the batch runner), else None."""
+    path = Path(entry.path) if entry is not None and entry.path else None
+    if entry is None or entry.state != JobState.COMPLETED or not entry.task_id or path is None or not path.is_file():
+        return None
+    raw = completed_answer(entry)
+    return Result(task_id=entry.task_id, model=entry.model, status="completed", url=entry.result_url or "",
+                  path=path, size=path.stat().st_size, duration=entry.seconds, usage=raw["usage"], raw=raw)
 
 
 def write_record(out_dir: str | Path, record: dict[str, Any]) -> Path:

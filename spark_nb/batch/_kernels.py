@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import queue
 import signal
 import tempfile
 import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,8 @@ START_TIMEOUT_S = 60.0
 RESET_TIMEOUT_S = 30.0
 WARM_UP_WAIT_S = 2.0
 NICENESS = 10  # job kernels run at a lower CPU priority than the batch runner
+WATCH_S = 0.5  # how often a kernel that says nothing is checked for being alive
+_OUTPUT_TYPES = frozenset({"stream", "display_data", "execute_result", "error"})
 
 # Run in the kernel before each row; the namespace it runs in is the one it empties, so all of it is inside a
 # function. The display hook's flush is skipped: it only clears what reset clears anyway, then runs gc.collect(),
@@ -44,7 +48,19 @@ _reset_for_next_row(get_ipython(), {folder!r})
 
 
 class KernelLost(Exception):
-    """The warm kernel could not be reset for the next row (it died or stopped answering)."""
+    """The warm kernel died, or did not answer in time (the row is tried once more in a fresh kernel)."""
+
+
+class WarmKernel:
+    """A running job kernel and the one blocking client that talks to it for every row it runs."""
+
+    def __init__(self, manager: Any, client: Any) -> None:
+        self.manager = manager
+        self.client = client
+
+    def alive(self) -> bool:
+        """True while the kernel's process runs."""
+        return kernel_alive(self.manager)
 
 
 class WarmKernels:
@@ -52,21 +68,25 @@ class WarmKernels:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._managers: set[Any] = set()
+        self._kernels: set[WarmKernel] = set()
         self._local = threading.local()
         self._closed = False
 
-    def for_row(self, folder: Path) -> Any:
-        """This thread's kernel manager, its kernel running, reset and in folder, ready for papermill (km=)."""
-        manager = getattr(self._local, "manager", None)
-        if manager is not None and not kernel_alive(manager):
-            self.discard(manager)
-            manager = None
-        if manager is None:
-            manager = self._start(folder)
-        else:
-            _reset(manager, folder)
-        return manager
+    def for_row(self, folder: Path) -> WarmKernel:
+        """This thread's kernel, running, reset and in folder (KernelLost if it cannot be readied)."""
+        kernel = getattr(self._local, "kernel", None)
+        if kernel is not None and not kernel.alive():
+            self.discard(kernel)
+            kernel = None
+        if kernel is None:
+            return self._start(folder)
+        try:
+            if not run_code(kernel, RESET.format(folder=str(folder)), time.monotonic() + RESET_TIMEOUT_S):
+                raise KernelLost("the warm kernel could not be reset for the next row")
+        except KernelLost:
+            self.discard(kernel)
+            raise
+        return kernel
 
     def warm_up(self, folder: Path, together: threading.Barrier) -> None:
         """Start this thread's kernel ahead of its first row (the barrier spreads the warm-ups over the threads)."""
@@ -74,84 +94,147 @@ class WarmKernels:
             return
         with contextlib.suppress(threading.BrokenBarrierError):
             together.wait(timeout=WARM_UP_WAIT_S)
-        if getattr(self._local, "manager", None) is None:
+        if getattr(self._local, "kernel", None) is None:
             with contextlib.suppress(Exception):  # a kernel that cannot start is tried again by its first row
                 self._start(folder)
 
-    def _start(self, folder: Path) -> Any:
+    def _start(self, folder: Path) -> WarmKernel:
         from jupyter_client import AsyncKernelManager
+        from jupyter_client.blocking import BlockingKernelClient
         from jupyter_core.utils import run_sync
 
         manager = _manager_class(AsyncKernelManager)(kernel_name="python3")
+        kernel = WarmKernel(manager, None)
         with self._lock:
             if self._closed:
                 raise KernelLost("the batch is over: no more kernels")
-            self._managers.add(manager)
-        self._local.manager = manager
-        # no history database: IPython would write every cell of every row to ~/.ipython's sqlite file
-        run_sync(manager.start_kernel)(cwd=str(folder), extra_arguments=["--HistoryManager.enabled=False"])
+            self._kernels.add(kernel)
+        self._local.kernel = kernel
+        try:
+            # no history database: IPython would write every cell of every row to ~/.ipython's sqlite file
+            run_sync(manager.start_kernel)(cwd=str(folder), extra_arguments=["--HistoryManager.enabled=False"])
+            process = _process(manager)
+            if process is not None and hasattr(os, "setpriority"):
+                # reports are the batch's background work: the runner's submissions and polls come first
+                with contextlib.suppress(OSError):
+                    os.setpriority(os.PRIO_PROCESS, process.pid, NICENESS)
+            client = BlockingKernelClient(connection_file=manager.connection_file)
+            client.load_connection_file()
+            client.start_channels(shell=True, iopub=True, stdin=False, hb=False, control=False)
+            kernel.client = client
+            client.wait_for_ready(timeout=START_TIMEOUT_S)
+        except Exception:
+            self.discard(kernel)
+            raise
         with self._lock:
             closed = self._closed
         if closed:  # the batch ended while this one started: it must not outlive it
-            self.discard(manager)
+            self.discard(kernel)
             raise KernelLost("the batch is over: no more kernels")
-        process = _process(manager)
-        if process is not None and hasattr(os, "setpriority"):
-            # reports are the batch's background work: the runner's submissions and polls come first
-            with contextlib.suppress(OSError):
-                os.setpriority(os.PRIO_PROCESS, process.pid, NICENESS)
-        return manager
+        return kernel
 
-    def done_with(self, manager: Any) -> None:
-        """After a row: close the clients papermill opened on the kernel (the kernel itself stays warm)."""
-        for client in manager.clients_made:
-            with contextlib.suppress(Exception):
-                client.stop_channels()
-        manager.clients_made.clear()
-
-    def discard(self, manager: Any) -> None:
+    def discard(self, kernel: WarmKernel) -> None:
         """Kill a kernel (with its children) and remove its files; the thread's next row gets a fresh one."""
-        _kill(manager)
-        _remove_files(manager)
+        _close(kernel)
         with self._lock:
-            self._managers.discard(manager)
-        if getattr(self._local, "manager", None) is manager:
-            self._local.manager = None
+            self._kernels.discard(kernel)
+        if getattr(self._local, "kernel", None) is kernel:
+            self._local.kernel = None
 
     def kill_all(self) -> None:
         """Kill every kernel now (an interrupt): each kernel leads its own process group, ffmpeg included."""
         with self._lock:
-            managers = list(self._managers)
-        for manager in managers:
-            _kill(manager)
+            kernels = list(self._kernels)
+        for kernel in kernels:
+            _kill(kernel.manager)
 
     def close(self) -> None:
         """Stop every kernel and remove its connection files (the end of a batch)."""
         with self._lock:
             self._closed = True
-            managers, self._managers = list(self._managers), set()
-        for manager in managers:
-            _kill(manager)
-            _remove_files(manager)
+            kernels, self._kernels = list(self._kernels), set()
+        for kernel in kernels:
+            _close(kernel)
+
+
+def run_code(kernel: WarmKernel, code: str, deadline: float, *, cell: Any = None) -> bool:
+    """Execute code on kernel, filling cell's execution count and outputs as nbclient does when a cell is given
+    (consecutive streams merged, clear_output honoured); False when the code raised.
+
+    KernelLost when the kernel dies, or the deadline passes, before the code is done.
+    """
+    client = kernel.client
+    msg_id = client.execute(code, store_history=cell is not None, allow_stdin=False, stop_on_error=True)
+    outputs: list[Any] = []
+    if cell is not None:
+        cell.outputs = outputs
+    clear_pending = False
+    while True:
+        msg = _answer(client.get_iopub_msg, msg_id, kernel, deadline)
+        kind, content = msg["header"]["msg_type"], msg["content"]
+        if kind == "status" and content.get("execution_state") == "idle":
+            break
+        if cell is None:
+            continue
+        if kind == "execute_input":
+            cell.execution_count = content.get("execution_count")
+        elif kind == "clear_output":
+            clear_pending = bool(content.get("wait"))
+            if not clear_pending:
+                outputs.clear()
+        elif kind in _OUTPUT_TYPES:
+            from nbformat.v4 import output_from_msg
+
+            if clear_pending:
+                outputs.clear()
+                clear_pending = False
+            output = output_from_msg(msg)
+            last = outputs[-1] if outputs else None
+            if kind == "stream" and last is not None and last.output_type == "stream" and last.name == output.name:
+                last.text += output.text
+            else:
+                outputs.append(output)
+    reply = _answer(client.get_shell_msg, msg_id, kernel, deadline)["content"]
+    if cell is not None and reply.get("execution_count") is not None:
+        cell.execution_count = reply["execution_count"]
+    return reply.get("status") == "ok"
+
+
+def _answer(get: Any, msg_id: str, kernel: WarmKernel, deadline: float) -> dict[str, Any]:
+    """The next message on a channel that answers msg_id (others, e.g. a previous row's stragglers, are skipped)."""
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise KernelLost("the kernel did not finish in time")
+        try:
+            msg = get(timeout=min(WATCH_S, left))
+        except queue.Empty:
+            if not kernel.alive():
+                raise KernelLost("the kernel died") from None
+            continue
+        if msg.get("parent_header", {}).get("msg_id") == msg_id:
+            return msg
+
+
+def _close(kernel: WarmKernel) -> None:
+    if kernel.client is not None:
+        with contextlib.suppress(Exception):
+            kernel.client.stop_channels()
+    _kill(kernel.manager)
+    _remove_files(kernel.manager)
 
 
 def _manager_class(base: type) -> type:
     class JobKernelManager(base):  # type: ignore[misc, valid-type]
-        """A kernel manager on Unix sockets that remembers the clients made for it (to close them after a row)."""
+        """A kernel manager on Unix sockets."""
 
         def __init__(self, **kwargs: Any) -> None:
             super().__init__(**kwargs)
-            self.clients_made: list[Any] = []
             if os.name == "posix":
                 # Unix sockets instead of TCP on loopback: reachable only through the file system, and
                 # ipykernel no longer warns "running over TCP without encryption"
                 self.transport = "ipc"
                 self.ip = os.path.join(tempfile.gettempdir(), f"spark_nb-kernel-{uuid.uuid4().hex[:16]}")
-
-        def client(self, **kwargs: Any) -> Any:
-            made = super().client(**kwargs)
-            self.clients_made.append(made)
-            return made
 
     return JobKernelManager
 
@@ -185,22 +268,3 @@ def _remove_files(manager: Any) -> None:
     for cleanup in (manager.cleanup_connection_file, manager.cleanup_ipc_files):
         with contextlib.suppress(Exception):
             cleanup()
-
-
-def _reset(manager: Any, folder: Path) -> None:
-    """Clear the kernel for the next row (KernelLost if it does not answer)."""
-    from jupyter_client.blocking import BlockingKernelClient
-
-    client = BlockingKernelClient(connection_file=manager.connection_file)
-    client.load_connection_file()
-    client.start_channels()
-    try:
-        client.wait_for_ready(timeout=START_TIMEOUT_S)
-        reply = client.execute_interactive(RESET.format(folder=str(folder)), timeout=RESET_TIMEOUT_S,
-                                           store_history=False, allow_stdin=False, output_hook=lambda msg: None)
-    except Exception as exc:  # noqa: BLE001 (a dead or stuck kernel fails in several ways)
-        raise KernelLost(f"the warm kernel did not answer: {type(exc).__name__}: {exc}") from exc
-    finally:
-        client.stop_channels()
-    if reply["content"].get("status") != "ok":
-        raise KernelLost(f"the warm kernel could not be reset: {reply['content'].get('evalue', '')}")

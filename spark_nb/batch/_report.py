@@ -9,6 +9,7 @@ same file system, else copied; a big image is shown by a thumbnail instead.
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import html
 import json
@@ -218,7 +219,13 @@ def _thumbnail(source: Path, base: Path) -> Path | None:
 def _relative(path: Path | None, out: Path) -> str:
     if path is None:
         return ""
-    return Path(os.path.relpath(Path(path).resolve(), out.resolve())).as_posix()
+    return Path(os.path.relpath(_resolved(str(path)), _resolved(str(out)))).as_posix()
+
+
+@functools.lru_cache(maxsize=4096)
+def _resolved(path: str) -> str:
+    """os.path.realpath, remembered: results.csv names each row's files again every time it is rewritten."""
+    return os.path.realpath(path)
 
 
 def outcomes_html(outcomes: Sequence[RowOutcome]) -> str:

@@ -19,7 +19,7 @@ from ..errors import BudgetExceeded, SparkError, TaskCancelled, TaskMayExist, Us
 from . import _job as job
 from ._manifest import Row, read_manifest
 from ._outcome import RowOutcome, RowStatus
-from ._kernels import WarmKernels, kernel_alive
+from ._kernels import WarmKernels
 from ._report import write_gallery, write_results_csv, write_rows_json
 
 TEMPLATE = Path(__file__).resolve().parent.parent / "templates" / "avatar_job.ipynb"
@@ -280,36 +280,32 @@ def _execute(run: _Run, executed: Path, parameters: dict[str, object], row_dir: 
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
+    from ._notebook_engine import ENGINE_NAME
+
     for attempt in range(KERNEL_ATTEMPTS):
         if run.stop.is_set():
             return "interrupted"
-        manager = None
+        kernel = None
         try:
-            manager = run.kernels.for_row(row_dir)
-            # the notebook is given the row's task id, so running it again never creates a task
-            papermill.execute_notebook(str(run.template), str(executed), parameters=parameters, km=manager,
-                                       # one write at the end, not two per cell (a row cut short runs again)
-                                       progress_bar=False, log_output=False, request_save_on_cell_execute=False,
-                                       kernel_name="python3")
+            kernel = run.kernels.for_row(row_dir)
+            # the notebook is given the row's task id, so running it again never creates a task; it is written
+            # once, at the end (a row cut short runs its notebook again)
+            papermill.execute_notebook(str(run.template), str(executed), parameters=parameters, kernel_name="python3",
+                                       engine_name=ENGINE_NAME, kernel=kernel, execution_timeout=run.timeout,
+                                       progress_bar=False, log_output=False, request_save_on_cell_execute=False)
             return None
         except PapermillExecutionError as exc:
-            if manager is not None and not kernel_alive(manager):  # the row crashed its kernel: once more, afresh
-                run.kernels.discard(manager)
-                if attempt + 1 < KERNEL_ATTEMPTS and not run.stop.is_set():
-                    continue
-                return f"the job notebook's kernel died ({exc.ename}: {exc.evalue})".strip()
             return f"{exc.ename}: {exc.evalue}".strip()
         except Exception as exc:  # noqa: BLE001 (kernel start-up failures and dead kernels vary)
-            died = manager is not None and not kernel_alive(manager)
-            if manager is not None:
-                run.kernels.discard(manager)
+            died = kernel is not None and not kernel.alive()
+            if kernel is not None:
+                run.kernels.discard(kernel)
+            if died and attempt + 1 < KERNEL_ATTEMPTS and not run.stop.is_set():
+                continue  # the row crashed its kernel: once more, in a fresh one
             if run.stop.is_set() or attempt + 1 == KERNEL_ATTEMPTS:
                 what = f"kernel died (tried {attempt + 1} times)" if died else "could not run"
                 return f"the job notebook {what}: {type(exc).__name__}: {exc}"
             time.sleep(0.5)
-        finally:
-            if manager is not None:
-                run.kernels.done_with(manager)
     return None
 
 

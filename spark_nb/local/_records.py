@@ -55,7 +55,10 @@ class TaskRecord:
         else:
             progress = self.rendered
             if self.latency > 0:
-                progress = min(progress, (now - self.created_at) / self.latency)
+                # the service this server stands in for takes `latency` s a task, so its progress is the share of
+                # that time gone, rendered here yet or not: a render still queued behind a burst of creates would
+                # otherwise read as a task not started, and its poller back off to its blind 5 s
+                progress = (now - self.created_at) / self.latency
             obj.update(status="in_progress" if self.started else "pending", progress=round(min(progress, 0.99), 3))
         return obj
 
