@@ -79,6 +79,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--api-key", help=f"require this key; visible to other users in the process list, so prefer "
                                          f"--api-key-file or ${SERVER_KEY_ENV}")
     serve.add_argument("--render-size", type=int, default=512, help="longest side of rendered videos, px (512)")
+    serve.add_argument("--render-workers", type=int, default=2,
+                       help="videos rendered at once (default 2); more keeps up with large batches on small renders")
     serve.add_argument("--cost-per-second", type=float, default=0.0,
                        help="report usage.cost as this many USD per second of video (default 0)")
 
@@ -186,7 +188,8 @@ def _serve(args: argparse.Namespace) -> int:
                          f"this machine), so it must require a key: pass --api-key-file FILE or set "
                          f"${SERVER_KEY_ENV}")
     server = LocalServer(args.host, args.port, latency=args.latency, faults=args.faults, fault_seed=args.fault_seed,
-                         api_key=key, longest_side=args.render_size, cost_per_second=args.cost_per_second)
+                         api_key=key, longest_side=args.render_size, cost_per_second=args.cost_per_second,
+                         render_workers=max(1, args.render_workers))
     try:
         server.start()
     except SparkError as exc:
