@@ -341,6 +341,7 @@ def _server_key(args: argparse.Namespace) -> str | None:
 
 
 def _batch(args: argparse.Namespace) -> int:
+    """Run the manifest with one progress bar (stderr), then print where the reports are and one summary line."""
     from .batch import run_batch, summary
 
     try:
@@ -350,11 +351,9 @@ def _batch(args: argparse.Namespace) -> int:
         print(f"spark-nb batch: interrupted. Tasks already created keep running on the service; run the same "
               f"command again to resume them (so far: {args.out}/results.csv)", file=sys.stderr)
         return 130
-    for o in outcomes:
-        if o.status != "completed":
-            print(f"{o.name}: {o.status}: {o.error or ''}".rstrip(), file=sys.stderr)
-    print(summary(outcomes))
+    # each row's error is in results.csv and the gallery; the console gets the bar and one summary line
     print(f"results: {args.out}/results.csv, gallery: {args.out}/index.html")
+    print(summary(outcomes))
     return 0 if all(o.status == "completed" for o in outcomes) else 1
 
 

@@ -356,6 +356,72 @@ def test_an_upper_case_scheme_is_a_url_in_generate_and_in_a_manifest(tmp_path: P
     assert row.inputs == {"image": image, "audio": audio}
 
 
+# -- the console: one bar, then one summary line ----------------------------------------------------------------
+
+
+def batch_cli(manifest: Path, out: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m spark_nb batch manifest --out out [args]`, its output captured (the bar goes to stderr)."""
+    return subprocess.run([sys.executable, "-m", "spark_nb", "batch", str(manifest), "--out", str(out), *args],
+                          check=False, capture_output=True, text=True, timeout=300)
+
+
+def bar_states(stderr: str) -> list[str]:
+    """Every state the batch's bar drew, in order (tqdm redraws its line after a carriage return)."""
+    return [state.strip() for state in re.split(r"[\r\n]", stderr) if state.strip()]
+
+
+def test_the_cli_shows_one_bar_then_one_summary_line(tmp_path: Path, make_server: type,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """stderr holds the bar's states only (done, failed, pending, the spend so far), quiet kernels; stdout ends
+    with the summary, whose spend is the sum of the rows' costs."""
+    from spark_nb import samples
+
+    server = make_server(api_key=TEST_KEY, longest_side=128, cost_per_second=0.25)
+    use_server(monkeypatch, server)
+    manifest = write_manifest(tmp_path, [
+        {"name": "alice", "model": "avatar", "image": str(samples.PORTRAIT), "audio": str(samples.SPEECH)},
+        {"name": "carol", "model": "imitator", "image": str(samples.PORTRAIT),
+         "driving_video": str(samples.DRIVING_VIDEO)},
+    ])
+    out = tmp_path / "out"
+    done = batch_cli(manifest, out, "--concurrency", "1")
+    assert done.returncode == 0, done.stdout + done.stderr
+    with (out / "results.csv").open() as f:
+        costs = [float(row["cost"]) for row in csv.DictReader(f)]
+    spent = f"${sum(costs):.2f}"
+    assert all(cost > 0 for cost in costs) and spent != "$0.00"
+    states = bar_states(done.stderr)
+    assert states and all(state.startswith("batch: ") for state in states), done.stderr  # nothing but the bar
+    assert states[0].endswith("done 0, failed 0, pending 2, spent $0.00]")
+    assert any("1/2 [" in state and "done 1, failed 0, pending 1, spent $" in state for state in states), states
+    assert states[-1].startswith("batch: 100%")
+    assert states[-1].endswith(f"done 2, failed 0, pending 0, spent {spent}]")
+    assert done.stdout.splitlines()[-1] == f"2 completed, 0 failed, 0 uncertain of 2 rows; spent {spent}"
+    assert len(done.stdout.splitlines()) == 2  # where the reports are, then the summary: no line per row
+    assert not [line for line in done.stderr.splitlines() if "IPKernelApp" in line or "WARNING" in line]
+
+
+def test_the_bar_and_summary_count_every_status_and_spend_only_what_ran() -> None:
+    """Failed, uncertain, unfinished and skipped rows are counted; a reused video's cost is not spent again."""
+    from spark_nb.batch import RowOutcome, RowStatus, summary
+    from spark_nb.batch._progress import BatchProgress
+
+    outcomes = [RowOutcome("a", "m", RowStatus.COMPLETED, cost="1.25"),
+                RowOutcome("b", "m", RowStatus.COMPLETED, cost="0.50", reused=True),
+                RowOutcome("c", "m", RowStatus.FAILED), RowOutcome("d", "m", RowStatus.UNCERTAIN),
+                RowOutcome("e", "m", RowStatus.COMPLETED, cost="0.10")]
+    with BatchProgress(6, skipped=2, enabled=False) as bar:
+        assert bar.text() == "done 0, failed 0, pending 6, skipped 2, spent $0.00"
+        for outcome in outcomes:
+            bar.add(outcome)
+        assert bar.text() == "done 3, failed 1, uncertain 1, pending 1, skipped 2, spent $1.35"
+    skipped = RowOutcome("row7", "dancer", RowStatus.SKIPPED, error="row 7: unknown model 'dancer'")
+    unfinished = RowOutcome("f", "m", RowStatus.UNFINISHED)
+    assert summary([*outcomes, unfinished, skipped]) == (
+        "3 completed (1 reused), 1 failed, 1 uncertain, 1 unfinished (run again to resume), 1 skipped (invalid) "
+        "of 7 rows; spent $1.35")
+
+
 # -- the gallery's media: everything inside the batch folder, referenced relatively -----------------------------
 
 

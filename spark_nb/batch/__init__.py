@@ -10,8 +10,9 @@ submit_or_resume() and finish() as the bundled one does.
 from ._job import finish, submit_or_resume
 from ._manifest import InvalidRow, ManifestError, Row, check_manifest, columns, read_manifest
 from ._outcome import JobState, RowOutcome, RowStatus
+from ._progress import summary
 from ._report import gallery_html, outcomes_html
-from ._runner import run_batch, summary
+from ._runner import run_batch
 
 __all__ = ["InvalidRow", "JobState", "ManifestError", "Row", "RowOutcome", "RowStatus", "check_manifest", "columns",
            "finish", "gallery_html", "outcomes_html", "read_manifest", "run_batch", "submit_or_resume", "summary"]

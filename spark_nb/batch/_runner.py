@@ -21,6 +21,7 @@ from ._manifest import Row, read_manifest
 from ._outcome import RowOutcome, RowStatus
 from ._kernels import WarmKernels, kernel_alive
 from ._report import write_gallery, write_results_csv, write_rows_json
+from ._progress import BatchProgress, summary
 
 TEMPLATE = Path(__file__).resolve().parent.parent / "templates" / "avatar_job.ipynb"
 KERNEL_ATTEMPTS = 2  # a row whose kernel dies is tried once more, in a fresh kernel
@@ -37,8 +38,6 @@ def run_batch(manifest: str | Path, out_dir: str | Path, *, concurrency: int = 4
     have made a task is `uncertain` and skipped unless resubmit_uncertain. On KeyboardInterrupt no new task is created, the job kernels
     are stopped, results.csv and index.html are written, and the interrupt is raised again.
     """
-    from tqdm.auto import tqdm
-
     rows = read_manifest(manifest)
     settings = resolve()
     share_with_kernels(settings)
@@ -60,7 +59,7 @@ def run_batch(manifest: str | Path, out_dir: str | Path, *, concurrency: int = 4
     # They run in worker threads: papermill drives its kernel from an event loop of its own, which cannot
     # start in a notebook's thread where a loop already runs.
     notebooks = max(1, min(workers, 2 * (os.cpu_count() or 1)))
-    with tqdm(total=len(jobs), desc="batch", unit="job", disable=not progress) as bar, \
+    with BatchProgress(len(jobs), enabled=progress) as bar, \
             ThreadPoolExecutor(max_workers=workers, thread_name_prefix="spark-batch") as pool, \
             ThreadPoolExecutor(max_workers=notebooks, thread_name_prefix="spark-job") as reports:
         run = _Run(out, journal_at(settings.home), keys, template, resubmit_uncertain, timeout,
@@ -81,8 +80,7 @@ def run_batch(manifest: str | Path, out_dir: str | Path, *, concurrency: int = 4
                         pending.add(outcome)
                         continue
                     outcomes[outcome.name] = outcome
-                    bar.update(1)
-                    bar.set_postfix_str(f"{outcome.name}: {outcome.status}")
+                    bar.add(outcome)
                     if time.monotonic() >= csv_due:  # rewritten at most every CSV_EVERY_S, and at the end
                         write_results_csv(out, [outcomes[r.name] for r in rows if r.name in outcomes])
                         csv_due = time.monotonic() + CSV_EVERY_S
@@ -105,17 +103,6 @@ def run_batch(manifest: str | Path, out_dir: str | Path, *, concurrency: int = 4
             run.wave_sent.set()
             warm.abort()
     return _write_reports(out, rows, keys, first_of, outcomes)
-
-
-def summary(outcomes: list[RowOutcome]) -> str:
-    """'3 completed, 1 failed, 0 uncertain of 4 rows; total cost $0.00'."""
-    count = {s: sum(o.status == s for o in outcomes) for s in RowStatus}
-    cost = sum(float(o.cost) for o in outcomes if o.cost not in (None, ""))  # type: ignore[arg-type]
-    text = (f"{count[RowStatus.COMPLETED]} completed, {count[RowStatus.FAILED]} failed, "
-            f"{count[RowStatus.UNCERTAIN]} uncertain")
-    if count[RowStatus.UNFINISHED]:
-        text += f", {count[RowStatus.UNFINISHED]} unfinished (run again to resume)"
-    return f"{text} of {len(outcomes)} rows; total cost ${cost:.2f}"
 
 
 def _write_reports(out: Path, rows: list[Row], keys: dict[str, str], first_of: dict[str, Row],
