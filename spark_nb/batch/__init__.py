@@ -3,7 +3,8 @@
     from spark_nb.batch import run_batch
     outcomes = run_batch("manifest.csv", "out/", concurrency=4)
 
-or `spark-nb batch manifest.csv --out out/`. A job notebook of your own (`--notebook`) calls
+or `spark-nb batch manifest.csv --out out/` (`--skip-invalid`, skip_invalid=True: run the valid rows, list the
+others as `skipped`). A job notebook of your own (`--notebook`) calls
 submit_or_resume() and finish() as the bundled one does.
 """
 

@@ -11,12 +11,14 @@ import csv
 import dataclasses
 import hashlib
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 from .._inputs import check
 from .._urls import is_http_url, url_scheme
 from ..errors import ValidationError
 from ..models import MODELS, ModelSpec, get_model, input_fields
+from ._outcome import RowOutcome, RowStatus
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,80}$")
 _FIX = "fix the rows above (row numbers count the header as row 1) and run again"
@@ -81,6 +83,18 @@ class InvalidRow:
     def error(self) -> str:
         """Its problems on one line, the row number first: the error text of its `skipped` outcome."""
         return f"row {self.number}: " + "; ".join(self.problems)
+
+    def outcome(self) -> RowOutcome:
+        """Its `skipped` outcome in the reports: named as written (row<N> if unnamed), its problems as the error."""
+        return RowOutcome(self.label, self.model, RowStatus.SKIPPED, error=self.error)
+
+
+def in_manifest_order(ran: Sequence[RowOutcome], rows: Sequence[Row],
+                      invalid: Sequence[InvalidRow]) -> list[RowOutcome]:
+    """The outcomes of the rows that ran (ran[i] is rows[i]'s) and a `skipped` one per invalid row, by CSV line."""
+    lines = [*((row.number, outcome) for row, outcome in zip(rows, ran)),
+             *((row.number, row.outcome()) for row in invalid)]
+    return [outcome for _, outcome in sorted(lines, key=lambda line: line[0])]
 
 
 def _check_all_at_once(manifest: Path, records: list[tuple[int, dict[str, str]]]) -> None:
