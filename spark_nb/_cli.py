@@ -11,6 +11,9 @@ from typing import Sequence
 from .errors import SparkError
 
 SERVER_KEY_ENV = "SPARK_NB_SERVER_API_KEY"
+BATCH_EXIT_CODES = ("exit code: 0 when every row that ran completed (rows skipped by --skip-invalid do not count: "
+                    "they are listed, and the summary says how many); 1 when a row failed, is uncertain or "
+                    "unfinished, or the manifest was refused (nothing ran); 130 on Ctrl-C")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -55,13 +58,20 @@ def _parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="render a talking avatar and an imitation from the bundled samples, locally")
     demo.add_argument("--out", default="spark_demo", help="folder for the two videos (default ./spark_demo)")
 
-    batch = sub.add_parser("batch", help="run every row of a CSV manifest through the job notebook (papermill)")
+    batch = sub.add_parser("batch", help="run every row of a CSV manifest through the job notebook (papermill)",
+                           description="Run every row of a CSV manifest through the job notebook (papermill); one "
+                                       "progress bar, then one summary line.",
+                           epilog=BATCH_EXIT_CODES)
     batch.add_argument("manifest", help="CSV with columns name, model, image, audio, driving_video")
     batch.add_argument("--out", required=True, help="folder for the rows, results.csv, index.html and rows.json")
     batch.add_argument("--concurrency", type=int, default=4, help="rows run at once (default 4)")
     batch.add_argument("--notebook", help="a job notebook of your own (default: the bundled avatar_job.ipynb)")
     batch.add_argument("--resubmit-uncertain", action="store_true",
                        help="send again rows whose create call may have made a task (may pay twice)")
+    batch.add_argument("--skip-invalid", action="store_true",
+                       help="run the valid rows even if others have problems; those are listed as skipped in "
+                            "results.csv, rows.json and index.html, with their problems (default: a manifest with "
+                            "any invalid row runs nothing)")
 
     serve = sub.add_parser("serve", help="run the local server (the Vtrix protocol; on this machine only unless "
                                          "--host says otherwise)")
@@ -344,21 +354,20 @@ def _server_key(args: argparse.Namespace) -> str | None:
 
 
 def _batch(args: argparse.Namespace) -> int:
-    from .batch import run_batch, summary
+    """Run the manifest with one progress bar (stderr), then print where the reports are and one summary line."""
+    from .batch import RowStatus, run_batch, summary
 
     try:
         outcomes = run_batch(args.manifest, args.out, concurrency=args.concurrency, notebook=args.notebook,
-                             resubmit_uncertain=args.resubmit_uncertain)
+                             resubmit_uncertain=args.resubmit_uncertain, skip_invalid=args.skip_invalid)
     except KeyboardInterrupt:
         print(f"spark-nb batch: interrupted. Tasks already created keep running on the service; run the same "
               f"command again to resume them (so far: {args.out}/results.csv)", file=sys.stderr)
         return 130
-    for o in outcomes:
-        if o.status != "completed":
-            print(f"{o.name}: {o.status}: {o.error or ''}".rstrip(), file=sys.stderr)
-    print(summary(outcomes))
+    # each row's error is in results.csv and the gallery; the console gets the bar and one summary line
     print(f"results: {args.out}/results.csv, gallery: {args.out}/index.html")
-    return 0 if all(o.status == "completed" for o in outcomes) else 1
+    print(summary(outcomes))
+    return 0 if all(o.status in (RowStatus.COMPLETED, RowStatus.SKIPPED) for o in outcomes) else 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -356,6 +356,158 @@ def test_an_upper_case_scheme_is_a_url_in_generate_and_in_a_manifest(tmp_path: P
     assert row.inputs == {"image": image, "audio": audio}
 
 
+# -- invalid rows: refused by default, skipped on request; the bar and the summary line -------------------------
+
+
+def mixed_rows(folder: Path) -> Path:
+    """Two valid rows (the bundled samples: one avatar, one imitation) and two invalid ones between them: an
+    unnamed row whose image is missing (row 3) and a text file posing as a JPEG (row 4)."""
+    from spark_nb import samples
+
+    (folder / "notes.jpg").write_text("just some notes, not a picture\n")
+    return write_manifest(folder, [
+        {"name": "alice", "model": "avatar", "image": str(samples.PORTRAIT), "audio": str(samples.SPEECH)},
+        {"name": "", "model": "avatar", "image": "missing.jpg", "audio": str(samples.SPEECH)},
+        {"name": "textual", "model": "imitator", "image": "notes.jpg", "driving_video": str(samples.DRIVING_VIDEO)},
+        {"name": "carol", "model": "imitator", "image": str(samples.PORTRAIT),
+         "driving_video": str(samples.DRIVING_VIDEO)},
+    ])
+
+
+def batch_cli(manifest: Path, out: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m spark_nb batch manifest --out out [args]`, its output captured (the bar goes to stderr)."""
+    return subprocess.run([sys.executable, "-m", "spark_nb", "batch", str(manifest), "--out", str(out), *args],
+                          check=False, capture_output=True, text=True, timeout=300)
+
+
+def bar_states(stderr: str) -> list[str]:
+    """Every state the batch's bar drew, in order (tqdm redraws its line after a carriage return)."""
+    return [state.strip() for state in re.split(r"[\r\n]", stderr) if state.strip()]
+
+
+def test_invalid_rows_refuse_the_whole_manifest_by_default(tmp_path: Path, make_server: type,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without --skip-invalid a missing file and a text file posing as an image are both listed; nothing runs."""
+    server = make_server(api_key=TEST_KEY)
+    use_server(monkeypatch, server)
+    manifest = mixed_rows(tmp_path)
+    with pytest.raises(ManifestError) as info:
+        run_batch(manifest, tmp_path / "out", progress=False)
+    problems = info.value.problems
+    assert any(p.startswith("row 3: image:") and "no such file" in p and "missing.jpg" in p for p in problems), problems
+    assert any(p.startswith("row 4: image:") and "could not be decoded as an image" in p for p in problems), problems
+    assert "row 3: name ''" in "\n".join(problems)
+    assert not any(p.startswith(("row 2:", "row 5:")) for p in problems)  # the valid rows have none
+    assert "--skip-invalid" in str(info.value)  # the way to run the valid rows anyway
+    assert not (tmp_path / "out").exists()
+    assert server.stats()["created"] == 0 and server.stats()["uploads"] == 0
+
+
+def test_skip_invalid_runs_the_valid_rows_and_lists_the_others(tmp_path: Path, make_server: type,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """spark-nb batch --skip-invalid: one task per valid row, exit 0; each skipped row in results.csv, rows.json
+    and the gallery with its reasons and row number (the unnamed one as row3), in the manifest's order."""
+    server = make_server(api_key=TEST_KEY, longest_side=128)
+    use_server(monkeypatch, server)
+    manifest = mixed_rows(tmp_path)
+    out = tmp_path / "out"
+    done = batch_cli(manifest, out, "--skip-invalid")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert server.stats()["created"] == 2
+    with (out / "results.csv").open() as f:
+        table = {row["name"]: row for row in csv.DictReader(f)}
+    assert list(table) == ["alice", "row3", "textual", "carol"]
+    assert [table[n]["status"] for n in table] == ["completed", "skipped", "skipped", "completed"]
+    assert table["row3"]["error"].startswith("row 3: name ''")
+    assert "no such file" in table["row3"]["error"] and "missing.jpg" in table["row3"]["error"]
+    assert table["textual"]["error"].startswith("row 4: image:")
+    assert "could not be decoded as an image" in table["textual"]["error"]
+    assert all(table[n]["task_id"] == "" and table[n]["video"] == "" for n in ("row3", "textual"))
+    assert (out / table["alice"]["video"]).is_file() and (out / table["carol"]["video"]).is_file()
+    assert not (out / "row3").exists() and not (out / "textual").exists()  # a skipped row has no folder
+    rows = {row["name"]: row for row in json.loads((out / "rows.json").read_text())["rows"]}
+    assert {n: rows[n]["status"] for n in rows} == {n: table[n]["status"] for n in table}
+    assert rows["textual"]["error"] == table["textual"]["error"] and rows["textual"]["task_id"] is None
+    gallery = (out / "index.html").read_text()
+    assert "2 of 4 rows completed · 2 skipped (invalid in the manifest)" in gallery
+    for name, reason in (("row3", "row 3: name &#x27;&#x27;"), ("textual", "row 4: image: character image could")):
+        card = gallery.split(f"<h3>{name}</h3>", 1)[1].split('<div class="card">', 1)[0]
+        assert '<span class="skipped">skipped</span>' in card and "not run: invalid in the manifest" in card
+        assert reason in card, card
+    summary_line = "2 completed, 0 failed, 0 uncertain, 2 skipped (invalid) of 4 rows; spent $0.00"
+    assert done.stdout.splitlines()[-1] == summary_line
+    assert "skipped 2" in bar_states(done.stderr)[-1]
+
+
+def test_skip_invalid_with_no_valid_row_left_refuses_the_manifest(tmp_path: Path, make_server: type,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """run_batch(skip_invalid=True) on a manifest whose every row is invalid: ManifestError, no task, no folder."""
+    server = make_server(api_key=TEST_KEY)
+    use_server(monkeypatch, server)
+    manifest = mixed_rows(tmp_path)
+    with manifest.open() as f:
+        invalid = [row for row in csv.DictReader(f) if row["name"] not in ("alice", "carol")]
+    write_manifest(tmp_path, invalid)
+    with pytest.raises(ManifestError) as info:
+        run_batch(manifest, tmp_path / "out", progress=False, skip_invalid=True)
+    assert sorted({p.split(":")[0] for p in info.value.problems}) == ["row 2", "row 3"]
+    assert "no row is valid" in str(info.value)
+    assert not (tmp_path / "out").exists()
+    assert server.stats()["created"] == 0 and server.stats()["uploads"] == 0
+
+
+def test_the_cli_shows_one_bar_then_one_summary_line(tmp_path: Path, make_server: type,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """stderr holds the bar's states only (done, failed, pending, the spend so far), quiet kernels; stdout ends
+    with the summary, whose spend is the sum of the rows' costs."""
+    from spark_nb import samples
+
+    server = make_server(api_key=TEST_KEY, longest_side=128, cost_per_second=0.25)
+    use_server(monkeypatch, server)
+    manifest = write_manifest(tmp_path, [
+        {"name": "alice", "model": "avatar", "image": str(samples.PORTRAIT), "audio": str(samples.SPEECH)},
+        {"name": "carol", "model": "imitator", "image": str(samples.PORTRAIT),
+         "driving_video": str(samples.DRIVING_VIDEO)},
+    ])
+    out = tmp_path / "out"
+    done = batch_cli(manifest, out, "--concurrency", "1")
+    assert done.returncode == 0, done.stdout + done.stderr
+    with (out / "results.csv").open() as f:
+        costs = [float(row["cost"]) for row in csv.DictReader(f)]
+    spent = f"${sum(costs):.2f}"
+    assert all(cost > 0 for cost in costs) and spent != "$0.00"
+    states = bar_states(done.stderr)
+    assert states and all(state.startswith("batch: ") for state in states), done.stderr  # nothing but the bar
+    assert states[0].endswith("done 0, failed 0, pending 2, spent $0.00]")
+    assert any("1/2 [" in state and "done 1, failed 0, pending 1, spent $" in state for state in states), states
+    assert states[-1].startswith("batch: 100%")
+    assert states[-1].endswith(f"done 2, failed 0, pending 0, spent {spent}]")
+    assert done.stdout.splitlines()[-1] == f"2 completed, 0 failed, 0 uncertain of 2 rows; spent {spent}"
+    assert len(done.stdout.splitlines()) == 2  # where the reports are, then the summary: no line per row
+    assert not [line for line in done.stderr.splitlines() if "IPKernelApp" in line or "WARNING" in line]
+
+
+def test_the_bar_and_summary_count_every_status_and_spend_only_what_ran() -> None:
+    """Failed, uncertain, unfinished and skipped rows are counted; a reused video's cost is not spent again."""
+    from spark_nb.batch import RowOutcome, RowStatus, summary
+    from spark_nb.batch._progress import BatchProgress
+
+    outcomes = [RowOutcome("a", "m", RowStatus.COMPLETED, cost="1.25"),
+                RowOutcome("b", "m", RowStatus.COMPLETED, cost="0.50", reused=True),
+                RowOutcome("c", "m", RowStatus.FAILED), RowOutcome("d", "m", RowStatus.UNCERTAIN),
+                RowOutcome("e", "m", RowStatus.COMPLETED, cost="0.10")]
+    with BatchProgress(6, skipped=2, enabled=False) as bar:
+        assert bar.text() == "done 0, failed 0, pending 6, skipped 2, spent $0.00"
+        for outcome in outcomes:
+            bar.add(outcome)
+        assert bar.text() == "done 3, failed 1, uncertain 1, pending 1, skipped 2, spent $1.35"
+    skipped = RowOutcome("row7", "dancer", RowStatus.SKIPPED, error="row 7: unknown model 'dancer'")
+    unfinished = RowOutcome("f", "m", RowStatus.UNFINISHED)
+    assert summary([*outcomes, unfinished, skipped]) == (
+        "3 completed (1 reused), 1 failed, 1 uncertain, 1 unfinished (run again to resume), 1 skipped (invalid) "
+        "of 7 rows; spent $1.35")
+
+
 # -- the gallery's media: everything inside the batch folder, referenced relatively -----------------------------
 
 

@@ -3,15 +3,17 @@
     from spark_nb.batch import run_batch
     outcomes = run_batch("manifest.csv", "out/", concurrency=4)
 
-or `spark-nb batch manifest.csv --out out/`. A job notebook of your own (`--notebook`) calls
+or `spark-nb batch manifest.csv --out out/` (`--skip-invalid`, skip_invalid=True: run the valid rows, list the
+others as `skipped`). A job notebook of your own (`--notebook`) calls
 submit_or_resume() and finish() as the bundled one does.
 """
 
 from ._job import finish, submit_or_resume
-from ._manifest import ManifestError, Row, columns, read_manifest
+from ._manifest import InvalidRow, ManifestError, Row, check_manifest, columns, read_manifest
 from ._outcome import JobState, RowOutcome, RowStatus
+from ._progress import summary
 from ._report import gallery_html, outcomes_html
-from ._runner import run_batch, summary
+from ._runner import run_batch
 
-__all__ = ["JobState", "ManifestError", "Row", "RowOutcome", "RowStatus", "columns", "finish", "gallery_html",
-           "outcomes_html", "read_manifest", "run_batch", "submit_or_resume", "summary"]
+__all__ = ["InvalidRow", "JobState", "ManifestError", "Row", "RowOutcome", "RowStatus", "check_manifest", "columns",
+           "finish", "gallery_html", "outcomes_html", "read_manifest", "run_batch", "submit_or_resume", "summary"]

@@ -11,24 +11,27 @@ import csv
 import dataclasses
 import hashlib
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 from .._inputs import check
 from .._urls import is_http_url, url_scheme
-from ..errors import SparkError, ValidationError
+from ..errors import ValidationError
 from ..models import MODELS, ModelSpec, get_model, input_fields
+from ._outcome import RowOutcome, RowStatus
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,80}$")
+_FIX = "fix the rows above (row numbers count the header as row 1) and run again"
 
 
 class ManifestError(ValidationError):
     """The manifest has problems; `problems` lists each as 'row N: ...', all found before anything ran."""
 
-    def __init__(self, manifest: Path, problems: list[str]) -> None:
+    def __init__(self, manifest: Path, problems: list[str], *, hint: str | None = None) -> None:
         listing = "\n".join(f"  {p}" for p in problems)
         super().__init__(f"{manifest.name}: {len(problems)} problem(s), nothing was run:\n{listing}",
                          reason="manifest",
-                         hint="fix the rows above (row numbers count the header as row 1) and run again")
+                         hint=hint or _FIX)
         self.problems = problems
 
 
@@ -57,6 +60,43 @@ class Row:
         return digest.hexdigest()
 
 
+@dataclasses.dataclass(frozen=True)
+class InvalidRow:
+    """A manifest row that cannot run: its CSV line, its name and model as written, and what is wrong with it."""
+
+    number: int  # the CSV line, the header being row 1
+    name: str
+    model: str  # the model's id when the row names a known one, else the cell as written
+    problems: tuple[str, ...]  # each as the ManifestError line says it, without the "row N: "
+
+    @property
+    def label(self) -> str:
+        """The row's name as written, or row<N> when it has none: its line in results.csv and the gallery."""
+        return self.name or f"row{self.number}"
+
+    @property
+    def lines(self) -> list[str]:
+        """Its problems as ManifestError lists them: 'row N: ...' each."""
+        return [f"row {self.number}: {p}" for p in self.problems]
+
+    @property
+    def error(self) -> str:
+        """Its problems on one line, the row number first: the error text of its `skipped` outcome."""
+        return f"row {self.number}: " + "; ".join(self.problems)
+
+    def outcome(self) -> RowOutcome:
+        """Its `skipped` outcome in the reports: named as written (row<N> if unnamed), its problems as the error."""
+        return RowOutcome(self.label, self.model, RowStatus.SKIPPED, error=self.error)
+
+
+def in_manifest_order(ran: Sequence[RowOutcome], rows: Sequence[Row],
+                      invalid: Sequence[InvalidRow]) -> list[RowOutcome]:
+    """The outcomes of the rows that ran (ran[i] is rows[i]'s) and a `skipped` one per invalid row, by CSV line."""
+    lines = [*((row.number, outcome) for row, outcome in zip(rows, ran)),
+             *((row.number, row.outcome()) for row in invalid)]
+    return [outcome for _, outcome in sorted(lines, key=lambda line: line[0])]
+
+
 def _check_all_at_once(manifest: Path, records: list[tuple[int, dict[str, str]]]) -> None:
     """Check every distinct local input of the manifest in parallel (ffmpeg probes, sound, motion, faces); the
     row loop then finds every answer remembered, so a large manifest costs a fraction of its files' checks."""
@@ -81,8 +121,12 @@ def columns() -> tuple[str, ...]:
     return ("name", "model", *input_fields())
 
 
-def read_manifest(path: str | Path) -> list[Row]:
-    """All rows of the manifest, checked; raises ManifestError listing every problem with its row number."""
+def check_manifest(path: str | Path) -> tuple[list[Row], list[InvalidRow]]:
+    """Every row of the manifest, checked: those that can run, and those that cannot with their problems.
+
+    Raises ManifestError only for a problem of the whole manifest: unreadable, without a name or model column,
+    or without any row.
+    """
     path = Path(path)
     known = columns()
     try:
@@ -91,14 +135,16 @@ def read_manifest(path: str | Path) -> list[Row]:
             header = [h.strip() for h in reader.fieldnames or []]
             records = [(reader.line_num, record) for record in reader]
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise SparkError(f"cannot read the manifest {path}: {exc}",
-                         hint="give a UTF-8 CSV file with columns " + ", ".join(known)) from exc
+        raise ManifestError(path, [f"cannot read the manifest {path}: {exc}"],
+                            hint="give a UTF-8 CSV file with columns " + ", ".join(known)) from exc
     missing = [c for c in ("name", "model") if c not in header]  # a missing input column is named per row
     if missing:
         raise ManifestError(path, [(f"row 1: missing column(s) {', '.join(missing)}; "
                                     f"the columns are {', '.join(known)}")])
     _check_all_at_once(path, records)
-    rows, problems, seen = [], [], {}
+    rows: list[Row] = []
+    invalid: list[InvalidRow] = []
+    seen: dict[str, int] = {}
     for number, record in records:
         cells = {k.strip(): (v or "").strip() for k, v in record.items() if k is not None}
         if not any(cells.values()):
@@ -114,7 +160,7 @@ def read_manifest(path: str | Path) -> list[Row]:
         try:
             spec = get_model(cells.get("model", ""))
         except ValidationError as exc:
-            problems += [f"row {number}: {p}" for p in [*row_problems, str(exc)]]
+            invalid.append(InvalidRow(number, name, cells.get("model", ""), (*row_problems, str(exc))))
             continue
         inputs = {}
         for field in spec.fields:
@@ -130,11 +176,25 @@ def read_manifest(path: str | Path) -> list[Row]:
         unused = [f for f in input_fields() if cells.get(f) and f not in takes]
         row_problems += [f"{f} is set but {spec.id} does not take it" for f in unused]
         if row_problems:
-            problems += [f"row {number}: {p}" for p in row_problems]
+            invalid.append(InvalidRow(number, name, spec.id, tuple(row_problems)))
         else:
             rows.append(Row(number=number, name=name, spec=spec, inputs=inputs))
-    if problems:
-        raise ManifestError(path, problems)
-    if not rows:
+    if not rows and not invalid:
         raise ManifestError(path, ["the manifest has no rows"])
-    return rows
+    return rows, invalid
+
+
+def rows_to_run(path: str | Path, *, skip_invalid: bool = False) -> tuple[list[Row], list[InvalidRow]]:
+    """The rows a batch runs and the invalid ones it skips; raises ManifestError listing every problem when a
+    row is invalid, unless skip_invalid (then only when no valid row is left)."""
+    rows, invalid = check_manifest(path)
+    if invalid and not (skip_invalid and rows):
+        hint = (f"no row is valid, so nothing is left to run: {_FIX}" if skip_invalid
+                else f"{_FIX}, or pass --skip-invalid (skip_invalid=True) to run only the valid rows")
+        raise ManifestError(Path(path), [line for row in invalid for line in row.lines], hint=hint)
+    return rows, invalid
+
+
+def read_manifest(path: str | Path) -> list[Row]:
+    """All rows of the manifest, checked; raises ManifestError listing every problem with its row number."""
+    return rows_to_run(path)[0]

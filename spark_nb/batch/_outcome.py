@@ -16,6 +16,7 @@ class RowStatus(Word):
     FAILED = "failed"
     UNCERTAIN = "uncertain"  # its create call may have made a task; not resent without being asked
     UNFINISHED = "unfinished"  # stopped or timed out; running the batch again resumes it
+    SKIPPED = "skipped"  # invalid in the manifest, not run (with --skip-invalid); its error names the problems
 
     @classmethod
     def of(cls, state: JobState | str) -> RowStatus:

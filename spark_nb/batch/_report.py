@@ -78,6 +78,7 @@ _INLINE_CSS = """
 .spark-gallery .inputs img, .spark-gallery .inputs video { height: 64px; }
 .spark-gallery .completed { color: #1b5e20; }
 .spark-gallery .failed, .spark-gallery .uncertain, .spark-gallery .unfinished { color: #b00020; }
+.spark-gallery .skipped { color: #8a5a00; }
 .spark-gallery .error { font-size: 85%; white-space: pre-wrap; color: #b00020; }
 """
 
@@ -86,6 +87,8 @@ def write_gallery(out: Path, outcomes: Sequence[RowOutcome]) -> Path:
     """out/index.html: each row's video, inputs, status and cost, with relative links (opens from disk)."""
     cards = "\n".join(_card(out, o) for o in outcomes)
     done = [o for o in outcomes if o.status == RowStatus.COMPLETED]
+    skipped = sum(o.status == RowStatus.SKIPPED for o in outcomes)
+    skipped_text = f" · {skipped} skipped (invalid in the manifest)" if skipped else ""
     cost = sum(float(o.cost) for o in outcomes if o.cost)
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>spark-nb batch</title>
@@ -96,11 +99,11 @@ body {{ font-family: system-ui, sans-serif; margin: 1.5em; background: #fafafa; 
 .card video {{ width: 100%; background: #000; }}
 .inputs {{ display: flex; gap: 0.4em; align-items: center; margin: 0.4em 0; }}
 .inputs img, .inputs video {{ height: 64px; }}
-.completed {{ color: #1b5e20; }} .failed, .uncertain, .unfinished {{ color: #b00020; }}
+.completed {{ color: #1b5e20; }} .failed, .uncertain, .unfinished {{ color: #b00020; }} .skipped {{ color: #8a5a00; }}
 .error {{ font-size: 85%; white-space: pre-wrap; color: #b00020; }}
 </style></head><body>
 <h1>spark-nb batch</h1>
-<p>{len(done)} of {len(outcomes)} rows completed · total cost ${cost:.2f} ·
+<p>{len(done)} of {len(outcomes)} rows completed{skipped_text} · total cost ${cost:.2f} ·
 <a href="results.csv">results.csv</a></p>
 <div class="grid">
 {cards}
@@ -134,9 +137,11 @@ def _card(out: Path, o: RowOutcome, base: Path | None = None) -> str:
         inputs.append(f'<span title="{esc(field)}: {esc(label)}">{tag or esc(label)}</span>')
     notebook = f' · <a href="{esc(_href(o.notebook, base))}">notebook</a>' if o.notebook else ""
     error = f'<div class="error">{esc(o.error)}</div>' if o.error and o.status != RowStatus.COMPLETED else ""
+    facts = ("not run: invalid in the manifest" if o.status == RowStatus.SKIPPED  # no task, no cost to show
+             else f'cost ${esc(o.cost or "?")} · task <code>{esc(o.task_id or "-")}</code>{notebook}')
     return (f'<div class="card"><h3>{esc(o.name)}</h3>{video}<div class="inputs">{"".join(inputs)}</div>'
-            f'<div><span class="{esc(o.status)}">{esc(o.status)}</span> · {esc(o.model)} · '
-            f'cost ${esc(o.cost or "?")} · task <code>{esc(o.task_id or "-")}</code>{notebook}</div>{error}</div>')
+            f'<div><span class="{esc(o.status)}">{esc(o.status)}</span> · {esc(o.model)} · {facts}</div>'
+            f'{error}</div>')
 
 
 def _href(path: Path, out: Path) -> str:

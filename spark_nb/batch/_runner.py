@@ -17,10 +17,11 @@ from .._config import resolve
 from .._journal import Entry, JobState, Journal, journal_at
 from ..errors import BudgetExceeded, SparkError, TaskCancelled, TaskMayExist, UsageError
 from . import _job as job
-from ._manifest import Row, read_manifest
+from ._manifest import InvalidRow, Row, in_manifest_order, rows_to_run
 from ._outcome import RowOutcome, RowStatus
 from ._kernels import WarmKernels
 from ._report import write_gallery, write_results_csv, write_rows_json
+from ._progress import BatchProgress, summary
 
 TEMPLATE = Path(__file__).resolve().parent.parent / "templates" / "avatar_job.ipynb"
 KERNEL_ATTEMPTS = 2  # a row whose kernel dies is tried once more, in a fresh kernel
@@ -29,17 +30,17 @@ CSV_EVERY_S = 1.0  # results.csv is rewritten whole: at most this often while ro
 
 
 def run_batch(manifest: str | Path, out_dir: str | Path, *, concurrency: int = 4, notebook: str | Path | None = None,
-              resubmit_uncertain: bool = False, progress: bool = True, timeout: float = 1800) -> list[RowOutcome]:
+              resubmit_uncertain: bool = False, progress: bool = True, timeout: float = 1800,
+              skip_invalid: bool = False) -> list[RowOutcome]:
     """Run every row of manifest into out_dir/<name>/; results.csv, index.html and rows.json in out_dir.
 
-    All rows are checked before any runs (ManifestError lists every problem). The journal makes every row
+    All rows are checked before any runs (ManifestError lists every problem); with skip_invalid the valid rows
+    run and each invalid one is reported `skipped`, its problems as its error. The journal makes every row
     idempotent: a completed row is reused, a submitted one resumed by its task id, and one whose create may
     have made a task is `uncertain` and skipped unless resubmit_uncertain. On KeyboardInterrupt no new task is created, the job kernels
     are stopped, results.csv and index.html are written, and the interrupt is raised again.
     """
-    from tqdm.auto import tqdm
-
-    rows = read_manifest(manifest)
+    rows, invalid = rows_to_run(manifest, skip_invalid=skip_invalid)
     settings = resolve()
     share_with_kernels(settings)
     out = Path(out_dir).resolve()
@@ -60,7 +61,7 @@ def run_batch(manifest: str | Path, out_dir: str | Path, *, concurrency: int = 4
     # They run in worker threads: papermill drives its kernel from an event loop of its own, which cannot
     # start in a notebook's thread where a loop already runs.
     notebooks = max(1, min(workers, 2 * (os.cpu_count() or 1)))
-    with tqdm(total=len(jobs), desc="batch", unit="job", disable=not progress) as bar, \
+    with BatchProgress(len(jobs), skipped=len(invalid), enabled=progress) as bar, \
             ThreadPoolExecutor(max_workers=workers, thread_name_prefix="spark-batch") as pool, \
             ThreadPoolExecutor(max_workers=notebooks, thread_name_prefix="spark-job") as reports:
         run = _Run(out, journal_at(settings.home), keys, template, resubmit_uncertain, timeout,
@@ -81,8 +82,7 @@ def run_batch(manifest: str | Path, out_dir: str | Path, *, concurrency: int = 4
                         pending.add(outcome)
                         continue
                     outcomes[outcome.name] = outcome
-                    bar.update(1)
-                    bar.set_postfix_str(f"{outcome.name}: {outcome.status}")
+                    bar.add(outcome)
                     if time.monotonic() >= csv_due:  # rewritten at most every CSV_EVERY_S, and at the end
                         write_results_csv(out, [outcomes[r.name] for r in rows if r.name in outcomes])
                         csv_due = time.monotonic() + CSV_EVERY_S
@@ -98,28 +98,17 @@ def run_batch(manifest: str | Path, out_dir: str | Path, *, concurrency: int = 4
                     if isinstance(done_row, Future):
                         done_row = done_row.result(timeout=5)
                     outcomes[done_row.name] = done_row
-            _write_reports(out, rows, keys, first_of, outcomes)
+            _write_reports(out, rows, keys, first_of, outcomes, invalid)
             raise
         finally:
             run.kernels.close()  # also any warm-up still to come starts no kernel
             run.wave_sent.set()
             warm.abort()
-    return _write_reports(out, rows, keys, first_of, outcomes)
-
-
-def summary(outcomes: list[RowOutcome]) -> str:
-    """'3 completed, 1 failed, 0 uncertain of 4 rows; total cost $0.00'."""
-    count = {s: sum(o.status == s for o in outcomes) for s in RowStatus}
-    cost = sum(float(o.cost) for o in outcomes if o.cost not in (None, ""))  # type: ignore[arg-type]
-    text = (f"{count[RowStatus.COMPLETED]} completed, {count[RowStatus.FAILED]} failed, "
-            f"{count[RowStatus.UNCERTAIN]} uncertain")
-    if count[RowStatus.UNFINISHED]:
-        text += f", {count[RowStatus.UNFINISHED]} unfinished (run again to resume)"
-    return f"{text} of {len(outcomes)} rows; total cost ${cost:.2f}"
+    return _write_reports(out, rows, keys, first_of, outcomes, invalid)
 
 
 def _write_reports(out: Path, rows: list[Row], keys: dict[str, str], first_of: dict[str, Row],
-                   outcomes: dict[str, RowOutcome]) -> list[RowOutcome]:
+                   outcomes: dict[str, RowOutcome], invalid: list[InvalidRow]) -> list[RowOutcome]:
     ordered = []
     for row in rows:
         outcome = outcomes.get(row.name)
@@ -127,6 +116,7 @@ def _write_reports(out: Path, rows: list[Row], keys: dict[str, str], first_of: d
             outcome = dataclasses.replace(same, name=row.name, reused=True, cost="0.00" if same.cost else None)
         ordered.append(outcome or RowOutcome(row.name, row.spec.id, RowStatus.UNFINISHED, inputs=row.inputs,
                                              error="interrupted before it ran; run the batch again"))
+    ordered = in_manifest_order(ordered, rows, invalid)
     write_results_csv(out, ordered)
     write_rows_json(out, ordered)
     write_gallery(out, ordered)
