@@ -24,6 +24,7 @@ START_TIMEOUT_S = 60.0
 RESET_TIMEOUT_S = 30.0
 WARM_UP_WAIT_S = 2.0
 NICENESS = 10  # job kernels run at a lower CPU priority than the batch runner
+CLOSE_TIMEOUT_S = 2.0
 WATCH_S = 0.5  # how often a kernel that says nothing is checked for being alive
 _OUTPUT_TYPES = frozenset({"stream", "display_data", "execute_result", "error"})
 
@@ -217,11 +218,24 @@ def _answer(get: Any, msg_id: str, kernel: WarmKernel, deadline: float) -> dict[
 
 
 def _close(kernel: WarmKernel) -> None:
-    if kernel.client is not None:
-        with contextlib.suppress(Exception):
-            kernel.client.stop_channels()
+    """Kill the kernel, then close its client's channels (bounded: closing zmq sockets can wait on a dead peer)."""
     _kill(kernel.manager)
+    client = kernel.client
+    if client is not None:
+        closer = threading.Thread(target=_stop_channels, args=(client,), name="spark-kernel-close", daemon=True)
+        closer.start()
+        closer.join(timeout=CLOSE_TIMEOUT_S)
     _remove_files(kernel.manager)
+
+
+def _stop_channels(client: Any) -> None:
+    import zmq
+
+    for channel in (client.shell_channel, client.iopub_channel):
+        with contextlib.suppress(Exception):
+            channel.socket.setsockopt(zmq.LINGER, 0)  # unsent requests are dropped, not waited on
+    with contextlib.suppress(Exception):
+        client.stop_channels()
 
 
 def _manager_class(base: type) -> type:
