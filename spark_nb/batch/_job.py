@@ -74,10 +74,7 @@ def finish(task: Task, out_dir: str | Path, *, name: str, timeout: float = 1800,
     """
     out = Path(out_dir)
     if follow_journal and (result := _from_journal(_await_journal(task, timeout))) is not None:
-        video = Path(os.path.relpath(result.path, out))
-        write_record(out, _record(name, result.model, result.task_id, RowStatus.COMPLETED, video=video.as_posix(),
-                                  duration=result.duration, cost=result.cost))
-        return result
+        return _completed(out, name, result)
 
     def done_at_service(state: TaskState) -> None:
         if state.done and on_done is not None:  # the service's part is over; the download is ours
@@ -90,6 +87,11 @@ def finish(task: Task, out_dir: str | Path, *, name: str, timeout: float = 1800,
         write_record(out, _record(name, task.model, task.id, RowStatus.FAILED if final else RowStatus.UNFINISHED,
                                   error=exc, retryable=final and getattr(exc, "retryable", False)))
         raise
+    return _completed(out, name, result)
+
+
+def _completed(out: Path, name: str, result: Result) -> Result:
+    """result, once result.json in out records it."""
     video = Path(os.path.relpath(result.path, out))
     write_record(out, _record(name, result.model, result.task_id, RowStatus.COMPLETED, video=video.as_posix(),
                               duration=result.duration, cost=result.cost))
