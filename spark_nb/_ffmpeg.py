@@ -147,6 +147,24 @@ def picture_changes(path: str | Path, seconds: float = 10.0) -> int:
     return _cached(path, ("changes", seconds), measure)  # type: ignore[return-value]
 
 
+def decode_audio(path: str | Path, sample_rate: int, seconds: float, *, timeout: float = 120.0
+                 ) -> tuple[MediaFacts, bytes]:
+    """The header facts of path and its first seconds of audio as mono 16-bit PCM at sample_rate, from one ffmpeg
+    run (a renderer needs both, and each start of ffmpeg costs more than decoding a short clip); ProbeError when
+    it cannot be read."""
+    path = Path(path)
+    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", ffmpeg_input(path), "-t", f"{seconds:g}", "-vn",
+           "-ac", "1", "-ar", str(sample_rate), "-f", "s16le", "-"]
+    try:
+        proc = _procs.run(cmd, timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        raise ProbeError(f"ffmpeg took more than {timeout:g}s to decode the audio") from exc
+    log = proc.stderr.decode("utf-8", "replace")
+    if not re.search(r"^Input #0, ", log, re.M) or proc.returncode != 0:
+        raise ProbeError(f"cannot read {path.name}: {_last_error_line(log)}")
+    return _facts(path, log), proc.stdout
+
+
 def _cached(path: Path, kind: tuple[object, ...], compute: object) -> object:
     try:
         stat = os.stat(path)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import _procs
-from .._ffmpeg import MediaFacts, ProbeError, ffmpeg_exe, ffmpeg_input, try_decode
+from .._ffmpeg import MediaFacts, ProbeError, decode_audio, ffmpeg_exe, ffmpeg_input, try_decode
 from .._imageheader import claimed_size
 from ..models import MediaKind, RendererName
 from . import _signals as signals
@@ -59,13 +59,14 @@ def render(renderer: RendererName, inputs: Mapping[MediaKind, Path], out: Path, 
 def render_avatar(image: Path, audio: Path, out: Path, *, longest_side: int = LONGEST_SIDE,
                   max_seconds: float = MAX_SECONDS, on_progress: ProgressCallback | None = None) -> float:
     """A talking-head video as long as the audio, with the audio; returns its length in seconds."""
-    duration = _duration(audio, "audio", max_seconds)
+    try:  # one pass over a bounded stretch: a long file is decoded only far enough to be refused
+        info, pcm = decode_audio(audio, signals.SAMPLE_RATE, max_seconds + 1)
+    except ProbeError as exc:
+        raise RenderError(f"could not be decoded: {exc}", "audio") from exc
+    duration = _duration(info, "audio", max_seconds)
     portrait = _load_portrait(image, longest_side)
     count = max(1, round(duration * FPS))
-    try:
-        mouth = signals.mouth_shapes(signals.decode_audio(audio), count, FPS)
-    except ValueError as exc:
-        raise RenderError(f"could not be decoded: {exc}", "audio") from exc
+    mouth = signals.mouth_shapes(signals.samples_of(pcm), count, FPS)
     closure = signals.blinks(count, FPS)
     poses = signals.head_motion(mouth, FPS)
     from ._animate import Animator
@@ -122,9 +123,12 @@ def render_still(image: Path, out: Path, *, seconds: float = STILL_SECONDS, long
     return count / FPS
 
 
-def _preset(width: int, height: int) -> str:
-    """x264's speed preset: thumbnail-sized stand-in renders (--render-size 128) take the cheapest encode."""
-    return "ultrafast" if width * height <= SMALL_FRAME_PIXELS else "veryfast"
+def _encoding(width: int, height: int) -> list[str]:
+    """x264's options: thumbnail-sized stand-in renders (--render-size 128) take the cheapest encode, on one
+    thread (starting a pool of threads for a few dozen tiny frames costs more than it saves)."""
+    if width * height <= SMALL_FRAME_PIXELS:
+        return ["-preset", "ultrafast", "-threads", "1", "-filter_threads", "1"]
+    return ["-preset", "veryfast"]
 
 
 class VideoEncoder:
@@ -135,7 +139,7 @@ class VideoEncoder:
         cmd = [ffmpeg_exe(), "-y", "-nostdin", "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24",
                "-s", f"{width}x{height}", "-r", str(FPS), "-i", "-"]
         cmd += ["-i", ffmpeg_input(audio)] if audio else ["-f", "lavfi", "-i", "anullsrc=r=44100:cl=mono"]
-        cmd += ["-map", "0:v", "-map", "1:a", "-t", f"{count / FPS:.3f}", "-c:v", "libx264", "-preset", _preset(width, height),
+        cmd += ["-map", "0:v", "-map", "1:a", "-t", f"{count / FPS:.3f}", "-c:v", "libx264", *_encoding(width, height),
                 "-crf", "23", "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "96k", "-movflags", "+faststart",
                 "-f", "mp4", str(self._tmp)]
         self._proc = _procs.popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -183,8 +187,7 @@ def _header(path: Path, kind: MediaKind) -> MediaFacts:
         raise RenderError(f"could not be decoded: {exc}", kind) from exc
 
 
-def _duration(path: Path, kind: MediaKind, max_seconds: float) -> float:
-    info = _header(path, kind)
+def _duration(info: MediaFacts, kind: MediaKind, max_seconds: float) -> float:
     if kind == "audio" and not info.has_audio:
         raise RenderError("has no audio stream", kind)
     if not info.duration:

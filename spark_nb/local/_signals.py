@@ -6,12 +6,9 @@ import dataclasses
 import math
 import random
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 
-from .. import _procs
-from .._ffmpeg import ffmpeg_exe, ffmpeg_input
 from ._tracking import Pose
 
 SAMPLE_RATE = 16000
@@ -30,14 +27,9 @@ class MouthShape:
     round: float = 0.0
 
 
-def decode_audio(path: Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """The audio of path as mono float32 samples in [-1, 1], decoded by the bundled ffmpeg."""
-    cmd = [ffmpeg_exe(), "-nostdin", "-v", "error", "-i", ffmpeg_input(path), "-vn", "-ac", "1", "-ar", str(sample_rate),
-           "-f", "s16le", "-"]
-    proc = _procs.run(cmd, timeout=120)
-    if proc.returncode != 0:
-        raise ValueError(proc.stderr.decode(errors="replace")[-300:])
-    return np.frombuffer(proc.stdout, dtype=np.int16).astype(np.float32) / 32768.0
+def samples_of(pcm: bytes) -> np.ndarray:
+    """16-bit PCM as float32 samples in [-1, 1]."""
+    return np.frombuffer(pcm, dtype=np.int16).astype(np.float32) / 32768.0
 
 
 def smooth(values: np.ndarray, attack: float = 0.7, release: float = 0.35) -> np.ndarray:
