@@ -107,6 +107,7 @@ class Journal:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
+        self._held: tuple[sqlite3.Connection, int, int] | None = None  # the write connection, its pid and inode
         import sqlite3  # here, not at the top: `import spark_nb` stays light
 
         try:
@@ -233,10 +234,10 @@ class Journal:
             db.execute(f"UPDATE tasks SET {sets}, updated_at = ? WHERE attempt = ?",
                        (*fields.values(), time.time(), attempt))
 
-    def _connect(self) -> sqlite3.Connection:
+    def _connect(self, threads: bool = False) -> sqlite3.Connection:
         import sqlite3
 
-        db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+        db = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=not threads)
         db.execute("PRAGMA busy_timeout = 60000")
         db.execute("PRAGMA synchronous = FULL")  # a created task's id is on disk before anything waits
         return db
@@ -244,7 +245,7 @@ class Journal:
     @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
-            db = self._connect()
+            db = self._writer()
             try:
                 db.execute("BEGIN IMMEDIATE")
                 yield db
@@ -252,9 +253,26 @@ class Journal:
             except BaseException:
                 with contextlib.suppress(Exception):  # the transaction may already be gone with the error
                     db.execute("ROLLBACK")
+                self._drop_writer()  # the next write starts on a fresh connection (the file may have been replaced)
                 raise
-            finally:
-                db.close()
+
+    def _writer(self) -> sqlite3.Connection:
+        """This process's write connection, kept between writes: opening one per write (and its pragmas) made every
+        write several GIL hand-offs longer, and a batch's threads queue behind the journal's lock. Opened again
+        in a forked child, or once the file on disk is another (moved aside, replaced)."""
+        with contextlib.suppress(OSError):
+            if self._held is not None and self._held[1] == os.getpid() and self._held[2] == os.stat(self.path).st_ino:
+                return self._held[0]
+        self._drop_writer()
+        db = self._connect(threads=True)
+        self._held = (db, os.getpid(), os.stat(self.path).st_ino)
+        return db
+
+    def _drop_writer(self) -> None:
+        held, self._held = self._held, None
+        if held is not None and held[1] == os.getpid():  # a parent's connection is not closed in its child
+            with contextlib.suppress(Exception):
+                held[0].close()
 
     @contextlib.contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
