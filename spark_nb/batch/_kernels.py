@@ -171,7 +171,8 @@ def run_code(kernel: WarmKernel, code: str, deadline: float, *, cell: Any = None
         cell.outputs = outputs
     clear_pending = False
     while True:
-        msg = _answer(client.get_iopub_msg, msg_id, kernel, deadline)
+        # the channels themselves, not client.get_*_msg: those run an event loop per message (run_sync)
+        msg = _answer(client.iopub_channel.get_msg, msg_id, kernel, deadline)
         kind, content = msg["header"]["msg_type"], msg["content"]
         if kind == "status" and content.get("execution_state") == "idle":
             break
@@ -195,7 +196,7 @@ def run_code(kernel: WarmKernel, code: str, deadline: float, *, cell: Any = None
                 last.text += output.text
             else:
                 outputs.append(output)
-    reply = _answer(client.get_shell_msg, msg_id, kernel, deadline)["content"]
+    reply = _answer(client.shell_channel.get_msg, msg_id, kernel, deadline)["content"]
     if cell is not None and reply.get("execution_count") is not None:
         cell.execution_count = reply["execution_count"]
     return reply.get("status") == "ok"
