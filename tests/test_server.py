@@ -381,3 +381,13 @@ def test_server_binds_loopback_by_default(http: httpx.Client, make_server: MakeS
     assert match and int(match.group(1)) > 0
     assert server.running
     assert stats(http, server)["created"] == 0
+
+
+def test_answers_are_sent_without_waiting_for_acks(make_server: MakeServer) -> None:
+    """The listening socket (and so each accepted connection) has TCP_NODELAY: h11 writes an answer's headers
+    and body separately, and with Nagle's algorithm the body waited for the client's delayed ACK (~40 ms)."""
+    import socket
+
+    server = make_server()
+    listening = server._socket  # noqa: SLF001 (what the accepted connections inherit)
+    assert listening.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
