@@ -108,6 +108,7 @@ class Journal:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._held: tuple[sqlite3.Connection, int, int] | None = None  # the write connection, its pid and inode
+        self._durable = True  # the write connection's commits are fsynced (PRAGMA synchronous = FULL)
         import sqlite3  # here, not at the top: `import spark_nb` stays light
 
         try:
@@ -180,7 +181,7 @@ class Journal:
         else:
             fields.update(error=(error or "")[:2000], code=code, retryable=int(retryable))
         sets = ", ".join(f"{name} = ?" for name in fields)
-        with self._write() as db:
+        with self._write(durable=False) as db:
             db.execute(f"UPDATE tasks SET {sets}, updated_at = ? WHERE task_id = ?",
                        (*fields.values(), time.time(), task_id))
 
@@ -239,13 +240,18 @@ class Journal:
 
         db = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=not threads)
         db.execute("PRAGMA busy_timeout = 60000")
-        db.execute("PRAGMA synchronous = FULL")  # a created task's id is on disk before anything waits
+        db.execute("PRAGMA synchronous = FULL")  # a claim and a created task's id are on disk before anything waits
         return db
 
     @contextlib.contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
+    def _write(self, *, durable: bool = True) -> Iterator[sqlite3.Connection]:
+        """One write transaction. durable: its commit is on the disk before this returns (fsync), as a claim and a
+        task id must be; a task's end need not be (lost with the machine's power, the task is resumed by its id)."""
         with self._lock:
             db = self._writer()
+            if durable != self._durable:
+                db.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
+                self._durable = durable
             try:
                 db.execute("BEGIN IMMEDIATE")
                 yield db
@@ -265,7 +271,7 @@ class Journal:
                 return self._held[0]
         self._drop_writer()
         db = self._connect(threads=True)
-        self._held = (db, os.getpid(), os.stat(self.path).st_ino)
+        self._held, self._durable = (db, os.getpid(), os.stat(self.path).st_ino), True
         return db
 
     def _drop_writer(self) -> None:

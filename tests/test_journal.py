@@ -391,3 +391,42 @@ def test_old_local_tasks_are_pruned_by_age_and_size(tmp_path: Path) -> None:
     shelf.prune(results, keep_seconds=7 * 86400, keep_bytes=4000)
     assert sorted(p.stem for p in results.glob("*.mp4")) == ["new"]  # old: too old; big: past the size, older
     assert shelf.load("running") is not None and shelf.load("old") is None and shelf.load("new") is not None
+
+
+def test_a_claim_and_a_task_id_are_fsynced_and_a_task_end_need_not_be(tmp_path: Path) -> None:
+    """The write before a create and the one recording its task id commit with synchronous=FULL (on disk before
+    anything waits); a task's end commits with NORMAL (lost only with the machine's power, when the task is
+    resumed by its id). One connection serves every write of a process."""
+    journal = Journal(tmp_path / FILENAME)
+
+    def synchronous() -> int:
+        held = journal._held  # noqa: SLF001 (the write connection)
+        assert held is not None
+        return held[0].execute("PRAGMA synchronous").fetchone()[0]
+
+    attempt, _ = journal.begin(fingerprint="f", model="m", backend="cloud", base_url=None, inputs=[],
+                               input_seconds=None, source="test", follow=lambda latest: False)
+    assert attempt is not None and synchronous() == 2  # FULL
+    connection = journal._held[0]  # noqa: SLF001
+    journal.finished("t1", completed=True, cost=0.1)
+    assert synchronous() == 1  # NORMAL
+    journal.created(attempt, "t1")
+    assert synchronous() == 2 and journal._held[0] is connection  # noqa: SLF001
+    journal.finished("t1", completed=True, cost=0.1)
+    assert journal.by_task("t1").state == JobState.COMPLETED
+
+
+def test_a_journal_moved_aside_is_written_afresh_not_through_the_old_connection(tmp_path: Path) -> None:
+    """The kept write connection follows the file: once the journal is replaced, writes go to the new one."""
+    path = tmp_path / FILENAME
+    journal = Journal(path)
+    journal.begin(fingerprint="a", model="m", backend="cloud", base_url=None, inputs=[], input_seconds=None,
+                  source="test", follow=lambda latest: False)
+    for suffix in ("", "-wal", "-shm"):
+        if Path(f"{path}{suffix}").exists():
+            os.replace(f"{path}{suffix}", f"{tmp_path / 'old.sqlite'}{suffix}")
+    Journal(path)  # another process starts a new journal in its place
+    journal.begin(fingerprint="b", model="m", backend="cloud", base_url=None, inputs=[], input_seconds=None,
+                  source="test", follow=lambda latest: False)
+    assert journal.latest("b") is not None and journal.latest("a") is None
+    assert Journal(path).latest("b") is not None
