@@ -87,7 +87,7 @@ def face_in_file(path: str | Path) -> bool:
     return _face_in_file(os.path.realpath(path), stat.st_size, stat.st_mtime_ns)
 
 
-@functools.lru_cache(maxsize=256)  # the same file is checked again when a batch or a form submits it
+@functools.lru_cache(maxsize=4096)  # the same file is checked again when a form submits it
 def _face_in_file(path: str, size: int, mtime_ns: int) -> bool:
     from PIL import Image, ImageOps
 

@@ -176,8 +176,10 @@ def _spill(data: bytes, suffix: str, field: MediaField) -> Path:
     return path
 
 
-def validate(media: Media, limits: InputLimits = InputLimits()) -> Media:
-    """Check a local file against its field's rules (URLs pass through); returns media with its facts and advice."""
+def validate(media: Media, limits: InputLimits = InputLimits(), *, advise: bool = True) -> Media:
+    """Check a local file against its field's rules (URLs pass through); returns media with its facts and advice
+    (none looked for unless advise: a manifest's check wants only the refusals, and a face search costs more than
+    the rest of an image's check)."""
     if not media.is_local:
         return media
     path, field = media.path, media.field
@@ -186,12 +188,12 @@ def validate(media: Media, limits: InputLimits = InputLimits()) -> Media:
         facts = _check_image(path, field)
     else:
         facts = _check_stream(path, field, limits)
-    return dataclasses.replace(media, facts=facts, advice=tuple(_advice(path, field, facts)))
+    return dataclasses.replace(media, facts=facts, advice=tuple(_advice(path, field, facts)) if advise else ())
 
 
-def check(value: Any, field: MediaField, limits: InputLimits = InputLimits()) -> Media:
+def check(value: Any, field: MediaField, limits: InputLimits = InputLimits(), *, advise: bool = True) -> Media:
     """normalise() then validate(): the checked Media for value, or ValidationError."""
-    return validate(normalise(value, field), limits)
+    return validate(normalise(value, field), limits, advise=advise)
 
 
 def ensure_output_dir(folder: Path) -> None:

@@ -207,6 +207,24 @@ def test_advice_is_data_with_its_fix(media: dict[str, Path], tmp_path: Path) -> 
     assert check("https://example.com/face.jpg", AVATAR.fields[0]).advice == ()  # URLs are not fetched here
 
 
+def test_a_check_without_advice_searches_no_face(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """advise=False (a manifest's check) refuses what it must and looks for no face: that search is most of an
+    image's check, and the advice is given when the row is submitted."""
+    import spark_nb._faces as faces
+
+    searched: list[Path] = []
+    monkeypatch.setattr(faces, "face_in_file", lambda path: searched.append(Path(path)) or False)
+    blank = tmp_path / "wall.jpg"
+    Image.new("RGB", (400, 300), (120, 130, 140)).save(blank)
+    assert check(blank, AVATAR.fields[0], advise=False).advice == ()
+    assert searched == []
+    (advice,) = check(blank, AVATAR.fields[0]).advice
+    assert advice.reason == "no_face" and searched == [blank]
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    with pytest.raises(spark_nb.ValidationError):
+        check(tmp_path / "empty.jpg", AVATAR.fields[0], advise=False)
+
+
 def test_silence_a_still_picture_and_a_cut_file_are_refused(media: dict[str, Path], refused: Callable[..., Any],
                                                             tmp_path: Path) -> None:
     """30 s of digital silence is no speech; a video of one colour does not move; a file cut in half ends before

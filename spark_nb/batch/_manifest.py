@@ -98,7 +98,7 @@ def in_manifest_order(ran: Sequence[RowOutcome], rows: Sequence[Row],
 
 
 def _check_all_at_once(manifest: Path, records: list[tuple[int, dict[str, str]]]) -> None:
-    """Check every distinct local input of the manifest in parallel (ffmpeg probes, sound, motion, faces); the
+    """Check every distinct local input of the manifest in parallel (ffmpeg probes, sound, motion); the
     row loop then finds every answer remembered, so a large manifest costs a fraction of its files' checks."""
     from concurrent.futures import ThreadPoolExecutor
 
@@ -110,7 +110,7 @@ def _check_all_at_once(manifest: Path, records: list[tuple[int, dict[str, str]]]
     def warm(job: tuple[Path, str]) -> None:
         path, column = job
         with contextlib.suppress(ValidationError, OSError):  # reported, with its row, by the loop
-            check(str(path), fields[column])
+            check(str(path), fields[column], advise=False)
 
     with ThreadPoolExecutor(max_workers=4) as pool:
         list(pool.map(warm, sorted(jobs)))
@@ -167,7 +167,7 @@ def check_manifest(path: str | Path) -> tuple[list[Row], list[InvalidRow]]:
             value = cells.get(field.name, "")
             resolved = value if url_scheme(value) or not value else str(path.parent / value)
             try:
-                item = check(resolved or None, field)
+                item = check(resolved or None, field, advise=False)  # advice is given as each row is submitted
             except ValidationError as exc:
                 row_problems.append(f"{field.name}: {str(exc).splitlines()[0]}")
                 continue
