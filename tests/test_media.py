@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from spark_nb import media as helpers  # `media` is conftest's fixture of test files
-from spark_nb._ffmpeg import ProbeError, ffmpeg_exe, try_decode
+from spark_nb._ffmpeg import ProbeError, decode_audio, ffmpeg_exe, try_decode
 from spark_nb._inputs import scratch_dir
 
 from .conftest import ffmpeg
@@ -123,6 +123,23 @@ def test_probe_gives_the_picture_as_players_show_it(clips: dict[str, Path]) -> N
     still, animated = helpers.read_header(clips["still_gif"]), helpers.read_header(clips["animated_gif"])
     assert still.is_still_image and still.size == (480, 600) and still.duration is None
     assert not animated.is_still_image and abs(animated.duration - 1.6) < 0.15  # type: ignore[operator]
+
+
+def test_decode_audio_gives_the_header_and_a_bounded_stretch_of_samples(clips: dict[str, Path], media: dict[str, Path],
+                                                                        tmp_path: Path) -> None:
+    """One ffmpeg run: the file's facts (its whole length, from the header) and mono 16-bit PCM of at most the
+    seconds asked for, from WAV and MP3 alike; ProbeError for what is not audio."""
+    facts, pcm = decode_audio(clips["tone"], 16000, 3.0)
+    assert facts.has_audio and abs(facts.duration - 17.0) < 0.1  # type: ignore[operator]
+    assert abs(len(pcm) / 2 / 16000 - 3.0) < 0.05
+    samples = np.frombuffer(pcm, dtype=np.int16)
+    assert 0.1 < np.abs(samples.astype(np.int32)).max() / 32768 < 0.2  # the tone itself (lavfi sine is at 1/8)
+    facts, pcm = decode_audio(media["speech_mp3"], 8000, 60.0)
+    assert abs(len(pcm) / 2 / 8000 - facts.duration) < 0.1  # type: ignore[operator]
+    text = tmp_path / "notes.wav"
+    text.write_text("not audio")
+    with pytest.raises(ProbeError, match="notes.wav"):
+        decode_audio(text, 16000, 5.0)
 
 
 def test_probe_refuses_what_is_not_media(tmp_path: Path) -> None:
