@@ -105,17 +105,17 @@ def _run(manifest: Path, out: Path, home: Path, concurrency: int, server: _Serve
                SPARK_NB_UPLOAD_URL=f"{server.url}/api/v1/storage/files", SPARK_NB_HOME=str(home))
     created_before = server.stats()["created"]
     cpu_before = _children_cpu_s()  # the server is a child too, but it is waited for only after every run
-    started = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "spark_nb", "batch", str(manifest), "--out", str(out),
-                             "--concurrency", str(concurrency)], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-    peak = 0.0
-    with proc:
+    console = out.with_name(f"{out.name}.console.txt")  # a file, not a pipe: a pipe read only at the end fills
+    with console.open("w") as written:                  # with the bar's updates, and the batch blocks on it
+        started = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, "-m", "spark_nb", "batch", str(manifest), "--out", str(out),
+                                 "--concurrency", str(concurrency)], env=env, stdout=written, stderr=subprocess.STDOUT)
+        peak = 0.0
         while proc.poll() is None:
             peak = max(peak, tree_rss_mb(proc.pid))
             time.sleep(SAMPLE_EVERY_S)
-        printed = proc.stdout.read() if proc.stdout else ""
-    wall = time.perf_counter() - started
+        wall = time.perf_counter() - started
+    printed = console.read_text(errors="replace")
     with (out / "results.csv").open() as f:
         results = list(csv.DictReader(f))
     return {"wall": wall, "cpu": _children_cpu_s() - cpu_before, "peak_mb": peak, "code": proc.returncode,

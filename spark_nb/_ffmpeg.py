@@ -2,7 +2,8 @@
 
 Two questions, two functions: read_header() reads the container header only (fast, nothing decoded) and
 try_decode() decodes the first seconds to prove the file is usable. Both describe the file with one
-MediaFacts, so "still image", "duration" and "size as shown" mean the same everywhere.
+MediaFacts, so "still image", "duration" and "size as shown" mean the same everywhere. decode_audio() gives a
+renderer both the facts and the samples from one run.
 """
 
 from __future__ import annotations
