@@ -115,6 +115,16 @@ async (video) => {
 """
 
 
+def _run_all_cells(page: Any, jupyterlab: str, notebook: str) -> None:
+    """Open notebook (a path under the server's root) in JupyterLab, wait for its kernel, and run every cell."""
+    page.goto(f"{jupyterlab}/lab/tree/{notebook}?token={TOKEN}")
+    page.locator(".jp-Notebook").wait_for(timeout=60_000)
+    page.wait_for_function("window.jupyterapp && window.jupyterapp.shell.currentWidget "
+                           "&& window.jupyterapp.shell.currentWidget.sessionContext "
+                           "&& window.jupyterapp.shell.currentWidget.sessionContext.session", timeout=60_000)
+    page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
+
+
 def _generate_in_form(page: Any, origin: str, form: str, kinds: tuple[str, ...], shot: Path, *,
                       served: tuple[str, ...] | None = None) -> dict[str, Any]:
     """In the form with CSS class `form`, pick the samples, click Generate, wait for a playing result video.
@@ -165,12 +175,7 @@ def test_quickstart_form_generates_and_plays_in_chromium(jupyterlab: str) -> Non
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
             page.on("pageerror", lambda e: console_errors.append(str(e)))
-            page.goto(f"{jupyterlab}/lab/tree/notebooks/01_quickstart.ipynb?token={TOKEN}")
-            page.locator(".jp-Notebook").wait_for(timeout=60_000)
-            page.wait_for_function("window.jupyterapp && window.jupyterapp.shell.currentWidget "
-                                   "&& window.jupyterapp.shell.currentWidget.sessionContext "
-                                   "&& window.jupyterapp.shell.currentWidget.sessionContext.session", timeout=60_000)
-            page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
+            _run_all_cells(page, jupyterlab, "notebooks/01_quickstart.ipynb")
             page.locator(".spark-studio").wait_for(timeout=60_000)
             # the notebook's last cell generates without a click; let it finish before clicking ourselves
             page.locator(".spark-avatar-form .spark-result video").wait_for(timeout=GENERATION_TIMEOUT_MS)
@@ -390,12 +395,7 @@ def test_batch_gallery_plays_inside_jupyterlab(jupyterlab: str, tmp_path: Path) 
             page = browser.new_page(viewport={"width": 1400, "height": 900})
             page.on("response", lambda r: redirected.append(f"{r.status} {r.url}")
                     if "/files/" in r.url and r.status >= 300 else None)
-            page.goto(f"{jupyterlab}/lab/tree/gallery_run/gallery.ipynb?token={TOKEN}")
-            page.locator(".jp-Notebook").wait_for(timeout=60_000)
-            page.wait_for_function("window.jupyterapp && window.jupyterapp.shell.currentWidget "
-                                   "&& window.jupyterapp.shell.currentWidget.sessionContext "
-                                   "&& window.jupyterapp.shell.currentWidget.sessionContext.session", timeout=60_000)
-            page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
+            _run_all_cells(page, jupyterlab, "gallery_run/gallery.ipynb")
             gallery = page.locator(".jp-OutputArea .spark-gallery")
             gallery.wait_for(timeout=GENERATION_TIMEOUT_MS)
             found = gallery.evaluate(MEDIA_LOADED)
