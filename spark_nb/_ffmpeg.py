@@ -154,8 +154,9 @@ def decode_audio(path: str | Path, sample_rate: int, seconds: float, *, timeout:
     run (a renderer needs both, and each start of ffmpeg costs more than decoding a short clip); ProbeError when
     it cannot be read."""
     path = Path(path)
-    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", ffmpeg_input(path), "-t", f"{seconds:g}", "-vn",
-           "-ac", "1", "-ar", str(sample_rate), "-f", "s16le", "-"]
+    # -max_pixels as in every probe: opening a file looks at all its streams, a claimed giant picture's too
+    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-max_pixels", str(MAX_PROBE_PIXELS), "-i", ffmpeg_input(path),
+           "-t", f"{seconds:g}", "-vn", "-ac", "1", "-ar", str(sample_rate), "-f", "s16le", "-"]
     try:
         proc = _procs.run(cmd, timeout=timeout)
     except subprocess.TimeoutExpired as exc:

@@ -465,9 +465,9 @@ def test_a_header_claiming_a_huge_picture_is_refused_from_the_header(
 
 CHILD_PEAK = """
 import resource, sys
-from spark_nb._ffmpeg import ProbeError, try_decode
+from spark_nb._ffmpeg import ProbeError, decode_audio, try_decode
 try:
-    try_decode(sys.argv[1])
+    try_decode(sys.argv[1]) if sys.argv[2] == "probe" else decode_audio(sys.argv[1], 16000, 16.0)
 except ProbeError as exc:
     print("refused:", exc)
 print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
@@ -485,10 +485,11 @@ def test_a_huge_picture_given_as_audio_or_video_is_refused_without_decoding_it(
     error = refused(server, media, target, bomb, limit=5.0)
     assert time.monotonic() - started < 5.0
     assert "16000x16000" in str(error)
-    out = subprocess.run([sys.executable, "-c", CHILD_PEAK, str(bomb)], capture_output=True, text=True,
-                         timeout=TOOL_TIMEOUT_S, check=True).stdout.split()
-    assert out[0] == "refused:"
-    assert int(out[-1]) < 200 * 1024, f"ffmpeg peaked at {int(out[-1]) // 1024} MB"  # ru_maxrss is in KB
+    for reader in ("probe", "render"):  # the client's check, and the local server's decode of the speech
+        out = subprocess.run([sys.executable, "-c", CHILD_PEAK, str(bomb), reader], capture_output=True, text=True,
+                             timeout=TOOL_TIMEOUT_S, check=True).stdout.split()
+        assert out[0] == "refused:", (reader, out)
+        assert int(out[-1]) < 200 * 1024, f"{reader}: ffmpeg peaked at {int(out[-1]) // 1024} MB"  # ru_maxrss: KB
 
 
 # ------------------------------------------------------------------------------------- hostile strings
