@@ -154,17 +154,10 @@ def decode_audio(path: str | Path, sample_rate: int, seconds: float, *, timeout:
     run (a renderer needs both, and each start of ffmpeg costs more than decoding a short clip); ProbeError when
     it cannot be read."""
     path = Path(path)
-    # -max_pixels as in every probe: opening a file looks at all its streams, a claimed giant picture's too
-    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-max_pixels", str(MAX_PROBE_PIXELS), "-i", ffmpeg_input(path),
-           "-t", f"{seconds:g}", "-vn", "-ac", "1", "-ar", str(sample_rate), "-f", "s16le", "-"]
-    try:
-        proc = _procs.run(cmd, timeout=timeout)
-    except subprocess.TimeoutExpired as exc:
-        raise ProbeError(f"ffmpeg took more than {timeout:g}s to decode the audio") from exc
-    log = proc.stderr.decode("utf-8", "replace")
-    if not re.search(r"^Input #0, ", log, re.M) or proc.returncode != 0:
-        raise ProbeError(f"cannot read {path.name}: {_last_error_line(log)}")
-    return _facts(path, log), proc.stdout
+    # not strict: a damaged frame later on costs a moment of sound, as in any player, not the whole render
+    log, pcm = _run_ffmpeg(path, ["-t", f"{seconds:g}", "-vn", "-ac", "1", "-ar", str(sample_rate), "-f", "s16le",
+                                  "-"], check=True, strict=False, timeout=timeout)
+    return _facts(path, log), pcm
 
 
 def _cached(path: Path, kind: tuple[object, ...], compute: object) -> object:
@@ -197,19 +190,26 @@ def _run_probe(path: Path, args: list[str], *, check: bool = False, before: list
 
     check: also fail when ffmpeg fails after opening the file (a decode error).
     """
-    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-xerror", "-max_pixels", str(MAX_PROBE_PIXELS),
-           *(before or []), "-i", ffmpeg_input(path), *args]
+    return _run_ffmpeg(path, args, check=check, before=before)[0]
+
+
+def _run_ffmpeg(path: Path, args: list[str], *, check: bool, before: list[str] | None = None, strict: bool = True,
+                timeout: float = PROBE_TIMEOUT_S) -> tuple[str, bytes]:
+    """ffmpeg reading path with every probe's bounds (time, frame size): its log and its output. strict: stop at
+    the first decode error (-xerror)."""
+    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", *(["-xerror"] if strict else []),
+           "-max_pixels", str(MAX_PROBE_PIXELS), *(before or []), "-i", ffmpeg_input(path), *args]
     try:
-        proc = _procs.run(cmd, timeout=PROBE_TIMEOUT_S)
+        proc = _procs.run(cmd, timeout=timeout)
     except subprocess.TimeoutExpired as exc:
-        raise ProbeError(f"ffmpeg took more than {PROBE_TIMEOUT_S:g}s to read the file") from exc
+        raise ProbeError(f"ffmpeg took more than {timeout:g}s to read the file") from exc
     log = proc.stderr.decode("utf-8", "replace")
     if not re.search(r"^Input #0, ", log, re.M) or (check and proc.returncode != 0):
         too_big = re.search(r"Picture size (\d+x\d+) exceeds specified max pixel count", log)
         if too_big:
             raise ProbeError(f"its frames claim {too_big.group(1)} pixels, over the 8192x8192 this reads")
         raise ProbeError(f"cannot read {path.name}: {_last_error_line(log)}")
-    return log
+    return log, proc.stdout
 
 
 def boxes_fit(path: Path, limit: int = 10_000) -> bool:
