@@ -165,8 +165,7 @@ class Journal:
     def refused(self, attempt: str, *, error: str, code: str | None, retryable: bool) -> None:
         """The service refused the create (no task exists): recorded so input errors are not resent."""
         if code is None and not retryable:  # 401, 403, 429…: nothing about these inputs; forget the attempt
-            with self._write() as db:
-                db.execute("DELETE FROM tasks WHERE attempt = ?", (attempt,))
+            self._write_one("DELETE FROM tasks WHERE attempt = ?", (attempt,))
             return
         self._update(attempt, state=JobState.FAILED.value, error=error[:2000], code=code, retryable=int(retryable))
 
@@ -181,9 +180,8 @@ class Journal:
         else:
             fields.update(error=(error or "")[:2000], code=code, retryable=int(retryable))
         sets = ", ".join(f"{name} = ?" for name in fields)
-        with self._write(durable=False) as db:
-            db.execute(f"UPDATE tasks SET {sets}, updated_at = ? WHERE task_id = ?",
-                       (*fields.values(), time.time(), task_id))
+        self._write_one(f"UPDATE tasks SET {sets}, updated_at = ? WHERE task_id = ?",
+                        (*fields.values(), time.time(), task_id), durable=False)
 
     # -- reading --------------------------------------------------------------------------------------
 
@@ -231,9 +229,8 @@ class Journal:
 
     def _update(self, attempt: str, **fields: Any) -> None:
         sets = ", ".join(f"{name} = ?" for name in fields)
-        with self._write() as db:
-            db.execute(f"UPDATE tasks SET {sets}, updated_at = ? WHERE attempt = ?",
-                       (*fields.values(), time.time(), attempt))
+        self._write_one(f"UPDATE tasks SET {sets}, updated_at = ? WHERE attempt = ?",
+                        (*fields.values(), time.time(), attempt))
 
     def _connect(self, threads: bool = False) -> sqlite3.Connection:
         import sqlite3
@@ -249,10 +246,8 @@ class Journal:
         task id must be; a task's end need not be (lost with the machine's power, the task is resumed by its id)."""
         with self._lock:
             db = self._writer()
-            if durable != self._durable:
-                db.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
-                self._durable = durable
             try:
+                self._set_durable(db, durable)
                 db.execute("BEGIN IMMEDIATE")
                 yield db
                 db.execute("COMMIT")
@@ -261,6 +256,23 @@ class Journal:
                     db.execute("ROLLBACK")
                 self._drop_writer()  # the next write starts on a fresh connection (the file may have been replaced)
                 raise
+
+    def _write_one(self, sql: str, args: Sequence[Any], *, durable: bool = True) -> None:
+        """One statement as its own transaction (autocommit): no BEGIN and COMMIT around it, each of which is one
+        more wait for the GIL while this process's journal lock is held and a batch's threads queue behind it."""
+        with self._lock:
+            db = self._writer()
+            try:
+                self._set_durable(db, durable)
+                db.execute(sql, args)
+            except BaseException:
+                self._drop_writer()
+                raise
+
+    def _set_durable(self, db: sqlite3.Connection, durable: bool) -> None:
+        if durable != self._durable:
+            db.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
+            self._durable = durable
 
     def _writer(self) -> sqlite3.Connection:
         """This process's write connection, kept between writes: opening one per write (and its pragmas) made every
