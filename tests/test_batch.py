@@ -739,3 +739,40 @@ def test_warm_kernels_leave_no_process_or_socket_behind(tmp_path: Path) -> None:
     assert not any(Path(s).exists() for s in sockets) and not Path(manager.connection_file).exists()
     with pytest.raises(Exception, match="batch is over"):
         kernels.for_row(tmp_path)  # a closed set of kernels starts no new one
+
+
+def test_a_warm_kernel_fills_cells_as_nbformat_would(tmp_path: Path) -> None:
+    """Every kind of output a cell makes (streams merged, a display, a result, an error) is the node nbformat's
+    output_from_msg makes of the same message, and the notebook holding them is valid."""
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    from spark_nb.batch._kernels import WarmKernels, run_code
+
+    kernels = WarmKernels()
+    captured: list[dict] = []
+    try:
+        kernel = kernels.for_row(tmp_path)
+        get = kernel.client.iopub_channel.get_msg
+
+        def recording(*args: object, **kwargs: object) -> dict:
+            msg = get(*args, **kwargs)
+            captured.append(msg)
+            return msg
+
+        kernel.client.iopub_channel.get_msg = recording  # type: ignore[method-assign]
+        cells = [new_code_cell("print('a'); print('b')\nfrom IPython.display import display, HTML\n"
+                               "display(HTML('<b>x</b>'))\n41 + 1"), new_code_cell("1 / 0")]
+        deadline = time.monotonic() + 60
+        assert run_code(kernel, cells[0].source, deadline, cell=cells[0])
+        assert not run_code(kernel, cells[1].source, deadline, cell=cells[1])
+    finally:
+        kernels.close()
+    expected = [nbformat.v4.output_from_msg(m) for m in captured
+                if m["header"]["msg_type"] in ("stream", "display_data", "execute_result", "error")]
+    assert [o.output_type for o in cells[0].outputs] == ["stream", "display_data", "execute_result"]
+    assert cells[0].outputs[0].text == "a\nb\n"  # two prints, one output
+    assert cells[0].outputs[1:] == [e for e in expected if e.output_type in ("display_data", "execute_result")]
+    assert cells[1].outputs == [e for e in expected if e.output_type == "error"]
+    assert cells[1].outputs[0].ename == "ZeroDivisionError"
+    nbformat.validate(new_notebook(cells=cells))
