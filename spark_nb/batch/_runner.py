@@ -70,7 +70,7 @@ def run_batch(manifest: str | Path, out_dir: str | Path, *, concurrency: int = 4
         warm = threading.Barrier(notebooks)
         for _ in range(notebooks):  # kernels start while the first tasks run, one per report thread
             reports.submit(_warm_up, run, warm)
-        pending: set[Future[Any]] = {pool.submit(_run_row, row, run) for row in jobs}
+        pending: set[Future[Any]] = {pool.submit(_run_row, row, run, i >= run.first_wave) for i, row in enumerate(jobs)}
         csv_due = 0.0
         try:
             while pending:
@@ -190,8 +190,14 @@ class _Slot:
                 self._semaphore.release()
 
 
-def _run_row(row: Row, run: _Run) -> RowOutcome | Future[RowOutcome]:
-    """The row's task (submitted, resumed or reused); its outcome, or the future of its report once the task is done."""
+def _run_row(row: Row, run: _Run, after_first_wave: bool = False) -> RowOutcome | Future[RowOutcome]:
+    """The row's task (submitted, resumed or reused); its outcome, or the future of its report once the task is done.
+
+    A row after the first wave checks and uploads its inputs only once the first wave is sent: on a small machine
+    its work would otherwise delay the first tasks' creates, which every later wave waits on.
+    """
+    if after_first_wave:
+        run.wave_sent.wait(timeout=WARM_UP_DELAY_S)
     row_dir = run.out / row.name
     executed = row_dir / f"{row.name}.ipynb"
     notebook = executed if executed.exists() else None
