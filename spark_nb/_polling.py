@@ -18,8 +18,8 @@ class PollSchedule:
     first: float = 0.5
     blind_cap: float = 5.0
     cap: float = 10.0
-    margin: float = 0.1
-    overrun: float = 0.3
+    margin: float = 0.04  # past the predicted end: a poll that comes early costs one quick poll more
+    overrun: float = 0.1
     min_progress: float = 0.05  # below this, one reading says too little about the rate to trust
     _first_seen: tuple[float, float] | None = None
     _blind_polls: int = 0
