@@ -111,9 +111,11 @@ def _run(manifest: Path, out: Path, home: Path, concurrency: int, server: _Serve
         proc = subprocess.Popen([sys.executable, "-m", "spark_nb", "batch", str(manifest), "--out", str(out),
                                  "--concurrency", str(concurrency)], env=env, stdout=written, stderr=subprocess.STDOUT)
         peak = 0.0
-        while proc.poll() is None:
+        while True:  # a wait, not a sleep, between samples: the wall time ends when the batch does
             peak = max(peak, tree_rss_mb(proc.pid))
-            time.sleep(SAMPLE_EVERY_S)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=SAMPLE_EVERY_S)
+                break
         wall = time.perf_counter() - started
     printed = console.read_text(errors="replace")
     with (out / "results.csv").open() as f:
