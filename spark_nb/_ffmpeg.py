@@ -24,6 +24,9 @@ PROBE_TIMEOUT_S = 30.0
 # fails at once instead of ffmpeg allocating gigabytes for it.
 MAX_PROBE_PIXELS = 8192 * 8192
 _CACHE_SIZE = 512
+# ffmpeg readers running at once in this process: a batch's downloads all end together, and 32 decoders at once
+# took ~1 GB and every core from the threads that create the next tasks, for no answer sooner
+_READERS = threading.BoundedSemaphore(max(2, os.cpu_count() or 2))
 
 
 @functools.lru_cache(maxsize=1)
@@ -200,7 +203,8 @@ def _run_ffmpeg(path: Path, args: list[str], *, check: bool, before: list[str] |
     cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", *(["-xerror"] if strict else []),
            "-max_pixels", str(MAX_PROBE_PIXELS), *(before or []), "-i", ffmpeg_input(path), *args]
     try:
-        proc = _procs.run(cmd, timeout=timeout)
+        with _READERS:
+            proc = _procs.run(cmd, timeout=timeout)
     except subprocess.TimeoutExpired as exc:
         raise ProbeError(f"ffmpeg took more than {timeout:g}s to read the file") from exc
     log = proc.stderr.decode("utf-8", "replace")

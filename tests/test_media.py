@@ -142,6 +142,35 @@ def test_decode_audio_gives_the_header_and_a_bounded_stretch_of_samples(clips: d
         decode_audio(text, 16000, 5.0)
 
 
+def test_probes_at_once_are_bounded_by_the_cores(clips: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sixteen threads decoding at once (a batch's downloads, all ended together) run at most max(2, cores) ffmpeg
+    readers at a time, and every one of them gets its answer."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from spark_nb import _ffmpeg, _procs
+
+    running, most, lock, real_run = 0, 0, threading.Lock(), _procs.run
+
+    def counted(*args: object, **kwargs: object) -> subprocess.CompletedProcess:
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+        try:
+            return real_run(*args, **kwargs)  # type: ignore[arg-type]
+        finally:
+            with lock:
+                running -= 1
+
+    monkeypatch.setattr(_procs, "run", counted)
+    monkeypatch.setattr(_ffmpeg, "_cache", {})  # every call reaches ffmpeg
+    with ThreadPoolExecutor(16) as pool:
+        reports = list(pool.map(lambda _: try_decode(clips["wide_video"], 0.5), range(16)))
+    assert all(report.facts.has_audio for report in reports)
+    assert 2 <= most <= max(2, os.cpu_count() or 2)
+
+
 def test_probe_refuses_what_is_not_media(tmp_path: Path) -> None:
     """A missing file and a text file raise ProbeError naming them."""
     with pytest.raises(ProbeError, match="does not exist"):
