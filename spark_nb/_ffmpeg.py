@@ -23,7 +23,7 @@ PROBE_TIMEOUT_S = 30.0
 # Decoders refuse frames above this (8192x8192), so a 100-byte file whose header claims 16000x16000
 # fails at once instead of ffmpeg allocating gigabytes for it.
 MAX_PROBE_PIXELS = 8192 * 8192
-_CACHE_SIZE = 512
+_CACHE_SIZE = 4096  # answers kept; a batch of a thousand rows checks each of its files three times
 # ffmpeg readers running at once in this process: a batch's downloads all end together, and 32 decoders at once
 # took ~1 GB and every core from the threads that create the next tasks, for no answer sooner
 _READERS = threading.BoundedSemaphore(max(2, os.cpu_count() or 2))
@@ -94,7 +94,7 @@ def read_header(path: str | Path) -> MediaFacts:
     path = Path(path)
     if not path.is_file():
         raise ProbeError(f"{path} does not exist")
-    return _cached(path, ("header",), lambda: _facts(path, _run_probe(path, [])))  # type: ignore[return-value]
+    return per_file_version(path, ("header",), lambda: _facts(path, _run_probe(path, [])))  # type: ignore[return-value]
 
 
 def try_decode(path: str | Path, seconds: float = 1.0) -> DecodeReport:
@@ -104,7 +104,7 @@ def try_decode(path: str | Path, seconds: float = 1.0) -> DecodeReport:
     def decode() -> DecodeReport:
         return _report(path, _run_probe(path, ["-t", f"{seconds:g}", "-f", "null", "-"], check=True))
 
-    return _cached(path, ("decode", seconds), decode)  # type: ignore[return-value]
+    return per_file_version(path, ("decode", seconds), decode)  # type: ignore[return-value]
 
 
 def decode_tail(path: str | Path, duration: float, seconds: float = 1.0) -> DecodeReport:
@@ -116,7 +116,7 @@ def decode_tail(path: str | Path, duration: float, seconds: float = 1.0) -> Deco
         log = _run_probe(path, ["-t", f"{seconds:g}", "-f", "null", "-"], check=True, before=["-ss", f"{start:.3f}"])
         return _report(path, log)
 
-    return _cached(path, ("tail", duration, seconds), decode)  # type: ignore[return-value]
+    return per_file_version(path, ("tail", duration, seconds), decode)  # type: ignore[return-value]
 
 
 def loudest_db(path: str | Path, seconds: float = 60.0) -> float:
@@ -128,7 +128,7 @@ def loudest_db(path: str | Path, seconds: float = 60.0) -> float:
         peak = re.search(r"max_volume:\s*(-?inf|-?[\d.]+) dB", log)
         return float(peak.group(1)) if peak else float("-inf")
 
-    return _cached(path, ("loudest", seconds), measure)  # type: ignore[return-value]
+    return per_file_version(path, ("loudest", seconds), measure)  # type: ignore[return-value]
 
 
 def picture_changes(path: str | Path, seconds: float = 10.0) -> int:
@@ -148,7 +148,7 @@ def picture_changes(path: str | Path, seconds: float = 10.0) -> int:
         frames = [data[i:i + size] for i in range(0, len(data) - size + 1, size)]
         return max((max(abs(a - b) for a, b in zip(frames[0], frame)) for frame in frames[1:]), default=0)
 
-    return _cached(path, ("changes", seconds), measure)  # type: ignore[return-value]
+    return per_file_version(path, ("changes", seconds), measure)  # type: ignore[return-value]
 
 
 def decode_audio(path: str | Path, sample_rate: int, seconds: float, *, timeout: float = 120.0
@@ -163,7 +163,9 @@ def decode_audio(path: str | Path, sample_rate: int, seconds: float, *, timeout:
     return _facts(path, log), pcm
 
 
-def _cached(path: Path, kind: tuple[object, ...], compute: object) -> object:
+def per_file_version(path: Path, kind: tuple[object, ...], compute: object) -> object:
+    """compute()'s answer about path, remembered for this version of the file (its real path, size and mtime) and
+    kind; a failure (an exception) is not remembered."""
     try:
         stat = os.stat(path)
         key: tuple[object, ...] | None = (os.path.realpath(path), stat.st_size, stat.st_mtime_ns, *kind)

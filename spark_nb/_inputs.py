@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any, Literal, Mapping
 
 from ._config import InputLimits
-from ._ffmpeg import DecodeReport, MediaFacts, ProbeError, decode_tail, loudest_db, picture_changes, try_decode
+from ._ffmpeg import (DecodeReport, MediaFacts, ProbeError, decode_tail, loudest_db, per_file_version, picture_changes,
+                      try_decode)
 from ._files import write_atomically
 from ._imageheader import claimed_size
 from ._scratch import scratch_dir
@@ -184,8 +185,9 @@ def validate(media: Media, limits: InputLimits = InputLimits(), *, advise: bool 
         return media
     path, field = media.path, media.field
     assert path is not None
-    if field.kind == "image":
-        facts = _check_image(path, field)
+    if field.kind == "image":  # a batch checks each image with its manifest, again when its row is submitted
+        remembered = per_file_version(path, ("image", field.name), lambda: _check_image(path, field))
+        facts = dataclasses.replace(remembered, path=path)  # type: ignore[type-var]
     else:
         facts = _check_stream(path, field, limits)
     return dataclasses.replace(media, facts=facts, advice=tuple(_advice(path, field, facts)) if advise else ())

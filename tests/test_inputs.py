@@ -225,6 +225,28 @@ def test_a_check_without_advice_searches_no_face(tmp_path: Path, monkeypatch: py
         check(tmp_path / "empty.jpg", AVATAR.fields[0], advise=False)
 
 
+def test_an_image_is_decoded_once_per_version_of_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch checks each image with its manifest and again at submit: the second check reuses the first's
+    answer, while the same file rewritten (a new version) is checked afresh and refused when broken."""
+    import os
+
+    from PIL import ImageFile
+
+    loads: list[str] = []
+    real_load = ImageFile.ImageFile.load
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda img: loads.append(img.format) or real_load(img))
+    face = tmp_path / "face.jpg"
+    Image.new("RGB", (320, 240), (200, 150, 120)).save(face)
+    first = check(face, AVATAR.fields[0], advise=False)
+    second = check(str(face), AVATAR.fields[0], advise=False)
+    assert (first.facts.width, second.facts.height) == (320, 240) and len(loads) == 1  # type: ignore[union-attr]
+    face.write_bytes(face.read_bytes()[:200])  # the same name, cut short
+    stat = face.stat()
+    os.utime(face, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+    with pytest.raises(spark_nb.ValidationError, match="could not be decoded"):
+        check(face, AVATAR.fields[0], advise=False)
+
+
 def test_silence_a_still_picture_and_a_cut_file_are_refused(media: dict[str, Path], refused: Callable[..., Any],
                                                             tmp_path: Path) -> None:
     """30 s of digital silence is no speech; a video of one colour does not move; a file cut in half ends before
