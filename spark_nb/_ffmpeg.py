@@ -157,10 +157,36 @@ def decode_audio(path: str | Path, sample_rate: int, seconds: float, *, timeout:
     run (a renderer needs both, and each start of ffmpeg costs more than decoding a short clip); ProbeError when
     it cannot be read."""
     path = Path(path)
+    if (direct := _plain_wav(path, sample_rate, seconds)) is not None:
+        return direct
     # not strict: a damaged frame later on costs a moment of sound, as in any player, not the whole render
     log, pcm = _run_ffmpeg(path, ["-t", f"{seconds:g}", "-vn", "-ac", "1", "-ar", str(sample_rate), "-f", "s16le",
                                   "-"], check=True, strict=False, timeout=timeout)
     return _facts(path, log), pcm
+
+
+def _plain_wav(path: Path, sample_rate: int, seconds: float) -> tuple[MediaFacts, bytes] | None:
+    """What decode_audio gives, read straight from a WAV that already holds mono 16-bit PCM at sample_rate (as
+    ffmpeg would output it byte for byte, without its start); None for any other file, or one whose header claims
+    more samples than it holds, for ffmpeg to judge."""
+    import wave
+
+    try:
+        with wave.open(str(path), "rb") as wav:
+            if (wav.getnchannels(), wav.getsampwidth(), wav.getframerate(), wav.getcomptype()) != \
+                    (1, 2, sample_rate, "NONE"):
+                return None
+            frames, size = wav.getnframes(), path.stat().st_size
+            wanted = min(frames, int(seconds * sample_rate))
+            if not frames or frames * 2 > size:
+                return None
+            pcm = wav.readframes(wanted)
+    except (wave.Error, EOFError, OSError, ValueError):
+        return None
+    if len(pcm) != wanted * 2:
+        return None
+    return MediaFacts(path=path, container="wav", duration=frames / sample_rate, width=None, height=None, fps=None,
+                      has_audio=True, is_still_image=False, bytes=size), pcm
 
 
 def per_file_version(path: Path, kind: tuple[object, ...], compute: object) -> object:

@@ -142,6 +142,44 @@ def test_decode_audio_gives_the_header_and_a_bounded_stretch_of_samples(clips: d
         decode_audio(text, 16000, 5.0)
 
 
+def test_decode_audio_reads_a_plain_wav_itself_and_leaves_the_rest_to_ffmpeg(
+        media: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A mono 16-bit WAV at the rate asked for is read without starting ffmpeg, to the same samples and length;
+    another rate, stereo, or a header claiming more samples than the file holds goes through ffmpeg."""
+    import struct
+    import wave
+
+    from spark_nb import _ffmpeg
+
+    plain = tmp_path / "plain.wav"
+    ffmpeg("-i", str(media["speech"]), "-ac", "1", "-ar", "16000", "-c:a", "pcm_s16le", str(plain))
+    stereo = tmp_path / "stereo.wav"
+    ffmpeg("-i", str(media["speech"]), "-ac", "2", "-ar", "16000", "-c:a", "pcm_s16le", str(stereo))
+    lying = tmp_path / "lying.wav"
+    data = bytearray(plain.read_bytes())
+    with wave.open(str(plain)) as wav:
+        frames = wav.getnframes()
+    at = data.index(b"data")
+    data[at + 4:at + 8] = struct.pack("<I", frames * 2 * 50)  # claims 50 times the samples it has
+    lying.write_bytes(bytes(data))
+    runs: list[Path] = []
+    real = _ffmpeg._run_ffmpeg
+    monkeypatch.setattr(_ffmpeg, "_run_ffmpeg", lambda path, *a, **k: runs.append(path) or real(path, *a, **k))
+    facts, pcm = decode_audio(plain, 16000, 2.0)
+    assert runs == [] and len(pcm) == 2 * 32000 and facts.has_audio
+    assert abs(facts.duration - frames / 16000) < 1e-6  # type: ignore[operator]
+    monkeypatch.setattr(_ffmpeg, "_plain_wav", lambda *a: None)
+    by_ffmpeg, ffmpeg_pcm = decode_audio(plain, 16000, 2.0)
+    assert ffmpeg_pcm == pcm and abs(by_ffmpeg.duration - facts.duration) < 0.01  # type: ignore[operator]
+    monkeypatch.undo()
+    runs.clear()
+    monkeypatch.setattr(_ffmpeg, "_run_ffmpeg", lambda path, *a, **k: runs.append(path) or real(path, *a, **k))
+    for other in (stereo, lying):
+        decode_audio(other, 16000, 2.0)
+    decode_audio(plain, 8000, 2.0)
+    assert runs == [stereo, lying, plain]
+
+
 def test_probes_at_once_are_bounded_by_the_cores(clips: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     """Sixteen threads decoding at once (a batch's downloads, all ended together) run at most max(2, cores) ffmpeg
     readers at a time, and every one of them gets its answer."""
