@@ -177,10 +177,10 @@ def _spill(data: bytes, suffix: str, field: MediaField) -> Path:
     return path
 
 
-def validate(media: Media, limits: InputLimits = InputLimits(), *, advise: bool = True) -> Media:
+def validate(media: Media, limits: InputLimits = InputLimits(), *, advise: bool = True, faces: bool = True) -> Media:
     """Check a local file against its field's rules (URLs pass through); returns media with its facts and advice
     (none looked for unless advise: a manifest's check wants only the refusals, and a face search costs more than
-    the rest of an image's check)."""
+    the rest of an image's check; faces=False: all advice but the face search's, which a batch gives later)."""
     if not media.is_local:
         return media
     path, field = media.path, media.field
@@ -190,12 +190,13 @@ def validate(media: Media, limits: InputLimits = InputLimits(), *, advise: bool 
         facts = dataclasses.replace(remembered, path=path)  # type: ignore[type-var]
     else:
         facts = _check_stream(path, field, limits)
-    return dataclasses.replace(media, facts=facts, advice=tuple(_advice(path, field, facts)) if advise else ())
+    return dataclasses.replace(media, facts=facts, advice=tuple(_advice(path, field, facts, faces)) if advise else ())
 
 
-def check(value: Any, field: MediaField, limits: InputLimits = InputLimits(), *, advise: bool = True) -> Media:
+def check(value: Any, field: MediaField, limits: InputLimits = InputLimits(), *, advise: bool = True,
+          faces: bool = True) -> Media:
     """normalise() then validate(): the checked Media for value, or ValidationError."""
-    return validate(normalise(value, field), limits, advise=advise)
+    return validate(normalise(value, field), limits, advise=advise, faces=faces)
 
 
 def ensure_output_dir(folder: Path) -> None:
@@ -211,12 +212,12 @@ def ensure_output_dir(folder: Path) -> None:
         ) from exc
 
 
-def _advice(path: Path, field: MediaField, facts: MediaFacts) -> list[Advice]:
+def _advice(path: Path, field: MediaField, facts: MediaFacts, faces: bool = True) -> list[Advice]:
     if field.kind == "audio" and (facts.duration or 0) > RECOMMENDED_AUDIO_SECONDS:
         return [Advice("audio_too_long", field.name,
                        f"the {field.label} is {facts.duration:.1f} s, over the model's recommended "
                        f"{RECOMMENDED_AUDIO_SECONDS:g} s limit; longer audio may degrade the result")]
-    if field.kind == "image" and not _face_found(path):
+    if field.kind == "image" and faces and not _face_found(path):
         return [Advice("no_face", field.name,
                        f"no face found in the {field.label} ({path.name}): the model wants one person with a "
                        "large, frontal face, so the result may be poor")]

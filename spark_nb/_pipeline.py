@@ -20,12 +20,12 @@ from .models import ModelSpec
 
 
 def prepare(spec: ModelSpec, values: Mapping[str, Any], *, trim_audio: bool = True,
-            limits: InputLimits = InputLimits()) -> dict[str, Media]:
+            limits: InputLimits = InputLimits(), faces: bool = True) -> dict[str, Media]:
     """Normalise and check every input of spec (raising ValidationError) before anything is sent.
 
-    Advice becomes a warning; long audio is trimmed unless trim_audio is False.
+    Advice becomes a warning; long audio is trimmed unless trim_audio is False; faces=False skips the face search.
     """
-    media = {field.name: check(values.get(field.name), field, limits) for field in spec.fields}
+    media = {field.name: check(values.get(field.name), field, limits, faces=faces) for field in spec.fields}
     for name, item in media.items():
         for advice in item.advice:
             if advice.reason == "audio_too_long" and trim_audio and item.path is not None:
@@ -61,13 +61,14 @@ def _identify(spec: ModelSpec, values: Mapping[str, Any], settings: Settings, tr
 
 def submit(spec: ModelSpec, values: Mapping[str, Any], *, trim_audio: bool = True, reuse: bool = True,
            when_uploaded: Callable[[], None] | None = None, before_create: Callable[[], None] | None = None,
-           source: str = "submit", **config: Any) -> Task:
+           source: str = "submit", face_advice: bool = True, **config: Any) -> Task:
     """Check, upload and create one task of spec, journaled; returns its Task without waiting.
 
     With reuse (the default) an identical earlier call answers instead when it can (see _reuse): its finished
     video, or its task still running; nothing is created or paid twice. when_uploaded runs once the inputs are
     uploaded, before the create is journaled (a batch row waits there for its turn at the service);
-    before_create runs just before the create call.
+    before_create runs just before the create call. face_advice=False leaves out the search for a face in the
+    images (a batch reports it with the row instead, off the path to the create).
     """
     settings = resolve(**hide_key(config))
     journal = journal_at(settings.home)
@@ -75,7 +76,7 @@ def submit(spec: ModelSpec, values: Mapping[str, Any], *, trim_audio: bool = Tru
     if reuse and not needs_new_task(earlier := journal.latest(key)):
         assert earlier is not None
         return follow(earlier, journal, spec, settings)
-    media = prepare(spec, values, trim_audio=trim_audio, limits=settings.limits)
+    media = prepare(spec, values, trim_audio=trim_audio, limits=settings.limits, faces=face_advice)
     ensure_output_dir(settings.output_dir)  # found unusable now, not after the task is paid for
     seconds = max((m.facts.duration or 0 for m in media.values() if m.facts and m.field.kind != "image"), default=None)
     check_budget(journal, settings, spec, seconds or None)

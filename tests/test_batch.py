@@ -129,7 +129,8 @@ def test_a_batch_runs_every_row_then_reuses_them(three_rows: Path, tmp_path: Pat
     assert server.stats()["created"] == 3
     with (out / "results.csv").open() as f:
         table = list(csv.DictReader(f))
-    assert list(table[0]) == ["name", "model", "task_id", "status", "video", "duration", "cost", "notebook", "error"]
+    assert list(table[0]) == ["name", "model", "task_id", "status", "video", "duration", "cost", "notebook", "error",
+                              "advice"]
     for row, outcome in zip(table, outcomes):
         assert row["task_id"] == outcome.task_id and row["task_id"] in server.service.tasks
         assert row["status"] == "completed" and row["cost"] == "0.00" and row["error"] == ""
@@ -776,3 +777,35 @@ def test_a_warm_kernel_fills_cells_as_nbformat_would(tmp_path: Path) -> None:
     assert cells[1].outputs == [e for e in expected if e.output_type == "error"]
     assert cells[1].outputs[0].ename == "ZeroDivisionError"
     nbformat.validate(new_notebook(cells=cells))
+
+
+def test_a_portrait_without_a_face_is_advised_with_its_row_not_on_the_console(tmp_path: Path, make_server: type,
+                                                                              monkeypatch: pytest.MonkeyPatch,
+                                                                              media: dict[str, Path]) -> None:
+    """spark-nb batch searches faces after the creates (not on the way to them): a row whose image shows no face
+    runs, and results.csv, rows.json and the gallery carry "no face found" for it alone; the console has no
+    warning."""
+    server = make_server(api_key=TEST_KEY, longest_side=128)
+    use_server(monkeypatch, server)
+    folder = tmp_path / "inputs"
+    folder.mkdir()
+    (folder / "portrait.jpg").write_bytes(media["portrait"].read_bytes())
+    (folder / "speech.wav").write_bytes(media["speech"].read_bytes())
+    Image.new("RGB", (320, 400), (120, 130, 140)).save(folder / "wall.jpg")
+    manifest = write_manifest(folder, [
+        {"name": "face", "model": "avatar", "image": "portrait.jpg", "audio": "speech.wav"},
+        {"name": "wall", "model": "avatar", "image": "wall.jpg", "audio": "speech.wav"},
+    ])
+    out = tmp_path / "out"
+    done = batch_cli(manifest, out)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert server.stats()["created"] == 2
+    assert not re.search("warning|no face", done.stderr, re.IGNORECASE), done.stderr
+    with (out / "results.csv").open() as f:
+        table = {row["name"]: row for row in csv.DictReader(f)}
+    assert table["face"]["advice"] == "" and table["face"]["status"] == table["wall"]["status"] == "completed"
+    assert table["wall"]["advice"].startswith("no face found in the") and "wall.jpg" in table["wall"]["advice"]
+    rows = {row["name"]: row for row in json.loads((out / "rows.json").read_text())["rows"]}
+    assert rows["wall"]["advice"] == table["wall"]["advice"] and rows["face"]["advice"] is None
+    card = (out / "index.html").read_text().split("<h3>wall</h3>", 1)[1]
+    assert '<div class="advice">no face found in the' in card

@@ -17,12 +17,14 @@ from typing import Any
 
 from .. import _pipeline as pipeline
 from .._files import write_atomically
+from .._inputs import Advice, check
 from .._journal import Entry, JobState, journal_at
 from .._results import Result
 from .._reuse import completed_answer
 from .._tasks import Task, TaskState
+from .._urls import url_scheme
 from ..errors import SparkError, TaskCancelled, TaskFailed, TaskMayExist
-from ..models import get_model
+from ..models import MediaField, get_model
 from ._outcome import RowStatus
 
 JOURNAL_WATCH_S = 0.2
@@ -32,13 +34,13 @@ RESULT_FILE = "result.json"
 
 def submit_or_resume(model: str, inputs: dict[str, str], out_dir: str | Path, *, name: str,
                      task_id: str | None = None, resubmit: bool = False, cancel: threading.Event | None = None,
-                     when_uploaded: Callable[[], None] | None = None) -> Task:
+                     when_uploaded: Callable[[], None] | None = None, face_advice: bool = True) -> Task:
     """The job's task: the one task_id names, else the journal's answer for these inputs (a finished video, a task
     still running), else a new task, recorded at once.
 
     A create whose answer was lost raises TaskMayExist unless resubmit (which may pay twice). cancel, once set,
     stops a submission before its create call (nothing is created). when_uploaded runs between the uploads and
-    the create (see pipeline.submit).
+    the create (see pipeline.submit); face_advice=False leaves out the search for faces (see face_advice()).
     """
     spec = get_model(model)
     out = Path(out_dir)
@@ -54,12 +56,28 @@ def submit_or_resume(model: str, inputs: dict[str, str], out_dir: str | Path, *,
     values = {field: value for field, value in inputs.items() if value}
     try:
         task = pipeline.submit(spec, values, output_dir=out, reuse=not resubmit, when_uploaded=when_uploaded,
-                               before_create=before_create, source=f"batch:{out.resolve()}")
+                               before_create=before_create, source=f"batch:{out.resolve()}", face_advice=face_advice)
     except TaskMayExist as exc:
         write_record(out, _record(name, spec.id, None, RowStatus.UNCERTAIN, error=exc))
         raise
     write_atomically(out / TASK_FILE, json.dumps({"task_id": task.id, "model": spec.id, "name": name}), durable=True)
     return task
+
+
+def face_advice(model: str, inputs: dict[str, str]) -> str | None:
+    """What the face search says of the job's local images ("no face found ..."), or None when each shows one."""
+    spec = get_model(model)
+    found = [advice.message for field in spec.fields if field.kind == "image" and inputs.get(field.name)
+             and url_scheme(inputs[field.name]) is None
+             for advice in _advice_of(inputs[field.name], field) if advice.reason == "no_face"]
+    return "; ".join(found) or None
+
+
+def _advice_of(value: str, field: MediaField) -> tuple[Advice, ...]:
+    try:
+        return check(value, field).advice
+    except SparkError:  # the file changed since it was sent: nothing to advise on
+        return ()
 
 
 def finish(task: Task, out_dir: str | Path, *, name: str, timeout: float = 1800, follow_journal: bool = False,

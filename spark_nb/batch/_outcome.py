@@ -42,3 +42,4 @@ class RowOutcome:
     error: str | None = None
     inputs: dict[str, str] = dataclasses.field(default_factory=dict)
     reused: bool = False
+    advice: str | None = None  # e.g. no face found in the portrait: the row ran, its result may be poor

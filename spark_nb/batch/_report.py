@@ -25,7 +25,7 @@ from .._urls import is_http_url
 from ..models import MODELS
 from ._outcome import RowOutcome, RowStatus
 
-CSV_COLUMNS = ["name", "model", "task_id", "status", "video", "duration", "cost", "notebook", "error"]
+CSV_COLUMNS = ["name", "model", "task_id", "status", "video", "duration", "cost", "notebook", "error", "advice"]
 MEDIA_DIR = "media"  # out/media/: the gallery's copies (or links, or thumbnails) of files from outside out
 THUMBNAIL_PX = 480  # the longest side of a thumbnail
 THUMBNAIL_OVER_BYTES = 512 * 1024  # images larger than this (or than THUMBNAIL_PX * 2) are shown by a thumbnail
@@ -42,7 +42,8 @@ def write_results_csv(out: Path, outcomes: Sequence[RowOutcome]) -> Path:
         for o in outcomes:
             writer.writerow({"name": o.name, "model": o.model, "task_id": o.task_id or "", "status": o.status,
                              "video": _relative(o.video, out), "duration": "" if o.duration is None else o.duration,
-                             "cost": o.cost or "", "notebook": _relative(o.notebook, out), "error": o.error or ""})
+                             "cost": o.cost or "", "notebook": _relative(o.notebook, out), "error": o.error or "",
+                             "advice": o.advice or ""})
     os.replace(tmp, path)
     return path
 
@@ -52,7 +53,8 @@ def write_rows_json(out: Path, outcomes: Sequence[RowOutcome]) -> Path:
     path = out / "rows.json"
     rows = [{"name": o.name, "model": o.model, "status": str(o.status), "task_id": o.task_id,
              "video": _relative(o.video, out) or None, "duration": o.duration, "cost": o.cost,
-             "notebook": _relative(o.notebook, out) or None, "error": o.error, "reused": o.reused} for o in outcomes]
+             "notebook": _relative(o.notebook, out) or None, "error": o.error, "reused": o.reused,
+             "advice": o.advice} for o in outcomes]
     return write_atomically(path, json.dumps({"rows": rows}, indent=2))
 
 
@@ -80,6 +82,7 @@ _INLINE_CSS = """
 .spark-gallery .failed, .spark-gallery .uncertain, .spark-gallery .unfinished { color: #b00020; }
 .spark-gallery .skipped { color: #8a5a00; }
 .spark-gallery .error { font-size: 85%; white-space: pre-wrap; color: #b00020; }
+.spark-gallery .advice { font-size: 85%; color: #8a5300; }
 """
 
 
@@ -137,6 +140,8 @@ def _card(out: Path, o: RowOutcome, base: Path | None = None) -> str:
         inputs.append(f'<span title="{esc(field)}: {esc(label)}">{tag or esc(label)}</span>')
     notebook = f' · <a href="{esc(_href(o.notebook, base))}">notebook</a>' if o.notebook else ""
     error = f'<div class="error">{esc(o.error)}</div>' if o.error and o.status != RowStatus.COMPLETED else ""
+    if o.advice:
+        error += f'<div class="advice">{esc(o.advice)}</div>'
     facts = ("not run: invalid in the manifest" if o.status == RowStatus.SKIPPED  # no task, no cost to show
              else f'cost ${esc(o.cost or "?")} · task <code>{esc(o.task_id or "-")}</code>{notebook}')
     return (f'<div class="card"><h3>{esc(o.name)}</h3>{video}<div class="inputs">{"".join(inputs)}</div>'

@@ -225,7 +225,7 @@ def _run_row(row: Row, run: _Run, after_first_wave: bool = False) -> RowOutcome 
     with _Slot(run.in_flight, run.stop) as slot:
         try:
             task = job.submit_or_resume(row.spec.id, row.inputs, row_dir, name=row.name, resubmit=lost,
-                                        cancel=run.stop, when_uploaded=slot.take)
+                                        cancel=run.stop, when_uploaded=slot.take, face_advice=False)
             slot.take()  # a task resumed or reused also runs at the service (a no-op once taken)
         except TaskCancelled as exc:
             return RowOutcome(row.name, row.spec.id, RowStatus.UNFINISHED, error=str(exc), inputs=row.inputs)
@@ -258,11 +258,13 @@ def _reported(row: Row, run: _Run, task_id: str, reused: bool, executed: Path, p
               row_dir: Path) -> RowOutcome:
     """Run the row's job notebook, then the row's outcome as the journal has it."""
     error = _execute(run, executed, parameters, row_dir)
+    advice = None if reused else job.face_advice(row.spec.id, row.inputs)  # searched here, not before the create
     entry = run.journal.by_task(task_id)
     if entry is None:
         return RowOutcome(row.name, row.spec.id, RowStatus.FAILED, notebook=executed if executed.exists() else None,
                           error=error or "the job notebook ended without a result", inputs=row.inputs)
     outcome = _from_entry(row, entry, executed, reused=reused)
+    outcome.advice = advice
     if error and not outcome.error:  # e.g. a video made, but its report notebook failed
         outcome.error = error
     return outcome
