@@ -22,7 +22,6 @@ from .._journal import Entry, JobState, journal_at
 from .._results import Result
 from .._reuse import completed_answer
 from .._tasks import Task, TaskState
-from .._urls import url_scheme
 from ..errors import SparkError, TaskCancelled, TaskFailed, TaskMayExist
 from ..models import MediaField, get_model
 from ._outcome import RowStatus
@@ -65,10 +64,10 @@ def submit_or_resume(model: str, inputs: dict[str, str], out_dir: str | Path, *,
 
 
 def face_advice(model: str, inputs: dict[str, str]) -> str | None:
-    """What the face search says of the job's local images ("no face found ..."), or None when each shows one."""
+    """What the face search says of the job's local images ("no face found ..."), or None when each shows one
+    (a URL is not fetched: check() gives it no advice)."""
     spec = get_model(model)
     found = [advice.message for field in spec.fields if field.kind == "image" and inputs.get(field.name)
-             and url_scheme(inputs[field.name]) is None
              for advice in _advice_of(inputs[field.name], field) if advice.reason == "no_face"]
     return "; ".join(found) or None
 

@@ -140,13 +140,12 @@ def _card(out: Path, o: RowOutcome, base: Path | None = None) -> str:
         inputs.append(f'<span title="{esc(field)}: {esc(label)}">{tag or esc(label)}</span>')
     notebook = f' · <a href="{esc(_href(o.notebook, base))}">notebook</a>' if o.notebook else ""
     error = f'<div class="error">{esc(o.error)}</div>' if o.error and o.status != RowStatus.COMPLETED else ""
-    if o.advice:
-        error += f'<div class="advice">{esc(o.advice)}</div>'
+    advice = f'<div class="advice">{esc(o.advice)}</div>' if o.advice else ""
     facts = ("not run: invalid in the manifest" if o.status == RowStatus.SKIPPED  # no task, no cost to show
              else f'cost ${esc(o.cost or "?")} · task <code>{esc(o.task_id or "-")}</code>{notebook}')
     return (f'<div class="card"><h3>{esc(o.name)}</h3>{video}<div class="inputs">{"".join(inputs)}</div>'
             f'<div><span class="{esc(o.status)}">{esc(o.status)}</span> · {esc(o.model)} · {facts}</div>'
-            f'{error}</div>')
+            f'{error}{advice}</div>')
 
 
 def _href(path: Path, out: Path) -> str:
