@@ -287,11 +287,12 @@ def test_a_damaged_journal_is_moved_aside_and_an_old_one_is_read(media: dict[str
     cut.parent.mkdir()
     in_use = Journal(cut)
     for i in range(300):
-        attempt, _ = in_use.begin(fingerprint=f"f{i}", model="m", backend="local", base_url=None, source="t",
+        claim, _ = in_use.reserve(fingerprint=f"f{i}", model="m", backend="local", base_url=None, source="t",
                                   inputs=[{"field": "image", "name": "x" * 300}], input_seconds=1.0,
                                   follow=lambda latest: False)
-        assert attempt is not None
-        in_use.created(attempt, f"t{i}")
+        assert claim is not None
+        in_use.sending(claim)
+        in_use.created(claim, f"t{i}")
     with sqlite3.connect(cut) as db:
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     cut.write_bytes(cut.read_bytes()[: cut.stat().st_size * 2 // 3])
@@ -404,13 +405,16 @@ def test_a_claim_and_a_task_id_are_fsynced_and_a_task_end_need_not_be(tmp_path: 
         assert held is not None
         return held[0].execute("PRAGMA synchronous").fetchone()[0]
 
-    attempt, _ = journal.begin(fingerprint="f", model="m", backend="cloud", base_url=None, inputs=[],
+    claim, _ = journal.reserve(fingerprint="f", model="m", backend="cloud", base_url=None, inputs=[],
                                input_seconds=None, source="test", follow=lambda latest: False)
-    assert attempt is not None and synchronous() == 2  # FULL
+    assert claim is not None and synchronous() == 2  # FULL
     connection = journal._held[0]  # noqa: SLF001
     journal.finished("t1", completed=True, cost=0.1)
     assert synchronous() == 1  # NORMAL
-    journal.created(attempt, "t1")
+    journal.sending(claim)
+    assert synchronous() == 2
+    journal.finished("t1", completed=True, cost=0.1)
+    journal.created(claim, "t1")
     assert synchronous() == 2 and journal._held[0] is connection  # noqa: SLF001
     journal.finished("t1", completed=True, cost=0.1)
     assert journal.by_task("t1").state == JobState.COMPLETED
@@ -420,13 +424,124 @@ def test_a_journal_moved_aside_is_written_afresh_not_through_the_old_connection(
     """The kept write connection follows the file: once the journal is replaced, writes go to the new one."""
     path = tmp_path / FILENAME
     journal = Journal(path)
-    journal.begin(fingerprint="a", model="m", backend="cloud", base_url=None, inputs=[], input_seconds=None,
-                  source="test", follow=lambda latest: False)
+    journal.reserve(fingerprint="a", model="m", backend="cloud", base_url=None, inputs=[], input_seconds=None,
+                    source="test", follow=lambda latest: False)
     for suffix in ("", "-wal", "-shm"):
         if Path(f"{path}{suffix}").exists():
             os.replace(f"{path}{suffix}", f"{tmp_path / 'old.sqlite'}{suffix}")
     Journal(path)  # another process starts a new journal in its place
-    journal.begin(fingerprint="b", model="m", backend="cloud", base_url=None, inputs=[], input_seconds=None,
-                  source="test", follow=lambda latest: False)
+    journal.reserve(fingerprint="b", model="m", backend="cloud", base_url=None, inputs=[], input_seconds=None,
+                    source="test", follow=lambda latest: False)
     assert journal.latest("b") is not None and journal.latest("a") is None
     assert Journal(path).latest("b") is not None
+
+
+# -- "latest" is the journal's insertion order, never a clock -----------------------------------------------------
+
+@pytest.mark.parametrize("first_offset,later_offset", [
+    (86400.0, 0.0),  # the attack: the first call's clock was a day ahead, then put right
+    (0.0, -3600.0),  # a variant: the process's clock jumps an hour back between the calls
+])
+@pytest.mark.slow
+def test_a_clock_that_jumps_never_makes_an_identical_call_pay_again(
+        first_offset: float, later_offset: float, make_server: MakeServer, media: dict[str, Path],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A service failure (…095, so the next identical call makes a new task) written while the clock said a later
+    time than the calls after it stayed "the latest attempt" by time: every identical call paid for a new task.
+    The newest attempt is the newest inserted: the third call reuses the second's video."""
+    from .conftest import seed_firing_first
+
+    server = make_server(api_key=TEST_KEY, faults="render:095:0.5", fault_seed=seed_firing_first(0.5))
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() + first_offset)
+    with pytest.raises(spark_nb.TaskFailed) as info:
+        avatar.generate(media["portrait"], media["speech"], progress=False, **cloud_config(server))
+    assert info.value.retryable
+    monkeypatch.setattr(time, "time", lambda: real() + later_offset)
+    second = avatar.generate(media["portrait"], media["speech"], progress=False, **cloud_config(server))
+    third = avatar.generate(media["portrait"], media["speech"], progress=False, **cloud_config(server))
+    assert third.task_id == second.task_id and server.stats()["created"] == 2
+    assert [t.status for t in spark_nb.history()] == ["completed", "failed"]  # newest first, by insertion
+
+
+def test_an_older_journal_keeps_its_insertion_order_through_migration_and_vacuum(tmp_path: Path) -> None:
+    """A version-1 journal whose first row has a timestamp a day ahead: after migration its rows are numbered in
+    their insertion order (rowid), the numbers survive VACUUM (a column, not the rowid), and a row inserted by an
+    older version of spark_nb (no number given) is numbered by the journal's trigger."""
+    path = tmp_path / FILENAME
+    now = time.time()
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE tasks (attempt TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, model TEXT NOT NULL, "
+                   "backend TEXT NOT NULL, base_url TEXT, inputs TEXT NOT NULL DEFAULT '[]', state TEXT NOT NULL, "
+                   "task_id TEXT, pid INTEGER, host TEXT, attempted_at REAL NOT NULL, updated_at REAL NOT NULL)")
+        for attempt, state, at in (("ahead", "failed", now + 86400), ("later", "completed", now)):
+            db.execute("INSERT INTO tasks VALUES (?, 'fp', 'm', 'cloud', NULL, '[]', ?, ?, 1, 'h', ?, ?)",
+                       (attempt, state, f"t-{attempt}", at, at))
+    journal = Journal(path)
+    assert journal.latest("fp").attempt == "later"  # type: ignore[union-attr]
+    with sqlite3.connect(path) as db:
+        db.execute("DELETE FROM tasks WHERE attempt = 'nothing'")
+    sqlite3.connect(path, isolation_level=None).execute("VACUUM")
+    claim, _ = journal.reserve(fingerprint="fp", model="m", backend="cloud", base_url=None, inputs=[],
+                               input_seconds=None, source="t", follow=lambda latest: False)
+    assert claim is not None and journal.latest("fp").attempt == claim.attempt  # type: ignore[union-attr]
+    with sqlite3.connect(path) as db:  # as spark_nb 0.x would insert: no seq column named
+        db.execute("INSERT INTO tasks (attempt, fingerprint, model, backend, inputs, state, attempted_at, updated_at)"
+                   " VALUES ('old-version', 'fp', 'm', 'cloud', '[]', 'completed', 1.0, 1.0)")
+    assert [e.attempt for e in journal.entries()] == ["old-version", claim.attempt, "later", "ahead"]
+
+
+# -- damaged rows ---------------------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_damaged_rows_are_shown_as_damaged_and_reuse_and_the_budget_stay_safe(
+        make_server: MakeServer, media: dict[str, Path], tmp_path: Path) -> None:
+    """The attack: a NaN timestamp made history() and reuse raise ValueError. Rows with a NaN or year-10^292
+    timestamp, text where a number goes, a state this version does not know, a blob for a task id: history and
+    `spark-nb history` list each as damaged, naming what; reuse still reuses a completed row whose video and id
+    read fine, and treats an unreadable state as a task that may exist; a completed row whose cost is unreadable
+    counts at its model's estimate in the budget."""
+    from spark_nb._pipeline import call_key
+    from spark_nb.models import AVATAR
+
+    server = make_server(api_key=TEST_KEY, cost_per_second=0.25)
+    first = avatar.generate(media["portrait"], media["speech"], progress=False, **cloud_config(server))
+    cost = float(first.cost or 0)
+    path = home() / FILENAME
+    other = call_key(AVATAR, {"image": media["portrait"], "audio": media["speech_mp3"]}, **cloud_config(server))
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE tasks SET attempted_at = 'NaN', updated_at = 1e300")
+        row = "INSERT INTO tasks (attempt, fingerprint, model, backend, inputs, state, task_id, pid, attempted_at, " \
+              "updated_at, cost, seconds, retryable) VALUES (?, ?, ?, 'cloud', ?, ?, ?, ?, ?, 1.0, ?, ?, ?)"
+        db.execute(row, ("exploded", other, AVATAR.id, "[]", "exploded", None, 1, time.time(), None, None, 0))
+        db.execute(row, ("priceless", "fp-x", AVATAR.id, "[]", "completed", "t-x", 1, 1e300, "abc", -1, 0))
+        db.execute(row, ("blob", "fp-y", AVATAR.id, "not json", "failed", b"\x00\x01", "x", "soon", None, None, 7))
+
+    tasks = spark_nb.history()
+    assert len(tasks) == 4 and {t.status for t in tasks} == {"damaged"}
+    said = " | ".join(t.damaged or "" for t in tasks)
+    for note in ("attempted_at 'NaN' is not a time", "recorded as completed", "state 'exploded' is not a state",
+                 "cost 'abc' is not a number", "attempted_at 1e+300 is not a time", "seconds -1.0 is negative",
+                 "task_id b'\\x00\\x01' is not text", "pid 'x' is not a process id", "retryable 7 is not 0 or 1",
+                 "inputs 'not json' is not a list of inputs", "attempted_at 'soon' is not a time"):
+        assert note in said, note
+    assert {t.created_at for t in tasks if t.task_id in (first.task_id, "t-x")} == {None}
+    assert tasks._repr_html_().count("spark-damaged") == 4
+    assert len(spark_nb.history(status="damaged")) == 4 and spark_nb.history(status="completed") == []
+    for args in (["history"], ["history", "--json"], ["history", "--since", "1h"]):
+        shown = subprocess.run([sys.executable, "-m", "spark_nb", *args], capture_output=True, text=True,
+                               timeout=60, env=os.environ.copy(), cwd=tmp_path)
+        assert shown.returncode == 0 and "Traceback" not in shown.stderr, shown.stderr
+    assert len(json.loads(subprocess.run([sys.executable, "-m", "spark_nb", "history", "--json"],
+                                         capture_output=True, text=True, timeout=60, env=os.environ.copy(),
+                                         cwd=tmp_path).stdout)["tasks"]) == 4
+
+    again = avatar.generate(media["portrait"], media["speech"], progress=False, **cloud_config(server))
+    assert again.task_id == first.task_id and server.stats()["created"] == 1  # the video and id read fine
+    with pytest.raises(spark_nb.TaskMayExist, match="damaged: state 'exploded'"):
+        avatar.generate(media["portrait"], media["speech_mp3"], progress=False, **cloud_config(server))
+    with pytest.raises(spark_nb.BudgetExceeded) as info:  # spent: the first task and the unreadable one, at cost
+        avatar.generate(media["portrait"], media["speech"], progress=False, reuse=False,
+                        budget_usd=round(2.5 * cost, 2), **cloud_config(server))
+    assert info.value.spend == pytest.approx(2 * cost, rel=0.05)
+    assert server.stats()["created"] == 1
