@@ -287,6 +287,8 @@ class Journal:
         if not self._kept or not self._lock.acquire(timeout=5):
             return
         try:
+            if not self.path.is_file():  # moved or removed meanwhile: never write into a new, empty journal
+                raise FileNotFoundError(f"{self.path} is gone")
             db = self._writer()
             db.execute("BEGIN IMMEDIATE")
             self._kept.apply(db)

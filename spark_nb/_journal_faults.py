@@ -10,6 +10,7 @@ from __future__ import annotations
 import atexit
 import errno
 import os
+import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -54,7 +55,8 @@ def _diagnosis(path: Path, exc: BaseException, busy_seconds: float) -> tuple[str
     number = getattr(exc, "errno", None)
     if path.is_dir():
         return "is a folder, not a file", f"move the folder {path} away"
-    if code == _SQLITE_FULL or number in (errno.ENOSPC, errno.EDQUOT) or "disk is full" in said:
+    if code == _SQLITE_FULL or number in (errno.ENOSPC, errno.EDQUOT) or "disk is full" in said \
+            or _nearly_full(path.parent):  # a full disk also shows as "disk I/O error" (the WAL index cannot grow)
         return "cannot be written: the disk is full", f"free space on the disk holding {path.parent}"
     if code in (_SQLITE_BUSY, _SQLITE_LOCKED) or "locked" in said or "busy" in said:
         return (f"is locked by another process (waited {busy_seconds:g} s)",
@@ -65,6 +67,13 @@ def _diagnosis(path: Path, exc: BaseException, busy_seconds: float) -> tuple[str
         where = folder if not _writable(folder) else path
         return f"is read-only ({where} cannot be written)", f"make {where} writable"
     return f"could not be used ({type(exc).__name__}: {str(exc)[:200]})", f"check the file and its folder {folder}"
+
+
+def _nearly_full(folder: Path) -> bool:
+    try:
+        return shutil.disk_usage(folder).free < 64 * 1024
+    except OSError:
+        return False
 
 
 def _writable(path: Path) -> bool:

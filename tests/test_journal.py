@@ -3,6 +3,7 @@ spend and a budget; local tasks that outlive their process; a damaged journal; S
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -545,3 +546,218 @@ def test_damaged_rows_are_shown_as_damaged_and_reuse_and_the_budget_stay_safe(
                         budget_usd=round(2.5 * cost, 2), **cloud_config(server))
     assert info.value.spend == pytest.approx(2 * cost, rel=0.05)
     assert server.stats()["created"] == 1
+
+
+# -- a created task whose id cannot be recorded; a journal that cannot be used -----------------------------------
+
+LOCKER = """
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=30)
+for line in sys.stdin:
+    if line.strip() == "lock":
+        db.execute("BEGIN EXCLUSIVE")
+        print("locked", flush=True)
+    elif line.strip() == "release":
+        db.execute("COMMIT")
+        print("released", flush=True)
+"""
+URLS = ("https://cdn.example/face.jpg", "https://cdn.example/voice.wav")  # URL inputs: nothing to upload
+REFUSED = {"status": "failed", "error": {"code": "003016002", "error_message": "Audio URL missing"}}
+
+
+class Locker:
+    """Another process holding the journal's write lock on request (BEGIN EXCLUSIVE), for as long as asked."""
+
+    def __init__(self, path: Path) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-c", LOCKER, str(path)], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True)
+
+    def say(self, word: str, answer: str) -> None:
+        """Send word; wait for its answer."""
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(word + "\n")
+        self.proc.stdin.flush()
+        assert self.proc.stdout.readline().strip() == answer
+
+    def close(self) -> None:
+        """End the process."""
+        self.proc.kill()
+        self.proc.wait(timeout=30)
+
+
+def create_then(act: Callable[[], None], task_id: str) -> Callable[[Peer, Any, Any], None]:
+    """A fake Vtrix whose first create does act() (lock the journal, fill the disk) then answers task_id; later
+    creates are refused for their inputs."""
+    def handle(p: Peer, conn: Any, req: Any) -> None:
+        if sum(s.method == "POST" for s in p.seen) == 1:
+            act()
+            p.json(conn, 200, {"id": task_id, "status": "queued", "model": "spark_avatar_picture_omni_v2"})
+        else:
+            p.json(conn, 400, REFUSED)
+    return handle
+
+
+def assert_the_id_is_given(error: spark_nb.SparkError, task_id: str, stderr: str) -> None:
+    """The created task's id and the line that resumes it are in the error and on stderr."""
+    resume = f'spark_nb.Task.from_id("{task_id}", model="spark_avatar_picture_omni_v2").wait()'
+    assert isinstance(error, spark_nb.errors.JournalError) and error.task_id == task_id
+    assert resume in str(error) and task_id in stderr and resume in stderr
+
+
+def recorded(task_id: str) -> list[tuple[str, str]]:
+    """(state, task_id) of the journal's rows that know task_id, read as another process would."""
+    with sqlite3.connect(home() / FILENAME, timeout=30) as db:
+        return db.execute("SELECT state, task_id FROM tasks WHERE task_id = ?", (task_id,)).fetchall()
+
+
+def test_a_journal_locked_past_its_busy_timeout_still_gives_the_created_tasks_id(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    """The attack: another process holds the journal (a 60 s busy timeout, 1 s here) right after the create
+    answered. Before, a raw sqlite3.OperationalError escaped and the paid task's id was nowhere. Now a
+    JournalError names it with its resume line, stderr too, and the journal's next write records it."""
+    import spark_nb._journal as journal_module
+
+    monkeypatch.setattr(journal_module, "BUSY_TIMEOUT_S", 1.0)
+    spark_nb.history()  # the journal exists before the locker opens it
+    locker = Locker(home() / FILENAME)
+    try:
+        for start in peers():
+            api = start(create_then(lambda: locker.say("lock", "locked"), "task-locked-1"))
+            config = {"backend": "cloud", "base_url": api.url, "api_key": TEST_KEY}
+            with pytest.raises(spark_nb.SparkError) as info:
+                avatar.generate(*URLS, progress=False, **config)
+            assert_the_id_is_given(info.value, "task-locked-1", capsys.readouterr().err)
+            assert "locked by another process" in str(info.value)
+            locker.say("release", "released")
+            assert recorded("task-locked-1") == []  # not on disk yet: kept in memory
+            with pytest.raises(spark_nb.TaskFailed):  # the next call's claim writes the kept id first
+                avatar.generate(URLS[0], "https://cdn.example/other.wav", progress=False, **config)
+            assert recorded("task-locked-1") == [("submitted", "task-locked-1")]
+    finally:
+        locker.close()
+
+
+LOCKED_AT_EXIT = """
+import spark_nb._journal as journal
+journal.BUSY_TIMEOUT_S = 1.0
+try:
+    avatar.generate(sys.argv[1], sys.argv[2], progress=False, backend="cloud", base_url=sys.argv[3], api_key="k")
+except spark_nb.SparkError as exc:
+    print("raised", type(exc).__name__, exc.task_id, flush=True)
+sys.stdin.readline()  # the parent releases the lock, then lets this process exit
+"""
+
+
+@pytest.mark.slow
+def test_a_created_tasks_id_kept_in_memory_is_written_at_exit() -> None:
+    """A variant: the process exits after the failed write; its exit writes the kept id to the journal."""
+    spark_nb.history()
+    locker = Locker(home() / FILENAME)
+    try:
+        for start in peers():
+            api = start(create_then(lambda: locker.say("lock", "locked"), "task-at-exit"))
+            kid = subprocess.Popen([sys.executable, "-c", "import sys, spark_nb\nfrom spark_nb import avatar\n"
+                                    + LOCKED_AT_EXIT, *URLS, api.url], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True)
+            assert kid.stdout is not None and kid.stdin is not None
+            assert kid.stdout.readline().split() == ["raised", "JournalError", "task-at-exit"]
+            locker.say("release", "released")
+            _, err = kid.communicate("go\n", timeout=60)
+            assert kid.returncode == 0 and "task-at-exit" in err and "Traceback" not in err, err
+            assert recorded("task-at-exit") == [("submitted", "task-at-exit")]
+    finally:
+        locker.close()
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """SPARK_NB_HOME on a 1 MB tmpfs (as root; skipped where mounting is refused), unmounted afterwards."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
+                                           capture_output=True, timeout=30).returncode != 0:
+        pytest.skip("mounting a small tmpfs needs root and a container that allows it")
+    monkeypatch.setenv("SPARK_NB_HOME", str(mount))
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], timeout=30, check=False)
+
+
+def fill(folder: Path) -> Path:
+    """Fill the file system holding folder to its last page; the filler file."""
+    filler = folder / "filler"
+    with open(filler, "wb", buffering=0) as fh:
+        for size in (65536, 4096, 512, 1):
+            with contextlib.suppress(OSError):
+                while fh.write(b"\0" * size):
+                    pass
+    return filler
+
+
+def test_a_full_disk_right_after_the_create_still_gives_the_created_tasks_id(
+        small_disk: Path, capsys: pytest.CaptureFixture) -> None:
+    """The attack: the disk fills between the create call and the write of its task id (a tmpfs of 1 MB filled to
+    its last byte). Before: a raw sqlite3.OperationalError, the id nowhere. Now: a JournalError with the id, its
+    resume line and the fix; once space is freed, the next write records it. A variant first: a disk already
+    full before the call is a JournalError before anything is sent."""
+    spark_nb.history()  # the journal exists (and its WAL is folded back in: a write must grow it again)
+    filler = fill(small_disk)
+    for start in peers():
+        api = start(create_then(lambda: fill(small_disk), "task-full-1"))
+        config = {"backend": "cloud", "base_url": api.url, "api_key": TEST_KEY}
+        with pytest.raises(spark_nb.errors.JournalError, match="the disk is full") as before:
+            avatar.generate(*URLS, progress=False, **config)
+        assert before.value.task_id is None and "SPARK_NB_HOME" in (before.value.hint or "")
+        assert str(small_disk) in str(before.value) and api.seen == []  # refused before anything was sent
+
+        filler.unlink()  # space again; the first create fills the disk before answering
+        with pytest.raises(spark_nb.SparkError) as info:
+            avatar.generate(*URLS, progress=False, **config)
+        assert_the_id_is_given(info.value, "task-full-1", capsys.readouterr().err)
+        assert "the disk is full" in str(info.value) and str(small_disk) in str(info.value)
+
+        (small_disk / "filler").unlink()
+        with pytest.raises(spark_nb.TaskFailed):  # the next call's claim writes the kept id first
+            avatar.generate(URLS[0], "https://cdn.example/other.wav", progress=False, **config)
+        assert recorded("task-full-1") == [("submitted", "task-full-1")]
+
+
+def read_only(path: Path) -> Callable[[], None]:
+    """Make path (a file or a folder) read-only, also for root (a read-only bind mount); the undo."""
+    if os.geteuid() != 0:
+        mode = path.stat().st_mode
+        path.chmod(0o555 if path.is_dir() else 0o444)
+        return lambda: path.chmod(mode)
+    for args in (["mount", "--bind", str(path), str(path)], ["mount", "-o", "remount,ro,bind", str(path)]):
+        if subprocess.run(args, capture_output=True, timeout=30).returncode != 0:
+            subprocess.run(["umount", str(path)], capture_output=True, timeout=30)
+            pytest.skip("a read-only bind mount is refused here, and root ignores file modes")
+    return lambda: subprocess.run(["umount", "-l", str(path)], timeout=30, check=False) and None
+
+
+@pytest.mark.parametrize("place", ["a folder", "a read-only file", "a read-only folder"])
+def test_an_unusable_journal_is_a_journal_error_before_any_upload(place: str, server: LocalServer,
+                                                                   media: dict[str, Path]) -> None:
+    """A folder where the journal file goes, a read-only journal, a read-only SPARK_NB_HOME: before, a raw
+    sqlite3.OperationalError or PermissionError; now a JournalError naming the path and the fix (SPARK_NB_HOME),
+    raised before any upload or create; history() says the same."""
+    path = home() / FILENAME
+    undo: Callable[[], None] = lambda: None
+    if place == "a folder":
+        path.mkdir(parents=True)
+    elif place == "a read-only file":
+        Journal(path)
+        undo = read_only(path)
+    else:
+        home().mkdir(parents=True)
+        undo = read_only(home())
+    try:
+        for call in (lambda: avatar.generate(media["portrait"], media["speech"], progress=False, **cloud_config(server)),
+                     spark_nb.history):
+            with pytest.raises(spark_nb.errors.JournalError) as info:
+                call()
+            said = str(info.value)
+            assert str(path) in said and "SPARK_NB_HOME" in said
+            assert ("is a folder" if place == "a folder" else "is read-only") in said, said
+        assert (server.stats()["uploads"], server.stats()["created"]) == (0, 0)
+    finally:
+        undo()
