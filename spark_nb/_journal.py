@@ -115,7 +115,7 @@ class Journal:
         written and (its Claim, None) returned. Reservations of processes that are gone are released first.
         """
         now = time.time()
-        with self._write() as db:
+        with self._write(durable=False) as db:  # lost with the machine's power, a claim had sent nothing
             self._release_abandoned(db)
             latest = self._latest(db, fingerprint)
             if follow(latest):
@@ -252,21 +252,16 @@ class Journal:
 
     @staticmethod
     def _release_abandoned(db: sqlite3.Connection) -> None:
-        rows = db.execute(f"{SELECT} WHERE state = ?", (JobState.RESERVED.value,)).fetchall()
+        rows = db.execute(f"{SELECT} WHERE state = 'reserved'").fetchall()  # the partial index `reserved`
         gone = [entry.attempt for entry in map(entry_of, rows) if entry.abandoned and entry.host == socket.gethostname()]
         db.executemany("DELETE FROM tasks WHERE attempt = ? AND state = 'reserved'", [(a,) for a in gone])
 
     def _upsert(self, claim: Claim, **fields: Any) -> None:
-        with self._write() as db:
-            self._upsert_in(db, claim, **fields)
+        self._write_one(*_upsert_sql(claim, fields))
 
     @staticmethod
     def _upsert_in(db: sqlite3.Connection, claim: Claim, **fields: Any) -> None:
-        """Set fields on the claim's row, writing the whole row again if it has vanished (a journal started afresh)."""
-        row = {**claim.row, **fields, "updated_at": time.time()}
-        sets = ", ".join(f"{name} = excluded.{name}" for name in (*fields, "updated_at"))
-        db.execute(f"INSERT INTO tasks ({', '.join(row)}) VALUES ({', '.join('?' * len(row))}) "
-                   f"ON CONFLICT(attempt) DO UPDATE SET {sets}", tuple(row.values()))
+        db.execute(*_upsert_sql(claim, fields))
 
     def _record(self, key: str, what: str, write: Callable[[sqlite3.Connection], Any]) -> None:
         """Write an outcome of a create; if the journal fails, keep it to write later and warn (never raises: the
@@ -404,6 +399,14 @@ class Journal:
                 db.execute("COMMIT")
             finally:
                 db.close()
+
+
+def _upsert_sql(claim: Claim, fields: Mapping[str, Any]) -> tuple[str, tuple[Any, ...]]:
+    """Set fields on the claim's row, writing the whole row again if it has vanished (a journal started afresh)."""
+    row = {**claim.row, **fields, "updated_at": time.time()}
+    sets = ", ".join(f"{name} = excluded.{name}" for name in (*fields, "updated_at"))
+    return (f"INSERT INTO tasks ({', '.join(row)}) VALUES ({', '.join('?' * len(row))}) "
+            f"ON CONFLICT(attempt) DO UPDATE SET {sets}", tuple(row.values()))
 
 
 _journals: dict[Path, Journal] = {}

@@ -115,6 +115,7 @@ def create_schema(db: Any) -> None:
     db.execute("CREATE INDEX IF NOT EXISTS by_fingerprint_seq ON tasks (fingerprint, seq)")
     db.execute("CREATE INDEX IF NOT EXISTS by_seq ON tasks (seq)")
     db.execute("CREATE INDEX IF NOT EXISTS by_task ON tasks (task_id)")
+    db.execute("CREATE INDEX IF NOT EXISTS reserved ON tasks (pid) WHERE state = 'reserved'")
     db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 

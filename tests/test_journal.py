@@ -395,10 +395,11 @@ def test_old_local_tasks_are_pruned_by_age_and_size(tmp_path: Path) -> None:
     assert shelf.load("running") is not None and shelf.load("old") is None and shelf.load("new") is not None
 
 
-def test_a_claim_and_a_task_id_are_fsynced_and_a_task_end_need_not_be(tmp_path: Path) -> None:
-    """The write before a create and the one recording its task id commit with synchronous=FULL (on disk before
-    anything waits); a task's end commits with NORMAL (lost only with the machine's power, when the task is
-    resumed by its id). One connection serves every write of a process."""
+def test_the_switch_to_sending_and_a_task_id_are_fsynced_and_a_claim_or_a_task_end_need_not_be(
+        tmp_path: Path) -> None:
+    """The write just before a create (SUBMITTING) and the one recording its task id commit with synchronous=FULL
+    (on disk before anything is sent or waits); a claim (nothing sent yet: lost with the machine's power, nothing
+    is lost) and a task's end (resumed by its id) commit with NORMAL. One connection serves every write."""
     journal = Journal(tmp_path / FILENAME)
 
     def synchronous() -> int:
@@ -408,13 +409,12 @@ def test_a_claim_and_a_task_id_are_fsynced_and_a_task_end_need_not_be(tmp_path: 
 
     claim, _ = journal.reserve(fingerprint="f", model="m", backend="cloud", base_url=None, inputs=[],
                                input_seconds=None, source="test", follow=lambda latest: False)
-    assert claim is not None and synchronous() == 2  # FULL
+    assert claim is not None and synchronous() == 1  # NORMAL
     connection = journal._held[0]  # noqa: SLF001
-    journal.finished("t1", completed=True, cost=0.1)
-    assert synchronous() == 1  # NORMAL
     journal.sending(claim)
-    assert synchronous() == 2
-    journal.finished("t1", completed=True, cost=0.1)
+    assert synchronous() == 2  # FULL
+    journal.finished("t0", completed=True, cost=0.1)
+    assert synchronous() == 1
     journal.created(claim, "t1")
     assert synchronous() == 2 and journal._held[0] is connection  # noqa: SLF001
     journal.finished("t1", completed=True, cost=0.1)
