@@ -49,7 +49,8 @@ class HistoryEntry:
             damaged = f"{'; '.join(entry.damaged)}{recorded}"
         return cls(task_id=entry.task_id, model=entry.model, status=DAMAGED if damaged else str(entry.state),
                    cost=entry.cost, inputs=[str(item.get("name") or item.get("url") or "?") for item in entry.inputs],
-                   created_at=None if entry.attempted_at is None else datetime.datetime.fromtimestamp(entry.attempted_at),
+                   created_at=None if entry.attempted_at is None
+                   else datetime.datetime.fromtimestamp(entry.attempted_at),
                    path=Path(entry.path) if entry.path else None, error=entry.error, damaged=damaged)
 
     @property

@@ -120,13 +120,14 @@ class Journal:
             latest = self._latest(db, fingerprint)
             if follow(latest):
                 return None, latest
-            if admit is not None:
-                admit([entry_of(row) for row in db.execute(f"{SELECT} {NEWEST_FIRST}")])
+            if admit is not None:  # every attempt but reservations nobody holds (another host's: unknowable)
+                admit([e for e in map(entry_of, db.execute(f"{SELECT} {NEWEST_FIRST}")) if not e.abandoned])
             row = dict(zip(COLUMNS, (
                 os.urandom(12).hex(), fingerprint, model, backend, base_url, json.dumps(list(inputs)),
                 JobState.RESERVED.value, None, os.getpid(), socket.gethostname(), now, now, None, None,
                 input_seconds, None, None, None, None, 0, source)))
-            db.execute(f"INSERT INTO tasks ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", tuple(row.values()))
+            db.execute(f"INSERT INTO tasks ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                       tuple(row.values()))
         return Claim(row["attempt"], row, model), None
 
     @_guarded
@@ -186,7 +187,8 @@ class Journal:
         else:
             fields.update(error=(error or "")[:2000], code=code, retryable=int(retryable))
         sets = ", ".join(f"{name} = ?" for name in fields)
-        sql, args = f"UPDATE tasks SET {sets}, updated_at = ? WHERE task_id = ?", (*fields.values(), time.time(), task_id)
+        sql = f"UPDATE tasks SET {sets}, updated_at = ? WHERE task_id = ?"
+        args = (*fields.values(), time.time(), task_id)
         try:
             self._write_one(sql, args, durable=False)
         except Exception:
@@ -253,7 +255,8 @@ class Journal:
     @staticmethod
     def _release_abandoned(db: sqlite3.Connection) -> None:
         rows = db.execute(f"{SELECT} WHERE state = 'reserved'").fetchall()  # the partial index `reserved`
-        gone = [entry.attempt for entry in map(entry_of, rows) if entry.abandoned and entry.host == socket.gethostname()]
+        here = socket.gethostname()
+        gone = [entry.attempt for entry in map(entry_of, rows) if entry.abandoned and entry.host == here]
         db.executemany("DELETE FROM tasks WHERE attempt = ? AND state = 'reserved'", [(a,) for a in gone])
 
     def _upsert(self, claim: Claim, **fields: Any) -> None:

@@ -39,7 +39,7 @@ def resume_line(task_id: str, model: str) -> str:
 
 def journal_error(path: Path, exc: BaseException, *, busy_seconds: float, task_id: str | None = None,
                   model: str = "") -> JournalError:
-    """The JournalError for exc on the journal at path: what is wrong (a folder, read-only, full, locked) and the fix."""
+    """The JournalError for exc on the journal at path: what is wrong (a folder, read-only, full, locked), the fix."""
     problem, fix = _diagnosis(Path(path), exc, busy_seconds)
     if task_id is None:
         return JournalError(f"the task journal {path} {problem}", hint=f"{fix}, {ELSEWHERE}", path=str(path))

@@ -127,7 +127,8 @@ def entry_of(row: Sequence[Any]) -> Entry:
     inputs = read.inputs()
     state = read.state()
     entry = Entry(
-        attempt=read.text("attempt") or "?", fingerprint=read.text("fingerprint") or "", model=read.text("model") or "?",
+        attempt=read.text("attempt") or "?", fingerprint=read.text("fingerprint") or "",
+        model=read.text("model") or "?",
         backend=read.text("backend") or "?", inputs=inputs, state=state, pid=read.number("pid", pid=True),
         attempted_at=read.number("attempted_at", time=True), updated_at=read.number("updated_at", time=True),
         cost=read.number("cost"), seconds=read.number("seconds"), input_seconds=read.number("input_seconds"),

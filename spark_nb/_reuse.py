@@ -81,8 +81,8 @@ def follow(entry: Entry, journal: Journal, spec: ModelSpec, settings: Settings) 
         cost = f"cost ${entry.cost:.2f}" if entry.cost is not None else "cost unknown"
         _say(f"reusing task {entry.task_id} from {when} ({cost}); {NEW_TAKE}")
         saved = _into(settings.output_dir, entry) if entry.path and Path(entry.path).is_file() else None
-        return Task(id=entry.task_id, model=entry.model, settings=settings, initial=completed_answer(entry), saved=saved,
-                    origin="reused")
+        return Task(id=entry.task_id, model=entry.model, settings=settings, initial=completed_answer(entry),
+                    saved=saved, origin="reused")
     if entry.state == JobState.SUBMITTED and entry.task_id:
         _say(f"task {entry.task_id} for these inputs was created {when} and is not finished: waiting for it "
              f"instead of creating another ({NEW_TAKE})")

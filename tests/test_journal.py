@@ -751,7 +751,8 @@ def test_an_unusable_journal_is_a_journal_error_before_any_upload(place: str, se
         home().mkdir(parents=True)
         undo = read_only(home())
     try:
-        for call in (lambda: avatar.generate(media["portrait"], media["speech"], progress=False, **cloud_config(server)),
+        config = cloud_config(server)
+        for call in (lambda: avatar.generate(media["portrait"], media["speech"], progress=False, **config),
                      spark_nb.history):
             with pytest.raises(spark_nb.errors.JournalError) as info:
                 call()
