@@ -335,10 +335,12 @@ def _submit(row: Row, run: _Run, row_dir: Path, slot: _Slot, *, resubmit: bool) 
         except CostUnknown as exc:
             if not exc.creator_alive or time.monotonic() >= deadline:
                 raise
-            while _still_open(run.journal.attempt(exc.attempt)) and time.monotonic() < deadline:
+            while True:  # at least one poll between two tries
                 if run.stop.wait(COST_WAIT_POLL_S):
                     raise TaskCancelled("the batch was stopped while this row waited for its model's cost to be "
                                         "known; no task was created", hint="run the batch again to submit it")
+                if not _still_open(run.journal.attempt(exc.attempt)) or time.monotonic() >= deadline:
+                    break
 
 
 def _still_open(entry: Entry | None) -> bool:
