@@ -119,7 +119,8 @@ def test_an_unknown_cost_runs_one_budgeted_task_at_a_time(make_server: MakeServe
     """Nothing known of the model's cost (a fresh journal) under a budget: of eight calls at once one creates its
     task and seven are refused at once naming it (before, an unknown cost counted as $0: all eight passed).
     Once it finished with a cost, the estimate applies as usual."""
-    server = make_server(api_key=TEST_KEY, cost_per_second=0.25, latency=5)  # the first task outlasts the others' claims
+    # the first task takes 5 s: far longer than the other threads need to reach their claims
+    server = make_server(api_key=TEST_KEY, cost_per_second=0.25, latency=5)
     config = {**cloud_config(server), "budget_usd": 50.0}
     outcomes = at_once(8, lambda: avatar.generate(media["portrait"], media["speech"], progress=False, reuse=False,
                                                   **config))
