@@ -162,7 +162,7 @@ def _history(args: argparse.Namespace) -> int:
         return 0
     for t in tasks:
         cost = "?" if t.cost is None else f"${t.cost:.2f}"
-        print(f"{t.created_at:%Y-%m-%d %H:%M}  {t.task_id or '-':34s}  {t.model:30s}  {t.status:10s}  {cost:>8s}  "
+        print(f"{t.when:16s}  {t.task_id or '-':34s}  {t.model:30s}  {t.status:10s}  {cost:>8s}  "
               f"{', '.join(t.inputs)}")
     print(f"{len(tasks)} task(s), known cost ${tasks.total:.2f}")
     return 0

@@ -19,31 +19,49 @@ _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 Since = datetime.datetime | datetime.date | datetime.timedelta | str | float | int | None
 
 
+DAMAGED = "damaged"  # the status of a journal row that could not all be read (see HistoryEntry.damaged)
+
+
 @dataclasses.dataclass(frozen=True)
 class HistoryEntry:
-    """One task this machine created (or tried to): its id, model, status, cost in USD, when, video and inputs."""
+    """One task this machine created (or tried to): its id, model, status, cost in USD, when, video and inputs.
+
+    A journal row that could not all be read has status "damaged", `damaged` saying what (and the state it
+    recorded, if readable), and None for what could not be read (created_at among them).
+    """
 
     task_id: str | None
     model: str
     status: str
     cost: float | None
-    created_at: datetime.datetime
+    created_at: datetime.datetime | None
     path: Path | None
     inputs: list[str]
     error: str | None = None
+    damaged: str | None = None
 
     @classmethod
     def of(cls, entry: Entry) -> "HistoryEntry":
         """The public view of a journal entry."""
-        return cls(task_id=entry.task_id, model=entry.model, status=str(entry.state), cost=entry.cost,
-                   created_at=datetime.datetime.fromtimestamp(entry.attempted_at), inputs=[
-                       str(item.get("name") or item.get("url") or "?") for item in entry.inputs],
-                   path=Path(entry.path) if entry.path else None, error=entry.error)
+        damaged = None
+        if entry.damaged:
+            recorded = "" if any(n.startswith("state ") for n in entry.damaged) else f" (recorded as {entry.state})"
+            damaged = f"{'; '.join(entry.damaged)}{recorded}"
+        return cls(task_id=entry.task_id, model=entry.model, status=DAMAGED if damaged else str(entry.state),
+                   cost=entry.cost, inputs=[str(item.get("name") or item.get("url") or "?") for item in entry.inputs],
+                   created_at=None if entry.attempted_at is None
+                   else datetime.datetime.fromtimestamp(entry.attempted_at),
+                   path=Path(entry.path) if entry.path else None, error=entry.error, damaged=damaged)
+
+    @property
+    def when(self) -> str:
+        """created_at as "2026-12-01 14:03", or "?" when the journal's row has no readable time."""
+        return "?" if self.created_at is None else self.created_at.strftime("%Y-%m-%d %H:%M")
 
     def as_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""
         data = dataclasses.asdict(self)
-        data.update(created_at=self.created_at.isoformat(timespec="seconds"),
+        data.update(created_at=None if self.created_at is None else self.created_at.isoformat(timespec="seconds"),
                     path=str(self.path) if self.path else None)
         return data
 
@@ -66,8 +84,8 @@ class History(list[HistoryEntry]):
                      else "<i>no video</i>" if e.status == JobState.COMPLETED else "")
             alias = MODELS[e.model].alias if e.model in MODELS and MODELS[e.model].alias else e.model
             rows.append(f"<tr><td>{video}</td><td><code>{esc(e.task_id or '—')}</code></td><td>{esc(alias or '')}"
-                        f"</td><td>{esc(e.status)}</td><td>{_money(e.cost)}</td>"
-                        f"<td>{esc(e.created_at.strftime('%Y-%m-%d %H:%M'))}</td>"
+                        f"</td><td>{_status_html(e)}</td><td>{_money(e.cost)}</td>"
+                        f"<td>{esc(e.when)}</td>"
                         f"<td>{esc(', '.join(e.inputs))}</td></tr>")
         head = "".join(f"<th>{c}</th>" for c in ("video", "task", "model", "status", "cost", "when", "inputs"))
         total = (f"<tr class='spark-total'><td colspan='4'><b>{len(self)} task(s)</b></td>"
@@ -80,13 +98,15 @@ def history(*, model: str | None = None, since: Since = None, status: str | None
     """The tasks this machine's journal knows, newest first; filter by model (id or alias), since and status.
 
     since is a datetime, a date, a timedelta back from now, an ISO date or time ("2026-12-01"), a duration
-    ("24h", "7d"), or a POSIX timestamp. config: home=, as for configure().
+    ("24h", "7d"), or a POSIX timestamp; a row whose time is damaged (unknown) is always listed. status is a
+    task state, or "damaged". config: home=, as for configure().
     """
     settings = resolve(**hide_key(config))
-    states = [_state(status)] if status else None
+    wanted = _state(status) if status else None
     entries = journal_at(settings.home).entries(model=get_model(model).id if model else None, since=since_ts(since),
-                                                states=states)
-    return History(HistoryEntry.of(e) for e in entries)
+                                                states=[wanted] if wanted not in (None, DAMAGED) else None)
+    shown = (HistoryEntry.of(e) for e in entries)
+    return History(e for e in shown if wanted is None or (e.status == DAMAGED) == (wanted == DAMAGED))
 
 
 def spend(since: Since = None, **config: Any) -> float:
@@ -118,11 +138,19 @@ def since_ts(since: Since) -> float | None:
 
 
 def _state(status: str) -> str:
+    if str(status).lower() == DAMAGED:
+        return DAMAGED
     try:
-        return JobState(status.lower()).value
+        return JobState(str(status).lower()).value
     except ValueError:
-        raise ValidationError(f"status={status[:40]!r} is not a task status", reason="invalid_status",
-                              hint=f"use one of {', '.join(s.value for s in JobState)}") from None
+        raise ValidationError(f"status={str(status)[:40]!r} is not a task status", reason="invalid_status",
+                              hint=f"use one of {', '.join(s.value for s in JobState)}, {DAMAGED}") from None
+
+
+def _status_html(entry: HistoryEntry) -> str:
+    if entry.damaged is None:
+        return html.escape(entry.status)
+    return f"<span class='spark-damaged' title='{html.escape(entry.damaged, quote=True)}'>{DAMAGED}</span>"
 
 
 def _money(cost: float | None) -> str:

@@ -1,13 +1,18 @@
 """The task journal: one SQLite file recording every task this machine creates, so none is lost or paid twice.
 
-Each create attempt is a row, written before the create call (SUBMITTING), given its task id the moment the
-service answers (SUBMITTED), and closed as COMPLETED (cost, video) or FAILED (code, whether a new task may
-succeed). A row still SUBMITTING whose process is gone lost the create's answer: a task may exist, so it is
-UNCERTAIN and never resent without being asked. The file never holds the key, and input content only as hashes.
+Each create attempt is a row. It is claimed before the inputs are uploaded (RESERVED: the identity and the budget
+checked, nothing sent), switched to SUBMITTING durably just before the create call, given its task id the moment
+the service answers (SUBMITTED), and closed as COMPLETED (cost, video) or FAILED (code, whether a new task may
+succeed). A reservation whose uploads fail, or whose process is gone, is released: nothing was sent. A row still
+SUBMITTING whose process is gone lost the create's answer: a task may exist, so it is UNCERTAIN and never resent
+without being asked. The file never holds the key, and input content only as hashes.
 
-Several kernels, forms and a batch write at once: WAL mode, a busy timeout, and BEGIN IMMEDIATE around the
-check-then-claim of a fingerprint, so two identical calls at the same moment make one task. A journal that is
-not a database (truncated, overwritten) is moved aside and started afresh, with a warning naming the copy.
+Several kernels, forms and a batch write at once: WAL mode, a busy timeout, and BEGIN IMMEDIATE around every
+decision about money (is there an earlier identical call; is there budget for this one), taken together with the
+claim, so two calls at the same moment see each other. "Newest" is the journal's own insertion number, never a
+clock. A journal that is not a database (truncated, overwritten) is moved aside and started afresh, with a
+warning naming the copy; any other failure (a folder in its place, read-only, a full disk, locked too long) is a
+JournalError saying what to do, and a created task's id that could not be written is kept and written later.
 """
 
 from __future__ import annotations
@@ -21,82 +26,51 @@ import json
 import logging
 import os
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._enums import Word
-from ._procs import pid_alive
-from .errors import warn
+from ._journal_faults import KeptWrites, is_damage, journal_error, resume_line
+from ._journal_rows import COLUMNS, NEWEST_FIRST, OPEN, SCHEMA_VERSION, SELECT, Entry, JobState, create_schema, entry_of
+from .errors import JournalError, warn
 
 if TYPE_CHECKING:
     import sqlite3
 
 logger = logging.getLogger("spark_nb.journal")
 FILENAME = "journal.sqlite"
-SCHEMA_VERSION = 1
-_COLUMNS = ("attempt", "fingerprint", "model", "backend", "base_url", "inputs", "state", "task_id", "pid", "host",
-            "attempted_at", "updated_at", "cost", "seconds", "input_seconds", "result_url", "path", "error", "code",
-            "retryable", "source")
-
-
-class JobState(Word):
-    """A create attempt's state, in order of life (see the module docstring)."""
-
-    SUBMITTING = "submitting"
-    SUBMITTED = "submitted"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    UNCERTAIN = "uncertain"
+BUSY_TIMEOUT_S = 60.0  # how long a write waits for another process's transaction before it is an error
 
 
 @dataclasses.dataclass(frozen=True)
-class Entry:
-    """One create attempt as the journal knows it."""
+class Claim:
+    """A reservation: the attempt's id and the row it was written as (written again if the row has vanished)."""
 
     attempt: str
-    fingerprint: str
+    row: Mapping[str, Any]
     model: str
-    backend: str
-    base_url: str | None
-    inputs: list[dict[str, Any]]  # per input: field, name, and sha256 (a local file) or url
-    state: JobState
-    task_id: str | None
-    pid: int | None
-    host: str | None
-    attempted_at: float
-    updated_at: float
-    cost: float | None = None
-    seconds: float | None = None  # of the result video
-    input_seconds: float | None = None  # of the audio or video that drove it
-    result_url: str | None = None
-    path: str | None = None
-    error: str | None = None
-    code: str | None = None
-    retryable: bool = False
-    source: str = "generate"
-
-    @property
-    def creator_alive(self) -> bool:
-        """True while the process that made this attempt runs (on this machine)."""
-        return self.host == socket.gethostname() and self.pid is not None and pid_alive(self.pid)
 
 
-def _recovering(method: Callable[..., Any]) -> Callable[..., Any]:
-    """Run a Journal method; if the file turns out damaged (not merely busy), start a fresh journal and retry once."""
+def _guarded(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Run a Journal method: a damaged file is moved aside and the method tried once more on a fresh journal; any
+    other sqlite3 or OS error becomes a JournalError with its fix."""
     @functools.wraps(method)
     def run(self: "Journal", *args: Any, **kwargs: Any) -> Any:
         import sqlite3
 
         try:
-            return method(self, *args, **kwargs)
-        except sqlite3.DatabaseError as exc:
-            if isinstance(exc, sqlite3.OperationalError):
-                raise
-            self._start_afresh(exc)
-            return method(self, *args, **kwargs)
+            try:
+                return method(self, *args, **kwargs)
+            except sqlite3.DatabaseError as exc:
+                if not is_damage(exc):
+                    raise
+                self._start_afresh(exc)
+                return method(self, *args, **kwargs)
+        except (sqlite3.Error, OSError) as exc:
+            raise journal_error(self.path, exc, busy_seconds=BUSY_TIMEOUT_S) from None
     return run
 
 
@@ -105,18 +79,16 @@ class Journal:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._held: tuple[sqlite3.Connection, int, int] | None = None  # the write connection, its pid and inode
         self._durable = True  # the write connection's commits are fsynced (PRAGMA synchronous = FULL)
-        import sqlite3  # here, not at the top: `import spark_nb` stays light
+        self._kept = KeptWrites(self.path, self._write_kept_at_exit)  # writes that failed, to make later
+        self._open()
 
-        try:
-            self._migrate()
-        except sqlite3.DatabaseError as exc:
-            if isinstance(exc, sqlite3.OperationalError):  # locked, disk full, read-only: not damage
-                raise
-            self._start_afresh(exc)
+    @_guarded
+    def _open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._migrate()
 
     def _start_afresh(self, exc: Exception) -> None:
         """The file is not a usable database (truncated, overwritten): keep it for the curious, start again."""
@@ -124,142 +96,245 @@ class Journal:
         for suffix in ("", "-wal", "-shm"):
             with contextlib.suppress(OSError):
                 os.replace(f"{self.path}{suffix}", f"{moved}{suffix}")
+        self._drop_writer()
         warn(f"the task journal {self.path} could not be read ({exc}); it was moved to {moved.name} and a new "
              "one started. Tasks recorded only there are not reused; their videos stay in their output folders")
         self._migrate()
 
-    # -- writing --------------------------------------------------------------------------------------
+    # -- claiming a create ----------------------------------------------------------------------------
 
-    @_recovering
-    def begin(self, *, fingerprint: str, model: str, backend: str, base_url: str | None,
-              inputs: Sequence[Mapping[str, Any]], input_seconds: float | None, source: str,
-              follow: Callable[[Entry | None], bool]) -> tuple[str | None, Entry | None]:
-        """Claim a create for fingerprint, unless follow(latest entry) says to follow an existing attempt instead.
+    @_guarded
+    def reserve(self, *, fingerprint: str, model: str, backend: str, base_url: str | None,
+                inputs: Sequence[Mapping[str, Any]], input_seconds: float | None, source: str,
+                follow: Callable[[Entry | None], bool],
+                admit: Callable[[list[Entry]], None] | None = None) -> tuple[Claim | None, Entry | None]:
+        """Claim a create for fingerprint before anything is uploaded, in one write transaction.
 
-        In one write transaction: (attempt id, None) when this caller should create the task (a SUBMITTING row
-        is written first), or (None, the entry to follow) when another attempt already answers the call.
+        (None, entry) when follow(the newest attempt) says an earlier attempt answers the call; else admit(every
+        attempt), when given, may refuse (the budget: it raises, nothing is written); else a RESERVED row is
+        written and (its Claim, None) returned. Reservations of processes that are gone are released first.
         """
         now = time.time()
-        with self._write() as db:
+        with self._write(durable=False) as db:  # lost with the machine's power, a claim had sent nothing
+            self._release_abandoned(db)
             latest = self._latest(db, fingerprint)
             if follow(latest):
                 return None, latest
-            attempt = os.urandom(12).hex()
-            db.execute(f"INSERT INTO tasks ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})",
-                       (attempt, fingerprint, model, backend, base_url, json.dumps(list(inputs)),
-                        JobState.SUBMITTING.value, None, os.getpid(), socket.gethostname(), now, now, None, None,
-                        input_seconds, None, None, None, None, 0, source))
-        return attempt, None
+            if admit is not None:  # every attempt but reservations nobody holds (another host's: unknowable)
+                admit([e for e in map(entry_of, db.execute(f"{SELECT} {NEWEST_FIRST}")) if not e.abandoned])
+            row = dict(zip(COLUMNS, (
+                os.urandom(12).hex(), fingerprint, model, backend, base_url, json.dumps(list(inputs)),
+                JobState.RESERVED.value, None, os.getpid(), socket.gethostname(), now, now, None, None,
+                input_seconds, None, None, None, None, 0, source)))
+            db.execute(f"INSERT INTO tasks ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                       tuple(row.values()))
+        return Claim(row["attempt"], row, model), None
 
-    @_recovering
-    def created(self, attempt: str, task_id: str) -> None:
-        """The service answered: the attempt has its task id (written before anything waits)."""
-        self._update(attempt, state=JobState.SUBMITTED.value, task_id=task_id)
+    @_guarded
+    def sending(self, claim: Claim) -> None:
+        """The create call is about to be sent: from now on a task may exist (on disk before the call)."""
+        self._upsert(claim, state=JobState.SUBMITTING.value)
 
-    @_recovering
-    def uncertain(self, attempt: str, error: str) -> None:
-        """The create's answer was lost: a task may exist."""
-        self._update(attempt, state=JobState.UNCERTAIN.value, error=error[:2000])
+    def created(self, claim: Claim, task_id: str) -> None:
+        """The service answered: the attempt has its task id (written before anything waits).
 
-    @_recovering
-    def refused(self, attempt: str, *, error: str, code: str | None, retryable: bool) -> None:
+        If it cannot be written, the id is kept (written at the next journal write, or at exit), printed on
+        stderr, and raised in a JournalError with the line that resumes the task.
+        """
+        try:
+            self._created(claim, task_id)
+        except JournalError as exc:
+            self._kept.keep(claim.attempt, lambda db: self._upsert_in(db, claim, state=JobState.SUBMITTED.value,
+                                                                      task_id=task_id),
+                            f"task {task_id} ({claim.model}): resume it with {resume_line(task_id, claim.model)}",
+                            task_id=task_id)
+            error = journal_error(self.path, exc.__context__ or exc, busy_seconds=BUSY_TIMEOUT_S, task_id=task_id,
+                                  model=claim.model)
+            print(f"spark_nb: {error}", file=sys.stderr, flush=True)
+            raise error from None
+
+    @_guarded
+    def _created(self, claim: Claim, task_id: str) -> None:
+        self._upsert(claim, state=JobState.SUBMITTED.value, task_id=task_id)
+
+    def uncertain(self, claim: Claim, error: str) -> None:
+        """The create's answer was lost: a task may exist (never raises: see _record)."""
+        self._record(claim.attempt, "uncertain", lambda db: self._upsert_in(
+            db, claim, state=JobState.UNCERTAIN.value, error=error[:2000]))
+
+    def refused(self, claim: Claim, *, error: str, code: str | None, retryable: bool) -> None:
         """The service refused the create (no task exists): recorded so input errors are not resent."""
         if code is None and not retryable:  # 401, 403, 429…: nothing about these inputs; forget the attempt
-            self._write_one("DELETE FROM tasks WHERE attempt = ?", (attempt,))
+            self._record(claim.attempt, "forget", lambda db: db.execute(
+                "DELETE FROM tasks WHERE attempt = ?", (claim.attempt,)))
             return
-        self._update(attempt, state=JobState.FAILED.value, error=error[:2000], code=code, retryable=int(retryable))
+        self._record(claim.attempt, "refused", lambda db: self._upsert_in(
+            db, claim, state=JobState.FAILED.value, error=error[:2000], code=code, retryable=int(retryable)))
 
-    @_recovering
+    def release(self, claim: Claim) -> None:
+        """Nothing was sent (the uploads failed, or the call was stopped before its create): forget the claim."""
+        self._record(claim.attempt, "release", lambda db: db.execute(
+            "DELETE FROM tasks WHERE attempt = ? AND state = ?", (claim.attempt, JobState.RESERVED.value)))
+
+    @_guarded
     def finished(self, task_id: str, *, completed: bool, cost: float | None = None, seconds: float | None = None,
                  result_url: str | None = None, path: str | None = None, error: str | None = None,
                  code: str | None = None, retryable: bool = False) -> None:
-        """A task ended: every attempt that knows this task id records how."""
+        """A task ended: every attempt that knows this task id records how (kept to write later if it fails)."""
         fields: dict[str, Any] = {"state": (JobState.COMPLETED if completed else JobState.FAILED).value}
         if completed:
             fields.update(cost=cost, seconds=seconds, result_url=result_url, path=path, error=None)
         else:
             fields.update(error=(error or "")[:2000], code=code, retryable=int(retryable))
         sets = ", ".join(f"{name} = ?" for name in fields)
-        self._write_one(f"UPDATE tasks SET {sets}, updated_at = ? WHERE task_id = ?",
-                        (*fields.values(), time.time(), task_id), durable=False)
+        sql = f"UPDATE tasks SET {sets}, updated_at = ? WHERE task_id = ?"
+        args = (*fields.values(), time.time(), task_id)
+        try:
+            self._write_one(sql, args, durable=False)
+        except Exception:
+            self._kept.keep(f"task:{task_id}", lambda db: db.execute(sql, args), f"how task {task_id} ended")
+            raise
 
     # -- reading --------------------------------------------------------------------------------------
 
-    @_recovering
+    @_guarded
     def latest(self, fingerprint: str) -> Entry | None:
-        """The newest attempt for this fingerprint, or None."""
+        """The newest attempt for this fingerprint (by insertion, never by clock), or None."""
         with self._read() as db:
             return self._latest(db, fingerprint)
 
-    @_recovering
+    @_guarded
     def by_task(self, task_id: str) -> Entry | None:
         """The newest attempt that made task_id, or None."""
         with self._read() as db:
-            row = db.execute(f"SELECT {', '.join(_COLUMNS)} FROM tasks WHERE task_id = ? "
-                             "ORDER BY attempted_at DESC LIMIT 1", (task_id,)).fetchone()
-        return None if row is None else _entry(row)
+            row = db.execute(f"{SELECT} WHERE task_id = ? {NEWEST_FIRST} LIMIT 1", (task_id,)).fetchone()
+        return None if row is None else entry_of(row)
 
-    @_recovering
+    @_guarded
+    def attempt(self, attempt: str) -> Entry | None:
+        """The attempt with this id, or None once it is gone (released, or an abandoned reservation)."""
+        with self._read() as db:
+            row = db.execute(f"{SELECT} WHERE attempt = ?", (attempt,)).fetchone()
+        entry = None if row is None else self._with_known_id(entry_of(row))
+        return None if entry is None or entry.abandoned else entry
+
+    @_guarded
     def entries(self, *, model: str | None = None, since: float | None = None,
                 states: Sequence[str] | None = None) -> list[Entry]:
-        """Attempts, newest first, filtered by model id, attempt time and state."""
+        """Attempts, newest first, filtered by model id, attempt time (a damaged time passes) and state."""
         where, args = [], []
         if model:
             where.append("model = ?")
             args.append(model)
-        if since is not None:
-            where.append("attempted_at >= ?")
-            args.append(since)
         if states:
             where.append(f"state IN ({', '.join('?' * len(states))})")
             args.extend(states)
         clause = f"WHERE {' AND '.join(where)}" if where else ""
         with self._read() as db:
-            rows = db.execute(f"SELECT {', '.join(_COLUMNS)} FROM tasks {clause} ORDER BY attempted_at DESC",
-                              args).fetchall()
-        return [_entry(row) for row in rows]
+            rows = db.execute(f"{SELECT} {clause} {NEWEST_FIRST}", args).fetchall()
+        found = (self._with_known_id(entry_of(row)) for row in rows)
+        return [e for e in found if not e.abandoned
+                and (since is None or e.attempted_at is None or e.attempted_at >= since)]
 
     # -- plumbing -------------------------------------------------------------------------------------
 
-    @staticmethod
-    def _latest(db: sqlite3.Connection, fingerprint: str) -> Entry | None:
-        row = db.execute(f"SELECT {', '.join(_COLUMNS)} FROM tasks WHERE fingerprint = ? "
-                         "ORDER BY attempted_at DESC LIMIT 1", (fingerprint,)).fetchone()
-        return None if row is None else _entry(row)
+    def _latest(self, db: sqlite3.Connection, fingerprint: str) -> Entry | None:
+        for row in db.execute(f"{SELECT} WHERE fingerprint = ? {NEWEST_FIRST}", (fingerprint,)):
+            entry = self._with_known_id(entry_of(row))
+            if not entry.abandoned:
+                return entry
+        return None
 
-    def _update(self, attempt: str, **fields: Any) -> None:
-        sets = ", ".join(f"{name} = ?" for name in fields)
-        self._write_one(f"UPDATE tasks SET {sets}, updated_at = ? WHERE attempt = ?",
-                        (*fields.values(), time.time(), attempt))
+    def _with_known_id(self, entry: Entry) -> Entry:
+        """entry, with the task id this process created for it but could not write yet."""
+        task_id = self._kept.ids.get(entry.attempt)
+        if task_id is None or entry.task_id is not None:
+            return entry
+        return dataclasses.replace(entry, state=JobState.SUBMITTED, task_id=task_id)
+
+    @staticmethod
+    def _release_abandoned(db: sqlite3.Connection) -> None:
+        rows = db.execute(f"{SELECT} WHERE state = 'reserved'").fetchall()  # the partial index `reserved`
+        here = socket.gethostname()
+        gone = [entry.attempt for entry in map(entry_of, rows) if entry.abandoned and entry.host == here]
+        db.executemany("DELETE FROM tasks WHERE attempt = ? AND state = 'reserved'", [(a,) for a in gone])
+
+    def _upsert(self, claim: Claim, **fields: Any) -> None:
+        self._write_one(*_upsert_sql(claim, fields))
+
+    @staticmethod
+    def _upsert_in(db: sqlite3.Connection, claim: Claim, **fields: Any) -> None:
+        db.execute(*_upsert_sql(claim, fields))
+
+    def _record(self, key: str, what: str, write: Callable[[sqlite3.Connection], Any]) -> None:
+        """Write an outcome of a create; if the journal fails, keep it to write later and warn (never raises: the
+        caller is raising the outcome itself, which matters more)."""
+        try:
+            self._guarded_write(write)
+        except JournalError as exc:
+            self._kept.keep(key, write, f"{what} of attempt {key}")
+            logger.warning("could not record %s of attempt %s in the journal: %s", what, key, exc)
+
+    @_guarded
+    def _guarded_write(self, write: Callable[[sqlite3.Connection], Any]) -> None:
+        with self._write() as db:
+            write(db)
+
+    def _write_kept_at_exit(self) -> None:
+        """At exit: a last try at the kept writes; what still fails is said on stderr (a task id above all)."""
+        if not self._kept or not self._lock.acquire(timeout=5):
+            return
+        try:
+            if not self.path.is_file():  # moved or removed meanwhile: never write into a new, empty journal
+                raise FileNotFoundError(f"{self.path} is gone")
+            db = self._writer()
+            db.execute("BEGIN IMMEDIATE")
+            self._kept.apply(db)
+            db.execute("COMMIT")
+        except Exception as exc:  # noqa: BLE001 (at exit: say it, never raise)
+            self._kept.say_unwritten(exc)
+        finally:
+            self._lock.release()
 
     def _connect(self, threads: bool = False) -> sqlite3.Connection:
         import sqlite3
 
-        db = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=not threads)
-        db.execute("PRAGMA busy_timeout = 60000")
+        db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=not threads)
+        db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
         db.execute("PRAGMA synchronous = FULL")  # a claim and a created task's id are on disk before anything waits
         return db
 
     @contextlib.contextmanager
     def _write(self, *, durable: bool = True) -> Iterator[sqlite3.Connection]:
-        """One write transaction. durable: its commit is on the disk before this returns (fsync), as a claim and a
-        task id must be; a task's end need not be (lost with the machine's power, the task is resumed by its id)."""
+        """One write transaction, the kept writes first. durable: its commit is on the disk before this returns
+        (fsync), as a claim and a task id must be; a task's end need not be (lost with the machine's power, the
+        task is resumed by its id)."""
+        import sqlite3
+
         with self._lock:
             db = self._writer()
             try:
                 self._set_durable(db, durable)
                 db.execute("BEGIN IMMEDIATE")
+                self._kept.apply(db)
                 yield db
                 db.execute("COMMIT")
-            except BaseException:
-                with contextlib.suppress(Exception):  # the transaction may already be gone with the error
+            except BaseException as exc:
+                try:
                     db.execute("ROLLBACK")
-                self._drop_writer()  # the next write starts on a fresh connection (the file may have been replaced)
+                except Exception:  # noqa: BLE001 (the transaction went with the error): start on a fresh connection
+                    self._drop_writer()
+                if isinstance(exc, (sqlite3.Error, OSError)):
+                    self._drop_writer()  # the file may have been replaced
                 raise
 
     def _write_one(self, sql: str, args: Sequence[Any], *, durable: bool = True) -> None:
         """One statement as its own transaction (autocommit): no BEGIN and COMMIT around it, each of which is one
         more wait for the GIL while this process's journal lock is held and a batch's threads queue behind it."""
+        if self._kept:
+            with self._write(durable=durable) as db:
+                db.execute(sql, args)
+            return
         with self._lock:
             db = self._writer()
             try:
@@ -301,64 +376,40 @@ class Journal:
             db.close()
 
     def _migrate(self) -> None:
-        """Create the table, or bring an older one up to date (columns it lacks are added).
+        """Create the table, or bring an older one up to date (see _journal_rows.create_schema).
 
-        Processes opening a new journal at the same moment take turns (an flock beside it): switching a fresh
-        file to WAL needs it to themselves, and SQLite's busy timeout does not wait for that.
+        Processes opening a new journal at the same moment take turns (an flock beside it, waited for at most the
+        busy timeout): switching a fresh file to WAL needs it to themselves, and SQLite's busy timeout does not
+        wait for that.
         """
+        import sqlite3
+
         with open(f"{self.path}.lock", "a+b") as guard:
-            fcntl.flock(guard, fcntl.LOCK_EX)
-            self._create_or_update()
-
-    def _create_or_update(self) -> None:
-        db = self._connect()
-        try:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("""CREATE TABLE IF NOT EXISTS tasks (
-                attempt TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, model TEXT NOT NULL, backend TEXT NOT NULL,
-                base_url TEXT, inputs TEXT NOT NULL DEFAULT '[]', state TEXT NOT NULL, task_id TEXT, pid INTEGER,
-                host TEXT, attempted_at REAL NOT NULL, updated_at REAL NOT NULL)""")
-            present = {row[1] for row in db.execute("PRAGMA table_info(tasks)")}
-            for column in _COLUMNS:
-                if column not in present:  # an older journal: its rows read with these empty
-                    kind = "REAL" if column in ("cost", "seconds", "input_seconds") else \
-                        "INTEGER NOT NULL DEFAULT 0" if column == "retryable" else "TEXT"
-                    db.execute(f"ALTER TABLE tasks ADD COLUMN {column} {kind}")
-            db.execute("CREATE INDEX IF NOT EXISTS by_fingerprint ON tasks (fingerprint, attempted_at)")
-            db.execute("CREATE INDEX IF NOT EXISTS by_task ON tasks (task_id)")
-            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        finally:
-            db.close()
+            deadline = time.monotonic() + BUSY_TIMEOUT_S
+            while True:
+                try:
+                    fcntl.flock(guard, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise sqlite3.OperationalError("database is locked (its .lock file is held)") from None
+                    time.sleep(0.05)
+            db = self._connect()
+            try:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("BEGIN IMMEDIATE")  # a read-only or full journal is found here, before any upload
+                create_schema(db)
+                db.execute("COMMIT")
+            finally:
+                db.close()
 
 
-def _entry(row: Sequence[Any]) -> Entry:
-    """An Entry from a row, forgiving what an older or damaged row may hold."""
-    values = dict(zip(_COLUMNS, row))
-    try:
-        inputs = json.loads(values["inputs"] or "[]")
-    except (TypeError, ValueError):
-        inputs = []
-    try:
-        state = JobState(values["state"])
-    except ValueError:  # a state this version does not know: the safe reading is "a task may exist"
-        state = JobState.UNCERTAIN
-    return Entry(
-        attempt=str(values["attempt"]), fingerprint=str(values["fingerprint"]), model=str(values["model"]),
-        backend=str(values["backend"]), base_url=values["base_url"], inputs=inputs if isinstance(inputs, list) else [],
-        state=state, task_id=values["task_id"], pid=_number(values["pid"], int), host=values["host"],
-        attempted_at=_number(values["attempted_at"], float) or 0.0,
-        updated_at=_number(values["updated_at"], float) or 0.0, cost=_number(values["cost"], float),
-        seconds=_number(values["seconds"], float), input_seconds=_number(values["input_seconds"], float),
-        result_url=values["result_url"], path=values["path"], error=values["error"], code=values["code"],
-        retryable=bool(values["retryable"]), source=values["source"] or "generate",
-    )
-
-
-def _number(value: Any, kind: type) -> Any:
-    try:
-        return None if value is None else kind(value)
-    except (TypeError, ValueError):
-        return None
+def _upsert_sql(claim: Claim, fields: Mapping[str, Any]) -> tuple[str, tuple[Any, ...]]:
+    """Set fields on the claim's row, writing the whole row again if it has vanished (a journal started afresh)."""
+    row = {**claim.row, **fields, "updated_at": time.time()}
+    sets = ", ".join(f"{name} = excluded.{name}" for name in (*fields, "updated_at"))
+    return (f"INSERT INTO tasks ({', '.join(row)}) VALUES ({', '.join('?' * len(row))}) "
+            f"ON CONFLICT(attempt) DO UPDATE SET {sets}", tuple(row.values()))
 
 
 _journals: dict[Path, Journal] = {}
@@ -366,7 +417,7 @@ _journals_lock = threading.Lock()
 
 
 def journal_at(home: Path) -> Journal:
-    """The journal of this home folder (opened once per process)."""
+    """The journal of this home folder (opened once per process); JournalError when it cannot be used."""
     path = Path(home).expanduser().resolve() / FILENAME
     with _journals_lock:
         if path not in _journals:
@@ -387,3 +438,7 @@ def _digest(path: str, size: int, mtime_ns: int) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+__all__ = ["BUSY_TIMEOUT_S", "FILENAME", "OPEN", "SCHEMA_VERSION", "Claim", "Entry", "JobState", "Journal",
+           "file_digest", "journal_at"]

@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._backends import api_client
-from ._budget import check_budget
+from ._budget import budget_rule
 from ._config import InputLimits, Settings, hide_key, resolve
 from ._inputs import RECOMMENDED_AUDIO_SECONDS, Media, apply_fix, check, ensure_output_dir, normalise, validate
-from ._journal import journal_at
+from ._journal import Claim, Journal, journal_at
 from ._results import Result
 from ._reuse import describe_inputs, fingerprint, follow, needs_new_task
 from ._tasks import Task
 from ._uploads import upload, uploader_for
 from .errors import DownloadError, SparkError, TaskFailed, TaskMayExist, warn
 from .models import ModelSpec
+
+if TYPE_CHECKING:
+    from ._client import ApiClient
+
+CLAIM_ATTEMPTS = 5  # an identical call in another kernel may claim and give up these inputs; then this one claims
 
 
 def prepare(spec: ModelSpec, values: Mapping[str, Any], *, trim_audio: bool = True,
@@ -65,22 +70,52 @@ def submit(spec: ModelSpec, values: Mapping[str, Any], *, trim_audio: bool = Tru
     """Check, upload and create one task of spec, journaled; returns its Task without waiting.
 
     With reuse (the default) an identical earlier call answers instead when it can (see _reuse): its finished
-    video, or its task still running; nothing is created or paid twice. when_uploaded runs once the inputs are
-    uploaded, before the create is journaled (a batch row waits there for its turn at the service);
-    before_create runs just before the create call. face_advice=False leaves out the search for a face in the
-    images (a batch reports it with the row instead, off the path to the create).
+    video, or its task still running; nothing is created or paid twice. The call is claimed in the journal
+    (identity and budget in one transaction) before anything is uploaded; when_uploaded runs once the inputs
+    are uploaded (a batch row waits there for its turn at the service); before_create runs just before the
+    create call. face_advice=False leaves out the search for a face in the images (a batch reports it with the
+    row instead, off the path to the create).
     """
     settings = resolve(**hide_key(config))
     journal = journal_at(settings.home)
     inputs, key = _identify(spec, values, settings, trim_audio)
     if reuse and not needs_new_task(earlier := journal.latest(key)):
         assert earlier is not None
-        return follow(earlier, journal, spec, settings)
+        if (task := follow(earlier, journal, spec, settings)) is not None:
+            return task
     media = prepare(spec, values, trim_audio=trim_audio, limits=settings.limits, faces=face_advice)
     ensure_output_dir(settings.output_dir)  # found unusable now, not after the task is paid for
     seconds = max((m.facts.duration or 0 for m in media.values() if m.facts and m.field.kind != "image"), default=None)
-    check_budget(journal, settings, spec, seconds or None)
+    for _ in range(CLAIM_ATTEMPTS):
+        claim, other = journal.reserve(
+            fingerprint=key, model=spec.id, backend=settings.backend, input_seconds=seconds or None, source=source,
+            base_url=settings.base_url if settings.backend == "cloud" else None, inputs=inputs,
+            follow=lambda latest: reuse and not needs_new_task(latest),
+            admit=budget_rule(settings, spec, seconds or None))
+        if other is None:
+            break
+        if (task := follow(other, journal, spec, settings)) is not None:  # another kernel claimed this very call
+            return task
+    else:
+        raise SparkError(f"identical {spec.id} calls kept claiming these inputs and giving them up; nothing was sent",
+                         hint="try again, or pass reuse=False for a separate take")
+    assert claim is not None
     client = api_client(settings)
+    try:  # nothing is sent until the create: a failure (or Ctrl-C) up to there releases the claim
+        urls = _upload(media, settings, client)
+        if when_uploaded is not None:
+            when_uploaded()
+        if before_create is not None:
+            before_create()
+        journal.sending(claim)  # on disk before the call: from here a task may exist
+    except BaseException:
+        journal.release(claim)
+        raise
+    return _create(spec, urls, claim, journal, settings, client)
+
+
+def _upload(media: Mapping[str, Media], settings: Settings, client: ApiClient) -> dict[str, str]:
+    """Each input's URL: its own, or the one its upload gives."""
     urls: dict[str, str] = {}
     uploader = None
     for name, item in media.items():
@@ -90,32 +125,27 @@ def submit(spec: ModelSpec, values: Mapping[str, Any], *, trim_audio: bool = Tru
             assert item.path is not None
             uploader = uploader or uploader_for(settings, client)
             urls[name] = upload(item.path, uploader)
-    if when_uploaded is not None:
-        when_uploaded()
-    attempt, other = journal.begin(
-        fingerprint=key, model=spec.id, backend=settings.backend, input_seconds=seconds or None, source=source,
-        base_url=settings.base_url if settings.backend == "cloud" else None, inputs=inputs,
-        follow=lambda latest: reuse and not needs_new_task(latest))
-    if other is not None:  # another kernel claimed this very call while we uploaded
-        return follow(other, journal, spec, settings)
-    assert attempt is not None
+    return urls
+
+
+def _create(spec: ModelSpec, urls: dict[str, str], claim: Claim, journal: Journal, settings: Settings,
+            client: ApiClient) -> Task:
+    """Send the create call once and record what came of it; the task id before anything else."""
     try:
-        if before_create is not None:
-            before_create()
         raw = client.create(spec.id, spec.build_params(urls))
     except TaskMayExist as exc:
-        journal.uncertain(attempt, str(exc))
+        journal.uncertain(claim, str(exc))
         raise
     except TaskFailed as exc:  # refused before a task existed
-        journal.refused(attempt, error=exc.message, code=exc.code, retryable=exc.retryable)
+        journal.refused(claim, error=exc.message, code=exc.code, retryable=exc.retryable)
         raise
     except SparkError as exc:  # 401, 403, a connection never made…: no task
-        journal.refused(attempt, error=exc.headline, code=None, retryable=False)
+        journal.refused(claim, error=exc.headline, code=None, retryable=False)
         raise
     except BaseException:  # Ctrl-C during the call: it may have reached the service
-        journal.uncertain(attempt, "interrupted during the create call")
+        journal.uncertain(claim, "interrupted during the create call")
         raise
-    journal.created(attempt, str(raw["id"]))
+    journal.created(claim, str(raw["id"]))  # JournalError with the id and its resume line if it cannot be written
     return Task(id=str(raw["id"]), model=spec.id, settings=settings, initial=raw)
 
 

@@ -4,12 +4,12 @@ A call is identified by its fingerprint: the model, the backend (and base URL), 
 URL), and the options that change the output (trimming). The journal's newest attempt for that fingerprint
 decides: completed → its Result at once; running (or its process died) → wait for that task; create answer
 lost → TaskMayExist; refused for its inputs → the same TaskFailed; failed on the service's side → a new task.
+"Newest" is the journal's insertion order, never a clock.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import hashlib
 import json
 import os
@@ -23,7 +23,7 @@ from ._config import Settings, notify
 from ._inputs import Media
 from ._journal import Entry, JobState, Journal, file_digest
 from ._tasks import Task, result_path
-from .errors import TaskFailed, TaskMayExist
+from .errors import SparkError, TaskFailed, TaskMayExist
 from .models import ModelSpec, hint_for
 
 WAIT_FOR_CREATOR_S = 120.0  # another kernel is creating this very task: how long to wait for its id
@@ -60,32 +60,55 @@ def needs_new_task(entry: Entry | None) -> bool:
     return entry is None or (entry.state == JobState.FAILED and entry.retryable)
 
 
-def follow(entry: Entry, journal: Journal, spec: ModelSpec, settings: Settings) -> Task:
-    """The Task that answers this call from an earlier attempt, said in one line; raises where that is the answer."""
+def follow(entry: Entry, journal: Journal, spec: ModelSpec, settings: Settings) -> Task | None:
+    """The Task that answers this call from an earlier attempt, said in one line; raises where that is the answer;
+    None when the attempt it waited for went away without a task (its uploads failed): create one after all.
+
+    A damaged row is not skipped (it may be a paid task): what can be read of it decides, and a row whose state
+    or task id cannot be read is a task that may exist (TaskMayExist), as a create whose answer was lost.
+    """
     deadline = time.monotonic() + WAIT_FOR_CREATOR_S
-    while entry.state == JobState.SUBMITTING and entry.creator_alive and time.monotonic() < deadline:
-        time.sleep(0.2)  # another kernel (or thread) is sending this very create right now
-        entry = journal.latest(entry.fingerprint) or entry
-    when = _when(entry.attempted_at)
+    while entry.state in (JobState.RESERVED, JobState.SUBMITTING) and entry.creator_alive \
+            and time.monotonic() < deadline:
+        time.sleep(0.2)  # another kernel (or thread) is uploading for, or sending, this very create right now
+        latest = journal.latest(entry.fingerprint)
+        if needs_new_task(latest):
+            return None
+        assert latest is not None
+        entry = latest
+    when = entry.when
     if entry.state == JobState.COMPLETED and entry.task_id:
         cost = f"cost ${entry.cost:.2f}" if entry.cost is not None else "cost unknown"
         _say(f"reusing task {entry.task_id} from {when} ({cost}); {NEW_TAKE}")
         saved = _into(settings.output_dir, entry) if entry.path and Path(entry.path).is_file() else None
-        return Task(id=entry.task_id, model=entry.model, settings=settings, initial=completed_answer(entry), saved=saved,
-                    origin="reused")
+        return Task(id=entry.task_id, model=entry.model, settings=settings, initial=completed_answer(entry),
+                    saved=saved, origin="reused")
     if entry.state == JobState.SUBMITTED and entry.task_id:
         _say(f"task {entry.task_id} for these inputs was created {when} and is not finished: waiting for it "
              f"instead of creating another ({NEW_TAKE})")
         return dataclasses.replace(Task.from_id(entry.task_id, model=entry.model, **_same_place(settings)),
                                    origin="attached")
-    if entry.state == JobState.FAILED:  # refused for its inputs (a service failure would need a new task)
+    if entry.state == JobState.FAILED:  # refused for its inputs (see needs_new_task)
         hint, _ = hint_for(entry.code, spec)
         raise TaskFailed(f"{entry.error or 'the service refused these inputs'} (an identical call at {when})",
                          code=entry.code, task_id=entry.task_id, retryable=False,
                          hint=f"{hint}; sending the same inputs again would fail again (pass reuse=False to try)")
-    raise TaskMayExist(
-        f"an identical {spec.id} call at {when} may have created a task (its create call's answer was lost), so "
-        "it was not sent again, to avoid paying twice",
+    if entry.state == JobState.RESERVED:
+        raise SparkError(f"an identical {spec.id} call (process {entry.pid}) has been preparing its task for over "
+                         f"{WAIT_FOR_CREATOR_S:g} s; this one did not create another",
+                         hint="wait for that call to finish, then call again (its result is reused); or pass "
+                              "reuse=False for a separate take (billed again)")
+    raise _may_exist(entry, spec)
+
+
+def _may_exist(entry: Entry, spec: ModelSpec) -> TaskMayExist:
+    """The error for an attempt that may have made a task: its create's answer was lost, or its row is damaged."""
+    when = entry.when
+    why = (f"its record in the journal is damaged: {'; '.join(entry.damaged)}" if entry.damaged
+           else "its create call's answer was lost")
+    return TaskMayExist(
+        f"an identical {spec.id} call at {when} may have created a task ({why}), so it was not sent again, to "
+        "avoid paying twice",
         hint=f"look for a {spec.id} task created at {when} in your Vtrix dashboard; if there is none, pass "
              "reuse=False to create one",
         model=spec.id, submitted_at=when)
@@ -122,10 +145,6 @@ def completed_answer(entry: Entry) -> dict[str, Any]:
 def _same_place(settings: Settings) -> dict[str, Any]:
     return {"backend": settings.backend, "base_url": settings.base_url, "api_key": settings.api_key,
             "output_dir": settings.output_dir, "home": settings.home, "uploader": settings.uploader}
-
-
-def _when(timestamp: float) -> str:
-    return datetime.datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _say(line: str) -> None:

@@ -171,3 +171,27 @@ def warn(message: str) -> None:
     while frame is not None and frame.f_code.co_filename.startswith(package):
         frame, level = frame.f_back, level + 1
     warnings.warn(message, UserWarning, stacklevel=level)
+
+
+class JournalError(SparkError):
+    """The task journal (SPARK_NB_HOME/journal.sqlite) could not be read or written; the message says what to do.
+
+    task_id is set when a task was created but could not be recorded: resume it with the line in the hint.
+    """
+
+    def __init__(self, message: str, *, hint: str | None = None, task_id: str | None = None,
+                 path: str = "") -> None:
+        super().__init__(message, hint=hint, task_id=task_id)
+        self.path = path
+
+
+class CostUnknown(BudgetExceeded):
+    """Under a budget, a model whose cost is not known yet runs one task at a time, and one is running now."""
+
+    def __init__(self, *, model: str, budget: float, spend: float, running: float, blocking: str,
+                 attempt: str, creator_alive: bool, hint: str) -> None:
+        SparkError.__init__(
+            self, f"the cost of a {model} task is not known yet (none has finished with a cost on this machine), so "
+                  f"under the budget of ${budget:.2f} one runs at a time until one has: {blocking}", hint=hint)
+        self.spend, self.running, self.estimate, self.budget = spend, running, 0.0, budget
+        self.model, self.attempt, self.creator_alive = model, attempt, creator_alive

@@ -80,6 +80,11 @@ def journal_states(out: Path) -> list[tuple[str, str, str | None]]:
                   if source and source.startswith(prefix))
 
 
+def sent(states: list[tuple[str, str, str | None]]) -> list[str]:
+    """The states of the rows whose create was sent (a reservation, inputs uploading, sent nothing yet)."""
+    return [state for _, state, _ in states if state != "reserved"]
+
+
 def assert_key_written_nowhere(folder: Path) -> None:
     """No file under folder contains the API key."""
     for path in folder.rglob("*"):
@@ -199,7 +204,7 @@ def test_ctrl_c_stops_the_batch_at_once_and_a_rerun_finishes_it(
                              stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120
-        while [state for _, state, _ in journal_states(out)] != ["submitted"] * 2:
+        while sent(journal_states(out)) != ["submitted"] * 2:
             assert batch.poll() is None, "the batch ended before it could be interrupted"
             assert time.monotonic() < deadline, f"rows never submitted: {journal_states(out)}"
             time.sleep(0.1)
@@ -809,3 +814,133 @@ def test_a_portrait_without_a_face_is_advised_with_its_row_not_on_the_console(tm
     assert rows["wall"]["advice"] == table["wall"]["advice"] and rows["face"]["advice"] is None
     card = (out / "index.html").read_text().split("<h3>wall</h3>", 1)[1]
     assert '<div class="advice">no face found in the' in card
+
+
+# -- a row fails alone; the reports are always written ----------------------------------------------------------
+
+def read_results(out: Path) -> dict[str, dict[str, str]]:
+    """results.csv by row name."""
+    with (out / "results.csv").open() as f:
+        return {row["name"]: row for row in csv.DictReader(f)}
+
+
+def test_a_row_whose_job_raises_anything_fails_alone(tmp_path: Path, media: dict[str, Path], make_server: type,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The attack: a RecursionError (a poll answered with deeply nested JSON) escaped one row, killed the run after
+    every create was paid, and wrote no report. Any exception now fails its row alone: here a user's uploader
+    raises RecursionError for one row and OSError for another; the other rows complete and every report lists
+    all five."""
+    import spark_nb
+
+    from .test_pipeline import upload
+
+    server = make_server(api_key=TEST_KEY)
+    use_server(monkeypatch, server)
+    names = ["a", "deep", "b", "disk", "c"]
+    images = distinct_portraits(tmp_path, media["portrait"], names)
+
+    def uploader(path: Path) -> str:
+        if path.stem == "deep":
+            raise RecursionError("maximum recursion depth exceeded while decoding a JSON object")
+        if path.stem == "disk":
+            raise OSError(28, "No space left on device")
+        return upload(server, path)
+
+    spark_nb.configure(uploader=uploader)
+    manifest = write_manifest(tmp_path, [{"name": n, "model": "avatar", "image": images[n],
+                                          "audio": str(media["speech"])} for n in names])
+    out = tmp_path / "out"
+    outcomes = {o.name: o for o in run_batch(manifest, out, concurrency=2, progress=False)}
+    assert outcomes["deep"].status == "failed" and "RecursionError" in (outcomes["deep"].error or "")
+    assert outcomes["disk"].status == "failed" and "No space left" in (outcomes["disk"].error or "")
+    assert all(outcomes[n].status == "completed" for n in ("a", "b", "c")) and server.stats()["created"] == 3
+    table = read_results(out)
+    assert list(table) == names and "RecursionError" in table["deep"]["error"]
+    assert len(json.loads((out / "rows.json").read_text())["rows"]) == 5
+    assert (out / "index.html").is_file()
+    assert journal_states(out) == sorted((n, "completed", outcomes[n].task_id) for n in ("a", "b", "c"))
+
+
+def test_a_batch_that_crashes_still_writes_every_report(three_rows: Path, tmp_path: Path, make_server: type,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bug in the batch itself (its progress bar raising at the second row): the error is raised, and
+    results.csv, rows.json and the gallery are written with every row, the finished one completed, the others
+    unfinished; a rerun completes them without paying again for the first."""
+    from spark_nb.batch import _runner
+
+    server = make_server(api_key=TEST_KEY)
+    use_server(monkeypatch, server)
+    real_add, seen = _runner.BatchProgress.add, []
+
+    def add(self: object, outcome: object) -> None:
+        seen.append(outcome)
+        if len(seen) == 2:
+            raise RuntimeError("a bug in the bar")
+        real_add(self, outcome)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_runner.BatchProgress, "add", add)
+    out = tmp_path / "out"
+    with pytest.raises(RuntimeError, match="a bug in the bar"):
+        run_batch(three_rows, out, concurrency=1, progress=False)
+    table = read_results(out)
+    assert list(table) == ["alice", "bob", "carol"]
+    assert sorted(row["status"] for row in table.values())[0] == "completed"
+    assert all(row["status"] in ("completed", "unfinished", "failed") for row in table.values()), table
+    assert [row["name"] for row in json.loads((out / "rows.json").read_text())["rows"]] == ["alice", "bob", "carol"]
+    assert (out / "index.html").is_file()
+    created = server.stats()["created"]
+
+    monkeypatch.setattr(_runner.BatchProgress, "add", real_add)
+    again = run_batch(three_rows, out, concurrency=3, progress=False)
+    assert [o.status for o in again] == ["completed"] * 3 and server.stats()["created"] == 3 >= created
+
+
+def test_sigterm_stops_the_batch_and_writes_every_report(three_rows: Path, tmp_path: Path, make_server: type,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A variant the Ctrl-C test did not have: SIGTERM (a supervisor stopping `spark-nb batch`) used to end the
+    process at once with no report. Now it stops as Ctrl-C does: no new task, reports with every row, exit 130,
+    and the rerun completes every row creating each task once."""
+    server = make_server(api_key=TEST_KEY, latency=6)
+    use_server(monkeypatch, server)
+    out = tmp_path / "out"
+    batch = subprocess.Popen([sys.executable, "-m", "spark_nb", "batch", str(three_rows), "--out", str(out),
+                              "--concurrency", "2"], start_new_session=True, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while sent(journal_states(out)) != ["submitted"] * 2:
+            assert batch.poll() is None, "the batch ended before it could be stopped"
+            assert time.monotonic() < deadline, f"rows never submitted: {journal_states(out)}"
+            time.sleep(0.1)
+        batch.send_signal(signal.SIGTERM)  # the runner alone, as `kill PID` or a supervisor does
+        _, stderr = batch.communicate(timeout=60)
+    finally:
+        if batch.poll() is None:
+            os.killpg(batch.pid, signal.SIGKILL)
+            batch.wait(timeout=30)
+    assert batch.returncode == 130 and "run the same command again" in stderr, stderr
+    assert server.stats()["created"] == 2
+    assert [row["status"] for row in read_results(out).values()] == ["unfinished"] * 3
+    assert len(json.loads((out / "rows.json").read_text())["rows"]) == 3 and (out / "index.html").is_file()
+    assert not [p for p in psutil.process_iter(["cmdline"]) if str(out) in " ".join(p.info["cmdline"] or [])]
+
+    outcomes = run_batch(three_rows, out, concurrency=3, progress=False)
+    assert [o.status for o in outcomes] == ["completed"] * 3 and server.stats()["created"] == 3
+
+
+def test_a_batch_of_a_model_whose_cost_is_unknown_finishes_every_row_one_task_at_a_time(
+        tmp_path: Path, media: dict[str, Path], make_server: type, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under a budget, with nothing known of the model's cost, rows wait for the first task to finish (its cost
+    then sets the estimate) instead of failing: all rows complete, and the second task was created only after
+    the first had finished (before, all were created at once, each estimated at $0)."""
+    server = make_server(api_key=TEST_KEY, cost_per_second=0.25, latency=2)
+    use_server(monkeypatch, server)
+    monkeypatch.setenv("SPARK_NB_BUDGET_USD", "50")
+    names = ["one", "two", "three"]
+    images = distinct_portraits(tmp_path, media["portrait"], names)
+    manifest = write_manifest(tmp_path, [{"name": n, "model": "avatar", "image": images[n],
+                                          "audio": str(media["speech"])} for n in names])
+    outcomes = run_batch(manifest, tmp_path / "out", concurrency=3, progress=False)
+    assert [o.status for o in outcomes] == ["completed"] * 3, [o.error for o in outcomes]
+    tasks = sorted((server.service.tasks[i] for i in server.service.tasks), key=lambda record: record.created_at)
+    assert len(tasks) == 3 and tasks[0].ready_at is not None and tasks[0].ready_at <= tasks[1].created_at

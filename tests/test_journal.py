@@ -3,6 +3,7 @@ spend and a budget; local tasks that outlive their process; a damaged journal; S
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -287,11 +288,12 @@ def test_a_damaged_journal_is_moved_aside_and_an_old_one_is_read(media: dict[str
     cut.parent.mkdir()
     in_use = Journal(cut)
     for i in range(300):
-        attempt, _ = in_use.begin(fingerprint=f"f{i}", model="m", backend="local", base_url=None, source="t",
+        claim, _ = in_use.reserve(fingerprint=f"f{i}", model="m", backend="local", base_url=None, source="t",
                                   inputs=[{"field": "image", "name": "x" * 300}], input_seconds=1.0,
                                   follow=lambda latest: False)
-        assert attempt is not None
-        in_use.created(attempt, f"t{i}")
+        assert claim is not None
+        in_use.sending(claim)
+        in_use.created(claim, f"t{i}")
     with sqlite3.connect(cut) as db:
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     cut.write_bytes(cut.read_bytes()[: cut.stat().st_size * 2 // 3])
@@ -393,10 +395,11 @@ def test_old_local_tasks_are_pruned_by_age_and_size(tmp_path: Path) -> None:
     assert shelf.load("running") is not None and shelf.load("old") is None and shelf.load("new") is not None
 
 
-def test_a_claim_and_a_task_id_are_fsynced_and_a_task_end_need_not_be(tmp_path: Path) -> None:
-    """The write before a create and the one recording its task id commit with synchronous=FULL (on disk before
-    anything waits); a task's end commits with NORMAL (lost only with the machine's power, when the task is
-    resumed by its id). One connection serves every write of a process."""
+def test_the_switch_to_sending_and_a_task_id_are_fsynced_and_a_claim_or_a_task_end_need_not_be(
+        tmp_path: Path) -> None:
+    """The write just before a create (SUBMITTING) and the one recording its task id commit with synchronous=FULL
+    (on disk before anything is sent or waits); a claim (nothing sent yet: lost with the machine's power, nothing
+    is lost) and a task's end (resumed by its id) commit with NORMAL. One connection serves every write."""
     journal = Journal(tmp_path / FILENAME)
 
     def synchronous() -> int:
@@ -404,13 +407,15 @@ def test_a_claim_and_a_task_id_are_fsynced_and_a_task_end_need_not_be(tmp_path: 
         assert held is not None
         return held[0].execute("PRAGMA synchronous").fetchone()[0]
 
-    attempt, _ = journal.begin(fingerprint="f", model="m", backend="cloud", base_url=None, inputs=[],
+    claim, _ = journal.reserve(fingerprint="f", model="m", backend="cloud", base_url=None, inputs=[],
                                input_seconds=None, source="test", follow=lambda latest: False)
-    assert attempt is not None and synchronous() == 2  # FULL
+    assert claim is not None and synchronous() == 1  # NORMAL
     connection = journal._held[0]  # noqa: SLF001
-    journal.finished("t1", completed=True, cost=0.1)
-    assert synchronous() == 1  # NORMAL
-    journal.created(attempt, "t1")
+    journal.sending(claim)
+    assert synchronous() == 2  # FULL
+    journal.finished("t0", completed=True, cost=0.1)
+    assert synchronous() == 1
+    journal.created(claim, "t1")
     assert synchronous() == 2 and journal._held[0] is connection  # noqa: SLF001
     journal.finished("t1", completed=True, cost=0.1)
     assert journal.by_task("t1").state == JobState.COMPLETED
@@ -420,13 +425,340 @@ def test_a_journal_moved_aside_is_written_afresh_not_through_the_old_connection(
     """The kept write connection follows the file: once the journal is replaced, writes go to the new one."""
     path = tmp_path / FILENAME
     journal = Journal(path)
-    journal.begin(fingerprint="a", model="m", backend="cloud", base_url=None, inputs=[], input_seconds=None,
-                  source="test", follow=lambda latest: False)
+    journal.reserve(fingerprint="a", model="m", backend="cloud", base_url=None, inputs=[], input_seconds=None,
+                    source="test", follow=lambda latest: False)
     for suffix in ("", "-wal", "-shm"):
         if Path(f"{path}{suffix}").exists():
             os.replace(f"{path}{suffix}", f"{tmp_path / 'old.sqlite'}{suffix}")
     Journal(path)  # another process starts a new journal in its place
-    journal.begin(fingerprint="b", model="m", backend="cloud", base_url=None, inputs=[], input_seconds=None,
-                  source="test", follow=lambda latest: False)
+    journal.reserve(fingerprint="b", model="m", backend="cloud", base_url=None, inputs=[], input_seconds=None,
+                    source="test", follow=lambda latest: False)
     assert journal.latest("b") is not None and journal.latest("a") is None
     assert Journal(path).latest("b") is not None
+
+
+# -- "latest" is the journal's insertion order, never a clock -----------------------------------------------------
+
+@pytest.mark.parametrize("first_offset,later_offset", [
+    (86400.0, 0.0),  # the attack: the first call's clock was a day ahead, then put right
+    (0.0, -3600.0),  # a variant: the process's clock jumps an hour back between the calls
+])
+@pytest.mark.slow
+def test_a_clock_that_jumps_never_makes_an_identical_call_pay_again(
+        first_offset: float, later_offset: float, make_server: MakeServer, media: dict[str, Path],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A service failure (…095, so the next identical call makes a new task) written while the clock said a later
+    time than the calls after it stayed "the latest attempt" by time: every identical call paid for a new task.
+    The newest attempt is the newest inserted: the third call reuses the second's video."""
+    from .conftest import seed_firing_first
+
+    server = make_server(api_key=TEST_KEY, faults="render:095:0.5", fault_seed=seed_firing_first(0.5))
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() + first_offset)
+    with pytest.raises(spark_nb.TaskFailed) as info:
+        avatar.generate(media["portrait"], media["speech"], progress=False, **cloud_config(server))
+    assert info.value.retryable
+    monkeypatch.setattr(time, "time", lambda: real() + later_offset)
+    second = avatar.generate(media["portrait"], media["speech"], progress=False, **cloud_config(server))
+    third = avatar.generate(media["portrait"], media["speech"], progress=False, **cloud_config(server))
+    assert third.task_id == second.task_id and server.stats()["created"] == 2
+    assert [t.status for t in spark_nb.history()] == ["completed", "failed"]  # newest first, by insertion
+
+
+def test_an_older_journal_keeps_its_insertion_order_through_migration_and_vacuum(tmp_path: Path) -> None:
+    """A version-1 journal whose first row has a timestamp a day ahead: after migration its rows are numbered in
+    their insertion order (rowid), the numbers survive VACUUM (a column, not the rowid), and a row inserted by an
+    older version of spark_nb (no number given) is numbered by the journal's trigger."""
+    path = tmp_path / FILENAME
+    now = time.time()
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE tasks (attempt TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, model TEXT NOT NULL, "
+                   "backend TEXT NOT NULL, base_url TEXT, inputs TEXT NOT NULL DEFAULT '[]', state TEXT NOT NULL, "
+                   "task_id TEXT, pid INTEGER, host TEXT, attempted_at REAL NOT NULL, updated_at REAL NOT NULL)")
+        for attempt, state, at in (("ahead", "failed", now + 86400), ("later", "completed", now)):
+            db.execute("INSERT INTO tasks VALUES (?, 'fp', 'm', 'cloud', NULL, '[]', ?, ?, 1, 'h', ?, ?)",
+                       (attempt, state, f"t-{attempt}", at, at))
+    journal = Journal(path)
+    assert journal.latest("fp").attempt == "later"  # type: ignore[union-attr]
+    with sqlite3.connect(path) as db:
+        db.execute("DELETE FROM tasks WHERE attempt = 'nothing'")
+    sqlite3.connect(path, isolation_level=None).execute("VACUUM")
+    claim, _ = journal.reserve(fingerprint="fp", model="m", backend="cloud", base_url=None, inputs=[],
+                               input_seconds=None, source="t", follow=lambda latest: False)
+    assert claim is not None and journal.latest("fp").attempt == claim.attempt  # type: ignore[union-attr]
+    with sqlite3.connect(path) as db:  # as spark_nb 0.x would insert: no seq column named
+        db.execute("INSERT INTO tasks (attempt, fingerprint, model, backend, inputs, state, attempted_at, updated_at)"
+                   " VALUES ('old-version', 'fp', 'm', 'cloud', '[]', 'completed', 1.0, 1.0)")
+    assert [e.attempt for e in journal.entries()] == ["old-version", claim.attempt, "later", "ahead"]
+
+
+# -- damaged rows ---------------------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_damaged_rows_are_shown_as_damaged_and_reuse_and_the_budget_stay_safe(
+        make_server: MakeServer, media: dict[str, Path], tmp_path: Path) -> None:
+    """The attack: a NaN timestamp made history() and reuse raise ValueError. Rows with a NaN or year-10^292
+    timestamp, text where a number goes, a state this version does not know, a blob for a task id: history and
+    `spark-nb history` list each as damaged, naming what; reuse still reuses a completed row whose video and id
+    read fine, and treats an unreadable state as a task that may exist; a completed row whose cost is unreadable
+    counts at its model's estimate in the budget."""
+    from spark_nb._pipeline import call_key
+    from spark_nb.models import AVATAR
+
+    server = make_server(api_key=TEST_KEY, cost_per_second=0.25)
+    first = avatar.generate(media["portrait"], media["speech"], progress=False, **cloud_config(server))
+    cost = float(first.cost or 0)
+    path = home() / FILENAME
+    other = call_key(AVATAR, {"image": media["portrait"], "audio": media["speech_mp3"]}, **cloud_config(server))
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE tasks SET attempted_at = 'NaN', updated_at = 1e300")
+        row = "INSERT INTO tasks (attempt, fingerprint, model, backend, inputs, state, task_id, pid, attempted_at, " \
+              "updated_at, cost, seconds, retryable) VALUES (?, ?, ?, 'cloud', ?, ?, ?, ?, ?, 1.0, ?, ?, ?)"
+        db.execute(row, ("exploded", other, AVATAR.id, "[]", "exploded", None, 1, time.time(), None, None, 0))
+        db.execute(row, ("priceless", "fp-x", AVATAR.id, "[]", "completed", "t-x", 1, 1e300, "abc", -1, 0))
+        db.execute(row, ("blob", "fp-y", AVATAR.id, "not json", "failed", b"\x00\x01", "x", "soon", None, None, 7))
+
+    tasks = spark_nb.history()
+    assert len(tasks) == 4 and {t.status for t in tasks} == {"damaged"}
+    said = " | ".join(t.damaged or "" for t in tasks)
+    for note in ("attempted_at 'NaN' is not a time", "recorded as completed", "state 'exploded' is not a state",
+                 "cost 'abc' is not a number", "attempted_at 1e+300 is not a time", "seconds -1.0 is negative",
+                 "task_id b'\\x00\\x01' is not text", "pid 'x' is not a process id", "retryable 7 is not 0 or 1",
+                 "inputs 'not json' is not a list of inputs", "attempted_at 'soon' is not a time"):
+        assert note in said, note
+    assert {t.created_at for t in tasks if t.task_id in (first.task_id, "t-x")} == {None}
+    assert tasks._repr_html_().count("spark-damaged") == 4
+    assert len(spark_nb.history(status="damaged")) == 4 and spark_nb.history(status="completed") == []
+    for args in (["history"], ["history", "--json"], ["history", "--since", "1h"]):
+        shown = subprocess.run([sys.executable, "-m", "spark_nb", *args], capture_output=True, text=True,
+                               timeout=60, env=os.environ.copy(), cwd=tmp_path)
+        assert shown.returncode == 0 and "Traceback" not in shown.stderr, shown.stderr
+    assert len(json.loads(subprocess.run([sys.executable, "-m", "spark_nb", "history", "--json"],
+                                         capture_output=True, text=True, timeout=60, env=os.environ.copy(),
+                                         cwd=tmp_path).stdout)["tasks"]) == 4
+
+    again = avatar.generate(media["portrait"], media["speech"], progress=False, **cloud_config(server))
+    assert again.task_id == first.task_id and server.stats()["created"] == 1  # the video and id read fine
+    with pytest.raises(spark_nb.TaskMayExist, match="damaged: state 'exploded'"):
+        avatar.generate(media["portrait"], media["speech_mp3"], progress=False, **cloud_config(server))
+    with pytest.raises(spark_nb.BudgetExceeded) as info:  # spent: the first task and the unreadable one, at cost
+        avatar.generate(media["portrait"], media["speech"], progress=False, reuse=False,
+                        budget_usd=round(2.5 * cost, 2), **cloud_config(server))
+    assert info.value.spend == pytest.approx(2 * cost, rel=0.05)
+    assert server.stats()["created"] == 1
+
+
+# -- a created task whose id cannot be recorded; a journal that cannot be used -----------------------------------
+
+LOCKER = """
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=30)
+for line in sys.stdin:
+    if line.strip() == "lock":
+        db.execute("BEGIN EXCLUSIVE")
+        print("locked", flush=True)
+    elif line.strip() == "release":
+        db.execute("COMMIT")
+        print("released", flush=True)
+"""
+URLS = ("https://cdn.example/face.jpg", "https://cdn.example/voice.wav")  # URL inputs: nothing to upload
+REFUSED = {"status": "failed", "error": {"code": "003016002", "error_message": "Audio URL missing"}}
+
+
+class Locker:
+    """Another process holding the journal's write lock on request (BEGIN EXCLUSIVE), for as long as asked."""
+
+    def __init__(self, path: Path) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-c", LOCKER, str(path)], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True)
+
+    def say(self, word: str, answer: str) -> None:
+        """Send word; wait for its answer."""
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(word + "\n")
+        self.proc.stdin.flush()
+        assert self.proc.stdout.readline().strip() == answer
+
+    def close(self) -> None:
+        """End the process."""
+        self.proc.kill()
+        self.proc.wait(timeout=30)
+
+
+def create_then(act: Callable[[], None], task_id: str) -> Callable[[Peer, Any, Any], None]:
+    """A fake Vtrix whose first create does act() (lock the journal, fill the disk) then answers task_id; later
+    creates are refused for their inputs."""
+    def handle(p: Peer, conn: Any, req: Any) -> None:
+        if sum(s.method == "POST" for s in p.seen) == 1:
+            act()
+            p.json(conn, 200, {"id": task_id, "status": "queued", "model": "spark_avatar_picture_omni_v2"})
+        else:
+            p.json(conn, 400, REFUSED)
+    return handle
+
+
+def assert_the_id_is_given(error: spark_nb.SparkError, task_id: str, stderr: str) -> None:
+    """The created task's id and the line that resumes it are in the error and on stderr."""
+    resume = f'spark_nb.Task.from_id("{task_id}", model="spark_avatar_picture_omni_v2").wait()'
+    assert isinstance(error, spark_nb.errors.JournalError) and error.task_id == task_id
+    assert resume in str(error) and task_id in stderr and resume in stderr
+
+
+def recorded(task_id: str) -> list[tuple[str, str]]:
+    """(state, task_id) of the journal's rows that know task_id, read as another process would."""
+    with sqlite3.connect(home() / FILENAME, timeout=30) as db:
+        return db.execute("SELECT state, task_id FROM tasks WHERE task_id = ?", (task_id,)).fetchall()
+
+
+def test_a_journal_locked_past_its_busy_timeout_still_gives_the_created_tasks_id(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    """The attack: another process holds the journal (a 60 s busy timeout, 1 s here) right after the create
+    answered. Before, a raw sqlite3.OperationalError escaped and the paid task's id was nowhere. Now a
+    JournalError names it with its resume line, stderr too, and the journal's next write records it."""
+    import spark_nb._journal as journal_module
+
+    monkeypatch.setattr(journal_module, "BUSY_TIMEOUT_S", 1.0)
+    spark_nb.history()  # the journal exists before the locker opens it
+    locker = Locker(home() / FILENAME)
+    try:
+        for start in peers():
+            api = start(create_then(lambda: locker.say("lock", "locked"), "task-locked-1"))
+            config = {"backend": "cloud", "base_url": api.url, "api_key": TEST_KEY}
+            with pytest.raises(spark_nb.SparkError) as info:
+                avatar.generate(*URLS, progress=False, **config)
+            assert_the_id_is_given(info.value, "task-locked-1", capsys.readouterr().err)
+            assert "locked by another process" in str(info.value)
+            locker.say("release", "released")
+            assert recorded("task-locked-1") == []  # not on disk yet: kept in memory
+            with pytest.raises(spark_nb.TaskFailed):  # the next call's claim writes the kept id first
+                avatar.generate(URLS[0], "https://cdn.example/other.wav", progress=False, **config)
+            assert recorded("task-locked-1") == [("submitted", "task-locked-1")]
+    finally:
+        locker.close()
+
+
+LOCKED_AT_EXIT = """
+import spark_nb._journal as journal
+journal.BUSY_TIMEOUT_S = 1.0
+try:
+    avatar.generate(sys.argv[1], sys.argv[2], progress=False, backend="cloud", base_url=sys.argv[3], api_key="k")
+except spark_nb.SparkError as exc:
+    print("raised", type(exc).__name__, exc.task_id, flush=True)
+sys.stdin.readline()  # the parent releases the lock, then lets this process exit
+"""
+
+
+@pytest.mark.slow
+def test_a_created_tasks_id_kept_in_memory_is_written_at_exit() -> None:
+    """A variant: the process exits after the failed write; its exit writes the kept id to the journal."""
+    spark_nb.history()
+    locker = Locker(home() / FILENAME)
+    try:
+        for start in peers():
+            api = start(create_then(lambda: locker.say("lock", "locked"), "task-at-exit"))
+            kid = subprocess.Popen([sys.executable, "-c", "import sys, spark_nb\nfrom spark_nb import avatar\n"
+                                    + LOCKED_AT_EXIT, *URLS, api.url], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True)
+            assert kid.stdout is not None and kid.stdin is not None
+            assert kid.stdout.readline().split() == ["raised", "JournalError", "task-at-exit"]
+            locker.say("release", "released")
+            _, err = kid.communicate("go\n", timeout=60)
+            assert kid.returncode == 0 and "task-at-exit" in err and "Traceback" not in err, err
+            assert recorded("task-at-exit") == [("submitted", "task-at-exit")]
+    finally:
+        locker.close()
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """SPARK_NB_HOME on a 1 MB tmpfs (as root; skipped where mounting is refused), unmounted afterwards."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
+                                           capture_output=True, timeout=30).returncode != 0:
+        pytest.skip("mounting a small tmpfs needs root and a container that allows it")
+    monkeypatch.setenv("SPARK_NB_HOME", str(mount))
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], timeout=30, check=False)
+
+
+def fill(folder: Path) -> Path:
+    """Fill the file system holding folder to its last page; the filler file."""
+    filler = folder / "filler"
+    with open(filler, "wb", buffering=0) as fh:
+        for size in (65536, 4096, 512, 1):
+            with contextlib.suppress(OSError):
+                while fh.write(b"\0" * size):
+                    pass
+    return filler
+
+
+def test_a_full_disk_right_after_the_create_still_gives_the_created_tasks_id(
+        small_disk: Path, capsys: pytest.CaptureFixture) -> None:
+    """The attack: the disk fills between the create call and the write of its task id (a tmpfs of 1 MB filled to
+    its last byte). Before: a raw sqlite3.OperationalError, the id nowhere. Now: a JournalError with the id, its
+    resume line and the fix; once space is freed, the next write records it. A variant first: a disk already
+    full before the call is a JournalError before anything is sent."""
+    spark_nb.history()  # the journal exists (and its WAL is folded back in: a write must grow it again)
+    filler = fill(small_disk)
+    for start in peers():
+        api = start(create_then(lambda: fill(small_disk), "task-full-1"))
+        config = {"backend": "cloud", "base_url": api.url, "api_key": TEST_KEY}
+        with pytest.raises(spark_nb.errors.JournalError, match="the disk is full") as before:
+            avatar.generate(*URLS, progress=False, **config)
+        assert before.value.task_id is None and "SPARK_NB_HOME" in (before.value.hint or "")
+        assert str(small_disk) in str(before.value) and api.seen == []  # refused before anything was sent
+
+        filler.unlink()  # space again; the first create fills the disk before answering
+        with pytest.raises(spark_nb.SparkError) as info:
+            avatar.generate(*URLS, progress=False, **config)
+        assert_the_id_is_given(info.value, "task-full-1", capsys.readouterr().err)
+        assert "the disk is full" in str(info.value) and str(small_disk) in str(info.value)
+
+        (small_disk / "filler").unlink()
+        with pytest.raises(spark_nb.TaskFailed):  # the next call's claim writes the kept id first
+            avatar.generate(URLS[0], "https://cdn.example/other.wav", progress=False, **config)
+        assert recorded("task-full-1") == [("submitted", "task-full-1")]
+
+
+def read_only(path: Path) -> Callable[[], None]:
+    """Make path (a file or a folder) read-only, also for root (a read-only bind mount); the undo."""
+    if os.geteuid() != 0:
+        mode = path.stat().st_mode
+        path.chmod(0o555 if path.is_dir() else 0o444)
+        return lambda: path.chmod(mode)
+    for args in (["mount", "--bind", str(path), str(path)], ["mount", "-o", "remount,ro,bind", str(path)]):
+        if subprocess.run(args, capture_output=True, timeout=30).returncode != 0:
+            subprocess.run(["umount", str(path)], capture_output=True, timeout=30)
+            pytest.skip("a read-only bind mount is refused here, and root ignores file modes")
+    return lambda: subprocess.run(["umount", "-l", str(path)], timeout=30, check=False) and None
+
+
+@pytest.mark.parametrize("place", ["a folder", "a read-only file", "a read-only folder"])
+def test_an_unusable_journal_is_a_journal_error_before_any_upload(place: str, server: LocalServer,
+                                                                   media: dict[str, Path]) -> None:
+    """A folder where the journal file goes, a read-only journal, a read-only SPARK_NB_HOME: before, a raw
+    sqlite3.OperationalError or PermissionError; now a JournalError naming the path and the fix (SPARK_NB_HOME),
+    raised before any upload or create; history() says the same."""
+    path = home() / FILENAME
+    undo: Callable[[], None] = lambda: None
+    if place == "a folder":
+        path.mkdir(parents=True)
+    elif place == "a read-only file":
+        Journal(path)
+        undo = read_only(path)
+    else:
+        home().mkdir(parents=True)
+        undo = read_only(home())
+    try:
+        config = cloud_config(server)
+        for call in (lambda: avatar.generate(media["portrait"], media["speech"], progress=False, **config),
+                     spark_nb.history):
+            with pytest.raises(spark_nb.errors.JournalError) as info:
+                call()
+            said = str(info.value)
+            assert str(path) in said and "SPARK_NB_HOME" in said
+            assert ("is a folder" if place == "a folder" else "is read-only") in said, said
+        assert (server.stats()["uploads"], server.stats()["created"]) == (0, 0)
+    finally:
+        undo()

@@ -219,3 +219,76 @@ def test_warnings_are_not_raised_for_normal_audio(media: dict[str, Path], server
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         avatar.generate(media["portrait"], media["speech"], progress=False, **cloud_config(server))
+
+
+# -- the claim before the uploads ------------------------------------------------------------------------------
+
+def counting_uploader(server: Any, seen: list[str], fail: type[BaseException] | None = None) -> Any:
+    """An uploader callable (as a user may pass) onto server's storage, noting each file; raising fail if given."""
+    def upload_one(path: Path) -> str:
+        seen.append(path.name)
+        if fail is not None:
+            raise fail(f"cannot upload {path.name}")
+        return upload(server, path)
+    return upload_one
+
+
+@pytest.mark.slow
+def test_identical_calls_at_once_upload_once_because_the_claim_comes_first(media: dict[str, Path],
+                                                                          server: Any) -> None:
+    """Four threads with identical inputs: the first claims the call before uploading, the others wait for its
+    task; before, every thread uploaded its inputs (the claim came after the uploads) and three were wasted."""
+    seen: list[str] = []
+    config = {**cloud_config(server), "uploader": counting_uploader(server, seen)}
+    barrier = threading.Barrier(4)
+
+    def one(_: int) -> spark_nb.Result:
+        barrier.wait(timeout=30)
+        return avatar.generate(media["portrait"], media["speech"], progress=False, **config)
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(one, range(4)))
+    assert len({r.task_id for r in results}) == 1 and server.stats()["created"] == 1
+    assert sorted(seen) == sorted([media["portrait"].name, media["speech"].name])
+
+
+def test_a_claim_whose_uploads_fail_is_released_not_uncertain(media: dict[str, Path], server: Any) -> None:
+    """Uploads failing (an OSError from a user's uploader, an UploadError) after the claim: nothing was sent, so
+    the claim is released; the journal keeps no row and the identical call creates its task normally."""
+    for fail in (OSError, spark_nb.UploadError):
+        with pytest.raises(fail, match="cannot upload"):
+            avatar.generate(media["portrait"], media["speech"], progress=False,
+                            **{**cloud_config(server), "uploader": counting_uploader(server, [], fail)})
+        assert spark_nb.history() == []
+    result = avatar.generate(media["portrait"], media["speech"], progress=False, **cloud_config(server))
+    assert result.path.is_file() and server.stats()["created"] == 1
+
+
+DIE_UPLOADING = """
+import os, signal, sys
+from spark_nb import avatar
+def die(path):
+    os.kill(os.getpid(), signal.SIGKILL)
+avatar.generate(sys.argv[1], sys.argv[2], progress=False, uploader=die)
+"""
+
+
+@pytest.mark.slow
+def test_a_process_killed_while_uploading_leaves_a_reservation_that_costs_nothing(
+        media: dict[str, Path], server: Any) -> None:
+    """SIGKILL during the uploads: the journal holds a reservation of a dead process. It is not a lost create
+    (nothing was sent): the identical call creates at once instead of raising TaskMayExist, and under a budget it
+    does not hold the call back as a task of unknown cost on its way (CostUnknown)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    env = {**os.environ, "SPARK_NB_BACKEND": "cloud", "VTRIX_GENERATION_URL": server.url, "VTRIX_API_KEY": TEST_KEY}
+    kid = subprocess.run([sys.executable, "-c", DIE_UPLOADING, str(media["portrait"]), str(media["speech"])],
+                         capture_output=True, text=True, timeout=120, env=env)
+    assert kid.returncode == -signal.SIGKILL, kid.stderr
+    assert [t.status for t in spark_nb.history()] == []  # a dead reservation is no attempt
+    result = avatar.generate(media["portrait"], media["speech"], progress=False, budget_usd=0.0,
+                             **cloud_config(server))
+    assert result.path.is_file() and server.stats()["created"] == 1

@@ -7,6 +7,7 @@ know that a task may exist. The row's folder keeps its own copy: task.json (the 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
@@ -22,7 +23,7 @@ from .._journal import Entry, JobState, journal_at
 from .._results import Result
 from .._reuse import completed_answer
 from .._tasks import Task, TaskState
-from ..errors import SparkError, TaskCancelled, TaskFailed, TaskMayExist
+from ..errors import JournalError, SparkError, TaskCancelled, TaskFailed, TaskMayExist
 from ..models import MediaField, get_model
 from ._outcome import RowStatus
 
@@ -59,8 +60,17 @@ def submit_or_resume(model: str, inputs: dict[str, str], out_dir: str | Path, *,
     except TaskMayExist as exc:
         write_record(out, _record(name, spec.id, None, RowStatus.UNCERTAIN, error=exc))
         raise
-    write_atomically(out / TASK_FILE, json.dumps({"task_id": task.id, "model": spec.id, "name": name}), durable=True)
+    except JournalError as exc:  # created, but its id could not be recorded in the journal: the row's folder has it
+        if exc.task_id:
+            with contextlib.suppress(OSError):  # the disk may be the journal's trouble too: the error has the id
+                _write_task_file(out, exc.task_id, spec.id, name)
+        raise
+    _write_task_file(out, task.id, spec.id, name)
     return task
+
+
+def _write_task_file(out: Path, task_id: str, model: str, name: str) -> None:
+    write_atomically(out / TASK_FILE, json.dumps({"task_id": task_id, "model": model, "name": name}), durable=True)
 
 
 def face_advice(model: str, inputs: dict[str, str]) -> str | None:

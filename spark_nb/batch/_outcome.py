@@ -20,7 +20,7 @@ class RowStatus(Word):
 
     @classmethod
     def of(cls, state: JobState | str) -> RowStatus:
-        """The row status a journal state amounts to."""
+        """The row status a journal state amounts to (a reservation sent nothing: unfinished, never uncertain)."""
         state = JobState(state)
         if state in (JobState.SUBMITTING, JobState.UNCERTAIN):
             return cls.UNCERTAIN

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import os
+import signal
+import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
@@ -15,7 +19,8 @@ from .. import _pipeline as pipeline
 from .._backends import share_with_kernels
 from .._config import resolve
 from .._journal import Entry, JobState, Journal, journal_at
-from ..errors import BudgetExceeded, SparkError, TaskCancelled, TaskMayExist, UsageError
+from .._tasks import Task
+from ..errors import BudgetExceeded, CostUnknown, JournalError, SparkError, TaskCancelled, TaskMayExist, UsageError
 from . import _job as job
 from ._manifest import InvalidRow, Row, in_manifest_order, rows_to_run
 from ._outcome import RowOutcome, RowStatus
@@ -27,6 +32,9 @@ TEMPLATE = Path(__file__).resolve().parent.parent / "templates" / "avatar_job.ip
 KERNEL_ATTEMPTS = 2  # a row whose kernel dies is tried once more, in a fresh kernel
 WARM_UP_DELAY_S = 10.0
 CSV_EVERY_S = 1.0  # results.csv is rewritten whole: at most this often while rows finish
+STOP_WAIT_S = 60.0  # once stopped, how long the rows in flight get to end (their kernels are killed meanwhile)
+COST_WAIT_POLL_S = 0.5  # a row waiting for its model's cost looks at the journal this often
+logger = logging.getLogger("spark_nb.batch")
 
 
 def run_batch(manifest: str | Path, out_dir: str | Path, *, concurrency: int = 4, notebook: str | Path | None = None,
@@ -37,8 +45,10 @@ def run_batch(manifest: str | Path, out_dir: str | Path, *, concurrency: int = 4
     All rows are checked before any runs (ManifestError lists every problem); with skip_invalid the valid rows
     run and each invalid one is reported `skipped`, its problems as its error. The journal makes every row
     idempotent: a completed row is reused, a submitted one resumed by its task id, and one whose create may
-    have made a task is `uncertain` and skipped unless resubmit_uncertain. On KeyboardInterrupt no new task is created, the job kernels
-    are stopped, results.csv and index.html are written, and the interrupt is raised again.
+    have made a task is `uncertain` and skipped unless resubmit_uncertain. A row that fails for any reason
+    (any exception) is `failed` with its error, alone. The reports are always written: also on
+    KeyboardInterrupt or SIGTERM (no new task is created, the job kernels are stopped, the interrupt is
+    raised again once they are written) and when the batch itself crashes.
     """
     rows, invalid = rows_to_run(manifest, skip_invalid=skip_invalid)
     settings = resolve()
@@ -48,12 +58,38 @@ def run_batch(manifest: str | Path, out_dir: str | Path, *, concurrency: int = 4
     template = Path(notebook) if notebook else TEMPLATE
     if not template.is_file():
         raise UsageError(f"job notebook {template} not found", hint="pass notebook= (or --notebook) naming a .ipynb")
-    keys = {row.name: pipeline.call_key(row.spec, row.inputs) for row in rows}
+    journal = journal_at(settings.home)  # a journal that cannot be used stops the batch before anything runs
+    outcomes: dict[str, RowOutcome] = {}
+    keys = _keys(rows, outcomes)
     first_of: dict[str, Row] = {}  # rows with the same model and input content are one job, paid once
     for row in rows:
-        first_of.setdefault(keys[row.name], row)
-    jobs = list(first_of.values())
-    outcomes: dict[str, RowOutcome] = {}
+        if row.name in keys:
+            first_of.setdefault(keys[row.name], row)
+    run = _Run(out, journal, keys, template, resubmit_uncertain, timeout, threading.Semaphore(max(1, concurrency)))
+    try:
+        with _sigterm_interrupts():
+            _run_jobs(list(first_of.values()), run, concurrency, outcomes, skipped=len(invalid), progress=progress,
+                      rows=rows)
+    except BaseException:
+        _write_reports_anyway(out, rows, keys, first_of, outcomes, invalid)
+        raise
+    return _write_reports(out, rows, keys, first_of, outcomes, invalid)
+
+
+def _keys(rows: list[Row], outcomes: dict[str, RowOutcome]) -> dict[str, str]:
+    """Each row's journal fingerprint; a row whose inputs cannot be read now fails alone (in outcomes)."""
+    keys = {}
+    for row in rows:
+        try:
+            keys[row.name] = pipeline.call_key(row.spec, row.inputs)
+        except Exception as exc:  # noqa: BLE001 (e.g. a file removed since the check): this row's failure alone
+            outcomes[row.name] = _failed(row, exc)
+    return keys
+
+
+def _run_jobs(jobs: list[Row], run: _Run, concurrency: int, outcomes: dict[str, RowOutcome], *, skipped: int,
+              progress: bool, rows: list[Row]) -> None:
+    """Run the jobs, each outcome into outcomes as it ends; results.csv rewritten at most every CSV_EVERY_S."""
     workers = 2 * max(1, concurrency)
     # twice as many rows as tasks in flight: a row whose task is done finishes its report while the next
     # row's task already runs. The reports (job notebooks) run once their task is done, on a few warm kernels,
@@ -61,16 +97,16 @@ def run_batch(manifest: str | Path, out_dir: str | Path, *, concurrency: int = 4
     # They run in worker threads: papermill drives its kernel from an event loop of its own, which cannot
     # start in a notebook's thread where a loop already runs.
     notebooks = max(1, min(workers, 2 * (os.cpu_count() or 1)))
-    with BatchProgress(len(jobs), skipped=len(invalid), enabled=progress) as bar, \
+    with BatchProgress(len(jobs), skipped=skipped, enabled=progress) as bar, \
             ThreadPoolExecutor(max_workers=workers, thread_name_prefix="spark-batch") as pool, \
             ThreadPoolExecutor(max_workers=notebooks, thread_name_prefix="spark-job") as reports:
-        run = _Run(out, journal_at(settings.home), keys, template, resubmit_uncertain, timeout,
-                   threading.Semaphore(max(1, concurrency)), reports)
+        run.reports = reports
         run.first_wave = min(len(jobs), max(1, concurrency))
         warm = threading.Barrier(notebooks)
         for _ in range(notebooks):  # kernels start while the first tasks run, one per report thread
             reports.submit(_warm_up, run, warm)
-        pending: set[Future[Any]] = {pool.submit(_run_row, row, run, i >= run.first_wave) for i, row in enumerate(jobs)}
+        pending: set[Future[Any]] = {pool.submit(_alone, row, _run_row, row, run, i >= run.first_wave)
+                                     for i, row in enumerate(jobs)}
         csv_due = 0.0
         try:
             while pending:
@@ -84,35 +120,59 @@ def run_batch(manifest: str | Path, out_dir: str | Path, *, concurrency: int = 4
                     outcomes[outcome.name] = outcome
                     bar.add(outcome)
                     if time.monotonic() >= csv_due:  # rewritten at most every CSV_EVERY_S, and at the end
-                        write_results_csv(out, [outcomes[r.name] for r in rows if r.name in outcomes])
+                        write_results_csv(run.out, [outcomes[r.name] for r in rows if r.name in outcomes])
                         csv_due = time.monotonic() + CSV_EVERY_S
-        except KeyboardInterrupt:
-            run.stop.set()
-            run.wave_sent.set()  # warm-ups waiting for the first tasks see the stop at once
-            while not all(f.done() for f in pending):  # kill until none is left: a kernel may start meanwhile
-                run.kill_kernels()
-                wait(pending, timeout=0.5)
-            for future in pending:
-                with contextlib.suppress(BaseException):
-                    done_row = future.result()
-                    if isinstance(done_row, Future):
-                        done_row = done_row.result(timeout=5)
-                    outcomes[done_row.name] = done_row
-            _write_reports(out, rows, keys, first_of, outcomes, invalid)
+        except BaseException:  # Ctrl-C, SIGTERM, or a crash of the batch itself: stop, keep what is done
+            _stop(run, pending, outcomes)
             raise
         finally:
             run.kernels.close()  # also any warm-up still to come starts no kernel
             run.wave_sent.set()
             warm.abort()
-    return _write_reports(out, rows, keys, first_of, outcomes, invalid)
+
+
+def _stop(run: _Run, pending: set[Future[Any]], outcomes: dict[str, RowOutcome]) -> None:
+    """No new task is created and the job kernels are killed; the outcomes of rows that end meanwhile are kept."""
+    run.stop.set()
+    run.wave_sent.set()  # warm-ups waiting for the first tasks see the stop at once
+    deadline = time.monotonic() + STOP_WAIT_S
+    while not all(f.done() for f in pending) and time.monotonic() < deadline:  # a kernel may start meanwhile
+        run.kill_kernels()
+        wait(pending, timeout=0.5)
+    for future in pending:
+        with contextlib.suppress(BaseException):
+            done_row = future.result(timeout=0)
+            if isinstance(done_row, Future):
+                done_row = done_row.result(timeout=5)
+            outcomes[done_row.name] = done_row
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM stops the batch as Ctrl-C does (reports written, KeyboardInterrupt raised), when this is the main
+    thread and nobody else handles SIGTERM; otherwise nothing changes."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum} (SIGTERM)")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _write_reports(out: Path, rows: list[Row], keys: dict[str, str], first_of: dict[str, Row],
                    outcomes: dict[str, RowOutcome], invalid: list[InvalidRow]) -> list[RowOutcome]:
+    """results.csv, rows.json and the gallery, every row in them: one not run (yet) is unfinished."""
     ordered = []
     for row in rows:
         outcome = outcomes.get(row.name)
-        if outcome is None and (same := outcomes.get(first_of[keys[row.name]].name)) is not None:
+        first = first_of.get(keys.get(row.name, ""))
+        if outcome is None and first is not None and (same := outcomes.get(first.name)) is not None:
             outcome = dataclasses.replace(same, name=row.name, reused=True, cost="0.00" if same.cost else None)
         ordered.append(outcome or RowOutcome(row.name, row.spec.id, RowStatus.UNFINISHED, inputs=row.inputs,
                                              error="interrupted before it ran; run the batch again"))
@@ -121,6 +181,32 @@ def _write_reports(out: Path, rows: list[Row], keys: dict[str, str], first_of: d
     write_rows_json(out, ordered)
     write_gallery(out, ordered)
     return ordered
+
+
+def _write_reports_anyway(out: Path, rows: list[Row], keys: dict[str, str], first_of: dict[str, Row],
+                          outcomes: dict[str, RowOutcome], invalid: list[InvalidRow]) -> None:
+    """_write_reports while the batch is stopping on an error: a failure to write is said, the error raised."""
+    try:
+        _write_reports(out, rows, keys, first_of, outcomes, invalid)
+    except Exception as exc:  # noqa: BLE001 (the batch's own error is the one to raise)
+        print(f"spark-nb batch: the reports in {out} could not be written: {type(exc).__name__}: {exc}",
+              file=sys.stderr)
+
+
+def _alone(row: Row, work: Callable[..., RowOutcome | Future[RowOutcome]], *args: Any,
+           task_id: str | None = None) -> RowOutcome | Future[RowOutcome]:
+    """work(*args), or, if it raises anything at all, the row failed with that error: the other rows go on."""
+    try:
+        return work(*args)
+    except Exception as exc:  # noqa: BLE001 (a bug, a RecursionError, an OSError: this row's failure, not the batch's)
+        logger.debug("row %s failed", row.name, exc_info=True)
+        return _failed(row, exc, task_id=task_id)
+
+
+def _failed(row: Row, exc: BaseException, *, task_id: str | None = None) -> RowOutcome:
+    error = str(exc) if isinstance(exc, SparkError) else f"{type(exc).__name__}: {exc}"
+    return RowOutcome(row.name, row.spec.id, RowStatus.FAILED, task_id=task_id or getattr(exc, "task_id", None),
+                      inputs=row.inputs, error=error[:2000])
 
 
 @dataclasses.dataclass
@@ -134,7 +220,7 @@ class _Run:
     resubmit_uncertain: bool
     timeout: float
     in_flight: threading.Semaphore  # tasks at the service at once
-    reports: ThreadPoolExecutor
+    reports: ThreadPoolExecutor | None = None  # where the job notebooks run (set once the pools exist)
     stop: threading.Event = dataclasses.field(default_factory=threading.Event)
     budget_reached: threading.Event = dataclasses.field(default_factory=threading.Event)
     kernels: WarmKernels = dataclasses.field(default_factory=WarmKernels)  # the job notebooks' kernels
@@ -224,25 +310,59 @@ def _run_row(row: Row, run: _Run, after_first_wave: bool = False) -> RowOutcome 
     # as soon as the task is done.
     with _Slot(run.in_flight, run.stop) as slot:
         try:
-            task = job.submit_or_resume(row.spec.id, row.inputs, row_dir, name=row.name, resubmit=lost,
-                                        cancel=run.stop, when_uploaded=slot.take, face_advice=False)
+            task = _submit(row, run, row_dir, slot, resubmit=lost)
             slot.take()  # a task resumed or reused also runs at the service (a no-op once taken)
-        except TaskCancelled as exc:
-            return RowOutcome(row.name, row.spec.id, RowStatus.UNFINISHED, error=str(exc), inputs=row.inputs)
-        except TaskMayExist as exc:
-            return RowOutcome(row.name, row.spec.id, RowStatus.UNCERTAIN, error=str(exc), inputs=row.inputs)
-        except BudgetExceeded as exc:  # no more rows are started: the budget is reached
-            run.budget_reached.set()
-            return RowOutcome(row.name, row.spec.id, RowStatus.UNFINISHED, error=exc.headline, inputs=row.inputs)
         except SparkError as exc:
-            return RowOutcome(row.name, row.spec.id, RowStatus.FAILED, error=str(exc), inputs=row.inputs)
+            return _not_submitted(row, run, exc)
         finally:
             run.count_submission()
         with contextlib.suppress(SparkError):  # recorded in the journal and result.json
             job.finish(task, row_dir, name=row.name, timeout=run.timeout, cancel=run.stop, on_done=slot.free)
     # the report runs once the task is done, on a warm kernel, and the row's thread goes on to the next row
-    return run.reports.submit(_reported, row, run, task.id, task.origin == "reused", executed,
-                              {**parameters, "task_id": task.id}, row_dir)
+    assert run.reports is not None
+    return run.reports.submit(_alone, row, _reported, row, run, task.id, task.origin == "reused", executed,
+                              {**parameters, "task_id": task.id}, row_dir, task_id=task.id)
+
+
+def _submit(row: Row, run: _Run, row_dir: Path, slot: _Slot, *, resubmit: bool) -> Task:
+    """The row's task, submitted (or resumed, or reused). While its model's cost is unknown under a budget, a row
+    waits for the task that will make it known (CostUnknown names it), within the row's timeout."""
+    deadline = time.monotonic() + run.timeout
+    while True:
+        try:
+            return job.submit_or_resume(row.spec.id, row.inputs, row_dir, name=row.name, resubmit=resubmit,
+                                        cancel=run.stop, when_uploaded=slot.take, face_advice=False)
+        except CostUnknown as exc:
+            if not exc.creator_alive or time.monotonic() >= deadline:
+                raise
+            while True:  # at least one poll between two tries
+                if run.stop.wait(COST_WAIT_POLL_S):
+                    raise TaskCancelled("the batch was stopped while this row waited for its model's cost to be "
+                                        "known; no task was created", hint="run the batch again to submit it")
+                if not _still_open(run.journal.attempt(exc.attempt)) or time.monotonic() >= deadline:
+                    break
+
+
+def _still_open(entry: Entry | None) -> bool:
+    return entry is not None and entry.state in (JobState.RESERVED, JobState.SUBMITTING, JobState.SUBMITTED)
+
+
+def _not_submitted(row: Row, run: _Run, exc: SparkError) -> RowOutcome:
+    """The outcome of a row whose task could not be submitted (or resumed)."""
+    status = RowStatus.FAILED
+    error = str(exc)
+    if isinstance(exc, TaskCancelled):
+        status = RowStatus.UNFINISHED
+    elif isinstance(exc, TaskMayExist):
+        status = RowStatus.UNCERTAIN
+    elif isinstance(exc, CostUnknown):  # waited for as long as the row may: run again once its cost is known
+        status = RowStatus.UNFINISHED
+    elif isinstance(exc, BudgetExceeded):  # no more rows are started: the budget is reached
+        run.budget_reached.set()
+        status, error = RowStatus.UNFINISHED, exc.headline
+    elif isinstance(exc, JournalError) and exc.task_id:  # created, its id kept to record: the next run resumes it
+        status = RowStatus.UNFINISHED
+    return RowOutcome(row.name, row.spec.id, status, task_id=exc.task_id, error=error, inputs=row.inputs)
 
 
 def _warm_up(run: _Run, together: threading.Barrier) -> None:

@@ -1,0 +1,169 @@
+"""The budget is one journal transaction with the claim of the call: concurrent calls (threads, processes) see each
+other's claims and never pass the budget by more than one task's cost; a model whose cost is unknown runs one
+budgeted task at a time until its cost is known."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import spark_nb
+from spark_nb import avatar
+from spark_nb.errors import CostUnknown
+from spark_nb.local import LocalServer
+
+from .conftest import TEST_KEY, cloud_config
+
+MakeServer = Callable[..., LocalServer]
+
+
+def cloud_env(server: LocalServer) -> dict[str, str]:
+    """The cloud path pointed at server, for a child process."""
+    return {"SPARK_NB_BACKEND": "cloud", "VTRIX_GENERATION_URL": server.url, "VTRIX_API_KEY": TEST_KEY,
+            "SPARK_NB_UPLOAD_URL": f"{server.url}/api/v1/storage/files"}
+
+
+def first_take(server: LocalServer, media: dict[str, Path]) -> float:
+    """One task completed with its cost (so the model's cost is known); that cost."""
+    result = avatar.generate(media["portrait"], media["speech"], progress=False, **cloud_config(server))
+    cost = float(result.cost or 0)
+    assert cost > 0.5 and server.stats()["created"] == 1
+    return cost
+
+
+def at_once(calls: int, call: Callable[[], Any]) -> list[Any]:
+    """call() from `calls` threads released together; each one's result or the exception it raised."""
+    barrier = threading.Barrier(calls)
+
+    def one(_: int) -> Any:
+        barrier.wait(timeout=30)
+        try:
+            return call()
+        except spark_nb.SparkError as exc:
+            return exc
+
+    with ThreadPoolExecutor(calls) as pool:
+        return list(pool.map(one, range(calls)))
+
+
+@pytest.mark.slow
+def test_eight_threads_under_a_budget_never_pass_it_by_more_than_one_task(make_server: MakeServer,
+                                                                        media: dict[str, Path]) -> None:
+    """The attack: $1 spent, a $3 budget, eight new takes at once. Before, all eight passed the check (made before
+    their uploads, claimed after) and $9 was spent; now each claim sees the others': two more tasks at most."""
+    server = make_server(api_key=TEST_KEY, cost_per_second=0.25)
+    cost = first_take(server, media)
+    budget = round(3 * cost, 2)
+    outcomes = at_once(8, lambda: avatar.generate(media["portrait"], media["speech"], progress=False, reuse=False,
+                                                  budget_usd=budget, **cloud_config(server)))
+    refused = [o for o in outcomes if isinstance(o, spark_nb.BudgetExceeded)]
+    made = [o for o in outcomes if isinstance(o, spark_nb.Result)]
+    assert len(refused) + len(made) == 8, outcomes
+    created = server.stats()["created"]
+    assert created == 1 + len(made) and len(made) >= 1
+    assert created * cost <= budget + cost + 1e-9  # never more than one task past the budget
+    assert server.stats()["uploads"] == 2 * created  # a refused call uploaded nothing
+
+
+RACE = """
+import threading, time
+from concurrent.futures import ThreadPoolExecutor
+start = float(sys.argv[3])
+def one(_):
+    while time.time() < start:
+        time.sleep(0.001)
+    try:
+        avatar.generate(sys.argv[1], sys.argv[2], progress=False, reuse=False)
+        return "made"
+    except spark_nb.BudgetExceeded:
+        return "refused"
+with ThreadPoolExecutor(4) as pool:
+    print(" ".join(pool.map(one, range(4))), flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_two_processes_of_four_threads_share_one_budget(make_server: MakeServer, media: dict[str, Path]) -> None:
+    """The same attack from two processes (four threads each) leaving the same line at the same moment: the
+    journal's transaction is shared by processes too; the server's own count stays within one task's cost."""
+    server = make_server(api_key=TEST_KEY, cost_per_second=0.25)
+    cost = first_take(server, media)
+    budget = round(3 * cost, 2)
+    start = str(time.time() + 4)
+    script = "import os, sys, spark_nb\nfrom spark_nb import avatar\n" + textwrap.dedent(RACE)
+    kids = [subprocess.Popen([sys.executable, "-c", script, str(media["portrait"]), str(media["speech"]), start],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env={**os.environ, **cloud_env(server), "SPARK_NB_BUDGET_USD": f"{budget:.2f}"})
+            for _ in range(2)]
+    said = [kid.communicate(timeout=300) for kid in kids]
+    assert all(kid.returncode == 0 for kid in kids), said
+    words = " ".join(out for out, _ in said).split()
+    assert len(words) == 8 and set(words) <= {"made", "refused"}, said
+    created = server.stats()["created"]
+    assert created == 1 + words.count("made") and words.count("refused") >= 1
+    assert created * cost <= budget + cost + 1e-9
+
+
+@pytest.mark.slow
+def test_an_unknown_cost_runs_one_budgeted_task_at_a_time(make_server: MakeServer, media: dict[str, Path]) -> None:
+    """Nothing known of the model's cost (a fresh journal) under a budget: of eight calls at once one creates its
+    task and seven are refused at once naming it (before, an unknown cost counted as $0: all eight passed).
+    Once it finished with a cost, the estimate applies as usual."""
+    # the first task takes 5 s: far longer than the other threads need to reach their claims
+    server = make_server(api_key=TEST_KEY, cost_per_second=0.25, latency=5)
+    config = {**cloud_config(server), "budget_usd": 50.0}
+    outcomes = at_once(8, lambda: avatar.generate(media["portrait"], media["speech"], progress=False, reuse=False,
+                                                  **config))
+    waited = [o for o in outcomes if isinstance(o, CostUnknown)]
+    made = [o for o in outcomes if isinstance(o, spark_nb.Result)]
+    assert (len(made), len(waited)) == (1, 7), outcomes
+    assert server.stats()["created"] == 1 and server.stats()["uploads"] == 2
+    error = waited[0]
+    assert isinstance(error, spark_nb.BudgetExceeded) and error.model == made[0].model
+    assert "is not known yet" in str(error) and "one runs at a time" in str(error) and "$50.00" in str(error)
+    assert "wait for it to finish" in (error.hint or "")
+
+    after = at_once(3, lambda: avatar.generate(media["portrait"], media["speech"], progress=False, reuse=False,
+                                               **config))
+    assert all(isinstance(o, spark_nb.Result) for o in after), after  # its cost is known now: three at once
+    assert server.stats()["created"] == 4
+
+
+SUBMIT_AND_DIE = """
+task = avatar.submit(sys.argv[1], sys.argv[2])
+print(task.id, flush=True)
+os._exit(3)
+"""
+
+
+@pytest.mark.slow
+def test_a_task_of_unknown_cost_left_by_a_dead_process_is_named_with_how_to_finish_it(
+        make_server: MakeServer, media: dict[str, Path]) -> None:
+    """A variant: the task of unknown cost was submitted by a process that died. Nobody will finish it, so a
+    budgeted call is refused at once with the line that finishes it; once finished, the next call runs."""
+    server = make_server(api_key=TEST_KEY, cost_per_second=0.25)
+    script = "import os, sys, spark_nb\nfrom spark_nb import avatar\n" + textwrap.dedent(SUBMIT_AND_DIE)
+    kid = subprocess.run([sys.executable, "-c", script, str(media["portrait"]), str(media["speech"])],
+                         capture_output=True, text=True, timeout=120, env={**os.environ, **cloud_env(server)})
+    assert kid.returncode == 3, kid.stderr
+    task_id = kid.stdout.strip()
+    with pytest.raises(CostUnknown) as info:
+        avatar.generate(media["portrait"], media["speech_mp3"], progress=False, budget_usd=20,
+                        **cloud_config(server))
+    assert task_id in str(info.value) and not info.value.creator_alive
+    assert f'spark_nb.Task.from_id("{task_id}", model="{info.value.model}").wait()' in (info.value.hint or "")
+    assert server.stats()["created"] == 1
+    spark_nb.Task.from_id(task_id, model=info.value.model, **cloud_config(server)).wait(timeout=60, progress=False)
+    result = avatar.generate(media["portrait"], media["speech_mp3"], progress=False, budget_usd=20,
+                             **cloud_config(server))
+    assert result.path.is_file() and server.stats()["created"] == 2
