@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ import pytest
 
 import spark_nb
 from spark_nb import avatar, imitator
+from spark_nb._answers import Answer
 from spark_nb._client import ApiClient
 from spark_nb._config import Secret
 from spark_nb.local import LocalServer
@@ -213,9 +215,9 @@ def test_every_error_shape_is_a_task_failed(error: Any, code: str | None, text: 
     assert exc.code == code and exc.message == text and exc.retryable is retryable and exc.hint
 
 
-def http_answer(status: int, body: Any) -> httpx.Response:
-    """An HTTP answer with a JSON body, as the client would receive it."""
-    return httpx.Response(status, json=body, request=httpx.Request("POST", "https://api.example/model/v1/generation"))
+def http_answer(status: int, body: Any) -> Answer:
+    """An HTTP answer with a JSON body, as the bounded reader returns it."""
+    return Answer.of(status, json.dumps(body).encode())
 
 
 @pytest.mark.parametrize("status,body", [
@@ -230,7 +232,7 @@ def test_no_credit_is_one_error_with_the_top_up_hint(status: int, body: Any) -> 
     """HTTP 402 (code 40201) and a 403 for balance are the same PermissionDeniedError with the top-up hint."""
     from spark_nb._client import BALANCE_HINT, api_error
 
-    exc = api_error(http_answer(status, body), "creating the task", Secret(TEST_KEY))
+    exc = api_error(http_answer(status, body), "creating the task")
     assert type(exc) is spark_nb.PermissionDeniedError and exc.status_code == status and exc.hint == BALANCE_HINT
 
 
@@ -238,7 +240,7 @@ def test_a_403_for_permission_keeps_its_own_hint() -> None:
     """A 403 that says nothing of balance or credit keeps the balance-and-permissions hint."""
     from spark_nb._client import BALANCE_HINT, api_error
 
-    exc = api_error(http_answer(403, {"message": "permission denied for this model"}), "creating the task", None)
+    exc = api_error(http_answer(403, {"message": "permission denied for this model"}), "creating the task")
     assert type(exc) is spark_nb.PermissionDeniedError and exc.hint != BALANCE_HINT and "permissions" in exc.hint
 
 
