@@ -153,7 +153,11 @@ def configure(**options: Any) -> None:
             else:
                 _configured[name] = value
     if options.get("log_level"):
-        set_log_level(options["log_level"])
+        try:
+            set_log_level(options["log_level"])
+        except (TypeError, ValueError) as exc:
+            raise UsageError(f"configure(log_level=...): {exc}",
+                             hint="use DEBUG, INFO, WARNING or ERROR (or a logging level number)") from exc
 
 
 def resolve(**explicit: Any) -> Settings:
