@@ -128,7 +128,7 @@ def _read_body(response: httpx.Response, max_bytes: int) -> tuple[bytes, str | N
         return b"", f"an answer in an encoding this client did not ask for ({encoding[:40]})"
     announced = response.headers.get("content-length", "")
     if announced.isdigit() and int(announced) > max_bytes:  # refused unread
-        return b"", f"an answer announcing {announced} bytes, over the {max_bytes}-byte limit"
+        return b"", f"an answer larger than {max_bytes} bytes (it announces {announced})"
     chunks, size, received = [], 0, 0
     for raw in response.iter_raw():  # as received (at most 64 KB a read)
         received += len(raw)

@@ -152,11 +152,11 @@ class ApiClient:
 
     def __init__(
         self, base_url: str, api_key: Secret | None, *, retry: RetryPolicy | None = None,
-        timeout: float = REQUEST_TIMEOUT_S,
+        timeout: float | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.retry = retry or RetryPolicy()
-        self._limit = timeout
+        self._limit = timeout = REQUEST_TIMEOUT_S if timeout is None else timeout  # one request's own limit
         self._http = install_deadlines(httpx.Client(
             auth=_ApiKeyAuth(_origin(httpx.URL(self.base_url)), api_key),
             timeout=timeout,
