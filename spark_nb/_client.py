@@ -157,8 +157,13 @@ class ApiClient:
         self.base_url = base_url.rstrip("/")
         self.retry = retry or RetryPolicy()
         self._limit = timeout = REQUEST_TIMEOUT_S if timeout is None else timeout  # one request's own limit
+        try:
+            origin = _origin(httpx.URL(self.base_url))
+        except httpx.InvalidURL as exc:
+            raise SparkError(f"the base URL {self.base_url!r} is not a URL ({exc}); nothing was sent",
+                             hint="set base_url= (or VTRIX_GENERATION_URL) to e.g. https://cloud.vtrix.ai") from exc
         self._http = install_deadlines(httpx.Client(
-            auth=_ApiKeyAuth(_origin(httpx.URL(self.base_url)), api_key),
+            auth=_ApiKeyAuth(origin, api_key),
             timeout=timeout,
             follow_redirects=True,
             # the encodings the bounded reader decodes itself (an answer in another one is unreadable)

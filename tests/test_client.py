@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -95,3 +96,32 @@ def test_the_retry_loop_stops_at_its_attempts_and_returns_a_success() -> None:
     with pytest.raises(SparkError, match="^3$"):
         client._attempts(lambda: (_ for _ in ()).throw(_Retry("z")), what="x", give_up=lambda p, n: SparkError(str(n)))
     client.close()
+
+
+def test_a_request_refused_before_it_was_sent_is_not_sent_not_may_exist(tmp_path: Path) -> None:
+    """A create that HTTP itself refuses (h11: an illegal header value, here a key changed after its check) or a
+    base URL that is no URL: a plain SparkError saying nothing was sent, never TaskMayExist; the peer saw nothing;
+    the journal forgets the attempt, so the same call is tried again rather than refused as "may exist"."""
+    import spark_nb
+    from spark_nb import avatar
+
+    from .peers import Peer
+
+    api = Peer(lambda p, conn, req: p.json(conn, 200, {"id": "t-1", "status": "pending"}))
+    key = Secret("sk-unit-refused-0123456789")
+    key._value = "sk-unit-refused\n0123456789"  # past the check at entry: the second line of defence
+    client = ApiClient(api.url, key)
+    try:
+        with pytest.raises(SparkError, match="could not be sent .*; nothing was sent") as info:
+            client.create("spark_avatar_picture_omni_v2", {"image_url": "https://i.example/f.jpg"})
+        assert type(info.value) is SparkError and "0123456789" not in str(info.value) and api.seen == []
+    finally:
+        client.close()
+        api.stop()
+    for base_url, said in (("ftp://127.0.0.1:9", "the URL is not usable"), ("http://127.0.0.1:9/v\x7f1", "not a URL")):
+        options = {"backend": "cloud", "base_url": base_url, "api_key": KEY, "output_dir": tmp_path}
+        for _ in range(2):  # the second call is sent (and refused) again: nothing "may exist"
+            with pytest.raises(SparkError, match=said) as refused:
+                avatar.generate("https://i.example/f.jpg", "https://i.example/a.wav", progress=False, **options)
+            assert not isinstance(refused.value, spark_nb.TaskMayExist) and "nothing was sent" in str(refused.value)
+    assert all(e.status != "uncertain" for e in spark_nb.history())
