@@ -380,11 +380,15 @@ def _batch(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the spark-nb console script."""
+    """Entry point of the spark-nb console script: any failure is one `spark-nb: error:` message (a SparkError's
+    text, inert and redacted by construction; an unexpected error wrapped as one by the boundary), exit code 1."""
+    from ._boundary import boundary
+
     args = _parser().parse_args(argv)
     try:
-        return _run(args)
-    except (SparkError, ValueError) as exc:
+        # ValueError: an argument refused by the parser it is handed to (e.g. the local server's --faults)
+        return boundary(_run, as_usage=(ValueError,))(args)
+    except SparkError as exc:
         print(f"spark-nb: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

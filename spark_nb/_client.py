@@ -10,7 +10,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import glob
-import json
 import logging
 import os
 import re
@@ -25,9 +24,10 @@ from urllib.parse import quote
 
 import httpx
 
+from ._answers import Answer, install_deadlines, read_answer
 from ._config import Secret
 from ._procs import pid_alive
-from ._retry import NEVER_SENT, RETRYABLE_STATUS, RetryPolicy, parse_retry_after
+from ._retry import NEVER_SENT, NOT_SENDABLE, RETRYABLE_STATUS, RetryPolicy, parse_retry_after
 from ._transfer import TransferError, fetch_to_file
 from ._urls import is_http_url
 from ._version import __version__
@@ -42,6 +42,7 @@ from .errors import (
     SparkError,
     TaskMayExist,
     UploadError,
+    safe_text,
 )
 from .models import task_failure
 
@@ -52,6 +53,8 @@ REQUEST_TIMEOUT_S = 30.0  # as the official CLI
 POLL_ATTEMPTS = 200  # a poll is retried until the deadline; this only bounds the count
 MAX_RESULT_BYTES = 2 * 1024**3  # when the task does not say the video's size
 MAX_TASK_ID_CHARS = 200
+# an upload's own limit: the request's 30 s plus its file at this rate (100 MB: 27 min), however slowly it is read
+MIN_UPLOAD_BYTES_PER_S = 64 * 1024
 MESSAGE_CHARS = 300  # of the server's text in an error message; the whole body stays on APIError.body
 BODY_CHARS = 4000
 _REQUEST_ID_HEADERS = ("x-request-id", "request-id", "x-amzn-requestid", "cf-ray")
@@ -86,14 +89,7 @@ def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
     return (url.scheme, url.host, url.port or {"http": 80, "https": 443}.get(url.scheme))
 
 
-def _body(response: httpx.Response) -> Any:
-    try:
-        return response.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return None
-
-
-def _server_message(data: Any, response: httpx.Response) -> str:
+def _server_message(data: Any, answer: Answer) -> str:
     if isinstance(data, dict):
         for key in ("message", "error", "detail"):
             value = data.get(key)
@@ -101,7 +97,7 @@ def _server_message(data: Any, response: httpx.Response) -> str:
                 value = value.get("error_message") or value.get("message")
             if value:
                 return str(value)
-    return response.reason_phrase or f"HTTP {response.status_code}"
+    return answer.reason or f"HTTP {answer.status}"
 
 
 def _about_balance(data: Any, message: str) -> bool:
@@ -115,33 +111,40 @@ def _about_balance(data: Any, message: str) -> bool:
     return bool(_BALANCE_WORDS.search(message))
 
 
-def api_error(response: httpx.Response, what: str, key: Secret | None, task_id: str | None = None) -> APIError:
-    """The APIError subclass for an HTTP error answer: a hint, the request id, and the body with the key redacted."""
-    status = response.status_code
+def api_error(answer: Answer, what: str, task_id: str | None = None) -> APIError:
+    """The APIError subclass for an HTTP error answer: a hint, the request id, and the body (made safe, as every
+    error's text is, when the error is constructed: see errors.SparkError)."""
+    status = answer.status
     cls, hint = _STATUS_ERRORS.get(status, (ServerError, "the service failed; try again in a minute"))
     if status < 500 and status not in _STATUS_ERRORS:
         cls, hint = APIError, "check the request; this is not a transient error"
-    try:
-        text = response.text[:BODY_CHARS]
-    except (httpx.ResponseNotRead, UnicodeDecodeError):  # a streamed answer: its body was not read
-        text = ""
-    data = _body(response) if text else None
-    message = Secret.redact(_server_message(data, response), key)[:MESSAGE_CHARS]
-    if status == 403 and _about_balance(data, message):
+    message = safe_text(_server_message(answer.data, answer), newlines=False, limit=MESSAGE_CHARS)
+    if status == 403 and _about_balance(answer.data, message):
         hint = BALANCE_HINT
-    request_id = next((response.headers[h] for h in _REQUEST_ID_HEADERS if h in response.headers), None)
+    request_id = next((answer.headers[h] for h in _REQUEST_ID_HEADERS if h in answer.headers), None)
     return cls(f"{what} failed: HTTP {status}: {message}", status_code=status, hint=hint, task_id=task_id,
-               request_id=Secret.redact(request_id, key)[:200] if request_id else None,
-               body=Secret.redact(text, key) or None)
+               request_id=request_id, body=answer.text[:BODY_CHARS] or None)
+
+
+def not_sent(what: str, exc: Exception, error: type[SparkError] = SparkError) -> SparkError:
+    """The error for a request refused before it was sent (see _retry.NOT_SENDABLE): nothing reached the server."""
+    if isinstance(exc, (httpx.InvalidURL, httpx.UnsupportedProtocol)):
+        detail = f"the URL is not usable: {exc}"
+    elif isinstance(exc, UnicodeEncodeError):
+        detail = "a header holds a character that is not ASCII"
+    else:  # h11's message quotes the header value, which may be the key: not repeated here
+        detail = "a header value that HTTP does not allow"
+    return error(f"{what}: the request could not be sent ({detail}); nothing was sent",
+                 hint="check the base URL (base_url= or VTRIX_GENERATION_URL), the upload URL and the API key")
 
 
 class _Retry(Exception):
     """One attempt met a transient problem: try again after the backoff (or the server's Retry-After)."""
 
-    def __init__(self, problem: str, retry_after: float | None = None, response: httpx.Response | None = None):
+    def __init__(self, problem: str, retry_after: float | None = None, answer: Answer | None = None):
         super().__init__(problem)
         self.retry_after = retry_after
-        self.response = response
+        self.answer = answer
 
 
 class ApiClient:
@@ -149,18 +152,25 @@ class ApiClient:
 
     def __init__(
         self, base_url: str, api_key: Secret | None, *, retry: RetryPolicy | None = None,
-        timeout: float = REQUEST_TIMEOUT_S,
+        timeout: float | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.retry = retry or RetryPolicy()
-        self._key = api_key
-        self._http = httpx.Client(
-            auth=_ApiKeyAuth(_origin(httpx.URL(self.base_url)), api_key),
+        self._limit = timeout = REQUEST_TIMEOUT_S if timeout is None else timeout  # one request's own limit
+        try:
+            origin = _origin(httpx.URL(self.base_url))
+        except httpx.InvalidURL as exc:
+            raise SparkError(f"the base URL {self.base_url!r} is not a URL ({exc}); nothing was sent",
+                             hint="set base_url= (or VTRIX_GENERATION_URL) to e.g. https://cloud.vtrix.ai") from exc
+        self._http = install_deadlines(httpx.Client(
+            auth=_ApiKeyAuth(origin, api_key),
             timeout=timeout,
             follow_redirects=True,
-            headers={"User-Agent": f"spark-nb/{__version__}", "X-Source": "spark-nb"},
+            # the encodings the bounded reader decodes itself (an answer in another one is unreadable)
+            headers={"User-Agent": f"spark-nb/{__version__}", "X-Source": "spark-nb",
+                     "Accept-Encoding": "gzip, deflate"},
             event_hooks={"response": [self._log_response]},
-        )
+        ))
 
     def __repr__(self) -> str:
         return f"ApiClient({self.base_url!r})"
@@ -173,6 +183,16 @@ class ApiClient:
     def close(self) -> None:
         """Close the connection pool."""
         self._http.close()
+
+    # -- one request, its answer read whole within bounds ------------------------------------------
+
+    def _answer(self, method: str, url: str, *, deadline: float | None = None, limit: float | None = None,
+                **request: Any) -> Answer:
+        """Send one request and read its answer (_answers.read_answer) by the smaller of now + limit (the request's
+        own limit, 30 s unless said) and deadline (what is left of the call's timeout)."""
+        ends = time.monotonic() + (self._limit if limit is None else limit)
+        return read_answer(self._http, method, url, deadline=ends if deadline is None else min(ends, deadline),
+                           **request)
 
     # -- the one retry loop -------------------------------------------------------------------------
 
@@ -204,7 +224,9 @@ class ApiClient:
 
         def attempt() -> dict[str, Any]:
             try:  # never redirected: a 303 "created, see other" would be sent again, and paid again
-                response = self._http.post(url, json=payload, follow_redirects=False)
+                answer = self._answer("POST", url, json=payload, follow_redirects=False)
+            except NOT_SENDABLE as exc:
+                raise not_sent("creating the task", exc) from exc
             except NEVER_SENT as exc:
                 raise _Retry(f"connect failed: {exc}") from exc
             except httpx.HTTPError as exc:
@@ -213,30 +235,31 @@ class ApiClient:
                 print(f"\nInterrupted: {self._may_exist(model, submitted_at, 'interrupted (Ctrl-C) during the call')}",
                       file=sys.stderr)
                 raise
-            if response.status_code == 429:  # refused, not created
-                raise _Retry("HTTP 429", parse_retry_after(response.headers), response)
-            return self._created(response, model, submitted_at)
+            if answer.status == 429:  # refused, not created
+                raise _Retry("HTTP 429", parse_retry_after(answer.headers), answer)
+            return self._created(answer, model, submitted_at)
 
         def give_up(problem: _Retry, attempts: int) -> SparkError:
-            if problem.response is not None:
-                return api_error(problem.response, "creating the task", self._key)
+            if problem.answer is not None:
+                return api_error(problem.answer, "creating the task")
             return SparkError(f"could not connect to {self.base_url} ({attempts} attempts; last: {problem})",
                               hint="check VTRIX_GENERATION_URL and the network; no task was created")
 
         return self._attempts(attempt, what="create", give_up=give_up)
 
-    def _created(self, response: httpx.Response, model: str, submitted_at: str) -> dict[str, Any]:
-        data = _body(response)
-        if response.status_code >= 500 or 300 <= response.status_code < 400:
-            raise self._may_exist(model, submitted_at, f"the service answered HTTP {response.status_code}")
-        if response.status_code in ACCOUNT_STATUSES:  # e.g. 402 {"error": "insufficient credits"}: not a task's error
-            raise api_error(response, "creating the task", self._key)
+    def _created(self, answer: Answer, model: str, submitted_at: str) -> dict[str, Any]:
+        data, status = answer.data, answer.status
+        if status >= 500 or 300 <= status < 400:
+            raise self._may_exist(model, submitted_at, f"the service answered HTTP {status}")
+        if status in ACCOUNT_STATUSES:  # e.g. 402 {"error": "insufficient credits"}: not a task's error
+            raise api_error(answer, "creating the task")
         if isinstance(data, dict) and not data.get("id") and data.get("error"):
             raise task_failure(data["error"], None, model)  # refused before a task existed
-        if response.status_code >= 400:
-            raise api_error(response, "creating the task", self._key)
+        if status >= 400:
+            raise api_error(answer, "creating the task")
         if not isinstance(data, dict):
-            raise self._may_exist(model, submitted_at, "its answer was not JSON")
+            unreadable = answer.problem or "not a JSON object"
+            raise self._may_exist(model, submitted_at, f"its answer was unreadable ({unreadable})")
         task_id = data.get("id")
         if isinstance(task_id, int) and not isinstance(task_id, bool):
             task_id = data["id"] = str(task_id)
@@ -263,15 +286,16 @@ class ApiClient:
     def get_task(self, task_id: str, *, deadline: float | None = None) -> dict[str, Any]:
         """GET a task object, retrying transient failures until deadline (time.monotonic())."""
         url = f"{self.base_url}/model/v1/generation/task/{path_segment(task_id)}"
-        return self._read_json(lambda: self._http.get(url), what=f"reading task {task_id}", task_id=task_id,
-                               deadline=deadline, attempts=POLL_ATTEMPTS)
+        return self._read_json(lambda: self._answer("GET", url, deadline=deadline), what=f"reading task {task_id}",
+                               task_id=task_id, deadline=deadline, attempts=POLL_ATTEMPTS)
 
     def upload(self, endpoint: str, path: Path) -> str:
         """POST a file as multipart field `file` to an upload endpoint; returns the `url` (or `data.url`) it answers."""
+        limit = self._limit + path.stat().st_size / MIN_UPLOAD_BYTES_PER_S
 
-        def send() -> httpx.Response:
+        def send() -> Answer:
             with open(path, "rb") as fh:
-                return self._http.post(endpoint, files={"file": (path.name, fh)})
+                return self._answer("POST", endpoint, limit=limit, files={"file": (path.name, fh)})
 
         try:
             data = self._read_json(send, what=f"uploading {path.name}", error=UploadError)
@@ -292,22 +316,24 @@ class ApiClient:
             )
         return url
 
-    def _read_json(self, send: Callable[[], httpx.Response], *, what: str, task_id: str | None = None,
+    def _read_json(self, send: Callable[[], Answer], *, what: str, task_id: str | None = None,
                    deadline: float | None = None, attempts: int | None = None,
                    error: type[SparkError] = ServerError) -> Any:
+        """send() until it answers a JSON object, retrying transient failures and unreadable answers."""
         def attempt() -> Any:
             try:
-                response = send()
+                answer = send()
+            except NOT_SENDABLE as exc:
+                raise not_sent(what, exc, UploadError if error is UploadError else SparkError) from exc
             except httpx.HTTPError as exc:
                 raise _Retry(f"{type(exc).__name__}: {exc}") from exc
-            status, data = response.status_code, _body(response)
-            if status < 300 and isinstance(data, dict):
-                return data
-            if status >= 300 and status not in RETRYABLE_STATUS:
-                raise api_error(response, what, self._key, task_id)
-            if status < 300:
-                raise _Retry("an answer that was not a JSON object")
-            raise _Retry(f"HTTP {status}", parse_retry_after(response.headers))
+            if answer.status < 300 and isinstance(answer.data, dict):
+                return answer.data
+            if answer.status >= 300 and answer.status not in RETRYABLE_STATUS:
+                raise api_error(answer, what, task_id)
+            if answer.status < 300:
+                raise _Retry(f"an unreadable answer ({answer.problem or 'not a JSON object'})")
+            raise _Retry(f"HTTP {answer.status}", parse_retry_after(answer.headers))
 
         def give_up(problem: _Retry, attempts: int) -> SparkError:
             return error(f"{what} failed after {attempts} attempts; last: {problem}",

@@ -7,13 +7,13 @@ import html
 import logging
 import math
 import os
-import re
 import sys
 import threading
 from pathlib import Path
 from typing import Any, Callable, Literal, Union
 
-from .errors import SparkError, UsageError
+from . import _secrets
+from .errors import SparkError, UsageError, safe_text
 
 DEFAULT_BASE_URL = "https://cloud.vtrix.ai"
 DEFAULT_OUTPUT_DIR = "spark_outputs"
@@ -21,16 +21,31 @@ Backend = Literal["cloud", "local"]
 UploaderLike = Union[str, Callable[[Path], str], None]
 
 logger = logging.getLogger("spark_nb")
-_BEARER = re.compile(r"(bearer\s+)[^\s\"',;]+", re.IGNORECASE)
+KEY_SOURCES = {"explicit": "api_key=", "configured": "configure(api_key=)", "env": "VTRIX_API_KEY"}
 
 
 class Secret:
-    """A string that never shows itself in a repr, str, format or pickle."""
+    """The API key: never shows itself in a repr, str, format or pickle, and is checked once, where it enters.
+
+    The ends are stripped; a key with anything else than printable ASCII inside (a line break, a space, a control
+    character, a curly quote) is refused with a SparkError that names its source and never shows it. A made
+    Secret's value is remembered for redaction (`_secrets`), so no message spark_nb shows or writes can hold it.
+    """
 
     __slots__ = ("_value",)
 
-    def __init__(self, value: str) -> None:
+    def __init__(self, value: str, source: str = "the key given") -> None:
+        value = str(value).strip()
+        problem = key_problem(value)
+        if problem:
+            value = ""  # a refused key is left in no frame's locals (the traceback keeps them)
+            raise SparkError(
+                f"the API key from {source} has {problem} inside it, so it was not used (nothing was sent)",
+                hint=f"a key is one line of printable ASCII without spaces: fix {source} (e.g. `$(cat key.txt)` of "
+                     "a file with two lines, a config file with Windows line ends, a key pasted with quotes or a line "
+                     "break), or copy the key again from Vtrix's API Key Management page")
         self._value = value
+        _secrets.remember(value)
 
     def reveal(self) -> str:
         """The secret itself, for the one place that sends it."""
@@ -53,12 +68,21 @@ class Secret:
     def __reduce__(self) -> Any:
         raise TypeError("a Secret cannot be pickled, so it never lands in a file")
 
-    @staticmethod
-    def redact(text: str, secret: "Secret | None") -> str:
-        """text with the secret, and anything sent as a bearer token, replaced by asterisks."""
-        if secret is not None and len(secret._value) >= 4:
-            text = text.replace(secret._value, "********")
-        return _BEARER.sub(r"\1********", text)
+
+def key_problem(value: str) -> str | None:
+    """What makes value unusable as a bearer key (said without quoting it), or None when it is one."""
+    if value.isascii() and value.isprintable() and " " not in value:
+        return None
+    for char in value:
+        if char in "\r\n\x0b\x0c\x85\u2028\u2029":
+            return "a line break"
+        if char.isspace():
+            return "a space or a tab"
+        if not char.isprintable():
+            return "a control character"
+        if not char.isascii():
+            return "a character that is not ASCII (a curly quote or a look-alike letter?)"
+    return None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,7 +139,7 @@ def configure(**options: Any) -> None:
     Explicit arguments to a call win over these, and these win over the environment.
     Pass None to forget a value.
     """
-    hide_key(options)
+    hide_key(options, source=KEY_SOURCES["configured"])
     unknown = sorted(set(options) - set(_FIELDS))
     if unknown:
         raise UsageError(f"configure() got unknown option(s) {unknown}; known: {', '.join(_FIELDS)}")
@@ -129,7 +153,11 @@ def configure(**options: Any) -> None:
             else:
                 _configured[name] = value
     if options.get("log_level"):
-        set_log_level(options["log_level"])
+        try:
+            set_log_level(options["log_level"])
+        except (TypeError, ValueError) as exc:
+            raise UsageError(f"configure(log_level=...): {exc}",
+                             hint="use DEBUG, INFO, WARNING or ERROR (or a logging level number)") from exc
 
 
 def resolve(**explicit: Any) -> Settings:
@@ -151,7 +179,7 @@ def resolve(**explicit: Any) -> Settings:
 
     backend = pick("backend", "SPARK_NB_BACKEND")
     chosen = None if backend is None else str(backend).strip().lower()
-    api_key, source = _find_key(pick("api_key", "VTRIX_API_KEY"), search_stores=chosen != "local")
+    api_key, source = _find_key(explicit, search_stores=chosen != "local")
     url = pick("base_url", "VTRIX_GENERATION_URL")
     base_url = str(url or DEFAULT_BASE_URL).rstrip("/")
     if chosen is None:
@@ -216,18 +244,26 @@ def _positive(name: str, value: Any, default: float) -> float:
     return number
 
 
-def hide_key(config: dict[str, Any]) -> dict[str, Any]:
-    """config with a plain-text api_key turned into a Secret, in place, so no traceback's locals show it."""
-    key = config.get("api_key")
-    if key is not None and not isinstance(key, Secret):
-        config["api_key"] = Secret(str(key).strip())
+def hide_key(config: dict[str, Any], source: str = KEY_SOURCES["explicit"]) -> dict[str, Any]:
+    """config with a plain-text api_key turned into a Secret (checked, see Secret), in place, so no traceback's
+    locals show it; source names where it came from in the error a bad key raises."""
+    if config.get("api_key") is not None and not isinstance(config["api_key"], Secret):
+        # popped before the check: a refused key is left in no frame's locals (the traceback keeps them)
+        config["api_key"] = Secret(str(config.pop("api_key")), source)
     return config
 
 
-def _find_key(given: Any, *, search_stores: bool) -> tuple[Secret | None, str | None]:
-    """The key given (api_key=, configure() or VTRIX_API_KEY), else a store's; and which store it came from."""
-    if given is not None:
-        return (given if isinstance(given, Secret) else Secret(str(given).strip())), None
+def _find_key(explicit: dict[str, Any], *, search_stores: bool) -> tuple[Secret | None, str | None]:
+    """The key given (api_key=, configure() or VTRIX_API_KEY), else a store's; and which store it came from.
+
+    Every source becomes a Secret here or in hide_key, which refuses a malformed key naming the source (the
+    value is never bound to a local here, so a refusal's traceback does not hold it).
+    """
+    for origin, config in (("explicit", explicit), ("configured", _configured)):
+        if config.get("api_key") is not None:
+            return hide_key(dict(config), KEY_SOURCES[origin])["api_key"], None
+    if os.environ.get("VTRIX_API_KEY", "").strip():
+        return Secret(os.environ["VTRIX_API_KEY"], KEY_SOURCES["env"]), None
     if not search_stores:
         return None, None
     from . import _keys
@@ -235,7 +271,7 @@ def _find_key(given: Any, *, search_stores: bool) -> tuple[Secret | None, str | 
     found = _keys.find()
     if found is None:
         return None, None
-    return Secret(found.value), found.source
+    return Secret(found.value, found.source), found.source
 
 
 def _url_setting(explicit: dict[str, Any]) -> str:
@@ -278,7 +314,10 @@ def in_jupyter_kernel() -> bool:
 
 
 def notify(text: str) -> None:
-    """Show a one-line notice: a small grey info line in a Jupyter notebook, one plain stderr line elsewhere."""
+    """Show a one-line notice: a small grey info line in a Jupyter notebook, one plain stderr line elsewhere.
+
+    The text is made safe first (inert, one line, redacted): it may quote a service's words or a file's name."""
+    text = safe_text(text, newlines=False)
     if in_jupyter_kernel():
         try:
             from IPython.display import display
@@ -302,7 +341,41 @@ def set_log_level(level: str | int) -> None:
 
 
 def apply_env_log_level() -> None:
-    """Honour SPARK_NB_LOG_LEVEL at import time."""
+    """Honour SPARK_NB_LOG_LEVEL at import time (and make every spark_nb log record safe, see safe_records)."""
+    safe_records()
     level = os.environ.get("SPARK_NB_LOG_LEVEL")
     if level:
         set_log_level(level)
+
+
+def safe_records() -> None:
+    """Make every log record of the spark_nb loggers safe as it is created: its message (and traceback) inert, on
+    one line, and redacted, whatever handler then writes it (ours, the root's, a notebook's, pytest's).
+
+    A filter on the `spark_nb` logger would not do: a logger's filters do not see its children's records
+    (spark_nb.client, spark_nb.journal, ...). So the record factory is wrapped, once, keeping the previous one.
+    """
+    previous = logging.getLogRecordFactory()
+    if getattr(previous, "spark_nb_safe", False):
+        return
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        if record.name == "spark_nb" or record.name.startswith("spark_nb."):
+            _make_safe(record)
+        return record
+
+    factory.spark_nb_safe = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(factory)
+
+
+def _make_safe(record: logging.LogRecord) -> None:
+    try:
+        message = record.getMessage()
+    except Exception:  # arguments that do not fit the format: show the format alone
+        message = str(record.msg)
+    record.msg, record.args = safe_text(message, newlines=False), None
+    if record.exc_info and not record.exc_text:  # formatters use exc_text when it is set
+        record.exc_text = safe_text(logging.Formatter().formatException(record.exc_info))
+    if record.stack_info:
+        record.stack_info = safe_text(record.stack_info)

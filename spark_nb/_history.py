@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from ._boundary import boundary
 from ._config import hide_key, resolve
 from ._journal import Entry, JobState, journal_at
 from .errors import ValidationError
@@ -94,6 +95,7 @@ class History(list[HistoryEntry]):
                 f"<tbody>{''.join(rows)}{total}</tbody></table>")
 
 
+@boundary
 def history(*, model: str | None = None, since: Since = None, status: str | None = None, **config: Any) -> History:
     """The tasks this machine's journal knows, newest first; filter by model (id or alias), since and status.
 
@@ -109,6 +111,7 @@ def history(*, model: str | None = None, since: Since = None, status: str | None
     return History(e for e in shown if wanted is None or (e.status == DAMAGED) == (wanted == DAMAGED))
 
 
+@boundary
 def spend(since: Since = None, **config: Any) -> float:
     """The sum of the known costs of the journal's tasks (since, as for history()), in US dollars."""
     return history(since=since, **config).total

@@ -15,6 +15,7 @@ import logging
 import math
 import os
 import re
+import stat as stat_module
 import sys
 import threading
 import time
@@ -92,7 +93,7 @@ def _config_file() -> FoundKey | None:
 
 def _read_config(path: Path) -> FoundKey | None:
     try:
-        stat = path.stat()
+        stat = path.stat()  # follows a symlink (dotfile managers link it); a loop is an OSError
     except OSError:
         return None  # no file: the common case, nothing to say
     stamp = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
@@ -103,20 +104,40 @@ def _read_config(path: Path) -> FoundKey | None:
     found = None
     shown = _display_path(path)
     try:
-        if stat.st_size > MAX_FILE_BYTES:
-            raise ValueError(f"larger than {MAX_FILE_BYTES // 1024} KB")
-        with open(path, "rb") as handle:
-            text = handle.read(MAX_FILE_BYTES + 1).decode("utf-8")
-        value = _api_key_in(text)
+        value = _api_key_in(read_small_file(path, MAX_FILE_BYTES).decode("utf-8"))
         if value:
             found = FoundKey(value, shown)
         else:
             logger.debug("no api_key in %s", shown)
-    except Exception as exc:  # unreadable, not UTF-8, not YAML: no key here. The message may quote the file.
+    except Exception as exc:  # not a file, too large, not UTF-8, not YAML: no key here. The message may quote it.
         logger.debug("cannot read an API key from %s (%s)", shown, type(exc).__name__)
     with _lock:
         _file_cache[path] = (stamp, found)
     return found
+
+
+def read_small_file(path: Path, max_bytes: int) -> bytes:
+    """The bytes of path if it is a regular file of at most max_bytes, read without ever blocking; else OSError
+    or ValueError.
+
+    A FIFO, a device or a directory in its place is refused before it is opened (stat), and again after (fstat of
+    what was opened, in case it was swapped in between); the open itself never waits (O_NONBLOCK: a FIFO with no
+    writer would block an ordinary open forever) and never takes a terminal as the controlling one (O_NOCTTY).
+    """
+    if not stat_module.S_ISREG(os.stat(path).st_mode):
+        raise ValueError("not a regular file")
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
+    descriptor = os.open(path, flags)
+    with os.fdopen(descriptor, "rb", buffering=0) as handle:
+        opened = os.fstat(descriptor)
+        if not stat_module.S_ISREG(opened.st_mode):
+            raise ValueError("not a regular file")
+        if opened.st_size > max_bytes:
+            raise ValueError(f"larger than {max_bytes} bytes")
+        data = handle.read(max_bytes + 1)
+    if len(data) > max_bytes:  # it grew while being read
+        raise ValueError(f"larger than {max_bytes} bytes")
+    return data
 
 
 def _api_key_in(text: str) -> str | None:

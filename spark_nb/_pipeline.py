@@ -158,7 +158,7 @@ def generate(
     try:
         return task.wait(timeout, progress=progress, cancel=cancel)
     except DownloadError as exc:
-        if task.initial and task.initial.get("status") == "completed" and reuse and task.saved is None:
+        if task.origin == "reused":  # only a task reused from the journal finished earlier
             raise DownloadError(f"task {task.id} finished earlier, but its video is gone from disk and could not "
                                 f"be fetched again ({exc.headline})", task_id=task.id,
                                 hint="pass reuse=False to create a new task (it is billed again)") from exc

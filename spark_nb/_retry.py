@@ -13,7 +13,12 @@ import httpx
 
 RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
 # Errors that prove the request never reached the server: a retried create cannot bill twice.
-NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
+NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+# Errors raised before anything was sent that sending again would meet again: an illegal header value, a URL
+# that is not one, a scheme other than http(s), a header that is not ASCII. Not retried; "not sent", never "may
+# have been created".
+NOT_SENDABLE: tuple[type[Exception], ...] = (httpx.LocalProtocolError, httpx.InvalidURL, httpx.UnsupportedProtocol,
+                                             UnicodeEncodeError)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,12 +14,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ._boundary import boundary
 from ._config import Settings, hide_key, resolve
 from ._ffmpeg import DecodeReport, ProbeError, try_decode
 from ._journal import journal_at
 from ._polling import PollSchedule
 from ._progress import TaskProgress
 from ._results import Result
+from ._text import inert
 from ._urls import is_http_url
 from .errors import DownloadError, NotFoundError, SparkError, TaskCancelled, TaskTimeout
 from .models import task_failure
@@ -33,6 +35,7 @@ FAILED_STATUSES = frozenset({"failed", "error", "cancelled", "canceled"})
 LOCAL_POLL_CAP_S = 0.5
 OnUpdate = Callable[["TaskState"], None]
 logger = logging.getLogger("spark_nb.tasks")
+STATUS_CHARS, MODEL_CHARS = 40, 100
 _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
@@ -56,10 +59,12 @@ class TaskState:
         """
         progress = as_number(raw.get("progress"))
         status, answered_model = raw.get("status"), raw.get("model")
-        return cls(
+        answered_model = inert(answered_model, limit=MODEL_CHARS) if isinstance(answered_model, str) else None
+        status = inert(status.lower(), limit=STATUS_CHARS) if isinstance(status, str) else None
+        return cls(  # the service's strings made inert: they reach progress bars, forms and the CLI as they are
             id=task_id,
-            model=answered_model if isinstance(answered_model, str) and answered_model else model,
-            status=status.lower()[:40] if isinstance(status, str) and status else "pending",
+            model=answered_model or model,
+            status=status or "pending",
             progress=None if progress is None else min(1.0, max(0.0, progress)),
             raw=raw,
         )
@@ -101,6 +106,11 @@ class TaskState:
         return self.status in FAILED_STATUSES
 
 
+def _this_task(task: "Task") -> tuple[str, str]:
+    """The task id and model an unexpected error in one of a Task's methods names (see _boundary)."""
+    return task.id, task.model
+
+
 @dataclasses.dataclass(frozen=True)
 class Task:
     """A submitted task; rebuild one from its id with Task.from_id after a kernel restart."""
@@ -114,6 +124,7 @@ class Task:
     origin: str = dataclasses.field(default="created", compare=False)  # or "reused", "attached": an earlier call's
 
     @classmethod
+    @boundary
     def from_id(cls, task_id: str, model: str | None = None, **config: Any) -> "Task":
         """A handle on an existing task (config: api_key, backend, base_url, output_dir, as for configure())."""
         return cls(id=str(task_id), model=model or "", settings=resolve(**hide_key(config)))
@@ -125,6 +136,7 @@ class Task:
 
         return api_client(self.settings)
 
+    @boundary(task_of=_this_task)
     def status(self) -> TaskState:
         """Read the task's current state once (transient failures retried briefly)."""
         return TaskState.from_raw(self._read(time.monotonic() + 60), self.id, self.model)
@@ -143,6 +155,7 @@ class Task:
                                 hint="check the task id, and that backend, base URL and key are the ones that "
                                      "created it") from exc
 
+    @boundary(task_of=_this_task)
     def wait(self, timeout: float = 600, *, progress: bool = True, cancel: threading.Event | None = None,
              on_update: OnUpdate | None = None) -> Result:
         """Poll until the task finishes, then download and check its video.
@@ -155,11 +168,12 @@ class Task:
         schedule = (PollSchedule(blind_cap=LOCAL_POLL_CAP_S, cap=LOCAL_POLL_CAP_S) if self.settings.backend == "local"
                     else PollSchedule())
         state = TaskState.from_raw(self.initial, self.id, self.model) if self.initial else None
+        seen = state  # the last state read, for a timeout's message
         try:
             with TaskProgress(self.id, enabled=progress) as bar:
                 while True:
                     if state is None:
-                        state = self._poll(deadline, timeout)
+                        state = seen = self._poll(deadline, timeout, seen)
                     bar.update(state.status, 1.0 if state.done else state.progress)
                     if on_update is not None:
                         on_update(state)
@@ -188,10 +202,12 @@ class Task:
                   f'    spark_nb.Task.from_id("{self.id}", model="{model}").wait()', file=sys.stderr)
             raise
 
+    @boundary(task_of=_this_task)
     async def async_status(self) -> TaskState:
         """The async twin of status()."""
         return await run_cancellable(lambda _: self.status())
 
+    @boundary(task_of=_this_task)
     async def async_wait(self, timeout: float = 600, *, progress: bool = True,
                          on_update: OnUpdate | None = None) -> Result:
         """The async twin of wait(): polls in a worker thread; cancelling it stops the wait, not the task."""
@@ -205,12 +221,12 @@ class Task:
         except Exception as exc:  # noqa: BLE001 - the video matters more than the record of it
             logger.warning("could not record task %s in the journal: %r", self.id, exc)
 
-    def _poll(self, deadline: float, timeout: float) -> TaskState:
+    def _poll(self, deadline: float, timeout: float, seen: TaskState | None) -> TaskState:
         try:
             raw = self._read(deadline)
-        except SparkError as exc:
+        except SparkError as exc:  # the reads end at the deadline too (_answers): at it, a timeout
             if time.monotonic() >= deadline - 0.5 and not isinstance(exc, TaskTimeout):
-                raise self._timeout(timeout, None) from exc
+                raise self._timeout(timeout, seen) from exc
             raise
         return TaskState.from_raw(raw, self.id, self.model)
 

@@ -84,9 +84,9 @@ def fetch_to_file(url: str, dest: Path, *, deadline: float, max_bytes: int, expe
             with open(dest, "wb") as fh:
                 for chunk in response.iter_bytes():  # as received: a re-chunking size would wait to fill
                     written += len(chunk)
-                    if written > limit:
+                    if written > limit:  # the same URL would send as much again: not retried
                         raise TransferError(_too_large(what, limit, limit, expected_size, sent=True),
-                                            retryable=expected_size is not None)
+                                            retryable=False)
                     if expired.is_set():
                         break
                     fh.write(chunk)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import _pipeline as pipeline
-from ._config import hide_key
+from ._boundary import boundary
 from ._results import Result
 from ._tasks import Task, run_cancellable
 from .models import AVATAR as MODEL
@@ -17,35 +17,35 @@ from .models import AVATAR as MODEL
 __all__ = ["MODEL", "async_generate", "async_submit", "generate", "submit"]
 
 
+@boundary
 def submit(image: Any, audio: Any, *, trim_audio: bool = True, reuse: bool = True, **config: Any) -> Task:
     """Check the inputs, upload local files and create the task; returns the Task without waiting."""
-    hide_key(config)  # from here on, no traceback's locals show a plain-text key
     return pipeline.submit(MODEL, {"image": image, "audio": audio}, trim_audio=trim_audio, reuse=reuse, **config)
 
 
+@boundary
 def generate(
     image: Any, audio: Any, *, trim_audio: bool = True, reuse: bool = True, timeout: float = 600, progress: bool = True,
     **config: Any
 ) -> Result:
     """Generate a talking-head video and return its downloaded Result (audio over 15 s is trimmed unless told not)."""
-    hide_key(config)  # from here on, no traceback's locals show a plain-text key
     values = {"image": image, "audio": audio}
     return pipeline.generate(MODEL, values, trim_audio=trim_audio, reuse=reuse, timeout=timeout, progress=progress,
                              **config)
 
 
+@boundary
 async def async_submit(image: Any, audio: Any, *, trim_audio: bool = True, reuse: bool = True, **config: Any) -> Task:
     """The async twin of submit()."""
-    hide_key(config)  # from here on, no traceback's locals show a plain-text key
     return await run_cancellable(lambda _: submit(image, audio, trim_audio=trim_audio, reuse=reuse, **config))
 
 
+@boundary
 async def async_generate(
     image: Any, audio: Any, *, trim_audio: bool = True, reuse: bool = True, timeout: float = 600, progress: bool = True,
     **config: Any
 ) -> Result:
     """The async twin of generate(); cancelling it stops the wait (the task itself keeps running)."""
-    hide_key(config)  # from here on, no traceback's locals show a plain-text key
     values = {"image": image, "audio": audio}
     return await run_cancellable(
         lambda cancel: pipeline.generate(MODEL, values, trim_audio=trim_audio, reuse=reuse, timeout=timeout,

@@ -1,16 +1,37 @@
-"""The exception tree: every error spark_nb raises is a SparkError that says what to do."""
+"""The exception tree: every error spark_nb raises is a SparkError that says what to do.
+
+Whatever an error carries is made safe when it is constructed: its message, hint, task id, request id and body
+are inert (no escape sequences or control characters: `_text.inert`, line breaks kept) and redacted (no live
+secret, no bearer token: `_secrets.redact`). So no path from a peer's answer to a terminal, a widget, a log,
+the journal or a report can carry the key or drive the terminal, whichever way the error travels.
+"""
 
 from __future__ import annotations
+
+from ._secrets import redact
+from ._text import inert
+
+
+def safe_text(text: object, *, newlines: bool = True, limit: int | None = None) -> str:
+    """text as spark_nb may show or write it: inert (line breaks kept unless newlines=False), redacted, then cut to
+    limit characters (after the redaction: a cut through a key would leave a part of it that no longer matches)."""
+    shown = redact(inert(text, newlines=newlines))
+    return shown if limit is None else inert(shown, limit=limit, newlines=True)
+
+
+def _safe_or_none(text: object, *, newlines: bool = True, limit: int | None = None) -> str | None:
+    return None if text is None else safe_text(text, newlines=newlines, limit=limit)
 
 
 class SparkError(Exception):
     """Root of every error spark_nb raises; carries a hint and the task id when there is one."""
 
     def __init__(self, message: str, *, hint: str | None = None, task_id: str | None = None) -> None:
+        message = safe_text(message)
         super().__init__(message)
         self.message = message
-        self.hint = hint
-        self.task_id = task_id
+        self.hint = _safe_or_none(hint)
+        self.task_id = _safe_or_none(task_id, newlines=False)
 
     @property
     def headline(self) -> str:
@@ -74,8 +95,8 @@ class APIError(SparkError):
     ) -> None:
         super().__init__(message, hint=hint, task_id=task_id)
         self.status_code = status_code
-        self.request_id = request_id
-        self.body = body
+        self.request_id = _safe_or_none(request_id, newlines=False, limit=200)
+        self.body = _safe_or_none(body)
 
 
 class AuthenticationError(APIError):
@@ -126,8 +147,8 @@ class TaskFailed(SparkError):
     ) -> None:
         shown = f"[{code}] {message}" if code else message
         super().__init__(shown, hint=hint, task_id=task_id)
-        self.code = code
-        self.message = message
+        self.code = _safe_or_none(code, newlines=False)
+        self.message = safe_text(message)
         self.retryable = retryable
 
 
@@ -160,8 +181,18 @@ class UploadError(SparkError):
     """A local file could not be turned into a URL the service can fetch."""
 
 
+def internal_error(exc: Exception, task_id: str | None = None, model: str | None = None) -> SparkError:
+    """The SparkError an unexpected exception becomes at the public boundary (the caller chains it `from exc`)."""
+    what = safe_text(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__, limit=1000)
+    hint = "this is a bug in spark_nb: please report it with this message and the traceback"
+    if task_id:
+        hint += (f"; the task keeps running on the service: resume it with "
+                 f'spark_nb.Task.from_id("{task_id}", model="{model or ""}").wait()')
+    return SparkError(f"unexpected internal error: {what}", hint=hint, task_id=task_id)
+
+
 def warn(message: str) -> None:
-    """warnings.warn a UserWarning pointing at the user's line: the first caller outside spark_nb."""
+    """warnings.warn a UserWarning pointing at the user's line (the first caller outside spark_nb), made safe."""
     import os
     import sys
     import warnings
@@ -170,7 +201,7 @@ def warn(message: str) -> None:
     frame, level = sys._getframe(1), 2  # level 1 is this function
     while frame is not None and frame.f_code.co_filename.startswith(package):
         frame, level = frame.f_back, level + 1
-    warnings.warn(message, UserWarning, stacklevel=level)
+    warnings.warn(safe_text(message), UserWarning, stacklevel=level)
 
 
 class JournalError(SparkError):

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import _pipeline as pipeline
-from ._config import hide_key
+from ._boundary import boundary
 from ._results import Result
 from ._tasks import Task, run_cancellable
 from .models import IMITATOR as MODEL
@@ -17,32 +17,32 @@ from .models import IMITATOR as MODEL
 __all__ = ["MODEL", "async_generate", "async_submit", "generate", "submit"]
 
 
+@boundary
 def submit(image: Any, driving_video: Any, *, reuse: bool = True, **config: Any) -> Task:
     """Check the inputs, upload local files and create the task; returns the Task without waiting."""
-    hide_key(config)  # from here on, no traceback's locals show a plain-text key
     return pipeline.submit(MODEL, {"image": image, "driving_video": driving_video}, reuse=reuse, **config)
 
 
+@boundary
 def generate(image: Any, driving_video: Any, *, reuse: bool = True, timeout: float = 600, progress: bool = True,
              **config: Any) -> Result:
     """Generate the imitation video and return its downloaded Result."""
-    hide_key(config)  # from here on, no traceback's locals show a plain-text key
     values = {"image": image, "driving_video": driving_video}
     return pipeline.generate(MODEL, values, reuse=reuse, timeout=timeout, progress=progress, **config)
 
 
+@boundary
 async def async_submit(image: Any, driving_video: Any, *, reuse: bool = True, **config: Any) -> Task:
     """The async twin of submit()."""
-    hide_key(config)  # from here on, no traceback's locals show a plain-text key
     return await run_cancellable(lambda _: submit(image, driving_video, reuse=reuse, **config))
 
 
+@boundary
 async def async_generate(
     image: Any, driving_video: Any, *, reuse: bool = True, timeout: float = 600, progress: bool = True,
     **config: Any,
 ) -> Result:
     """The async twin of generate(); cancelling it stops the wait (the task itself keeps running)."""
-    hide_key(config)  # from here on, no traceback's locals show a plain-text key
     values = {"image": image, "driving_video": driving_video}
     return await run_cancellable(
         lambda cancel: pipeline.generate(MODEL, values, reuse=reuse, timeout=timeout, progress=progress, cancel=cancel,

@@ -14,17 +14,19 @@ its fixes, and generates through the same submit() and Task.wait() as generate()
 from __future__ import annotations
 
 import datetime
+import functools
 import html
 import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import ipywidgets as W
 
 from . import _pipeline as pipeline
 from . import display
+from ._boundary import boundary
 from ._config import Secret, hide_key, resolve
 from ._inputs import FIX_LABELS, Fix, Media, apply_fix, fix_for, normalise, validate
 from ._results import Result
@@ -78,15 +80,36 @@ def _named(exc: ValidationError, scratch: Path | None, name: str | None) -> Vali
     return ValidationError(renamed, reason=exc.reason, hint=exc.hint, code=exc.code, field=exc.field)
 
 
-def _error_markup(exc: BaseException) -> str:
-    """An error and what to do about it, escaped (messages never contain the key: Secret hides itself)."""
-    if isinstance(exc, SparkError):
-        message, hint = exc.headline, exc.hint
-    else:
-        message, hint = f"unexpected error: {exc!r}", "this looks like a bug in spark_nb; please report it"
-    fix = f'<div class="spark-hint">fix: {html.escape(hint)}</div>' if hint else ""
+def _error_markup(exc: SparkError) -> str:
+    """An error and what to do about it, escaped (a SparkError's text is inert and redacted by construction)."""
+    fix = f'<div class="spark-hint">fix: {html.escape(exc.hint)}</div>' if exc.hint else ""
     return (f'<div style="color:{_ERROR_COLOUR}"><b>{html.escape(type(exc).__name__)}</b>: '
-            f"{html.escape(message)}</div>{fix}")
+            f"{html.escape(exc.headline)}</div>{fix}")
+
+
+Action = TypeVar("Action", bound=Callable[..., Any])
+
+
+def _task_of(widget: Any) -> tuple[str | None, str | None]:
+    """The task a form is running (for an unexpected error to name), when it has one."""
+    task = getattr(widget, "task", None)
+    return (task.id, task.model) if task is not None else (None, None)
+
+
+def _action(method: Action) -> Action:
+    """What a click or an edit runs: any failure becomes a SparkError (_boundary) shown by the widget's own
+    _show_error, never a traceback in the browser's log (a callback has no cell to raise into)."""
+    guarded = boundary(method, task_of=_task_of)
+
+    @functools.wraps(method)
+    def run(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return guarded(self, *args, **kwargs)
+        except SparkError as exc:
+            self._show_error(exc)
+            return None
+
+    return run  # type: ignore[return-value]
 
 
 class MediaPicker:
@@ -135,6 +158,7 @@ class MediaPicker:
         return self.value is not None and self.error is None
 
 
+    @_action
     def pick(self, value: Any, *, caption: str | None = None, name: str | None = None) -> None:
         """Use value (path, URL, bytes or FileUpload item) as this input: preview and check it now.
 
@@ -176,12 +200,14 @@ class MediaPicker:
         self._render_problem()
         self._changed()
 
+    @_action
     def use_sample(self) -> None:
         """Pick the bundled sample (what the "Use sample" button does)."""
         self._forget_upload()
         self.url.value = ""
         self.pick(self.sample_path, caption=f"sample {self.sample_path.name}")
 
+    @_action
     def apply_fix(self) -> None:
         """Run the offered fix (trim or shrink) and pick its output in place of the input."""
         fix, path = self.pending_fix, self._fix_path
@@ -190,13 +216,10 @@ class MediaPicker:
         label = FIX_LABELS[fix]
         self.fix.disabled = True
         self.problem.value = f"<i>{html.escape(label)}…</i>"
-        try:
+        try:  # ffmpeg or PIL failing is said here (_action), not in a log
             fixed = apply_fix(fix, path)
-        except Exception as exc:  # ffmpeg or PIL failed: say so here rather than in a log
+        finally:
             self.fix.disabled = False
-            self.problem.value = _error_markup(exc)
-            return
-        self.fix.disabled = False
         self.pick(fixed, caption=f"{self.name or fixed.name} ({label.lower()})", name=self.name)
 
     def clear(self) -> None:
@@ -222,6 +245,7 @@ class MediaPicker:
         self.fix.disabled = False
         _set_visible(self.fix, self.pending_fix is not None)
 
+    @_action
     def _on_upload(self, change: Mapping[str, Any]) -> None:
         items = change["new"]
         if not items or self._stub_upload:
@@ -249,6 +273,7 @@ class MediaPicker:
             finally:
                 self._stub_upload = False
 
+    @_action
     def _on_url(self, change: Mapping[str, Any]) -> None:
         text = str(change["new"] or "").strip()
         if text:
@@ -258,6 +283,9 @@ class MediaPicker:
     def _changed(self) -> None:
         if self._on_change is not None:
             self._on_change()
+
+    def _show_error(self, exc: SparkError) -> None:
+        self.problem.value = _error_markup(exc)
 
 
 class ModelForm:
@@ -283,7 +311,7 @@ class ModelForm:
         self._compare_worker: threading.Thread | None = None
         self.result: Result | None = None
         self.task: Task | None = None
-        self.last_error: BaseException | None = None
+        self.last_error: SparkError | None = None
         self.pickers = {f.name: MediaPicker(f, SAMPLES[f.kind], self._inputs_changed) for f in spec.fields}
         self.backend = settings.backend
         self.backend_info = _classes(W.HTML(self._backend_markup(settings.backend, settings.base_url)),
@@ -382,15 +410,16 @@ class ModelForm:
 
     # -- the generation --------------------------------------------------------------------------------
 
+    def _show_error(self, exc: SparkError) -> None:
+        self.last_error = exc
+        self.error.value = _error_markup(exc)
+        self.progress.bar_style = "danger"
+        self.status.value = f"failed: {type(exc).__name__}" + (f" (task {self.task.id})" if self.task else "")
+
+    @_action
     def _run(self) -> None:
         try:
             result = self._generate()
-        except BaseException as exc:  # shown in the form: a worker thread has no cell to raise into
-            self.last_error = exc
-            self.error.value = _error_markup(exc)
-            self.progress.bar_style = "danger"
-            self.status.value = f"failed: {type(exc).__name__}" + (f" (task {self.task.id})" if self.task else "")
-        else:
             self.result = result
             self.progress.value, self.progress.bar_style = 1.0, "success"
             duration = f"{result.duration:.1f} s" if result.duration else "?"
@@ -461,6 +490,7 @@ class ModelForm:
 
     # -- compare ---------------------------------------------------------------------------------------
 
+    @_action
     def _on_compare(self, change: Mapping[str, Any]) -> None:
         _set_visible(self.compare_area, bool(change["new"]))
         if not change["new"]:
@@ -482,8 +512,8 @@ class ModelForm:
             return
         _show(self.compare_area, "<i>putting the inputs and the result side by side…</i>")
         try:
-            path = self._side_by_side(result)
-        except BaseException as exc:
+            path = boundary(self._side_by_side)(result)
+        except SparkError as exc:  # the comparison failed, not the generation: said, without failing the form
             self.error.value = _error_markup(exc)
             _show(self.compare_area, None)
             return
@@ -522,14 +552,22 @@ class ModelForm:
             return f"pick the {' and the '.join(missing)}, then Generate"
         return "ready: click Generate"
 
+    @_action
     def _on_key(self, change: Mapping[str, Any]) -> None:
-        text = str(change["new"] or "").strip()
-        if not text:
+        if not str(change["new"] or "").strip():
             return
-        self._key = Secret(text)
-        # keep the key out of the widget state (and so out of saved notebooks): the form holds it as a Secret
+        # out of the widget state (and so out of saved notebooks) before it is checked: kept only as a Secret
         self.api_key.value = ""
+        try:
+            self._key = Secret(str(change["new"]), "this form's API key field")
+        except SparkError as exc:  # whitespace or a control character inside: said, and the key not kept
+            self._key = None
+            self.api_key.placeholder = "Vtrix API key (kept in memory only)"
+            self.error.value = _error_markup(exc)
+            return
         self.api_key.placeholder = "key set for this form (hidden); type to replace it"
+        if self.last_error is None:  # a refused key's message goes with it (a failed generation's stays)
+            self.error.value = ""
 
     @staticmethod
     def _backend_markup(backend: str, base_url: str) -> str:
@@ -562,15 +600,15 @@ class Studio:
                                "spark-studio")
         self.show_history()
 
+    @_action
     def show_history(self) -> None:
         """Show the journal's tasks (newest first) and their total cost in the History tab."""
         from ._history import history
 
-        try:
-            markup = history(**self._config)._repr_html_()
-        except SparkError as exc:
-            markup = _error_markup(exc)
-        _show(self.history, markup)
+        _show(self.history, history(**self._config)._repr_html_())
+
+    def _show_error(self, exc: SparkError) -> None:
+        _show(self.history, _error_markup(exc))
 
     def __getattr__(self, name: str) -> ModelForm:
         for form in self.__dict__.get("forms", {}).values():

@@ -7,10 +7,12 @@ in time, and stop() ends them all.
 
 from __future__ import annotations
 
+import functools
 import json
 import socket
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -151,3 +153,74 @@ def peers() -> Iterator[Callable[..., Peer]]:
     yield start
     for peer in started:
         peer.stop()
+
+
+# -- a hostile API: every way an answer can break a bound -------------------------------------------------
+
+TASK_ID = "t-1"
+HOSTILE_ANSWERS = ("nested", "gzip_bomb", "trickled_body", "trickled_headers", "stall", "huge_number",
+                   "invalid_utf8", "non_object", "too_large")
+
+
+@functools.lru_cache(maxsize=1)
+def gzip_bomb() -> bytes:
+    """About 1 MB of gzip that decompresses to 1 GB of zeros (made once per session, ~4 s)."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    zeros = bytes(1 << 24)
+    return b"".join([*(packer.compress(zeros) for _ in range(64)), packer.flush()])
+
+
+def hostile_answer(p: Peer, conn: socket.socket, kind: str, task: dict[str, Any]) -> None:
+    """Answer with kind, one of HOSTILE_ANSWERS; task is the honest answer the hostile ones stand for."""
+    honest = json.dumps(task).encode()
+    json_type = {"Content-Type": "application/json"}
+    if kind == "nested":
+        return p.respond(conn, 200, b"[" * 100_000 + b"]" * 100_000, json_type)
+    if kind == "gzip_bomb":
+        return p.respond(conn, 200, gzip_bomb(), {**json_type, "Content-Encoding": "gzip"})
+    if kind == "trickled_body":
+        p.send(conn, f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(honest)}\r\n\r\n"
+               .encode())
+        return p.trickle(conn, honest, every=0.1)
+    if kind == "trickled_headers":
+        return p.trickle(conn, b"HTTP/1.1 200 OK\r\n" + b"X-Slow: " + b"y" * 10_000, every=0.1)
+    if kind == "stall":
+        p.send(conn, b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n")
+        p.stop_event.wait(MAX_SECONDS)
+        return None
+    if kind == "huge_number":  # more digits than Python converts (4,300)
+        return p.respond(conn, 200, honest[:-1] + b', "progress": 1' + b"0" * 5000 + b"}", json_type)
+    if kind == "invalid_utf8":
+        return p.respond(conn, 200, honest[:-1] + b', "status": "\xff\xfe"}', json_type)
+    if kind == "non_object":
+        return p.respond(conn, 200, b"[" + honest + b"]", json_type)
+    if kind == "too_large":  # valid JSON, 2 MB, without a length to refuse it by: counted as it comes
+        p.send(conn, b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n")
+        p.send(conn, honest[:-1] + b', "pad": "' + b"x" * (2 << 20) + b'"}')
+        return None
+    raise ValueError(kind)
+
+
+def hostile_api(route: str, kind: str, video: bytes) -> Callable[[Peer, socket.socket, Seen], None]:
+    """A Vtrix look-alike (create, poll, an upload endpoint at /upload, the video at /video.mp4) whose answers on
+    route ("create", "poll" or "upload") are of the hostile kind; the others are honest."""
+
+    def handle(p: Peer, conn: socket.socket, req: Seen) -> None:
+        content = {"type": "video", "url": f"{p.url}/video.mp4", "size": len(video)}
+        answers = {
+            "create": {"id": TASK_ID, "status": "pending"},
+            "poll": {"id": TASK_ID, "status": "completed", "output": [{"content": [content]}]},
+            "upload": {"url": "https://inputs.example/uploaded.jpg"},
+        }
+        here = ("create" if req.method == "POST" and req.path == "/model/v1/generation" else
+                "poll" if req.path.startswith("/model/v1/generation/task/") else
+                "upload" if req.path == "/upload" else "video" if req.path == "/video.mp4" else None)
+        if here == route:
+            return hostile_answer(p, conn, kind, answers[here])
+        if here == "video":
+            return p.respond(conn, 200, video, {"Content-Type": "video/mp4"})
+        if here is None:
+            return p.json(conn, 404, {"message": "no such route"})
+        return p.json(conn, 200, answers[here])
+
+    return handle

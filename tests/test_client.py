@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
+from spark_nb._answers import Answer
 from spark_nb._client import ApiClient, _Retry, api_error
 from spark_nb._config import Secret
 from spark_nb.errors import (
@@ -23,13 +25,10 @@ from spark_nb.errors import (
 KEY = Secret("sk-unit-0123456789abcdefSECRET")
 
 
-def answer(status: int, body: Any = None, headers: dict[str, str] | None = None, text: str | None = None
-           ) -> httpx.Response:
-    """An HTTP answer as the client would receive it."""
-    request = httpx.Request("POST", "https://api.example/model/v1/generation")
-    if text is not None:
-        return httpx.Response(status, text=text, headers=headers, request=request)
-    return httpx.Response(status, json=body, headers=headers, request=request)
+def answer(status: int, body: Any = None, headers: dict[str, str] | None = None, text: str | None = None) -> Answer:
+    """An HTTP answer as the bounded reader returns it."""
+    raw = text.encode() if text is not None else json.dumps(body).encode()
+    return Answer.of(status, raw, headers)
 
 
 @pytest.mark.parametrize("status,cls", [
@@ -38,7 +37,7 @@ def answer(status: int, body: Any = None, headers: dict[str, str] | None = None,
 ])
 def test_each_status_maps_to_its_error_with_a_hint(status: int, cls: type) -> None:
     """Every HTTP error becomes its APIError subclass, carrying the status, the server's message and a hint."""
-    error = api_error(answer(status, {"message": "nope"}), "creating the task", KEY, task_id="t9")
+    error = api_error(answer(status, {"message": "nope"}), "creating the task", task_id="t9")
     assert type(error) is cls and error.status_code == status and error.task_id == "t9"
     assert f"creating the task failed: HTTP {status}: nope" in str(error) and error.hint
 
@@ -46,21 +45,21 @@ def test_each_status_maps_to_its_error_with_a_hint(status: int, cls: type) -> No
 def test_the_key_is_redacted_from_everything_built_from_server_text() -> None:
     """A server echoing the key or the Authorization header: message, body and request id hold no key."""
     echo = f"bad request; you sent Authorization: Bearer {KEY.reveal()} and key={KEY.reveal()}"
-    error = api_error(answer(400, {"message": echo}, headers={"x-request-id": f"req-{KEY.reveal()}"}), "x", KEY)
+    error = api_error(answer(400, {"message": echo}, headers={"x-request-id": f"req-{KEY.reveal()}"}), "x")
     for text in (str(error), repr(error), error.body or "", error.request_id or ""):
         assert KEY.reveal() not in text
     assert "Bearer ********" in str(error) and error.request_id == "req-********"
-    other = api_error(answer(401, text="Authorization: Bearer someone-elses-token-123"), "x", None)
+    other = api_error(answer(401, text="Authorization: Bearer someone-elses-token-123"), "x")
     assert "someone-elses-token" not in (other.body or "") and other.body == "Authorization: Bearer ********"
 
 
 def test_request_id_and_body_are_kept() -> None:
     """The request id (for the service's support) and the whole body are on the error; the message stays short."""
     long = "x" * 5000
-    error = api_error(answer(500, {"message": long}, headers={"X-Request-Id": "abc-123"}), "reading", KEY)
+    error = api_error(answer(500, {"message": long}, headers={"X-Request-Id": "abc-123"}), "reading")
     assert error.request_id == "abc-123"
     assert error.body is not None and len(error.body) == 4000 and len(str(error)) < 500
-    assert api_error(answer(502, text="<html>gateway</html>"), "reading", KEY).body == "<html>gateway</html>"
+    assert api_error(answer(502, text="<html>gateway</html>"), "reading").body == "<html>gateway</html>"
 
 
 def test_the_retry_loop_stops_at_its_deadline() -> None:
@@ -97,3 +96,32 @@ def test_the_retry_loop_stops_at_its_attempts_and_returns_a_success() -> None:
     with pytest.raises(SparkError, match="^3$"):
         client._attempts(lambda: (_ for _ in ()).throw(_Retry("z")), what="x", give_up=lambda p, n: SparkError(str(n)))
     client.close()
+
+
+def test_a_request_refused_before_it_was_sent_is_not_sent_not_may_exist(tmp_path: Path) -> None:
+    """A create that HTTP itself refuses (h11: an illegal header value, here a key changed after its check) or a
+    base URL that is no URL: a plain SparkError saying nothing was sent, never TaskMayExist; the peer saw nothing;
+    the journal forgets the attempt, so the same call is tried again rather than refused as "may exist"."""
+    import spark_nb
+    from spark_nb import avatar
+
+    from .peers import Peer
+
+    api = Peer(lambda p, conn, req: p.json(conn, 200, {"id": "t-1", "status": "pending"}))
+    key = Secret("sk-unit-refused-0123456789")
+    key._value = "sk-unit-refused\n0123456789"  # past the check at entry: the second line of defence
+    client = ApiClient(api.url, key)
+    try:
+        with pytest.raises(SparkError, match="could not be sent .*; nothing was sent") as info:
+            client.create("spark_avatar_picture_omni_v2", {"image_url": "https://i.example/f.jpg"})
+        assert type(info.value) is SparkError and "0123456789" not in str(info.value) and api.seen == []
+    finally:
+        client.close()
+        api.stop()
+    for base_url, said in (("ftp://127.0.0.1:9", "the URL is not usable"), ("http://127.0.0.1:9/v\x7f1", "not a URL")):
+        options = {"backend": "cloud", "base_url": base_url, "api_key": KEY, "output_dir": tmp_path}
+        for _ in range(2):  # the second call is sent (and refused) again: nothing "may exist"
+            with pytest.raises(SparkError, match=said) as refused:
+                avatar.generate("https://i.example/f.jpg", "https://i.example/a.wav", progress=False, **options)
+            assert not isinstance(refused.value, spark_nb.TaskMayExist) and "nothing was sent" in str(refused.value)
+    assert all(e.status != "uncertain" for e in spark_nb.history())

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import logging
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -11,6 +14,7 @@ import pytest
 
 import spark_nb
 from spark_nb import avatar, imitator
+from spark_nb._answers import Answer
 from spark_nb._client import ApiClient
 from spark_nb._config import Secret
 from spark_nb.local import LocalServer
@@ -213,9 +217,9 @@ def test_every_error_shape_is_a_task_failed(error: Any, code: str | None, text: 
     assert exc.code == code and exc.message == text and exc.retryable is retryable and exc.hint
 
 
-def http_answer(status: int, body: Any) -> httpx.Response:
-    """An HTTP answer with a JSON body, as the client would receive it."""
-    return httpx.Response(status, json=body, request=httpx.Request("POST", "https://api.example/model/v1/generation"))
+def http_answer(status: int, body: Any) -> Answer:
+    """An HTTP answer with a JSON body, as the bounded reader returns it."""
+    return Answer.of(status, json.dumps(body).encode())
 
 
 @pytest.mark.parametrize("status,body", [
@@ -230,7 +234,7 @@ def test_no_credit_is_one_error_with_the_top_up_hint(status: int, body: Any) -> 
     """HTTP 402 (code 40201) and a 403 for balance are the same PermissionDeniedError with the top-up hint."""
     from spark_nb._client import BALANCE_HINT, api_error
 
-    exc = api_error(http_answer(status, body), "creating the task", Secret(TEST_KEY))
+    exc = api_error(http_answer(status, body), "creating the task")
     assert type(exc) is spark_nb.PermissionDeniedError and exc.status_code == status and exc.hint == BALANCE_HINT
 
 
@@ -238,7 +242,7 @@ def test_a_403_for_permission_keeps_its_own_hint() -> None:
     """A 403 that says nothing of balance or credit keeps the balance-and-permissions hint."""
     from spark_nb._client import BALANCE_HINT, api_error
 
-    exc = api_error(http_answer(403, {"message": "permission denied for this model"}), "creating the task", None)
+    exc = api_error(http_answer(403, {"message": "permission denied for this model"}), "creating the task")
     assert type(exc) is spark_nb.PermissionDeniedError and exc.hint != BALANCE_HINT and "permissions" in exc.hint
 
 
@@ -256,3 +260,77 @@ def test_an_account_refusal_with_an_error_field_is_not_a_task_failure(status: in
     assert info.value.status_code == status and not isinstance(info.value, spark_nb.TaskFailed)
     assert_no_key(info.value)
     assert TEST_KEY not in (info.value.body or "") and "insufficient credits" in (info.value.body or "")
+
+
+# -- text from the service is inert wherever it shows ---------------------------------------------------------
+
+HOSTILE_MESSAGE = "Audio URL missing\x1b[2K\r\x1b]52;c;cm0gLXJmIH4K\x07\x9b31m (really)\x00"
+SEQUENCES = ("\x1b", "\x07", "\r", "\x9b", "\x00", "52;c;")
+
+
+def assert_inert(text: str) -> None:
+    """No escape sequence (CSI erase line, OSC 52 clipboard, 8-bit CSI), CR or NUL survives in text."""
+    for sequence in SEQUENCES:
+        assert sequence not in text, repr(text)
+
+
+def escaping_api(p: Any, conn: Any, req: Any) -> None:
+    """A service whose create is refused (400) and whose task fails, each saying HOSTILE_MESSAGE."""
+    if req.method == "POST":
+        return p.json(conn, 400, {"message": HOSTILE_MESSAGE})
+    p.json(conn, 200, {"id": "t-1", "status": "failed\x1b[8m", "model": "m\x1b]0;title\x07",
+                       "error": {"code": "003016001\x1b[2K", "error_message": HOSTILE_MESSAGE}})
+
+
+def test_service_messages_with_escape_sequences_reach_no_one_raw(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    """A service message carrying CSI erase-line, an OSC 52 clipboard write, an 8-bit CSI, CR and NUL: inert in
+    str() of the create's APIError and of the task's TaskFailed (message, code), in TaskState's status and model,
+    in the journal's record, in a notice, a warning and a log line; the words themselves are kept."""
+    import warnings
+
+    from spark_nb._config import notify
+    from spark_nb.errors import warn
+
+    from .peers import peers
+
+    for start in peers():
+        api = start(escaping_api)
+        options = {"backend": "cloud", "base_url": api.url, "api_key": TEST_KEY, "output_dir": tmp_path}
+        with pytest.raises(spark_nb.APIError) as refused:
+            avatar.generate("https://i.example/f.jpg", "https://i.example/a.wav", progress=False, **options)
+        task = spark_nb.Task.from_id("t-1", **options)
+        state = task.status()
+        with pytest.raises(spark_nb.TaskFailed) as failed:
+            task.wait(10, progress=False)
+        with caplog.at_level(logging.DEBUG, logger="spark_nb"), warnings.catch_warnings(record=True) as warned:
+            warnings.simplefilter("always")
+            notify(f"spark_nb: the service said {HOSTILE_MESSAGE}")
+            warn(f"the service said {HOSTILE_MESSAGE}")
+            logging.getLogger("spark_nb.client").warning("the service said %s", HOSTILE_MESSAGE)
+        entries = spark_nb.history()
+    texts = [str(refused.value), str(failed.value), failed.value.message, failed.value.code or "", state.status,
+             state.model, capsys.readouterr().err, str(warned[0].message), caplog.records[-1].getMessage(),
+             *(e.error or "" for e in entries)]
+    for text in texts:
+        assert_inert(text)
+    assert "Audio URL missing" in str(failed.value) and "(really)" in str(refused.value)
+    assert state.status == "failed" and failed.value.code == "003016001"
+
+
+def test_the_cli_prints_a_service_message_inert(tmp_path: Path) -> None:
+    """`spark-nb status` of a task the service failed with escape sequences in its message: stderr holds the
+    message's words and none of its sequences."""
+    import subprocess
+    import sys
+
+    from .peers import peers
+
+    for start in peers():
+        api = start(escaping_api)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("VTRIX_", "XDG_CONFIG"))}
+        env.update(VTRIX_GENERATION_URL=api.url, VTRIX_API_KEY=TEST_KEY, VTRIX_NO_KEYCHAIN="1")
+        proc = subprocess.run([sys.executable, "-m", "spark_nb", "status", "t-1"], env=env, cwd=tmp_path,
+                              capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 1 and "spark-nb: error: [003016001] Audio URL missing" in proc.stderr
+    assert_inert(proc.stderr + proc.stdout)

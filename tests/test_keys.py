@@ -428,3 +428,133 @@ def test_the_cli_uses_the_vtrix_cli_file(tmp_path: Path, make_server: Callable[.
     assert "404" in proc.stderr and "401" not in proc.stderr  # the key from the file was accepted
     assert f"using Vtrix ({server.url}) with the API key from ~/.config/vtrix/config.yml" in proc.stderr
     assert TEST_KEY not in proc.stdout + proc.stderr
+
+
+# -- a malformed key, from any source: refused where it enters, naming the source, never shown -----------------
+
+FIRST, SECOND = "sk-first-line-0123456789", "second-line-abcdefghij"  # each long enough to be found if leaked
+MALFORMED = {
+    "a line break": f"{FIRST}\n{SECOND}",  # $(cat key.txt) of a two-line file
+    "CR LF": f"{FIRST}\r\n{SECOND}",
+    "a space": f"{FIRST} {SECOND}",
+    "a tab": f"{FIRST}\t{SECOND}",
+    "NUL": f"{FIRST}\x00{SECOND}",
+    "an escape sequence": f"{FIRST}\x1b[2K{SECOND}",
+    "curly quotes": f"\u201c{FIRST}{SECOND}\u201d",
+}
+SOURCES = {
+    "explicit": "api_key=", "configure": "configure(api_key=)", "env": "VTRIX_API_KEY",
+    "keychain": "the OS keychain (vtrix-cli)", "file": "~/.config/vtrix/config.yml",
+    "colab": "Colab's secret VTRIX_API_KEY",
+}
+
+
+def assert_refused_unseen(exc: BaseException, source: str) -> None:
+    """exc refuses the key naming source, and no text of it (nor any frame of its traceback) holds a part of it."""
+    assert isinstance(exc, spark_nb.SparkError) and f"the API key from {SOURCES[source]} has " in str(exc)
+    texts = [str(exc), repr(exc), repr(exc.args), exc.hint or ""]
+    tb = exc.__traceback__
+    while tb is not None:
+        if "spark_nb" in tb.tb_frame.f_code.co_filename:
+            texts.append(repr(tb.tb_frame.f_locals))
+        tb = tb.tb_next
+    for text in texts:
+        assert FIRST not in text and SECOND not in text
+
+
+@pytest.mark.parametrize("what", list(MALFORMED))
+@pytest.mark.parametrize("source", list(SOURCES))
+def test_a_malformed_key_is_refused_naming_its_source_and_never_shown(
+        source: str, what: str, sandbox: Path, monkeypatch: pytest.MonkeyPatch,
+        make_server: Callable[..., LocalServer]) -> None:
+    """A key with a line break, CR LF, a space, a tab, NUL, an escape sequence or curly quotes inside, from each
+    source: a SparkError naming the source, before anything is sent (the server saw no request); the key is in no
+    message, repr or traceback frame. (The attack: such a key was sent as a header, h11 refused it, and the
+    refusal's text, key included, became a TaskMayExist in the journal and every report.)"""
+    if source == "env" and what == "NUL":
+        pytest.skip("an environment variable cannot hold NUL")
+    server = make_server(api_key=TEST_KEY)
+    key = MALFORMED[what]
+    with pytest.raises(spark_nb.SparkError) as info:
+        explicit: dict[str, Any] = {}
+        if source == "explicit":
+            explicit["api_key"] = key
+        elif source == "configure":
+            spark_nb.configure(api_key=key)
+        elif source == "env":
+            monkeypatch.setenv("VTRIX_API_KEY", key)
+        elif source == "keychain":
+            use_keychain({("vtrix-cli", "api_key"): key})
+        elif source == "file":
+            write_config(sandbox, f'api_key: "{json_escaped(key)}"\n')
+        elif source == "colab":
+            stub_colab(monkeypatch, colab_secret(key))
+        spark_nb.avatar.submit("https://inputs.example/f.jpg", "https://inputs.example/a.wav", base_url=server.url,
+                               **explicit)
+    assert_refused_unseen(info.value, source)
+    assert server.stats()["created"] == 0 and server.stats().get("requests", 0) == 0
+
+
+def json_escaped(text: str) -> str:
+    """text as the inside of a YAML double-quoted scalar (YAML's escapes are JSON's)."""
+    import json
+
+    return json.dumps(text)[1:-1]
+
+
+@pytest.mark.parametrize("text", [
+    f"api_key: {FIRST}\r\n  {SECOND}\r\n",  # a plain scalar continued on the next line, CR LF line ends
+    f'api_key: "{FIRST}\r\n  {SECOND}"\r\n',  # a double-quoted one folded over a CR LF
+    f"api_key: |\n  {FIRST}\n  {SECOND}\n",  # a block scalar: the line break kept
+])
+def test_a_config_file_with_crlf_or_an_embedded_newline_is_refused(sandbox: Path, text: str) -> None:
+    """Variants of the file source the attack used: the key folded or kept over two lines is refused, not sent."""
+    write_config(sandbox, text)
+    with pytest.raises(spark_nb.SparkError) as info:
+        config.resolve()
+    assert_refused_unseen(info.value, "file")
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "directory", "symlink loop", "huge", "not utf-8"])
+def test_no_config_file_can_hang_or_crash_a_key_lookup(kind: str, sandbox: Path, tmp_path: Path) -> None:
+    """A FIFO (the attack: it hung every key lookup and `spark-nb history`), a device, a directory, a symlink loop,
+    a 10 MB file, bytes that are not UTF-8 at ~/.config/vtrix/config.yml: no key, within a second."""
+    path = sandbox / ".config" / "vtrix" / "config.yml"
+    path.parent.mkdir(parents=True)
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "device":
+        path.symlink_to("/dev/zero")
+    elif kind == "directory":
+        path.mkdir()
+    elif kind == "symlink loop":
+        path.symlink_to(path.parent / "other.yml")
+        (path.parent / "other.yml").symlink_to(path)
+    elif kind == "huge":
+        path.write_bytes(b"api_key: " + b"k" * (10 << 20) + b"\n")
+    else:
+        path.write_bytes(b"api_key: sk-\xff\xfe-0123456789\n")
+    answers: list[Any] = []
+    lookup = threading.Thread(target=lambda: answers.append(_keys.find()), daemon=True)
+    lookup.start()
+    lookup.join(timeout=1)
+    try:
+        assert not lookup.is_alive(), f"the key lookup hangs on a {kind}"
+        assert answers == [None]
+    finally:
+        if kind == "fifo" and lookup.is_alive():  # release the hung open, so the thread ends with the test
+            with open(os.open(path, os.O_WRONLY | os.O_NONBLOCK), "wb"):
+                pass
+
+
+@pytest.mark.slow
+def test_spark_nb_history_returns_with_a_fifo_config(tmp_path: Path) -> None:
+    """`spark-nb history` in a process whose ~/.config/vtrix/config.yml is a FIFO: it answers (the attack hung it)."""
+    home = tmp_path / "fifo_home"
+    (home / ".config" / "vtrix").mkdir(parents=True)
+    os.mkfifo(home / ".config" / "vtrix" / "config.yml")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VTRIX_", "XDG_CONFIG"))}
+    env.update(HOME=str(home), VTRIX_NO_KEYCHAIN="1", SPARK_NB_HOME=str(tmp_path / "spark_home"))
+    proc = subprocess.run([sys.executable, "-m", "spark_nb", "history"], env=env, cwd=tmp_path, capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert proc.returncode == 0 and "0 task(s)" in proc.stdout

@@ -137,3 +137,69 @@ def test_uploads_and_downloads_to_other_hosts_carry_no_authorization(media: dict
     assert [(m, p) for m, p, _ in recorder.seen] == [("POST", "/upload"), ("POST", "/upload"),
                                                       ("GET", "/cdn/video.mp4")]
     assert all(auth is None for _, _, auth in recorder.seen)
+
+
+def test_a_refused_key_and_a_service_echoing_the_key_leave_it_in_no_file(
+        tmp_path: Path, media: dict[str, Path], capsys: pytest.CaptureFixture) -> None:
+    """One run at DEBUG with a log file: malformed keys from api_key=, configure() and VTRIX_API_KEY are refused;
+    then, with a good key, a service that echoes the Authorization header and the key into a refusal, an error
+    answer and a failed task. Every file the run wrote (the journal and its WAL, outputs, the log) and the console
+    hold no key, and no part of a refused one."""
+    import os
+    import socket as socket_module
+
+    from .peers import Peer, Seen
+
+    malformed = "sk-first-line-0123456789\nsecond-line-abcdefghij"
+
+    def echo(p: Peer, conn: socket_module.socket, req: Seen) -> None:
+        said = f"you sent {req.headers.get('authorization')} = {TEST_KEY}"
+        if req.method == "POST" and req.path == "/model/v1/generation":
+            if b'"refuse"' in req.body:
+                return p.json(conn, 400, {"message": said, "error": {"code": "003016001", "error_message": said}})
+            return p.json(conn, 200, {"id": "t-echo", "status": "pending"}, {"X-Request-Id": said})
+        if "/task/" in req.path:
+            return p.json(conn, 200, {"id": "t-echo", "status": "failed",
+                                      "error": {"code": "003016097", "error_message": said}})
+        if req.path == "/upload":
+            return p.json(conn, 401, {"message": said}, {"X-Request-Id": said})
+        p.json(conn, 404, {"message": said})
+
+    api = Peer(echo)
+    log = tmp_path / "spark.log"
+    handler = logging.FileHandler(log)
+    logging.getLogger("spark_nb").addHandler(handler)
+    config.set_log_level("DEBUG")
+    base = {"backend": "cloud", "base_url": api.url, "output_dir": tmp_path / "out", "progress": False}
+    try:
+        for source in ("explicit", "configure", "env"):
+            with pytest.raises(spark_nb.SparkError, match="has a line break inside"):
+                if source == "configure":
+                    spark_nb.configure(api_key=malformed)
+                os.environ["VTRIX_API_KEY"] = malformed if source == "env" else ""
+                avatar.generate(media["portrait"], "https://inputs.example/a.wav",
+                                **({"api_key": malformed} if source == "explicit" else {}), **base)
+        os.environ.pop("VTRIX_API_KEY", None)
+        with pytest.raises(spark_nb.AuthenticationError):  # the upload endpoint's 401 echoes it
+            avatar.generate(media["portrait"], "https://inputs.example/a.wav", api_key=TEST_KEY,
+                            uploader=f"{api.url}/upload", **base)
+        with pytest.raises(spark_nb.TaskFailed):  # refused for its inputs: the journal keeps the refusal
+            avatar.generate("https://inputs.example/refuse.jpg", "https://inputs.example/refuse.wav",
+                            api_key=TEST_KEY, **base)
+        with pytest.raises(spark_nb.TaskFailed):  # a task that failed: the journal keeps its error
+            avatar.generate("https://inputs.example/f.jpg", "https://inputs.example/a.wav", api_key=TEST_KEY,
+                            **base)
+        history = spark_nb.history()
+        assert {e.status for e in history} >= {"failed"} and any("you sent Bearer ********" in (e.error or "")
+                                                                 for e in history)
+    finally:
+        logging.getLogger("spark_nb").removeHandler(handler)
+        logging.getLogger("spark_nb").setLevel(logging.NOTSET)
+        handler.close()
+        api.stop()
+    console = capsys.readouterr()
+    written = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert log in written and any(p.name.startswith("journal") for p in written) and log.stat().st_size > 0
+    for text in [console.out, console.err, *(p.read_bytes().decode("latin-1") for p in written)]:
+        for secret in (TEST_KEY, "sk-first-line-0123456789", "second-line-abcdefghij"):
+            assert secret not in text

@@ -242,6 +242,53 @@ def test_cloud_without_key_shows_password_and_uses_it(server: LocalServer) -> No
     assert TEST_KEY not in shown and form.api_key in descendants(form.widget)
 
 
+@pytest.mark.parametrize("inside", ["\n", "\r\n", " ", "\x1b[2K"])
+def test_a_malformed_key_in_the_form_field_is_refused_and_never_kept(inside: str, server: LocalServer) -> None:
+    """A key pasted with a line break (or CR LF, a space, an escape sequence) inside: the form says its field's key
+    is malformed, keeps no part of it (not as its key, not in any widget's state) and sends nothing."""
+    first, second = "sk-first-line-0123456789", "second-line-abcdefghij"
+    options = cloud_config(server)
+    del options["api_key"]
+    form = avatar_form(**options)
+    form.api_key.value = f"{first}{inside}{second}"
+    assert "the API key from this form&#x27;s API key field has" in form.error.value and form._key is None
+    assert form.api_key.value == "" and "key set" not in form.api_key.placeholder
+    form.use_samples()
+    form.generate_button.click()
+    assert form.wait(WAIT_S)
+    assert "needs an API key" in form.error.value and server.stats()["created"] == 0
+    shown = json.dumps([w.get_state() for w in descendants(form.widget)], default=str)
+    assert first not in shown and second not in shown
+    form.api_key.value = TEST_KEY  # a good key afterwards is taken
+    assert form._key is not None and "key set" in form.api_key.placeholder
+
+
+def test_an_unexpected_failure_of_any_action_is_shown_as_a_spark_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bug behind Generate, a URL field or the studio's Refresh: each is shown in its own area as a SparkError
+    ("unexpected internal error: ...", a hint to report it), never a traceback in the browser's log; generate()
+    raises that SparkError."""
+    import spark_nb
+    from spark_nb import _history, _pipeline, widgets
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("a bug \x1b]52;c;c2VjcmV0\x07here")
+
+    form = avatar_form(backend="local")
+    form.use_samples()
+    monkeypatch.setattr(_pipeline, "submit", broken)
+    with pytest.raises(spark_nb.SparkError, match="unexpected internal error: RuntimeError: a bug here") as info:
+        form.generate(WAIT_S)
+    assert type(form.last_error) is spark_nb.SparkError and isinstance(info.value.__cause__, RuntimeError)
+    assert "unexpected internal error" in form.error.value and "report it" in form.error.value
+    assert "\x1b" not in form.error.value and form.progress.bar_style == "danger"
+    monkeypatch.setattr(widgets, "normalise", broken)
+    form.audio.url.value = "https://example.com/speech.wav"
+    assert "unexpected internal error: RuntimeError" in form.audio.problem.value
+    monkeypatch.setattr(_history, "history", broken)
+    tabs = studio(backend="local")
+    assert "unexpected internal error: RuntimeError" in html_of(tabs.history)
+
+
 def test_compare_toggle_builds_a_side_by_side_video(media: dict[str, Path]) -> None:
     """With a result, the compare toggle shows one video of the inputs and the result side by side."""
     form = avatar_form()
