@@ -315,3 +315,45 @@ def test_slowloris_under_a_lowered_fd_limit_leaves_service_to_others(serve_under
     assert max(answered) < 10, answered
     assert reopened > 0, "the server never closed an attacker's connection: the cap was not reached"
     assert "Too many open files" not in log.read_text()
+
+
+def _job_notebook(path: Path) -> Path:
+    """A job notebook that asks the shared server for its row's task itself, and checks its own command line."""
+    cells = [
+        ('model = "avatar"\ninputs = {}\nname = "job"\nout_dir = "."\ntask_id = ""\ntimeout = 1800', ["parameters"]),
+        ("import os, sys\nfrom spark_nb import Task\n"
+         "state = Task.from_id(task_id, model=model).status()\n"
+         "assert 'spark_nb.local' not in sys.modules, 'the kernel started a server of its own'\n"
+         "key = os.environ['SPARK_NB_LOCAL_SERVER_KEY']\n"
+         "assert key.encode() not in open('/proc/self/cmdline', 'rb').read()\n"
+         "print('status:', state.status)", []),
+    ]
+    notebook = {"cells": [{"cell_type": "code", "execution_count": None, "id": f"c{i}", "metadata": {"tags": tags},
+                           "outputs": [], "source": source} for i, (source, tags) in enumerate(cells)],
+                "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+                "nbformat": 4, "nbformat_minor": 5}
+    path.write_text(json.dumps(notebook))
+    return path
+
+
+@pytest.mark.slow
+def test_a_batch_gives_its_kernels_the_embedded_servers_key_and_writes_it_nowhere(tmp_path: Path,
+                                                                                  media: dict[str, Path]) -> None:
+    """On the local backend a batch's job kernels talk to the batch's own embedded server (none of their own) with
+    its key from their environment; the key is in no command line and no file of the batch or the home."""
+    from spark_nb.batch import run_batch
+
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text(f"name,model,image,audio\ntalks,avatar,{media['portrait']},{media['speech']}\n")
+    notebook = _job_notebook(tmp_path / "job.ipynb")
+    outcomes = run_batch(manifest, tmp_path / "out", concurrency=1, progress=False, notebook=notebook,
+                         timeout=120)
+    assert [(o.status, o.error) for o in outcomes] == [("completed", None)]
+    executed = json.loads((tmp_path / "out" / "talks" / "talks.ipynb").read_text())
+    assert "status: completed" in json.dumps([cell.get("outputs") for cell in executed["cells"]])
+    key = embedded_server(spark_nb.settings().home).token.reveal().encode()
+    assert os.environ["SPARK_NB_LOCAL_SERVER_KEY"].encode() == key
+    for folder in (tmp_path / "out", spark_nb.settings().home):
+        for path in folder.rglob("*"):
+            if path.is_file():
+                assert key not in path.read_bytes(), f"the server's key was written to {path}"
