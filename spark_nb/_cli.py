@@ -99,7 +99,8 @@ def _parser() -> argparse.ArgumentParser:
     studio.add_argument("--port", type=int, default=8866,
                         help="TCP port on 127.0.0.1 to serve the studio on (default 8866); only this machine can "
                              "open it")
-    studio.add_argument("--no-browser", action="store_true", help="do not open a browser tab; just print the URL")
+    studio.add_argument("--no-browser", action="store_true",
+                        help="do not open a browser tab; just print the URL (with the token that opens it)")
     studio.add_argument("--dir", default="spark_studio",
                         help="folder for the studio's page and the videos it makes (default ./spark_studio)")
     return parser

@@ -76,7 +76,8 @@ class StudioPageHandler(TornadoVoilaHandler):
         """The page (a new kernel), or a redirect to the same URL without the token."""
         if self.get_argument("token", None) is not None:
             rest = {k: v[-1].decode() for k, v in self.request.query_arguments.items() if k != "token"}
-            self.redirect(self.request.path + (f"?{urlencode(rest)}" if rest else ""))
+            here = "/" + self.request.path.lstrip("/")  # never "//host/...": that would leave the studio
+            self.redirect(here + (f"?{urlencode(rest)}" if rest else ""))
             return
         await super().get(path)
 
