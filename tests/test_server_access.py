@@ -217,6 +217,23 @@ def test_at_the_cap_the_longest_waiting_connection_makes_room(make_server: MakeS
     assert counts["evicted"] >= 40 and counts["refused"] == 0 and counts["capacity"] == 20, counts
 
 
+def test_what_a_peer_sends_writes_nothing_to_the_servers_terminal(make_server: MakeServer,
+                                                                   capfd: pytest.CaptureFixture[str]) -> None:
+    """Malformed requests and WebSocket upgrades get their answers, and not one line on the server's stderr (for
+    the embedded server, that is the notebook cell that happens to run)."""
+    server = make_server(api_key=TEST_KEY)
+    capfd.readouterr()
+    for head in (b"GARBAGE\r\n\r\n", b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                 b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"):
+        sock = _half_open(server.url, head)
+        try:
+            assert sock.recv(100).startswith(b"HTTP/1.1 4")
+        finally:
+            sock.close()
+    assert httpx.get(f"{server.url}/_spark_nb/stats", headers=AUTH, timeout=5).status_code == 200
+    assert capfd.readouterr().err == ""
+
+
 class _Slowloris:
     """Holds `count` half-open connections to a server, opening a new one for each the server closes."""
 

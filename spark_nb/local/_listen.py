@@ -78,9 +78,11 @@ class LocalServer:
             raise SparkError(f"the local server cannot listen on {self.host}:{self._requested_port}: "
                              f"{exc.strerror or exc}",
                              hint="pick another --port (0 picks a free one), or stop what is using this one") from exc
-        # no WebSockets (the protocol has none, and an upgraded connection would leave the guard's count)
+        # no WebSockets (the protocol has none, and an upgraded connection would leave the guard's count); errors
+        # only: uvicorn warns of each malformed or upgrade request, which any peer could send to fill a terminal
+        # (or, for the embedded server, the notebook cell that happens to run)
         config = uvicorn.Config(self.service.app(), http=self.guard.protocol(), ws="none", lifespan="off",
-                                log_level="warning", access_log=False, timeout_keep_alive=30,
+                                log_level="error", access_log=False, timeout_keep_alive=30,
                                 timeout_graceful_shutdown=2, backlog=ACCEPT_BACKLOG)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]},
