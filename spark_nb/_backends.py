@@ -12,8 +12,11 @@ if TYPE_CHECKING:
     from ._client import ApiClient
 
 # A process that runs job notebooks (spark-nb batch) shares its embedded server with their kernels through
-# this variable, so a task created in one process can be resumed in another.
+# these variables, so a task created in one process can be resumed in another. The server answers only its key;
+# the key goes to the kernels in their environment (readable by the same user only, /proc/PID/environ), never
+# in a command line, a papermill parameter or a file.
 SHARED_LOCAL_SERVER = "SPARK_NB_LOCAL_SERVER"
+SHARED_LOCAL_SERVER_KEY = "SPARK_NB_LOCAL_SERVER_KEY"
 
 
 def api_client(settings: Settings) -> ApiClient:
@@ -21,8 +24,9 @@ def api_client(settings: Settings) -> ApiClient:
     from ._client import client_for  # httpx loads with the first call, not with `import spark_nb`
 
     if settings.backend == "local":
-        if shared := os.environ.get(SHARED_LOCAL_SERVER):
-            return client_for(shared, Secret("local"))  # that server accepts any key
+        shared, key = os.environ.get(SHARED_LOCAL_SERVER), os.environ.get(SHARED_LOCAL_SERVER_KEY)
+        if shared and key:  # the server of the process that started this one (without its key: our own)
+            return client_for(shared, Secret(key))
         from .local._embedded import embedded_server
 
         server = embedded_server(settings.home)
@@ -38,7 +42,10 @@ def api_client(settings: Settings) -> ApiClient:
 def share_with_kernels(settings: Settings) -> None:
     """Let child processes (job kernels) use this process's journal and, on the local backend, its server."""
     os.environ.setdefault("SPARK_NB_HOME", str(settings.home))
-    if settings.backend == "local" and not os.environ.get(SHARED_LOCAL_SERVER):
+    if settings.backend == "local" and not (os.environ.get(SHARED_LOCAL_SERVER)
+                                            and os.environ.get(SHARED_LOCAL_SERVER_KEY)):
         from .local._embedded import embedded_server
 
-        os.environ[SHARED_LOCAL_SERVER] = embedded_server(settings.home).url
+        server = embedded_server(settings.home)
+        os.environ[SHARED_LOCAL_SERVER] = server.url
+        os.environ[SHARED_LOCAL_SERVER_KEY] = server.token.reveal()

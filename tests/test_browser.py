@@ -6,9 +6,9 @@ a failure. Screenshots land in test-artifacts/.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -21,6 +21,8 @@ import httpx
 import pytest
 
 from spark_nb import samples
+
+from .test_cli import StudioRun, studio_env
 
 CHROMIUM = Path("/usr/bin/chromium")
 REPO = Path(__file__).resolve().parent.parent
@@ -204,61 +206,18 @@ def test_quickstart_form_generates_and_plays_in_chromium(jupyterlab: str) -> Non
     assert (ARTIFACTS / "browser-imitator.png").stat().st_size > 10_000
 
 
-def _browser_env(tmp_path: Path) -> dict[str, str]:
-    """The environment of a server the browser talks to: no key or backend of the developer's, a fresh home."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("VTRIX_", "SPARK_NB_", "JUPYTER_"))}
-    env.update(HOME=str(tmp_path / "home"), SPARK_NB_HOME=str(tmp_path / "spark-home"),
-               JUPYTER_CONFIG_DIR=str(tmp_path / "jupyter-config"), JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"))
-    return env
-
-
 @pytest.fixture
-def studio_app(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """`spark-nb studio --no-browser` on a free loopback port (local backend: no key); yields (URL, its folder).
+def studio_app(tmp_path: Path) -> Iterator[StudioRun]:
+    """`spark-nb studio --no-browser` on a free loopback port (local backend: no key), its URL with its token.
 
     Afterwards it is stopped with SIGINT, as Ctrl-C does, and must take Voila and every kernel with it.
     """
-    import psutil
-
-    port = _free_port()
-    folder = tmp_path / "studio"
-    log_path = tmp_path / "studio.log"
-    log = log_path.open("wb")
-    cli = Path(sys.executable).with_name("spark-nb")
-    command = [str(cli)] if cli.exists() else [sys.executable, "-m", "spark_nb._cli"]
-    app = subprocess.Popen([*command, "studio", "--no-browser", "--port", str(port), "--dir", str(folder)],
-                           stdout=log, stderr=subprocess.STDOUT, env=_browser_env(tmp_path), cwd=tmp_path)
-    url = f"http://127.0.0.1:{port}/"
-    children: list[Any] = []
+    studio = StudioRun(tmp_path, _free_port(), studio_env(tmp_path))
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert app.poll() is None, f"spark-nb studio exited: {log_path.read_text()[-2000:]}"
-            assert time.monotonic() < deadline, f"the studio did not start within 120 s: {log_path.read_text()[-2000:]}"
-            try:
-                if httpx.get(url, timeout=5).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.25)
-        assert "spark-nb studio on " + url in log_path.read_text()
-        yield url, folder
-        children = psutil.Process(app.pid).children(recursive=True)
-        assert children, "Voila should run as a child of spark-nb studio"
+        yield studio
+        assert studio.voila.is_running(), "Voila should run as a child of spark-nb studio"
     finally:
-        app.send_signal(signal.SIGINT)
-        try:
-            code = app.wait(timeout=40)
-        except subprocess.TimeoutExpired:
-            app.kill()
-            raise
-        finally:
-            log.close()
-    assert code == 0, log_path.read_text()[-2000:]
-    _, alive = psutil.wait_procs(children, timeout=20)
-    assert not alive, f"left running after Ctrl-C: {[p.cmdline() for p in alive]}"
-    text = log_path.read_text()
-    assert "Traceback" not in text and "VTRIX_API_KEY=" not in text, text[-2000:]
+        studio.stop()
 
 
 def _tabs_show_whole_titles(page: Any, scope: str) -> list[dict[str, Any]]:
@@ -267,15 +226,14 @@ def _tabs_show_whole_titles(page: Any, scope: str) -> list[dict[str, Any]]:
         "ls => ls.map(l => ({text: l.textContent, fits: l.scrollWidth <= l.clientWidth + 1}))")
 
 
-def test_studio_serves_the_forms_without_code_and_plays_in_chromium(studio_app: tuple[str, Path]) -> None:
-    """spark-nb studio in Chromium: both forms and History in whole tabs, no code, no console errors; the samples
-    generate in each form and the videos play with the right durations."""
+def test_studio_serves_the_forms_without_code_and_plays_in_chromium(studio_app: StudioRun) -> None:
+    """spark-nb studio in Chromium, opened at the URL it printed (its token): both forms and History in whole tabs,
+    no code, no console errors; the samples generate in each form and the videos play with the right durations."""
     sync_playwright = _require_browser()
-    url, folder = studio_app
+    url, folder, origin = studio_app.url, studio_app.folder, studio_app.base
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     console_errors: list[str] = []
     failed_requests: list[str] = []
-    origin = url.rstrip("/")
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True,
                                     args=["--no-sandbox", "--autoplay-policy=no-user-gesture-required"])
@@ -326,6 +284,60 @@ def test_studio_serves_the_forms_without_code_and_plays_in_chromium(studio_app: 
     assert not failed_requests, f"the studio asked for something it could not get: {failed_requests}"
     assert list((folder / "spark_outputs").glob("*.mp4")), "the videos land in the studio's folder"
     assert (ARTIFACTS / "browser-studio.png").stat().st_size > 10_000
+
+
+STRANGER_PAGE = """<!doctype html><title>any web page</title>
+<img src="{base}/"><img src="{base}/?token=guess"><img src="{base}/voila/files/spark_outputs/made.mp4">
+<iframe src="{base}/"></iframe><iframe src="{base}/voila/files/spark_outputs/made.mp4"></iframe>
+"""
+
+
+def test_the_studio_refuses_other_hosts_and_pages_without_its_token_in_chromium(studio_app: StudioRun) -> None:
+    """Chromium as an attacker would drive it: a rebinding name resolving to 127.0.0.1 (even with the token in the
+    URL), the studio's address without the token, and another page embedding the studio and a video of the user's
+    as images and frames, and posting to it: a 403, the login page, nothing shown. No kernel starts and nothing
+    is created. Then the printed URL opens the studio as before."""
+    sync_playwright = _require_browser()
+    studio = studio_app
+    (studio.folder / "spark_outputs").mkdir()
+    (studio.folder / "spark_outputs" / "made.mp4").write_bytes(samples.DRIVING_VIDEO.read_bytes())
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                    args=["--no-sandbox", "--host-resolver-rules=MAP rebind.example 127.0.0.1"])
+        try:
+            page = browser.new_page()
+            rebound = page.goto(f"http://rebind.example:{studio.port}/?token={studio.token}")
+            assert rebound is not None and rebound.status == 403
+            rebound_text = page.locator("body").inner_text()
+            video = page.goto(f"http://rebind.example:{studio.port}/voila/files/spark_outputs/made.mp4")
+            assert video is not None and video.status == 403
+            page.goto(f"{studio.base}/")
+            assert "/login" in page.url and page.locator(".spark-studio").count() == 0
+            page.goto(f"{studio.base}/voila/files/spark_outputs/made.mp4")
+            assert "/login" in page.url
+            stranger = browser.new_page()  # a fresh profile's page: no cookie of the studio
+            stranger.set_content(STRANGER_PAGE.format(base=studio.base), wait_until="load")
+            posted = stranger.evaluate("""async (base) => {
+              try { await fetch(base + '/voila/api/shutdown/x', {method: 'POST', mode: 'no-cors'}); return 'sent'; }
+              catch (e) { return 'blocked: ' + e; }
+            }""", studio.base)
+            assert studio.kernels() == [], "a page without the token started a kernel"
+            page.goto(studio.url)
+            page.locator(".spark-studio").wait_for(timeout=120_000)
+            opened_at = page.url
+        finally:
+            browser.close()
+    assert "spark-nb studio" not in rebound_text and "403" in rebound_text
+    assert posted.startswith(("sent", "blocked")), posted
+    assert opened_at == f"{studio.base}/", "the token leaves the address bar once the login cookie is set"
+    assert len(studio.kernels()) == 1
+    journal = Path(studio_env(studio.folder.parent)["SPARK_NB_HOME"], "journal.sqlite")
+    if journal.exists():  # the page with the token opened it for its History tab
+        import sqlite3
+
+        with contextlib.closing(sqlite3.connect(journal)) as db:
+            assert db.execute("SELECT count(*) FROM tasks").fetchone() == (0,), "a task was created"
+    assert [p.name for p in (studio.folder / "spark_outputs").iterdir()] == ["made.mp4"]
 
 
 MEDIA_LOADED = """

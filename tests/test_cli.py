@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -338,3 +339,128 @@ def test_serve_on_loopback_ipv6_with_a_key_file_runs(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.communicate(timeout=30)
+
+
+class StudioRun:
+    """`spark-nb studio --no-browser` on a loopback port (local backend, a fresh home), its output in a log file.
+
+    url is the one it printed (with its token); stop() sends SIGINT as Ctrl-C does and checks that Voila and
+    every kernel went with it.
+    """
+
+    def __init__(self, tmp_path: Path, port: int, env: dict[str, str]) -> None:
+        import psutil
+
+        self.port, self.folder, self.log = port, tmp_path / "studio", tmp_path / f"studio-{port}-{time.time_ns()}.log"
+        self.base = f"http://127.0.0.1:{port}"
+        cli = Path(sys.executable).with_name("spark-nb")
+        command = [str(cli)] if cli.exists() else [*CLI]
+        with self.log.open("wb") as log:
+            self.proc = subprocess.Popen([*command, "studio", "--no-browser", "--port", str(port), "--dir",
+                                          str(self.folder)], stdout=log, stderr=subprocess.STDOUT, env=env,
+                                         cwd=tmp_path)
+        deadline = time.monotonic() + 120
+        while (match := re.search(r"spark-nb studio on (\S+) ", self.log.read_text())) is None:
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.proc.kill()
+                raise AssertionError(f"the studio did not start: {self.log.read_text()[-2000:]}")
+            time.sleep(0.2)
+        self.url = match.group(1)
+        self.token = self.url.partition("?token=")[2]
+        [self.voila] = psutil.Process(self.proc.pid).children()
+
+    def kernels(self) -> list[Any]:
+        """The kernels Voila runs now (one per open studio page)."""
+        return self.voila.children(recursive=True)
+
+    def stop(self) -> str:
+        """Ctrl-C; exit 0 within 40 s, Voila and its kernels gone; the log's text."""
+        import psutil
+
+        tree = [self.voila, *self.kernels()]
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            code = self.proc.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            raise
+        _, alive = psutil.wait_procs(tree, timeout=20)
+        text = self.log.read_text()
+        assert code == 0, text[-2000:]
+        assert not alive, f"left running after Ctrl-C: {[p.cmdline() for p in alive]}"
+        assert "Traceback" not in text and "VTRIX_API_KEY=" not in text, text[-2000:]
+        return text
+
+
+def studio_env(tmp_path: Path) -> dict[str, str]:
+    """The environment of a studio a test drives: no key or backend of the developer's, fresh homes."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VTRIX_", "SPARK_NB_", "JUPYTER_"))}
+    env.update(HOME=str(tmp_path / "home"), SPARK_NB_HOME=str(tmp_path / "spark-home"),
+               JUPYTER_CONFIG_DIR=str(tmp_path / "jupyter-config"), JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"))
+    return env
+
+
+def _studio_or_skip() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("voila") is None:
+        pytest.skip("Voila is not installed (pip install 'spark-nb[studio]')")
+
+
+@pytest.mark.slow
+def test_the_studio_answers_only_its_token_on_loopback_names_and_caps_its_kernels(tmp_path: Path) -> None:
+    """The printed URL carries a token that no process's command line shows. Without it (or with a wrong one) the
+    page and the videos send to the login page, under another Host name everything is 403, and none of that
+    starts a kernel. With it: a cookie, the URL without the token, the videos, and at most 4 pages (kernels)."""
+    import psutil
+
+    _studio_or_skip()
+    studio = StudioRun(tmp_path, free_port(), studio_env(tmp_path))
+    try:
+        assert len(studio.token) >= 40 and studio.url == f"{studio.base}/?token={studio.token}"
+        shown = [p.info["cmdline"] for p in psutil.process_iter(["cmdline"])
+                 if studio.token in " ".join(p.info["cmdline"] or [])]
+        assert shown == [], f"the token is in a process list: {shown}"
+        (studio.folder / "spark_outputs").mkdir()
+        (studio.folder / "spark_outputs" / "made.mp4").write_bytes(b"a video of the user's")
+        video = "/voila/files/spark_outputs/made.mp4"
+        with httpx.Client(timeout=60, trust_env=False) as stranger:
+            for path in ("/", "/?token=wrong", video):
+                answer = stranger.get(f"{studio.base}{path}")
+                assert answer.status_code == 302 and "/login" in answer.headers["location"], (path, answer)
+            assert stranger.post(f"{studio.base}/voila/api/shutdown/x").status_code == 403  # the API: no login page
+            rebound = {"Host": f"rebind.example:{studio.port}"}
+            for path in (f"/?token={studio.token}", video, "/voila/static/voila.js", "/login"):
+                assert stranger.get(f"{studio.base}{path}", headers=rebound).status_code == 403, path
+        assert studio.kernels() == []
+        with httpx.Client(timeout=90, trust_env=False) as owner:
+            entered = owner.get(studio.url)
+            assert entered.status_code == 302 and entered.headers["location"] == "/"  # the token leaves the URL
+            assert owner.get(f"{studio.base}{video}").content == b"a video of the user's"
+            pages = [owner.get(f"{studio.base}/").status_code for _ in range(5)]
+        assert pages == [200, 200, 200, 200, 503], pages
+        assert len(studio.kernels()) == 4
+    finally:
+        text = studio.stop()
+    assert studio.token not in text.replace(studio.url, "")  # the log names it only in the URL printed
+    assert "without encryption" not in text and "WARNING" not in text, text
+
+
+@pytest.mark.slow
+def test_the_studio_restarts_right_after_a_stop(tmp_path: Path) -> None:
+    """Stopped while a browser keeps a connection open (the server closes it: TIME_WAIT on the studio's port), the
+    studio starts again on the same port at once (before, 'Address already in use' for a minute)."""
+    _studio_or_skip()
+    port = free_port()
+    first = StudioRun(tmp_path, port, studio_env(tmp_path))
+    try:
+        client = httpx.Client(timeout=30, trust_env=False)
+        assert client.get(f"{first.base}/login").status_code == 200  # kept alive, so the server closes it
+    finally:
+        first.stop()
+    client.close()
+    second = StudioRun(tmp_path, port, studio_env(tmp_path))
+    try:
+        assert httpx.get(f"{second.base}/login", timeout=30, trust_env=False).status_code == 200
+    finally:
+        second.stop()

@@ -69,9 +69,9 @@ def poll_until_done(http: httpx.Client, server: LocalServer, task_id: str, key: 
     raise AssertionError(f"task {task_id} still {seen[-1][1]['status']} after {timeout}s")
 
 
-def stats(http: httpx.Client, server: LocalServer) -> dict[str, Any]:
-    """GET /_spark_nb/stats."""
-    response = http.get(f"{server.url}/_spark_nb/stats")
+def stats(http: httpx.Client, server: LocalServer, key: str = TEST_KEY) -> dict[str, Any]:
+    """GET /_spark_nb/stats (a server with a key wants it there too)."""
+    response = http.get(f"{server.url}/_spark_nb/stats", headers=bearer(key))
     assert response.status_code == 200
     return response.json()
 

@@ -257,7 +257,7 @@ def test_malformed_creates_get_a_4xx_not_a_500(body: Callable[[], bytes], make_s
     answer = httpx.post(f"{server.url}/model/v1/generation", headers=AUTH, content=body(), timeout=30)
     assert 400 <= answer.status_code < 500 and answer.json()
     assert server.stats()["created"] == 0
-    assert httpx.get(f"{server.url}/_spark_nb/stats").status_code == 200
+    assert httpx.get(f"{server.url}/_spark_nb/stats", headers=AUTH).status_code == 200
 
 
 def test_a_huge_create_body_is_refused_without_being_read(serve_process: Callable[..., Any]) -> None:

@@ -19,6 +19,7 @@ from .._urls import is_http_url, url_scheme
 from ..errors import ValidationError
 from ..models import MODELS, ModelSpec, get_model, input_fields
 from ._outcome import RowOutcome, RowStatus
+from ._report import OWN_NAMES
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,80}$")
 _FIX = "fix the rows above (row numbers count the header as row 1) and run again"
@@ -153,6 +154,9 @@ def check_manifest(path: str | Path) -> tuple[list[Row], list[InvalidRow]]:
         name = cells.get("name", "")
         if not _SAFE_NAME.match(name):
             row_problems.append(f"name {name!r} must be letters, digits, '.', '_' or '-' (it becomes a folder name)")
+        elif name.lower() in OWN_NAMES:
+            row_problems.append(f"name {name!r} is taken by the batch's own files and folders "
+                                f"({', '.join(OWN_NAMES)}, in any case); give the row another name")
         elif name.lower() in seen:
             row_problems.append(f"name {name!r} is already used by row {seen[name.lower()]}")
         else:

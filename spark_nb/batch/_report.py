@@ -1,4 +1,11 @@
-"""A batch's outputs for people and machines: results.csv and an index.html gallery that opens from disk.
+"""A batch's outputs for people and machines: results.csv, rows.json and an index.html gallery that opens from disk.
+
+The one writer of the batch folder's own files: each is written whole under a temporary name and renamed (a crash or
+an interrupt leaves the old file or the new, and no temporary file: a failed write removes its own, and the final
+write of a run sweeps those of killed processes); their names (OWN_NAMES) are refused as row names by the manifest
+check. Text from elsewhere (row names, task ids, errors, file names) is made inert for each destination: a
+spreadsheet never evaluates a results.csv cell (`_text.csv_cell`), HTML shows it escaped (`_text.inert`, then
+`html.escape`).
 
 Every file the gallery shows lives inside the batch folder and is referenced relatively, so the folder can be
 moved, shared, or served by Jupyter (whose /files/ handler serves nothing outside its root): an input that lives
@@ -12,7 +19,9 @@ import csv
 import functools
 import hashlib
 import html
+import io
 import json
+import math
 import os
 import re
 import shutil
@@ -20,32 +29,33 @@ from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import quote
 
-from .._files import write_atomically
+from .._files import remove_stale_parts, replace_atomically, write_atomically
+from .._text import csv_cell, inert
 from .._urls import is_http_url
 from ..models import MODELS
 from ._outcome import RowOutcome, RowStatus
 
 CSV_COLUMNS = ["name", "model", "task_id", "status", "video", "duration", "cost", "notebook", "error", "advice"]
 MEDIA_DIR = "media"  # out/media/: the gallery's copies (or links, or thumbnails) of files from outside out
+# the batch folder's own files and folders (gallery.ipynb: the notebook that shows the gallery): no row may be
+# named so, in any case (a row's folder would take the file's place, or share media/ with the gallery's copies)
+OWN_NAMES = ("index.html", "results.csv", "rows.json", MEDIA_DIR, "gallery.ipynb")
 THUMBNAIL_PX = 480  # the longest side of a thumbnail
 THUMBNAIL_OVER_BYTES = 512 * 1024  # images larger than this (or than THUMBNAIL_PX * 2) are shown by a thumbnail
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def write_results_csv(out: Path, outcomes: Sequence[RowOutcome]) -> Path:
-    """out/results.csv, one line per row; paths relative to out."""
-    path = out / "results.csv"
-    tmp = path.with_suffix(".csv.tmp")
-    with tmp.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
-        writer.writeheader()
-        for o in outcomes:
-            writer.writerow({"name": o.name, "model": o.model, "task_id": o.task_id or "", "status": o.status,
-                             "video": _relative(o.video, out), "duration": "" if o.duration is None else o.duration,
-                             "cost": o.cost or "", "notebook": _relative(o.notebook, out), "error": o.error or "",
-                             "advice": o.advice or ""})
-    os.replace(tmp, path)
-    return path
+    """out/results.csv, one line per row; paths relative to out; every cell one a spreadsheet shows, never runs."""
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=CSV_COLUMNS)
+    writer.writeheader()
+    for o in outcomes:
+        row = {"name": o.name, "model": o.model, "task_id": o.task_id, "status": o.status,
+               "video": _relative(o.video, out), "duration": o.duration, "cost": o.cost,
+               "notebook": _relative(o.notebook, out), "error": o.error, "advice": o.advice}
+        writer.writerow({column: csv_cell(value) for column, value in row.items()})
+    return write_atomically(out / "results.csv", text.getvalue())
 
 
 def write_rows_json(out: Path, outcomes: Sequence[RowOutcome]) -> Path:
@@ -87,12 +97,18 @@ _INLINE_CSS = """
 
 
 def write_gallery(out: Path, outcomes: Sequence[RowOutcome]) -> Path:
-    """out/index.html: each row's video, inputs, status and cost, with relative links (opens from disk)."""
+    """out/index.html: each row's video, inputs, status and cost, with relative links (opens from disk).
+
+    The last report a run writes: it also removes what writers killed mid-write left in the batch folder, its
+    media folder and the rows' folders (their processes are gone; this one's own writers clean up after
+    themselves).
+    """
+    _sweep(out, outcomes)
     cards = "\n".join(_card(out, o) for o in outcomes)
     done = [o for o in outcomes if o.status == RowStatus.COMPLETED]
     skipped = sum(o.status == RowStatus.SKIPPED for o in outcomes)
     skipped_text = f" · {skipped} skipped (invalid in the manifest)" if skipped else ""
-    cost = sum(float(o.cost) for o in outcomes if o.cost)
+    cost = sum(_amount(o.cost) for o in outcomes)
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>spark-nb batch</title>
 <style>
@@ -112,9 +128,31 @@ body {{ font-family: system-ui, sans-serif; margin: 1.5em; background: #fafafa; 
 {cards}
 </div></body></html>
 """
-    path = out / "index.html"
-    write_atomically(path, page)
-    return path
+    return write_atomically(out / "index.html", page)
+
+
+def _amount(cost: str | None) -> float:
+    """A row's cost as a number for the total (0 when unknown or not a finite number)."""
+    try:
+        value = float(cost or 0)
+    except ValueError:
+        return 0.0
+    return value if math.isfinite(value) else 0.0
+
+
+def _sweep(out: Path, outcomes: Sequence[RowOutcome]) -> None:
+    """Remove temporary files of dead writers from out, out/media and each row's folder (only folders in out)."""
+    root = out.resolve()
+    folders = {root, root / MEDIA_DIR}
+    folders.update(folder for o in outcomes if (folder := (root / o.name).resolve()).parent == root)
+    for folder in folders:
+        if folder.is_dir():
+            remove_stale_parts(folder)
+
+
+def _text(value: object, *, newlines: bool = False) -> str:
+    """Text from elsewhere as HTML: inert (no controls or escape sequences), then escaped."""
+    return html.escape(inert("" if value is None else value, newlines=newlines))
 
 
 def _card(out: Path, o: RowOutcome, base: Path | None = None) -> str:
@@ -134,17 +172,18 @@ def _card(out: Path, o: RowOutcome, base: Path | None = None) -> str:
             src, label = value, value
         else:
             src, label = _shown(Path(value), out, kind, base), Path(value).name  # never an absolute path in the page
-        tag = {"image": f'<img src="{esc(src)}" alt="{esc(field)}">',
+        tag = {"image": f'<img src="{esc(src)}" alt="{_text(field)}">',
                "audio": f'<audio src="{esc(src)}" controls preload="metadata"></audio>',
                "video": f'<video src="{esc(src)}" muted preload="metadata"></video>'}.get(kind) if src else None
-        inputs.append(f'<span title="{esc(field)}: {esc(label)}">{tag or esc(label)}</span>')
+        inputs.append(f'<span title="{_text(field)}: {_text(label)}">{tag or _text(label)}</span>')
     notebook = f' · <a href="{esc(_href(o.notebook, base))}">notebook</a>' if o.notebook else ""
-    error = f'<div class="error">{esc(o.error)}</div>' if o.error and o.status != RowStatus.COMPLETED else ""
-    advice = f'<div class="advice">{esc(o.advice)}</div>' if o.advice else ""
+    error = (f'<div class="error">{_text(o.error, newlines=True)}</div>'
+             if o.error and o.status != RowStatus.COMPLETED else "")
+    advice = f'<div class="advice">{_text(o.advice)}</div>' if o.advice else ""
     facts = ("not run: invalid in the manifest" if o.status == RowStatus.SKIPPED  # no task, no cost to show
-             else f'cost ${esc(o.cost or "?")} · task <code>{esc(o.task_id or "-")}</code>{notebook}')
-    return (f'<div class="card"><h3>{esc(o.name)}</h3>{video}<div class="inputs">{"".join(inputs)}</div>'
-            f'<div><span class="{esc(o.status)}">{esc(o.status)}</span> · {esc(o.model)} · {facts}</div>'
+             else f'cost ${_text(o.cost or "?")} · task <code>{_text(o.task_id or "-")}</code>{notebook}')
+    return (f'<div class="card"><h3>{_text(o.name)}</h3>{video}<div class="inputs">{"".join(inputs)}</div>'
+            f'<div><span class="{esc(o.status)}">{esc(o.status)}</span> · {_text(o.model)} · {facts}</div>'
             f'{error}{advice}</div>')
 
 
@@ -191,14 +230,15 @@ def _bring_in(source: Path, out: Path, kind: str) -> Path:
     target = folder / f"{stem}-{digest}{suffix}"
     if target.is_file() and target.stat().st_size == facts.st_size:
         return target
-    part = folder / f".{target.name}.{os.getpid()}.part"
-    part.unlink(missing_ok=True)
-    try:
-        os.link(source, part)
-    except OSError:  # another file system, or links not allowed there
-        shutil.copyfile(source, part)
-    os.replace(part, target)
-    return target
+
+    def link_or_copy(part: Path) -> None:
+        part.unlink(missing_ok=True)
+        try:
+            os.link(source, part)
+        except OSError:  # another file system, or links not allowed there
+            shutil.copyfile(source, part)
+
+    return replace_atomically(target, link_or_copy)
 
 
 def _thumbnail(source: Path, base: Path) -> Path | None:
@@ -215,14 +255,11 @@ def _thumbnail(source: Path, base: Path) -> Path | None:
                 return None
             image.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX))
             alpha = image.mode in ("RGBA", "LA", "P") and "transparency" in image.info or image.mode in ("RGBA", "LA")
+            small = image.convert("RGBA") if alpha else image.convert("RGB")
             target = base.with_suffix(".png" if alpha else ".jpg")
-            part = target.with_name(f".{target.name}.{os.getpid()}.part")
-            (image.convert("RGBA") if alpha else image.convert("RGB")).save(part, "PNG" if alpha else "JPEG",
-                                                                          quality=85)
+            return replace_atomically(target, lambda part: small.save(part, "PNG" if alpha else "JPEG", quality=85))
     except Exception:  # noqa: BLE001 (PIL raises many kinds on odd files): fall back to the file itself
         return None
-    os.replace(part, target)
-    return target
 
 
 def _relative(path: Path | None, out: Path) -> str:
@@ -239,10 +276,9 @@ def _resolved(path: str) -> str:
 
 def outcomes_html(outcomes: Sequence[RowOutcome]) -> str:
     """An HTML table of the outcomes, for showing in a notebook."""
-    esc = html.escape
     head = "".join(f"<th>{c}</th>" for c in ("name", "model", "status", "task", "duration", "cost", "error"))
     body = "".join(
-        f"<tr><td>{esc(o.name)}</td><td>{esc(o.model)}</td><td>{esc(o.status)}</td><td><code>{esc(o.task_id or '')}"
-        f"</code></td><td>{'' if o.duration is None else f'{o.duration:.1f} s'}</td><td>${esc(o.cost or '?')}</td>"
-        f"<td>{esc(o.error or '')}</td></tr>" for o in outcomes)
+        f"<tr><td>{_text(o.name)}</td><td>{_text(o.model)}</td><td>{_text(o.status)}</td><td><code>"
+        f"{_text(o.task_id or '')}</code></td><td>{'' if o.duration is None else f'{o.duration:.1f} s'}</td>"
+        f"<td>${_text(o.cost or '?')}</td><td>{_text(o.error or '', newlines=True)}</td></tr>" for o in outcomes)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"

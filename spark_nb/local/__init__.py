@@ -9,6 +9,7 @@ Importing this package loads Starlette and the renderer; `import spark_nb` never
 
 from ._embedded import embedded_server
 from ._faults import Fault, FaultPlan
-from ._server import LocalServer, ServerOptions
+from ._listen import LocalServer
+from ._server import ServerOptions
 
 __all__ = ["Fault", "FaultPlan", "LocalServer", "ServerOptions", "embedded_server"]

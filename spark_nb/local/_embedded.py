@@ -1,16 +1,22 @@
 """The embedded local server: one per home folder and process, started on demand when the backend is `local`.
 
-Its tasks, inputs and results live under <home>/local, so a task created by one process can be read, waited
-on and downloaded from another, and one whose process died mid-render is finished by the next that asks.
+Its tasks, inputs and results live under <home>/local (a folder only its user may read), so a task created by
+one process can be read, waited on and downloaded from another, and one whose process died mid-render is
+finished by the next that asks. It answers only its owner: every route needs a random key that only the
+process that started it knows (and gives, through the environment, to the job kernels it starts), and its
+files are served under unguessable names.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
+import os
+import secrets
 import threading
 from pathlib import Path
 
-from ._server import LocalServer
+from ._listen import LocalServer
 
 _servers: dict[Path, LocalServer] = {}
 _lock = threading.Lock()
@@ -21,6 +27,10 @@ def embedded_server(home: Path) -> LocalServer:
     storage = (Path(home).expanduser() / "local").resolve()
     with _lock:
         if storage not in _servers:
-            server = _servers[storage] = LocalServer(storage=storage, persistent=True).start()
+            storage.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(OSError):  # a file system without modes keeps its own
+                os.chmod(storage, 0o700)  # uploads, videos and task records: the owner's alone
+            server = _servers[storage] = LocalServer(storage=storage, persistent=True, private_results=True,
+                                                     api_key=secrets.token_urlsafe(32)).start()
             atexit.register(server.stop)
         return _servers[storage]

@@ -27,6 +27,12 @@ class TaskRecord:
     error: dict[str, str] | None = None
     polls: int = 0
     noticed_at: float | None = None  # when a poll first answered "completed": how late clients notice
+    video: str = ""  # the result's file name under a server's results/ when not "<id>.mp4" (see video_name)
+
+    @property
+    def video_name(self) -> str:
+        """The result video's file name: a random one given at creation (a private server's), else "<id>.mp4"."""
+        return self.video or f"{self.id}.mp4"
 
     @property
     def ready_at(self) -> float | None:
@@ -44,7 +50,7 @@ class TaskRecord:
         if self.error:
             obj.update(status="failed", error=self.error)
         elif self.ready_at is not None and now >= self.ready_at:
-            url = f"{base_url}files/results/{self.id}.mp4"
+            url = f"{base_url}files/results/{self.video_name}"
             obj.update(
                 status="completed",
                 output=[{"content": [{"type": "video", "url": url, "size": self.size, "jobId": f"local-{self.id}"}]}],
@@ -95,6 +101,11 @@ class TaskStore:
         """Forget a record without removing its files (another process owns it)."""
         with self._lock:
             self._records.pop(task_id, None)
+
+    def unfinished(self) -> list[TaskRecord]:
+        """The records whose render has not ended."""
+        with self._lock:
+            return [r for r in self._records.values() if not r.finished]
 
     def pending(self) -> int:
         """How many tasks have not finished rendering."""

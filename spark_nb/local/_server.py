@@ -1,72 +1,60 @@
-"""The Vtrix generation protocol on loopback (Starlette + uvicorn): tasks, storage, stats and injected faults.
+"""The Vtrix generation protocol on loopback (Starlette): tasks, storage, stats and injected faults.
 
 Nothing a peer sends is trusted: request bodies are capped before they are parsed, every value is type-checked,
-task records and files are bounded in number and age, input media are fetched within a size cap and a
-whole-transfer deadline, and every render has a time limit and stops when the server does.
+task records and files are bounded in number, age and size, input media are fetched within a size cap and a
+whole-transfer deadline, and every render has a time limit and stops when the server does. With a key, every
+route but /files/ needs it (the stats too); /files/ names are unguessable, and handed out only to key holders.
+LocalServer (`_listen`) puts this service on a socket.
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
 import dataclasses
 import hmac
 import json
 import os
-import queue
-import re
 import secrets
 import shutil
-import socket
 import tempfile
-import threading
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from .._config import Secret
 from .._procs import pid_alive
 from .._transfer import TransferError, fetch_to_file
-from .._urls import MAX_URL_CHARS, is_http_url, is_loopback_url
-from ..errors import SparkError, UsageError
+from .._urls import MAX_URL_CHARS, is_http_url
 from ..models import MODELS, ModelSpec, ParamsError
+from ._connections import ConnectionLimits
 from ._engine import RenderError, render
 from ._faults import FaultInjector, FaultPlan
+from ._pool import RenderPool
 from ._records import Stats, TaskRecord, TaskStore
 from ._shelf import TaskShelf
+from ._styles import ANSWER_STYLES, answer_styles, restyle
+from ._upload_store import SAFE_NAME, UploadStore, upload_name
 
 MAX_UPLOAD_BYTES = 100 * 1024 * 1024
+MAX_STORED_UPLOAD_BYTES = 2 * 1024**3  # all uploads together, like the videos (local/_shelf.KEEP_BYTES)
 MAX_FETCH_BYTES = 100 * 1024 * 1024
 MAX_CREATE_BYTES = 256 * 1024  # a create is a model id and a few URLs
 FETCH_TIMEOUT_S = 30.0
-STOP_TIMEOUT_S = 5.0
 STORAGE_PREFIX = "spark_nb_server_"
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,120}$")
-# How task objects may be shaped (protocol page, "Task object"): the seed pages' shape, or the variants the official
-# client's own types know, so a client can be tested against each over the real wire. Combine them with commas.
-ANSWER_STYLES = {
-    "seed": "the seed pages' task object (the default)",
-    "content": "the content item with duration (a string), id and img_id, without size and jobId",
-    "usage": "usage as {cost (a number), quantity, unit_price, extra_info}",
-    "priced": "usage as {quantity, unit_price, extra_info}, without cost",
-    "strings": "numbers as strings: progress, created_at, size, duration, the usage figures",
-    "error-string": "a failed task's error as a plain string",
-    "error-number": "a failed task's error code as a number",
-    "error-message": "a failed task's error text under message instead of error_message",
-}
 
 
 @dataclasses.dataclass
 class ServerOptions:
-    """How the local server behaves: latency, faults, key, storage, workers, and the bounds on what it accepts."""
+    """How the local server behaves: latency, faults, key, storage, workers, and the bounds on what it accepts.
+
+    api_key: the bearer key every route but /files/ requires (a random one for the embedded server: only the
+    process that started it knows it); None: any non-empty key on the protocol's routes, none for the stats.
+    """
 
     latency: float = 0.0
     faults: FaultPlan = dataclasses.field(default_factory=FaultPlan)
@@ -85,6 +73,11 @@ class ServerOptions:
     task_ttl: float = 24 * 3600.0  # finished records (and their videos) older than this go
     persistent: bool = False  # tasks on disk in storage, shared with other processes' servers (the embedded one)
     answer_style: str = "seed"  # comma list of ANSWER_STYLES: which variant of the task object to answer
+    max_stored_upload_bytes: int = MAX_STORED_UPLOAD_BYTES  # all uploads together; the oldest go first
+    # result videos under random names rather than their task's id: a task id is no secret (people print it and
+    # type it into `spark-nb status ID`, where every user's process list shows it), a result URL must be one
+    private_results: bool = False
+    connections: ConnectionLimits = dataclasses.field(default_factory=ConnectionLimits)
 
 
 class _Stopping(Exception):
@@ -97,43 +90,6 @@ class _Failure(Exception):
     def __init__(self, suffix: str) -> None:
         super().__init__(suffix)
         self.suffix = suffix
-
-
-class RenderPool:
-    """A few daemon threads rendering tasks in order; close() stops them within seconds, renders included.
-
-    Daemon threads, unlike a ThreadPoolExecutor's, never hold up the interpreter's exit; a render in progress
-    notices `stopping` at its next frame.
-    """
-
-    def __init__(self, workers: int) -> None:
-        self.stopping = threading.Event()
-        self._queue: queue.SimpleQueue[tuple[Callable[..., None], tuple[Any, ...]] | None] = queue.SimpleQueue()
-        self._threads = [threading.Thread(target=self._work, name=f"spark-nb-render-{i}", daemon=True)
-                         for i in range(max(1, workers))]
-        for thread in self._threads:
-            thread.start()
-
-    def submit(self, fn: Callable[..., None], *args: Any) -> None:
-        """Run fn(*args) on the next free worker."""
-        self._queue.put((fn, args))
-
-    def close(self, timeout: float = STOP_TIMEOUT_S) -> None:
-        """Stop taking work, end the renders in progress, and join the workers (at most timeout seconds)."""
-        self.stopping.set()
-        for _ in self._threads:
-            self._queue.put(None)
-        deadline = time.monotonic() + timeout
-        for thread in self._threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
-
-    def _work(self) -> None:
-        while not self.stopping.is_set():
-            item = self._queue.get()
-            if item is None or self.stopping.is_set():
-                return
-            fn, args = item
-            fn(*args)
 
 
 class LocalService:
@@ -155,8 +111,9 @@ class LocalService:
         if self.shelf is not None:
             self.shelf.prune(self.storage / "results")
         self.tasks = TaskStore(options.max_tasks, options.task_ttl, self._forget)
+        self.uploads = UploadStore(self.storage / "uploads", max_age=options.task_ttl,
+                                   max_bytes=options.max_stored_upload_bytes, keep=self._inputs_still_needed)
         self._pool = RenderPool(options.render_workers)
-        self._pruned_at = 0.0
 
     def app(self) -> Any:
         """The ASGI app: routes, wrapped in the fault injector, wrapped in the request counter."""
@@ -178,10 +135,14 @@ class LocalService:
 
     # -- routes ------------------------------------------------------------------------------------
 
-    def _unauthorized(self, request: Request) -> Response | None:
+    def _unauthorized(self, request: Request, *, keyless: bool = False) -> Response | None:
+        """A 401 unless the request carries the server's key (any key when it has none; none at all for a keyless
+        route of a server without a key)."""
+        expected = self.options.api_key
+        if expected is None and keyless:
+            return None
         header = request.headers.get("authorization", "")
         token = header[7:].strip() if header.lower().startswith("bearer ") else ""
-        expected = self.options.api_key
         if not token or (expected is not None and not hmac.compare_digest(token.encode(), expected.encode())):
             return JSONResponse({"message": "missing or invalid API key"}, status_code=401)
         return None
@@ -217,12 +178,12 @@ class LocalService:
             return JSONResponse({"message": "too many tasks in flight; try again shortly"}, status_code=429,
                                 headers={"Retry-After": "5"})
         record = TaskRecord(id=uuid.uuid4().hex, model=spec.id, urls=urls, created_at=time.time(),
-                            latency=self.options.latency, cost_per_second=self.options.cost_per_second)
+                            latency=self.options.latency, cost_per_second=self.options.cost_per_second,
+                            video=f"{secrets.token_hex(16)}.mp4" if self.options.private_results else "")
         self.tasks.add(record)
         self._save(record)
         self.stats.add("created")
         self._pool.submit(self._run, record, spec)
-        self._prune_uploads()
         return JSONResponse(restyle(record.to_json(str(request.base_url), time.time()), self.styles, record))
 
     async def get_task(self, request: Request) -> Response:
@@ -252,19 +213,22 @@ class LocalService:
                 upload = form.get("file")
                 if upload is None or isinstance(upload, str):
                     return _message("send the file as multipart field 'file'", 400)
-                suffix = Path(upload.filename or "").suffix.lower()
-                suffix = suffix if re.fullmatch(r"\.[a-z0-9]{1,8}", suffix) else ""
-                name = f"{uuid.uuid4().hex}{suffix}"
-                with open(self.storage / "uploads" / name, "wb") as fh:
-                    shutil.copyfileobj(upload.file, fh)
+                path = self.uploads.new_path(upload.filename)
+                try:
+                    with open(path, "wb") as fh:
+                        shutil.copyfileobj(upload.file, fh)
+                except BaseException:  # a full disk, a stop: no half file is kept
+                    path.unlink(missing_ok=True)
+                    raise
         except ClientDisconnect:  # the client left mid-upload: nothing is kept
             return Response(status_code=400)
+        self.uploads.added(path.stat().st_size)
         self.stats.add("uploads")
-        return JSONResponse({"url": f"{request.base_url}files/uploads/{name}"})
+        return JSONResponse({"url": f"{request.base_url}files/uploads/{path.name}"})
 
     async def serve_file(self, request: Request) -> Response:
         kind, name = request.path_params["kind"], request.path_params["name"]
-        if kind not in ("uploads", "results") or not _SAFE_NAME.match(name) or ".." in name:
+        if kind not in ("uploads", "results") or not SAFE_NAME.match(name) or ".." in name:
             return _message("not found", 404)
         path = self.storage / kind / name
         if not path.is_file():
@@ -274,6 +238,8 @@ class LocalService:
         return FileResponse(path, media_type="video/mp4" if kind == "results" else None)
 
     async def get_stats(self, request: Request) -> Response:
+        if denied := self._unauthorized(request, keyless=True):
+            return denied
         return JSONResponse(self.stats.snapshot())
 
     # -- rendering -----------------------------------------------------------------------------------
@@ -312,7 +278,7 @@ class LocalService:
         saved_at = time.monotonic()
         work = self.storage / "work" / record.id
         work.mkdir(exist_ok=True)
-        out = self.storage / "results" / f"{record.id}.mp4"
+        out = self.storage / "results" / record.video_name
         deadline = time.monotonic() + self.options.render_timeout
 
         def progress(fraction: float) -> None:  # called every frame: where a render notices its limits
@@ -358,7 +324,7 @@ class LocalService:
     def _fetch_input(self, url: str, dest: Path, field: str) -> Path:
         if not is_http_url(url):
             raise RenderError(f"{field} must be an http(s) URL, got {url[:60]!r}")
-        if (stored := self._stored_upload(url)) is not None:  # ours (or a sibling server's): no need for HTTP
+        if (stored := self.uploads.find(url)) is not None:  # ours (or a sibling server's): no need for HTTP
             if stored.stat().st_size > self.options.max_fetch_bytes:
                 raise RenderError(f"{field} could not be fetched: {field} is larger than the "
                                   f"{self.options.max_fetch_bytes}-byte limit")
@@ -371,31 +337,16 @@ class LocalService:
             raise RenderError(f"{field} could not be fetched: {exc}") from exc
         return dest
 
-    def _stored_upload(self, url: str) -> Path | None:
-        """The file in this storage that a loopback server's /files/uploads/<name> URL names, if it is here."""
-        parts = urlsplit(url)
-        name = parts.path.removeprefix("/files/uploads/")
-        if not is_loopback_url(url) or name == parts.path or not _SAFE_NAME.match(name) or ".." in name:
-            return None
-        path = self.storage / "uploads" / name
-        return path if path.is_file() else None
-
     # -- bounds on disk --------------------------------------------------------------------------------
 
     def _forget(self, record: TaskRecord) -> None:
         if self.shelf is None:  # on a shelf, other processes may still want it: the shelf prunes by age and size
-            (self.storage / "results" / f"{record.id}.mp4").unlink(missing_ok=True)
+            (self.storage / "results" / record.video_name).unlink(missing_ok=True)
 
-    def _prune_uploads(self) -> None:
-        """Delete uploads older than the task lifetime (looked at once a minute at most)."""
-        now = time.time()
-        if now - self._pruned_at < 60:
-            return
-        self._pruned_at = now
-        for path in (self.storage / "uploads").iterdir():
-            with contextlib.suppress(OSError):
-                if now - path.stat().st_mtime > self.options.task_ttl:
-                    path.unlink()
+    def _inputs_still_needed(self) -> set[str]:
+        """The uploads that tasks not yet rendered will read."""
+        return {name for record in self.tasks.unfinished() for url in record.urls.values()
+                if (name := upload_name(url)) is not None}
 
 
 class _Counted:
@@ -418,48 +369,6 @@ class _Counted:
             await send(message)
 
         await self.app(scope, receive, send_with_id)
-
-
-def answer_styles(spec: str | None) -> frozenset[str]:
-    """The styles a comma list names ("content,usage,strings"; "seed" or nothing: none); UsageError if unknown."""
-    names = frozenset(filter(None, (part.strip() for part in (spec or "").split(","))))
-    if unknown := sorted(names - ANSWER_STYLES.keys()):
-        raise UsageError(f"unknown answer style {', '.join(unknown)}; known: {', '.join(ANSWER_STYLES)}")
-    if {"usage", "priced"} <= names or len({name for name in names if name.startswith("error-")}) > 1:
-        raise UsageError(f"answer styles {spec!r} contradict each other (one usage shape, one error shape)")
-    return names - {"seed"}
-
-
-def restyle(answer: dict[str, Any], styles: frozenset[str], record: TaskRecord | None = None) -> dict[str, Any]:
-    """The seed-shaped task object answer (or create refusal) in the given ANSWER_STYLES; answer is not changed."""
-    if not styles:
-        return answer
-    answer = copy.deepcopy(answer)
-    content = answer["output"][0]["content"][0] if "output" in answer else None
-    if content is not None and record is not None and "content" in styles:
-        content.pop("size", None)
-        content.pop("jobId", None)
-        content.update(duration=f"{record.seconds:.3f}", id=f"local-{record.id}", img_id="")
-    if "usage" in answer and record is not None and styles & {"usage", "priced"}:
-        quantity, price = round(record.seconds, 3), record.cost_per_second
-        usage: dict[str, Any] = {"quantity": quantity, "unit_price": price, "extra_info": {"unit": "second"}}
-        answer["usage"] = {"cost": round(quantity * price, 6), **usage} if "usage" in styles else usage
-    error = answer.get("error")
-    if isinstance(error, dict):
-        code, text = error.get("code"), error.get("error_message")
-        if "error-string" in styles:
-            answer["error"] = text
-        elif "error-number" in styles and isinstance(code, str) and code.isdigit():
-            answer["error"] = {"code": int(code), "error_message": text}
-        elif "error-message" in styles:
-            answer["error"] = {"code": code, "message": text}
-    if "strings" in styles:
-        for obj, keys in ((answer, ("progress", "created_at")), (content or {}, ("size", "duration")),
-                          (answer.get("usage") or {}, ("cost", "quantity", "unit_price"))):
-            for key in keys:
-                if isinstance(obj.get(key), (int, float)) and not isinstance(obj.get(key), bool):
-                    obj[key] = str(obj[key])
-    return answer
 
 
 async def _read_capped(request: Request, limit: int) -> bytes | None:
@@ -489,85 +398,4 @@ def remove_stale_storage(folder: Path | None = None) -> None:
             shutil.rmtree(path, ignore_errors=True)
 
 
-class LocalServer:
-    """The local server in a background thread: `with LocalServer() as server: server.url`."""
-
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, latency: float = 0.0, faults: str | None = None,
-                 fault_seed: int | None = None, api_key: str | None = None, storage: Path | None = None,
-                 render_workers: int = 2, **limits: Any) -> None:
-        self.host = host
-        self.options = ServerOptions(latency=latency, faults=FaultPlan.parse(faults, fault_seed), api_key=api_key,
-                                     storage=storage, render_workers=render_workers, **limits)
-        self.token = Secret(api_key or f"local-{secrets.token_hex(8)}")  # what our own clients send
-        self.service = LocalService(self.options)
-        self._requested_port = port
-        self._server: Any = None
-        self._thread: threading.Thread | None = None
-
-    def __repr__(self) -> str:
-        return f"LocalServer({self.url if self._server else 'not started'})"
-
-    @property
-    def url(self) -> str:
-        """Base URL, e.g. http://127.0.0.1:8765."""
-        host, port = self._socket.getsockname()[:2]
-        return f"http://{host}:{port}" if ":" not in host else f"http://[{host}]:{port}"
-
-    @property
-    def running(self) -> bool:
-        """True while the server thread is serving."""
-        return self._thread is not None and self._thread.is_alive()
-
-    @property
-    def requests(self) -> int:
-        """How many HTTP requests reached the server so far, on any path and whatever the answer."""
-        return self.service.stats.requests
-
-    def stats(self) -> dict[str, Any]:
-        """The server's counters (as GET /_spark_nb/stats answers)."""
-        return self.service.stats.snapshot()
-
-    def start(self, timeout: float = 10.0) -> "LocalServer":
-        """Bind the socket (SparkError if the address is taken) and serve in a daemon thread."""
-        import uvicorn
-
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        self._socket = socket.socket(family, socket.SOCK_STREAM)
-        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        # Accepted connections inherit this. Without it every answer waited ~40 ms: h11 writes the headers and
-        # the body separately, and Nagle holds the body until the client's delayed ACK of the headers.
-        self._socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        try:
-            self._socket.bind((self.host, self._requested_port))
-        except OSError as exc:
-            self._socket.close()
-            self.service.close()
-            raise SparkError(f"the local server cannot listen on {self.host}:{self._requested_port}: "
-                             f"{exc.strerror or exc}",
-                             hint="pick another --port (0 picks a free one), or stop what is using this one") from exc
-        config = uvicorn.Config(self.service.app(), http="h11", lifespan="off", log_level="warning",
-                                access_log=False, timeout_keep_alive=30, timeout_graceful_shutdown=2)
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]},
-                                        name="spark-nb-server", daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + timeout
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise SparkError(f"the local server did not start on {self.host}:{self._requested_port}")
-            time.sleep(0.01)
-        return self
-
-    def stop(self) -> None:
-        """Stop serving and rendering within a few seconds, and remove the server's own storage."""
-        if self._server is not None:
-            self._server.should_exit = True
-        self.service.close()
-        if self._thread is not None:
-            self._thread.join(timeout=STOP_TIMEOUT_S)
-
-    def __enter__(self) -> "LocalServer":
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+__all__ = ["ANSWER_STYLES", "LocalService", "ServerOptions", "answer_styles", "remove_stale_storage", "restyle"]

@@ -75,7 +75,7 @@ class TaskShelf:
         finished.sort(key=lambda r: r.created_at, reverse=True)
         total = 0
         for record in finished:
-            video = results / f"{record.id}.mp4"
+            video = results / record.video_name
             size = video.stat().st_size if video.is_file() else 0
             total += size
             if now - record.created_at > keep_seconds or total > keep_bytes:

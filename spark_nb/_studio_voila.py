@@ -1,0 +1,168 @@
+"""The studio's Voila server (`python -m spark_nb._studio_voila`, started by `spark-nb studio`): closed as JupyterLab is.
+
+Voila 0.5 runs on jupyter_server, whose rules this uses rather than new ones: a token (from $JUPYTER_TOKEN, which
+`spark-nb studio` sets for this process alone and this process removes before any kernel starts), a login cookie
+once the token was shown, and the Host header limited to loopback names (`allow_remote_access` off: DNS
+rebinding). Voila leaves three holes, closed here: its file handler (the studio's videos) asks for no login, every
+page load starts a kernel with no cap, and a token in the URL would reach the kernel's environment (Voila hands
+it the request's URL) and stay in the browser's history, so the page drops it once the cookie is set.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import os
+from typing import Any
+from urllib.parse import urlencode
+
+from jupyter_server.base.handlers import APIHandler, JupyterHandler
+from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
+from tornado import web
+from tornado.log import access_log
+from traitlets import Bool, Integer
+from voila.app import Voila
+from voila.static_file_handler import AllowListFileHandler
+from voila.tornado.handler import TornadoVoilaHandler
+
+TOKEN_ENV = "JUPYTER_TOKEN"  # read by jupyter_server's identity provider
+
+
+class CappedKernelManager(AsyncMappingKernelManager):
+    """Kernels for studio pages, at most max_kernels at once (each page is a kernel of some 65 MB)."""
+
+    max_kernels = Integer(4, config=True, help="kernels (open studio pages) running at once")
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._starting = 0
+
+    async def start_kernel(self, *args: Any, kernel_id: str | None = None, **kwargs: Any) -> str:
+        """Start a kernel for a new page, or refuse with 503 when max_kernels pages are open."""
+        if kernel_id is None and len(self.list_kernel_ids()) + self._starting >= self.max_kernels:
+            raise web.HTTPError(503, reason=f"the studio is open in {self.max_kernels} pages already; close one "
+                                            "(or wait: a page left idle 15 minutes is closed)")
+        self._starting += 1
+        try:
+            return await super().start_kernel(*args, kernel_id=kernel_id, **kwargs)
+        finally:
+            self._starting -= 1
+
+
+class TokenFileHandler(JupyterHandler, AllowListFileHandler):
+    """Voila's /voila/files/ (the studio's videos and inputs) for the token holder only, as JupyterLab's /files/."""
+
+    @property
+    def content_security_policy(self) -> str:
+        # an HTML or SVG file opened directly runs no script in the studio's origin
+        return super().content_security_policy + "; sandbox allow-scripts"
+
+    @web.authenticated
+    def head(self, path: str) -> Any:
+        """The file's headers."""
+        return super().head(path)
+
+    @web.authenticated
+    def get(self, path: str, include_body: bool = True) -> Any:
+        """The file."""
+        return super().get(path, include_body)
+
+
+class StudioPageHandler(TornadoVoilaHandler):
+    """The studio page; a request that brought the token is sent on without it (its login cookie is set)."""
+
+    @web.authenticated
+    async def get(self, path: str | None = None) -> None:
+        """The page (a new kernel), or a redirect to the same URL without the token."""
+        if self.get_argument("token", None) is not None:
+            rest = {k: v[-1].decode() for k, v in self.request.query_arguments.items() if k != "token"}
+            here = "/" + self.request.path.lstrip("/")  # never "//host/...": that would leave the studio
+            self.redirect(here + (f"?{urlencode(rest)}" if rest else ""))
+            return
+        await super().get(path)
+
+
+class StudioVoila(Voila):
+    """Voila with the studio's rules: a token always, loopback Host names only, capped kernels, files behind login."""
+
+    auto_token = Bool(True, config=True, help="take the token from $JUPYTER_TOKEN, else make one (never none)")
+
+    def init_settings(self) -> dict[str, Any]:
+        """jupyter_server's settings for a server that refuses remote Host names, with the capped kernel manager."""
+        self.voila_configuration.multi_kernel_manager_class = CappedKernelManager
+        settings = super().init_settings()
+        if not self.identity_provider.token:
+            raise SystemExit("spark-nb studio: no token was given; start the studio with `spark-nb studio`")
+        os.environ.pop(TOKEN_ENV, None)  # read; kernels started from here do not inherit it
+        settings.update(allow_remote_access=False, local_hostnames=["localhost"], log_function=_log_failure)
+        logging.getLogger("tornado.general").setLevel(logging.ERROR)  # refusals (a missing _xsrf) are not news
+        return settings
+
+    def init_handlers(self) -> list[Any]:
+        """Voila's handlers, its file and page handlers replaced by the ones that ask for the token, and every one
+        answering loopback Host names only, its refusals in plain words."""
+        swap = {AllowListFileHandler: TokenFileHandler, TornadoVoilaHandler: StudioPageHandler}
+        return [(route[0], _guarded(swap.get(route[1], route[1])), *route[2:]) for route in super().init_handlers()]
+
+
+def _log_failure(handler: web.RequestHandler) -> None:
+    """The terminal shows the studio's own failures (5xx), by path only (a query may hold the token); refusals of
+    requests without the token or from another Host name are the studio working, not news."""
+    status = handler.get_status()
+    if status >= 500:
+        request = handler.request
+        access_log.error("%d %s %s (%.0f ms)", status, request.method, request.path, 1000 * request.request_time())
+
+
+def _guarded(handler: type[web.RequestHandler]) -> type[web.RequestHandler]:
+    """handler, refusing (403) a Host header that names no loopback address, and saying why in a plain page.
+
+    A JupyterHandler checks the Host already (`allow_remote_access` off), but renders its error pages with
+    jupyter_server's templates, which fail under Voila (no static_path): a plain page instead. Static files
+    (scripts, styles, themes) get the Host check here. API handlers answer JSON, as they do.
+    """
+    if issubclass(handler, APIHandler):
+        return handler
+    if issubclass(handler, JupyterHandler):
+
+        class Plain(handler):  # type: ignore[valid-type, misc]
+            def write_error(self, status_code: int, **kwargs: Any) -> None:
+                exc = kwargs.get("exc_info", (None, None, None))[1]
+                reason = getattr(exc, "reason", None) or self._reason
+                self.set_header("Content-Type", "text/html; charset=utf-8")
+                self.finish(f"<!doctype html><title>spark-nb studio</title><p>{status_code}: "
+                            f"{html.escape(str(reason))}</p>")
+
+        return _named(Plain, handler)
+
+    class LoopbackOnly(handler):  # type: ignore[valid-type, misc]
+        def prepare(self) -> Any:
+            if not is_loopback_host(self.request.host):
+                raise web.HTTPError(403)
+            return super().prepare()
+
+    return _named(LoopbackOnly, handler)
+
+
+def _named(guarded: type[web.RequestHandler], handler: type[web.RequestHandler]) -> type[web.RequestHandler]:
+    guarded.__name__ = guarded.__qualname__ = f"Guarded{handler.__name__}"
+    return guarded
+
+
+def is_loopback_host(host: str) -> bool:
+    """True when a Host header (with or without its port) names this machine: localhost or a loopback address."""
+    import ipaddress
+    import re
+
+    name = re.sub(r":\d+$", "", host.strip().lower())
+    name = name[1:-1] if name.startswith("[") and name.endswith("]") else name
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+if __name__ == "__main__":
+    StudioVoila.launch_instance()

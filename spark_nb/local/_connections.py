@@ -1,0 +1,155 @@
+"""The local server's connections, bounded: slow and numerous peers cannot starve well-behaved ones.
+
+uvicorn's h11 protocol waits forever for a request's headers and body, and its `limit_concurrency` answers 503 to
+everyone once idle connections fill it. Here every connection has a deadline for what it owes (its headers from
+its opening or its request's first byte, then its body; a reader that takes nothing of an answer for too long),
+and their number stays below the file-descriptor limit: at the cap, the connection that has waited longest
+without completing its request (or has stalled longest reading its answer) is closed to make room, not the
+newcomer. A peer holding hundreds of half-open connections thus only ever holds the oldest places, and a client
+that sends its request at once is served.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import resource
+import time
+from typing import Any
+
+import h11
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+ACCEPT_BACKLOG = 128  # connections the kernel queues, and the most asyncio accepts before any is looked at
+FD_RESERVE = 2 * ACCEPT_BACKLOG  # descriptors kept for a burst of accepts, renders, files and the process itself
+MIN_CONNECTIONS = 16
+
+
+@dataclasses.dataclass(frozen=True)
+class ConnectionLimits:
+    """How long a connection may take over each part of a request, and how many may be open at once."""
+
+    header_timeout: float = 10.0  # from its opening (or a request's first byte) to the end of the headers
+    body_timeout: float = 120.0  # from the end of the headers to the end of the body (a 100 MB upload on ~1 MB/s)
+    stall_timeout: float = 60.0  # an answer its reader takes nothing of for this long
+    max_connections: int = 1000  # lowered further to stay under the file-descriptor limit (see capacity())
+
+
+class ConnectionGuard:
+    """The open connections of one server, their deadlines, and which to close when there are too many."""
+
+    def __init__(self, limits: ConnectionLimits) -> None:
+        self.limits = limits
+        self.open: dict[GuardedH11Protocol, None] = {}  # insertion-ordered set
+        self.closed = {"timed_out": 0, "evicted": 0, "refused": 0}
+
+    def capacity(self) -> int:
+        """How many connections may be open: max_connections, and half of the descriptors left under the soft
+        RLIMIT_NOFILE after a reserve (a connection may also hold a file open: an upload, a download)."""
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft == resource.RLIM_INFINITY:
+            return self.limits.max_connections
+        return max(MIN_CONNECTIONS, min(self.limits.max_connections, (soft - FD_RESERVE) // 2))
+
+    def protocol(self) -> type[GuardedH11Protocol]:
+        """The uvicorn HTTP protocol class for a server whose connections this guard keeps."""
+        return type("GuardedH11Protocol", (GuardedH11Protocol,), {"guard": self})
+
+    def admit(self, newcomer: GuardedH11Protocol) -> None:
+        """Count a new connection; over capacity, close the one waiting longest (the newcomer only when every
+        other is busy being answered)."""
+        self.open[newcomer] = None
+        if len(self.open) <= self.capacity():
+            return
+        waiting = [c for c in self.open if c is not newcomer and c.waiting_since is not None]
+        if waiting:
+            min(waiting, key=lambda c: c.waiting_since or 0.0).drop("evicted")
+        else:
+            newcomer.drop("refused")
+
+    def forget(self, connection: GuardedH11Protocol) -> None:
+        """A connection is gone."""
+        self.open.pop(connection, None)
+
+    def snapshot(self) -> dict[str, int]:
+        """Open connections, the capacity, and how many were closed for each reason."""
+        return {"open": len(self.open), "capacity": self.capacity(), **self.closed}
+
+
+class GuardedH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol with a deadline for each part of a request and a place counted by its guard."""
+
+    guard: ConnectionGuard  # set on the class made by ConnectionGuard.protocol()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.phase = "new"
+        self.waiting_since: float | None = None  # while it owes us something (a request, or reading its answer)
+        self._timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._follow()
+        self.guard.admit(self)
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        self._follow()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._follow()
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        self._follow()
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self._follow()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._set_timer(None)
+        self.guard.forget(self)
+        super().connection_lost(exc)
+
+    def drop(self, reason: str) -> None:
+        """Close the connection at once (nothing more is sent or flushed), counting why."""
+        self._set_timer(None)
+        self.guard.forget(self)
+        self.guard.closed[reason] += 1
+        if not self.transport.is_closing():
+            self.transport.abort()
+
+    def _current_phase(self) -> str:
+        their = self.conn.their_state
+        if their is h11.IDLE:
+            # a new connection, or part of a request's headers: the header deadline; else an idle keep-alive
+            # connection, which uvicorn's keep-alive timeout closes
+            return "headers" if self.cycle is None or self.conn.trailing_data[0] else "idle"
+        if their is h11.SEND_BODY:
+            return "body"
+        return "stalled" if self.flow is not None and self.flow.write_paused else "busy"
+
+    def _follow(self) -> None:
+        """Move to the phase h11's state says, with that phase's deadline (kept while the phase lasts)."""
+        if self.transport is None or self.transport.is_closing():
+            return
+        phase = self._current_phase()
+        if phase == self.phase:
+            return
+        was_waiting = self.phase in ("idle", "headers", "body")
+        self.phase = phase
+        limits = self.guard.limits
+        timeout = {"headers": limits.header_timeout, "body": limits.body_timeout,
+                   "stalled": limits.stall_timeout}.get(phase)
+        self._set_timer(timeout)
+        if phase == "busy":
+            self.waiting_since = None
+        elif phase == "stalled" or not was_waiting or self.waiting_since is None:
+            self.waiting_since = time.monotonic()
+
+    def _set_timer(self, seconds: float | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self.loop.call_later(seconds, self.drop, "timed_out") if seconds is not None else None

@@ -1,0 +1,110 @@
+"""LocalServer: the local service on a socket, served by uvicorn (h11, connections guarded) in a daemon thread."""
+
+from __future__ import annotations
+
+import secrets
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from .._config import Secret
+from ..errors import SparkError
+from ._connections import ACCEPT_BACKLOG, ConnectionGuard
+from ._faults import FaultPlan
+from ._pool import STOP_TIMEOUT_S
+from ._server import LocalService, ServerOptions
+
+
+class LocalServer:
+    """The local server in a background thread: `with LocalServer() as server: server.url`."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, latency: float = 0.0, faults: str | None = None,
+                 fault_seed: int | None = None, api_key: str | None = None, storage: Path | None = None,
+                 render_workers: int = 2, **limits: Any) -> None:
+        self.host = host
+        self.options = ServerOptions(latency=latency, faults=FaultPlan.parse(faults, fault_seed), api_key=api_key,
+                                     storage=storage, render_workers=render_workers, **limits)
+        self.token = Secret(api_key or f"local-{secrets.token_hex(8)}")  # what our own clients send
+        self.service = LocalService(self.options)
+        self.guard = ConnectionGuard(self.options.connections)
+        self._requested_port = port
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+
+    def __repr__(self) -> str:
+        return f"LocalServer({self.url if self._server else 'not started'})"
+
+    @property
+    def url(self) -> str:
+        """Base URL, e.g. http://127.0.0.1:8765."""
+        host, port = self._socket.getsockname()[:2]
+        return f"http://{host}:{port}" if ":" not in host else f"http://[{host}]:{port}"
+
+    @property
+    def running(self) -> bool:
+        """True while the server thread is serving."""
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def requests(self) -> int:
+        """How many HTTP requests reached the server so far, on any path and whatever the answer."""
+        return self.service.stats.requests
+
+    def stats(self) -> dict[str, Any]:
+        """The server's counters (as GET /_spark_nb/stats answers)."""
+        return self.service.stats.snapshot()
+
+    def connections(self) -> dict[str, int]:
+        """Open connections, how many may be open, and how many were closed: timed out, evicted, refused."""
+        return self.guard.snapshot()
+
+    def start(self, timeout: float = 10.0) -> LocalServer:
+        """Bind the socket (SparkError if the address is taken) and serve in a daemon thread."""
+        import uvicorn
+
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        self._socket = socket.socket(family, socket.SOCK_STREAM)
+        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # Accepted connections inherit this. Without it every answer waited ~40 ms: h11 writes the headers and
+        # the body separately, and Nagle holds the body until the client's delayed ACK of the headers.
+        self._socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            self._socket.bind((self.host, self._requested_port))
+        except OSError as exc:
+            self._socket.close()
+            self.service.close()
+            raise SparkError(f"the local server cannot listen on {self.host}:{self._requested_port}: "
+                             f"{exc.strerror or exc}",
+                             hint="pick another --port (0 picks a free one), or stop what is using this one") from exc
+        # no WebSockets (the protocol has none, and an upgraded connection would leave the guard's count); errors
+        # only: uvicorn warns of each malformed or upgrade request, which any peer could send to fill a terminal
+        # (or, for the embedded server, the notebook cell that happens to run)
+        config = uvicorn.Config(self.service.app(), http=self.guard.protocol(), ws="none", lifespan="off",
+                                log_level="error", access_log=False, timeout_keep_alive=30,
+                                timeout_graceful_shutdown=2, backlog=ACCEPT_BACKLOG)
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]},
+                                        name="spark-nb-server", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise SparkError(f"the local server did not start on {self.host}:{self._requested_port}")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and rendering within a few seconds, and remove the server's own storage."""
+        if self._server is not None:
+            self._server.should_exit = True
+        self.service.close()
+        if self._thread is not None:
+            self._thread.join(timeout=STOP_TIMEOUT_S)
+
+    def __enter__(self) -> LocalServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

