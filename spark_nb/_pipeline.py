@@ -100,8 +100,8 @@ def submit(spec: ModelSpec, values: Mapping[str, Any], *, trim_audio: bool = Tru
         raise SparkError(f"identical {spec.id} calls kept claiming these inputs and giving them up; nothing was sent",
                          hint="try again, or pass reuse=False for a separate take")
     assert claim is not None
-    client = api_client(settings)
     try:  # nothing is sent until the create: a failure (or Ctrl-C) up to there releases the claim
+        client = api_client(settings)
         urls = _upload(media, settings, client)
         if when_uploaded is not None:
             when_uploaded()
