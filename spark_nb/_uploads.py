@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from ._urls import is_http_url
-from .errors import UploadError
+from .errors import SparkError, UploadError
 
 if TYPE_CHECKING:
     from ._client import ApiClient
@@ -96,8 +96,16 @@ def _s3_uploaders(bucket: str, prefix: str, endpoint_url: str | None) -> S3Uploa
 
 
 def upload(path: Path, uploader: Uploader) -> str:
-    """The URL uploader gives for path, checked to be http(s)."""
-    url = uploader(path)
+    """The URL uploader gives for path, checked to be http(s); whatever else an uploader raises (a callable of the
+    user's, boto3) is an UploadError naming the file, not an internal error of spark_nb."""
+    try:
+        url = uploader(path)
+    except SparkError:  # the client's own errors (a refused key, a 413) say what they are
+        raise
+    except Exception as exc:
+        raise UploadError(f"the uploader failed for {path.name}: {type(exc).__name__}: {exc}",
+                          hint="check the uploader (uploader=, SPARK_NB_UPLOAD_URL or the S3 settings); nothing "
+                               "was created") from exc
     if not is_http_url(url):
         raise UploadError(f"the uploader returned {url!r} for {path.name}, not an http(s) URL",
                           hint="an uploader is a callable taking a Path and returning an http(s) URL")

@@ -255,8 +255,8 @@ def test_identical_calls_at_once_upload_once_because_the_claim_comes_first(media
 def test_a_claim_whose_uploads_fail_is_released_not_uncertain(media: dict[str, Path], server: Any) -> None:
     """Uploads failing (an OSError from a user's uploader, an UploadError) after the claim: nothing was sent, so
     the claim is released; the journal keeps no row and the identical call creates its task normally."""
-    for fail in (OSError, spark_nb.UploadError):
-        with pytest.raises(fail, match="cannot upload"):
+    for fail in (OSError, spark_nb.UploadError):  # an uploader's own error is an UploadError naming the file
+        with pytest.raises(spark_nb.UploadError, match="cannot upload"):
             avatar.generate(media["portrait"], media["speech"], progress=False,
                             **{**cloud_config(server), "uploader": counting_uploader(server, [], fail)})
         assert spark_nb.history() == []
