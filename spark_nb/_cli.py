@@ -93,6 +93,9 @@ def _parser() -> argparse.ArgumentParser:
                        help="videos rendered at once (default 2); more keeps up with large batches on small renders")
     serve.add_argument("--cost-per-second", type=float, default=0.0,
                        help="report usage.cost as this many USD per second of video (default 0)")
+    serve.add_argument("--spec-drift", help="publish changed model specs, to test against: a comma list of OLD=NEW "
+                                            "(renamed), OLD= (gone), +PATH (new required), PATH:TYPE, PATH~V1|V2 "
+                                            "(allowed values), -MODEL (unpublished); PATH is a dotted wire name")
 
     studio = sub.add_parser("studio", help="the studio (both forms and the history) as a web app on this machine, "
                                            "no code (Voila; pip install 'spark-nb[studio]')")
@@ -200,7 +203,7 @@ def _serve(args: argparse.Namespace) -> int:
                          f"${SERVER_KEY_ENV}")
     server = LocalServer(args.host, args.port, latency=args.latency, faults=args.faults, fault_seed=args.fault_seed,
                          api_key=key, longest_side=args.render_size, cost_per_second=args.cost_per_second,
-                         render_workers=max(1, args.render_workers))
+                         render_workers=max(1, args.render_workers), spec_drift=args.spec_drift)
     try:
         server.start()
     except SparkError as exc:

@@ -152,10 +152,11 @@ class ApiClient:
 
     def __init__(
         self, base_url: str, api_key: Secret | None, *, retry: RetryPolicy | None = None,
-        timeout: float | None = None,
+        timeout: float | None = None, specs: bool = True,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.retry = retry or RetryPolicy()
+        self.specs = specs  # a create consults the model's published spec first (not for the embedded server)
         self._limit = timeout = REQUEST_TIMEOUT_S if timeout is None else timeout  # one request's own limit
         try:
             origin = _origin(httpx.URL(self.base_url))
@@ -217,8 +218,13 @@ class ApiClient:
     # -- create: never resent once it may have reached the server -------------------------------
 
     def create(self, model: str, params: dict[str, Any]) -> dict[str, Any]:
-        """POST a task; retried only when it certainly was not created. Returns the task object."""
+        """POST a task; retried only when it certainly was not created. Returns the task object. First, params are
+        checked against the model's published spec, when one applies (_specs_service.guard: ValidationError)."""
         url = f"{self.base_url}/model/v1/generation"
+        if self.specs:
+            from ._specs_service import guard
+
+            guard(model, params, self.base_url)
         payload = {"model": model, "input": [{"params": params}]}
         submitted_at = time.strftime("%Y-%m-%d %H:%M:%S %Z")
 
@@ -280,6 +286,11 @@ class ApiClient:
             model=model,
             submitted_at=submitted_at,
         )
+
+    def probe(self, method: str, url: str, *, limit: float) -> Answer:
+        """One request read whole within limit seconds: no retry, no error mapping, the key only to the API's own
+        host (the doctor's free requests); raises what httpx raises."""
+        return self._answer(method, url, limit=limit, follow_redirects=False)
 
     # -- reads: retried until the deadline --------------------------------------------------------
 
@@ -398,19 +409,20 @@ def remove_stale_parts(dest: Path) -> None:
                 part.unlink()
 
 
-_clients: dict[tuple[str, int], ApiClient] = {}
+_clients: dict[tuple[str, int, bool], ApiClient] = {}
 _clients_lock = threading.Lock()
 
 
-def client_for(base_url: str, api_key: Secret | None) -> ApiClient:
-    """The shared ApiClient for this base URL and key (one pool each, created once, closed at exit)."""
-    cache_key = (base_url, hash(api_key))
+def client_for(base_url: str, api_key: Secret | None, *, local: bool = False) -> ApiClient:
+    """The shared ApiClient for this base URL and key (one pool each, created once, closed at exit); local: the
+    embedded server's (its creates need no published spec: it serves our own)."""
+    cache_key = (base_url, hash(api_key), local)
     with _clients_lock:
         client = _clients.get(cache_key)
         if client is None:
             if not _clients:
                 atexit.register(_close_clients)
-            client = _clients[cache_key] = ApiClient(base_url, api_key)
+            client = _clients[cache_key] = ApiClient(base_url, api_key, specs=not local)
         return client
 
 
