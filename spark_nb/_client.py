@@ -24,6 +24,7 @@ from urllib.parse import quote
 
 import httpx
 
+from . import _trace
 from ._answers import Answer, install_deadlines, read_answer
 from ._config import Secret
 from ._procs import pid_alive
@@ -368,8 +369,8 @@ class ApiClient:
         def attempt() -> int:
             tmp = dest.with_name(f".{dest.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.part")
             try:
-                size = fetch_to_file(url, tmp, deadline=deadline, max_bytes=max_bytes or MAX_RESULT_BYTES,
-                                     expected_size=expected_size, what="the result video")
+                size = _fetch_traced(url, tmp, deadline=deadline, max_bytes=max_bytes or MAX_RESULT_BYTES,
+                                     expected_size=expected_size)
                 if expected_size is not None and size != expected_size:
                     raise _Retry(f"got {size} bytes, the task says {expected_size}")
                 if check is not None:
@@ -392,6 +393,21 @@ class ApiClient:
             )
 
         return self._attempts(attempt, what="download", give_up=give_up, deadline=deadline)
+
+
+def _fetch_traced(url: str, dest: Path, **limits: Any) -> int:
+    """fetch_to_file for a result video, traced (URL, status, size, time) when SPARK_NB_TRACE is set."""
+    started, size, failure = time.monotonic(), None, None
+    try:
+        size = fetch_to_file(url, dest, what="the result video", **limits)
+        return size
+    except TransferError as exc:
+        failure = exc
+        raise
+    finally:
+        if trace := _trace.target():
+            _trace.download(trace, url=url, started=started, size=size, error=failure,
+                            status=200 if size is not None else getattr(failure, "status", None))
 
 
 def path_segment(text: str) -> str:

@@ -13,6 +13,7 @@ params the published spec no longer accepts (`_specs.differences`, `_specs.value
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import hashlib
 import json
@@ -84,6 +85,7 @@ def http() -> Any:
                 follow_redirects=True, max_redirects=5, trust_env=True,
                 headers={"User-Agent": f"spark-nb/{__version__}", "X-Source": "spark-nb",
                          "Accept-Encoding": "gzip, deflate"}))
+            atexit.register(_http_client.close)
         return _http_client
 
 
