@@ -106,6 +106,11 @@ def _parser() -> argparse.ArgumentParser:
                         help="do not open a browser tab; just print the URL (with the token that opens it)")
     studio.add_argument("--dir", default="spark_studio",
                         help="folder for the studio's page and the videos it makes (default ./spark_studio)")
+    doctor = sub.add_parser("doctor", help="check for free what a first call needs: key, service, model specs, "
+                                           "uploads, ffmpeg, journal, budget (nothing is created)",
+                            epilog="exit code: 0 when no check failed (warnings allowed), 1 when one did")
+    doctor.add_argument("--json", action="store_true",
+                        help='print only JSON: {"checks": [{"name", "status", "detail", "fix"}, ...]}')
     return parser
 
 
@@ -151,7 +156,18 @@ def _run(args: argparse.Namespace) -> int:
         return _demo(args.out)
     elif args.command == "studio":
         return _studio(args)
+    elif args.command == "doctor":
+        return _doctor(args)
     return 0
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    """Print the doctor's report (text, or only JSON on stdout); 1 when a check failed."""
+    from ._doctor import doctor
+
+    report = doctor()
+    print(report.to_json() if args.json else report, flush=True)
+    return 0 if report.ok else 1
 
 
 def _history(args: argparse.Namespace) -> int:
