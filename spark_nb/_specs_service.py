@@ -116,12 +116,12 @@ def interpret(answer: Answer) -> tuple[SpecState, dict[str, Any] | None, str]:
     message = inert(status.get("message", "") if isinstance(status, dict) else "", limit=120)
     if code is None:
         if answer.status == 404:
-            return "missing", None, "HTTP 404 (no spec service answers there)"
+            return "missing", None, "HTTP 404 without the spec service's envelope"
         why = answer.problem or ("not the spec service's envelope" if answer.status < 300 else f"HTTP {answer.status}")
         return "unreadable", None, f"an unreadable answer: {why}"
     code_text = str(code).strip()
     if code_text == "404":
-        return "missing", None, f"not published (status 404{': ' + message if message else ''})"
+        return "missing", None, f"status 404{': ' + message if message else ''}"
     spec = data.get("data") if isinstance(data, dict) else None
     if code_text not in ("0", "200") or not isinstance(spec, dict):
         return "unreadable", None, f"status {inert(code_text, limit=20)}{': ' + message if message else ''}"
