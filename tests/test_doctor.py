@@ -7,10 +7,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
+import ssl
 import subprocess
 import sys
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -152,6 +156,30 @@ def test_an_unreachable_url_fails_within_30_s_and_still_prints_the_json(kind: st
     for model in MODELS:
         assert checks[f"spec {model}"]["status"] == "warn" and model in checks[f"spec {model}"]["detail"]
     assert checks["ffmpeg"]["status"] == "ok" and checks["journal"]["status"] == "ok"
+
+
+def test_a_certificate_this_machine_does_not_trust_is_a_tls_failure(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """An https generation URL whose certificate is self-signed: the URL check fails saying TLS, with the fix."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("no openssl to make a certificate with")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "1", "-subj", "/CN=127.0.0.1"], check=True, capture_output=True, timeout=60)
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        point_at(monkeypatch, f"https://127.0.0.1:{httpd.server_address[1]}")
+        check = by_name(spark_nb.doctor())["generation URL"]
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert check.status == "fail" and "TLS failed" in check.detail and "VTRIX_GENERATION_URL" in check.fix
 
 
 def test_a_drifted_spec_fails_its_model_by_name_and_primes_the_calls(make_server: Callable[..., Any],
