@@ -106,12 +106,17 @@ def _parser() -> argparse.ArgumentParser:
                         help="do not open a browser tab; just print the URL (with the token that opens it)")
     studio.add_argument("--dir", default="spark_studio",
                         help="folder for the studio's page and the videos it makes (default ./spark_studio)")
+    _add_doctor(sub)
+    return parser
+
+
+def _add_doctor(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The `doctor` subcommand's arguments."""
     doctor = sub.add_parser("doctor", help="check for free what a first call needs: key, service, model specs, "
                                            "uploads, ffmpeg, journal, budget (nothing is created)",
                             epilog="exit code: 0 when no check failed (warnings allowed), 1 when one did")
     doctor.add_argument("--json", action="store_true",
                         help='print only JSON: {"checks": [{"name", "status", "detail", "fix"}, ...]}')
-    return parser
 
 
 def _print_result(result: object) -> None:
