@@ -243,6 +243,19 @@ def test_a_malformed_key_fails_naming_its_source_and_the_rest_is_not_checked(mon
     assert "first-half" not in shown(report) and "second-half" not in shown(report)
 
 
+def test_the_cloud_backend_without_a_key_fails_the_key_and_checks_the_rest(server: Any,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """SPARK_NB_BACKEND=cloud and no key anywhere: the key check fails with the fix, the key is not tried, and the
+    URL, the specs and the upload endpoint are still checked (without a key)."""
+    point_at(monkeypatch, server.url)
+    monkeypatch.delenv("VTRIX_API_KEY")
+    checks = by_name(spark_nb.doctor())
+    assert checks["key"].status == "fail" and "VTRIX_API_KEY" in checks["key"].fix
+    assert checks["key accepted"].status == "fail" and "no key" in checks["key accepted"].detail
+    assert checks["generation URL"].status == "ok" and checks["uploads"].status == "ok"
+    assert {checks[f"spec {m}"].status for m in MODELS} == {"ok"}
+
+
 def test_service_text_is_inert_in_every_rendering(peer: Callable[..., Peer], monkeypatch: pytest.MonkeyPatch) -> None:
     """A gateway whose 401 carries markup and terminal escapes: the key check's failure quotes it without the
     escapes, and the Jupyter table escapes the markup."""

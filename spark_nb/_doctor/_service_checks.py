@@ -119,8 +119,12 @@ def _upload_endpoint(ctx: Context, endpoint: str, fix: str) -> Verdict:
     if not is_http_url(endpoint):
         return fail(f"the uploader {endpoint!r} is neither an http(s) URL nor a callable", fix)
     limit = ctx.left()
-    try:  # a GET: an upload endpoint takes POSTs, so it answers without storing anything
-        answer = ctx.client().probe("GET", endpoint, limit=limit)
+    try:  # a GET: an upload endpoint takes POSTs, so it answers without storing anything; the key as uploads send it
+        if ctx.settings is not None and ctx.settings.api_key is not None:
+            answer = ctx.client().probe("GET", endpoint, limit=limit)
+        else:
+            answer = read_answer(keyless_http(), "GET", endpoint, deadline=time.monotonic() + limit,
+                                 follow_redirects=False)
     except Exception as exc:  # noqa: BLE001
         return fail(f"the upload endpoint {endpoint}: {_unreachable(exc, limit)}", fix)
     if answer.status in (405, 400) or answer.status < 300:
