@@ -18,7 +18,7 @@ import pytest
 
 import spark_nb
 from spark_nb import _specs_service, avatar
-from spark_nb._specs import differences, parameters, published
+from spark_nb._specs import SpecUnreadable, differences, parameters, published
 from spark_nb._specs_service import SPEC_TTL_S, guard, known
 from spark_nb.models import AVATAR, IMITATOR, MODELS
 from spark_nb.errors import ValidationError
@@ -113,6 +113,12 @@ def test_what_the_service_only_adds_as_optional_is_no_reason_to_refuse() -> None
     assert [d.text for d in found][0] == "the service also takes `callback_url` (optional; spark-nb does not send it)"
     with pytest.raises(ValueError, match="'audio_url' is not OLD=NEW"):
         SpecDrift.parse("audio_url")
+
+
+def test_a_spec_of_more_parameters_than_the_reader_takes_is_unreadable() -> None:
+    """10,000 parameters (a spec lists a handful): unreadable, so no call is refused on its account."""
+    with pytest.raises(SpecUnreadable, match="more than 500 parameters"):
+        differences(AVATAR, {"parameters": [{"name": f"p{i}", "type": "string"} for i in range(10_000)]})
 
 
 def test_a_call_the_published_spec_no_longer_accepts_is_refused_before_it_is_created(
