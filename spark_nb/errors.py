@@ -83,6 +83,7 @@ REASONS = frozenset({
     "invalid_since",      # history(since=...) that is not a time
     "invalid_status",     # history(status=...) that is not a task status
     "manifest",           # a batch manifest's problems
+    "service_changed",    # the service's published spec no longer accepts what this spark-nb sends
 })
 
 
