@@ -218,14 +218,17 @@ class ApiClient:
 
     # -- create: never resent once it may have reached the server -------------------------------
 
-    def create(self, model: str, params: dict[str, Any]) -> dict[str, Any]:
-        """POST a task; retried only when it certainly was not created. Returns the task object. First, params are
-        checked against the model's published spec, when one applies (_specs_service.guard: ValidationError)."""
-        url = f"{self.base_url}/model/v1/generation"
+    def check_spec(self, model: str, params: dict[str, Any]) -> None:
+        """ValidationError when the model's published spec, where one applies, no longer accepts params
+        (_specs_service.guard); called before a create is journaled as sent, so a refusal sends nothing."""
         if self.specs:
             from ._specs_service import guard
 
             guard(model, params, self.base_url)
+
+    def create(self, model: str, params: dict[str, Any]) -> dict[str, Any]:
+        """POST a task; retried only when it certainly was not created. Returns the task object (check_spec first)."""
+        url = f"{self.base_url}/model/v1/generation"
         payload = {"model": model, "input": [{"params": params}]}
         submitted_at = time.strftime("%Y-%m-%d %H:%M:%S %Z")
 

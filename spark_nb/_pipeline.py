@@ -107,6 +107,7 @@ def submit(spec: ModelSpec, values: Mapping[str, Any], *, trim_audio: bool = Tru
             when_uploaded()
         if before_create is not None:
             before_create()
+        client.check_spec(spec.id, spec.build_params(urls))  # a refusal here releases the claim: nothing was sent
         journal.sending(claim)  # on disk before the call: from here a task may exist
     except BaseException:
         journal.release(claim)

@@ -141,6 +141,27 @@ def test_a_call_the_published_spec_no_longer_accepts_is_refused_before_it_is_cre
     assert result.path.is_file() and server.stats()["created"] == 1
 
 
+def test_ctrl_c_during_the_spec_check_leaves_nothing_that_may_exist(
+        server: Any, media: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C while the spec is being looked at (up to half a second): nothing was sent, so the claim is released
+    and the identical call creates its task, rather than the attempt being recorded as "may exist"."""
+    from spark_nb._client import ApiClient
+
+    checks: list[str] = []
+
+    def interrupted_once(self: ApiClient, model: str, params: dict[str, Any]) -> None:
+        checks.append(model)
+        if len(checks) == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(ApiClient, "check_spec", interrupted_once)
+    with pytest.raises(KeyboardInterrupt):
+        avatar.generate(media["portrait"], media["speech"], progress=False, **cloud_config(server))
+    assert server.stats()["created"] == 0 and list(spark_nb.history()) == []
+    result = avatar.generate(media["portrait"], media["speech"], progress=False, **cloud_config(server))
+    assert result.path.is_file() and server.stats()["created"] == 1 and len(checks) == 2
+
+
 def test_values_the_published_constraints_refuse_are_refused(peer: Callable[[Handler], Peer],
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """A spec whose image_url allows 20 characters refuses a longer URL (as the official client checks values
