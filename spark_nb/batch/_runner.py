@@ -25,7 +25,7 @@ from . import _job as job
 from ._manifest import InvalidRow, Row, in_manifest_order, rows_to_run
 from ._outcome import RowOutcome, RowStatus
 from ._kernels import WarmKernels
-from ._report import write_gallery, write_results_csv, write_rows_json
+from ._report import write_gallery, write_gallery_notebook, write_results_csv, write_rows_json
 from ._progress import BatchProgress, summary
 
 TEMPLATE = Path(__file__).resolve().parent.parent / "templates" / "avatar_job.ipynb"
@@ -179,6 +179,7 @@ def _write_reports(out: Path, rows: list[Row], keys: dict[str, str], first_of: d
     ordered = in_manifest_order(ordered, rows, invalid)
     write_results_csv(out, ordered)
     write_rows_json(out, ordered)
+    write_gallery_notebook(out, ordered)
     write_gallery(out, ordered)
     return ordered
 
