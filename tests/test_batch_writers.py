@@ -143,6 +143,33 @@ def test_gallery_from_someone_elses_rows_json_shows_and_copies_nothing_outside_i
     assert "spark-gallery" in gallery().data  # an unreadable rows.json: an empty gallery, not a crash
 
 
+def test_a_row_record_from_elsewhere_never_names_a_file_outside_its_folder(tmp_path: Path,
+                                                                          media: dict[str, Path]) -> None:
+    """A row folder's result.json answers for its row (the job notebook, a rerun) only with a video inside that
+    folder: one naming ../ or an absolute path is no answer (the task is waited for as usual), and what origin()
+    prints of a record is inert."""
+    from spark_nb.batch._record import completed_here, origin, result_of
+
+    outside = tmp_path / "private.mp4"
+    outside.write_bytes(media["driving"].read_bytes())
+    row = tmp_path / "batch" / "row"
+    row.mkdir(parents=True)
+    (row / "t1.mp4").write_bytes(media["driving"].read_bytes())
+    for video in ("../../private.mp4", str(outside), "missing.mp4", 7):
+        (row / "result.json").write_text(json.dumps({"task_id": "t1", "status": "completed", "video": video}))
+        assert completed_here(row, "t1") is None, video
+    record = {"task_id": "t1", "status": "completed", "video": "t1.mp4", "duration": 2.0, "cost": "0.10",
+              "reused": {"task_id": "t1\x1b[2J", "made_at": "2026-12-07 03:57:09", "made_by": "a batch row"},
+              "advice": ["the speech audio is 17.0 s\u202e"]}
+    (row / "result.json").write_text(json.dumps(record))
+    assert completed_here(row, "t2") is None and (found := completed_here(row, "t1")) is not None
+    result = result_of(row, found)
+    assert result.path == (row / "t1.mp4").resolve() and result.cost == "0.10" and result.duration == 2.0
+    said = origin(row)
+    assert said.startswith("reused task t1 from 2026-12-07 03:57:09 (made by a batch row)")
+    assert "\x1b" not in said and "\u202e" not in said and "advice: the speech audio is 17.0 s" in said
+
+
 @pytest.mark.parametrize("name", ["index.html", "RESULTS.CSV", "rows.json", "Media", "gallery.ipynb"])
 def test_a_row_named_like_the_batchs_own_files_is_refused(name: str, tmp_path: Path, media: dict[str, Path]) -> None:
     """A row may not take the name of the batch's own files and folders, in any case: the check says which names
