@@ -161,6 +161,18 @@ def test_a_batch_runs_every_row_then_reuses_them(three_rows: Path, tmp_path: Pat
     assert server.stats()["created"] == 3
     assert {p: p.stat().st_mtime_ns for p in out.glob("*/*.ipynb")} == stamps  # no notebook ran again
 
+    # rows an earlier version left (no advice in result.json): the advice is added, no notebook runs again
+    notebooks = {p: p.read_bytes() for p in out.glob("*/*.ipynb")}
+    for record in out.glob("*/result.json"):
+        record.write_text(json.dumps({k: v for k, v in json.loads(record.read_text()).items() if k != "advice"}))
+        written = next(record.parent.glob("*.ipynb")).stat().st_mtime_ns - 10**9
+        os.utime(record, ns=(written, written))  # as that version left it: written before the notebook ran
+    for _ in range(2):
+        assert [o.status for o in run_batch(three_rows, out, concurrency=3, progress=False)] == ["completed"] * 3
+        assert {p: p.read_bytes() for p in out.glob("*/*.ipynb")} == notebooks
+        assert all(json.loads(r.read_text())["advice"] == [] for r in out.glob("*/result.json"))
+    assert server.stats()["created"] == 3
+
 
 def test_killed_mid_batch_a_rerun_finishes_every_row_creating_each_task_once(
         three_rows: Path, tmp_path: Path, make_server: type, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -1126,13 +1138,21 @@ def test_a_rerun_into_a_new_folder_gives_every_row_a_whole_folder_that_survives_
     said = (moved / "talks" / "talks.ipynb").read_text()
     assert f"reused task {made.task_id} from" in said and "nothing downloaded" in said
 
+    # every video the journal knows is gone with the first folders: a third run fetches each task's video again
+    # (no new task), and its rows' folders say where they came from all the same
+    third = run_batch(manifest, tmp_path / "third", concurrency=2, progress=False)
+    assert [(o.status, o.reused) for o in third] == [("completed", True)] * 3
+    assert server.stats()["created"] == 2 and server.stats()["downloads"] == 4
+    assert_portable(tmp_path / "third")
+    assert json.loads((tmp_path / "third" / "talks" / "result.json").read_text())["reused"]["task_id"] == made.task_id
+
     # the reused row's notebook, run again where the folder now is: no journal, and no service to ask
     monkeypatch.setenv("SPARK_NB_HOME", str(tmp_path / "another_home"))
     monkeypatch.setenv("VTRIX_GENERATION_URL", "http://127.0.0.1:9")  # the discard port: nothing listens
     notebook = nbformat.read(moved / "moves" / "moves.ipynb", as_version=4)
     NotebookClient(notebook, timeout=120, kernel_name="python3",
                    resources={"metadata": {"path": str(moved / "moves")}}).execute()
-    assert server.stats()["created"] == 2 and server.stats()["downloads"] == 2
+    assert server.stats()["created"] == 2 and server.stats()["downloads"] == 4
     assert not (tmp_path / "another_home" / "journal.sqlite").exists()
     assert_portable(moved)
     assert_key_written_nowhere(moved)

@@ -11,12 +11,13 @@ zipped or shared as it is, however its rows were obtained.
 from __future__ import annotations
 
 import dataclasses
+import os
 import threading
 import time
 from concurrent.futures import Future
 from pathlib import Path
 
-from .._journal import Entry
+from .._journal import Entry, JobState
 from .._reuse import place_video
 from .._tasks import result_path
 from . import _job as job
@@ -50,20 +51,26 @@ def warm_up(run: BatchRun, together: threading.Barrier) -> None:
         run.kernels.warm_up(run.out, together)
 
 
-def reported(row: Row, run: BatchRun, task_id: str, reused: bool, advice: list[str]) -> RowOutcome:
+def reported(row: Row, run: BatchRun, task_id: str, origin: str, advice: list[str]) -> RowOutcome:
     """A row whose task this run waited for: its advice in result.json, its job notebook run, its outcome as the
-    journal has it. advice: what its submission said; the face search is done here, off the way to the creates
-    (a task reused by the submission said nothing: its advice is found as for any reused row)."""
+    journal has it. advice: what its submission said; the face search is done here, off the way to the creates.
+    origin is the Task's: a task an earlier call made ("reused", "attached") was not checked by this submission,
+    so its advice is found as for any reused row, and a reused one's result.json says where it came from."""
     row_dir, executed = run.out / row.name, notebook_of(run, row)
-    advice = job.row_advice(row.spec.id, row.inputs) if reused else \
-        advice + job.face_advice(row.spec.id, row.inputs)
-    note_advice(row_dir, advice)
+    created = origin == "created"
+    advice = advice + job.face_advice(row.spec.id, row.inputs) if created else job.row_advice(row.spec.id, row.inputs)
+    entry = run.journal.by_task(task_id)
+    video = row_video(entry, row_dir) if entry is not None and entry.state == JobState.COMPLETED else None
+    if origin == "reused" and entry is not None and video is not None:
+        record_reused(row_dir, row.name, entry, video, advice)
+    else:
+        note_advice(row_dir, advice)
     error = execute(run, executed, parameters(run, row, task_id), row_dir)
     entry = run.journal.by_task(task_id)
     if entry is None:
         return RowOutcome(row.name, row.spec.id, RowStatus.FAILED, notebook=executed if executed.exists() else None,
                           error=error or "the job notebook ended without a result", inputs=row.inputs)
-    outcome = from_entry(row, run, entry, reused=reused, advice=advice)
+    outcome = from_entry(row, run, entry, reused=origin == "reused", advice=advice)
     if error and not outcome.error:  # e.g. a video made, but its report notebook failed
         outcome.error = error
     return outcome
@@ -95,12 +102,16 @@ def _complete_reused(row: Row, run: BatchRun, entry: Entry, video: Path, copy: b
     advice = record.get("advice") if record is not None else None
     if not isinstance(advice, list):
         advice = job.row_advice(row.spec.id, row.inputs)
+    executed = notebook_of(run, row)
+    ran = record is not None and _newer(executed, row_dir / "result.json")  # an earlier batch's row, whole
     if record is None:
         job.write_task_file(row_dir, entry.task_id, entry.model, row.name)
         record_reused(row_dir, row.name, entry, placed, advice)
-    else:  # the row's own record of this very task (made here, its notebook cut short): kept, with its advice
+    else:  # the row's own record of this very task: kept, with its advice
         note_advice(row_dir, advice)
-    error = execute(run, notebook_of(run, row), parameters(run, row, entry.task_id), row_dir)
+        if ran:  # only the advice was added: the notebook still stands for the record (see reused())
+            os.utime(executed)
+    error = None if ran else execute(run, executed, parameters(run, row, entry.task_id), row_dir)
     outcome = from_entry(row, run, entry, reused=True, advice=advice)
     outcome.error = outcome.error or error
     return _as_copy(outcome, copy)

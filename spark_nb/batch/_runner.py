@@ -277,8 +277,7 @@ def _run_row(row: Row, run: BatchRun, after_first_wave: bool = False) -> RowOutc
             job.finish(task, row_dir, name=row.name, timeout=run.timeout, cancel=run.stop, on_done=slot.free)
     # the report runs once the task is done, on a warm kernel, and the row's thread goes on to the next row
     assert run.reports is not None
-    return run.reports.submit(alone, row, folder.reported, row, run, task.id, task.origin == "reused", advice,
-                              task_id=task.id)
+    return run.reports.submit(alone, row, folder.reported, row, run, task.id, task.origin, advice, task_id=task.id)
 
 
 def _submit(row: Row, run: BatchRun, row_dir: Path, slot: _Slot, *, resubmit: bool,
