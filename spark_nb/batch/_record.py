@@ -22,10 +22,11 @@ RESULT_FILE = "result.json"
 RECORD_MAX_BYTES = 1_000_000  # a record is a few hundred bytes; anything much larger is not one of ours
 
 
-def write_record(out_dir: str | Path, record: dict[str, Any]) -> Path:
-    """result.json in out_dir: the machine-readable outcome of the job."""
+def write_record(out_dir: str | Path, record: dict[str, Any], *, durable: bool = True) -> Path:
+    """result.json in out_dir: the machine-readable outcome of the job (on the disk before this returns, unless
+    not durable)."""
     path = Path(out_dir) / RESULT_FILE
-    write_atomically(path, json.dumps(record, indent=2), durable=True)
+    write_atomically(path, json.dumps(record, indent=2), durable=durable)
     return path
 
 
@@ -53,8 +54,8 @@ def read_record(out_dir: str | Path) -> dict[str, Any]:
 def note_advice(out_dir: str | Path, advice: list[str]) -> None:
     """Add the advice on the row's inputs to its record (when it has one)."""
     record = read_record(out_dir)
-    if record:
-        write_record(out_dir, {**record, "advice": advice})
+    if record:  # advice can be found again: a power cut may lose it, and no fsync holds up the row for it
+        write_record(out_dir, {**record, "advice": advice}, durable=False)
 
 
 def record_reused(row_dir: Path, name: str, entry: Entry, video: Path, advice: list[str]) -> dict[str, Any]:

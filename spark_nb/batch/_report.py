@@ -97,7 +97,8 @@ def write_gallery_notebook(out: Path, outcomes: Sequence[RowOutcome]) -> Path:
         "cells": [
             {"cell_type": "markdown", "id": "about", "metadata": {}, "source": [
                 "# spark-nb batch\n", "\n",
-                f"{cards.tally(outcomes)} · [results.csv](results.csv) · [rows.json](rows.json)\n", "\n",
+                f"{cards.tally(outcomes).replace('$', '&#36;')} · [results.csv](results.csv) · "  # $: no TeX
+                "[rows.json](rows.json)\n", "\n",
                 "The gallery below is this notebook's saved output: it shows without running anything. "
                 "`index.html` shows the same cards in a browser outside JupyterLab (opened from disk, or shared)."]},
             {"cell_type": "code", "execution_count": None, "id": "gallery", "metadata": {},
