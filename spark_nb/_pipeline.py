@@ -25,28 +25,31 @@ CLAIM_ATTEMPTS = 5  # an identical call in another kernel may claim and give up 
 
 
 def prepare(spec: ModelSpec, values: Mapping[str, Any], *, trim_audio: bool = True,
-            limits: InputLimits = InputLimits(), faces: bool = True) -> dict[str, Media]:
+            limits: InputLimits = InputLimits(), faces: bool = True,
+            advise: Callable[[str], None] | None = None) -> dict[str, Media]:
     """Normalise and check every input of spec (raising ValidationError) before anything is sent.
 
-    Advice becomes a warning; long audio is trimmed unless trim_audio is False; faces=False skips the face search.
+    Advice goes to advise(message) (a batch row's advice column), by default a warning; long audio is trimmed
+    unless trim_audio is False; faces=False skips the face search.
     """
+    say = advise or warn
     media = {field.name: check(values.get(field.name), field, limits, faces=faces) for field in spec.fields}
     for name, item in media.items():
         for advice in item.advice:
             if advice.reason == "audio_too_long" and trim_audio and item.path is not None:
-                media[name] = _trimmed(item)
+                media[name] = _trimmed(item, say)
             elif advice.reason == "audio_too_long":
-                warn(f"{advice.message}; sent as it is (trim_audio=False)")
+                say(f"{advice.message}; sent as it is (trim_audio=False)")
             else:
-                warn(advice.message)
+                say(advice.message)
     return media
 
 
-def _trimmed(item: Media) -> Media:
+def _trimmed(item: Media, say: Callable[[str], None]) -> Media:
     assert item.path is not None and item.facts is not None
     trimmed = validate(Media(item.field, path=apply_fix("trim_audio", item.path)))
     kept = trimmed.facts.duration if trimmed.facts and trimmed.facts.duration else 0.0
-    warn(f"the {item.field.label} is {item.facts.duration or 0:.1f} s, over the model's recommended "
+    say(f"the {item.field.label} is {item.facts.duration or 0:.1f} s, over the model's recommended "
          f"{RECOMMENDED_AUDIO_SECONDS:g} s limit; trimmed to {kept:.1f} s, cut in a pause near the limit with a "
          "short fade (pass trim_audio=False to send it whole)")
     return trimmed
@@ -66,7 +69,8 @@ def _identify(spec: ModelSpec, values: Mapping[str, Any], settings: Settings, tr
 
 def submit(spec: ModelSpec, values: Mapping[str, Any], *, trim_audio: bool = True, reuse: bool = True,
            when_uploaded: Callable[[], None] | None = None, before_create: Callable[[], None] | None = None,
-           source: str = "submit", face_advice: bool = True, **config: Any) -> Task:
+           source: str = "submit", face_advice: bool = True, advise: Callable[[str], None] | None = None,
+           **config: Any) -> Task:
     """Check, upload and create one task of spec, journaled; returns its Task without waiting.
 
     With reuse (the default) an identical earlier call answers instead when it can (see _reuse): its finished
@@ -74,7 +78,7 @@ def submit(spec: ModelSpec, values: Mapping[str, Any], *, trim_audio: bool = Tru
     (identity and budget in one transaction) before anything is uploaded; when_uploaded runs once the inputs
     are uploaded (a batch row waits there for its turn at the service); before_create runs just before the
     create call. face_advice=False leaves out the search for a face in the images (a batch reports it with the
-    row instead, off the path to the create).
+    row instead, off the path to the create); advise receives the advice on the inputs instead of a warning.
     """
     settings = resolve(**hide_key(config))
     journal = journal_at(settings.home)
@@ -83,7 +87,7 @@ def submit(spec: ModelSpec, values: Mapping[str, Any], *, trim_audio: bool = Tru
         assert earlier is not None
         if (task := follow(earlier, journal, spec, settings)) is not None:
             return task
-    media = prepare(spec, values, trim_audio=trim_audio, limits=settings.limits, faces=face_advice)
+    media = prepare(spec, values, trim_audio=trim_audio, limits=settings.limits, faces=face_advice, advise=advise)
     ensure_output_dir(settings.output_dir)  # found unusable now, not after the task is paid for
     seconds = max((m.facts.duration or 0 for m in media.values() if m.facts and m.field.kind != "image"), default=None)
     for _ in range(CLAIM_ATTEMPTS):
