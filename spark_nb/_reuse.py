@@ -12,14 +12,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
-import shutil
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from ._config import Settings, notify
+from ._files import link_atomically
 from ._inputs import Media
 from ._journal import Entry, JobState, Journal, file_digest
 from ._tasks import Task, result_path
@@ -122,13 +121,7 @@ def _into(output_dir: Path, entry: Entry) -> Path:
     if target.resolve() == saved.resolve() or (target.is_file() and target.stat().st_size == saved.stat().st_size):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    part = target.with_name(f".{target.name}.{os.getpid()}.part")
-    try:
-        os.link(saved, part)
-    except OSError:
-        shutil.copyfile(saved, part)
-    os.replace(part, target)
-    return target
+    return link_atomically(saved, target)
 
 
 def completed_answer(entry: Entry) -> dict[str, Any]:
