@@ -132,6 +132,40 @@ def _as_write_error(path: Path) -> Iterator[None]:
         raise error from exc
 
 
+def home_folder(home: Path) -> Path:
+    """spark_nb's home folder (the journal, the local backend's tasks, uploads and videos), made if missing: its
+    owner's alone (0700) when made here, and tightened to 0700 when it is the platform's default folder (spark-nb's
+    own, which versions before this one made 0755). A folder someone chose that exists already keeps its mode; what
+    spark_nb keeps in it is private on its own (`private_file`, the local backend's 0700 folder)."""
+    from ._config import default_home
+
+    home = Path(home).expanduser()
+    made = not home.exists()
+    home.parent.mkdir(parents=True, exist_ok=True)
+    home.mkdir(mode=0o700, exist_ok=True)
+    if made or home.resolve() == default_home().expanduser().resolve():
+        _tighten(home, 0o700)
+    return home
+
+
+def private_file(path: Path, *, create: bool = False) -> None:
+    """path readable and writable by its owner alone (0600): created so (never through a link) when create and
+    missing, tightened when it exists with more (a file spark_nb made before it took care of this)."""
+    if create:
+        with contextlib.suppress(FileExistsError):
+            os.close(os.open(path, _EXCLUSIVE, 0o600))
+    with contextlib.suppress(FileNotFoundError):
+        _tighten(path, 0o600)
+
+
+def _tighten(path: Path, mode: int) -> None:
+    """Take from path every permission beyond mode (on a file system without modes, nothing changes)."""
+    with contextlib.suppress(OSError):
+        current = os.stat(path).st_mode & 0o7777
+        if current & ~mode:
+            os.chmod(path, current & mode)
+
+
 def remove_stale_parts(folder: Path) -> int:
     """Delete the temporary files in folder whose writer's process is gone (killed mid-write); how many went."""
     removed = 0
