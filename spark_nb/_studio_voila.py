@@ -25,6 +25,8 @@ from voila.app import Voila
 from voila.static_file_handler import AllowListFileHandler
 from voila.tornado.handler import TornadoVoilaHandler
 
+from ._urls import is_loopback_host
+
 TOKEN_ENV = "JUPYTER_TOKEN"  # read by jupyter_server's identity provider
 
 
@@ -147,21 +149,6 @@ def _guarded(handler: type[web.RequestHandler]) -> type[web.RequestHandler]:
 def _named(guarded: type[web.RequestHandler], handler: type[web.RequestHandler]) -> type[web.RequestHandler]:
     guarded.__name__ = guarded.__qualname__ = f"Guarded{handler.__name__}"
     return guarded
-
-
-def is_loopback_host(host: str) -> bool:
-    """True when a Host header (with or without its port) names this machine: localhost or a loopback address."""
-    import ipaddress
-    import re
-
-    name = re.sub(r":\d+$", "", host.strip().lower())
-    name = name[1:-1] if name.startswith("[") and name.endswith("]") else name
-    if name == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
 
 
 if __name__ == "__main__":

@@ -247,8 +247,8 @@ def test_headers_and_bodies_have_deadlines(make_server: MakeServer) -> None:
     limits = ConnectionLimits(header_timeout=1.0, body_timeout=1.5)
     server = make_server(api_key=TEST_KEY, connections=limits)
     silent = _half_open(server.url, b"")
-    trickle = _half_open(server.url, b"GET /_spark_nb/stats HTTP/1.1\r\nHost: x\r\n")
-    body = _half_open(server.url, b"POST /model/v1/generation HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+    trickle = _half_open(server.url, b"GET /_spark_nb/stats HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+    body = _half_open(server.url, b"POST /model/v1/generation HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer "
                                   + TEST_KEY.encode() + b"\r\nContent-Length: 1000\r\n\r\n{\"model\"")
     stop = threading.Event()
 
@@ -285,7 +285,7 @@ def test_a_reader_that_stalls_is_closed(make_server: MakeServer) -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     try:
         sock.connect((host, int(port)))
-        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
         deadline = time.monotonic() + 20
         while server.connections()["timed_out"] == 0:
             assert time.monotonic() < deadline, server.connections()
@@ -299,7 +299,7 @@ def test_at_the_cap_the_longest_waiting_connection_makes_room(make_server: MakeS
     """60 half-open connections on a server allowing 20: the oldest are closed for newcomers, and a client that
     sends its requests at once is served (create, then poll) while the others are still held."""
     server = make_server(api_key=TEST_KEY, connections=ConnectionLimits(max_connections=20, header_timeout=60))
-    held = [_half_open(server.url, b"POST /model/v1/generation HTTP/1.1\r\nHost: x\r\n") for _ in range(60)]
+    held = [_half_open(server.url, b"POST /model/v1/generation HTTP/1.1\r\nHost: 127.0.0.1\r\n") for _ in range(60)]
     try:
         body = {"model": AVATAR, "input": [{"params": {"image_url": "http://127.0.0.1:9/a.jpg",
                                                        "audio_url": "http://127.0.0.1:9/a.wav"}}]}
@@ -322,7 +322,7 @@ def test_what_a_peer_sends_writes_nothing_to_the_servers_terminal(make_server: M
     the embedded server, that is the notebook cell that happens to run)."""
     server = make_server(api_key=TEST_KEY)
     capfd.readouterr()
-    for head in (b"GARBAGE\r\n\r\n", b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    for head in (b"GARBAGE\r\n\r\n", b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                  b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"):
         sock = _half_open(server.url, head)
         try:
@@ -370,7 +370,7 @@ class _Slowloris:
             while len(self.held) < self.count and not self._stop.is_set():
                 try:
                     sock = socket.create_connection(self.address, timeout=2)
-                    sock.sendall(b"POST /model/v1/generation HTTP/1.1\r\nHost: x\r\nX-Wait: ")
+                    sock.sendall(b"POST /model/v1/generation HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Wait: ")
                 except OSError:
                     break
                 self.held.append(sock)

@@ -32,7 +32,7 @@ def embedded_server(home: Path) -> LocalServer:
             storage.mkdir(exist_ok=True)
             with contextlib.suppress(OSError):  # a file system without modes keeps its own
                 os.chmod(storage, 0o700)  # uploads, videos and task records: the owner's alone
-            server = _servers[storage] = LocalServer(storage=storage, persistent=True, private_results=True,
+            server = _servers[storage] = LocalServer(storage=storage, persistent=True,
                                                      api_key=secrets.token_urlsafe(32)).start()
             atexit.register(server.stop)
         return _servers[storage]
