@@ -4,7 +4,8 @@
 else runs (so no frame of a failing call holds the key as text), and any exception but a SparkError becomes one
 (`errors.internal_error`: "unexpected internal error: ...", chained from the original, with the task id when the
 call knows one). KeyboardInterrupt, SystemExit and asyncio's CancelledError pass unchanged. Applied to generate,
-submit, their async twins, Task.from_id/status/wait, history, spend, configure, the forms' actions and the CLI.
+submit, their async twins, Task.from_id/status/wait, history, spend, configure, batch.run_batch, the forms'
+actions and the CLI.
 """
 
 from __future__ import annotations

@@ -16,7 +16,6 @@ import re
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Iterator, TypeVar
@@ -27,6 +26,7 @@ import httpx
 from . import _trace
 from ._answers import Answer, install_deadlines, read_answer
 from ._config import Secret
+from ._files import make_part
 from ._procs import pid_alive
 from ._retry import NEVER_SENT, NOT_SENDABLE, RETRYABLE_STATUS, RetryPolicy, parse_retry_after
 from ._transfer import TransferError, fetch_to_file
@@ -370,7 +370,7 @@ class ApiClient:
         remove_stale_parts(dest)
 
         def attempt() -> int:
-            tmp = dest.with_name(f".{dest.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.part")
+            tmp = make_part(dest)  # created exclusively, never through a file or link planted there
             try:
                 size = _fetch_traced(url, tmp, deadline=deadline, max_bytes=max_bytes or MAX_RESULT_BYTES,
                                      expected_size=expected_size)

@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ._files import home_folder, private_file
 from ._journal_faults import KeptWrites, is_damage, journal_error, resume_line
 from ._journal_rows import COLUMNS, NEWEST_FIRST, OPEN, SCHEMA_VERSION, SELECT, Entry, JobState, create_schema, entry_of
 from .errors import JournalError, warn
@@ -87,7 +88,7 @@ class Journal:
 
     @_guarded
     def _open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        home_folder(self.path.parent)
         self._migrate()
 
     def _start_afresh(self, exc: Exception) -> None:
@@ -384,6 +385,10 @@ class Journal:
         """
         import sqlite3
 
+        # the journal is its owner's alone (it names inputs, outputs and, for the local backend, the embedded
+        # server's unguessable result URLs): 0600 before SQLite opens it, whose -wal and -shm take its mode
+        for suffix, create in (("", True), (".lock", True), ("-wal", False), ("-shm", False)):
+            private_file(Path(f"{self.path}{suffix}"), create=create)
         with open(f"{self.path}.lock", "a+b") as guard:
             deadline = time.monotonic() + BUSY_TIMEOUT_S
             while True:

@@ -12,15 +12,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
-import shutil
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from ._config import Settings, notify
-from ._files import replace_atomically
+from ._files import link_atomically
 from ._inputs import Media
 from ._journal import Entry, JobState, Journal, file_digest
 from ._tasks import Task, result_path
@@ -130,15 +128,7 @@ def place_video(saved: Path, target: Path) -> Path:
     if target.resolve() == saved.resolve() or (target.is_file() and target.stat().st_size == saved.stat().st_size):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-
-    def link_or_copy(part: Path) -> None:
-        part.unlink(missing_ok=True)
-        try:
-            os.link(saved, part)
-        except OSError:  # another file system, or links not allowed there
-            shutil.copyfile(saved, part)
-
-    return replace_atomically(target, link_or_copy)
+    return link_atomically(saved, target)
 
 
 def completed_answer(entry: Entry) -> dict[str, Any]:

@@ -6,6 +6,10 @@ once the token was shown, and the Host header limited to loopback names (`allow_
 rebinding). Voila leaves three holes, closed here: its file handler (the studio's videos) asks for no login, every
 page load starts a kernel with no cap, and a token in the URL would reach the kernel's environment (Voila hands
 it the request's URL) and stay in the browser's history, so the page drops it once the cookie is set.
+
+It serves on the socket `spark-nb studio` bound (and handed over as an inherited descriptor), never on a port it
+binds itself, through `_studio_http.GuardedHTTPServer` (deadlines, a bounded number of connections); every log
+line it writes is one inert line (`InertLine`), and a malformed template path is a 404, not a traceback.
 """
 
 from __future__ import annotations
@@ -13,17 +17,25 @@ from __future__ import annotations
 import html
 import logging
 import os
+import socket
+import sys
 from typing import Any
 from urllib.parse import urlencode
 
 from jupyter_server.base.handlers import APIHandler, JupyterHandler
 from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
 from tornado import web
+from tornado.ioloop import IOLoop
 from tornado.log import access_log
-from traitlets import Bool, Integer
+from traitlets import Bool, Float, Integer
 from voila.app import Voila
-from voila.static_file_handler import AllowListFileHandler
+from voila.static_file_handler import AllowListFileHandler, TemplateStaticFileHandler
 from voila.tornado.handler import TornadoVoilaHandler
+
+from ._studio import READY_ENV, SOCKET_ENV
+from ._studio_http import GuardedHTTPServer, StudioLimits
+from ._text import inert
+from ._urls import is_loopback_host
 
 TOKEN_ENV = "JUPYTER_TOKEN"  # read by jupyter_server's identity provider
 
@@ -68,6 +80,18 @@ class TokenFileHandler(JupyterHandler, AllowListFileHandler):
         return super().get(path, include_body)
 
 
+class TemplateFiles(TemplateStaticFileHandler):
+    """Voila's template files (scripts, styles); a path that names no template's static file is a 404 (Voila's own
+    raised on it: a traceback on the studio's terminal for every such request, from anyone)."""
+
+    def parse_url_path(self, path: str) -> str:
+        """Voila's resolution of path, or 404."""
+        try:
+            return str(super().parse_url_path(path))
+        except (ValueError, AssertionError):
+            raise web.HTTPError(404) from None
+
+
 class StudioPageHandler(TornadoVoilaHandler):
     """The studio page; a request that brought the token is sent on without it (its login cookie is set)."""
 
@@ -86,6 +110,14 @@ class StudioVoila(Voila):
     """Voila with the studio's rules: a token always, loopback Host names only, capped kernels, files behind login."""
 
     auto_token = Bool(True, config=True, help="take the token from $JUPYTER_TOKEN, else make one (never none)")
+    header_timeout = Float(10.0, config=True, help="seconds a connection has to send a request's headers")
+    body_timeout = Float(60.0, config=True, help="seconds a request has to send its body once its headers came")
+    max_connections = Integer(1000, config=True, help="connections open at once (fewer under a low ulimit -n)")
+
+    def initialize(self, argv: Any = None) -> None:
+        """Voila's, then every log line of this process made one inert line."""
+        super().initialize(argv)
+        one_inert_line_per_record(self.log)
 
     def init_settings(self) -> dict[str, Any]:
         """jupyter_server's settings for a server that refuses remote Host names, with the capped kernel manager."""
@@ -101,8 +133,70 @@ class StudioVoila(Voila):
     def init_handlers(self) -> list[Any]:
         """Voila's handlers, its file and page handlers replaced by the ones that ask for the token, and every one
         answering loopback Host names only, its refusals in plain words."""
-        swap = {AllowListFileHandler: TokenFileHandler, TornadoVoilaHandler: StudioPageHandler}
+        swap = {AllowListFileHandler: TokenFileHandler, TornadoVoilaHandler: StudioPageHandler,
+                TemplateStaticFileHandler: TemplateFiles}
         return [(route[0], _guarded(swap.get(route[1], route[1])), *route[2:]) for route in super().init_handlers()]
+
+
+    def listen(self) -> None:
+        """Serve on the socket `spark-nb studio` bound and handed over, through the guarded HTTP server, until
+        stopped. The studio never binds a port itself: another process could take it between a check and a bind,
+        and receive the browser (and its token)."""
+        descriptor = os.environ.pop(SOCKET_ENV, None)
+        if descriptor is None or not descriptor.isdigit():
+            raise SystemExit("spark-nb studio: no socket was handed over; start the studio with `spark-nb studio`")
+        listening = socket.socket(fileno=int(descriptor))
+        os.set_inheritable(listening.fileno(), False)  # kernels started from here do not hold it
+        listening.setblocking(False)
+        self.port = listening.getsockname()[1]
+        limits = StudioLimits(self.header_timeout, self.body_timeout, self.max_connections)
+        GuardedHTTPServer(self.app, limits=limits, xheaders=False).add_sockets([listening])
+        _say_ready()
+        self.ioloop = IOLoop.current()
+        try:
+            self.ioloop.start()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self.stop()
+
+
+def _say_ready() -> None:
+    """One byte on the pipe `spark-nb studio` waits on: the studio serves (only now may it print the URL)."""
+    ready = os.environ.pop(READY_ENV, None)
+    if ready is not None and ready.isdigit():
+        try:
+            os.write(int(ready), b"1")
+        finally:
+            os.close(int(ready))
+
+
+class InertLine(logging.Formatter):
+    """A log record as one line a terminal only shows: its message inert (no escape sequence, control character or
+    line break from a request's path), cut short, and an exception named, never its traceback."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """`spark-nb studio: <level>: <message> (<exception type>)`."""
+        text = inert(record.getMessage(), limit=300)
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is not None:
+            text += f" ({type(exc).__name__})"
+        return f"spark-nb studio: {record.levelname.lower()}: {text}"
+
+
+def one_inert_line_per_record(app_log: logging.Logger) -> None:
+    """Route every logger of this process (tornado's, jupyter_server's, Voila's) to one handler on stderr that
+    writes InertLine; the application's own handlers write InertLine too."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(InertLine())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    for name in ("tornado", "tornado.access", "tornado.application", "tornado.general"):
+        logger = logging.getLogger(name)
+        logger.handlers.clear()
+        logger.propagate = True
+    for own in app_log.handlers:
+        own.setFormatter(InertLine())
 
 
 def _log_failure(handler: web.RequestHandler) -> None:
@@ -147,21 +241,6 @@ def _guarded(handler: type[web.RequestHandler]) -> type[web.RequestHandler]:
 def _named(guarded: type[web.RequestHandler], handler: type[web.RequestHandler]) -> type[web.RequestHandler]:
     guarded.__name__ = guarded.__qualname__ = f"Guarded{handler.__name__}"
     return guarded
-
-
-def is_loopback_host(host: str) -> bool:
-    """True when a Host header (with or without its port) names this machine: localhost or a loopback address."""
-    import ipaddress
-    import re
-
-    name = re.sub(r":\d+$", "", host.strip().lower())
-    name = name[1:-1] if name.startswith("[") and name.endswith("]") else name
-    if name == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
 
 
 if __name__ == "__main__":

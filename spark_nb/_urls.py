@@ -52,3 +52,16 @@ def is_loopback_url(url: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def is_loopback_host(host: str) -> bool:
+    """True when a Host header (with or without its port) names this machine: localhost or a loopback address. A
+    name that merely resolves to one (DNS rebinding) is not."""
+    name = re.sub(r":\d+$", "", host.strip().lower())
+    name = name[1:-1] if name.startswith("[") and name.endswith("]") else name
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False

@@ -182,6 +182,13 @@ class UploadError(SparkError):
     """A local file could not be turned into a URL the service can fetch."""
 
 
+class WriteError(SparkError, OSError):
+    """A file spark_nb writes (a report, a record) could not be written; the message names it and what to do.
+
+    An OSError too (errno and filename set), so code that handles a failed write as an OSError still does.
+    """
+
+
 def internal_error(exc: Exception, task_id: str | None = None, model: str | None = None) -> SparkError:
     """The SparkError an unexpected exception becomes at the public boundary (the caller chains it `from exc`)."""
     what = safe_text(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__, limit=1000)

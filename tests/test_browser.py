@@ -340,6 +340,65 @@ def test_the_studio_refuses_other_hosts_and_pages_without_its_token_in_chromium(
     assert [p.name for p in (studio.folder / "spark_outputs").iterdir()] == ["made.mp4"]
 
 
+# What a page on a rebinding name (its origin is evil.test:PORT, the name resolving to 127.0.0.1) tries against
+# `spark-nb serve` there: its fetches are same-origin, so it may read the answers, if the server answers them.
+REBINDING_PAGE_TRIES = """
+async () => {
+  const out = {};
+  const form = new FormData();
+  form.append('file', new Blob(['x'.repeat(1000)], {type: 'image/jpeg'}), 'x.jpg');
+  const auth = {'Authorization': 'Bearer anything'};
+  const tries = {
+    upload: () => fetch('/api/v1/storage/files', {method: 'POST', headers: auth, body: form}),
+    create: () => fetch('/model/v1/generation', {method: 'POST', headers: {...auth, 'Content-Type': 'application/json'},
+      body: JSON.stringify({model: 'spark_avatar_picture_omni_v2', input: [{params: {
+        image_url: 'http://127.0.0.1:9/a.jpg', audio_url: 'http://127.0.0.1:9/a.wav'}}]})}),
+    stats: () => fetch('/_spark_nb/stats'),
+  };
+  for (const [name, send] of Object.entries(tries)) {
+    try { const r = await send(); out[name] = [r.status, await r.text()]; } catch (e) { out[name] = String(e); }
+  }
+  return out;
+}
+"""
+
+
+def test_a_rebinding_page_can_neither_drive_nor_read_spark_nb_serve_in_chromium(serve_process: Any) -> None:
+    """`spark-nb serve` on loopback without a key, and Chromium with Private Network Access off (an older or
+    differently configured browser): a page at evil.test:PORT, a name resolving to 127.0.0.1, uploads, creates and
+    reads the stats: each a 403, nothing created or stored. An upload named .html opened in Chromium runs no script
+    on the loopback site. Before: 200s (a task created, the stats read) and the page's script ran."""
+    sync_playwright = _require_browser()
+    server = serve_process()
+    port = server.url.rsplit(":", 1)[1]
+    page_url = httpx.post(f"{server.url}/api/v1/storage/files", headers={"Authorization": "Bearer x"},
+                          files={"file": ("evil.html", b"<script>document.title = 'ran'</script>")},
+                          timeout=30).json()["url"]
+    before = httpx.get(f"{server.url}/_spark_nb/stats", timeout=10).json()
+    pna_off = ("--disable-features=BlockInsecurePrivateNetworkRequests,PrivateNetworkAccessSendPreflights,"
+               "PrivateNetworkAccessRespectPreflightResults,LocalNetworkAccessChecks")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=[
+            "--no-sandbox", "--host-resolver-rules=MAP evil.test 127.0.0.1", pna_off])
+        try:
+            page = browser.new_page()
+            # the attacker's own page, delivered before the name is rebound to 127.0.0.1
+            page.route(f"http://evil.test:{port}/", lambda route: route.fulfill(
+                status=200, content_type="text/html", body="<h1>cats</h1>"))
+            page.goto(f"http://evil.test:{port}/")
+            tried = page.evaluate(REBINDING_PAGE_TRIES)
+            opened = browser.new_page()
+            with contextlib.suppress(Exception):  # served as bytes: Chromium downloads it instead of showing it
+                opened.goto(page_url)
+            title = opened.title()
+        finally:
+            browser.close()
+    assert {name: answer[0] for name, answer in tried.items()} == {"upload": 403, "create": 403, "stats": 403}, tried
+    assert title != "ran", "an uploaded page ran its script on the loopback site"
+    after = httpx.get(f"{server.url}/_spark_nb/stats", timeout=10).json()
+    assert (after["created"], after["uploads"]) == (before["created"], before["uploads"]) == (0, 1)
+
+
 MEDIA_LOADED = """
 async (root) => {
   const media = [...root.querySelectorAll('video, audio')];

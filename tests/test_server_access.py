@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -81,6 +82,104 @@ def test_the_embedded_server_answers_only_its_owner(media: dict[str, Path]) -> N
     assert httpx.get(result.url, timeout=10, trust_env=False).content == result.path.read_bytes()  # a capability
 
 
+# The owner's notebook: a video on the local backend, then the kernel stays up (its embedded server too).
+OWNER = """
+import sys, time
+from spark_nb import avatar
+avatar.generate(sys.argv[1], sys.argv[2], backend="local", progress=False, output_dir=sys.argv[3])
+print("made", flush=True)
+time.sleep(120)
+"""
+# Another user: copies the owner's journal, reads the result URLs the embedded server handed out, fetches them.
+READER = r"""
+import json, os, shutil, sqlite3, sys, tempfile, urllib.request
+home, seen = sys.argv[1], {}
+copy = tempfile.mkdtemp()
+try:
+    shutil.copyfile(f"{home}/journal.sqlite", f"{copy}/j.sqlite")
+    try:
+        shutil.copyfile(f"{home}/journal.sqlite-wal", f"{copy}/j.sqlite-wal")
+    except FileNotFoundError:
+        pass
+    db = sqlite3.connect(f"{copy}/j.sqlite")
+    urls = [url for (url,) in db.execute("select result_url from tasks where result_url is not null")]
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    seen["downloaded"] = [len(opener.open(url, timeout=10).read()) for url in urls]
+except OSError as exc:
+    seen["refused"] = type(exc).__name__
+print(json.dumps(seen))
+"""
+
+
+def _modes(*paths: Path) -> list[str]:
+    return [oct(path.stat().st_mode & 0o777) for path in paths]
+
+
+@pytest.mark.slow
+def test_another_user_can_read_neither_the_journal_nor_the_videos_it_names(media: dict[str, Path]) -> None:
+    """The owner's home in the platform's place under a 0755 home directory, as on Debian; the owner's kernel is
+    still running. Its home is 0700 and the journal files 0600, so another user (uid nobody) cannot read the
+    journal and never learns the embedded server's unguessable result URLs. Before: 0755 and 0644, and nobody
+    downloaded the owner's video."""
+    import shutil
+    import tempfile
+
+    root = Path(tempfile.mkdtemp(prefix="spark_nb_alice_"))  # not under pytest's own 0700 folder: others may enter
+    try:
+        os.chmod(root, 0o755)
+        home, project = root / ".local" / "share" / "spark-nb", root / "private-project"
+        project.mkdir(mode=0o700)
+        owner = subprocess.Popen([sys.executable, "-c", OWNER, str(media["portrait"]), str(media["speech"]),
+                                  str(project)], stdout=subprocess.PIPE, text=True,
+                                 env={**os.environ, "SPARK_NB_HOME": str(home)})
+        try:
+            assert owner.stdout.readline() == "made\n"  # type: ignore[union-attr]
+            journal = [home / f"journal.sqlite{suffix}" for suffix in ("", "-wal", "-shm")]
+            assert _modes(home, *journal) == ["0o700"] + ["0o600"] * 3
+            assert _modes(root / ".local" / "share") == ["0o755"]  # folders around it are not spark_nb's
+            if os.geteuid() != 0 or shutil.which("setpriv") is None or not Path("/usr/bin/python3").exists():
+                pytest.skip("another user can only be simulated as root, with setpriv")
+            nobody = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--",
+                                     "/usr/bin/python3", "-c", READER, str(home)], capture_output=True, text=True,
+                                    timeout=60, env={"PATH": os.environ["PATH"], "HOME": "/tmp"}, cwd="/tmp")
+            assert nobody.returncode == 0, nobody.stderr
+            assert json.loads(nobody.stdout) == {"refused": "PermissionError"}, nobody.stdout
+        finally:
+            owner.kill()
+            owner.wait(timeout=30)
+            owner.stdout.close()  # type: ignore[union-attr]
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_the_default_home_and_a_journal_made_by_an_earlier_version_are_made_private(tmp_path: Path) -> None:
+    """The platform's default home (spark-nb's own) and the journal in it as an earlier version left them (0755,
+    0644) are tightened to 0700 and 0600 by the next call; a folder someone chose keeps its mode, the journal in
+    it is 0600 all the same."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SPARK_NB_", "XDG_"))}
+    env["HOME"] = str(tmp_path / "user")
+    default = tmp_path / "user" / ".local" / "share" / "spark-nb"
+    chosen = tmp_path / "project-home"
+    for home in (default, chosen):
+        home.mkdir(parents=True)
+        conn = sqlite3.connect(home / "journal.sqlite")
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("CREATE TABLE earlier (x)")
+        kept_open = sqlite3.connect(home / "journal.sqlite")  # the -wal and -shm stay while a connection lives
+        kept_open.execute("SELECT * FROM earlier").fetchall()
+        for path in (home, *home.iterdir()):
+            os.chmod(path, 0o755 if path.is_dir() else 0o644)
+        run_env = env if home == default else {**env, "SPARK_NB_HOME": str(chosen)}
+        proc = subprocess.run([sys.executable, "-c", "import spark_nb; spark_nb.history()"], env=run_env,
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        journal = ("journal.sqlite", "journal.sqlite-wal", "journal.sqlite-shm", "journal.sqlite.lock")
+        expected = "0o700" if home == default else "0o755"
+        assert _modes(home, *(home / name for name in journal)) == [expected] + ["0o600"] * 4, home
+        kept_open.close()
+        conn.close()
+
+
 def test_serve_without_a_key_accepts_any_key_and_with_one_only_that_key(make_server: MakeServer) -> None:
     """`spark-nb serve`'s documented rule: on loopback without a key, any bearer key (and the stats need none);
     with a key, that key on every route, the stats included."""
@@ -148,8 +247,8 @@ def test_headers_and_bodies_have_deadlines(make_server: MakeServer) -> None:
     limits = ConnectionLimits(header_timeout=1.0, body_timeout=1.5)
     server = make_server(api_key=TEST_KEY, connections=limits)
     silent = _half_open(server.url, b"")
-    trickle = _half_open(server.url, b"GET /_spark_nb/stats HTTP/1.1\r\nHost: x\r\n")
-    body = _half_open(server.url, b"POST /model/v1/generation HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+    trickle = _half_open(server.url, b"GET /_spark_nb/stats HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+    body = _half_open(server.url, b"POST /model/v1/generation HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer "
                                   + TEST_KEY.encode() + b"\r\nContent-Length: 1000\r\n\r\n{\"model\"")
     stop = threading.Event()
 
@@ -186,7 +285,7 @@ def test_a_reader_that_stalls_is_closed(make_server: MakeServer) -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     try:
         sock.connect((host, int(port)))
-        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
         deadline = time.monotonic() + 20
         while server.connections()["timed_out"] == 0:
             assert time.monotonic() < deadline, server.connections()
@@ -200,7 +299,7 @@ def test_at_the_cap_the_longest_waiting_connection_makes_room(make_server: MakeS
     """60 half-open connections on a server allowing 20: the oldest are closed for newcomers, and a client that
     sends its requests at once is served (create, then poll) while the others are still held."""
     server = make_server(api_key=TEST_KEY, connections=ConnectionLimits(max_connections=20, header_timeout=60))
-    held = [_half_open(server.url, b"POST /model/v1/generation HTTP/1.1\r\nHost: x\r\n") for _ in range(60)]
+    held = [_half_open(server.url, b"POST /model/v1/generation HTTP/1.1\r\nHost: 127.0.0.1\r\n") for _ in range(60)]
     try:
         body = {"model": AVATAR, "input": [{"params": {"image_url": "http://127.0.0.1:9/a.jpg",
                                                        "audio_url": "http://127.0.0.1:9/a.wav"}}]}
@@ -223,7 +322,7 @@ def test_what_a_peer_sends_writes_nothing_to_the_servers_terminal(make_server: M
     the embedded server, that is the notebook cell that happens to run)."""
     server = make_server(api_key=TEST_KEY)
     capfd.readouterr()
-    for head in (b"GARBAGE\r\n\r\n", b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    for head in (b"GARBAGE\r\n\r\n", b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                  b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"):
         sock = _half_open(server.url, head)
         try:
@@ -271,7 +370,7 @@ class _Slowloris:
             while len(self.held) < self.count and not self._stop.is_set():
                 try:
                     sock = socket.create_connection(self.address, timeout=2)
-                    sock.sendall(b"POST /model/v1/generation HTTP/1.1\r\nHost: x\r\nX-Wait: ")
+                    sock.sendall(b"POST /model/v1/generation HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Wait: ")
                 except OSError:
                     break
                 self.held.append(sock)

@@ -75,7 +75,7 @@ def test_without_an_announced_size_a_video_that_does_not_decode_is_not_kept(make
     while record.ready_at is None and record.error is None:
         assert time.monotonic() < deadline
         time.sleep(0.05)
-    video = server.service.storage / "results" / f"{task.id}.mp4"
+    video = server.service.storage / "results" / record.video_name  # a random name, not the task id
     good = video.read_bytes()
     video.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 5000)  # an mp4's first bytes, then nothing
     with pytest.raises(spark_nb.DownloadError) as info:

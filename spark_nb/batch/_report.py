@@ -23,13 +23,12 @@ import io
 import json
 import os
 import re
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from .._files import remove_stale_parts, replace_atomically, write_atomically
+from .._files import link_atomically, remove_stale_parts, replace_atomically, write_atomically
 from .._text import csv_cell
 from .._urls import is_http_url
 from ..models import MODELS
@@ -45,10 +44,64 @@ MEDIA_DIR = "media"  # out/media/: the gallery's copies (or links, or thumbnails
 # named so, in any case (a row's folder would take the file's place, or share media/ with the gallery's copies)
 NOTEBOOK = "gallery.ipynb"  # the gallery as JupyterLab opens it
 OWN_NAMES = ("index.html", "results.csv", "rows.json", MEDIA_DIR, NOTEBOOK)
+OWN_FOLDERS = (MEDIA_DIR,)  # of OWN_NAMES, those that are folders; the others are files, replaced whole
 ROWS_MAX_BYTES = 64 * 1024 * 1024  # rows.json read back by gallery(): a few hundred bytes a row
 THUMBNAIL_PX = 480  # the longest side of a thumbnail
 THUMBNAIL_OVER_BYTES = 512 * 1024  # images larger than this (or than THUMBNAIL_PX * 2) are shown by a thumbnail
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def check_output_folder(out: Path, row_names: Sequence[str]) -> None:
+    """Refuse (before anything runs or is paid) an output folder the batch could not write its reports into:
+    `out` must be a folder (or absent, under a folder) this user may write; each of its own files absent or a
+    file, its media folder and each row's folder absent or a folder. ValidationError listing every obstacle."""
+    from ..errors import ValidationError
+
+    problems = _folder_problems(out)
+    if not problems and out.is_dir():
+        for name in OWN_NAMES:
+            if name not in OWN_FOLDERS and (kind := _kind(out / name)) not in (None, "file"):
+                problems.append(f"{out / name} is a {kind}, where the batch writes its {name}")
+        for name in (*OWN_FOLDERS, *row_names):
+            if (kind := _kind(out / name)) not in (None, "folder"):
+                what = "the gallery's media folder" if name in OWN_FOLDERS else f"the folder of row {name!r}"
+                problems.append(f"{out / name} is a {kind}, where the batch makes {what}")
+    if problems:
+        raise ValidationError("the batch cannot write into its output folder: " + "; ".join(problems),
+                              reason="unusable_output_dir",
+                              hint="move those out of the way, or pass another folder as out_dir (--out); nothing "
+                                   "was run or paid")
+
+
+def _folder_problems(out: Path) -> list[str]:
+    """What keeps this user from making or writing the folder out (its nearest existing ancestor must be a writable
+    folder when it does not exist yet)."""
+    existing = out
+    while not os.path.lexists(existing) and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
+        what = "the output folder" if existing == out else f"a folder of the path of {out}"
+        return [f"{existing} is a {_kind(existing)}, where {what} should be"]
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return [f"{existing} is a folder this user may not write into"]
+    return []
+
+
+def _kind(path: Path) -> str | None:
+    """"folder" (also through a link), "file" (also a link to one), another kind of thing, or None when absent."""
+    import stat
+
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return "dangling link" if os.path.islink(path) else None
+    except OSError as exc:
+        return f"path that cannot be used ({exc.strerror or exc})"
+    if stat.S_ISDIR(mode):
+        return "folder"
+    if stat.S_ISREG(mode):
+        return "file"
+    return "FIFO" if stat.S_ISFIFO(mode) else "socket" if stat.S_ISSOCK(mode) else "device"
 
 
 def write_results_csv(out: Path, outcomes: Sequence[RowOutcome]) -> Path:
@@ -227,15 +280,7 @@ def _bring_in(source: Path, out: Path, kind: str) -> Path:
     target = folder / f"{stem}-{digest}{suffix}"
     if target.is_file() and target.stat().st_size == facts.st_size:
         return target
-
-    def link_or_copy(part: Path) -> None:
-        part.unlink(missing_ok=True)
-        try:
-            os.link(source, part)
-        except OSError:  # another file system, or links not allowed there
-            shutil.copyfile(source, part)
-
-    return replace_atomically(target, link_or_copy)
+    return link_atomically(source, target)
 
 
 def _thumbnail(source: Path, base: Path) -> Path | None:
@@ -254,7 +299,7 @@ def _thumbnail(source: Path, base: Path) -> Path | None:
             alpha = image.mode in ("RGBA", "LA", "P") and "transparency" in image.info or image.mode in ("RGBA", "LA")
             small = image.convert("RGBA") if alpha else image.convert("RGB")
             target = base.with_suffix(".png" if alpha else ".jpg")
-            return replace_atomically(target, lambda part: small.save(part, "PNG" if alpha else "JPEG", quality=85))
+            return replace_atomically(target, lambda fh: small.save(fh, "PNG" if alpha else "JPEG", quality=85))
     except Exception:  # noqa: BLE001 (PIL raises many kinds on odd files): fall back to the file itself
         return None
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from .. import _pipeline as pipeline
 from .._backends import share_with_kernels
+from .._boundary import boundary
 from .._config import resolve
 from .._journal import Entry, JobState, journal_at
 from .._tasks import Task
@@ -25,7 +26,7 @@ from . import _job as job
 from . import _row_folder as folder
 from ._manifest import InvalidRow, Row, in_manifest_order, rows_to_run
 from ._outcome import RowOutcome, RowStatus
-from ._report import write_gallery, write_gallery_notebook, write_results_csv, write_rows_json
+from ._report import check_output_folder, write_gallery, write_gallery_notebook, write_results_csv, write_rows_json
 from ._progress import BatchProgress, summary
 from ._run import BatchRun, alone, failed
 
@@ -37,6 +38,7 @@ COST_WAIT_POLL_S = 0.5  # a row waiting for its model's cost looks at the journa
 logger = logging.getLogger("spark_nb.batch")
 
 
+@boundary
 def run_batch(manifest: str | Path, out_dir: str | Path, *, concurrency: int = 4, notebook: str | Path | None = None,
               resubmit_uncertain: bool = False, progress: bool = True, timeout: float = 1800,
               skip_invalid: bool = False) -> list[RowOutcome]:
@@ -51,9 +53,10 @@ def run_batch(manifest: str | Path, out_dir: str | Path, *, concurrency: int = 4
     raised again once they are written) and when the batch itself crashes.
     """
     rows, invalid = rows_to_run(manifest, skip_invalid=skip_invalid)
+    out = Path(out_dir).resolve()
+    check_output_folder(out, [row.name for row in rows])
     settings = resolve()
     share_with_kernels(settings)
-    out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     template = Path(notebook) if notebook else TEMPLATE
     if not template.is_file():

@@ -16,6 +16,7 @@ import secrets
 import threading
 from pathlib import Path
 
+from .._files import home_folder
 from ._listen import LocalServer
 
 _servers: dict[Path, LocalServer] = {}
@@ -27,10 +28,11 @@ def embedded_server(home: Path) -> LocalServer:
     storage = (Path(home).expanduser() / "local").resolve()
     with _lock:
         if storage not in _servers:
-            storage.mkdir(parents=True, exist_ok=True)
+            home_folder(storage.parent)
+            storage.mkdir(exist_ok=True)
             with contextlib.suppress(OSError):  # a file system without modes keeps its own
                 os.chmod(storage, 0o700)  # uploads, videos and task records: the owner's alone
-            server = _servers[storage] = LocalServer(storage=storage, persistent=True, private_results=True,
+            server = _servers[storage] = LocalServer(storage=storage, persistent=True,
                                                      api_key=secrets.token_urlsafe(32)).start()
             atexit.register(server.stop)
         return _servers[storage]

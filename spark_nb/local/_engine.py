@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import _procs
+from .._files import make_part
 from .._ffmpeg import MediaFacts, ProbeError, decode_audio, ffmpeg_exe, ffmpeg_input, try_decode
 from .._imageheader import claimed_size
 from ..models import MediaKind, RendererName
@@ -138,7 +139,7 @@ class VideoEncoder:
     """H.264/AAC mp4 at 25 fps from raw RGB frames written to the bundled ffmpeg's stdin."""
 
     def __init__(self, out: Path, width: int, height: int, count: int, audio: Path | None) -> None:
-        self.out, self._tmp = out, out.with_name(out.name + ".part")
+        self.out, self._tmp = out, make_part(out)  # created exclusively; the finally below removes it
         cmd = [ffmpeg_exe(), "-y", "-nostdin", "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24",
                "-s", f"{width}x{height}", "-r", str(FPS), "-i", "-"]
         cmd += ["-i", ffmpeg_input(audio)] if audio else ["-f", "lavfi", "-i", "anullsrc=r=44100:cl=mono"]

@@ -27,11 +27,12 @@ class TaskRecord:
     error: dict[str, str] | None = None
     polls: int = 0
     noticed_at: float | None = None  # when a poll first answered "completed": how late clients notice
-    video: str = ""  # the result's file name under a server's results/ when not "<id>.mp4" (see video_name)
+    video: str = ""  # the result's random file name under a server's results/ (see video_name)
 
     @property
     def video_name(self) -> str:
-        """The result video's file name: a random one given at creation (a private server's), else "<id>.mp4"."""
+        """The result video's file name: the random one given at creation ("<id>.mp4" for a record an earlier
+        version saved on a shelf without one)."""
         return self.video or f"{self.id}.mp4"
 
     @property

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
@@ -35,6 +36,7 @@ from ..models import MODELS, ModelSpec, ParamsError
 from ._connections import ConnectionLimits
 from ._engine import RenderError, render
 from ._faults import FaultInjector, FaultPlan
+from ._gate import Gate
 from ._pool import RenderPool
 from ._records import Stats, TaskRecord, TaskStore
 from ._shelf import TaskShelf
@@ -42,6 +44,14 @@ from ._spec_route import SpecRoute
 from ._styles import ANSWER_STYLES, answer_styles, restyle
 from ._upload_store import SAFE_NAME, UploadStore, upload_name
 
+# what /files/ may say a file is: media only (an upload named .html, .svg or .xhtml is bytes, not a page), never
+# sniffed, and sandboxed if a browser opens it anyway
+MEDIA_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".webp": "image/webp",
+               ".bmp": "image/bmp", ".gif": "image/gif", ".wav": "audio/wav", ".mp3": "audio/mpeg",
+               ".m4a": "audio/mp4", ".aac": "audio/aac", ".ogg": "audio/ogg", ".oga": "audio/ogg",
+               ".opus": "audio/opus", ".flac": "audio/flac", ".mp4": "video/mp4", ".m4v": "video/mp4",
+               ".mov": "video/quicktime", ".webm": "video/webm", ".mkv": "video/x-matroska"}
+FILE_HEADERS = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "sandbox; default-src 'none'"}
 MAX_UPLOAD_BYTES = 100 * 1024 * 1024
 MAX_STORED_UPLOAD_BYTES = 2 * 1024**3  # all uploads together, like the videos (local/_shelf.KEEP_BYTES)
 MAX_FETCH_BYTES = 100 * 1024 * 1024
@@ -76,9 +86,6 @@ class ServerOptions:
     persistent: bool = False  # tasks on disk in storage, shared with other processes' servers (the embedded one)
     answer_style: str = "seed"  # comma list of ANSWER_STYLES: which variant of the task object to answer
     max_stored_upload_bytes: int = MAX_STORED_UPLOAD_BYTES  # all uploads together; the oldest go first
-    # result videos under random names rather than their task's id: a task id is no secret (people print it and
-    # type it into `spark-nb status ID`, where every user's process list shows it), a result URL must be one
-    private_results: bool = False
     connections: ConnectionLimits = dataclasses.field(default_factory=ConnectionLimits)
     spec_drift: str | None = None  # publish changed model specs (see local/_spec_route), to test against
 
@@ -130,7 +137,7 @@ class LocalService:
             Route("/api/v1/skill/models/{model_id}/spec", self.spec_route.answer, methods=["GET"]),  # no key
         ]
         injector = FaultInjector(Starlette(routes=routes), self.options.faults, self.stats.add_fault)
-        return _Counted(injector, self.stats)
+        return _Counted(Gate(injector), self.stats)
 
     def close(self) -> None:
         """Stop rendering (within a few seconds) and remove storage the server created itself."""
@@ -182,9 +189,11 @@ class LocalService:
         if self.tasks.pending() >= self.options.max_pending:
             return JSONResponse({"message": "too many tasks in flight; try again shortly"}, status_code=429,
                                 headers={"Retry-After": "5"})
+        # the video under a random name, never its task's id: a task id is no secret (people print it and type it
+        # into `spark-nb status ID`, where every user's process list shows it), a result URL must be one
         record = TaskRecord(id=uuid.uuid4().hex, model=spec.id, urls=urls, created_at=time.time(),
                             latency=self.options.latency, cost_per_second=self.options.cost_per_second,
-                            video=f"{secrets.token_hex(16)}.mp4" if self.options.private_results else "")
+                            video=f"{secrets.token_hex(16)}.mp4")
         self.tasks.add(record)
         self._save(record)
         self.stats.add("created")
@@ -214,19 +223,29 @@ class LocalService:
         if length is None or not length.isdigit() or int(length) > limit:
             return _message(f"uploads need a Content-Length of at most {limit} bytes", 413)
         try:
-            async with request.form(max_files=1, max_fields=4) as form:
-                upload = form.get("file")
-                if upload is None or isinstance(upload, str):
-                    return _message("send the file as multipart field 'file'", 400)
-                path = self.uploads.new_path(upload.filename)
+            with self.uploads.reserve(int(length)) as room:
+                if not room:
+                    raise _TooLarge("the server's upload storage is full; try again once earlier uploads are used")
+                form = await _read_form(request, int(length))
                 try:
-                    with open(path, "wb") as fh:
-                        shutil.copyfileobj(upload.file, fh)
-                except BaseException:  # a full disk, a stop: no half file is kept
-                    path.unlink(missing_ok=True)
-                    raise
+                    upload = form.get("file")
+                    if upload is None or isinstance(upload, str):
+                        return _message("send the file as multipart field 'file'", 400)
+                    path = self.uploads.new_path(upload.filename)
+                    try:
+                        with open(path, "xb") as fh:
+                            shutil.copyfileobj(upload.file, fh)
+                    except BaseException:  # a full disk, a stop: no half file is kept
+                        path.unlink(missing_ok=True)
+                        raise
+                finally:
+                    await form.close()
         except ClientDisconnect:  # the client left mid-upload: nothing is kept
             return Response(status_code=400)
+        except _TooLarge as exc:
+            return _message(str(exc), 413)
+        except MultiPartException as exc:
+            return _message(f"the upload is not a readable multipart form: {exc.message}", 400)
         self.uploads.added(path.stat().st_size)
         self.stats.add("uploads")
         return JSONResponse({"url": f"{request.base_url}files/uploads/{path.name}"})
@@ -240,7 +259,9 @@ class LocalService:
             return _message("not found", 404)
         if kind == "results" and request.method == "GET":
             self.stats.add("downloads")
-        return FileResponse(path, media_type="video/mp4" if kind == "results" else None)
+        # a media type from a short list, else bytes: an upload named .html or .svg is never a page of this origin
+        media_type = MEDIA_TYPES.get(path.suffix.lower(), "application/octet-stream")
+        return FileResponse(path, media_type=media_type, headers=FILE_HEADERS)
 
     async def get_stats(self, request: Request) -> Response:
         if denied := self._unauthorized(request, keyless=True):
@@ -374,6 +395,27 @@ class _Counted:
             await send(message)
 
         await self.app(scope, receive, send_with_id)
+
+
+class _TooLarge(Exception):
+    """An upload is over its limit or the room left in the upload store."""
+
+
+async def _read_form(request: Request, length: int) -> Any:
+    """The multipart form of an upload whose Content-Length (within the limit, and the room the store reserved for
+    it) was length: its bytes are counted as they arrive, and a body longer than that is cut off, whatever way it
+    is framed."""
+    async def counted() -> Any:
+        received = 0
+        async for chunk in request.stream():
+            received += len(chunk)
+            if received > length:
+                raise _TooLarge(f"the upload sent more than its Content-Length of {length} bytes")
+            yield chunk
+
+    if not request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
+        raise MultiPartException("send the file as multipart field 'file'")
+    return await MultiPartParser(request.headers, counted(), max_files=1, max_fields=4).parse()
 
 
 async def _read_capped(request: Request, limit: int) -> bytes | None:

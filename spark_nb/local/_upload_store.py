@@ -7,7 +7,7 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -40,6 +40,7 @@ class UploadStore:
         self._keep = keep
         self._lock = threading.Lock()
         self._total = 0  # bytes at the last look, plus those added since
+        self._incoming = 0  # bytes of uploads still arriving
         self._looked_at = 0.0
 
     def new_path(self, filename: str | None) -> Path:
@@ -54,6 +55,29 @@ class UploadStore:
         path = self.folder / name if name else None
         return path if path is not None and path.is_file() else None
 
+    @contextlib.contextmanager
+    def reserve(self, size: int) -> Iterator[bool]:
+        """Room for an upload of size bytes about to arrive, beside what is stored and what other arriving uploads
+        reserved (the oldest stored ones pruned first when it would not fit); yields whether it fits. Released at
+        the end of the block (a stored upload then counts through added())."""
+        fits = self._take(size)
+        if not fits:
+            self.prune(room=self._incoming + size)
+            fits = self._take(size)
+        try:
+            yield fits
+        finally:
+            if fits:
+                with self._lock:
+                    self._incoming -= size
+
+    def _take(self, size: int) -> bool:
+        with self._lock:
+            if self._total + self._incoming + size > self.max_bytes:
+                return False
+            self._incoming += size
+            return True
+
     def added(self, size: int) -> None:
         """An upload of size bytes was stored: prune when the bound may be passed, or once a minute."""
         with self._lock:
@@ -62,8 +86,9 @@ class UploadStore:
         if due:
             self.prune()
 
-    def prune(self) -> None:
-        """Remove uploads older than max_age, then the oldest past max_bytes in total (the newest always stays)."""
+    def prune(self, room: int = 0) -> None:
+        """Remove uploads older than max_age, then the oldest past max_bytes in total, less room (bytes still
+        arriving); the newest stored one always stays."""
         with self._lock:
             now, kept_names = time.time(), set(self._keep())
             files = []
@@ -75,7 +100,7 @@ class UploadStore:
             total = 0
             for index, (mtime, size, path) in enumerate(files):
                 too_old = now - mtime > self.max_age
-                if index and path.name not in kept_names and (too_old or total + size > self.max_bytes):
+                if index and path.name not in kept_names and (too_old or total + size + room > self.max_bytes):
                     with contextlib.suppress(OSError):
                         path.unlink()
                     continue
