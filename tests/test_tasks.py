@@ -171,31 +171,38 @@ def test_a_content_item_needs_only_its_url() -> None:
         assert odd.content == {} and odd.announced_size is None and odd.announced_duration is None
 
 
-USAGES: list[tuple[Any, float | None]] = [
-    ({"cost": "0.30", "discount": 0, "input_tokens": 0, "total_tokens": 0, "generated_videos": 1}, 0.30),
-    ({"cost": 0.3, "quantity": "2", "unit_price": "0.15", "extra_info": {}}, 0.3),
-    ({"cost": "0.30", "quantity": 100, "unit_price": 100}, 0.30),  # a cost sent is the cost
-    ({"quantity": "2.04", "unit_price": "0.25", "extra_info": {"unit": "second"}}, 0.51),
-    ({"quantity": 2, "unit_price": 0.25}, 0.5),
-    ({"cost": None, "quantity": "4", "unit_price": "0.1"}, 0.4),
+USAGES: list[tuple[Any, str | None]] = [
+    ({"cost": "0.30", "discount": 0, "input_tokens": 0, "total_tokens": 0, "generated_videos": 1}, "0.30"),
+    ({"cost": 0.3, "quantity": "2", "unit_price": "0.15", "extra_info": {}}, "0.3"),
+    ({"cost": "0.30", "quantity": 100, "unit_price": 100}, "0.30"),  # a cost sent is the cost
+    ({"quantity": "2.04", "unit_price": "0.25", "extra_info": {"unit": "second"}}, "0.51"),
+    ({"quantity": 2, "unit_price": 0.25}, "0.5"),
+    ({"cost": None, "quantity": "4", "unit_price": "0.1"}, "0.4"),
+    ({"cost": "0.004"}, "0.004"), ({"cost": 0.004}, "0.004"), ({"quantity": 3, "unit_price": 0.1}, "0.3"),
     ({"cost": "abc"}, None), ({"cost": "abc", "quantity": 2, "unit_price": 1}, None),  # unreadable: not guessed
     ({"cost": "-1"}, None), ({"cost": "NaN"}, None), ({"cost": True}, None), ({"cost": [1]}, None),
     ({"quantity": "abc", "unit_price": 1}, None), ({"quantity": 2}, None), ({"quantity": -2, "unit_price": 1}, None),
-    ({"quantity": "1e300", "unit_price": "1e300"}, None), ({}, None), ("0.10", None), (None, None), ([1], None),
+    ({"quantity": "1e300", "unit_price": "1e300"}, None), ({"cost": "1e13"}, None), ({}, None), ("0.10", None),
+    (None, None), ([1], None),
 ]
 
 
 @pytest.mark.parametrize("usage,cost", USAGES, ids=[repr(u)[:40] for u, _ in USAGES])
-def test_cost_of_every_usage_shape(usage: Any, cost: float | None) -> None:
-    """cost_of reads the seed shape and {cost, quantity, unit_price, extra_info}, strings or numbers; with no cost,
-    quantity × unit_price; a cost unreadable or negative is None. usage_of's cost is that figure as a string."""
+def test_cost_of_every_usage_shape(usage: Any, cost: str | None) -> None:
+    """cost_of reads the seed shape and {cost, quantity, unit_price, extra_info}, strings or numbers, as an exact
+    Decimal (never through float: 3 × 0.1 is 0.3); with no cost, quantity × unit_price; a cost unreadable,
+    negative or absurd is None. usage_of's cost is that figure as a string."""
+    from decimal import Decimal
+
     from spark_nb._tasks import cost_of, usage_of
 
-    assert cost_of(usage) == (None if cost is None else pytest.approx(cost))
+    found = cost_of(usage)
+    assert found == (None if cost is None else Decimal(cost))
+    assert found is None or isinstance(found, Decimal)
     shown = usage_of(usage)
     assert (shown.get("cost") is None) == (cost is None)
     if cost is not None:
-        assert float(shown["cost"]) == pytest.approx(cost)
+        assert Decimal(shown["cost"]) == Decimal(cost)
     if isinstance(usage, dict) and isinstance(usage.get("cost"), str) and cost is not None:
         assert shown["cost"] == usage["cost"]  # the service's own string, untouched
 

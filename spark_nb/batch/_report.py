@@ -21,7 +21,6 @@ import hashlib
 import html
 import io
 import json
-import math
 import os
 import re
 import shutil
@@ -30,6 +29,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from .._files import remove_stale_parts, replace_atomically, write_atomically
+from .._money import format_usd, total, usd
 from .._text import csv_cell, inert
 from .._urls import is_http_url
 from ..models import MODELS
@@ -108,7 +108,7 @@ def write_gallery(out: Path, outcomes: Sequence[RowOutcome]) -> Path:
     done = [o for o in outcomes if o.status == RowStatus.COMPLETED]
     skipped = sum(o.status == RowStatus.SKIPPED for o in outcomes)
     skipped_text = f" · {skipped} skipped (invalid in the manifest)" if skipped else ""
-    cost = sum(_amount(o.cost) for o in outcomes)
+    cost = total(usd(o.cost) for o in outcomes)
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>spark-nb batch</title>
 <style>
@@ -122,22 +122,13 @@ body {{ font-family: system-ui, sans-serif; margin: 1.5em; background: #fafafa; 
 .error {{ font-size: 85%; white-space: pre-wrap; color: #b00020; }}
 </style></head><body>
 <h1>spark-nb batch</h1>
-<p>{len(done)} of {len(outcomes)} rows completed{skipped_text} · total cost ${cost:.2f} ·
+<p>{len(done)} of {len(outcomes)} rows completed{skipped_text} · total cost {format_usd(cost)} ·
 <a href="results.csv">results.csv</a></p>
 <div class="grid">
 {cards}
 </div></body></html>
 """
     return write_atomically(out / "index.html", page)
-
-
-def _amount(cost: str | None) -> float:
-    """A row's cost as a number for the total (0 when unknown or not a finite number)."""
-    try:
-        value = float(cost or 0)
-    except ValueError:
-        return 0.0
-    return value if math.isfinite(value) else 0.0
 
 
 def _sweep(out: Path, outcomes: Sequence[RowOutcome]) -> None:
@@ -181,7 +172,7 @@ def _card(out: Path, o: RowOutcome, base: Path | None = None) -> str:
              if o.error and o.status != RowStatus.COMPLETED else "")
     advice = f'<div class="advice">{_text(o.advice)}</div>' if o.advice else ""
     facts = ("not run: invalid in the manifest" if o.status == RowStatus.SKIPPED  # no task, no cost to show
-             else f'cost ${_text(o.cost or "?")} · task <code>{_text(o.task_id or "-")}</code>{notebook}')
+             else f'cost {_text(format_usd(o.cost))} · task <code>{_text(o.task_id or "-")}</code>{notebook}')
     return (f'<div class="card"><h3>{_text(o.name)}</h3>{video}<div class="inputs">{"".join(inputs)}</div>'
             f'<div><span class="{esc(o.status)}">{esc(o.status)}</span> · {_text(o.model)} · {facts}</div>'
             f'{error}{advice}</div>')
@@ -280,5 +271,5 @@ def outcomes_html(outcomes: Sequence[RowOutcome]) -> str:
     body = "".join(
         f"<tr><td>{_text(o.name)}</td><td>{_text(o.model)}</td><td>{_text(o.status)}</td><td><code>"
         f"{_text(o.task_id or '')}</code></td><td>{'' if o.duration is None else f'{o.duration:.1f} s'}</td>"
-        f"<td>${_text(o.cost or '?')}</td><td>{_text(o.error or '', newlines=True)}</td></tr>" for o in outcomes)
+        f"<td>{_text(format_usd(o.cost))}</td><td>{_text(o.error or '', newlines=True)}</td></tr>" for o in outcomes)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
