@@ -19,6 +19,7 @@ from .. import _pipeline as pipeline
 from .._backends import share_with_kernels
 from .._config import resolve
 from .._journal import Entry, JobState, Journal, journal_at
+from .._money import usd_text
 from .._tasks import Task
 from ..errors import BudgetExceeded, CostUnknown, JournalError, SparkError, TaskCancelled, TaskMayExist, UsageError
 from . import _job as job
@@ -39,7 +40,7 @@ logger = logging.getLogger("spark_nb.batch")
 
 def run_batch(manifest: str | Path, out_dir: str | Path, *, concurrency: int = 4, notebook: str | Path | None = None,
               resubmit_uncertain: bool = False, progress: bool = True, timeout: float = 1800,
-              skip_invalid: bool = False) -> list[RowOutcome]:
+              skip_invalid: bool = False, reuse: bool = True, strict: bool = False) -> list[RowOutcome]:
     """Run every row of manifest into out_dir/<name>/; results.csv, index.html and rows.json in out_dir.
 
     All rows are checked before any runs (ManifestError lists every problem); with skip_invalid the valid rows
@@ -48,7 +49,9 @@ def run_batch(manifest: str | Path, out_dir: str | Path, *, concurrency: int = 4
     have made a task is `uncertain` and skipped unless resubmit_uncertain. A row that fails for any reason
     (any exception) is `failed` with its error, alone. The reports are always written: also on
     KeyboardInterrupt or SIGTERM (no new task is created, the job kernels are stopped, the interrupt is
-    raised again once they are written) and when the batch itself crashes.
+    raised again once they are written) and when the batch itself crashes. reuse=False makes a new take of every
+    row (as generate(reuse=False)); strict=True refuses a row's inputs that would only be advised on (no face
+    found) before its upload, as generate(strict=True) does: the row fails with that ValidationError.
     """
     rows, invalid = rows_to_run(manifest, skip_invalid=skip_invalid)
     settings = resolve()
@@ -65,7 +68,8 @@ def run_batch(manifest: str | Path, out_dir: str | Path, *, concurrency: int = 4
     for row in rows:
         if row.name in keys:
             first_of.setdefault(keys[row.name], row)
-    run = _Run(out, journal, keys, template, resubmit_uncertain, timeout, threading.Semaphore(max(1, concurrency)))
+    run = _Run(out, journal, keys, template, resubmit_uncertain, timeout, threading.Semaphore(max(1, concurrency)),
+               reuse=reuse, strict=strict)
     try:
         with _sigterm_interrupts():
             _run_jobs(list(first_of.values()), run, concurrency, outcomes, skipped=len(invalid), progress=progress,
@@ -224,6 +228,8 @@ class _Run:
     stop: threading.Event = dataclasses.field(default_factory=threading.Event)
     budget_reached: threading.Event = dataclasses.field(default_factory=threading.Event)
     kernels: WarmKernels = dataclasses.field(default_factory=WarmKernels)  # the job notebooks' kernels
+    reuse: bool = True  # False: every row a new take (run_batch(reuse=False), --no-reuse)
+    strict: bool = False  # True: advice on a row's inputs refuses the row before its upload (--strict)
 
     first_wave: int = 0  # rows to submit before the job kernels start (they would slow those submissions)
     submitted: int = 0
@@ -287,7 +293,7 @@ def _run_row(row: Row, run: _Run, after_first_wave: bool = False) -> RowOutcome 
     row_dir = run.out / row.name
     executed = row_dir / f"{row.name}.ipynb"
     notebook = executed if executed.exists() else None
-    entry = run.journal.latest(run.keys[row.name])
+    entry = run.journal.latest(run.keys[row.name]) if run.reuse else None
     if entry and entry.state == JobState.COMPLETED and _video_of(entry) is not None:
         return _from_entry(row, entry, executed, reused=True)
     if entry and entry.state == JobState.FAILED and not entry.retryable:
@@ -331,7 +337,8 @@ def _submit(row: Row, run: _Run, row_dir: Path, slot: _Slot, *, resubmit: bool) 
     while True:
         try:
             return job.submit_or_resume(row.spec.id, row.inputs, row_dir, name=row.name, resubmit=resubmit,
-                                        cancel=run.stop, when_uploaded=slot.take, face_advice=False)
+                                        cancel=run.stop, when_uploaded=slot.take, face_advice=run.strict,
+                                        reuse=run.reuse, strict=run.strict)
         except CostUnknown as exc:
             if not exc.creator_alive or time.monotonic() >= deadline:
                 raise
@@ -430,7 +437,7 @@ def _execute(run: _Run, executed: Path, parameters: dict[str, object], row_dir: 
 def _from_entry(row: Row, entry: Entry, executed: Path, reused: bool = False) -> RowOutcome:
     return RowOutcome(row.name, row.spec.id, RowStatus.of(entry.state), task_id=entry.task_id,
                       video=_video_of(entry), duration=entry.seconds,
-                      cost=None if entry.cost is None else f"{entry.cost:.2f}",
+                      cost=usd_text(entry.cost),
                       notebook=executed if executed.exists() else None, error=entry.error, inputs=row.inputs,
                       reused=reused)
 
