@@ -232,3 +232,38 @@ def test_created_at_as_a_number_or_a_string_sets_the_elapsed_time(created: Calla
     state = spark_nb.TaskState.from_raw({"status": "in_progress", "created_at": created(time.time())}, "t-1", "m")
     elapsed = task._elapsed(state)
     assert (abs(elapsed - 30) < 5) if from_service else (0 <= elapsed < 5)
+
+
+def journal_task(task_id: str, model: str = "spark_avatar_picture_omni_v2") -> None:
+    """Record in this test's journal a created task with this id (as a create the service answered)."""
+    from spark_nb._config import resolve
+    from spark_nb._journal import journal_at
+
+    journal = journal_at(resolve(backend="local").home)
+    claim, _ = journal.reserve(fingerprint=f"fp-{task_id}", model=model, backend="cloud", base_url=None, inputs=[],
+                               input_seconds=None, source="test", follow=lambda entry: False)
+    assert claim is not None
+    journal.sending(claim)
+    journal.created(claim, task_id)
+
+
+def test_from_id_takes_the_short_id_a_progress_bar_shows(server: LocalServer, media: dict[str, Path]) -> None:
+    """The progress bar names a task by its first 12 characters; Task.from_id finds the whole id in the journal (as
+    git does a commit's), with its model, and the task answers."""
+    task = avatar.submit(media["portrait"], media["speech"], **cloud_config(server))
+    found = spark_nb.Task.from_id(task.id[:12], **cloud_config(server))
+    assert (found.id, found.model) == (task.id, task.model)
+    assert found.status().id == task.id
+    assert spark_nb.Task.from_id(task.id, model="given", **cloud_config(server)).model == "given"
+
+
+def test_an_ambiguous_prefix_lists_its_candidates_and_an_unknown_id_is_taken_as_it_is() -> None:
+    for task_id in ("dup0001aaaa", "dup0001bbbb", "other"):
+        journal_task(task_id)
+    with pytest.raises(spark_nb.SparkError) as info:
+        spark_nb.Task.from_id("dup0001", backend="local")
+    assert "ambiguous: 2 tasks" in str(info.value) and "dup0001aaaa" in str(info.value)
+    assert "dup0001bbbb" in str(info.value) and "give more of the id" in (info.value.hint or "")
+    assert spark_nb.Task.from_id("dup0001b", backend="local").id == "dup0001bbbb"
+    assert spark_nb.Task.from_id("elsewhere-made", backend="local").id == "elsewhere-made"  # not in the journal
+    assert spark_nb.Task.from_id("other", backend="local").id == "other"  # whole: never a prefix of another
