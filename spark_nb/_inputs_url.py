@@ -10,17 +10,19 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from ._config import InputLimits
 from ._ffmpeg import ProbeError, read_header
 from ._files import write_atomically
 from ._inputs_images import MAX_IMAGE_BYTES, check_image
-from ._retry import RETRYABLE_STATUS
 from ._scratch import scratch_dir
-from ._transfer import Peeked, TransferError, peek
 from .errors import ValidationError
 from .models import MediaField
+
+if TYPE_CHECKING:  # httpx loads with the first URL checked, so `import spark_nb` stays fast
+    from ._transfer import Peeked
 
 URL_CHECK_S = 15.0  # one URL's whole check: connection, redirects, the answer and its first bytes
 PEEK_BYTES = 256 * 1024  # an image's header, and the headers of most audio and video files
@@ -57,6 +59,9 @@ def check_url(url: str, field: MediaField, limits: InputLimits = InputLimits()) 
 
 def _ask(url: str, field: MediaField) -> Peeked:
     """The URL's answer to a small GET (or a HEAD); url_unreachable when there is none, or not a 2xx one."""
+    from ._retry import RETRYABLE_STATUS
+    from ._transfer import TransferError, peek
+
     deadline = time.monotonic() + URL_CHECK_S
     answer: Peeked | None = None
     for attempt in range(2):
