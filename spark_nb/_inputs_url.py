@@ -167,9 +167,11 @@ def _is_text(head: bytes) -> bool:
     if not sample:
         return False
     try:
-        text = sample.decode("utf-8", errors="strict" if len(head) <= 512 else "ignore")
-    except UnicodeDecodeError:
-        return False
+        text = sample.decode("utf-8")
+    except UnicodeDecodeError as exc:  # binary, unless only a character cut by the 512-byte sample is
+        if exc.start < len(sample) - 3:
+            return False
+        text = sample[:exc.start].decode("utf-8", errors="replace")
     return sample[:1] in (b"<", b"{", b"[") or all(c.isprintable() or c in "\t\r\n" for c in text)
 
 
