@@ -188,6 +188,7 @@ class ModelForm:
                                      f"cost {cost} (untick reuse for a new take)")
             saved = html.escape(str(result.path))
             info = f'<div class="spark-result-info" style="font-size:90%">saved at <code>{saved}</code></div>'
+            self.generate_button.disabled = False  # usable as soon as the result shows (the history may still load)
             _show(self.result_area, display.result_html(result) + info)
             if self.compare.value:
                 self._start_compare()
