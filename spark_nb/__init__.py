@@ -9,6 +9,8 @@ change without notice; docs/architecture.md says what each one owns.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from . import avatar, imitator
 from ._config import Settings, configure
 from ._config import apply_env_log_level as _apply_env_log_level
@@ -38,7 +40,18 @@ from .errors import (
     ValidationError,
 )
 
+if TYPE_CHECKING:
+    from ._doctor import Report
+
 _apply_env_log_level()
+
+
+def doctor(**config: Any) -> Report:
+    """Check for free what a first call needs (key, service, each model's published spec, uploads, ffmpeg, journal,
+    budget): a Report that shows as a table in Jupyter; nothing is created and the key is never shown."""
+    from ._doctor import doctor as run_doctor  # not at import: `import spark_nb` stays fast
+
+    return run_doctor(**config)
 
 _LAZY_MODULES = frozenset({"samples"})  # public modules reachable after a bare `import spark_nb`, loaded on first use
 
@@ -80,6 +93,7 @@ __all__ = [
     "__version__",
     "avatar",
     "configure",
+    "doctor",
     "history",
     "imitator",
     "settings",

@@ -12,7 +12,7 @@ sends can hold or grow the process:
   anything else is an unreadable answer (`Answer.problem` says why) that the caller handles like any other.
 
 Result videos have their own bounded path (`_transfer`); this reader is for the API's answers (create, poll,
-upload endpoint, and any later service such as the model specs).
+upload endpoint, the model spec service). With SPARK_NB_TRACE set, each exchange it reads is traced (`_trace`).
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ from typing import Any
 
 import httpcore
 import httpx
+
+from . import _trace
 
 MAX_ANSWER_BYTES = 1024**2  # generous for a task object (about 1 KB)
 MAX_DEPTH = 64  # a task object is 5 deep; the JSON parser itself overflows near 1,000
@@ -108,13 +110,33 @@ def read_answer(http: httpx.Client, method: str, url: str, *, deadline: float, m
     left = deadline - time.monotonic()
     if left <= 0:
         raise httpx.ConnectTimeout("no time was left to send the request")
+    trace, started, sent = _trace.target(), time.monotonic(), None
     token = _deadline.set(deadline)
     try:
         with http.stream(method, url, timeout=left, **request) as response:
+            sent = response.request
             body, problem = _read_body(response, max_bytes)
-            return Answer.of(response.status_code, body, response.headers, response.reason_phrase, problem=problem)
+            answer = Answer.of(response.status_code, body, response.headers, response.reason_phrase, problem=problem)
+    except Exception as exc:
+        if trace:
+            _trace.exchange(trace, method=method, url=url, started=started, error=exc,
+                            request=sent or _request_of(exc))
+        raise
     finally:
         _deadline.reset(token)
+    if trace:
+        _trace.exchange(trace, method=method, url=str(sent.url if sent is not None else url), started=started,
+                        request=sent, status=answer.status,
+                        reason=answer.reason, headers=answer.headers, body=answer.body, problem=answer.problem)
+    return answer
+
+
+def _request_of(exc: Exception) -> httpx.Request | None:
+    """The request an httpx error was raised for, when it says."""
+    try:
+        return exc.request  # type: ignore[attr-defined]
+    except (AttributeError, RuntimeError):  # not an httpx error, or one raised before a request was made
+        return None
 
 
 def _read_body(response: httpx.Response, max_bytes: int) -> tuple[bytes, str | None]:

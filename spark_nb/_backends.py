@@ -26,11 +26,11 @@ def api_client(settings: Settings) -> ApiClient:
     if settings.backend == "local":
         shared, key = os.environ.get(SHARED_LOCAL_SERVER), os.environ.get(SHARED_LOCAL_SERVER_KEY)
         if shared and key:  # the server of the process that started this one (without its key: our own)
-            return client_for(shared, Secret(key))
+            return client_for(shared, Secret(key), local=True)
         from .local._embedded import embedded_server
 
         server = embedded_server(settings.home)
-        return client_for(server.url, server.token)
+        return client_for(server.url, server.token, local=True)
     if settings.api_key is None:
         raise AuthenticationError(
             "the cloud backend needs an API key and none is set",

@@ -109,6 +109,9 @@ def _parser() -> argparse.ArgumentParser:
                        help="videos rendered at once (default 2); more keeps up with large batches on small renders")
     serve.add_argument("--cost-per-second", type=float, default=0.0,
                        help="report usage.cost as this many USD per second of video (default 0)")
+    serve.add_argument("--spec-drift", help="publish changed model specs, to test against: a comma list of OLD=NEW "
+                                            "(renamed), OLD= (gone), +PATH (new required), PATH:TYPE, PATH~V1|V2 "
+                                            "(allowed values), -MODEL (unpublished); PATH is a dotted wire name")
 
     studio = sub.add_parser("studio", help="the studio (both forms and the history) as a web app on this machine, "
                                            "no code (Voila; pip install 'spark-nb[studio]')")
@@ -119,7 +122,17 @@ def _parser() -> argparse.ArgumentParser:
                         help="do not open a browser tab; just print the URL (with the token that opens it)")
     studio.add_argument("--dir", default="spark_studio",
                         help="folder for the studio's page and the videos it makes (default ./spark_studio)")
+    _add_doctor(sub)
     return parser
+
+
+def _add_doctor(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The `doctor` subcommand's arguments."""
+    doctor = sub.add_parser("doctor", help="check for free what a first call needs: key, service, model specs, "
+                                           "uploads, ffmpeg, journal, budget (nothing is created)",
+                            epilog="exit code: 0 when no check failed (warnings allowed), 1 when one did")
+    doctor.add_argument("--json", action="store_true",
+                        help='print only JSON: {"checks": [{"name", "status", "detail", "fix"}, ...]}')
 
 
 def _print_result(result: object) -> None:
@@ -156,6 +169,8 @@ def _run(args: argparse.Namespace) -> int:
         return _demo(args.out, reuse=not args.no_reuse)
     elif args.command == "studio":
         return _studio(args)
+    elif args.command == "doctor":
+        return _doctor(args)
     return 0
 
 
@@ -183,6 +198,15 @@ def _status(args: argparse.Namespace, config: dict[str, Any]) -> int:
 
         raise task_failure(state.raw.get("error"), state.id, state.model)
     return 0
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    """Print the doctor's report (text, or only JSON on stdout); 1 when a check failed."""
+    from ._doctor import doctor
+
+    report = doctor()
+    print(report.to_json() if args.json else report, flush=True)
+    return 0 if report.ok else 1
 
 
 def _history(args: argparse.Namespace) -> int:
@@ -247,7 +271,7 @@ def _serve(args: argparse.Namespace) -> int:
                          f"${SERVER_KEY_ENV}")
     server = LocalServer(args.host, args.port, latency=args.latency, faults=args.faults, fault_seed=args.fault_seed,
                          api_key=key, longest_side=args.render_size, cost_per_second=args.cost_per_second,
-                         render_workers=max(1, args.render_workers))
+                         render_workers=max(1, args.render_workers), spec_drift=args.spec_drift)
     try:
         server.start()
     except SparkError as exc:

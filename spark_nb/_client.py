@@ -24,6 +24,7 @@ from urllib.parse import quote
 
 import httpx
 
+from . import _trace
 from ._answers import Answer, install_deadlines, read_answer
 from ._config import Secret
 from ._procs import pid_alive
@@ -152,10 +153,11 @@ class ApiClient:
 
     def __init__(
         self, base_url: str, api_key: Secret | None, *, retry: RetryPolicy | None = None,
-        timeout: float | None = None,
+        timeout: float | None = None, specs: bool = True,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.retry = retry or RetryPolicy()
+        self.specs = specs  # a create consults the model's published spec first (not for the embedded server)
         self._limit = timeout = REQUEST_TIMEOUT_S if timeout is None else timeout  # one request's own limit
         try:
             origin = _origin(httpx.URL(self.base_url))
@@ -216,8 +218,16 @@ class ApiClient:
 
     # -- create: never resent once it may have reached the server -------------------------------
 
+    def check_spec(self, model: str, params: dict[str, Any]) -> None:
+        """ValidationError when the model's published spec, where one applies, no longer accepts params
+        (_specs_service.guard); called before a create is journaled as sent, so a refusal sends nothing."""
+        if self.specs:
+            from ._specs_service import guard
+
+            guard(model, params, self.base_url)
+
     def create(self, model: str, params: dict[str, Any]) -> dict[str, Any]:
-        """POST a task; retried only when it certainly was not created. Returns the task object."""
+        """POST a task; retried only when it certainly was not created. Returns the task object (check_spec first)."""
         url = f"{self.base_url}/model/v1/generation"
         payload = {"model": model, "input": [{"params": params}]}
         submitted_at = time.strftime("%Y-%m-%d %H:%M:%S %Z")
@@ -280,6 +290,11 @@ class ApiClient:
             model=model,
             submitted_at=submitted_at,
         )
+
+    def probe(self, method: str, url: str, *, limit: float) -> Answer:
+        """One request read whole within limit seconds: no retry, no error mapping, the key only to the API's own
+        host (the doctor's free requests); raises what httpx raises."""
+        return self._answer(method, url, limit=limit, follow_redirects=False)
 
     # -- reads: retried until the deadline --------------------------------------------------------
 
@@ -357,8 +372,8 @@ class ApiClient:
         def attempt() -> int:
             tmp = dest.with_name(f".{dest.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.part")
             try:
-                size = fetch_to_file(url, tmp, deadline=deadline, max_bytes=max_bytes or MAX_RESULT_BYTES,
-                                     expected_size=expected_size, what="the result video")
+                size = _fetch_traced(url, tmp, deadline=deadline, max_bytes=max_bytes or MAX_RESULT_BYTES,
+                                     expected_size=expected_size)
                 if expected_size is not None and size != expected_size:
                     raise _Retry(f"got {size} bytes, the task says {expected_size}")
                 if check is not None:
@@ -383,6 +398,21 @@ class ApiClient:
         return self._attempts(attempt, what="download", give_up=give_up, deadline=deadline)
 
 
+def _fetch_traced(url: str, dest: Path, **limits: Any) -> int:
+    """fetch_to_file for a result video, traced (URL, status, size, time) when SPARK_NB_TRACE is set."""
+    started, size, failure = time.monotonic(), None, None
+    try:
+        size = fetch_to_file(url, dest, what="the result video", **limits)
+        return size
+    except TransferError as exc:
+        failure = exc
+        raise
+    finally:
+        if trace := _trace.target():
+            _trace.download(trace, url=url, started=started, size=size, error=failure,
+                            status=200 if size is not None else getattr(failure, "status", None))
+
+
 def path_segment(text: str) -> str:
     """text as one URL path segment: every "/" and "?" quoted, and "." or ".." (which URLs collapse) spelled out."""
     quoted = quote(text, safe="")
@@ -398,19 +428,20 @@ def remove_stale_parts(dest: Path) -> None:
                 part.unlink()
 
 
-_clients: dict[tuple[str, int], ApiClient] = {}
+_clients: dict[tuple[str, int, bool], ApiClient] = {}
 _clients_lock = threading.Lock()
 
 
-def client_for(base_url: str, api_key: Secret | None) -> ApiClient:
-    """The shared ApiClient for this base URL and key (one pool each, created once, closed at exit)."""
-    cache_key = (base_url, hash(api_key))
+def client_for(base_url: str, api_key: Secret | None, *, local: bool = False) -> ApiClient:
+    """The shared ApiClient for this base URL and key (one pool each, created once, closed at exit); local: the
+    embedded server's (its creates need no published spec: it serves our own)."""
+    cache_key = (base_url, hash(api_key), local)
     with _clients_lock:
         client = _clients.get(cache_key)
         if client is None:
             if not _clients:
                 atexit.register(_close_clients)
-            client = _clients[cache_key] = ApiClient(base_url, api_key)
+            client = _clients[cache_key] = ApiClient(base_url, api_key, specs=not local)
         return client
 
 

@@ -11,11 +11,18 @@ import sys
 import threading
 from pathlib import Path
 from typing import Any, Callable, Literal, Union
+from urllib.parse import urlsplit
 
 from . import _secrets
 from .errors import SparkError, UsageError, safe_text
 
 DEFAULT_BASE_URL = "https://cloud.vtrix.ai"
+# Vtrix's model spec service (the official CLI's VTRIX_MODELS_URL). Used by default only with Vtrix's own
+# generation URL: its specs describe Vtrix's gateway, not another one (a local server, a test double, a proxy),
+# and a test pointed at a local server never reaches it.
+DEFAULT_MODELS_URL = "https://cloud-model-spec.vtrix.ai"
+VTRIX_HOST = "vtrix.ai"
+SPEC_CHECK_ENV = "SPARK_NB_SPEC_CHECK"  # "off": calls do not consult the published specs (the doctor still does)
 DEFAULT_OUTPUT_DIR = "spark_outputs"
 Backend = Literal["cloud", "local"]
 UploaderLike = Union[str, Callable[[Path], str], None]
@@ -116,6 +123,9 @@ class Settings:
     limits: InputLimits = InputLimits()
     home: Path = Path(".spark_nb_home")  # the journal and the local backend's tasks live here
     budget_usd: float | None = None
+    key_source: str | None = None  # where the key came from (e.g. "VTRIX_API_KEY"), never the key
+    auto_backend: bool = False  # the backend was chosen by whether a key was found, not set
+    models_url: str | None = None  # the spec service for this generation URL (None: none applies)
 
 
 _FIELDS = (
@@ -134,6 +144,7 @@ _FIELDS = (
     "home",
     "budget_usd",
     "check_urls",
+    "models_url",
 )
 _configured: dict[str, Any] = {}
 _lock = threading.Lock()
@@ -143,7 +154,7 @@ _notices_shown: set[str] = set()  # the other notices, each once per process
 
 def configure(**options: Any) -> None:
     """Set defaults for this process (api_key, backend, base_url, output_dir, uploader, upload_url, s3_*, log_level,
-    max_input_mb, max_input_seconds, home, budget_usd, check_urls).
+    max_input_mb, max_input_seconds, home, budget_usd, check_urls, models_url).
 
     Explicit arguments to a call win over these, and these win over the environment.
     Pass None to forget a value.
@@ -188,6 +199,7 @@ def resolve(**explicit: Any) -> Settings:
 
     backend = pick("backend", "SPARK_NB_BACKEND")
     chosen = None if backend is None else str(backend).strip().lower()
+    auto = chosen is None
     api_key, source = _find_key(explicit, search_stores=chosen != "local")
     url = pick("base_url", "VTRIX_GENERATION_URL")
     base_url = str(url or DEFAULT_BASE_URL).rstrip("/")
@@ -200,7 +212,7 @@ def resolve(**explicit: Any) -> Settings:
             f"unknown backend {chosen!r}",
             hint="set SPARK_NB_BACKEND (or backend=) to 'cloud' or 'local'",
         )
-    if chosen == "cloud" and source is not None:
+    if chosen == "cloud" and source is not None and source not in KEY_SOURCES.values():  # from a store: say which
         notice_once(f"spark_nb: using Vtrix ({base_url}) with the API key from {source}.")
     return Settings(
         backend=chosen,  # type: ignore[arg-type]
@@ -213,6 +225,8 @@ def resolve(**explicit: Any) -> Settings:
         s3_endpoint_url=pick("s3_endpoint_url", "SPARK_NB_S3_ENDPOINT_URL"),
         home=Path(pick("home", "SPARK_NB_HOME") or default_home()).expanduser(),
         budget_usd=_budget(pick("budget_usd", "SPARK_NB_BUDGET_USD")),
+        key_source=source, auto_backend=auto,
+        models_url=models_url_for(base_url, pick("models_url", "VTRIX_MODELS_URL")) if chosen == "cloud" else None,
         limits=InputLimits(
             max_bytes=int(_positive("max_input_mb", pick("max_input_mb", "SPARK_NB_MAX_INPUT_MB"), 100) * 1024**2),
             max_seconds=_positive("max_input_seconds", pick("max_input_seconds", "SPARK_NB_MAX_INPUT_SECONDS"), 600),
@@ -279,16 +293,17 @@ def hide_key(config: dict[str, Any], source: str = KEY_SOURCES["explicit"]) -> d
 
 
 def _find_key(explicit: dict[str, Any], *, search_stores: bool) -> tuple[Secret | None, str | None]:
-    """The key given (api_key=, configure() or VTRIX_API_KEY), else a store's; and which store it came from.
+    """The key given (api_key=, configure() or VTRIX_API_KEY), else a store's; and where it came from (a
+    KEY_SOURCES value, or the store's name).
 
     Every source becomes a Secret here or in hide_key, which refuses a malformed key naming the source (the
     value is never bound to a local here, so a refusal's traceback does not hold it).
     """
     for origin, config in (("explicit", explicit), ("configured", _configured)):
         if config.get("api_key") is not None:
-            return hide_key(dict(config), KEY_SOURCES[origin])["api_key"], None
+            return hide_key(dict(config), KEY_SOURCES[origin])["api_key"], KEY_SOURCES[origin]
     if os.environ.get("VTRIX_API_KEY", "").strip():
-        return Secret(os.environ["VTRIX_API_KEY"], KEY_SOURCES["env"]), None
+        return Secret(os.environ["VTRIX_API_KEY"], KEY_SOURCES["env"]), KEY_SOURCES["env"]
     if not search_stores:
         return None, None
     from . import _keys
@@ -297,6 +312,30 @@ def _find_key(explicit: dict[str, Any], *, search_stores: bool) -> tuple[Secret 
     if found is None:
         return None, None
     return Secret(found.value, found.source), found.source
+
+
+def models_url_for(base_url: str, configured: str | None) -> str | None:
+    """The spec service for calls to base_url: the one configured (configure(models_url=) or VTRIX_MODELS_URL),
+    else Vtrix's own when base_url is Vtrix's, else None (see DEFAULT_MODELS_URL)."""
+    if configured and str(configured).strip():
+        return str(configured).strip().rstrip("/")
+    try:
+        host = (urlsplit(base_url).hostname or "").rstrip(".")
+    except ValueError:  # not a URL: the client says so when it is made
+        return None
+    return DEFAULT_MODELS_URL if host == VTRIX_HOST or host.endswith(f".{VTRIX_HOST}") else None
+
+
+def spec_source(base_url: str) -> tuple[str, Path] | None:
+    """For a create call to base_url: the spec service to consult and the folder its answers are cached in, from
+    this process's settings (configure(), then the environment); None when no spec applies or checks are off."""
+    if os.environ.get(SPEC_CHECK_ENV, "").strip().lower() in ("off", "0", "false", "no"):
+        return None
+    models_url = models_url_for(base_url, _configured.get("models_url") or os.environ.get("VTRIX_MODELS_URL"))
+    if models_url is None:
+        return None
+    home = _configured.get("home") or os.environ.get("SPARK_NB_HOME") or default_home()
+    return models_url, Path(home).expanduser() / "specs"
 
 
 def _url_setting(explicit: dict[str, Any]) -> str:

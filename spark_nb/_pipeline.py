@@ -25,34 +25,37 @@ CLAIM_ATTEMPTS = 5  # an identical call in another kernel may claim and give up 
 
 
 def prepare(spec: ModelSpec, values: Mapping[str, Any], *, trim_audio: bool = True,
-            limits: InputLimits = InputLimits(), faces: bool = True, strict: bool = False) -> dict[str, Media]:
+            limits: InputLimits = InputLimits(), faces: bool = True, strict: bool = False,
+            advise: Callable[[str], None] | None = None) -> dict[str, Media]:
     """Normalise and check every input of spec (raising ValidationError) before anything is sent; URL inputs
-    are checked too (reachable, of the right kind: see _inputs.check_url) unless limits.check_urls is off.
+    are checked too (reachable, of the right kind: see _inputs_url.check_url) unless limits.urls_checked is off.
 
-    Advice becomes a warning, or with strict a ValidationError of the advice's reason (e.g. "no_face"); long
-    audio is trimmed unless trim_audio is False (then strict refuses it); faces=False skips the face search
-    (strict searches all the same: it cannot refuse what it did not look for).
+    Advice goes to advise(message) (a batch row's advice column), by default a warning, or with strict it is a
+    ValidationError of the advice's reason (e.g. "no_face"); long audio is trimmed unless trim_audio is False (then
+    strict refuses it); faces=False skips the face search (strict searches all the same: it cannot refuse what it
+    did not look for).
     """
+    say = advise or warn
     media = {field.name: check(values.get(field.name), field, limits, faces=faces or strict)
              for field in spec.fields}
     for name, item in media.items():
         for advice in item.advice:
             if advice.reason == "audio_too_long" and trim_audio and item.path is not None:
-                media[name] = _trimmed(item)
+                media[name] = _trimmed(item, say)
             elif strict:
                 raise refusal(advice)
             elif advice.reason == "audio_too_long":
-                warn(f"{advice.message}; sent as it is (trim_audio=False)")
+                say(f"{advice.message}; sent as it is (trim_audio=False)")
             else:
-                warn(advice.message)
+                say(advice.message)
     return media
 
 
-def _trimmed(item: Media) -> Media:
+def _trimmed(item: Media, say: Callable[[str], None]) -> Media:
     assert item.path is not None and item.facts is not None
     trimmed = validate(Media(item.field, path=apply_fix("trim_audio", item.path), name=item.name))
     kept = trimmed.facts.duration if trimmed.facts and trimmed.facts.duration else 0.0
-    warn(f"the {item.field.label} is {item.facts.duration or 0:.1f} s, over the model's recommended "
+    say(f"the {item.field.label} is {item.facts.duration or 0:.1f} s, over the model's recommended "
          f"{RECOMMENDED_AUDIO_SECONDS:g} s limit; trimmed to {kept:.1f} s, cut in a pause near the limit with a "
          "short fade (pass trim_audio=False to send it whole)")
     return trimmed
@@ -79,7 +82,8 @@ def _identify(spec: ModelSpec, values: Mapping[str, Any], settings: Settings, tr
 def submit(spec: ModelSpec, values: Mapping[str, Any], *, trim_audio: bool = True, reuse: bool = True,
            strict: bool = False, when_uploaded: Callable[[], None] | None = None,
            before_create: Callable[[], None] | None = None, source: str = "submit", face_advice: bool = True,
-           names: Mapping[str, str] | None = None, **config: Any) -> Task:
+           advise: Callable[[str], None] | None = None, names: Mapping[str, str] | None = None,
+           **config: Any) -> Task:
     """Check, upload and create one task of spec, journaled; returns its Task without waiting.
 
     With reuse (the default) an identical earlier call answers instead when it can (see _reuse): its finished
@@ -87,11 +91,12 @@ def submit(spec: ModelSpec, values: Mapping[str, Any], *, trim_audio: bool = Tru
     (identity and budget in one transaction) before anything is uploaded; when_uploaded runs once the inputs
     are uploaded (a batch row waits there for its turn at the service); before_create runs just before the
     create call. face_advice=False leaves out the search for a face in the images (a batch reports it with the
-    row instead, off the path to the create). strict=True refuses, before any upload, inputs that would only be
-    advised on (ValidationError "no_face"; "audio_too_long" with trim_audio=False); a call answered from the
-    journal uploads and pays nothing, so it is answered as usual. names: field -> the name the journal (history)
-    shows for that input, when the value itself does not carry it (a form's upload, written to a scratch file).
-    URL inputs are checked (reachable, of the right kind) before anything is created: check_urls=False skips it.
+    row instead, off the path to the create); advise receives the advice on the inputs instead of a warning.
+    strict=True refuses, before any upload, inputs that would only be advised on (ValidationError "no_face";
+    "audio_too_long" with trim_audio=False); a call answered from the journal uploads and pays nothing, so it is
+    answered as usual. names: field -> the name the journal (history) shows for that input, when the value itself
+    does not carry it (a form's upload, written to a scratch file). URL inputs are checked (reachable, of the right
+    kind) before anything is created: check_urls=False skips it.
     """
     settings = resolve(**hide_key(config))
     journal = journal_at(settings.home)
@@ -100,7 +105,8 @@ def submit(spec: ModelSpec, values: Mapping[str, Any], *, trim_audio: bool = Tru
         assert earlier is not None
         if (task := follow(earlier, journal, spec, settings)) is not None:
             return task
-    media = prepare(spec, values, trim_audio=trim_audio, limits=settings.limits, faces=face_advice, strict=strict)
+    media = prepare(spec, values, trim_audio=trim_audio, limits=settings.limits, faces=face_advice, strict=strict,
+                    advise=advise)
     ensure_output_dir(settings.output_dir)  # found unusable now, not after the task is paid for
     seconds = max((m.facts.duration or 0 for m in media.values() if m.facts and m.field.kind != "image"), default=None)
     for _ in range(CLAIM_ATTEMPTS):
@@ -124,6 +130,7 @@ def submit(spec: ModelSpec, values: Mapping[str, Any], *, trim_audio: bool = Tru
             when_uploaded()
         if before_create is not None:
             before_create()
+        client.check_spec(spec.id, spec.build_params(urls))  # a refusal here releases the claim: nothing was sent
         journal.sending(claim)  # on disk before the call: from here a task may exist
     except BaseException:
         journal.release(claim)

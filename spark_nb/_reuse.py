@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ._config import Settings, notify
+from ._files import replace_atomically
 from ._inputs import Media
 from ._journal import Entry, JobState, Journal, file_digest
 from ._tasks import Task, result_path
@@ -115,20 +116,29 @@ def _may_exist(entry: Entry, spec: ModelSpec) -> TaskMayExist:
 
 
 def _into(output_dir: Path, entry: Entry) -> Path:
-    """The earlier video, in this call's output folder (linked, or copied across file systems)."""
+    """The earlier video, in this call's output folder (see place_video)."""
     assert entry.path is not None and entry.task_id is not None
-    saved = Path(entry.path)
-    target = result_path(output_dir, entry.task_id)
+    return place_video(Path(entry.path), result_path(output_dir, entry.task_id))
+
+
+def place_video(saved: Path, target: Path) -> Path:
+    """saved at target: hard-linked (copied across file systems), whole or not at all; a no-op when it is there.
+
+    So every output folder holds its own videos, however they were obtained: deleting, moving or zipping the
+    folder an earlier call wrote to changes nothing in this one.
+    """
     if target.resolve() == saved.resolve() or (target.is_file() and target.stat().st_size == saved.stat().st_size):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    part = target.with_name(f".{target.name}.{os.getpid()}.part")
-    try:
-        os.link(saved, part)
-    except OSError:
-        shutil.copyfile(saved, part)
-    os.replace(part, target)
-    return target
+
+    def link_or_copy(part: Path) -> None:
+        part.unlink(missing_ok=True)
+        try:
+            os.link(saved, part)
+        except OSError:  # another file system, or links not allowed there
+            shutil.copyfile(saved, part)
+
+    return replace_atomically(target, link_or_copy)
 
 
 def completed_answer(entry: Entry) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
 
 from ._boundary import boundary
 from ._config import Settings, hide_key, resolve
@@ -200,7 +201,7 @@ class Task:
                     self._sleep(delay, cancel)
                     state = None
             result = download_result(lambda: self.client, state, self.settings.output_dir, deadline=deadline,
-                                     saved=self.saved)
+                                     saved=self.saved, local=self.settings.backend == "local")
             result = dataclasses.replace(result, origin=self.origin)  # reused, attached or created here
             self._journal_finished(completed=True, cost=cost_of(result.usage), seconds=result.duration,
                                    result_url=result.url, path=str(result.path.resolve()))
@@ -306,15 +307,16 @@ def result_path(output_dir: Path, task_id: str) -> Path:
 
 
 def download_result(client: Callable[[], ApiClient], state: TaskState, output_dir: Path, *, deadline: float,
-                    saved: Path | None = None) -> Result:
+                    saved: Path | None = None, local: bool = False) -> Result:
     """Download a completed task's video into output_dir by deadline, unless it is already there intact (at saved,
     or from an earlier download); client() is asked for only when a download is needed.
 
     Every field of the content item but `url` is optional. Without an announced size the download is bounded by
-    the result cap (_client.MAX_RESULT_BYTES) and the deadline, and must decode, as with one.
+    the result cap (_client.MAX_RESULT_BYTES) and the deadline, and must decode, as with one. A local task's video
+    (local) is fetched from today's embedded server, whatever server its URL names (see on_server).
     """
     url = state.content.get("url")
-    if not is_http_url(url):
+    if not isinstance(url, str) or not is_http_url(url):
         raise SparkError(f"task {state.id} completed but its answer has no usable video URL",
                          hint="read task.status().raw to see what the service returned", task_id=state.id)
     expected = state.announced_size
@@ -331,8 +333,11 @@ def download_result(client: Callable[[], ApiClient], state: TaskState, output_di
                                 hint=f"wait() again to fetch it again from {url}", task_id=state.id) from exc
 
     if not on_disk and not _intact(path, expected):
+        api = client()
+        if local:
+            url = on_server(url, api.base_url)
         try:
-            client().download(url, path, deadline=deadline, expected_size=expected, check=check, task_id=state.id)
+            api.download(url, path, deadline=deadline, expected_size=expected, check=check, task_id=state.id)
         except OSError as exc:  # the folder or the disk, not the network
             raise DownloadError(f"could not save the result video in {output_dir}: {exc}", task_id=state.id,
                                 hint="free some disk space or choose another output_dir, then wait() again") from exc
@@ -341,6 +346,18 @@ def download_result(client: Callable[[], ApiClient], state: TaskState, output_di
         task_id=state.id, model=state.model, status=state.status, url=url, path=path, size=path.stat().st_size,
         duration=report.facts.duration, usage=usage_of(state.raw.get("usage")), raw=state.raw,
     )
+
+
+def on_server(url: str, base_url: str) -> str:
+    """url's path and query on the server at base_url: where a local task's video is now.
+
+    The embedded local server listens on a new port in every process, and the journal keeps the URL a task's
+    result had in the process that made it; the video itself stays in the local store (SPARK_NB_HOME/local),
+    which today's server serves under the same path. So a local URL is read relative to today's server, never
+    to the port it was recorded with (that port is closed, or another program's).
+    """
+    parts, base = urlsplit(url), urlsplit(base_url)
+    return urlunsplit((base.scheme, base.netloc, parts.path, parts.query, ""))
 
 
 def _intact(path: Path, expected: int | None) -> bool:

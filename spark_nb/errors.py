@@ -89,6 +89,7 @@ REASONS = frozenset({
     "url_unreachable",    # an input URL that does not answer with a file (404, no such host, refused, ...)
     "no_face",            # strict=True: no face found in a portrait (otherwise advice)
     "audio_too_long",     # strict=True with trim_audio=False: audio over the recommended 15 s (otherwise advice)
+    "service_changed",    # the service's published spec no longer accepts what this spark-nb sends
 })
 
 

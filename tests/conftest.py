@@ -12,6 +12,7 @@ from PIL import Image, ImageDraw
 
 import spark_nb
 from spark_nb import _config as config
+from spark_nb import _specs_service
 from spark_nb._ffmpeg import ffmpeg_exe
 from spark_nb.local import LocalServer
 
@@ -80,7 +81,8 @@ def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     for name in ("VTRIX_API_KEY", "VTRIX_GENERATION_URL", "SPARK_NB_BACKEND", "SPARK_NB_UPLOAD_URL",
                  "SPARK_NB_OUTPUT_DIR", "SPARK_NB_LOG_LEVEL", "SPARK_NB_S3_BUCKET", "SPARK_NB_S3_PREFIX",
                  "SPARK_NB_S3_ENDPOINT_URL", "SPARK_NB_BUDGET_USD", "SPARK_NB_MAX_INPUT_MB",
-                 "SPARK_NB_MAX_INPUT_SECONDS", "SPARK_NB_LOCAL_SERVER"):
+                 "SPARK_NB_MAX_INPUT_SECONDS", "SPARK_NB_LOCAL_SERVER", "VTRIX_MODELS_URL", "SPARK_NB_TRACE",
+                 "SPARK_NB_SPEC_CHECK"):
         monkeypatch.delenv(name, raising=False)
     # URL inputs are not asked for before a create here: tests pass made-up URLs (https://inputs.example/...) to
     # fake services, and nothing but loopback may be contacted. The URL check's own tests turn it on
@@ -94,6 +96,7 @@ def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
     config._configured.clear()
+    _specs_service.forget()  # a spec read in another test (whose server's port may come again) is not this one's
     yield
     config._configured.clear()
 

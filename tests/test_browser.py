@@ -506,3 +506,106 @@ def test_batch_gallery_plays_inside_jupyterlab(jupyterlab: str, tmp_path: Path) 
     for item in found["images"]:
         assert item["naturalWidth"] > 0, item
     assert not redirected, redirected
+
+
+MEDIA_READY = """
+async (root) => {
+  const videos = [...root.querySelectorAll('video')];
+  const images = [...root.querySelectorAll('img')];
+  const ready = (v) => v.readyState >= 2 ? Promise.resolve() : new Promise((resolve) => {
+    v.addEventListener('loadeddata', resolve, {once: true});
+    v.addEventListener('error', resolve, {once: true});
+    setTimeout(resolve, 30000);
+  });
+  const shown = (i) => i.complete ? Promise.resolve() : new Promise((resolve) => {
+    i.addEventListener('load', resolve, {once: true});
+    i.addEventListener('error', resolve, {once: true});
+    setTimeout(resolve, 30000);
+  });
+  await Promise.all([...videos.map(ready), ...images.map(shown)]);
+  return {
+    videos: videos.map((v) => ({src: v.currentSrc, readyState: v.readyState, duration: v.duration,
+                                error: v.error && v.error.code})),
+    images: images.map((i) => ({src: i.currentSrc, naturalWidth: i.naturalWidth})),
+  };
+}
+"""
+
+
+def _batch_elsewhere(folder: Path) -> Path:
+    """A finished batch on the bundled samples (two rows and one identical to the first) in folder/batch."""
+    import csv
+
+    from spark_nb.batch import run_batch
+
+    folder.mkdir(parents=True)
+    manifest = folder / "manifest.csv"
+    with manifest.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["name", "model", "image", "audio", "driving_video"])
+        writer.writeheader()
+        for name in ("talks", "talks_again"):
+            writer.writerow({"name": name, "model": "avatar", "image": samples.PORTRAIT, "audio": samples.SPEECH,
+                             "driving_video": ""})
+        writer.writerow({"name": "moves", "model": "imitator", "image": samples.PORTRAIT, "audio": "",
+                         "driving_video": samples.DRIVING_VIDEO})
+    outcomes = run_batch(manifest, folder / "batch", concurrency=2, progress=False)
+    assert [o.status for o in outcomes] == ["completed"] * 3, [o.error for o in outcomes]
+    return folder / "batch"
+
+
+def test_a_batch_folders_gallery_notebook_plays_when_opened_from_jupyterlabs_file_browser(
+        jupyterlab: str, tmp_path: Path) -> None:
+    """The attack: double-clicking a batch's index.html in JupyterLab opened its HTML viewer, where every video
+    stayed at 0:00 and every picture was broken (its sandbox sends no session; 'Trust HTML' got a 403). Every
+    batch now writes gallery.ipynb. The batch ran outside JupyterLab's root, its folder was zipped and unzipped
+    into the root; gallery.ipynb, double-clicked in the file browser, shows every row with no cell run and the
+    notebook not trusted (its saved output, through JupyterLab's sanitizer): every <video> reaches readyState >= 2
+    and every <img> has a natural width, all served by JupyterLab's /files/. index.html, opened from disk, says
+    at its top that gallery.ipynb is the one to open in JupyterLab, and plays too."""
+    import shutil
+
+    sync_playwright = _require_browser()
+    batch = _batch_elsewhere(tmp_path / "elsewhere")
+    archive = shutil.make_archive(str(tmp_path / "batch"), "zip", batch.parent, "batch")
+    shutil.rmtree(batch)
+    shutil.unpack_archive(archive, tmp_path / "root" / "shared")
+    shared = tmp_path / "root" / "shared" / "batch"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(f"{jupyterlab}/lab/tree/shared/batch?token={TOKEN}")
+            page.locator(".jp-DirListing-item", has_text="gallery.ipynb").dblclick(timeout=60_000)
+            gallery = page.locator(".jp-Notebook .jp-OutputArea .spark-gallery")
+            gallery.wait_for(timeout=60_000)
+            found = gallery.evaluate(MEDIA_READY)
+            state = page.evaluate("""() => {
+              const widget = window.jupyterapp.shell.currentWidget;
+              return {path: widget.context.path, dirty: widget.context.model.dirty,
+                      trusted: widget.content.widgets.map((cell) => cell.model.trusted),
+                      counts: widget.content.widgets.map((cell) => cell.model.executionCount ?? null)};
+            }""")
+            page.screenshot(path=str(ARTIFACTS / "browser-gallery-notebook.png"))
+            disk = browser.new_page(viewport={"width": 1400, "height": 1000})
+            disk.goto((shared / "index.html").as_uri())
+            note = disk.locator(".jupyterlab-note")
+            note_box, first_card = note.bounding_box(), disk.locator(".card").first.bounding_box()
+            note_text = note.inner_text()
+            from_disk = disk.locator("body").evaluate(MEDIA_READY)
+        finally:
+            browser.close()
+    assert state["path"] == "shared/batch/gallery.ipynb" and not state["dirty"], state
+    assert state["trusted"] == [False, False] and state["counts"] == [None, None], state  # nothing ran, not trusted
+    # three rows' videos and the driving video; the portrait on each card
+    assert len(found["videos"]) == 4 and len(found["images"]) == 3, found
+    for item in [*found["videos"], *found["images"]]:
+        assert item["src"].startswith(f"{jupyterlab}/files/shared/batch/"), item
+    for video in found["videos"]:
+        assert video["readyState"] >= 2 and video["error"] is None and video["duration"] > 1, video
+    assert all(image["naturalWidth"] > 0 for image in found["images"]), found["images"]
+    assert "gallery.ipynb" in note_text and "JupyterLab" in note_text
+    assert note_box is not None and first_card is not None and note_box["y"] + note_box["height"] <= first_card["y"]
+    assert note_box["y"] < 1000  # visible without scrolling
+    assert len(from_disk["videos"]) == 4 and all(v["readyState"] >= 2 for v in from_disk["videos"]), from_disk
+    assert all(image["naturalWidth"] > 0 for image in from_disk["images"]), from_disk

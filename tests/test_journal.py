@@ -232,6 +232,64 @@ def test_a_reused_task_whose_video_is_gone_is_fetched_again_or_explained(make_se
     assert "reuse=False" in (info.value.hint or "") and server.stats()["created"] == 1
 
 
+@pytest.mark.slow
+def test_a_reused_call_lands_in_its_own_output_folder_also_once_the_first_is_deleted(
+        make_server: MakeServer, media: dict[str, Path], tmp_path: Path) -> None:
+    """generate(output_dir=A), then the same call with output_dir=B: B holds its own video (linked, not A's path);
+    A deleted, the same call with output_dir=C fetches it into C. One task, every Result inside its own folder."""
+    import shutil
+
+    server = make_server(api_key=TEST_KEY)
+    folders = {name: tmp_path / name for name in "ABC"}
+    first = avatar.generate(media["portrait"], media["speech"], output_dir=folders["A"], progress=False,
+                            **cloud_config(server))
+    second = avatar.generate(media["portrait"], media["speech"], output_dir=folders["B"], progress=False,
+                             **cloud_config(server))
+    assert second.task_id == first.task_id and server.stats()["created"] == 1
+    assert second.path.parent.resolve() == folders["B"].resolve() and second.path.is_file()
+    shutil.rmtree(folders["A"])
+    third = avatar.generate(media["portrait"], media["speech"], output_dir=folders["C"], progress=False,
+                            **cloud_config(server))
+    assert third.task_id == first.task_id and server.stats()["created"] == 1
+    for result, folder in ((second, "B"), (third, "C")):
+        assert result.path.resolve().parent == folders[folder].resolve()
+        assert read_header(result.path).duration == pytest.approx(first.duration, abs=0.1)
+
+
+@pytest.mark.slow
+def test_a_second_demo_after_its_folder_was_deleted_reuses_its_local_tasks(tmp_path: Path) -> None:
+    """The attack, the README's own command: `spark-nb demo`, its folder deleted, `spark-nb demo` again failed
+    ("finished earlier, but its video is gone from disk ... ConnectError: Connection refused"): the journal kept
+    the local task's video URL with the port of the embedded server that ended with the first process, although
+    the video was still in the local store. A local task's video is fetched from today's embedded server: the
+    second demo, in another process, reuses both tasks (no new task in the journal or the local store) and its
+    videos decode."""
+    from spark_nb._ffmpeg import try_decode
+
+    out = tmp_path / "A"
+
+    def demo() -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "spark_nb", "demo", "--out", str(out)], capture_output=True,
+                              text=True, timeout=300, env=dict(os.environ))
+
+    first = demo()
+    assert first.returncode == 0, first.stdout + first.stderr
+    made = sorted(p.name for p in out.glob("*.mp4"))
+    assert len(made) == 2
+    for path in out.iterdir():
+        path.unlink()
+    out.rmdir()
+    second = demo()
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert second.stderr.count("reusing task") == 2, second.stderr
+    assert sorted(p.name for p in out.glob("*.mp4")) == made  # the same two tasks' videos
+    for video in out.glob("*.mp4"):
+        assert try_decode(video, 0.2).facts.duration > 1
+    with contextlib.closing(sqlite3.connect(home() / FILENAME)) as db:
+        assert db.execute("SELECT state, count(*) FROM tasks GROUP BY state").fetchall() == [("completed", 2)]
+    assert len(list((home() / "local" / "tasks").glob("*.json"))) == 2  # the local store made no new task
+
+
 KILL_AT = """
 import spark_nb._client as client, spark_nb._journal as journal
 step = sys.argv[3]

@@ -2,7 +2,8 @@
 
 The journal (spark_nb's one record of every task) makes a job idempotent: it notes the create before it is
 sent and the task id as soon as the task exists, so a kill at any moment leaves enough to resume it, or to
-know that a task may exist. The row's folder keeps its own copy: task.json (the task id) and result.json.
+know that a task may exist. The row's folder keeps its own copy: task.json (the task id) and result.json
+(see _record), which answers for a finished row wherever the folder has gone.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from .. import _pipeline as pipeline
 from .._files import write_atomically
@@ -27,22 +27,23 @@ from .._tasks import Task, TaskState
 from ..errors import JournalError, SparkError, TaskCancelled, TaskFailed, TaskMayExist
 from ..models import MediaField, get_model
 from ._outcome import RowStatus
+from ._record import completed_here, new_record, result_of, write_record
 
 JOURNAL_WATCH_S = 0.2
 TASK_FILE = "task.json"
-RESULT_FILE = "result.json"
 
 
 def submit_or_resume(model: str, inputs: dict[str, str], out_dir: str | Path, *, name: str,
                      task_id: str | None = None, resubmit: bool = False, cancel: threading.Event | None = None,
-                     when_uploaded: Callable[[], None] | None = None, face_advice: bool = True, reuse: bool = True,
-                     strict: bool = False) -> Task:
+                     when_uploaded: Callable[[], None] | None = None, face_advice: bool = True,
+                     advise: Callable[[str], None] | None = None, reuse: bool = True, strict: bool = False) -> Task:
     """The job's task: the one task_id names, else the journal's answer for these inputs (a finished video, a task
     still running), else a new task, recorded at once.
 
     A create whose answer was lost raises TaskMayExist unless resubmit (which may pay twice). cancel, once set,
     stops a submission before its create call (nothing is created). when_uploaded runs between the uploads and
-    the create (see pipeline.submit); face_advice=False leaves out the search for faces (see face_advice()).
+    the create (see pipeline.submit); face_advice=False leaves out the search for faces (see face_advice());
+    advise receives the advice on the inputs (a long audio trimmed...) instead of a warning.
     """
     spec = get_model(model)
     out = Path(out_dir)
@@ -59,30 +60,42 @@ def submit_or_resume(model: str, inputs: dict[str, str], out_dir: str | Path, *,
     try:
         task = pipeline.submit(spec, values, output_dir=out, reuse=reuse and not resubmit, strict=strict,
                                when_uploaded=when_uploaded, before_create=before_create,
-                               source=f"batch:{out.resolve()}", face_advice=face_advice)
+                               source=f"batch:{out.resolve()}", face_advice=face_advice, advise=advise)
     except TaskMayExist as exc:
-        write_record(out, _record(name, spec.id, None, RowStatus.UNCERTAIN, error=exc))
+        write_record(out, new_record(name, spec.id, None, RowStatus.UNCERTAIN, error=exc))
         raise
     except JournalError as exc:  # created, but its id could not be recorded in the journal: the row's folder has it
         if exc.task_id:
             with contextlib.suppress(OSError):  # the disk may be the journal's trouble too: the error has the id
-                _write_task_file(out, exc.task_id, spec.id, name)
+                write_task_file(out, exc.task_id, spec.id, name)
         raise
-    _write_task_file(out, task.id, spec.id, name)
+    write_task_file(out, task.id, spec.id, name)
     return task
 
 
-def _write_task_file(out: Path, task_id: str, model: str, name: str) -> None:
+def write_task_file(out: Path, task_id: str, model: str, name: str) -> None:
+    """task.json in out: the row's task id, on disk before anything waits for it."""
     write_atomically(out / TASK_FILE, json.dumps({"task_id": task_id, "model": model, "name": name}), durable=True)
 
 
-def face_advice(model: str, inputs: dict[str, str]) -> str | None:
-    """What the face search says of the job's local images ("no face found ..."), or None when each shows one
+def face_advice(model: str, inputs: dict[str, str]) -> list[str]:
+    """What the face search says of the job's local images ("no face found ..."), empty when each shows one
     (a URL is not fetched: check() gives it no advice)."""
     spec = get_model(model)
-    found = [advice.message for field in spec.fields if field.kind == "image" and inputs.get(field.name)
-             for advice in _advice_of(inputs[field.name], field) if advice.reason == "no_face"]
-    return "; ".join(found) or None
+    return [advice.message for field in spec.fields if field.kind == "image" and inputs.get(field.name)
+            for advice in _advice_of(inputs[field.name], field) if advice.reason == "no_face"]
+
+
+def row_advice(model: str, inputs: dict[str, str]) -> list[str]:
+    """Everything a submission of these inputs would advise (a long audio trimmed, no face found), said as it
+    would be, without sending anything: the advice of a row whose result came from an earlier task."""
+    said: list[str] = []
+    values = {field: value for field, value in inputs.items() if value}
+    try:
+        pipeline.prepare(get_model(model), values, advise=said.append)
+    except SparkError:  # the inputs changed since (or are gone): nothing to advise on
+        return []
+    return said
 
 
 def _advice_of(value: str, field: MediaField) -> tuple[Advice, ...]:
@@ -96,6 +109,8 @@ def finish(task: Task, out_dir: str | Path, *, name: str, timeout: float = 1800,
            cancel: threading.Event | None = None, on_done: Callable[[], None] | None = None) -> Result:
     """Wait for the task, download its video, and write result.json (failures too); the journal records it.
 
+    A row folder whose result.json records this task completed, with its video there, answers at once: no
+    journal, no request, no download (a reused row, a row done by the batch runner, a folder moved elsewhere).
     With follow_journal (a job notebook inside a batch), the batch runner is already waiting for the task:
     watch the journal instead of polling the service too, then take the result it records (no request, no
     download; a task the journal does not show completed is waited for as usual).
@@ -103,6 +118,8 @@ def finish(task: Task, out_dir: str | Path, *, name: str, timeout: float = 1800,
     service reports the task completed, before the download.
     """
     out = Path(out_dir)
+    if (record := completed_here(out, task.id)) is not None:
+        return result_of(out, record)
     if follow_journal and (result := _from_journal(_await_journal(task, timeout))) is not None:
         return _completed(out, name, result)
 
@@ -114,7 +131,7 @@ def finish(task: Task, out_dir: str | Path, *, name: str, timeout: float = 1800,
         result = task.wait(timeout, progress=False, cancel=cancel, on_update=done_at_service)
     except SparkError as exc:
         final = isinstance(exc, TaskFailed)  # a timeout or a lost download leaves a task to resume next run
-        write_record(out, _record(name, task.model, task.id, RowStatus.FAILED if final else RowStatus.UNFINISHED,
+        write_record(out, new_record(name, task.model, task.id, RowStatus.FAILED if final else RowStatus.UNFINISHED,
                                   error=exc, retryable=final and getattr(exc, "retryable", False)))
         raise
     return _completed(out, name, result)
@@ -123,7 +140,7 @@ def finish(task: Task, out_dir: str | Path, *, name: str, timeout: float = 1800,
 def _completed(out: Path, name: str, result: Result) -> Result:
     """result, once result.json in out records it."""
     video = Path(os.path.relpath(result.path, out))
-    write_record(out, _record(name, result.model, result.task_id, RowStatus.COMPLETED, video=video.as_posix(),
+    write_record(out, new_record(name, result.model, result.task_id, RowStatus.COMPLETED, video=video.as_posix(),
                               duration=result.duration, cost=usd_text(result.cost)))
     return result
 
@@ -149,20 +166,3 @@ def _from_journal(entry: Entry | None) -> Result | None:
     raw = completed_answer(entry)
     return Result(task_id=entry.task_id, model=entry.model, status="completed", url=entry.result_url or "",
                   path=path, size=path.stat().st_size, duration=entry.seconds, usage=raw["usage"], raw=raw)
-
-
-def write_record(out_dir: str | Path, record: dict[str, Any]) -> Path:
-    """result.json in out_dir: the machine-readable outcome of the job."""
-    path = Path(out_dir) / RESULT_FILE
-    write_atomically(path, json.dumps(record, indent=2), durable=True)
-    return path
-
-
-def _record(name: str, model: str, task_id: str | None, status: RowStatus, *, video: str | None = None,
-            duration: float | None = None, cost: str | None = None, error: BaseException | None = None,
-            retryable: bool = False) -> dict[str, Any]:
-    return {"name": name, "model": model, "task_id": task_id, "status": status, "video": video,
-            "duration": duration, "cost": cost, "error": None if error is None else str(error),
-            "retryable": retryable}
-
-

@@ -60,6 +60,10 @@ class WarmKernel:
     def __init__(self, manager: Any, client: Any) -> None:
         self.manager = manager
         self.client = client
+        # held by the one thread talking to the kernel (starting it, running code): zmq sockets belong to one thread
+        # at a time, and closing them while another thread waits on them aborts the whole process
+        self.in_use = threading.Lock()
+        self.channels_closed = False
 
     def alive(self) -> bool:
         """True while the kernel's process runs."""
@@ -114,18 +118,19 @@ class WarmKernels:
             self._kernels.add(kernel)
         self._local.kernel = kernel
         try:
-            # no history database: IPython would write every cell of every row to ~/.ipython's sqlite file
-            run_sync(manager.start_kernel)(cwd=str(folder), extra_arguments=["--HistoryManager.enabled=False"])
-            process = _process(manager)
-            if process is not None and hasattr(os, "setpriority"):
-                # reports are the batch's background work: the runner's submissions and polls come first
-                with contextlib.suppress(OSError):
-                    os.setpriority(os.PRIO_PROCESS, process.pid, NICENESS)
-            client = BlockingKernelClient(connection_file=manager.connection_file)
-            client.load_connection_file()
-            client.start_channels(shell=True, iopub=True, stdin=False, hb=False, control=False)
-            kernel.client = client
-            client.wait_for_ready(timeout=START_TIMEOUT_S)
+            with kernel.in_use:
+                # no history database: IPython would write every cell of every row to ~/.ipython's sqlite file
+                run_sync(manager.start_kernel)(cwd=str(folder), extra_arguments=["--HistoryManager.enabled=False"])
+                process = _process(manager)
+                if process is not None and hasattr(os, "setpriority"):
+                    # reports are the batch's background work: the runner's submissions and polls come first
+                    with contextlib.suppress(OSError):
+                        os.setpriority(os.PRIO_PROCESS, process.pid, NICENESS)
+                client = BlockingKernelClient(connection_file=manager.connection_file)
+                client.load_connection_file()
+                client.start_channels(shell=True, iopub=True, stdin=False, hb=False, control=False)
+                kernel.client = client
+                self._wait_ready(kernel)
         except Exception:
             self.discard(kernel)
             raise
@@ -135,6 +140,21 @@ class WarmKernels:
             self.discard(kernel)
             raise KernelLost("the batch is over: no more kernels")
         return kernel
+
+    def _wait_ready(self, kernel: WarmKernel) -> None:
+        """Wait for the kernel's first answer, looking every second whether it died or the batch ended meanwhile
+        (its client has no heartbeat channel, so a killed kernel would otherwise be waited on for the whole
+        START_TIMEOUT_S)."""
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            try:
+                kernel.client.wait_for_ready(timeout=1)
+                return
+            except RuntimeError:
+                if self._closed or not kernel.alive():
+                    raise KernelLost("the kernel stopped before it was ready") from None
+                if time.monotonic() >= deadline:
+                    raise
 
     def discard(self, kernel: WarmKernel) -> None:
         """Kill a kernel (with its children) and remove its files; the thread's next row gets a fresh one."""
@@ -166,6 +186,11 @@ def run_code(kernel: WarmKernel, code: str, deadline: float, *, cell: Any = None
 
     KernelLost when the kernel dies, or the deadline passes, before the code is done.
     """
+    with kernel.in_use:
+        return _run_code(kernel, code, deadline, cell)
+
+
+def _run_code(kernel: WarmKernel, code: str, deadline: float, cell: Any) -> bool:
     client = kernel.client
     msg_id = client.execute(code, store_history=cell is not None, allow_stdin=False, stop_on_error=True)
     outputs: list[Any] = []
@@ -228,13 +253,23 @@ def _answer(get: Any, msg_id: str, kernel: WarmKernel, deadline: float) -> dict[
 
 
 def _close(kernel: WarmKernel) -> None:
-    """Kill the kernel, then close its client's channels (bounded: closing zmq sockets can wait on a dead peer)."""
+    """Kill the kernel, then close its client's channels once (bounded: closing zmq sockets can wait on a dead peer).
+
+    Any thread may close a kernel (its own at a row's end, the batch's end, an interrupt), but only while no other
+    thread is talking to it: a kernel busy past CLOSE_TIMEOUT_S (still starting, say) keeps its channels until its
+    own thread, seeing it dead, discards it.
+    """
     _kill(kernel.manager)
-    client = kernel.client
-    if client is not None:
-        closer = threading.Thread(target=_stop_channels, args=(client,), name="spark-kernel-close", daemon=True)
-        closer.start()
-        closer.join(timeout=CLOSE_TIMEOUT_S)
+    if kernel.client is not None and kernel.in_use.acquire(timeout=CLOSE_TIMEOUT_S):
+        try:
+            if not kernel.channels_closed:
+                kernel.channels_closed = True
+                closer = threading.Thread(target=_stop_channels, args=(kernel.client,), name="spark-kernel-close",
+                                          daemon=True)
+                closer.start()
+                closer.join(timeout=CLOSE_TIMEOUT_S)
+        finally:
+            kernel.in_use.release()
     _remove_files(kernel.manager)
 
 

@@ -1,16 +1,17 @@
-"""A batch's outputs for people and machines: results.csv, rows.json and an index.html gallery that opens from disk.
+"""A batch's outputs for people and machines: results.csv, rows.json, and the gallery twice: index.html (opens from
+disk) and gallery.ipynb (opens in JupyterLab).
 
 The one writer of the batch folder's own files: each is written whole under a temporary name and renamed (a crash or
 an interrupt leaves the old file or the new, and no temporary file: a failed write removes its own, and the final
 write of a run sweeps those of killed processes); their names (OWN_NAMES) are refused as row names by the manifest
 check. Text from elsewhere (row names, task ids, errors, file names) is made inert for each destination: a
 spreadsheet never evaluates a results.csv cell (`_text.csv_cell`), HTML shows it escaped (`_text.inert`, then
-`html.escape`).
+`html.escape`, in _cards), a notebook holds that HTML as a JSON string.
 
-Every file the gallery shows lives inside the batch folder and is referenced relatively, so the folder can be
-moved, shared, or served by Jupyter (whose /files/ handler serves nothing outside its root): an input that lives
-elsewhere (the bundled samples in site-packages, a manifest's folder) is hard-linked into out/media/ when on the
-same file system, else copied; a big image is shown by a thumbnail instead.
+Every path these files name is relative to the batch folder and inside it, so the folder can be moved, zipped,
+shared, or served by Jupyter (whose /files/ handler serves nothing outside its root): a file that lives elsewhere
+(an input in the bundled samples or the manifest's folder; a video the journal saw in another folder) is
+hard-linked into out/media/ when on the same file system, else copied; a big image is shown by a thumbnail instead.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from __future__ import annotations
 import csv
 import functools
 import hashlib
-import html
 import io
 import json
 import os
@@ -26,45 +26,54 @@ import re
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from .._files import remove_stale_parts, replace_atomically, write_atomically
-from .._money import format_usd, total, usd
-from .._text import csv_cell, inert
+from .._money import format_usd
+from .._text import csv_cell
 from .._urls import is_http_url
 from ..models import MODELS
+from . import _cards as cards
 from ._outcome import RowOutcome, RowStatus
+
+if TYPE_CHECKING:
+    from IPython.display import HTML
 
 CSV_COLUMNS = ["name", "model", "task_id", "status", "video", "duration", "cost", "notebook", "error", "advice"]
 MEDIA_DIR = "media"  # out/media/: the gallery's copies (or links, or thumbnails) of files from outside out
 # the batch folder's own files and folders (gallery.ipynb: the notebook that shows the gallery): no row may be
 # named so, in any case (a row's folder would take the file's place, or share media/ with the gallery's copies)
-OWN_NAMES = ("index.html", "results.csv", "rows.json", MEDIA_DIR, "gallery.ipynb")
+NOTEBOOK = "gallery.ipynb"  # the gallery as JupyterLab opens it
+OWN_NAMES = ("index.html", "results.csv", "rows.json", MEDIA_DIR, NOTEBOOK)
+ROWS_MAX_BYTES = 64 * 1024 * 1024  # rows.json read back by gallery(): a few hundred bytes a row
 THUMBNAIL_PX = 480  # the longest side of a thumbnail
 THUMBNAIL_OVER_BYTES = 512 * 1024  # images larger than this (or than THUMBNAIL_PX * 2) are shown by a thumbnail
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def write_results_csv(out: Path, outcomes: Sequence[RowOutcome]) -> Path:
-    """out/results.csv, one line per row; paths relative to out; every cell one a spreadsheet shows, never runs."""
+    """out/results.csv, one line per row; paths relative to out and inside it; every cell one a spreadsheet shows,
+    never runs."""
     text = io.StringIO(newline="")
     writer = csv.DictWriter(text, fieldnames=CSV_COLUMNS)
     writer.writeheader()
     for o in outcomes:
         row = {"name": o.name, "model": o.model, "task_id": o.task_id, "status": o.status,
-               "video": _relative(o.video, out), "duration": o.duration, "cost": o.cost,
-               "notebook": _relative(o.notebook, out), "error": o.error, "advice": o.advice}
+               "video": _kept(o.video, out, "video"), "duration": o.duration, "cost": o.cost,
+               "notebook": _kept(o.notebook, out, "notebook"), "error": o.error, "advice": o.advice}
         writer.writerow({column: csv_cell(value) for column, value in row.items()})
     return write_atomically(out / "results.csv", text.getvalue())
 
 
 def write_rows_json(out: Path, outcomes: Sequence[RowOutcome]) -> Path:
-    """out/rows.json: the batch's rows as the journal knows them, to move or share with the folder."""
+    """out/rows.json: the batch's rows as the journal knows them, every path relative to out and inside it (each
+    input as the folder holds it: its copy in media/, a thumbnail for a big image, or its URL)."""
     path = out / "rows.json"
     rows = [{"name": o.name, "model": o.model, "status": str(o.status), "task_id": o.task_id,
-             "video": _relative(o.video, out) or None, "duration": o.duration, "cost": o.cost,
-             "notebook": _relative(o.notebook, out) or None, "error": o.error, "reused": o.reused,
-             "advice": o.advice} for o in outcomes]
+             "video": _kept(o.video, out, "video") or None, "duration": o.duration, "cost": o.cost,
+             "notebook": _kept(o.notebook, out, "notebook") or None, "error": o.error, "reused": o.reused,
+             "advice": o.advice, "inputs": _inputs_kept(o, out)} for o in outcomes]
     return write_atomically(path, json.dumps({"rows": rows}, indent=2))
 
 
@@ -78,57 +87,45 @@ def gallery_html(out: str | os.PathLike[str], outcomes: Sequence[RowOutcome],
     """
     out = Path(out)
     base = Path(relative_to) if relative_to is not None else Path.cwd()
-    cards = "\n".join(_card(out, o, base) for o in outcomes)
-    return f'<div class="spark-gallery"><style>{_INLINE_CSS}</style><div class="grid">{cards}</div></div>'
+    return cards.grid([_card(out, o, base) for o in outcomes])
 
 
-_INLINE_CSS = """
-.spark-gallery .grid { display: flex; flex-wrap: wrap; gap: 1em; }
-.spark-gallery .card { background: white; border: 1px solid #ddd; border-radius: 6px; padding: 0.8em; width: 340px; }
-.spark-gallery .card video { width: 100%; background: #000; }
-.spark-gallery .inputs { display: flex; gap: 0.4em; align-items: center; margin: 0.4em 0; }
-.spark-gallery .inputs img, .spark-gallery .inputs video { height: 64px; }
-.spark-gallery .completed { color: #1b5e20; }
-.spark-gallery .failed, .spark-gallery .uncertain, .spark-gallery .unfinished { color: #b00020; }
-.spark-gallery .skipped { color: #8a5a00; }
-.spark-gallery .error { font-size: 85%; white-space: pre-wrap; color: #b00020; }
-.spark-gallery .advice { font-size: 85%; color: #8a5300; }
-"""
+def write_gallery_notebook(out: Path, outcomes: Sequence[RowOutcome]) -> Path:
+    """out/gallery.ipynb: the gallery as a notebook's saved output, which JupyterLab shows on opening, without
+    running anything and without trusting the notebook (its sanitizer keeps the players and their relative srcs,
+    which its /files/ handler serves with the user's session). Running its cell draws it again from rows.json."""
+    notebook = {
+        "cells": [
+            {"cell_type": "markdown", "id": "about", "metadata": {}, "source": [
+                "# spark-nb batch\n", "\n",
+                f"{cards.tally(outcomes).replace('$', '&#36;')} · [results.csv](results.csv) · "  # $: no TeX
+                "[rows.json](rows.json)\n", "\n",
+                "The gallery below is this notebook's saved output: it shows without running anything. "
+                "`index.html` shows the same cards in a browser outside JupyterLab (opened from disk, or shared)."]},
+            {"cell_type": "code", "execution_count": None, "id": "gallery", "metadata": {},
+             "source": ["from spark_nb import batch\n", "\n",
+                        "batch.gallery()  # draws the cards again from rows.json, in this notebook's folder"],
+             "outputs": [{"output_type": "display_data", "metadata": {},
+                          "data": {"text/html": gallery_html(out, outcomes, relative_to=out),
+                                   "text/plain": [f"<spark-nb batch gallery: {len(outcomes)} rows>"]}}]},
+        ],
+        "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+                     "language_info": {"name": "python"}},
+        "nbformat": 4, "nbformat_minor": 5,
+    }
+    return write_atomically(out / NOTEBOOK, json.dumps(notebook, indent=1, ensure_ascii=False) + "\n")
 
 
 def write_gallery(out: Path, outcomes: Sequence[RowOutcome]) -> Path:
-    """out/index.html: each row's video, inputs, status and cost, with relative links (opens from disk).
+    """out/index.html: each row's video, inputs, status and cost, with relative links (opens from disk); at its
+    top, visibly, that inside JupyterLab gallery.ipynb is the one to open.
 
     The last report a run writes: it also removes what writers killed mid-write left in the batch folder, its
     media folder and the rows' folders (their processes are gone; this one's own writers clean up after
     themselves).
     """
     _sweep(out, outcomes)
-    cards = "\n".join(_card(out, o) for o in outcomes)
-    done = [o for o in outcomes if o.status == RowStatus.COMPLETED]
-    skipped = sum(o.status == RowStatus.SKIPPED for o in outcomes)
-    skipped_text = f" · {skipped} skipped (invalid in the manifest)" if skipped else ""
-    cost = total(usd(o.cost) for o in outcomes)
-    page = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>spark-nb batch</title>
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 1.5em; background: #fafafa; }}
-.grid {{ display: flex; flex-wrap: wrap; gap: 1em; }}
-.card {{ background: white; border: 1px solid #ddd; border-radius: 6px; padding: 0.8em; width: 340px; }}
-.card video {{ width: 100%; background: #000; }}
-.inputs {{ display: flex; gap: 0.4em; align-items: center; margin: 0.4em 0; }}
-.inputs img, .inputs video {{ height: 64px; }}
-.completed {{ color: #1b5e20; }} .failed, .uncertain, .unfinished {{ color: #b00020; }} .skipped {{ color: #8a5a00; }}
-.error {{ font-size: 85%; white-space: pre-wrap; color: #b00020; }}
-</style></head><body>
-<h1>spark-nb batch</h1>
-<p>{len(done)} of {len(outcomes)} rows completed{skipped_text} · total cost {format_usd(cost)} ·
-<a href="results.csv">results.csv</a></p>
-<div class="grid">
-{cards}
-</div></body></html>
-"""
-    return write_atomically(out / "index.html", page)
+    return write_atomically(out / "index.html", cards.page(outcomes, [_card(out, o) for o in outcomes]))
 
 
 def _sweep(out: Path, outcomes: Sequence[RowOutcome]) -> None:
@@ -141,41 +138,45 @@ def _sweep(out: Path, outcomes: Sequence[RowOutcome]) -> None:
             remove_stale_parts(folder)
 
 
-def _text(value: object, *, newlines: bool = False) -> str:
-    """Text from elsewhere as HTML: inert (no controls or escape sequences), then escaped."""
-    return html.escape(inert("" if value is None else value, newlines=newlines))
-
-
 def _card(out: Path, o: RowOutcome, base: Path | None = None) -> str:
     """One row's card; every src relative to base (default out), every file it shows inside out."""
-    esc = html.escape
     base = out if base is None else base
-    video_src = _shown(o.video, out, "video", base) if o.video else None
-    video = (f'<video src="{esc(video_src)}" controls preload="metadata"></video>' if video_src
-             else "<p><i>no video</i></p>")
-    inputs = []
     kinds = {f.name: f.kind for f in MODELS[o.model].fields} if o.model in MODELS else {}
+    shown = []
     for field, value in o.inputs.items():
         if not value:
             continue
         kind = kinds.get(field, "")
         if is_http_url(value):
-            src, label = value, value
-        else:
-            src, label = _shown(Path(value), out, kind, base), Path(value).name  # never an absolute path in the page
-        tag = {"image": f'<img src="{esc(src)}" alt="{_text(field)}">',
-               "audio": f'<audio src="{esc(src)}" controls preload="metadata"></audio>',
-               "video": f'<video src="{esc(src)}" muted preload="metadata"></video>'}.get(kind) if src else None
-        inputs.append(f'<span title="{_text(field)}: {_text(label)}">{tag or _text(label)}</span>')
-    notebook = f' · <a href="{esc(_href(o.notebook, base))}">notebook</a>' if o.notebook else ""
-    error = (f'<div class="error">{_text(o.error, newlines=True)}</div>'
-             if o.error and o.status != RowStatus.COMPLETED else "")
-    advice = f'<div class="advice">{_text(o.advice)}</div>' if o.advice else ""
-    facts = ("not run: invalid in the manifest" if o.status == RowStatus.SKIPPED  # no task, no cost to show
-             else f'cost {_text(format_usd(o.cost))} · task <code>{_text(o.task_id or "-")}</code>{notebook}')
-    return (f'<div class="card"><h3>{_text(o.name)}</h3>{video}<div class="inputs">{"".join(inputs)}</div>'
-            f'<div><span class="{esc(o.status)}">{esc(o.status)}</span> · {_text(o.model)} · {facts}</div>'
-            f'{error}{advice}</div>')
+            shown.append(cards.Shown(field, kind, value, value))
+        else:  # never an absolute path in the page: the file's name, and its copy inside out
+            shown.append(cards.Shown(field, kind, _shown(Path(value), out, kind, base), Path(value).name))
+    video_src = _shown(o.video, out, "video", base) if o.video else None
+    notebook = _href(o.notebook, base) if o.notebook and _inside(o.notebook.resolve(), out) else None
+    return cards.card(o, video_src, shown, notebook)
+
+
+def _kept(path: Path | None, out: Path, kind: str) -> str:
+    """path relative to out: itself when inside out, else its copy in out/media/; "" when none or gone."""
+    if path is None:
+        return ""
+    relative = _relative(path, out)
+    if relative != ".." and not relative.startswith("../"):
+        return relative
+    held = _held(path, out, kind)
+    return _relative(held, out) if held is not None else ""
+
+
+def _inputs_kept(o: RowOutcome, out: Path) -> dict[str, str]:
+    """Each input of the row as the folder holds it (relative to out), or its URL; gone files left out."""
+    kinds = {f.name: f.kind for f in MODELS[o.model].fields} if o.model in MODELS else {}
+    kept = {}
+    for field, value in o.inputs.items():
+        if value and is_http_url(value):
+            kept[field] = value
+        elif value and (held := _held(Path(value), out, kinds.get(field, ""))) is not None:
+            kept[field] = _relative(held, out)
+    return kept
 
 
 def _href(path: Path, out: Path) -> str:
@@ -190,16 +191,22 @@ def _inside(path: Path, out: Path) -> bool:
 def _shown(path: Path | None, out: Path, kind: str, base: Path | None = None) -> str | None:
     """The URL, relative to base (default out), the gallery uses for a local file: the file itself when inside
     out, else its copy, link or thumbnail in out/media/; None when the file is gone."""
-    base = out if base is None else base
+    held = _held(path, out, kind)
+    return None if held is None else _href(held, out if base is None else base)
+
+
+def _held(path: Path | None, out: Path, kind: str) -> Path | None:
+    """The file inside out that stands for path: path itself when inside out, else its copy, link or (an image)
+    thumbnail in out/media/; None when the file is gone or cannot be brought in."""
     if path is None:
         return None
     source = Path(path).resolve()
     if not source.is_file():
         return None
     if _inside(source, out):
-        return _href(source, base)
+        return source
     try:
-        return _href(_bring_in(source, out, kind), base)
+        return _bring_in(source, out, kind)
     except OSError:  # a full disk or an unreadable file: the card says no picture rather than failing the batch
         return None
 
@@ -267,9 +274,55 @@ def _resolved(path: str) -> str:
 
 def outcomes_html(outcomes: Sequence[RowOutcome]) -> str:
     """An HTML table of the outcomes, for showing in a notebook."""
+    text = cards.text
     head = "".join(f"<th>{c}</th>" for c in ("name", "model", "status", "task", "duration", "cost", "error"))
     body = "".join(
-        f"<tr><td>{_text(o.name)}</td><td>{_text(o.model)}</td><td>{_text(o.status)}</td><td><code>"
-        f"{_text(o.task_id or '')}</code></td><td>{'' if o.duration is None else f'{o.duration:.1f} s'}</td>"
-        f"<td>{_text(format_usd(o.cost))}</td><td>{_text(o.error or '', newlines=True)}</td></tr>" for o in outcomes)
+        f"<tr><td>{text(o.name)}</td><td>{text(o.model)}</td><td>{text(o.status)}</td><td><code>"
+        f"{text(o.task_id or '')}</code></td><td>{'' if o.duration is None else f'{o.duration:.1f} s'}</td>"
+        f"<td>{text(format_usd(o.cost))}</td><td>{text(o.error or '', newlines=True)}</td></tr>" for o in outcomes)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def gallery(folder: str | os.PathLike[str] = ".") -> HTML:
+    """The gallery of the batch folder (read from its rows.json) to show in a notebook: gallery.ipynb's cell."""
+    from IPython.display import HTML
+
+    return HTML(gallery_html(folder, read_rows(folder)))
+
+
+def read_rows(folder: str | os.PathLike[str]) -> list[RowOutcome]:
+    """The rows of folder/rows.json as outcomes; a path that is not inside folder is left out (the file may come
+    from elsewhere: nothing outside the folder is shown or brought in)."""
+    out = Path(folder).resolve()
+    path = out / "rows.json"
+    if not path.is_file() or path.stat().st_size > ROWS_MAX_BYTES:
+        return []
+    try:
+        rows = json.loads(path.read_text(encoding="utf-8")).get("rows", [])
+    except (OSError, ValueError, AttributeError):
+        return []
+    return [_outcome_of(row, out) for row in rows if isinstance(row, dict)] if isinstance(rows, list) else []
+
+
+def _outcome_of(row: dict[str, Any], out: Path) -> RowOutcome:
+    def text(key: str) -> str | None:
+        value = row.get(key)
+        return None if value is None else str(value)
+
+    def inside(value: object) -> Path | None:
+        path = (out / value).resolve() if isinstance(value, str) and value else None
+        return path if path is not None and _inside(path, out) else None
+
+    given = row.get("inputs")
+    inputs = given if isinstance(given, dict) else {}
+    kept = {str(field): str(value if is_http_url(value) else inside(value)) for field, value in inputs.items()
+            if is_http_url(value) or inside(value) is not None}
+    status = row.get("status")
+    duration = row.get("duration")
+    return RowOutcome(
+        name=text("name") or "?", model=text("model") or "?",
+        status=RowStatus(status) if status in set(RowStatus) else RowStatus.UNFINISHED,
+        task_id=text("task_id"), video=inside(row.get("video")),
+        duration=float(duration) if isinstance(duration, (int, float)) and not isinstance(duration, bool) else None,
+        cost=text("cost"), notebook=inside(row.get("notebook")), error=text("error"), inputs=kept,
+        reused=row.get("reused") is True, advice=text("advice"))

@@ -18,20 +18,19 @@ from typing import Any
 from .. import _pipeline as pipeline
 from .._backends import share_with_kernels
 from .._config import resolve
-from .._journal import Entry, JobState, Journal, journal_at
-from .._money import usd_text
+from .._journal import Entry, JobState, journal_at
 from .._tasks import Task
 from ..errors import BudgetExceeded, CostUnknown, JournalError, SparkError, TaskCancelled, TaskMayExist, UsageError
 from . import _job as job
+from . import _row_folder as folder
 from ._manifest import InvalidRow, Row, in_manifest_order, rows_to_run
 from ._outcome import RowOutcome, RowStatus
-from ._kernels import WarmKernels
-from ._report import write_gallery, write_results_csv, write_rows_json
+from ._report import write_gallery, write_gallery_notebook, write_results_csv, write_rows_json
 from ._progress import BatchProgress, summary
+from ._run import BatchRun, alone, failed
 
 TEMPLATE = Path(__file__).resolve().parent.parent / "templates" / "avatar_job.ipynb"
-KERNEL_ATTEMPTS = 2  # a row whose kernel dies is tried once more, in a fresh kernel
-WARM_UP_DELAY_S = 10.0
+WARM_UP_DELAY_S = folder.WARM_UP_DELAY_S
 CSV_EVERY_S = 1.0  # results.csv is rewritten whole: at most this often while rows finish
 STOP_WAIT_S = 60.0  # once stopped, how long the rows in flight get to end (their kernels are killed meanwhile)
 COST_WAIT_POLL_S = 0.5  # a row waiting for its model's cost looks at the journal this often
@@ -65,11 +64,13 @@ def run_batch(manifest: str | Path, out_dir: str | Path, *, concurrency: int = 4
     outcomes: dict[str, RowOutcome] = {}
     keys = _keys(rows, outcomes)
     first_of: dict[str, Row] = {}  # rows with the same model and input content are one job, paid once
+    run = BatchRun(out, journal, keys, template, resubmit_uncertain, timeout, threading.Semaphore(max(1, concurrency)),
+                   reuse=reuse, strict=strict)
     for row in rows:
         if row.name in keys:
-            first_of.setdefault(keys[row.name], row)
-    run = _Run(out, journal, keys, template, resubmit_uncertain, timeout, threading.Semaphore(max(1, concurrency)),
-               reuse=reuse, strict=strict)
+            first = first_of.setdefault(keys[row.name], row)
+            if first is not row:  # its folder is made from the first's task once that is done
+                run.copies.setdefault(first.name, []).append(row)
     try:
         with _sigterm_interrupts():
             _run_jobs(list(first_of.values()), run, concurrency, outcomes, skipped=len(invalid), progress=progress,
@@ -87,11 +88,11 @@ def _keys(rows: list[Row], outcomes: dict[str, RowOutcome]) -> dict[str, str]:
         try:
             keys[row.name] = pipeline.call_key(row.spec, row.inputs)
         except Exception as exc:  # noqa: BLE001 (e.g. a file removed since the check): this row's failure alone
-            outcomes[row.name] = _failed(row, exc)
+            outcomes[row.name] = failed(row, exc)
     return keys
 
 
-def _run_jobs(jobs: list[Row], run: _Run, concurrency: int, outcomes: dict[str, RowOutcome], *, skipped: int,
+def _run_jobs(jobs: list[Row], run: BatchRun, concurrency: int, outcomes: dict[str, RowOutcome], *, skipped: int,
               progress: bool, rows: list[Row]) -> None:
     """Run the jobs, each outcome into outcomes as it ends; results.csv rewritten at most every CSV_EVERY_S."""
     workers = 2 * max(1, concurrency)
@@ -101,15 +102,16 @@ def _run_jobs(jobs: list[Row], run: _Run, concurrency: int, outcomes: dict[str, 
     # They run in worker threads: papermill drives its kernel from an event loop of its own, which cannot
     # start in a notebook's thread where a loop already runs.
     notebooks = max(1, min(workers, 2 * (os.cpu_count() or 1)))
-    with BatchProgress(len(jobs), skipped=skipped, enabled=progress) as bar, \
+    copies = sum(len(same) for same in run.copies.values())
+    with BatchProgress(len(jobs) + copies, skipped=skipped, enabled=progress) as bar, \
             ThreadPoolExecutor(max_workers=workers, thread_name_prefix="spark-batch") as pool, \
             ThreadPoolExecutor(max_workers=notebooks, thread_name_prefix="spark-job") as reports:
         run.reports = reports
         run.first_wave = min(len(jobs), max(1, concurrency))
         warm = threading.Barrier(notebooks)
         for _ in range(notebooks):  # kernels start while the first tasks run, one per report thread
-            reports.submit(_warm_up, run, warm)
-        pending: set[Future[Any]] = {pool.submit(_alone, row, _run_row, row, run, i >= run.first_wave)
+            reports.submit(folder.warm_up, run, warm)
+        pending: set[Future[Any]] = {pool.submit(alone, row, _run_row, row, run, i >= run.first_wave)
                                      for i, row in enumerate(jobs)}
         csv_due = 0.0
         try:
@@ -123,6 +125,8 @@ def _run_jobs(jobs: list[Row], run: _Run, concurrency: int, outcomes: dict[str, 
                         continue
                     outcomes[outcome.name] = outcome
                     bar.add(outcome)
+                    pending.update(pool.submit(alone, row, folder.copy_of, row, run, outcome)
+                                   for row in run.copies.pop(outcome.name, ()))
                     if time.monotonic() >= csv_due:  # rewritten at most every CSV_EVERY_S, and at the end
                         write_results_csv(run.out, [outcomes[r.name] for r in rows if r.name in outcomes])
                         csv_due = time.monotonic() + CSV_EVERY_S
@@ -135,7 +139,7 @@ def _run_jobs(jobs: list[Row], run: _Run, concurrency: int, outcomes: dict[str, 
             warm.abort()
 
 
-def _stop(run: _Run, pending: set[Future[Any]], outcomes: dict[str, RowOutcome]) -> None:
+def _stop(run: BatchRun, pending: set[Future[Any]], outcomes: dict[str, RowOutcome]) -> None:
     """No new task is created and the job kernels are killed; the outcomes of rows that end meanwhile are kept."""
     run.stop.set()
     run.wave_sent.set()  # warm-ups waiting for the first tasks see the stop at once
@@ -177,12 +181,14 @@ def _write_reports(out: Path, rows: list[Row], keys: dict[str, str], first_of: d
         outcome = outcomes.get(row.name)
         first = first_of.get(keys.get(row.name, ""))
         if outcome is None and first is not None and (same := outcomes.get(first.name)) is not None:
-            outcome = dataclasses.replace(same, name=row.name, reused=True, cost="0.00" if same.cost else None)
+            outcome = dataclasses.replace(same, name=row.name, reused=True, cost="0.00" if same.cost else None,
+                                          notebook=None)
         ordered.append(outcome or RowOutcome(row.name, row.spec.id, RowStatus.UNFINISHED, inputs=row.inputs,
                                              error="interrupted before it ran; run the batch again"))
     ordered = in_manifest_order(ordered, rows, invalid)
     write_results_csv(out, ordered)
     write_rows_json(out, ordered)
+    write_gallery_notebook(out, ordered)
     write_gallery(out, ordered)
     return ordered
 
@@ -195,57 +201,6 @@ def _write_reports_anyway(out: Path, rows: list[Row], keys: dict[str, str], firs
     except Exception as exc:  # noqa: BLE001 (the batch's own error is the one to raise)
         print(f"spark-nb batch: the reports in {out} could not be written: {type(exc).__name__}: {exc}",
               file=sys.stderr)
-
-
-def _alone(row: Row, work: Callable[..., RowOutcome | Future[RowOutcome]], *args: Any,
-           task_id: str | None = None) -> RowOutcome | Future[RowOutcome]:
-    """work(*args), or, if it raises anything at all, the row failed with that error: the other rows go on."""
-    try:
-        return work(*args)
-    except Exception as exc:  # noqa: BLE001 (a bug, a RecursionError, an OSError: this row's failure, not the batch's)
-        logger.debug("row %s failed", row.name, exc_info=True)
-        return _failed(row, exc, task_id=task_id)
-
-
-def _failed(row: Row, exc: BaseException, *, task_id: str | None = None) -> RowOutcome:
-    error = str(exc) if isinstance(exc, SparkError) else f"{type(exc).__name__}: {exc}"
-    return RowOutcome(row.name, row.spec.id, RowStatus.FAILED, task_id=task_id or getattr(exc, "task_id", None),
-                      inputs=row.inputs, error=error[:2000])
-
-
-@dataclasses.dataclass
-class _Run:
-    """What every row of one run_batch call shares."""
-
-    out: Path
-    journal: Journal
-    keys: dict[str, str]  # row name -> the journal fingerprint of its call
-    template: Path
-    resubmit_uncertain: bool
-    timeout: float
-    in_flight: threading.Semaphore  # tasks at the service at once
-    reports: ThreadPoolExecutor | None = None  # where the job notebooks run (set once the pools exist)
-    stop: threading.Event = dataclasses.field(default_factory=threading.Event)
-    budget_reached: threading.Event = dataclasses.field(default_factory=threading.Event)
-    kernels: WarmKernels = dataclasses.field(default_factory=WarmKernels)  # the job notebooks' kernels
-    reuse: bool = True  # False: every row a new take (run_batch(reuse=False), --no-reuse)
-    strict: bool = False  # True: advice on a row's inputs refuses the row before its upload (--strict)
-
-    first_wave: int = 0  # rows to submit before the job kernels start (they would slow those submissions)
-    submitted: int = 0
-    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
-    wave_sent: threading.Event = dataclasses.field(default_factory=threading.Event)
-
-    def count_submission(self) -> None:
-        """One more row has its task; once the first wave has, the job kernels may start."""
-        with self.lock:
-            self.submitted += 1
-            if self.submitted >= self.first_wave:
-                self.wave_sent.set()
-
-    def kill_kernels(self) -> None:
-        """Kill every job kernel now, with its children (ffmpeg)."""
-        self.kernels.kill_all()
 
 
 class _Slot:
@@ -282,7 +237,7 @@ class _Slot:
                 self._semaphore.release()
 
 
-def _run_row(row: Row, run: _Run, after_first_wave: bool = False) -> RowOutcome | Future[RowOutcome]:
+def _run_row(row: Row, run: BatchRun, after_first_wave: bool = False) -> RowOutcome | Future[RowOutcome]:
     """The row's task (submitted, resumed or reused); its outcome, or the future of its report once the task is done.
 
     A row after the first wave checks and uploads its inputs only once the first wave is sent: on a small machine
@@ -291,14 +246,14 @@ def _run_row(row: Row, run: _Run, after_first_wave: bool = False) -> RowOutcome 
     if after_first_wave:
         run.wave_sent.wait(timeout=WARM_UP_DELAY_S)
     row_dir = run.out / row.name
-    executed = row_dir / f"{row.name}.ipynb"
+    executed = folder.notebook_of(run, row)
     notebook = executed if executed.exists() else None
     entry = run.journal.latest(run.keys[row.name]) if run.reuse else None
-    if entry and entry.state == JobState.COMPLETED and _video_of(entry) is not None:
-        return _from_entry(row, entry, executed, reused=True)
+    if entry and entry.state == JobState.COMPLETED and (video := folder.earlier_video(entry, row_dir)) is not None:
+        return folder.reused(row, run, entry, video)  # its folder made whole, from the earlier task: nothing paid
     if entry and entry.state == JobState.FAILED and not entry.retryable:
         # an input error: the same inputs fail again, so the failure is reported, not paid for again
-        return _from_entry(row, entry, executed, reused=True)
+        return folder.from_entry(row, run, entry, reused=True)
     if run.budget_reached.is_set():
         return RowOutcome(row.name, row.spec.id, RowStatus.UNFINISHED, inputs=row.inputs,
                           error="not started: the budget was reached (raise SPARK_NB_BUDGET_USD, then run again)")
@@ -309,14 +264,13 @@ def _run_row(row: Row, run: _Run, after_first_wave: bool = False) -> RowOutcome 
                           error="the create call may have made a task (its answer was lost); not resent. "
                                 "Check the service, or run again with --resubmit-uncertain")
     row_dir.mkdir(parents=True, exist_ok=True)
-    parameters = {"model": row.spec.id, "name": row.name, "out_dir": str(row_dir), "timeout": run.timeout,
-                  "inputs": dict(row.inputs)}
+    advice: list[str] = []  # what the submission says of the inputs (a long audio trimmed): the row's, not the console's
     # The runner talks to the service (submit, poll, download); the slot counts tasks at the service, so a row
     # uploads its inputs before it waits for one (the create follows at once when a slot frees), and frees it
     # as soon as the task is done.
     with _Slot(run.in_flight, run.stop) as slot:
         try:
-            task = _submit(row, run, row_dir, slot, resubmit=lost)
+            task = _submit(row, run, row_dir, slot, resubmit=lost, advise=advice.append)
             slot.take()  # a task resumed or reused also runs at the service (a no-op once taken)
         except SparkError as exc:
             return _not_submitted(row, run, exc)
@@ -326,11 +280,11 @@ def _run_row(row: Row, run: _Run, after_first_wave: bool = False) -> RowOutcome 
             job.finish(task, row_dir, name=row.name, timeout=run.timeout, cancel=run.stop, on_done=slot.free)
     # the report runs once the task is done, on a warm kernel, and the row's thread goes on to the next row
     assert run.reports is not None
-    return run.reports.submit(_alone, row, _reported, row, run, task.id, task.origin == "reused", executed,
-                              {**parameters, "task_id": task.id}, row_dir, task_id=task.id)
+    return run.reports.submit(alone, row, folder.reported, row, run, task.id, task.origin, advice, task_id=task.id)
 
 
-def _submit(row: Row, run: _Run, row_dir: Path, slot: _Slot, *, resubmit: bool) -> Task:
+def _submit(row: Row, run: BatchRun, row_dir: Path, slot: _Slot, *, resubmit: bool,
+            advise: Callable[[str], None]) -> Task:
     """The row's task, submitted (or resumed, or reused). While its model's cost is unknown under a budget, a row
     waits for the task that will make it known (CostUnknown names it), within the row's timeout."""
     deadline = time.monotonic() + run.timeout
@@ -338,7 +292,7 @@ def _submit(row: Row, run: _Run, row_dir: Path, slot: _Slot, *, resubmit: bool) 
         try:
             return job.submit_or_resume(row.spec.id, row.inputs, row_dir, name=row.name, resubmit=resubmit,
                                         cancel=run.stop, when_uploaded=slot.take, face_advice=run.strict,
-                                        reuse=run.reuse, strict=run.strict)
+                                        advise=advise, reuse=run.reuse, strict=run.strict)
         except CostUnknown as exc:
             if not exc.creator_alive or time.monotonic() >= deadline:
                 raise
@@ -354,7 +308,7 @@ def _still_open(entry: Entry | None) -> bool:
     return entry is not None and entry.state in (JobState.RESERVED, JobState.SUBMITTING, JobState.SUBMITTED)
 
 
-def _not_submitted(row: Row, run: _Run, exc: SparkError) -> RowOutcome:
+def _not_submitted(row: Row, run: BatchRun, exc: SparkError) -> RowOutcome:
     """The outcome of a row whose task could not be submitted (or resumed)."""
     status = RowStatus.FAILED
     error = str(exc)
@@ -370,81 +324,6 @@ def _not_submitted(row: Row, run: _Run, exc: SparkError) -> RowOutcome:
     elif isinstance(exc, JournalError) and exc.task_id:  # created, its id kept to record: the next run resumes it
         status = RowStatus.UNFINISHED
     return RowOutcome(row.name, row.spec.id, status, task_id=exc.task_id, error=error, inputs=row.inputs)
-
-
-def _warm_up(run: _Run, together: threading.Barrier) -> None:
-    """Start a report thread's kernel once the first tasks are sent (within WARM_UP_DELAY_S at the latest)."""
-    run.wave_sent.wait(timeout=WARM_UP_DELAY_S)
-    import papermill  # noqa: F401 (seconds of imports, jsonschema's among them: while the first tasks run)
-
-    if not run.stop.is_set():
-        run.kernels.warm_up(run.out, together)
-
-
-def _reported(row: Row, run: _Run, task_id: str, reused: bool, executed: Path, parameters: dict[str, object],
-              row_dir: Path) -> RowOutcome:
-    """Run the row's job notebook, then the row's outcome as the journal has it."""
-    error = _execute(run, executed, parameters, row_dir)
-    advice = None if reused else job.face_advice(row.spec.id, row.inputs)  # searched here, not before the create
-    entry = run.journal.by_task(task_id)
-    if entry is None:
-        return RowOutcome(row.name, row.spec.id, RowStatus.FAILED, notebook=executed if executed.exists() else None,
-                          error=error or "the job notebook ended without a result", inputs=row.inputs)
-    outcome = _from_entry(row, entry, executed, reused=reused)
-    outcome.advice = advice
-    if error and not outcome.error:  # e.g. a video made, but its report notebook failed
-        outcome.error = error
-    return outcome
-
-
-def _execute(run: _Run, executed: Path, parameters: dict[str, object], row_dir: Path) -> str | None:
-    """Run the job notebook on this thread's warm kernel; None when it ran through, else its error.
-
-    A kernel that dies under a row (or cannot start) is replaced and the row tried once more in a fresh kernel.
-    """
-    import papermill
-    from papermill.exceptions import PapermillExecutionError
-
-    from ._notebook_engine import ENGINE_NAME
-
-    for attempt in range(KERNEL_ATTEMPTS):
-        if run.stop.is_set():
-            return "interrupted"
-        kernel = None
-        try:
-            kernel = run.kernels.for_row(row_dir)
-            # the notebook is given the row's task id, so running it again never creates a task; it is written
-            # once, at the end (a row cut short runs its notebook again)
-            papermill.execute_notebook(str(run.template), str(executed), parameters=parameters, kernel_name="python3",
-                                       engine_name=ENGINE_NAME, kernel=kernel, execution_timeout=run.timeout,
-                                       progress_bar=False, log_output=False, request_save_on_cell_execute=False)
-            return None
-        except PapermillExecutionError as exc:
-            return f"{exc.ename}: {exc.evalue}".strip()
-        except Exception as exc:  # noqa: BLE001 (kernel start-up failures and dead kernels vary)
-            died = kernel is not None and not kernel.alive()
-            if kernel is not None:
-                run.kernels.discard(kernel)
-            if died and attempt + 1 < KERNEL_ATTEMPTS and not run.stop.is_set():
-                continue  # the row crashed its kernel: once more, in a fresh one
-            if run.stop.is_set() or attempt + 1 == KERNEL_ATTEMPTS:
-                what = f"kernel died (tried {attempt + 1} times)" if died else "could not run"
-                return f"the job notebook {what}: {type(exc).__name__}: {exc}"
-            time.sleep(0.5)
-    return None
-
-
-def _from_entry(row: Row, entry: Entry, executed: Path, reused: bool = False) -> RowOutcome:
-    return RowOutcome(row.name, row.spec.id, RowStatus.of(entry.state), task_id=entry.task_id,
-                      video=_video_of(entry), duration=entry.seconds,
-                      cost=usd_text(entry.cost),
-                      notebook=executed if executed.exists() else None, error=entry.error, inputs=row.inputs,
-                      reused=reused)
-
-
-def _video_of(entry: Entry) -> Path | None:
-    path = Path(entry.path) if entry.path else None
-    return path if path is not None and path.is_file() and path.stat().st_size > 0 else None
 
 
 __all__ = ["run_batch", "summary"]

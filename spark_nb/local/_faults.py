@@ -1,8 +1,8 @@
 """Injected faults for the local server: which route fails how often, and the ASGI wrapper that does it.
 
 A spec is a comma list of ROUTE:KIND:P, e.g. "create:429:0.2,poll:reset:0.1,download:truncated:0.3".
-ROUTE is create, poll, download or upload; KIND is 402, 429, 500, 503, reset, reset_after, slow, bad_json or
-truncated; 402 answers as a sibling platform does when the account has no credit,
+ROUTE is create, poll, download, upload or spec (the model specs); KIND is 402, 429, 500, 503, reset,
+reset_after, slow, bad_json or truncated; 402 answers as a sibling platform does when the account has no credit,
 `{"code": 40201, "message": "insufficient credits"}`. The extra route `render` takes a seed code suffix as
 KIND (095..099): the task then fails with that code of its model, so every service-failure code can be
 produced on demand.
@@ -20,7 +20,7 @@ import struct
 import threading
 from typing import Any, Awaitable, Callable
 
-ROUTES = ("create", "poll", "download", "upload", "render")
+ROUTES = ("create", "poll", "download", "upload", "spec", "render")
 KINDS = ("402", "429", "500", "503", "reset", "reset_after", "slow", "bad_json", "truncated")
 RENDER_CODES = ("095", "096", "097", "098", "099")
 SLOW_SECONDS = 5.0
@@ -94,6 +94,8 @@ def route_of(scope: Scope) -> str | None:
         return "download"
     if method == "POST" and path == "/api/v1/storage/files":
         return "upload"
+    if method == "GET" and path.startswith("/api/v1/skill/models/"):
+        return "spec"
     return None
 
 

@@ -3,7 +3,8 @@
 Nothing a peer sends is trusted: request bodies are capped before they are parsed, every value is type-checked,
 task records and files are bounded in number, age and size, input media are fetched within a size cap and a
 whole-transfer deadline, and every render has a time limit and stops when the server does. With a key, every
-route but /files/ needs it (the stats too); /files/ names are unguessable, and handed out only to key holders.
+route but /files/ and the model specs needs it (the stats too); /files/ names are unguessable, and handed out only
+to key holders; the specs are public, as Vtrix's.
 LocalServer (`_listen`) puts this service on a socket.
 """
 
@@ -37,6 +38,7 @@ from ._faults import FaultInjector, FaultPlan
 from ._pool import RenderPool
 from ._records import Stats, TaskRecord, TaskStore
 from ._shelf import TaskShelf
+from ._spec_route import SpecRoute
 from ._styles import ANSWER_STYLES, answer_styles, restyle
 from ._upload_store import SAFE_NAME, UploadStore, upload_name
 
@@ -78,6 +80,7 @@ class ServerOptions:
     # type it into `spark-nb status ID`, where every user's process list shows it), a result URL must be one
     private_results: bool = False
     connections: ConnectionLimits = dataclasses.field(default_factory=ConnectionLimits)
+    spec_drift: str | None = None  # publish changed model specs (see local/_spec_route), to test against
 
 
 class _Stopping(Exception):
@@ -96,7 +99,8 @@ class LocalService:
     """The server's state and routes: tasks in memory (bounded), files on disk, renders in a RenderPool."""
 
     def __init__(self, options: ServerOptions) -> None:
-        self.styles = answer_styles(options.answer_style)  # first: a bad style leaves nothing behind
+        self.styles = answer_styles(options.answer_style)  # first: a bad style or drift leaves nothing behind
+        self.spec_route = SpecRoute(options.spec_drift)
         self.options = options
         self.stats = Stats()
         self._owns_storage = options.storage is None
@@ -123,6 +127,7 @@ class LocalService:
             Route("/api/v1/storage/files", self.upload, methods=["POST"]),
             Route("/files/{kind}/{name}", self.serve_file, methods=["GET", "HEAD"]),
             Route("/_spark_nb/stats", self.get_stats, methods=["GET"]),
+            Route("/api/v1/skill/models/{model_id}/spec", self.spec_route.answer, methods=["GET"]),  # no key
         ]
         injector = FaultInjector(Starlette(routes=routes), self.options.faults, self.stats.add_fault)
         return _Counted(injector, self.stats)

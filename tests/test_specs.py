@@ -1,0 +1,270 @@
+"""The published model specs: the local server serves each model's spec as derived from its ModelSpec, the comparison
+reads it back to no difference, a drifted spec is named difference by difference, and a create call the service's
+spec no longer accepts is refused before it is sent; the spec service slow, down, answering garbage, 404 in the
+body or HTTP 500 never fails a call nor holds it past WAIT_S. All over real HTTP on loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+import spark_nb
+from spark_nb import _specs_service, avatar
+from spark_nb._specs import SpecUnreadable, differences, parameters, published
+from spark_nb._specs_service import SPEC_TTL_S, guard, known
+from spark_nb.models import AVATAR, IMITATOR, MODELS
+from spark_nb.errors import ValidationError
+from spark_nb.local._spec_route import SpecDrift
+
+from .conftest import TEST_KEY, cloud_config
+from .peers import HOSTILE_ANSWERS, Peer, Seen, hostile_answer, peers
+
+Handler = Callable[[Peer, socket.socket, Seen], None]
+NOWHERE = "http://127.0.0.1:9"  # a generation URL the guard never contacts
+PARAMS = AVATAR.build_params({"image": "https://inputs.example/face.jpg", "audio": "https://inputs.example/a.wav"})
+GUARD_BOUND_S = _specs_service.WAIT_S + 1.0  # WAIT_S, and the thread start and checks around it on a busy machine
+
+
+@pytest.fixture
+def peer() -> Iterator[Callable[[Handler], Peer]]:
+    """Start scripted HTTP peers on 127.0.0.1; all stopped after the test."""
+    yield from peers()
+
+
+def envelope(data: Any, code: int = 200) -> dict[str, Any]:
+    """A spec service answer."""
+    return {"status": {"code": code, "message": "ok" if code == 200 else "not found"}, "data": data}
+
+
+def spec_of(server_url: str, model: str) -> Any:
+    """GET a model's spec from a server, without any key."""
+    answer = httpx.get(f"{server_url}/api/v1/skill/models/{model}/spec", timeout=10, trust_env=False)
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def cache_files() -> list[Path]:
+    """The spec cache files in this test's SPARK_NB_HOME."""
+    folder = Path(os.environ["SPARK_NB_HOME"]) / "specs"
+    return sorted(folder.glob("*.json")) if folder.is_dir() else []
+
+
+def test_the_local_server_publishes_every_model_spec_without_a_key(server: Any) -> None:
+    """On a server that requires a key, the spec route answers without one: for each registered model the envelope
+    with code 200 and data derived from its ModelSpec (every wire path, required, the constants' one value, the
+    imitator's video URL nested in driving_video_info), which reads back to no difference; an unknown or
+    unpublished model is status.code 404 inside the body."""
+    for spec in MODELS.values():
+        body = spec_of(server.url, spec.id)
+        assert body["status"] == {"code": 200, "message": "ok"}
+        data = body["data"]
+        assert data["model_id"] == spec.id and data["api"]["endpoint"] == f"{server.url}/model/v1/generation"
+        params = parameters(data)
+        leaves = {path for path, p in params.items() if p.kind != "object"}
+        assert leaves == {f.wire for f in spec.fields} | {c.path for c in spec.constants}
+        assert all(p.required for p in params.values())
+        assert differences(spec, data) == []
+    group = next(p for p in spec_of(server.url, IMITATOR.id)["data"]["parameters"] if p["name"] == "driving_video_info")
+    assert group["type"] == "object"
+    children = {c["name"]: c for c in group["children"]}
+    assert children["video_url"]["type"] == "string" and children["video_url"]["required"] is True
+    assert children["store_type"]["constraints"] == {"enum": ["0"], "default": 0}
+    assert spec_of(server.url, "no_such_model")["status"]["code"] == 404
+
+
+@pytest.mark.parametrize("drift, spec, expected", [
+    ("audio_url=audio", AVATAR, "the service now names `audio` what spark-nb sends as `audio_url`"),
+    ("audio_url=", AVATAR, "the service no longer lists `audio_url`, which spark-nb sends"),
+    ("+prompt", AVATAR, "the service requires `prompt`, which spark-nb does not send"),
+    ("driving_video_info:string", IMITATOR,
+     "the service takes `driving_video_info` as a string; spark-nb sends an object"),
+    ("driving_video_info.store_type~1|2", IMITATOR,
+     "the service takes `driving_video_info.store_type` only as 1, 2; spark-nb sends 0"),
+    ("driving_video_info=driving_video", IMITATOR,
+     "the service now names `driving_video` what spark-nb sends as `driving_video_info`"),
+    ("driving_video_info.video_url=url", IMITATOR,
+     "the service now names `driving_video_info.url` what spark-nb sends as `driving_video_info.video_url`"),
+])
+def test_a_drifted_spec_is_named_difference_by_difference(make_server: Callable[..., Any], drift: str, spec: Any,
+                                                          expected: str) -> None:
+    """A server publishing a drifted spec (ServerOptions.spec_drift): the comparison names each difference, once."""
+    data = spec_of(make_server(spec_drift=drift).url, spec.id)["data"]
+    assert [d.text for d in differences(spec, data) if d.blocking] == [expected]
+
+
+def test_what_the_service_only_adds_as_optional_is_no_reason_to_refuse() -> None:
+    """A new optional parameter, or a required one with a default, or an optional object with required parts, is
+    noted and not blocking; a bad drift item is refused naming it."""
+    data = published(AVATAR, "")
+    data["parameters"] += [{"name": "callback_url", "type": "string", "required": False},
+                           {"name": "seed", "type": "int", "required": True, "constraints": {"default": 1}},
+                           {"name": "camera", "type": "object", "required": False,
+                            "children": [{"name": "mode", "type": "string", "required": True}]}]
+    found = differences(AVATAR, data)
+    assert [d.blocking for d in found] == [False, False, False]
+    assert [d.text for d in found][0] == "the service also takes `callback_url` (optional; spark-nb does not send it)"
+    with pytest.raises(ValueError, match="'audio_url' is not OLD=NEW"):
+        SpecDrift.parse("audio_url")
+
+
+def test_a_spec_of_more_parameters_than_the_reader_takes_is_unreadable() -> None:
+    """10,000 parameters (a spec lists a handful): unreadable, so no call is refused on its account."""
+    with pytest.raises(SpecUnreadable, match="more than 500 parameters"):
+        differences(AVATAR, {"parameters": [{"name": f"p{i}", "type": "string"} for i in range(10_000)]})
+
+
+def test_a_call_the_published_spec_no_longer_accepts_is_refused_before_it_is_created(
+        make_server: Callable[..., Any], media: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """VTRIX_MODELS_URL names a spec service whose avatar spec renamed audio_url: generate() raises
+    ValidationError(reason="service_changed") naming the difference and saying to upgrade, the server creates
+    nothing and the journal forgets the attempt; with SPARK_NB_SPEC_CHECK=off the same call is sent."""
+    server = make_server(api_key=TEST_KEY, spec_drift="audio_url=audio")
+    monkeypatch.setenv("VTRIX_MODELS_URL", server.url)
+    monkeypatch.setattr(_specs_service, "WAIT_S", 30.0)  # a guard against a busy machine, not the bound under test
+    with pytest.raises(ValidationError) as caught:
+        avatar.generate(media["portrait"], media["speech"], progress=False, **cloud_config(server))
+    assert caught.value.reason == "service_changed"
+    assert "the service now names `audio` what spark-nb sends as `audio_url`" in str(caught.value)
+    assert "upgrade spark-nb" in (caught.value.hint or "") and "Nothing was created" in str(caught.value)
+    assert server.stats()["created"] == 0
+    assert list(spark_nb.history()) == []
+    monkeypatch.setenv("SPARK_NB_SPEC_CHECK", "off")
+    result = avatar.generate(media["portrait"], media["speech"], progress=False, **cloud_config(server))
+    assert result.path.is_file() and server.stats()["created"] == 1
+
+
+def test_ctrl_c_during_the_spec_check_leaves_nothing_that_may_exist(
+        server: Any, media: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C while the spec is being looked at (up to half a second): nothing was sent, so the claim is released
+    and the identical call creates its task, rather than the attempt being recorded as "may exist"."""
+    from spark_nb._client import ApiClient
+
+    checks: list[str] = []
+
+    def interrupted_once(self: ApiClient, model: str, params: dict[str, Any]) -> None:
+        checks.append(model)
+        if len(checks) == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(ApiClient, "check_spec", interrupted_once)
+    with pytest.raises(KeyboardInterrupt):
+        avatar.generate(media["portrait"], media["speech"], progress=False, **cloud_config(server))
+    assert server.stats()["created"] == 0 and list(spark_nb.history()) == []
+    result = avatar.generate(media["portrait"], media["speech"], progress=False, **cloud_config(server))
+    assert result.path.is_file() and server.stats()["created"] == 1 and len(checks) == 2
+
+
+def test_values_the_published_constraints_refuse_are_refused(peer: Callable[[Handler], Peer],
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A spec whose image_url allows 20 characters refuses a longer URL (as the official client checks values
+    against the constraints before it sends), naming the parameter."""
+    data = published(AVATAR, "")
+    data["parameters"][0]["constraints"] = {"max_length": 20}
+    service = peer(lambda p, conn, seen: p.json(conn, 200, envelope(data)))
+    monkeypatch.setenv("VTRIX_MODELS_URL", service.url)
+    monkeypatch.setattr(_specs_service, "WAIT_S", 30.0)
+    with pytest.raises(ValidationError, match=r"`image_url` is 31 characters, over the service's 20"):
+        guard(AVATAR.id, PARAMS, NOWHERE)
+
+
+def test_the_spec_is_cached_and_asked_again_only_when_old(peer: Callable[[Handler], Peer],
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """One request for many calls: kept in memory, then read from SPARK_NB_HOME/specs by a process that has not
+    asked (memory forgotten), asked again once older than SPEC_TTL_S; a damaged cache file or a FIFO in its place
+    is no answer (and holds nothing up)."""
+    service = peer(lambda p, conn, seen: p.json(conn, 200, envelope(published(AVATAR, ""))))
+    monkeypatch.setenv("VTRIX_MODELS_URL", service.url)
+    monkeypatch.setattr(_specs_service, "WAIT_S", 30.0)
+    guard(AVATAR.id, PARAMS, NOWHERE)
+    guard(AVATAR.id, PARAMS, NOWHERE)
+    assert len(service.seen) == 1 and service.seen[0].path == f"/api/v1/skill/models/{AVATAR.id}/spec"
+    assert "authorization" not in service.seen[0].headers
+    _specs_service.forget()
+    guard(AVATAR.id, PARAMS, NOWHERE)
+    assert len(service.seen) == 1
+    [cache] = cache_files()
+    saved = json.loads(cache.read_text())
+    cache.write_text(json.dumps({**saved, "fetched_at": time.time() - SPEC_TTL_S - 1}))
+    _specs_service.forget()
+    guard(AVATAR.id, PARAMS, NOWHERE)
+    assert len(service.seen) == 2
+    for damage in ("garbage", "fifo"):
+        cache.unlink()
+        if damage == "garbage":
+            cache.write_text("{not json")
+        else:
+            os.mkfifo(cache)
+        _specs_service.forget()
+        started = time.monotonic()
+        guard(AVATAR.id, PARAMS, NOWHERE)
+        assert time.monotonic() - started < 30 and len(service.seen) == (3 if damage == "garbage" else 4)
+    assert json.loads(cache.read_text())["state"] == "published"  # the FIFO was replaced by a good answer
+
+
+def spec_service_kinds() -> list[Any]:
+    """Every way the spec service can fail: down, slow, garbage, 404 in the body, HTTP 500, and each hostile
+    answer of the API's (nested 100,000 deep, a gzip bomb, trickles, a stall...)."""
+    return ["down", "slow", "garbage", "404 in the body", "HTTP 500",
+            *(pytest.param(kind, marks=pytest.mark.slow) for kind in HOSTILE_ANSWERS)]
+
+
+def failing_service(kind: str) -> Handler:
+    """A spec service answering the way kind says."""
+    def answer(p: Peer, conn: socket.socket, seen: Seen) -> None:
+        if kind == "slow":
+            p.stop_event.wait(3.0)
+            p.json(conn, 200, envelope(published(AVATAR, "")))
+        elif kind == "garbage":
+            p.respond(conn, 200, b"<html>\x00\xff not a spec", {"Content-Type": "text/html"})
+        elif kind == "404 in the body":
+            p.json(conn, 200, envelope(None, code=404))
+        elif kind == "HTTP 500":
+            p.json(conn, 500, {"message": "internal error"})
+        else:
+            hostile_answer(p, conn, kind, envelope(published(AVATAR, "")))
+    return answer
+
+
+@pytest.mark.parametrize("kind", spec_service_kinds())
+def test_a_failing_spec_service_never_fails_or_holds_a_call(kind: str, peer: Callable[[Handler], Peer],
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """The create path's guard returns within WAIT_S (plus thread start-up) without raising, whatever the spec
+    service does; the answer it gets in the background is missing (404 in the body) or unreadable (cached for
+    RETRY_S only), never a refusal."""
+    if kind == "down":
+        closed = socket.create_server(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{closed.getsockname()[1]}"
+        closed.close()
+    else:
+        url = peer(failing_service(kind)).url
+    monkeypatch.setenv("VTRIX_MODELS_URL", url)
+    started = time.monotonic()
+    guard(AVATAR.id, PARAMS, NOWHERE)
+    assert time.monotonic() - started < GUARD_BOUND_S
+    folder = Path(os.environ["SPARK_NB_HOME"]) / "specs"
+    answer = known(folder, url, AVATAR.id, wait=_specs_service.FETCH_LIMIT_S + 10)  # the background fetch's end
+    assert answer is not None
+    expected = {"404 in the body": "missing", "slow": "published"}.get(kind, "unreadable")
+    assert answer.state == expected, answer
+    guard(AVATAR.id, PARAMS, NOWHERE)  # what it got refuses nothing
+
+
+@pytest.mark.slow
+def test_generate_completes_while_the_spec_service_stalls(server: Any, media: dict[str, Path],
+                                                          peer: Callable[[Handler], Peer],
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A spec service that sends its headers and then nothing: generate() on the cloud path completes, one task
+    created, its create held at most WAIT_S by the spec."""
+    stalled = peer(failing_service("stall"))
+    monkeypatch.setenv("VTRIX_MODELS_URL", stalled.url)
+    result = avatar.generate(media["portrait"], media["speech"], progress=False, **cloud_config(server))
+    assert result.path.is_file() and server.stats()["created"] == 1
+    assert [s.path for s in stalled.seen] == [f"/api/v1/skill/models/{AVATAR.id}/spec"]
