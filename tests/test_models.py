@@ -158,8 +158,10 @@ def test_a_task_failed_for_an_unfetchable_input_is_not_paid_for_again(server: Lo
         assert failure.code == "003016095" and failure.retryable is False
         assert "image_url" in failure.message and "/work/" not in str(failure) and str(tmp_path) not in str(failure)
         assert "could not fetch or read the portrait image (image_url)" in (failure.hint or "")
-        with pytest.raises(TaskFailed, match="would fail again"):
+        with pytest.raises(TaskFailed, match="would fail again") as again:  # answered by the journal: not sent
             avatar.generate(url, media["speech"], progress=False, timeout=120, **cloud_config(server))
+        assert "could not fetch or read the portrait image" in (again.value.hint or "")
+        assert "may succeed" not in (again.value.hint or "")
         assert server.stats()["created"] == 1
     finally:
         host.shutdown()

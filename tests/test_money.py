@@ -77,7 +77,8 @@ def test_an_older_journals_float_costs_read_as_decimals(tmp_path: Path) -> None:
 
 
 def test_a_cost_of_four_tenths_of_a_cent_is_shown_as_such_everywhere(make_server: MakeServer,
-                                                                     media: dict[str, Path], tmp_path: Path) -> None:
+                                                                     media: dict[str, Path], tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture) -> None:
     """A service that bills $0.00408 (usage.cost as a string): Result.cost, history, spend, the CLI's history and
     JSON, the table in Jupyter and a budget's error all say 0.00408, exactly (before: Result.cost the string
     '0.00408', history a float, and every display '$0.00')."""
@@ -99,6 +100,10 @@ def test_a_cost_of_four_tenths_of_a_cent_is_shown_as_such_everywhere(make_server
     printed = json.loads(subprocess.run([sys.executable, "-m", "spark_nb", "history", "--json"], capture_output=True,
                                         text=True, timeout=60, env=env, cwd=tmp_path).stdout)
     assert printed["tasks"][0]["cost"] == str(cost) and Decimal(printed["total_usd"]) == cost
+
+    reused = avatar.generate(media["portrait"], media["speech"], progress=False, **cloud_config(server))
+    assert reused.origin == "reused" and reused.cost == cost  # read back from the journal, not rounded to cents
+    assert f"(cost {shown})" in capsys.readouterr().err  # "reusing task … (cost $0.00408)"
 
     with pytest.raises(spark_nb.BudgetExceeded) as info:
         avatar.generate(media["portrait"], media["speech"], progress=False, reuse=False, budget_usd=0.005,
