@@ -258,3 +258,39 @@ def test_imitator_checks_its_driving_video_url_too(host: Peer, server: LocalServ
         imitator.submit(media["portrait"], f"{host.url}/face.jpg", **cloud_config(server))
     assert info.value.reason == "still_video" and info.value.field == "driving_video"
     assert server.stats()["uploads"] == 0
+
+
+def test_a_manifests_urls_are_asked_for_together_and_once_each(peer: Callable[..., Peer], media: dict[str, Path],
+                                                               tmp_path: Path) -> None:
+    """A manifest of 8 URL rows: the check asks the host for each URL once, several at a time (the manifest's
+    warm-up, 4 at once), and the row loop then finds each answer remembered."""
+    import threading
+    import time
+
+    from spark_nb.batch import check_manifest
+
+    portrait = media["portrait"].read_bytes()
+    lock, now, most = threading.Lock(), [0], [0]
+
+    def slow_host(p: Peer, conn: socket.socket, req: Seen) -> None:
+        with lock:
+            now[0] += 1
+            most[0] = max(most[0], now[0])
+        try:
+            time.sleep(0.3)  # long enough for the others to arrive while this one is open
+            give(p, conn, req, portrait, "image/jpeg")
+        finally:
+            with lock:
+                now[0] -= 1
+
+    host = peer(slow_host)
+    manifest = tmp_path / "rows.csv"
+    with manifest.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["name", "model", "image", "audio", "driving_video"])
+        for i in range(8):
+            writer.writerow([f"row{i}", "avatar", f"{host.url}/face{i}.jpg", str(media["speech"]), ""])
+    rows, invalid = check_manifest(manifest)
+    assert len(rows) == 8 and invalid == []
+    assert sorted(seen.path for seen in host.seen) == sorted(f"/face{i}.jpg" for i in range(8))  # once each
+    assert most[0] > 1  # asked together, not one after the other
