@@ -176,7 +176,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _status(args: argparse.Namespace, config: dict[str, Any]) -> int:
     """A task's state (and, when the journal knows them, its video and cost), or its Result once waited for."""
-    from ._journal import journal_at
+    from ._journal import FILENAME, journal_at
     from ._money import format_usd
     from ._tasks import Task
 
@@ -187,7 +187,8 @@ def _status(args: argparse.Namespace, config: dict[str, Any]) -> int:
     state = task.status()
     progress = f" {state.progress:.0%}" if state.progress is not None else ""
     print(f"task:   {state.id}\nmodel:  {state.model}\nstatus: {state.status}{progress}")
-    known = journal_at(task.settings.home).by_task(task.id)
+    known = (journal_at(task.settings.home).by_task(task.id)
+             if (Path(task.settings.home).expanduser() / FILENAME).exists() else None)  # a lookup makes no journal
     if known is not None and known.path:
         gone = "" if Path(known.path).is_file() else "  (no longer there: --wait fetches it again)"
         print(f"video:  {known.path}{gone}")

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 from ._boundary import boundary
 from ._config import Settings, hide_key, resolve
 from ._ffmpeg import DecodeReport, ProbeError, try_decode
-from ._journal import Entry, journal_at
+from ._journal import FILENAME, Entry, journal_at
 from ._money import usd, usd_text
 from ._polling import PollSchedule
 from ._progress import TaskProgress
@@ -271,8 +271,8 @@ class Task:
 def _whole_id(task_id: str, settings: Settings) -> tuple[str, str | None]:
     """The id of the one task in the journal whose id is task_id or starts with it, and its model; task_id itself
     when none is (or the journal cannot be read); SparkError naming the candidates when several are."""
-    if not task_id:
-        return task_id, None
+    if not task_id or not (Path(settings.home).expanduser() / FILENAME).exists():  # none: nothing to look up (and
+        return task_id, None                                                     # none made by a mere lookup)
     try:
         journal = journal_at(settings.home)
         exact = journal.by_task(task_id)
