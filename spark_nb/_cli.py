@@ -367,7 +367,8 @@ def _batch(args: argparse.Namespace) -> int:
               f"command again to resume them (so far: {args.out}/results.csv)", file=sys.stderr)
         return 130
     # each row's error is in results.csv and the gallery; the console gets the bar and one summary line
-    print(f"results: {args.out}/results.csv, gallery: {args.out}/index.html")
+    print(f"results: {args.out}/results.csv, gallery: {args.out}/gallery.ipynb (in JupyterLab) or "
+          f"{args.out}/index.html (in a browser)")
     print(summary(outcomes))
     # the work is done and written: the interpreter's exit need not garbage-collect every object of the modules
     # imported (papermill brings boto3 and botocore), which took 0.3-0.45 s after the last line was printed
