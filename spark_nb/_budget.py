@@ -16,25 +16,27 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Callable
+from decimal import Decimal
 
 from ._config import Settings
 from ._journal import OPEN, Entry, JobState
 from ._journal_faults import resume_line
+from ._money import total, usd
 from .errors import BudgetExceeded, CostUnknown
 from .models import ModelSpec
 
 
-def spent(entries: list[Entry]) -> float:
-    """The sum of the known costs of these attempts."""
-    return sum(e.cost for e in entries if e.state == JobState.COMPLETED and e.cost is not None)
+def spent(entries: list[Entry]) -> Decimal:
+    """The sum of the known costs of these attempts (US dollars)."""
+    return total(e.cost for e in entries if e.state == JobState.COMPLETED)
 
 
 @dataclasses.dataclass(frozen=True)
 class _Known:
     """A model's newest known cost, and its newest cost per second of input (from a task that had both)."""
 
-    cost: float
-    per_second: float | None
+    cost: Decimal
+    per_second: Decimal | None
 
 
 def _known_costs(entries: list[Entry]) -> dict[str, _Known]:
@@ -43,7 +45,8 @@ def _known_costs(entries: list[Entry]) -> dict[str, _Known]:
     for e in entries:
         if e.state != JobState.COMPLETED or e.cost is None:
             continue
-        rate = e.cost / e.input_seconds if e.input_seconds else None
+        seconds = usd(e.input_seconds)  # a plain decimal from the float, as money is
+        rate = e.cost / seconds if seconds else None
         if e.model not in known:
             known[e.model] = _Known(e.cost, rate)
         elif known[e.model].per_second is None and rate is not None:
@@ -51,17 +54,18 @@ def _known_costs(entries: list[Entry]) -> dict[str, _Known]:
     return known
 
 
-def estimate(entries: list[Entry], model: str, input_seconds: float | None) -> float:
+def estimate(entries: list[Entry], model: str, input_seconds: float | None) -> Decimal:
     """What a task of model is likely to cost: its last known cost per second of input times this input's
     seconds, else its last known cost, else 0 (nothing known yet)."""
-    return _estimate(_known_costs(entries), model, input_seconds) or 0.0
+    return _estimate(_known_costs(entries), model, input_seconds) or Decimal(0)
 
 
-def _estimate(known: dict[str, _Known], model: str, input_seconds: float | None) -> float | None:
+def _estimate(known: dict[str, _Known], model: str, input_seconds: float | None) -> Decimal | None:
     basis = known.get(model)
     if basis is None:
         return None
-    return basis.per_second * input_seconds if input_seconds and basis.per_second is not None else basis.cost
+    seconds = usd(input_seconds)
+    return basis.per_second * seconds if seconds and basis.per_second is not None else basis.cost
 
 
 def budget_rule(settings: Settings, spec: ModelSpec, input_seconds: float | None
@@ -69,23 +73,24 @@ def budget_rule(settings: Settings, spec: ModelSpec, input_seconds: float | None
     """The check the journal runs on every attempt while it claims this call (None without a budget)."""
     if settings.budget_usd is None:
         return None
-    return functools.partial(check, budget=settings.budget_usd, model=spec.id, input_seconds=input_seconds)
+    return functools.partial(check, budget=usd(settings.budget_usd) or Decimal(0), model=spec.id,
+                             input_seconds=input_seconds)
 
 
-def check(entries: list[Entry], *, budget: float, model: str, input_seconds: float | None) -> None:
+def check(entries: list[Entry], *, budget: Decimal, model: str, input_seconds: float | None) -> None:
     """BudgetExceeded when spend + running tasks' estimates + this task's estimate would pass the budget;
     CostUnknown when model's cost is unknown and a budgeted task of it is already on its way."""
     known = _known_costs(entries)
     unpriced = [e for e in entries if e.state == JobState.COMPLETED and e.cost is None and _cost_damaged(e)]
-    spend = spent(entries) + sum(_estimate(known, e.model, e.input_seconds) or 0.0 for e in unpriced)
+    spend = spent(entries) + total(_estimate(known, e.model, e.input_seconds) for e in unpriced)
     running_entries = [e for e in entries if e.state in OPEN]
-    running = sum(_estimate(known, e.model, e.input_seconds) or 0.0 for e in running_entries)
+    running = total(_estimate(known, e.model, e.input_seconds) for e in running_entries)
     this = _estimate(known, model, input_seconds)
     if this is None:
         blocking = next((e for e in running_entries if e.model == model and _on_its_way(e)), None)
         if blocking is not None:
             raise _cost_unknown(blocking, model=model, budget=budget, spend=spend, running=running)
-        this = 0.0
+        this = Decimal(0)
     if spend + running + this > budget:
         raise BudgetExceeded(spend=spend, running=running, estimate=this, budget=budget)
 
@@ -101,7 +106,7 @@ def _on_its_way(entry: Entry) -> bool:
                                                  and entry.creator_alive)
 
 
-def _cost_unknown(entry: Entry, *, model: str, budget: float, spend: float, running: float) -> CostUnknown:
+def _cost_unknown(entry: Entry, *, model: str, budget: Decimal, spend: Decimal, running: Decimal) -> CostUnknown:
     alive = entry.creator_alive
     what = f"task {entry.task_id}" if entry.task_id else "a task being created"
     blocking = f"{what}, started {entry.when}, is still running"

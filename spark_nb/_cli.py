@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Iterator, Sequence
 
 from .errors import SparkError
 
 SERVER_KEY_ENV = "SPARK_NB_SERVER_API_KEY"
 MAX_KEY_FILE_BYTES = 4096  # a key is a line; a larger file is not one
+NO_REUSE_HELP = ("make a new take even when an identical call finished before (a new task, billed again); by default "
+                 "its video is reused")
+STRICT_HELP = ("refuse, before anything is uploaded, inputs spark-nb would only warn about (no face found in the image; "
+               "with --no-trim, audio over 15 s)")
 BATCH_EXIT_CODES = ("exit code: 0 when every row that ran completed (rows skipped by --skip-invalid do not count: "
                     "they are listed, and the summary says how many); 1 when a row failed, is uncertain or "
                     "unfinished, or the manifest was refused (nothing ran); 130 on Ctrl-C")
@@ -31,6 +36,8 @@ def _parser() -> argparse.ArgumentParser:
         cmd.add_argument("--out", help="folder for the video (default: $SPARK_NB_OUTPUT_DIR or ./spark_outputs)")
         cmd.add_argument("--timeout", type=float, default=600, help="seconds to wait for the task (default 600)")
         cmd.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+        cmd.add_argument("--no-reuse", action="store_true", help=NO_REUSE_HELP)
+        cmd.add_argument("--strict", action="store_true", help=STRICT_HELP)
         return cmd
 
     avatar = generation("avatar", "talking head from a portrait and a speech clip",
@@ -41,8 +48,11 @@ def _parser() -> argparse.ArgumentParser:
                          "character image (the one who will perform the motion): path or http(s) URL")
     imitate.add_argument("--driving-video", required=True, help="driving video: path or http(s) URL")
 
-    status = sub.add_parser("status", help="show a task's status, or wait for it and download its video")
-    status.add_argument("task_id", help="the task's id, as printed when it was created")
+    status = sub.add_parser("status", help="show a task's status (and its video and cost when known), or wait for it "
+                                           "and download its video")
+    status.add_argument("task_id", help="the task's id, as printed when it was created, or its beginning (the short "
+                                        "id a progress bar shows) when this machine's journal knows only one such "
+                                        "task")
     status.add_argument("--model", help="the task's model id (for readable error hints)")
     status.add_argument("--wait", action="store_true", help="wait for the task and download its video")
     status.add_argument("--out", help="folder for the video (with --wait; default: $SPARK_NB_OUTPUT_DIR or "
@@ -58,6 +68,8 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="render a talking avatar and an imitation from the bundled samples, locally")
     demo.add_argument("--out", default="spark_demo", help="folder for the two videos (default ./spark_demo)")
+    demo.add_argument("--no-reuse", action="store_true", help="render both videos again even when an identical run "
+                                                              "made them before (by default they are reused)")
 
     batch = sub.add_parser("batch", help="run every row of a CSV manifest through the job notebook (papermill)",
                            description="Run every row of a CSV manifest through the job notebook (papermill); one "
@@ -73,6 +85,10 @@ def _parser() -> argparse.ArgumentParser:
                        help="run the valid rows even if others have problems; those are listed as skipped in "
                             "results.csv, rows.json and index.html, with their problems (default: a manifest with "
                             "any invalid row runs nothing)")
+    batch.add_argument("--no-reuse", action="store_true",
+                       help="make a new take of every row, even of rows an earlier run (or an identical call) "
+                            "completed (new tasks, billed again); by default they are reused")
+    batch.add_argument("--strict", action="store_true", help=STRICT_HELP.replace("inputs", "rows whose inputs"))
 
     serve = sub.add_parser("serve", help="run the local server (the Vtrix protocol; on this machine only unless "
                                          "--host says otherwise)")
@@ -122,9 +138,11 @@ def _add_doctor(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 
 
 def _print_result(result: object) -> None:
+    from ._money import format_usd
+
     print(f"task:  {result.task_id}")  # type: ignore[attr-defined]
     print(f"video: {result.path}")  # type: ignore[attr-defined]
-    print(f"cost:  ${result.cost or '?'}")  # type: ignore[attr-defined]
+    print(f"cost:  {format_usd(result.cost)}")  # type: ignore[attr-defined]
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -133,38 +151,55 @@ def _run(args: argparse.Namespace) -> int:
         from . import avatar
 
         _print_result(avatar.generate(args.image, args.audio, trim_audio=not args.no_trim, timeout=args.timeout,
-                                      progress=not args.no_progress, **config))
+                                      progress=not args.no_progress, reuse=not args.no_reuse, strict=args.strict,
+                                      **config))
     elif args.command == "imitate":
         from . import imitator
 
         _print_result(imitator.generate(args.image, args.driving_video, timeout=args.timeout,
-                                        progress=not args.no_progress, **config))
+                                        progress=not args.no_progress, reuse=not args.no_reuse, strict=args.strict,
+                                        **config))
     elif args.command == "batch":
         return _batch(args)
     elif args.command == "status":
-        from ._tasks import Task
-
-        task = Task.from_id(args.task_id, model=args.model, **config)
-        if args.wait:
-            _print_result(task.wait(timeout=args.timeout))
-        else:
-            state = task.status()
-            progress = f" {state.progress:.0%}" if state.progress is not None else ""
-            print(f"task:   {state.id}\nmodel:  {state.model}\nstatus: {state.status}{progress}")
-            if state.failed:
-                from .models import task_failure
-
-                raise task_failure(state.raw.get("error"), state.id, state.model)
+        return _status(args, config)
     elif args.command == "serve":
         return _serve(args)
     elif args.command == "history":
         return _history(args)
     elif args.command == "demo":
-        return _demo(args.out)
+        return _demo(args.out, reuse=not args.no_reuse)
     elif args.command == "studio":
         return _studio(args)
     elif args.command == "doctor":
         return _doctor(args)
+    return 0
+
+
+def _status(args: argparse.Namespace, config: dict[str, Any]) -> int:
+    """A task's state (and, when the journal knows them, its video and cost), or its Result once waited for."""
+    from ._journal import FILENAME, journal_at
+    from ._money import format_usd
+    from ._tasks import Task
+
+    task = Task.from_id(args.task_id, model=args.model, **config)
+    if args.wait:
+        _print_result(task.wait(timeout=args.timeout))
+        return 0
+    state = task.status()
+    progress = f" {state.progress:.0%}" if state.progress is not None else ""
+    print(f"task:   {state.id}\nmodel:  {state.model}\nstatus: {state.status}{progress}")
+    known = (journal_at(task.settings.home).by_task(task.id)
+             if (Path(task.settings.home).expanduser() / FILENAME).exists() else None)  # a lookup makes no journal
+    if known is not None and known.path:
+        gone = "" if Path(known.path).is_file() else "  (no longer there: --wait fetches it again)"
+        print(f"video:  {known.path}{gone}")
+    if known is not None and known.cost is not None:
+        print(f"cost:   {format_usd(known.cost)}")
+    if state.failed:
+        from .models import task_failure
+
+        raise task_failure(state.raw.get("error"), state.id, state.model)
     return 0
 
 
@@ -182,34 +217,47 @@ def _history(args: argparse.Namespace) -> int:
     import json
 
     from ._history import history
+    from ._money import format_usd, usd_text
 
     tasks = history(since=args.since, model=args.model, status=args.status)
     if args.json:
-        print(json.dumps({"tasks": [t.as_json() for t in tasks], "total_usd": round(tasks.total, 6)}, indent=2))
+        print(json.dumps({"tasks": [t.as_json() for t in tasks], "total_usd": usd_text(tasks.total)}, indent=2))
         return 0
     for t in tasks:
-        cost = "?" if t.cost is None else f"${t.cost:.2f}"
-        print(f"{t.when:16s}  {t.task_id or '-':34s}  {t.model:30s}  {t.status:10s}  {cost:>8s}  "
+        print(f"{t.when:16s}  {t.task_id or '-':34s}  {t.model:30s}  {t.status:10s}  {format_usd(t.cost):>9s}  "
               f"{', '.join(t.inputs)}")
-    print(f"{len(tasks)} task(s), known cost ${tasks.total:.2f}")
+    print(f"{len(tasks)} task(s), known cost {format_usd(tasks.total)}")
     return 0
 
 
-def _demo(out: str) -> int:
-    """Both models on the bundled samples, on the local backend: no key, no network."""
+def _demo(out: str, *, reuse: bool = True) -> int:
+    """Both models on the bundled samples, on the local backend: no key, no network. A video an earlier demo made
+    is reused (and said so, with when), unless reuse is False."""
     from . import avatar, imitator, samples
 
     print("spark-nb demo: local backend, bundled samples (no key, no network)")
-    runs = [("talking avatar", lambda: avatar.generate(samples.PORTRAIT, samples.SPEECH, backend="local",
-                                                       output_dir=out, progress=False)),
-            ("imitation", lambda: imitator.generate(samples.PORTRAIT, samples.DRIVING_VIDEO, backend="local",
-                                                    output_dir=out, progress=False))]
+    options: dict[str, Any] = {"backend": "local", "output_dir": out, "progress": False, "reuse": reuse}
+    runs = [("talking avatar", lambda: avatar.generate(samples.PORTRAIT, samples.SPEECH, **options)),
+            ("imitation", lambda: imitator.generate(samples.PORTRAIT, samples.DRIVING_VIDEO, **options))]
     for label, run in runs:
         started = time.perf_counter()
         result = run()
         seconds = time.perf_counter() - started
-        print(f"{label:15s} {result.path}  ({result.duration:.1f} s of video in {seconds:.1f} s)")
+        if result.origin == "reused":
+            print(f"{label:15s} {result.path}  (reused task {result.task_id} from {_made_at(result.task_id)}; "
+                  f"--no-reuse renders it again)")
+        else:
+            print(f"{label:15s} {result.path}  ({result.duration:.1f} s of video in {seconds:.1f} s)")
     return 0
+
+
+def _made_at(task_id: str) -> str:
+    """When this machine's journal says task_id was made ("2026-12-01 14:03:07"), or "an earlier run"."""
+    from ._config import resolve
+    from ._journal import journal_at
+
+    entry = journal_at(resolve(backend="local").home).by_task(task_id)
+    return entry.when if entry is not None else "an earlier run"
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -342,13 +390,15 @@ def _batch(args: argparse.Namespace) -> int:
     sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[assignment]
     try:
         outcomes = run_batch(args.manifest, args.out, concurrency=args.concurrency, notebook=args.notebook,
-                             resubmit_uncertain=args.resubmit_uncertain, skip_invalid=args.skip_invalid)
+                             resubmit_uncertain=args.resubmit_uncertain, skip_invalid=args.skip_invalid,
+                             reuse=not args.no_reuse, strict=args.strict)
     except KeyboardInterrupt:
         print(f"spark-nb batch: interrupted. Tasks already created keep running on the service; run the same "
               f"command again to resume them (so far: {args.out}/results.csv)", file=sys.stderr)
         return 130
     # each row's error is in results.csv and the gallery; the console gets the bar and one summary line
-    print(f"results: {args.out}/results.csv, gallery: {args.out}/index.html")
+    print(f"results: {args.out}/results.csv, gallery: {args.out}/gallery.ipynb (in JupyterLab) or "
+          f"{args.out}/index.html (in a browser)")
     print(summary(outcomes))
     # the work is done and written: the interpreter's exit need not garbage-collect every object of the modules
     # imported (papermill brings boto3 and botocore), which took 0.3-0.45 s after the last line was printed
@@ -365,13 +415,41 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = _parser().parse_args(argv)
     try:
-        # ValueError: an argument refused by the parser it is handed to (e.g. the local server's --faults)
-        return boundary(_run, as_usage=(ValueError,))(args)
+        with _one_line_warnings():
+            # ValueError: an argument refused by the parser it is handed to (e.g. the local server's --faults)
+            return boundary(_run, as_usage=(ValueError,))(args)
     except SparkError as exc:
         print(f"spark-nb: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+@contextlib.contextmanager
+def _one_line_warnings() -> Iterator[None]:
+    """While the command runs, every warning is shown as one line starting with `spark_nb:` (no source line, no
+    category for spark_nb's own), written through tqdm so a progress bar stays whole. Only the display changes:
+    the warnings themselves are raised as always (filters apply), and the previous display comes back after."""
+    import warnings
+
+    from .errors import SparkWarning, safe_text
+
+    previous = warnings.showwarning
+
+    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int, file: Any = None,
+             line: str | None = None) -> None:
+        text = safe_text(str(message), newlines=False)
+        if not issubclass(category, SparkWarning):
+            text = f"{category.__name__}: {text}"
+        from tqdm import tqdm
+
+        tqdm.write(text if text.startswith("spark_nb:") else f"spark_nb: {text}", file=sys.stderr)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = previous
 
 
 if __name__ == "__main__":

@@ -94,10 +94,18 @@ def key_problem(value: str) -> str | None:
 
 @dataclasses.dataclass(frozen=True)
 class InputLimits:
-    """How large a local audio or video input may be before it is refused (images: the model's own 5 MB rule)."""
+    """How large an audio or video input may be before it is refused (images: the model's own 5 MB rule), and
+    whether URL inputs are checked before anything is paid (None: as configure() or SPARK_NB_CHECK_URLS say)."""
 
     max_bytes: int = 100 * 1024**2  # the local server's upload limit; few fetchers take more
     max_seconds: float = 600.0  # ten minutes: far above the 15 s the avatar model recommends
+    check_urls: bool | None = None
+
+    @property
+    def urls_checked(self) -> bool:
+        """Whether URL inputs are checked (reachable, of the right kind) before anything is paid."""
+        return self.check_urls if self.check_urls is not None else _flag(
+            "check_urls", _configured.get("check_urls", os.environ.get("SPARK_NB_CHECK_URLS")), True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,6 +143,7 @@ _FIELDS = (
     "max_input_seconds",
     "home",
     "budget_usd",
+    "check_urls",
     "models_url",
 )
 _configured: dict[str, Any] = {}
@@ -145,7 +154,7 @@ _notices_shown: set[str] = set()  # the other notices, each once per process
 
 def configure(**options: Any) -> None:
     """Set defaults for this process (api_key, backend, base_url, output_dir, uploader, upload_url, s3_*, log_level,
-    max_input_mb, max_input_seconds, home, budget_usd, models_url).
+    max_input_mb, max_input_seconds, home, budget_usd, check_urls, models_url).
 
     Explicit arguments to a call win over these, and these win over the environment.
     Pass None to forget a value.
@@ -221,6 +230,7 @@ def resolve(**explicit: Any) -> Settings:
         limits=InputLimits(
             max_bytes=int(_positive("max_input_mb", pick("max_input_mb", "SPARK_NB_MAX_INPUT_MB"), 100) * 1024**2),
             max_seconds=_positive("max_input_seconds", pick("max_input_seconds", "SPARK_NB_MAX_INPUT_SECONDS"), 600),
+            check_urls=_flag("check_urls", pick("check_urls", "SPARK_NB_CHECK_URLS"), True),
         ),
     )
 
@@ -243,6 +253,21 @@ def _budget(value: Any) -> float | None:
         raise SparkError(f"budget_usd must be an amount of US dollars, not {str(value)[:40]!r}",
                          hint="set SPARK_NB_BUDGET_USD (or configure(budget_usd=...)) to e.g. 5, or leave it unset")
     return number
+
+
+def _flag(name: str, value: Any, default: bool) -> bool:
+    """A yes/no setting: a bool, or 1/0, true/false, yes/no, on/off in any case (an environment variable's text)."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return default
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise SparkError(f"{name} must be yes or no, not {str(value)[:40]!r}",
+                     hint=f"use 1 or 0 (true/false) for SPARK_NB_{name.upper()}, or True/False for {name}=")
 
 
 def _positive(name: str, value: Any, default: float) -> float:

@@ -6,12 +6,15 @@ import dataclasses
 import datetime
 import html
 import re
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from ._boundary import boundary
 from ._config import hide_key, resolve
 from ._journal import Entry, JobState, journal_at
+from ._money import format_usd, total, usd_text
+from ._text import inert
 from .errors import ValidationError
 from .models import MODELS, get_model
 
@@ -25,7 +28,8 @@ DAMAGED = "damaged"  # the status of a journal row that could not all be read (s
 
 @dataclasses.dataclass(frozen=True)
 class HistoryEntry:
-    """One task this machine created (or tried to): its id, model, status, cost in USD, when, video and inputs.
+    """One task this machine created (or tried to): its id, model, status, cost (a decimal.Decimal of US dollars,
+    None when unknown), when, video and inputs (the names the user knows them by, or their URLs).
 
     A journal row that could not all be read has status "damaged", `damaged` saying what (and the state it
     recorded, if readable), and None for what could not be read (created_at among them).
@@ -34,7 +38,7 @@ class HistoryEntry:
     task_id: str | None
     model: str
     status: str
-    cost: float | None
+    cost: Decimal | None
     created_at: datetime.datetime | None
     path: Path | None
     inputs: list[str]
@@ -49,7 +53,8 @@ class HistoryEntry:
             recorded = "" if any(n.startswith("state ") for n in entry.damaged) else f" (recorded as {entry.state})"
             damaged = f"{'; '.join(entry.damaged)}{recorded}"
         return cls(task_id=entry.task_id, model=entry.model, status=DAMAGED if damaged else str(entry.state),
-                   cost=entry.cost, inputs=[str(item.get("name") or item.get("url") or "?") for item in entry.inputs],
+                   cost=entry.cost, inputs=[inert(item.get("name") or item.get("url") or "?", limit=120)
+                                            for item in entry.inputs],
                    created_at=None if entry.attempted_at is None
                    else datetime.datetime.fromtimestamp(entry.attempted_at),
                    path=Path(entry.path) if entry.path else None, error=entry.error, damaged=damaged)
@@ -60,10 +65,10 @@ class HistoryEntry:
         return "?" if self.created_at is None else self.created_at.strftime("%Y-%m-%d %H:%M")
 
     def as_json(self) -> dict[str, Any]:
-        """A JSON-ready dict."""
+        """A JSON-ready dict (the cost as exact decimal text, e.g. "0.004")."""
         data = dataclasses.asdict(self)
         data.update(created_at=None if self.created_at is None else self.created_at.isoformat(timespec="seconds"),
-                    path=str(self.path) if self.path else None)
+                    path=str(self.path) if self.path else None, cost=usd_text(self.cost))
         return data
 
 
@@ -71,28 +76,53 @@ class History(list[HistoryEntry]):
     """The journal's tasks, newest first; shows itself in Jupyter as a table with the videos and a total."""
 
     @property
-    def total(self) -> float:
-        """The sum of the known costs."""
-        return sum(e.cost for e in self if e.cost is not None)
+    def total(self) -> Decimal:
+        """The sum of the known costs, a decimal.Decimal of US dollars."""
+        return total(e.cost for e in self)
 
     def _repr_html_(self) -> str:
-        from .display import video_html
-
+        """A table as wide as its cell or form (long ids and names wrap), each video a small player loading from
+        the notebook's folder (nothing embedded: a history of a hundred videos stays a small output)."""
         esc = html.escape
         rows = []
         for e in self:
-            video = (video_html(e.path, width=160) if e.path is not None and e.path.is_file()
-                     else "<i>no video</i>" if e.status == JobState.COMPLETED else "")
             alias = MODELS[e.model].alias if e.model in MODELS and MODELS[e.model].alias else e.model
-            rows.append(f"<tr><td>{video}</td><td><code>{esc(e.task_id or '—')}</code></td><td>{esc(alias or '')}"
-                        f"</td><td>{_status_html(e)}</td><td>{_money(e.cost)}</td>"
-                        f"<td>{esc(e.when)}</td>"
+            task = e.task_id or "—"
+            short = task if len(task) <= SHORT_ID else f"{task[:SHORT_ID]}…"
+            rows.append(f"<tr><td>{_video_cell(e)}</td><td class='spark-nowrap' title='{esc(task, quote=True)}'>"
+                        f"<code>{esc(short)}</code></td><td>{esc(alias or '')}</td><td>{_status_html(e)}</td>"
+                        f"<td class='spark-nowrap'>{_money(e.cost)}</td><td class='spark-nowrap'>{esc(e.when)}</td>"
                         f"<td>{esc(', '.join(e.inputs))}</td></tr>")
         head = "".join(f"<th>{c}</th>" for c in ("video", "task", "model", "status", "cost", "when", "inputs"))
         total = (f"<tr class='spark-total'><td colspan='4'><b>{len(self)} task(s)</b></td>"
                  f"<td><b>{_money(self.total)}</b></td><td colspan='2'></td></tr>")
-        return (f"<table class='spark-history'><thead><tr>{head}</tr></thead>"
-                f"<tbody>{''.join(rows)}{total}</tbody></table>")
+        return (f"<div class='spark-history-box' style='max-width:100%;overflow-x:auto'><style>{_CSS}</style>"
+                f"<table class='spark-history'>{_COLUMNS}<thead><tr>{head}</tr></thead>"
+                f"<tbody>{''.join(rows)}{total}</tbody></table></div>")
+
+
+SHORT_ID = 12  # a task id shown this long (as its progress bar shows it; Task.from_id and spark-nb status take it)
+_COLUMNS = ("<colgroup><col style='width:132px'><col style='width:11em'><col style='width:6em'>"
+            "<col style='width:7em'><col style='width:5.5em'><col style='width:10.5em'><col></colgroup>")
+# more specific than the notebook's own table rules (JupyterLab right-aligns cells); names and ids wrap anywhere
+_CSS = ("table.spark-history{width:100%;table-layout:fixed;border-collapse:collapse;font-size:90%}"
+        ".spark-history-box table.spark-history th,.spark-history-box table.spark-history td{text-align:left;"
+        "vertical-align:top;padding:2px 6px;white-space:normal}"
+        "table.spark-history td{overflow-wrap:anywhere}table.spark-history td.spark-nowrap{white-space:nowrap}"
+        "table.spark-history video{width:120px;max-width:100%;display:block}")
+
+
+def _video_cell(entry: HistoryEntry) -> str:
+    """A small player for the entry's video when the notebook's folder holds it, else its name and where it is."""
+    from .display import relative_src
+
+    if entry.path is None or not entry.path.is_file():
+        return "<i>no video</i>" if entry.status == JobState.COMPLETED else ""
+    src = relative_src(entry.path)
+    if src is not None:
+        return f'<video src="{html.escape(src)}" controls playsinline preload="metadata"></video>'
+    where = html.escape(inert(str(entry.path)), quote=True)
+    return f"<span title='{where}'>{html.escape(inert(entry.path.name))}<br><small>(outside this folder)</small></span>"
 
 
 @boundary
@@ -112,8 +142,9 @@ def history(*, model: str | None = None, since: Since = None, status: str | None
 
 
 @boundary
-def spend(since: Since = None, **config: Any) -> float:
-    """The sum of the known costs of the journal's tasks (since, as for history()), in US dollars."""
+def spend(since: Since = None, **config: Any) -> Decimal:
+    """The sum of the known costs of the journal's tasks (since, as for history()): a decimal.Decimal of US
+    dollars."""
     return history(since=since, **config).total
 
 
@@ -156,5 +187,5 @@ def _status_html(entry: HistoryEntry) -> str:
     return f"<span class='spark-damaged' title='{html.escape(entry.damaged, quote=True)}'>{DAMAGED}</span>"
 
 
-def _money(cost: float | None) -> str:
-    return "?" if cost is None else f"${cost:.2f}"
+def _money(cost: Decimal | None) -> str:
+    return format_usd(cost)

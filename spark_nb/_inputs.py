@@ -1,8 +1,9 @@
-"""Media inputs: every rule an input must meet, in one place.
+"""Media inputs: every rule an input must meet, in one place (with its parts for images, audio and video, URLs).
 
 normalise() turns a URL, path, bytes or widget upload into a Media; validate() checks a local file against
-its field's rules (raising ValidationError with a machine-readable `reason`) and attaches Advice: what is
-usable but worth saying (long audio, no face), with the fix on offer. generate() turns advice into warnings
+its field's rules (_inputs_images, _inputs_streams), or a URL by asking for it (_inputs_url), raising
+ValidationError with a machine-readable `reason`, and attaches Advice: what is usable but worth saying (long
+audio, no face), with the fix on offer. generate() turns advice into warnings (or, strict, refusals: refusal())
 and fixes, forms into notes and one-click buttons.
 """
 
@@ -18,10 +19,11 @@ from pathlib import Path
 from typing import Any, Literal, Mapping
 
 from ._config import InputLimits
-from ._ffmpeg import (DecodeReport, MediaFacts, ProbeError, decode_tail, loudest_db, per_file_version, picture_changes,
-                      try_decode)
+from ._ffmpeg import MediaFacts, per_file_version
 from ._files import write_atomically
-from ._imageheader import claimed_size
+from ._inputs_images import check_image
+from ._inputs_streams import check_stream
+from ._inputs_url import check_url
 from ._scratch import scratch_dir
 from ._urls import MAX_URL_CHARS, is_http_url, url_scheme
 from .errors import ValidationError
@@ -29,12 +31,7 @@ from .models import MediaField
 
 logger = logging.getLogger("spark_nb.inputs")
 
-MAX_IMAGE_BYTES = 5 * 1024 * 1024
-MAX_IMAGE_SIDE = 4096  # the seed says "less than 4096x4096"
-IMAGE_FORMATS = {"JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF", "MPO"}
 RECOMMENDED_AUDIO_SECONDS = 15.0
-SILENCE_DB = -70.0  # a peak below this is no speech (digital silence measures -91 dB or -inf)
-STILL_CHANGE = 10  # no pixel of a small grey copy changing by more than this (of 255) is no motion
 Fix = Literal["trim_audio", "shrink_image"]
 # the one-click fix for each problem that has one: a ValidationError's reason or an Advice's
 FIXES: dict[str, Fix] = {"image_too_large": "shrink_image", "audio_too_long": "trim_audio"}
@@ -64,6 +61,14 @@ class Media:
     path: Path | None = None
     facts: MediaFacts | None = None
     advice: tuple[Advice, ...] = ()
+    name: str | None = None  # as the user knows it: the file's or upload's own name (bytes have none)
+
+    @property
+    def shown(self) -> str:
+        """The input's name for messages and history: the user's own name for it, else its file's or URL's."""
+        if self.name:
+            return self.name
+        return self.path.name if self.path is not None else (self.url or "").rsplit("/", 1)[-1][:120] or "?"
 
     @property
     def is_local(self) -> bool:
@@ -85,6 +90,14 @@ def apply_fix(fix: Fix, path: Path) -> Path:
     return media.shrink_image(path)
 
 
+def refusal(advice: Advice) -> ValidationError:
+    """The ValidationError strict mode makes of a piece of advice (reason "no_face", "audio_too_long")."""
+    fix = {"no_face": "use a photo of one person with a large, frontal face",
+           "audio_too_long": "trim it (trim_audio=True, the default, cuts it in a pause near 15 s)"}.get(advice.reason)
+    return ValidationError(f"{advice.message} (refused: strict mode)", reason=advice.reason, field=advice.field,
+                           hint=f"{fix or 'change the input'}, or pass strict=False to send it anyway")
+
+
 def normalise(value: Any, field: MediaField) -> Media:
     """A Media for value (http(s) URL, path, bytes, or an ipywidgets 8 FileUpload item), or ValidationError."""
     what = field.label
@@ -104,11 +117,14 @@ def normalise(value: Any, field: MediaField) -> Media:
                 reason="no_such_file", field=field.name,
                 hint="pass a file path as a str or pathlib.Path, an http(s) URL, bytes or a FileUpload item",
             ) from exc
-        return Media(field, path=_existing_file(Path(text), field))
+        path = _existing_file(Path(text), field)
+        return Media(field, path=path, name=path.name)
     if isinstance(value, (bytes, bytearray, memoryview)):
         return Media(field, path=_spill(bytes(value), "", field))
     if isinstance(value, Mapping):
-        return Media(field, path=_from_upload(value, field))
+        name = value.get("name")
+        return Media(field, path=_from_upload(value, field), name=Path(name).name[:200] if isinstance(name, str)
+                     and name.strip() else None)
     raise ValidationError(
         f"{what}: cannot use a {type(value).__name__}", reason="unsupported_type", field=field.name,
         hint="pass a file path, an http(s) URL, bytes or an item of FileUpload.value",
@@ -118,7 +134,8 @@ def normalise(value: Any, field: MediaField) -> Media:
 def _from_string(text: str, field: MediaField) -> Media:
     scheme = url_scheme(text)
     if scheme is None:
-        return Media(field, path=_existing_file(Path(text), field))
+        path = _existing_file(Path(text), field)
+        return Media(field, path=path, name=path.name)
     if scheme not in ("http", "https"):
         raise ValidationError(
             f"{field.label}: {scheme[:20]}: URLs are not supported", reason="unsupported_url", field=field.name,
@@ -178,19 +195,23 @@ def _spill(data: bytes, suffix: str, field: MediaField) -> Path:
 
 
 def validate(media: Media, limits: InputLimits = InputLimits(), *, advise: bool = True, faces: bool = True) -> Media:
-    """Check a local file against its field's rules (URLs pass through); returns media with its facts and advice
-    (none looked for unless advise: a manifest's check wants only the refusals, and a face search costs more than
-    the rest of an image's check; faces=False: all advice but the face search's, which a batch gives later)."""
+    """Check a local file against its field's rules, or a URL by asking for its first bytes (check_url); returns
+    media with its facts and advice (none looked for unless advise: a manifest's check wants only the refusals, and
+    a face search costs more than the rest of an image's check; faces=False: all advice but the face search's,
+    which a batch gives later)."""
     if not media.is_local:
+        assert media.url is not None
+        check_url(media.url, media.field, limits)
         return media
     path, field = media.path, media.field
     assert path is not None
     if field.kind == "image":  # a batch checks each image with its manifest, again when its row is submitted
-        remembered = per_file_version(path, ("image", field.name), lambda: _check_image(path, field))
+        remembered = per_file_version(path, ("image", field.name), lambda: check_image(path, field))
         facts = dataclasses.replace(remembered, path=path)  # type: ignore[type-var]
     else:
-        facts = _check_stream(path, field, limits)
-    return dataclasses.replace(media, facts=facts, advice=tuple(_advice(path, field, facts, faces)) if advise else ())
+        facts = check_stream(path, field, limits)
+    advice = tuple(_advice(path, field, facts, faces, media.shown)) if advise else ()
+    return dataclasses.replace(media, facts=facts, advice=advice)
 
 
 def check(value: Any, field: MediaField, limits: InputLimits = InputLimits(), *, advise: bool = True,
@@ -212,14 +233,14 @@ def ensure_output_dir(folder: Path) -> None:
         ) from exc
 
 
-def _advice(path: Path, field: MediaField, facts: MediaFacts, faces: bool = True) -> list[Advice]:
+def _advice(path: Path, field: MediaField, facts: MediaFacts, faces: bool, shown: str) -> list[Advice]:
     if field.kind == "audio" and (facts.duration or 0) > RECOMMENDED_AUDIO_SECONDS:
         return [Advice("audio_too_long", field.name,
                        f"the {field.label} is {facts.duration:.1f} s, over the model's recommended "
                        f"{RECOMMENDED_AUDIO_SECONDS:g} s limit; longer audio may degrade the result")]
     if field.kind == "image" and faces and not _face_found(path):
         return [Advice("no_face", field.name,
-                       f"no face found in the {field.label} ({path.name}): the model wants one person with a "
+                       f"no face found in the {field.label} ({shown}): the model wants one person with a "
                        "large, frontal face, so the result may be poor")]
     return []
 
@@ -233,159 +254,3 @@ def _face_found(path: Path) -> bool:
     except Exception as exc:  # noqa: BLE001 - OpenCV or PIL trouble must not block a usable input
         logger.debug("face check of %s failed: %r", path.name, exc)
         return True
-
-
-def _check_image(path: Path, field: MediaField) -> MediaFacts:
-    from PIL import Image, UnidentifiedImageError
-
-    size = path.stat().st_size
-    if size >= MAX_IMAGE_BYTES:
-        raise ValidationError(
-            f"{field.label} is {size / 1e6:.1f} MB; the model takes images under 5 MB", reason="image_too_large",
-            field=field.name,
-            hint="shrink it, e.g. spark_nb.media.shrink_image(path) or save it as a JPEG at quality 90",
-        )
-    claimed = claimed_size(path)  # before PIL: a header claiming 50000x50000 is refused without touching it
-    if claimed and max(claimed) >= MAX_IMAGE_SIDE:
-        raise _too_large(*claimed, field)
-    try:
-        with Image.open(path) as img:  # reads the header only
-            width, height, fmt = img.width, img.height, img.format
-            if fmt not in IMAGE_FORMATS:
-                raise ValidationError(
-                    f"{field.label} is a {fmt} image; use JPG (recommended), PNG or another common format",
-                    reason="unsupported_format", field=field.name, hint="convert it to JPEG",
-                )
-            if width >= MAX_IMAGE_SIDE or height >= MAX_IMAGE_SIDE:
-                raise _too_large(width, height, field)
-            img.draft("RGB", (512, 512))  # JPEG: decode at reduced scale, enough to prove it decodes
-            img.load()
-    except ValidationError:
-        raise
-    except Image.DecompressionBombError as exc:  # raised by open() itself, from the header's claimed size
-        raise ValidationError(
-            f"{field.label} claims a size far above the model's limit: it takes images under 4096x4096 ({exc})"[:300],
-            reason="image_too_large", field=field.name, hint="resize it so its longest side is at most 4095 px (2048 is plenty)",
-        ) from exc
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        raise ValidationError(
-            f"{field.label} could not be decoded as an image ({path.name}: {exc})"[:300], reason="not_decodable",
-            field=field.name,
-            hint="use a JPG or PNG file; check that the file is complete and really an image",
-        ) from exc
-    if fmt == "PNG" and not _png_ends(path):  # PIL decodes a PNG cut inside its last chunk without a word
-        raise ValidationError(
-            f"{field.label} is cut short ({path.name} has no PNG end marker: it looks truncated)",
-            reason="not_decodable", field=field.name, hint="the file is incomplete: download or export it again",
-        )
-    return MediaFacts(path=path, container=fmt.lower(), duration=None, width=width, height=height, fps=None,
-                      has_audio=False, is_still_image=True, bytes=size)
-
-
-def _png_ends(path: Path) -> bool:
-    """True when the PNG ends with its IEND chunk, as every complete PNG does."""
-    with open(path, "rb") as fh:
-        fh.seek(max(0, path.stat().st_size - 12))
-        return fh.read(12) == b"\x00\x00\x00\x00IEND\xaeB`\x82"
-
-
-def _too_large(width: int, height: int, field: MediaField) -> ValidationError:
-    return ValidationError(
-        f"{field.label} is {width}x{height}; the model takes images under 4096x4096", reason="image_too_large",
-        field=field.name, hint="resize it so its longest side is at most 4095 px (2048 is plenty)",
-    )
-
-
-def _decode(path: Path, field: MediaField, kind: str, seconds: float = 1.0) -> DecodeReport:
-    try:
-        return try_decode(path, seconds)
-    except ProbeError as exc:
-        raise ValidationError(
-            f"{field.label} could not be decoded as {kind} ({path.name}: {exc})", reason="not_decodable",
-            field=field.name, hint=f"check that the file is complete and really {kind} (e.g. wav, mp3, m4a, mp4)",
-        ) from exc
-
-
-def _check_stream(path: Path, field: MediaField, limits: InputLimits) -> MediaFacts:
-    """Audio or video: within the size and length limits, decodable from start to end, with sound or motion."""
-    size = path.stat().st_size
-    if size > limits.max_bytes:
-        raise ValidationError(
-            f"{field.label} is {size / 1024**2:.0f} MB; inputs are limited to {limits.max_bytes / 1024**2:.0f} MB",
-            reason="media_too_large", field=field.name,
-            hint="cut or re-encode it smaller (e.g. spark_nb.media.trim_audio for speech), or raise the limit with "
-                 "configure(max_input_mb=...) if your service takes larger files",
-        )
-    report = _decode(path, field, "audio" if field.kind == "audio" else "a video")
-    facts = report.facts
-    (_check_audio if field.kind == "audio" else _check_video)(path, field, report)
-    if facts.duration and facts.duration > limits.max_seconds:
-        raise ValidationError(
-            f"{field.label} lasts {facts.duration:.0f} s; inputs are limited to {limits.max_seconds:.0f} s",
-            reason="media_too_long", field=field.name,
-            hint="cut it shorter, or raise the limit with configure(max_input_seconds=...)",
-        )
-    truncated = ValidationError(
-        f"{field.label} ends before its declared {facts.duration or 0:.1f} s ({path.name} looks truncated)",
-        reason="not_decodable", field=field.name, hint="the file is incomplete: download or export it again",
-    )
-    if facts.damaged:  # e.g. an MP4 cut inside its index: a track (often the sound) silently gone
-        raise ValidationError(
-            f"{field.label} is damaged ({path.name}: its index is incomplete, so a track cannot be read)",
-            reason="not_decodable", field=field.name, hint="the file is incomplete: download or export it again",
-        )
-    if facts.duration and facts.duration > 1.0:  # a file cut short: its header promises more than it holds
-        tail = _unless_undecodable(decode_tail, path, facts.duration, min(3.0, facts.duration / 2))
-        if tail is None or (tail.frames <= 0 and tail.seconds <= 0):
-            raise truncated
-    if field.kind == "audio":
-        peak = _unless_undecodable(loudest_db, path)
-        if peak is None:
-            raise truncated
-        if peak < SILENCE_DB:
-            raise ValidationError(
-                f"{field.label} is silent ({path.name}: its loudest moment is {peak:.0f} dB)", reason="no_audio",
-                field=field.name, hint="pass a recording of speech; check that the recording was not muted",
-            )
-    else:
-        changes = _unless_undecodable(picture_changes, path)
-        if changes is not None and changes <= STILL_CHANGE:
-            raise ValidationError(
-                f"{field.label} shows no motion ({path.name}: its frames are all the same picture)",
-                reason="still_video", field=field.name, hint="pass a video of a person moving",
-            )
-    return facts
-
-
-def _unless_undecodable(measure: Any, *args: Any) -> Any:
-    """measure(*args), or None when the part of the file it reads does not decode."""
-    try:
-        return measure(*args)
-    except ProbeError:
-        return None
-
-
-def _check_audio(path: Path, field: MediaField, report: DecodeReport) -> None:
-    if not report.facts.has_audio:
-        raise ValidationError(
-            f"{field.label} has no audio stream ({path.name})", reason="no_audio", field=field.name,
-            hint="pass a speech clip (wav, mp3, m4a) or a video with sound",
-        )
-    if not report.facts.duration or report.seconds <= 0:
-        raise ValidationError(
-            f"{field.label} contains no sound ({path.name} is empty)", reason="no_audio", field=field.name,
-            hint="pass a speech clip with at least a fraction of a second of sound",
-        )
-
-
-def _check_video(path: Path, field: MediaField, report: DecodeReport) -> None:
-    if not report.facts.has_video:
-        raise ValidationError(
-            f"{field.label} has no video stream ({path.name})", reason="no_video", field=field.name,
-            hint="pass a video file (e.g. mp4) showing a person moving",
-        )
-    if report.facts.is_still_image or report.frames < 2:
-        raise ValidationError(
-            f"{field.label} is a still picture or has no frames ({path.name})", reason="still_video",
-            field=field.name, hint="pass a video file (e.g. mp4) with motion",
-        )

@@ -30,6 +30,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -178,13 +179,15 @@ class Journal:
             "DELETE FROM tasks WHERE attempt = ? AND state = ?", (claim.attempt, JobState.RESERVED.value)))
 
     @_guarded
-    def finished(self, task_id: str, *, completed: bool, cost: float | None = None, seconds: float | None = None,
+    def finished(self, task_id: str, *, completed: bool, cost: Decimal | None = None, seconds: float | None = None,
                  result_url: str | None = None, path: str | None = None, error: str | None = None,
                  code: str | None = None, retryable: bool = False) -> None:
         """A task ended: every attempt that knows this task id records how (kept to write later if it fails)."""
         fields: dict[str, Any] = {"state": (JobState.COMPLETED if completed else JobState.FAILED).value}
         if completed:
-            fields.update(cost=cost, seconds=seconds, result_url=result_url, path=path, error=None)
+            # a REAL column: a cost of at most 15 significant digits reads back as the same Decimal (_journal_rows)
+            fields.update(cost=None if cost is None else float(cost), seconds=seconds, result_url=result_url,
+                          path=path, error=None)
         else:
             fields.update(error=(error or "")[:2000], code=code, retryable=int(retryable))
         sets = ", ".join(f"{name} = ?" for name in fields)

@@ -14,9 +14,11 @@ import json
 import math
 import socket
 from collections.abc import Sequence
+from decimal import Decimal
 from typing import Any
 
 from ._enums import Word
+from ._money import usd
 from ._procs import pid_alive
 
 SCHEMA_VERSION = 2
@@ -61,7 +63,7 @@ class Entry:
     host: str | None
     attempted_at: float | None  # None: the row's timestamp is damaged
     updated_at: float | None
-    cost: float | None = None
+    cost: Decimal | None = None  # US dollars; stored as REAL, read back by its shortest spelling (exact to 15 digits)
     seconds: float | None = None  # of the result video
     input_seconds: float | None = None  # of the audio or video that drove it
     result_url: str | None = None
@@ -131,7 +133,7 @@ def entry_of(row: Sequence[Any]) -> Entry:
         model=read.text("model") or "?",
         backend=read.text("backend") or "?", inputs=inputs, state=state, pid=read.number("pid", pid=True),
         attempted_at=read.number("attempted_at", time=True), updated_at=read.number("updated_at", time=True),
-        cost=read.number("cost"), seconds=read.number("seconds"), input_seconds=read.number("input_seconds"),
+        cost=usd(read.number("cost")), seconds=read.number("seconds"), input_seconds=read.number("input_seconds"),
         retryable=read.flag("retryable"), source=read.text("source") or "generate",
         **{name: read.text(name) for name in _TEXT},  # type: ignore[arg-type]
     )

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from ._backends import api_client
 from ._budget import budget_rule
 from ._config import InputLimits, Settings, hide_key, resolve
-from ._inputs import RECOMMENDED_AUDIO_SECONDS, Media, apply_fix, check, ensure_output_dir, normalise, validate
+from ._inputs import RECOMMENDED_AUDIO_SECONDS, Media, apply_fix, check, ensure_output_dir, normalise, refusal, validate
 from ._journal import Claim, Journal, journal_at
 from ._results import Result
 from ._reuse import describe_inputs, fingerprint, follow, needs_new_task
@@ -25,19 +25,25 @@ CLAIM_ATTEMPTS = 5  # an identical call in another kernel may claim and give up 
 
 
 def prepare(spec: ModelSpec, values: Mapping[str, Any], *, trim_audio: bool = True,
-            limits: InputLimits = InputLimits(), faces: bool = True,
+            limits: InputLimits = InputLimits(), faces: bool = True, strict: bool = False,
             advise: Callable[[str], None] | None = None) -> dict[str, Media]:
-    """Normalise and check every input of spec (raising ValidationError) before anything is sent.
+    """Normalise and check every input of spec (raising ValidationError) before anything is sent; URL inputs
+    are checked too (reachable, of the right kind: see _inputs_url.check_url) unless limits.urls_checked is off.
 
-    Advice goes to advise(message) (a batch row's advice column), by default a warning; long audio is trimmed
-    unless trim_audio is False; faces=False skips the face search.
+    Advice goes to advise(message) (a batch row's advice column), by default a warning, or with strict it is a
+    ValidationError of the advice's reason (e.g. "no_face"); long audio is trimmed unless trim_audio is False (then
+    strict refuses it); faces=False skips the face search (strict searches all the same: it cannot refuse what it
+    did not look for).
     """
     say = advise or warn
-    media = {field.name: check(values.get(field.name), field, limits, faces=faces) for field in spec.fields}
+    media = {field.name: check(values.get(field.name), field, limits, faces=faces or strict)
+             for field in spec.fields}
     for name, item in media.items():
         for advice in item.advice:
             if advice.reason == "audio_too_long" and trim_audio and item.path is not None:
                 media[name] = _trimmed(item, say)
+            elif strict:
+                raise refusal(advice)
             elif advice.reason == "audio_too_long":
                 say(f"{advice.message}; sent as it is (trim_audio=False)")
             else:
@@ -47,7 +53,7 @@ def prepare(spec: ModelSpec, values: Mapping[str, Any], *, trim_audio: bool = Tr
 
 def _trimmed(item: Media, say: Callable[[str], None]) -> Media:
     assert item.path is not None and item.facts is not None
-    trimmed = validate(Media(item.field, path=apply_fix("trim_audio", item.path)))
+    trimmed = validate(Media(item.field, path=apply_fix("trim_audio", item.path), name=item.name))
     kept = trimmed.facts.duration if trimmed.facts and trimmed.facts.duration else 0.0
     say(f"the {item.field.label} is {item.facts.duration or 0:.1f} s, over the model's recommended "
          f"{RECOMMENDED_AUDIO_SECONDS:g} s limit; trimmed to {kept:.1f} s, cut in a pause near the limit with a "
@@ -60,16 +66,23 @@ def call_key(spec: ModelSpec, values: Mapping[str, Any], *, trim_audio: bool = T
     return _identify(spec, values, resolve(**hide_key(config)), trim_audio)[1]
 
 
-def _identify(spec: ModelSpec, values: Mapping[str, Any], settings: Settings, trim_audio: bool
-              ) -> tuple[list[dict[str, Any]], str]:
-    """What the journal keeps of the inputs, and the call's fingerprint."""
-    inputs = describe_inputs({field.name: normalise(values.get(field.name), field) for field in spec.fields})
+def _identify(spec: ModelSpec, values: Mapping[str, Any], settings: Settings, trim_audio: bool,
+              names: Mapping[str, str] | None = None) -> tuple[list[dict[str, Any]], str]:
+    """What the journal keeps of the inputs (each under the name its user knows it by: an upload's own file name,
+    not the scratch file it was written to; names= overrides, e.g. a form's), and the call's fingerprint."""
+    media = {field.name: normalise(values.get(field.name), field) for field in spec.fields}
+    inputs = describe_inputs(media)
+    for item in inputs:
+        known = (names or {}).get(item["field"]) or media[item["field"]].name
+        if known and item.get("url") is None:
+            item["name"] = known[:120]
     return inputs, fingerprint(spec, settings, inputs, trim_audio=trim_audio)
 
 
 def submit(spec: ModelSpec, values: Mapping[str, Any], *, trim_audio: bool = True, reuse: bool = True,
-           when_uploaded: Callable[[], None] | None = None, before_create: Callable[[], None] | None = None,
-           source: str = "submit", face_advice: bool = True, advise: Callable[[str], None] | None = None,
+           strict: bool = False, when_uploaded: Callable[[], None] | None = None,
+           before_create: Callable[[], None] | None = None, source: str = "submit", face_advice: bool = True,
+           advise: Callable[[str], None] | None = None, names: Mapping[str, str] | None = None,
            **config: Any) -> Task:
     """Check, upload and create one task of spec, journaled; returns its Task without waiting.
 
@@ -79,15 +92,21 @@ def submit(spec: ModelSpec, values: Mapping[str, Any], *, trim_audio: bool = Tru
     are uploaded (a batch row waits there for its turn at the service); before_create runs just before the
     create call. face_advice=False leaves out the search for a face in the images (a batch reports it with the
     row instead, off the path to the create); advise receives the advice on the inputs instead of a warning.
+    strict=True refuses, before any upload, inputs that would only be advised on (ValidationError "no_face";
+    "audio_too_long" with trim_audio=False); a call answered from the journal uploads and pays nothing, so it is
+    answered as usual. names: field -> the name the journal (history) shows for that input, when the value itself
+    does not carry it (a form's upload, written to a scratch file). URL inputs are checked (reachable, of the right
+    kind) before anything is created: check_urls=False skips it.
     """
     settings = resolve(**hide_key(config))
     journal = journal_at(settings.home)
-    inputs, key = _identify(spec, values, settings, trim_audio)
+    inputs, key = _identify(spec, values, settings, trim_audio, names)
     if reuse and not needs_new_task(earlier := journal.latest(key)):
         assert earlier is not None
         if (task := follow(earlier, journal, spec, settings)) is not None:
             return task
-    media = prepare(spec, values, trim_audio=trim_audio, limits=settings.limits, faces=face_advice, advise=advise)
+    media = prepare(spec, values, trim_audio=trim_audio, limits=settings.limits, faces=face_advice, strict=strict,
+                    advise=advise)
     ensure_output_dir(settings.output_dir)  # found unusable now, not after the task is paid for
     seconds = max((m.facts.duration or 0 for m in media.values() if m.facts and m.field.kind != "image"), default=None)
     for _ in range(CLAIM_ATTEMPTS):
@@ -155,11 +174,13 @@ def _create(spec: ModelSpec, urls: dict[str, str], claim: Claim, journal: Journa
 
 
 def generate(
-    spec: ModelSpec, values: Mapping[str, Any], *, trim_audio: bool = True, reuse: bool = True, timeout: float = 600,
-    progress: bool = True, cancel: threading.Event | None = None, **config: Any,
+    spec: ModelSpec, values: Mapping[str, Any], *, trim_audio: bool = True, reuse: bool = True, strict: bool = False,
+    timeout: float = 600, progress: bool = True, cancel: threading.Event | None = None, **config: Any,
 ) -> Result:
-    """submit() then wait(): the whole generation, returning the downloaded, checked Result."""
-    task = submit(spec, values, trim_audio=trim_audio, reuse=reuse, source="generate", **hide_key(config))
+    """submit() then wait(): the whole generation, returning the downloaded, checked Result (its origin says
+    whether an earlier identical call's video was reused)."""
+    task = submit(spec, values, trim_audio=trim_audio, reuse=reuse, strict=strict, source="generate",
+                  **hide_key(config))
     try:
         return task.wait(timeout, progress=progress, cancel=cancel)
     except DownloadError as exc:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from ._money import usd
 
 if TYPE_CHECKING:
     from moviepy import VideoFileClip
@@ -26,12 +29,13 @@ class Result:
     duration: float | None
     usage: dict[str, Any]
     raw: dict[str, Any] = dataclasses.field(repr=False)
+    origin: str = "created"  # "reused": an earlier identical call's video; "attached": its task, waited for here
 
     @property
-    def cost(self) -> str | None:
-        """What the task cost in US dollars, as the service reports it (a string)."""
-        cost = self.usage.get("cost")
-        return None if cost is None else str(cost)
+    def cost(self) -> Decimal | None:
+        """What the task cost, a decimal.Decimal in US dollars (read from the service's string, never through
+        float), or None when unknown. Show it with spark_nb._money.format_usd ("$0.004")."""
+        return usd(self.usage.get("cost"))
 
     def clip(self) -> VideoFileClip:
         """The video as a moviepy VideoFileClip: use it in a `with` block (or call .close()) so its readers close."""

@@ -21,6 +21,7 @@ from ._config import Settings, notify
 from ._files import link_atomically
 from ._inputs import Media
 from ._journal import Entry, JobState, Journal, file_digest
+from ._money import format_usd, usd_text
 from ._tasks import Task, result_path
 from .errors import SparkError, TaskFailed, TaskMayExist
 from .models import ModelSpec, hint_for
@@ -77,7 +78,7 @@ def follow(entry: Entry, journal: Journal, spec: ModelSpec, settings: Settings) 
         entry = latest
     when = entry.when
     if entry.state == JobState.COMPLETED and entry.task_id:
-        cost = f"cost ${entry.cost:.2f}" if entry.cost is not None else "cost unknown"
+        cost = f"cost {format_usd(entry.cost)}" if entry.cost is not None else "cost unknown"
         _say(f"reusing task {entry.task_id} from {when} ({cost}); {NEW_TAKE}")
         saved = _into(settings.output_dir, entry) if entry.path and Path(entry.path).is_file() else None
         return Task(id=entry.task_id, model=entry.model, settings=settings, initial=completed_answer(entry),
@@ -88,7 +89,7 @@ def follow(entry: Entry, journal: Journal, spec: ModelSpec, settings: Settings) 
         return dataclasses.replace(Task.from_id(entry.task_id, model=entry.model, **_same_place(settings)),
                                    origin="attached")
     if entry.state == JobState.FAILED:  # refused for its inputs (see needs_new_task)
-        hint, _ = hint_for(entry.code, spec)
+        hint, _ = hint_for(entry.code, spec, entry.error)  # an input the service could not fetch: that input
         raise TaskFailed(f"{entry.error or 'the service refused these inputs'} (an identical call at {when})",
                          code=entry.code, task_id=entry.task_id, retryable=False,
                          hint=f"{hint}; sending the same inputs again would fail again (pass reuse=False to try)")
@@ -137,7 +138,7 @@ def completed_answer(entry: Entry) -> dict[str, Any]:
     saved = Path(entry.path) if entry.path else None
     if saved is not None and saved.is_file():
         content["size"] = saved.stat().st_size
-    usage = {"cost": f"{entry.cost:.2f}"} if entry.cost is not None else {}
+    usage = {"cost": usd_text(entry.cost)} if entry.cost is not None else {}
     return {"id": entry.task_id, "model": entry.model, "status": "completed", "output": [{"content": [content]}],
             "usage": usage}
 

@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
@@ -18,7 +19,8 @@ from urllib.parse import urlsplit, urlunsplit
 from ._boundary import boundary
 from ._config import Settings, hide_key, resolve
 from ._ffmpeg import DecodeReport, ProbeError, try_decode
-from ._journal import journal_at
+from ._journal import FILENAME, Entry, journal_at
+from ._money import usd, usd_text
 from ._polling import PollSchedule
 from ._progress import TaskProgress
 from ._results import Result
@@ -37,6 +39,7 @@ LOCAL_POLL_CAP_S = 0.5
 OnUpdate = Callable[["TaskState"], None]
 logger = logging.getLogger("spark_nb.tasks")
 STATUS_CHARS, MODEL_CHARS = 40, 100
+AMBIGUOUS_SHOWN = 10  # candidates named when a task id prefix matches several
 _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
@@ -127,8 +130,15 @@ class Task:
     @classmethod
     @boundary
     def from_id(cls, task_id: str, model: str | None = None, **config: Any) -> "Task":
-        """A handle on an existing task (config: api_key, backend, base_url, output_dir, as for configure())."""
-        return cls(id=str(task_id), model=model or "", settings=resolve(**hide_key(config)))
+        """A handle on an existing task (config: api_key, backend, base_url, output_dir, as for configure()).
+
+        task_id may be the beginning of the id of a task this machine's journal knows (as git takes a commit's),
+        e.g. the short id a progress bar shows; several tasks starting so raise a SparkError listing them. An id
+        the journal does not know is used as it is (a task made elsewhere).
+        """
+        settings = resolve(**hide_key(config))
+        whole, known_model = _whole_id(str(task_id).strip(), settings)
+        return cls(id=whole, model=model or known_model or "", settings=settings)
 
     @property
     def client(self) -> ApiClient:
@@ -192,6 +202,7 @@ class Task:
                     state = None
             result = download_result(lambda: self.client, state, self.settings.output_dir, deadline=deadline,
                                      saved=self.saved, local=self.settings.backend == "local")
+            result = dataclasses.replace(result, origin=self.origin)  # reused, attached or created here
             self._journal_finished(completed=True, cost=cost_of(result.usage), seconds=result.duration,
                                    result_url=result.url, path=str(result.path.resolve()))
             return result
@@ -255,6 +266,34 @@ class Task:
             seen += f" at {state.progress:.0%}"
         return TaskTimeout(f"task {self.id} did not finish within {timeout:g}s ({seen})",
                            task_id=self.id, model=self.model or (state.model if state else ""))
+
+
+def _whole_id(task_id: str, settings: Settings) -> tuple[str, str | None]:
+    """The id of the one task in the journal whose id is task_id or starts with it, and its model; task_id itself
+    when none is (or the journal cannot be read); SparkError naming the candidates when several are."""
+    if not task_id or not (Path(settings.home).expanduser() / FILENAME).exists():  # none: nothing to look up (and
+        return task_id, None                                                     # none made by a mere lookup)
+    try:
+        journal = journal_at(settings.home)
+        exact = journal.by_task(task_id)
+        if exact is not None:
+            return task_id, exact.model
+        candidates: dict[str, Entry] = {}
+        for entry in journal.entries():  # newest first: each id with its newest attempt
+            if entry.task_id and entry.task_id.startswith(task_id):
+                candidates.setdefault(entry.task_id, entry)
+    except SparkError as exc:  # a journal that cannot be read cannot say which task is meant: the id as given
+        logger.debug("task ids not looked up in the journal: %s", exc.headline)
+        return task_id, None
+    if len(candidates) == 1:
+        (whole, entry), = candidates.items()
+        return whole, entry.model
+    if not candidates:
+        return task_id, None
+    shown = [f"{i} ({e.model}, {e.when})" for i, e in list(candidates.items())[:AMBIGUOUS_SHOWN]]
+    more = f" and {len(candidates) - AMBIGUOUS_SHOWN} more" if len(candidates) > AMBIGUOUS_SHOWN else ""
+    raise SparkError(f"task id {task_id!r} is ambiguous: {len(candidates)} tasks this machine made start with it: "
+                     f"{'; '.join(shown)}{more}", hint="give more of the id (spark-nb history lists them whole)")
 
 
 def result_path(output_dir: Path, task_id: str) -> Path:
@@ -369,31 +408,30 @@ def as_number(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def cost_of(usage: Any) -> float | None:
-    """A task's cost in US dollars as a number, or None when unknown.
+def cost_of(usage: Any) -> Decimal | None:
+    """A task's cost as a decimal.Decimal amount of US dollars, or None when unknown.
 
     usage comes in two shapes: the seed pages' `{cost, discount, *_tokens, ...}` and the official client's
-    `{cost, quantity, unit_price, extra_info}`; cost, quantity and unit_price may each be a number or a string.
-    A cost that is present but unreadable or negative ("abc", "-1") is unknown, never guessed.
+    `{cost, quantity, unit_price, extra_info}`; cost, quantity and unit_price may each be a number or a string,
+    read as spelled (a string never goes through float: _money.usd). A cost that is present but unreadable or
+    negative ("abc", "-1") is unknown, never guessed.
     """
     if not isinstance(usage, dict):
         return None
     if usage.get("cost") is not None:
-        cost = as_number(usage["cost"])
-        return cost if cost is not None and cost >= 0 else None
+        return usd(usage["cost"])
     # No cost but a quantity and a unit price: their product is what the task is billed by definition of a unit
     # price, so reporting it is honest. If the service also applied a discount it overstates the cost, which errs
     # on the safe side for the budget (spark_nb._budget adds up these figures).
-    quantity, price = as_number(usage.get("quantity")), as_number(usage.get("unit_price"))
-    if quantity is None or price is None or quantity < 0 or price < 0:
+    quantity, price = usd(usage.get("quantity")), usd(usage.get("unit_price"))
+    if quantity is None or price is None:
         return None
-    cost = quantity * price
-    return cost if math.isfinite(cost) else None
+    return usd(quantity * price)  # 1e9 units at 1e9 dollars is no cost either
 
 
 def usage_of(usage: Any) -> dict[str, Any]:
     """A Result's usage: a copy of the task's `usage` object ({} when it is not one) whose `cost`, when there is
-    one, is what cost_of reads, as a decimal string (the service's own string when it is already one).
+    one, is what cost_of reads, as decimal text (the service's own spelling when it sent a string).
 
     So Result.cost, the journal and the budget agree: a derived cost (quantity × unit_price) is filled in, and an
     unreadable one ("abc") is dropped rather than shown. The service's answer as sent stays in Result.raw.
@@ -407,6 +445,5 @@ def usage_of(usage: Any) -> dict[str, Any]:
     elif isinstance(usage.get("cost"), str):
         cleaned["cost"] = usage["cost"].strip()
     else:
-        whole, _, cents = f"{cost:.6f}".rstrip("0").partition(".")
-        cleaned["cost"] = f"{whole}.{cents:0<2}"
+        cleaned["cost"] = usd_text(cost)
     return cleaned

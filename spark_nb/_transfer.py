@@ -1,20 +1,23 @@
-"""Fetch a URL into a file within every bound a hostile or broken peer could break.
+"""Fetch a URL into a file (or peek at its first bytes) within every bound a hostile or broken peer could break.
 
 One whole-transfer deadline (headers included: a peer trickling its headers a byte at a time is cut off
 when the deadline passes, because a watchdog shuts the socket down), a size cap checked against the
 announced length before reading and against the bytes as they arrive, and a cap on redirects. Used by
-the client for result videos and by the local server for input media, so both sides meet peers alike.
+the client for result videos and by the local server for input media, so both sides meet peers alike; peek()
+(the same bounds, a few hundred KB at most) by the input check of URLs before anything is paid.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import logging
 import ssl
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,41 +41,70 @@ class TransferError(Exception):
         self.status = status
 
 
+@dataclasses.dataclass(frozen=True)
+class Peeked:
+    """What a URL answered to a small GET (or a HEAD): its status, the first bytes, the file's whole size when
+    the server says it (Content-Range, or Content-Length of a whole answer), and its Content-Type."""
+
+    status: int
+    head: bytes
+    total: int | None
+    content_type: str
+    url: str  # where the redirects ended
+    method: str = "GET"
+
+
+class _Bounded:
+    """One request's bounds: a whole deadline (headers included) kept by a watchdog that shuts its sockets down."""
+
+    def __init__(self, deadline: float) -> None:
+        self.remaining = deadline - time.monotonic()
+        self.expired = threading.Event()
+        self._sockets: list[socket.socket] = []
+        self._watchdog = threading.Timer(max(0.0, self.remaining), self._cut_off)
+        self._watchdog.daemon = True
+
+    def trace(self, event: str, info: dict[str, Any]) -> None:
+        """httpx's trace hook: note each socket as it connects, so the watchdog can shut it down."""
+        if event == "connection.connect_tcp.complete":
+            sock = info["return_value"].get_extra_info("socket")
+            if sock is not None:
+                self._sockets.append(sock)
+
+    def _cut_off(self) -> None:
+        self.expired.set()
+        for sock in self._sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)  # wakes a blocked recv at once (close() would not)
+
+    @contextlib.contextmanager
+    def stream(self, method: str, url: str, headers: dict[str, str] | None = None) -> Iterator[httpx.Response]:
+        """The answer to method url, redirects followed (at most MAX_REDIRECTS), within the deadline."""
+        timeout = httpx.Timeout(min(READ_TIMEOUT_S, max(self.remaining, 0.001)))
+        self._watchdog.start()
+        try:
+            with httpx.Client(timeout=timeout, follow_redirects=True, max_redirects=MAX_REDIRECTS,
+                              verify=_tls_context()) as http, \
+                    http.stream(method, url, headers=headers, extensions={"trace": self.trace}) as response:
+                logger.debug("%s %s -> %s", method, response.request.url, response.status_code)
+                yield response
+        finally:
+            self._watchdog.cancel()
+
+
 def fetch_to_file(url: str, dest: Path, *, deadline: float, max_bytes: int, expected_size: int | None = None,
                   what: str = "the file") -> int:
     """GET url into dest (truncated first) by deadline (time.monotonic()), at most max_bytes; the bytes written.
 
     expected_size, when known, is also a cap: a peer sending more than it announced is cut off at once.
     """
-    remaining = deadline - time.monotonic()
-    if remaining <= 0:
+    bounds = _Bounded(deadline)
+    if bounds.remaining <= 0:
         raise TransferError(f"no time was left to fetch {what}", retryable=False)
     limit = max_bytes if expected_size is None else min(max_bytes, expected_size)
-    sockets: list[socket.socket] = []
-    expired = threading.Event()
-
-    def trace(event: str, info: dict[str, Any]) -> None:
-        if event == "connection.connect_tcp.complete":
-            sock = info["return_value"].get_extra_info("socket")
-            if sock is not None:
-                sockets.append(sock)
-
-    def cut_off() -> None:
-        expired.set()
-        for sock in sockets:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)  # wakes a blocked recv at once (close() would not)
-
-    watchdog = threading.Timer(remaining, cut_off)
-    watchdog.daemon = True
-    timeout = httpx.Timeout(min(READ_TIMEOUT_S, remaining))
     written = 0
     try:
-        watchdog.start()
-        with httpx.Client(timeout=timeout, follow_redirects=True, max_redirects=MAX_REDIRECTS,
-                          verify=_tls_context()) as http, \
-                http.stream("GET", url, extensions={"trace": trace}) as response:
-            logger.debug("GET %s -> %s", response.request.url, response.status_code)
+        with bounds.stream("GET", url) as response:
             if response.status_code in RETRYABLE_STATUS:
                 raise TransferError(f"HTTP {response.status_code}", retryable=True, status=response.status_code,
                                     retry_after=parse_retry_after(response.headers))
@@ -87,20 +119,50 @@ def fetch_to_file(url: str, dest: Path, *, deadline: float, max_bytes: int, expe
                     if written > limit:  # the same URL would send as much again: not retried
                         raise TransferError(_too_large(what, limit, limit, expected_size, sent=True),
                                             retryable=False)
-                    if expired.is_set():
+                    if bounds.expired.is_set():
                         break
                     fh.write(chunk)
     except httpx.TooManyRedirects as exc:
         raise TransferError(f"{what} redirected more than {MAX_REDIRECTS} times", retryable=False) from exc
     except httpx.HTTPError as exc:
-        if not expired.is_set():
+        if not bounds.expired.is_set():
             raise TransferError(f"{type(exc).__name__}: {exc}", retryable=True) from exc
-    finally:
-        watchdog.cancel()
-    if expired.is_set():
-        raise TransferError(f"{what} took longer than {remaining:.0f} s to fetch (its server sends too slowly)",
+    if bounds.expired.is_set():
+        raise TransferError(f"{what} took longer than {bounds.remaining:.0f} s to fetch (its server sends too slowly)",
                             retryable=False)
     return written
+
+
+def peek(url: str, *, deadline: float, max_bytes: int, method: str = "GET", ranged: bool = True) -> Peeked:
+    """The status and at most the first max_bytes of url (a ranged GET, or a HEAD), by deadline.
+
+    Any status is an answer (the caller judges it); no answer at all (no such host, refused, reset, too many
+    redirects, nothing by the deadline) is a TransferError with status None. Bytes that were still coming when
+    the deadline passed are given as far as they came: a slow host is not a missing one.
+    """
+    bounds = _Bounded(deadline)
+    if bounds.remaining <= 0:
+        raise TransferError("no time was left to ask", retryable=False)
+    headers = {"Range": f"bytes=0-{max_bytes - 1}"} if ranged and method == "GET" else None
+    head, answered = bytearray(), None
+    try:
+        with bounds.stream(method, url, headers) as response:
+            answered = response
+            if method == "GET" and response.status_code in (200, 206):
+                for chunk in response.iter_raw():  # the file's bytes as sent: nothing is decompressed here
+                    head += chunk[:max_bytes - len(head)]
+                    if len(head) >= max_bytes or bounds.expired.is_set():
+                        break
+    except httpx.TooManyRedirects as exc:
+        raise TransferError(f"redirected more than {MAX_REDIRECTS} times", retryable=False) from exc
+    except httpx.HTTPError as exc:
+        if answered is None:
+            why = (f"no answer within {bounds.remaining:.0f} s" if bounds.expired.is_set()
+                   else f"{type(exc).__name__}: {exc}")
+            raise TransferError(why, retryable=not bounds.expired.is_set()) from exc
+    assert answered is not None
+    return Peeked(status=answered.status_code, head=bytes(head), total=_total_size(answered),
+                  content_type=answered.headers.get("content-type", ""), url=str(answered.url), method=method)
 
 
 @functools.lru_cache(maxsize=1)
@@ -112,7 +174,15 @@ def _tls_context() -> ssl.SSLContext:
 
 def _content_length(response: httpx.Response) -> int | None:
     value = response.headers.get("content-length", "")
-    return int(value) if value.isdigit() else None
+    return int(value) if value.isdigit() and len(value) < 20 else None
+
+
+def _total_size(response: httpx.Response) -> int | None:
+    """The whole file's size: from Content-Range ("bytes 0-99/5000") on a 206, Content-Length on a 200."""
+    if response.status_code == 206:
+        total = response.headers.get("content-range", "").rpartition("/")[2].strip()
+        return int(total) if total.isdigit() and len(total) < 20 else None
+    return _content_length(response) if response.status_code == 200 else None
 
 
 def _too_large(what: str, size: int, limit: int, expected: int | None, *, sent: bool = False) -> str:

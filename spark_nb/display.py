@@ -16,9 +16,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 from urllib.parse import quote, urlsplit
 
+from ._money import format_usd
 from ._urls import is_http_url, is_loopback_url
 
 if TYPE_CHECKING:
+    from decimal import Decimal
+
     from IPython.display import HTML
 
 EMBED_LIMIT_BYTES = 1_500_000  # larger files are linked, not embedded, to keep notebooks small
@@ -34,7 +37,7 @@ class ShownResult(Protocol):
     duration: float | None
 
     @property
-    def cost(self) -> str | None: ...
+    def cost(self) -> Decimal | None: ...
 
 _MIME = {
     ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".gif": "image/gif", ".webp": "image/webp",
@@ -147,9 +150,9 @@ def result_html(result: ShownResult, *, width: int = 384, embed_limit: int = EMB
 
 
 def result_caption(result: ShownResult) -> str:
-    """'task ID · 4.2 s · cost $0.00' for a Result."""
+    """'task ID · 4.2 s · cost $0.004' for a Result."""
     duration = f"{result.duration:.1f} s" if result.duration else "?"
-    return f"task {result.task_id} · {duration} · cost ${result.cost or '?'}"
+    return f"task {result.task_id} · {duration} · cost {format_usd(result.cost)}"
 
 
 def show(source: Any, *, caption: str = "", kind: Kind | None = None, width: int | None = None,

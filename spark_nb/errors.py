@@ -8,6 +8,9 @@ the journal or a report can carry the key or drive the terminal, whichever way t
 
 from __future__ import annotations
 
+from decimal import Decimal
+
+from ._money import format_usd, usd
 from ._secrets import redact
 from ._text import inert
 
@@ -83,6 +86,9 @@ REASONS = frozenset({
     "invalid_since",      # history(since=...) that is not a time
     "invalid_status",     # history(status=...) that is not a task status
     "manifest",           # a batch manifest's problems
+    "url_unreachable",    # an input URL that does not answer with a file (404, no such host, refused, ...)
+    "no_face",            # strict=True: no face found in a portrait (otherwise advice)
+    "audio_too_long",     # strict=True with trim_audio=False: audio over the recommended 15 s (otherwise advice)
     "service_changed",    # the service's published spec no longer accepts what this spark-nb sends
 })
 
@@ -129,13 +135,21 @@ class TaskMayExist(SparkError):
         self.submitted_at = submitted_at
 
 
-class BudgetExceeded(SparkError):
-    """Creating this task would take spending past the budget; nothing was uploaded or created."""
+def _dollars(amount: Decimal | float) -> Decimal:
+    return usd(amount) or Decimal(0)
 
-    def __init__(self, *, spend: float, running: float, estimate: float, budget: float) -> None:
+
+class BudgetExceeded(SparkError):
+    """Creating this task would take spending past the budget; nothing was uploaded or created.
+
+    Its figures (spend, running, estimate, budget) are decimal.Decimal amounts of US dollars."""
+
+    def __init__(self, *, spend: Decimal | float, running: Decimal | float, estimate: Decimal | float,
+                 budget: Decimal | float) -> None:
+        spend, running, estimate, budget = (_dollars(a) for a in (spend, running, estimate, budget))
         super().__init__(
-            f"this task would pass the budget of ${budget:.2f}: spent ${spend:.2f}, tasks still running about "
-            f"${running:.2f}, this one about ${estimate:.2f}",
+            f"this task would pass the budget of {format_usd(budget)}: spent {format_usd(spend)}, tasks still "
+            f"running about {format_usd(running)}, this one about {format_usd(estimate)}",
             hint="raise SPARK_NB_BUDGET_USD (or configure(budget_usd=...)), or see spark_nb.history() for the spend")
         self.spend, self.running, self.estimate, self.budget = spend, running, estimate, budget
 
@@ -199,8 +213,13 @@ def internal_error(exc: Exception, task_id: str | None = None, model: str | None
     return SparkError(f"unexpected internal error: {what}", hint=hint, task_id=task_id)
 
 
+class SparkWarning(UserWarning):
+    """What spark_nb warns of (advice on an input, a trimmed clip): filter it with
+    warnings.filterwarnings("ignore", category=spark_nb.errors.SparkWarning)."""
+
+
 def warn(message: str) -> None:
-    """warnings.warn a UserWarning pointing at the user's line (the first caller outside spark_nb), made safe."""
+    """warnings.warn a SparkWarning pointing at the user's line (the first caller outside spark_nb), made safe."""
     import os
     import sys
     import warnings
@@ -209,7 +228,7 @@ def warn(message: str) -> None:
     frame, level = sys._getframe(1), 2  # level 1 is this function
     while frame is not None and frame.f_code.co_filename.startswith(package):
         frame, level = frame.f_back, level + 1
-    warnings.warn(safe_text(message), UserWarning, stacklevel=level)
+    warnings.warn(safe_text(message), SparkWarning, stacklevel=level)
 
 
 class JournalError(SparkError):
@@ -227,10 +246,11 @@ class JournalError(SparkError):
 class CostUnknown(BudgetExceeded):
     """Under a budget, a model whose cost is not known yet runs one task at a time, and one is running now."""
 
-    def __init__(self, *, model: str, budget: float, spend: float, running: float, blocking: str,
-                 attempt: str, creator_alive: bool, hint: str) -> None:
+    def __init__(self, *, model: str, budget: Decimal | float, spend: Decimal | float, running: Decimal | float,
+                 blocking: str, attempt: str, creator_alive: bool, hint: str) -> None:
         SparkError.__init__(
             self, f"the cost of a {model} task is not known yet (none has finished with a cost on this machine), so "
-                  f"under the budget of ${budget:.2f} one runs at a time until one has: {blocking}", hint=hint)
-        self.spend, self.running, self.estimate, self.budget = spend, running, 0.0, budget
+                  f"under the budget of {format_usd(budget)} one runs at a time until one has: {blocking}", hint=hint)
+        self.spend, self.running, self.estimate, self.budget = (_dollars(spend), _dollars(running), Decimal(0),
+                                                                _dollars(budget))
         self.model, self.attempt, self.creator_alive = model, attempt, creator_alive

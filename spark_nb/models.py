@@ -15,6 +15,7 @@ new model is a new spec:
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Iterator, Mapping
 from typing import Any, Literal
 
@@ -254,8 +255,13 @@ def input_fields() -> Iterator[str]:
     return iter(seen)
 
 
-def hint_for(code: str | None, spec: ModelSpec | None) -> tuple[str, bool]:
-    """A readable hint for an error code, and whether a new task may succeed."""
+def hint_for(code: str | None, spec: ModelSpec | None, message: str | None = None) -> tuple[str, bool]:
+    """A readable hint for an error code (and the failure's message, when it says an input could not be fetched or
+    read: see input_trouble), and whether a new task may succeed."""
+    if message and (not code or str(code).zfill(9)[-3:] in SERVICE_FAILURES):
+        troubled = input_trouble(message, spec)
+        if troubled is not None:
+            return troubled, False
     if not code:
         return NO_CODE_HINT, False
     code = str(code).zfill(9)
@@ -273,7 +279,12 @@ def _describe_any(code: str) -> str | None:
 
 
 def task_failure(error: Any, task_id: str | None, model: str | None) -> TaskFailed:
-    """A TaskFailed from a task's `error` field (a string, or an object with code and error_message/message)."""
+    """A TaskFailed from a task's `error` field (a string, or an object with code and error_message/message).
+
+    A failure whose message says the service could not fetch or read an input (see input_trouble) is that input's
+    problem, whatever its code: the hint says to check that input, and a new task with it is not sent by itself
+    (retryable False), since it would fail, and be billed, again.
+    """
     code, message = None, "the task failed"
     if isinstance(error, dict):
         code = error.get("code")
@@ -281,5 +292,28 @@ def task_failure(error: Any, task_id: str | None, model: str | None) -> TaskFail
     elif error:
         message = str(error)
     code = str(code).zfill(9) if isinstance(code, (str, int)) and not isinstance(code, bool) and str(code).strip() else None
-    hint, retryable = hint_for(code, MODELS.get(model or ""))
+    hint, retryable = hint_for(code, MODELS.get(model or ""), str(message))
     return TaskFailed(str(message)[:500], code=code, task_id=task_id, hint=hint, retryable=retryable)
+
+
+# what a service's message says when it could not fetch or read an input (its URL, or the file behind it)
+_FETCH_WORDS = re.compile(r"fetch|download|could not be (?:read|decoded|opened)|cannot (?:identify|decode|open|read)|"
+                          r"unable to (?:get|open|read|load|decode)|failed to (?:get|open|read|load|decode)|"
+                          r"not (?:reachable|accessible|a valid)|unreachable|invalid (?:image|audio|video|media|url)|"
+                          r"unsupported (?:image|audio|video|media) |\b(?:403|404|410)\b|forbidden|not found",
+                          re.IGNORECASE)
+
+
+def input_trouble(message: str, spec: ModelSpec | None) -> str | None:
+    """The hint for a failure whose message says an input could not be fetched or read ("image_url could not be
+    fetched: HTTP 404", "cannot identify image file"), naming the input when the message does; None otherwise."""
+    if not _FETCH_WORDS.search(message):
+        return None
+    fields = spec.fields if spec is not None else tuple(f for s in MODELS.values() for f in s.fields)
+    lowered = message.lower()
+    named = next((f for f in fields if f.wire.lower() in lowered or f.wire.rsplit(".", 1)[-1].lower() in lowered),
+                 None) or next((f for f in fields if f.kind in lowered), None)
+    what = f"the {named.label} ({named.wire})" if named is not None else "an input"
+    return (f"the service could not fetch or read {what}: check that its URL opens without a login from anywhere "
+            "and gives the file itself, of the right kind (a local file is uploaded for you: check the uploader's "
+            "URLs are public); submitting the same input again would fail again (and be billed)")

@@ -84,6 +84,10 @@ def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
                  "SPARK_NB_MAX_INPUT_SECONDS", "SPARK_NB_LOCAL_SERVER", "VTRIX_MODELS_URL", "SPARK_NB_TRACE",
                  "SPARK_NB_SPEC_CHECK"):
         monkeypatch.delenv(name, raising=False)
+    # URL inputs are not asked for before a create here: tests pass made-up URLs (https://inputs.example/...) to
+    # fake services, and nothing but loopback may be contacted. The URL check's own tests turn it on
+    # (tests/test_inputs_url.py), and test that it is on by default.
+    monkeypatch.setenv("SPARK_NB_CHECK_URLS", "0")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("SPARK_NB_HOME", str(tmp_path / "spark_nb_home"))  # a journal and local tasks of its own
     # a developer's own vtrix CLI key (keychain, ~/.config/vtrix) must never reach a test: it would call Vtrix

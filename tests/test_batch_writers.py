@@ -12,6 +12,7 @@ import re
 import signal
 import subprocess
 import sys
+from decimal import Decimal
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -170,7 +171,7 @@ def test_a_row_record_from_elsewhere_never_names_a_file_outside_its_folder(tmp_p
     (row / "result.json").write_text(json.dumps(record))
     assert completed_here(row, "t2") is None and (found := completed_here(row, "t1")) is not None
     result = result_of(row, found)
-    assert result.path == (row / "t1.mp4").resolve() and result.cost == "0.10" and result.duration == 2.0
+    assert result.path == (row / "t1.mp4").resolve() and result.cost == Decimal("0.10") and result.duration == 2.0
     said = origin(row)
     assert said.startswith("reused task t1 from 2026-12-07 03:57:09 (made by a batch row)")
     assert "\x1b" not in said and "\u202e" not in said and "advice: the speech audio is 17.0 s" in said

@@ -286,6 +286,88 @@ def test_studio_serves_the_forms_without_code_and_plays_in_chromium(studio_app: 
     assert (ARTIFACTS / "browser-studio.png").stat().st_size > 10_000
 
 
+FITS = "e => ({text: e.innerText.trim(), fits: e.scrollWidth <= e.clientWidth + 1, width: e.clientWidth})"
+
+
+def test_the_forms_strict_box_trim_label_and_history_table_fit_in_chromium(studio_app: StudioRun,
+                                                                          tmp_path: Path) -> None:
+    """In the studio, as a person sees it in a 1000 px window: the "Trim to 15 s" button a 17 s clip offers shows
+    its whole label; the strict checkbox is there, and ticked it turns a landscape's no-face advice into the form's
+    error with nothing created; the History tab's table, with a long input name and a task, stays within the tab
+    (no column cut off, nothing to scroll sideways) and plays its video from the studio's folder. The studio's
+    terminal shows its URL only all along."""
+    from PIL import Image
+
+    from .conftest import ffmpeg
+
+    sync_playwright = _require_browser()
+    long_speech = tmp_path / "long_speech.wav"
+    ffmpeg("-stream_loop", "5", "-i", str(samples.SPEECH), "-t", "17", str(long_speech))
+    landscape = tmp_path / "landscape.jpg"
+    Image.new("RGB", (480, 360), (90, 140, 200)).save(landscape, quality=90)
+    portrait = tmp_path / f"{'a_portrait_with_a_rather_long_file_name_from_a_camera_' * 2}IMG_20261201_140307.jpg"
+    portrait.write_bytes(samples.PORTRAIT.read_bytes())
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1000, "height": 1000})
+            page.goto(studio_app.url)
+            form = page.locator(".spark-avatar-form")
+            form.wait_for(timeout=120_000)
+
+            form.locator(".spark-url-audio input").fill(str(long_speech))
+            form.locator(".spark-url-audio input").press("Enter")
+            fix = form.locator(".spark-fix-audio")
+            fix.wait_for(state="visible", timeout=60_000)
+            trim = fix.evaluate(FITS)
+            page.screenshot(path=str(ARTIFACTS / "browser-form-trim.png"))
+
+            strict = form.locator(".spark-strict")
+            strict_label = strict.evaluate(FITS)
+            strict.locator("input[type=checkbox]").check()
+            form.locator(".spark-url-image input").fill(str(landscape))
+            form.locator(".spark-url-image input").press("Enter")
+            form.locator(".spark-problem-image", has_text="no face found").wait_for(timeout=60_000)
+            form.locator(".spark-generate").click()
+            form.locator(".spark-error", has_text="no face found").wait_for(timeout=60_000)
+            refused = form.locator(".spark-error").inner_text()
+
+            strict.locator("input[type=checkbox]").uncheck()
+            form.locator(".spark-url-image input").fill(str(portrait))
+            form.locator(".spark-url-image input").press("Enter")
+            form.locator(".spark-sample-audio").click()
+            form.locator(".spark-preview-image img").wait_for(timeout=60_000)
+            form.locator(".spark-generate").click()
+            form.locator(".spark-result video").wait_for(timeout=GENERATION_TIMEOUT_MS)
+
+            page.locator(".spark-studio .lm-TabBar-tab", has_text="History").click()
+            page.locator(".spark-history-refresh").click()
+            page.wait_for_function("document.querySelector('table.spark-history') && document.querySelector("
+                                   "'table.spark-history').innerText.includes('1 task(s)')", timeout=30_000)
+            table = page.locator(".spark-history-box").evaluate(
+                """box => { const t = box.querySelector('table'), area = box.closest('.lm-TabPanel-stackedPanel')
+                            || box.parentElement;
+                            return {table: t.getBoundingClientRect().right, area: area.getBoundingClientRect().right,
+                                    scroll: box.scrollWidth, box: box.clientWidth,
+                                    cells: [...t.querySelectorAll('td')].filter(c => c.scrollWidth > c.clientWidth + 1)
+                                           .map(c => c.innerText)}; }""")
+            played = page.locator("table.spark-history tbody tr").first.evaluate(MEDIA_LOADED)
+            page.screenshot(path=str(ARTIFACTS / "browser-studio-history-narrow.png"))
+        finally:
+            browser.close()
+    terminal = studio_app.log.read_text().splitlines()  # its URL, and errors only: none here (a refusal is the page's)
+    assert len(terminal) == 1 and terminal[0].startswith("spark-nb studio on "), terminal
+    assert trim["text"] == "Trim to 15 s" and trim["fits"], f"the fix button's label is cut off: {trim}"
+    assert "strict" in strict_label["text"] and strict_label["fits"], strict_label
+    assert "no face found" in refused and "strict" in refused
+    assert table["table"] <= table["area"] + 1 and table["scroll"] <= table["box"] + 1, table
+    assert table["cells"] == [], f"cells cut off: {table['cells']}"
+    [video] = played["media"]
+    assert video["error"] is None and video["readyState"] >= 1 and not video["src"].startswith("data:"), video
+    assert video["src"].startswith(f"{studio_app.base}/"), video
+
+
 STRANGER_PAGE = """<!doctype html><title>any web page</title>
 <img src="{base}/"><img src="{base}/?token=guess"><img src="{base}/voila/files/spark_outputs/made.mp4">
 <iframe src="{base}/"></iframe><iframe src="{base}/voila/files/spark_outputs/made.mp4"></iframe>

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Callable
 
@@ -229,7 +230,7 @@ def test_serve_reports_cost_per_second_of_video(serve_process: Any, media: dict[
     server = serve_process("--cost-per-second", "0.25")
     result = avatar.generate(media["portrait"], media["speech"], progress=False, backend="cloud", base_url=server.url,
                              api_key=TEST_KEY, uploader=f"{server.url}/api/v1/storage/files")
-    assert result.cost == f"{0.25 * (result.duration or 0):.2f}" and float(result.cost) > 0
+    assert result.cost == Decimal(f"{0.25 * (result.duration or 0):.2f}") and (result.cost or 0) > 0
 
 
 def test_version(tmp_path: Path) -> None:
@@ -485,3 +486,140 @@ def test_the_studio_restarts_right_after_a_stop(tmp_path: Path) -> None:
         assert httpx.get(f"{second.base}/login", timeout=30, trust_env=False).status_code == 200
     finally:
         second.stop()
+
+
+def faceless(path: Path) -> Path:
+    """A landscape without a face (flat colour bands)."""
+    from PIL import Image, ImageDraw
+
+    img = Image.new("RGB", (480, 360), (90, 140, 200))
+    ImageDraw.Draw(img).rectangle((0, 220, 480, 360), fill=(60, 120, 50))
+    img.save(path, quality=90)
+    return path
+
+
+def test_no_reuse_and_strict_are_options_listed_in_help() -> None:
+    """Every message says "pass reuse=False": the CLI has it as --no-reuse on demo, avatar, imitate and batch, and
+    strict as --strict on avatar, imitate and batch, each listed in the command's --help."""
+    commands = subcommands()[1]
+    for command, options in (("demo", ["--no-reuse"]), ("avatar", ["--no-reuse", "--strict"]),
+                             ("imitate", ["--no-reuse", "--strict"]), ("batch", ["--no-reuse", "--strict"])):
+        shown = commands[command].format_help()
+        for option in options:
+            assert option in shown, (command, option)
+
+
+def test_strict_refuses_a_faceless_portrait_before_anything_is_sent(server: LocalServer, media: dict[str, Path],
+                                                                    tmp_path: Path) -> None:
+    """`avatar --strict` with a landscape: exit 1, one error line naming the file and strict mode; no upload, no task."""
+    landscape = faceless(tmp_path / "landscape.jpg")
+    proc = run(["avatar", "--image", str(landscape), "--audio", str(media["speech"]), "--strict"], cloud_env(server),
+               tmp_path)
+    assert proc.returncode == 1 and proc.stderr.startswith("spark-nb: error: no face found in the portrait image")
+    assert "landscape.jpg" in proc.stderr and "strict" in proc.stderr and "Traceback" not in proc.stderr
+    assert (server.stats()["uploads"], server.stats()["created"]) == (0, 0)
+
+
+def test_a_warning_is_one_spark_nb_line_and_python_still_gets_a_real_warning(capsys: pytest.CaptureFixture) -> None:
+    """In the CLI a warning is `spark_nb: ...` on one line (no source line, no UserWarning), written through tqdm so
+    a bar stays whole; Python code still gets a SparkWarning it can filter, and the display is restored after."""
+    import warnings
+
+    from spark_nb._cli import _one_line_warnings
+    from spark_nb.errors import SparkWarning, warn
+
+    before = warnings.showwarning
+    with _one_line_warnings(), warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.showwarning = warnings.showwarning  # catch_warnings restores it: keep the CLI's display inside
+        warn("no face found in the portrait image (x.jpg)\n\x1b[2Jcleared")
+        warnings.warn("an old parameter", DeprecationWarning, stacklevel=1)
+    err = capsys.readouterr().err
+    assert err.splitlines() == ["spark_nb: no face found in the portrait image (x.jpg) cleared",
+                                "spark_nb: DeprecationWarning: an old parameter"]
+    assert warnings.showwarning is before
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        warn("advice")
+    assert [w.category for w in caught] == [SparkWarning]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warnings.filterwarnings("ignore", category=SparkWarning)
+        warn("filtered away")  # raises nothing: a program can filter spark_nb's warnings by category
+
+
+@pytest.mark.slow
+def test_the_clis_warnings_are_one_line_each(server: LocalServer, media: dict[str, Path], tmp_path: Path) -> None:
+    """A whole `spark-nb avatar` run with a faceless portrait: its stderr has the advice as one `spark_nb:` line
+    and no Python source line (before: `UserWarning: ...` then `sys.exit(main())`)."""
+    landscape = faceless(tmp_path / "landscape.jpg")
+    proc = run(["avatar", "--image", str(landscape), "--audio", str(media["speech"]), "--no-progress"],
+               cloud_env(server), tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    advice = [line for line in proc.stderr.splitlines() if "no face found" in line]
+    assert len(advice) == 1 and advice[0].startswith("spark_nb: no face found in the portrait image (landscape.jpg)")
+    assert "UserWarning" not in proc.stderr and "sys.exit" not in proc.stderr and "warn(" not in proc.stderr
+
+
+def test_status_takes_a_short_id_and_prints_the_video_and_cost_it_knows(make_server: MakeServer,
+                                                                        media: dict[str, Path],
+                                                                        tmp_path: Path) -> None:
+    """`status` with the 12 characters the progress bar shows finds the task in the journal, and prints the video's
+    path and the cost the journal knows, without --wait."""
+    server = make_server(api_key=TEST_KEY, cost_per_second=0.002, answer_style="usage,strings")  # cost "0.00408"
+    result = avatar.generate(media["portrait"], media["speech"], progress=False, backend="cloud",
+                             base_url=server.url, api_key=TEST_KEY, uploader=f"{server.url}/api/v1/storage/files")
+    assert result.cost is not None and result.cost < Decimal("0.01") and result.cost.as_tuple().exponent < -2
+    proc = run(["status", result.task_id[:12]], cloud_env(server), tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert re.search(rf"^task:\s+{result.task_id}$", proc.stdout, re.MULTILINE)
+    assert re.search(r"^status:\s+completed$", proc.stdout, re.MULTILINE)
+    assert re.search(rf"^video:\s+{re.escape(str(result.path.resolve()))}$", proc.stdout, re.MULTILINE)
+    assert re.search(rf"^cost:\s+\${re.escape(str(result.cost))}$", proc.stdout, re.MULTILINE)  # $0.00408, not $0.00
+    assert server.stats()["created"] == 1
+
+
+@pytest.mark.slow
+def test_demo_says_when_it_reused_a_video_and_no_reuse_renders_again(tmp_path: Path) -> None:
+    """The second `spark-nb demo` reuses both videos and says so with the task and when (before: "5.2 s of video
+    in 0.1 s"); --no-reuse renders them again."""
+    env = cli_env(SPARK_NB_HOME=str(tmp_path / "home"))
+    first = run(["demo", "--out", "demo"], env, tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.count("s of video in") == 2 and "reused" not in first.stdout
+    again = run(["demo", "--out", "demo"], env, tmp_path)
+    assert again.returncode == 0, again.stderr
+    reused = re.findall(r"\(reused task ([0-9a-f]{32}) from (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d); --no-reuse", again.stdout)
+    assert len(reused) == 2 and "s of video in" not in again.stdout
+    fresh = run(["demo", "--out", "demo", "--no-reuse"], env, tmp_path)
+    assert fresh.returncode == 0 and fresh.stdout.count("s of video in") == 2 and "reused" not in fresh.stdout
+    assert not {task for task, _ in reused} & set(re.findall(r"([0-9a-f]{32})\.mp4", fresh.stdout))
+
+
+@pytest.mark.slow
+def test_batch_strict_and_no_reuse_reach_the_rows(server: LocalServer, media: dict[str, Path], tmp_path: Path) -> None:
+    """`batch --strict`: the faceless row fails with the no-face refusal before its upload, the other completes;
+    `batch --no-reuse` into another folder makes a new take of every row (each a new task), none reused."""
+    import csv
+
+    landscape = faceless(tmp_path / "landscape.jpg")
+    manifest = tmp_path / "rows.csv"
+    with manifest.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["name", "model", "image", "audio"])
+        writer.writerow(["face", "avatar", str(media["portrait"]), str(media["speech"])])
+        writer.writerow(["landscape", "avatar", str(landscape), str(media["speech"])])
+    env = cloud_env(server)
+    strict = run(["batch", str(manifest), "--out", "strict", "--strict", "--concurrency", "2"], env, tmp_path)
+    assert strict.returncode == 1, strict.stderr
+    with (tmp_path / "strict" / "results.csv").open(newline="") as fh:
+        rows = {row["name"]: row for row in csv.DictReader(fh)}
+    assert rows["face"]["status"] == "completed"
+    assert rows["landscape"]["status"] == "failed" and "no face found" in rows["landscape"]["error"]
+    assert server.stats()["created"] == 1 and server.stats()["uploads"] == 2  # the faceless row sent nothing
+
+    again = run(["batch", str(manifest), "--out", "again", "--no-reuse", "--concurrency", "2"], env, tmp_path)
+    assert again.returncode == 0, again.stderr
+    with (tmp_path / "again" / "results.csv").open(newline="") as fh:
+        rows = {row["name"]: row for row in csv.DictReader(fh)}
+    assert {row["status"] for row in rows.values()} == {"completed"} and server.stats()["created"] == 3

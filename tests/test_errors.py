@@ -144,7 +144,9 @@ def test_service_failures_raise_retryable_task_failed(model: str, suffix: str, m
 @pytest.mark.slow
 def test_an_input_url_that_404s_fails_the_task_with_095(model: str, which: str, field: str, server: LocalServer,
                                                         media: dict[str, Path]) -> None:
-    """An input URL the server cannot fetch (HTTP 404) fails the task with ...095 naming that input."""
+    """An input URL the service cannot fetch (HTTP 404; sent unchecked, as URLs only the service could reach are)
+    fails the task with ...095 naming that input; it is that input's failure: not retryable (the same URL fails
+    again), and the hint says to check that input instead of suggesting to pay again."""
     missing = f"{server.url}/files/uploads/missing{'.jpg' if which == 'image' else '.mp4'}"
     assert httpx.get(missing, trust_env=False).status_code == 404
     with pytest.raises(spark_nb.TaskFailed) as info:
@@ -153,7 +155,9 @@ def test_an_input_url_that_404s_fails_the_task_with_095(model: str, which: str, 
     assert exc.code == f"{PREFIXES[model]}095"
     assert field in exc.message
     assert "404" in exc.message
-    assert exc.retryable is True
+    assert exc.retryable is False
+    assert exc.hint is not None and "could not fetch or read the " in exc.hint and f"({field})" in exc.hint
+    assert "may succeed" not in exc.hint
     assert exc.task_id is not None and exc.task_id in str(exc)
     assert_no_key(exc)
     assert server.stats()["created"] == 1

@@ -13,6 +13,7 @@ import sys
 import textwrap
 import time
 from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -76,8 +77,8 @@ def test_a_dead_process_task_is_reattached_then_reused_and_listed_with_its_cost(
     assert attached.task_id == first_id and server.stats()["created"] == 1
     assert "is not finished: waiting for it" in capsys.readouterr().err
 
-    cost = round(0.1 * (attached.duration or 0), 2)
-    assert attached.cost == f"{cost:.2f}" and cost > 0
+    cost = Decimal(f"{0.1 * (attached.duration or 0):.2f}")  # what the server bills: a decimal string
+    assert attached.cost == cost and cost > 0
     requests = server.requests
     again = avatar.generate(media["portrait"], media["speech"], progress=False, **cloud_config(server))
     assert again.task_id == first_id and again.path == attached.path and server.requests == requests
@@ -89,10 +90,10 @@ def test_a_dead_process_task_is_reattached_then_reused_and_listed_with_its_cost(
 
     tasks = spark_nb.history()
     assert [t.task_id for t in tasks] == [new.task_id, first_id]
-    assert [t.cost for t in tasks] == [pytest.approx(cost), pytest.approx(cost)]
+    assert [t.cost for t in tasks] == [cost, cost]  # exact Decimals, through the journal's REAL column
     assert all(t.status == "completed" and t.path and t.path.is_file() for t in tasks)
     assert tasks[0].inputs == [media["portrait"].name, media["speech"].name]
-    assert spark_nb.spend() == pytest.approx(2 * cost) and spark_nb.spend(since="1h") == pytest.approx(2 * cost)
+    assert spark_nb.spend() == 2 * cost and spark_nb.spend(since="1h") == 2 * cost
     page = tasks._repr_html_()
     assert page.count("<video") == 2 and "2 task(s)" in page and f"${2 * cost:.2f}" in page
 
@@ -102,15 +103,15 @@ def test_a_budget_refuses_the_task_that_would_pass_it(make_server: MakeServer, m
     one's cost per second of audio) is refused before any upload or create; a reuse, costing nothing, is not."""
     server = make_server(api_key=TEST_KEY, cost_per_second=0.1)
     first = avatar.generate(media["portrait"], media["speech"], progress=False, **cloud_config(server))
-    cost = float(first.cost or 0)
-    budget = round(1.5 * cost, 2)
+    cost = first.cost or Decimal(0)
+    budget = round(1.5 * float(cost), 2)
     before = server.stats()
     with pytest.raises(spark_nb.BudgetExceeded) as info:
         avatar.generate(media["portrait"], media["speech"], progress=False, reuse=False, budget_usd=budget,
                         **cloud_config(server))
     error = info.value
-    assert (error.spend, error.budget) == (pytest.approx(cost), budget)
-    assert error.estimate == pytest.approx(cost, rel=0.05)
+    assert (error.spend, error.budget) == (cost, Decimal(repr(budget)))  # Decimals, exact
+    assert float(error.estimate) == pytest.approx(float(cost), rel=0.05)
     assert f"${budget:.2f}" in str(error) and f"${cost:.2f}" in str(error)
     assert server.stats() == before  # no upload, no create
     reused = avatar.generate(media["portrait"], media["speech"], progress=False, budget_usd=budget,
@@ -398,7 +399,7 @@ def test_history_filters_and_the_cli(make_server: MakeServer, media: dict[str, P
                           timeout=60, env=os.environ.copy(), cwd=tmp_path)
     printed = json.loads(proc.stdout)
     assert [t["task_id"] for t in printed["tasks"]] == [move.task_id, talk.task_id]
-    assert printed["total_usd"] == pytest.approx(spark_nb.spend())
+    assert Decimal(printed["total_usd"]) == spark_nb.spend()  # exact text, not a float
     table = subprocess.run([sys.executable, "-m", "spark_nb", "history", "--since", "1h"], capture_output=True,
                            text=True, timeout=60, env=os.environ.copy(), cwd=tmp_path).stdout
     assert talk.task_id in table and "2 task(s)" in table
@@ -602,7 +603,7 @@ def test_damaged_rows_are_shown_as_damaged_and_reuse_and_the_budget_stay_safe(
     with pytest.raises(spark_nb.BudgetExceeded) as info:  # spent: the first task and the unreadable one, at cost
         avatar.generate(media["portrait"], media["speech"], progress=False, reuse=False,
                         budget_usd=round(2.5 * cost, 2), **cloud_config(server))
-    assert info.value.spend == pytest.approx(2 * cost, rel=0.05)
+    assert float(info.value.spend) == pytest.approx(2 * cost, rel=0.05)  # a Decimal
     assert server.stats()["created"] == 1
 
 

@@ -7,6 +7,7 @@ import re
 import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ def assert_video(result: spark_nb.Result, duration: float) -> None:
     assert info.has_video and info.has_audio
     assert info.duration == pytest.approx(duration, abs=2 * FRAME + 0.03)
     assert result.duration == pytest.approx(info.duration)
-    assert result.cost == "0.00"
+    assert result.cost == Decimal("0.00")
     assert result.task_id in result._repr_html_() and "<video" in result._repr_html_()
 
 
@@ -292,3 +293,54 @@ def test_a_process_killed_while_uploading_leaves_a_reservation_that_costs_nothin
     result = avatar.generate(media["portrait"], media["speech"], progress=False, budget_usd=0.0,
                              **cloud_config(server))
     assert result.path.is_file() and server.stats()["created"] == 1
+
+
+def faceless(path: Path) -> Path:
+    """A picture with no face in it: a landscape of flat colour bands."""
+    from PIL import Image, ImageDraw
+
+    img = Image.new("RGB", (480, 360), (90, 140, 200))
+    ImageDraw.Draw(img).rectangle((0, 220, 480, 360), fill=(60, 120, 50))
+    img.save(path, quality=90)
+    return path
+
+
+def test_strict_refuses_a_faceless_portrait_before_any_upload(media: dict[str, Path], server: Any,
+                                                              tmp_path: Path) -> None:
+    """strict=True makes the "no face found" advice a ValidationError (reason no_face) before anything is uploaded,
+    claimed or created, for both models and submit() as generate(); without it the advice is a SparkWarning and the
+    task is made."""
+    landscape = faceless(tmp_path / "landscape.jpg")
+    calls = [lambda **kw: avatar.generate(landscape, media["speech"], progress=False, **kw),
+             lambda **kw: avatar.submit(landscape, media["speech"], **kw),
+             lambda **kw: imitator.generate(landscape, media["driving"], progress=False, **kw)]
+    for call in calls:
+        with pytest.raises(spark_nb.ValidationError) as info:
+            call(strict=True, **cloud_config(server))
+        assert info.value.reason == "no_face" and "landscape.jpg" in str(info.value)
+        assert "strict=False" in (info.value.hint or "")
+    stats = server.stats()
+    assert (stats["uploads"], stats["created"]) == (0, 0) and spark_nb.history() == []
+    with pytest.warns(spark_nb.errors.SparkWarning, match="no face found"):
+        task = avatar.submit(landscape, media["speech"], **cloud_config(server))
+    assert task.id and server.stats()["created"] == 1
+
+
+def test_strict_refuses_long_audio_only_when_it_is_not_trimmed(media: dict[str, Path], server: Any) -> None:
+    """Long audio is trimmed by default, strict or not; with trim_audio=False, strict refuses it (audio_too_long)."""
+    with pytest.raises(spark_nb.ValidationError) as info:
+        avatar.submit(media["portrait"], media["long_speech"], trim_audio=False, strict=True, **cloud_config(server))
+    assert info.value.reason == "audio_too_long" and "17.0 s" in str(info.value)
+    assert server.stats()["uploads"] == 0
+    with pytest.warns(spark_nb.errors.SparkWarning, match="trimmed to"):
+        task = avatar.submit(media["portrait"], media["long_speech"], strict=True, **cloud_config(server))
+    assert task.id
+
+
+def test_history_names_an_upload_by_its_own_file_name(media: dict[str, Path], server: Any) -> None:
+    """A FileUpload item is written to a scratch file named by its content; the journal (history) keeps the name
+    the user picked, and the advice names it too."""
+    item = {"name": "my portrait.jpg", "type": "image/jpeg", "size": 1,
+            "content": memoryview(media["portrait"].read_bytes()), "last_modified": 0}
+    avatar.submit(item, media["speech"], **cloud_config(server))
+    assert spark_nb.history()[0].inputs == ["my portrait.jpg", media["speech"].name]

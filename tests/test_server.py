@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import time
@@ -307,7 +308,8 @@ def test_upload_without_file_field_is_400(http: httpx.Client, server: LocalServe
 ])
 def test_undecodable_input_fails_the_task_with_095(http: httpx.Client, server: LocalServer, media: dict[str, Path],
                                                    tmp_path: Path, model: str, bad: str, field: str) -> None:
-    """An uploaded text file used as an input ends the task `failed` with code ...095 naming that input."""
+    """An uploaded text file used as an input ends the task `failed` with code ...095 naming that input, and no path
+    of the server's storage (PIL had said "cannot identify image file '<storage>/work/<id>/image'")."""
     text = tmp_path / "notes.txt"
     text.write_text("this is not media at all\n" * 20)
     urls = {"image": upload(http, server, media["portrait"]), "audio": upload(http, server, media["speech"]),
@@ -323,7 +325,9 @@ def test_undecodable_input_fails_the_task_with_095(http: httpx.Client, server: L
     final = poll_until_done(http, server, task["id"])[-1][1]
     assert final["status"] == "failed"
     assert final["error"]["code"] == f"{prefix}095"
-    assert field in final["error"]["error_message"]
+    message = final["error"]["error_message"]
+    assert field in message
+    assert os.sep + "work" + os.sep not in message and not re.search(r"['\"]/", message), message
     assert "output" not in final and "usage" not in final
 
 

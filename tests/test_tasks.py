@@ -171,31 +171,38 @@ def test_a_content_item_needs_only_its_url() -> None:
         assert odd.content == {} and odd.announced_size is None and odd.announced_duration is None
 
 
-USAGES: list[tuple[Any, float | None]] = [
-    ({"cost": "0.30", "discount": 0, "input_tokens": 0, "total_tokens": 0, "generated_videos": 1}, 0.30),
-    ({"cost": 0.3, "quantity": "2", "unit_price": "0.15", "extra_info": {}}, 0.3),
-    ({"cost": "0.30", "quantity": 100, "unit_price": 100}, 0.30),  # a cost sent is the cost
-    ({"quantity": "2.04", "unit_price": "0.25", "extra_info": {"unit": "second"}}, 0.51),
-    ({"quantity": 2, "unit_price": 0.25}, 0.5),
-    ({"cost": None, "quantity": "4", "unit_price": "0.1"}, 0.4),
+USAGES: list[tuple[Any, str | None]] = [
+    ({"cost": "0.30", "discount": 0, "input_tokens": 0, "total_tokens": 0, "generated_videos": 1}, "0.30"),
+    ({"cost": 0.3, "quantity": "2", "unit_price": "0.15", "extra_info": {}}, "0.3"),
+    ({"cost": "0.30", "quantity": 100, "unit_price": 100}, "0.30"),  # a cost sent is the cost
+    ({"quantity": "2.04", "unit_price": "0.25", "extra_info": {"unit": "second"}}, "0.51"),
+    ({"quantity": 2, "unit_price": 0.25}, "0.5"),
+    ({"cost": None, "quantity": "4", "unit_price": "0.1"}, "0.4"),
+    ({"cost": "0.004"}, "0.004"), ({"cost": 0.004}, "0.004"), ({"quantity": 3, "unit_price": 0.1}, "0.3"),
     ({"cost": "abc"}, None), ({"cost": "abc", "quantity": 2, "unit_price": 1}, None),  # unreadable: not guessed
     ({"cost": "-1"}, None), ({"cost": "NaN"}, None), ({"cost": True}, None), ({"cost": [1]}, None),
     ({"quantity": "abc", "unit_price": 1}, None), ({"quantity": 2}, None), ({"quantity": -2, "unit_price": 1}, None),
-    ({"quantity": "1e300", "unit_price": "1e300"}, None), ({}, None), ("0.10", None), (None, None), ([1], None),
+    ({"quantity": "1e300", "unit_price": "1e300"}, None), ({"cost": "1e13"}, None), ({}, None), ("0.10", None),
+    (None, None), ([1], None),
 ]
 
 
 @pytest.mark.parametrize("usage,cost", USAGES, ids=[repr(u)[:40] for u, _ in USAGES])
-def test_cost_of_every_usage_shape(usage: Any, cost: float | None) -> None:
-    """cost_of reads the seed shape and {cost, quantity, unit_price, extra_info}, strings or numbers; with no cost,
-    quantity × unit_price; a cost unreadable or negative is None. usage_of's cost is that figure as a string."""
+def test_cost_of_every_usage_shape(usage: Any, cost: str | None) -> None:
+    """cost_of reads the seed shape and {cost, quantity, unit_price, extra_info}, strings or numbers, as an exact
+    Decimal (never through float: 3 × 0.1 is 0.3); with no cost, quantity × unit_price; a cost unreadable,
+    negative or absurd is None. usage_of's cost is that figure as a string."""
+    from decimal import Decimal
+
     from spark_nb._tasks import cost_of, usage_of
 
-    assert cost_of(usage) == (None if cost is None else pytest.approx(cost))
+    found = cost_of(usage)
+    assert found == (None if cost is None else Decimal(cost))
+    assert found is None or isinstance(found, Decimal)
     shown = usage_of(usage)
     assert (shown.get("cost") is None) == (cost is None)
     if cost is not None:
-        assert float(shown["cost"]) == pytest.approx(cost)
+        assert Decimal(shown["cost"]) == Decimal(cost)
     if isinstance(usage, dict) and isinstance(usage.get("cost"), str) and cost is not None:
         assert shown["cost"] == usage["cost"]  # the service's own string, untouched
 
@@ -225,3 +232,38 @@ def test_created_at_as_a_number_or_a_string_sets_the_elapsed_time(created: Calla
     state = spark_nb.TaskState.from_raw({"status": "in_progress", "created_at": created(time.time())}, "t-1", "m")
     elapsed = task._elapsed(state)
     assert (abs(elapsed - 30) < 5) if from_service else (0 <= elapsed < 5)
+
+
+def journal_task(task_id: str, model: str = "spark_avatar_picture_omni_v2") -> None:
+    """Record in this test's journal a created task with this id (as a create the service answered)."""
+    from spark_nb._config import resolve
+    from spark_nb._journal import journal_at
+
+    journal = journal_at(resolve(backend="local").home)
+    claim, _ = journal.reserve(fingerprint=f"fp-{task_id}", model=model, backend="cloud", base_url=None, inputs=[],
+                               input_seconds=None, source="test", follow=lambda entry: False)
+    assert claim is not None
+    journal.sending(claim)
+    journal.created(claim, task_id)
+
+
+def test_from_id_takes_the_short_id_a_progress_bar_shows(server: LocalServer, media: dict[str, Path]) -> None:
+    """The progress bar names a task by its first 12 characters; Task.from_id finds the whole id in the journal (as
+    git does a commit's), with its model, and the task answers."""
+    task = avatar.submit(media["portrait"], media["speech"], **cloud_config(server))
+    found = spark_nb.Task.from_id(task.id[:12], **cloud_config(server))
+    assert (found.id, found.model) == (task.id, task.model)
+    assert found.status().id == task.id
+    assert spark_nb.Task.from_id(task.id, model="given", **cloud_config(server)).model == "given"
+
+
+def test_an_ambiguous_prefix_lists_its_candidates_and_an_unknown_id_is_taken_as_it_is() -> None:
+    for task_id in ("dup0001aaaa", "dup0001bbbb", "other"):
+        journal_task(task_id)
+    with pytest.raises(spark_nb.SparkError) as info:
+        spark_nb.Task.from_id("dup0001", backend="local")
+    assert "ambiguous: 2 tasks" in str(info.value) and "dup0001aaaa" in str(info.value)
+    assert "dup0001bbbb" in str(info.value) and "give more of the id" in (info.value.hint or "")
+    assert spark_nb.Task.from_id("dup0001b", backend="local").id == "dup0001bbbb"
+    assert spark_nb.Task.from_id("elsewhere-made", backend="local").id == "elsewhere-made"  # not in the journal
+    assert spark_nb.Task.from_id("other", backend="local").id == "other"  # whole: never a prefix of another

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -46,10 +47,10 @@ def test_each_completed_variant_generates_over_the_wire(style: str, make_server:
     assert read_header(result.path).has_video and result.duration is not None
     assert abs(result.duration - (read_header(media["speech"]).duration or 0)) < 0.3
     cost = cost_of(result.usage)
-    assert isinstance(cost, float) and cost == pytest.approx(PRICE * result.duration, abs=0.02)
-    assert result.cost is not None and float(result.cost) == pytest.approx(cost)  # Result.cost agrees
+    assert isinstance(cost, Decimal) and float(cost) == pytest.approx(PRICE * result.duration, abs=0.02)
+    assert result.cost == cost  # Result.cost agrees, exactly
     record = spark_nb.history()[0]
-    assert record.task_id == task.id and record.cost == pytest.approx(cost)  # and so does the journal
+    assert record.task_id == task.id and record.cost == cost  # and so does the journal
     final = seen[-1]
     assert final.done
     if "content" in style:

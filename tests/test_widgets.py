@@ -268,7 +268,7 @@ def test_an_unexpected_failure_of_any_action_is_shown_as_a_spark_error(monkeypat
     ("unexpected internal error: ...", a hint to report it), never a traceback in the browser's log; generate()
     raises that SparkError."""
     import spark_nb
-    from spark_nb import _history, _pipeline, widgets
+    from spark_nb import _history, _pipeline, _widgets_picker
 
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("a bug \x1b]52;c;c2VjcmV0\x07here")
@@ -281,7 +281,7 @@ def test_an_unexpected_failure_of_any_action_is_shown_as_a_spark_error(monkeypat
     assert type(form.last_error) is spark_nb.SparkError and isinstance(info.value.__cause__, RuntimeError)
     assert "unexpected internal error" in form.error.value and "report it" in form.error.value
     assert "\x1b" not in form.error.value and form.progress.bar_style == "danger"
-    monkeypatch.setattr(widgets, "normalise", broken)
+    monkeypatch.setattr(_widgets_picker, "normalise", broken)  # what a picker runs on a URL
     form.audio.url.value = "https://example.com/speech.wav"
     assert "unexpected internal error: RuntimeError" in form.audio.problem.value
     monkeypatch.setattr(_history, "history", broken)
@@ -427,3 +427,54 @@ def test_tab_titles_are_short_enough_to_show_whole() -> None:
     s = studio()
     assert list(s.widget.titles) == ["Avatar", "Imitator", "History"]
     assert all(len(title) <= 16 for title in s.widget.titles)
+
+
+def test_the_strict_checkbox_refuses_a_faceless_portrait_before_any_upload(server: LocalServer,
+                                                                           tmp_path: Path) -> None:
+    """Ticked, "strict" makes Generate refuse the no-face advice (ValidationError no_face, shown in the form's error
+    area) before anything is uploaded or created; unticked, the same inputs are sent."""
+    landscape = tmp_path / "landscape.jpg"
+    Image.new("RGB", (480, 360), (90, 140, 200)).save(landscape, quality=90)
+    form = avatar_form(**cloud_config(server))
+    assert form.strict.value is False and form.strict in descendants(form.widget)
+    form.image.pick(landscape)
+    form.audio.use_sample()
+    assert form.image.note and "no face found" in form.image.note  # advice, shown before Generate
+    form.strict.value = True
+    assert form.start() and form.wait(WAIT_S)
+    assert form.last_error is not None and getattr(form.last_error, "reason", None) == "no_face"
+    assert "no face found" in form.error.value and "strict" in form.error.value
+    assert (server.stats()["uploads"], server.stats()["created"]) == (0, 0)
+
+
+def test_a_forms_upload_is_listed_by_its_own_name_in_the_history(server: LocalServer, media: dict[str, Path]) -> None:
+    """An upload is written to a scratch file named by its content hash; the history (and the studio's table)
+    lists it by the name the user picked."""
+    from spark_nb import history
+
+    tabs = studio(**cloud_config(server))
+    form = tabs.avatar
+    upload(form.image, media["portrait"], name="Anna at the lake.jpg")
+    upload(form.audio, media["speech"], name="greeting.wav")
+    form.generate(WAIT_S)
+    assert history()[0].inputs == ["Anna at the lake.jpg", "greeting.wav"]
+    assert "Anna at the lake.jpg, greeting.wav" in html_of(tabs.history)
+
+
+@pytest.mark.slow
+def test_the_history_table_fits_its_area_and_embeds_no_video(server: LocalServer, media: dict[str, Path],
+                                                             tmp_path: Path) -> None:
+    """The studio's history table is as wide as its tab (fixed layout, long ids and names wrap), shows each task's
+    first 12 characters (the whole id in its title), and plays videos from the folder (a relative src) instead of
+    embedding them: a video outside the folder is named, never turned into a data: URI."""
+    from spark_nb import avatar
+
+    inside = avatar.generate(media["portrait"], media["speech"], progress=False, **cloud_config(server))
+    outside = avatar.generate(media["portrait"], media["speech"], progress=False, reuse=False,
+                              **cloud_config(server, output_dir=tmp_path.parent / f"{tmp_path.name}-elsewhere"))
+    markup = html_of(studio(**cloud_config(server)).history)
+    assert "data:" not in markup and "base64" not in markup
+    assert srcs(markup) == [f"spark_outputs/{inside.task_id}.mp4"]
+    assert outside.path.name in markup and "outside this folder" in markup
+    assert "table-layout:fixed" in markup and "width:100%" in markup
+    assert f"title='{inside.task_id}'><code>{inside.task_id[:12]}…</code>" in markup  # the whole id in its title

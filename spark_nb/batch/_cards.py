@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import html
-import math
 from collections.abc import Sequence
 
+from .._money import format_usd, total, usd
 from .._text import inert
 from ._outcome import RowOutcome, RowStatus
 
@@ -54,7 +54,7 @@ def card(o: RowOutcome, video_src: str | None, inputs: Sequence[Shown], notebook
              if o.error and o.status != RowStatus.COMPLETED else "")
     advice = f'<div class="advice" style="{ADVICE}">{text(o.advice)}</div>' if o.advice else ""
     facts = ("not run: invalid in the manifest" if o.status == RowStatus.SKIPPED  # no task, no cost to show
-             else f'cost ${text(o.cost or "?")} · task <code>{text(o.task_id or "-")}</code>{notebook}')
+             else f'cost {text(format_usd(o.cost))} · task <code>{text(o.task_id or "-")}</code>{notebook}')
     color = STATUS.get(str(o.status), "#b00020")
     return (f'<div class="card" style="{CARD}"><h3>{text(o.name)}</h3>{video}'
             f'<div class="inputs" style="{INPUTS}">{tiles}</div>'
@@ -84,17 +84,8 @@ def tally(outcomes: Sequence[RowOutcome]) -> str:
     done = sum(o.status == RowStatus.COMPLETED for o in outcomes)
     skipped = sum(o.status == RowStatus.SKIPPED for o in outcomes)
     skipped_text = f" · {skipped} skipped (invalid in the manifest)" if skipped else ""
-    cost = sum(_amount(o.cost) for o in outcomes)
-    return f"{done} of {len(outcomes)} rows completed{skipped_text} · total cost ${cost:.2f}"
-
-
-def _amount(cost: str | None) -> float:
-    """A row's cost as a number for the total (0 when unknown or not a finite number)."""
-    try:
-        value = float(cost or 0)
-    except ValueError:
-        return 0.0
-    return value if math.isfinite(value) else 0.0
+    cost = total(usd(o.cost) for o in outcomes)
+    return f"{done} of {len(outcomes)} rows completed{skipped_text} · total cost {format_usd(cost)}"
 
 
 JUPYTERLAB_NOTE = ("Inside JupyterLab, open <b><a href=\"gallery.ipynb\">gallery.ipynb</a></b> in this folder "

@@ -20,6 +20,7 @@ from .. import _pipeline as pipeline
 from .._files import write_atomically
 from .._inputs import Advice, check
 from .._journal import Entry, JobState, journal_at
+from .._money import usd_text
 from .._results import Result
 from .._reuse import completed_answer
 from .._tasks import Task, TaskState
@@ -35,7 +36,7 @@ TASK_FILE = "task.json"
 def submit_or_resume(model: str, inputs: dict[str, str], out_dir: str | Path, *, name: str,
                      task_id: str | None = None, resubmit: bool = False, cancel: threading.Event | None = None,
                      when_uploaded: Callable[[], None] | None = None, face_advice: bool = True,
-                     advise: Callable[[str], None] | None = None) -> Task:
+                     advise: Callable[[str], None] | None = None, reuse: bool = True, strict: bool = False) -> Task:
     """The job's task: the one task_id names, else the journal's answer for these inputs (a finished video, a task
     still running), else a new task, recorded at once.
 
@@ -57,9 +58,9 @@ def submit_or_resume(model: str, inputs: dict[str, str], out_dir: str | Path, *,
 
     values = {field: value for field, value in inputs.items() if value}
     try:
-        task = pipeline.submit(spec, values, output_dir=out, reuse=not resubmit, when_uploaded=when_uploaded,
-                               before_create=before_create, source=f"batch:{out.resolve()}", face_advice=face_advice,
-                               advise=advise)
+        task = pipeline.submit(spec, values, output_dir=out, reuse=reuse and not resubmit, strict=strict,
+                               when_uploaded=when_uploaded, before_create=before_create,
+                               source=f"batch:{out.resolve()}", face_advice=face_advice, advise=advise)
     except TaskMayExist as exc:
         write_record(out, new_record(name, spec.id, None, RowStatus.UNCERTAIN, error=exc))
         raise
@@ -140,7 +141,7 @@ def _completed(out: Path, name: str, result: Result) -> Result:
     """result, once result.json in out records it."""
     video = Path(os.path.relpath(result.path, out))
     write_record(out, new_record(name, result.model, result.task_id, RowStatus.COMPLETED, video=video.as_posix(),
-                              duration=result.duration, cost=result.cost))
+                              duration=result.duration, cost=usd_text(result.cost)))
     return result
 
 

@@ -99,19 +99,24 @@ def in_manifest_order(ran: Sequence[RowOutcome], rows: Sequence[Row],
 
 
 def _check_all_at_once(manifest: Path, records: list[tuple[int, dict[str, str]]]) -> None:
-    """Check every distinct local input of the manifest in parallel (ffmpeg probes, sound, motion); the
-    row loop then finds every answer remembered, so a large manifest costs a fraction of its files' checks."""
+    """Check every distinct input of the manifest in parallel (ffmpeg probes, sound, motion; a URL's answer); the
+    row loop then finds every answer remembered, so a large manifest costs a fraction of its inputs' checks."""
     from concurrent.futures import ThreadPoolExecutor
 
     fields = {f.name: f for spec in MODELS.values() for f in spec.fields}
-    jobs = {(manifest.parent / value.strip(), column.strip()) for _, record in records
-            for column, value in record.items() if column and column.strip() in fields
-            and value and value.strip() and url_scheme(value.strip()) is None}
 
-    def warm(job: tuple[Path, str]) -> None:
-        path, column = job
+    def target(value: str) -> str:  # a local file by its path, an http(s) URL as it is; other schemes: the loop's
+        scheme = url_scheme(value)
+        return str(manifest.parent / value) if scheme is None else value if scheme in ("http", "https") else ""
+
+    jobs = {(target(value.strip()), column.strip()) for _, record in records
+            for column, value in record.items() if column and column.strip() in fields
+            and value and value.strip() and target(value.strip())}
+
+    def warm(job: tuple[str, str]) -> None:
+        value, column = job
         with contextlib.suppress(ValidationError, OSError):  # reported, with its row, by the loop
-            check(str(path), fields[column], advise=False)
+            check(value, fields[column], advise=False)
 
     with ThreadPoolExecutor(max_workers=4) as pool:
         list(pool.map(warm, sorted(jobs)))

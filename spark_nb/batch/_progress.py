@@ -7,6 +7,7 @@ from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from typing import Any
 
+from .._money import format_usd
 from ._outcome import RowOutcome, RowStatus
 
 # the elapsed and remaining times without tqdm's rate: a job takes minutes, "0.01job/s" says nothing
@@ -35,7 +36,7 @@ class Tally:
     @property
     def spend(self) -> str:
         """The spend as the service bills it: '$0.00'."""
-        return f"${self.spent:.2f}"
+        return format_usd(self.spent)
 
 
 def bar_text(tally: Tally, pending: int, skipped: int = 0) -> str:

@@ -14,6 +14,7 @@ from typing import Any
 
 from .._files import write_atomically
 from .._journal import Entry
+from .._money import usd_text
 from .._results import Result
 from .._text import inert
 from ._outcome import RowStatus
@@ -64,7 +65,7 @@ def record_reused(row_dir: Path, name: str, entry: Entry, video: Path, advice: l
     assert entry.task_id is not None
     record = new_record(name, entry.model, entry.task_id, RowStatus.COMPLETED,
                         video=Path(os.path.relpath(video, row_dir)).as_posix(), duration=entry.seconds,
-                        cost=None if entry.cost is None else f"{entry.cost:.2f}")
+                        cost=usd_text(entry.cost))
     record["advice"] = advice
     record["reused"] = {"task_id": entry.task_id, "made_at": entry.when, "made_by": _made_by(entry.source)}
     write_record(row_dir, record)

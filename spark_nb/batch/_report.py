@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from .._files import link_atomically, remove_stale_parts, replace_atomically, write_atomically
+from .._money import format_usd
 from .._text import csv_cell
 from .._urls import is_http_url
 from ..models import MODELS
@@ -323,7 +324,7 @@ def outcomes_html(outcomes: Sequence[RowOutcome]) -> str:
     body = "".join(
         f"<tr><td>{text(o.name)}</td><td>{text(o.model)}</td><td>{text(o.status)}</td><td><code>"
         f"{text(o.task_id or '')}</code></td><td>{'' if o.duration is None else f'{o.duration:.1f} s'}</td>"
-        f"<td>${text(o.cost or '?')}</td><td>{text(o.error or '', newlines=True)}</td></tr>" for o in outcomes)
+        f"<td>{text(format_usd(o.cost))}</td><td>{text(o.error or '', newlines=True)}</td></tr>" for o in outcomes)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 

@@ -18,6 +18,7 @@ from concurrent.futures import Future
 from pathlib import Path
 
 from .._journal import Entry, JobState
+from .._money import usd_text
 from .._reuse import place_video
 from .._tasks import result_path
 from . import _job as job
@@ -184,7 +185,7 @@ def from_entry(row: Row, run: BatchRun, entry: Entry, *, reused: bool = False,
     executed = notebook_of(run, row)
     return RowOutcome(row.name, row.spec.id, RowStatus.of(entry.state), task_id=entry.task_id,
                       video=row_video(entry, run.out / row.name), duration=entry.seconds,
-                      cost=None if entry.cost is None else f"{entry.cost:.2f}",
+                      cost=usd_text(entry.cost),
                       notebook=executed if executed.exists() else None, error=entry.error, inputs=row.inputs,
                       reused=reused, advice="; ".join(advice) if advice else None)
 

@@ -35,6 +35,8 @@ class BatchRun:
     stop: threading.Event = dataclasses.field(default_factory=threading.Event)
     budget_reached: threading.Event = dataclasses.field(default_factory=threading.Event)
     kernels: WarmKernels = dataclasses.field(default_factory=WarmKernels)  # the job notebooks' kernels
+    reuse: bool = True  # False: every row a new take (run_batch(reuse=False), --no-reuse)
+    strict: bool = False  # True: advice on a row's inputs refuses the row before its upload (--strict)
 
     first_wave: int = 0  # rows to submit before the job kernels start (they would slow those submissions)
     submitted: int = 0

@@ -41,7 +41,7 @@ logger = logging.getLogger("spark_nb.batch")
 @boundary
 def run_batch(manifest: str | Path, out_dir: str | Path, *, concurrency: int = 4, notebook: str | Path | None = None,
               resubmit_uncertain: bool = False, progress: bool = True, timeout: float = 1800,
-              skip_invalid: bool = False) -> list[RowOutcome]:
+              skip_invalid: bool = False, reuse: bool = True, strict: bool = False) -> list[RowOutcome]:
     """Run every row of manifest into out_dir/<name>/; results.csv, index.html and rows.json in out_dir.
 
     All rows are checked before any runs (ManifestError lists every problem); with skip_invalid the valid rows
@@ -50,7 +50,9 @@ def run_batch(manifest: str | Path, out_dir: str | Path, *, concurrency: int = 4
     have made a task is `uncertain` and skipped unless resubmit_uncertain. A row that fails for any reason
     (any exception) is `failed` with its error, alone. The reports are always written: also on
     KeyboardInterrupt or SIGTERM (no new task is created, the job kernels are stopped, the interrupt is
-    raised again once they are written) and when the batch itself crashes.
+    raised again once they are written) and when the batch itself crashes. reuse=False makes a new take of every
+    row (as generate(reuse=False)); strict=True refuses a row's inputs that would only be advised on (no face
+    found) before its upload, as generate(strict=True) does: the row fails with that ValidationError.
     """
     rows, invalid = rows_to_run(manifest, skip_invalid=skip_invalid)
     out = Path(out_dir).resolve()
@@ -65,7 +67,8 @@ def run_batch(manifest: str | Path, out_dir: str | Path, *, concurrency: int = 4
     outcomes: dict[str, RowOutcome] = {}
     keys = _keys(rows, outcomes)
     first_of: dict[str, Row] = {}  # rows with the same model and input content are one job, paid once
-    run = BatchRun(out, journal, keys, template, resubmit_uncertain, timeout, threading.Semaphore(max(1, concurrency)))
+    run = BatchRun(out, journal, keys, template, resubmit_uncertain, timeout, threading.Semaphore(max(1, concurrency)),
+                   reuse=reuse, strict=strict)
     for row in rows:
         if row.name in keys:
             first = first_of.setdefault(keys[row.name], row)
@@ -248,7 +251,7 @@ def _run_row(row: Row, run: BatchRun, after_first_wave: bool = False) -> RowOutc
     row_dir = run.out / row.name
     executed = folder.notebook_of(run, row)
     notebook = executed if executed.exists() else None
-    entry = run.journal.latest(run.keys[row.name])
+    entry = run.journal.latest(run.keys[row.name]) if run.reuse else None
     if entry and entry.state == JobState.COMPLETED and (video := folder.earlier_video(entry, row_dir)) is not None:
         return folder.reused(row, run, entry, video)  # its folder made whole, from the earlier task: nothing paid
     if entry and entry.state == JobState.FAILED and not entry.retryable:
@@ -291,8 +294,8 @@ def _submit(row: Row, run: BatchRun, row_dir: Path, slot: _Slot, *, resubmit: bo
     while True:
         try:
             return job.submit_or_resume(row.spec.id, row.inputs, row_dir, name=row.name, resubmit=resubmit,
-                                        cancel=run.stop, when_uploaded=slot.take, face_advice=False,
-                                        advise=advise)
+                                        cancel=run.stop, when_uploaded=slot.take, face_advice=run.strict,
+                                        advise=advise, reuse=run.reuse, strict=run.strict)
         except CostUnknown as exc:
             if not exc.creator_alive or time.monotonic() >= deadline:
                 raise

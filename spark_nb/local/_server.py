@@ -331,21 +331,30 @@ class LocalService:
         except _Stopping:
             if self.shelf is not None:
                 return False
-            record.error = {"code": f"{spec.code_prefix}095", "error_message": "Internal generation error: the "
-                            "server stopped during the render"}
+            record.error = self._failure(spec, work, "the server stopped during the render")
         except _Failure as exc:
             code = f"{spec.code_prefix}{exc.suffix}"
             record.error = {"code": code, "error_message": f"{spec.errors[code]} (injected fault)"}
         except RenderError as exc:
             wire = next((f.wire for f in spec.fields if f.kind == exc.kind), None)
-            where = f"{wire}: " if wire else ""
-            record.error = {"code": f"{spec.code_prefix}095",
-                            "error_message": f"Internal generation error: {where}{exc}"}
+            record.error = self._failure(spec, work, f"{wire}: {exc}" if wire else str(exc))
         except Exception as exc:  # a bug in the renderer must fail the task, not leave it running forever
-            record.error = {"code": f"{spec.code_prefix}095", "error_message": f"Internal generation error: {exc!r}"}
+            record.error = self._failure(spec, work, repr(exc))
         finally:
             shutil.rmtree(work, ignore_errors=True)
         return True
+
+    def _failure(self, spec: ModelSpec, work: Path, text: str) -> dict[str, str]:
+        """A failed task's error, as the service's 095 says it, without a path of this server's: a render error
+        quotes the files it read (PIL: "cannot identify image file '<storage>/work/<id>/image'"), and an answer
+        goes to whoever asked. Each input's work file is named by its wire name, any other path of the storage
+        as "the server's storage"."""
+        for field in spec.fields:
+            for path in {str(work / field.name), os.path.realpath(work / field.name)}:
+                text = text.replace(path, field.wire)
+        for root in sorted({str(self.storage), os.path.realpath(self.storage)}, key=len, reverse=True):
+            text = text.replace(root, "<the server's storage>")
+        return {"code": f"{spec.code_prefix}095", "error_message": f"Internal generation error: {text}"}
 
     def _fetch_input(self, url: str, dest: Path, field: str) -> Path:
         if not is_http_url(url):
