@@ -205,10 +205,13 @@ class ApiClient:
                 return attempt()
             except _Retry as exc:
                 problem = exc
-            delay = self.retry.delay(number - 1, problem.retry_after)
+            delay = self.retry.delay(number - 1, problem.retry_after)  # 0 (Retry-After: 0) means "again now"
             if deadline is not None:  # retry until the deadline: the last wait ends at it, not before
-                delay = min(delay, deadline - time.monotonic())
-            if number == attempts or delay <= 0:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise give_up(problem, number) from problem
+                delay = min(delay, left)
+            if number == attempts:
                 raise give_up(problem, number) from problem
             logger.info("retrying %s (%s) in %.1fs", what, problem, delay)
             time.sleep(delay)
