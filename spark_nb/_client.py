@@ -206,12 +206,12 @@ class ApiClient:
             except _Retry as exc:
                 problem = exc
             delay = self.retry.delay(number - 1, problem.retry_after)  # 0 (Retry-After: 0) means "again now"
-            if deadline is not None:  # retry until the deadline: the last wait ends at it, not before
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise give_up(problem, number) from problem
-                delay = min(delay, left)
             if number == attempts:
+                raise give_up(problem, number) from problem
+            if deadline is not None and deadline - time.monotonic() <= delay:
+                # no attempt could start before the deadline: the last wait ends at it (not before), and the error
+                # names this problem, not the "no time left" of an attempt made at the deadline
+                time.sleep(max(0.0, deadline - time.monotonic()))
                 raise give_up(problem, number) from problem
             logger.info("retrying %s (%s) in %.1fs", what, problem, delay)
             time.sleep(delay)

@@ -226,7 +226,7 @@ class Task:
             raw = self._read(deadline)
         except SparkError as exc:  # the reads end at the deadline too (_answers): at it, a timeout
             if time.monotonic() >= deadline - 0.5 and not isinstance(exc, TaskTimeout):
-                raise self._timeout(timeout, seen) from exc
+                raise self._timeout(timeout, seen, exc) from exc
             raise
         return TaskState.from_raw(raw, self.id, self.model)
 
@@ -248,10 +248,12 @@ class Task:
                 task_id=self.id,
             )
 
-    def _timeout(self, timeout: float, state: TaskState | None) -> TaskTimeout:
+    def _timeout(self, timeout: float, state: TaskState | None, failed: SparkError | None = None) -> TaskTimeout:
         seen = f"last seen {state.status}" if state else "the service did not answer"
         if state and state.progress is not None:
             seen += f" at {state.progress:.0%}"
+        if failed is not None:  # the readings that failed until the deadline: why the task was not seen to end
+            seen += f"; then {failed.headline}"
         return TaskTimeout(f"task {self.id} did not finish within {timeout:g}s ({seen})",
                            task_id=self.id, model=self.model or (state.model if state else ""))
 

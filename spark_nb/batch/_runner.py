@@ -316,12 +316,15 @@ def _run_row(row: Row, run: _Run, after_first_wave: bool = False) -> RowOutcome 
             return _not_submitted(row, run, exc)
         finally:
             run.count_submission()
-        with contextlib.suppress(SparkError):  # recorded in the journal and result.json
+        try:
             job.finish(task, row_dir, name=row.name, timeout=run.timeout, cancel=run.stop, on_done=slot.free)
+            unfinished = None
+        except SparkError as exc:  # recorded in the journal and result.json; the row's error
+            unfinished = exc
     # the report runs once the task is done, on a warm kernel, and the row's thread goes on to the next row
     assert run.reports is not None
     return run.reports.submit(_alone, row, _reported, row, run, task.id, task.origin == "reused", executed,
-                              {**parameters, "task_id": task.id}, row_dir, task_id=task.id)
+                              {**parameters, "task_id": task.id}, row_dir, unfinished, task_id=task.id)
 
 
 def _submit(row: Row, run: _Run, row_dir: Path, slot: _Slot, *, resubmit: bool) -> Task:
@@ -375,9 +378,13 @@ def _warm_up(run: _Run, together: threading.Barrier) -> None:
 
 
 def _reported(row: Row, run: _Run, task_id: str, reused: bool, executed: Path, parameters: dict[str, object],
-              row_dir: Path) -> RowOutcome:
-    """Run the row's job notebook, then the row's outcome as the journal has it."""
-    error = _execute(run, executed, parameters, row_dir)
+              row_dir: Path, unfinished: SparkError | None = None) -> RowOutcome:
+    """Run the row's job notebook, then the row's outcome as the journal has it.
+
+    unfinished: why the runner's own wait for the task failed (a timeout, a video that does not decode, the task
+    failed). Then no notebook runs (it would only wait for the same task again, holding a kernel for another
+    timeout, and its error would hide this one): the row's error is that one."""
+    error = _execute(run, executed, parameters, row_dir) if unfinished is None else str(unfinished)
     advice = None if reused else job.face_advice(row.spec.id, row.inputs)  # searched here, not before the create
     entry = run.journal.by_task(task_id)
     if entry is None:
