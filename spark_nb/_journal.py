@@ -55,8 +55,9 @@ class Claim:
 
 
 def _guarded(method: Callable[..., Any]) -> Callable[..., Any]:
-    """Run a Journal method: a damaged file is moved aside and the method tried once more on a fresh journal; any
-    other sqlite3 or OS error becomes a JournalError with its fix."""
+    """Run a Journal method: a damaged file is moved aside, a file (or home folder) deleted meanwhile is made again,
+    and the method tried once more on the fresh journal; any other sqlite3 or OS error becomes a JournalError with
+    its fix."""
     @functools.wraps(method)
     def run(self: "Journal", *args: Any, **kwargs: Any) -> Any:
         import sqlite3
@@ -64,10 +65,13 @@ def _guarded(method: Callable[..., Any]) -> Callable[..., Any]:
         try:
             try:
                 return method(self, *args, **kwargs)
-            except sqlite3.DatabaseError as exc:
-                if not is_damage(exc):
+            except (sqlite3.DatabaseError, FileNotFoundError) as exc:
+                if is_damage(exc):
+                    self._start_afresh(exc)
+                elif self._gone(exc):
+                    self._start_again()
+                else:
                     raise
-                self._start_afresh(exc)
                 return method(self, *args, **kwargs)
         except (sqlite3.Error, OSError) as exc:
             raise journal_error(self.path, exc, busy_seconds=BUSY_TIMEOUT_S) from None
@@ -99,6 +103,21 @@ class Journal:
         self._drop_writer()
         warn(f"the task journal {self.path} could not be read ({exc}); it was moved to {moved.name} and a new "
              "one started. Tasks recorded only there are not reused; their videos stay in their output folders")
+        self._migrate()
+
+    def _gone(self, exc: Exception) -> bool:
+        """The journal was deleted while in use (the file, or its whole folder: a user clearing history, a cleaner
+        of temporary files): SQLite then opens an empty file with no table, or none at all."""
+        said = str(exc)
+        opened_nothing = isinstance(exc, FileNotFoundError) or "unable to open" in said
+        return "no such table" in said or (opened_nothing and not self.path.exists())
+
+    def _start_again(self) -> None:
+        """Make the journal again where it was deleted (its folder too), with a warning: what it recorded is gone."""
+        self._drop_writer()
+        warn(f"the task journal {self.path} was deleted while in use; a new one was started. Tasks recorded only "
+             "in the old one are not reused; their videos stay in their output folders")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._migrate()
 
     # -- claiming a create ----------------------------------------------------------------------------
