@@ -28,6 +28,7 @@ from ._answers import Answer, install_deadlines, read_answer
 from ._config import Secret
 from ._procs import pid_alive
 from ._retry import NEVER_SENT, NOT_SENDABLE, RETRYABLE_STATUS, RetryPolicy, parse_retry_after
+from ._text import file_name_to_send
 from ._transfer import TransferError, fetch_to_file
 from ._urls import is_http_url
 from ._version import __version__
@@ -298,7 +299,7 @@ class ApiClient:
 
         def send() -> Answer:
             with open(path, "rb") as fh:
-                return self._answer("POST", endpoint, limit=limit, files={"file": (path.name, fh)})
+                return self._answer("POST", endpoint, limit=limit, files={"file": (file_name_to_send(path.name), fh)})
 
         try:
             data = self._read_json(send, what=f"uploading {path.name}", error=UploadError)
