@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ._backends import api_client
 from ._budget import budget_rule
 from ._config import InputLimits, Settings, hide_key, resolve
+from ._deadline import until
 from ._inputs import RECOMMENDED_AUDIO_SECONDS, Media, apply_fix, check, ensure_output_dir, normalise, validate
 from ._journal import Claim, Journal, journal_at
 from ._results import Result
 from ._reuse import describe_inputs, fingerprint, follow, needs_new_task
-from ._tasks import Task
+from ._tasks import Task, checked_wait
 from ._uploads import upload, uploader_for
 from .errors import DownloadError, SparkError, TaskFailed, TaskMayExist, warn
 from .models import ModelSpec
@@ -66,7 +68,7 @@ def _identify(spec: ModelSpec, values: Mapping[str, Any], settings: Settings, tr
 
 def submit(spec: ModelSpec, values: Mapping[str, Any], *, trim_audio: bool = True, reuse: bool = True,
            when_uploaded: Callable[[], None] | None = None, before_create: Callable[[], None] | None = None,
-           source: str = "submit", face_advice: bool = True, **config: Any) -> Task:
+           source: str = "submit", face_advice: bool = True, deadline: float | None = None, **config: Any) -> Task:
     """Check, upload and create one task of spec, journaled; returns its Task without waiting.
 
     With reuse (the default) an identical earlier call answers instead when it can (see _reuse): its finished
@@ -74,8 +76,17 @@ def submit(spec: ModelSpec, values: Mapping[str, Any], *, trim_audio: bool = Tru
     (identity and budget in one transaction) before anything is uploaded; when_uploaded runs once the inputs
     are uploaded (a batch row waits there for its turn at the service); before_create runs just before the
     create call. face_advice=False leaves out the search for a face in the images (a batch reports it with the
-    row instead, off the path to the create).
+    row instead, off the path to the create). deadline (time.monotonic()): every wait of the submission ends by
+    it: the journal's, an identical call's, the uploads and the create (see _deadline).
     """
+    with until(deadline):
+        return _submit(spec, values, trim_audio=trim_audio, reuse=reuse, when_uploaded=when_uploaded,
+                       before_create=before_create, source=source, face_advice=face_advice, **config)
+
+
+def _submit(spec: ModelSpec, values: Mapping[str, Any], *, trim_audio: bool, reuse: bool,
+            when_uploaded: Callable[[], None] | None, before_create: Callable[[], None] | None, source: str,
+            face_advice: bool, **config: Any) -> Task:
     settings = resolve(**hide_key(config))
     journal = journal_at(settings.home)
     inputs, key = _identify(spec, values, settings, trim_audio)
@@ -153,10 +164,15 @@ def generate(
     spec: ModelSpec, values: Mapping[str, Any], *, trim_audio: bool = True, reuse: bool = True, timeout: float = 600,
     progress: bool = True, cancel: threading.Event | None = None, **config: Any,
 ) -> Result:
-    """submit() then wait(): the whole generation, returning the downloaded, checked Result."""
-    task = submit(spec, values, trim_audio=trim_audio, reuse=reuse, source="generate", **hide_key(config))
+    """submit() then wait(): the whole generation, returning the downloaded, checked Result.
+
+    timeout covers all of it, from this call on (the uploads and the create too): one deadline, computed here."""
+    seconds = checked_wait(timeout, cancel, positive=True)  # before anything is sent, let alone paid for
+    deadline = time.monotonic() + seconds
+    task = submit(spec, values, trim_audio=trim_audio, reuse=reuse, source="generate", deadline=deadline,
+                  **hide_key(config))
     try:
-        return task.wait(timeout, progress=progress, cancel=cancel)
+        return task._wait_until(deadline, seconds, progress=progress, cancel=cancel)
     except DownloadError as exc:
         if task.origin == "reused":  # only a task reused from the journal finished earlier
             raise DownloadError(f"task {task.id} finished earlier, but its video is gone from disk and could not "
