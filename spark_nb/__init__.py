@@ -10,9 +10,12 @@ change without notice; docs/architecture.md says what each one owns.
 from __future__ import annotations
 
 from . import avatar, imitator
-from ._config import Settings, configure
+from ._boundary import boundary as _boundary
+from ._config import KEY_SOURCES as _KEY_SOURCES
+from ._config import Settings
 from ._config import apply_env_log_level as _apply_env_log_level
-from ._config import resolve as settings
+from ._config import configure as _configure
+from ._config import resolve as _resolve
 from ._history import History, HistoryEntry, history, spend
 from ._results import Result
 from ._tasks import Task, TaskState
@@ -39,6 +42,9 @@ from .errors import (
 )
 
 _apply_env_log_level()
+# public, so behind the boundary: nothing but a SparkError leaves them (settings(home=5) let a TypeError out)
+configure = _boundary(_configure, key_source=_KEY_SOURCES["configured"])
+settings = _boundary(_resolve)
 
 _LAZY_MODULES = frozenset({"samples"})  # public modules reachable after a bare `import spark_nb`, loaded on first use
 
