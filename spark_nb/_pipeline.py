@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ._backends import api_client
-from ._budget import budget_rule
+from ._budget import budget_rule, settle
 from ._config import InputLimits, Settings, hide_key, resolve
 from ._deadline import until
 from ._inputs import RECOMMENDED_AUDIO_SECONDS, Media, apply_fix, check, ensure_output_dir, normalise, validate
@@ -17,7 +17,7 @@ from ._results import Result
 from ._reuse import describe_inputs, fingerprint, follow, needs_new_task
 from ._tasks import Task, checked_wait
 from ._uploads import upload, uploader_for
-from .errors import DownloadError, SparkError, TaskFailed, TaskMayExist, warn
+from .errors import CostUnknown, DownloadError, SparkError, TaskFailed, TaskMayExist, warn
 from .models import ModelSpec
 
 if TYPE_CHECKING:
@@ -97,12 +97,18 @@ def _submit(spec: ModelSpec, values: Mapping[str, Any], *, trim_audio: bool, reu
     media = prepare(spec, values, trim_audio=trim_audio, limits=settings.limits, faces=face_advice)
     ensure_output_dir(settings.output_dir)  # found unusable now, not after the task is paid for
     seconds = max((m.facts.duration or 0 for m in media.values() if m.facts and m.field.kind != "image"), default=None)
+    settled = False
     for _ in range(CLAIM_ATTEMPTS):
-        claim, other = journal.reserve(
-            fingerprint=key, model=spec.id, backend=settings.backend, input_seconds=seconds or None, source=source,
-            base_url=settings.base_url if settings.backend == "cloud" else None, inputs=inputs,
-            follow=lambda latest: reuse and not needs_new_task(latest),
-            admit=budget_rule(settings, spec, seconds or None))
+        try:
+            claim, other = journal.reserve(
+                fingerprint=key, model=spec.id, backend=settings.backend, input_seconds=seconds or None,
+                source=source, base_url=settings.base_url if settings.backend == "cloud" else None, inputs=inputs,
+                follow=lambda latest: reuse and not needs_new_task(latest),
+                admit=budget_rule(settings, spec, seconds or None))
+        except CostUnknown as exc:  # the task it waits for may have ended with nobody waiting: asked once
+            if settled or not (settled := settle(exc, journal, settings)):
+                raise
+            continue
         if other is None:
             break
         if (task := follow(other, journal, spec, settings)) is not None:  # another kernel claimed this very call

@@ -289,8 +289,8 @@ def test_a_process_killed_while_uploading_leaves_a_reservation_that_costs_nothin
                          capture_output=True, text=True, timeout=120, env=env)
     assert kid.returncode == -signal.SIGKILL, kid.stderr
     assert [t.status for t in spark_nb.history()] == []  # a dead reservation is no attempt
-    result = avatar.generate(media["portrait"], media["speech"], progress=False, budget_usd=0.0,
-                             **cloud_config(server))
+    result = avatar.generate(media["portrait"], media["speech"], progress=False, budget_usd=5.0,
+                             **cloud_config(server))  # (a $0 budget now pays for nothing: see test_budget)
     assert result.path.is_file() and server.stats()["created"] == 1
 
 

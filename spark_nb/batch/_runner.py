@@ -34,6 +34,7 @@ WARM_UP_DELAY_S = 10.0
 CSV_EVERY_S = 1.0  # results.csv is rewritten whole: at most this often while rows finish
 STOP_WAIT_S = 60.0  # once stopped, how long the rows in flight get to end (their kernels are killed meanwhile)
 COST_WAIT_POLL_S = 0.5  # a row waiting for its model's cost looks at the journal this often
+COST_RECHECK_S = 15.0  # and tries again this often (one status read of the task it waits for, see _budget.settle)
 logger = logging.getLogger("spark_nb.batch")
 
 
@@ -338,11 +339,12 @@ def _submit(row: Row, run: _Run, row_dir: Path, slot: _Slot, *, resubmit: bool) 
         except CostUnknown as exc:
             if not exc.creator_alive or time.monotonic() >= deadline:
                 raise
+            again = min(deadline, time.monotonic() + COST_RECHECK_S)  # a task nobody waits for: the try settles it
             while True:  # at least one poll between two tries
                 if run.stop.wait(COST_WAIT_POLL_S):
                     raise TaskCancelled("the batch was stopped while this row waited for its model's cost to be "
                                         "known; no task was created", hint="run the batch again to submit it")
-                if not _still_open(run.journal.attempt(exc.attempt)) or time.monotonic() >= deadline:
+                if not _still_open(run.journal.attempt(exc.attempt)) or time.monotonic() >= again:
                     break
 
 
