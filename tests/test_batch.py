@@ -1113,3 +1113,39 @@ def test_rows_whose_wait_failed_report_that_error_and_no_file_holds_an_echoed_ke
     for path in [*tmp_path.rglob("*"), *home.rglob("*")]:
         if path.is_file():
             assert TEST_KEY.encode() not in path.read_bytes(), path
+
+
+def test_a_batch_row_does_not_wait_its_timeout_for_a_task_nobody_waits_for(
+        tmp_path: Path, media: dict[str, Path], make_server: type, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The batch side of an attack: another kernel submit()s a task of a model whose cost is unknown, then idles.
+    Under a budget the batch's row waited for that task to end in the journal, which nobody would record: its
+    whole timeout (30 min by default). Now the row tries again every COST_RECHECK_S; its try asks the service once,
+    records the task's end and cost, and the row completes."""
+    import textwrap
+
+    from spark_nb.batch import _runner
+
+    monkeypatch.setattr(_runner, "COST_RECHECK_S", 1.0, raising=False)
+    server = make_server(api_key=TEST_KEY, cost_per_second=0.25, latency=3)
+    use_server(monkeypatch, server)
+    monkeypatch.setenv("SPARK_NB_BUDGET_USD", "50")
+    idle = textwrap.dedent("""
+        import sys, spark_nb
+        task = spark_nb.avatar.submit(sys.argv[1], sys.argv[2])
+        print(task.id, flush=True)
+        sys.stdin.readline()
+    """)
+    kid = subprocess.Popen([sys.executable, "-c", idle, str(media["portrait"]), str(media["speech_mp3"])],
+                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert kid.stdout is not None and kid.stdout.readline().strip()
+        manifest = write_manifest(tmp_path, [{"name": "one", "model": "avatar", "image": str(media["portrait"]),
+                                              "audio": str(media["speech"])}])
+        began = time.monotonic()
+        outcomes = run_batch(manifest, tmp_path / "out", progress=False, timeout=300)
+        assert [o.status for o in outcomes] == ["completed"], [o.error for o in outcomes]
+        assert time.monotonic() - began < 150  # a guard: the row waited 300 s (its timeout) before
+        assert server.stats()["created"] == 2 and kid.poll() is None
+    finally:
+        kid.kill()
+        kid.wait(timeout=30)
