@@ -136,8 +136,8 @@ def test_bad_arguments_are_refused_before_anything_is_sent(options: dict[str, An
 def test_settings_configure_and_wait_take_only_usable_arguments() -> None:
     """The same class on the other public calls: settings(home=5) and settings(output_dir=object()) let a raw
     TypeError out (settings had no boundary); configure(home=5) broke every later call; Task.wait(timeout=nan)
-    waited on a deadline that never comes. Now each is a UsageError naming the argument, and configure keeps
-    nothing it refused."""
+    waited on a deadline that never comes; history(model=5) was an "unexpected internal error". Now each is a
+    UsageError (or a ValidationError) naming the argument, and configure keeps nothing it refused."""
     for call in (lambda: spark_nb.settings(home=5), lambda: spark_nb.settings(output_dir=object()),
                  lambda: spark_nb.configure(home=5), lambda: spark_nb.configure(uploader=[1]),
                  lambda: spark_nb.Task.from_id("t-9", backend="local").wait(timeout=float("nan"), progress=False),
@@ -145,4 +145,7 @@ def test_settings_configure_and_wait_take_only_usable_arguments() -> None:
                  lambda: spark_nb.Task.from_id("t-9", backend="local").wait(on_update=5, progress=False)):
         with pytest.raises(spark_nb.UsageError):
             call()
+    for model in (5, ["avatar"]):  # an internal TypeError before
+        with pytest.raises(spark_nb.ValidationError, match="unknown model"):
+            spark_nb.history(model=model)
     assert spark_nb.settings().home != 5 and spark_nb.history() == []
