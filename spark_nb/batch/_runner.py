@@ -317,9 +317,9 @@ def _run_row(row: Row, run: _Run, after_first_wave: bool = False) -> RowOutcome 
             return _not_submitted(row, run, exc)
         finally:
             run.count_submission()
+        unfinished = None
         try:
             job.finish(task, row_dir, name=row.name, timeout=run.timeout, cancel=run.stop, on_done=slot.free)
-            unfinished = None
         except SparkError as exc:  # recorded in the journal and result.json; the row's error
             unfinished = exc
     # the report runs once the task is done, on a warm kernel, and the row's thread goes on to the next row
@@ -381,11 +381,9 @@ def _warm_up(run: _Run, together: threading.Barrier) -> None:
 
 def _reported(row: Row, run: _Run, task_id: str, reused: bool, executed: Path, parameters: dict[str, object],
               row_dir: Path, unfinished: SparkError | None = None) -> RowOutcome:
-    """Run the row's job notebook, then the row's outcome as the journal has it.
-
-    unfinished: why the runner's own wait for the task failed (a timeout, a video that does not decode, the task
-    failed). Then no notebook runs (it would only wait for the same task again, holding a kernel for another
-    timeout, and its error would hide this one): the row's error is that one."""
+    """Run the row's job notebook, then the row's outcome as the journal has it. When the runner's own wait failed
+    (unfinished: a timeout, a video that does not decode), that is the row's error and no notebook runs (it would
+    wait for the same task again, holding a kernel for another timeout, and its error would hide this one)."""
     error = _execute(run, executed, parameters, row_dir) if unfinished is None else str(unfinished)
     advice = None if reused else job.face_advice(row.spec.id, row.inputs)  # searched here, not before the create
     entry = run.journal.by_task(task_id)
