@@ -12,9 +12,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from . import avatar, imitator
-from ._config import Settings, configure
+from ._boundary import boundary as _boundary
+from ._config import KEY_SOURCES as _KEY_SOURCES
+from ._config import Settings
 from ._config import apply_env_log_level as _apply_env_log_level
-from ._config import resolve as settings
+from ._config import configure as _configure
+from ._config import resolve as _resolve
 from ._history import History, HistoryEntry, history, spend
 from ._results import Result
 from ._tasks import Task, TaskState
@@ -44,6 +47,9 @@ if TYPE_CHECKING:
     from ._doctor import Report
 
 _apply_env_log_level()
+# public, so behind the boundary: nothing but a SparkError leaves them (settings(home=5) let a TypeError out)
+configure = _boundary(_configure, key_source=_KEY_SOURCES["configured"])
+settings = _boundary(_resolve)
 
 
 def doctor(**config: Any) -> Report:

@@ -9,7 +9,10 @@ sends can hold or grow the process:
 - a cap on the body after decompression (and before): gzip and deflate are decoded here, a bounded amount at a
   time, so a small bomb never expands past the cap;
 - JSON parsed only when the body is whole, valid UTF-8, within the cap and nested at most MAX_DEPTH deep;
-  anything else is an unreadable answer (`Answer.problem` says why) that the caller handles like any other.
+  anything else is an unreadable answer (`Answer.problem` says why) that the caller handles like any other;
+- every string of the parsed answer (keys and values, at every depth) and the body itself redacted
+  (`_secrets.redact`): a service echoing the key in a successful answer (a result URL's `?token=`, `usage`)
+  cannot hand it to the journal, a Result, a notebook or a report, since nothing downstream ever sees it.
 
 Result videos have their own bounded path (`_transfer`); this reader is for the API's answers (create, poll,
 upload endpoint, the model spec service). With SPARK_NB_TRACE set, each exchange it reads is traced (`_trace`).
@@ -29,6 +32,7 @@ import httpcore
 import httpx
 
 from . import _trace
+from ._secrets import redact
 
 MAX_ANSWER_BYTES = 1024**2  # generous for a task object (about 1 KB)
 MAX_DEPTH = 64  # a task object is 5 deep; the JSON parser itself overflows near 1,000
@@ -63,7 +67,7 @@ class Answer:
         data = None
         if problem is None and body.strip():
             data, problem = parse_json(body)
-        return cls(status, reason, httpx.Headers(headers or {}), body, data, problem)
+        return cls(status, reason, httpx.Headers(headers or {}), _redacted_bytes(body), _redacted(data), problem)
 
 
 def parse_json(body: bytes) -> tuple[Any, str | None]:
@@ -80,6 +84,44 @@ def parse_json(body: bytes) -> tuple[Any, str | None]:
     if _deeper_than(data, MAX_DEPTH):
         return None, f"JSON nested deeper than {MAX_DEPTH} levels"
     return data, None
+
+
+def _redacted(data: Any) -> Any:
+    """data (parsed JSON, at most MAX_DEPTH deep) with every string in it, keys too, passed through redact.
+
+    The strings are looked at together first, in one pass (a line break between two: no secret spans one), and
+    the value rebuilt only when one holds a secret: a poll's answer costs one redaction, not one per string."""
+    strings: list[str] = []
+    stack = [data]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            strings.append(item)
+        elif isinstance(item, dict):
+            strings.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    joined = "\n".join(strings)
+    return data if redact(joined) == joined else _rebuilt(data)
+
+
+def _rebuilt(data: Any) -> Any:
+    if isinstance(data, str):
+        return redact(data)
+    if isinstance(data, dict):
+        return {redact(key): _rebuilt(value) for key, value in data.items()}
+    if isinstance(data, list):
+        return [_rebuilt(item) for item in data]
+    return data
+
+
+def _redacted_bytes(body: bytes) -> bytes:
+    """body redacted as text (read as Latin-1, which keeps every byte as it is, so a body that is not UTF-8 stays
+    byte for byte what it was but for the secrets: they are ASCII)."""
+    text = body.decode("latin-1")
+    cleaned = redact(text)
+    return body if cleaned == text else cleaned.encode("latin-1")
 
 
 def _deeper_than(data: Any, limit: int) -> bool:

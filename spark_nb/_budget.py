@@ -3,32 +3,54 @@ that claims the call, before any upload: known spend, plus what running tasks an
 must stay within it. Concurrent calls and batch rows see each other's claims, so the budget is passed by at
 most one task's cost (the one whose estimate was low), whatever the concurrency.
 
-A task is estimated from its model's newest known cost: per second of input times this input's seconds, else
-that cost. While a model has no known cost (no completed task of it with a cost), a task of it cannot be
-estimated: one budgeted task of that model runs at a time until one has finished with a cost, and another
-call raises CostUnknown at once, naming the task it waits for (a batch waits for it by itself). A damaged row
-whose cost cannot be read may still be a paid task: it counts at its model's estimate; a damaged cost is never
-the basis of an estimate.
+Costs are known per service: per backend, base URL and model. A task is estimated from the newest known cost
+of its model at its service: per second of input times this input's seconds, else that cost. A service that
+costs nothing on one machine says nothing of another's price: the embedded local backend never bills, so its
+tasks neither count, nor set or block an estimate, and a budget does not apply to it (`spark-nb serve` is a
+service of its own, with its own base URL).
+
+While a model's cost at a service is unknown (no completed task of it there with a cost), a task of it cannot be
+estimated: one budgeted task runs at a time until one has finished with a cost, and another call raises
+CostUnknown at once, naming the task it waits for and the line that finishes it (a batch waits for it by
+itself). A task that finished without the service reporting a cost keeps the cost unknown: no further budgeted
+task of that model there is created, since its spend could not be counted. A task of unknown cost starts only
+while something is left of the budget (a budget of $0 pays for nothing). A completed task whose cost cannot be
+read (a damaged row, or one at another service) counts at its model's estimate; never as the basis of one.
+
+When the task a refusal names was submitted and then left (nobody waits for it: an idle kernel, a dead one),
+`settle` asks the service once how it is; if it has ended, its end is recorded, so the call goes on.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import time
 from collections.abc import Callable
 from decimal import Decimal
 
+from ._backends import api_client
 from ._config import Settings
-from ._journal import OPEN, Entry, JobState
+from ._journal import OPEN, Entry, JobState, Journal
 from ._journal_faults import resume_line
-from ._money import total, usd
-from .errors import BudgetExceeded, CostUnknown
-from .models import ModelSpec
+from ._money import format_usd, total, usd
+from ._tasks import TaskState, cost_of
+from ._urls import is_http_url
+from .errors import BudgetExceeded, CostUnknown, SparkError
+from .models import ModelSpec, task_failure
+
+SETTLE_READ_S = 10.0  # the one status read of a left task: at most this long (or what is left of the call's timeout)
+Service = tuple[str, "str | None", str]  # (backend, base URL, model): where a cost is known
 
 
 def spent(entries: list[Entry]) -> Decimal:
     """The sum of the known costs of these attempts (US dollars)."""
     return total(e.cost for e in entries if e.state == JobState.COMPLETED)
+
+
+def service_of(entry: Entry) -> Service:
+    """Where entry's task ran, as costs are known: its backend, base URL (none for the local backend), model."""
+    return (entry.backend, None if entry.backend == "local" else entry.base_url, entry.model)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,64 +61,81 @@ class _Known:
     per_second: Decimal | None
 
 
-def _known_costs(entries: list[Entry]) -> dict[str, _Known]:
-    """Per model, from the newest completed attempts with a readable cost (entries are newest first)."""
-    known: dict[str, _Known] = {}
+def _known_costs(entries: list[Entry]) -> dict[Service, _Known]:
+    """Per service, from the newest completed attempts with a readable cost (entries are newest first)."""
+    known: dict[Service, _Known] = {}
     for e in entries:
         if e.state != JobState.COMPLETED or e.cost is None:
             continue
         seconds = usd(e.input_seconds)  # a plain decimal from the float, as money is
         rate = e.cost / seconds if seconds else None
-        if e.model not in known:
-            known[e.model] = _Known(e.cost, rate)
-        elif known[e.model].per_second is None and rate is not None:
-            known[e.model] = dataclasses.replace(known[e.model], per_second=rate)
+        where = service_of(e)
+        if where not in known:
+            known[where] = _Known(e.cost, rate)
+        elif known[where].per_second is None and rate is not None:
+            known[where] = dataclasses.replace(known[where], per_second=rate)
     return known
 
 
-def estimate(entries: list[Entry], model: str, input_seconds: float | None) -> Decimal:
-    """What a task of model is likely to cost: its last known cost per second of input times this input's
-    seconds, else its last known cost, else 0 (nothing known yet)."""
-    return _estimate(_known_costs(entries), model, input_seconds) or Decimal(0)
-
-
-def _estimate(known: dict[str, _Known], model: str, input_seconds: float | None) -> Decimal | None:
-    basis = known.get(model)
+def _estimate(known: dict[Service, _Known], where: Service, input_seconds: float | None) -> Decimal | None:
+    basis = known.get(where)
     if basis is None:
         return None
     seconds = usd(input_seconds)
     return basis.per_second * seconds if seconds and basis.per_second is not None else basis.cost
 
 
+def _at_most(known: dict[Service, _Known], entry: Entry) -> Decimal | None:
+    """A paid task of unreadable cost: its service's estimate, else the dearest of its model anywhere."""
+    own = _estimate(known, service_of(entry), entry.input_seconds)
+    if own is not None:
+        return own
+    elsewhere = [_estimate(known, where, entry.input_seconds) for where in known if where[2] == entry.model]
+    return max((value for value in elsewhere if value is not None), default=None)
+
+
 def budget_rule(settings: Settings, spec: ModelSpec, input_seconds: float | None
                 ) -> Callable[[list[Entry]], None] | None:
-    """The check the journal runs on every attempt while it claims this call (None without a budget)."""
-    if settings.budget_usd is None:
+    """The check the journal runs on every attempt while it claims this call (None without a budget, or on the
+    local backend, which never bills)."""
+    if settings.budget_usd is None or settings.backend == "local":
         return None
     return functools.partial(check, budget=usd(settings.budget_usd) or Decimal(0), model=spec.id,
-                             input_seconds=input_seconds)
+                             input_seconds=input_seconds, backend=settings.backend, base_url=settings.base_url)
 
 
-def check(entries: list[Entry], *, budget: Decimal, model: str, input_seconds: float | None) -> None:
+def check(entries: list[Entry], *, budget: Decimal, model: str, input_seconds: float | None, backend: str = "cloud",
+          base_url: str | None = None) -> None:
     """BudgetExceeded when spend + running tasks' estimates + this task's estimate would pass the budget;
-    CostUnknown when model's cost is unknown and a budgeted task of it is already on its way."""
-    known = _known_costs(entries)
-    unpriced = [e for e in entries if e.state == JobState.COMPLETED and e.cost is None and _cost_damaged(e)]
-    spend = spent(entries) + total(_estimate(known, e.model, e.input_seconds) for e in unpriced)
-    running_entries = [e for e in entries if e.state in OPEN]
-    running = total(_estimate(known, e.model, e.input_seconds) for e in running_entries)
-    this = _estimate(known, model, input_seconds)
+    CostUnknown when model's cost at this service is unknown and a budgeted task of it is on its way, or one
+    finished without a cost, or nothing is left of the budget for a task of unknown cost."""
+    billed = [e for e in entries if e.backend != "local"]
+    known = _known_costs(billed)
+    here: Service = (backend, None if backend == "local" else base_url, model)
+    spend = spent(billed)
+    costless = None  # a task of this model here that finished without a cost: its cost stays unknown
+    for e in billed:
+        if e.state == JobState.COMPLETED and e.cost is None:
+            value = _at_most(known, e)
+            costless = costless or (e if value is None and service_of(e) == here else None)
+            spend += value or Decimal(0)
+    running_entries = [e for e in billed if e.state in OPEN]
+    running = total(_estimate(known, service_of(e), e.input_seconds) for e in running_entries)
+    this = _estimate(known, here, input_seconds)
     if this is None:
-        blocking = next((e for e in running_entries if e.model == model and _on_its_way(e)), None)
+        said = {"model": model, "budget": budget, "spend": spend, "running": running}
+        blocking = next((e for e in running_entries if service_of(e) == here and _on_its_way(e)), None)
         if blocking is not None:
-            raise _cost_unknown(blocking, model=model, budget=budget, spend=spend, running=running)
+            raise _cost_unknown(blocking, **said)
+        if costless is not None:
+            raise _never_priced(costless, **said)
+        if spend + running >= budget:
+            raise CostUnknown(blocking=f"nothing is left of the budget for one ({format_usd(spend)} spent, about "
+                                       f"{format_usd(running)} running)", attempt="", creator_alive=False,
+                              hint="raise the budget (SPARK_NB_BUDGET_USD or budget_usd=), or unset it", **said)
         this = Decimal(0)
     if spend + running + this > budget:
         raise BudgetExceeded(spend=spend, running=running, estimate=this, budget=budget)
-
-
-def _cost_damaged(entry: Entry) -> bool:
-    return any(note.startswith("cost ") for note in entry.damaged)
 
 
 def _on_its_way(entry: Entry) -> bool:
@@ -110,11 +149,47 @@ def _cost_unknown(entry: Entry, *, model: str, budget: Decimal, spend: Decimal, 
     alive = entry.creator_alive
     what = f"task {entry.task_id}" if entry.task_id else "a task being created"
     blocking = f"{what}, started {entry.when}, is still running"
-    if alive:
-        hint = ("wait for it to finish, then call again: its cost then sets the estimate (a batch waits for it "
-                "by itself); or raise or unset the budget (SPARK_NB_BUDGET_USD)")
+    unset = "or raise or unset the budget (SPARK_NB_BUDGET_USD)"
+    if entry.task_id is None:
+        hint = f"wait for it to finish (its call is under way), then call again (a batch waits by itself); {unset}"
+    elif alive:
+        hint = (f"wait for it to finish (in any kernel: {resume_line(entry.task_id, model)}), then call again: "
+                f"its cost then sets the estimate (a batch waits for it by itself); {unset}")
     else:
-        hint = (f"the process that started it has ended: finish it with {resume_line(entry.task_id or '?', model)}, "
-                "then call again; or raise or unset the budget (SPARK_NB_BUDGET_USD)")
+        hint = (f"the process that started it has ended: finish it with {resume_line(entry.task_id, model)}, "
+                f"then call again; {unset}")
     return CostUnknown(model=model, budget=budget, spend=spend, running=running, blocking=blocking,
                        attempt=entry.attempt, creator_alive=alive, hint=hint)
+
+
+def _never_priced(entry: Entry, *, model: str, budget: Decimal, spend: Decimal, running: Decimal) -> CostUnknown:
+    """The refusal once a task of this model here finished without the service reporting its cost."""
+    return CostUnknown(model=model, budget=budget, spend=spend, running=running,
+                       blocking=f"task {entry.task_id}, started {entry.when}, finished without the service reporting "
+                                "its cost, so what the next one costs cannot be counted",
+                       attempt=entry.attempt, creator_alive=False,
+                       hint="this service does not say what a task costs: a budget cannot be kept with it. Unset "
+                            "the budget (SPARK_NB_BUDGET_USD or budget_usd=None) to go on without one")
+
+
+def settle(error: CostUnknown, journal: Journal, settings: Settings) -> bool:
+    """For a refusal naming a task that was submitted and never waited for: one status read of that task (within
+    SETTLE_READ_S or the call's deadline), and, if it has ended, its end recorded (completed with its cost, or
+    failed). True when something was recorded, so the budget is worth checking again."""
+    entry = journal.attempt(error.attempt) if error.attempt else None
+    if entry is None or entry.state != JobState.SUBMITTED or not entry.task_id:
+        return False
+    try:
+        raw = api_client(settings).get_task(entry.task_id, deadline=time.monotonic() + SETTLE_READ_S)
+    except SparkError:  # no answer now: the refusal stands, with the line that finishes the task
+        return False
+    state = TaskState.from_raw(raw, entry.task_id, entry.model)
+    if state.done:
+        url = state.content.get("url")
+        journal.finished(entry.task_id, completed=True, cost=cost_of(raw.get("usage")),
+                         seconds=state.announced_duration, result_url=url if is_http_url(url) else None)
+    elif state.failed:
+        failure = task_failure(raw.get("error"), entry.task_id, entry.model)
+        journal.finished(entry.task_id, completed=False, error=failure.headline, code=failure.code,
+                         retryable=failure.retryable)
+    return state.done or state.failed

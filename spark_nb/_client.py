@@ -27,8 +27,10 @@ from . import _trace
 from ._answers import Answer, install_deadlines, read_answer
 from ._config import Secret
 from ._files import make_part
+from ._deadline import earliest
 from ._procs import pid_alive
 from ._retry import NEVER_SENT, NOT_SENDABLE, RETRYABLE_STATUS, RetryPolicy, parse_retry_after
+from ._text import file_name_to_send
 from ._transfer import TransferError, fetch_to_file
 from ._urls import is_http_url
 from ._version import __version__
@@ -190,9 +192,10 @@ class ApiClient:
 
     def _answer(self, method: str, url: str, *, deadline: float | None = None, limit: float | None = None,
                 **request: Any) -> Answer:
-        """Send one request and read its answer (_answers.read_answer) by the smaller of now + limit (the request's
-        own limit, 30 s unless said) and deadline (what is left of the call's timeout)."""
+        """Send one request and read its answer (_answers.read_answer) by the soonest of now + limit (the request's
+        own limit, 30 s unless said), deadline, and the call's deadline (_deadline: what is left of its timeout)."""
         ends = time.monotonic() + (self._limit if limit is None else limit)
+        deadline = earliest(deadline)
         return read_answer(self._http, method, url, deadline=ends if deadline is None else min(ends, deadline),
                            **request)
 
@@ -200,17 +203,22 @@ class ApiClient:
 
     def _attempts(self, attempt: Callable[[], T], *, what: str, give_up: Callable[[_Retry, int], SparkError],
                   attempts: int | None = None, deadline: float | None = None) -> T:
-        """attempt() until it returns; each _Retry it raises backs off, until the attempts or the deadline run out."""
+        """attempt() until it returns; each _Retry it raises backs off, until the attempts or the deadline (or the
+        call's, see _deadline) run out."""
         attempts = attempts or self.retry.max_attempts
+        deadline = earliest(deadline)
         for number in range(1, attempts + 1):
             try:
                 return attempt()
             except _Retry as exc:
                 problem = exc
-            delay = self.retry.delay(number - 1, problem.retry_after)
-            if deadline is not None:  # retry until the deadline: the last wait ends at it, not before
-                delay = min(delay, deadline - time.monotonic())
-            if number == attempts or delay <= 0:
+            delay = self.retry.delay(number - 1, problem.retry_after)  # 0 (Retry-After: 0) means "again now"
+            if number == attempts:
+                raise give_up(problem, number) from problem
+            if deadline is not None and deadline - time.monotonic() <= delay:
+                # no attempt could start before the deadline: the last wait ends at it (not before), and the error
+                # names this problem, not the "no time left" of an attempt made at the deadline
+                time.sleep(max(0.0, deadline - time.monotonic()))
                 raise give_up(problem, number) from problem
             logger.info("retrying %s (%s) in %.1fs", what, problem, delay)
             time.sleep(delay)
@@ -310,7 +318,7 @@ class ApiClient:
 
         def send() -> Answer:
             with open(path, "rb") as fh:
-                return self._answer("POST", endpoint, limit=limit, files={"file": (path.name, fh)})
+                return self._answer("POST", endpoint, limit=limit, files={"file": (file_name_to_send(path.name), fh)})
 
         try:
             data = self._read_json(send, what=f"uploading {path.name}", error=UploadError)
@@ -351,6 +359,11 @@ class ApiClient:
             raise _Retry(f"HTTP {answer.status}", parse_retry_after(answer.headers))
 
         def give_up(problem: _Retry, attempts: int) -> SparkError:
+            ends = earliest(deadline)
+            if ends is not None and time.monotonic() >= ends:  # the call's timeout, not the service, ended it
+                return error(f"{what} did not end within the call's timeout ({attempts} attempts; last: {problem})",
+                             hint="pass a longer timeout= (a large file on a slow link takes long), or try again "
+                                  "later", task_id=task_id)
             return error(f"{what} failed after {attempts} attempts; last: {problem}",
                          hint="the service or network is failing; try again later", task_id=task_id)
 

@@ -163,6 +163,7 @@ def configure(**options: Any) -> None:
     unknown = sorted(set(options) - set(_FIELDS))
     if unknown:
         raise UsageError(f"configure() got unknown option(s) {unknown}; known: {', '.join(_FIELDS)}")
+    check_types(options)
     from . import _keys  # here and in _find_key, not at import: `import spark_nb` stays fast
 
     _keys.forget()  # a configure() call is also the way to have the key stores read again
@@ -189,6 +190,7 @@ def resolve(**explicit: Any) -> Settings:
     unknown = sorted(set(explicit) - set(_FIELDS))
     if unknown:
         raise UsageError(f"unknown option(s) {unknown}; known: {', '.join(_FIELDS)}")
+    check_types(explicit)
 
     def pick(name: str, env: str | None = None) -> Any:
         if explicit.get(name) is not None:
@@ -233,6 +235,25 @@ def resolve(**explicit: Any) -> Settings:
             check_urls=_flag("check_urls", pick("check_urls", "SPARK_NB_CHECK_URLS"), True),
         ),
     )
+
+
+_PATH_OPTIONS = ("output_dir", "home")
+_TEXT_OPTIONS = ("backend", "base_url", "upload_url", "s3_bucket", "s3_prefix", "s3_endpoint_url")
+
+
+def check_types(options: dict[str, Any]) -> None:
+    """UsageError naming the first option of a type it cannot have (a folder given as a number, a URL as a list),
+    before anything uses it; None means "not set". Amounts and limits are checked where they are read."""
+    for name, value in options.items():
+        if value is None:
+            continue
+        if name in _PATH_OPTIONS and not isinstance(value, (str, os.PathLike)):
+            raise UsageError(f"{name} must be a folder (a str or a Path), not {type(value).__name__}",
+                             hint=f"pass {name}= a path, or leave it unset")
+        if name in _TEXT_OPTIONS and not isinstance(value, str):
+            raise UsageError(f"{name} must be text (a str), not {type(value).__name__}")
+        if name == "uploader" and not (isinstance(value, str) or callable(value)):
+            raise UsageError(f"uploader must be an upload URL or a callable taking a Path, not {type(value).__name__}")
 
 
 def default_home() -> Path:

@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import functools
-import hashlib
 import json
 import logging
 import os
@@ -34,9 +32,10 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ._deadline import within
 from ._files import home_folder, private_file
 from ._journal_faults import KeptWrites, is_damage, journal_error, resume_line
-from ._journal_rows import COLUMNS, NEWEST_FIRST, OPEN, SCHEMA_VERSION, SELECT, Entry, JobState, create_schema, entry_of
+from ._journal_rows import COLUMNS, NEWEST_FIRST, OPEN, SCHEMA_VERSION, SELECT, Entry, JobState, entry_of, migrate
 from .errors import JournalError, warn
 
 if TYPE_CHECKING:
@@ -57,8 +56,9 @@ class Claim:
 
 
 def _guarded(method: Callable[..., Any]) -> Callable[..., Any]:
-    """Run a Journal method: a damaged file is moved aside and the method tried once more on a fresh journal; any
-    other sqlite3 or OS error becomes a JournalError with its fix."""
+    """Run a Journal method: a damaged file is moved aside, a file (or home folder) deleted meanwhile is made again,
+    and the method tried once more on the fresh journal; any other sqlite3 or OS error becomes a JournalError with
+    its fix."""
     @functools.wraps(method)
     def run(self: "Journal", *args: Any, **kwargs: Any) -> Any:
         import sqlite3
@@ -66,10 +66,13 @@ def _guarded(method: Callable[..., Any]) -> Callable[..., Any]:
         try:
             try:
                 return method(self, *args, **kwargs)
-            except sqlite3.DatabaseError as exc:
-                if not is_damage(exc):
+            except (sqlite3.DatabaseError, FileNotFoundError) as exc:
+                if is_damage(exc):
+                    self._start_afresh(exc)
+                elif self._gone(exc):
+                    self._start_again()
+                else:
                     raise
-                self._start_afresh(exc)
                 return method(self, *args, **kwargs)
         except (sqlite3.Error, OSError) as exc:
             raise journal_error(self.path, exc, busy_seconds=BUSY_TIMEOUT_S) from None
@@ -84,6 +87,7 @@ class Journal:
         self._lock = threading.Lock()
         self._held: tuple[sqlite3.Connection, int, int] | None = None  # the write connection, its pid and inode
         self._durable = True  # the write connection's commits are fsynced (PRAGMA synchronous = FULL)
+        self._busy_ms = int(BUSY_TIMEOUT_S * 1000)  # the write connection's busy timeout
         self._kept = KeptWrites(self.path, self._write_kept_at_exit)  # writes that failed, to make later
         self._open()
 
@@ -103,6 +107,21 @@ class Journal:
              "one started. Tasks recorded only there are not reused; their videos stay in their output folders")
         self._migrate()
 
+    def _gone(self, exc: Exception) -> bool:
+        """The journal was deleted while in use (the file, or its whole folder: a user clearing history, a cleaner
+        of temporary files): SQLite then opens an empty file with no table, or none at all."""
+        said = str(exc)
+        opened_nothing = isinstance(exc, FileNotFoundError) or "unable to open" in said
+        return "no such table" in said or (opened_nothing and not self.path.exists())
+
+    def _start_again(self) -> None:
+        """Make the journal again where it was deleted (its folder too), with a warning: what it recorded is gone."""
+        self._drop_writer()
+        warn(f"the task journal {self.path} was deleted while in use; a new one was started. Tasks recorded only "
+             "in the old one are not reused; their videos stay in their output folders")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._migrate()
+
     # -- claiming a create ----------------------------------------------------------------------------
 
     @_guarded
@@ -117,7 +136,8 @@ class Journal:
         written and (its Claim, None) returned. Reservations of processes that are gone are released first.
         """
         now = time.time()
-        with self._write(durable=False) as db:  # lost with the machine's power, a claim had sent nothing
+        # lost with the machine's power, a claim had sent nothing; its waits end by the call's deadline
+        with self._write(durable=False, bounded=True) as db:
             self._release_abandoned(db)
             latest = self._latest(db, fingerprint)
             if follow(latest):
@@ -135,7 +155,7 @@ class Journal:
     @_guarded
     def sending(self, claim: Claim) -> None:
         """The create call is about to be sent: from now on a task may exist (on disk before the call)."""
-        self._upsert(claim, state=JobState.SUBMITTING.value)
+        self._upsert(claim, bounded=True, state=JobState.SUBMITTING.value)
 
     def created(self, claim: Claim, task_id: str) -> None:
         """The service answered: the attempt has its task id (written before anything waits).
@@ -263,8 +283,8 @@ class Journal:
         gone = [entry.attempt for entry in map(entry_of, rows) if entry.abandoned and entry.host == here]
         db.executemany("DELETE FROM tasks WHERE attempt = ? AND state = 'reserved'", [(a,) for a in gone])
 
-    def _upsert(self, claim: Claim, **fields: Any) -> None:
-        self._write_one(*_upsert_sql(claim, fields))
+    def _upsert(self, claim: Claim, *, bounded: bool = False, **fields: Any) -> None:
+        self._write_one(*_upsert_sql(claim, fields), bounded=bounded)
 
     @staticmethod
     def _upsert_in(db: sqlite3.Connection, claim: Claim, **fields: Any) -> None:
@@ -309,16 +329,18 @@ class Journal:
         return db
 
     @contextlib.contextmanager
-    def _write(self, *, durable: bool = True) -> Iterator[sqlite3.Connection]:
+    def _write(self, *, durable: bool = True, bounded: bool = False) -> Iterator[sqlite3.Connection]:
         """One write transaction, the kept writes first. durable: its commit is on the disk before this returns
         (fsync), as a claim and a task id must be; a task's end need not be (lost with the machine's power, the
-        task is resumed by its id)."""
+        task is resumed by its id). bounded: waits for other writers end by the call's deadline (see
+        _deadline), as a claim's do; a task id's record waits the whole busy timeout, whatever is left."""
         import sqlite3
 
-        with self._lock:
+        with self._locked(bounded):
             db = self._writer()
             try:
                 self._set_durable(db, durable)
+                self._set_busy(db, bounded)
                 db.execute("BEGIN IMMEDIATE")
                 self._kept.apply(db)
                 yield db
@@ -332,17 +354,18 @@ class Journal:
                     self._drop_writer()  # the file may have been replaced
                 raise
 
-    def _write_one(self, sql: str, args: Sequence[Any], *, durable: bool = True) -> None:
+    def _write_one(self, sql: str, args: Sequence[Any], *, durable: bool = True, bounded: bool = False) -> None:
         """One statement as its own transaction (autocommit): no BEGIN and COMMIT around it, each of which is one
         more wait for the GIL while this process's journal lock is held and a batch's threads queue behind it."""
         if self._kept:
-            with self._write(durable=durable) as db:
+            with self._write(durable=durable, bounded=bounded) as db:
                 db.execute(sql, args)
             return
-        with self._lock:
+        with self._locked(bounded):
             db = self._writer()
             try:
                 self._set_durable(db, durable)
+                self._set_busy(db, bounded)
                 db.execute(sql, args)
             except BaseException:
                 self._drop_writer()
@@ -352,6 +375,26 @@ class Journal:
         if durable != self._durable:
             db.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
             self._durable = durable
+
+    def _set_busy(self, db: sqlite3.Connection, bounded: bool) -> None:
+        """How long the write waits for another process's transaction: the busy timeout, or (bounded) no longer
+        than the call's deadline."""
+        milliseconds = int(1000 * (within(BUSY_TIMEOUT_S) if bounded else BUSY_TIMEOUT_S))
+        if milliseconds != self._busy_ms:
+            db.execute(f"PRAGMA busy_timeout = {milliseconds}")
+            self._busy_ms = milliseconds
+
+    @contextlib.contextmanager
+    def _locked(self, bounded: bool) -> Iterator[None]:
+        """This process's journal lock (its threads write one at a time), waited for as long as a write may wait."""
+        import sqlite3
+
+        if not self._lock.acquire(timeout=within(BUSY_TIMEOUT_S) if bounded else BUSY_TIMEOUT_S):
+            raise sqlite3.OperationalError("database is locked (by another thread of this process)")
+        try:
+            yield
+        finally:
+            self._lock.release()
 
     def _writer(self) -> sqlite3.Connection:
         """This process's write connection, kept between writes: opening one per write (and its pragmas) made every
@@ -363,6 +406,7 @@ class Journal:
         self._drop_writer()
         db = self._connect(threads=True)
         self._held, self._durable = (db, os.getpid(), os.stat(self.path).st_ino), True
+        self._busy_ms = int(BUSY_TIMEOUT_S * 1000)
         return db
 
     def _drop_writer(self) -> None:
@@ -380,36 +424,12 @@ class Journal:
             db.close()
 
     def _migrate(self) -> None:
-        """Create the table, or bring an older one up to date (see _journal_rows.create_schema).
-
-        Processes opening a new journal at the same moment take turns (an flock beside it, waited for at most the
-        busy timeout): switching a fresh file to WAL needs it to themselves, and SQLite's busy timeout does not
-        wait for that.
-        """
-        import sqlite3
-
+        """Create the table, or bring an older one up to date (see _journal_rows.migrate)."""
         # the journal is its owner's alone (it names inputs, outputs and, for the local backend, the embedded
         # server's unguessable result URLs): 0600 before SQLite opens it, whose -wal and -shm take its mode
         for suffix, create in (("", True), (".lock", True), ("-wal", False), ("-shm", False)):
             private_file(Path(f"{self.path}{suffix}"), create=create)
-        with open(f"{self.path}.lock", "a+b") as guard:
-            deadline = time.monotonic() + BUSY_TIMEOUT_S
-            while True:
-                try:
-                    fcntl.flock(guard, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() > deadline:
-                        raise sqlite3.OperationalError("database is locked (its .lock file is held)") from None
-                    time.sleep(0.05)
-            db = self._connect()
-            try:
-                db.execute("PRAGMA journal_mode=WAL")
-                db.execute("BEGIN IMMEDIATE")  # a read-only or full journal is found here, before any upload
-                create_schema(db)
-                db.execute("COMMIT")
-            finally:
-                db.close()
+        migrate(self.path, self._connect, busy_seconds=BUSY_TIMEOUT_S)
 
 
 def _upsert_sql(claim: Claim, fields: Mapping[str, Any]) -> tuple[str, tuple[Any, ...]]:
@@ -433,20 +453,5 @@ def journal_at(home: Path) -> Journal:
         return _journals[path]
 
 
-def file_digest(path: Path) -> str:
-    """sha256 of a file's content (remembered per file version: inputs are hashed again when a call repeats)."""
-    stat = os.stat(path)
-    return _digest(os.path.realpath(path), stat.st_size, stat.st_mtime_ns)
-
-
-@functools.lru_cache(maxsize=512)
-def _digest(path: str, size: int, mtime_ns: int) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 __all__ = ["BUSY_TIMEOUT_S", "FILENAME", "OPEN", "SCHEMA_VERSION", "Claim", "Entry", "JobState", "Journal",
-           "file_digest", "journal_at"]
+           "journal_at"]

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import fcntl
 import json
 import math
 import socket
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from ._enums import Word
@@ -119,6 +122,35 @@ def create_schema(db: Any) -> None:
     db.execute("CREATE INDEX IF NOT EXISTS by_task ON tasks (task_id)")
     db.execute("CREATE INDEX IF NOT EXISTS reserved ON tasks (pid) WHERE state = 'reserved'")
     db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def migrate(path: Path, connect: Callable[[], Any], *, busy_seconds: float) -> None:
+    """Create the journal's table at path, or bring an older one up to date (create_schema), in WAL mode.
+
+    Processes opening a new journal at the same moment take turns (an flock beside it, waited for at most
+    busy_seconds): switching a fresh file to WAL needs it to themselves, and SQLite's busy timeout does not wait for
+    that. connect() opens the journal.
+    """
+    import sqlite3
+
+    with open(f"{path}.lock", "a+b") as guard:
+        deadline = time.monotonic() + busy_seconds
+        while True:
+            try:
+                fcntl.flock(guard, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise sqlite3.OperationalError("database is locked (its .lock file is held)") from None
+                time.sleep(0.05)
+        db = connect()
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("BEGIN IMMEDIATE")  # a read-only or full journal is found here, before any upload
+            create_schema(db)
+            db.execute("COMMIT")
+        finally:
+            db.close()
 
 
 def entry_of(row: Sequence[Any]) -> Entry:

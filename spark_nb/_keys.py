@@ -221,15 +221,38 @@ def _ask_keychain(done: threading.Event) -> None:
     try:
         import keyring
 
-        value = keyring.get_password(KEYCHAIN_SERVICE, KEYCHAIN_ACCOUNT)
-        if isinstance(value, str) and value.strip():
-            found = FoundKey(value.strip(), f"the OS keychain ({KEYCHAIN_SERVICE})")
+        value = _stored_value(keyring.get_password(KEYCHAIN_SERVICE, KEYCHAIN_ACCOUNT))
+        if value:
+            found = FoundKey(value, f"the OS keychain ({KEYCHAIN_SERVICE})")
     except Exception as exc:  # no backend, locked, denied, D-Bus trouble: no key here
         logger.debug("no API key from the OS keychain (%s: %s)", type(exc).__name__, _short(exc))
     finally:
         with _lock:
             _timed["keychain"] = (time.monotonic() + RECHECK_S, found)
         done.set()
+
+
+def _stored_value(value: Any) -> str | None:
+    """The key a keychain entry holds, as the vtrix CLI's go-keyring wrote it: as it is, or (newer go-keyring
+    versions) as `go-keyring-base64:<base64>` or `go-keyring-encoded:<hex>` of its UTF-8 bytes, decoded here.
+    A value that does not decode is no key (said at DEBUG, never quoted)."""
+    import base64
+    import binascii
+
+    if not isinstance(value, str) or not value.strip():
+        return None
+    value = value.strip()
+    for prefix, decode in (("go-keyring-base64:", lambda text: base64.b64decode(text, validate=True)),
+                           ("go-keyring-encoded:", bytes.fromhex)):
+        if value.startswith(prefix):
+            try:
+                value = decode(value[len(prefix):].strip()).decode("utf-8").strip()
+            except (binascii.Error, ValueError):  # UnicodeDecodeError is a ValueError
+                logger.debug("the OS keychain entry (%s) is marked %s but does not decode: no key there",
+                             KEYCHAIN_SERVICE, prefix.rstrip(":"))
+                return None
+            break
+    return value or None
 
 
 # -- Google Colab ------------------------------------------------------------------------------------------

@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ._backends import api_client
-from ._budget import budget_rule
+from ._budget import budget_rule, settle
 from ._config import InputLimits, Settings, hide_key, resolve
+from ._deadline import until
 from ._inputs import RECOMMENDED_AUDIO_SECONDS, Media, apply_fix, check, ensure_output_dir, normalise, refusal, validate
 from ._journal import Claim, Journal, journal_at
 from ._results import Result
 from ._reuse import describe_inputs, fingerprint, follow, needs_new_task
-from ._tasks import Task
+from ._tasks import Task, checked_wait
 from ._uploads import upload, uploader_for
-from .errors import DownloadError, SparkError, TaskFailed, TaskMayExist, warn
+from .errors import CostUnknown, DownloadError, SparkError, TaskFailed, TaskMayExist, warn
 from .models import ModelSpec
 
 if TYPE_CHECKING:
@@ -83,7 +85,7 @@ def submit(spec: ModelSpec, values: Mapping[str, Any], *, trim_audio: bool = Tru
            strict: bool = False, when_uploaded: Callable[[], None] | None = None,
            before_create: Callable[[], None] | None = None, source: str = "submit", face_advice: bool = True,
            advise: Callable[[str], None] | None = None, names: Mapping[str, str] | None = None,
-           **config: Any) -> Task:
+           deadline: float | None = None, **config: Any) -> Task:
     """Check, upload and create one task of spec, journaled; returns its Task without waiting.
 
     With reuse (the default) an identical earlier call answers instead when it can (see _reuse): its finished
@@ -96,8 +98,19 @@ def submit(spec: ModelSpec, values: Mapping[str, Any], *, trim_audio: bool = Tru
     "audio_too_long" with trim_audio=False); a call answered from the journal uploads and pays nothing, so it is
     answered as usual. names: field -> the name the journal (history) shows for that input, when the value itself
     does not carry it (a form's upload, written to a scratch file). URL inputs are checked (reachable, of the right
-    kind) before anything is created: check_urls=False skips it.
+    kind) before anything is created: check_urls=False skips it. deadline (time.monotonic()): every wait of the
+    submission ends by it: the journal's, an identical call's, the uploads and the create (see _deadline).
     """
+    with until(deadline):
+        return _submit(spec, values, trim_audio=trim_audio, reuse=reuse, strict=strict, when_uploaded=when_uploaded,
+                       before_create=before_create, source=source, face_advice=face_advice, advise=advise,
+                       names=names, **config)
+
+
+def _submit(spec: ModelSpec, values: Mapping[str, Any], *, trim_audio: bool, reuse: bool, strict: bool,
+            when_uploaded: Callable[[], None] | None, before_create: Callable[[], None] | None, source: str,
+            face_advice: bool, advise: Callable[[str], None] | None, names: Mapping[str, str] | None,
+            **config: Any) -> Task:
     settings = resolve(**hide_key(config))
     journal = journal_at(settings.home)
     inputs, key = _identify(spec, values, settings, trim_audio, names)
@@ -109,12 +122,18 @@ def submit(spec: ModelSpec, values: Mapping[str, Any], *, trim_audio: bool = Tru
                     advise=advise)
     ensure_output_dir(settings.output_dir)  # found unusable now, not after the task is paid for
     seconds = max((m.facts.duration or 0 for m in media.values() if m.facts and m.field.kind != "image"), default=None)
+    settled = False
     for _ in range(CLAIM_ATTEMPTS):
-        claim, other = journal.reserve(
-            fingerprint=key, model=spec.id, backend=settings.backend, input_seconds=seconds or None, source=source,
-            base_url=settings.base_url if settings.backend == "cloud" else None, inputs=inputs,
-            follow=lambda latest: reuse and not needs_new_task(latest),
-            admit=budget_rule(settings, spec, seconds or None))
+        try:
+            claim, other = journal.reserve(
+                fingerprint=key, model=spec.id, backend=settings.backend, input_seconds=seconds or None,
+                source=source, base_url=settings.base_url if settings.backend == "cloud" else None, inputs=inputs,
+                follow=lambda latest: reuse and not needs_new_task(latest),
+                admit=budget_rule(settings, spec, seconds or None))
+        except CostUnknown as exc:  # the task it waits for may have ended with nobody waiting: asked once
+            if settled or not (settled := settle(exc, journal, settings)):
+                raise
+            continue
         if other is None:
             break
         if (task := follow(other, journal, spec, settings)) is not None:  # another kernel claimed this very call
@@ -178,11 +197,15 @@ def generate(
     timeout: float = 600, progress: bool = True, cancel: threading.Event | None = None, **config: Any,
 ) -> Result:
     """submit() then wait(): the whole generation, returning the downloaded, checked Result (its origin says
-    whether an earlier identical call's video was reused)."""
+    whether an earlier identical call's video was reused).
+
+    timeout covers all of it, from this call on (the uploads and the create too): one deadline, computed here."""
+    seconds = checked_wait(timeout, cancel, positive=True)  # before anything is sent, let alone paid for
+    deadline = time.monotonic() + seconds
     task = submit(spec, values, trim_audio=trim_audio, reuse=reuse, strict=strict, source="generate",
-                  **hide_key(config))
+                  deadline=deadline, **hide_key(config))
     try:
-        return task.wait(timeout, progress=progress, cancel=cancel)
+        return task._wait_until(deadline, seconds, progress=progress, cancel=cancel)
     except DownloadError as exc:
         if task.origin == "reused":  # only a task reused from the journal finished earlier
             raise DownloadError(f"task {task.id} finished earlier, but its video is gone from disk and could not "

@@ -10,6 +10,7 @@ lost → TaskMayExist; refused for its inputs → the same TaskFailed; failed on
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import time
@@ -18,9 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from ._config import Settings, notify
+from ._deadline import within
 from ._files import link_atomically
 from ._inputs import Media
-from ._journal import Entry, JobState, Journal, file_digest
+from ._journal import Entry, JobState, Journal
 from ._money import format_usd, usd_text
 from ._tasks import Task, result_path
 from .errors import SparkError, TaskFailed, TaskMayExist
@@ -42,6 +44,21 @@ def describe_inputs(media: Mapping[str, Media]) -> list[dict[str, Any]]:
             described.append({"field": name, "name": item.path.name, "path": str(item.path),
                               "sha256": file_digest(item.path)})
     return described
+
+
+def file_digest(path: Path) -> str:
+    """sha256 of a file's content (remembered per file version: inputs are hashed again when a call repeats)."""
+    stat = os.stat(path)
+    return _digest(os.path.realpath(path), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=512)
+def _digest(path: str, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def fingerprint(spec: ModelSpec, settings: Settings, inputs: list[dict[str, Any]], *, trim_audio: bool) -> str:
@@ -67,7 +84,8 @@ def follow(entry: Entry, journal: Journal, spec: ModelSpec, settings: Settings) 
     A damaged row is not skipped (it may be a paid task): what can be read of it decides, and a row whose state
     or task id cannot be read is a task that may exist (TaskMayExist), as a create whose answer was lost.
     """
-    deadline = time.monotonic() + WAIT_FOR_CREATOR_S
+    waited = time.monotonic()
+    deadline = time.monotonic() + within(WAIT_FOR_CREATOR_S)  # or what is left of the call's timeout
     while entry.state in (JobState.RESERVED, JobState.SUBMITTING) and entry.creator_alive \
             and time.monotonic() < deadline:
         time.sleep(0.2)  # another kernel (or thread) is uploading for, or sending, this very create right now
@@ -93,9 +111,10 @@ def follow(entry: Entry, journal: Journal, spec: ModelSpec, settings: Settings) 
         raise TaskFailed(f"{entry.error or 'the service refused these inputs'} (an identical call at {when})",
                          code=entry.code, task_id=entry.task_id, retryable=False,
                          hint=f"{hint}; sending the same inputs again would fail again (pass reuse=False to try)")
-    if entry.state == JobState.RESERVED:
-        raise SparkError(f"an identical {spec.id} call (process {entry.pid}) has been preparing its task for over "
-                         f"{WAIT_FOR_CREATOR_S:g} s; this one did not create another",
+    if entry.state == JobState.RESERVED or (entry.state == JobState.SUBMITTING and entry.creator_alive):
+        doing = "preparing" if entry.state == JobState.RESERVED else "sending"
+        raise SparkError(f"an identical {spec.id} call (process {entry.pid}) is still {doing} its task; this one "
+                         f"waited {time.monotonic() - waited:.0f} s for it and did not create another",
                          hint="wait for that call to finish, then call again (its result is reused); or pass "
                               "reuse=False for a separate take (billed again)")
     raise _may_exist(entry, spec)

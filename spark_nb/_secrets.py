@@ -2,9 +2,13 @@
 
 Every `_config.Secret` remembers its value here when it is made. `redact` replaces each remembered value, and
 anything sent as a bearer token, with asterisks; it is applied where text leaves spark_nb: an exception's
-construction (`errors.SparkError`), warnings and notices, and every log record of the `spark_nb` loggers. So a
-message that quotes a request (an echoed header, a refused header value) cannot carry the key to a terminal, a
-log, the journal or a report, whichever path it takes.
+construction (`errors.SparkError`), warnings and notices, every log record of the `spark_nb` loggers, and every
+string of every API answer (`_answers`). So a message that quotes a request (an echoed header, a refused header
+value) cannot carry the key to a terminal, a log, the journal or a report, whichever path it takes.
+
+A service echoing the key may have encoded it: JSON writes "/" as `\\/` (PHP) or "&" as `\\u0026` (Go), a URL
+writes it percent-encoded, HTML as `&#38;`. A value is matched in any of these spellings, character by
+character (mixed ones too), so decoding the text again cannot bring the key back.
 """
 
 from __future__ import annotations
@@ -17,23 +21,42 @@ MASK = "********"
 MIN_SECRET_CHARS = 8
 _BEARER = re.compile(r"(bearer\s+)[^\s\"',;]+", re.IGNORECASE)
 _values: set[str] = set()
-_longest_first: tuple[str, ...] = ()
+_pattern: re.Pattern[str] | None = None
 _lock = threading.Lock()
 
 
 def remember(value: str) -> None:
-    """Make value one of the secrets redact() masks, for the rest of the process."""
-    global _longest_first
+    """Make value one of the secrets redact() masks (in any of its encodings), for the rest of the process."""
+    global _pattern
     if len(value) < MIN_SECRET_CHARS or value in _values:
         return
     with _lock:
         _values.add(value)
-        _longest_first = tuple(sorted(_values, key=len, reverse=True))
+        longest_first = sorted(_values, key=len, reverse=True)
+        _pattern = re.compile("|".join("".join(_spellings(char) for char in known) for known in longest_first))
+
+
+def _spellings(char: str) -> str:
+    """A regular expression for char as it is, or escaped by JSON (`\\/`, `\\u0026`), a URL (`%26`) or HTML."""
+    code = ord(char)
+    forms = [re.escape(char), rf"\\u{_hex(code, 4)}", rf"&#0*{code};", rf"&#[xX]0*{_hex(code, 0)};"]
+    if code < 0x100:
+        forms.append(f"%{_hex(code, 2)}")
+    if not char.isalnum():  # `\/` and its kin; a letter after a backslash means something else (`\n`)
+        forms.append(rf"\\{re.escape(char)}")
+    if char == "&":
+        forms.append("&amp;")
+    return f"(?:{'|'.join(forms)})"
+
+
+def _hex(code: int, width: int) -> str:
+    """code in hexadecimal, width digits (0: as few as needed), each letter in either case."""
+    return "".join(f"[{d}{d.upper()}]" if d.isalpha() else d for d in f"{code:0{width}x}")
 
 
 def redact(text: str) -> str:
-    """text with every remembered secret, and any bearer token, replaced by asterisks."""
-    for value in _longest_first:
-        if value in text:
-            text = text.replace(value, MASK)
+    """text with every remembered secret (as it is, or encoded), and any bearer token, replaced by asterisks."""
+    pattern = _pattern
+    if pattern is not None:
+        text = pattern.sub(MASK, text)
     return _BEARER.sub(r"\1" + MASK, text)

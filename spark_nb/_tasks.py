@@ -26,7 +26,7 @@ from ._progress import TaskProgress
 from ._results import Result
 from ._text import inert
 from ._urls import is_http_url
-from .errors import DownloadError, NotFoundError, SparkError, TaskCancelled, TaskTimeout
+from .errors import DownloadError, NotFoundError, SparkError, TaskCancelled, TaskTimeout, UsageError
 from .models import task_failure
 
 if TYPE_CHECKING:  # httpx and asyncio load on first use, so `import spark_nb` stays fast
@@ -175,7 +175,14 @@ class Task:
         cancel stops the wait with TaskCancelled; TaskTimeout after timeout seconds. The task itself goes on
         in both cases and can be waited on again.
         """
-        deadline = time.monotonic() + timeout
+        timeout = checked_wait(timeout, cancel, on_update)
+        return self._wait_until(time.monotonic() + timeout, timeout, progress=progress, cancel=cancel,
+                                on_update=on_update)
+
+    @boundary(task_of=_this_task)
+    def _wait_until(self, deadline: float, timeout: float, *, progress: bool = True,
+                    cancel: threading.Event | None = None, on_update: OnUpdate | None = None) -> Result:
+        """wait() by deadline (time.monotonic()), for a call whose timeout (said in a TaskTimeout) began earlier."""
         schedule = (PollSchedule(blind_cap=LOCAL_POLL_CAP_S, cap=LOCAL_POLL_CAP_S) if self.settings.backend == "local"
                     else PollSchedule())
         state = TaskState.from_raw(self.initial, self.id, self.model) if self.initial else None
@@ -238,7 +245,7 @@ class Task:
             raw = self._read(deadline)
         except SparkError as exc:  # the reads end at the deadline too (_answers): at it, a timeout
             if time.monotonic() >= deadline - 0.5 and not isinstance(exc, TaskTimeout):
-                raise self._timeout(timeout, seen) from exc
+                raise self._timeout(timeout, seen, exc) from exc
             raise
         return TaskState.from_raw(raw, self.id, self.model)
 
@@ -260,10 +267,12 @@ class Task:
                 task_id=self.id,
             )
 
-    def _timeout(self, timeout: float, state: TaskState | None) -> TaskTimeout:
+    def _timeout(self, timeout: float, state: TaskState | None, failed: SparkError | None = None) -> TaskTimeout:
         seen = f"last seen {state.status}" if state else "the service did not answer"
         if state and state.progress is not None:
             seen += f" at {state.progress:.0%}"
+        if failed is not None:  # the readings that failed until the deadline: why the task was not seen to end
+            seen += f"; then {failed.headline}"
         return TaskTimeout(f"task {self.id} did not finish within {timeout:g}s ({seen})",
                            task_id=self.id, model=self.model or (state.model if state else ""))
 
@@ -294,6 +303,25 @@ def _whole_id(task_id: str, settings: Settings) -> tuple[str, str | None]:
     more = f" and {len(candidates) - AMBIGUOUS_SHOWN} more" if len(candidates) > AMBIGUOUS_SHOWN else ""
     raise SparkError(f"task id {task_id!r} is ambiguous: {len(candidates)} tasks this machine made start with it: "
                      f"{'; '.join(shown)}{more}", hint="give more of the id (spark-nb history lists them whole)")
+
+
+def checked_wait(timeout: Any, cancel: Any = None, on_update: Any = None, *, positive: bool = False) -> float:
+    """timeout as seconds, once it and cancel and on_update are found usable: a UsageError saying which is not, and
+    how to fix it, before anything is sent (generate checks them before it creates the task; positive: a timeout
+    of zero or less, which would pay for a task nobody waits for, is refused too)."""
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise UsageError(f"timeout must be a number of seconds, not {inert(repr(timeout), limit=40)}",
+                         hint="pass e.g. timeout=600 (ten minutes)")
+    seconds = float(timeout)
+    if not math.isfinite(seconds) or (positive and seconds <= 0):
+        raise UsageError(f"timeout must be a {'positive' if positive else 'finite'} number of seconds, not "
+                         f"{timeout!r}", hint="pass e.g. timeout=600 (ten minutes); a long wait is a large number")
+    if cancel is not None and not all(callable(getattr(cancel, name, None)) for name in ("is_set", "wait")):
+        raise UsageError(f"cancel must be a threading.Event, not {type(cancel).__name__}",
+                         hint="pass cancel=threading.Event(), and set() it to stop waiting")
+    if on_update is not None and not callable(on_update):
+        raise UsageError(f"on_update must be a function taking a TaskState, not {type(on_update).__name__}")
+    return seconds
 
 
 def result_path(output_dir: Path, task_id: str) -> Path:

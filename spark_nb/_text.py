@@ -46,6 +46,14 @@ def _printable(char: str, newlines: bool) -> str:
     return ""  # other controls, bidi overrides, zero-width and private-use characters, surrogates, unassigned
 
 
+def file_name_to_send(name: str) -> str:
+    """A local file's name as a request may carry it (a multipart upload's filename, an object key): printable
+    UTF-8, its suffix kept. Bytes of the name that are not UTF-8 (an old archive's `face\xff.jpg`, which Python
+    holds as lone surrogates) become "_", controls and line breaks go; an empty result is "upload"."""
+    fixed = "".join("_" if 0xD800 <= ord(char) <= 0xDFFF else char for char in name)
+    return inert(fixed).strip() or "upload"
+
+
 def csv_cell(value: object) -> object:
     """value as a CSV cell a spreadsheet shows and never evaluates: numbers as they are, None as empty, text inert
     and, when it starts like a formula (=, +, -, @, a tab or CR, maybe after spaces), behind a quote mark."""

@@ -8,6 +8,7 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
+from ._text import file_name_to_send
 from ._urls import is_http_url
 from .errors import SparkError, UploadError
 
@@ -54,8 +55,9 @@ class S3Uploader:
             return self._s3
 
     def __call__(self, path: Path) -> str:
-        key = "/".join(p for p in (self.prefix, f"{uuid.uuid4().hex[:12]}-{path.name}") if p)
-        content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        name = file_name_to_send(path.name)
+        key = "/".join(p for p in (self.prefix, f"{uuid.uuid4().hex[:12]}-{name}") if p)
+        content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
         s3 = self._client()
         try:
             s3.upload_file(str(path), self.bucket, key, ExtraArgs={"ContentType": content_type})

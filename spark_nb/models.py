@@ -238,10 +238,10 @@ register(IMITATOR)
 
 def get_model(name: str) -> ModelSpec:
     """The spec for a model id or alias ('avatar', 'imitator'); ValidationError naming the known ones."""
-    spec = MODELS.get(_ALIASES.get(name, name))
+    spec = MODELS.get(_ALIASES.get(name, name)) if isinstance(name, str) else None  # history(model=5): no TypeError
     if spec is None:
         known = ", ".join([*_ALIASES, *MODELS])
-        raise ValidationError(f"unknown model {name[:80]!r}; known: {known}", reason="unknown_model",
+        raise ValidationError(f"unknown model {str(name)[:80]!r}; known: {known}", reason="unknown_model",
                               hint="use a model id or alias from that list")
     return spec
 

@@ -1193,3 +1193,103 @@ def test_a_long_speech_is_trimmed_and_said_in_its_rows_advice_not_on_the_console
             assert "trimmed to" in page.split(">long</h3>", 1)[1].split(">short</h3>", 1)[0]
     assert advice["first"] == advice["second"]
     assert server.stats()["created"] == 2
+
+
+def test_rows_whose_wait_failed_report_that_error_and_no_file_holds_an_echoed_key(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two attacks on a batch against a hostile service. A poll answered with JSON nested 100,000 deep and a video
+    that does not decode: results.csv and rows.json said "the job notebook could not run: KernelLost" (the job
+    notebook waited for the same task again, holding a kernel for another timeout); only result.json had the true
+    reason. Now the row's error is the runner's own, and no notebook runs for it. And a service echoing the key in
+    a successful answer (the result URL's `?token=`, `usage`): it reached the executed job notebook (the Result's
+    repr). Now no file of the batch folder, the journal or the row folders holds it."""
+    import socket as socket_module
+
+    from spark_nb import samples
+
+    from .peers import Peer, Seen, peers
+
+    video = samples.DRIVING_VIDEO.read_bytes()
+
+    def hostile(p: Peer, conn: socket_module.socket, req: Seen) -> None:
+        key = req.headers.get("authorization", "").split(" ", 1)[-1]
+        if req.method == "POST" and req.path == "/model/v1/generation":
+            kind = json.loads(req.body)["input"][0]["params"]["image_url"].rsplit("/", 1)[-1].split(".")[0]
+            return p.json(conn, 200, {"id": f"t-{kind}", "status": "pending"})
+        if req.path == "/model/v1/generation/task/t-nested":
+            return p.respond(conn, 200, b"[" * 100_000 + b"]" * 100_000, {"Content-Type": "application/json"})
+        if "/task/" in req.path:
+            bad = req.path.endswith("/t-baddl")
+            content = {"type": "video", "url": f"{p.url}/{'bad' if bad else 'video'}.mp4?token={key}",
+                       "size": 5000 if bad else len(video)}
+            return p.json(conn, 200, {"id": req.path.rsplit("/", 1)[-1], "status": "completed",
+                                      "output": [{"content": [content]}],
+                                      "usage": {"cost": "0.30", "extra_info": {"billed_to": key}}})
+        if req.path.startswith("/bad.mp4"):
+            return p.respond(conn, 200, b"\x00" * 5000, {"Content-Type": "video/mp4"})
+        if req.path.startswith("/video.mp4"):
+            return p.respond(conn, 200, video, {"Content-Type": "video/mp4"})
+        p.json(conn, 404, {"message": "no"})
+
+    started = peers()
+    api = next(started)(hostile)
+    try:
+        monkeypatch.setenv("VTRIX_API_KEY", TEST_KEY)
+        monkeypatch.setenv("VTRIX_GENERATION_URL", api.url)
+        monkeypatch.setenv("SPARK_NB_BACKEND", "cloud")
+        manifest = write_manifest(tmp_path, [
+            {"name": kind, "model": "avatar", "image": f"https://inputs.example/{kind}.jpg",
+             "audio": "https://inputs.example/a.wav"} for kind in ("ok", "nested", "baddl")])
+        out = tmp_path / "out"
+        outcomes = {o.name: o for o in run_batch(manifest, out, concurrency=3, progress=False, timeout=8)}
+    finally:
+        next(started, None)  # stops the peer
+    assert outcomes["ok"].status == "completed" and (out / "ok" / "ok.ipynb").is_file()
+    with (out / "results.csv").open(newline="") as f:
+        table = {row["name"]: row for row in csv.DictReader(f)}
+    listed = {row["name"]: row for row in json.loads((out / "rows.json").read_text())["rows"]}
+    for name, reason in (("nested", "JSON nested deeper than 64 levels"), ("baddl", "cannot be decoded")):
+        said = json.loads((out / name / "result.json").read_text())["error"]
+        assert reason in said and outcomes[name].error == said, (name, outcomes[name].error, said)
+        assert listed[name]["error"] == said and table[name]["error"].split() == said.split()  # the CSV: one line
+        assert outcomes[name].status == "unfinished" and not (out / name / f"{name}.ipynb").exists()
+    home = Path(os.environ["SPARK_NB_HOME"])
+    for path in [*tmp_path.rglob("*"), *home.rglob("*")]:
+        if path.is_file():
+            assert TEST_KEY.encode() not in path.read_bytes(), path
+
+
+def test_a_batch_row_does_not_wait_its_timeout_for_a_task_nobody_waits_for(
+        tmp_path: Path, media: dict[str, Path], make_server: type, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The batch side of an attack: another kernel submit()s a task of a model whose cost is unknown, then idles.
+    Under a budget the batch's row waited for that task to end in the journal, which nobody would record: its
+    whole timeout (30 min by default). Now the row tries again every COST_RECHECK_S; its try asks the service once,
+    records the task's end and cost, and the row completes."""
+    import textwrap
+
+    from spark_nb.batch import _runner
+
+    monkeypatch.setattr(_runner, "COST_RECHECK_S", 1.0, raising=False)
+    server = make_server(api_key=TEST_KEY, cost_per_second=0.25, latency=3)
+    use_server(monkeypatch, server)
+    monkeypatch.setenv("SPARK_NB_BUDGET_USD", "50")
+    idle = textwrap.dedent("""
+        import sys, spark_nb
+        task = spark_nb.avatar.submit(sys.argv[1], sys.argv[2])
+        print(task.id, flush=True)
+        sys.stdin.readline()
+    """)
+    kid = subprocess.Popen([sys.executable, "-c", idle, str(media["portrait"]), str(media["speech_mp3"])],
+                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert kid.stdout is not None and kid.stdout.readline().strip()
+        manifest = write_manifest(tmp_path, [{"name": "one", "model": "avatar", "image": str(media["portrait"]),
+                                              "audio": str(media["speech"])}])
+        began = time.monotonic()
+        outcomes = run_batch(manifest, tmp_path / "out", progress=False, timeout=300)
+        assert [o.status for o in outcomes] == ["completed"], [o.error for o in outcomes]
+        assert time.monotonic() - began < 150  # a guard: the row waited 300 s (its timeout) before
+        assert server.stats()["created"] == 2 and kid.poll() is None
+    finally:
+        kid.kill()
+        kid.wait(timeout=30)

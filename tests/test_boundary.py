@@ -18,7 +18,7 @@ import spark_nb
 from spark_nb import _cli, _history, _pipeline, avatar, imitator
 from spark_nb.local import LocalServer
 
-from .conftest import cloud_config
+from .conftest import TEST_KEY, cloud_config
 
 URLS = ("https://inputs.example/face.jpg", "https://inputs.example/hello.wav")
 
@@ -109,3 +109,43 @@ def test_the_cli_prints_one_line_and_no_traceback(monkeypatch: pytest.MonkeyPatc
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 1 and "unexpected internal error: MemoryError: planted" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("options", [{"timeout": None}, {"timeout": "5"}, {"timeout": float("nan")},
+                                     {"timeout": float("inf")}, {"timeout": 0}, {"timeout": -1}, {"timeout": True},
+                                     {"cancel": "yes"}, {"output_dir": object()}, {"home": 5}, {"base_url": 5},
+                                     {"uploader": 5}])
+def test_bad_arguments_are_refused_before_anything_is_sent(options: dict[str, Any], tmp_path: Path) -> None:
+    """The attack: generate(timeout=None), timeout="5" and timeout=nan each created (and paid for) a task, then
+    raised "unexpected internal error: TypeError" or a DownloadError about "nan s"; a timeout of 0 or less paid
+    for a task nobody waits for. Now each argument is checked before anything is sent: a UsageError (a SparkError)
+    saying which argument and what it must be, and not one request reaches the service."""
+    from .peers import peers
+
+    start = peers()
+    api = next(start)(lambda p, conn, req: p.json(conn, 200, {"id": "t-1", "status": "pending"}))
+    try:
+        with pytest.raises(spark_nb.UsageError) as info:
+            avatar.generate(*URLS, progress=False, **{"backend": "cloud", "base_url": api.url, "api_key": TEST_KEY,
+                                                      "output_dir": tmp_path, **options})
+        assert next(iter(options)) in str(info.value) and api.seen == []
+    finally:
+        next(start, None)
+
+
+def test_settings_configure_and_wait_take_only_usable_arguments() -> None:
+    """The same class on the other public calls: settings(home=5) and settings(output_dir=object()) let a raw
+    TypeError out (settings had no boundary); configure(home=5) broke every later call; Task.wait(timeout=nan)
+    waited on a deadline that never comes; history(model=5) was an "unexpected internal error". Now each is a
+    UsageError (or a ValidationError) naming the argument, and configure keeps nothing it refused."""
+    for call in (lambda: spark_nb.settings(home=5), lambda: spark_nb.settings(output_dir=object()),
+                 lambda: spark_nb.configure(home=5), lambda: spark_nb.configure(uploader=[1]),
+                 lambda: spark_nb.Task.from_id("t-9", backend="local").wait(timeout=float("nan"), progress=False),
+                 lambda: spark_nb.Task.from_id("t-9", backend="local").wait(timeout="5", progress=False),
+                 lambda: spark_nb.Task.from_id("t-9", backend="local").wait(on_update=5, progress=False)):
+        with pytest.raises(spark_nb.UsageError):
+            call()
+    for model in (5, ["avatar"]):  # an internal TypeError before
+        with pytest.raises(spark_nb.ValidationError, match="unknown model"):
+            spark_nb.history(model=model)
+    assert spark_nb.settings().home != 5 and spark_nb.history() == []

@@ -151,7 +151,7 @@ def test_a_task_of_unknown_cost_left_by_a_dead_process_is_named_with_how_to_fini
         make_server: MakeServer, media: dict[str, Path]) -> None:
     """A variant: the task of unknown cost was submitted by a process that died. Nobody will finish it, so a
     budgeted call is refused at once with the line that finishes it; once finished, the next call runs."""
-    server = make_server(api_key=TEST_KEY, cost_per_second=0.25)
+    server = make_server(api_key=TEST_KEY, cost_per_second=0.25, latency=8)  # still running when refused
     script = "import os, sys, spark_nb\nfrom spark_nb import avatar\n" + textwrap.dedent(SUBMIT_AND_DIE)
     kid = subprocess.run([sys.executable, "-c", script, str(media["portrait"]), str(media["speech"])],
                          capture_output=True, text=True, timeout=120, env={**os.environ, **cloud_env(server)})
@@ -167,3 +167,133 @@ def test_a_task_of_unknown_cost_left_by_a_dead_process_is_named_with_how_to_fini
     result = avatar.generate(media["portrait"], media["speech_mp3"], progress=False, budget_usd=20,
                              **cloud_config(server))
     assert result.path.is_file() and server.stats()["created"] == 2
+
+
+@pytest.mark.slow
+def test_a_free_task_elsewhere_neither_prices_nor_blocks_the_clouds(make_server: MakeServer,
+                                                                    media: dict[str, Path]) -> None:
+    """The attack: one task on the local backend (cost 0.00), or on a `spark-nb serve` that reports 0.00, made the
+    model's cost "known" at $0, so eight cloud calls at once under a $1 budget were all estimated at $0 and all
+    created. Costs are known per service (backend, base URL, model) now: the cloud's is still unknown, so one task
+    runs there and seven are refused at once; the free tasks cost nothing in the spend."""
+    free = avatar.generate(media["portrait"], media["speech"], progress=False, backend="local")
+    serve = make_server(api_key=TEST_KEY)  # reports 0.00, as `spark-nb serve` does by default
+    on_serve = avatar.generate(media["portrait"], media["speech"], progress=False, **cloud_config(serve))
+    assert free.cost == on_serve.cost == "0.00"
+    cloud = make_server(api_key=TEST_KEY, cost_per_second=0.25, latency=5)
+    config = {**cloud_config(cloud), "budget_usd": 1.0}
+    outcomes = at_once(8, lambda: avatar.generate(media["portrait"], media["speech"], progress=False, reuse=False,
+                                                  **config))
+    refused = [o for o in outcomes if isinstance(o, CostUnknown)]
+    assert cloud.stats()["created"] == 1 and len(refused) == 7, outcomes
+    assert refused[0].spend == 0 and "is still running" in str(refused[0])
+
+
+class Costless:
+    """A fake Vtrix on loopback whose tasks complete at once with a usage of `usage` (no cost, or one unreadable)."""
+
+    def __init__(self, usage: dict[str, Any]) -> None:
+        from spark_nb import samples
+
+        from .peers import Peer
+
+        self.video, self.usage, self.created = samples.DRIVING_VIDEO.read_bytes(), usage, 0
+        self.peer = Peer(self.handle)
+
+    def handle(self, p: Any, conn: Any, req: Any) -> None:
+        """create, poll and the video."""
+        if req.path == "/model/v1/generation":
+            self.created += 1
+            return p.json(conn, 200, {"id": f"t-{self.created}", "status": "pending"})
+        if "/task/" in req.path:
+            content = {"url": f"{p.url}/video.mp4", "size": len(self.video)}
+            return p.json(conn, 200, {"id": req.path.rsplit("/", 1)[-1], "status": "completed", "usage": self.usage,
+                                      "output": [{"content": [content]}]})
+        p.respond(conn, 200, self.video, {"Content-Type": "video/mp4"})
+
+
+@pytest.mark.parametrize("usage", [{}, {"cost": "abc"}])
+def test_a_service_that_reports_no_cost_pays_for_one_task_under_a_budget(usage: dict[str, Any],
+                                                                          tmp_path: Path) -> None:
+    """The attack: a service whose completed tasks carry no cost (or one that cannot be read): six calls one after
+    another under a $0.50 budget all completed, each counted at $0. Now a task that finished without a cost keeps
+    the model's cost unknown: the first call runs, the next ones are refused naming it (the budget cannot count
+    what they spend), with nothing uploaded or created; without a budget they run."""
+    api = Costless(usage)
+    config = {"backend": "cloud", "base_url": api.peer.url, "api_key": TEST_KEY, "output_dir": tmp_path / "out"}
+    try:
+        outcomes = []
+        for n in range(6):
+            try:
+                avatar.generate(f"https://inputs.example/f{n}.jpg", "https://inputs.example/a.wav", progress=False,
+                                budget_usd=0.5, timeout=30, **config)
+                outcomes.append("completed")
+            except CostUnknown as exc:
+                outcomes.append(exc)
+        assert outcomes[0] == "completed" and all(isinstance(o, CostUnknown) for o in outcomes[1:]), outcomes
+        assert api.created == 1 and not outcomes[1].creator_alive
+        assert "t-1" in str(outcomes[1]) and "without the service reporting its cost" in str(outcomes[1])
+        assert "budget" in (outcomes[1].hint or "")
+        avatar.generate("https://inputs.example/g.jpg", "https://inputs.example/a.wav", progress=False, **config)
+        assert api.created == 2
+    finally:
+        api.peer.stop()
+
+
+def test_a_budget_of_nothing_pays_for_nothing(tmp_path: Path) -> None:
+    """A variant the tester found surprising: a $0 budget paid for one task of unknown cost. Decided: a task of
+    unknown cost starts only while something is left of the budget, so $0 pays for nothing; nothing is created."""
+    api = Costless({"cost": "0.30"})
+    config = {"backend": "cloud", "base_url": api.peer.url, "api_key": TEST_KEY, "output_dir": tmp_path / "out"}
+    try:
+        with pytest.raises(CostUnknown, match="nothing is left of the budget"):
+            avatar.generate("https://inputs.example/f.jpg", "https://inputs.example/a.wav", progress=False,
+                            budget_usd=0, **config)
+        assert api.created == 0
+    finally:
+        api.peer.stop()
+
+
+SUBMIT_AND_IDLE = """
+task = avatar.submit(sys.argv[1], sys.argv[2])
+print(task.id, flush=True)
+sys.stdin.readline()  # a notebook left open: alive, never waiting for its task
+"""
+
+
+@pytest.mark.slow
+def test_a_task_submitted_and_left_holds_the_budget_only_while_it_runs(make_server: MakeServer,
+                                                                       media: dict[str, Path]) -> None:
+    """The attack: kernel A submit()s and then idles; kernel B, under a budget, of the same model whose cost is not
+    known yet, got CostUnknown "still running, wait for it" for as long as A lived, although the task had finished
+    at the service long before (and a batch row waited its whole timeout). Now, while the task runs, B is refused
+    with the line that finishes it; once it has finished, B's call asks the service once, records its end and
+    cost in the journal, and runs."""
+    server = make_server(api_key=TEST_KEY, cost_per_second=0.25, latency=6)
+    script = "import os, sys, spark_nb\nfrom spark_nb import avatar\n" + textwrap.dedent(SUBMIT_AND_IDLE)
+    kid = subprocess.Popen([sys.executable, "-c", script, str(media["portrait"]), str(media["speech"])],
+                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           env={**os.environ, **cloud_env(server)})
+    try:
+        assert kid.stdout is not None
+        task_id = kid.stdout.readline().strip()
+        assert task_id, kid.stderr.read() if kid.stderr else ""
+        with pytest.raises(CostUnknown) as info:
+            avatar.generate(media["portrait"], media["speech_mp3"], progress=False, budget_usd=20,
+                            **cloud_config(server))
+        assert info.value.creator_alive and "is still running" in str(info.value)
+        assert f'spark_nb.Task.from_id("{task_id}", model="{info.value.model}").wait()' in (info.value.hint or "")
+        record = server.service.tasks[task_id]
+        deadline = time.monotonic() + 120
+        while record.ready_at is None or time.time() < record.ready_at:  # finished at the service, not waited for
+            assert time.monotonic() < deadline, "the task never finished"
+            time.sleep(0.2)
+        result = avatar.generate(media["portrait"], media["speech_mp3"], progress=False, budget_usd=20,
+                                 **cloud_config(server))
+        assert result.path.is_file() and server.stats()["created"] == 2
+        first = next(e for e in spark_nb.history() if e.task_id == task_id)
+        assert first.status == "completed" and first.cost is not None and float(first.cost) > 0
+        assert kid.poll() is None  # A still lives, and never waited
+    finally:
+        kid.kill()
+        kid.wait(timeout=30)

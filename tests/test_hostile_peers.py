@@ -235,6 +235,39 @@ def test_a_nonsense_retry_after_is_ignored(retry_after: str, peer: Callable[[Han
     assert time.monotonic() - started < 15
 
 
+@pytest.mark.parametrize("retry_after", ["0", "Wed, 21 Oct 2015 07:28:00 GMT"])
+@pytest.mark.slow
+def test_retry_after_zero_or_a_past_date_means_again_now(retry_after: str, peer: Callable[[Handler], Peer],
+                                                         tmp_path: Path, media: dict[str, Path]) -> None:
+    """The attack: `Retry-After: 0` ("retry now") on the upload, the create (429), the poll or the download ended
+    the retry loop after one attempt (a delay of 0 was read as "the deadline passed"): an UploadError, a
+    RateLimitError, a ServerError or a DownloadError, the last two after paying. A date in the past the same. Now
+    each route is tried again at once and the generation completes, within a second or two."""
+    hits = {"upload": 0, "create": 0, "poll": 0, "video": 0}
+
+    def handle(p: Peer, conn: socket.socket, req: Seen) -> None:
+        route = ("upload" if req.path == "/upload" else "create" if req.path == "/model/v1/generation"
+                 else "poll" if "/task/" in req.path else "video")
+        hits[route] += 1
+        if hits[route] == 1:
+            return p.json(conn, 429 if route == "create" else 503, {"message": "busy"}, {"Retry-After": retry_after})
+        if route == "upload":
+            return p.json(conn, 200, {"url": "https://inputs.example/uploaded.jpg"})
+        if route == "create":
+            return p.json(conn, 200, {"id": "t-1", "status": "pending"})
+        if route == "video":
+            return p.respond(conn, 200, VIDEO, {"Content-Type": "video/mp4"})
+        p.json(conn, 200, {"id": "t-1", "status": "completed",
+                           "output": [{"content": [{"url": f"{p.url}/video.mp4", "size": len(VIDEO)}]}]})
+
+    api = peer(handle)
+    started = time.monotonic()
+    result = avatar.generate(media["portrait"], AUDIO, progress=False, timeout=60,
+                             **config(api, tmp_path, uploader=f"{api.url}/upload"))
+    assert result.status == "completed" and hits == {"upload": 2, "create": 2, "poll": 2, "video": 2}
+    assert time.monotonic() - started < 30  # a guard against a hang, not a speed test
+
+
 @pytest.mark.parametrize("answer", [{"id": {"nested": 1}}, {"id": ["a"]}, {"id": ""}, {"id": "x" * 500},
                                     {"id": "bad\nid"}, [], "ok"])
 @pytest.mark.slow

@@ -301,7 +301,7 @@ elif step == "after-create":
     journal.Journal.created = lambda self, *a, **k: os.kill(os.getpid(), signal.SIGKILL)
 elif step == "while-waiting":
     import spark_nb._tasks as tasks
-    tasks.Task.wait = lambda self, *a, **k: os.kill(os.getpid(), signal.SIGKILL)
+    tasks.Task._wait_until = lambda self, *a, **k: os.kill(os.getpid(), signal.SIGKILL)  # what wait() and generate run
 avatar.generate(sys.argv[1], sys.argv[2], progress=False)
 """
 
@@ -821,3 +821,53 @@ def test_an_unusable_journal_is_a_journal_error_before_any_upload(place: str, se
         assert (server.stats()["uploads"], server.stats()["created"]) == (0, 0)
     finally:
         undo()
+
+
+# -- a journal deleted while in use ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("how", ["file", "home", "midcall"])
+def test_a_journal_deleted_while_in_use_is_made_again(how: str, tmp_path: Path) -> None:
+    """The attack: the journal (or the whole SPARK_NB_HOME) deleted while a kernel runs (a user clearing history, a
+    cleaner of temporary files), also between a create and the writing of its task id. Before, every later call
+    and history() raised JournalError ("no such table: tasks", "unable to open database file") until a restart.
+    Now the journal is made again with a warning, the calls go on, a task created meanwhile is recorded, and
+    nothing is paid twice."""
+    import glob
+    import shutil
+
+    video = spark_nb.samples.DRIVING_VIDEO.read_bytes()
+    created = {"n": 0}
+
+    def honest(p: Peer, conn: Any, req: Any) -> None:
+        if req.method == "POST" and req.path == "/model/v1/generation":
+            if how == "midcall" and not created["n"]:  # between the switch to submitting and the task id
+                for name in glob.glob(f"{home() / FILENAME}*"):
+                    os.remove(name)
+            created["n"] += 1
+            return p.json(conn, 200, {"id": f"t-{created['n']}", "status": "pending"})
+        if "/task/" in req.path:
+            task_id = req.path.rsplit("/", 1)[-1]
+            return p.json(conn, 200, {"id": task_id, "status": "completed", "usage": {"cost": "0.30"},
+                                      "output": [{"content": [{"url": f"{p.url}/video.mp4", "size": len(video)}]}]})
+        p.respond(conn, 200, video, {"Content-Type": "video/mp4"})
+
+    def take(n: int) -> spark_nb.Result:
+        return avatar.generate(f"https://inputs.example/face{n}.jpg", URLS[1], progress=False, **config)
+
+    for start in peers():
+        api = start(honest)
+        config = {"backend": "cloud", "base_url": api.url, "api_key": TEST_KEY, "output_dir": tmp_path / "out"}
+        if how != "midcall":
+            take(1)
+            if how == "file":
+                for name in glob.glob(f"{home() / FILENAME}*"):
+                    os.remove(name)
+            else:
+                shutil.rmtree(home())
+        with pytest.warns(UserWarning, match="was deleted while in use; a new one was started"):
+            second = take(2)
+        third = take(3)
+        assert {second.task_id, third.task_id} <= {e.task_id for e in spark_nb.history()}
+        assert all(e.status == "completed" for e in spark_nb.history())
+        assert take(3).task_id == third.task_id  # reused from the new journal: not paid again
+        assert created["n"] == (2 if how == "midcall" else 3)

@@ -558,3 +558,27 @@ def test_spark_nb_history_returns_with_a_fifo_config(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "spark_nb", "history"], env=env, cwd=tmp_path, capture_output=True,
                           text=True, timeout=60, check=False)
     assert proc.returncode == 0 and "0 task(s)" in proc.stdout
+
+
+@pytest.mark.parametrize("stored", ["base64", "hex"])
+def test_a_keychain_value_written_by_go_keyring_is_decoded(stored: str, server: Any,
+                                                           caplog: pytest.LogCaptureFixture) -> None:
+    """The attack: the vtrix CLI's go-keyring stores a value as `go-keyring-base64:<base64>` (newer versions; the
+    protocol page says to decode it), and spark_nb sent `Bearer go-keyring-base64:c2st...` as it was. Now the key
+    inside is used: a status read of a real server that requires it answers (401 before); a value so marked that
+    does not decode (not base64, not UTF-8) is no key, said at DEBUG without quoting it."""
+    import base64
+
+    encoded = (f"go-keyring-base64:{base64.b64encode(TEST_KEY.encode()).decode()}" if stored == "base64"
+               else f"go-keyring-encoded:{TEST_KEY.encode().hex()}")
+    use_keychain({("vtrix-cli", "api_key"): encoded})
+    settings = config.resolve(base_url=server.url)
+    assert settings.backend == "cloud" and settings.api_key == Secret(TEST_KEY)
+    with pytest.raises(spark_nb.NotFoundError):  # past the key check: the server knows no such task
+        spark_nb.Task.from_id("t-none", base_url=server.url).status()
+    for broken in ("go-keyring-base64:not*base64!", "go-keyring-base64:" + base64.b64encode(b"\xff\xfe").decode(),
+                   "go-keyring-encoded:zz"):
+        use_keychain({("vtrix-cli", "api_key"): broken})
+        with caplog.at_level(logging.DEBUG, logger="spark_nb"):
+            assert config.resolve().api_key is None
+        assert "does not decode: no key there" in caplog.text and broken not in caplog.text

@@ -290,8 +290,8 @@ def test_a_process_killed_while_uploading_leaves_a_reservation_that_costs_nothin
                          capture_output=True, text=True, timeout=120, env=env)
     assert kid.returncode == -signal.SIGKILL, kid.stderr
     assert [t.status for t in spark_nb.history()] == []  # a dead reservation is no attempt
-    result = avatar.generate(media["portrait"], media["speech"], progress=False, budget_usd=0.0,
-                             **cloud_config(server))
+    result = avatar.generate(media["portrait"], media["speech"], progress=False, budget_usd=5.0,
+                             **cloud_config(server))  # (a $0 budget now pays for nothing: see test_budget)
     assert result.path.is_file() and server.stats()["created"] == 1
 
 
@@ -344,3 +344,125 @@ def test_history_names_an_upload_by_its_own_file_name(media: dict[str, Path], se
             "content": memoryview(media["portrait"].read_bytes()), "last_modified": 0}
     avatar.submit(item, media["speech"], **cloud_config(server))
     assert spark_nb.history()[0].inputs == ["my portrait.jpg", media["speech"].name]
+
+
+# -- one deadline for the whole call: uploads, the create, waiting for an identical call, the journal --------------
+
+TIMEOUT_S = 3.0
+SLACK_S = 7.0  # a guard against the old waits (30 s, 60 s, 120 s, minutes), not a speed test
+
+
+def hostile_submission(attack: str) -> Any:
+    """A fake Vtrix on loopback whose upload or create misbehaves as attack says; the rest answers honestly."""
+    import json
+    import time
+
+    from spark_nb import samples
+
+    video = samples.DRIVING_VIDEO.read_bytes()
+
+    def trickled(p: Any, conn: Any, data: dict[str, Any]) -> None:
+        body = json.dumps(data).encode()
+        p.send(conn, f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+               .encode())
+        p.trickle(conn, body, every=2.0)
+
+    def handle(p: Any, conn: Any, req: Any) -> None:
+        if req.path == "/upload":
+            if attack == "trickled upload answer":
+                return trickled(p, conn, {"url": "https://inputs.example/u.jpg"})
+            if attack == "upload 503, Retry-After 60":
+                return p.json(conn, 503, {"message": "busy"}, {"Retry-After": "60"})
+            return p.json(conn, 200, {"url": "https://inputs.example/u.jpg"})
+        if req.path == "/model/v1/generation":
+            if attack == "trickled create answer":
+                return trickled(p, conn, {"id": "t-1", "status": "pending"})
+            if attack == "create 429, Retry-After 60":
+                return p.json(conn, 429, {"message": "slow down"}, {"Retry-After": "60"})
+            return p.json(conn, 200, {"id": "t-1", "status": "pending"})
+        if "/task/" in req.path:
+            time.sleep(0.5)
+            return p.json(conn, 200, {"id": "t-1", "status": "completed",
+                                      "output": [{"content": [{"url": f"{p.url}/video.mp4", "size": len(video)}]}]})
+        p.respond(conn, 200, video, {"Content-Type": "video/mp4"})
+
+    return handle
+
+
+@pytest.mark.parametrize("attack,error", [
+    ("trickled create answer", spark_nb.TaskMayExist), ("create 429, Retry-After 60", spark_nb.RateLimitError),
+    ("trickled upload answer", spark_nb.UploadError), ("upload 503, Retry-After 60", spark_nb.UploadError)])
+def test_the_calls_timeout_covers_its_uploads_and_its_create(attack: str, error: type, media: dict[str, Path],
+                                                             tmp_path: Path) -> None:
+    """The attack: generate(timeout=5) whose create answer trickled ended after 30 s (the request's own limit);
+    one answered 429 with Retry-After: 60 was still running at 100 s; a trickled upload answer at 150 s: the
+    timeout covered only the wait after the create. Now one deadline, computed where generate() starts, ends the
+    uploads and the create too: each of these ends by about its timeout, saying what happened (nothing created,
+    or a task that may exist for a create cut off after it was sent)."""
+    import time
+
+    from .peers import peers
+
+    start = peers()
+    api = next(start)(hostile_submission(attack))
+    try:
+        began = time.monotonic()
+        with pytest.raises(error):
+            avatar.generate(media["portrait"], "https://inputs.example/a.wav", progress=False, timeout=TIMEOUT_S,
+                            backend="cloud", base_url=api.url, api_key=TEST_KEY, uploader=f"{api.url}/upload",
+                            output_dir=tmp_path / "out")
+        assert time.monotonic() - began < TIMEOUT_S + SLACK_S
+        posts = sum(s.path == "/model/v1/generation" for s in api.seen)
+        assert posts == (0 if "upload" in attack else 1)  # never sent again, never sent without the uploads
+        assert [e.status for e in spark_nb.history()] == (["uncertain"] if "trickled create" in attack else [])
+    finally:
+        next(start, None)
+
+
+def test_the_calls_timeout_covers_waiting_for_an_identical_call_and_for_the_journal(
+        media: dict[str, Path], tmp_path: Path) -> None:
+    """Two more waits of the same class, found by reading the code: an identical call still preparing its task
+    in another thread was waited for 120 s whatever the timeout; the journal, locked by another process, 60 s.
+    Now each ends with the call's deadline, and nothing is created for the waiting call."""
+    import time
+
+    from .peers import peers
+    from .test_journal import Locker
+
+    start = peers()
+    api = next(start)(hostile_submission("none"))
+    release = threading.Event()
+
+    def slow_uploader(path: Path) -> str:
+        release.wait(60)  # the first call holds its claim while it "uploads"
+        return "https://inputs.example/u.jpg"
+
+    config = {"backend": "cloud", "base_url": api.url, "api_key": TEST_KEY, "output_dir": tmp_path / "out"}
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            first = pool.submit(avatar.generate, media["portrait"], "https://inputs.example/a.wav", progress=False,
+                                uploader=slow_uploader, **config)
+            deadline = time.monotonic() + 30
+            while [e.status for e in spark_nb.history()] != ["reserved"]:
+                assert time.monotonic() < deadline and not first.done(), "the first call never claimed"
+                time.sleep(0.05)
+            began = time.monotonic()
+            with pytest.raises(spark_nb.SparkError, match="is still preparing its task"):
+                avatar.generate(media["portrait"], "https://inputs.example/a.wav", progress=False,
+                                timeout=TIMEOUT_S, uploader=slow_uploader, **config)
+            assert time.monotonic() - began < TIMEOUT_S + SLACK_S
+            release.set()
+            assert first.result(timeout=60).task_id == "t-1"
+        locker = Locker(Path(spark_nb.settings().home) / "journal.sqlite")
+        try:
+            locker.say("lock", "locked")
+            began = time.monotonic()
+            with pytest.raises(spark_nb.errors.JournalError, match="locked by another process"):
+                avatar.generate("https://inputs.example/other.jpg", "https://inputs.example/a.wav", progress=False,
+                                timeout=TIMEOUT_S, **config)
+            assert time.monotonic() - began < TIMEOUT_S + SLACK_S
+        finally:
+            locker.close()
+        assert sum(s.path == "/model/v1/generation" for s in api.seen) == 1
+    finally:
+        next(start, None)

@@ -203,3 +203,90 @@ def test_a_refused_key_and_a_service_echoing_the_key_leave_it_in_no_file(
     for text in [console.out, console.err, *(p.read_bytes().decode("latin-1") for p in written)]:
         for secret in (TEST_KEY, "sk-first-line-0123456789", "second-line-abcdefghij"):
             assert secret not in text
+
+
+def test_a_key_echoed_in_a_successful_answer_reaches_no_result_journal_or_file(tmp_path: Path) -> None:
+    """The attack: a service whose completed task echoes the key (the result URL's `?token=`, percent-encoded in
+    a second URL, `model`, `usage.extra_info`, a key of `usage`) had it written to the journal (`result_url`),
+    `repr(Result)` and `Result.url` (only error answers were redacted). Now the bounded reader redacts every
+    string of every answer: no Result field, no history entry, no `spark-nb history --json` and no file holds it."""
+    import json
+    import os
+    import socket as socket_module
+    import subprocess
+    import sys
+    from urllib.parse import quote
+
+    from spark_nb import samples
+
+    from .peers import Peer, Seen
+
+    video = samples.DRIVING_VIDEO.read_bytes()
+
+    def echo(p: Peer, conn: socket_module.socket, req: Seen) -> None:
+        key = req.headers.get("authorization", "").split(" ", 1)[-1]
+        if req.method == "POST" and req.path == "/model/v1/generation":
+            return p.json(conn, 200, {"id": "t-echo", "status": "pending", "note": key})
+        if "/task/" in req.path:
+            content = {"type": "video", "url": f"{p.url}/video.mp4?token={key}", "size": len(video),
+                       "poster": f"{p.url}/poster.jpg?k={quote(key, safe='')}"}
+            return p.json(conn, 200, {"id": "t-echo", "status": "completed", "model": f"m {key}",
+                                      "output": [{"content": [content]}],
+                                      "usage": {"cost": "0.30", key: 1, "extra_info": {"billed_to": [key]}}})
+        if req.path.startswith("/video.mp4"):
+            return p.respond(conn, 200, video, {"Content-Type": "video/mp4"})
+        p.json(conn, 404, {"message": "no"})
+
+    api = Peer(echo)
+    try:
+        result = avatar.generate("https://inputs.example/f.jpg", "https://inputs.example/a.wav", api_key=TEST_KEY,
+                                 backend="cloud", base_url=api.url, output_dir=tmp_path / "out", progress=False)
+    finally:
+        api.stop()
+    assert result.url.endswith("/video.mp4?token=********") and result.cost == "0.30"
+    shown = [repr(result), str(result), result.url, result.model, json.dumps(result.usage), json.dumps(result.raw),
+             repr(spark_nb.history())]
+    cli = subprocess.run([sys.executable, "-m", "spark_nb", "history", "--json"], capture_output=True, text=True,
+                         timeout=60, env=os.environ.copy())
+    assert cli.returncode == 0 and "t-echo" in cli.stdout
+    written = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert any(p.name.startswith("journal.sqlite") for p in written)
+    for text in [*shown, cli.stdout, *(p.read_bytes().decode("latin-1") for p in written)]:
+        assert TEST_KEY not in text and quote(TEST_KEY, safe="") not in text
+
+
+def test_a_key_echoed_in_encoded_forms_is_in_no_error(tmp_path: Path) -> None:
+    """The attack: a 401 echoing the key as JSON encoders write it (PHP's `\\/`, Go's `\\u0026`) and URL-encoded:
+    `str(exc)` was clean, but `APIError.body` kept each form, and each decodes back to the key. Now a key is masked
+    in any of its spellings (HTML entities and mixed escapes too): nothing decoded from the error gives it back."""
+    import html
+    import json
+    import socket as socket_module
+    from urllib.parse import quote, unquote
+
+    from .peers import Peer, Seen
+
+    key = "sk-live/AbC+dEf&0123456789=="
+
+    def echo(p: Peer, conn: socket_module.socket, req: Seen) -> None:
+        got = req.headers.get("authorization", "").split(" ", 1)[-1]
+        php = json.dumps({"message": "invalid key", "key": got}).replace("/", "\\/")
+        go, mixed = got.replace("&", "\\u0026"), got.replace("/", "\\u002F").replace("+", "%2b")
+        body = (php[:-1] + f', "go": "{go}", "url": "https://x/?k={quote(got, safe="")}", "query": "{quote(got)}"'
+                f', "html": "{html.escape(got)}", "mixed": "{mixed}"}}')
+        p.respond(conn, 401, body.encode(), {"Content-Type": "application/json", "X-Request-Id": quote(got)})
+
+    api = Peer(echo)
+    try:
+        with pytest.raises(spark_nb.AuthenticationError) as info:
+            avatar.generate("https://inputs.example/f.jpg", "https://inputs.example/a.wav", api_key=key,
+                            backend="cloud", base_url=api.url, output_dir=tmp_path / "out", progress=False)
+    finally:
+        api.stop()
+    error = info.value
+    body = error.body or ""
+    assert body.count("********") == 6, body  # every form was there, and each is masked
+    decoded = [body, unquote(body), html.unescape(body), json.dumps(json.loads(body), ensure_ascii=False),
+               *map(str, json.loads(body).values()), unquote(error.request_id or ""), str(error), repr(error)]
+    for text in decoded:
+        assert key not in text and key not in unquote(text) and key not in html.unescape(text)

@@ -63,3 +63,52 @@ def test_no_uploader_on_the_cloud_path_names_the_three_options(media: dict[str, 
     text = str(info.value)
     assert "SPARK_NB_UPLOAD_URL" in text and "SPARK_NB_S3_BUCKET" in text and "uploader=" in text
     assert server.stats()["created"] == 0
+
+
+@pytest.mark.parametrize("where", ["endpoint", "local server", pytest.param("s3", marks=pytest.mark.slow)])
+def test_a_file_whose_name_is_not_utf8_is_uploaded_under_a_safe_name(where: str, media: dict[str, Path],
+                                                                      server: Any, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The attack: an input named `face\\xff.jpg` (bytes that are not UTF-8: an old archive, a USB stick) could not
+    be uploaded on any backend ("a header holds a character that is not ASCII... check the base URL and the API
+    key"). Now it goes as `face_.jpg` (its suffix kept) to an HTTP endpoint, the local server's storage and S3, and
+    the task is created."""
+    import os
+    import shutil
+
+    from .peers import peers
+
+    odd = Path(os.fsdecode(os.path.join(os.fsencode(tmp_path), b"face\xff.jpg")))
+    shutil.copy(media["portrait"], odd)
+    config = cloud_config(server)
+    if where == "endpoint":  # a scripted endpoint that keeps what it was sent
+        start = peers()
+        endpoint = next(start)(lambda p, conn, req: p.json(conn, 200, {"url": "https://inputs.example/f.jpg"}))
+        config["uploader"] = f"{endpoint.url}/upload"
+    elif where == "s3":
+        boto3 = pytest.importorskip("boto3")
+        moto_server = pytest.importorskip("moto.server")
+        for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                            "AWS_DEFAULT_REGION": "us-east-1"}.items():
+            monkeypatch.setenv(name, value)
+        s3 = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+        s3.start()
+        host, port = s3.get_host_and_port()
+        boto3.client("s3", endpoint_url=f"http://{host}:{port}").create_bucket(Bucket="avatars")
+        config.update(uploader=None, s3_bucket="avatars", s3_endpoint_url=f"http://{host}:{port}")
+    try:
+        task = avatar.submit(odd, media["speech"], **config)
+        assert task.id and server.stats()["created"] == 1
+        if where == "endpoint":
+            sent = [s.body for s in endpoint.seen if s.path == "/upload"]
+            assert len(sent) == 2 and b'filename="face_.jpg"' in sent[0]
+        elif where == "local server":
+            assert server.stats()["uploads"] == 2
+        else:
+            listing = boto3.client("s3", endpoint_url=f"http://{host}:{port}").list_objects_v2(Bucket="avatars")
+            assert any(item["Key"].endswith("-face_.jpg") for item in listing["Contents"])
+    finally:
+        if where == "endpoint":
+            next(start, None)
+        elif where == "s3":
+            s3.stop()

@@ -21,6 +21,7 @@ from .._journal import Entry, JobState
 from .._money import usd_text
 from .._reuse import place_video
 from .._tasks import result_path
+from ..errors import SparkError
 from . import _job as job
 from ._manifest import Row
 from ._outcome import RowOutcome, RowStatus
@@ -52,11 +53,15 @@ def warm_up(run: BatchRun, together: threading.Barrier) -> None:
         run.kernels.warm_up(run.out, together)
 
 
-def reported(row: Row, run: BatchRun, task_id: str, origin: str, advice: list[str]) -> RowOutcome:
+def reported(row: Row, run: BatchRun, task_id: str, origin: str, advice: list[str],
+             unfinished: SparkError | None = None) -> RowOutcome:
     """A row whose task this run waited for: its advice in result.json, its job notebook run, its outcome as the
     journal has it. advice: what its submission said; the face search is done here, off the way to the creates.
     origin is the Task's: a task an earlier call made ("reused", "attached") was not checked by this submission,
-    so its advice is found as for any reused row, and a reused one's result.json says where it came from."""
+    so its advice is found as for any reused row, and a reused one's result.json says where it came from. When the
+    runner's own wait failed (unfinished: a timeout, a video that does not decode), that is the row's error and no
+    notebook runs (it would wait for the same task again, holding a kernel for another timeout, and its error
+    would hide this one)."""
     row_dir, executed = run.out / row.name, notebook_of(run, row)
     created = origin == "created"
     advice = advice + job.face_advice(row.spec.id, row.inputs) if created else job.row_advice(row.spec.id, row.inputs)
@@ -66,7 +71,7 @@ def reported(row: Row, run: BatchRun, task_id: str, origin: str, advice: list[st
         record_reused(row_dir, row.name, entry, video, advice)
     else:
         note_advice(row_dir, advice)
-    error = execute(run, executed, parameters(run, row, task_id), row_dir)
+    error = execute(run, executed, parameters(run, row, task_id), row_dir) if unfinished is None else str(unfinished)
     entry = run.journal.by_task(task_id)
     if entry is None:
         return RowOutcome(row.name, row.spec.id, RowStatus.FAILED, notebook=executed if executed.exists() else None,

@@ -35,6 +35,7 @@ WARM_UP_DELAY_S = folder.WARM_UP_DELAY_S
 CSV_EVERY_S = 1.0  # results.csv is rewritten whole: at most this often while rows finish
 STOP_WAIT_S = 60.0  # once stopped, how long the rows in flight get to end (their kernels are killed meanwhile)
 COST_WAIT_POLL_S = 0.5  # a row waiting for its model's cost looks at the journal this often
+COST_RECHECK_S = 15.0  # and tries again this often (one status read of the task it waits for, see _budget.settle)
 logger = logging.getLogger("spark_nb.batch")
 
 
@@ -279,11 +280,15 @@ def _run_row(row: Row, run: BatchRun, after_first_wave: bool = False) -> RowOutc
             return _not_submitted(row, run, exc)
         finally:
             run.count_submission()
-        with contextlib.suppress(SparkError):  # recorded in the journal and result.json
+        unfinished = None
+        try:
             job.finish(task, row_dir, name=row.name, timeout=run.timeout, cancel=run.stop, on_done=slot.free)
+        except SparkError as exc:  # recorded in the journal and result.json; the row's error
+            unfinished = exc
     # the report runs once the task is done, on a warm kernel, and the row's thread goes on to the next row
     assert run.reports is not None
-    return run.reports.submit(alone, row, folder.reported, row, run, task.id, task.origin, advice, task_id=task.id)
+    return run.reports.submit(alone, row, folder.reported, row, run, task.id, task.origin, advice, unfinished,
+                              task_id=task.id)
 
 
 def _submit(row: Row, run: BatchRun, row_dir: Path, slot: _Slot, *, resubmit: bool,
@@ -299,11 +304,12 @@ def _submit(row: Row, run: BatchRun, row_dir: Path, slot: _Slot, *, resubmit: bo
         except CostUnknown as exc:
             if not exc.creator_alive or time.monotonic() >= deadline:
                 raise
+            again = min(deadline, time.monotonic() + COST_RECHECK_S)  # a task nobody waits for: the try settles it
             while True:  # at least one poll between two tries
                 if run.stop.wait(COST_WAIT_POLL_S):
                     raise TaskCancelled("the batch was stopped while this row waited for its model's cost to be "
                                         "known; no task was created", hint="run the batch again to submit it")
-                if not _still_open(run.journal.attempt(exc.attempt)) or time.monotonic() >= deadline:
+                if not _still_open(run.journal.attempt(exc.attempt)) or time.monotonic() >= again:
                     break
 
 
