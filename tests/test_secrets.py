@@ -6,6 +6,7 @@ import logging
 import pickle
 import threading
 import time
+from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Iterator
@@ -243,7 +244,7 @@ def test_a_key_echoed_in_a_successful_answer_reaches_no_result_journal_or_file(t
                                  backend="cloud", base_url=api.url, output_dir=tmp_path / "out", progress=False)
     finally:
         api.stop()
-    assert result.url.endswith("/video.mp4?token=********") and result.cost == "0.30"
+    assert result.url.endswith("/video.mp4?token=********") and result.cost == Decimal("0.30")
     shown = [repr(result), str(result), result.url, result.model, json.dumps(result.usage), json.dumps(result.raw),
              repr(spark_nb.history())]
     cli = subprocess.run([sys.executable, "-m", "spark_nb", "history", "--json"], capture_output=True, text=True,
