@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import json
 import logging
 import os
 import socket
@@ -35,7 +34,18 @@ from typing import TYPE_CHECKING, Any
 from ._deadline import within
 from ._files import home_folder, private_file
 from ._journal_faults import KeptWrites, is_damage, journal_error, resume_line
-from ._journal_rows import COLUMNS, NEWEST_FIRST, OPEN, SCHEMA_VERSION, SELECT, Entry, JobState, entry_of, migrate
+from ._journal_rows import (
+    NEWEST_FIRST,
+    OPEN,
+    SCHEMA,
+    SCHEMA_VERSION,
+    Entry,
+    JobState,
+    Schema,
+    insert_sql,
+    migrate,
+    upsert_sql,
+)
 from .errors import JournalError, warn
 
 if TYPE_CHECKING:
@@ -81,6 +91,8 @@ def _guarded(method: Callable[..., Any]) -> Callable[..., Any]:
 
 class Journal:
     """The journal file; each method is one short transaction, safe across threads and processes."""
+
+    schema: Schema = SCHEMA  # its table and rows, as _journal_rows.Entry declares them
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
@@ -143,19 +155,20 @@ class Journal:
             if follow(latest):
                 return None, latest
             if admit is not None:  # every attempt but reservations nobody holds (another host's: unknowable)
-                admit([e for e in map(entry_of, db.execute(f"{SELECT} {NEWEST_FIRST}")) if not e.abandoned])
-            row = dict(zip(COLUMNS, (
-                os.urandom(12).hex(), fingerprint, model, backend, base_url, json.dumps(list(inputs)),
-                JobState.RESERVED.value, None, os.getpid(), socket.gethostname(), now, now, None, None,
-                input_seconds, None, None, None, None, 0, source)))
-            db.execute(f"INSERT INTO tasks ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
-                       tuple(row.values()))
+                every = map(self.schema.entry_of, db.execute(f"{self.schema.select} {NEWEST_FIRST}"))
+                admit([e for e in every if not e.abandoned])
+            row = self.schema.values({
+                "attempt": os.urandom(12).hex(), "fingerprint": fingerprint, "model": model, "backend": backend,
+                "base_url": base_url, "inputs": inputs, "state": JobState.RESERVED, "pid": os.getpid(),
+                "host": socket.gethostname(), "attempted_at": now, "updated_at": now, "input_seconds": input_seconds,
+                "retryable": False, "source": source})
+            db.execute(insert_sql(list(row)), row)
         return Claim(row["attempt"], row, model), None
 
     @_guarded
     def sending(self, claim: Claim) -> None:
         """The create call is about to be sent: from now on a task may exist (on disk before the call)."""
-        self._upsert(claim, bounded=True, state=JobState.SUBMITTING.value)
+        self._upsert(claim, bounded=True, state=JobState.SUBMITTING)
 
     def created(self, claim: Claim, task_id: str) -> None:
         """The service answered: the attempt has its task id (written before anything waits).
@@ -166,7 +179,7 @@ class Journal:
         try:
             self._created(claim, task_id)
         except JournalError as exc:
-            self._kept.keep(claim.attempt, lambda db: self._upsert_in(db, claim, state=JobState.SUBMITTED.value,
+            self._kept.keep(claim.attempt, lambda db: self._upsert_in(db, claim, state=JobState.SUBMITTED,
                                                                       task_id=task_id),
                             f"task {task_id} ({claim.model}): resume it with {resume_line(task_id, claim.model)}",
                             task_id=task_id)
@@ -177,42 +190,42 @@ class Journal:
 
     @_guarded
     def _created(self, claim: Claim, task_id: str) -> None:
-        self._upsert(claim, state=JobState.SUBMITTED.value, task_id=task_id)
+        self._upsert(claim, state=JobState.SUBMITTED, task_id=task_id)
 
     def uncertain(self, claim: Claim, error: str) -> None:
         """The create's answer was lost: a task may exist (never raises: see _record)."""
         self._record(claim.attempt, "uncertain", lambda db: self._upsert_in(
-            db, claim, state=JobState.UNCERTAIN.value, error=error[:2000]))
+            db, claim, state=JobState.UNCERTAIN, error=error[:2000]))
 
     def refused(self, claim: Claim, *, error: str, code: str | None, retryable: bool) -> None:
         """The service refused the create (no task exists): recorded so input errors are not resent."""
         if code is None and not retryable:  # 401, 403, 429…: nothing about these inputs; forget the attempt
             self._record(claim.attempt, "forget", lambda db: db.execute(
-                "DELETE FROM tasks WHERE attempt = ?", (claim.attempt,)))
+                "DELETE FROM tasks WHERE attempt = :attempt", {"attempt": claim.attempt}))
             return
         self._record(claim.attempt, "refused", lambda db: self._upsert_in(
-            db, claim, state=JobState.FAILED.value, error=error[:2000], code=code, retryable=int(retryable)))
+            db, claim, state=JobState.FAILED, error=error[:2000], code=code, retryable=retryable))
 
     def release(self, claim: Claim) -> None:
         """Nothing was sent (the uploads failed, or the call was stopped before its create): forget the claim."""
         self._record(claim.attempt, "release", lambda db: db.execute(
-            "DELETE FROM tasks WHERE attempt = ? AND state = ?", (claim.attempt, JobState.RESERVED.value)))
+            "DELETE FROM tasks WHERE attempt = :attempt AND state = :state",
+            {"attempt": claim.attempt, "state": JobState.RESERVED.value}))
 
     @_guarded
     def finished(self, task_id: str, *, completed: bool, cost: Decimal | None = None, seconds: float | None = None,
                  result_url: str | None = None, path: str | None = None, error: str | None = None,
                  code: str | None = None, retryable: bool = False) -> None:
         """A task ended: every attempt that knows this task id records how (kept to write later if it fails)."""
-        fields: dict[str, Any] = {"state": (JobState.COMPLETED if completed else JobState.FAILED).value}
+        fields: dict[str, Any] = {"state": JobState.COMPLETED if completed else JobState.FAILED}
         if completed:
-            # a REAL column: a cost of at most 15 significant digits reads back as the same Decimal (_journal_rows)
-            fields.update(cost=None if cost is None else float(cost), seconds=seconds, result_url=result_url,
-                          path=path, error=None)
+            fields.update(cost=cost, seconds=seconds, result_url=result_url, path=path, error=None)
         else:
-            fields.update(error=(error or "")[:2000], code=code, retryable=int(retryable))
-        sets = ", ".join(f"{name} = ?" for name in fields)
-        sql = f"UPDATE tasks SET {sets}, updated_at = ? WHERE task_id = ?"
-        args = (*fields.values(), time.time(), task_id)
+            fields.update(error=(error or "")[:2000], code=code, retryable=retryable)
+        args = self.schema.values({**fields, "updated_at": time.time()})
+        sets = ", ".join(f"{name} = :{name}" for name in args)
+        sql = f"UPDATE tasks SET {sets} WHERE task_id = :ended_task"
+        args["ended_task"] = task_id
         try:
             self._write_one(sql, args, durable=False)
         except Exception:
@@ -231,15 +244,15 @@ class Journal:
     def by_task(self, task_id: str) -> Entry | None:
         """The newest attempt that made task_id, or None."""
         with self._read() as db:
-            row = db.execute(f"{SELECT} WHERE task_id = ? {NEWEST_FIRST} LIMIT 1", (task_id,)).fetchone()
-        return None if row is None else entry_of(row)
+            row = db.execute(f"{self.schema.select} WHERE task_id = ? {NEWEST_FIRST} LIMIT 1", (task_id,)).fetchone()
+        return None if row is None else self.schema.entry_of(row)
 
     @_guarded
     def attempt(self, attempt: str) -> Entry | None:
         """The attempt with this id, or None once it is gone (released, or an abandoned reservation)."""
         with self._read() as db:
-            row = db.execute(f"{SELECT} WHERE attempt = ?", (attempt,)).fetchone()
-        entry = None if row is None else self._with_known_id(entry_of(row))
+            row = db.execute(f"{self.schema.select} WHERE attempt = ?", (attempt,)).fetchone()
+        entry = None if row is None else self._with_known_id(self.schema.entry_of(row))
         return None if entry is None or entry.abandoned else entry
 
     @_guarded
@@ -255,16 +268,16 @@ class Journal:
             args.extend(states)
         clause = f"WHERE {' AND '.join(where)}" if where else ""
         with self._read() as db:
-            rows = db.execute(f"{SELECT} {clause} {NEWEST_FIRST}", args).fetchall()
-        found = (self._with_known_id(entry_of(row)) for row in rows)
+            rows = db.execute(f"{self.schema.select} {clause} {NEWEST_FIRST}", args).fetchall()
+        found = (self._with_known_id(self.schema.entry_of(row)) for row in rows)
         return [e for e in found if not e.abandoned
                 and (since is None or e.attempted_at is None or e.attempted_at >= since)]
 
     # -- plumbing -------------------------------------------------------------------------------------
 
     def _latest(self, db: sqlite3.Connection, fingerprint: str) -> Entry | None:
-        for row in db.execute(f"{SELECT} WHERE fingerprint = ? {NEWEST_FIRST}", (fingerprint,)):
-            entry = self._with_known_id(entry_of(row))
+        for row in db.execute(f"{self.schema.select} WHERE fingerprint = ? {NEWEST_FIRST}", (fingerprint,)):
+            entry = self._with_known_id(self.schema.entry_of(row))
             if not entry.abandoned:
                 return entry
         return None
@@ -276,19 +289,24 @@ class Journal:
             return entry
         return dataclasses.replace(entry, state=JobState.SUBMITTED, task_id=task_id)
 
-    @staticmethod
-    def _release_abandoned(db: sqlite3.Connection) -> None:
-        rows = db.execute(f"{SELECT} WHERE state = 'reserved'").fetchall()  # the partial index `reserved`
+    def _release_abandoned(self, db: sqlite3.Connection) -> None:
+        rows = db.execute(f"{self.schema.select} WHERE state = 'reserved'").fetchall()  # the partial index `reserved`
         here = socket.gethostname()
-        gone = [entry.attempt for entry in map(entry_of, rows) if entry.abandoned and entry.host == here]
-        db.executemany("DELETE FROM tasks WHERE attempt = ? AND state = 'reserved'", [(a,) for a in gone])
+        gone = [e.attempt for e in map(self.schema.entry_of, rows) if e.abandoned and e.host == here]
+        db.executemany("DELETE FROM tasks WHERE attempt = :attempt AND state = 'reserved'",
+                       [{"attempt": attempt} for attempt in gone])
 
     def _upsert(self, claim: Claim, *, bounded: bool = False, **fields: Any) -> None:
-        self._write_one(*_upsert_sql(claim, fields), bounded=bounded)
+        self._write_one(*self._upsert_sql(claim, fields), bounded=bounded)
 
-    @staticmethod
-    def _upsert_in(db: sqlite3.Connection, claim: Claim, **fields: Any) -> None:
-        db.execute(*_upsert_sql(claim, fields))
+    def _upsert_in(self, db: sqlite3.Connection, claim: Claim, **fields: Any) -> None:
+        db.execute(*self._upsert_sql(claim, fields))
+
+    def _upsert_sql(self, claim: Claim, fields: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+        """Set fields on the claim's row, writing the whole row again if it has vanished (a journal started
+        afresh)."""
+        changed = self.schema.values({**fields, "updated_at": time.time()})
+        return upsert_sql(list({**claim.row, **changed}), list(changed)), {**claim.row, **changed}
 
     def _record(self, key: str, what: str, write: Callable[[sqlite3.Connection], Any]) -> None:
         """Write an outcome of a create; if the journal fails, keep it to write later and warn (never raises: the
@@ -354,7 +372,7 @@ class Journal:
                     self._drop_writer()  # the file may have been replaced
                 raise
 
-    def _write_one(self, sql: str, args: Sequence[Any], *, durable: bool = True, bounded: bool = False) -> None:
+    def _write_one(self, sql: str, args: Mapping[str, Any], *, durable: bool = True, bounded: bool = False) -> None:
         """One statement as its own transaction (autocommit): no BEGIN and COMMIT around it, each of which is one
         more wait for the GIL while this process's journal lock is held and a batch's threads queue behind it."""
         if self._kept:
@@ -429,15 +447,7 @@ class Journal:
         # server's unguessable result URLs): 0600 before SQLite opens it, whose -wal and -shm take its mode
         for suffix, create in (("", True), (".lock", True), ("-wal", False), ("-shm", False)):
             private_file(Path(f"{self.path}{suffix}"), create=create)
-        migrate(self.path, self._connect, busy_seconds=BUSY_TIMEOUT_S)
-
-
-def _upsert_sql(claim: Claim, fields: Mapping[str, Any]) -> tuple[str, tuple[Any, ...]]:
-    """Set fields on the claim's row, writing the whole row again if it has vanished (a journal started afresh)."""
-    row = {**claim.row, **fields, "updated_at": time.time()}
-    sets = ", ".join(f"{name} = excluded.{name}" for name in (*fields, "updated_at"))
-    return (f"INSERT INTO tasks ({', '.join(row)}) VALUES ({', '.join('?' * len(row))}) "
-            f"ON CONFLICT(attempt) DO UPDATE SET {sets}", tuple(row.values()))
+        migrate(self.path, self._connect, busy_seconds=BUSY_TIMEOUT_S, schema=self.schema)
 
 
 _journals: dict[Path, Journal] = {}
