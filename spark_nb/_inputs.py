@@ -24,6 +24,7 @@ from ._files import write_atomically
 from ._inputs_images import check_image
 from ._inputs_streams import check_stream
 from ._inputs_url import check_url
+from ._limits import AUDIO_SECONDS
 from ._scratch import scratch_dir
 from ._urls import MAX_URL_CHARS, is_http_url, url_scheme
 from .errors import ValidationError
@@ -31,7 +32,7 @@ from .models import MediaField
 
 logger = logging.getLogger("spark_nb.inputs")
 
-RECOMMENDED_AUDIO_SECONDS = 15.0
+RECOMMENDED_AUDIO_SECONDS = AUDIO_SECONDS  # the name the pipeline and the forms know
 Fix = Literal["trim_audio", "shrink_image"]
 # the one-click fix for each problem that has one: a ValidationError's reason or an Advice's
 FIXES: dict[str, Fix] = {"image_too_large": "shrink_image", "audio_too_long": "trim_audio"}
@@ -93,7 +94,8 @@ def apply_fix(fix: Fix, path: Path) -> Path:
 def refusal(advice: Advice) -> ValidationError:
     """The ValidationError strict mode makes of a piece of advice (reason "no_face", "audio_too_long")."""
     fix = {"no_face": "use a photo of one person with a large, frontal face",
-           "audio_too_long": "trim it (trim_audio=True, the default, cuts it in a pause near 15 s)"}.get(advice.reason)
+           "audio_too_long": f"trim it (trim_audio=True, the default, cuts it in a pause near {AUDIO_SECONDS:g} s)",
+           }.get(advice.reason)
     return ValidationError(f"{advice.message} (refused: strict mode)", reason=advice.reason, field=advice.field,
                            hint=f"{fix or 'change the input'}, or pass strict=False to send it anyway")
 

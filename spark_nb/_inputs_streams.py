@@ -8,6 +8,7 @@ from typing import Any
 
 from ._config import InputLimits
 from ._ffmpeg import DecodeReport, MediaFacts, ProbeError, decode_tail, loudest_db, picture_changes, try_decode
+from ._limits import media_too_large, media_too_long
 from .errors import ValidationError
 from .models import MediaField
 
@@ -28,7 +29,7 @@ def _decode(path: Path, field: MediaField, kind: str, seconds: float = 1.0) -> D
 def check_stream(path: Path, field: MediaField, limits: InputLimits) -> MediaFacts:
     """Audio or video: within the size and length limits, decodable from start to end, with sound or motion."""
     size = path.stat().st_size
-    if size > limits.max_bytes:
+    if media_too_large(size, limits.max_bytes):
         raise ValidationError(
             f"{field.label} is {size / 1024**2:.0f} MB; inputs are limited to {limits.max_bytes / 1024**2:.0f} MB",
             reason="media_too_large", field=field.name,
@@ -38,7 +39,7 @@ def check_stream(path: Path, field: MediaField, limits: InputLimits) -> MediaFac
     report = _decode(path, field, "audio" if field.kind == "audio" else "a video")
     facts = report.facts
     (_check_audio if field.kind == "audio" else _check_video)(path, field, report)
-    if facts.duration and facts.duration > limits.max_seconds:
+    if facts.duration and media_too_long(facts.duration, limits.max_seconds):
         raise ValidationError(
             f"{field.label} lasts {facts.duration:.0f} s; inputs are limited to {limits.max_seconds:.0f} s",
             reason="media_too_long", field=field.name,

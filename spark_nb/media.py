@@ -27,9 +27,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Union, overload
 
 from . import _clips, _procs
-from ._files import make_part
 from ._ffmpeg import MediaFacts, ProbeError, ffmpeg_exe, read_header
 from ._ffmpeg import ffmpeg_input as _input
+from ._files import make_part
+from ._limits import AUDIO_SECONDS
 from .errors import MediaError, UsageError
 
 if TYPE_CHECKING:
@@ -61,8 +62,8 @@ def trim_audio(src: AudioSource, max_seconds: float = ..., out: str | Path | Non
 @overload
 def trim_audio(src: AudioSource, max_seconds: float = ..., out: str | Path | None = ..., fade: float = ..., *,
                as_clip: Literal[True]) -> AudioFileClip: ...
-def trim_audio(src: AudioSource, max_seconds: float = 15.0, out: str | Path | None = None, fade: float = 0.25, *,
-               as_clip: bool = False) -> Path | AudioFileClip:
+def trim_audio(src: AudioSource, max_seconds: float = AUDIO_SECONDS, out: str | Path | None = None,
+               fade: float = 0.25, *, as_clip: bool = False) -> Path | AudioFileClip:
     """Audio of src (a file, a Result or a moviepy clip) cut to under max_seconds, in a pause if one is near, faded.
 
     The output format follows out's suffix (.m4a by default; .wav, .mp3, .aac also work). A moviepy clip's sound is

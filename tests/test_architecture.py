@@ -137,3 +137,7 @@ def test_each_rule_lives_in_one_module() -> None:
     assert sources_mentioning(r"def task_failure") == {"spark_nb.models"}
     for wire in ("image_url", "audio_url", "video_url", "driving_video_info", "store_type"):
         assert sources_mentioning(wire) == {"spark_nb.models"}, wire
+    # the input limits: the numbers and their comparisons once, for the client and the local server alike
+    assert sources_mentioning(r"(?<![\w.])(5|100) \* 1024") == {"spark_nb._limits"}
+    assert sources_mentioning(r"def (image_too_heavy|image_too_large|media_too_large|media_too_long)\b") == \
+        {"spark_nb._limits"}

@@ -29,6 +29,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from .._limits import MEDIA_BYTES, MEDIA_SECONDS, media_too_large
 from .._procs import pid_alive
 from .._transfer import TransferError, fetch_to_file
 from .._urls import MAX_URL_CHARS, is_http_url
@@ -52,9 +53,9 @@ MEDIA_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png",
                ".opus": "audio/opus", ".flac": "audio/flac", ".mp4": "video/mp4", ".m4v": "video/mp4",
                ".mov": "video/quicktime", ".webm": "video/webm", ".mkv": "video/x-matroska"}
 FILE_HEADERS = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "sandbox; default-src 'none'"}
-MAX_UPLOAD_BYTES = 100 * 1024 * 1024
+MAX_UPLOAD_BYTES = MEDIA_BYTES  # the client's limit on an input (_limits): the largest input it sends
 MAX_STORED_UPLOAD_BYTES = 2 * 1024**3  # all uploads together, like the videos (local/_shelf.KEEP_BYTES)
-MAX_FETCH_BYTES = 100 * 1024 * 1024
+MAX_FETCH_BYTES = MEDIA_BYTES
 MAX_CREATE_BYTES = 256 * 1024  # a create is a model id and a few URLs
 FETCH_TIMEOUT_S = 30.0
 STORAGE_PREFIX = "spark_nb_server_"
@@ -78,7 +79,7 @@ class ServerOptions:
     max_upload_bytes: int = MAX_UPLOAD_BYTES
     max_fetch_bytes: int = MAX_FETCH_BYTES
     fetch_timeout: float = FETCH_TIMEOUT_S  # for a whole input download, headers included
-    max_seconds: float = 600.0  # longest input medium rendered; longer ones fail the task at once
+    max_seconds: float = MEDIA_SECONDS  # longest input medium rendered; longer ones fail the task at once
     render_timeout: float = 900.0  # a render running longer fails its task
     max_tasks: int = 10_000  # records kept; the oldest finished ones go first
     max_pending: int = 1_000  # tasks not yet rendered; more are refused with 429
@@ -220,7 +221,7 @@ class LocalService:
             return denied
         length = request.headers.get("content-length")
         limit = self.options.max_upload_bytes
-        if length is None or not length.isdigit() or int(length) > limit:
+        if length is None or not length.isdigit() or media_too_large(int(length), limit):
             return _message(f"uploads need a Content-Length of at most {limit} bytes", 413)
         try:
             with self.uploads.reserve(int(length)) as room:
@@ -360,7 +361,7 @@ class LocalService:
         if not is_http_url(url):
             raise RenderError(f"{field} must be an http(s) URL, got {url[:60]!r}")
         if (stored := self.uploads.find(url)) is not None:  # ours (or a sibling server's): no need for HTTP
-            if stored.stat().st_size > self.options.max_fetch_bytes:
+            if media_too_large(stored.stat().st_size, self.options.max_fetch_bytes):
                 raise RenderError(f"{field} could not be fetched: {field} is larger than the "
                                   f"{self.options.max_fetch_bytes}-byte limit")
             shutil.copyfile(stored, dest)
