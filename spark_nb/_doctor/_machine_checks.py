@@ -82,6 +82,7 @@ def _damage(path: Path) -> str | None:
 def budget(ctx: Context) -> Verdict:
     """The budget (SPARK_NB_BUDGET_USD) and the spend the journal knows."""
     from .._budget import spent
+    from .._money import format_usd, usd
 
     if ctx.settings is None:
         return warn("not checked: the settings could not be read (see the key)", "fix the key first")
@@ -89,15 +90,16 @@ def budget(ctx: Context) -> Verdict:
         entries = journal_at(ctx.settings.home).entries()
     except SparkError as exc:
         return warn(f"not known: {exc.headline}", "see the journal check")
-    spend, running = float(spent(entries)), sum(1 for e in entries if e.state in OPEN)
+    spend, running = spent(entries), sum(1 for e in entries if e.state in OPEN)
     still = f"; {running} task(s) not finished" if running else ""
-    if ctx.settings.budget_usd is None:
-        return ok(f"no budget set (SPARK_NB_BUDGET_USD); known spend on this machine ${spend:.2f}{still}")
-    limit = float(ctx.settings.budget_usd)
+    limit = usd(ctx.settings.budget_usd)
+    if limit is None:
+        return ok(f"no budget set (SPARK_NB_BUDGET_USD); known spend on this machine {format_usd(spend)}{still}")
     if spend >= limit:
-        return warn(f"budget ${limit:.2f}: the known spend ${spend:.2f} has reached it, so the next task is refused"
-                    f"{still}", "raise SPARK_NB_BUDGET_USD (or configure(budget_usd=...)) if you mean to spend more")
-    return ok(f"budget ${limit:.2f}: known spend ${spend:.2f}, ${limit - spend:.2f} left{still}")
+        return warn(f"budget {format_usd(limit)}: the known spend {format_usd(spend)} has reached it, so the next "
+                    f"task is refused{still}",
+                    "raise SPARK_NB_BUDGET_USD (or configure(budget_usd=...)) if you mean to spend more")
+    return ok(f"budget {format_usd(limit)}: known spend {format_usd(spend)}, {format_usd(limit - spend)} left{still}")
 
 
 def versions(ctx: Context) -> Verdict:
