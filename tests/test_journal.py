@@ -759,9 +759,9 @@ def test_a_journal_locked_past_its_busy_timeout_still_gives_the_created_tasks_id
     """The attack: another process holds the journal (a 60 s busy timeout, 1 s here) right after the create
     answered. Before, a raw sqlite3.OperationalError escaped and the paid task's id was nowhere. Now a
     JournalError names it with its resume line, stderr too, and the journal's next write records it."""
-    import spark_nb._journal as journal_module
+    import spark_nb._journal_db as journal_db
 
-    monkeypatch.setattr(journal_module, "BUSY_TIMEOUT_S", 1.0)
+    monkeypatch.setattr(journal_db, "BUSY_TIMEOUT_S", 1.0)
     spark_nb.history()  # the journal exists before the locker opens it
     locker = Locker(home() / FILENAME)
     try:
@@ -782,8 +782,8 @@ def test_a_journal_locked_past_its_busy_timeout_still_gives_the_created_tasks_id
 
 
 LOCKED_AT_EXIT = """
-import spark_nb._journal as journal
-journal.BUSY_TIMEOUT_S = 1.0
+import spark_nb._journal_db as journal_db
+journal_db.BUSY_TIMEOUT_S = 1.0
 try:
     avatar.generate(sys.argv[1], sys.argv[2], progress=False, backend="cloud", base_url=sys.argv[3], api_key="k")
 except spark_nb.SparkError as exc:
