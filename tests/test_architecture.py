@@ -10,7 +10,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "spark_nb"
 # the only modules outside local/ that may import it: starting the embedded server, and `spark-nb serve`
-MAY_IMPORT_LOCAL = {"spark_nb._backends", "spark_nb._cli"}
+MAY_IMPORT_LOCAL = {"spark_nb._backends", "spark_nb._cli_serve"}
 
 
 def modules() -> dict[str, Path]:
@@ -104,7 +104,7 @@ def test_no_import_cycles() -> None:
 
 
 def test_the_client_side_never_imports_the_server_package() -> None:
-    """Only _backends (which starts the embedded server) and the CLI (`serve`) reach into spark_nb.local."""
+    """Only _backends (which starts the embedded server) and the CLI's `serve` (_cli_serve) reach into spark_nb.local."""
     offenders = {name: sorted(t for t in targets if t.startswith("spark_nb.local"))
                  for name, targets in import_graph().items() if not name.startswith("spark_nb.local")}
     offenders = {name: targets for name, targets in offenders.items() if targets and name not in MAY_IMPORT_LOCAL}
