@@ -521,6 +521,7 @@ def test_strict_refuses_a_faceless_portrait_before_anything_is_sent(server: Loca
     assert (server.stats()["uploads"], server.stats()["created"]) == (0, 0)
 
 
+@pytest.mark.slow
 def test_the_cli_says_its_own_switches_in_notices_and_warnings(server: LocalServer, media: dict[str, Path],
                                                                 tmp_path: Path) -> None:
     """The same long clip twice: the first run's warning says the clip was trimmed and that --no-trim sends it whole,

@@ -5,6 +5,7 @@ imports ipywidgets. What a form says is built from their state, in the form's wo
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -60,12 +61,13 @@ def landscape(folder: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_a_form_generates_on_the_local_server_without_ipywidgets(server: LocalServer) -> None:
     """A fresh interpreter drives the avatar form's controller: samples, Generate, the result and its status line;
     ipywidgets (and IPython, traitlets) are never imported. Its listener hears each stage, the later ones from the
     worker thread: that is where a view would render them (only the view writes widgets)."""
     config = {k: str(v) for k, v in cloud_config(server).items() if k != "api_key"}
-    env = {**__import__("os").environ, "VTRIX_API_KEY": TEST_KEY}  # the key in the environment, not on a command line
+    env = {**os.environ, "VTRIX_API_KEY": TEST_KEY}  # the key in the environment, not on a command line
     out = subprocess.run([sys.executable, "-c", DRIVE], input=json.dumps(config), capture_output=True, text=True,
                          timeout=WAIT_S + 60, check=False, env=env)
     assert out.returncode == 0, out.stderr[-2000:]
@@ -101,6 +103,7 @@ def test_a_picker_takes_the_sample_and_names_a_bad_upload_by_its_own_name(media:
     assert str(scratch_dir()) not in shown and not SCRATCH_NAME.search(shown), shown
 
 
+@pytest.mark.slow
 def test_reading_the_inputs_trims_nothing_the_pipeline_trims_long_audio(server: LocalServer,
                                                                        media: dict[str, Path]) -> None:
     """A 17 s clip: the picker offers the trim and says Generate trims it; Generate sends the user's own file (the
@@ -167,7 +170,7 @@ def test_missing_inputs_and_a_refused_key_are_state() -> None:
     assert _words.status_text(form.state, form.missing) == "pick the portrait image and the speech audio, then Generate"
     with pytest.raises(ValidationError, match="portrait image is missing"):
         form.generate(WAIT_S)
-    assert "Use sample" in _words.error_markup(form.state.error)  # type: ignore[arg-type]
+    assert form.state.error is not None and "Use sample" in _words.error_markup(form.state.error)
     form.set_key(f"{TEST_KEY}\n{TEST_KEY}")
     assert not form.state.key_set and form.state.shown_error is not None
     assert TEST_KEY not in repr(form.state) and TEST_KEY not in _words.error_markup(form.state.shown_error)

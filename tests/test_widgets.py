@@ -482,6 +482,7 @@ def test_the_history_table_fits_its_area_and_embeds_no_video(server: LocalServer
     assert f"title='{inside.task_id}'><code>{inside.task_id[:12]}…</code>" in markup  # the whole id in its title
 
 
+@pytest.mark.slow
 def test_a_form_reuses_what_code_paid_for_with_the_same_long_audio(server: LocalServer,
                                                                    media: dict[str, Path]) -> None:
     """generate(image, long_audio) (trim_audio=True, the default) and then the form with the same two files: one
@@ -490,7 +491,8 @@ def test_a_form_reuses_what_code_paid_for_with_the_same_long_audio(server: Local
     made again (a fresh upload of the same file) reuses it too; the picker still shows the file the user picked."""
     from spark_nb import avatar
 
-    paid = avatar.generate(media["portrait"], media["long_speech"], progress=False, **cloud_config(server))
+    with pytest.warns(UserWarning, match="trimmed to"):  # code trims it on the way
+        paid = avatar.generate(media["portrait"], media["long_speech"], progress=False, **cloud_config(server))
     assert server.stats()["created"] == 1
     for _ in range(2):
         form = avatar_form(**cloud_config(server))

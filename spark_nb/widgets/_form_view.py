@@ -26,7 +26,8 @@ class ModelForm:
     """A form for one model, built from its spec: a picker per input, backend and key, Generate with live
     progress, the result, and compare.
 
-    Its state and actions are its controller's (a FormController, usable without widgets); this is the view.
+    Its state and actions are its controller's (form.controller, a FormController, usable without widgets); this
+    is the view.
     Widgets, for code and tests: pickers (field name -> MediaPicker; each also an attribute named after its
     input, e.g. form.image, form.audio, unless the name is taken), backend_info (HTML), api_key (Password, shown
     on the cloud backend when no key is set), generate_button, progress (FloatProgress 0..1), status (Label),
