@@ -291,3 +291,42 @@ def test_a_key_echoed_in_encoded_forms_is_in_no_error(tmp_path: Path) -> None:
                *map(str, json.loads(body).values()), unquote(error.request_id or ""), str(error), repr(error)]
     for text in decoded:
         assert key not in text and key not in unquote(text) and key not in html.unescape(text)
+
+
+# -- a cut before the redaction (the attack on issue 26) ------------------------------------------------------------
+
+CUT_KEY = "sk-live-ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+
+
+def longest_piece(text: str, key: str = CUT_KEY) -> str:
+    """The longest run of key's characters (anywhere in it) that text holds."""
+    best = ""
+    for start in range(len(key)):
+        for end in range(len(key), start + len(best), -1):
+            if key[start:end] in text:
+                best = key[start:end]
+                break
+    return best
+
+
+def test_any_start_of_a_key_that_a_cut_leaves_is_masked_in_any_spelling() -> None:
+    """The attack: text cut to a length before it was redacted (a message at 200 characters, a trace body at 4 KB)
+    kept all but the last characters of a key echoed across the cut, which no longer matched the whole key. Now
+    every start of a remembered value of 12 characters or more is masked, as it is, JSON-escaped or percent-encoded:
+    whatever a cut leaves of a key, at most 11 of its characters."""
+    from urllib.parse import quote
+
+    from spark_nb import _secrets
+
+    Secret(CUT_KEY)
+    for cut in range(_secrets.PIECE_CHARS, len(CUT_KEY) + 1):
+        piece = CUT_KEY[:cut]
+        for spelled in (piece, piece.replace("-", "\\u002d"), quote(piece, safe="").replace("-", "%2D")):
+            shown = _secrets.redact(f"refused: {spelled}…")
+            assert "********" in shown and len(longest_piece(shown.replace("\\u002d", "-").replace("%2D", "-"))) \
+                < _secrets.PIECE_CHARS, (cut, shown)
+    long_key = "k" + "0123456789abcdef" * 40  # longer than a block of the pattern: every block's starts masked
+    Secret(long_key)
+    for cut in (100, 256, 300, 600):
+        shown = _secrets.redact(f"[{long_key[:cut]}")
+        assert not any(long_key[i:i + _secrets.PIECE_CHARS] in shown for i in range(len(long_key))), cut
