@@ -169,7 +169,8 @@ def read_answer(http: httpx.Client, method: str, url: str, *, deadline: float, m
     if trace:
         _trace.exchange(trace, method=method, url=str(sent.url if sent is not None else url), started=started,
                         request=sent, status=answer.status,
-                        reason=answer.reason, headers=answer.headers, body=answer.body, problem=answer.problem)
+                        reason=answer.reason, headers=answer.headers, body=answer.body, data=answer.data,
+                        problem=answer.problem)
     return answer
 
 
