@@ -195,6 +195,8 @@ def test_a_drifted_spec_fails_its_model_by_name_and_primes_the_calls(make_server
     assert "the service now names `audio` what spark-nb sends as `audio_url`" in avatar_check.detail
     assert "upgrade spark-nb" in avatar_check.fix
     assert imitator_check.status == "warn" and "another host" in imitator_check.detail
+    # the attack on issue 26: a spec is read without authentication, so the fix never says to point the key at it
+    assert "set VTRIX_GENERATION_URL" not in imitator_check.fix and "never point" in imitator_check.fix
     assert not report.ok and [c.name for c in report.failed] == [f"spec {AVATAR.id}"]
     monkeypatch.setattr(_specs_service, "WAIT_S", 0.0)
     with pytest.raises(ValidationError, match="now names `audio`"):
@@ -271,3 +273,31 @@ def test_service_text_is_inert_in_every_rendering(peer: Callable[..., Peer], mon
     assert check.status == "fail" and "refused" in check.detail
     assert "\x1b" not in shown(report) and "\x07" not in shown(report)
     assert "<img" not in report._repr_html_() and "&lt;img src=x" in report._repr_html_()
+
+
+# -- the attack on issue 26 ----------------------------------------------------------------------------------------
+
+
+def spec_with(data: dict[str, Any]) -> Callable[[Peer, socket.socket, Seen], None]:
+    """A spec service answering data (in its envelope) for every model."""
+    return lambda p, conn, seen: p.json(conn, 200, {"status": {"code": 200, "message": "ok"}, "data": data})
+
+
+def test_the_doctor_judges_the_values_calls_send_as_the_guard_does(server: Any, peer: Callable[..., Peer],
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The attack: a spec allowing `image_url` 10 characters refused every call before paying, while the doctor
+    said the spec matched. Now the doctor runs the guard's value checks on what spark-nb sends (its constants, and
+    URLs of the shortest and of a presigned upload's length): a constraint refusing both fails, one refusing long
+    URLs only warns."""
+    from spark_nb._specs import published
+
+    verdicts = {}
+    for most in (10, 200):
+        data = published(AVATAR, "")
+        data["parameters"][0]["constraints"] = {"max_length": most}
+        point_at(monkeypatch, server.url, models=peer(spec_with(data)).url)
+        verdicts[most] = by_name(spark_nb.doctor())[f"spec {AVATAR.id}"]
+    assert verdicts[10].status == "fail" and "every call" in verdicts[10].detail
+    assert "over the service's 10" in verdicts[10].detail and "SPARK_NB_SPEC_CHECK=off" in verdicts[10].fix
+    assert verdicts[200].status == "warn" and "presigned upload URLs" in verdicts[200].detail
+    assert server.stats()["created"] == 0
