@@ -226,9 +226,10 @@ class ApiClient:
 
     # -- create: never resent once it may have reached the server -------------------------------
 
-    def check_spec(self, model: str, params: dict[str, Any]) -> None:
+    def check_spec(self, model: str, params: dict[str, Any] | None = None) -> None:
         """ValidationError when the model's published spec, where one applies, no longer accepts params
-        (_specs_service.guard); called before a create is journaled as sent, so a refusal sends nothing."""
+        (_specs_service.guard; params None: its parameters' structure only, checked before any upload); called
+        before a create is journaled as sent, so a refusal sends nothing."""
         if self.specs:
             from ._specs_service import guard
 

@@ -229,9 +229,10 @@ def _refresh(folder: Path, models_url: str, model: str, done: threading.Event) -
         done.set()
 
 
-def guard(model: str, params: dict[str, Any], base_url: str) -> None:
+def guard(model: str, params: dict[str, Any] | None, base_url: str) -> None:
     """Refuse (ValidationError, reason "service_changed") a create of model whose params the published spec no
-    longer accepts; do nothing when no spec applies, none is known within WAIT_S, or it cannot be read."""
+    longer accepts (params None: its parameters' names and structure only, before anything is uploaded); do
+    nothing when no spec applies, none is known within WAIT_S, or it cannot be judged (see _specs.judge)."""
     source, spec = spec_source(base_url), MODELS.get(model)
     if source is None or spec is None:
         return

@@ -125,7 +125,9 @@ def test_a_call_the_published_spec_no_longer_accepts_is_refused_before_it_is_cre
         make_server: Callable[..., Any], media: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     """VTRIX_MODELS_URL names a spec service whose avatar spec renamed audio_url: generate() raises
     ValidationError(reason="service_changed") naming the difference and saying to upgrade, the server creates
-    nothing and the journal forgets the attempt; with SPARK_NB_SPEC_CHECK=off the same call is sent."""
+    nothing, stores no upload (the attack on issue 26: the structure, which needs no URL, is now checked before the
+    uploads, not after them) and the journal forgets the attempt; with SPARK_NB_SPEC_CHECK=off the same call is
+    sent."""
     server = make_server(api_key=TEST_KEY, spec_drift="audio_url=audio")
     monkeypatch.setenv("VTRIX_MODELS_URL", server.url)
     monkeypatch.setattr(_specs_service, "WAIT_S", 30.0)  # a guard against a busy machine, not the bound under test
@@ -134,7 +136,7 @@ def test_a_call_the_published_spec_no_longer_accepts_is_refused_before_it_is_cre
     assert caught.value.reason == "service_changed"
     assert "the service now names `audio` what spark-nb sends as `audio_url`" in str(caught.value)
     assert "upgrade spark-nb" in (caught.value.hint or "") and "Nothing was created" in str(caught.value)
-    assert server.stats()["created"] == 0
+    assert server.stats()["created"] == 0 and server.stats()["uploads"] == 0
     assert list(spark_nb.history()) == []
     monkeypatch.setenv("SPARK_NB_SPEC_CHECK", "off")
     result = avatar.generate(media["portrait"], media["speech"], progress=False, **cloud_config(server))
@@ -143,15 +145,16 @@ def test_a_call_the_published_spec_no_longer_accepts_is_refused_before_it_is_cre
 
 def test_ctrl_c_during_the_spec_check_leaves_nothing_that_may_exist(
         server: Any, media: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
-    """Ctrl-C while the spec is being looked at (up to half a second): nothing was sent, so the claim is released
-    and the identical call creates its task, rather than the attempt being recorded as "may exist"."""
+    """Ctrl-C while the spec is being looked at for the call's values (after the uploads, up to half a second):
+    nothing was sent, so the claim is released and the identical call creates its task, rather than the attempt
+    being recorded as "may exist". (Each call checks twice: the structure before its uploads, then its values.)"""
     from spark_nb._client import ApiClient
 
-    checks: list[str] = []
+    checks: list[dict[str, Any] | None] = []
 
-    def interrupted_once(self: ApiClient, model: str, params: dict[str, Any]) -> None:
-        checks.append(model)
-        if len(checks) == 1:
+    def interrupted_once(self: ApiClient, model: str, params: dict[str, Any] | None = None) -> None:
+        checks.append(params)
+        if params is not None and sum(p is not None for p in checks) == 1:
             raise KeyboardInterrupt
 
     monkeypatch.setattr(ApiClient, "check_spec", interrupted_once)
@@ -159,7 +162,8 @@ def test_ctrl_c_during_the_spec_check_leaves_nothing_that_may_exist(
         avatar.generate(media["portrait"], media["speech"], progress=False, **cloud_config(server))
     assert server.stats()["created"] == 0 and list(spark_nb.history()) == []
     result = avatar.generate(media["portrait"], media["speech"], progress=False, **cloud_config(server))
-    assert result.path.is_file() and server.stats()["created"] == 1 and len(checks) == 2
+    assert result.path.is_file() and server.stats()["created"] == 1
+    assert [p is None for p in checks] == [True, False, True, False]
 
 
 def test_values_the_published_constraints_refuse_are_refused(peer: Callable[[Handler], Peer],
