@@ -31,8 +31,8 @@ from spark_nb.models import AVATAR, IMITATOR, MODELS
 from .conftest import TEST_KEY
 from .peers import Peer, Seen, peers
 
-NAMES = ["key", "generation URL", "key accepted", *(f"spec {m}" for m in MODELS), "uploads", "ffmpeg", "journal",
-         "budget", "versions"]
+NAMES = ["key", "settings", "generation URL", "key accepted", *(f"spec {m}" for m in MODELS), "uploads", "ffmpeg",
+         "journal", "budget", "versions"]
 CLI_LIMIT_S = 120  # a guard against a hung doctor, not the bound under test
 
 
@@ -278,6 +278,67 @@ def test_service_text_is_inert_in_every_rendering(peer: Callable[..., Peer], mon
 # -- the attack on issue 26 ----------------------------------------------------------------------------------------
 
 
+def test_a_damaged_journal_is_reported_and_left_where_it_is(tmp_path: Path) -> None:
+    """The attack: the journal check said a damaged journal "is moved aside by the next call", while the budget
+    check, at the same time, opened it the normal way and moved it aside itself (then reported a spend of $0.00).
+    Now the doctor reads the journal once, read-only, for both: the file stays as it was, nothing is made beside
+    it, and the budget says the spend is not known."""
+    home = Path(os.environ["SPARK_NB_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    damaged = b"SQLite format 3\x00" + bytes(range(256)) * 32
+    (home / "journal.sqlite").write_bytes(damaged)
+    checks = by_name(spark_nb.doctor())
+    assert checks["journal"].status == "warn" and "damaged" in checks["journal"].detail
+    assert checks["budget"].status == "warn" and "not known" in checks["budget"].detail
+    assert (home / "journal.sqlite").read_bytes() == damaged
+    assert not [p.name for p in home.iterdir() if p.name.startswith("journal.sqlite") and p.name != "journal.sqlite"]
+
+
+HOLD_JOURNAL = """
+import sqlite3, sys, time
+db = sqlite3.connect(sys.argv[1], isolation_level=None)
+if sys.argv[2] == "exclusive":  # a connection that keeps the whole file to itself, readers included
+    db.execute("PRAGMA locking_mode=EXCLUSIVE")
+db.execute("BEGIN EXCLUSIVE")
+db.execute("UPDATE tasks SET state = state")
+print("held", flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("hold", ["a write transaction", "exclusive"])
+def test_a_journal_another_process_is_writing_is_busy_not_a_network_problem(hold: str) -> None:
+    """The attack: with another process holding the journal's write lock, the journal and budget checks both
+    waited the doctor's whole 25 s and then said to "check the network". Now they read it read-only with a short
+    busy timeout: a write transaction does not stop a reader (the checks are ok), and a connection that keeps the
+    file to itself makes the journal "busy: another process is writing it" within seconds."""
+    import subprocess
+
+    from spark_nb._journal import journal_at
+
+    home = Path(os.environ["SPARK_NB_HOME"])
+    journal_at(home).entries()  # made, as a first call would
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_JOURNAL, str(home / "journal.sqlite"),
+                               "exclusive" if hold == "exclusive" else "transaction"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        started = time.monotonic()
+        checks = by_name(spark_nb.doctor())
+        took = time.monotonic() - started
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+    assert took < 15, f"the doctor took {took:.1f} s"
+    if hold == "exclusive":
+        assert checks["journal"].status == "warn" and "busy: another process is writing it" in checks["journal"].detail
+        assert checks["budget"].status == "warn" and "network" not in checks["budget"].fix
+    else:
+        assert checks["journal"].status == "ok" and checks["budget"].status == "ok", (checks["journal"],
+                                                                                      checks["budget"])
+
+
 def spec_with(data: dict[str, Any]) -> Callable[[Peer, socket.socket, Seen], None]:
     """A spec service answering data (in its envelope) for every model."""
     return lambda p, conn, seen: p.json(conn, 200, {"status": {"code": 200, "message": "ok"}, "data": data})
@@ -301,3 +362,23 @@ def test_the_doctor_judges_the_values_calls_send_as_the_guard_does(server: Any, 
     assert "over the service's 10" in verdicts[10].detail and "SPARK_NB_SPEC_CHECK=off" in verdicts[10].fix
     assert verdicts[200].status == "warn" and "presigned upload URLs" in verdicts[200].detail
     assert server.stats()["created"] == 0
+
+
+def test_each_setting_that_cannot_be_read_is_reported_by_its_own_check(server: Any,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The attack: a bad SPARK_NB_BUDGET_USD (or SPARK_NB_BACKEND) was reported under "key", and every other check
+    said "fix the key first". Now each is its own check's failure (the budget's; the settings'), the key is ok and
+    the rest is checked."""
+    point_at(monkeypatch, server.url)
+    monkeypatch.setenv("SPARK_NB_BUDGET_USD", "five dollars")
+    checks = by_name(spark_nb.doctor())
+    assert checks["budget"].status == "fail" and "budget_usd" in checks["budget"].detail
+    assert "SPARK_NB_BUDGET_USD" in checks["budget"].fix
+    assert checks["key"].status == "ok" and checks["key accepted"].status == "ok" and checks["settings"].status == "ok"
+    monkeypatch.delenv("SPARK_NB_BUDGET_USD")
+    monkeypatch.setenv("SPARK_NB_BACKEND", "clowd")
+    checks = by_name(spark_nb.doctor())
+    assert checks["settings"].status == "fail" and "unknown backend 'clowd'" in checks["settings"].detail
+    assert "SPARK_NB_BACKEND" in checks["settings"].fix
+    assert checks["key"].status == "ok" and checks["budget"].status == "ok"
+    assert checks["generation URL"].status == "ok" and checks["key accepted"].status == "ok"
