@@ -224,12 +224,15 @@ def test_a_missing_spec_is_a_warning_and_the_key_never_goes_to_the_spec_host(
 
 def test_on_the_local_backend_the_checks_speak_of_the_embedded_server() -> None:
     """No key: the key check warns that the local backend is used; the URL and key checks are the embedded
-    server's (which serves the specs too); nothing is created there."""
+    server's (which serves the specs too), and "key accepted" says whose key that is (the attack on issue 26: it
+    said a key was accepted when none was set); nothing is created there."""
     report = spark_nb.doctor()
     checks = by_name(report)
     assert checks["key"].status == "warn" and "local backend" in checks["key"].detail
     assert checks["generation URL"].status == "ok" and "embedded local server" in checks["generation URL"].detail
-    assert {checks[name].status for name in NAMES[2:]} == {"ok"}, str(report)
+    assert {checks[name].status for name in NAMES[1:]} == {"ok"}, str(report)
+    assert "embedded server accepts its own key" in checks["key accepted"].detail
+    assert "no Vtrix key is involved" in checks["key accepted"].detail
     assert embedded_server(spark_nb.settings().home).stats()["created"] == 0
 
 
@@ -364,6 +367,17 @@ def test_the_doctor_judges_the_values_calls_send_as_the_guard_does(server: Any, 
     assert server.stats()["created"] == 0
 
 
+def test_a_gateway_answering_404_with_or_without_the_key_is_not_said_to_accept_it(
+        peer: Callable[..., Peer], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The attack: a gateway (a proxy, a catch-all) answering 404 to a task read whether or not a key is sent was
+    reported "key accepted", and the first call was refused with 401. Now "accepted" needs the keyless read to have
+    been refused: otherwise "could not tell", a warning."""
+    gateway = peer(lambda p, conn, seen: p.json(conn, 404, {"message": "not found"}))
+    point_at(monkeypatch, gateway.url)
+    check = by_name(spark_nb.doctor())["key accepted"]
+    assert check.status == "warn" and check.detail.startswith("could not tell") and "accepted" not in check.detail
+
+
 def test_each_setting_that_cannot_be_read_is_reported_by_its_own_check(server: Any,
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """The attack: a bad SPARK_NB_BUDGET_USD (or SPARK_NB_BACKEND) was reported under "key", and every other check
@@ -382,3 +396,23 @@ def test_each_setting_that_cannot_be_read_is_reported_by_its_own_check(server: A
     assert "SPARK_NB_BACKEND" in checks["settings"].fix
     assert checks["key"].status == "ok" and checks["budget"].status == "ok"
     assert checks["generation URL"].status == "ok" and checks["key accepted"].status == "ok"
+
+
+def test_a_key_that_would_travel_unencrypted_beyond_this_machine_is_a_warning_and_not_sent() -> None:
+    """An http:// generation URL (or upload URL) to a host that is not this machine would carry the key in clear
+    text: the key check warns with the fix, and the key accepted check does not send it there (nothing is
+    contacted here: the checks are run on their own)."""
+    from spark_nb._doctor import Context, checks, ok as ok_verdict
+
+    by = dict(checks())
+    ctx = Context.make({"backend": "cloud", "api_key": TEST_KEY, "base_url": "http://gateway.example",
+                        "upload_url": "http://uploads.example/files"})
+    verdict = by["key"](ctx)
+    assert verdict.status == "warn" and "unencrypted" in verdict.detail and "https://" in verdict.fix
+    assert "http://gateway.example (VTRIX_GENERATION_URL)" in verdict.detail and "uploads.example" in verdict.detail
+    ctx.expect("generation URL")
+    ctx.finished("generation URL", ok_verdict("answers"))
+    verdict = by["key accepted"](ctx)
+    assert verdict.status == "warn" and "does not send the key unencrypted" in verdict.detail
+    local = Context.make({"backend": "cloud", "api_key": TEST_KEY, "base_url": "http://127.0.0.1:9"})
+    assert by["key"](local).status == "ok"
