@@ -16,7 +16,8 @@ import pytest
 
 import spark_nb
 from spark_nb import avatar
-from spark_nb._client import BALANCE_HINT, ApiClient
+from spark_nb._api_errors import BALANCE_HINT
+from spark_nb._client import ApiClient
 from spark_nb._config import Secret
 from spark_nb._ffmpeg import read_header
 from spark_nb._tasks import cost_of, result_path
