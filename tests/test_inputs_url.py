@@ -31,9 +31,11 @@ Files = dict[str, tuple[bytes, str]]
 def urls_checked(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """The check on, as it is by default (conftest turns it off for the other tests), nothing remembered."""
     monkeypatch.delenv("SPARK_NB_CHECK_URLS", raising=False)
-    _inputs_url._passed.clear()
+    _inputs_url._verdicts.clear()
+    _inputs_url._silent.clear()
     yield
-    _inputs_url._passed.clear()
+    _inputs_url._verdicts.clear()
+    _inputs_url._silent.clear()
 
 
 @pytest.fixture
