@@ -194,14 +194,20 @@ def _spill(data: bytes, suffix: str, field: MediaField) -> Path:
     return path
 
 
-def validate(media: Media, limits: InputLimits = InputLimits(), *, advise: bool = True, faces: bool = True) -> Media:
-    """Check a local file against its field's rules, or a URL by asking for its first bytes (check_url); returns
-    media with its facts and advice (none looked for unless advise: a manifest's check wants only the refusals, and
-    a face search costs more than the rest of an image's check; faces=False: all advice but the face search's,
-    which a batch gives later)."""
+def validate(media: Media, limits: InputLimits = InputLimits(), *, advise: bool = True, faces: bool = True,
+             urls: bool = False) -> Media:
+    """Check a local file against its field's rules, or, with urls, a URL by asking for its first bytes
+    (check_url); returns media with its facts and advice (none looked for unless advise: a manifest's check wants
+    only the refusals, and a face search costs more than the rest of an image's check; faces=False: all advice but
+    the face search's, which a batch gives later).
+
+    A URL is asked for only where a task is about to be paid for (_pipeline.prepare, after the journal said a new
+    task is needed), or where a person waits for the verdict (a form's picker, a manifest's rows that will pay):
+    a URL that expired since its task was paid for must not stop that task's resumption or reuse."""
     if not media.is_local:
         assert media.url is not None
-        check_url(media.url, media.field, limits)
+        if urls:
+            check_url(media.url, media.field, limits)
         return media
     path, field = media.path, media.field
     assert path is not None
@@ -215,9 +221,9 @@ def validate(media: Media, limits: InputLimits = InputLimits(), *, advise: bool 
 
 
 def check(value: Any, field: MediaField, limits: InputLimits = InputLimits(), *, advise: bool = True,
-          faces: bool = True) -> Media:
+          faces: bool = True, urls: bool = False) -> Media:
     """normalise() then validate(): the checked Media for value, or ValidationError."""
-    return validate(normalise(value, field), limits, advise=advise, faces=faces)
+    return validate(normalise(value, field), limits, advise=advise, faces=faces, urls=urls)
 
 
 def ensure_output_dir(folder: Path) -> None:

@@ -31,6 +31,8 @@ def prepare(spec: ModelSpec, values: Mapping[str, Any], *, trim_audio: bool = Tr
             advise: Callable[[str], None] | None = None) -> dict[str, Media]:
     """Normalise and check every input of spec (raising ValidationError) before anything is sent; URL inputs
     are checked too (reachable, of the right kind: see _inputs_url.check_url) unless limits.urls_checked is off.
+    This is the one place a URL is asked for on the way to a create: submit() calls it only once the journal said
+    a new task is needed, so a task paid for earlier is resumed or reused however its URLs have expired since.
 
     Advice goes to advise(message) (a batch row's advice column), by default a warning, or with strict it is a
     ValidationError of the advice's reason (e.g. "no_face"); long audio is trimmed unless trim_audio is False (then
@@ -38,7 +40,7 @@ def prepare(spec: ModelSpec, values: Mapping[str, Any], *, trim_audio: bool = Tr
     did not look for).
     """
     say = advise or warn
-    media = {field.name: check(values.get(field.name), field, limits, faces=faces or strict)
+    media = {field.name: check(values.get(field.name), field, limits, faces=faces or strict, urls=True)
              for field in spec.fields}
     for name, item in media.items():
         for advice in item.advice:

@@ -172,7 +172,7 @@ class MediaPicker:
         shown = caption or name or Path(str(self.value)).name
         _show(self.preview, display.media_html(self.value, caption=shown, kind=self.field.kind))
         try:
-            self.media = validate(media, self.limits)
+            self.media = validate(media, self.limits, urls=True)  # the person sees the verdict at once
         except ValidationError as exc:
             self.error = _named(exc, scratch, name)
             self._set_fix(fix_for(exc), media.path)

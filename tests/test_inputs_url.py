@@ -16,7 +16,7 @@ import pytest
 import spark_nb
 from spark_nb import _inputs_url, avatar, imitator
 from spark_nb._config import InputLimits, resolve
-from spark_nb._inputs import check
+from spark_nb._inputs import Media, check as check_input
 from spark_nb.local import LocalServer
 from spark_nb.models import AVATAR, IMITATOR
 
@@ -25,6 +25,11 @@ from .peers import Peer, Seen, peers
 
 IMAGE, AUDIO, VIDEO = AVATAR.fields[0], AVATAR.fields[1], IMITATOR.fields[1]
 Files = dict[str, tuple[bytes, str]]
+
+
+def check(value: str, field: Any, limits: InputLimits = InputLimits()) -> Media:
+    """The input check as a submission runs it: the URL asked for (urls=True)."""
+    return check_input(value, field, limits, urls=True)
 
 
 @pytest.fixture(autouse=True)

@@ -12,19 +12,25 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import spark_nb
 from spark_nb import _inputs_url, _transfer
 from spark_nb._config import InputLimits
-from spark_nb._inputs import check
+from spark_nb._inputs import Media, check as check_input
 from spark_nb.models import AVATAR
 
 from .peers import Peer, Seen, peers
 from .test_inputs_url import give
 
 IMAGE, AUDIO = AVATAR.fields
+
+
+def check(value: str, field: Any, limits: InputLimits = InputLimits()) -> Media:
+    """The input check as a submission runs it: the URL asked for (urls=True)."""
+    return check_input(value, field, limits, urls=True)
 
 
 @pytest.fixture(autouse=True)

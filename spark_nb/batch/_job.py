@@ -17,9 +17,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .. import _pipeline as pipeline
+from .._config import InputLimits
 from .._files import write_atomically
 from .._inputs import Advice, check
-from .._journal import Entry, JobState, journal_at
+from .._journal import Entry, JobState, Journal, journal_at
 from .._money import usd_text
 from .._results import Result
 from .._reuse import completed_answer
@@ -78,6 +79,34 @@ def write_task_file(out: Path, task_id: str, model: str, name: str) -> None:
     write_atomically(out / TASK_FILE, json.dumps({"task_id": task_id, "model": model, "name": name}), durable=True)
 
 
+def own_attempt(journal: Journal, fingerprint: str, out: Path) -> Entry | None:
+    """The row folder's own attempt at these inputs that may still be at the service: the task its task.json
+    names, or the journal's newest attempt made from this folder, while it runs (submitted) or may exist (its
+    create's answer lost). A new take (reuse=False) ignores the takes made before this batch, not its own: a rerun
+    of an interrupted --no-reuse batch resumes them, and pays for a task only where there is none."""
+    source = f"batch:{out.resolve()}"
+    named = _task_named(out)
+    for entry in (journal.by_task(named) if named else None, journal.latest(fingerprint)):
+        if entry is None or entry.source != source or entry.fingerprint != fingerprint:
+            continue
+        if entry.state in (JobState.SUBMITTED, JobState.UNCERTAIN) or (
+                entry.state == JobState.SUBMITTING and not entry.creator_alive):
+            return entry
+    return None
+
+
+def _task_named(out: Path) -> str | None:
+    """The task id out/task.json names, if it is a small regular file of ours (never through a link)."""
+    path = out / TASK_FILE
+    try:
+        if path.is_symlink() or not path.is_file() or path.stat().st_size > 4096:
+            return None
+        task_id = json.loads(path.read_text(encoding="utf-8")).get("task_id")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return task_id if isinstance(task_id, str) and task_id else None
+
+
 def face_advice(model: str, inputs: dict[str, str]) -> list[str]:
     """What the face search says of the job's local images ("no face found ..."), empty when each shows one
     (a URL is not fetched: check() gives it no advice)."""
@@ -91,8 +120,8 @@ def row_advice(model: str, inputs: dict[str, str]) -> list[str]:
     would be, without sending anything: the advice of a row whose result came from an earlier task."""
     said: list[str] = []
     values = {field: value for field, value in inputs.items() if value}
-    try:
-        pipeline.prepare(get_model(model), values, advise=said.append)
+    try:  # its URLs are not asked for: nothing is paid (and an expired one would cost the check's deadline)
+        pipeline.prepare(get_model(model), values, advise=said.append, limits=InputLimits(check_urls=False))
     except SparkError:  # the inputs changed since (or are gone): nothing to advise on
         return []
     return said

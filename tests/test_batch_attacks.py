@@ -1,0 +1,94 @@
+"""Batches against what the attack on issue 25 did to them (real job kernels, a real local server on loopback, the
+journal on disk): a task paid for is resumed and reused however its input URL has expired since, and a rerun of an
+interrupted `--no-reuse` batch resumes its own tasks instead of paying for them again."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from spark_nb import _inputs_url, avatar
+from spark_nb.batch import ManifestError, run_batch
+from spark_nb.batch import _job as job
+
+from .peers import Peer, Seen, peers
+from .test_batch import journal_states, use_server, write_manifest
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def peer() -> Iterator[Callable[[Callable[[Peer, socket.socket, Seen], None]], Peer]]:
+    yield from peers()
+
+
+def test_a_task_paid_for_is_resumed_and_reused_after_its_url_expired(
+        tmp_path: Path, media: dict[str, Path], make_server: type, peer: Callable[..., Peer],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """An image URL (a presigned URL) that stops answering once its task was created: the batch resumes that task
+    (before: the manifest check asked the URL first and said "nothing was run", with --skip-invalid "no row is
+    valid": a paid task left unfinished), a rerun into a new folder reuses it, and neither asks the URL again. A
+    row that would pay for a new task is still refused, its hint naming SPARK_NB_CHECK_URLS=0."""
+    server = make_server(api_key="sk-test-0123456789abcdefSECRET")
+    use_server(monkeypatch, server)
+    monkeypatch.delenv("SPARK_NB_CHECK_URLS")  # the check on, as by default
+    _inputs_url._verdicts.clear()
+    portrait, expired = media["portrait"].read_bytes(), [False]
+    host = peer(lambda p, conn, req: p.respond(conn, 404, b"expired") if expired[0]
+                else p.respond(conn, 200, portrait, {"Content-Type": "image/jpeg"}))
+    url = f"{host.url}/face.jpg"
+    task = avatar.submit(url, media["speech"])  # as an interrupted batch leaves it: created, not waited for
+    for _ in range(600):  # the service has fetched the image and rendered (bounded: 60 s)
+        if task.status().done:
+            break
+        time.sleep(0.1)
+    expired[0] = True
+    _inputs_url._verdicts.clear()  # a new process: nothing remembered
+    asked = len(host.seen)
+    manifest = write_manifest(tmp_path, [{"name": "r1", "model": "avatar", "image": url,
+                                          "audio": str(media["speech"])}])
+
+    [resumed] = run_batch(manifest, tmp_path / "out", progress=False)
+    assert resumed.status == "completed" and resumed.task_id == task.id
+    [reused] = run_batch(manifest, tmp_path / "again", progress=False, skip_invalid=True)
+    assert reused.status == "completed" and reused.reused and reused.task_id == task.id
+    assert server.stats()["created"] == 1 and len(host.seen) == asked  # the URL was not asked again
+
+    with pytest.raises(ManifestError) as info:  # a new take would pay: its URL is asked for, and refused
+        run_batch(manifest, tmp_path / "new-take", progress=False, reuse=False)
+    assert "HTTP 404" in str(info.value) and "SPARK_NB_CHECK_URLS=0" in (info.value.hint or "")
+    assert server.stats()["created"] == 1
+
+
+def test_a_no_reuse_batch_rerun_resumes_its_own_tasks_and_ignores_earlier_takes(
+        tmp_path: Path, media: dict[str, Path], make_server: type, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--no-reuse` makes a new take of takes from before the batch, never of the batch's own: a rerun of a
+    --no-reuse batch interrupted while its task ran (its task.json and journal attempt, made from its row folder,
+    exactly as the runner leaves them) resumes that task (before: paid for a second one, the first never waited
+    for); a row whose inputs an earlier generate() made gets a new task. generate(reuse=False) twice while the
+    first runs makes two takes, as asked."""
+    server = make_server(api_key="sk-test-0123456789abcdefSECRET")
+    use_server(monkeypatch, server)
+    earlier = avatar.generate(media["portrait"], media["speech"], progress=False)
+    manifest = write_manifest(tmp_path, [
+        {"name": "own", "model": "imitator", "image": str(media["portrait"]), "driving_video": str(media["driving"])},
+        {"name": "again", "model": "avatar", "image": str(media["portrait"]), "audio": str(media["speech"])},
+    ])
+    out = tmp_path / "out"
+    inputs = {"image": str(media["portrait"].resolve()), "driving_video": str(media["driving"].resolve())}
+    own = job.submit_or_resume("imitator", inputs, out / "own", name="own", reuse=False)  # then interrupted
+    assert server.stats()["created"] == 2
+
+    outcomes = {o.name: o for o in run_batch(manifest, out, progress=False, reuse=False)}
+    assert outcomes["own"].status == "completed" and outcomes["own"].task_id == own.id
+    assert outcomes["again"].status == "completed" and outcomes["again"].task_id != earlier.task_id
+    assert server.stats()["created"] == 3  # the earlier take, the row's own (resumed), one new take
+    assert sorted(state for _, state, _ in journal_states(out)) == ["completed", "completed"]
+
+    first = avatar.submit(media["portrait"], media["speech"], reuse=False)
+    second = avatar.submit(media["portrait"], media["speech"], reuse=False)
+    assert first.id != second.id and server.stats()["created"] == 5
