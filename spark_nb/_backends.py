@@ -39,13 +39,17 @@ def api_client(settings: Settings) -> ApiClient:
     return client_for(settings.base_url, settings.api_key)
 
 
-def share_with_kernels(settings: Settings) -> None:
-    """Let child processes (job kernels) use this process's journal and, on the local backend, its server."""
-    os.environ.setdefault("SPARK_NB_HOME", str(settings.home))
-    if settings.backend == "local" and not (os.environ.get(SHARED_LOCAL_SERVER)
-                                            and os.environ.get(SHARED_LOCAL_SERVER_KEY)):
+def kernel_environment(settings: Settings) -> dict[str, str]:
+    """The environment for child processes (job kernels): this process's, plus its journal and local server.
+
+    Given to each child at its start, never written into this process's os.environ: a variable left there would
+    outlive the server it names (a later configure(home=...), a test's server) and be inherited by unrelated
+    children, which would then knock on a stopped server's port, or on another server's, with the wrong key."""
+    env = {**os.environ, "SPARK_NB_HOME": str(settings.home)}  # the journal this process uses
+    if settings.backend == "local" and not (env.get(SHARED_LOCAL_SERVER) and env.get(SHARED_LOCAL_SERVER_KEY)):
         from .local._embedded import embedded_server
 
         server = embedded_server(settings.home)
-        os.environ[SHARED_LOCAL_SERVER] = server.url
-        os.environ[SHARED_LOCAL_SERVER_KEY] = server.token.reveal()
+        env[SHARED_LOCAL_SERVER] = server.url
+        env[SHARED_LOCAL_SERVER_KEY] = server.token.reveal()
+    return env

@@ -175,6 +175,27 @@ def test_a_batch_runs_every_row_then_reuses_them(three_rows: Path, tmp_path: Pat
     assert server.stats()["created"] == 3
 
 
+def test_a_local_batch_hands_its_server_to_its_kernels_only(three_rows: Path, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """On the local backend the job kernels reach this process's embedded server with its key, and nothing of it
+    stays in os.environ afterwards. The address and key were once written there: every later child (nbval's
+    notebook kernels in CI) inherited them and knocked on a stopped server's port with a key no server knew, an
+    AuthenticationError in every cell."""
+    from spark_nb._backends import SHARED_LOCAL_SERVER, SHARED_LOCAL_SERVER_KEY
+
+    monkeypatch.setenv("SPARK_NB_BACKEND", "local")
+    monkeypatch.delenv(SHARED_LOCAL_SERVER, raising=False)
+    monkeypatch.delenv(SHARED_LOCAL_SERVER_KEY, raising=False)
+    out = tmp_path / "out"
+    outcomes = run_batch(three_rows, out, concurrency=2, progress=False)
+    assert [o.status for o in outcomes] == ["completed"] * 3, [o.error for o in outcomes]
+    for outcome in outcomes:  # the row's notebook ran in a job kernel on the local backend, without an error
+        executed = json.loads((out / (outcome.notebook or "")).read_text())
+        printed = "".join("".join(o.get("text", "")) for cell in executed["cells"] for o in cell.get("outputs", []))
+        assert "backend: local" in printed and f"task: {outcome.task_id}" in printed
+    assert SHARED_LOCAL_SERVER not in os.environ and SHARED_LOCAL_SERVER_KEY not in os.environ
+
+
 def test_killed_mid_batch_a_rerun_finishes_every_row_creating_each_task_once(
         three_rows: Path, tmp_path: Path, make_server: type, monkeypatch: pytest.MonkeyPatch) -> None:
     """SIGKILL spark-nb batch (and its kernels) while tasks are in flight; the rerun resumes them by id."""

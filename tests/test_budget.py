@@ -4,6 +4,8 @@ budgeted task at a time until its cost is known."""
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import os
 import subprocess
 import sys
@@ -179,7 +181,7 @@ def test_a_free_task_elsewhere_neither_prices_nor_blocks_the_clouds(make_server:
     free = avatar.generate(media["portrait"], media["speech"], progress=False, backend="local")
     serve = make_server(api_key=TEST_KEY)  # reports 0.00, as `spark-nb serve` does by default
     on_serve = avatar.generate(media["portrait"], media["speech"], progress=False, **cloud_config(serve))
-    assert free.cost == on_serve.cost == "0.00"
+    assert free.cost == on_serve.cost == Decimal("0.00")
     cloud = make_server(api_key=TEST_KEY, cost_per_second=0.25, latency=5)
     config = {**cloud_config(cloud), "budget_usd": 1.0}
     outcomes = at_once(8, lambda: avatar.generate(media["portrait"], media["speech"], progress=False, reuse=False,

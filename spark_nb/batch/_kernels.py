@@ -73,7 +73,8 @@ class WarmKernel:
 class WarmKernels:
     """A kernel per thread that asks, started on first use, reused for later rows, replaced when it dies."""
 
-    def __init__(self) -> None:
+    def __init__(self, env: dict[str, str] | None = None) -> None:
+        self._env = env  # each kernel's environment (None: this process's)
         self._lock = threading.Lock()
         self._kernels: set[WarmKernel] = set()
         self._local = threading.local()
@@ -120,7 +121,8 @@ class WarmKernels:
         try:
             with kernel.in_use:
                 # no history database: IPython would write every cell of every row to ~/.ipython's sqlite file
-                run_sync(manager.start_kernel)(cwd=str(folder), extra_arguments=["--HistoryManager.enabled=False"])
+                run_sync(manager.start_kernel)(cwd=str(folder), env=self._env,
+                                               extra_arguments=["--HistoryManager.enabled=False"])
                 process = _process(manager)
                 if process is not None and hasattr(os, "setpriority"):
                     # reports are the batch's background work: the runner's submissions and polls come first

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import _pipeline as pipeline
-from .._backends import share_with_kernels
+from .._backends import kernel_environment
 from .._boundary import boundary
 from .._config import resolve
 from .._journal import Entry, JobState, Journal, journal_at
@@ -29,6 +29,7 @@ from ._manifest import InvalidRow, Row, in_manifest_order, rows_to_run
 from ._outcome import RowOutcome, RowStatus
 from ._report import check_output_folder, write_gallery, write_gallery_notebook, write_results_csv, write_rows_json
 from ._progress import BatchProgress, summary
+from ._kernels import WarmKernels
 from ._run import BatchRun, alone, failed
 
 TEMPLATE = Path(__file__).resolve().parent.parent / "templates" / "avatar_job.ipynb"
@@ -61,7 +62,6 @@ def run_batch(manifest: str | Path, out_dir: str | Path, *, concurrency: int = 4
     journal = journal_at(settings.home)  # a journal that cannot be used stops the batch before anything runs
     rows, invalid = rows_to_run(manifest, skip_invalid=skip_invalid, pays=_pays(journal, out, reuse))
     check_output_folder(out, [row.name for row in rows])
-    share_with_kernels(settings)
     out.mkdir(parents=True, exist_ok=True)
     template = Path(notebook) if notebook else TEMPLATE
     if not template.is_file():
@@ -70,7 +70,7 @@ def run_batch(manifest: str | Path, out_dir: str | Path, *, concurrency: int = 4
     keys = _keys(rows, outcomes)
     first_of: dict[str, Row] = {}  # rows with the same model and input content are one job, paid once
     run = BatchRun(out, journal, keys, template, resubmit_uncertain, timeout, threading.Semaphore(max(1, concurrency)),
-                   reuse=reuse, strict=strict)
+                   reuse=reuse, strict=strict, kernels=WarmKernels(kernel_environment(settings)))
     for row in rows:
         if row.name in keys:
             first = first_of.setdefault(keys[row.name], row)
