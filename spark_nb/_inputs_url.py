@@ -68,6 +68,27 @@ def check_url(url: str, field: MediaField, limits: InputLimits = InputLimits()) 
     _keep(key, None, field.label)
 
 
+def fetch_image(url: str, field: MediaField) -> Path:
+    """The image url gives, whole, in a new scratch file (strict mode searches it for a face; the caller removes
+    it): through the bounded fetcher, within URL_CHECK_S (name lookup included) and under 5 MB, else
+    ValidationError "url_unreachable" saying why. Asked even with check_urls=False: strict cannot judge a face
+    it has not seen."""
+    from ._transfer import TransferError, fetch_to_file
+
+    suffix = Path(urlsplit(url).path).suffix
+    path = scratch_dir() / f".strict-{uuid.uuid4().hex}{suffix if re.fullmatch(r'.[A-Za-z0-9]{1,8}', suffix) else ''}"
+    try:
+        fetch_to_file(url, path, deadline=time.monotonic() + URL_CHECK_S, max_bytes=MAX_IMAGE_BYTES,
+                      what=f"the {field.label}")
+    except TransferError as exc:
+        path.unlink(missing_ok=True)
+        raise _unreachable(url, field, str(exc)) from exc
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return path
+
+
 def _keep(key: _Key, refusal: ValidationError | None, label: str) -> None:
     with _lock:
         if len(_verdicts) >= 4096:

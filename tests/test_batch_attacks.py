@@ -17,6 +17,7 @@ from spark_nb.batch import _job as job
 
 from .peers import Peer, Seen, peers
 from .test_batch import journal_states, use_server, write_manifest
+from .test_pipeline import faceless
 
 pytestmark = pytest.mark.slow
 
@@ -92,3 +93,25 @@ def test_a_no_reuse_batch_rerun_resumes_its_own_tasks_and_ignores_earlier_takes(
     first = avatar.submit(media["portrait"], media["speech"], reuse=False)
     second = avatar.submit(media["portrait"], media["speech"], reuse=False)
     assert first.id != second.id and server.stats()["created"] == 5
+
+
+def test_a_strict_rerun_refuses_a_row_the_journal_answers_as_it_refuses_a_new_one(
+        tmp_path: Path, media: dict[str, Path], make_server: type, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch run without strict, then again with strict=True (--strict): the faceless row fails with the no-face
+    refusal naming its earlier take (before: reused, completed, exit 0), the other row is reused; nothing is paid."""
+    server = make_server(api_key="sk-test-0123456789abcdefSECRET")
+    use_server(monkeypatch, server)
+    landscape = faceless(tmp_path / "landscape.jpg")
+    manifest = write_manifest(tmp_path, [
+        {"name": "face", "model": "avatar", "image": str(media["portrait"]), "audio": str(media["speech"])},
+        {"name": "landscape", "model": "avatar", "image": str(landscape), "audio": str(media["speech"])},
+    ])
+    first = {o.name: o for o in run_batch(manifest, tmp_path / "out", progress=False)}
+    assert {o.status for o in first.values()} == {"completed"}
+
+    again = {o.name: o for o in run_batch(manifest, tmp_path / "out", progress=False, strict=True)}
+    assert again["face"].status == "completed" and again["face"].reused
+    error = again["landscape"].error or ""
+    assert again["landscape"].status == "failed" and "no face found" in error and "strict mode" in error
+    assert f"an earlier take of these inputs exists, task {first['landscape'].task_id}" in error
+    assert server.stats()["created"] == 2

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .. import _pipeline as pipeline
-from .._config import InputLimits
+from .._config import InputLimits, resolve
 from .._files import write_atomically
 from .._inputs import Advice, check
 from .._journal import Entry, JobState, Journal, journal_at
@@ -125,6 +125,14 @@ def row_advice(model: str, inputs: dict[str, str]) -> list[str]:
     except SparkError:  # the inputs changed since (or are gone): nothing to advise on
         return []
     return said
+
+
+def judge_strictly(model: str, inputs: dict[str, str], earlier: Entry) -> None:
+    """Strict mode's verdict on a row the journal answers with earlier (reused, resumed, reported again): the
+    ValidationError a new task's inputs would get, saying that take is returned without strict (pipeline.prepare
+    decides; nothing is sent)."""
+    values = {field: value for field, value in inputs.items() if value}
+    pipeline.prepare(get_model(model), values, limits=resolve().limits, strict=True, earlier=earlier)
 
 
 def _advice_of(value: str, field: MediaField) -> tuple[Advice, ...]:

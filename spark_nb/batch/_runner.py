@@ -270,6 +270,11 @@ def _run_row(row: Row, run: BatchRun, after_first_wave: bool = False) -> RowOutc
     notebook = executed if executed.exists() else None
     key = run.keys[row.name]
     entry = run.journal.latest(key) if run.reuse else job.own_attempt(run.journal, key, row_dir)
+    if run.strict and entry is not None and not needs_new_task(entry):  # strict: the same whatever answers it
+        try:
+            job.judge_strictly(row.spec.id, row.inputs, entry)
+        except SparkError as exc:
+            return _not_submitted(row, run, exc)
     if entry and entry.state == JobState.COMPLETED and (video := folder.earlier_video(entry, row_dir)) is not None:
         return folder.reused(row, run, entry, video)  # its folder made whole, from the earlier task: nothing paid
     if entry and entry.state == JobState.FAILED and not entry.retryable:
