@@ -618,7 +618,7 @@ def test_the_gallery_copies_across_file_systems(tmp_path: Path, media: dict[str,
     from spark_nb.batch import _report
     from spark_nb.batch._outcome import RowOutcome, RowStatus
 
-    def no_link(src: object, dst: object) -> None:
+    def no_link(src: object, dst: object, **options: object) -> None:  # as os.link (follow_symlinks=)
         raise OSError(18, "Invalid cross-device link")
 
     monkeypatch.setattr(_report.os, "link", no_link)

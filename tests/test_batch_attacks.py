@@ -4,6 +4,7 @@ interrupted `--no-reuse` batch resumes its own tasks instead of paying for them 
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -14,6 +15,7 @@ import pytest
 from spark_nb import _inputs_url, avatar
 from spark_nb.batch import ManifestError, run_batch
 from spark_nb.batch import _job as job
+from spark_nb.errors import ValidationError, WriteError
 
 from .peers import Peer, Seen, peers
 from .test_batch import journal_states, use_server, write_manifest
@@ -115,3 +117,43 @@ def test_a_strict_rerun_refuses_a_row_the_journal_answers_as_it_refuses_a_new_on
     assert again["landscape"].status == "failed" and "no face found" in error and "strict mode" in error
     assert f"an earlier take of these inputs exists, task {first['landscape'].task_id}" in error
     assert server.stats()["created"] == 2
+
+
+def test_a_rerun_never_brings_a_linked_file_in_nor_writes_through_a_linked_row_folder(
+        tmp_path: Path, media: dict[str, Path], make_server: type, monkeypatch: pytest.MonkeyPatch) -> None:
+    """(A) the row's video the journal names replaced by a link to a private file, the manifest run into a new
+    folder: the row is reused, its video fetched again, the private file nowhere in the new folder (before: linked
+    into out2/r1/ and the gallery's media/). (B) the old row folder replaced by a link to another folder, the
+    manifest run into the old folder again: refused before anything runs, the other folder untouched (before:
+    the rerun wrote its notebook, task.json, result.json and video there)."""
+    server = make_server(api_key="sk-test-0123456789abcdefSECRET")
+    use_server(monkeypatch, server)
+    manifest = write_manifest(tmp_path, [{"name": "r1", "model": "avatar", "image": str(media["portrait"]),
+                                          "audio": str(media["speech"])}])
+    [first] = run_batch(manifest, tmp_path / "out", progress=False)
+    assert first.status == "completed" and first.video is not None
+    private = tmp_path / "private.txt"
+    private.write_bytes(b"PRIVATE KEY MATERIAL " * 8)
+    moved = tmp_path / "moved.mp4"
+    first.video.rename(moved)
+    os.symlink(private, first.video)
+
+    [again] = run_batch(manifest, tmp_path / "out2", progress=False)
+    assert again.status == "completed" and again.task_id == first.task_id and server.stats()["created"] == 1
+    assert again.video is not None and not again.video.is_symlink() and again.video.read_bytes() == moved.read_bytes()
+    assert all(b"PRIVATE KEY" not in path.read_bytes() for path in (tmp_path / "out2").rglob("*") if path.is_file())
+
+    first.video.unlink()
+    moved.rename(first.video)
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "notes.txt").write_text("do not touch")
+    (tmp_path / "out" / "r1").rename(tmp_path / "r1-old")
+    os.symlink(victim, tmp_path / "out" / "r1")
+    with pytest.raises(ValidationError) as info:
+        run_batch(manifest, tmp_path / "out", progress=False)
+    assert info.value.reason == "unusable_output_dir" and "is a link" in str(info.value)
+    assert sorted(p.name for p in victim.iterdir()) == ["notes.txt"] and server.stats()["created"] == 1
+    with pytest.raises(WriteError):  # a row writer made to write there all the same refuses
+        job.write_task_file(tmp_path / "out" / "r1", first.task_id or "", "avatar", "r1")
+    assert sorted(p.name for p in victim.iterdir()) == ["notes.txt"]

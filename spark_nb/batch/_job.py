@@ -23,12 +23,12 @@ from .._inputs import Advice, check
 from .._journal import Entry, JobState, Journal, journal_at
 from .._money import usd_text
 from .._results import Result
-from .._reuse import completed_answer
+from .._reuse import completed_answer, recorded_video
 from .._tasks import Task, TaskState
 from ..errors import JournalError, SparkError, TaskCancelled, TaskFailed, TaskMayExist
 from ..models import MediaField, get_model
 from ._outcome import RowStatus
-from ._record import completed_here, new_record, result_of, write_record
+from ._record import completed_here, new_record, result_of, row_folder, write_record
 
 JOURNAL_WATCH_S = 0.2
 TASK_FILE = "task.json"
@@ -47,8 +47,7 @@ def submit_or_resume(model: str, inputs: dict[str, str], out_dir: str | Path, *,
     advise receives the advice on the inputs (a long audio trimmed...) instead of a warning.
     """
     spec = get_model(model)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = row_folder(out_dir)
     if task_id:
         return Task.from_id(task_id, model=spec.id, output_dir=out)
 
@@ -76,7 +75,8 @@ def submit_or_resume(model: str, inputs: dict[str, str], out_dir: str | Path, *,
 
 def write_task_file(out: Path, task_id: str, model: str, name: str) -> None:
     """task.json in out: the row's task id, on disk before anything waits for it."""
-    write_atomically(out / TASK_FILE, json.dumps({"task_id": task_id, "model": model, "name": name}), durable=True)
+    write_atomically(row_folder(out) / TASK_FILE, json.dumps({"task_id": task_id, "model": model, "name": name}),
+                     durable=True)
 
 
 def own_attempt(journal: Journal, fingerprint: str, out: Path) -> Entry | None:
@@ -197,8 +197,8 @@ def _await_journal(task: Task, timeout: float) -> Entry | None:
 
 def _from_journal(entry: Entry | None) -> Result | None:
     """The Result a completed entry records (its video downloaded and checked by the batch runner), else None."""
-    path = Path(entry.path) if entry is not None and entry.path else None
-    if entry is None or entry.state != JobState.COMPLETED or not entry.task_id or path is None or not path.is_file():
+    path = recorded_video(entry) if entry is not None else None
+    if entry is None or entry.state != JobState.COMPLETED or not entry.task_id or path is None:
         return None
     raw = completed_answer(entry)
     return Result(task_id=entry.task_id, model=entry.model, status="completed", url=entry.result_url or "",

@@ -17,16 +17,29 @@ from .._journal import Entry
 from .._money import usd_text
 from .._results import Result
 from .._text import inert
+from ..errors import WriteError
 from ._outcome import RowStatus
 
 RESULT_FILE = "result.json"
 RECORD_MAX_BYTES = 1_000_000  # a record is a few hundred bytes; anything much larger is not one of ours
 
 
+def row_folder(out_dir: str | Path) -> Path:
+    """A row's folder, made if missing, to write into: never through a link (WriteError), which would have a rerun
+    write wherever the link points, outside the batch folder (check_output_folder refuses one before a batch runs;
+    this holds for one made since)."""
+    folder = Path(out_dir)
+    if folder.is_symlink():
+        raise WriteError(f"{folder} is a link to {os.path.realpath(folder)}, not a folder of the batch: nothing is "
+                         "written through it", hint="remove the link (a rerun makes the folder again)")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 def write_record(out_dir: str | Path, record: dict[str, Any], *, durable: bool = True) -> Path:
     """result.json in out_dir: the machine-readable outcome of the job (on the disk before this returns, unless
     not durable)."""
-    path = Path(out_dir) / RESULT_FILE
+    path = row_folder(out_dir) / RESULT_FILE
     write_atomically(path, json.dumps(record, indent=2), durable=durable)
     return path
 

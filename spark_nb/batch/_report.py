@@ -35,6 +35,7 @@ from .._urls import is_http_url
 from ..models import MODELS
 from . import _cards as cards
 from ._outcome import RowOutcome, RowStatus
+from ._record import row_folder
 
 if TYPE_CHECKING:
     from IPython.display import HTML
@@ -50,12 +51,15 @@ ROWS_MAX_BYTES = 64 * 1024 * 1024  # rows.json read back by gallery(): a few hun
 THUMBNAIL_PX = 480  # the longest side of a thumbnail
 THUMBNAIL_OVER_BYTES = 512 * 1024  # images larger than this (or than THUMBNAIL_PX * 2) are shown by a thumbnail
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+ROW_VIDEO = "row video"  # the kind _held knows a row's own video by (an input video is "video")
+_OWN_KINDS = (ROW_VIDEO, "notebook")
 
 
 def check_output_folder(out: Path, row_names: Sequence[str]) -> None:
     """Refuse (before anything runs or is paid) an output folder the batch could not write its reports into:
     `out` must be a folder (or absent, under a folder) this user may write; each of its own files absent or a
-    file, its media folder and each row's folder absent or a folder. ValidationError listing every obstacle."""
+    file, its media folder and each row's folder absent or a folder inside it, never a link. ValidationError listing
+    every obstacle."""
     from ..errors import ValidationError
 
     problems = _folder_problems(out)
@@ -64,8 +68,11 @@ def check_output_folder(out: Path, row_names: Sequence[str]) -> None:
             if name not in OWN_FOLDERS and (kind := _kind(out / name)) not in (None, "file"):
                 problems.append(f"{out / name} is a {kind}, where the batch writes its {name}")
         for name in (*OWN_FOLDERS, *row_names):
-            if (kind := _kind(out / name)) not in (None, "folder"):
-                what = "the gallery's media folder" if name in OWN_FOLDERS else f"the folder of row {name!r}"
+            what = "the gallery's media folder" if name in OWN_FOLDERS else f"the folder of row {name!r}"
+            if (out / name).is_symlink():  # its files would be written wherever it points, outside the folder
+                problems.append(f"{out / name} is a link (to {os.path.realpath(out / name)}), where the batch "
+                                f"makes {what} inside the folder")
+            elif (kind := _kind(out / name)) not in (None, "folder"):
                 problems.append(f"{out / name} is a {kind}, where the batch makes {what}")
     if problems:
         raise ValidationError("the batch cannot write into its output folder: " + "; ".join(problems),
@@ -113,7 +120,7 @@ def write_results_csv(out: Path, outcomes: Sequence[RowOutcome]) -> Path:
     writer.writeheader()
     for o in outcomes:
         row = {"name": o.name, "model": o.model, "task_id": o.task_id, "status": o.status,
-               "video": _kept(o.video, out, "video"), "duration": o.duration, "cost": o.cost,
+               "video": _kept(o.video, out, ROW_VIDEO), "duration": o.duration, "cost": o.cost,
                "notebook": _kept(o.notebook, out, "notebook"), "error": o.error, "advice": o.advice}
         writer.writerow({column: csv_cell(value) for column, value in row.items()})
     return write_atomically(out / "results.csv", text.getvalue())
@@ -124,7 +131,7 @@ def write_rows_json(out: Path, outcomes: Sequence[RowOutcome]) -> Path:
     input as the folder holds it: its copy in media/, a thumbnail for a big image, or its URL)."""
     path = out / "rows.json"
     rows = [{"name": o.name, "model": o.model, "status": str(o.status), "task_id": o.task_id,
-             "video": _kept(o.video, out, "video") or None, "duration": o.duration, "cost": o.cost,
+             "video": _kept(o.video, out, ROW_VIDEO) or None, "duration": o.duration, "cost": o.cost,
              "notebook": _kept(o.notebook, out, "notebook") or None, "error": o.error, "reused": o.reused,
              "advice": o.advice, "inputs": _inputs_kept(o, out)} for o in outcomes]
     return write_atomically(path, json.dumps({"rows": rows}, indent=2))
@@ -204,7 +211,7 @@ def _card(out: Path, o: RowOutcome, base: Path | None = None) -> str:
             shown.append(cards.Shown(field, kind, value, value))
         else:  # never an absolute path in the page: the file's name, and its copy inside out
             shown.append(cards.Shown(field, kind, _shown(Path(value), out, kind, base), Path(value).name))
-    video_src = _shown(o.video, out, "video", base) if o.video else None
+    video_src = _shown(o.video, out, ROW_VIDEO, base) if o.video else None
     notebook = _href(o.notebook, base) if o.notebook and _inside(o.notebook.resolve(), out) else None
     return cards.card(o, video_src, shown, notebook)
 
@@ -250,8 +257,12 @@ def _shown(path: Path | None, out: Path, kind: str, base: Path | None = None) ->
 
 def _held(path: Path | None, out: Path, kind: str) -> Path | None:
     """The file inside out that stands for path: path itself when inside out, else its copy, link or (an image)
-    thumbnail in out/media/; None when the file is gone or cannot be brought in."""
+    thumbnail in out/media/; None when the file is gone or cannot be brought in. A row's own file (its video, its
+    notebook: kind "video" or "notebook" that is no input) is never taken through a link: one planted in its place
+    points wherever its maker chose. An input is the file the manifest names, links followed (it was sent)."""
     if path is None:
+        return None
+    if kind in _OWN_KINDS and Path(path).is_symlink():
         return None
     source = Path(path).resolve()
     if not source.is_file():
@@ -274,8 +285,7 @@ def _bring_in(source: Path, out: Path, kind: str) -> Path:
     digest = hashlib.sha256(f"{source}\0{facts.st_size}\0{facts.st_mtime_ns}".encode()).hexdigest()[:12]
     stem = _UNSAFE.sub("_", source.stem).strip("._")[:40] or "input"
     suffix = _UNSAFE.sub("", source.suffix)[:10].lower()
-    folder = out.resolve() / MEDIA_DIR
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = row_folder(out.resolve() / MEDIA_DIR)  # never through a link
     if kind == "image" and (thumbnail := _thumbnail(source, folder / f"{stem}-{digest}-thumb")) is not None:
         return thumbnail
     target = folder / f"{stem}-{digest}{suffix}"

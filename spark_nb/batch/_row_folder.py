@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import stat
 import threading
 import time
 from concurrent.futures import Future
@@ -19,13 +20,13 @@ from pathlib import Path
 
 from .._journal import Entry, JobState
 from .._money import usd_text
-from .._reuse import place_video
+from .._reuse import place_video, recorded_video
 from .._tasks import result_path
 from ..errors import SparkError
 from . import _job as job
 from ._manifest import Row
 from ._outcome import RowOutcome, RowStatus
-from ._record import completed_here, note_advice, record_reused
+from ._record import completed_here, note_advice, record_reused, row_folder
 from ._run import BatchRun, alone
 
 KERNEL_ATTEMPTS = 2  # a row whose kernel dies is tried once more, in a fresh kernel
@@ -101,9 +102,8 @@ def reused(row: Row, run: BatchRun, entry: Entry, video: Path, *, copy: bool = F
 def _complete_reused(row: Row, run: BatchRun, entry: Entry, video: Path, copy: bool) -> RowOutcome:
     """The reused row's folder made whole: video, result.json (where it came from, its advice), job notebook."""
     assert entry.task_id is not None
-    row_dir = run.out / row.name
-    row_dir.mkdir(parents=True, exist_ok=True)
-    placed = place_video(video, result_path(row_dir, entry.task_id))
+    row_dir = row_folder(run.out / row.name)
+    placed = place_video(video, result_path(row_dir, entry.task_id), entry.seconds)
     record = completed_here(row_dir, entry.task_id)
     advice = record.get("advice") if record is not None else None
     if not isinstance(advice, list):
@@ -200,12 +200,12 @@ def row_video(entry: Entry, row_dir: Path) -> Path | None:
     if entry.task_id is None:
         return None
     target = result_path(row_dir, entry.task_id)
-    if target.is_file() and target.stat().st_size > 0:
+    if _own_file(target):
         return target
     source = video_of(entry)
     if source is None or not row_dir.is_dir():
         return source
-    return place_video(source, target)
+    return place_video(source, target, entry.seconds)
 
 
 def earlier_video(entry: Entry, row_dir: Path) -> Path | None:
@@ -213,11 +213,19 @@ def earlier_video(entry: Entry, row_dir: Path) -> Path | None:
     found = video_of(entry)
     if found is None and entry.task_id is not None:
         own = result_path(row_dir, entry.task_id)
-        found = own if own.is_file() and own.stat().st_size > 0 else None
+        found = own if _own_file(own) else None
     return found
 
 
 def video_of(entry: Entry) -> Path | None:
-    """The task's video where the journal saw it last, when it is still a non-empty file."""
-    path = Path(entry.path) if entry.path else None
-    return path if path is not None and path.is_file() and path.stat().st_size > 0 else None
+    """The task's video where the journal saw it last, while it is still that video (see recorded_video)."""
+    return recorded_video(entry)
+
+
+def _own_file(path: Path) -> bool:
+    """path is a regular, non-empty file itself (a link is not: it points wherever its maker chose)."""
+    try:
+        facts = os.lstat(path)
+    except OSError:
+        return False
+    return stat.S_ISREG(facts.st_mode) and facts.st_size > 0

@@ -29,6 +29,7 @@ from ._manifest import InvalidRow, Row, in_manifest_order, rows_to_run
 from ._outcome import RowOutcome, RowStatus
 from ._report import check_output_folder, write_gallery, write_gallery_notebook, write_results_csv, write_rows_json
 from ._progress import BatchProgress, summary
+from ._record import row_folder
 from ._kernels import WarmKernels
 from ._run import BatchRun, alone, failed
 
@@ -289,7 +290,7 @@ def _run_row(row: Row, run: BatchRun, after_first_wave: bool = False) -> RowOutc
         return RowOutcome(row.name, row.spec.id, RowStatus.UNCERTAIN, notebook=notebook, inputs=row.inputs,
                           error="the create call may have made a task (its answer was lost); not resent. "
                                 "Check the service, or run again with --resubmit-uncertain")
-    row_dir.mkdir(parents=True, exist_ok=True)
+    row_folder(row_dir)
     advice: list[str] = []  # what the submission says of the inputs (a long audio trimmed): the row's, not the console's
     # The runner talks to the service (submit, poll, download); the slot counts tasks at the service, so a row
     # uploads its inputs before it waits for one (the create follows at once when a slot frees), and frees it
