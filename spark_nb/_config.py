@@ -9,11 +9,13 @@ import math
 import os
 import sys
 import threading
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Callable, Literal, Union
 from urllib.parse import urlsplit
 
 from . import _secrets
+from ._money import LARGEST, usd
 from .errors import SparkError, UsageError, safe_text
 
 DEFAULT_BASE_URL = "https://cloud.vtrix.ai"
@@ -122,7 +124,7 @@ class Settings:
     s3_endpoint_url: str | None = None
     limits: InputLimits = InputLimits()
     home: Path = Path(".spark_nb_home")  # the journal and the local backend's tasks live here
-    budget_usd: float | None = None
+    budget_usd: Decimal | None = None
     key_source: str | None = None  # where the key came from (e.g. "VTRIX_API_KEY"), never the key
     auto_backend: bool = False  # the backend was chosen by whether a key was found, not set
     models_url: str | None = None  # the spec service for this generation URL (None: none applies)
@@ -263,17 +265,24 @@ def default_home() -> Path:
     return Path(platformdirs.user_data_dir("spark-nb", appauthor=False))
 
 
-def _budget(value: Any) -> float | None:
+def _budget(value: Any) -> Decimal | None:
+    """The budget as a Decimal of US dollars, read as a cost is (_money.usd: a string as spelled, never through
+    float); one that is not an amount, negative, or beyond the amounts spark-nb reads is refused by name (before:
+    1e13 read as a budget of $0.00)."""
     if value is None:
         return None
+    amount = usd(value)
+    if amount is not None:
+        return amount
     try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = float("nan")
-    if not math.isfinite(number) or number < 0:
-        raise SparkError(f"budget_usd must be an amount of US dollars, not {str(value)[:40]!r}",
-                         hint="set SPARK_NB_BUDGET_USD (or configure(budget_usd=...)) to e.g. 5, or leave it unset")
-    return number
+        spelled = Decimal(repr(value) if isinstance(value, float) else str(value).strip())
+    except (ArithmeticError, ValueError):
+        spelled = Decimal("NaN")
+    if spelled.is_finite() and spelled > LARGEST:
+        raise SparkError(f"budget_usd of {str(value)[:40]} is over ${LARGEST:,} (the largest amount spark-nb reads)",
+                         hint="for no spending limit, leave SPARK_NB_BUDGET_USD (or configure(budget_usd=...)) unset")
+    raise SparkError(f"budget_usd must be an amount of US dollars, not {str(value)[:40]!r}",
+                     hint="set SPARK_NB_BUDGET_USD (or configure(budget_usd=...)) to e.g. 5, or leave it unset")
 
 
 def _flag(name: str, value: Any, default: bool) -> bool:

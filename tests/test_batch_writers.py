@@ -177,6 +177,36 @@ def test_a_row_record_from_elsewhere_never_names_a_file_outside_its_folder(tmp_p
     assert "\x1b" not in said and "\u202e" not in said and "advice: the speech audio is 17.0 s" in said
 
 
+def test_gallery_and_a_row_record_read_hostile_numbers_statuses_and_nesting_without_crashing(
+        tmp_path: Path, media: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A rows.json from anyone with a 401-digit duration, a status that is a list or an object, or nested 100,000
+    deep draws a gallery (before: OverflowError, TypeError, RecursionError, none a SparkError); a result.json
+    with a 401-digit duration is a Result without a duration (before: OverflowError)."""
+    from spark_nb.batch._record import completed_here, result_of
+
+    folder = tmp_path / "shared"
+    folder.mkdir()
+    monkeypatch.chdir(folder)
+    base = {"name": "r1", "model": "spark_avatar_picture_omni_v2", "status": "completed", "task_id": "t1",
+            "cost": "0.30"}
+    for hostile in ({"duration": 10 ** 400}, {"status": ["completed"]}, {"status": {"a": 1}}):
+        (folder / "rows.json").write_text(json.dumps({"rows": [{**base, **hostile}]}))
+        page = gallery().data
+        assert "r1" in page and ("completed" in page) == ("duration" in hostile), hostile
+    (folder / "rows.json").write_text('{"rows": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    assert "spark-gallery" in gallery().data
+
+    row = folder / "r1"
+    row.mkdir()
+    (row / "t1.mp4").write_bytes(media["driving"].read_bytes())
+    (row / "result.json").write_text(json.dumps({"task_id": "t1", "status": "completed", "video": "t1.mp4",
+                                                 "duration": 10 ** 400}))
+    record = completed_here(row, "t1")
+    assert record is not None and result_of(row, record).duration is None
+    (row / "result.json").write_text('{"task_id": "t1", "x": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    assert completed_here(row, "t1") is None
+
+
 @pytest.mark.parametrize("name", ["index.html", "RESULTS.CSV", "rows.json", "Media", "gallery.ipynb"])
 def test_a_row_named_like_the_batchs_own_files_is_refused(name: str, tmp_path: Path, media: dict[str, Path]) -> None:
     """A row may not take the name of the batch's own files and folders, in any case: the check says which names

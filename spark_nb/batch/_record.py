@@ -12,10 +12,12 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .._answers import parse_json
 from .._files import write_atomically
 from .._journal import Entry
 from .._money import usd_text
 from .._results import Result
+from .._tasks import as_number
 from .._text import inert
 from ..errors import WriteError
 from ._outcome import RowStatus
@@ -59,8 +61,8 @@ def read_record(out_dir: str | Path) -> dict[str, Any]:
     try:
         if not path.is_file() or path.stat().st_size > RECORD_MAX_BYTES:
             return {}
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        record, _ = parse_json(path.read_bytes())  # bounded: depth, numbers; None when unreadable
+    except OSError:
         return {}
     return record if isinstance(record, dict) else {}
 
@@ -125,7 +127,7 @@ def result_of(out_dir: str | Path, record: dict[str, Any]) -> Result:
     duration = record.get("duration")
     return Result(task_id=str(record["task_id"]), model=str(record.get("model") or ""), status="completed", url="",
                   path=path, size=path.stat().st_size,
-                  duration=float(duration) if isinstance(duration, (int, float)) else None, usage=usage,
+                  duration=as_number(duration), usage=usage,
                   raw={"id": record["task_id"], "status": "completed", "usage": usage})
 
 

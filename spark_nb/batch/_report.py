@@ -29,7 +29,9 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from .._files import link_atomically, remove_stale_parts, replace_atomically, write_atomically
+from .._answers import parse_json
 from .._money import format_usd
+from .._tasks import as_number
 from .._text import csv_cell
 from .._urls import is_http_url
 from ..models import MODELS
@@ -53,6 +55,7 @@ THUMBNAIL_OVER_BYTES = 512 * 1024  # images larger than this (or than THUMBNAIL_
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 ROW_VIDEO = "row video"  # the kind _held knows a row's own video by (an input video is "video")
 _OWN_KINDS = (ROW_VIDEO, "notebook")
+_STATUSES = frozenset(status.value for status in RowStatus)
 
 
 def check_output_folder(out: Path, row_names: Sequence[str]) -> None:
@@ -353,9 +356,10 @@ def read_rows(folder: str | os.PathLike[str]) -> list[RowOutcome]:
     if not path.is_file() or path.stat().st_size > ROWS_MAX_BYTES:
         return []
     try:
-        rows = json.loads(path.read_text(encoding="utf-8")).get("rows", [])
-    except (OSError, ValueError, AttributeError):
+        data, _ = parse_json(path.read_bytes())  # bounded: depth, numbers; None when unreadable
+    except OSError:
         return []
+    rows = data.get("rows", []) if isinstance(data, dict) else []
     return [_outcome_of(row, out) for row in rows if isinstance(row, dict)] if isinstance(rows, list) else []
 
 
@@ -373,11 +377,9 @@ def _outcome_of(row: dict[str, Any], out: Path) -> RowOutcome:
     kept = {str(field): str(value if is_http_url(value) else inside(value)) for field, value in inputs.items()
             if is_http_url(value) or inside(value) is not None}
     status = row.get("status")
-    duration = row.get("duration")
     return RowOutcome(
         name=text("name") or "?", model=text("model") or "?",
-        status=RowStatus(status) if status in set(RowStatus) else RowStatus.UNFINISHED,
-        task_id=text("task_id"), video=inside(row.get("video")),
-        duration=float(duration) if isinstance(duration, (int, float)) and not isinstance(duration, bool) else None,
+        status=RowStatus(status) if isinstance(status, str) and status in _STATUSES else RowStatus.UNFINISHED,
+        task_id=text("task_id"), video=inside(row.get("video")), duration=as_number(row.get("duration")),
         cost=text("cost"), notebook=inside(row.get("notebook")), error=text("error"), inputs=kept,
         reused=row.get("reused") is True, advice=text("advice"))
