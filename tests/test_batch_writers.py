@@ -127,6 +127,32 @@ def test_results_csv_and_rows_json_name_only_files_inside_the_folder(tmp_path: P
     assert (out / csv_row["video"]).read_bytes() == video.read_bytes()
 
 
+def test_the_reports_say_nothing_of_the_disk_nor_a_urls_password(tmp_path: Path) -> None:
+    """An error or advice naming local files by their absolute paths is written with their names only in
+    results.csv, rows.json, index.html and gallery.ipynb (a folder made to be shared said where its maker keeps
+    what); a URL input's user name and password are not in the gallery's label (its src is the URL as given: the
+    picture needs it)."""
+    out = tmp_path / "batch"
+    out.mkdir()
+    secret_dir = "/home/alice/clients/acme-secret-project"
+    outcomes = [
+        RowOutcome("r1", "spark_avatar_picture_omni_v2", RowStatus.FAILED, inputs={
+            "image": "https://alice:hunter2@cdn.example/face.jpg"},
+            error=f"image: no such file '{secret_dir}/face.jpg'; see ~/private/notes.txt",
+            advice=f"the speech audio ({secret_dir}/speech.wav) is 17.0 s"),
+    ]
+    write_results_csv(out, outcomes)
+    write_rows_json(out, outcomes)
+    write_gallery(out, outcomes)
+    write_gallery_notebook(out, outcomes)
+    for name in ("results.csv", "rows.json", "index.html", "gallery.ipynb"):
+        text = (out / name).read_text()
+        assert "acme-secret-project" not in text and "/home/alice" not in text and "private/" not in text, name
+        assert "face.jpg" in text and "speech.wav" in text and "notes.txt" in text, name
+    page = (out / "index.html").read_text()
+    assert 'title="image: https://cdn.example/face.jpg"' in page  # the label people read; the src is the URL
+
+
 def test_gallery_from_someone_elses_rows_json_shows_and_copies_nothing_outside_its_folder(
         tmp_path: Path, media: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     """batch.gallery() draws a folder's rows.json, which may come with a folder from anyone: a path that leaves

@@ -17,6 +17,7 @@ hard-linked into out/media/ when on the same file system, else copied; a big ima
 from __future__ import annotations
 
 import csv
+import dataclasses
 import functools
 import hashlib
 import io
@@ -33,7 +34,7 @@ from .._answers import parse_json
 from .._money import format_usd
 from .._tasks import as_number
 from .._text import csv_cell
-from .._urls import is_http_url
+from .._urls import is_http_url, shown_url
 from ..models import MODELS
 from . import _cards as cards
 from ._outcome import RowOutcome, RowStatus
@@ -56,6 +57,8 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 ROW_VIDEO = "row video"  # the kind _held knows a row's own video by (an input video is "video")
 _OWN_KINDS = (ROW_VIDEO, "notebook")
 _STATUSES = frozenset(status.value for status in RowStatus)
+# the folders of an absolute path (or one from ~) in a message: not inside a URL (after a host, "://") or a word
+_LOCAL_PATH = re.compile(r"(?<![\w.:/~-])~?/(?:[^\s'\"()<>;,/]+/)+(?=[^\s'\"()<>;,/])")
 
 
 def check_output_folder(out: Path, row_names: Sequence[str]) -> None:
@@ -124,7 +127,8 @@ def write_results_csv(out: Path, outcomes: Sequence[RowOutcome]) -> Path:
     for o in outcomes:
         row = {"name": o.name, "model": o.model, "task_id": o.task_id, "status": o.status,
                "video": _kept(o.video, out, ROW_VIDEO), "duration": o.duration, "cost": o.cost,
-               "notebook": _kept(o.notebook, out, "notebook"), "error": o.error, "advice": o.advice}
+               "notebook": _kept(o.notebook, out, "notebook"), "error": _shareable(o.error),
+               "advice": _shareable(o.advice)}
         writer.writerow({column: csv_cell(value) for column, value in row.items()})
     return write_atomically(out / "results.csv", text.getvalue())
 
@@ -135,8 +139,8 @@ def write_rows_json(out: Path, outcomes: Sequence[RowOutcome]) -> Path:
     path = out / "rows.json"
     rows = [{"name": o.name, "model": o.model, "status": str(o.status), "task_id": o.task_id,
              "video": _kept(o.video, out, ROW_VIDEO) or None, "duration": o.duration, "cost": o.cost,
-             "notebook": _kept(o.notebook, out, "notebook") or None, "error": o.error, "reused": o.reused,
-             "advice": o.advice, "inputs": _inputs_kept(o, out)} for o in outcomes]
+             "notebook": _kept(o.notebook, out, "notebook") or None, "error": _shareable(o.error),
+             "reused": o.reused, "advice": _shareable(o.advice), "inputs": _inputs_kept(o, out)} for o in outcomes]
     return write_atomically(path, json.dumps({"rows": rows}, indent=2))
 
 
@@ -211,12 +215,19 @@ def _card(out: Path, o: RowOutcome, base: Path | None = None) -> str:
             continue
         kind = kinds.get(field, "")
         if is_http_url(value):
-            shown.append(cards.Shown(field, kind, value, value))
+            shown.append(cards.Shown(field, kind, value, shown_url(value)))
         else:  # never an absolute path in the page: the file's name, and its copy inside out
             shown.append(cards.Shown(field, kind, _shown(Path(value), out, kind, base), Path(value).name))
     video_src = _shown(o.video, out, ROW_VIDEO, base) if o.video else None
     notebook = _href(o.notebook, base) if o.notebook and _inside(o.notebook.resolve(), out) else None
-    return cards.card(o, video_src, shown, notebook)
+    said = dataclasses.replace(o, error=_shareable(o.error), advice=_shareable(o.advice))
+    return cards.card(said, video_src, shown, notebook)
+
+
+def _shareable(text: str | None) -> str | None:
+    """An error or advice as the folder's reports say it: a local file by its name, without the folders of its
+    path (the folder is made to be moved and shared: its reports say nothing of the disk it was made on)."""
+    return _LOCAL_PATH.sub("", text) if text else text
 
 
 def _kept(path: Path | None, out: Path, kind: str) -> str:
