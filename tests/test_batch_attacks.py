@@ -4,15 +4,19 @@ interrupted `--no-reuse` batch resumes its own tasks instead of paying for them 
 
 from __future__ import annotations
 
+import csv
+import json
 import os
 import socket
 import time
 from collections.abc import Callable, Iterator
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
 from spark_nb import _inputs_url, avatar
+from spark_nb._money import format_usd
 from spark_nb.batch import ManifestError, run_batch
 from spark_nb.batch import _job as job
 from spark_nb.errors import ValidationError, WriteError
@@ -157,3 +161,41 @@ def test_a_rerun_never_brings_a_linked_file_in_nor_writes_through_a_linked_row_f
     with pytest.raises(WriteError):  # a row writer made to write there all the same refuses
         job.write_task_file(tmp_path / "out" / "r1", first.task_id or "", "avatar", "r1")
     assert sorted(p.name for p in victim.iterdir()) == ["notes.txt"]
+
+
+def test_a_batch_says_what_this_run_spent_the_same_way_everywhere_and_marks_reused_rows(
+        tmp_path: Path, media: dict[str, Path], make_server: type, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two rows paid for by a first run, then a manifest of those two, a new row and a row identical to it: the
+    closing line, index.html's and gallery.ipynb's headers and spark_nb.batch.spent() say "spent by this run: $X
+    (2 rows reused from earlier runs, 1 the same as another row)", X the new row's cost only (before: the gallery's
+    "total cost" summed every row's, whenever paid); results.csv and rows.json say which rows are reused, and each
+    reused card carries a mark."""
+    from spark_nb.batch import spent, summary
+
+    server = make_server(api_key="sk-test-0123456789abcdefSECRET", cost_per_second=0.25)
+    use_server(monkeypatch, server)
+    portrait, speech = str(media["portrait"]), str(media["speech"])
+    earlier = [{"name": "one", "model": "avatar", "image": portrait, "audio": speech},
+               {"name": "two", "model": "imitator", "image": portrait, "driving_video": str(media["driving"])}]
+    run_batch(write_manifest(tmp_path, earlier), tmp_path / "first", progress=False)
+    manifest = write_manifest(tmp_path, [*earlier, {"name": "new", "model": "avatar", "image": portrait,
+                                                    "audio": str(media["speech_mp3"])},
+                                         {"name": "twin", "model": "avatar", "image": portrait,
+                                          "audio": str(media["speech_mp3"])}])
+    out = tmp_path / "out"
+    outcomes = {o.name: o for o in run_batch(manifest, out, progress=False)}
+    assert server.stats()["created"] == 3 and {o.status for o in outcomes.values()} == {"completed"}
+    new_cost = outcomes["new"].cost
+    assert new_cost and Decimal(new_cost) > 0 and all(Decimal(outcomes[n].cost or 0) > 0 for n in ("one", "two"))
+    said = f"spent by this run: {format_usd(Decimal(new_cost))} (2 rows reused from earlier runs, 1 the same as " \
+           "another row)"
+    assert spent(list(outcomes.values())) == said and summary(list(outcomes.values())).endswith(f"; {said}")
+    assert said in (out / "index.html").read_text()
+    assert said.replace("$", "&#36;") in (out / "gallery.ipynb").read_text()  # a $ in markdown would start TeX
+    with (out / "results.csv").open(newline="") as fh:
+        table = {row["name"]: row for row in csv.DictReader(fh)}
+    assert {name: row["reused"] for name, row in table.items()} == {"one": "yes", "two": "yes", "new": "", "twin": "yes"}
+    rows = {row["name"]: row for row in json.loads((out / "rows.json").read_text())["rows"]}
+    assert {name: row["reused"] for name, row in rows.items()} == {"one": True, "two": True, "new": False, "twin": True}
+    page = (out / "index.html").read_text()
+    assert page.count('<span class="reused"') == 3

@@ -43,7 +43,8 @@ from ._record import row_folder
 if TYPE_CHECKING:
     from IPython.display import HTML
 
-CSV_COLUMNS = ["name", "model", "task_id", "status", "video", "duration", "cost", "notebook", "error", "advice"]
+CSV_COLUMNS = ["name", "model", "task_id", "status", "video", "duration", "cost", "reused", "notebook", "error",
+               "advice"]
 MEDIA_DIR = "media"  # out/media/: the gallery's copies (or links, or thumbnails) of files from outside out
 # the batch folder's own files and folders (gallery.ipynb: the notebook that shows the gallery): no row may be
 # named so, in any case (a row's folder would take the file's place, or share media/ with the gallery's copies)
@@ -127,8 +128,8 @@ def write_results_csv(out: Path, outcomes: Sequence[RowOutcome]) -> Path:
     for o in outcomes:
         row = {"name": o.name, "model": o.model, "task_id": o.task_id, "status": o.status,
                "video": _kept(o.video, out, ROW_VIDEO), "duration": o.duration, "cost": o.cost,
-               "notebook": _kept(o.notebook, out, "notebook"), "error": _shareable(o.error),
-               "advice": _shareable(o.advice)}
+               "reused": "yes" if o.reused else "", "notebook": _kept(o.notebook, out, "notebook"),
+               "error": _shareable(o.error), "advice": _shareable(o.advice)}
         writer.writerow({column: csv_cell(value) for column, value in row.items()})
     return write_atomically(out / "results.csv", text.getvalue())
 
@@ -140,7 +141,8 @@ def write_rows_json(out: Path, outcomes: Sequence[RowOutcome]) -> Path:
     rows = [{"name": o.name, "model": o.model, "status": str(o.status), "task_id": o.task_id,
              "video": _kept(o.video, out, ROW_VIDEO) or None, "duration": o.duration, "cost": o.cost,
              "notebook": _kept(o.notebook, out, "notebook") or None, "error": _shareable(o.error),
-             "reused": o.reused, "advice": _shareable(o.advice), "inputs": _inputs_kept(o, out)} for o in outcomes]
+             "reused": o.reused, "same_as": o.same_as, "advice": _shareable(o.advice), "inputs": _inputs_kept(o, out)}
+            for o in outcomes]
     return write_atomically(path, json.dumps({"rows": rows}, indent=2))
 
 
@@ -393,4 +395,4 @@ def _outcome_of(row: dict[str, Any], out: Path) -> RowOutcome:
         status=RowStatus(status) if isinstance(status, str) and status in _STATUSES else RowStatus.UNFINISHED,
         task_id=text("task_id"), video=inside(row.get("video")), duration=as_number(row.get("duration")),
         cost=text("cost"), notebook=inside(row.get("notebook")), error=text("error"), inputs=kept,
-        reused=row.get("reused") is True, advice=text("advice"))
+        reused=row.get("reused") is True, advice=text("advice"), same_as=text("same_as"))

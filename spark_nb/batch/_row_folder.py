@@ -83,23 +83,24 @@ def reported(row: Row, run: BatchRun, task_id: str, origin: str, advice: list[st
     return outcome
 
 
-def reused(row: Row, run: BatchRun, entry: Entry, video: Path, *, copy: bool = False
+def reused(row: Row, run: BatchRun, entry: Entry, video: Path, *, same_as: str | None = None
            ) -> RowOutcome | Future[RowOutcome]:
     """A row answered by an earlier completed task, whose video is at video: its outcome at once when its folder
     already holds all of it (a rerun into the same folder), else the future of its folder being completed.
 
-    copy: the row is identical to an earlier row of this manifest (its cost is that row's, not counted again).
+    same_as: the row of this manifest it is identical to (its cost is that row's, not counted again).
     """
     assert entry.task_id is not None
     row_dir, executed = run.out / row.name, notebook_of(run, row)
     record = completed_here(row_dir, entry.task_id)
     if record is not None and isinstance(record.get("advice"), list) and _newer(executed, row_dir / "result.json"):
-        return _as_copy(from_entry(row, run, entry, reused=True, advice=record["advice"]), copy)
+        return _as_copy(from_entry(row, run, entry, reused=True, advice=record["advice"]), same_as)
     assert run.reports is not None
-    return run.reports.submit(alone, row, _complete_reused, row, run, entry, video, copy, task_id=entry.task_id)
+    return run.reports.submit(alone, row, _complete_reused, row, run, entry, video, same_as,
+                              task_id=entry.task_id)
 
 
-def _complete_reused(row: Row, run: BatchRun, entry: Entry, video: Path, copy: bool) -> RowOutcome:
+def _complete_reused(row: Row, run: BatchRun, entry: Entry, video: Path, same_as: str | None) -> RowOutcome:
     """The reused row's folder made whole: video, result.json (where it came from, its advice), job notebook."""
     assert entry.task_id is not None
     row_dir = row_folder(run.out / row.name)
@@ -120,7 +121,7 @@ def _complete_reused(row: Row, run: BatchRun, entry: Entry, video: Path, copy: b
     error = None if ran else execute(run, executed, parameters(run, row, entry.task_id), row_dir)
     outcome = from_entry(row, run, entry, reused=True, advice=advice)
     outcome.error = outcome.error or error
-    return _as_copy(outcome, copy)
+    return _as_copy(outcome, same_as)
 
 
 def copy_of(row: Row, run: BatchRun, first: RowOutcome) -> RowOutcome | Future[RowOutcome]:
@@ -129,14 +130,15 @@ def copy_of(row: Row, run: BatchRun, first: RowOutcome) -> RowOutcome | Future[R
     entry = run.journal.by_task(first.task_id) if first.status == RowStatus.COMPLETED and first.task_id else None
     video = first.video or (video_of(entry) if entry is not None else None)
     if entry is not None and video is not None and video.is_file():
-        return reused(row, run, entry, video, copy=True)
+        return reused(row, run, entry, video, same_as=first.name)
     return dataclasses.replace(first, name=row.name, reused=True, cost="0.00" if first.cost else None,
-                               notebook=None, inputs=row.inputs)
+                               notebook=None, inputs=row.inputs, same_as=first.name)
 
 
-def _as_copy(outcome: RowOutcome, copy: bool) -> RowOutcome:
-    if copy:
+def _as_copy(outcome: RowOutcome, same_as: str | None) -> RowOutcome:
+    if same_as:
         outcome.cost = "0.00" if outcome.cost else None
+        outcome.same_as = same_as
     return outcome
 
 

@@ -203,7 +203,7 @@ def _write_reports(out: Path, rows: list[Row], keys: dict[str, str], first_of: d
         first = first_of.get(keys.get(row.name, ""))
         if outcome is None and first is not None and (same := outcomes.get(first.name)) is not None:
             outcome = dataclasses.replace(same, name=row.name, reused=True, cost="0.00" if same.cost else None,
-                                          notebook=None)
+                                          notebook=None, same_as=first.name)
         ordered.append(outcome or RowOutcome(row.name, row.spec.id, RowStatus.UNFINISHED, inputs=row.inputs,
                                              error="interrupted before it ran; run the batch again"))
     ordered = in_manifest_order(ordered, rows, invalid)
