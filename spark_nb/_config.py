@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import html
 import logging
@@ -266,21 +267,14 @@ def default_home() -> Path:
 
 
 def _budget(value: Any) -> Decimal | None:
-    """The budget as a Decimal of US dollars, read as a cost is (_money.usd: a string as spelled, never through
-    float); one that is not an amount, negative, or beyond the amounts spark-nb reads is refused by name (before:
-    1e13 read as a budget of $0.00)."""
-    if value is None:
-        return None
-    amount = usd(value)
-    if amount is not None:
+    """The budget, a Decimal read as a cost is (_money.usd); not an amount, or one over LARGEST, refused by name."""
+    amount = None if value is None else usd(value)
+    if value is None or amount is not None:
         return amount
-    try:
-        spelled = Decimal(repr(value) if isinstance(value, float) else str(value).strip())
-    except (ArithmeticError, ValueError):
-        spelled = Decimal("NaN")
-    if spelled.is_finite() and spelled > LARGEST:
-        raise SparkError(f"budget_usd of {str(value)[:40]} is over ${LARGEST:,} (the largest amount spark-nb reads)",
-                         hint="for no spending limit, leave SPARK_NB_BUDGET_USD (or configure(budget_usd=...)) unset")
+    with contextlib.suppress(ArithmeticError, ValueError):  # 1e13 is no budget of $0.00, nor of no limit
+        if Decimal(repr(value) if isinstance(value, float) else str(value).strip()) > LARGEST:
+            raise SparkError(f"budget_usd of {str(value)[:40]} is over ${LARGEST:,} (the largest amount spark-nb "
+                             "reads)", hint="for no spending limit, leave SPARK_NB_BUDGET_USD (or budget_usd=) unset")
     raise SparkError(f"budget_usd must be an amount of US dollars, not {str(value)[:40]!r}",
                      hint="set SPARK_NB_BUDGET_USD (or configure(budget_usd=...)) to e.g. 5, or leave it unset")
 

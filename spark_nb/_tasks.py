@@ -306,8 +306,7 @@ def _whole_id(task_id: str, settings: Settings) -> tuple[str, str | None]:
 
 
 def _here(entry: Entry, settings: Settings) -> bool:
-    """Whether the attempt's task lives at the service these settings talk to (its backend, a cloud's base URL):
-    a prefix names only such a task (on the cloud backend, a local task's id is not what `a8` means)."""
+    """Whether the attempt's task is at the service these settings talk to (its backend, a cloud's base URL)."""
     return entry.backend == settings.backend and (settings.backend != "cloud" or entry.base_url == settings.base_url)
 
 

@@ -157,45 +157,53 @@ def check_manifest(path: str | Path, *, pays: Callable[[Row], bool] | None = Non
         cells = {k.strip(): (v or "").strip() for k, v in record.items() if k is not None}
         if not any(cells.values()):
             continue  # blank line
-        row_problems: list[str] = []
-        name = cells.get("name", "")
-        if not _SAFE_NAME.match(name):
-            row_problems.append(f"name {name!r} must be letters, digits, '.', '_' or '-' (it becomes a folder name)")
-        elif name.lower() in OWN_NAMES:
-            row_problems.append(f"name {name!r} is taken by the batch's own files and folders "
-                                f"({', '.join(OWN_NAMES)}, in any case); give the row another name")
-        elif name.lower() in seen:
-            row_problems.append(f"name {name!r} is already used by row {seen[name.lower()]}")
+        checked = _check_row(path, number, cells, seen)
+        if isinstance(checked, Row):
+            rows.append(checked)
         else:
-            seen[name.lower()] = number
-        try:
-            spec = get_model(cells.get("model", ""))
-        except ValidationError as exc:
-            invalid.append(InvalidRow(number, name, cells.get("model", ""), (*row_problems, str(exc))))
-            continue
-        inputs = {}
-        for field in spec.fields:
-            value = cells.get(field.name, "")
-            resolved = value if url_scheme(value) or not value else str(path.parent / value)
-            try:
-                item = check(resolved or None, field, advise=False)  # advice is given as each row is submitted
-            except ValidationError as exc:
-                row_problems.append(f"{field.name}: {str(exc).splitlines()[0]}")
-                continue
-            inputs[field.name] = item.url or str(Path(item.path).resolve())  # type: ignore[arg-type]
-        takes = {f.name for f in spec.fields}
-        unused = [f for f in input_fields() if cells.get(f) and f not in takes]
-        row_problems += [f"{f} is set but {spec.id} does not take it" for f in unused]
-        if row_problems:
-            invalid.append(InvalidRow(number, name, spec.id, tuple(row_problems)))
-        else:
-            rows.append(Row(number=number, name=name, spec=spec, inputs=inputs))
+            invalid.append(checked)
     if not rows and not invalid:
         raise ManifestError(path, ["the manifest has no rows"])
     unreachable = _ask_urls([row for row in rows if pays is None or pays(row)])
     invalid += [InvalidRow(row.number, row.name, row.spec.id, tuple(unreachable[row.number]))
                 for row in rows if row.number in unreachable]
     return [row for row in rows if row.number not in unreachable], sorted(invalid, key=lambda row: row.number)
+
+
+def _check_row(path: Path, number: int, cells: dict[str, str], seen: dict[str, int]) -> Row | InvalidRow:
+    """One manifest row, checked (its name against seen, the names of the rows before it): a Row, or an InvalidRow
+    with its problems. Its URLs are not asked for here (see check_manifest)."""
+    row_problems: list[str] = []
+    name = cells.get("name", "")
+    if not _SAFE_NAME.match(name):
+        row_problems.append(f"name {name!r} must be letters, digits, '.', '_' or '-' (it becomes a folder name)")
+    elif name.lower() in OWN_NAMES:
+        row_problems.append(f"name {name!r} is taken by the batch's own files and folders "
+                            f"({', '.join(OWN_NAMES)}, in any case); give the row another name")
+    elif name.lower() in seen:
+        row_problems.append(f"name {name!r} is already used by row {seen[name.lower()]}")
+    else:
+        seen[name.lower()] = number
+    try:
+        spec = get_model(cells.get("model", ""))
+    except ValidationError as exc:
+        return InvalidRow(number, name, cells.get("model", ""), (*row_problems, str(exc)))
+    inputs = {}
+    for field in spec.fields:
+        value = cells.get(field.name, "")
+        resolved = value if url_scheme(value) or not value else str(path.parent / value)
+        try:
+            item = check(resolved or None, field, advise=False)  # advice is given as each row is submitted
+        except ValidationError as exc:
+            row_problems.append(f"{field.name}: {str(exc).splitlines()[0]}")
+            continue
+        inputs[field.name] = item.url or str(Path(item.path).resolve())  # type: ignore[arg-type]
+    takes = {f.name for f in spec.fields}
+    row_problems += [f"{f} is set but {spec.id} does not take it" for f in input_fields() if cells.get(f)
+                     and f not in takes]
+    if row_problems:
+        return InvalidRow(number, name, spec.id, tuple(row_problems))
+    return Row(number=number, name=name, spec=spec, inputs=inputs)
 
 
 def _ask_urls(rows: list[Row]) -> dict[int, list[str]]:
