@@ -95,14 +95,15 @@ def refusal(advice: Advice, earlier: str | None = None) -> ValidationError:
     the take of these inputs the journal has (e.g. "task 3f2a… from 2026-12-07 10:31, completed"), which the
     same call returns without strict (nothing is paid either way)."""
     fix = {"no_face": "use a photo of one person with a large, frontal face",
-           "audio_too_long": "trim it (trim_audio=True, the default, cuts it in a pause near 15 s)"}.get(advice.reason)
+           "audio_too_long": "trim it (pass trim_audio=True, the default: it cuts in a pause near 15 s)",
+           }.get(advice.reason)
     if earlier is None:
         return ValidationError(f"{advice.message} (refused: strict mode)", reason=advice.reason, field=advice.field,
                                hint=f"{fix or 'change the input'}, or pass strict=False to send it anyway")
     return ValidationError(
         f"{advice.message} (refused: strict mode; an earlier take of these inputs exists, {earlier}, and is "
         "returned without strict)", reason=advice.reason, field=advice.field,
-        hint=f"{fix or 'change the input'}, or pass strict=False (no --strict) for the earlier take: nothing is paid")
+        hint=f"{fix or 'change the input'}, or pass strict=False for the earlier take: nothing is paid")
 
 
 def with_url_face(media: Media, *, unseen_refused: bool) -> Media:
@@ -229,7 +230,8 @@ def validate(media: Media, limits: InputLimits = InputLimits(), *, advise: bool 
     """Check a local file against its field's rules, or, with urls, a URL by asking for its first bytes
     (check_url); returns media with its facts and advice (none looked for unless advise: a manifest's check wants
     only the refusals, and a face search costs more than the rest of an image's check; faces=False: all advice but
-    the face search's, which a batch gives later).
+    the face search's, which a batch gives later). Its messages name the file as its user knows it (media.shown:
+    an upload's own name, not the scratch file it was written to).
 
     A URL is asked for only where a task is about to be paid for (_pipeline.prepare, after the journal said a new
     task is needed), or where a person waits for the verdict (a form's picker, a manifest's rows that will pay):
@@ -242,18 +244,23 @@ def validate(media: Media, limits: InputLimits = InputLimits(), *, advise: bool 
     path, field = media.path, media.field
     assert path is not None
     if field.kind == "image":  # a batch checks each image with its manifest, again when its row is submitted
-        remembered = per_file_version(path, ("image", field.name), lambda: check_image(path, field))
+        shown = media.shown
+        remembered = per_file_version(path, ("image", field.name), lambda: check_image(path, field, name=shown))
         facts = dataclasses.replace(remembered, path=path)  # type: ignore[type-var]
     else:
-        facts = check_stream(path, field, limits)
+        facts = check_stream(path, field, limits, name=media.shown)
     advice = tuple(_advice(path, field, facts, faces, media.shown)) if advise else ()
     return dataclasses.replace(media, facts=facts, advice=advice)
 
 
 def check(value: Any, field: MediaField, limits: InputLimits = InputLimits(), *, advise: bool = True,
-          faces: bool = True, urls: bool = False) -> Media:
-    """normalise() then validate(): the checked Media for value, or ValidationError."""
-    return validate(normalise(value, field), limits, advise=advise, faces=faces, urls=urls)
+          faces: bool = True, name: str | None = None, urls: bool = False) -> Media:
+    """normalise() then validate(): the checked Media for value, or ValidationError. name: the input's name as its
+    user knows it, when value does not carry it (a form's upload, kept in a scratch file): its messages use it;
+    urls: see validate."""
+    media = normalise(value, field)
+    return validate(dataclasses.replace(media, name=name) if name else media, limits, advise=advise, faces=faces,
+                    urls=urls)
 
 
 def ensure_output_dir(folder: Path) -> None:

@@ -29,7 +29,8 @@ CLAIM_ATTEMPTS = 5  # an identical call in another kernel may claim and give up 
 
 def prepare(spec: ModelSpec, values: Mapping[str, Any], *, trim_audio: bool = True,
             limits: InputLimits = InputLimits(), faces: bool = True, strict: bool = False,
-            advise: Callable[[str], None] | None = None, earlier: Entry | None = None) -> dict[str, Media]:
+            advise: Callable[[str], None] | None = None, names: Mapping[str, str] | None = None,
+            earlier: Entry | None = None) -> dict[str, Media]:
     """Normalise and check every input of spec (raising ValidationError) before anything is sent; URL inputs
     are checked too (reachable, of the right kind: see _inputs_url.check_url) unless limits.urls_checked is off.
     This is the one place a URL is asked for on the way to a create: submit() calls it only once the journal said
@@ -38,14 +39,15 @@ def prepare(spec: ModelSpec, values: Mapping[str, Any], *, trim_audio: bool = Tr
     Advice goes to advise(message) (a batch row's advice column), by default a warning, or with strict it is a
     ValidationError of the advice's reason (e.g. "no_face"); long audio is trimmed unless trim_audio is False (then
     strict refuses it); faces=False skips the face search (strict searches all the same, an image URL's too: it
-    cannot refuse what it did not look for). This is the one place strict mode decides, on every path: earlier,
-    the journal's attempt that answers the call (to be reused, or waited for), has the inputs judged all the same
-    and refused in the same words, saying that take is returned without strict; nothing is trimmed or said then,
-    and no URL is asked for but for strict's face search (one it cannot fetch passes: nothing is paid).
+    cannot refuse what it did not look for). names: field -> the input's name as its user knows it, for messages
+    (see submit). This is the one place strict mode decides, on every path: earlier, the journal's attempt that
+    answers the call (to be reused, or waited for), has the inputs judged all the same and refused in the same
+    words, saying that take is returned without strict; nothing is trimmed or said then, and no URL is asked for
+    but for strict's face search (one it cannot fetch passes: nothing is paid).
     """
     say = advise or warn
-    media = {field.name: check(values.get(field.name), field, limits, faces=faces or strict, urls=earlier is None)
-             for field in spec.fields}
+    media = {field.name: check(values.get(field.name), field, limits, faces=faces or strict,
+                               name=(names or {}).get(field.name), urls=earlier is None) for field in spec.fields}
     if strict:
         media = {name: with_url_face(item, unseen_refused=earlier is None) for name, item in media.items()}
     for name, item in media.items():
@@ -115,10 +117,11 @@ def submit(spec: ModelSpec, values: Mapping[str, Any], *, trim_audio: bool = Tru
     row instead, off the path to the create); advise receives the advice on the inputs instead of a warning.
     strict=True refuses, before any upload, inputs that would only be advised on (ValidationError "no_face";
     "audio_too_long" with trim_audio=False); a call answered from the journal uploads and pays nothing, so it is
-    answered as usual. names: field -> the name the journal (history) shows for that input, when the value itself
-    does not carry it (a form's upload, written to a scratch file). URL inputs are checked (reachable, of the right
-    kind) before anything is created: check_urls=False skips it. deadline (time.monotonic()): every wait of the
-    submission ends by it: the journal's, an identical call's, the uploads and the create (see _deadline).
+    answered as usual. names: field -> the name the journal (history) and the messages give that input, when the
+    value itself does not carry it (a form's upload, written to a scratch file). URL inputs are checked
+    (reachable, of the right kind) before anything is created: check_urls=False skips it. deadline
+    (time.monotonic()): every wait of the submission ends by it: the journal's, an identical call's, the uploads
+    and the create (see _deadline).
     """
     with until(deadline):
         return _submit(spec, values, trim_audio=trim_audio, reuse=reuse, strict=strict, when_uploaded=when_uploaded,
@@ -140,7 +143,7 @@ def _submit(spec: ModelSpec, values: Mapping[str, Any], *, trim_audio: bool, reu
         if (task := follow(earlier, journal, spec, settings)) is not None:
             return task
     media = prepare(spec, values, trim_audio=trim_audio, limits=settings.limits, faces=face_advice, strict=strict,
-                    advise=advise)
+                    advise=advise, names=names)
     ensure_output_dir(settings.output_dir)  # found unusable now, not after the task is paid for
     seconds = max((m.facts.duration or 0 for m in media.values() if m.facts and m.field.kind != "image"), default=None)
     settled = False
