@@ -141,6 +141,12 @@ def test_each_rule_lives_in_one_module() -> None:
     assert sources_mentioning(r"(?<![\w.])(5|100) \* 1024") == {"spark_nb._limits"}
     assert sources_mentioning(r"def (image_too_heavy|image_too_large|media_too_large|media_too_long)\b") == \
         {"spark_nb._limits"}
+    # what an earlier attempt means for a call: decided by _reuse_rule.decide alone, which the pipeline and the
+    # batch act on; none of them judges an entry's retryable flag or creator, or a lost create, for itself
+    assert sources_mentioning(r"def decide\b") == {"spark_nb._reuse_rule"}
+    acting = {"spark_nb._pipeline", "spark_nb._reuse", "spark_nb.batch._runner", "spark_nb.batch._job"}
+    assert sources_mentioning(r"\bdecide\(") >= acting
+    assert acting & sources_mentioning(r"entry\.(retryable|creator_alive)|JobState\.UNCERTAIN|needs_new_task") == set()
 
 
 def message_strings(path: Path) -> list[str]:
@@ -168,3 +174,4 @@ def test_every_switch_a_message_names_has_each_surfaces_words() -> None:
              for bad in [sum((unworded(text) for text in message_strings(path)), [])] if bad}
     assert found == {}
     assert sources_mentioning(r"pass reuse=False") and unworded("or reuse=False, said otherwise") == ["reuse=False"]
+
