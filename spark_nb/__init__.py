@@ -15,10 +15,10 @@ from . import avatar, imitator
 from ._boundary import boundary as _boundary
 from ._config import KEY_SOURCES as _KEY_SOURCES
 from ._config import Settings
-from ._config import apply_env_log_level as _apply_env_log_level
 from ._config import configure as _configure
 from ._config import resolve as _resolve
 from ._history import History, HistoryEntry, history, spend
+from ._logs import apply_env_log_level as _apply_env_log_level
 from ._results import Result
 from ._tasks import Task, TaskState
 from ._uploads import HTTPUploader, S3Uploader

@@ -21,6 +21,7 @@ from ._config import Settings, hide_key, resolve
 from ._ffmpeg import DecodeReport, ProbeError, try_decode
 from ._journal import FILENAME, Entry, journal_at
 from ._money import usd, usd_text
+from ._notices import begin
 from ._polling import PollSchedule
 from ._progress import TaskProgress
 from ._results import Result
@@ -136,7 +137,7 @@ class Task:
         e.g. the short id a progress bar shows; several tasks starting so raise a SparkError listing them. An id
         the journal does not know is used as it is (a task made elsewhere).
         """
-        settings = resolve(**hide_key(config))
+        settings = begin(resolve(**hide_key(config)))
         whole, known_model = _whole_id(str(task_id).strip(), settings)
         return cls(id=whole, model=model or known_model or "", settings=settings)
 

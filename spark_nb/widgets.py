@@ -28,6 +28,7 @@ from ._boundary import boundary
 from ._config import Secret, hide_key, resolve
 from ._inputs import FIX_LABELS
 from ._money import format_usd
+from ._notices import begin
 from ._results import Result
 from ._tasks import Task, TaskState
 from ._widgets_picker import _HIDDEN, _SHOWN, MediaPicker, _action, _classes, _error_markup, _set_visible, _show
@@ -241,7 +242,7 @@ class ModelForm:
         config = dict(self._config)
         if self._key is not None:
             config["api_key"] = self._key
-        settings = resolve(**config)
+        settings = begin(resolve(**config))  # where a form's call starts: its notices, a key it cannot use refused
         self.backend = settings.backend  # configure() may have changed it since the form was made
         self.backend_info.value = self._backend_markup(settings.backend, settings.base_url)
         if settings.backend == "cloud" and settings.api_key is None:

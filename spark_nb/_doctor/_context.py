@@ -8,7 +8,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from .._config import Settings, hide_key, resolve
+from .._config import Settings, hide_key, resolve, unusable_key
 from ..errors import SparkError
 from ._report import Verdict
 
@@ -24,9 +24,10 @@ PROBE_TASK = "spark-nb-doctor-probe-0000"  # a task id no service has: reading i
 class Context:
     """One doctor run's shared state; checks run in threads at once and read it."""
 
-    settings: Settings | None
-    problem: SparkError | None  # why the settings could not be read (a malformed key, an unknown backend...)
+    settings: Settings | None  # None when they cannot be used to reach the service (see problem)
+    problem: SparkError | None  # why the settings could not be read or used (a malformed key, an unknown backend...)
     deadline: float
+    read: Settings | None = None  # the settings as read, a malformed key's too: the checks that need no key use them
     _verdicts: dict[str, Verdict] = dataclasses.field(default_factory=dict)
     _done: dict[str, threading.Event] = dataclasses.field(default_factory=dict)
     _lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
@@ -36,9 +37,11 @@ class Context:
         """The context for these options (as for configure()), the deadline starting now."""
         deadline = time.monotonic() + DEADLINE_S
         try:
-            return cls(resolve(**hide_key(config)), None, deadline)
+            settings = resolve(**hide_key(config))
         except SparkError as exc:
             return cls(None, exc, deadline)
+        problem = unusable_key(settings)  # a malformed key: the service is not checked, this machine still is
+        return cls(None if problem else settings, problem, deadline, read=settings)
 
     @property
     def local(self) -> bool:

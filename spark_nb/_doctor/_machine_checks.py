@@ -35,9 +35,9 @@ def ffmpeg(ctx: Context) -> Verdict:
 
 def journal(ctx: Context) -> Verdict:
     """The task journal is a file that can be written, is not damaged, and which rows of it are."""
-    if ctx.settings is None:
+    if ctx.read is None:
         return warn("not checked: the settings could not be read (see the key)", "fix the key first")
-    home = ctx.settings.home
+    home = ctx.read.home
     path = Path(home).expanduser() / FILENAME
     try:
         mode: int | None = os.stat(path).st_mode
@@ -83,17 +83,17 @@ def budget(ctx: Context) -> Verdict:
     """The budget (SPARK_NB_BUDGET_USD) and the spend the journal knows."""
     from .._budget import spent
 
-    if ctx.settings is None:
+    if ctx.read is None:
         return warn("not checked: the settings could not be read (see the key)", "fix the key first")
     try:
-        entries = journal_at(ctx.settings.home).entries()
+        entries = journal_at(ctx.read.home).entries()
     except SparkError as exc:
         return warn(f"not known: {exc.headline}", "see the journal check")
     spend, running = float(spent(entries)), sum(1 for e in entries if e.state in OPEN)
     still = f"; {running} task(s) not finished" if running else ""
-    if ctx.settings.budget_usd is None:
+    if ctx.read.budget_usd is None:
         return ok(f"no budget set (SPARK_NB_BUDGET_USD); known spend on this machine ${spend:.2f}{still}")
-    limit = float(ctx.settings.budget_usd)
+    limit = float(ctx.read.budget_usd)
     if spend >= limit:
         return warn(f"budget ${limit:.2f}: the known spend ${spend:.2f} has reached it, so the next task is refused"
                     f"{still}", "raise SPARK_NB_BUDGET_USD (or configure(budget_usd=...)) if you mean to spend more")

@@ -18,8 +18,9 @@ from typing import Any
 from .. import _pipeline as pipeline
 from .._backends import kernel_environment
 from .._boundary import boundary
-from .._config import resolve
+from .._config import Settings, resolve
 from .._journal import Entry, JobState, journal_at
+from .._notices import begin
 from .._tasks import Task
 from ..errors import BudgetExceeded, CostUnknown, JournalError, SparkError, TaskCancelled, TaskMayExist, UsageError
 from . import _job as job
@@ -59,14 +60,14 @@ def run_batch(manifest: str | Path, out_dir: str | Path, *, concurrency: int = 4
     rows, invalid = rows_to_run(manifest, skip_invalid=skip_invalid)
     out = Path(out_dir).resolve()
     check_output_folder(out, [row.name for row in rows])
-    settings = resolve()
+    settings = begin(resolve())  # once for the batch: its notices, a key it cannot use refused
     out.mkdir(parents=True, exist_ok=True)
     template = Path(notebook) if notebook else TEMPLATE
     if not template.is_file():
         raise UsageError(f"job notebook {template} not found", hint="pass notebook= (or --notebook) naming a .ipynb")
     journal = journal_at(settings.home)  # a journal that cannot be used stops the batch before anything runs
     outcomes: dict[str, RowOutcome] = {}
-    keys = _keys(rows, outcomes)
+    keys = _keys(rows, outcomes, settings)
     first_of: dict[str, Row] = {}  # rows with the same model and input content are one job, paid once
     run = BatchRun(out, journal, keys, template, resubmit_uncertain, timeout, threading.Semaphore(max(1, concurrency)),
                    reuse=reuse, strict=strict, kernels=WarmKernels(kernel_environment(settings)))
@@ -85,12 +86,12 @@ def run_batch(manifest: str | Path, out_dir: str | Path, *, concurrency: int = 4
     return _write_reports(out, rows, keys, first_of, outcomes, invalid)
 
 
-def _keys(rows: list[Row], outcomes: dict[str, RowOutcome]) -> dict[str, str]:
+def _keys(rows: list[Row], outcomes: dict[str, RowOutcome], settings: Settings) -> dict[str, str]:
     """Each row's journal fingerprint; a row whose inputs cannot be read now fails alone (in outcomes)."""
     keys = {}
     for row in rows:
         try:
-            keys[row.name] = pipeline.call_key(row.spec, row.inputs)
+            keys[row.name] = pipeline.call_key(row.spec, row.inputs, settings)
         except Exception as exc:  # noqa: BLE001 (e.g. a file removed since the check): this row's failure alone
             outcomes[row.name] = failed(row, exc)
     return keys
