@@ -119,7 +119,27 @@ class InputLimits:
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    """Everything one generation needs to know about where and how to run."""
+    """Everything one generation needs to know about where and how to run (see spark_nb.settings()).
+
+    Attributes:
+        backend: "cloud" (Vtrix) or "local" (the embedded server).
+        base_url: the generation URL (VTRIX_GENERATION_URL; Vtrix's by default).
+        api_key: the key, hidden (a Secret: never shown), or None.
+        output_dir: where videos are saved.
+        uploader: an upload URL or a callable taking a Path, or None.
+        s3_bucket: the S3 bucket for uploads, or None.
+        s3_prefix: a folder in it.
+        s3_endpoint_url: an S3-compatible service's URL, or None for AWS.
+        limits: the largest audio or video input, and whether URL inputs are checked first.
+        home: the folder of the task journal and the local backend's tasks.
+        budget_usd: the spending limit in US dollars, or None.
+        key_source: where the key came from (e.g. "VTRIX_API_KEY", "~/.config/vtrix/config.yml"), never the key.
+        auto_backend: the backend was chosen by whether a key was found, not set.
+        models_url: the spec service for this generation URL, or None when none applies.
+        key_problem: a key found in VTRIX_API_KEY or a key store that is malformed (its source and what is inside
+            it): the first call that needs the key refuses it.
+        notices: what a call with these settings tells its user where it starts, once per process.
+    """
 
     backend: Backend
     base_url: str
@@ -135,8 +155,7 @@ class Settings:
     key_source: str | None = None  # where the key came from (e.g. "VTRIX_API_KEY"), never the key
     auto_backend: bool = False  # the backend was chosen by whether a key was found, not set
     models_url: str | None = None  # the spec service for this generation URL (None: none applies)
-    # a key found in VTRIX_API_KEY or a key store but malformed: refused by the first call that needs the key
-    key_problem: KeyProblem | None = None
+    key_problem: KeyProblem | None = None  # a malformed key found: refused by the first call that needs the key
     notices: tuple[str, ...] = dataclasses.field(default=(), compare=False)  # said once, where a call starts
 
 

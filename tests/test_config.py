@@ -161,7 +161,8 @@ def test_notices_in_a_real_kernel_are_display_data(tmp_path: Path) -> None:
     manager, client = start_new_kernel(kernel_name="python3", env=env, cwd=str(tmp_path))
     try:
         msgs: list[dict[str, Any]] = []
-        client.execute_interactive("import spark_nb; spark_nb.Task.from_id('0' * 32)", timeout=120, output_hook=msgs.append)
+        client.execute_interactive("import spark_nb; spark_nb.Task.from_id('0' * 32)", timeout=120,
+                                   output_hook=msgs.append)
         kinds = {(m["msg_type"], m["content"].get("name")) for m in msgs}
         shown = [m["content"]["data"] for m in msgs if m["msg_type"] == "display_data"]
         assert any("local backend" in d.get("text/plain", "") and "text/html" in d for d in shown), msgs

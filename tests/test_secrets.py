@@ -16,8 +16,7 @@ import pytest
 
 import spark_nb
 from spark_nb import _config as config
-from spark_nb import _logs
-from spark_nb import avatar
+from spark_nb import _logs, avatar
 from spark_nb._client import ApiClient
 from spark_nb._config import Secret
 

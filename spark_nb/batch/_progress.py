@@ -82,7 +82,14 @@ class BatchProgress:
 
 
 def summary(outcomes: Sequence[RowOutcome]) -> str:
-    """'3 completed, 1 failed, 0 uncertain, 2 skipped (invalid) of 6 rows; spent $0.00'."""
+    """A batch's outcomes in one line, as its last line says them.
+
+    Args:
+        outcomes: the rows' outcomes (run_batch's answer).
+
+    Returns:
+        e.g. '3 completed, 1 failed, 0 uncertain, 2 skipped (invalid) of 6 rows; spent $0.00'.
+    """
     tally = Tally(outcomes)
     count = tally.count
     text = f"{count[RowStatus.COMPLETED]} completed"

@@ -47,15 +47,34 @@ def run_batch(manifest: str | Path, out_dir: str | Path, *, concurrency: int = 4
               skip_invalid: bool = False, reuse: bool = True, strict: bool = False) -> list[RowOutcome]:
     """Run every row of manifest into out_dir/<name>/; results.csv, index.html and rows.json in out_dir.
 
-    All rows are checked before any runs (ManifestError lists every problem); with skip_invalid the valid rows
-    run and each invalid one is reported `skipped`, its problems as its error. The journal makes every row
-    idempotent: a completed row is reused, a submitted one resumed by its task id, and one whose create may
-    have made a task is `uncertain` and skipped unless resubmit_uncertain. A row that fails for any reason
-    (any exception) is `failed` with its error, alone. The reports are always written: also on
-    KeyboardInterrupt or SIGTERM (no new task is created, the job kernels are stopped, the interrupt is
-    raised again once they are written) and when the batch itself crashes. reuse=False makes a new take of every
-    row (as generate(reuse=False)); strict=True refuses a row's inputs that would only be advised on (no face
-    found) before its upload, as generate(strict=True) does: the row fails with that ValidationError.
+    All rows are checked before any runs. The journal makes every row idempotent: a completed row is reused, a
+    submitted one resumed by its task id, and one whose create may have made a task is `uncertain` and skipped
+    unless resubmit_uncertain. A row that fails for any reason is `failed` with its error, alone. The reports are
+    always written: also on KeyboardInterrupt or SIGTERM (no new task is created, the job kernels are stopped, the
+    interrupt is raised again once they are written) and when the batch itself crashes.
+
+    Args:
+        manifest: the manifest, a UTF-8 CSV (see columns()).
+        out_dir: the output folder (one folder per row, the reports and the gallery).
+        concurrency: tasks at the service at once.
+        notebook: a job notebook of your own (it calls submit_or_resume() and finish()); None: the bundled one.
+        resubmit_uncertain: submit again the rows whose create's answer was lost (which may pay twice).
+        progress: show a progress bar.
+        timeout: seconds each row may wait for its task.
+        skip_invalid: run the valid rows and report each invalid one `skipped`, its problems as its error.
+        reuse: False makes a new take of every row (as generate(reuse=False)).
+        strict: refuse a row's inputs that would only be advised on (no face found) before its upload: the row
+            fails with that ValidationError.
+
+    Returns:
+        Each row's outcome, in the manifest's order.
+
+    Raises:
+        ManifestError: a row is invalid (every problem listed; with skip_invalid, only when no row is valid).
+        ValidationError: the output folder cannot take the batch's files (each obstacle named).
+        UsageError: the job notebook is not found.
+        JournalError: the task journal cannot be used; nothing ran.
+        SparkError: a key found in VTRIX_API_KEY or a key store is malformed (the cloud backend needs it).
     """
     rows, invalid = rows_to_run(manifest, skip_invalid=skip_invalid)
     out = Path(out_dir).resolve()
