@@ -7,6 +7,7 @@ import html
 import sys
 import threading
 
+from . import _surfaces
 from ._config import Settings, unusable_key
 from .errors import safe_text
 
@@ -49,8 +50,12 @@ def in_jupyter_kernel() -> bool:
 def notify(text: str) -> None:
     """Show a one-line notice: a small grey info line in a Jupyter notebook, one plain stderr line elsewhere.
 
-    The text is made safe first (inert, one line, redacted): it may quote a service's words or a file's name."""
-    text = safe_text(text, newlines=False)
+    The text is made safe first (inert, one line, redacted): it may quote a service's words or a file's name. It
+    goes to the surface of the call that made it (`_surfaces.take_notice`: a form's notes; the CLI's words)."""
+    shown = _surfaces.take_notice(safe_text(text, newlines=False))
+    if shown is None:
+        return
+    text = shown
     if in_jupyter_kernel():
         try:
             from IPython.display import display

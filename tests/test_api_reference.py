@@ -31,10 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PAGES = ROOT / "docs" / "api"
 # the public modules spark_nb's docstring names (tests/test_architecture.py checks that list)
 MODULES = ("avatar", "imitator", "models", "errors", "media", "display", "widgets", "batch", "samples", "local")
-FORMS_REWRITE = pytest.mark.xfail(strict=False, reason="the forms become a package spark_nb/widgets/ in issue 27's "
-                                                       "forms part, which writes their docstrings; the lead removes "
-                                                       "this mark once it is merged")
-BY_MODULE = ["spark_nb", *(pytest.param(m, marks=FORMS_REWRITE) if m == "widgets" else m for m in MODULES)]
+BY_MODULE = ["spark_nb", *MODULES]
 DIRECTIVE = re.compile(r"^::: *([\w.]+)[ \t]*\n((?:[ \t]+\S.*\n?|[ \t]*\n)*)", re.M)
 
 
