@@ -158,18 +158,14 @@ def columns() -> tuple[str, ...]:
 def check_manifest(path: str | Path) -> tuple[list[Row], list[InvalidRow]]:
     """Every row of the manifest, checked: those that can run, and those that cannot with their problems.
 
-    Each input is checked as generate() checks it (in parallel: a URL is asked for, a file probed); nothing is
-    uploaded or created.
-
     Args:
-        path: the manifest, a UTF-8 CSV file (see columns()); relative input paths are read from its folder.
+        path: the manifest, a UTF-8 CSV (see columns()); relative input paths are read from its folder.
 
     Returns:
-        (rows that can run, InvalidRow for each that cannot).
+        (rows that can run, InvalidRow for each that cannot); each input checked as generate() checks it.
 
     Raises:
-        ManifestError: a problem of the whole manifest: unreadable, without a name or model column, or without
-            any row.
+        ManifestError: the whole manifest is unreadable, without a name or model column, or without any row.
     """
     path = Path(path)
     known = columns()

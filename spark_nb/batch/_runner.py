@@ -63,8 +63,7 @@ def run_batch(manifest: str | Path, out_dir: str | Path, *, concurrency: int = 4
         timeout: seconds each row may wait for its task.
         skip_invalid: run the valid rows and report each invalid one `skipped`, its problems as its error.
         reuse: False makes a new take of every row (as generate(reuse=False)).
-        strict: refuse a row's inputs that would only be advised on (no face found) before its upload: the row
-            fails with that ValidationError.
+        strict: refuse a row's inputs that would only be advised on (no face found): the row fails, uploading nothing.
 
     Returns:
         Each row's outcome, in the manifest's order.
