@@ -379,11 +379,11 @@ def _whole_id(task_id: str, settings: Settings) -> tuple[str, str | None]:
     try:
         journal = journal_at(settings.home)
         exact = journal.by_task(task_id)
-        if exact is not None:
+        if exact is not None and _here(exact, settings):
             return task_id, exact.model
         candidates: dict[str, Entry] = {}
-        for entry in journal.entries():  # newest first: each id with its newest attempt
-            if entry.task_id and entry.task_id.startswith(task_id):
+        for entry in journal.entries():  # newest first: each id with its newest attempt (at this service only)
+            if entry.task_id and entry.task_id.startswith(task_id) and _here(entry, settings):
                 candidates.setdefault(entry.task_id, entry)
     except SparkError as exc:  # a journal that cannot be read cannot say which task is meant: the id as given
         logger.debug("task ids not looked up in the journal: %s", exc.headline)
@@ -397,6 +397,11 @@ def _whole_id(task_id: str, settings: Settings) -> tuple[str, str | None]:
     more = f" and {len(candidates) - AMBIGUOUS_SHOWN} more" if len(candidates) > AMBIGUOUS_SHOWN else ""
     raise SparkError(f"task id {task_id!r} is ambiguous: {len(candidates)} tasks this machine made start with it: "
                      f"{'; '.join(shown)}{more}", hint="give more of the id (spark-nb history lists them whole)")
+
+
+def _here(entry: Entry, settings: Settings) -> bool:
+    """Whether the attempt's task is at the service these settings talk to (its backend, a cloud's base URL)."""
+    return entry.backend == settings.backend and (settings.backend != "cloud" or entry.base_url == settings.base_url)
 
 
 def checked_wait(timeout: Any, cancel: Any = None, on_update: Any = None, *, positive: bool = False) -> float:

@@ -50,8 +50,9 @@ class RowOutcome:
         notebook: its executed job notebook.
         error: why it did not complete.
         inputs: field name -> the input it was given.
-        reused: its video came from an earlier identical task (nothing paid again).
+        reused: its video came from a take paid for earlier (or from the row same_as names): nothing paid again.
         advice: what was advised on its inputs (e.g. no face found): the row ran, its result may be poor.
+        same_as: the row of this manifest it is identical to: one task, paid once, for both.
     """
 
     name: str
@@ -66,3 +67,4 @@ class RowOutcome:
     inputs: dict[str, str] = dataclasses.field(default_factory=dict)
     reused: bool = False
     advice: str | None = None
+    same_as: str | None = None
