@@ -39,12 +39,12 @@ def ffmpeg(ctx: Context) -> Verdict:
 
 def settings(ctx: Context) -> Verdict:
     """Every setting other than the key and the budget can be read: the backend, URL checks, input limits."""
-    if ctx.settings is None:
+    if ctx.read is None:
         return warn("not checked: the settings could not be read (see the key)", "fix the key first")
     own = [exc for option, exc in ctx.problems.items() if option != "budget_usd"]
     if own:
         return fail("; ".join(exc.headline for exc in own), own[0].hint or "fix the setting, or unset it")
-    chosen = ctx.settings
+    chosen = ctx.read
     how = " (chosen by whether a key is found)" if chosen.auto_backend else ""
     checked = "checked before paying" if chosen.limits.urls_checked else "sent unchecked (SPARK_NB_CHECK_URLS=0)"
     return ok(f"backend {chosen.backend}{how}; URL inputs {checked}; audio and video inputs up to "
@@ -64,8 +64,8 @@ class JournalReading:
 def read_journal(ctx: Context) -> JournalReading:
     """The journal of ctx's home, read once for every check (Context.shared), without writing anything: a damaged
     one is left where it is, a locked one waited for JOURNAL_BUSY_S and reported busy."""
-    assert ctx.settings is not None
-    home = ctx.settings.home
+    assert ctx.read is not None
+    home = ctx.read.home
     return ctx.shared("journal", lambda: _read(Path(home).expanduser() / FILENAME))
 
 
@@ -95,7 +95,7 @@ def _read(path: Path) -> JournalReading:
 
 def journal(ctx: Context) -> Verdict:
     """The task journal is a file that can be written, is not damaged, and which rows of it are."""
-    if ctx.settings is None:
+    if ctx.read is None:
         return warn("not checked: the settings could not be read (see the key)", "fix the key first")
     reading = read_journal(ctx)
     path, state = reading.path, reading.state
@@ -139,7 +139,7 @@ def budget(ctx: Context) -> Verdict:
     from .._budget import spent
     from .._money import format_usd, usd
 
-    if ctx.settings is None:
+    if ctx.read is None:
         return warn("not checked: the settings could not be read (see the key)", "fix the key first")
     if (problem := ctx.problems.get("budget_usd")) is not None:
         return fail(problem.headline, problem.hint or "fix SPARK_NB_BUDGET_USD, or unset it")
@@ -149,7 +149,7 @@ def budget(ctx: Context) -> Verdict:
     entries = list(reading.entries)
     spend, running = spent(entries), sum(1 for e in entries if e.state in OPEN)
     still = f"; {running} task(s) not finished" if running else ""
-    limit = usd(ctx.settings.budget_usd)
+    limit = usd(ctx.read.budget_usd)
     if limit is None:
         return ok(f"no budget set (SPARK_NB_BUDGET_USD); known spend on this machine {format_usd(spend)}{still}")
     if spend >= limit:

@@ -148,11 +148,19 @@ def write_rows_json(out: Path, outcomes: Sequence[RowOutcome]) -> Path:
 
 def gallery_html(out: str | os.PathLike[str], outcomes: Sequence[RowOutcome],
                  relative_to: str | os.PathLike[str] | None = None) -> str:
-    """The gallery's cards as HTML to show inline in a notebook (IPython.display.HTML), srcs relative to the
-    notebook's folder (relative_to, default the working directory), so JupyterLab serves them from /files/.
+    """The gallery's cards as HTML to show inline in a notebook (IPython.display.HTML).
 
     Inline, not in an IFrame: Jupyter serves /files/ pages sandboxed, and a sandboxed page's media requests go
     without the login cookie, so an IFrame of index.html shows black players even for files inside the root.
+
+    Args:
+        out: the batch's output folder.
+        outcomes: the rows' outcomes.
+        relative_to: the notebook's folder, which the srcs are relative to (so JupyterLab serves them from
+            /files/); None: the working directory.
+
+    Returns:
+        The HTML of the cards.
     """
     out = Path(out)
     base = Path(relative_to) if relative_to is not None else Path.cwd()
@@ -178,11 +186,31 @@ def write_gallery_notebook(out: Path, outcomes: Sequence[RowOutcome]) -> Path:
                           "data": {"text/html": gallery_html(out, outcomes, relative_to=out),
                                    "text/plain": [f"<spark-nb batch gallery: {len(outcomes)} rows>"]}}]},
         ],
-        "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
-                     "language_info": {"name": "python"}},
+        "metadata": _kernel_metadata(),
         "nbformat": 4, "nbformat_minor": 5,
     }
     return write_atomically(out / NOTEBOOK, json.dumps(notebook, indent=1, ensure_ascii=False) + "\n")
+
+
+@functools.cache
+def _kernel_metadata() -> dict[str, Any]:
+    """The kernelspec and language_info JupyterLab writes into a notebook once its python3 kernel connects (as
+    ipykernel reports them for this Python), so opening the gallery leaves it unmodified: with less, JupyterLab
+    filled them in on opening and asked to save a notebook no one had changed."""
+    import sys
+
+    display_name = "Python 3 (ipykernel)"
+    try:
+        from jupyter_client.kernelspec import get_kernel_spec
+
+        display_name = get_kernel_spec("python3").display_name
+    except Exception:  # no kernelspec here (a machine without Jupyter): ipykernel's own name
+        pass
+    return {"kernelspec": {"display_name": display_name, "language": "python", "name": "python3"},
+            "language_info": {"codemirror_mode": {"name": "ipython", "version": sys.version_info[0]},
+                              "file_extension": ".py", "mimetype": "text/x-python", "name": "python",
+                              "nbconvert_exporter": "python", "pygments_lexer": f"ipython{sys.version_info[0]}",
+                              "version": sys.version.split()[0]}}
 
 
 def write_gallery(out: Path, outcomes: Sequence[RowOutcome]) -> Path:
@@ -344,7 +372,14 @@ def _resolved(path: str) -> str:
 
 
 def outcomes_html(outcomes: Sequence[RowOutcome]) -> str:
-    """An HTML table of the outcomes, for showing in a notebook."""
+    """An HTML table of the outcomes, for showing in a notebook.
+
+    Args:
+        outcomes: the rows' outcomes.
+
+    Returns:
+        The table (every cell escaped).
+    """
     text = cards.text
     head = "".join(f"<th>{c}</th>" for c in ("name", "model", "status", "task", "duration", "cost", "error"))
     body = "".join(
@@ -355,7 +390,14 @@ def outcomes_html(outcomes: Sequence[RowOutcome]) -> str:
 
 
 def gallery(folder: str | os.PathLike[str] = ".") -> HTML:
-    """The gallery of the batch folder (read from its rows.json) to show in a notebook: gallery.ipynb's cell."""
+    """The gallery of the batch folder (read from its rows.json) to show in a notebook: gallery.ipynb's cell.
+
+    Args:
+        folder: the batch's output folder.
+
+    Returns:
+        An IPython.display.HTML of the cards (none when the folder has no rows.json).
+    """
     from IPython.display import HTML
 
     return HTML(gallery_html(folder, read_rows(folder)))
