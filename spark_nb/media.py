@@ -280,7 +280,7 @@ def _side_by_side_files(files: list[Path], labels: Sequence[str] | None, out: st
         # setsar=1: non-square pixels were already undone by scaling to the width as shown
         tile = f"[{i}:v]{repeat + ',' if facts[i].is_still_image else ''}scale={width}:{height}:flags=bicubic,setsar=1"
         if labels and labels[i]:
-            args += ["-i", _input(_label_image(labels[i], width, height, tmp / f"label{i}.png"))]
+            args += ["-i", _input(_clips.label_image(labels[i], width, height, tmp / f"label{i}.png"))]
             label = len(args) // 2 - 1
             chains.append(f"{tile}[t{i}]")
             chains.append(f"[{label}:v]{repeat}[l{i}]")
@@ -377,26 +377,6 @@ def _scratch_file(tag: str, suffix: str) -> Path:
     from ._scratch import scratch_dir
 
     return scratch_dir() / f"{tag}-{uuid.uuid4().hex[:10]}{suffix}"
-
-
-def _label_image(text: str, width: int, height: int, path: Path) -> Path:
-    """A translucent bar with the label in white, as wide as its tile, for overlaying at the bottom."""
-    from PIL import Image, ImageDraw, ImageFont
-
-    bar = max(16, height // 12)
-    image = Image.new("RGBA", (width, bar), (0, 0, 0, 140))
-    draw = ImageDraw.Draw(image)
-    try:
-        font = ImageFont.load_default(size=max(10, int(bar * 0.62)))
-    except TypeError:  # Pillow < 10.1 has only its small fixed bitmap font
-        font = ImageFont.load_default()
-    while draw.textlength(text, font=font) > width - 8 and len(text) > 1:
-        text = text[:-2] + "…"
-    left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
-    draw.text(((width - (right - left)) / 2 - left, (bar - (bottom - top)) / 2 - top), text, font=font,
-              fill=(255, 255, 255, 255))
-    image.save(path)
-    return path
 
 
 def _output(out: str | Path | None, sources: Sequence[Path], tag: str, suffix: str, *options: object) -> Path:

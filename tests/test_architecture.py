@@ -175,3 +175,27 @@ def test_every_switch_a_message_names_has_each_surfaces_words() -> None:
     assert found == {}
     assert sources_mentioning(r"pass reuse=False") and unworded("or reuse=False, said otherwise") == ["reuse=False"]
 
+
+MAX_FUNCTION_LINES = 60  # from a def line to its last line, decorators excluded
+MAX_MODULE_LINES = 450
+
+
+def oversized(path: Path) -> list[str]:
+    """What in one module breaks the size limits: the module itself, or a function or method (nested ones too)."""
+    text = path.read_text(encoding="utf-8")
+    found = [f"the module, {len(text.splitlines())} lines"] if len(text.splitlines()) > MAX_MODULE_LINES else []
+    for node in ast.walk(ast.parse(text)):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            lines = (node.end_lineno or node.lineno) - node.lineno + 1
+            if lines > MAX_FUNCTION_LINES:
+                found.append(f"{node.name} (line {node.lineno}), {lines} lines")
+    return found
+
+
+def test_no_function_over_60_lines_and_no_module_over_450() -> None:
+    """Small units, in every module of the package: a function (def line to its last line) is at most 60 lines, a
+    module at most 450 (widgets/ and local/ included). The checker itself can fail (the last assertion)."""
+    found = {name: problems for name, path in modules().items() if (problems := oversized(path))}
+    assert found == {}
+    big = Path(__file__).resolve().parent / "test_journal.py"  # a test module with a long function and 900 lines
+    assert oversized(big)

@@ -151,7 +151,7 @@ def test_an_amount_is_bounded_in_size_and_spelled_with_ascii_digits_only() -> No
     1,000 (2,000) characters in result.json, rows.json and results.csv; digits of other scripts ("١٢", "１２") are
     no amount (before: read as 12). What is read is written in a few dozen characters at most."""
     from spark_nb._money import usd_text
-    from spark_nb._tasks import cost_of, usage_of
+    from spark_nb._task_state import cost_of, usage_of
 
     assert usd("1e-999") is None and usd(1e-300) is None and usd("0.0000000000001") is None
     assert cost_of({"quantity": "1e-999", "unit_price": "1e-999"}) is None and "cost" not in usage_of(

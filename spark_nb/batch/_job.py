@@ -25,7 +25,8 @@ from .._money import usd_text
 from .._results import Result
 from .._reuse import completed_answer, recorded_video
 from .._reuse_rule import Verdict, decide
-from .._tasks import Task, TaskState
+from .._task_state import TaskState
+from .._tasks import Task
 from ..errors import JournalError, SparkError, TaskCancelled, TaskFailed, TaskMayExist
 from ..models import MediaField, get_model
 from ._outcome import RowStatus

@@ -29,10 +29,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from .._files import link_atomically, remove_stale_parts, replace_atomically, write_atomically
 from .._answers import parse_json
+from .._files import link_atomically, remove_stale_parts, replace_atomically, write_atomically
 from .._money import format_usd
-from .._tasks import as_number
+from .._task_state import as_number
 from .._text import csv_cell
 from .._urls import is_http_url, shown_url
 from ..models import MODELS

@@ -88,15 +88,10 @@ def run_batch(manifest: str | Path, out_dir: str | Path, *, concurrency: int = 4
         raise UsageError(f"job notebook {template} not found", hint="pass notebook= (or --notebook) naming a .ipynb")
     outcomes: dict[str, RowOutcome] = {}
     keys = _keys(rows, outcomes, settings)
-    first_of: dict[str, Row] = {}  # rows with the same model and input content are one job, paid once
     run = BatchRun(out, journal, keys, template, resubmit_uncertain, timeout, threading.Semaphore(max(1, concurrency)),
                    reuse=reuse, strict=strict, limits=settings.limits,
                    kernels=WarmKernels(kernel_environment(settings)))
-    for row in rows:
-        if row.name in keys:
-            first = first_of.setdefault(keys[row.name], row)
-            if first is not row:  # its folder is made from the first's task once that is done
-                run.copies.setdefault(first.name, []).append(row)
+    first_of = _jobs(rows, keys, run.copies)
     try:
         with _sigterm_interrupts():
             _run_jobs(list(first_of.values()), run, concurrency, outcomes, skipped=len(invalid), progress=progress,
@@ -105,6 +100,18 @@ def run_batch(manifest: str | Path, out_dir: str | Path, *, concurrency: int = 4
         _write_reports_anyway(out, rows, keys, first_of, outcomes, invalid)
         raise
     return _write_reports(out, rows, keys, first_of, outcomes, invalid)
+
+
+def _jobs(rows: list[Row], keys: dict[str, str], copies: dict[str, list[Row]]) -> dict[str, Row]:
+    """The first row of each fingerprint: rows with the same model and input content are one job, paid once; each
+    other row goes into copies under its first (its folder is made from the first's task once that is done)."""
+    first_of: dict[str, Row] = {}
+    for row in rows:
+        if row.name in keys:
+            first = first_of.setdefault(keys[row.name], row)
+            if first is not row:
+                copies.setdefault(first.name, []).append(row)
+    return first_of
 
 
 def _pays(journal: Journal, out: Path, reuse: bool, resubmit_uncertain: bool,
