@@ -14,6 +14,7 @@ from typing import Any, Callable, Literal, Union
 from urllib.parse import urlsplit
 
 from . import _secrets
+from ._urls import canonical_url
 from .errors import SparkError, UsageError, safe_text
 
 DEFAULT_BASE_URL = "https://cloud.vtrix.ai"
@@ -204,7 +205,7 @@ def resolve(**explicit: Any) -> Settings:
     auto = chosen is None
     api_key, source = _find_key(explicit, search_stores=chosen != "local")
     url = pick("base_url", "VTRIX_GENERATION_URL")
-    base_url = str(url or DEFAULT_BASE_URL).rstrip("/")
+    base_url = canonical_url(str(url or DEFAULT_BASE_URL))  # one spelling per service: the journal's, the budget's
     if chosen is None:
         chosen = "cloud" if api_key else "local"
         if chosen == "local":
