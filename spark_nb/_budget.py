@@ -16,10 +16,11 @@ While a model's cost at a service is unknown (no completed task of it there with
 estimated: one budgeted task of that model runs at a time, at whichever service, until one has finished with a
 cost there, and another call raises CostUnknown at once, naming the task it waits for and the line that finishes
 it (a batch waits for it by itself). Meanwhile that task, and the call, count at the model's dearest known cost
-at any service (nothing when none is known). A task that finished without the service reporting a cost keeps the cost unknown: no further budgeted
-task of that model there is created, since its spend could not be counted. A task of unknown cost starts only
-while something is left of the budget (a budget of $0 pays for nothing). A completed task whose cost cannot be
-read (a damaged row, or one at another service) counts at its model's estimate; never as the basis of one.
+at any service (nothing when none is known). A task that finished without the service reporting a cost keeps
+the cost unknown: no further budgeted task of that model there is created, since its spend could not be counted.
+A task of unknown cost starts only while something is left of the budget (a budget of $0 pays for nothing). A
+completed task whose cost cannot be read (a damaged row, or one at another service) counts at its model's
+estimate; never as the basis of one.
 
 When the task a refusal names was submitted and then left (nobody waits for it: an idle kernel, a dead one),
 `settle` asks the service once how it is; if it has ended, its end is recorded, so the call goes on.
