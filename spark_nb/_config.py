@@ -36,7 +36,8 @@ class Secret:
     """The API key: never shows itself in a repr, str, format or pickle, and is checked once, where it enters.
 
     The ends are stripped; a key with anything else than printable ASCII inside (a line break, a space, a control
-    character, a curly quote) is refused with a SparkError that names its source and never shows it. A made
+    character, a curly quote), or shorter than `_secrets.MIN_SECRET_CHARS` (no key is; the redaction masks only
+    longer values), is refused with a SparkError that names its source and never shows it. A made
     Secret's value is remembered for redaction (`_secrets`), so no message spark_nb shows or writes can hold it.
     """
 
@@ -52,6 +53,11 @@ class Secret:
                 hint=f"a key is one line of printable ASCII without spaces: fix {source} (e.g. `$(cat key.txt)` of "
                      "a file with two lines, a config file with Windows line ends, a key pasted with quotes or a line "
                      "break), or copy the key again from Vtrix's API Key Management page")
+        if len(value) < _secrets.MIN_SECRET_CHARS:  # no key is this short, and redaction masks none that is
+            length, value = len(value), ""
+            raise SparkError(
+                f"the API key from {source} is {length} characters long, too short to be a key, so it was not used "
+                "(nothing was sent)", hint=f"fix {source}: copy the whole key from Vtrix's API Key Management page")
         self._value = value
         _secrets.remember(value)
 
@@ -165,6 +171,7 @@ def configure(**options: Any) -> None:
     if unknown:
         raise UsageError(f"configure() got unknown option(s) {unknown}; known: {', '.join(_FIELDS)}")
     check_types(options)
+    check_values(options)  # as resolve() reads them: a bad value is refused here, not at every later call
     from . import _keys  # here and in _find_key, not at import: `import spark_nb` stays fast
 
     _keys.forget()  # a configure() call is also the way to have the key stores read again
@@ -210,11 +217,7 @@ def resolve(**explicit: Any) -> Settings:
         chosen = "cloud" if api_key else "local"
         if chosen == "local":
             _notice_local_once(url_setting=None if url is None else _url_setting(explicit))
-    if chosen not in ("cloud", "local"):
-        raise SparkError(
-            f"unknown backend {chosen!r}",
-            hint="set SPARK_NB_BACKEND (or backend=) to 'cloud' or 'local'",
-        )
+    _backend(chosen)
     if chosen == "cloud" and source is not None and source not in KEY_SOURCES.values():  # from a store: say which
         notice_once(f"spark_nb: using Vtrix ({base_url}) with the API key from {source}.")
     return Settings(
@@ -257,6 +260,22 @@ def check_types(options: dict[str, Any]) -> None:
             raise UsageError(f"uploader must be an upload URL or a callable taking a Path, not {type(value).__name__}")
 
 
+def check_values(options: dict[str, Any]) -> None:
+    """A UsageError for the first value resolve() could not read (a negative budget, a limit of NaN or 1e999, a
+    backend that is neither, a yes/no that is neither), parsed by the very readers resolve() uses; None is unset."""
+    _budget(options.get("budget_usd"))
+    for name, default in (("max_input_mb", 100), ("max_input_seconds", 600)):
+        _positive(name, options.get(name), default)
+    _flag("check_urls", options.get("check_urls"), True)
+    if options.get("backend") is not None:
+        _backend(str(options["backend"]).strip().lower())
+
+
+def _backend(name: str | None) -> None:
+    if name not in ("cloud", "local", None):
+        raise UsageError(f"unknown backend {name!r}", hint="set SPARK_NB_BACKEND (or backend=) to 'cloud' or 'local'")
+
+
 def default_home() -> Path:
     """The platform's user data folder for spark-nb (e.g. ~/.local/share/spark-nb on Linux)."""
     import platformdirs
@@ -272,7 +291,7 @@ def _budget(value: Any) -> float | None:
     except (TypeError, ValueError):
         number = float("nan")
     if not math.isfinite(number) or number < 0:
-        raise SparkError(f"budget_usd must be an amount of US dollars, not {str(value)[:40]!r}",
+        raise UsageError(f"budget_usd must be an amount of US dollars, not {str(value)[:40]!r}",
                          hint="set SPARK_NB_BUDGET_USD (or configure(budget_usd=...)) to e.g. 5, or leave it unset")
     return number
 
@@ -288,7 +307,7 @@ def _flag(name: str, value: Any, default: bool) -> bool:
         return True
     if text in ("0", "false", "no", "off"):
         return False
-    raise SparkError(f"{name} must be yes or no, not {str(value)[:40]!r}",
+    raise UsageError(f"{name} must be yes or no, not {str(value)[:40]!r}",
                      hint=f"use 1 or 0 (true/false) for SPARK_NB_{name.upper()}, or True/False for {name}=")
 
 
@@ -300,7 +319,7 @@ def _positive(name: str, value: Any, default: float) -> float:
     except (TypeError, ValueError):
         number = float("nan")
     if not math.isfinite(number) or number <= 0:
-        raise SparkError(f"{name} must be a positive number, not {str(value)[:40]!r}",
+        raise UsageError(f"{name} must be a positive number, not {str(value)[:40]!r}",
                          hint=f"set it to e.g. {default:g} (or leave it unset for that default)")
     return number
 

@@ -136,8 +136,13 @@ class Task:
         e.g. the short id a progress bar shows; several tasks starting so raise a SparkError listing them. An id
         the journal does not know is used as it is (a task made elsewhere).
         """
+        if isinstance(task_id, int) and not isinstance(task_id, bool):
+            task_id = str(task_id)
+        if not isinstance(task_id, str) or not task_id.strip():
+            raise UsageError(f"a task id is a non-empty text, not {str(task_id)[:40]!r}",
+                             hint="give the id generate() or submit() printed (spark-nb history lists them)")
         settings = resolve(**hide_key(config))
-        whole, known_model = _whole_id(str(task_id).strip(), settings)
+        whole, known_model = _whole_id(task_id.strip(), settings)
         return cls(id=whole, model=model or known_model or "", settings=settings)
 
     @property

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from ._deadline import ran_out, within
-from ._retry import RETRYABLE_STATUS, RetryPolicy
 from ._text import file_name_to_send
 from ._urls import is_http_url
 from .errors import SparkError, UploadError
@@ -85,6 +84,8 @@ class S3Uploader:
         name = file_name_to_send(path.name)
         key = "/".join(p for p in (self.prefix, f"{uuid.uuid4().hex[:12]}-{name}") if p)
         where = f"{path.name} to s3://{self.bucket}/{key}"
+        from ._retry import RetryPolicy  # httpx with it: not at `import spark_nb`
+
         make, problem = self._client(), None
         for attempt in range(1, S3_ATTEMPTS + 1):
             left = within(S3_READ_S)
@@ -115,6 +116,8 @@ def _transient(exc: Exception) -> bool:
     """A failure another attempt may not meet: the connection (refused, reset, timed out), or an answer of
     throttling or a server error."""
     from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
+
+    from ._retry import RETRYABLE_STATUS
 
     if isinstance(exc, (ConnectionError, HTTPClientError)):
         return True

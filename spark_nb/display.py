@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 from urllib.parse import quote, urlsplit
 
+from ._boundary import guard_public, number_argument, path_argument
 from ._money import format_usd
 from ._urls import is_http_url, is_loopback_url
+from .errors import UsageError
 
 if TYPE_CHECKING:
     from decimal import Decimal
@@ -27,6 +29,8 @@ if TYPE_CHECKING:
 EMBED_LIMIT_BYTES = 1_500_000  # larger files are linked, not embedded, to keep notebooks small
 THUMBNAIL_SIDE = 768  # images too large to embed are previewed as a JPEG this size
 Kind = Literal["image", "audio", "video"]
+__all__ = ["EMBED_LIMIT_BYTES", "audio_html", "image_html", "kind_of", "media_html", "media_src",
+           "mime_type", "relative_src", "result_caption", "result_html", "show", "video_html"]
 
 
 class ShownResult(Protocol):
@@ -57,6 +61,7 @@ _MAGIC: list[tuple[int, bytes, str]] = [  # (offset, bytes, mime) for files save
 
 def mime_type(path: Path) -> str | None:
     """The MIME type of a media file, from its suffix or else its first bytes; None when unknown."""
+    path = path_argument(path, "path")
     mime = _MIME.get(path.suffix.lower()) or mimetypes.guess_type(path.name)[0]
     if mime:
         return mime
@@ -73,13 +78,15 @@ def kind_of(source: str | os.PathLike[str]) -> Kind | None:
     if isinstance(source, str) and is_http_url(source):
         mime = _MIME.get(Path(urlsplit(source).path).suffix.lower())
     else:
-        mime = mime_type(Path(source))
+        mime = mime_type(path_argument(source, "source"))
     kind = (mime or "").split("/")[0]
     return kind if kind in ("image", "audio", "video") else None  # type: ignore[return-value]
 
 
 def media_src(path: Path, *, embed_limit: int = EMBED_LIMIT_BYTES) -> str | None:
     """A src the notebook's browser can load: relative to the working directory, else a data: URI, else None."""
+    path = path_argument(path, "path")
+    embed_limit = int(number_argument(embed_limit, "embed_limit", at_least=0, integer=True))
     src = relative_src(path)
     if src is None and path.is_file() and path.stat().st_size <= embed_limit:
         mime = mime_type(path) or "application/octet-stream"
@@ -90,7 +97,7 @@ def media_src(path: Path, *, embed_limit: int = EMBED_LIMIT_BYTES) -> str | None
 def relative_src(path: Path) -> str | None:
     """path as a URL relative to the working directory, or None when it is outside it (or hidden from /files/)."""
     try:
-        relative = Path(os.path.relpath(Path(path).resolve(), Path.cwd().resolve()))
+        relative = Path(os.path.relpath(path_argument(path, "path").resolve(), Path.cwd().resolve()))
     except ValueError:  # another drive on Windows
         return None
     parts = relative.parts
@@ -103,6 +110,7 @@ def relative_src(path: Path) -> str | None:
 def image_html(source: str | os.PathLike[str], *, caption: str = "", width: int = 256,
                embed_limit: int = EMBED_LIMIT_BYTES) -> str:
     """An <img> for a path or public URL (a large image outside the working directory is shown as a thumbnail)."""
+    width = _width(width)
     src = _src(source, embed_limit)
     if src is None and not (isinstance(source, str) and is_http_url(source)):
         src = _thumbnail_src(Path(source), embed_limit)
@@ -124,6 +132,7 @@ def audio_html(source: str | os.PathLike[str], *, caption: str = "", embed_limit
 def video_html(source: str | os.PathLike[str], *, caption: str = "", width: int = 384,
                embed_limit: int = EMBED_LIMIT_BYTES) -> str:
     """A <video> for a path or public URL: relative under the working directory, else embedded if small."""
+    width = _width(width)
     src = _src(source, embed_limit)
     if src is None:
         return _saved_at("video", source, caption)
@@ -160,6 +169,10 @@ def show(source: Any, *, caption: str = "", kind: Kind | None = None, width: int
     """An IPython HTML object playing source: a path, a public URL or a Result (picked by type)."""
     from IPython.display import HTML
 
+    if width is not None:
+        _width(width)
+    if kind not in (None, "image", "audio", "video"):
+        raise UsageError(f"kind must be 'image', 'audio' or 'video' (or None: judged by type), not {kind!r}")
     if hasattr(source, "task_id") and hasattr(source, "path"):
         return HTML(result_html(source, width=width or 384, embed_limit=embed_limit))
     return HTML(media_html(source, caption=caption, kind=kind, width=width, embed_limit=embed_limit))
@@ -168,7 +181,12 @@ def show(source: Any, *, caption: str = "", kind: Kind | None = None, width: int
 def _src(source: str | os.PathLike[str], embed_limit: int) -> str | None:
     if isinstance(source, str) and is_http_url(source):
         return None if is_loopback_url(source) else source
-    return media_src(Path(source), embed_limit=embed_limit)
+    return media_src(path_argument(source, "source"), embed_limit=embed_limit)
+
+
+def _width(width: object) -> int:
+    """A player's width in pixels, checked (a UsageError for "x", 0 or NaN)."""
+    return int(number_argument(width, "width", at_least=1, integer=True))
 
 
 def _thumbnail_src(path: Path, embed_limit: int) -> str | None:
@@ -204,3 +222,6 @@ def _saved_at(what: str, source: str | os.PathLike[str], caption: str) -> str:
 def _figure(tag: str, caption: str) -> str:
     label = f'<figcaption style="font-size:90%">{html.escape(caption)}</figcaption>' if caption else ""
     return f'<figure class="spark-media" style="margin:0">{tag}{label}</figure>'
+
+
+guard_public(globals())  # every name in __all__ behind the public boundary: only a SparkError leaves it

@@ -19,7 +19,8 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import Any, Literal
 
-from .errors import TaskFailed, ValidationError
+from ._boundary import guard_public
+from .errors import TaskFailed, UsageError, ValidationError
 
 MediaKind = Literal["image", "audio", "video"]
 RendererName = Literal["talking_head", "imitation", "still"]
@@ -226,6 +227,9 @@ _ALIASES: dict[str, str] = {}
 
 def register(spec: ModelSpec) -> ModelSpec:
     """Make spec known by its id (and alias) to get_model, the local server, batches and forms; returns it."""
+    if not isinstance(spec, ModelSpec):
+        raise UsageError(f"register takes a ModelSpec, not {type(spec).__name__}",
+                         hint="describe the model as ModelSpec(id=..., fields=(MediaField(...), ...), ...)")
     MODELS[spec.id] = spec
     if spec.alias:
         _ALIASES[spec.alias] = spec.id
@@ -317,3 +321,8 @@ def input_trouble(message: str, spec: ModelSpec | None) -> str | None:
     return (f"the service could not fetch or read {what}: check that its URL opens without a login from anywhere "
             "and gives the file itself, of the right kind (a local file is uploaded for you: check the uploader's "
             "URLs are public); submitting the same input again would fail again (and be billed)")
+
+
+__all__ = ["AVATAR", "IMITATOR", "MODELS", "MediaField", "ModelSpec", "WireConstant", "WireGroup", "error_codes",
+           "get_model", "hint_for", "input_fields", "register", "task_failure"]
+guard_public(globals())  # every name in __all__ behind the public boundary: only a SparkError leaves it

@@ -24,7 +24,7 @@ import ipywidgets as W
 
 from . import _pipeline as pipeline
 from . import display
-from ._boundary import boundary
+from ._boundary import boundary, guard_public
 from ._config import Secret, hide_key, resolve
 from ._inputs import FIX_LABELS
 from ._money import format_usd
@@ -415,3 +415,6 @@ def imitator_form(*, timeout: float = 600, **config: Any) -> ModelForm:
 def studio(*, timeout: float = 600, **config: Any) -> Studio:
     """Both forms in tabs (avatar, imitator); config takes configure()'s options for their calls."""
     return Studio(timeout=timeout, **config)
+
+
+guard_public(globals())  # every name in __all__ behind the public boundary: only a SparkError leaves it

@@ -14,6 +14,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
+from .._boundary import path_argument
 from .._inputs import check
 from .._urls import is_http_url, url_scheme
 from ..errors import ValidationError
@@ -133,7 +134,7 @@ def check_manifest(path: str | Path) -> tuple[list[Row], list[InvalidRow]]:
     Raises ManifestError only for a problem of the whole manifest: unreadable, without a name or model column,
     or without any row.
     """
-    path = Path(path)
+    path = path_argument(path, "the manifest")
     known = columns()
     try:
         with path.open(newline="", encoding="utf-8-sig") as f:

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .._boundary import path_argument
 from .._files import write_atomically
 from .._journal import Entry
 from .._money import usd_text
@@ -118,7 +119,7 @@ def result_of(out_dir: str | Path, record: dict[str, Any]) -> Result:
 
 def origin(out_dir: str | Path = ".") -> str:
     """Where the row's result came from and the advice on its inputs, in a few lines (the job notebook prints it)."""
-    record = read_record(out_dir)
+    record = read_record(path_argument(out_dir, "out_dir"))
     if not record:
         return "no result recorded in this folder yet"
     reused = record.get("reused")

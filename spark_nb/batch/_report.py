@@ -28,13 +28,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from .._boundary import path_argument
 from .._files import link_atomically, remove_stale_parts, replace_atomically, write_atomically
 from .._money import format_usd
 from .._text import csv_cell
 from .._urls import is_http_url
 from ..models import MODELS
 from . import _cards as cards
-from ._outcome import RowOutcome, RowStatus
+from ._outcome import RowOutcome, RowStatus, outcomes_argument
 
 if TYPE_CHECKING:
     from IPython.display import HTML
@@ -138,8 +139,8 @@ def gallery_html(out: str | os.PathLike[str], outcomes: Sequence[RowOutcome],
     Inline, not in an IFrame: Jupyter serves /files/ pages sandboxed, and a sandboxed page's media requests go
     without the login cookie, so an IFrame of index.html shows black players even for files inside the root.
     """
-    out = Path(out)
-    base = Path(relative_to) if relative_to is not None else Path.cwd()
+    out, outcomes = path_argument(out, "out"), outcomes_argument(outcomes)
+    base = path_argument(relative_to, "relative_to") if relative_to is not None else Path.cwd()
     return cards.grid([_card(out, o, base) for o in outcomes])
 
 
@@ -319,6 +320,7 @@ def _resolved(path: str) -> str:
 
 def outcomes_html(outcomes: Sequence[RowOutcome]) -> str:
     """An HTML table of the outcomes, for showing in a notebook."""
+    outcomes = outcomes_argument(outcomes)
     text = cards.text
     head = "".join(f"<th>{c}</th>" for c in ("name", "model", "status", "task", "duration", "cost", "error"))
     body = "".join(
@@ -332,6 +334,7 @@ def gallery(folder: str | os.PathLike[str] = ".") -> HTML:
     """The gallery of the batch folder (read from its rows.json) to show in a notebook: gallery.ipynb's cell."""
     from IPython.display import HTML
 
+    folder = path_argument(folder, "folder")
     return HTML(gallery_html(folder, read_rows(folder)))
 
 
