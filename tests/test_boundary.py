@@ -250,7 +250,6 @@ def test_a_bad_value_to_a_public_helper_says_what_is_wrong(call: Any, error: typ
     import spark_nb.batch
     import spark_nb.display
     import spark_nb.media
-    import spark_nb.models
 
     (tmp_path / "notmedia.jpg").write_bytes(b"hello")
     things = {"notmedia": tmp_path / "notmedia.jpg", "folder": tmp_path, **media}
