@@ -16,6 +16,9 @@ from typing import Any
 import pytest
 
 import spark_nb
+import spark_nb.batch
+import spark_nb.display
+import spark_nb.media
 from spark_nb import _cli, _history, _pipeline, avatar, imitator
 from spark_nb.local import LocalServer
 
@@ -247,10 +250,6 @@ def test_a_bad_value_to_a_public_helper_says_what_is_wrong(call: Any, error: typ
                                                            tmp_path: Path) -> None:
     """Each LEAK of the attack's fuzzer, and the values it found accepted (max_seconds=nan returned a file):
     refused with the error that says what is wrong and what the argument must be."""
-    import spark_nb.batch
-    import spark_nb.display
-    import spark_nb.media
-
     (tmp_path / "notmedia.jpg").write_bytes(b"hello")
     things = {"notmedia": tmp_path / "notmedia.jpg", "folder": tmp_path, **media}
     with pytest.raises(error, match=re.escape(said)):
