@@ -113,19 +113,25 @@ def guarded(value: Any) -> bool:
 
 def guard_public(namespace: dict[str, Any]) -> None:
     """Put every callable a public module lists in `__all__` behind the boundary (the module's last line:
-    `guard_public(globals())`): functions are replaced by their wrapped selves, classes get a wrapped constructor
-    (an Enum a ValidationError for a value it does not have). Idempotent: a name already guarded is left."""
+    `guard_public(globals())`; a name the module loads lazily goes through `guard` where it is loaded)."""
     for name in namespace.get("__all__", ()):
-        value = namespace.get(name)
-        if value is None or guarded(value):
-            continue
-        if isinstance(value, type) and issubclass(value, enum.Enum):
-            value._missing_ = classmethod(_no_such_member)  # type: ignore[method-assign,assignment]
-            value._create_ = classmethod(_no_new_members)  # type: ignore[attr-defined]
-        elif isinstance(value, type):  # a constructor's api_key (a server's own) is its own business
-            value.__init__ = boundary(value.__init__, key_source=None)  # type: ignore[misc]
-        elif callable(value):
-            namespace[name] = boundary(value)
+        if name in namespace:
+            namespace[name] = guard(namespace[name])
+
+
+def guard(value: Any) -> Any:
+    """value behind the boundary: a function wrapped, a class with a wrapped constructor (in place; an Enum a
+    ValidationError for a value it does not have), anything else as it is. Idempotent."""
+    if guarded(value):
+        return value
+    if isinstance(value, type) and issubclass(value, enum.Enum):
+        value._missing_ = classmethod(_no_such_member)  # type: ignore[method-assign,assignment]
+        value._create_ = classmethod(_no_new_members)  # type: ignore[attr-defined]
+    elif isinstance(value, type):  # a constructor's api_key (a server's own) is its own business
+        value.__init__ = boundary(value.__init__, key_source=None)  # type: ignore[misc]
+    elif callable(value):
+        return boundary(value)
+    return value
 
 
 def _no_such_member(cls: type[enum.Enum], value: object) -> None:
