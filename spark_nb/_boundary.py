@@ -120,15 +120,17 @@ def guard_public(namespace: dict[str, Any]) -> None:
 
 
 def guard(value: Any) -> Any:
-    """value behind the boundary: a function wrapped, a class with a wrapped constructor (in place; an Enum a
-    ValidationError for a value it does not have), anything else as it is. Idempotent."""
+    """value behind the boundary: a function wrapped, a class with a wrapped constructor (in place: a ValueError
+    it raises is a UsageError with its text; an Enum a ValidationError for a value it does not have), anything
+    else as it is. Idempotent."""
     if guarded(value):
         return value
     if isinstance(value, type) and issubclass(value, enum.Enum):
         value._missing_ = classmethod(_no_such_member)  # type: ignore[method-assign,assignment]
         value._create_ = classmethod(_no_new_members)  # type: ignore[attr-defined]
-    elif isinstance(value, type):  # a constructor's api_key (a server's own) is its own business
-        value.__init__ = boundary(value.__init__, key_source=None)  # type: ignore[misc]
+    elif isinstance(value, type):  # a constructor's api_key (a server's own) is its own business, and its
+        # ValueError says what is wrong with a value given (LocalServer(faults="poll:oops"), the CLI's too)
+        value.__init__ = boundary(value.__init__, key_source=None, as_usage=(ValueError,))  # type: ignore[misc]
     elif callable(value):
         return boundary(value)
     return value
