@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import html
 import logging
@@ -9,11 +10,13 @@ import math
 import os
 import sys
 import threading
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Callable, Literal, Union
 from urllib.parse import urlsplit
 
 from . import _secrets, _surfaces
+from ._money import LARGEST, usd
 from ._urls import canonical_url
 from .errors import SparkError, UsageError, safe_text
 
@@ -129,7 +132,7 @@ class Settings:
     s3_endpoint_url: str | None = None
     limits: InputLimits = InputLimits()
     home: Path = Path(".spark_nb_home")  # the journal and the local backend's tasks live here
-    budget_usd: float | None = None
+    budget_usd: Decimal | None = None
     key_source: str | None = None  # where the key came from (e.g. "VTRIX_API_KEY"), never the key
     auto_backend: bool = False  # the backend was chosen by whether a key was found, not set
     models_url: str | None = None  # the spec service for this generation URL (None: none applies)
@@ -283,17 +286,17 @@ def default_home() -> Path:
     return Path(platformdirs.user_data_dir("spark-nb", appauthor=False))
 
 
-def _budget(value: Any) -> float | None:
-    if value is None:
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = float("nan")
-    if not math.isfinite(number) or number < 0:
-        raise UsageError(f"budget_usd must be an amount of US dollars, not {str(value)[:40]!r}",
-                         hint="set SPARK_NB_BUDGET_USD (or configure(budget_usd=...)) to e.g. 5, or leave it unset")
-    return number
+def _budget(value: Any) -> Decimal | None:
+    """The budget, a Decimal read as a cost is (_money.usd); not an amount, or one over LARGEST, refused by name."""
+    amount = None if value is None else usd(value)
+    if value is None or amount is not None:
+        return amount
+    with contextlib.suppress(ArithmeticError, ValueError):  # 1e13 is no budget of $0.00, nor of no limit
+        if Decimal(repr(value) if isinstance(value, float) else str(value).strip()) > LARGEST:
+            raise UsageError(f"budget_usd of {str(value)[:40]} is over ${LARGEST:,} (the largest amount spark-nb "
+                             "reads)", hint="for no spending limit, leave SPARK_NB_BUDGET_USD (or budget_usd=) unset")
+    raise UsageError(f"budget_usd must be an amount of US dollars, not {str(value)[:40]!r}",
+                     hint="set SPARK_NB_BUDGET_USD (or configure(budget_usd=...)) to e.g. 5, or leave it unset")
 
 
 def _flag(name: str, value: Any, default: bool) -> bool:

@@ -24,9 +24,8 @@ from ._money import usd, usd_text
 from ._polling import PollSchedule
 from ._progress import TaskProgress
 from ._results import Result
-from ._text import inert
-from ._urls import is_http_url
-from .errors import DownloadError, NotFoundError, SparkError, TaskCancelled, TaskTimeout, UsageError
+from ._urls import canonical_url, is_http_url
+from .errors import DownloadError, NotFoundError, SparkError, TaskCancelled, TaskTimeout, UsageError, safe_text
 from .models import task_failure
 
 if TYPE_CHECKING:  # httpx and asyncio load on first use, so `import spark_nb` stays fast
@@ -63,8 +62,9 @@ class TaskState:
         """
         progress = as_number(raw.get("progress"))
         status, answered_model = raw.get("status"), raw.get("model")
-        answered_model = inert(answered_model, limit=MODEL_CHARS) if isinstance(answered_model, str) else None
-        status = inert(status.lower(), limit=STATUS_CHARS) if isinstance(status, str) else None
+        answered_model = safe_text(answered_model, newlines=False, limit=MODEL_CHARS) \
+            if isinstance(answered_model, str) else None
+        status = safe_text(status.lower(), newlines=False, limit=STATUS_CHARS) if isinstance(status, str) else None
         return cls(  # the service's strings made inert: they reach progress bars, forms and the CLI as they are
             id=task_id,
             model=answered_model or model,
@@ -290,11 +290,11 @@ def _whole_id(task_id: str, settings: Settings) -> tuple[str, str | None]:
     try:
         journal = journal_at(settings.home)
         exact = journal.by_task(task_id)
-        if exact is not None:
+        if exact is not None and _here(exact, settings):
             return task_id, exact.model
         candidates: dict[str, Entry] = {}
-        for entry in journal.entries():  # newest first: each id with its newest attempt
-            if entry.task_id and entry.task_id.startswith(task_id):
+        for entry in journal.entries():  # newest first: each id with its newest attempt (at this service only)
+            if entry.task_id and entry.task_id.startswith(task_id) and _here(entry, settings):
                 candidates.setdefault(entry.task_id, entry)
     except SparkError as exc:  # a journal that cannot be read cannot say which task is meant: the id as given
         logger.debug("task ids not looked up in the journal: %s", exc.headline)
@@ -310,12 +310,19 @@ def _whole_id(task_id: str, settings: Settings) -> tuple[str, str | None]:
                      f"{'; '.join(shown)}{more}", hint="give more of the id (spark-nb history lists them whole)")
 
 
+def _here(entry: Entry, settings: Settings) -> bool:
+    """Whether the attempt's task is at the service these settings talk to (its backend, a cloud's base URL)."""
+    return entry.backend == settings.backend and (settings.backend != "cloud" or  # a row spelled otherwise too
+                                                  canonical_url(entry.base_url or "") == settings.base_url)
+
+
 def checked_wait(timeout: Any, cancel: Any = None, on_update: Any = None, *, positive: bool = False) -> float:
     """timeout as seconds, once it and cancel and on_update are found usable: a UsageError saying which is not, and
     how to fix it, before anything is sent (generate checks them before it creates the task; positive: a timeout
     of zero or less, which would pay for a task nobody waits for, is refused too)."""
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-        raise UsageError(f"timeout must be a number of seconds, not {inert(repr(timeout), limit=40)}",
+        shown = safe_text(repr(timeout), newlines=False, limit=40)
+        raise UsageError(f"timeout must be a number of seconds, not {shown}",
                          hint="pass e.g. timeout=600 (ten minutes)")
     seconds = float(timeout)
     if not math.isfinite(seconds) or (positive and seconds <= 0):

@@ -43,8 +43,9 @@ class RowOutcome:
     notebook: Path | None = None
     error: str | None = None
     inputs: dict[str, str] = dataclasses.field(default_factory=dict)
-    reused: bool = False
+    reused: bool = False  # its video came from a take paid for earlier (or from the row same_as names)
     advice: str | None = None  # e.g. no face found in the portrait: the row ran, its result may be poor
+    same_as: str | None = None  # the row of this manifest it is identical to: one task, paid once, for both
 
 
 def outcomes_argument(value: object) -> list[RowOutcome]:

@@ -19,7 +19,8 @@ from .. import _pipeline as pipeline
 from .._backends import kernel_environment
 from .._boundary import boundary
 from .._config import resolve
-from .._journal import Entry, JobState, journal_at
+from .._journal import Entry, JobState, Journal, journal_at
+from .._reuse import needs_new_task
 from .._tasks import Task
 from ..errors import BudgetExceeded, CostUnknown, JournalError, SparkError, TaskCancelled, TaskMayExist, UsageError
 from . import _job as job
@@ -28,6 +29,7 @@ from ._manifest import InvalidRow, Row, in_manifest_order, rows_to_run
 from ._outcome import RowOutcome, RowStatus
 from ._report import check_output_folder, write_gallery, write_gallery_notebook, write_results_csv, write_rows_json
 from ._progress import BatchProgress, summary
+from ._record import row_folder
 from ._kernels import WarmKernels
 from ._run import BatchRun, alone, failed
 
@@ -56,15 +58,15 @@ def run_batch(manifest: str | Path, out_dir: str | Path, *, concurrency: int = 4
     row (as generate(reuse=False)); strict=True refuses a row's inputs that would only be advised on (no face
     found) before its upload, as generate(strict=True) does: the row fails with that ValidationError.
     """
-    rows, invalid = rows_to_run(manifest, skip_invalid=skip_invalid)
     out = Path(out_dir).resolve()
-    check_output_folder(out, [row.name for row in rows])
     settings = resolve()
+    journal = journal_at(settings.home)  # a journal that cannot be used stops the batch before anything runs
+    rows, invalid = rows_to_run(manifest, skip_invalid=skip_invalid, pays=_pays(journal, out, reuse))
+    check_output_folder(out, [row.name for row in rows])
     out.mkdir(parents=True, exist_ok=True)
     template = Path(notebook) if notebook else TEMPLATE
     if not template.is_file():
         raise UsageError(f"job notebook {template} not found", hint="pass notebook= (or --notebook) naming a .ipynb")
-    journal = journal_at(settings.home)  # a journal that cannot be used stops the batch before anything runs
     outcomes: dict[str, RowOutcome] = {}
     keys = _keys(rows, outcomes)
     first_of: dict[str, Row] = {}  # rows with the same model and input content are one job, paid once
@@ -83,6 +85,21 @@ def run_batch(manifest: str | Path, out_dir: str | Path, *, concurrency: int = 4
         _write_reports_anyway(out, rows, keys, first_of, outcomes, invalid)
         raise
     return _write_reports(out, rows, keys, first_of, outcomes, invalid)
+
+
+def _pays(journal: Journal, out: Path, reuse: bool) -> Callable[[Row], bool]:
+    """Whether a row will pay for a new task, so that its URL inputs are asked for first: not when the journal
+    answers it (a task completed, still running, refused for its inputs, or whose create's answer was lost), nor,
+    for a new take, when its own folder's task is still at the service (job.own_attempt)."""
+    def pays(row: Row) -> bool:
+        try:
+            key = pipeline.call_key(row.spec, row.inputs)
+        except Exception:  # noqa: BLE001 (its inputs cannot be read now: the row fails alone, see _keys)
+            return True
+        if not reuse:
+            return job.own_attempt(journal, key, out / row.name) is None
+        return needs_new_task(journal.latest(key))
+    return pays
 
 
 def _keys(rows: list[Row], outcomes: dict[str, RowOutcome]) -> dict[str, str]:
@@ -186,7 +203,7 @@ def _write_reports(out: Path, rows: list[Row], keys: dict[str, str], first_of: d
         first = first_of.get(keys.get(row.name, ""))
         if outcome is None and first is not None and (same := outcomes.get(first.name)) is not None:
             outcome = dataclasses.replace(same, name=row.name, reused=True, cost="0.00" if same.cost else None,
-                                          notebook=None)
+                                          notebook=None, same_as=first.name)
         ordered.append(outcome or RowOutcome(row.name, row.spec.id, RowStatus.UNFINISHED, inputs=row.inputs,
                                              error="interrupted before it ran; run the batch again"))
     ordered = in_manifest_order(ordered, rows, invalid)
@@ -252,7 +269,13 @@ def _run_row(row: Row, run: BatchRun, after_first_wave: bool = False) -> RowOutc
     row_dir = run.out / row.name
     executed = folder.notebook_of(run, row)
     notebook = executed if executed.exists() else None
-    entry = run.journal.latest(run.keys[row.name]) if run.reuse else None
+    key = run.keys[row.name]
+    entry = run.journal.latest(key) if run.reuse else job.own_attempt(run.journal, key, row_dir)
+    if run.strict and entry is not None and not needs_new_task(entry):  # strict: the same whatever answers it
+        try:
+            job.judge_strictly(row.spec.id, row.inputs, entry)
+        except SparkError as exc:
+            return _not_submitted(row, run, exc)
     if entry and entry.state == JobState.COMPLETED and (video := folder.earlier_video(entry, row_dir)) is not None:
         return folder.reused(row, run, entry, video)  # its folder made whole, from the earlier task: nothing paid
     if entry and entry.state == JobState.FAILED and not entry.retryable:
@@ -267,14 +290,15 @@ def _run_row(row: Row, run: BatchRun, after_first_wave: bool = False) -> RowOutc
         return RowOutcome(row.name, row.spec.id, RowStatus.UNCERTAIN, notebook=notebook, inputs=row.inputs,
                           error="the create call may have made a task (its answer was lost); not resent. "
                                 "Check the service, or run again with --resubmit-uncertain")
-    row_dir.mkdir(parents=True, exist_ok=True)
+    row_folder(row_dir)
     advice: list[str] = []  # what the submission says of the inputs (a long audio trimmed): the row's, not the console's
     # The runner talks to the service (submit, poll, download); the slot counts tasks at the service, so a row
     # uploads its inputs before it waits for one (the create follows at once when a slot frees), and frees it
     # as soon as the task is done.
     with _Slot(run.in_flight, run.stop) as slot:
         try:
-            task = _submit(row, run, row_dir, slot, resubmit=lost, advise=advice.append)
+            resume = entry.task_id if not run.reuse and entry and entry.state == JobState.SUBMITTED else None
+            task = _submit(row, run, row_dir, slot, resubmit=lost, advise=advice.append, task_id=resume)
             slot.take()  # a task resumed or reused also runs at the service (a no-op once taken)
         except SparkError as exc:
             return _not_submitted(row, run, exc)
@@ -292,13 +316,15 @@ def _run_row(row: Row, run: BatchRun, after_first_wave: bool = False) -> RowOutc
 
 
 def _submit(row: Row, run: BatchRun, row_dir: Path, slot: _Slot, *, resubmit: bool,
-            advise: Callable[[str], None]) -> Task:
-    """The row's task, submitted (or resumed, or reused). While its model's cost is unknown under a budget, a row
-    waits for the task that will make it known (CostUnknown names it), within the row's timeout."""
+            advise: Callable[[str], None], task_id: str | None = None) -> Task:
+    """The row's task, submitted (or resumed, or reused; task_id: the row's own task, resumed). While its model's
+    cost is unknown under a budget, a row waits for the task that will make it known (CostUnknown names it),
+    within the row's timeout."""
     deadline = time.monotonic() + run.timeout
     while True:
         try:
             return job.submit_or_resume(row.spec.id, row.inputs, row_dir, name=row.name, resubmit=resubmit,
+                                        task_id=task_id,
                                         cancel=run.stop, when_uploaded=slot.take, face_advice=run.strict,
                                         advise=advise, reuse=run.reuse, strict=run.strict)
         except CostUnknown as exc:
