@@ -3,9 +3,10 @@ wait on the call's way ends by, whoever waits.
 
 `_pipeline` sets it around a call's submission (`until`); the waits read it: each request's answer and the retry
 loop's backoff (`_client.ApiClient`: uploads, the create), each attempt of an S3 upload (`_uploads.S3Uploader`),
-the wait for an identical call another kernel is creating (`_reuse.follow`), the journal's busy wait for the claim
-(`_journal`); an error at the deadline names the call's timeout (`ran_out`). A context variable carries it, so
-it reaches an uploader's requests too (an `HTTPUploader` is called with a path only) and stays with its thread.
+the URL inputs' checks (`_inputs_url`), the wait for an identical call another kernel is creating (`_reuse.follow`),
+the journal's busy wait for the claim (`_journal`); an error at the deadline names the call's timeout (`ran_out`).
+A context variable carries it, so it reaches an uploader's requests too (an `HTTPUploader` is called with a path
+only) and stays with its thread (a thread of its own gets it through `contextvars.copy_context`).
 """
 
 from __future__ import annotations
