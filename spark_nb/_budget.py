@@ -139,8 +139,8 @@ def check(entries: list[Entry], *, budget: Decimal, model: str, input_seconds: f
     this = _estimate(known, here, input_seconds)
     if this is None:
         elsewhere = _dearest(known, model, input_seconds)
-        said = {"model": model, "budget": budget, "spend": spend, "running": running, "service": here[1],
-                "elsewhere": elsewhere}
+        said: dict[str, Any] = {"model": model, "budget": budget, "spend": spend, "running": running,
+                                "service": here[1], "elsewhere": elsewhere}
         blocking = next((e for e in running_entries if e.model == model and service_of(e) not in known
                          and _on_its_way(e)), None)
         if blocking is not None:
