@@ -179,11 +179,31 @@ def write_gallery_notebook(out: Path, outcomes: Sequence[RowOutcome]) -> Path:
                           "data": {"text/html": gallery_html(out, outcomes, relative_to=out),
                                    "text/plain": [f"<spark-nb batch gallery: {len(outcomes)} rows>"]}}]},
         ],
-        "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
-                     "language_info": {"name": "python"}},
+        "metadata": _kernel_metadata(),
         "nbformat": 4, "nbformat_minor": 5,
     }
     return write_atomically(out / NOTEBOOK, json.dumps(notebook, indent=1, ensure_ascii=False) + "\n")
+
+
+@functools.cache
+def _kernel_metadata() -> dict[str, Any]:
+    """The kernelspec and language_info JupyterLab writes into a notebook once its python3 kernel connects (as
+    ipykernel reports them for this Python), so opening the gallery leaves it unmodified: with less, JupyterLab
+    filled them in on opening and asked to save a notebook no one had changed."""
+    import sys
+
+    display_name = "Python 3 (ipykernel)"
+    try:
+        from jupyter_client.kernelspec import get_kernel_spec
+
+        display_name = get_kernel_spec("python3").display_name
+    except Exception:  # no kernelspec here (a machine without Jupyter): ipykernel's own name
+        pass
+    return {"kernelspec": {"display_name": display_name, "language": "python", "name": "python3"},
+            "language_info": {"codemirror_mode": {"name": "ipython", "version": sys.version_info[0]},
+                              "file_extension": ".py", "mimetype": "text/x-python", "name": "python",
+                              "nbconvert_exporter": "python", "pygments_lexer": f"ipython{sys.version_info[0]}",
+                              "version": sys.version.split()[0]}}
 
 
 def write_gallery(out: Path, outcomes: Sequence[RowOutcome]) -> Path:
