@@ -139,7 +139,7 @@ class Task:
         if isinstance(task_id, int) and not isinstance(task_id, bool):
             task_id = str(task_id)
         if not isinstance(task_id, str) or not task_id.strip():
-            raise UsageError(f"a task id is a non-empty text, not {str(task_id)[:40]!r}",
+            raise UsageError(f"a task id is a non-empty text, not {safe_text(repr(task_id), newlines=False, limit=40)}",
                              hint="give the id generate() or submit() printed (spark-nb history lists them)")
         settings = resolve(**hide_key(config))
         whole, known_model = _whole_id(task_id.strip(), settings)
