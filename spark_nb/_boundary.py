@@ -123,8 +123,8 @@ def guard(value: Any) -> Any:
     """value behind the boundary: a function wrapped, a class with a wrapped constructor (in place: a ValueError
     it raises is a UsageError with its text; an Enum a ValidationError for a value it does not have), anything
     else as it is. Idempotent."""
-    if guarded(value):
-        return value
+    if guarded(value) or type(value).__module__ == "typing" or getattr(value, "_is_protocol", False):
+        return value  # a type's alias (Literal[...]) or a Protocol: named for annotations, never called
     if isinstance(value, type) and issubclass(value, enum.Enum):
         value._missing_ = classmethod(_no_such_member)  # type: ignore[method-assign,assignment]
         value._create_ = classmethod(_no_new_members)  # type: ignore[attr-defined]

@@ -15,6 +15,7 @@ from ._inputs import (RECOMMENDED_AUDIO_SECONDS, Media, apply_fix, check, ensure
                       validate, with_url_face)
 from ._inputs_url import check_urls
 from ._journal import Claim, Entry, JobState, Journal, journal_at
+from ._notices import begin
 from ._results import Result
 from ._reuse import describe_inputs, fingerprint, follow, needs_new_task
 from ._tasks import Task, checked_wait
@@ -88,9 +89,9 @@ def _trimmed(item: Media, say: Callable[[str], None]) -> Media:
     return trimmed
 
 
-def call_key(spec: ModelSpec, values: Mapping[str, Any], *, trim_audio: bool = True, **config: Any) -> str:
-    """The journal's fingerprint of a call: what submit() with the same arguments looks up."""
-    return _identify(spec, values, resolve(**hide_key(config)), trim_audio)[1]
+def call_key(spec: ModelSpec, values: Mapping[str, Any], settings: Settings, *, trim_audio: bool = True) -> str:
+    """The journal's fingerprint of a call: what submit() with the same arguments and settings looks up."""
+    return _identify(spec, values, settings, trim_audio)[1]
 
 
 def _identify(spec: ModelSpec, values: Mapping[str, Any], settings: Settings, trim_audio: bool,
@@ -137,7 +138,7 @@ def _submit(spec: ModelSpec, values: Mapping[str, Any], *, trim_audio: bool, reu
             when_uploaded: Callable[[], None] | None, before_create: Callable[[], None] | None, source: str,
             face_advice: bool, advise: Callable[[str], None] | None, names: Mapping[str, str] | None,
             **config: Any) -> Task:
-    settings = resolve(**hide_key(config))
+    settings = begin(resolve(**hide_key(config)))  # once per call: its notices, a key it cannot use refused
     journal = journal_at(settings.home)
     inputs, key = _identify(spec, values, settings, trim_audio, names)
     if reuse and not needs_new_task(earlier := journal.latest(key)):

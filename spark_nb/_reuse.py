@@ -10,7 +10,6 @@ lost → TaskMayExist; refused for its inputs → the same TaskFailed; failed on
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
 import hashlib
 import json
@@ -22,12 +21,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ._config import Settings, notify
+from ._config import Settings
 from ._deadline import within
 from ._files import link_atomically
 from ._inputs import Media
 from ._journal import Entry, JobState, Journal
 from ._money import format_usd, usd_text
+from ._notices import notify
 from ._tasks import Task, result_path
 from .errors import SparkError, TaskFailed, TaskMayExist
 from .models import ModelSpec, hint_for
@@ -109,8 +109,7 @@ def follow(entry: Entry, journal: Journal, spec: ModelSpec, settings: Settings) 
     if entry.state == JobState.SUBMITTED and entry.task_id:
         _say(f"task {entry.task_id} for these inputs was created {when} and is not finished: waiting for it "
              f"instead of creating another ({NEW_TAKE})")
-        return dataclasses.replace(Task.from_id(entry.task_id, model=entry.model, **_same_place(settings)),
-                                   origin="attached")
+        return Task(id=entry.task_id, model=entry.model, settings=settings, origin="attached")
     if entry.state == JobState.FAILED:  # refused for its inputs (see needs_new_task)
         hint, _ = hint_for(entry.code, spec, entry.error)  # an input the service could not fetch: that input
         raise TaskFailed(f"{entry.error or 'the service refused these inputs'} (an identical call at {when})",
@@ -208,11 +207,6 @@ def completed_answer(entry: Entry) -> dict[str, Any]:
     usage = {"cost": usd_text(entry.cost)} if entry.cost is not None else {}
     return {"id": entry.task_id, "model": entry.model, "status": "completed", "output": [{"content": [content]}],
             "usage": usage}
-
-
-def _same_place(settings: Settings) -> dict[str, Any]:
-    return {"backend": settings.backend, "base_url": settings.base_url, "api_key": settings.api_key,
-            "output_dir": settings.output_dir, "home": settings.home, "uploader": settings.uploader}
 
 
 def _say(line: str) -> None:

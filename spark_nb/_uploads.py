@@ -22,7 +22,15 @@ Uploader = Callable[[Path], str]
 
 
 class HTTPUploader:
-    """POSTs a file as multipart `file` to an endpoint answering {"url": ...} or {"data": {"url": ...}}."""
+    """POSTs a file as multipart `file` to an endpoint answering {"url": ...} or {"data": {"url": ...}}.
+
+    spark_nb makes one from SPARK_NB_UPLOAD_URL (or upload_url=, or uploader= an URL); call it with a Path to get
+    the file's URL.
+
+    Args:
+        endpoint: the upload endpoint's URL.
+        client: the API client whose key and limits the upload uses (the key goes only to the API's own host).
+    """
 
     def __init__(self, endpoint: str, client: "ApiClient") -> None:
         self.endpoint = endpoint
@@ -45,9 +53,18 @@ _EXPECT_S = 1.0  # how long botocore waits for a "100 Continue" before it sends 
 class S3Uploader:
     """Puts a file in an S3-compatible bucket and returns a presigned GET URL (needs the `s3` extra).
 
-    Each attempt is one PUT by a client whose connect and read limits are what is left of the call's deadline
-    (`_deadline`; else 10 s and 60 s), with botocore's own retries off: at most S3_ATTEMPTS, backing off within
-    the deadline; a stalled endpoint ends with the call's timeout, an UploadError naming it."""
+    spark_nb makes one from SPARK_NB_S3_BUCKET (and _PREFIX, _ENDPOINT_URL); credentials are boto3's own (the
+    environment, ~/.aws). Calling it raises UploadError when boto3 is missing or the upload fails. Each attempt is
+    one PUT by a client whose connect and read limits are what is left of the call's deadline (`_deadline`; else
+    10 s and 60 s), with botocore's own retries off: at most S3_ATTEMPTS, backing off within the deadline; a
+    stalled endpoint ends with the call's timeout, an UploadError naming it.
+
+    Args:
+        bucket: the bucket's name.
+        prefix: a folder in the bucket for the uploads.
+        endpoint_url: an S3-compatible service's URL (MinIO, R2, ...), or None for AWS.
+        expires: how long the presigned URL works, in seconds (6 hours: tasks may queue).
+    """
 
     def __init__(self, bucket: str, prefix: str = "", endpoint_url: str | None = None, expires: int = 6 * 3600) -> None:
         self.bucket, self.prefix, self.endpoint_url, self.expires = bucket, prefix.strip("/"), endpoint_url, expires

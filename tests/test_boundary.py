@@ -165,7 +165,8 @@ STARTS_SOMETHING = {"spark_nb.local.embedded_server"}
 
 def public_callables() -> list[tuple[str, Any]]:
     """(module.name, value) for every callable a public module lists in __all__, exception classes left out: they
-    are what the boundary lets out, not calls."""
+    are what the boundary lets out, not calls; type aliases (Literal[...]) and Protocols too: names for
+    annotations, which Python itself refuses to call."""
     import importlib
 
     found = []
@@ -174,7 +175,9 @@ def public_callables() -> list[tuple[str, Any]]:
         assert hasattr(module, "__all__"), f"{module_name} lists no __all__: its public names are unknown"
         for name in module.__all__:
             value = getattr(module, name)
-            if callable(value) and not (isinstance(value, type) and issubclass(value, BaseException)):
+            for_annotations = type(value).__module__ == "typing" or getattr(value, "_is_protocol", False)
+            if callable(value) and not for_annotations and not (isinstance(value, type)
+                                                                and issubclass(value, BaseException)):
                 found.append((f"{module_name}.{name}", value))
     return found
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .. import _pipeline as pipeline
-from .._config import InputLimits, resolve
+from .._config import InputLimits
 from .._files import write_atomically
 from .._inputs import Advice, check
 from .._journal import Entry, JobState, Journal, journal_at
@@ -38,13 +38,32 @@ def submit_or_resume(model: str, inputs: dict[str, str], out_dir: str | Path, *,
                      task_id: str | None = None, resubmit: bool = False, cancel: threading.Event | None = None,
                      when_uploaded: Callable[[], None] | None = None, face_advice: bool = True,
                      advise: Callable[[str], None] | None = None, reuse: bool = True, strict: bool = False) -> Task:
-    """The job's task: the one task_id names, else the journal's answer for these inputs (a finished video, a task
-    still running), else a new task, recorded at once.
+    """The job's task: the one task_id names, else the journal's answer for these inputs, else a new task.
 
-    A create whose answer was lost raises TaskMayExist unless resubmit (which may pay twice). cancel, once set,
-    stops a submission before its create call (nothing is created). when_uploaded runs between the uploads and
-    the create (see pipeline.submit); face_advice=False leaves out the search for faces (see face_advice());
-    advise receives the advice on the inputs (a long audio trimmed...) instead of a warning.
+    A new task's id is recorded at once, in the journal and in the row folder's task.json.
+
+    Args:
+        model: the model id or alias.
+        inputs: field name -> path or URL (an empty value is left out).
+        out_dir: the row's folder.
+        name: the row's name.
+        task_id: the row's task, when it has one already (resumed as it is).
+        resubmit: submit again even when an earlier create's answer was lost (which may pay twice).
+        cancel: once set, stops a submission before its create call (nothing is created).
+        when_uploaded: runs between the uploads and the create (a batch row waits there for its turn).
+        face_advice: False leaves out the search for faces (a batch reports it with the row instead).
+        advise: receives the advice on the inputs (a long audio trimmed...) instead of a warning.
+        reuse: answer from an identical earlier call (a finished video, a task still running).
+        strict: refuse inputs that would only be advised on.
+
+    Returns:
+        The row's Task.
+
+    Raises:
+        TaskMayExist: an earlier create's answer was lost and resubmit is False (the row is recorded uncertain).
+        TaskCancelled: cancel was set before the create call.
+        JournalError: the task was created but its id could not be recorded (task.json has it).
+        SparkError: as submit() raises (ValidationError, BudgetExceeded, TaskFailed, ...).
     """
     spec = get_model(model)
     out = row_folder(out_dir)
@@ -127,12 +146,12 @@ def row_advice(model: str, inputs: dict[str, str]) -> list[str]:
     return said
 
 
-def judge_strictly(model: str, inputs: dict[str, str], earlier: Entry) -> None:
+def judge_strictly(model: str, inputs: dict[str, str], earlier: Entry, limits: InputLimits) -> None:
     """Strict mode's verdict on a row the journal answers with earlier (reused, resumed, reported again): the
     ValidationError a new task's inputs would get, saying that take is returned without strict (pipeline.prepare
-    decides; nothing is sent)."""
+    decides with the batch's limits; nothing is sent)."""
     values = {field: value for field, value in inputs.items() if value}
-    pipeline.prepare(get_model(model), values, limits=resolve().limits, strict=True, earlier=earlier)
+    pipeline.prepare(get_model(model), values, limits=limits, strict=True, earlier=earlier)
 
 
 def _advice_of(value: str, field: MediaField) -> tuple[Advice, ...]:
@@ -148,11 +167,26 @@ def finish(task: Task, out_dir: str | Path, *, name: str, timeout: float = 1800,
 
     A row folder whose result.json records this task completed, with its video there, answers at once: no
     journal, no request, no download (a reused row, a row done by the batch runner, a folder moved elsewhere).
-    With follow_journal (a job notebook inside a batch), the batch runner is already waiting for the task:
-    watch the journal instead of polling the service too, then take the result it records (no request, no
-    download; a task the journal does not show completed is waited for as usual).
-    cancel, once set, stops the wait (TaskCancelled); the task goes on, to be resumed. on_done runs once the
-    service reports the task completed, before the download.
+
+    Args:
+        task: the row's task (from submit_or_resume).
+        out_dir: the row's folder.
+        name: the row's name.
+        timeout: seconds to wait.
+        follow_journal: the batch runner is already waiting for the task (a job notebook inside a batch): watch
+            the journal instead of polling the service too, and take the result it records; a task the journal
+            does not show completed is waited for as usual.
+        cancel: once set, stops the wait (TaskCancelled); the task goes on, to be resumed.
+        on_done: runs once the service reports the task completed, before the download.
+
+    Returns:
+        The Result, its video in the row's folder.
+
+    Raises:
+        TaskFailed: the task failed (recorded as the row's failure).
+        TaskTimeout: the timeout passed (the row is unfinished: running the batch again resumes it).
+        TaskCancelled: cancel was set.
+        SparkError: as Task.wait() raises (DownloadError, ...); WriteError when result.json cannot be written.
     """
     out = Path(out_dir)
     if (record := completed_here(out, task.id)) is not None:

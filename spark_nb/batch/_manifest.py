@@ -27,7 +27,13 @@ _FIX = "fix the rows above (row numbers count the header as row 1) and run again
 
 
 class ManifestError(ValidationError):
-    """The manifest has problems; `problems` lists each as 'row N: ...', all found before anything ran."""
+    """The manifest has problems, all found before anything ran (a ValidationError, reason "manifest").
+
+    Args:
+        manifest: the manifest's file.
+        problems: each problem as 'row N: ...' (`.problems`).
+        hint: what to do (fix the rows, or run with skip_invalid).
+    """
 
     def __init__(self, manifest: Path, problems: list[str], *, hint: str | None = None) -> None:
         listing = "\n".join(f"  {p}" for p in problems)
@@ -39,12 +45,19 @@ class ManifestError(ValidationError):
 
 @dataclasses.dataclass(frozen=True)
 class Row:
-    """One manifest row, resolved: its inputs as URLs or absolute paths, and its content key."""
+    """One manifest row, resolved: its inputs as URLs or absolute paths, and its content key.
 
-    number: int  # the CSV line, the header being row 1
+    Attributes:
+        number: its CSV line, the header being row 1.
+        name: its name (its folder in the batch's output folder).
+        spec: its model.
+        inputs: field name -> URL or absolute path.
+    """
+
+    number: int
     name: str
     spec: ModelSpec
-    inputs: dict[str, str]  # field name -> URL or absolute path
+    inputs: dict[str, str]
 
     @property
     def key(self) -> str:
@@ -64,12 +77,19 @@ class Row:
 
 @dataclasses.dataclass(frozen=True)
 class InvalidRow:
-    """A manifest row that cannot run: its CSV line, its name and model as written, and what is wrong with it."""
+    """A manifest row that cannot run: its CSV line, its name and model as written, and what is wrong with it.
 
-    number: int  # the CSV line, the header being row 1
+    Attributes:
+        number: its CSV line, the header being row 1.
+        name: its name as written ("" when it has none).
+        model: the model's id when the row names a known one, else the cell as written.
+        problems: each as the ManifestError line says it, without the "row N: ".
+    """
+
+    number: int
     name: str
-    model: str  # the model's id when the row names a known one, else the cell as written
-    problems: tuple[str, ...]  # each as the ManifestError line says it, without the "row N: "
+    model: str
+    problems: tuple[str, ...]
 
     @property
     def label(self) -> str:
@@ -87,7 +107,11 @@ class InvalidRow:
         return f"row {self.number}: " + "; ".join(self.problems)
 
     def outcome(self) -> RowOutcome:
-        """Its `skipped` outcome in the reports: named as written (row<N> if unnamed), its problems as the error."""
+        """Its `skipped` outcome in the reports.
+
+        Returns:
+            A RowOutcome named as written (row<N> if unnamed), status skipped, its problems as the error.
+        """
         return RowOutcome(self.label, self.model, RowStatus.SKIPPED, error=self.error)
 
 
@@ -123,7 +147,11 @@ def _check_all_at_once(manifest: Path, records: list[tuple[int, dict[str, str]]]
 
 
 def columns() -> tuple[str, ...]:
-    """A manifest's columns: name, model, and every registered model's media inputs."""
+    """A manifest's columns: name, model, and every registered model's media inputs.
+
+    Returns:
+        ("name", "model", "image", "audio", "driving_video") for the two Spark models.
+    """
     return ("name", "model", *input_fields())
 
 
@@ -131,10 +159,17 @@ def check_manifest(path: str | Path, *, pays: Callable[[Row], bool] | None = Non
                    ) -> tuple[list[Row], list[InvalidRow]]:
     """Every row of the manifest, checked: those that can run, and those that cannot with their problems.
 
-    A row's URL inputs are asked for (see _inputs_url.check_url) when pays(row) says the row will pay for a new
-    task (by default every row): a row the journal answers (a task completed or still running) is resumed or
-    reused however its URLs have expired since. Raises ManifestError only for a problem of the whole manifest:
-    unreadable, without a name or model column, or without any row.
+    Args:
+        path: the manifest, a UTF-8 CSV (see columns()); relative input paths are read from its folder.
+        pays: whether a row will pay for a new task (None: every row); only such a row's URL inputs are asked for
+            (see _inputs_url.check_url), so a row the journal answers is resumed or reused however its URLs have
+            expired since.
+
+    Returns:
+        (rows that can run, InvalidRow for each that cannot); each input checked as generate() checks it.
+
+    Raises:
+        ManifestError: the whole manifest is unreadable, without a name or model column, or without any row.
     """
     path = path_argument(path, "the manifest")
     known = columns()
@@ -246,5 +281,15 @@ def rows_to_run(path: str | Path, *, skip_invalid: bool = False, pays: Callable[
 
 
 def read_manifest(path: str | Path) -> list[Row]:
-    """All rows of the manifest, checked; raises ManifestError listing every problem with its row number."""
+    """All rows of the manifest, checked.
+
+    Args:
+        path: the manifest, a UTF-8 CSV file (see columns()).
+
+    Returns:
+        Every row, each ready to run.
+
+    Raises:
+        ManifestError: a row is invalid, or the manifest is (every problem listed with its row number).
+    """
     return rows_to_run(path)[0]

@@ -94,8 +94,15 @@ class BatchProgress:
 
 
 def summary(outcomes: Sequence[RowOutcome]) -> str:
-    """'3 completed, 1 failed, 0 uncertain, 2 skipped (invalid) of 6 rows; spent by this run: $0.30 (1 row reused
-    from earlier runs)'."""
+    """A batch's outcomes in one line, as its last line says them.
+
+    Args:
+        outcomes: the rows' outcomes (run_batch's answer).
+
+    Returns:
+        e.g. '3 completed, 1 failed, 0 uncertain, 2 skipped (invalid) of 6 rows; spent by this run: $0.30 (1 row
+            reused from earlier runs)'.
+    """
     outcomes = outcomes_argument(outcomes)
     tally = Tally(outcomes)
     count = tally.count
@@ -109,8 +116,14 @@ def summary(outcomes: Sequence[RowOutcome]) -> str:
 
 
 def spent(outcomes: Sequence[RowOutcome]) -> str:
-    """What a batch run paid, said as its summary and gallery say it: 'spent by this run: $0.30 (1 row reused from
-    earlier runs)' (a row reused from an earlier run was paid then, not now)."""
+    """What a batch run paid, said as its summary and gallery say it (a row reused from an earlier run was paid then).
+
+    Args:
+        outcomes: the rows' outcomes (run_batch's answer).
+
+    Returns:
+        e.g. 'spent by this run: $0.30 (1 row reused from earlier runs)'.
+    """
     return Tally(outcomes).spent_by_run
 
 

@@ -133,7 +133,14 @@ def result_of(out_dir: str | Path, record: dict[str, Any]) -> Result:
 
 
 def origin(out_dir: str | Path = ".") -> str:
-    """Where the row's result came from and the advice on its inputs, in a few lines (the job notebook prints it)."""
+    """Where the row's result came from and the advice on its inputs, in a few lines (the job notebook prints it).
+
+    Args:
+        out_dir: the row's folder (its result.json is read).
+
+    Returns:
+        The lines: the task made for the row, or the earlier task reused; then the advice.
+    """
     record = read_record(path_argument(out_dir, "out_dir"))
     if not record:
         return "no result recorded in this folder yet"

@@ -149,11 +149,19 @@ def write_rows_json(out: Path, outcomes: Sequence[RowOutcome]) -> Path:
 
 def gallery_html(out: str | os.PathLike[str], outcomes: Sequence[RowOutcome],
                  relative_to: str | os.PathLike[str] | None = None) -> str:
-    """The gallery's cards as HTML to show inline in a notebook (IPython.display.HTML), srcs relative to the
-    notebook's folder (relative_to, default the working directory), so JupyterLab serves them from /files/.
+    """The gallery's cards as HTML to show inline in a notebook (IPython.display.HTML).
 
     Inline, not in an IFrame: Jupyter serves /files/ pages sandboxed, and a sandboxed page's media requests go
     without the login cookie, so an IFrame of index.html shows black players even for files inside the root.
+
+    Args:
+        out: the batch's output folder.
+        outcomes: the rows' outcomes.
+        relative_to: the notebook's folder, which the srcs are relative to (so JupyterLab serves them from
+            /files/); None: the working directory.
+
+    Returns:
+        The HTML of the cards.
     """
     out, outcomes = path_argument(out, "out"), outcomes_argument(outcomes)
     base = path_argument(relative_to, "relative_to") if relative_to is not None else Path.cwd()
@@ -365,7 +373,14 @@ def _resolved(path: str) -> str:
 
 
 def outcomes_html(outcomes: Sequence[RowOutcome]) -> str:
-    """An HTML table of the outcomes, for showing in a notebook."""
+    """An HTML table of the outcomes, for showing in a notebook.
+
+    Args:
+        outcomes: the rows' outcomes.
+
+    Returns:
+        The table (every cell escaped).
+    """
     outcomes = outcomes_argument(outcomes)
     text = cards.text
     head = "".join(f"<th>{c}</th>" for c in ("name", "model", "status", "task", "duration", "cost", "error"))
@@ -377,7 +392,14 @@ def outcomes_html(outcomes: Sequence[RowOutcome]) -> str:
 
 
 def gallery(folder: str | os.PathLike[str] = ".") -> HTML:
-    """The gallery of the batch folder (read from its rows.json) to show in a notebook: gallery.ipynb's cell."""
+    """The gallery of the batch folder (read from its rows.json) to show in a notebook: gallery.ipynb's cell.
+
+    Args:
+        folder: the batch's output folder.
+
+    Returns:
+        An IPython.display.HTML of the cards (none when the folder has no rows.json).
+    """
     from IPython.display import HTML
 
     folder = path_argument(folder, "folder")

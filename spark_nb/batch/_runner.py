@@ -18,8 +18,9 @@ from typing import Any
 from .. import _pipeline as pipeline
 from .._backends import kernel_environment
 from .._boundary import boundary
-from .._config import resolve
+from .._config import Settings, resolve
 from .._journal import Entry, JobState, Journal, journal_at
+from .._notices import begin
 from .._reuse import needs_new_task
 from .._tasks import Task
 from ..errors import BudgetExceeded, CostUnknown, JournalError, SparkError, TaskCancelled, TaskMayExist, UsageError
@@ -48,30 +49,48 @@ def run_batch(manifest: str | Path, out_dir: str | Path, *, concurrency: int = 4
               skip_invalid: bool = False, reuse: bool = True, strict: bool = False) -> list[RowOutcome]:
     """Run every row of manifest into out_dir/<name>/; results.csv, index.html and rows.json in out_dir.
 
-    All rows are checked before any runs (ManifestError lists every problem); with skip_invalid the valid rows
-    run and each invalid one is reported `skipped`, its problems as its error. The journal makes every row
-    idempotent: a completed row is reused, a submitted one resumed by its task id, and one whose create may
-    have made a task is `uncertain` and skipped unless resubmit_uncertain. A row that fails for any reason
-    (any exception) is `failed` with its error, alone. The reports are always written: also on
-    KeyboardInterrupt or SIGTERM (no new task is created, the job kernels are stopped, the interrupt is
-    raised again once they are written) and when the batch itself crashes. reuse=False makes a new take of every
-    row (as generate(reuse=False)); strict=True refuses a row's inputs that would only be advised on (no face
-    found) before its upload, as generate(strict=True) does: the row fails with that ValidationError.
+    All rows are checked before any runs. The journal makes every row idempotent: a completed row is reused, a
+    submitted one resumed, one whose create may have made a task `uncertain` and skipped unless resubmit_uncertain.
+    A row that fails is `failed` with its error, alone. The reports are always written: on Ctrl-C or SIGTERM too (no
+    new task is created, the job kernels stop, the interrupt is raised again) and when the batch itself crashes.
+
+    Args:
+        manifest: the manifest, a UTF-8 CSV (see columns()).
+        out_dir: the output folder (one folder per row, the reports and the gallery).
+        concurrency: tasks at the service at once.
+        notebook: a job notebook of your own (it calls submit_or_resume() and finish()); None: the bundled one.
+        resubmit_uncertain: submit again the rows whose create's answer was lost (which may pay twice).
+        progress: show a progress bar.
+        timeout: seconds each row may wait for its task.
+        skip_invalid: run the valid rows and report each invalid one `skipped`, its problems as its error.
+        reuse: False makes a new take of every row (as generate(reuse=False)).
+        strict: refuse a row's inputs that would only be advised on (no face found): the row fails, uploading nothing.
+
+    Returns:
+        Each row's outcome, in the manifest's order.
+
+    Raises:
+        ManifestError: a row is invalid (every problem listed; with skip_invalid, only when no row is valid).
+        ValidationError: the output folder cannot take the batch's files (each obstacle named).
+        UsageError: the job notebook is not found.
+        JournalError: the task journal cannot be used; nothing ran.
+        SparkError: a key found in VTRIX_API_KEY or a key store is malformed (the cloud backend needs it).
     """
     out = Path(out_dir).resolve()
-    settings = resolve()
+    settings = begin(resolve())  # once for the batch: its notices, a key it cannot use refused
     journal = journal_at(settings.home)  # a journal that cannot be used stops the batch before anything runs
-    rows, invalid = rows_to_run(manifest, skip_invalid=skip_invalid, pays=_pays(journal, out, reuse))
+    rows, invalid = rows_to_run(manifest, skip_invalid=skip_invalid, pays=_pays(journal, out, reuse, settings))
     check_output_folder(out, [row.name for row in rows])
     out.mkdir(parents=True, exist_ok=True)
     template = Path(notebook) if notebook else TEMPLATE
     if not template.is_file():
         raise UsageError(f"job notebook {template} not found", hint="pass notebook= (or --notebook) naming a .ipynb")
     outcomes: dict[str, RowOutcome] = {}
-    keys = _keys(rows, outcomes)
+    keys = _keys(rows, outcomes, settings)
     first_of: dict[str, Row] = {}  # rows with the same model and input content are one job, paid once
     run = BatchRun(out, journal, keys, template, resubmit_uncertain, timeout, threading.Semaphore(max(1, concurrency)),
-                   reuse=reuse, strict=strict, kernels=WarmKernels(kernel_environment(settings)))
+                   reuse=reuse, strict=strict, limits=settings.limits,
+                   kernels=WarmKernels(kernel_environment(settings)))
     for row in rows:
         if row.name in keys:
             first = first_of.setdefault(keys[row.name], row)
@@ -87,13 +106,13 @@ def run_batch(manifest: str | Path, out_dir: str | Path, *, concurrency: int = 4
     return _write_reports(out, rows, keys, first_of, outcomes, invalid)
 
 
-def _pays(journal: Journal, out: Path, reuse: bool) -> Callable[[Row], bool]:
+def _pays(journal: Journal, out: Path, reuse: bool, settings: Settings) -> Callable[[Row], bool]:
     """Whether a row will pay for a new task, so that its URL inputs are asked for first: not when the journal
     answers it (a task completed, still running, refused for its inputs, or whose create's answer was lost), nor,
     for a new take, when its own folder's task is still at the service (job.own_attempt)."""
     def pays(row: Row) -> bool:
         try:
-            key = pipeline.call_key(row.spec, row.inputs)
+            key = pipeline.call_key(row.spec, row.inputs, settings)
         except Exception:  # noqa: BLE001 (its inputs cannot be read now: the row fails alone, see _keys)
             return True
         if not reuse:
@@ -102,12 +121,12 @@ def _pays(journal: Journal, out: Path, reuse: bool) -> Callable[[Row], bool]:
     return pays
 
 
-def _keys(rows: list[Row], outcomes: dict[str, RowOutcome]) -> dict[str, str]:
+def _keys(rows: list[Row], outcomes: dict[str, RowOutcome], settings: Settings) -> dict[str, str]:
     """Each row's journal fingerprint; a row whose inputs cannot be read now fails alone (in outcomes)."""
     keys = {}
     for row in rows:
         try:
-            keys[row.name] = pipeline.call_key(row.spec, row.inputs)
+            keys[row.name] = pipeline.call_key(row.spec, row.inputs, settings)
         except Exception as exc:  # noqa: BLE001 (e.g. a file removed since the check): this row's failure alone
             outcomes[row.name] = failed(row, exc)
     return keys
@@ -273,7 +292,7 @@ def _run_row(row: Row, run: BatchRun, after_first_wave: bool = False) -> RowOutc
     entry = run.journal.latest(key) if run.reuse else job.own_attempt(run.journal, key, row_dir)
     if run.strict and entry is not None and not needs_new_task(entry):  # strict: the same whatever answers it
         try:
-            job.judge_strictly(row.spec.id, row.inputs, entry)
+            job.judge_strictly(row.spec.id, row.inputs, entry, run.limits)
         except SparkError as exc:
             return _not_submitted(row, run, exc)
     if entry and entry.state == JobState.COMPLETED and (video := folder.earlier_video(entry, row_dir)) is not None:
