@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import avatar, imitator
 from ._boundary import boundary as _boundary
+from ._boundary import guard_public as _guard_public
 from ._config import KEY_SOURCES as _KEY_SOURCES
 from ._config import Settings
 from ._config import configure as _configure
@@ -163,3 +164,4 @@ __all__ = [
     "settings",
     "spend",
 ]
+_guard_public(globals())  # every name in __all__ behind the public boundary: only a SparkError leaves it

@@ -9,13 +9,18 @@ costs nothing on one machine says nothing of another's price: the embedded local
 tasks neither count, nor set or block an estimate, and a budget does not apply to it (`spark-nb serve` is a
 service of its own, with its own base URL).
 
+A service is its base URL in one spelling (`_urls.canonical_url`: `HTTP://Host:80/./` is `http://host`), also
+for journal rows written before that; names are not resolved, so `localhost` and `127.0.0.1` are two services.
+
 While a model's cost at a service is unknown (no completed task of it there with a cost), a task of it cannot be
-estimated: one budgeted task runs at a time until one has finished with a cost, and another call raises
-CostUnknown at once, naming the task it waits for and the line that finishes it (a batch waits for it by
-itself). A task that finished without the service reporting a cost keeps the cost unknown: no further budgeted
-task of that model there is created, since its spend could not be counted. A task of unknown cost starts only
-while something is left of the budget (a budget of $0 pays for nothing). A completed task whose cost cannot be
-read (a damaged row, or one at another service) counts at its model's estimate; never as the basis of one.
+estimated: one budgeted task of that model runs at a time, at whichever service, until one has finished with a
+cost there, and another call raises CostUnknown at once, naming the task it waits for and the line that finishes
+it (a batch waits for it by itself). Meanwhile that task, and the call, count at the model's dearest known cost
+at any service (nothing when none is known). A task that finished without the service reporting a cost keeps
+the cost unknown: no further budgeted task of that model there is created, since its spend could not be counted.
+A task of unknown cost starts only while something is left of the budget (a budget of $0 pays for nothing). A
+completed task whose cost cannot be read (a damaged row, or one at another service) counts at its model's
+estimate; never as the basis of one.
 
 When the task a refusal names was submitted and then left (nobody waits for it: an idle kernel, a dead one),
 `settle` asks the service once how it is; if it has ended, its end is recorded, so the call goes on.
@@ -28,6 +33,7 @@ import functools
 import time
 from collections.abc import Callable
 from decimal import Decimal
+from typing import Any
 
 from ._backends import api_client
 from ._config import Settings
@@ -35,12 +41,13 @@ from ._journal import OPEN, Entry, JobState, Journal
 from ._journal_faults import resume_line
 from ._money import format_usd, total, usd
 from ._task_state import TaskState, cost_of
-from ._urls import is_http_url
+from ._urls import canonical_url, is_http_url
 from .errors import BudgetExceeded, CostUnknown, SparkError
 from .models import ModelSpec, task_failure
 
 SETTLE_READ_S = 10.0  # the one status read of a left task: at most this long (or what is left of the call's timeout)
-Service = tuple[str, "str | None", str]  # (backend, base URL, model): where a cost is known
+Service = tuple[str, "str | None", str]  # (backend, base URL in one spelling, model): where a cost is known
+_canonical = functools.lru_cache(maxsize=1024)(canonical_url)  # a budget check reads every row of the journal
 
 
 def spent(entries: list[Entry]) -> Decimal:
@@ -50,7 +57,12 @@ def spent(entries: list[Entry]) -> Decimal:
 
 def service_of(entry: Entry) -> Service:
     """Where entry's task ran, as costs are known: its backend, base URL (none for the local backend), model."""
-    return (entry.backend, None if entry.backend == "local" else entry.base_url, entry.model)
+    return _service(entry.backend, entry.base_url, entry.model)
+
+
+def _service(backend: str, base_url: str | None, model: str) -> Service:
+    """A service as costs are known: base URLs compared in one spelling (rows written before it was one too)."""
+    return (backend, None if backend == "local" or base_url is None else _canonical(base_url), model)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,12 +98,15 @@ def _estimate(known: dict[Service, _Known], where: Service, input_seconds: float
 
 
 def _at_most(known: dict[Service, _Known], entry: Entry) -> Decimal | None:
-    """A paid task of unreadable cost: its service's estimate, else the dearest of its model anywhere."""
+    """A task of unknown or unreadable cost: its service's estimate, else the dearest of its model anywhere."""
     own = _estimate(known, service_of(entry), entry.input_seconds)
-    if own is not None:
-        return own
-    elsewhere = [_estimate(known, where, entry.input_seconds) for where in known if where[2] == entry.model]
-    return max((value for value in elsewhere if value is not None), default=None)
+    return own if own is not None else _dearest(known, entry.model, entry.input_seconds)
+
+
+def _dearest(known: dict[Service, _Known], model: str, input_seconds: float | None) -> Decimal | None:
+    """The highest estimate of a model's task at any service whose cost of it is known (None: known nowhere)."""
+    values = [_estimate(known, where, input_seconds) for where in known if where[2] == model]
+    return max((value for value in values if value is not None), default=None)
 
 
 def budget_rule(settings: Settings, spec: ModelSpec, input_seconds: float | None
@@ -107,11 +122,11 @@ def budget_rule(settings: Settings, spec: ModelSpec, input_seconds: float | None
 def check(entries: list[Entry], *, budget: Decimal, model: str, input_seconds: float | None, backend: str = "cloud",
           base_url: str | None = None) -> None:
     """BudgetExceeded when spend + running tasks' estimates + this task's estimate would pass the budget;
-    CostUnknown when model's cost at this service is unknown and a budgeted task of it is on its way, or one
-    finished without a cost, or nothing is left of the budget for a task of unknown cost."""
+    CostUnknown when model's cost at this service is unknown and a budgeted task of it of unknown cost is on its
+    way (at any service), or one finished here without a cost, or nothing is left of the budget for one."""
     billed = [e for e in entries if e.backend != "local"]
     known = _known_costs(billed)
-    here: Service = (backend, None if backend == "local" else base_url, model)
+    here = _service(backend, base_url, model)
     spend = spent(billed)
     costless = None  # a task of this model here that finished without a cost: its cost stays unknown
     for e in billed:
@@ -120,20 +135,23 @@ def check(entries: list[Entry], *, budget: Decimal, model: str, input_seconds: f
             costless = costless or (e if value is None and service_of(e) == here else None)
             spend += value or Decimal(0)
     running_entries = [e for e in billed if e.state in OPEN]
-    running = total(_estimate(known, service_of(e), e.input_seconds) for e in running_entries)
+    running = total(_at_most(known, e) for e in running_entries)  # an unknown cost: the model's dearest known
     this = _estimate(known, here, input_seconds)
     if this is None:
-        said = {"model": model, "budget": budget, "spend": spend, "running": running}
-        blocking = next((e for e in running_entries if service_of(e) == here and _on_its_way(e)), None)
+        elsewhere = _dearest(known, model, input_seconds)
+        said: dict[str, Any] = {"model": model, "budget": budget, "spend": spend, "running": running,
+                                "service": here[1], "elsewhere": elsewhere}
+        blocking = next((e for e in running_entries if e.model == model and service_of(e) not in known
+                         and _on_its_way(e)), None)
         if blocking is not None:
-            raise _cost_unknown(blocking, **said)
+            raise _cost_unknown(blocking, here, **said)
         if costless is not None:
             raise _never_priced(costless, **said)
         if spend + running >= budget:
             raise CostUnknown(blocking=f"nothing is left of the budget for one ({format_usd(spend)} spent, about "
                                        f"{format_usd(running)} running)", attempt="", creator_alive=False,
                               hint="raise the budget (SPARK_NB_BUDGET_USD or budget_usd=), or unset it", **said)
-        this = Decimal(0)
+        this = elsewhere or Decimal(0)
     if spend + running + this > budget:
         raise BudgetExceeded(spend=spend, running=running, estimate=this, budget=budget)
 
@@ -145,9 +163,11 @@ def _on_its_way(entry: Entry) -> bool:
                                                  and entry.creator_alive)
 
 
-def _cost_unknown(entry: Entry, *, model: str, budget: Decimal, spend: Decimal, running: Decimal) -> CostUnknown:
+def _cost_unknown(entry: Entry, here: Service, *, model: str, **said: Any) -> CostUnknown:
     alive = entry.creator_alive
     what = f"task {entry.task_id}" if entry.task_id else "a task being created"
+    if service_of(entry) != here:
+        what += f" at {service_of(entry)[1]}"
     blocking = f"{what}, started {entry.when}, is still running"
     unset = "or raise or unset the budget (SPARK_NB_BUDGET_USD)"
     if entry.task_id is None:
@@ -158,18 +178,16 @@ def _cost_unknown(entry: Entry, *, model: str, budget: Decimal, spend: Decimal, 
     else:
         hint = (f"the process that started it has ended: finish it with {resume_line(entry.task_id, model)}, "
                 f"then call again; {unset}")
-    return CostUnknown(model=model, budget=budget, spend=spend, running=running, blocking=blocking,
-                       attempt=entry.attempt, creator_alive=alive, hint=hint)
+    return CostUnknown(model=model, blocking=blocking, attempt=entry.attempt, creator_alive=alive, hint=hint, **said)
 
 
-def _never_priced(entry: Entry, *, model: str, budget: Decimal, spend: Decimal, running: Decimal) -> CostUnknown:
+def _never_priced(entry: Entry, **said: Any) -> CostUnknown:
     """The refusal once a task of this model here finished without the service reporting its cost."""
-    return CostUnknown(model=model, budget=budget, spend=spend, running=running,
-                       blocking=f"task {entry.task_id}, started {entry.when}, finished without the service reporting "
+    return CostUnknown(blocking=f"task {entry.task_id}, started {entry.when}, finished without the service reporting "
                                 "its cost, so what the next one costs cannot be counted",
                        attempt=entry.attempt, creator_alive=False,
                        hint="this service does not say what a task costs: a budget cannot be kept with it. Unset "
-                            "the budget (SPARK_NB_BUDGET_USD or budget_usd=None) to go on without one")
+                            "the budget (SPARK_NB_BUDGET_USD or budget_usd=None) to go on without one", **said)
 
 
 def settle(error: CostUnknown, journal: Journal, settings: Settings) -> bool:
@@ -179,6 +197,8 @@ def settle(error: CostUnknown, journal: Journal, settings: Settings) -> bool:
     entry = journal.attempt(error.attempt) if error.attempt else None
     if entry is None or entry.state != JobState.SUBMITTED or not entry.task_id:
         return False
+    if service_of(entry)[:2] != _service(settings.backend, settings.base_url, entry.model)[:2]:
+        return False  # a task at another service: this call's client (and key) may not ask there
     try:
         raw = api_client(settings).get_task(entry.task_id, deadline=time.monotonic() + SETTLE_READ_S)
     except SparkError:  # no answer now: the refusal stands, with the line that finishes the task

@@ -27,7 +27,7 @@ from ._answers import Answer, install_deadlines, read_answer
 from ._api_errors import ACCOUNT_STATUSES, api_error, not_sent
 from ._config import Secret
 from ._files import make_part
-from ._deadline import earliest
+from ._deadline import earliest, ran_out
 from ._procs import pid_alive
 from ._retry import NEVER_SENT, NOT_SENDABLE, RETRYABLE_STATUS, RetryPolicy, parse_retry_after
 from ._text import file_name_to_send
@@ -194,6 +194,9 @@ class ApiClient:
         def give_up(problem: _Retry, attempts: int) -> SparkError:
             if problem.answer is not None:
                 return api_error(problem.answer, "creating the task")
+            if (timeout := ran_out()) is not None:  # the call's timeout, not the network, ended it
+                return SparkError(f"{timeout} ran out before the create was sent: nothing was created "
+                                  f"({attempts} attempts; last: {problem})", hint="pass a longer timeout=")
             return SparkError(f"could not connect to {self.base_url} ({attempts} attempts; last: {problem})",
                               hint="check VTRIX_GENERATION_URL and the network; no task was created")
 

@@ -16,6 +16,7 @@ from . import _secrets
 from ._limits import MEDIA_BYTES, MEDIA_SECONDS
 from ._logs import set_log_level
 from ._money import LARGEST, usd
+from ._urls import canonical_url
 from .errors import SparkError, UsageError
 
 DEFAULT_BASE_URL = "https://cloud.vtrix.ai"
@@ -36,7 +37,8 @@ class Secret:
     """The API key: never shows itself in a repr, str, format or pickle, and is checked once, where it enters.
 
     The ends are stripped; a key with anything else than printable ASCII inside (a line break, a space, a control
-    character, a curly quote) is refused with a SparkError that names its source and never shows it. A made
+    character, a curly quote), or shorter than `_secrets.MIN_SECRET_CHARS` (no key is; the redaction masks only
+    longer values), is refused with a SparkError that names its source and never shows it. A made
     Secret's value is remembered for redaction (`_secrets`), so no message spark_nb shows or writes can hold it.
     """
 
@@ -82,6 +84,11 @@ class KeyProblem:
 
     def error(self) -> SparkError:
         """The SparkError that refuses the key, naming its source and the fix."""
+        if self.problem.startswith(_TOO_SHORT):
+            return SparkError(
+                f"the API key from {self.source} is {self.problem.removeprefix(_TOO_SHORT)} characters long, too "
+                "short to be a key, so it was not used (nothing was sent)",
+                hint=f"fix {self.source}: copy the whole key from Vtrix's API Key Management page")
         return SparkError(
             f"the API key from {self.source} has {self.problem} inside it, so it was not used (nothing was sent)",
             hint=f"a key is one line of printable ASCII without spaces: fix {self.source} (e.g. `$(cat key.txt)` of "
@@ -89,10 +96,14 @@ class KeyProblem:
                  "break), or copy the key again from Vtrix's API Key Management page")
 
 
+_TOO_SHORT = "too short: "  # then the key's length: a problem that is not inside the key (see KeyProblem.error)
+
+
 def key_problem(value: str) -> str | None:
-    """What makes value unusable as a bearer key (said without quoting it), or None when it is one."""
+    """What makes value unusable as a bearer key (said without quoting it), or None when it is one. A key shorter
+    than `_secrets.MIN_SECRET_CHARS` is one too: no Vtrix key is, and the redaction masks only longer values."""
     if value.isascii() and value.isprintable() and " " not in value:
-        return None
+        return None if len(value) >= _secrets.MIN_SECRET_CHARS else f"{_TOO_SHORT}{len(value)}"
     for char in value:
         if char in "\r\n\x0b\x0c\x85\u2028\u2029":
             return "a line break"
@@ -197,6 +208,7 @@ def configure(**options: Any) -> None:
     if unknown:
         raise UsageError(f"configure() got unknown option(s) {unknown}; known: {', '.join(_FIELDS)}")
     check_types(options)
+    check_values(options)  # as resolve() reads them: a bad value is refused here, not at every later call
     from . import _keys  # here and in _find_key, not at import: `import spark_nb` stays fast
 
     _keys.forget()  # a configure() call is also the way to have the key stores read again
@@ -240,14 +252,10 @@ def resolve(**explicit: Any) -> Settings:
     api_key, source, problem = _find_key(explicit, search_stores=chosen != "local")
     url = pick("base_url", "VTRIX_GENERATION_URL")
     url_from = None if url is None else "base_url" if pick("base_url") is not None else "VTRIX_GENERATION_URL"
-    base_url = str(url or DEFAULT_BASE_URL).rstrip("/")
+    base_url = canonical_url(str(url or DEFAULT_BASE_URL))  # one spelling per service: the journal's, the budget's
     if chosen is None:
         chosen = "cloud" if api_key or problem else "local"  # a malformed key still says the cloud is meant
-    if chosen not in ("cloud", "local"):
-        raise SparkError(
-            f"unknown backend {chosen!r}",
-            hint="set SPARK_NB_BACKEND (or backend=) to 'cloud' or 'local'",
-        )
+    _backend(chosen)
     return Settings(
         backend=chosen,  # type: ignore[arg-type]
         base_url=base_url,
@@ -313,6 +321,22 @@ def check_types(options: dict[str, Any]) -> None:
             raise UsageError(f"uploader must be an upload URL or a callable taking a Path, not {type(value).__name__}")
 
 
+def check_values(options: dict[str, Any]) -> None:
+    """A UsageError for the first value resolve() could not read (a negative budget, a limit of NaN or 1e999, a
+    backend that is neither, a yes/no that is neither), parsed by the very readers resolve() uses; None is unset."""
+    _budget(options.get("budget_usd"))
+    for name, default in (("max_input_mb", 100), ("max_input_seconds", 600)):
+        _positive(name, options.get(name), default)
+    _flag("check_urls", options.get("check_urls"), True)
+    if options.get("backend") is not None:
+        _backend(str(options["backend"]).strip().lower())
+
+
+def _backend(name: str | None) -> None:
+    if name not in ("cloud", "local", None):
+        raise UsageError(f"unknown backend {name!r}", hint="set SPARK_NB_BACKEND (or backend=) to 'cloud' or 'local'")
+
+
 def default_home() -> Path:
     """The platform's user data folder for spark-nb (e.g. ~/.local/share/spark-nb on Linux)."""
     import platformdirs
@@ -327,9 +351,9 @@ def _budget(value: Any) -> Decimal | None:
         return amount
     with contextlib.suppress(ArithmeticError, ValueError):  # 1e13 is no budget of $0.00, nor of no limit
         if Decimal(repr(value) if isinstance(value, float) else str(value).strip()) > LARGEST:
-            raise SparkError(f"budget_usd of {str(value)[:40]} is over ${LARGEST:,} (the largest amount spark-nb "
+            raise UsageError(f"budget_usd of {str(value)[:40]} is over ${LARGEST:,} (the largest amount spark-nb "
                              "reads)", hint="for no spending limit, leave SPARK_NB_BUDGET_USD (or budget_usd=) unset")
-    raise SparkError(f"budget_usd must be an amount of US dollars, not {str(value)[:40]!r}",
+    raise UsageError(f"budget_usd must be an amount of US dollars, not {str(value)[:40]!r}",
                      hint="set SPARK_NB_BUDGET_USD (or configure(budget_usd=...)) to e.g. 5, or leave it unset")
 
 
@@ -344,7 +368,7 @@ def _flag(name: str, value: Any, default: bool) -> bool:
         return True
     if text in ("0", "false", "no", "off"):
         return False
-    raise SparkError(f"{name} must be yes or no, not {str(value)[:40]!r}",
+    raise UsageError(f"{name} must be yes or no, not {str(value)[:40]!r}",
                      hint=f"use 1 or 0 (true/false) for SPARK_NB_{name.upper()}, or True/False for {name}=")
 
 
@@ -356,7 +380,7 @@ def _positive(name: str, value: Any, default: float) -> float:
     except (TypeError, ValueError):
         number = float("nan")
     if not math.isfinite(number) or number <= 0:
-        raise SparkError(f"{name} must be a positive number, not {str(value)[:40]!r}",
+        raise UsageError(f"{name} must be a positive number, not {str(value)[:40]!r}",
                          hint=f"set it to e.g. {default:g} (or leave it unset for that default)")
     return number
 

@@ -3,30 +3,34 @@ rules, called by _inputs.validate; the network through _transfer.peek (the bound
 
 from __future__ import annotations
 
+import contextvars
 import http
 import math
 import re
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from ._config import InputLimits
+from ._deadline import earliest, ran_out
 from ._ffmpeg import ProbeError, read_header
 from ._files import write_atomically
 from ._inputs_images import check_image
 from ._limits import IMAGE_BYTES, image_too_heavy, media_too_large
 from ._scratch import scratch_dir
 from ._urls import shown_url
-from .errors import ValidationError
+from .errors import SparkError, ValidationError
 from .models import MediaField
 
 if TYPE_CHECKING:  # httpx loads with the first URL checked, so `import spark_nb` stays fast
     from ._transfer import Peeked
 
 URL_CHECK_S = 15.0  # one URL's whole check: name lookup, connection, redirects, the answer and its first bytes
+# (or less: what is left of the call's timeout, see _deadline; a call's URLs are checked at once, check_urls)
 PEEK_BYTES = 256 * 1024  # an image's header, and the headers of most audio and video files
 URL_ANSWER_KEPT_S = 600.0  # a URL's verdict (passed, or refused) is not asked again for this long
 SILENT_HOST_KEPT_S = 60.0  # a host that gave no answer by the deadline: its other URLs refused at once this long
@@ -69,6 +73,22 @@ def check_url(url: str, field: MediaField, limits: InputLimits = InputLimits()) 
     _keep(key, None, field.label)
 
 
+def check_urls(inputs: Sequence[tuple[str, MediaField]], limits: InputLimits = InputLimits()) -> None:
+    """check_url for each (url, field) at once, not one after the other: the call waits for the slowest, not for
+    their sum (each within its own URL_CHECK_S and the call's deadline, carried into each thread). The first
+    refusal in the order given is raised; the others are kept as verdicts, as check_url keeps them."""
+    if len(inputs) < 2 or not limits.urls_checked:
+        for url, field in inputs:
+            check_url(url, field, limits)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=len(inputs), thread_name_prefix="spark-nb-url-check") as pool:
+        asked = [pool.submit(contextvars.copy_context().run, check_url, url, field, limits) for url, field in inputs]
+    for one in asked:
+        one.result()
+
+
 def fetch_image(url: str, field: MediaField) -> Path:
     """The image url gives, whole, in a new scratch file (strict mode searches it for a face; the caller removes
     it): through the bounded fetcher, within URL_CHECK_S (name lookup included) and under 5 MB, else
@@ -78,12 +98,12 @@ def fetch_image(url: str, field: MediaField) -> Path:
 
     suffix = Path(urlsplit(url).path).suffix
     path = scratch_dir() / f".strict-{uuid.uuid4().hex}{suffix if re.fullmatch(r'.[A-Za-z0-9]{1,8}', suffix) else ''}"
+    own = time.monotonic() + URL_CHECK_S
     try:
-        fetch_to_file(url, path, deadline=time.monotonic() + URL_CHECK_S, max_bytes=IMAGE_BYTES,
-                      what=f"the {field.label}")
+        fetch_to_file(url, path, deadline=earliest(own) or own, max_bytes=IMAGE_BYTES, what=f"the {field.label}")
     except TransferError as exc:
         path.unlink(missing_ok=True)
-        raise _unreachable(url, field, str(exc)) from exc
+        raise _cut_short(url, field, str(exc)) or _unreachable(url, field, str(exc)) from exc
     except BaseException:
         path.unlink(missing_ok=True)
         raise
@@ -112,7 +132,8 @@ def _ask(url: str, field: MediaField) -> Peeked:
     if time.monotonic() - silent_since < SILENT_HOST_KEPT_S:
         raise _unreachable(url, field, f"its host gave no answer within {URL_CHECK_S:.0f} s "
                                        f"{time.monotonic() - silent_since:.0f} s ago")
-    deadline = time.monotonic() + URL_CHECK_S
+    own = time.monotonic() + URL_CHECK_S
+    deadline = earliest(own) or own  # the check's own limit, or the call's deadline if that comes first
     answer: Peeked | None = None
     for attempt in range(2):
         try:
@@ -125,6 +146,8 @@ def _ask(url: str, field: MediaField) -> Peeked:
             if exc.retryable and attempt == 0 and deadline - time.monotonic() > 2:
                 time.sleep(0.5)
                 continue
+            if (cut := _cut_short(url, field, str(exc))) is not None:
+                raise cut from exc  # the call's timeout ended the check: no verdict on the URL or its host
             if time.monotonic() >= deadline:  # silent until the end (or its name never looked up)
                 with _lock:
                     if len(_silent) >= 4096:
@@ -138,6 +161,17 @@ def _ask(url: str, field: MediaField) -> Peeked:
     if not 200 <= answer.status < 300:
         raise _unreachable(url, field, f"HTTP {answer.status} {_phrase(answer.status)}".strip())
     return answer
+
+
+def _cut_short(url: str, field: MediaField, why: str) -> SparkError | None:
+    """The error when the call's timeout (not the URL's own limit) ended its check, else None. Not a
+    ValidationError: nothing is known against the URL, so no verdict is kept and its host is not called silent."""
+    timeout = ran_out()
+    if timeout is None:
+        return None
+    return SparkError(f"{timeout} ran out while checking the {field.label} URL ({why[:200]}): nothing was created: "
+                      f"{shown_url(url)}", hint="pass a longer timeout= (a URL's check takes up to "
+                                                f"{URL_CHECK_S:.0f} s), or check_urls=False to send URLs unchecked")
 
 
 def _unreachable(url: str, field: MediaField, why: str) -> ValidationError:

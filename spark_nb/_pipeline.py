@@ -13,6 +13,7 @@ from ._config import InputLimits, Settings, hide_key, resolve
 from ._deadline import until
 from ._inputs import (RECOMMENDED_AUDIO_SECONDS, Media, apply_fix, check, ensure_output_dir, normalise, refusal,
                       validate, with_url_face)
+from ._inputs_url import check_urls
 from ._journal import Claim, Entry, Journal, journal_at
 from ._notices import begin
 from ._results import Result
@@ -34,9 +35,10 @@ def prepare(spec: ModelSpec, values: Mapping[str, Any], *, trim_audio: bool = Tr
             advise: Callable[[str], None] | None = None, names: Mapping[str, str] | None = None,
             earlier: Entry | None = None) -> dict[str, Media]:
     """Normalise and check every input of spec (raising ValidationError) before anything is sent; URL inputs
-    are checked too (reachable, of the right kind: see _inputs_url.check_url) unless limits.urls_checked is off.
-    This is the one place a URL is asked for on the way to a create: submit() calls it only once the journal said
-    a new task is needed, so a task paid for earlier is resumed or reused however its URLs have expired since.
+    are checked too, all at once (reachable, of the right kind: see _inputs_url.check_urls) unless
+    limits.urls_checked is off. This is the one place a URL is asked for on the way to a create: submit() calls it
+    only once the journal said a new task is needed, so a task paid for earlier is resumed or reused however its
+    URLs have expired since.
 
     Advice goes to advise(message) (a batch row's advice column), by default a warning, or with strict it is a
     ValidationError of the advice's reason (e.g. "no_face"); long audio is trimmed unless trim_audio is False (then
@@ -49,7 +51,9 @@ def prepare(spec: ModelSpec, values: Mapping[str, Any], *, trim_audio: bool = Tr
     """
     say = advise or warn
     media = {field.name: check(values.get(field.name), field, limits, faces=faces or strict,
-                               name=(names or {}).get(field.name), urls=earlier is None) for field in spec.fields}
+                               name=(names or {}).get(field.name)) for field in spec.fields}
+    if earlier is None:  # the URLs asked for at once (each within 15 s and the call's deadline), files first
+        check_urls([(item.url, item.field) for item in media.values() if not item.is_local and item.url], limits)
     if strict:
         media = {name: with_url_face(item, unseen_refused=earlier is None) for name, item in media.items()}
     for name, item in media.items():

@@ -24,7 +24,7 @@ from ._polling import PollSchedule
 from ._progress import TaskProgress
 from ._results import Result
 from ._task_state import TaskState, as_number, cost_of, usage_of
-from ._urls import is_http_url
+from ._urls import canonical_url, is_http_url
 from .errors import DownloadError, NotFoundError, SparkError, TaskCancelled, TaskTimeout, UsageError, safe_text
 from .models import task_failure
 
@@ -86,10 +86,15 @@ class Task:
         Raises:
             SparkError: several tasks the journal knows start with task_id (they are listed), or a key found in
                 VTRIX_API_KEY or a key store is malformed (the cloud backend needs it).
-            UsageError: an unknown option, or one of the wrong type.
+            UsageError: task_id is empty or not a text, or an unknown option, or one of the wrong type.
         """
+        if isinstance(task_id, int) and not isinstance(task_id, bool):
+            task_id = str(task_id)
+        if not isinstance(task_id, str) or not task_id.strip():
+            raise UsageError(f"a task id is a non-empty text, not {safe_text(repr(task_id), newlines=False, limit=40)}",
+                             hint="give the id generate() or submit() printed (spark-nb history lists them)")
         settings = begin(resolve(**hide_key(config)))
-        whole, known_model = _whole_id(str(task_id).strip(), settings)
+        whole, known_model = _whole_id(task_id.strip(), settings)
         return cls(id=whole, model=model or known_model or "", settings=settings)
 
     @property
@@ -311,7 +316,8 @@ def _whole_id(task_id: str, settings: Settings) -> tuple[str, str | None]:
 
 def _here(entry: Entry, settings: Settings) -> bool:
     """Whether the attempt's task is at the service these settings talk to (its backend, a cloud's base URL)."""
-    return entry.backend == settings.backend and (settings.backend != "cloud" or entry.base_url == settings.base_url)
+    return entry.backend == settings.backend and (settings.backend != "cloud" or  # a row spelled otherwise too
+                                                  canonical_url(entry.base_url or "") == settings.base_url)
 
 
 def checked_wait(timeout: Any, cancel: Any = None, on_update: Any = None, *, positive: bool = False) -> float:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import ipaddress
+import posixpath
 import re
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 MAX_URL_CHARS = 8000  # longer URLs are refused by most web servers (8 KB request lines)
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):")  # two letters or more: "C:\x" is a Windows drive
 _USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#]*@")  # scheme://user:pass@
@@ -38,6 +40,36 @@ def shown_url(url: str, limit: int = 200) -> str:
     """url as a message or report shows it: without its user name and password (user:pass@), cut to limit."""
     url = _USERINFO.sub(r"\1", url)
     return url if len(url) <= limit else f"{url[:limit]}…"
+
+
+def canonical_url(url: str) -> str:
+    """One spelling of a service's base URL, so that spellings of one service are one service (the journal's and
+    the budget's identity): scheme and host in lower case, no default port, no trailing dot on a host name, no dot
+    segments, no trailing slash ("HTTP://Cloud.Vtrix.ai:443/./" -> "https://cloud.vtrix.ai"). Names are not
+    resolved: "localhost" and "127.0.0.1", or "127.1", stay apart. Text that is not an http(s) URL is only
+    stripped of its trailing slashes (the client refuses it where it is used)."""
+    text = url.strip()
+    if not is_http_url(text):
+        return text.rstrip("/")
+    parts = urlsplit(text)
+    scheme, host, port = parts.scheme.lower(), parts.hostname or "", parts.port
+    if ":" in host:
+        host = f"[{host}]"  # an IPv6 literal keeps its brackets (urlsplit lower-cases it already)
+    elif not _is_address(host):
+        host = host.rstrip(".")
+    user = parts.netloc.rpartition("@")[0]
+    netloc = (f"{user}@" if user else "") + host + (f":{port}" if port not in (None, _DEFAULT_PORTS[scheme]) else "")
+    path = posixpath.normpath(parts.path) if parts.path not in ("", "/") else ""
+    path = "" if path in ("/", ".", "//") else path.rstrip("/")
+    return urlunsplit((scheme, netloc, path, parts.query, parts.fragment))
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return False
 
 
 def _valid_host(host: str) -> bool:

@@ -18,8 +18,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 from urllib.parse import quote, urlsplit
 
+from ._boundary import guard_public, number_argument, path_argument
 from ._money import format_usd
 from ._urls import is_http_url, is_loopback_url
+from .errors import UsageError
 
 if TYPE_CHECKING:
     from decimal import Decimal
@@ -78,6 +80,7 @@ def mime_type(path: Path) -> str | None:
     Returns:
         e.g. "video/mp4", or None.
     """
+    path = path_argument(path, "path")
     mime = _MIME.get(path.suffix.lower()) or mimetypes.guess_type(path.name)[0]
     if mime:
         return mime
@@ -101,7 +104,7 @@ def kind_of(source: str | os.PathLike[str]) -> Kind | None:
     if isinstance(source, str) and is_http_url(source):
         mime = _MIME.get(Path(urlsplit(source).path).suffix.lower())
     else:
-        mime = mime_type(Path(source))
+        mime = mime_type(path_argument(source, "source"))
     kind = (mime or "").split("/")[0]
     return kind if kind in ("image", "audio", "video") else None  # type: ignore[return-value]
 
@@ -116,6 +119,8 @@ def media_src(path: Path, *, embed_limit: int = EMBED_LIMIT_BYTES) -> str | None
     Returns:
         The src, or None when the file is outside the working directory and too large to embed.
     """
+    path = path_argument(path, "path")
+    embed_limit = int(number_argument(embed_limit, "embed_limit", at_least=0, integer=True))
     src = relative_src(path)
     if src is None and path.is_file() and path.stat().st_size <= embed_limit:
         mime = mime_type(path) or "application/octet-stream"
@@ -133,7 +138,7 @@ def relative_src(path: Path) -> str | None:
         The URL-quoted relative path (JupyterLab serves it from its /files/ handler), or None.
     """
     try:
-        relative = Path(os.path.relpath(Path(path).resolve(), Path.cwd().resolve()))
+        relative = Path(os.path.relpath(path_argument(path, "path").resolve(), Path.cwd().resolve()))
     except ValueError:  # another drive on Windows
         return None
     parts = relative.parts
@@ -156,6 +161,7 @@ def image_html(source: str | os.PathLike[str], *, caption: str = "", width: int 
     Returns:
         The HTML (a figure), or a line saying where the image is when the browser cannot load it.
     """
+    width = _width(width)
     src = _src(source, embed_limit)
     if src is None and not (isinstance(source, str) and is_http_url(source)):
         src = _thumbnail_src(Path(source), embed_limit)
@@ -196,6 +202,7 @@ def video_html(source: str | os.PathLike[str], *, caption: str = "", width: int 
     Returns:
         The HTML (a figure), or a line saying where the video is when the browser cannot load it.
     """
+    width = _width(width)
     src = _src(source, embed_limit)
     if src is None:
         return _saved_at("video", source, caption)
@@ -267,9 +274,16 @@ def show(source: Any, *, caption: str = "", kind: Kind | None = None, width: int
 
     Returns:
         An IPython.display.HTML, shown when it is a cell's last value (or passed to display()).
+
+    Raises:
+        UsageError: a width that is not a whole number above 0, a kind none of the three, a path of the wrong type.
     """
     from IPython.display import HTML
 
+    if width is not None:
+        _width(width)
+    if kind not in (None, "image", "audio", "video"):
+        raise UsageError(f"kind must be 'image', 'audio' or 'video' (or None: judged by type), not {kind!r}")
     if hasattr(source, "task_id") and hasattr(source, "path"):
         return HTML(result_html(source, width=width or 384, embed_limit=embed_limit))
     return HTML(media_html(source, caption=caption, kind=kind, width=width, embed_limit=embed_limit))
@@ -278,7 +292,12 @@ def show(source: Any, *, caption: str = "", kind: Kind | None = None, width: int
 def _src(source: str | os.PathLike[str], embed_limit: int) -> str | None:
     if isinstance(source, str) and is_http_url(source):
         return None if is_loopback_url(source) else source
-    return media_src(Path(source), embed_limit=embed_limit)
+    return media_src(path_argument(source, "source"), embed_limit=embed_limit)
+
+
+def _width(width: object) -> int:
+    """A player's width in pixels, checked (a UsageError for "x", 0 or NaN)."""
+    return int(number_argument(width, "width", at_least=1, integer=True))
 
 
 def _thumbnail_src(path: Path, embed_limit: int) -> str | None:
@@ -314,3 +333,6 @@ def _saved_at(what: str, source: str | os.PathLike[str], caption: str) -> str:
 def _figure(tag: str, caption: str) -> str:
     label = f'<figcaption style="font-size:90%">{html.escape(caption)}</figcaption>' if caption else ""
     return f'<figure class="spark-media" style="margin:0">{tag}{label}</figure>'
+
+
+guard_public(globals())  # every name in __all__ behind the public boundary: only a SparkError leaves it

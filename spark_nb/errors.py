@@ -331,13 +331,19 @@ class CostUnknown(BudgetExceeded):
         attempt: the journal's attempt of that task (`.attempt`).
         creator_alive: whether the process that created it still runs (`.creator_alive`).
         hint: what to do (wait for it, resume it, raise the budget).
+        service: the address (base URL) where the model's cost is unknown, named in the message.
+        elsewhere: the model's dearest known cost at another address, named in the message (`.estimate`).
     """
 
     def __init__(self, *, model: str, budget: Decimal | float, spend: Decimal | float, running: Decimal | float,
-                 blocking: str, attempt: str, creator_alive: bool, hint: str) -> None:
+                 blocking: str, attempt: str, creator_alive: bool, hint: str, service: str | None = None,
+                 elsewhere: Decimal | None = None) -> None:
+        where = f" at {service}" if service else ""
+        known = "" if elsewhere is None else f"; at another address the dearest was {format_usd(elsewhere)}"
         SparkError.__init__(
-            self, f"the cost of a {model} task is not known yet (none has finished with a cost on this machine), so "
-                  f"under the budget of {format_usd(budget)} one runs at a time until one has: {blocking}", hint=hint)
-        self.spend, self.running, self.estimate, self.budget = (_dollars(spend), _dollars(running), Decimal(0),
-                                                                _dollars(budget))
+            self, f"the cost of a {model} task{where} is not known yet (none has finished there with a cost{known}), "
+                  f"so under the budget of {format_usd(budget)} one runs at a time until one has: {blocking}",
+            hint=hint)
+        self.spend, self.running, self.budget = _dollars(spend), _dollars(running), _dollars(budget)
+        self.estimate = Decimal(0) if elsewhere is None else _dollars(elsewhere)
         self.model, self.attempt, self.creator_alive = model, attempt, creator_alive

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import _pipeline as pipeline
-from ._boundary import boundary
+from ._boundary import boundary, guard_public
 from ._results import Result
 from ._tasks import Task, run_cancellable
 from .models import IMITATOR as MODEL
@@ -155,3 +155,6 @@ async def async_generate(
         lambda cancel: pipeline.generate(MODEL, values, reuse=reuse, strict=strict, timeout=timeout, progress=progress,
                                          cancel=cancel, **config)
     )
+
+
+guard_public(globals())  # every name in __all__ behind the public boundary: only a SparkError leaves it

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Union, overload
 
 from . import _clips, _procs
+from ._boundary import guard_public, number_argument, path_argument
 from ._ffmpeg import MediaFacts, ProbeError, ffmpeg_exe, read_header
 from ._ffmpeg import ffmpeg_input as _input
 from ._files import make_part
@@ -75,11 +76,12 @@ def trim_audio(src: AudioSource, max_seconds: float = AUDIO_SECONDS, out: str | 
         The output's path, or an AudioFileClip of it with as_clip=True.
 
     Raises:
-        MediaError: max_seconds of 0.1 s or less, no audio in src, src unreadable (ProbeError), or ffmpeg failed.
+        MediaError: max_seconds of 0.1 s or less (or not a number), fade below 0, no audio in src, src unreadable
+            (ProbeError), or ffmpeg failed.
         UsageError: src is none of the accepted kinds.
     """
-    if max_seconds <= 2 * SAFETY_S:
-        raise MediaError(f"max_seconds must be more than {2 * SAFETY_S:g}, not {max_seconds:g}")
+    number_argument(max_seconds, "max_seconds", more_than=2 * SAFETY_S, error=MediaError)
+    number_argument(fade, "fade", at_least=0, error=MediaError)
     with tempfile.TemporaryDirectory(prefix="spark_nb_trim_") as tmp:
         trimmed = _trim_file(_sound_file(src, Path(tmp)), max_seconds, out, fade)
     return _clips.open_audio(trimmed) if as_clip else trimmed
@@ -128,11 +130,13 @@ def find_cut(src: str | Path, max_seconds: float) -> float:
         The time to cut at, in seconds from the start (at most max_seconds - 0.05).
 
     Raises:
-        MediaError: ffmpeg could not read src's audio.
+        MediaError: ffmpeg could not read src's audio, or max_seconds is not a number above 0.1.
+        UsageError: src is not a path.
     """
     import numpy as np
 
-    limit = max_seconds - SAFETY_S
+    src = _path(src, "find_cut's input", _SOUNDS)
+    limit = number_argument(max_seconds, "max_seconds", more_than=2 * SAFETY_S, error=MediaError) - SAFETY_S
     start = max(0.0, limit - PAUSE_SEARCH_S)
     rate = 8000
     proc = _ffmpeg(["-ss", f"{start:.3f}", "-t", f"{limit - start:.3f}", "-i", _input(src), "-vn", "-map", "0:a:0",
@@ -162,15 +166,22 @@ def shrink_image(src: str | Path, max_side: int = SHRINK_SIDE, out: str | Path |
         The JPEG's path (EXIF rotation applied).
 
     Raises:
-        OSError: src cannot be read as an image (Pillow's error).
+        MediaError: src is not an image that can be read (a folder, another kind of file, cut short), or max_side
+            is not a whole number of at least 1.
+        UsageError: src is not a path.
     """
     from PIL import Image, ImageOps
 
-    src = Path(src)
+    src = _path(src, "shrink_image's input", "an image path")
+    max_side = int(number_argument(max_side, "max_side", at_least=1, integer=True, error=MediaError))
+    try:
+        with Image.open(src) as img:
+            img.draft("RGB", (max_side, max_side))  # JPEG: decode at a reduced scale straight away
+            image = ImageOps.exif_transpose(img).convert("RGB")
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:  # not an image, a folder, a bomb, cut short
+        raise MediaError(f"{src.name} is not an image that can be shrunk ({type(exc).__name__}: {exc})",
+                         hint="pass a JPEG, PNG or WebP file") from exc
     out = _output(out, [src], f"max{max_side}", ".jpg")
-    with Image.open(src) as img:
-        img.draft("RGB", (max_side, max_side))  # JPEG: decode at a reduced scale straight away
-        image = ImageOps.exif_transpose(img).convert("RGB")
     image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
     part = _part(out)
     try:
@@ -193,8 +204,9 @@ def extract_audio(video: str | Path, out: str | Path | None = None) -> Path:
 
     Raises:
         MediaError: video has no audio track or cannot be read (ProbeError), or ffmpeg failed.
+        UsageError: video is not a path or a Result.
     """
-    video = Path(video)
+    video = _path(video, "extract_audio's input", "a video path or a Result")
     if not read_header(video).has_audio:
         raise MediaError(f"{video.name} has no audio track to extract")
     out = _output(out, [video], "audio", ".m4a")
@@ -323,16 +335,18 @@ def reel(results_or_clips: Iterable[VideoSource], titles: Sequence[str | None] |
 
     Raises:
         MediaError: no pieces, not one title per piece, title_seconds not positive, a piece that is no video.
-        UsageError: a piece of a kind not accepted.
+        UsageError: a piece of a kind not accepted, or results_or_clips is not a list.
     """
+    if isinstance(results_or_clips, (str, bytes, os.PathLike)) or not isinstance(results_or_clips, Iterable):
+        raise UsageError(f"reel takes a list of pieces, not a {type(results_or_clips).__name__}",
+                         hint=f"pass [a, b, ...], each {_VISUALS}")
     items = list(results_or_clips)
     if not items:
         raise MediaError("reel needs at least one result, video path or clip")
     if titles is not None and len(titles) != len(items):
         raise MediaError(f"got {len(titles)} titles for {len(items)} pieces; give one per piece (None for no card)")
-    if not title_seconds > 0:
-        raise MediaError(f"title_seconds must be positive, not {title_seconds}")
-    out = Path(out) if out is not None else _scratch_file("reel", ".mp4")
+    number_argument(title_seconds, "title_seconds", more_than=0, error=MediaError)
+    out = path_argument(out, "out") if out is not None else _scratch_file("reel", ".mp4")
     with contextlib.ExitStack() as opened:  # closes the readers opened here for paths; clips passed in stay open
         clips = [_reel_clip(item, i, opened) for i, item in enumerate(items)]
         size = (clips[0].size[0] - clips[0].size[0] % 2, clips[0].size[1] - clips[0].size[1] % 2)  # for yuv420p
@@ -382,7 +396,7 @@ def _scratch_file(tag: str, suffix: str) -> Path:
 def _output(out: str | Path | None, sources: Sequence[Path], tag: str, suffix: str, *options: object) -> Path:
     """out, or a scratch file named after the first source and a digest of all sources and options."""
     if out is not None:
-        return Path(out)
+        return path_argument(out, "out")
     from ._scratch import scratch_dir
 
     # the digest keeps two different jobs apart even when their files share a name (a/speech.wav, b/speech.wav)
@@ -429,3 +443,6 @@ def _ffmpeg(args: list[str], *, check: bool = True, binary: bool = False) -> sub
         last = [line for line in log.strip().splitlines() if line.strip()][-1:] or ["(no message)"]
         raise MediaError(f"ffmpeg failed: {last[0][:300]}", hint="check that the inputs are complete media files")
     return proc
+
+
+guard_public(globals())  # every name in __all__ behind the public boundary: only a SparkError leaves it

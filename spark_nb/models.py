@@ -19,7 +19,8 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import Any, Literal
 
-from .errors import TaskFailed, ValidationError, safe_text
+from ._boundary import guard_public
+from .errors import TaskFailed, UsageError, ValidationError, safe_text
 
 __all__ = ["AVATAR", "IMITATOR", "MODELS", "MediaField", "MediaKind", "ModelSpec", "ParamsError", "RendererName",
            "WireConstant", "WireGroup", "error_codes", "get_model", "input_fields", "register"]
@@ -303,7 +304,13 @@ def register(spec: ModelSpec) -> ModelSpec:
 
     Returns:
         spec itself (so `TOY = register(ModelSpec(...))`).
+
+    Raises:
+        UsageError: spec is not a ModelSpec.
     """
+    if not isinstance(spec, ModelSpec):
+        raise UsageError(f"register takes a ModelSpec, not {type(spec).__name__}",
+                         hint="describe the model as ModelSpec(id=..., fields=(MediaField(...), ...), ...)")
     MODELS[spec.id] = spec
     if spec.alias:
         _ALIASES[spec.alias] = spec.id
@@ -410,3 +417,6 @@ def input_trouble(message: str, spec: ModelSpec | None) -> str | None:
     return (f"the service could not fetch or read {what}: check that its URL opens without a login from anywhere "
             "and gives the file itself, of the right kind (a local file is uploaded for you: check the uploader's "
             "URLs are public); submitting the same input again would fail again (and be billed)")
+
+
+guard_public(globals())  # every name in __all__ behind the public boundary: only a SparkError leaves it

@@ -7,6 +7,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -299,3 +300,126 @@ def test_a_task_submitted_and_left_holds_the_budget_only_while_it_runs(make_serv
     finally:
         kid.kill()
         kid.wait(timeout=30)
+
+
+class Billing:
+    """A fake Vtrix on loopback that bills $0.30 a task: its first task completes at once, the others keep running
+    (so concurrent calls see them open in the journal); it accepts any Host name, as a gateway does."""
+
+    def __init__(self) -> None:
+        from spark_nb import samples
+
+        from .peers import Peer
+
+        self.video, self.created = samples.DRIVING_VIDEO.read_bytes(), 0
+        self.peer = Peer(self.handle)
+        self.port = self.peer.url.rsplit(":", 1)[1]
+
+    def handle(self, p: Any, conn: Any, req: Any) -> None:
+        """create, poll (t-1 completed, the others running) and the video."""
+        if req.path == "/model/v1/generation":
+            with p._lock:
+                self.created += 1
+                task_id = f"t-{self.created}"
+            return p.json(conn, 200, {"id": task_id, "status": "pending"})
+        if "/task/" in req.path:
+            task_id = req.path.rsplit("/", 1)[-1]
+            if task_id != "t-1":
+                return p.json(conn, 200, {"id": task_id, "status": "running"})
+            content = {"url": f"{p.url}/video.mp4", "size": len(self.video)}
+            return p.json(conn, 200, {"id": task_id, "status": "completed", "usage": {"cost": "0.30"},
+                                      "output": [{"content": [content]}]})
+        p.respond(conn, 200, self.video, {"Content-Type": "video/mp4"})
+
+    def config(self, tmp_path: Path, **extra: Any) -> dict[str, Any]:
+        """The cloud path pointed at this fake (made-up input URLs: nothing is uploaded)."""
+        return {"backend": "cloud", "base_url": self.peer.url, "api_key": TEST_KEY, "output_dir": tmp_path / "out",
+                **extra}
+
+    def first_task(self, tmp_path: Path) -> None:
+        """t-1, completed at $0.30 under the base URL as configured: the model's cost is known there."""
+        result = avatar.generate("https://inputs.example/f.jpg", "https://inputs.example/a.wav", progress=False,
+                                 timeout=30, **self.config(tmp_path))
+        assert result.cost == Decimal("0.30") and self.created == 1
+
+
+def submit_at_once(spellings: list[str], config: dict[str, Any]) -> list[Any]:
+    """submit() from one thread per base URL spelling, released together: each one's Task or its SparkError."""
+    barrier = threading.Barrier(len(spellings))
+
+    def one(base_url: str) -> Any:
+        barrier.wait(timeout=30)
+        try:
+            return avatar.submit(f"https://inputs.example/{len(base_url)}.jpg", "https://inputs.example/a.wav",
+                                 **{**config, "base_url": base_url})
+        except spark_nb.SparkError as exc:
+            return exc
+
+    with ThreadPoolExecutor(len(spellings)) as pool:
+        return list(pool.map(one, spellings))
+
+
+def test_spellings_of_one_base_url_are_one_service_to_the_budget(tmp_path: Path) -> None:
+    """The attack (second round): $0.30 spent under a $0.50 budget, then five calls at once, each spelling the
+    service's base URL otherwise (`HTTP://`, a trailing `/.`, `Http://`, a default port...). The budget's service
+    was the URL as spelled, so each was a service whose cost was unknown and each created a task: $1.80 spent.
+    Now a base URL has one spelling from where settings are read: each call is estimated at $0.30 and refused."""
+    api = Billing()
+    try:
+        api.first_task(tmp_path)
+        host = f"127.0.0.1:{api.port}"
+        spellings = [f"HTTP://{host}", f"http://{host}/.", f"Http://{host}/", f"http://{host}/a/..",
+                     f"http://{host}//./"]
+        outcomes = submit_at_once(spellings, api.config(tmp_path, budget_usd=0.5))
+        assert api.created == 1, outcomes
+        assert all(type(o) is spark_nb.BudgetExceeded and o.estimate == Decimal("0.30") for o in outcomes), outcomes
+        assert {spark_nb.settings(base_url=s, backend="cloud").base_url for s in spellings} == {api.peer.url}
+    finally:
+        api.peer.stop()
+
+
+def test_a_running_task_of_unknown_cost_counts_and_blocks_at_every_address(tmp_path: Path) -> None:
+    """A variant the canonical spelling cannot merge: names of one machine that are not one spelling (`localhost`,
+    `127.1`, `2130706433`...: names are not resolved). $0.30 known at the configured URL, a $1 budget, five calls
+    at once, one per name. Before, each was a service of unknown cost counted at $0 while running, so all five
+    were created ($1.80). Now a running task of unknown cost counts at the model's dearest known cost, and blocks
+    another task of unknown cost of that model at any address: one is created, four are refused naming it."""
+    api = Billing()
+    try:
+        api.first_task(tmp_path)
+        names = ["localhost", "127.1", "127.0.1", "2130706433", "0x7f.1"]
+        outcomes = submit_at_once([f"http://{name}:{api.port}" for name in names],
+                                  api.config(tmp_path, budget_usd=1.0))
+        made = [o for o in outcomes if isinstance(o, spark_nb.Task)]
+        refused = [o for o in outcomes if isinstance(o, CostUnknown)]
+        assert (len(made), len(refused), api.created) == (1, 4, 2), outcomes
+        said = str(refused[0])
+        assert "none has finished there with a cost; at another address the dearest was $0.30" in said
+        assert re.search(r"(task t-2|a task being created) at http://", said), said  # the one it waits for
+        assert all(o.running == Decimal("0.30") for o in refused)  # counted at the dearest known cost
+    finally:
+        api.peer.stop()
+
+
+def test_a_row_written_with_another_spelling_is_read_as_the_same_service(tmp_path: Path) -> None:
+    """Journal rows written before base URLs had one spelling (`HTTP://HOST:PORT/./`) are the same service: their
+    cost is known there, so tasks run at the estimate (before: the model's cost was unknown under the configured
+    spelling, and the second task at once was refused as one of unknown cost)."""
+    import contextlib
+    import sqlite3
+
+    api = Billing()
+    try:
+        api.first_task(tmp_path)
+        home = Path(os.environ["SPARK_NB_HOME"])
+        with contextlib.closing(sqlite3.connect(home / "journal.sqlite")) as db, db:
+            db.execute("UPDATE tasks SET base_url = ?", (f"HTTP://127.0.0.1:{api.port}/./",))
+        config = api.config(tmp_path, budget_usd=1.0)
+        for n in (2, 3):
+            avatar.submit(f"https://inputs.example/{n}.jpg", "https://inputs.example/a.wav", **config)
+        with pytest.raises(spark_nb.BudgetExceeded) as info:
+            avatar.submit("https://inputs.example/4.jpg", "https://inputs.example/a.wav", **config)
+        assert type(info.value) is spark_nb.BudgetExceeded and api.created == 3
+        assert info.value.running == Decimal("0.60")
+    finally:
+        api.peer.stop()

@@ -43,10 +43,10 @@ def test_defaults_without_anything_set(capsys: pytest.CaptureFixture) -> None:
 
 def test_a_key_in_the_environment_selects_the_cloud(monkeypatch: pytest.MonkeyPatch) -> None:
     """VTRIX_API_KEY set and no backend chosen: cloud, with VTRIX_GENERATION_URL as the base."""
-    monkeypatch.setenv("VTRIX_API_KEY", "k-env")
+    monkeypatch.setenv("VTRIX_API_KEY", "k-env-0123456789")
     monkeypatch.setenv("VTRIX_GENERATION_URL", "http://127.0.0.1:9/")
     settings = config.resolve()
-    assert settings.backend == "cloud" and settings.api_key == config.Secret("k-env")
+    assert settings.backend == "cloud" and settings.api_key == config.Secret("k-env-0123456789")
     assert settings.base_url == "http://127.0.0.1:9"
 
 
@@ -60,7 +60,7 @@ def test_precedence_explicit_then_configure_then_env(monkeypatch: pytest.MonkeyP
     settings = config.resolve()
     assert settings.output_dir == tmp_path / "configured" and settings.uploader == "http://127.0.0.1:1/conf"
     assert settings.backend == "local"
-    settings = config.resolve(output_dir="explicit", backend="cloud", api_key="k")
+    settings = config.resolve(output_dir="explicit", backend="cloud", api_key="k-explicit-0123")
     assert settings.output_dir == Path("explicit") and settings.backend == "cloud"
     spark_nb.configure(output_dir=None)
     assert config.resolve().output_dir == Path("env_out")

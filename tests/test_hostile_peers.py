@@ -347,7 +347,7 @@ def test_an_unusable_output_folder_is_found_before_anything_is_sent(peer: Callab
 KILLED_DOWNLOAD = """
 import sys, spark_nb
 spark_nb.Task.from_id("t-1", model="spark_avatar_picture_omni_v2", backend="cloud", base_url=sys.argv[1],
-                      api_key="k", output_dir=sys.argv[2]).wait(60, progress=False)
+                      api_key="k-0123456789", output_dir=sys.argv[2]).wait(60, progress=False)
 """
 
 

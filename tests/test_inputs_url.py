@@ -301,3 +301,78 @@ def test_a_manifests_urls_are_asked_for_together_and_once_each(peer: Callable[..
     assert len(rows) == 8 and invalid == []
     assert sorted(seen.path for seen in host.seen) == sorted(f"/face{i}.jpg" for i in range(8))  # once each
     assert most[0] > 1  # asked together, not one after the other
+
+
+# -- the call's one deadline covers the URL checks, and a call's URLs are asked for at once ----------------------
+
+def held_host(media: dict[str, Path], mode: str, release: Any) -> Callable[[Peer, socket.socket, Seen], None]:
+    """A host of a portrait and a speech clip that, in mode "slow", answers only once release is set (or after
+    12 s: within the check's own 15 s), in mode "trickled" trickles its headers, in mode "together" answers its
+    first two requests only once both have arrived (a barrier: one after the other, the first gets a 503)."""
+    import threading
+
+    files = {"/face.jpg": (media["portrait"].read_bytes(), "image/jpeg"),
+             "/speech.wav": (media["speech"].read_bytes(), "audio/wav")}
+    barrier, count, lock = threading.Barrier(2), [0], threading.Lock()
+
+    def handle(p: Peer, conn: socket.socket, req: Seen) -> None:
+        if mode == "trickled":
+            return p.trickle(conn, b"HTTP/1.1 200 OK\r\nX-Slow: " + b"y" * 10_000, every=0.5)
+        if mode == "slow":
+            release.wait(12)
+        if mode == "together":
+            with lock:
+                count[0] += 1
+                first_two = count[0] <= 2
+            if first_two:
+                try:
+                    barrier.wait(timeout=10)
+                except threading.BrokenBarrierError:
+                    return p.respond(conn, 503, b"")
+        return give(p, conn, req, *files[req.path])
+
+    return handle
+
+
+@pytest.mark.parametrize("mode", ["slow", "trickled"])
+def test_the_calls_timeout_ends_its_url_checks_and_names_that_timeout(mode: str, peer: Callable[..., Peer],
+                                                                      media: dict[str, Path], tmp_path: Path) -> None:
+    """The second attack: generate(timeout=3) with URL inputs on a host trickling its headers ran 15 s (the check's
+    own limit), and with two URLs answering after 12 s each (within that limit) 25 s, one after the other, then
+    raised "could not connect ... check VTRIX_GENERATION_URL". Now the check's limit is the sooner of its 15 s and
+    the call's deadline, the URLs are asked at once: the call ends by about its timeout, saying that timeout ended
+    it, nothing created; and the URL is not judged (no verdict kept, its host not called silent)."""
+    import threading
+    import time
+
+    from .conftest import TEST_KEY
+    from .test_pipeline import SLACK_S, TIMEOUT_S, hostile_submission
+
+    release = threading.Event()
+    host, api = peer(held_host(media, mode, release)), peer(hostile_submission("none"))
+    try:
+        began = time.monotonic()
+        with pytest.raises(spark_nb.SparkError) as info:
+            avatar.generate(f"{host.url}/face.jpg", f"{host.url}/speech.wav", progress=False, timeout=TIMEOUT_S,
+                            backend="cloud", base_url=api.url, api_key=TEST_KEY, output_dir=tmp_path / "out")
+        assert time.monotonic() - began < TIMEOUT_S + SLACK_S  # a guard against the old 15 s and 25 s
+        said = str(info.value)
+        assert type(info.value) is spark_nb.SparkError, said  # not the URL's fault: no url_unreachable
+        assert f"the call's timeout of {TIMEOUT_S:g} s ran out while checking the" in said and "timeout=" in said
+        assert not any(s.path == "/model/v1/generation" for s in api.seen)
+        assert _inputs_url._verdicts == {} and _inputs_url._silent == {}
+    finally:
+        release.set()
+
+
+def test_a_calls_urls_are_asked_for_at_once(peer: Callable[..., Peer], media: dict[str, Path],
+                                             tmp_path: Path) -> None:
+    """The image and the audio URL of one call are asked for together, not one after the other (the host answers
+    neither until both have arrived: one after the other, the first would wait 10 s and get a 503, refused)."""
+    from .conftest import TEST_KEY
+    from .test_pipeline import hostile_submission
+
+    host, api = peer(held_host(media, "together", None)), peer(hostile_submission("none"))
+    task = avatar.submit(f"{host.url}/face.jpg", f"{host.url}/speech.wav", backend="cloud", base_url=api.url,
+                         api_key=TEST_KEY, output_dir=tmp_path / "out")
+    assert task.id == "t-1" and sorted(s.path for s in host.seen) == ["/face.jpg", "/speech.wav"]

@@ -785,7 +785,8 @@ LOCKED_AT_EXIT = """
 import spark_nb._journal_db as journal_db
 journal_db.BUSY_TIMEOUT_S = 1.0
 try:
-    avatar.generate(sys.argv[1], sys.argv[2], progress=False, backend="cloud", base_url=sys.argv[3], api_key="k")
+    avatar.generate(sys.argv[1], sys.argv[2], progress=False, backend="cloud", base_url=sys.argv[3],
+                    api_key="k-0123456789")
 except spark_nb.SparkError as exc:
     print("raised", type(exc).__name__, exc.task_id, flush=True)
 sys.stdin.readline()  # the parent releases the lock, then lets this process exit

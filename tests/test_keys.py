@@ -497,6 +497,29 @@ def test_a_malformed_key_is_refused_naming_its_source_and_never_shown(
     assert server.stats()["created"] == 0 and server.stats().get("requests", 0) == 0
 
 
+@pytest.mark.parametrize("source", ["explicit", "configure", "env"])
+def test_a_key_too_short_to_be_one_is_refused_naming_its_source(source: str, monkeypatch: pytest.MonkeyPatch,
+                                                                 make_server: Callable[..., LocalServer]) -> None:
+    """Noticed by the second attack: a key shorter than 8 characters was sent, and never redacted (the redaction
+    masks only values of 8 characters or more: shorter ones would garble messages). No Vtrix key is that short:
+    it is refused where it enters, naming its source and its length, never itself; nothing is sent."""
+    server = make_server(api_key=TEST_KEY)
+    key = "sk-z7Qw"  # 7 characters
+    with pytest.raises(spark_nb.SparkError) as info:
+        explicit: dict[str, Any] = {}
+        if source == "explicit":
+            explicit["api_key"] = key
+        elif source == "configure":
+            spark_nb.configure(api_key=key)
+        else:
+            monkeypatch.setenv("VTRIX_API_KEY", key)
+        spark_nb.avatar.submit("https://inputs.example/f.jpg", "https://inputs.example/a.wav", base_url=server.url,
+                               backend="cloud", **explicit)
+    said = str(info.value)
+    assert f"the API key from {SOURCES[source]} is 7 characters long, too short to be a key" in said
+    assert key not in said + repr(info.value) and server.stats().get("requests", 0) == 0
+
+
 def json_escaped(text: str) -> str:
     """text as the inside of a YAML double-quoted scalar (YAML's escapes are JSON's)."""
     import json

@@ -446,6 +446,37 @@ def test_the_calls_timeout_covers_its_uploads_and_its_create(attack: str, error:
         next(start, None)
 
 
+def test_a_create_the_calls_timeout_left_no_time_for_names_that_timeout(media: dict[str, Path],
+                                                                       tmp_path: Path) -> None:
+    """The second attack: generate(timeout=3) whose inputs took the whole timeout (slow URL checks then) raised
+    "could not connect to http://127.0.0.1:P (...no time was left to send the request) -> check
+    VTRIX_GENERATION_URL and the network": the network was fine, the call's timeout had run out. Now the error
+    names that timeout, says nothing was created, and says to pass a longer one; nothing was sent."""
+    import time
+
+    from .peers import peers
+
+    start = peers()
+    api = next(start)(hostile_submission("none"))
+
+    def slow_uploader(path: Path) -> str:
+        time.sleep(TIMEOUT_S + 0.5)  # the uploads take all the call's time
+        return "https://inputs.example/u.jpg"
+
+    try:
+        with pytest.raises(spark_nb.SparkError) as info:
+            avatar.generate(media["portrait"], "https://inputs.example/a.wav", progress=False, timeout=TIMEOUT_S,
+                            backend="cloud", base_url=api.url, api_key=TEST_KEY, uploader=slow_uploader,
+                            output_dir=tmp_path / "out")
+        said = str(info.value)
+        assert f"the call's timeout of {TIMEOUT_S:g} s ran out before the create was sent: nothing was created" \
+            in said, said
+        assert "timeout=" in (info.value.hint or "") and "VTRIX_GENERATION_URL" not in said
+        assert sum(s.path == "/model/v1/generation" for s in api.seen) == 0
+    finally:
+        next(start, None)
+
+
 def test_the_calls_timeout_covers_waiting_for_an_identical_call_and_for_the_journal(
         media: dict[str, Path], tmp_path: Path) -> None:
     """Two more waits of the same class, found by reading the code: an identical call still preparing its task

@@ -112,3 +112,55 @@ def test_a_file_whose_name_is_not_utf8_is_uploaded_under_a_safe_name(where: str,
             next(start, None)
         elif where == "s3":
             s3.stop()
+
+
+@pytest.mark.parametrize("endpoint", ["stalls", pytest.param("answers 503", marks=pytest.mark.slow)])
+def test_the_s3_uploader_ends_by_the_calls_timeout_and_retries_a_bounded_number_of_times(
+        endpoint: str, media: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The second attack: generate(timeout=5) with SPARK_NB_S3_BUCKET and an S3 endpoint that takes the PUT and
+    never answers was still running at 100 s (boto3's own 60 s reads, retried). Now each attempt's limits are
+    what is left of the call's deadline: it ends by about its timeout with an UploadError naming it, and nothing
+    is created. An endpoint that keeps failing (503) is tried S3_ATTEMPTS times, then an UploadError says so."""
+    import time
+
+    pytest.importorskip("boto3")
+    from spark_nb._uploads import S3_ATTEMPTS
+
+    from .conftest import TEST_KEY
+    from .peers import peers
+    from .test_pipeline import SLACK_S, TIMEOUT_S, hostile_submission
+
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                        "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true",
+                        "AWS_CONFIG_FILE": "/dev/null", "AWS_SHARED_CREDENTIALS_FILE": "/dev/null"}.items():
+        monkeypatch.setenv(name, value)
+
+    def s3(p: Any, conn: Any, req: Any) -> None:
+        if endpoint == "stalls":
+            p.stop_event.wait(60)
+            return None
+        return p.respond(conn, 503, b"<Error><Code>ServiceUnavailable</Code></Error>",
+                         {"Content-Type": "application/xml"})
+
+    start = peers()
+    make = next(start)
+    api, bucket = make(hostile_submission("none")), make(s3)
+    timeout = TIMEOUT_S if endpoint == "stalls" else 60  # three attempts of about 1 s each, and their backoff
+    try:
+        began = time.monotonic()
+        with pytest.raises(spark_nb.UploadError) as info:
+            avatar.generate(media["portrait"], "https://inputs.example/a.wav", progress=False, timeout=timeout,
+                            backend="cloud", base_url=api.url, api_key=TEST_KEY, s3_bucket="avatars",
+                            s3_endpoint_url=bucket.url, output_dir=tmp_path / "out")
+        assert time.monotonic() - began < TIMEOUT_S + SLACK_S
+        puts = sum(s.method == "PUT" for s in bucket.seen)
+        if endpoint == "stalls":
+            assert f"did not end within the call's timeout of {TIMEOUT_S:g} s" in str(info.value) and puts == 1
+            assert "timeout=" in (info.value.hint or "")
+        else:
+            said = str(info.value)
+            assert f"failed ({S3_ATTEMPTS} attempts; last:" in said and "ServiceUnavailable" in said, said
+            assert puts == S3_ATTEMPTS
+        assert not any(s.path == "/model/v1/generation" for s in api.seen)
+    finally:
+        next(start, None)

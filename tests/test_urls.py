@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from spark_nb._urls import MAX_URL_CHARS, is_http_url, is_loopback_url, url_scheme
+from spark_nb._urls import MAX_URL_CHARS, canonical_url, is_http_url, is_loopback_url, url_scheme
 
 
 @pytest.mark.parametrize("url", [
@@ -45,3 +45,18 @@ def test_url_scheme_tells_urls_from_paths(text: str, scheme: str | None) -> None
 def test_loopback_hosts(url: str, loopback: bool) -> None:
     """A browser elsewhere cannot reach this machine's loopback addresses."""
     assert is_loopback_url(url) is loopback
+
+
+@pytest.mark.parametrize(("spelling", "canonical"), [
+    ("HTTPS://CLOUD.Vtrix.ai", "https://cloud.vtrix.ai"), ("https://cloud.vtrix.ai:443/", "https://cloud.vtrix.ai"),
+    ("https://cloud.vtrix.ai./.", "https://cloud.vtrix.ai"), ("http://127.0.0.1:80/a/../", "http://127.0.0.1"),
+    ("Http://127.0.0.1:8765//./", "http://127.0.0.1:8765"), ("http://[::1]:8080/api/./v1/", "http://[::1]:8080/api/v1"),
+    ("https://gw.example:8443/x/y/..", "https://gw.example:8443/x"), ("http://u:P@H:80", "http://u:P@h"),
+    ("http://127.1:9", "http://127.1:9"), ("http://localhost:9", "http://localhost:9"),  # names are not resolved
+    ("not a url/", "not a url"),
+])
+def test_a_base_url_has_one_spelling(spelling: str, canonical: str) -> None:
+    """Scheme and host in lower case, no default port, no trailing dot, no dot segments, no trailing slash: the
+    service identity of the journal and the budget; the canonical form is its own canonical form."""
+    assert canonical_url(spelling) == canonical
+    assert canonical_url(canonical) == canonical

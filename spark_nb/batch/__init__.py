@@ -9,6 +9,7 @@ submit_or_resume() and finish() as the bundled one does. The folder's gallery.ip
 JupyterLab (gallery() draws it again); origin() says where a row's result came from.
 """
 
+from .._boundary import guard_public
 from ._job import finish, submit_or_resume
 from ._manifest import InvalidRow, ManifestError, Row, check_manifest, columns, read_manifest
 from ._outcome import JobState, RowOutcome, RowStatus
@@ -20,3 +21,4 @@ from ._runner import run_batch
 __all__ = ["InvalidRow", "JobState", "ManifestError", "Row", "RowOutcome", "RowStatus", "check_manifest", "columns",
            "finish", "gallery", "gallery_html", "origin", "outcomes_html", "read_manifest", "run_batch",
            "spent", "submit_or_resume", "summary"]
+guard_public(globals())  # every name in __all__ behind the public boundary: only a SparkError leaves it

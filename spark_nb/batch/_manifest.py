@@ -14,6 +14,7 @@ import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from .._boundary import path_argument
 from .._inputs import check
 from .._urls import is_http_url, url_scheme
 from ..errors import ValidationError
@@ -170,7 +171,7 @@ def check_manifest(path: str | Path, *, pays: Callable[[Row], bool] | None = Non
     Raises:
         ManifestError: the whole manifest is unreadable, without a name or model column, or without any row.
     """
-    path = Path(path)
+    path = path_argument(path, "the manifest")
     known = columns()
     try:
         with path.open(newline="", encoding="utf-8-sig") as f:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from pathlib import Path
 
 from .._enums import Word
 from .._journal import JobState
+from ..errors import UsageError
 
 
 class RowStatus(Word):
@@ -68,3 +70,14 @@ class RowOutcome:
     reused: bool = False
     advice: str | None = None
     same_as: str | None = None
+
+
+def outcomes_argument(value: object) -> list[RowOutcome]:
+    """value as a list of RowOutcome (what run_batch returns), else a UsageError saying what it is."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        raise UsageError(f"outcomes must be a list of RowOutcome (what run_batch returns), not {type(value).__name__}")
+    items = list(value)
+    odd = next((item for item in items if not isinstance(item, RowOutcome)), None)
+    if odd is not None:
+        raise UsageError(f"outcomes must be RowOutcome objects (what run_batch returns), not {type(odd).__name__}")
+    return items

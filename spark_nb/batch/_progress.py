@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 from .._money import format_usd, usd
-from ._outcome import RowOutcome, RowStatus
+from ._outcome import RowOutcome, RowStatus, outcomes_argument
 
 # the elapsed and remaining times without tqdm's rate: a job takes minutes, "0.01job/s" says nothing
 BAR_FORMAT = "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]"
@@ -103,6 +103,7 @@ def summary(outcomes: Sequence[RowOutcome]) -> str:
         e.g. '3 completed, 1 failed, 0 uncertain, 2 skipped (invalid) of 6 rows; spent by this run: $0.30 (1 row
             reused from earlier runs)'.
     """
+    outcomes = outcomes_argument(outcomes)
     tally = Tally(outcomes)
     count = tally.count
     text = f"{count[RowStatus.COMPLETED]} completed"

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .._answers import parse_json
+from .._boundary import path_argument
 from .._files import write_atomically
 from .._journal import Entry
 from .._money import usd_text
@@ -140,7 +141,7 @@ def origin(out_dir: str | Path = ".") -> str:
     Returns:
         The lines: the task made for the row, or the earlier task reused; then the advice.
     """
-    record = read_record(out_dir)
+    record = read_record(path_argument(out_dir, "out_dir"))
     if not record:
         return "no result recorded in this folder yet"
     reused = record.get("reused")

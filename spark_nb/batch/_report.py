@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from .._answers import parse_json
+from .._boundary import path_argument
 from .._files import link_atomically, remove_stale_parts, replace_atomically, write_atomically
 from .._money import format_usd
 from .._task_state import as_number
@@ -37,7 +38,7 @@ from .._text import csv_cell
 from .._urls import is_http_url, shown_url
 from ..models import MODELS
 from . import _cards as cards
-from ._outcome import RowOutcome, RowStatus
+from ._outcome import RowOutcome, RowStatus, outcomes_argument
 from ._record import row_folder
 
 if TYPE_CHECKING:
@@ -162,8 +163,8 @@ def gallery_html(out: str | os.PathLike[str], outcomes: Sequence[RowOutcome],
     Returns:
         The HTML of the cards.
     """
-    out = Path(out)
-    base = Path(relative_to) if relative_to is not None else Path.cwd()
+    out, outcomes = path_argument(out, "out"), outcomes_argument(outcomes)
+    base = path_argument(relative_to, "relative_to") if relative_to is not None else Path.cwd()
     return cards.grid([_card(out, o, base) for o in outcomes])
 
 
@@ -380,6 +381,7 @@ def outcomes_html(outcomes: Sequence[RowOutcome]) -> str:
     Returns:
         The table (every cell escaped).
     """
+    outcomes = outcomes_argument(outcomes)
     text = cards.text
     head = "".join(f"<th>{c}</th>" for c in ("name", "model", "status", "task", "duration", "cost", "error"))
     body = "".join(
@@ -400,6 +402,7 @@ def gallery(folder: str | os.PathLike[str] = ".") -> HTML:
     """
     from IPython.display import HTML
 
+    folder = path_argument(folder, "folder")
     return HTML(gallery_html(folder, read_rows(folder)))
 
 

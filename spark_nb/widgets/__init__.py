@@ -22,6 +22,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from .._boundary import guard, guard_public
 from ..models import AVATAR, IMITATOR, ModelSpec
 
 if TYPE_CHECKING:
@@ -36,8 +37,8 @@ _VIEWS = {"MediaPicker": "_picker_view", "ModelForm": "_form_view", "Studio": "_
 
 def __getattr__(name: str) -> Any:
     """The view classes, loaded (with ipywidgets) on first use."""
-    if name in _VIEWS:
-        return getattr(importlib.import_module(f"{__name__}.{_VIEWS[name]}"), name)
+    if name in _VIEWS:  # behind the public boundary, as every name in __all__
+        return guard(getattr(importlib.import_module(f"{__name__}.{_VIEWS[name]}"), name))
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -112,3 +113,6 @@ def studio(*, timeout: float = 600, **config: Any) -> Studio:
     from ._studio_view import Studio
 
     return Studio(timeout=timeout, **config)
+
+
+guard_public(globals())  # every name in __all__ behind the public boundary: only a SparkError leaves it
