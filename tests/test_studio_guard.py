@@ -130,6 +130,26 @@ def test_at_the_studios_cap_the_longest_waiting_connection_makes_room() -> None:
                 sock.close()
 
 
+def test_a_body_larger_than_the_studio_takes_is_refused_before_it_is_read() -> None:
+    """A request announcing 100 MB, or a chunked one past 64 KiB, gets 400 and its connection closed without its
+    body being kept (tornado's own default kept 100 MB of a body per connection before any handler, or the token
+    check, saw it: 34 such connections took Voila to 3.4 GB); a body of 60 KB (the studio's login form is well
+    under 1 KB) is read and answered."""
+    with guarded(StudioLimits()) as (address, _):
+        with socket.create_connection(address, timeout=10) as sock:
+            sock.sendall(b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 104857600\r\n\r\n" + b"x" * 4096)
+            assert sock.recv(100).startswith(b"HTTP/1.1 400 ")
+            assert _closed_within(sock, 5)
+        with socket.create_connection(address, timeout=10) as sock:
+            sock.sendall(b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n")
+            with contextlib.suppress(OSError):
+                for _ in range(5):
+                    sock.sendall(b"8000\r\n" + b"x" * 0x8000 + b"\r\n")
+            assert sock.recv(100).startswith(b"HTTP/1.1 400 ")
+        answer = httpx.post(f"http://{address[0]}:{address[1]}/", content=b"x" * 60_000, timeout=10)
+        assert answer.text == "got 60000"
+
+
 OUT_OF_DESCRIPTORS = r"""
 import asyncio, resource, socket, sys, threading, time
 from tornado.ioloop import IOLoop
@@ -332,3 +352,62 @@ def test_requests_without_the_token_write_nothing_raw_to_the_studios_terminal(tm
     assert set(answers) == {b"HTTP/1.1 404 Not Found"}, set(answers)
     assert written == b"", written[:1000]
     assert closed, "a connection that never finished its headers was kept past the header deadline"
+
+
+@pytest.mark.slow
+def test_a_churning_peer_never_closes_a_clients_fresh_connection_to_the_studio() -> None:
+    """Two processes open connections as fast as they can against the studio's server allowing 20, each sending
+    part of its headers and closing its oldest for each new one: a client whose request follows its connection by
+    50 ms (a new connection each time) is answered every time. Before, the longest-waiting connection was closed
+    for each newcomer, the client's too before its request came (2 of 26 failed under `ulimit -n 256`)."""
+    from .peers import ChurnFlood, late_request
+
+    with guarded(StudioLimits(max_connections=20, header_timeout=60)) as (address, server):
+        with ChurnFlood(address, seconds=8) as flood:
+            time.sleep(1)
+            answers = [late_request(address, b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n") for _ in range(30)]
+        evicted = server.closed_for["evicted"]
+    assert flood.opened > 1000, flood.opened
+    assert evicted > 500, evicted
+    assert set(answers) == {"HTTP/1.1 200 OK"}, answers
+
+
+@pytest.mark.slow
+def test_held_request_bodies_leave_the_studios_memory_alone(tmp_path: Path) -> None:
+    """Eight connections from a process without the token each announce a 100 MB body for /login and send what
+    the studio lets them of 30 MB: each is refused (400) and Voila's memory grows by less than 40 MB (before: by
+    the 240 MB sent, 100 MB a connection at most, until the body deadline); the token holder still gets in."""
+    import psutil
+
+    proc, port, url, _ = _start_studio(tmp_path)
+    held: list[socket.socket] = []
+    try:
+        voila = next(child for child in psutil.Process(proc.pid).children()
+                     if "_studio_voila" in " ".join(child.cmdline()))
+        before = voila.memory_info().rss
+        for _ in range(8):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+            held.append(sock)
+            sock.sendall(b"POST /login HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Type: application/x-www-form-"
+                         b"urlencoded\r\nContent-Length: %d\r\n\r\n" % (port, 100 * 1024**2))
+            with contextlib.suppress(OSError):
+                for _ in range(30):
+                    sock.sendall(b"a" * 1024**2)
+        time.sleep(1)  # what was sent has been read
+        grown = voila.memory_info().rss - before
+        answers = []
+        for sock in held:
+            sock.settimeout(5)
+            try:
+                answers.append(sock.recv(100).split(b"\r\n")[0])
+            except OSError as exc:
+                answers.append(type(exc).__name__.encode())
+        with httpx.Client(timeout=60, trust_env=False) as owner:
+            entered = owner.get(url)
+    finally:
+        for sock in held:
+            sock.close()
+        _stop(proc)
+    assert grown < 40 * 1024**2, f"Voila grew by {grown / 1024**2:.0f} MB"
+    assert answers == [b"HTTP/1.1 400 Bad Request"] * 8, answers
+    assert entered.status_code == 302
