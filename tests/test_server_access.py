@@ -497,7 +497,7 @@ def test_a_churning_peer_never_closes_a_clients_fresh_connection(make_server: Ma
     assert set(answers) == {"HTTP/1.1 200 OK"}, answers
 
 
-OWNER = r"""
+FLOODED_OWNER = r"""
 import os, sys, time
 from spark_nb import avatar
 from spark_nb.local import embedded_server
@@ -527,7 +527,7 @@ def test_a_flood_on_the_embedded_servers_port_writes_nothing_in_its_owners_proce
     from .peers import ChurnFlood
 
     env = {**os.environ, "SPARK_NB_BACKEND": "local", "SPARK_NB_HOME": str(tmp_path / "home")}
-    owner = subprocess.Popen(["prlimit", "--nofile=256:256", "--", sys.executable, "-c", OWNER,
+    owner = subprocess.Popen(["prlimit", "--nofile=256:256", "--", sys.executable, "-c", FLOODED_OWNER,
                               str(media["portrait"]), str(media["speech"])], stdin=subprocess.PIPE,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                              start_new_session=True)
