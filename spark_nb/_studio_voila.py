@@ -92,8 +92,35 @@ class TemplateFiles(TemplateStaticFileHandler):
             raise web.HTTPError(404) from None
 
 
+CROSS_SITE = frozenset({"same-site", "cross-site"})  # Sec-Fetch-Site values of a request another page made
+
+
+def started_elsewhere(headers: Any) -> str | None:
+    """Why a page request was made by another page (and must start no kernel), or None for the owner's own: typed
+    or opened from outside the browser (Sec-Fetch-Site `none`) or from the studio itself (`same-origin`), a top-level
+    navigation to a document. Browsers send these headers on every request (Chromium 76, Firefox 90, Safari 16.4);
+    one that sends none is let through. Every port of 127.0.0.1 is the same site, so a page another local user
+    serves there sends the owner's login cookie, SameSite=Strict or not: only these headers tell it apart."""
+    site, mode, dest = (headers.get(f"Sec-Fetch-{name}") for name in ("Site", "Mode", "Dest"))
+    if site in CROSS_SITE:
+        return f"another page ({site}) asked for the studio"
+    if mode is not None and mode != "navigate":
+        return f"a page's script or element ({mode}) asked for the studio"
+    if dest is not None and dest != "document":
+        return f"the studio cannot be shown inside another page ({dest})"
+    return None
+
+
 class StudioPageHandler(TornadoVoilaHandler):
-    """The studio page; a request that brought the token is sent on without it (its login cookie is set)."""
+    """The studio page, for the owner's own page loads only (never another page's frame, image or fetch); a request
+    that brought the token is sent on without it (its login cookie is set)."""
+
+    def prepare(self) -> Any:
+        """Refuse (403) a request another page made, before the login check or any kernel."""
+        why = started_elsewhere(self.request.headers)
+        if why is not None:
+            raise web.HTTPError(403, reason=f"{why}; open the address spark-nb studio printed in a tab of its own")
+        return super().prepare()
 
     @web.authenticated
     async def get(self, path: str | None = None) -> None:
@@ -126,6 +153,8 @@ class StudioVoila(Voila):
         if not self.identity_provider.token:
             raise SystemExit("spark-nb studio: no token was given; start the studio with `spark-nb studio`")
         os.environ.pop(TOKEN_ENV, None)  # read; kernels started from here do not inherit it
+        # a page on another site (another host name) never sends the login cookie, not even in a top-level visit
+        self.identity_provider.cookie_options = {**self.identity_provider.cookie_options, "samesite": "Strict"}
         settings.update(allow_remote_access=False, local_hostnames=["localhost"], log_function=_log_failure)
         logging.getLogger("tornado.general").setLevel(logging.ERROR)  # refusals (a missing _xsrf) are not news
         return settings
