@@ -155,7 +155,7 @@ import asyncio, resource, socket, sys, threading, time
 from tornado.ioloop import IOLoop
 from tornado.web import Application, RequestHandler
 from spark_nb._studio_http import GuardedHTTPServer, StudioLimits
-from spark_nb._studio_voila import one_inert_line_per_record
+from spark_nb._studio_log import one_inert_line_per_record
 import logging
 
 class Hello(RequestHandler):
@@ -211,6 +211,55 @@ def test_running_out_of_descriptors_pauses_accepting_with_one_line_not_a_flood(t
     assert len(err.splitlines()) <= 1 and "Traceback" not in err, err[:2000]
     assert err == "" or err.startswith("spark-nb studio: error: out of file descriptors")
     assert float(out.split("cpu ")[1]) < 4, out  # a spinning accept loop would burn the whole 11 s
+
+
+FAILING_HANDLER = r"""
+import logging, socket, sys
+from tornado.ioloop import IOLoop
+from tornado.web import Application, RequestHandler
+from spark_nb._studio_http import GuardedHTTPServer, StudioLimits
+from spark_nb._studio_log import log_failure, one_inert_line_per_record
+from spark_nb._studio_voila import _guarded
+
+class Boom(RequestHandler):
+    def get(self, rest):
+        raise RuntimeError("a handler that fails")
+
+one_inert_line_per_record(logging.getLogger("app"))
+listening = socket.socket(); listening.bind(("127.0.0.1", 0)); listening.listen(128); listening.setblocking(False)
+app = Application([(r"/boom(.*)", _guarded(Boom))], log_function=log_failure)
+GuardedHTTPServer(app, limits=StudioLimits()).add_sockets([listening])
+print(listening.getsockname()[1], flush=True)
+IOLoop.current().call_later(float(sys.argv[1]), IOLoop.current().stop)
+IOLoop.current().start()
+"""
+
+
+@pytest.mark.slow
+def test_a_failing_handler_logs_its_path_only_and_not_once_per_request() -> None:
+    """A studio handler failing on every request (as /logout did for anyone, an <img> on any page enough): 200
+    requests with the token in their query, then 100 on distinct paths, each a 500. The terminal gets no query,
+    no request repr, no traceback, one line for the 200 alike and at most 30 in all (before: tornado's
+    `Uncaught exception GET /boom?token=...` with the request's repr, two lines per request, unbounded)."""
+    proc = subprocess.Popen([sys.executable, "-c", FAILING_HANDLER, "20"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        port = int(proc.stdout.readline())  # type: ignore[union-attr]
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10, trust_env=False) as client:
+            alike = {client.get(f"/boom?token=SECRET{i}").status_code for i in range(200)}
+            distinct = {client.get(f"/boom/{i}?token=SECRET").status_code for i in range(100)}
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=10)
+    lines = err.splitlines()
+    assert alike == distinct == {500}
+    assert "SECRET" not in err and "HTTPServerRequest" not in err and "Traceback" not in err, err[:2000]
+    assert lines[:2] == ["spark-nb studio: error: uncaught exception in GET /boom (RuntimeError)",
+                         "spark-nb studio: error: 500 GET /boom"], lines[:4]
+    assert 2 < len(lines) <= 30, len(lines)
 
 
 def _start_studio(tmp_path: Path, *prefix: str,
@@ -411,3 +460,33 @@ def test_held_request_bodies_leave_the_studios_memory_alone(tmp_path: Path) -> N
     assert grown < 40 * 1024**2, f"Voila grew by {grown / 1024**2:.0f} MB"
     assert answers == [b"HTTP/1.1 400 Bad Request"] * 8, answers
     assert entered.status_code == 302
+
+
+@pytest.mark.slow
+def test_logout_works_for_its_owner_only_and_writes_nothing(tmp_path: Path) -> None:
+    """`/logout` (jupyter_server's rendered a template Voila lacks: a 500 for everyone, two terminal lines each):
+    200 requests without the cookie (what `<img src=.../logout>` on any page sends) are answered, and the terminal
+    gets nothing; another page's logout (Sec-Fetch-Site: same-site, with the owner's cookie) is refused and leaves
+    the owner logged in; the owner's own logout clears the cookie, after which a file asks for the login again."""
+    proc, port, url, log = _start_studio(tmp_path)
+    try:
+        size = log.stat().st_size
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30, trust_env=False) as stranger:
+            strangers = {stranger.get(f"/logout?i={i}").status_code for i in range(200)}
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30, trust_env=False) as owner:
+            owner.get(url)  # the token: a login cookie
+            before = owner.get("/voila/files/none.mp4").status_code
+            by_a_page = owner.get("/logout", headers={"Sec-Fetch-Site": "same-site", "Sec-Fetch-Mode": "no-cors",
+                                                      "Sec-Fetch-Dest": "image"}).status_code
+            still = owner.get("/voila/files/none.mp4").status_code
+            logout = owner.get("/logout")
+            after = owner.get("/voila/files/none.mp4")
+        time.sleep(1)  # a line the server would write for the last requests has reached the log
+        written = log.read_bytes()[size:]
+    finally:
+        _stop(proc)
+    assert strangers == {200}, strangers
+    assert written == b"", written[:1000]
+    assert before == still == 404 and by_a_page == 403
+    assert logout.status_code == 200 and "logged out" in logout.text
+    assert after.status_code == 302 and "/login" in after.headers["location"]
