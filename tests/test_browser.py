@@ -283,6 +283,9 @@ def test_studio_serves_the_forms_without_code_and_plays_in_chromium(studio_app: 
     assert not console_errors, console_errors
     assert not failed_requests, f"the studio asked for something it could not get: {failed_requests}"
     assert list((folder / "spark_outputs").glob("*.mp4")), "the videos land in the studio's folder"
+    written = [folder / "spark_outputs", *(folder / "spark_outputs").rglob("*")]
+    assert {p.name: oct(p.stat().st_mode & 0o777) for p in written} == {
+        p.name: "0o700" if p.is_dir() else "0o600" for p in written}, "the studio's files are the user's alone"
     assert (ARTIFACTS / "browser-studio.png").stat().st_size > 10_000
 
 

@@ -490,3 +490,36 @@ def test_logout_works_for_its_owner_only_and_writes_nothing(tmp_path: Path) -> N
     assert before == still == 404 and by_a_page == 403
     assert logout.status_code == 200 and "logged out" in logout.text
     assert after.status_code == 302 and "/login" in after.headers["location"]
+
+
+@pytest.mark.slow
+def test_the_studio_keeps_its_folder_and_files_to_its_user(tmp_path: Path) -> None:
+    """Under the usual umask 022, `spark-nb studio` makes its folder 0700 and its notebook 0600, and Voila and the
+    kernel of an opened page run under umask 077, so every video and uploaded portrait they write is the user's
+    alone (before: the folder 0755, the notebook and the files the kernels wrote 0644, readable by every local
+    user)."""
+    import os
+    import stat
+
+    import psutil
+
+    old = os.umask(0o022)
+    try:
+        proc, port, url, _ = _start_studio(tmp_path)
+    finally:
+        os.umask(old)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120, trust_env=False) as owner:
+            owner.get(url)
+            page = owner.get("/")
+        [voila] = psutil.Process(proc.pid).children()
+        kernels = voila.children(recursive=True)
+        umasks = {p.pid: re.search(r"Umask:\s*(\d+)", Path(f"/proc/{p.pid}/status").read_text()).group(1)
+                  for p in [voila, *kernels]}
+    finally:
+        _stop(proc)
+    folder = tmp_path / "studio"
+    assert page.status_code == 200 and len(kernels) >= 1
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    assert stat.S_IMODE((folder / "studio.ipynb").stat().st_mode) == 0o600
+    assert set(umasks.values()) == {"0077"}, umasks
