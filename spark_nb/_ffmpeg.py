@@ -17,7 +17,7 @@ import threading
 from pathlib import Path
 
 from . import _procs
-from .errors import MediaError
+from .errors import MediaError, safe_text
 
 PROBE_TIMEOUT_S = 30.0
 # Decoders refuse frames above this (8192x8192), so a 100-byte file whose header claims 16000x16000
@@ -43,15 +43,34 @@ def ffmpeg_input(path: str | os.PathLike[str]) -> str:
 
 
 class ProbeError(MediaError):
-    """ffmpeg could not open or decode the file."""
+    """ffmpeg could not open or decode the file (a MediaError).
+
+    Args:
+        message: what failed, naming the file.
+        why: why, without naming the file (`.why`: for a message that names the file as its user knows it, an
+            upload's own name rather than the scratch file it was written to); the message when not given.
+    """
+
+    def __init__(self, message: str, *, why: str | None = None) -> None:
+        super().__init__(message)
+        self.why = safe_text(why) if why is not None else self.message
 
 
 @dataclasses.dataclass(frozen=True)
 class MediaFacts:
     """What a file's header says: duration, picture size as shown and frame rate, which streams, bytes on disk.
 
-    width and height are as a player shows the picture (rotation metadata and non-square pixels applied).
-    A still image is a picture format (or a one-frame GIF/WebP): it has a size but no duration or frame rate.
+    Attributes:
+        path: the file.
+        container: its container format, as ffmpeg names it ("mov,mp4,m4a,3gp,3g2,mj2", "wav", "image2").
+        duration: its length in seconds; None for a still image.
+        width: the picture's width as a player shows it (rotation and non-square pixels applied); None for audio.
+        height: the picture's height, the same way.
+        fps: the frame rate; None for audio and still images.
+        has_audio: whether it has an audio stream.
+        is_still_image: a picture format (or a one-frame GIF/WebP): a size but no duration or frame rate.
+        bytes: its size on disk.
+        damaged: the container's own index is broken (e.g. a track of an MP4 cut inside its table).
     """
 
     path: Path
@@ -63,7 +82,7 @@ class MediaFacts:
     has_audio: bool
     is_still_image: bool
     bytes: int
-    damaged: bool = False  # the container's own index is broken (e.g. a track of an MP4 cut inside its table)
+    damaged: bool = False
 
     @property
     def has_video(self) -> bool:
@@ -90,10 +109,20 @@ _cache_lock = threading.Lock()
 
 
 def read_header(path: str | Path) -> MediaFacts:
-    """The header facts of path (nothing decoded; remembered per file version); ProbeError when unreadable."""
+    """The header facts of path: nothing is decoded, and the answer is remembered per file version.
+
+    Args:
+        path: a media file.
+
+    Returns:
+        Its MediaFacts.
+
+    Raises:
+        ProbeError: path is no file, or ffmpeg cannot read it.
+    """
     path = Path(path)
     if not path.is_file():
-        raise ProbeError(f"{path} does not exist")
+        raise ProbeError(f"{path} does not exist", why="it does not exist")
     return per_file_version(path, ("header",), lambda: _facts(path, _run_probe(path, [])))  # type: ignore[return-value]
 
 
@@ -143,7 +172,8 @@ def picture_changes(path: str | Path, seconds: float = 10.0) -> int:
         try:
             proc = _procs.run(cmd, timeout=PROBE_TIMEOUT_S)
         except subprocess.TimeoutExpired as exc:
-            raise ProbeError(f"ffmpeg took more than {PROBE_TIMEOUT_S:g}s to read {path.name}") from exc
+            raise ProbeError(f"ffmpeg took more than {PROBE_TIMEOUT_S:g}s to read {path.name}",
+                             why=f"ffmpeg took more than {PROBE_TIMEOUT_S:g}s to read it") from exc
         data, size = proc.stdout, side * side
         frames = [data[i:i + size] for i in range(0, len(data) - size + 1, size)]
         return max((max(abs(a - b) for a, b in zip(frames[0], frame)) for frame in frames[1:]), default=0)
@@ -240,7 +270,8 @@ def _run_ffmpeg(path: Path, args: list[str], *, check: bool, before: list[str] |
         too_big = re.search(r"Picture size (\d+x\d+) exceeds specified max pixel count", log)
         if too_big:
             raise ProbeError(f"its frames claim {too_big.group(1)} pixels, over the 8192x8192 this reads")
-        raise ProbeError(f"cannot read {path.name}: {_last_error_line(log)}")
+        said = _last_error_line(log)
+        raise ProbeError(f"cannot read {path.name}: {said}", why=said)
     return log, proc.stdout
 
 

@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 
 MAX_URL_CHARS = 8000  # longer URLs are refused by most web servers (8 KB request lines)
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):")  # two letters or more: "C:\x" is a Windows drive
+_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#]*@")  # scheme://user:pass@
 _HOST = re.compile(r"^(?:[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?\.?)+$")
 
 
@@ -33,6 +34,12 @@ def is_http_url(text: object) -> bool:
     return _valid_host(host)
 
 
+def shown_url(url: str, limit: int = 200) -> str:
+    """url as a message or report shows it: without its user name and password (user:pass@), cut to limit."""
+    url = _USERINFO.sub(r"\1", url)
+    return url if len(url) <= limit else f"{url[:limit]}…"
+
+
 def _valid_host(host: str) -> bool:
     if host.startswith("[") or ":" in host:
         try:
@@ -51,6 +58,14 @@ def is_loopback_url(url: str) -> bool:
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
+        return False
+
+
+def in_clear_beyond_this_machine(url: str) -> bool:
+    """True when what is sent to url travels unencrypted beyond this machine: http:// to a host that is not loopback."""
+    try:
+        return url_scheme(url.strip()) == "http" and not is_loopback_url(url.strip())
+    except ValueError:  # not a URL at all: the URL checks say so
         return False
 
 
