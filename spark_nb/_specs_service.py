@@ -31,6 +31,7 @@ from ._answers import Answer, install_deadlines, parse_json, read_answer
 from ._config import spec_source
 from ._files import remove_stale_parts, write_atomically
 from ._specs import SpecUnreadable, judge
+from ._urls import direct_mounts
 from ._version import __version__
 from .errors import ValidationError, safe_text
 from .models import MODELS
@@ -84,7 +85,7 @@ def http() -> Any:
             import httpx
 
             _http_client = install_deadlines(httpx.Client(
-                follow_redirects=True, max_redirects=5, trust_env=True,
+                follow_redirects=True, max_redirects=5, trust_env=True, mounts=direct_mounts(),
                 headers={"User-Agent": f"spark-nb/{__version__}", "X-Source": "spark-nb",
                          "Accept-Encoding": "gzip, deflate"}))
             atexit.register(_http_client.close)
