@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from ._config import Secret, Settings
+from ._config import Secret, Settings, unusable_key
 from .errors import AuthenticationError
 
 if TYPE_CHECKING:
@@ -31,6 +31,8 @@ def api_client(settings: Settings) -> ApiClient:
 
         server = embedded_server(settings.home)
         return client_for(server.url, server.token, local=True)
+    if (problem := unusable_key(settings)) is not None:  # a malformed key found: refused before any request
+        raise problem
     if settings.api_key is None:
         raise AuthenticationError(
             "the cloud backend needs an API key and none is set",

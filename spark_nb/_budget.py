@@ -100,7 +100,7 @@ def budget_rule(settings: Settings, spec: ModelSpec, input_seconds: float | None
     local backend, which never bills)."""
     if settings.budget_usd is None or settings.backend == "local":
         return None
-    return functools.partial(check, budget=usd(settings.budget_usd) or Decimal(0), model=spec.id,
+    return functools.partial(check, budget=settings.budget_usd, model=spec.id,
                              input_seconds=input_seconds, backend=settings.backend, base_url=settings.base_url)
 
 

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import html
-import logging
 import math
 import os
-import sys
 import threading
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Callable, Literal, Union
 from urllib.parse import urlsplit
 
-from . import _secrets, _surfaces
-from .errors import SparkError, UsageError, safe_text
+from . import _secrets
+from ._logs import set_log_level
+from ._money import LARGEST, usd
+from .errors import SparkError, UsageError
 
 DEFAULT_BASE_URL = "https://cloud.vtrix.ai"
 # Vtrix's model spec service (the official CLI's VTRIX_MODELS_URL). Used by default only with Vtrix's own
@@ -27,7 +28,6 @@ DEFAULT_OUTPUT_DIR = "spark_outputs"
 Backend = Literal["cloud", "local"]
 UploaderLike = Union[str, Callable[[Path], str], None]
 
-logger = logging.getLogger("spark_nb")
 KEY_SOURCES = {"explicit": "api_key=", "configured": "configure(api_key=)", "env": "VTRIX_API_KEY"}
 
 
@@ -46,11 +46,7 @@ class Secret:
         problem = key_problem(value)
         if problem:
             value = ""  # a refused key is left in no frame's locals (the traceback keeps them)
-            raise SparkError(
-                f"the API key from {source} has {problem} inside it, so it was not used (nothing was sent)",
-                hint=f"a key is one line of printable ASCII without spaces: fix {source} (e.g. `$(cat key.txt)` of "
-                     "a file with two lines, a config file with Windows line ends, a key pasted with quotes or a line "
-                     "break), or copy the key again from Vtrix's API Key Management page")
+            raise KeyProblem(source, problem).error()
         self._value = value
         _secrets.remember(value)
 
@@ -74,6 +70,22 @@ class Secret:
 
     def __reduce__(self) -> Any:
         raise TypeError("a Secret cannot be pickled, so it never lands in a file")
+
+
+@dataclasses.dataclass(frozen=True)
+class KeyProblem:
+    """Why a key that was found cannot be used, said without the key: where it came from and what is inside it."""
+
+    source: str
+    problem: str
+
+    def error(self) -> SparkError:
+        """The SparkError that refuses the key, naming its source and the fix."""
+        return SparkError(
+            f"the API key from {self.source} has {self.problem} inside it, so it was not used (nothing was sent)",
+            hint=f"a key is one line of printable ASCII without spaces: fix {self.source} (e.g. `$(cat key.txt)` of "
+                 "a file with two lines, a config file with Windows line ends, a key pasted with quotes or a line "
+                 "break), or copy the key again from Vtrix's API Key Management page")
 
 
 def key_problem(value: str) -> str | None:
@@ -110,7 +122,27 @@ class InputLimits:
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    """Everything one generation needs to know about where and how to run."""
+    """Everything one generation needs to know about where and how to run (see spark_nb.settings()).
+
+    Attributes:
+        backend: "cloud" (Vtrix) or "local" (the embedded server).
+        base_url: the generation URL (VTRIX_GENERATION_URL; Vtrix's by default).
+        api_key: the key, hidden (a Secret: never shown), or None.
+        output_dir: where videos are saved.
+        uploader: an upload URL or a callable taking a Path, or None.
+        s3_bucket: the S3 bucket for uploads, or None.
+        s3_prefix: a folder in it.
+        s3_endpoint_url: an S3-compatible service's URL, or None for AWS.
+        limits: the largest audio or video input, and whether URL inputs are checked first.
+        home: the folder of the task journal and the local backend's tasks.
+        budget_usd: the spending limit in US dollars, or None.
+        key_source: where the key came from (e.g. "VTRIX_API_KEY", "~/.config/vtrix/config.yml"), never the key.
+        auto_backend: the backend was chosen by whether a key was found, not set.
+        models_url: the spec service for this generation URL, or None when none applies.
+        key_problem: a key found in VTRIX_API_KEY or a key store that is malformed (its source and what is inside
+            it): the first call that needs the key refuses it.
+        notices: what a call with these settings tells its user where it starts, once per process.
+    """
 
     backend: Backend
     base_url: str
@@ -122,10 +154,12 @@ class Settings:
     s3_endpoint_url: str | None = None
     limits: InputLimits = InputLimits()
     home: Path = Path(".spark_nb_home")  # the journal and the local backend's tasks live here
-    budget_usd: float | None = None
+    budget_usd: Decimal | None = None
     key_source: str | None = None  # where the key came from (e.g. "VTRIX_API_KEY"), never the key
     auto_backend: bool = False  # the backend was chosen by whether a key was found, not set
     models_url: str | None = None  # the spec service for this generation URL (None: none applies)
+    key_problem: KeyProblem | None = None  # a malformed key found: refused by the first call that needs the key
+    notices: tuple[str, ...] = dataclasses.field(default=(), compare=False)  # said once, where a call starts
 
 
 _FIELDS = (
@@ -148,8 +182,6 @@ _FIELDS = (
 )
 _configured: dict[str, Any] = {}
 _lock = threading.Lock()
-_notice_shown = False  # the local backend's notice (once per process)
-_notices_shown: set[str] = set()  # the other notices, each once per process
 
 
 def configure(**options: Any) -> None:
@@ -186,6 +218,8 @@ def resolve(**explicit: Any) -> Settings:
 
     The key, in order: api_key=, configure(api_key=), VTRIX_API_KEY, the vtrix CLI's keychain entry and config
     file, Colab's secret VTRIX_API_KEY (see _keys); the stores are not read when the backend is set to local.
+    No side effects: the notices are returned (`notices`, said where a call starts: `_notices.begin`), and a malformed
+    key from VTRIX_API_KEY or a store is returned as `key_problem`, refused only by a call that needs the key.
     """
     unknown = sorted(set(explicit) - set(_FIELDS))
     if unknown:
@@ -202,20 +236,17 @@ def resolve(**explicit: Any) -> Settings:
     backend = pick("backend", "SPARK_NB_BACKEND")
     chosen = None if backend is None else str(backend).strip().lower()
     auto = chosen is None
-    api_key, source = _find_key(explicit, search_stores=chosen != "local")
+    api_key, source, problem = _find_key(explicit, search_stores=chosen != "local")
     url = pick("base_url", "VTRIX_GENERATION_URL")
+    url_from = None if url is None else "base_url" if pick("base_url") is not None else "VTRIX_GENERATION_URL"
     base_url = str(url or DEFAULT_BASE_URL).rstrip("/")
     if chosen is None:
-        chosen = "cloud" if api_key else "local"
-        if chosen == "local":
-            _notice_local_once(url_setting=None if url is None else _url_setting(explicit))
+        chosen = "cloud" if api_key or problem else "local"  # a malformed key still says the cloud is meant
     if chosen not in ("cloud", "local"):
         raise SparkError(
             f"unknown backend {chosen!r}",
             hint="set SPARK_NB_BACKEND (or backend=) to 'cloud' or 'local'",
         )
-    if chosen == "cloud" and source is not None and source not in KEY_SOURCES.values():  # from a store: say which
-        notice_once(f"spark_nb: using Vtrix ({base_url}) with the API key from {source}.")
     return Settings(
         backend=chosen,  # type: ignore[arg-type]
         base_url=base_url,
@@ -234,7 +265,30 @@ def resolve(**explicit: Any) -> Settings:
             max_seconds=_positive("max_input_seconds", pick("max_input_seconds", "SPARK_NB_MAX_INPUT_SECONDS"), 600),
             check_urls=_flag("check_urls", pick("check_urls", "SPARK_NB_CHECK_URLS"), True),
         ),
+        key_problem=problem,
+        notices=_notices_for(chosen, auto, base_url, api_key is not None, source, url_from),
     )
+
+
+def _notices_for(backend: str, auto: bool, base_url: str, keyed: bool, source: str | None,
+                 url_from: str | None) -> tuple[str, ...]:
+    """What a call tells its user: the local backend chosen for want of a key (and a generation URL set but unused,
+    by the setting that gave it), or the key the cloud uses taken from a store (named)."""
+    if backend == "local" and auto:
+        return (f"spark_nb: {url_from} is set but there is no API key: using the local backend; set VTRIX_API_KEY "
+                "to use it." if url_from else "spark_nb: no Vtrix API key found, using the local backend (set "
+                "VTRIX_API_KEY, or SPARK_NB_BACKEND=cloud, for Vtrix).",)
+    if backend == "cloud" and keyed and source is not None and source not in KEY_SOURCES.values():
+        return (f"spark_nb: using Vtrix ({base_url}) with the API key from {source}.",)
+    return ()
+
+
+def unusable_key(settings: Settings) -> SparkError | None:
+    """The error refusing a malformed key (from VTRIX_API_KEY or a store) when these settings need a key (the
+    cloud backend); None when the key is usable or not needed (the local backend)."""
+    if settings.backend == "cloud" and settings.key_problem is not None:
+        return settings.key_problem.error()
+    return None
 
 
 _PATH_OPTIONS = ("output_dir", "home")
@@ -263,17 +317,17 @@ def default_home() -> Path:
     return Path(platformdirs.user_data_dir("spark-nb", appauthor=False))
 
 
-def _budget(value: Any) -> float | None:
-    if value is None:
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = float("nan")
-    if not math.isfinite(number) or number < 0:
-        raise SparkError(f"budget_usd must be an amount of US dollars, not {str(value)[:40]!r}",
-                         hint="set SPARK_NB_BUDGET_USD (or configure(budget_usd=...)) to e.g. 5, or leave it unset")
-    return number
+def _budget(value: Any) -> Decimal | None:
+    """The budget, a Decimal read as a cost is (_money.usd); not an amount, or one over LARGEST, refused by name."""
+    amount = None if value is None else usd(value)
+    if value is None or amount is not None:
+        return amount
+    with contextlib.suppress(ArithmeticError, ValueError):  # 1e13 is no budget of $0.00, nor of no limit
+        if Decimal(repr(value) if isinstance(value, float) else str(value).strip()) > LARGEST:
+            raise SparkError(f"budget_usd of {str(value)[:40]} is over ${LARGEST:,} (the largest amount spark-nb "
+                             "reads)", hint="for no spending limit, leave SPARK_NB_BUDGET_USD (or budget_usd=) unset")
+    raise SparkError(f"budget_usd must be an amount of US dollars, not {str(value)[:40]!r}",
+                     hint="set SPARK_NB_BUDGET_USD (or configure(budget_usd=...)) to e.g. 5, or leave it unset")
 
 
 def _flag(name: str, value: Any, default: bool) -> bool:
@@ -313,26 +367,34 @@ def hide_key(config: dict[str, Any], source: str = KEY_SOURCES["explicit"]) -> d
     return config
 
 
-def _find_key(explicit: dict[str, Any], *, search_stores: bool) -> tuple[Secret | None, str | None]:
-    """The key given (api_key=, configure() or VTRIX_API_KEY), else a store's; and where it came from (a
-    KEY_SOURCES value, or the store's name).
+def _find_key(explicit: dict[str, Any], *,
+              search_stores: bool) -> tuple[Secret | None, str | None, KeyProblem | None]:
+    """The key given (api_key=, configure() or VTRIX_API_KEY), else a store's; where it came from (a KEY_SOURCES
+    value, or the store's name); for a malformed key of VTRIX_API_KEY or a store, its problem instead of the key.
 
-    Every source becomes a Secret here or in hide_key, which refuses a malformed key naming the source (the
-    value is never bound to a local here, so a refusal's traceback does not hold it).
+    A key given to this call or to configure() becomes a Secret in hide_key, which refuses a malformed one naming the
+    source (the value is never bound to a local here, so a refusal's traceback does not hold it).
     """
     for origin, config in (("explicit", explicit), ("configured", _configured)):
         if config.get("api_key") is not None:
-            return hide_key(dict(config), KEY_SOURCES[origin])["api_key"], KEY_SOURCES[origin]
+            return hide_key(dict(config), KEY_SOURCES[origin])["api_key"], KEY_SOURCES[origin], None
     if os.environ.get("VTRIX_API_KEY", "").strip():
-        return Secret(os.environ["VTRIX_API_KEY"], KEY_SOURCES["env"]), KEY_SOURCES["env"]
+        return _found(os.environ["VTRIX_API_KEY"], KEY_SOURCES["env"])
     if not search_stores:
-        return None, None
+        return None, None, None
     from . import _keys
 
     found = _keys.find()
     if found is None:
-        return None, None
-    return Secret(found.value, found.source), found.source
+        return None, None, None
+    return _found(found.value, found.source)
+
+
+def _found(value: str, source: str) -> tuple[Secret | None, str, KeyProblem | None]:
+    problem = key_problem(value.strip())
+    if problem:
+        return None, source, KeyProblem(source, problem)
+    return Secret(value, source), source, None
 
 
 def models_url_for(base_url: str, configured: str | None) -> str | None:
@@ -357,114 +419,3 @@ def spec_source(base_url: str) -> tuple[str, Path] | None:
         return None
     home = _configured.get("home") or os.environ.get("SPARK_NB_HOME") or default_home()
     return models_url, Path(home).expanduser() / "specs"
-
-
-def _url_setting(explicit: dict[str, Any]) -> str:
-    if explicit.get("base_url") is not None or _configured.get("base_url") is not None:
-        return "base_url"
-    return "VTRIX_GENERATION_URL"
-
-
-def _notice_local_once(url_setting: str | None = None) -> None:
-    global _notice_shown
-    if not _notice_shown:
-        _notice_shown = True
-        if url_setting:
-            notify(f"spark_nb: {url_setting} is set but there is no API key: using the local backend; "
-                   "set VTRIX_API_KEY to use it.")
-        else:
-            notify("spark_nb: no Vtrix API key found, using the local backend "
-                   "(set VTRIX_API_KEY, or SPARK_NB_BACKEND=cloud, for Vtrix).")
-
-
-def notice_once(text: str) -> None:
-    """notify(text), unless this process has already shown that very text."""
-    with _lock:
-        if text in _notices_shown:
-            return
-        _notices_shown.add(text)
-    notify(text)
-
-
-def in_jupyter_kernel() -> bool:
-    """True inside a Jupyter kernel (an IPython shell with a kernel); IPython is not imported to find out."""
-    ipython = sys.modules.get("IPython")
-    if ipython is None:
-        return False
-    try:
-        shell = ipython.get_ipython()
-    except Exception:
-        return False
-    return shell is not None and getattr(shell, "kernel", None) is not None
-
-
-def notify(text: str) -> None:
-    """Show a one-line notice: a small grey info line in a Jupyter notebook, one plain stderr line elsewhere.
-
-    The text is made safe first (inert, one line, redacted): it may quote a service's words or a file's name. It
-    goes to the surface of the call that made it (`_surfaces.take_notice`: a form's notes; the CLI's words)."""
-    shown = _surfaces.take_notice(safe_text(text, newlines=False))
-    if shown is None:
-        return
-    text = shown
-    if in_jupyter_kernel():
-        try:
-            from IPython.display import display
-
-            markup = f'<div style="color: #777; font-size: 0.85em; line-height: 1.4">{html.escape(text)}</div>'
-            display({"text/plain": text, "text/html": markup}, raw=True)
-            return
-        except Exception:  # no display machinery after all: the plain line below
-            pass
-    print(text, file=sys.stderr)
-
-
-def set_log_level(level: str | int) -> None:
-    """Set the spark_nb logger's level, with a stderr handler so the messages are seen."""
-    logger.setLevel(level.upper() if isinstance(level, str) else level)
-    if not any(getattr(h, "_spark_nb", False) for h in logger.handlers):
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
-        handler._spark_nb = True  # type: ignore[attr-defined]
-        logger.addHandler(handler)
-
-
-def apply_env_log_level() -> None:
-    """Honour SPARK_NB_LOG_LEVEL at import time (and make every spark_nb log record safe, see safe_records)."""
-    safe_records()
-    level = os.environ.get("SPARK_NB_LOG_LEVEL")
-    if level:
-        set_log_level(level)
-
-
-def safe_records() -> None:
-    """Make every log record of the spark_nb loggers safe as it is created: its message (and traceback) inert, on
-    one line, and redacted, whatever handler then writes it (ours, the root's, a notebook's, pytest's).
-
-    A filter on the `spark_nb` logger would not do: a logger's filters do not see its children's records
-    (spark_nb.client, spark_nb.journal, ...). So the record factory is wrapped, once, keeping the previous one.
-    """
-    previous = logging.getLogRecordFactory()
-    if getattr(previous, "spark_nb_safe", False):
-        return
-
-    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
-        record = previous(*args, **kwargs)
-        if record.name == "spark_nb" or record.name.startswith("spark_nb."):
-            _make_safe(record)
-        return record
-
-    factory.spark_nb_safe = True  # type: ignore[attr-defined]
-    logging.setLogRecordFactory(factory)
-
-
-def _make_safe(record: logging.LogRecord) -> None:
-    try:
-        message = record.getMessage()
-    except Exception:  # arguments that do not fit the format: show the format alone
-        message = str(record.msg)
-    record.msg, record.args = safe_text(message, newlines=False), None
-    if record.exc_info and not record.exc_text:  # formatters use exc_text when it is set
-        record.exc_text = safe_text(logging.Formatter().formatException(record.exc_info))
-    if record.stack_info:
-        record.stack_info = safe_text(record.stack_info)

@@ -43,8 +43,13 @@ def ffmpeg_input(path: str | os.PathLike[str]) -> str:
 
 
 class ProbeError(MediaError):
-    """ffmpeg could not open or decode the file; `why` says why without naming it (for a message that names the
-    file as its user knows it: an upload's own name, not the scratch file it was written to)."""
+    """ffmpeg could not open or decode the file (a MediaError).
+
+    Args:
+        message: what failed, naming the file.
+        why: why, without naming the file (`.why`: for a message that names the file as its user knows it, an
+            upload's own name rather than the scratch file it was written to); the message when not given.
+    """
 
     def __init__(self, message: str, *, why: str | None = None) -> None:
         super().__init__(message)
@@ -55,8 +60,17 @@ class ProbeError(MediaError):
 class MediaFacts:
     """What a file's header says: duration, picture size as shown and frame rate, which streams, bytes on disk.
 
-    width and height are as a player shows the picture (rotation metadata and non-square pixels applied).
-    A still image is a picture format (or a one-frame GIF/WebP): it has a size but no duration or frame rate.
+    Attributes:
+        path: the file.
+        container: its container format, as ffmpeg names it ("mov,mp4,m4a,3gp,3g2,mj2", "wav", "image2").
+        duration: its length in seconds; None for a still image.
+        width: the picture's width as a player shows it (rotation and non-square pixels applied); None for audio.
+        height: the picture's height, the same way.
+        fps: the frame rate; None for audio and still images.
+        has_audio: whether it has an audio stream.
+        is_still_image: a picture format (or a one-frame GIF/WebP): a size but no duration or frame rate.
+        bytes: its size on disk.
+        damaged: the container's own index is broken (e.g. a track of an MP4 cut inside its table).
     """
 
     path: Path
@@ -68,7 +82,7 @@ class MediaFacts:
     has_audio: bool
     is_still_image: bool
     bytes: int
-    damaged: bool = False  # the container's own index is broken (e.g. a track of an MP4 cut inside its table)
+    damaged: bool = False
 
     @property
     def has_video(self) -> bool:
@@ -95,7 +109,17 @@ _cache_lock = threading.Lock()
 
 
 def read_header(path: str | Path) -> MediaFacts:
-    """The header facts of path (nothing decoded; remembered per file version); ProbeError when unreadable."""
+    """The header facts of path: nothing is decoded, and the answer is remembered per file version.
+
+    Args:
+        path: a media file.
+
+    Returns:
+        Its MediaFacts.
+
+    Raises:
+        ProbeError: path is no file, or ffmpeg cannot read it.
+    """
     path = Path(path)
     if not path.is_file():
         raise ProbeError(f"{path} does not exist", why="it does not exist")

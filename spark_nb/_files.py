@@ -13,6 +13,7 @@ import errno
 import os
 import re
 import secrets
+import stat
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -93,22 +94,50 @@ def replace_atomically(path: Path, make: Callable[[BinaryIO], object]) -> Path:
     return path
 
 
-def link_atomically(source: Path, path: Path) -> Path:
+def link_atomically(source: Path, path: Path, *, check: Callable[[Path], None] | None = None) -> Path:
     """path becomes a hard link to source (on the same file system), else a copy of it, replacing what was there
-    in one rename; if anything fails, path stays as it was."""
-    part = part_path(path)
+    in one rename; if anything fails, path stays as it was. A link at source is never followed (a WriteError: what
+    a link points to is not the file it stands for), and check(part), when given, judges the part file (our own
+    link to, or copy of, the very file that will be renamed into place) before the rename: raising refuses it."""
+    part = part_path(path, path.suffix)
     with _as_write_error(path):
         try:
-            os.link(source, part)  # creates the name or fails: never through anything planted there
+            os.link(source, part, follow_symlinks=False)  # creates the name or fails; a link stays a link
         except OSError:  # another file system, or links not allowed there
-            with open(source, "rb") as original:
-                return replace_atomically(path, lambda handle: _copy(original, handle))
+            return _copied(source, path, check)
         try:
+            if not stat.S_ISREG(os.lstat(part).st_mode):
+                raise WriteError(f"{source} is not a regular file (a link, or another kind of thing): not brought "
+                                 f"into {path}", hint="replace it with the file itself")
+            if check is not None:
+                check(part)
             os.replace(part, path)
         except BaseException:
             with contextlib.suppress(OSError):
                 part.unlink()
             raise
+    return path
+
+
+def _copied(source: Path, path: Path, check: Callable[[Path], None] | None) -> Path:
+    """path as a copy of source, opened without following a link, judged by check before it replaces path."""
+    try:
+        descriptor = os.open(source, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise WriteError(f"{source} is a link: not brought into {path}",
+                             hint="replace it with the file itself") from exc
+        raise
+    with os.fdopen(descriptor, "rb") as original:
+        if not stat.S_ISREG(os.fstat(original.fileno()).st_mode):
+            raise WriteError(f"{source} is not a regular file: not brought into {path}",
+                             hint="replace it with the file itself")
+        with new_part(path, path.suffix) as (part, handle):
+            _copy(original, handle)
+            handle.close()
+            if check is not None:
+                check(part)
+            os.replace(part, path)
     return path
 
 

@@ -28,11 +28,21 @@ DAMAGED = "damaged"  # the status of a journal row that could not all be read (s
 
 @dataclasses.dataclass(frozen=True)
 class HistoryEntry:
-    """One task this machine created (or tried to): its id, model, status, cost (a decimal.Decimal of US dollars,
-    None when unknown), when, video and inputs (the names the user knows them by, or their URLs).
+    """One task this machine created (or tried to), as the journal recorded it.
 
     A journal row that could not all be read has status "damaged", `damaged` saying what (and the state it
     recorded, if readable), and None for what could not be read (created_at among them).
+
+    Attributes:
+        task_id: the task id; None when no task was created (refused, or its create's answer lost).
+        model: the model id.
+        status: "reserved", "submitting", "submitted", "completed", "failed", "uncertain", ... or "damaged".
+        cost: a decimal.Decimal of US dollars; None when unknown.
+        created_at: when it was attempted (local time); None when unreadable.
+        path: its video on disk, when it finished here.
+        inputs: the names the user knows the inputs by (a file's name, an upload's), or their URLs.
+        error: why it failed, when it did.
+        damaged: what of its row could not be read, when something could not.
     """
 
     task_id: str | None
@@ -47,7 +57,14 @@ class HistoryEntry:
 
     @classmethod
     def of(cls, entry: Entry) -> "HistoryEntry":
-        """The public view of a journal entry."""
+        """The public view of a journal entry.
+
+        Args:
+            entry: a row of the journal (spark_nb._journal.Entry).
+
+        Returns:
+            The HistoryEntry; its inputs' names made inert.
+        """
         damaged = None
         if entry.damaged:
             recorded = "" if any(n.startswith("state ") for n in entry.damaged) else f" (recorded as {entry.state})"
@@ -65,7 +82,11 @@ class HistoryEntry:
         return "?" if self.created_at is None else self.created_at.strftime("%Y-%m-%d %H:%M")
 
     def as_json(self) -> dict[str, Any]:
-        """A JSON-ready dict (the cost as exact decimal text, e.g. "0.004")."""
+        """The entry as a JSON-ready dict.
+
+        Returns:
+            Its fields, created_at in ISO format, path as text, the cost as exact decimal text (e.g. "0.004").
+        """
         data = dataclasses.asdict(self)
         data.update(created_at=None if self.created_at is None else self.created_at.isoformat(timespec="seconds"),
                     path=str(self.path) if self.path else None, cost=usd_text(self.cost))
@@ -127,11 +148,24 @@ def _video_cell(entry: HistoryEntry) -> str:
 
 @boundary
 def history(*, model: str | None = None, since: Since = None, status: str | None = None, **config: Any) -> History:
-    """The tasks this machine's journal knows, newest first; filter by model (id or alias), since and status.
+    """The tasks this machine's journal knows, newest first; filter by model, since and status.
 
-    since is a datetime, a date, a timedelta back from now, an ISO date or time ("2026-12-01"), a duration
-    ("24h", "7d"), or a POSIX timestamp; a row whose time is damaged (unknown) is always listed. status is a
-    task state, or "damaged". config: home=, as for configure().
+    It needs no key and sends nothing: a key store holding a malformed key does not stop it.
+
+    Args:
+        model: a model id or alias ("avatar"), or None for all.
+        since: a datetime, a date, a timedelta back from now, an ISO date or time ("2026-12-01"), a duration ("24h",
+            "7d"), or a POSIX timestamp; a row whose time is damaged (unknown) is always listed.
+        status: a task state ("completed", "failed", "uncertain", ...), or "damaged".
+        **config: home= (the journal's folder), as for configure().
+
+    Returns:
+        A History: a list of HistoryEntry that shows as a table in Jupyter, with `.total` (the known cost).
+
+    Raises:
+        ValidationError: an unknown model, a since that is not a time, a status that is not a task state.
+        JournalError: the journal cannot be read.
+        UsageError: an unknown option, or one of the wrong type.
     """
     settings = resolve(**hide_key(config))
     wanted = _state(status) if status else None
@@ -143,8 +177,20 @@ def history(*, model: str | None = None, since: Since = None, status: str | None
 
 @boundary
 def spend(since: Since = None, **config: Any) -> Decimal:
-    """The sum of the known costs of the journal's tasks (since, as for history()): a decimal.Decimal of US
-    dollars."""
+    """The sum of the known costs of the journal's tasks, in US dollars.
+
+    Args:
+        since: only tasks from then on, as for history().
+        **config: home= (the journal's folder), as for configure().
+
+    Returns:
+        A decimal.Decimal of US dollars (Decimal("0.004"), never a float's approximation).
+
+    Raises:
+        ValidationError: a since that is not a time.
+        JournalError: the journal cannot be read.
+        UsageError: an unknown option, or one of the wrong type.
+    """
     return history(since=since, **config).total
 
 

@@ -23,7 +23,7 @@ from ._ffmpeg import MediaFacts, per_file_version
 from ._files import write_atomically
 from ._inputs_images import check_image
 from ._inputs_streams import check_stream
-from ._inputs_url import check_url
+from ._inputs_url import check_url, fetch_image
 from ._scratch import scratch_dir
 from ._urls import MAX_URL_CHARS, is_http_url, url_scheme
 from .errors import ValidationError
@@ -90,13 +90,43 @@ def apply_fix(fix: Fix, path: Path) -> Path:
     return media.shrink_image(path)
 
 
-def refusal(advice: Advice) -> ValidationError:
-    """The ValidationError strict mode makes of a piece of advice (reason "no_face", "audio_too_long")."""
+def refusal(advice: Advice, earlier: str | None = None) -> ValidationError:
+    """The ValidationError strict mode makes of a piece of advice (reason "no_face", "audio_too_long"); earlier:
+    the take of these inputs the journal has (e.g. "task 3f2a… from 2026-12-07 10:31, completed"), which the
+    same call returns without strict (nothing is paid either way)."""
     fix = {"no_face": "use a photo of one person with a large, frontal face",
            "audio_too_long": "trim it (pass trim_audio=True, the default: it cuts in a pause near 15 s)",
            }.get(advice.reason)
-    return ValidationError(f"{advice.message} (refused: strict mode)", reason=advice.reason, field=advice.field,
-                           hint=f"{fix or 'change the input'}, or pass strict=False to send it anyway")
+    if earlier is None:
+        return ValidationError(f"{advice.message} (refused: strict mode)", reason=advice.reason, field=advice.field,
+                               hint=f"{fix or 'change the input'}, or pass strict=False to send it anyway")
+    return ValidationError(
+        f"{advice.message} (refused: strict mode; an earlier take of these inputs exists, {earlier}, and is "
+        "returned without strict)", reason=advice.reason, field=advice.field,
+        hint=f"{fix or 'change the input'}, or pass strict=False for the earlier take: nothing is paid")
+
+
+def with_url_face(media: Media, *, unseen_refused: bool) -> Media:
+    """An image URL with the advice of its face search (strict mode: a face unseen is not judged), its image
+    fetched whole into scratch (see _inputs_url.fetch_image), searched, removed. One that cannot be fetched raises
+    when unseen_refused (a new task would be paid for inputs strict could not judge), else has no advice (what
+    cannot be decided passes: an earlier take is returned, nothing is paid). Anything else: media as it is."""
+    if media.is_local or media.url is None or media.field.kind != "image":
+        return media
+    try:
+        path = fetch_image(media.url, media.field)
+    except ValidationError as exc:
+        if not unseen_refused:
+            return media
+        raise ValidationError(f"strict mode searches the {media.field.label} for a face and cannot: {exc.message}",
+                              reason=exc.reason, field=exc.field,
+                              hint="make the URL reachable from this machine (or pass the file), or pass "
+                                   "strict=False to send it unjudged") from None
+    try:
+        found = _face_found(path)
+    finally:
+        path.unlink(missing_ok=True)
+    return media if found else dataclasses.replace(media, advice=(_no_face(media.field, media.shown),))
 
 
 def normalise(value: Any, field: MediaField) -> Media:
@@ -195,15 +225,21 @@ def _spill(data: bytes, suffix: str, field: MediaField) -> Path:
     return path
 
 
-def validate(media: Media, limits: InputLimits = InputLimits(), *, advise: bool = True, faces: bool = True) -> Media:
-    """Check a local file against its field's rules, or a URL by asking for its first bytes (check_url); returns
-    media with its facts and advice (none looked for unless advise: a manifest's check wants only the refusals, and
-    a face search costs more than the rest of an image's check; faces=False: all advice but the face search's,
-    which a batch gives later). Its messages name the file as its user knows it (media.shown: an upload's own name,
-    not the scratch file it was written to)."""
+def validate(media: Media, limits: InputLimits = InputLimits(), *, advise: bool = True, faces: bool = True,
+             urls: bool = False) -> Media:
+    """Check a local file against its field's rules, or, with urls, a URL by asking for its first bytes
+    (check_url); returns media with its facts and advice (none looked for unless advise: a manifest's check wants
+    only the refusals, and a face search costs more than the rest of an image's check; faces=False: all advice but
+    the face search's, which a batch gives later). Its messages name the file as its user knows it (media.shown:
+    an upload's own name, not the scratch file it was written to).
+
+    A URL is asked for only where a task is about to be paid for (_pipeline.prepare, after the journal said a new
+    task is needed), or where a person waits for the verdict (a form's picker, a manifest's rows that will pay):
+    a URL that expired since its task was paid for must not stop that task's resumption or reuse."""
     if not media.is_local:
         assert media.url is not None
-        check_url(media.url, media.field, limits)
+        if urls:
+            check_url(media.url, media.field, limits)
         return media
     path, field = media.path, media.field
     assert path is not None
@@ -218,11 +254,13 @@ def validate(media: Media, limits: InputLimits = InputLimits(), *, advise: bool 
 
 
 def check(value: Any, field: MediaField, limits: InputLimits = InputLimits(), *, advise: bool = True,
-          faces: bool = True, name: str | None = None) -> Media:
+          faces: bool = True, name: str | None = None, urls: bool = False) -> Media:
     """normalise() then validate(): the checked Media for value, or ValidationError. name: the input's name as its
-    user knows it, when value does not carry it (a form's upload, kept in a scratch file): its messages use it."""
+    user knows it, when value does not carry it (a form's upload, kept in a scratch file): its messages use it;
+    urls: see validate."""
     media = normalise(value, field)
-    return validate(dataclasses.replace(media, name=name) if name else media, limits, advise=advise, faces=faces)
+    return validate(dataclasses.replace(media, name=name) if name else media, limits, advise=advise, faces=faces,
+                    urls=urls)
 
 
 def ensure_output_dir(folder: Path) -> None:
@@ -244,10 +282,13 @@ def _advice(path: Path, field: MediaField, facts: MediaFacts, faces: bool, shown
                        f"the {field.label} is {facts.duration:.1f} s, over the model's recommended "
                        f"{RECOMMENDED_AUDIO_SECONDS:g} s limit; longer audio may degrade the result")]
     if field.kind == "image" and faces and not _face_found(path):
-        return [Advice("no_face", field.name,
-                       f"no face found in the {field.label} ({shown}): the model wants one person with a "
-                       "large, frontal face, so the result may be poor")]
+        return [_no_face(field, shown)]
     return []
+
+
+def _no_face(field: MediaField, shown: str) -> Advice:
+    return Advice("no_face", field.name, f"no face found in the {field.label} ({shown}): the model wants one "
+                                         "person with a large, frontal face, so the result may be poor")
 
 
 def _face_found(path: Path) -> bool:

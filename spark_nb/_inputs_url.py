@@ -18,17 +18,21 @@ from ._ffmpeg import ProbeError, read_header
 from ._files import write_atomically
 from ._inputs_images import MAX_IMAGE_BYTES, check_image
 from ._scratch import scratch_dir
+from ._urls import shown_url
 from .errors import ValidationError
 from .models import MediaField
 
 if TYPE_CHECKING:  # httpx loads with the first URL checked, so `import spark_nb` stays fast
     from ._transfer import Peeked
 
-URL_CHECK_S = 15.0  # one URL's whole check: connection, redirects, the answer and its first bytes
+URL_CHECK_S = 15.0  # one URL's whole check: name lookup, connection, redirects, the answer and its first bytes
 PEEK_BYTES = 256 * 1024  # an image's header, and the headers of most audio and video files
-URL_PASS_KEPT_S = 600.0  # a URL that passed is not asked again for this long
-_passed: dict[tuple[str, str], float] = {}  # (url, kind) -> when it passed
-_passed_lock = threading.Lock()
+URL_ANSWER_KEPT_S = 600.0  # a URL's verdict (passed, or refused) is not asked again for this long
+SILENT_HOST_KEPT_S = 60.0  # a host that gave no answer by the deadline: its other URLs refused at once this long
+_Key = tuple[str, str, int]  # (url, the kind of input, the size limit in force)
+_verdicts: dict[_Key, tuple[float, ValidationError | None, str]] = {}  # -> (when, the refusal or None, its label)
+_silent: dict[str, float] = {}  # scheme://host:port of a host that gave no answer -> when
+_lock = threading.Lock()
 
 
 def check_url(url: str, field: MediaField, limits: InputLimits = InputLimits()) -> None:
@@ -36,25 +40,65 @@ def check_url(url: str, field: MediaField, limits: InputLimits = InputLimits()) 
     naming the input, the URL and the status or the network's error), of its field's kind (its first bytes
     sniffed: a web page or a video where an image should be is refused), within the size its server announces.
 
-    Asked once: a small ranged GET through the bounded fetcher (whole deadline, size cap, redirects within
-    limits), a GET without a range if the range is refused, a HEAD if GET is, one retry after a busy answer. What
-    cannot be decided from here passes: bytes that no decoder recognises from their start (an MP4 with its index
-    at the end) are left to the service. A URL that passed is not asked again for 10 minutes (a batch's manifest
-    check, then its row). limits.urls_checked False (check_urls=False, SPARK_NB_CHECK_URLS=0) skips it all: for
-    URLs only the service's network can reach.
+    Asked once: a small ranged GET through the bounded fetcher (whole deadline, name lookup included, size cap,
+    redirects within limits), a GET without a range if the range is refused, a HEAD if GET is, one retry after a
+    busy answer. What cannot be decided from here passes: bytes that no decoder recognises from their start (an MP4
+    with its index at the end, a JPEG whose metadata fills the first bytes, a compressed answer) are left to the
+    service. A URL's verdict, passed or refused, is kept for 10 minutes (for the same input and size limit: a
+    batch's manifest check, then its row loop, then the row's submission ask once); a host that gave no answer
+    at all is not asked for its other URLs for a minute. limits.urls_checked False (check_urls=False,
+    SPARK_NB_CHECK_URLS=0) skips it all: for URLs only the service's network can reach.
     """
     if not limits.urls_checked:
         return
-    key = (url, field.kind)
-    with _passed_lock:
-        if time.monotonic() - _passed.get(key, -math.inf) < URL_PASS_KEPT_S:
-            return
-    answer = _ask(url, field)
-    _judge(answer, url, field, limits)
-    with _passed_lock:
-        if len(_passed) >= 4096:
-            _passed.clear()
-        _passed[key] = time.monotonic()
+    key = (url, field.kind, limits.max_bytes if field.kind != "image" else 0)
+    with _lock:
+        when, refusal, label = _verdicts.get(key, (-math.inf, None, ""))
+    if time.monotonic() - when < URL_ANSWER_KEPT_S:
+        if refusal is not None:  # made for an input of the same kind: said of this one (messages start with it)
+            said = refusal.message
+            said = field.label + said[len(label):] if said.startswith(label) else said
+            raise ValidationError(said, reason=refusal.reason, field=field.name, hint=refusal.hint)
+        return
+    try:
+        _judge(_ask(url, field), url, field, limits)
+    except ValidationError as exc:
+        _keep(key, exc, field.label)
+        raise
+    _keep(key, None, field.label)
+
+
+def fetch_image(url: str, field: MediaField) -> Path:
+    """The image url gives, whole, in a new scratch file (strict mode searches it for a face; the caller removes
+    it): through the bounded fetcher, within URL_CHECK_S (name lookup included) and under 5 MB, else
+    ValidationError "url_unreachable" saying why. Asked even with check_urls=False: strict cannot judge a face
+    it has not seen."""
+    from ._transfer import TransferError, fetch_to_file
+
+    suffix = Path(urlsplit(url).path).suffix
+    path = scratch_dir() / f".strict-{uuid.uuid4().hex}{suffix if re.fullmatch(r'.[A-Za-z0-9]{1,8}', suffix) else ''}"
+    try:
+        fetch_to_file(url, path, deadline=time.monotonic() + URL_CHECK_S, max_bytes=MAX_IMAGE_BYTES,
+                      what=f"the {field.label}")
+    except TransferError as exc:
+        path.unlink(missing_ok=True)
+        raise _unreachable(url, field, str(exc)) from exc
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _keep(key: _Key, refusal: ValidationError | None, label: str) -> None:
+    with _lock:
+        if len(_verdicts) >= 4096:
+            _verdicts.clear()
+        _verdicts[key] = (time.monotonic(), refusal, label)
+
+
+def _host(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme.lower()}://{parts.netloc.rpartition('@')[2].lower()}"
 
 
 def _ask(url: str, field: MediaField) -> Peeked:
@@ -62,6 +106,11 @@ def _ask(url: str, field: MediaField) -> Peeked:
     from ._retry import RETRYABLE_STATUS
     from ._transfer import TransferError, peek
 
+    with _lock:
+        silent_since = _silent.get(_host(url), -math.inf)
+    if time.monotonic() - silent_since < SILENT_HOST_KEPT_S:
+        raise _unreachable(url, field, f"its host gave no answer within {URL_CHECK_S:.0f} s "
+                                       f"{time.monotonic() - silent_since:.0f} s ago")
     deadline = time.monotonic() + URL_CHECK_S
     answer: Peeked | None = None
     for attempt in range(2):
@@ -75,6 +124,11 @@ def _ask(url: str, field: MediaField) -> Peeked:
             if exc.retryable and attempt == 0 and deadline - time.monotonic() > 2:
                 time.sleep(0.5)
                 continue
+            if time.monotonic() >= deadline:  # silent until the end (or its name never looked up)
+                with _lock:
+                    if len(_silent) >= 4096:
+                        _silent.clear()
+                    _silent[_host(url)] = time.monotonic()
             raise _unreachable(url, field, str(exc)) from exc
         if answer.status not in RETRYABLE_STATUS or attempt or deadline - time.monotonic() <= 2:
             break
@@ -87,7 +141,7 @@ def _ask(url: str, field: MediaField) -> Peeked:
 
 def _unreachable(url: str, field: MediaField, why: str) -> ValidationError:
     return ValidationError(
-        f"{field.label}: the URL does not give the file ({why[:200]}): {_shown_url(url)}", reason="url_unreachable",
+        f"{field.label}: the URL does not give the file ({why[:200]}): {shown_url(url)}", reason="url_unreachable",
         field=field.name,
         hint="check the URL: opened in a browser it must give the file itself, without a login. If only the "
              "service can reach it (a private network, an allow-list), pass check_urls=False (or set "
@@ -96,7 +150,7 @@ def _unreachable(url: str, field: MediaField, why: str) -> ValidationError:
 
 def _judge(answer: Peeked, url: str, field: MediaField, limits: InputLimits) -> None:
     """The answer's file against the field's rules, as far as its announced size and first bytes tell."""
-    shown, total = _shown_url(url), answer.total
+    shown, total = shown_url(url), answer.total
     if field.kind == "image" and total is not None and total >= MAX_IMAGE_BYTES:
         raise ValidationError(f"{field.label} is {total / 1e6:.1f} MB (as its server says); the model takes images "
                               f"under 5 MB: {shown}", reason="image_too_large", field=field.name,
@@ -109,7 +163,7 @@ def _judge(answer: Peeked, url: str, field: MediaField, limits: InputLimits) -> 
     if answer.method == "GET" and not answer.head and total == 0:
         raise ValidationError(f"{field.label}: the URL gives an empty file: {shown}", reason="empty",
                               field=field.name, hint="check the URL: the file it names has no content")
-    if answer.head:
+    if answer.head and answer.content_encoding in ("", "identity"):  # compressed bytes tell nothing: passed
         _sniff(answer, shown, field)
 
 
@@ -148,7 +202,9 @@ def _other_kind(head: Path, field: MediaField) -> tuple[str, str] | None:
         facts = read_header(head)
     except ProbeError:
         return None  # nothing this reader knows from the first bytes alone: left to the service
-    if field.kind == "image" and not facts.is_still_image and (facts.has_audio or facts.duration):
+    if not facts.has_audio and not facts.has_video:  # e.g. the image2 demuxer's guess of a cut JPEG: no evidence
+        return None
+    if field.kind == "image" and not facts.is_still_image and facts.duration:
         return ("a video" if facts.has_video else "audio"), "not_decodable"
     if field.kind == "audio" and facts.is_still_image:
         return "an image", "not_decodable"
@@ -173,10 +229,6 @@ def _is_text(head: bytes) -> bool:
             return False
         text = sample[:exc.start].decode("utf-8", errors="replace")
     return sample[:1] in (b"<", b"{", b"[") or all(c.isprintable() or c in "\t\r\n" for c in text)
-
-
-def _shown_url(url: str) -> str:
-    return url if len(url) <= 200 else f"{url[:200]}…"
 
 
 def _phrase(status: int) -> str:

@@ -14,16 +14,18 @@ import re
 from decimal import Decimal
 from typing import Any
 
-_AMOUNT = re.compile(r"[+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d{1,3})?")
+_AMOUNT = re.compile(r"[+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d{1,3})?", re.ASCII)  # 0-9 only, no other script's
 LARGEST = Decimal(10) ** 12  # a figure above a trillion dollars is no cost: unreadable, as "abc" is
+SMALLEST = Decimal(10) ** -12  # nor one under a trillionth of a dollar but 0 ("1e-999": a 1,000-digit text)
 MAX_PLACES = 6  # shown: $0.004, $0.000125; past a millionth of a dollar an amount is rounded to one
 _PLACE = Decimal(1).scaleb(-MAX_PLACES)
 
 
 def usd(value: Any) -> Decimal | None:
-    """An amount of US dollars from a JSON value, a Decimal or a number: None when absent, unreadable, negative,
-    NaN, infinite or absurd (over LARGEST); a string spelling a number is read as it is spelled, never through
-    float."""
+    """An amount of US dollars from a JSON value, a Decimal or a number: None when absent, unreadable (digits other
+    than 0-9 too), negative, NaN, infinite or absurd (over LARGEST, or under SMALLEST but not 0); a string spelling
+    a number is read as it is spelled, never through float. So an amount is at most 64 characters long as read, and
+    its exact decimal text (usd_text) a few dozen."""
     if value is None or isinstance(value, bool):
         return None
     if isinstance(value, Decimal):
@@ -41,7 +43,7 @@ def usd(value: Any) -> Decimal | None:
         amount = Decimal(repr(value))  # the shortest spelling that reads back as this float: the JSON text's digits
     else:
         return None
-    if not amount.is_finite() or amount < 0 or amount > LARGEST:
+    if not amount.is_finite() or amount < 0 or amount > LARGEST or (amount and amount < SMALLEST):
         return None
     return amount + 0  # -0 becomes 0
 

@@ -11,8 +11,10 @@ from ._backends import api_client
 from ._budget import budget_rule, settle
 from ._config import InputLimits, Settings, hide_key, resolve
 from ._deadline import until
-from ._inputs import RECOMMENDED_AUDIO_SECONDS, Media, apply_fix, check, ensure_output_dir, normalise, refusal, validate
-from ._journal import Claim, Journal, journal_at
+from ._inputs import (RECOMMENDED_AUDIO_SECONDS, Media, apply_fix, check, ensure_output_dir, normalise, refusal,
+                      validate, with_url_face)
+from ._journal import Claim, Entry, JobState, Journal, journal_at
+from ._notices import begin
 from ._results import Result
 from ._reuse import describe_inputs, fingerprint, follow, needs_new_task
 from ._tasks import Task, checked_wait
@@ -28,29 +30,49 @@ CLAIM_ATTEMPTS = 5  # an identical call in another kernel may claim and give up 
 
 def prepare(spec: ModelSpec, values: Mapping[str, Any], *, trim_audio: bool = True,
             limits: InputLimits = InputLimits(), faces: bool = True, strict: bool = False,
-            advise: Callable[[str], None] | None = None, names: Mapping[str, str] | None = None) -> dict[str, Media]:
+            advise: Callable[[str], None] | None = None, names: Mapping[str, str] | None = None,
+            earlier: Entry | None = None) -> dict[str, Media]:
     """Normalise and check every input of spec (raising ValidationError) before anything is sent; URL inputs
     are checked too (reachable, of the right kind: see _inputs_url.check_url) unless limits.urls_checked is off.
+    This is the one place a URL is asked for on the way to a create: submit() calls it only once the journal said
+    a new task is needed, so a task paid for earlier is resumed or reused however its URLs have expired since.
 
     Advice goes to advise(message) (a batch row's advice column), by default a warning, or with strict it is a
     ValidationError of the advice's reason (e.g. "no_face"); long audio is trimmed unless trim_audio is False (then
-    strict refuses it); faces=False skips the face search (strict searches all the same: it cannot refuse what it
-    did not look for). names: field -> the input's name as its user knows it, for messages (see submit).
+    strict refuses it); faces=False skips the face search (strict searches all the same, an image URL's too: it
+    cannot refuse what it did not look for). names: field -> the input's name as its user knows it, for messages
+    (see submit). This is the one place strict mode decides, on every path: earlier, the journal's attempt that
+    answers the call (to be reused, or waited for), has the inputs judged all the same and refused in the same
+    words, saying that take is returned without strict; nothing is trimmed or said then, and no URL is asked for
+    but for strict's face search (one it cannot fetch passes: nothing is paid).
     """
     say = advise or warn
     media = {field.name: check(values.get(field.name), field, limits, faces=faces or strict,
-                               name=(names or {}).get(field.name)) for field in spec.fields}
+                               name=(names or {}).get(field.name), urls=earlier is None) for field in spec.fields}
+    if strict:
+        media = {name: with_url_face(item, unseen_refused=earlier is None) for name, item in media.items()}
     for name, item in media.items():
         for advice in item.advice:
-            if advice.reason == "audio_too_long" and trim_audio and item.path is not None:
+            trims = advice.reason == "audio_too_long" and trim_audio and item.path is not None
+            if strict and not trims:
+                raise refusal(advice, None if earlier is None else _take(earlier))
+            if earlier is not None:
+                continue
+            if trims:
                 media[name] = _trimmed(item, say)
-            elif strict:
-                raise refusal(advice)
             elif advice.reason == "audio_too_long":
                 say(f"{advice.message}; sent as it is (trim_audio=False)")
             else:
                 say(advice.message)
     return media
+
+
+def _take(entry: Entry) -> str:
+    """An earlier attempt as a refusal names it: its task (or none yet) and where it stands."""
+    state = {JobState.COMPLETED: "completed", JobState.SUBMITTED: "still running", JobState.FAILED: "failed"}.get(
+        entry.state, "its create's answer lost")
+    task = f"task {entry.task_id}" if entry.task_id else "a task"
+    return f"{task} from {entry.when}, {state}"
 
 
 def _trimmed(item: Media, say: Callable[[str], None]) -> Media:
@@ -63,9 +85,9 @@ def _trimmed(item: Media, say: Callable[[str], None]) -> Media:
     return trimmed
 
 
-def call_key(spec: ModelSpec, values: Mapping[str, Any], *, trim_audio: bool = True, **config: Any) -> str:
-    """The journal's fingerprint of a call: what submit() with the same arguments looks up."""
-    return _identify(spec, values, resolve(**hide_key(config)), trim_audio)[1]
+def call_key(spec: ModelSpec, values: Mapping[str, Any], settings: Settings, *, trim_audio: bool = True) -> str:
+    """The journal's fingerprint of a call: what submit() with the same arguments and settings looks up."""
+    return _identify(spec, values, settings, trim_audio)[1]
 
 
 def _identify(spec: ModelSpec, values: Mapping[str, Any], settings: Settings, trim_audio: bool,
@@ -112,11 +134,13 @@ def _submit(spec: ModelSpec, values: Mapping[str, Any], *, trim_audio: bool, reu
             when_uploaded: Callable[[], None] | None, before_create: Callable[[], None] | None, source: str,
             face_advice: bool, advise: Callable[[str], None] | None, names: Mapping[str, str] | None,
             **config: Any) -> Task:
-    settings = resolve(**hide_key(config))
+    settings = begin(resolve(**hide_key(config)))  # once per call: its notices, a key it cannot use refused
     journal = journal_at(settings.home)
     inputs, key = _identify(spec, values, settings, trim_audio, names)
     if reuse and not needs_new_task(earlier := journal.latest(key)):
         assert earlier is not None
+        if strict:  # refused as a new task's inputs would be: strict means the same whatever answers the call
+            prepare(spec, values, trim_audio=trim_audio, limits=settings.limits, strict=True, earlier=earlier)
         if (task := follow(earlier, journal, spec, settings)) is not None:
             return task
     media = prepare(spec, values, trim_audio=trim_audio, limits=settings.limits, faces=face_advice, strict=strict,

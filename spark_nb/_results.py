@@ -17,7 +17,21 @@ if TYPE_CHECKING:
 class Result:
     """A completed generation: the local video file, its URL, size, duration and usage (cost).
 
-    A Result passes wherever a path does (os.fspath, open, moviepy, ffmpeg helpers): it is its video file.
+    A Result passes wherever a path does (os.fspath, open, moviepy, ffmpeg helpers): it is its video file. In
+    Jupyter it shows itself as a player with its task id, duration and cost.
+
+    Attributes:
+        task_id: the task that made it.
+        model: the model id.
+        status: the task's final status ("completed").
+        url: where the service serves the video.
+        path: the video on disk (in the output folder).
+        size: its size in bytes.
+        duration: its length in seconds, measured on the file.
+        usage: the service's usage figures (`cost` among them: see `.cost`).
+        raw: the task object as the service answered it.
+        origin: "created" by this call; "reused": an identical earlier call's video; "attached": an identical earlier
+            call's task, waited for here.
     """
 
     task_id: str
@@ -33,12 +47,21 @@ class Result:
 
     @property
     def cost(self) -> Decimal | None:
-        """What the task cost, a decimal.Decimal in US dollars (read from the service's string, never through
-        float), or None when unknown. Show it with spark_nb._money.format_usd ("$0.004")."""
+        """What the task cost, a decimal.Decimal of US dollars, or None when unknown.
+
+        Read from the service's own text, never through a float: "0.004" is Decimal("0.004").
+        """
         return usd(self.usage.get("cost"))
 
     def clip(self) -> VideoFileClip:
-        """The video as a moviepy VideoFileClip: use it in a `with` block (or call .close()) so its readers close."""
+        """The video as a moviepy VideoFileClip: use it in a `with` block (or call .close()) so its readers close.
+
+        Returns:
+            A moviepy VideoFileClip of the file (moviepy is imported here, not with spark_nb).
+
+        Raises:
+            MediaError: the file is no longer there (the hint has the line that fetches it again).
+        """
         from .errors import MediaError
 
         if not self.path.is_file():

@@ -9,28 +9,32 @@ lost → TaskMayExist; refused for its inputs → the same TaskFailed; failed on
 
 from __future__ import annotations
 
-import dataclasses
+import contextlib
 import functools
 import hashlib
 import json
+import logging
 import os
+import stat
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ._config import Settings, notify
+from ._config import Settings
 from ._deadline import within
 from ._files import link_atomically
 from ._inputs import Media
 from ._journal import Entry, JobState, Journal
 from ._money import format_usd, usd_text
+from ._notices import notify
 from ._tasks import Task, result_path
 from .errors import SparkError, TaskFailed, TaskMayExist
 from .models import ModelSpec, hint_for
 
 WAIT_FOR_CREATOR_S = 120.0  # another kernel is creating this very task: how long to wait for its id
 NEW_TAKE = "pass reuse=False for a new take"
+logger = logging.getLogger("spark_nb.reuse")
 
 
 def describe_inputs(media: Mapping[str, Media]) -> list[dict[str, Any]]:
@@ -99,14 +103,13 @@ def follow(entry: Entry, journal: Journal, spec: ModelSpec, settings: Settings) 
     if entry.state == JobState.COMPLETED and entry.task_id:
         cost = f"cost {format_usd(entry.cost)}" if entry.cost is not None else "cost unknown"
         _say(f"reusing task {entry.task_id} from {when} ({cost}); {NEW_TAKE}")
-        saved = _into(settings.output_dir, entry) if entry.path and Path(entry.path).is_file() else None
+        saved = _into(settings.output_dir, entry) if recorded_video(entry) is not None else None
         return Task(id=entry.task_id, model=entry.model, settings=settings, initial=completed_answer(entry),
                     saved=saved, origin="reused")
     if entry.state == JobState.SUBMITTED and entry.task_id:
         _say(f"task {entry.task_id} for these inputs was created {when} and is not finished: waiting for it "
              f"instead of creating another ({NEW_TAKE})")
-        return dataclasses.replace(Task.from_id(entry.task_id, model=entry.model, **_same_place(settings)),
-                                   origin="attached")
+        return Task(id=entry.task_id, model=entry.model, settings=settings, origin="attached")
     if entry.state == JobState.FAILED:  # refused for its inputs (see needs_new_task)
         hint, _ = hint_for(entry.code, spec, entry.error)  # an input the service could not fetch: that input
         raise TaskFailed(f"{entry.error or 'the service refused these inputs'} (an identical call at {when})",
@@ -134,38 +137,76 @@ def _may_exist(entry: Entry, spec: ModelSpec) -> TaskMayExist:
         model=spec.id, submitted_at=when)
 
 
-def _into(output_dir: Path, entry: Entry) -> Path:
-    """The earlier video, in this call's output folder (see place_video)."""
-    assert entry.path is not None and entry.task_id is not None
-    return place_video(Path(entry.path), result_path(output_dir, entry.task_id))
+def _into(output_dir: Path, entry: Entry) -> Path | None:
+    """The earlier video, in this call's output folder (see place_video); None when it is no longer that video."""
+    video = recorded_video(entry)
+    if video is None or entry.task_id is None:
+        return None
+    try:
+        return place_video(video, result_path(output_dir, entry.task_id), entry.seconds)
+    except SparkError as exc:  # replaced meanwhile: fetched again from the service, as a deleted one is
+        logger.info("the video of task %s is not brought in: %s", entry.task_id, exc.headline)
+        return None
 
 
-def place_video(saved: Path, target: Path) -> Path:
+def recorded_video(entry: Entry) -> Path | None:
+    """A completed attempt's video where the journal saw it, while it is still that video: a regular file (never
+    through a link: a link there points at whatever its maker chose), not empty, a video of the recorded length.
+    None otherwise: a reuse then fetches it again from the service, as for a deleted one."""
+    path = Path(entry.path) if entry.path else None
+    if path is None:
+        return None
+    try:
+        facts = os.lstat(path)
+    except (OSError, ValueError):
+        return None
+    if not stat.S_ISREG(facts.st_mode) or facts.st_size == 0:
+        return None
+    try:
+        _is_the_video(path, entry.seconds)
+    except SparkError:
+        return None
+    return path
+
+
+def _is_the_video(path: Path, seconds: float | None) -> None:
+    """SparkError unless path's header is a moving picture of seconds (as the journal recorded it, within 0.1 s)."""
+    from ._ffmpeg import ProbeError, read_header
+
+    try:
+        facts = read_header(path)
+    except ProbeError as exc:
+        raise SparkError(f"{path.name} is not a video ({exc})") from exc
+    if not facts.has_video or facts.is_still_image or not facts.duration:
+        raise SparkError(f"{path.name} is not a video")
+    if seconds is not None and abs(facts.duration - seconds) > 0.1:
+        raise SparkError(f"{path.name} is {facts.duration:.2f} s long, not the {seconds:.2f} s video recorded")
+
+
+def place_video(saved: Path, target: Path, seconds: float | None = None) -> Path:
     """saved at target: hard-linked (copied across file systems), whole or not at all; a no-op when it is there.
+    Never through a link, and only a video (of seconds, when given): what is linked or copied is judged before it
+    takes target's place (SparkError, target as it was).
 
     So every output folder holds its own videos, however they were obtained: deleting, moving or zipping the
     folder an earlier call wrote to changes nothing in this one.
     """
-    if target.resolve() == saved.resolve() or (target.is_file() and target.stat().st_size == saved.stat().st_size):
-        return target
+    with contextlib.suppress(OSError):
+        if os.path.samestat(os.lstat(target), os.lstat(saved)) and stat.S_ISREG(os.lstat(target).st_mode):
+            return target  # the very file (a hard link), not a link to it
     target.parent.mkdir(parents=True, exist_ok=True)
-    return link_atomically(saved, target)
+    return link_atomically(saved, target, check=lambda part: _is_the_video(part, seconds))
 
 
 def completed_answer(entry: Entry) -> dict[str, Any]:
     """The task object a completed attempt stands for, so waiting on it needs no request."""
     content: dict[str, Any] = {"type": "video", "url": entry.result_url or ""}
-    saved = Path(entry.path) if entry.path else None
-    if saved is not None and saved.is_file():
+    saved = recorded_video(entry)
+    if saved is not None:
         content["size"] = saved.stat().st_size
     usage = {"cost": usd_text(entry.cost)} if entry.cost is not None else {}
     return {"id": entry.task_id, "model": entry.model, "status": "completed", "output": [{"content": [content]}],
             "usage": usage}
-
-
-def _same_place(settings: Settings) -> dict[str, Any]:
-    return {"backend": settings.backend, "base_url": settings.base_url, "api_key": settings.api_key,
-            "output_dir": settings.output_dir, "home": settings.home, "uploader": settings.uploader}
 
 
 def _say(line: str) -> None:

@@ -5,7 +5,7 @@ forms have the same switches under their own names (`--no-reuse`; a form's "Reus
 surface puts a message into its own words with `in_words_of`, from the one table `SWITCHES`, where it shows the
 text: the forms' view (`spark_nb.widgets`), and the CLI's error line, warnings and notices (`speaking`).
 
-A notice (`_config.notify`) is shown by the surface of the call that made it: `notices_to` sends a thread's notices
+A notice (`_notices.notify`) is shown by the surface of the call that made it: `notices_to` sends a thread's notices
 to a sink of its own (a form's worker thread: the form's notes), `speaking` words the process's notices for a
 surface (the CLI while it runs).
 """

@@ -21,6 +21,7 @@ from ._config import Settings, hide_key, resolve
 from ._ffmpeg import DecodeReport, ProbeError, try_decode
 from ._journal import FILENAME, Entry, journal_at
 from ._money import usd, usd_text
+from ._notices import begin
 from ._polling import PollSchedule
 from ._progress import TaskProgress
 from ._results import Result
@@ -44,7 +45,15 @@ _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 @dataclasses.dataclass(frozen=True)
 class TaskState:
-    """One reading of a task: status, progress (0..1 or None) and the raw task object."""
+    """One reading of a task: status, progress (0..1 or None) and the raw task object.
+
+    Attributes:
+        id: the task id.
+        model: the model id.
+        status: "pending", "processing", "completed", "failed", ... as the service says it (made inert).
+        progress: 0..1, or None when the service does not say.
+        raw: the task object as the service answered it.
+    """
 
     id: str
     model: str
@@ -59,6 +68,14 @@ class TaskState:
         The id is always the one we asked about: an answer naming another task (or a path) changes nothing.
         progress is a number or a string spelling one (as_number), clamped to 0..1 ("2.5" reads as 1.0, "-1" as
         0.0); anything else (NaN, "abc", a list) reads as None, i.e. unknown.
+
+        Args:
+            raw: the task object of a create or poll answer.
+            task_id: the id asked about.
+            model: the model id, when the answer does not name one.
+
+        Returns:
+            The state; a missing status reads as "pending".
         """
         progress = as_number(raw.get("progress"))
         status, answered_model = raw.get("status"), raw.get("model")
@@ -94,8 +111,10 @@ class TaskState:
 
     @property
     def announced_duration(self) -> float | None:
-        """The video's length in seconds as the task announces it (`duration`, often a string), for information
-        only (Result.duration is measured on the file); None when absent, negative or not a number."""
+        """The video's length in seconds as the task announces it (`duration`, often a string), or None.
+
+        For information only (Result.duration is measured on the file); None when absent, negative or not a number.
+        """
         duration = as_number(self.content.get("duration"))
         return duration if duration is not None and duration >= 0 else None
 
@@ -117,7 +136,18 @@ def _this_task(task: "Task") -> tuple[str, str]:
 
 @dataclasses.dataclass(frozen=True)
 class Task:
-    """A submitted task; rebuild one from its id with Task.from_id after a kernel restart."""
+    """A submitted task; rebuild one from its id with Task.from_id after a kernel restart.
+
+    Attributes:
+        id: the task id.
+        model: the model id ("" when not known).
+        settings: where it runs (backend, base URL, key, output folder).
+        initial: the create call's answer, when this process created it (its first state, read without a request).
+        started: when this handle was made (time.monotonic()), for the poll schedule.
+        saved: its video already on disk, when an identical earlier call's is reused.
+        origin: "created" by this call, "reused" (an identical earlier call's finished task) or "attached" (an
+            identical earlier call's task, still running).
+    """
 
     id: str
     model: str
@@ -130,13 +160,25 @@ class Task:
     @classmethod
     @boundary
     def from_id(cls, task_id: str, model: str | None = None, **config: Any) -> "Task":
-        """A handle on an existing task (config: api_key, backend, base_url, output_dir, as for configure()).
+        """A handle on an existing task, e.g. after a kernel restart; nothing is sent until you wait or ask.
 
-        task_id may be the beginning of the id of a task this machine's journal knows (as git takes a commit's),
-        e.g. the short id a progress bar shows; several tasks starting so raise a SparkError listing them. An id
-        the journal does not know is used as it is (a task made elsewhere).
+        Args:
+            task_id: the task's id, or its beginning when this machine's journal knows one task starting so (as git
+                takes a commit's: the short id a progress bar shows). An id the journal does not know is used as it
+                is (a task made elsewhere).
+            model: the model id, for readable error hints (the journal's when it knows the task).
+            **config: the options of configure() for this task (api_key, backend, base_url, output_dir, ...): the
+                backend and key that created it.
+
+        Returns:
+            The Task.
+
+        Raises:
+            SparkError: several tasks the journal knows start with task_id (they are listed), or a key found in
+                VTRIX_API_KEY or a key store is malformed (the cloud backend needs it).
+            UsageError: an unknown option, or one of the wrong type.
         """
-        settings = resolve(**hide_key(config))
+        settings = begin(resolve(**hide_key(config)))
         whole, known_model = _whole_id(str(task_id).strip(), settings)
         return cls(id=whole, model=model or known_model or "", settings=settings)
 
@@ -149,7 +191,19 @@ class Task:
 
     @boundary(task_of=_this_task)
     def status(self) -> TaskState:
-        """Read the task's current state once (transient failures retried briefly)."""
+        """Read the task's current state once (transient failures retried briefly).
+
+        Returns:
+            The TaskState: status, progress and the raw answer.
+
+        Raises:
+            NotFoundError: the backend does not know the task.
+            AuthenticationError: the key was refused (401).
+            PermissionDeniedError: the account was refused (402, 403).
+            RateLimitError: 429s for a minute.
+            ServerError: 5xx answers for a minute.
+            SparkError: the service could not be reached, or the key found is malformed.
+        """
         return TaskState.from_raw(self._read(time.monotonic() + 60), self.id, self.model)
 
     def _read(self, deadline: float) -> dict[str, Any]:
@@ -171,9 +225,30 @@ class Task:
              on_update: OnUpdate | None = None) -> Result:
         """Poll until the task finishes, then download and check its video.
 
-        on_update(state) is called with every state seen (the progress bar is one such subscriber); setting
-        cancel stops the wait with TaskCancelled; TaskTimeout after timeout seconds. The task itself goes on
-        in both cases and can be waited on again.
+        The task itself goes on when the wait stops early (timeout, cancel, Ctrl-C) and can be waited on again.
+
+        Args:
+            timeout: seconds to wait, in all (a finite number above 0).
+            progress: show a progress bar (in Jupyter or the terminal).
+            cancel: a threading.Event; setting it stops the wait with TaskCancelled.
+            on_update: called with every TaskState seen (the progress bar is one such subscriber).
+
+        Returns:
+            The Result: the downloaded, decoded-and-checked video, its URL, duration and cost.
+
+        Raises:
+            TaskFailed: the task ended without a video (its error code, hint and whether trying again may succeed).
+            TaskTimeout: the timeout passed first; the task goes on (the hint has the line that resumes it).
+            TaskCancelled: cancel was set; the task goes on.
+            DownloadError: the video could not be downloaded intact.
+            NotFoundError: the backend does not know the task.
+            AuthenticationError: the key was refused (401).
+            PermissionDeniedError: the account was refused (402, 403: balance or permission).
+            RateLimitError: 429s until the time ran out.
+            ServerError: 5xx answers until the time ran out.
+            UsageError: a timeout that is not a number above 0, a cancel that is no Event, an on_update that is
+                not callable.
+            SparkError: the service could not be reached, or the key found is malformed.
         """
         timeout = checked_wait(timeout, cancel, on_update)
         return self._wait_until(time.monotonic() + timeout, timeout, progress=progress, cancel=cancel,
@@ -223,13 +298,32 @@ class Task:
 
     @boundary(task_of=_this_task)
     async def async_status(self) -> TaskState:
-        """The async twin of status()."""
+        """The async twin of status().
+
+        Returns:
+            The TaskState, as status() returns it.
+
+        Raises:
+            SparkError: as status() raises (NotFoundError, AuthenticationError, ...).
+        """
         return await run_cancellable(lambda _: self.status())
 
     @boundary(task_of=_this_task)
     async def async_wait(self, timeout: float = 600, *, progress: bool = True,
                          on_update: OnUpdate | None = None) -> Result:
-        """The async twin of wait(): polls in a worker thread; cancelling it stops the wait, not the task."""
+        """The async twin of wait(): polls in a worker thread; cancelling it stops the wait, not the task.
+
+        Args:
+            timeout: seconds to wait, in all.
+            progress: show a progress bar.
+            on_update: called with every TaskState seen.
+
+        Returns:
+            The Result, as wait() returns it.
+
+        Raises:
+            SparkError: as wait() raises (TaskFailed, TaskTimeout, DownloadError, ...).
+        """
         return await run_cancellable(
             lambda cancel: self.wait(timeout, progress=progress, cancel=cancel, on_update=on_update))
 
@@ -285,11 +379,11 @@ def _whole_id(task_id: str, settings: Settings) -> tuple[str, str | None]:
     try:
         journal = journal_at(settings.home)
         exact = journal.by_task(task_id)
-        if exact is not None:
+        if exact is not None and _here(exact, settings):
             return task_id, exact.model
         candidates: dict[str, Entry] = {}
-        for entry in journal.entries():  # newest first: each id with its newest attempt
-            if entry.task_id and entry.task_id.startswith(task_id):
+        for entry in journal.entries():  # newest first: each id with its newest attempt (at this service only)
+            if entry.task_id and entry.task_id.startswith(task_id) and _here(entry, settings):
                 candidates.setdefault(entry.task_id, entry)
     except SparkError as exc:  # a journal that cannot be read cannot say which task is meant: the id as given
         logger.debug("task ids not looked up in the journal: %s", exc.headline)
@@ -303,6 +397,11 @@ def _whole_id(task_id: str, settings: Settings) -> tuple[str, str | None]:
     more = f" and {len(candidates) - AMBIGUOUS_SHOWN} more" if len(candidates) > AMBIGUOUS_SHOWN else ""
     raise SparkError(f"task id {task_id!r} is ambiguous: {len(candidates)} tasks this machine made start with it: "
                      f"{'; '.join(shown)}{more}", hint="give more of the id (spark-nb history lists them whole)")
+
+
+def _here(entry: Entry, settings: Settings) -> bool:
+    """Whether the attempt's task is at the service these settings talk to (its backend, a cloud's base URL)."""
+    return entry.backend == settings.backend and (settings.backend != "cloud" or entry.base_url == settings.base_url)
 
 
 def checked_wait(timeout: Any, cancel: Any = None, on_update: Any = None, *, positive: bool = False) -> float:

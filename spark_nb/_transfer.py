@@ -12,7 +12,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import ipaddress
 import logging
+import math
 import ssl
 import socket
 import threading
@@ -21,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpcore
 import httpx
 
 from ._retry import RETRYABLE_STATUS, parse_retry_after
@@ -52,12 +55,14 @@ class Peeked:
     content_type: str
     url: str  # where the redirects ended
     method: str = "GET"
+    content_encoding: str = ""  # "gzip"...: head is the compressed bytes (nothing is decompressed here)
 
 
 class _Bounded:
     """One request's bounds: a whole deadline (headers included) kept by a watchdog that shuts its sockets down."""
 
     def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
         self.remaining = deadline - time.monotonic()
         self.expired = threading.Event()
         self._sockets: list[socket.socket] = []
@@ -79,17 +84,52 @@ class _Bounded:
 
     @contextlib.contextmanager
     def stream(self, method: str, url: str, headers: dict[str, str] | None = None) -> Iterator[httpx.Response]:
-        """The answer to method url, redirects followed (at most MAX_REDIRECTS), within the deadline."""
+        """The answer to method url, redirects followed (at most MAX_REDIRECTS), within the deadline.
+
+        Whatever goes wrong in building or following the request, short of the network's own failures (which the
+        callers classify), is a TransferError that is not retried: a Location of `mailto:`, `data:` or
+        `javascript:` (httpx.InvalidURL), a host name IDNA cannot encode (UnicodeError), a scheme httpx does not
+        speak. The same address would give the same answer again.
+        """
         timeout = httpx.Timeout(min(READ_TIMEOUT_S, max(self.remaining, 0.001)))
         self._watchdog.start()
         try:
-            with httpx.Client(timeout=timeout, follow_redirects=True, max_redirects=MAX_REDIRECTS,
-                              verify=_tls_context()) as http, \
-                    http.stream(method, url, headers=headers, extensions={"trace": self.trace}) as response:
+            with contextlib.ExitStack() as opened:
+                try:
+                    http = opened.enter_context(httpx.Client(
+                        timeout=timeout, follow_redirects=True, max_redirects=MAX_REDIRECTS,
+                        verify=_tls_context(), transport=_transport(self.deadline)))
+                    response = opened.enter_context(http.stream(method, url, headers=headers,
+                                                                extensions={"trace": self.trace}))
+                except httpx.TooManyRedirects as exc:
+                    raise TransferError(f"redirected more than {MAX_REDIRECTS} times", retryable=False) from exc
+                except (httpx.UnsupportedProtocol, httpx.LocalProtocolError) as exc:
+                    raise TransferError(_unusable(exc), retryable=False) from exc
+                except httpx.TransportError:
+                    raise  # the network's: the caller knows whether the deadline passed and what to retry
+                except Exception as exc:  # noqa: BLE001 (httpx.InvalidURL, UnicodeError, ...: see above)
+                    raise TransferError(_unusable(exc), retryable=False) from exc
                 logger.debug("%s %s -> %s", method, response.request.url, response.status_code)
                 yield response
         finally:
             self._watchdog.cancel()
+
+
+def _unusable(exc: BaseException) -> str:
+    return f"the address (or a redirect's) cannot be fetched: {type(exc).__name__}: {exc}"[:300]
+
+
+def _transport(deadline: float) -> httpx.BaseTransport | None:
+    """A transport whose name lookups end by the deadline (see _BoundedLookups); None (httpx's own, which reads
+    the environment's proxies) when a proxy is configured: the proxy then looks the names up."""
+    import urllib.request
+
+    if urllib.request.getproxies():
+        return None
+    transport = httpx.HTTPTransport(verify=_tls_context())
+    # httpx has no argument for httpcore's network backend: its pool is made again with ours
+    transport._pool = httpcore.ConnectionPool(ssl_context=_tls_context(), network_backend=_BoundedLookups(deadline))
+    return transport
 
 
 def fetch_to_file(url: str, dest: Path, *, deadline: float, max_bytes: int, expected_size: int | None = None,
@@ -122,8 +162,6 @@ def fetch_to_file(url: str, dest: Path, *, deadline: float, max_bytes: int, expe
                     if bounds.expired.is_set():
                         break
                     fh.write(chunk)
-    except httpx.TooManyRedirects as exc:
-        raise TransferError(f"{what} redirected more than {MAX_REDIRECTS} times", retryable=False) from exc
     except httpx.HTTPError as exc:
         if not bounds.expired.is_set():
             raise TransferError(f"{type(exc).__name__}: {exc}", retryable=True) from exc
@@ -153,8 +191,6 @@ def peek(url: str, *, deadline: float, max_bytes: int, method: str = "GET", rang
                     head += chunk[:max_bytes - len(head)]
                     if len(head) >= max_bytes or bounds.expired.is_set():
                         break
-    except httpx.TooManyRedirects as exc:
-        raise TransferError(f"redirected more than {MAX_REDIRECTS} times", retryable=False) from exc
     except httpx.HTTPError as exc:
         if answered is None:
             why = (f"no answer within {bounds.remaining:.0f} s" if bounds.expired.is_set()
@@ -162,7 +198,72 @@ def peek(url: str, *, deadline: float, max_bytes: int, method: str = "GET", rang
             raise TransferError(why, retryable=not bounds.expired.is_set()) from exc
     assert answered is not None
     return Peeked(status=answered.status_code, head=bytes(head), total=_total_size(answered),
-                  content_type=answered.headers.get("content-type", ""), url=str(answered.url), method=method)
+                  content_type=answered.headers.get("content-type", ""), url=str(answered.url), method=method,
+                  content_encoding=answered.headers.get("content-encoding", "").strip().lower())
+
+
+LOOKUPS_AT_ONCE = 32  # name lookups still running (each in a thread of its own) before another is refused
+_lookups = threading.BoundedSemaphore(LOOKUPS_AT_ONCE)
+
+
+class _BoundedLookups(httpcore.SyncBackend):
+    """httpcore's network backend, its name lookups ended by the transfer's deadline.
+
+    getaddrinfo cannot be interrupted, and the watchdog can only shut sockets that exist: a resolver that does
+    not answer (glibc: 5 s x 2 attempts x each nameserver) held a 15 s check 40 s. The lookup runs in a thread of
+    its own, waited for until the deadline; then each address is connected to in turn, the host name kept for
+    the Host header and TLS (httpcore takes both from the request, not from the socket).
+    """
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+
+    def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
+                    socket_options: Any = None) -> httpcore.NetworkStream:
+        """A connection to host:port, its lookup and connect within the deadline (and timeout)."""
+        def left() -> float:
+            return min(self.deadline - time.monotonic(), timeout if timeout is not None else math.inf)
+
+        failure: Exception = httpcore.ConnectError(f"{host} has no address")
+        for address in _addresses(host, port, left()):
+            if left() <= 0:
+                raise httpcore.ConnectTimeout(f"no connection to {host} by the deadline")
+            try:
+                return super().connect_tcp(address, port, timeout=left(), local_address=local_address,
+                                           socket_options=socket_options)
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                failure = exc
+        raise failure
+
+
+def _addresses(host: str, port: int, seconds: float) -> list[str]:
+    """host's addresses (an address as it is), looked up in a worker thread for at most seconds."""
+    with contextlib.suppress(OSError, ValueError):
+        return [str(ipaddress.ip_address(host))]
+    if seconds <= 0:
+        raise httpcore.ConnectTimeout(f"no time was left to look up {host[:100]}")
+    if not _lookups.acquire(blocking=False):
+        raise httpcore.ConnectError(f"{LOOKUPS_AT_ONCE} name lookups are still waiting for an answer")
+    found: list[Any] = []
+    done = threading.Event()
+
+    def look_up() -> None:
+        try:
+            found.extend(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+        except (OSError, UnicodeError) as exc:
+            found.append(exc)
+        finally:
+            _lookups.release()
+            done.set()
+
+    threading.Thread(target=look_up, name="spark-nb-lookup", daemon=True).start()
+    if not done.wait(seconds):
+        raise httpcore.ConnectTimeout(f"the name {host[:100]} was not looked up within {seconds:.0f} s")
+    if found and isinstance(found[0], UnicodeError):  # a name IDNA cannot encode: never retried (see stream)
+        raise found[0]
+    if found and isinstance(found[0], Exception):
+        raise httpcore.ConnectError(f"{host[:100]}: {found[0]}")
+    return list(dict.fromkeys(str(info[4][0]) for info in found))
 
 
 @functools.lru_cache(maxsize=1)

@@ -20,7 +20,15 @@ Uploader = Callable[[Path], str]
 
 
 class HTTPUploader:
-    """POSTs a file as multipart `file` to an endpoint answering {"url": ...} or {"data": {"url": ...}}."""
+    """POSTs a file as multipart `file` to an endpoint answering {"url": ...} or {"data": {"url": ...}}.
+
+    spark_nb makes one from SPARK_NB_UPLOAD_URL (or upload_url=, or uploader= an URL); call it with a Path to get
+    the file's URL.
+
+    Args:
+        endpoint: the upload endpoint's URL.
+        client: the API client whose key and limits the upload uses (the key goes only to the API's own host).
+    """
 
     def __init__(self, endpoint: str, client: "ApiClient") -> None:
         self.endpoint = endpoint
@@ -34,7 +42,17 @@ class HTTPUploader:
 
 
 class S3Uploader:
-    """Puts a file in an S3-compatible bucket and returns a presigned GET URL (needs the `s3` extra)."""
+    """Puts a file in an S3-compatible bucket and returns a presigned GET URL (needs the `s3` extra).
+
+    spark_nb makes one from SPARK_NB_S3_BUCKET (and _PREFIX, _ENDPOINT_URL); credentials are boto3's own (the
+    environment, ~/.aws). Calling it raises UploadError when boto3 is missing or the upload fails.
+
+    Args:
+        bucket: the bucket's name.
+        prefix: a folder in the bucket for the uploads.
+        endpoint_url: an S3-compatible service's URL (MinIO, R2, ...), or None for AWS.
+        expires: how long the presigned URL works, in seconds (6 hours: tasks may queue).
+    """
 
     def __init__(self, bucket: str, prefix: str = "", endpoint_url: str | None = None, expires: int = 6 * 3600) -> None:
         self.bucket, self.prefix, self.endpoint_url, self.expires = bucket, prefix.strip("/"), endpoint_url, expires

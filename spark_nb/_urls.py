@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 
 MAX_URL_CHARS = 8000  # longer URLs are refused by most web servers (8 KB request lines)
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):")  # two letters or more: "C:\x" is a Windows drive
+_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#]*@")  # scheme://user:pass@
 _HOST = re.compile(r"^(?:[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?\.?)+$")
 
 
@@ -31,6 +32,12 @@ def is_http_url(text: object) -> bool:
     if not host or not parts.netloc or text[len(parts.scheme):len(parts.scheme) + 3] != "://":
         return False
     return _valid_host(host)
+
+
+def shown_url(url: str, limit: int = 200) -> str:
+    """url as a message or report shows it: without its user name and password (user:pass@), cut to limit."""
+    url = _USERINFO.sub(r"\1", url)
+    return url if len(url) <= limit else f"{url[:limit]}…"
 
 
 def _valid_host(host: str) -> bool:

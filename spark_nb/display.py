@@ -24,20 +24,32 @@ if TYPE_CHECKING:
 
     from IPython.display import HTML
 
-EMBED_LIMIT_BYTES = 1_500_000  # larger files are linked, not embedded, to keep notebooks small
+__all__ = ["EMBED_LIMIT_BYTES", "Kind", "ShownResult", "audio_html", "image_html", "kind_of", "media_html",
+           "media_src", "mime_type", "relative_src", "result_caption", "result_html", "show", "video_html"]
+
+EMBED_LIMIT_BYTES = 1_500_000
+"""Files larger than this (1.5 MB) are linked, not embedded, so notebooks stay small."""
 THUMBNAIL_SIDE = 768  # images too large to embed are previewed as a JPEG this size
 Kind = Literal["image", "audio", "video"]
+"""The kinds of media a player is made for."""
 
 
 class ShownResult(Protocol):
-    """What display needs of a Result (so display never imports the task machinery)."""
+    """What display needs of a Result (so display never imports the task machinery).
+
+    Attributes:
+        task_id: the task that made the video.
+        path: the video on disk.
+        duration: its length in seconds, or None.
+    """
 
     task_id: str
     path: Path
     duration: float | None
 
     @property
-    def cost(self) -> Decimal | None: ...
+    def cost(self) -> Decimal | None:
+        """What the task cost in US dollars, or None when unknown."""
 
 _MIME = {
     ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".gif": "image/gif", ".webp": "image/webp",
@@ -56,7 +68,14 @@ _MAGIC: list[tuple[int, bytes, str]] = [  # (offset, bytes, mime) for files save
 
 
 def mime_type(path: Path) -> str | None:
-    """The MIME type of a media file, from its suffix or else its first bytes; None when unknown."""
+    """The MIME type of a media file, from its suffix or else its first bytes; None when unknown.
+
+    Args:
+        path: the file.
+
+    Returns:
+        e.g. "video/mp4", or None.
+    """
     mime = _MIME.get(path.suffix.lower()) or mimetypes.guess_type(path.name)[0]
     if mime:
         return mime
@@ -69,7 +88,14 @@ def mime_type(path: Path) -> str | None:
 
 
 def kind_of(source: str | os.PathLike[str]) -> Kind | None:
-    """'image', 'audio' or 'video' for a path or URL, judged by its type; None when it is none of them."""
+    """'image', 'audio' or 'video' for a path or URL, judged by its type; None when it is none of them.
+
+    Args:
+        source: a path, or an http(s) URL (judged by its suffix).
+
+    Returns:
+        The kind, or None.
+    """
     if isinstance(source, str) and is_http_url(source):
         mime = _MIME.get(Path(urlsplit(source).path).suffix.lower())
     else:
@@ -79,7 +105,15 @@ def kind_of(source: str | os.PathLike[str]) -> Kind | None:
 
 
 def media_src(path: Path, *, embed_limit: int = EMBED_LIMIT_BYTES) -> str | None:
-    """A src the notebook's browser can load: relative to the working directory, else a data: URI, else None."""
+    """A src the notebook's browser can load: relative to the working directory, else a data: URI, else None.
+
+    Args:
+        path: the file.
+        embed_limit: the largest file embedded as a data: URI, in bytes.
+
+    Returns:
+        The src, or None when the file is outside the working directory and too large to embed.
+    """
     src = relative_src(path)
     if src is None and path.is_file() and path.stat().st_size <= embed_limit:
         mime = mime_type(path) or "application/octet-stream"
@@ -88,7 +122,14 @@ def media_src(path: Path, *, embed_limit: int = EMBED_LIMIT_BYTES) -> str | None
 
 
 def relative_src(path: Path) -> str | None:
-    """path as a URL relative to the working directory, or None when it is outside it (or hidden from /files/)."""
+    """path as a URL relative to the working directory, or None when it is outside it (or hidden from /files/).
+
+    Args:
+        path: the file.
+
+    Returns:
+        The URL-quoted relative path (JupyterLab serves it from its /files/ handler), or None.
+    """
     try:
         relative = Path(os.path.relpath(Path(path).resolve(), Path.cwd().resolve()))
     except ValueError:  # another drive on Windows
@@ -102,7 +143,17 @@ def relative_src(path: Path) -> str | None:
 
 def image_html(source: str | os.PathLike[str], *, caption: str = "", width: int = 256,
                embed_limit: int = EMBED_LIMIT_BYTES) -> str:
-    """An <img> for a path or public URL (a large image outside the working directory is shown as a thumbnail)."""
+    """An <img> for a path or public URL (a large image outside the working directory is shown as a thumbnail).
+
+    Args:
+        source: a path, or a public http(s) URL (a loopback URL is named, never linked: the browser may be elsewhere).
+        caption: a line under the player.
+        width: the largest width in pixels.
+        embed_limit: files up to this many bytes outside the working directory are embedded as data: URIs.
+
+    Returns:
+        The HTML (a figure), or a line saying where the image is when the browser cannot load it.
+    """
     src = _src(source, embed_limit)
     if src is None and not (isinstance(source, str) and is_http_url(source)):
         src = _thumbnail_src(Path(source), embed_limit)
@@ -114,7 +165,16 @@ def image_html(source: str | os.PathLike[str], *, caption: str = "", width: int 
 
 
 def audio_html(source: str | os.PathLike[str], *, caption: str = "", embed_limit: int = EMBED_LIMIT_BYTES) -> str:
-    """An <audio> player for a path or public URL."""
+    """An <audio> player for a path or public URL.
+
+    Args:
+        source: a path, or a public http(s) URL (a loopback URL is named, never linked: the browser may be elsewhere).
+        caption: a line under the player.
+        embed_limit: files up to this many bytes outside the working directory are embedded as data: URIs.
+
+    Returns:
+        The HTML (a figure), or a line saying where the file is when the browser cannot load it.
+    """
     src = _src(source, embed_limit)
     if src is None:
         return _saved_at("audio", source, caption)
@@ -123,7 +183,17 @@ def audio_html(source: str | os.PathLike[str], *, caption: str = "", embed_limit
 
 def video_html(source: str | os.PathLike[str], *, caption: str = "", width: int = 384,
                embed_limit: int = EMBED_LIMIT_BYTES) -> str:
-    """A <video> for a path or public URL: relative under the working directory, else embedded if small."""
+    """A <video> for a path or public URL: relative under the working directory, else embedded if small.
+
+    Args:
+        source: a path, or a public http(s) URL (a loopback URL is named, never linked: the browser may be elsewhere).
+        caption: a line under the player.
+        width: the player's width in pixels.
+        embed_limit: files up to this many bytes outside the working directory are embedded as data: URIs.
+
+    Returns:
+        The HTML (a figure), or a line saying where the video is when the browser cannot load it.
+    """
     src = _src(source, embed_limit)
     if src is None:
         return _saved_at("video", source, caption)
@@ -133,7 +203,18 @@ def video_html(source: str | os.PathLike[str], *, caption: str = "", width: int 
 
 def media_html(source: str | os.PathLike[str], *, caption: str = "", kind: Kind | None = None,
                width: int | None = None, embed_limit: int = EMBED_LIMIT_BYTES) -> str:
-    """The right player for source (image, audio or video, judged by its type unless kind is given)."""
+    """The right player for source (image, audio or video, judged by its type unless kind is given).
+
+    Args:
+        source: a path, or a public http(s) URL (a loopback URL is named, never linked: the browser may be elsewhere).
+        caption: a line under the player.
+        kind: "image", "audio" or "video"; None judges it by the file's type.
+        width: the player's width in pixels (None: 256 for an image, 384 for a video).
+        embed_limit: files up to this many bytes outside the working directory are embedded as data: URIs.
+
+    Returns:
+        The HTML, or a line saying where the file is when it is no media or the browser cannot load it.
+    """
     kind = kind or kind_of(source)
     if kind == "image":
         return image_html(source, caption=caption, width=width or 256, embed_limit=embed_limit)
@@ -145,19 +226,46 @@ def media_html(source: str | os.PathLike[str], *, caption: str = "", kind: Kind 
 
 
 def result_html(result: ShownResult, *, width: int = 384, embed_limit: int = EMBED_LIMIT_BYTES) -> str:
-    """A Result's video with its task id, duration and cost underneath."""
+    """A Result's video with its task id, duration and cost underneath.
+
+    Args:
+        result: a Result (anything with task_id, path, duration and cost).
+        width: the player's width in pixels.
+        embed_limit: files up to this many bytes outside the working directory are embedded as data: URIs.
+
+    Returns:
+        The HTML.
+    """
     return video_html(result.path, caption=result_caption(result), width=width, embed_limit=embed_limit)
 
 
 def result_caption(result: ShownResult) -> str:
-    """'task ID · 4.2 s · cost $0.004' for a Result."""
+    """'task ID · 4.2 s · cost $0.004' for a Result.
+
+    Args:
+        result: a Result (anything with task_id, path, duration and cost).
+
+    Returns:
+        The caption; "?" for an unknown duration or cost.
+    """
     duration = f"{result.duration:.1f} s" if result.duration else "?"
     return f"task {result.task_id} · {duration} · cost {format_usd(result.cost)}"
 
 
 def show(source: Any, *, caption: str = "", kind: Kind | None = None, width: int | None = None,
          embed_limit: int = EMBED_LIMIT_BYTES) -> HTML:
-    """An IPython HTML object playing source: a path, a public URL or a Result (picked by type)."""
+    """An IPython HTML object playing source: a path, a public URL or a Result (picked by type).
+
+    Args:
+        source: a path, a public http(s) URL, or a Result.
+        caption: a line under the player.
+        kind: "image", "audio" or "video"; None judges it by the file's type.
+        width: the player's width in pixels.
+        embed_limit: files up to this many bytes outside the working directory are embedded as data: URIs.
+
+    Returns:
+        An IPython.display.HTML, shown when it is a cell's last value (or passed to display()).
+    """
     from IPython.display import HTML
 
     if hasattr(source, "task_id") and hasattr(source, "path"):

@@ -14,6 +14,12 @@ from ._money import format_usd, usd
 from ._secrets import redact
 from ._text import inert
 
+__all__ = [
+    "REASONS", "APIError", "AuthenticationError", "BudgetExceeded", "CostUnknown", "DownloadError", "JournalError",
+    "MediaError", "NotFoundError", "PermissionDeniedError", "RateLimitError", "ServerError", "SparkError",
+    "SparkWarning", "TaskCancelled", "TaskFailed", "TaskMayExist", "TaskTimeout", "UploadError", "UsageError",
+    "ValidationError", "WriteError",
+]  # safe_text, warn and internal_error are for spark_nb's own modules
 
 def safe_text(text: object, *, newlines: bool = True, limit: int | None = None) -> str:
     """text as spark_nb may show or write it: inert (line breaks kept unless newlines=False), redacted, then cut to
@@ -27,7 +33,16 @@ def _safe_or_none(text: object, *, newlines: bool = True, limit: int | None = No
 
 
 class SparkError(Exception):
-    """Root of every error spark_nb raises; carries a hint and the task id when there is one."""
+    """Root of every error spark_nb raises; carries a hint and the task id when there is one.
+
+    str() of it is its headline, and the hint on a second line (`  -> ...`). Everything it carries is made safe as
+    it is made (inert, the key redacted), so it may be printed, logged or shown anywhere.
+
+    Args:
+        message: what went wrong (kept as `.message`).
+        hint: what to do about it (`.hint`), or None.
+        task_id: the task concerned (`.task_id`), or None.
+    """
 
     def __init__(self, message: str, *, hint: str | None = None, task_id: str | None = None) -> None:
         message = safe_text(message)
@@ -51,7 +66,18 @@ class SparkError(Exception):
 class ValidationError(SparkError, ValueError):
     """A local input is missing or breaks the model's rules; nothing was uploaded or billed.
 
-    `reason` says what is wrong in a word a program can test (see `REASONS`), `field` which input.
+    Also a ValueError. Raised before anything is uploaded or created, also for the arguments of history() and for a
+    batch manifest.
+
+    Args:
+        message: what is wrong with the input (prefixed `[code] ` when there is a code).
+        reason: what is wrong in a word a program can test (`.reason`, one of `REASONS`).
+        hint: how to fix it.
+        code: the model's error code for it (`.code`), when the service would answer one.
+        field: which input (`.field`: the argument name, e.g. "image").
+
+    Raises:
+        ValueError: a reason not in REASONS (a bug in spark_nb).
     """
 
     def __init__(
@@ -91,10 +117,20 @@ REASONS = frozenset({
     "audio_too_long",     # strict=True with trim_audio=False: audio over the recommended 15 s (otherwise advice)
     "service_changed",    # the service's published spec no longer accepts what this spark-nb sends
 })
+"""Every `ValidationError.reason`, each a word a program can test (`missing`, `no_face`, `image_too_large`, ...)."""
 
 
 class APIError(SparkError):
-    """The service answered with an HTTP error: its status, request id (when sent) and body (key redacted)."""
+    """The service answered with an HTTP error: its status, request id (when sent) and body (key redacted).
+
+    Args:
+        message: what failed, with the status.
+        status_code: the HTTP status (`.status_code`), None when there was no answer.
+        hint: what to do about it.
+        task_id: the task concerned, if any.
+        request_id: the service's request id (`.request_id`), for its support.
+        body: the answer's body (`.body`), inert and redacted.
+    """
 
     def __init__(
         self, message: str, *, status_code: int | None = None, hint: str | None = None, task_id: str | None = None,
@@ -127,7 +163,16 @@ class ServerError(APIError):
 
 
 class TaskMayExist(SparkError):
-    """The create call's answer was lost: a task may have been created (and billed), so it was not resent."""
+    """The create call's answer was lost: a task may have been created (and billed), so it was not resent.
+
+    The journal keeps the attempt; `spark-nb history` lists it, and a batch row in this state is `uncertain`.
+
+    Args:
+        message: what happened to the create call.
+        hint: how to find out whether the task exists, and how to submit again knowingly.
+        model: the model id (`.model`).
+        submitted_at: when the create was sent (`.submitted_at`, local time).
+    """
 
     def __init__(self, message: str, *, hint: str | None = None, model: str = "", submitted_at: str = "") -> None:
         super().__init__(message, hint=hint)
@@ -142,7 +187,14 @@ def _dollars(amount: Decimal | float) -> Decimal:
 class BudgetExceeded(SparkError):
     """Creating this task would take spending past the budget; nothing was uploaded or created.
 
-    Its figures (spend, running, estimate, budget) are decimal.Decimal amounts of US dollars."""
+    Its figures are decimal.Decimal amounts of US dollars.
+
+    Args:
+        spend: what finished tasks cost so far (`.spend`).
+        running: what tasks still running are expected to cost (`.running`).
+        estimate: what this task is expected to cost (`.estimate`).
+        budget: the budget (`.budget`: SPARK_NB_BUDGET_USD or configure(budget_usd=)).
+    """
 
     def __init__(self, *, spend: Decimal | float, running: Decimal | float, estimate: Decimal | float,
                  budget: Decimal | float) -> None:
@@ -155,7 +207,15 @@ class BudgetExceeded(SparkError):
 
 
 class TaskFailed(SparkError):
-    """The task (or its creation) failed with one of the model's error codes."""
+    """The task (or its creation) failed with one of the model's error codes.
+
+    Args:
+        message: the service's message (`.message`).
+        code: the model's error code (`.code`), or None when the service gave none.
+        task_id: the task, or None when it was refused before it existed.
+        hint: what the code means and what to do.
+        retryable: whether the same inputs may succeed if submitted again (`.retryable`).
+    """
 
     def __init__(
         self, message: str, *, code: str | None, task_id: str | None, hint: str | None = None, retryable: bool = False
@@ -168,7 +228,15 @@ class TaskFailed(SparkError):
 
 
 class TaskTimeout(SparkError, TimeoutError):
-    """The deadline passed before the task finished; the task goes on and can be resumed."""
+    """The deadline passed before the task finished; the task goes on and can be resumed.
+
+    Also a TimeoutError. The hint holds the line that resumes it.
+
+    Args:
+        message: what timed out, and after how long.
+        task_id: the task, still running.
+        model: its model id (`.model`).
+    """
 
     def __init__(self, message: str, *, task_id: str, model: str) -> None:
         resume = f'spark_nb.Task.from_id("{task_id}", model="{model}").wait()'
@@ -214,8 +282,10 @@ def internal_error(exc: Exception, task_id: str | None = None, model: str | None
 
 
 class SparkWarning(UserWarning):
-    """What spark_nb warns of (advice on an input, a trimmed clip): filter it with
-    warnings.filterwarnings("ignore", category=spark_nb.errors.SparkWarning)."""
+    """What spark_nb warns of: advice on an input (no face found, long audio), a trimmed clip.
+
+    Silence it with `warnings.filterwarnings("ignore", category=spark_nb.errors.SparkWarning)`.
+    """
 
 
 def warn(message: str) -> None:
@@ -234,7 +304,11 @@ def warn(message: str) -> None:
 class JournalError(SparkError):
     """The task journal (SPARK_NB_HOME/journal.sqlite) could not be read or written; the message says what to do.
 
-    task_id is set when a task was created but could not be recorded: resume it with the line in the hint.
+    Args:
+        message: what went wrong with the file.
+        hint: what to do (free space, permissions, another home).
+        task_id: set when a task was created but could not be recorded: resume it with the line in the hint.
+        path: the journal's file (`.path`).
     """
 
     def __init__(self, message: str, *, hint: str | None = None, task_id: str | None = None,
@@ -244,7 +318,20 @@ class JournalError(SparkError):
 
 
 class CostUnknown(BudgetExceeded):
-    """Under a budget, a model whose cost is not known yet runs one task at a time, and one is running now."""
+    """Under a budget, a model whose cost is not known yet runs one task at a time, and one is running now.
+
+    A BudgetExceeded (its estimate is 0): nothing was uploaded or created.
+
+    Args:
+        model: the model id (`.model`).
+        budget: the budget, in US dollars.
+        spend: what finished tasks cost so far.
+        running: what tasks still running are expected to cost.
+        blocking: which task holds the turn (named in the message).
+        attempt: the journal's attempt of that task (`.attempt`).
+        creator_alive: whether the process that created it still runs (`.creator_alive`).
+        hint: what to do (wait for it, resume it, raise the budget).
+    """
 
     def __init__(self, *, model: str, budget: Decimal | float, spend: Decimal | float, running: Decimal | float,
                  blocking: str, attempt: str, creator_alive: bool, hint: str) -> None:

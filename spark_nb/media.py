@@ -3,14 +3,12 @@ and join results into a reel.
 
 Each file-to-file helper is one ffmpeg run (a filter graph), not moviepy: a moviepy clips_array of the benchmark's
 inputs took 5.4x as long as ffmpeg's own hstack (the goal is 2x) where one graph takes ~1.3x (benchmarks/media.py).
-Labels are drawn with Pillow, so ffmpeg needs no drawtext or font. Outputs are written under a temporary name and
-renamed, so a reader never sees half a file.
+Labels are drawn with Pillow (ffmpeg needs no font). Outputs are written under a temporary name and renamed.
 
 moviepy clips are accepted too (`side_by_side`, `trim_audio`, `reel`), and `as_clip=True` hands the output back as
-a clip. A clip that still plays exactly its file (a VideoFileClip/AudioFileClip not subclipped, resized, re-timed,
-with effects or a changed soundtrack) takes the ffmpeg path on that file; an edited clip is first rendered with
-moviepy's writer into a temporary file (see spark_nb._clips for the exact test). Clips you pass stay open (they are
-yours to close); clips returned by `as_clip=True` and `Result.clip()` read their file until closed: use them in a
+a clip. A clip that still plays exactly its file (not subclipped, resized, re-timed, with effects or another sound)
+takes the ffmpeg path on that file; an edited clip is first rendered by moviepy (see spark_nb._clips). Clips you
+pass stay open; clips returned by `as_clip=True` and `Result.clip()` read their file until closed: use them in a
 `with` block, or call `.close()`.
 """
 
@@ -65,9 +63,19 @@ def trim_audio(src: AudioSource, max_seconds: float = 15.0, out: str | Path | No
                as_clip: bool = False) -> Path | AudioFileClip:
     """Audio of src (a file, a Result or a moviepy clip) cut to under max_seconds, in a pause if one is near, faded.
 
-    The output format follows out's suffix (.m4a by default; .wav, .mp3, .aac also work). A moviepy clip's sound is
-    its own (an AudioClip) or its audio (a VideoClip); an edited one is rendered by moviepy first. as_clip=True
-    returns an AudioFileClip of the output instead of its path (close it when done).
+    Args:
+        src: an audio or video file, a Result, or a moviepy clip with sound (an edited clip is rendered first).
+        max_seconds: the length to stay under (the cut is a little before it, in the nearest pause).
+        out: the output file, its suffix the format (.m4a, .wav, .mp3, .aac); None: a scratch file named after src.
+        fade: seconds of fade-out at the cut.
+        as_clip: return an AudioFileClip of the output instead of its path (close it when done).
+
+    Returns:
+        The output's path, or an AudioFileClip of it with as_clip=True.
+
+    Raises:
+        MediaError: max_seconds of 0.1 s or less, no audio in src, src unreadable (ProbeError), or ffmpeg failed.
+        UsageError: src is none of the accepted kinds.
     """
     if max_seconds <= 2 * SAFETY_S:
         raise MediaError(f"max_seconds must be more than {2 * SAFETY_S:g}, not {max_seconds:g}")
@@ -109,7 +117,18 @@ def _trim_file(src: Path, max_seconds: float, out: str | Path | None, fade: floa
 
 
 def find_cut(src: str | Path, max_seconds: float) -> float:
-    """Where to cut src to stay under max_seconds: the middle of the quietest pause near the limit, else the limit."""
+    """Where to cut src to stay under max_seconds: the middle of the quietest pause near the limit, else the limit.
+
+    Args:
+        src: an audio or video file.
+        max_seconds: the length to stay under.
+
+    Returns:
+        The time to cut at, in seconds from the start (at most max_seconds - 0.05).
+
+    Raises:
+        MediaError: ffmpeg could not read src's audio.
+    """
     import numpy as np
 
     limit = max_seconds - SAFETY_S
@@ -131,7 +150,19 @@ def find_cut(src: str | Path, max_seconds: float) -> float:
 
 
 def shrink_image(src: str | Path, max_side: int = SHRINK_SIDE, out: str | Path | None = None) -> Path:
-    """A JPEG copy of src (quality 90) at most max_side px on its longest side: fixes "image too large"."""
+    """A JPEG copy of src (quality 90) at most max_side px on its longest side: fixes "image too large".
+
+    Args:
+        src: an image file.
+        max_side: the longest side in pixels (2048: well under the models' 4096 px and 5 MB).
+        out: the output file, or None for a scratch file named after src.
+
+    Returns:
+        The JPEG's path (EXIF rotation applied).
+
+    Raises:
+        OSError: src cannot be read as an image (Pillow's error).
+    """
     from PIL import Image, ImageOps
 
     src = Path(src)
@@ -150,7 +181,18 @@ def shrink_image(src: str | Path, max_side: int = SHRINK_SIDE, out: str | Path |
 
 
 def extract_audio(video: str | Path, out: str | Path | None = None) -> Path:
-    """The audio track of video as its own file (.m4a by default, or out's suffix)."""
+    """The audio track of video as its own file (.m4a by default, or out's suffix).
+
+    Args:
+        video: a video file (or a Result).
+        out: the output file; its suffix sets the format. None: a scratch file named after video.
+
+    Returns:
+        The audio file's path.
+
+    Raises:
+        MediaError: video has no audio track or cannot be read (ProbeError), or ffmpeg failed.
+    """
     video = Path(video)
     if not read_header(video).has_audio:
         raise MediaError(f"{video.name} has no audio track to extract")
@@ -169,9 +211,22 @@ def side_by_side(videos: Sequence[VideoSource], labels: Sequence[str] | None = N
                  height: int = 360, fps: int = 25, *, as_clip: bool = False) -> Path | VideoFileClip:
     """Videos, still images and moviepy video clips scaled to one height, labelled, laid side by side in one mp4.
 
-    Lasts as long as the longest input (stills and shorter videos hold their last frame) and keeps the
-    audio of the longest input that has any. Edited clips are rendered by moviepy first; as_clip=True returns a
-    VideoFileClip of the output instead of its path (close it when done).
+    Args:
+        videos: a list of video or image paths, Results, or moviepy video clips (an edited clip is rendered first).
+        labels: one label per input, drawn at its bottom (None: no labels).
+        out: the output mp4, or None for a scratch file named after the inputs and options.
+        height: the height every input is scaled to, in pixels (at least 16).
+        fps: the output's frame rate.
+        as_clip: return a VideoFileClip of the output instead of its path (close it when done).
+
+    Returns:
+        The mp4's path, or a VideoFileClip of it with as_clip=True. It lasts as long as the longest input (stills
+            and shorter videos hold their last frame), with the audio of the longest input that has any.
+
+    Raises:
+        UsageError: videos is one input instead of a list, or an input of a kind not accepted.
+        MediaError: no inputs, not one label per input, a height or fps out of range, an input with no picture or
+            unreadable (ProbeError), or ffmpeg failed.
     """
     if isinstance(videos, (str, os.PathLike)) or _clips.is_clip(videos):
         raise UsageError("side_by_side takes a list of inputs, not one", hint="pass [a, b, ...]")
@@ -254,9 +309,20 @@ def reel(results_or_clips: Iterable[VideoSource], titles: Sequence[str | None] |
          title_seconds: float = _clips.TITLE_SECONDS) -> Path | VideoFileClip:
     """Results, video paths and moviepy video clips one after another in one mp4, each after its title card if any.
 
-    Every piece is fitted (letterboxed on black) to the first one's size, at the first one's frame rate; each
-    keeps its audio (title cards and silent pieces are silent). titles has one entry per piece (None or "" for no
-    card). Composed and written with moviepy; as_clip=True returns a VideoFileClip of the output (close it).
+    Args:
+        results_or_clips: the pieces: Results, video paths, or moviepy video clips (clips passed stay open).
+        titles: one title per piece, shown on a card before it (None or "" for no card); None: no cards.
+        out: the output mp4, or None for a scratch file.
+        as_clip: return a VideoFileClip of the output instead of its path (close it when done).
+        title_seconds: how long each title card shows.
+
+    Returns:
+        The mp4's path, or a VideoFileClip of it with as_clip=True: each piece fitted (letterboxed) to the first
+            one's size and frame rate, keeping its audio.
+
+    Raises:
+        MediaError: no pieces, not one title per piece, title_seconds not positive, a piece that is no video.
+        UsageError: a piece of a kind not accepted.
     """
     items = list(results_or_clips)
     if not items:

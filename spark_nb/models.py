@@ -21,15 +21,26 @@ from typing import Any, Literal
 
 from .errors import TaskFailed, ValidationError, safe_text
 
+__all__ = ["AVATAR", "IMITATOR", "MODELS", "MediaField", "MediaKind", "ModelSpec", "ParamsError", "RendererName",
+           "WireConstant", "WireGroup", "error_codes", "get_model", "input_fields", "register"]
+# hint_for, task_failure and input_trouble read a failure for spark_nb's own modules (client, tasks, journal)
+
 MediaKind = Literal["image", "audio", "video"]
+"""The kinds of media input; each has its own checks (an image's size, an audio's sound, a video's motion)."""
 RendererName = Literal["talking_head", "imitation", "still"]
+"""The local server's renderers; a new kind of output is a new one (see docs/architecture.md)."""
 
 
 @dataclasses.dataclass(frozen=True)
 class MediaField:
     """One media input: its argument name, kind, label for people, where its URL goes in params, its "missing" code.
 
-    wire is a dotted path into the request's params: "image_url", or "driving_video_info.video_url".
+    Attributes:
+        name: the argument name (`image`, `audio`, `driving_video`), also a batch manifest's column.
+        kind: which input rules apply: "image", "audio" or "video".
+        label: how messages and forms name it ("portrait image").
+        wire: a dotted path into the request's params: "image_url", or "driving_video_info.video_url".
+        missing_code: the error code the service answers when it is missing.
     """
 
     name: str
@@ -41,7 +52,13 @@ class MediaField:
 
 @dataclasses.dataclass(frozen=True)
 class WireGroup:
-    """A nested object of params (e.g. driving_video_info), with the codes for its absence and for a bad shape."""
+    """A nested object of params (e.g. driving_video_info), with the codes for its absence and for a bad shape.
+
+    Attributes:
+        name: its dotted path in params.
+        missing_code: the error code for its absence.
+        malformed_code: the error code for a value that is not an object.
+    """
 
     name: str
     missing_code: str
@@ -50,7 +67,14 @@ class WireGroup:
 
 @dataclasses.dataclass(frozen=True)
 class WireConstant:
-    """A fixed param (e.g. driving_video_info.store_type = 0), with the codes for its absence and a wrong value."""
+    """A fixed param (e.g. driving_video_info.store_type = 0), with the codes for its absence and a wrong value.
+
+    Attributes:
+        path: its dotted path in params.
+        value: the value spark_nb always sends.
+        missing_code: the error code for its absence.
+        invalid_code: the error code for another value.
+    """
 
     path: str
     value: Any
@@ -59,7 +83,14 @@ class WireConstant:
 
 
 class ParamsError(ValueError):
-    """A request's params break the model's wire rules; carries the model's seed code and its text."""
+    """A request's params break the model's wire rules; carries the model's seed code and its text.
+
+    Raised by ModelSpec.parse_params (the local server answers it as the service would); a ValueError.
+
+    Args:
+        code: the model's error code (`.code`).
+        text: its text in the model's table (`.text`).
+    """
 
     def __init__(self, code: str, text: str) -> None:
         super().__init__(f"[{code}] {text}")
@@ -69,7 +100,20 @@ class ParamsError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class ModelSpec:
-    """A model: id, media fields, nested params and constants, error-code table, and the local renderer serving it."""
+    """A model: id, media fields, nested params and constants, error-code table, and the local renderer serving it.
+
+    `build_params` and `parse_params` derive from it, so the client and the local server agree by construction.
+
+    Attributes:
+        id: the model id the service knows ("spark_avatar_picture_omni_v2").
+        title: a line for people.
+        fields: one MediaField per media input, in the order of the service's codes.
+        errors: the code table (error_codes(): input errors, then the service failures 095-099).
+        renderer: which local renderer serves it.
+        alias: a short name for get_model, the CLI and batch manifests ("avatar"), or None.
+        groups: the nested objects of its params (WireGroup).
+        constants: the fixed params (WireConstant).
+    """
 
     id: str
     title: str
@@ -86,7 +130,14 @@ class ModelSpec:
         return next(iter(self.errors))[:6]
 
     def build_params(self, urls: Mapping[str, str]) -> dict[str, Any]:
-        """The request's params for these input URLs (field name -> URL)."""
+        """The request's params for these input URLs.
+
+        Args:
+            urls: field name -> the input's http(s) URL, for every field.
+
+        Returns:
+            The params object of the create call, constants included.
+        """
         params: dict[str, Any] = {}
         for field in self.fields:
             _put(params, field.wire, urls[field.name])
@@ -95,10 +146,19 @@ class ModelSpec:
         return params
 
     def parse_params(self, params: Any) -> dict[str, str]:
-        """The input URLs (field name -> URL) in a request's params; ParamsError with the seed code when malformed.
+        """The input URLs in a request's params, checked as the service checks them.
 
         Checked in the service's order: each field's enclosing objects, their constants' presence and the
         field's URL; then the constants' values.
+
+        Args:
+            params: the params object of a create call (anything: a non-object reads as empty).
+
+        Returns:
+            field name -> URL.
+
+        Raises:
+            ParamsError: the first rule broken, with the model's seed code.
         """
         if not isinstance(params, dict):
             params = {}
@@ -180,7 +240,15 @@ INPUT_ERROR_HINTS = {
 
 
 def error_codes(prefix: str, input_errors: list[str]) -> dict[str, str]:
-    """A model's code table: prefix + 001.. for its input errors (in order), prefix + 095..099 for service failures."""
+    """A model's code table: prefix + 001.. for its input errors (in order), prefix + 095..099 for service failures.
+
+    Args:
+        prefix: the model's six digits ("003016").
+        input_errors: the texts of its input errors, in the order of their codes.
+
+    Returns:
+        code -> text.
+    """
     table = {f"{prefix}{i:03d}": text for i, text in enumerate(input_errors, start=1)}
     table.update({f"{prefix}{suffix}": text for suffix, text in SERVICE_FAILURES.items()})
     return table
@@ -197,6 +265,7 @@ AVATAR = ModelSpec(
     errors=error_codes("003016", ["Image URL missing", "Audio URL missing"]),
     renderer="talking_head",
 )
+"""spark_avatar_picture_omni_v2 ("avatar"): a portrait and a speech clip become a talking-head video."""
 
 IMITATOR = ModelSpec(
     id="spark_avatar_imitator_v2v",
@@ -219,13 +288,22 @@ IMITATOR = ModelSpec(
     ]),
     renderer="imitation",
 )
+"""spark_avatar_imitator_v2v ("imitator"): a character image performs the motion of a driving video."""
 
 MODELS: dict[str, ModelSpec] = {}
+"""Every registered model by its id."""
 _ALIASES: dict[str, str] = {}
 
 
 def register(spec: ModelSpec) -> ModelSpec:
-    """Make spec known by its id (and alias) to get_model, the local server, batches and forms; returns it."""
+    """Make spec known by its id (and alias) to get_model, the local server, batches and forms.
+
+    Args:
+        spec: the model.
+
+    Returns:
+        spec itself (so `TOY = register(ModelSpec(...))`).
+    """
     MODELS[spec.id] = spec
     if spec.alias:
         _ALIASES[spec.alias] = spec.id
@@ -237,7 +315,17 @@ register(IMITATOR)
 
 
 def get_model(name: str) -> ModelSpec:
-    """The spec for a model id or alias ('avatar', 'imitator'); ValidationError naming the known ones."""
+    """The spec for a model id or alias ('avatar', 'imitator').
+
+    Args:
+        name: a model id or alias.
+
+    Returns:
+        The registered ModelSpec.
+
+    Raises:
+        ValidationError: no model is known by that name (reason "unknown_model"; the known ones are named).
+    """
     spec = MODELS.get(_ALIASES.get(name, name)) if isinstance(name, str) else None  # history(model=5): no TypeError
     if spec is None:
         known = ", ".join([*_ALIASES, *MODELS])
@@ -248,7 +336,11 @@ def get_model(name: str) -> ModelSpec:
 
 
 def input_fields() -> Iterator[str]:
-    """Every media field name of the registered models, once each, in order (a batch manifest's input columns)."""
+    """Every media field name of the registered models, once each, in order (a batch manifest's input columns).
+
+    Returns:
+        An iterator of field names ("image", "audio", "driving_video").
+    """
     seen: dict[str, None] = {}
     for spec in MODELS.values():
         for field in spec.fields:

@@ -135,11 +135,11 @@ def test_a_batch_runs_every_row_then_reuses_them(three_rows: Path, tmp_path: Pat
     assert server.stats()["created"] == 3
     with (out / "results.csv").open() as f:
         table = list(csv.DictReader(f))
-    assert list(table[0]) == ["name", "model", "task_id", "status", "video", "duration", "cost", "notebook", "error",
-                              "advice"]
+    assert list(table[0]) == ["name", "model", "task_id", "status", "video", "duration", "cost", "reused", "notebook",
+                              "error", "advice"]
     for row, outcome in zip(table, outcomes):
         assert row["task_id"] == outcome.task_id and row["task_id"] in server.service.tasks
-        assert row["status"] == "completed" and row["cost"] == "0.00" and row["error"] == ""
+        assert row["status"] == "completed" and row["cost"] == "0.00" and row["error"] == "" and row["reused"] == ""
         video = out / row["video"]
         assert video.is_file() and read_header(video).duration == pytest.approx(float(row["duration"]), abs=0.1)
         record = json.loads((out / row["name"] / "result.json").read_text())
@@ -474,7 +474,7 @@ def test_skip_invalid_runs_the_valid_rows_and_lists_the_others(tmp_path: Path, m
         card = gallery.split(f"<h3>{name}</h3>", 1)[1].split('<div class="card">', 1)[0]
         assert re.search('<span class="skipped"[^>]*>skipped</span>', card) and "not run: invalid in the manifest" in card
         assert reason in card, card
-    summary_line = "2 completed, 0 failed, 0 uncertain, 2 skipped (invalid) of 4 rows; spent $0.00"
+    summary_line = "2 completed, 0 failed, 0 uncertain, 2 skipped (invalid) of 4 rows; spent by this run: $0.00"
     assert done.stdout.splitlines()[-1] == summary_line
     assert "skipped 2" in bar_states(done.stderr)[-1]
 
@@ -522,7 +522,7 @@ def test_the_cli_shows_one_bar_then_one_summary_line(tmp_path: Path, make_server
     assert any("1/2 [" in state and "done 1, failed 0, pending 1, spent $" in state for state in states), states
     assert states[-1].startswith("batch: 100%")
     assert states[-1].endswith(f"done 2, failed 0, pending 0, spent {spent}]")
-    assert done.stdout.splitlines()[-1] == f"2 completed, 0 failed, 0 uncertain of 2 rows; spent {spent}"
+    assert done.stdout.splitlines()[-1] == f"2 completed, 0 failed, 0 uncertain of 2 rows; spent by this run: {spent}"
     assert len(done.stdout.splitlines()) == 2  # where the reports are, then the summary: no line per row
     assert not [line for line in done.stderr.splitlines() if "IPKernelApp" in line or "WARNING" in line]
 
@@ -544,8 +544,8 @@ def test_the_bar_and_summary_count_every_status_and_spend_only_what_ran() -> Non
     skipped = RowOutcome("row7", "dancer", RowStatus.SKIPPED, error="row 7: unknown model 'dancer'")
     unfinished = RowOutcome("f", "m", RowStatus.UNFINISHED)
     assert summary([*outcomes, unfinished, skipped]) == (
-        "3 completed (1 reused), 1 failed, 1 uncertain, 1 unfinished (run again to resume), 1 skipped (invalid) "
-        "of 7 rows; spent $1.35")
+        "3 completed, 1 failed, 1 uncertain, 1 unfinished (run again to resume), 1 skipped (invalid) "
+        "of 7 rows; spent by this run: $1.35 (1 row reused from earlier runs)")
 
 
 # -- the gallery's media: everything inside the batch folder, referenced relatively -----------------------------
@@ -618,7 +618,7 @@ def test_the_gallery_copies_across_file_systems(tmp_path: Path, media: dict[str,
     from spark_nb.batch import _report
     from spark_nb.batch._outcome import RowOutcome, RowStatus
 
-    def no_link(src: object, dst: object) -> None:
+    def no_link(src: object, dst: object, **options: object) -> None:  # as os.link (follow_symlinks=)
         raise OSError(18, "Invalid cross-device link")
 
     monkeypatch.setattr(_report.os, "link", no_link)

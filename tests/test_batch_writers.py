@@ -127,6 +127,32 @@ def test_results_csv_and_rows_json_name_only_files_inside_the_folder(tmp_path: P
     assert (out / csv_row["video"]).read_bytes() == video.read_bytes()
 
 
+def test_the_reports_say_nothing_of_the_disk_nor_a_urls_password(tmp_path: Path) -> None:
+    """An error or advice naming local files by their absolute paths is written with their names only in
+    results.csv, rows.json, index.html and gallery.ipynb (a folder made to be shared said where its maker keeps
+    what); a URL input's user name and password are not in the gallery's label (its src is the URL as given: the
+    picture needs it)."""
+    out = tmp_path / "batch"
+    out.mkdir()
+    secret_dir = "/home/alice/clients/acme-secret-project"
+    outcomes = [
+        RowOutcome("r1", "spark_avatar_picture_omni_v2", RowStatus.FAILED, inputs={
+            "image": "https://alice:hunter2@cdn.example/face.jpg"},
+            error=f"image: no such file '{secret_dir}/face.jpg'; see ~/private/notes.txt",
+            advice=f"the speech audio ({secret_dir}/speech.wav) is 17.0 s"),
+    ]
+    write_results_csv(out, outcomes)
+    write_rows_json(out, outcomes)
+    write_gallery(out, outcomes)
+    write_gallery_notebook(out, outcomes)
+    for name in ("results.csv", "rows.json", "index.html", "gallery.ipynb"):
+        text = (out / name).read_text()
+        assert "acme-secret-project" not in text and "/home/alice" not in text and "private/" not in text, name
+        assert "face.jpg" in text and "speech.wav" in text and "notes.txt" in text, name
+    page = (out / "index.html").read_text()
+    assert 'title="image: https://cdn.example/face.jpg"' in page  # the label people read; the src is the URL
+
+
 def test_gallery_from_someone_elses_rows_json_shows_and_copies_nothing_outside_its_folder(
         tmp_path: Path, media: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     """batch.gallery() draws a folder's rows.json, which may come with a folder from anyone: a path that leaves
@@ -175,6 +201,36 @@ def test_a_row_record_from_elsewhere_never_names_a_file_outside_its_folder(tmp_p
     said = origin(row)
     assert said.startswith("reused task t1 from 2026-12-07 03:57:09 (made by a batch row)")
     assert "\x1b" not in said and "\u202e" not in said and "advice: the speech audio is 17.0 s" in said
+
+
+def test_gallery_and_a_row_record_read_hostile_numbers_statuses_and_nesting_without_crashing(
+        tmp_path: Path, media: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A rows.json from anyone with a 401-digit duration, a status that is a list or an object, or nested 100,000
+    deep draws a gallery (before: OverflowError, TypeError, RecursionError, none a SparkError); a result.json
+    with a 401-digit duration is a Result without a duration (before: OverflowError)."""
+    from spark_nb.batch._record import completed_here, result_of
+
+    folder = tmp_path / "shared"
+    folder.mkdir()
+    monkeypatch.chdir(folder)
+    base = {"name": "r1", "model": "spark_avatar_picture_omni_v2", "status": "completed", "task_id": "t1",
+            "cost": "0.30"}
+    for hostile in ({"duration": 10 ** 400}, {"status": ["completed"]}, {"status": {"a": 1}}):
+        (folder / "rows.json").write_text(json.dumps({"rows": [{**base, **hostile}]}))
+        page = gallery().data
+        assert "r1" in page and ("completed" in page) == ("duration" in hostile), hostile
+    (folder / "rows.json").write_text('{"rows": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    assert "spark-gallery" in gallery().data
+
+    row = folder / "r1"
+    row.mkdir()
+    (row / "t1.mp4").write_bytes(media["driving"].read_bytes())
+    (row / "result.json").write_text(json.dumps({"task_id": "t1", "status": "completed", "video": "t1.mp4",
+                                                 "duration": 10 ** 400}))
+    record = completed_here(row, "t1")
+    assert record is not None and result_of(row, record).duration is None
+    (row / "result.json").write_text('{"task_id": "t1", "x": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    assert completed_here(row, "t1") is None
 
 
 @pytest.mark.parametrize("name", ["index.html", "RESULTS.CSV", "rows.json", "Media", "gallery.ipynb"])

@@ -618,7 +618,8 @@ def test_a_batch_folders_gallery_notebook_plays_when_opened_from_jupyterlabs_fil
     stayed at 0:00 and every picture was broken (its sandbox sends no session; 'Trust HTML' got a 403). Every
     batch now writes gallery.ipynb. The batch ran outside JupyterLab's root, its folder was zipped and unzipped
     into the root; gallery.ipynb, double-clicked in the file browser, shows every row with no cell run and the
-    notebook not trusted (its saved output, through JupyterLab's sanitizer): every <video> reaches readyState >= 2
+    notebook not trusted (its saved output, through JupyterLab's sanitizer) and, once its kernel is connected, not
+    modified (it carries the metadata JupyterLab would write): every <video> reaches readyState >= 2
     and every <img> has a natural width, all served by JupyterLab's /files/. index.html, opened from disk, says
     at its top that gallery.ipynb is the one to open in JupyterLab, and plays too."""
     import shutil
@@ -639,6 +640,16 @@ def test_a_batch_folders_gallery_notebook_plays_when_opened_from_jupyterlabs_fil
             gallery = page.locator(".jp-Notebook .jp-OutputArea .spark-gallery")
             gallery.wait_for(timeout=60_000)
             found = gallery.evaluate(MEDIA_READY)
+            # JupyterLab writes the kernel's metadata into the notebook once the kernel is connected and idle
+            # (its handler awaits the kernel's info and spec, then writes: awaited here after it, it has written)
+            page.wait_for_function("() => window.jupyterapp.shell.currentWidget.sessionContext.session?.kernel",
+                                   timeout=60_000)
+            page.evaluate("""async () => {
+              const kernel = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;
+              await kernel.info;
+              await kernel.spec;
+              await new Promise((done) => setTimeout(done, 0));
+            }""")
             state = page.evaluate("""() => {
               const widget = window.jupyterapp.shell.currentWidget;
               return {path: widget.context.path, dirty: widget.context.model.dirty,

@@ -13,7 +13,7 @@ import pytest
 
 import spark_nb
 from spark_nb import _config as config
-from spark_nb import _keys
+from spark_nb import _keys, _notices
 
 
 @pytest.fixture(autouse=True)
@@ -23,18 +23,20 @@ def no_key_stores(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
     monkeypatch.setenv("VTRIX_NO_KEYCHAIN", "1")
-    monkeypatch.setattr(config, "_notices_shown", set())
+    monkeypatch.setattr(_notices, "_shown", set())
     _keys.forget()
 
 
-def test_defaults_without_anything_set(capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
-    """No key: the local backend with a one-line notice; the cloud URL and output folder defaults."""
-    monkeypatch.setattr(config, "_notice_shown", False)
+def test_defaults_without_anything_set(capsys: pytest.CaptureFixture) -> None:
+    """No key: the local backend, whose one-line notice a call shows where it starts (once per process), never
+    resolve() itself; the cloud URL and output folder defaults."""
     settings = config.resolve()
     assert settings.backend == "local" and settings.api_key is None
     assert settings.base_url == "https://cloud.vtrix.ai"
     assert settings.output_dir == Path("spark_outputs")
-    config.resolve()
+    assert config.resolve() == settings and capsys.readouterr().err == ""  # reading settings says nothing
+    _notices.begin(settings)
+    _notices.begin(config.resolve())
     notice = capsys.readouterr().err
     assert notice.count("\n") == 1 and "local backend" in notice and "VTRIX_API_KEY" in notice
 
@@ -94,9 +96,8 @@ def test_log_level_from_the_environment() -> None:
 def test_a_generation_url_without_a_key_is_named_in_the_notice(capsys: pytest.CaptureFixture,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """VTRIX_GENERATION_URL set, no key: the local backend, and one line saying the URL is not used and why."""
-    monkeypatch.setattr(config, "_notice_shown", False)
     monkeypatch.setenv("VTRIX_GENERATION_URL", "http://127.0.0.1:9")
-    assert config.resolve().backend == "local"
+    assert _notices.begin(config.resolve()).backend == "local"
     err = capsys.readouterr().err
     assert err == ("spark_nb: VTRIX_GENERATION_URL is set but there is no API key: using the local backend; "
                    "set VTRIX_API_KEY to use it.\n")
@@ -105,8 +106,7 @@ def test_a_generation_url_without_a_key_is_named_in_the_notice(capsys: pytest.Ca
 def test_a_base_url_argument_without_a_key_is_named_too(capsys: pytest.CaptureFixture,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """base_url= with no key: the notice names base_url, not the environment variable."""
-    monkeypatch.setattr(config, "_notice_shown", False)
-    assert config.resolve(base_url="http://127.0.0.1:9").backend == "local"
+    assert _notices.begin(config.resolve(base_url="http://127.0.0.1:9")).backend == "local"
     assert capsys.readouterr().err.startswith("spark_nb: base_url is set but there is no API key")
 
 
@@ -115,8 +115,8 @@ def test_notices_are_one_plain_line_in_a_terminal(capsys: pytest.CaptureFixture,
     """Outside a Jupyter kernel a notice is one line on stderr, and nothing is displayed."""
     shown: list[Any] = []
     monkeypatch.setattr("IPython.display.display", lambda *a, **k: shown.append(a))
-    monkeypatch.setattr(config, "in_jupyter_kernel", lambda: False)
-    config.notify("spark_nb: hello")
+    monkeypatch.setattr(_notices, "in_jupyter_kernel", lambda: False)
+    _notices.notify("spark_nb: hello")
     assert capsys.readouterr().err == "spark_nb: hello\n" and shown == []
 
 
@@ -125,15 +125,14 @@ def test_notices_are_a_small_grey_line_in_a_notebook(capsys: pytest.CaptureFixtu
     """In a Jupyter kernel a notice is a grey info line (HTML, escaped, with a text fallback), not stderr."""
     shown: list[tuple[Any, dict[str, Any]]] = []
     monkeypatch.setattr("IPython.display.display", lambda *a, **k: shown.append((a, k)))
-    monkeypatch.setattr(config, "in_jupyter_kernel", lambda: True)
-    monkeypatch.setattr(config, "_notice_shown", False)
-    config.resolve()
+    monkeypatch.setattr(_notices, "in_jupyter_kernel", lambda: True)
+    _notices.begin(config.resolve())
     assert capsys.readouterr().err == ""
     [(args, kwargs)] = shown
     bundle = args[0]
     assert kwargs == {"raw": True} and "local backend" in bundle["text/plain"] and "\n" not in bundle["text/plain"]
     assert "color: #777" in bundle["text/html"] and "<div" in bundle["text/html"]
-    config.notify("a <b> & c")
+    _notices.notify("a <b> & c")
     assert "a &lt;b&gt; &amp; c" in shown[-1][0][0]["text/html"]
 
 
@@ -143,17 +142,18 @@ def test_the_kernel_check(monkeypatch: pytest.MonkeyPatch) -> None:
     shell: Any = None
     fake.get_ipython = lambda: shell  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "IPython", fake)
-    assert config.in_jupyter_kernel() is False
+    assert _notices.in_jupyter_kernel() is False
     shell = types.SimpleNamespace()  # terminal IPython: no kernel
-    assert config.in_jupyter_kernel() is False
+    assert _notices.in_jupyter_kernel() is False
     shell = types.SimpleNamespace(kernel=object())
-    assert config.in_jupyter_kernel() is True
+    assert _notices.in_jupyter_kernel() is True
     monkeypatch.delitem(sys.modules, "IPython")
-    assert config.in_jupyter_kernel() is False
+    assert _notices.in_jupyter_kernel() is False
 
 
 def test_notices_in_a_real_kernel_are_display_data(tmp_path: Path) -> None:
-    """In a real ipykernel, the no-key notice arrives as display_data with text/html, and not on stderr."""
+    """In a real ipykernel, the no-key notice of a call (Task.from_id, which sends nothing) arrives as display_data
+    with text/html, and not on stderr."""
     from jupyter_client.manager import start_new_kernel
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VTRIX_", "SPARK_NB_BACKEND"))}
@@ -161,7 +161,8 @@ def test_notices_in_a_real_kernel_are_display_data(tmp_path: Path) -> None:
     manager, client = start_new_kernel(kernel_name="python3", env=env, cwd=str(tmp_path))
     try:
         msgs: list[dict[str, Any]] = []
-        client.execute_interactive("import spark_nb; spark_nb.settings()", timeout=120, output_hook=msgs.append)
+        client.execute_interactive("import spark_nb; spark_nb.Task.from_id('0' * 32)", timeout=120,
+                                   output_hook=msgs.append)
         kinds = {(m["msg_type"], m["content"].get("name")) for m in msgs}
         shown = [m["content"]["data"] for m in msgs if m["msg_type"] == "display_data"]
         assert any("local backend" in d.get("text/plain", "") and "text/html" in d for d in shown), msgs

@@ -293,7 +293,7 @@ def test_service_messages_with_escape_sequences_reach_no_one_raw(tmp_path: Path,
     in the journal's record, in a notice, a warning and a log line; the words themselves are kept."""
     import warnings
 
-    from spark_nb._config import notify
+    from spark_nb._notices import notify
     from spark_nb.errors import warn
 
     from .peers import peers

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from spark_nb import _surfaces, avatar
+from spark_nb import _keys, _surfaces, avatar
 from spark_nb._scratch import scratch_dir
-from spark_nb.errors import ValidationError
+from spark_nb.errors import SparkError, ValidationError
 from spark_nb.local import LocalServer
 from spark_nb.models import AVATAR
 from spark_nb.samples import PORTRAIT
@@ -178,6 +178,27 @@ def test_missing_inputs_and_a_refused_key_are_state() -> None:
     assert form.state.key_set and TEST_KEY not in repr(form.state) and TEST_KEY not in repr(vars(form))
 
 
+def test_a_key_stores_malformed_key_is_the_forms_error_and_a_pasted_key_replaces_it(server: LocalServer,
+                                                                                     tmp_path: Path) -> None:
+    """~/.config/vtrix/config.yml holds a key with a line break: the form is still made (reading settings refuses
+    nothing; before, its constructor raised) and asks for a key; Generate fails naming the file, never showing the
+    key, before anything is sent; a key pasted into the form is used instead."""
+    stored = tmp_path / "home" / ".config" / "vtrix" / "config.yml"
+    stored.parent.mkdir(parents=True)
+    stored.write_text('api_key: "sk-first-half-0123\\nsecond-half-4567"\n', encoding="utf-8")
+    _keys.forget()
+    form = FormController(AVATAR, base_url=server.url, uploader=f"{server.url}/api/v1/storage/files")
+    assert form.needs_key
+    form.use_samples()
+    with pytest.raises(SparkError) as info:
+        form.generate(WAIT_S)
+    said = f"{info.value} {_words.error_markup(info.value)}"
+    assert "~/.config/vtrix/config.yml has a line break" in said and "half" not in said
+    assert (server.stats().get("uploads", 0), server.stats()["created"]) == (0, 0)
+    form.set_key(TEST_KEY)
+    assert form.generate(WAIT_S).task_id and server.stats()["created"] == 1
+
+
 def test_each_surface_has_its_words_for_every_switch() -> None:
     """One table words each switch for each surface; code keeps its own spelling."""
     text = "or pass reuse=False for a new take; or pass strict=False to send it anyway (pass trim_audio=False)"
@@ -194,7 +215,7 @@ def test_each_surface_has_its_words_for_every_switch() -> None:
 
 def test_notices_go_to_the_thread_that_asked_for_them(capsys: pytest.CaptureFixture[str]) -> None:
     """A form's worker thread takes its own notices; another thread's still reach stderr, in the process's words."""
-    from spark_nb._config import notify
+    from spark_nb._notices import notify
 
     taken: list[str] = []
 

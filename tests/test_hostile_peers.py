@@ -168,6 +168,25 @@ def test_an_unannounced_endless_result_stops_at_the_cap(peer: Callable[[Handler]
     assert files_under(tmp_path / "out") == [] and api.sent_bytes < 40 * 1024**2
 
 
+@pytest.mark.parametrize("location", ["mailto:x@y", "http://" + "a" * 300 + "/x", "http://xn--/x"])
+def test_a_result_redirected_where_no_fetcher_goes_is_a_download_error_of_the_task(
+        location: str, peer: Callable[[Handler], Peer], tmp_path: Path) -> None:
+    """A paid task whose result URL redirects to `mailto:`, a 300-character host or `xn--`: a DownloadError naming
+    the task (the bounded fetcher's TransferError, not retried), and the next call waits for that same task instead
+    of paying again (before: httpx.InvalidURL, UnicodeError or IDNAError, "an unexpected internal error", every
+    time)."""
+    def redirect(p: Peer, conn: socket.socket, req: Seen) -> None:
+        p.respond(conn, 302, headers={"Location": location})
+
+    api = peer(fake_api(video=redirect))
+    for _ in range(2):
+        with pytest.raises(spark_nb.DownloadError, match="cannot be fetched") as info:
+            generate(api, tmp_path, timeout=20)
+        assert info.value.task_id == "t-1"
+    assert [s.method for s in api.seen].count("POST") == 1
+    assert sum(s.path == "/video.mp4" for s in api.seen) == 2  # once per call: not retried
+
+
 def test_a_download_that_does_not_decode_is_not_kept_and_is_fetched_again(
         peer: Callable[[Handler], Peer], tmp_path: Path) -> None:
     """The right size but garbage: DownloadError, no file under the final name; the next wait() fetches again."""

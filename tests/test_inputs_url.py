@@ -16,7 +16,7 @@ import pytest
 import spark_nb
 from spark_nb import _inputs_url, avatar, imitator
 from spark_nb._config import InputLimits, resolve
-from spark_nb._inputs import check
+from spark_nb._inputs import Media, check as check_input
 from spark_nb.local import LocalServer
 from spark_nb.models import AVATAR, IMITATOR
 
@@ -27,13 +27,20 @@ IMAGE, AUDIO, VIDEO = AVATAR.fields[0], AVATAR.fields[1], IMITATOR.fields[1]
 Files = dict[str, tuple[bytes, str]]
 
 
+def check(value: str, field: Any, limits: InputLimits = InputLimits()) -> Media:
+    """The input check as a submission runs it: the URL asked for (urls=True)."""
+    return check_input(value, field, limits, urls=True)
+
+
 @pytest.fixture(autouse=True)
 def urls_checked(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """The check on, as it is by default (conftest turns it off for the other tests), nothing remembered."""
     monkeypatch.delenv("SPARK_NB_CHECK_URLS", raising=False)
-    _inputs_url._passed.clear()
+    _inputs_url._verdicts.clear()
+    _inputs_url._silent.clear()
     yield
-    _inputs_url._passed.clear()
+    _inputs_url._verdicts.clear()
+    _inputs_url._silent.clear()
 
 
 @pytest.fixture

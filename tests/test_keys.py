@@ -18,7 +18,7 @@ import pytest
 
 import spark_nb
 from spark_nb import _config as config
-from spark_nb import _keys
+from spark_nb import _keys, _notices
 from spark_nb._config import Secret
 from spark_nb.local import LocalServer
 
@@ -88,8 +88,7 @@ def sandbox(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]:
     for name in ("google", "google.colab", "google.colab.userdata"):
         monkeypatch.delitem(sys.modules, name, raising=False)
     monkeypatch.setattr(_keys, "in_colab", lambda: "google.colab" in sys.modules)
-    monkeypatch.setattr(config, "_notice_shown", False)
-    monkeypatch.setattr(config, "_notices_shown", set())
+    monkeypatch.setattr(_notices, "_shown", set())
     previous = keyring.get_keyring()
     keyring.set_keyring(MemoryKeyring())
     _keys.forget()
@@ -159,21 +158,24 @@ def colab_secret(value: str) -> Callable[[str], str]:
 
 
 def test_no_source_means_the_local_backend(capsys: pytest.CaptureFixture) -> None:
-    """Nothing anywhere: no key, the local backend, its one-line notice."""
-    settings = config.resolve()
+    """Nothing anywhere: no key, the local backend, its one-line notice (where a call starts)."""
+    settings = _notices.begin(config.resolve())
     assert settings.api_key is None and settings.backend == "local"
     assert "local backend" in capsys.readouterr().err
 
 
 def test_the_vtrix_cli_config_file(sandbox: Path, capsys: pytest.CaptureFixture) -> None:
-    """api_key in ~/.config/vtrix/config.yml selects the cloud; the notice names the file, never the key."""
+    """api_key in ~/.config/vtrix/config.yml selects the cloud; the notice (where a call starts, not where settings
+    are read) names the file, never the key."""
     write_config(sandbox, f"api_key: {KEYS['file']}\nauth_token: tok-1\nrefresh_token: tok-2\n")
     settings = config.resolve()
     assert settings.backend == "cloud" and settings.api_key == Secret(KEYS["file"])
+    assert capsys.readouterr().err == ""
+    _notices.begin(settings)
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "API key from ~/.config/vtrix/config.yml" in err
     assert KEYS["file"] not in err
-    config.resolve()
+    _notices.begin(config.resolve())
     assert capsys.readouterr().err == ""  # once per process
 
 
@@ -260,7 +262,7 @@ def test_the_file_is_read_again_only_when_it_changes(sandbox: Path, monkeypatch:
 def test_the_os_keychain_through_keyring(capsys: pytest.CaptureFixture) -> None:
     """The entry service vtrix-cli, account api_key: the cloud, and a notice naming the keychain."""
     backend = use_keychain({("vtrix-cli", "api_key"): KEYS["keychain"], ("vtrix-cli", "auth_token"): "tok"})
-    settings = config.resolve()
+    settings = _notices.begin(config.resolve())
     assert settings.backend == "cloud" and settings.api_key == Secret(KEYS["keychain"])
     err = capsys.readouterr().err
     assert "API key from the OS keychain (vtrix-cli)" in err and KEYS["keychain"] not in err
@@ -315,7 +317,7 @@ def test_a_hanging_keychain_never_blocks(monkeypatch: pytest.MonkeyPatch) -> Non
 def test_colab_secret(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
     """In Colab (google.colab importable), userdata.get('VTRIX_API_KEY') is the key."""
     asked = stub_colab(monkeypatch, colab_secret(KEYS["colab"]))
-    settings = config.resolve()
+    settings = _notices.begin(config.resolve())
     assert settings.backend == "cloud" and settings.api_key == Secret(KEYS["colab"]) and asked == ["VTRIX_API_KEY"]
     err = capsys.readouterr().err
     assert "API key from Colab's secret VTRIX_API_KEY" in err and KEYS["colab"] not in err
@@ -400,7 +402,7 @@ def test_the_key_is_never_shown(sandbox: Path, monkeypatch: pytest.MonkeyPatch, 
                 monkeypatch.delitem(sys.modules, name, raising=False)
             (sandbox / ".config" / "vtrix" / "config.yml").unlink(missing_ok=True)
             provide(source, sandbox, monkeypatch, {})
-            settings = config.resolve()
+            settings = _notices.begin(config.resolve())
             found = _keys.find()
             assert found is not None and settings.api_key == Secret(KEYS[source])
             seen += [repr(settings), str(settings), repr(found), repr(settings.api_key), f"{settings.api_key}"]
@@ -508,11 +510,34 @@ def json_escaped(text: str) -> str:
     f"api_key: |\n  {FIRST}\n  {SECOND}\n",  # a block scalar: the line break kept
 ])
 def test_a_config_file_with_crlf_or_an_embedded_newline_is_refused(sandbox: Path, text: str) -> None:
-    """Variants of the file source the attack used: the key folded or kept over two lines is refused, not sent."""
+    """Variants of the file source the attack used: the key folded or kept over two lines is refused where a call
+    starts, not sent; reading the settings refuses nothing (a call that needs no key goes on)."""
     write_config(sandbox, text)
+    settings = config.resolve()
+    assert settings.backend == "cloud" and settings.api_key is None and settings.key_source == SOURCES["file"]
     with pytest.raises(spark_nb.SparkError) as info:
-        config.resolve()
+        _notices.begin(settings)
     assert_refused_unseen(info.value, "file")
+
+
+def test_a_call_that_needs_no_key_works_whatever_a_key_store_holds(sandbox: Path,
+                                                                    capsys: pytest.CaptureFixture) -> None:
+    """A malformed key in ~/.config/vtrix/config.yml: history(), spend() and the doctor's journal and budget checks
+    work (none needs a key); the doctor's key check, Task.from_id and a submit refuse the key, naming the file and
+    never showing it. (Before, resolve() raised, so history() and spend() failed and the doctor checked no journal.)"""
+    write_config(sandbox, f'api_key: "{json_escaped(MALFORMED["a line break"])}"\n')
+    assert spark_nb.history() == [] and spark_nb.spend() == 0
+    checks = {check.name: check for check in spark_nb.doctor()}
+    assert checks["journal"].status == "ok" and checks["budget"].status == "ok", checks
+    assert checks["key"].status == "fail" and SOURCES["file"] in checks["key"].detail
+    assert "not checked" in checks["generation URL"].detail  # the service is not asked with a key it cannot use
+    for call in (lambda: spark_nb.Task.from_id("0" * 32),
+                 lambda: spark_nb.avatar.submit("https://inputs.example/f.jpg", "https://inputs.example/a.wav")):
+        with pytest.raises(spark_nb.SparkError) as info:
+            call()
+        assert_refused_unseen(info.value, "file")
+    shown = capsys.readouterr()
+    assert FIRST not in shown.out + shown.err and SECOND not in shown.out + shown.err
 
 
 @pytest.mark.parametrize("kind", ["fifo", "device", "directory", "symlink loop", "huge", "not utf-8"])

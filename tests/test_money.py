@@ -111,3 +111,46 @@ def test_a_cost_of_four_tenths_of_a_cent_is_shown_as_such_everywhere(make_server
     error = info.value
     assert error.spend == cost and error.budget == Decimal("0.005") and isinstance(error.estimate, Decimal)
     assert f"budget of $0.005: spent {shown}" in str(error)
+
+
+def test_an_amount_is_bounded_in_size_and_spelled_with_ascii_digits_only() -> None:
+    """A cost of "1e-999" (or quantity × unit_price of 1e-999 each) is unreadable, as "1e13" is: its exact text was
+    1,000 (2,000) characters in result.json, rows.json and results.csv; digits of other scripts ("١٢", "１２") are
+    no amount (before: read as 12). What is read is written in a few dozen characters at most."""
+    from spark_nb._money import usd_text
+    from spark_nb._tasks import cost_of, usage_of
+
+    assert usd("1e-999") is None and usd(1e-300) is None and usd("0.0000000000001") is None
+    assert cost_of({"quantity": "1e-999", "unit_price": "1e-999"}) is None and "cost" not in usage_of(
+        {"cost": "1e-999"})
+    assert usd("\u0661\u0662") is None and usd("\uff11\uff12") is None and usd("12") == 12
+    assert usd("0.000000000001") == Decimal("1e-12") and usd("0") == 0 and usd("0e-999") == 0
+    widest = [usd("1e-12"), usd("999999999999.999999999999999999999999999999999999999999999999999"),
+              cost_of({"quantity": "0.000001", "unit_price": "0.000001"})]
+    assert all(amount is not None and len(usd_text(amount) or "") <= 70 for amount in widest), widest
+
+
+def test_a_budget_is_a_decimal_read_as_a_cost_and_one_beyond_any_amount_is_refused(
+        make_server: MakeServer, media: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """configure(budget_usd=1e13), meaning "no real limit", is refused by name before anything is sent (before: read
+    as a budget of $0.00, every task of a model whose cost is known refused); SPARK_NB_BUDGET_USD likewise; a budget
+    is the Decimal it spells ("0.1" is 0.1, not 0.1000000000000000055...), and $1,000,000,000,000 still pays."""
+    server = make_server(cost_per_second=0.05)
+    for budget in (1e13, "1e13", 10 ** 13):
+        with pytest.raises(spark_nb.SparkError, match=r"over \$1,000,000,000,000") as info:
+            avatar.generate(media["portrait"], media["speech"], progress=False, budget_usd=budget,
+                            **cloud_config(server))
+        assert "unset" in (info.value.hint or "")
+    monkeypatch.setenv("SPARK_NB_BUDGET_USD", "1e13")
+    with pytest.raises(spark_nb.SparkError, match="over"):
+        resolve()
+    monkeypatch.setenv("SPARK_NB_BUDGET_USD", "0.1")
+    assert resolve().budget_usd == Decimal("0.1")
+    with pytest.raises(spark_nb.SparkError, match="must be an amount"):
+        resolve(budget_usd="\u0661\u0662")
+    assert server.stats()["created"] == 0
+    monkeypatch.delenv("SPARK_NB_BUDGET_USD")
+    for _ in range(2):  # the second run knows the model's cost: the budget is then compared, and not $0
+        result = avatar.generate(media["portrait"], media["speech"], progress=False, reuse=False, budget_usd=1e12,
+                                 **cloud_config(server))
+        assert result.cost is not None and result.cost > 0

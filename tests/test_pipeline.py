@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import sys
 import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -48,12 +49,38 @@ def upload(server: Any, path: Path) -> str:
 def test_avatar_on_the_local_backend_needs_no_key(media: dict[str, Path], capsys: pytest.CaptureFixture,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """With no key anywhere, generate() says it uses the local backend and returns a real talking-head video."""
-    monkeypatch.setattr(spark_nb._config, "_notice_shown", False)
+    monkeypatch.setattr(spark_nb._notices, "_shown", set())
     before = embedded_server(spark_nb.settings().home).stats()["created"]
     result = avatar.generate(media["portrait"], media["speech"], progress=False)
     assert_video(result, read_header(media["speech"]).duration)
     assert result.path.parent == Path("spark_outputs")
     assert embedded_server(spark_nb.settings().home).stats()["created"] == before + 1
+    assert capsys.readouterr().err.count("using the local backend") == 1
+
+
+def test_one_generate_reads_its_settings_once(media: dict[str, Path], capsys: pytest.CaptureFixture,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """One generate() resolves its settings once, also when it attaches to an identical task still running (before,
+    Task.from_id resolved them again there), and the local backend's notice is said once, where a call starts."""
+    from spark_nb import _config, _notices
+
+    calls: list[dict[str, Any]] = []
+    real = _config.resolve
+
+    def counting(**options: Any) -> _config.Settings:
+        calls.append(options)
+        return real(**options)
+
+    for name, module in list(sys.modules.items()):  # every module that imported resolve, wherever it calls it
+        if name.startswith("spark_nb") and getattr(module, "resolve", None) is real:
+            monkeypatch.setattr(module, "resolve", counting)
+    monkeypatch.setattr(_notices, "_shown", set())
+    task = avatar.submit(media["portrait"], media["speech"])  # not waited for: the identical generate attaches to it
+    assert len(calls) == 1
+    calls.clear()
+    result = avatar.generate(media["portrait"], media["speech"], progress=False)
+    assert result.origin == "attached" and result.task_id == task.id
+    assert len(calls) == 1, calls
     assert capsys.readouterr().err.count("using the local backend") == 1
 
 

@@ -16,7 +16,7 @@ import pytest
 
 import spark_nb
 from spark_nb import _config as config
-from spark_nb import avatar
+from spark_nb import _logs, avatar
 from spark_nb._client import ApiClient
 from spark_nb._config import Secret
 
@@ -109,7 +109,7 @@ def test_no_repr_or_exception_shows_the_key(media: dict[str, Path], server: Any)
 def test_debug_logs_never_contain_the_key(media: dict[str, Path], server: Any, caplog: pytest.LogCaptureFixture,
                                           capsys: pytest.CaptureFixture) -> None:
     """With every logger at DEBUG (spark_nb, httpx, httpcore) and SPARK_NB_LOG_LEVEL's handler on, no key leaks."""
-    config.set_log_level("DEBUG")
+    _logs.set_log_level("DEBUG")
     try:
         with caplog.at_level(logging.DEBUG):
             avatar.generate(media["portrait"], media["speech"], progress=False, **cloud_config(server))
@@ -170,7 +170,7 @@ def test_a_refused_key_and_a_service_echoing_the_key_leave_it_in_no_file(
     log = tmp_path / "spark.log"
     handler = logging.FileHandler(log)
     logging.getLogger("spark_nb").addHandler(handler)
-    config.set_log_level("DEBUG")
+    _logs.set_log_level("DEBUG")
     base = {"backend": "cloud", "base_url": api.url, "output_dir": tmp_path / "out", "progress": False}
     try:
         for source in ("explicit", "configure", "env"):

@@ -9,7 +9,7 @@ server's origin if it is served as one; a result named by its task id is anyone'
 from __future__ import annotations
 
 import os
-import select
+import selectors
 import socket
 import time
 from collections.abc import Callable
@@ -130,10 +130,15 @@ def test_uploads_arriving_together_fit_the_stores_bound_together(make_server: Ma
         for sock in socks:
             sock.sendall(_upload_head(len(body)) + body[:50_000])
         deadline = time.monotonic() + 10
-        while len(answers) < 3 and time.monotonic() < deadline:  # the refusals come without the rest of the body
-            ready, _, _ = select.select([s for s in socks if s not in answers], [], [], 0.2)
-            for sock in ready:
-                answers[sock] = sock.recv(4096)
+        with selectors.DefaultSelector() as waiting:  # not select.select: a long run's descriptors pass 1024
+            for sock in socks:
+                waiting.register(sock, selectors.EVENT_READ)
+            while len(answers) < 3 and time.monotonic() < deadline:  # the refusals come without the rest of the body
+                for key, _ in waiting.select(0.2):
+                    sock = key.fileobj
+                    assert isinstance(sock, socket.socket)
+                    answers[sock] = sock.recv(4096)
+                    waiting.unregister(sock)
         assert [a.split(b"\r\n", 1)[0] for a in answers.values()] == [b"HTTP/1.1 413 Request Entity Too Large"] * 3
         for sock in socks:
             if sock not in answers:

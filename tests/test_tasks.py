@@ -234,14 +234,16 @@ def test_created_at_as_a_number_or_a_string_sets_the_elapsed_time(created: Calla
     assert (abs(elapsed - 30) < 5) if from_service else (0 <= elapsed < 5)
 
 
-def journal_task(task_id: str, model: str = "spark_avatar_picture_omni_v2") -> None:
-    """Record in this test's journal a created task with this id (as a create the service answered)."""
+def journal_task(task_id: str, model: str = "spark_avatar_picture_omni_v2", *, backend: str = "local",
+                 base_url: str | None = None) -> None:
+    """Record in this test's journal a created task with this id (as a create the service answered), made on
+    backend (a cloud one at base_url)."""
     from spark_nb._config import resolve
     from spark_nb._journal import journal_at
 
     journal = journal_at(resolve(backend="local").home)
-    claim, _ = journal.reserve(fingerprint=f"fp-{task_id}", model=model, backend="cloud", base_url=None, inputs=[],
-                               input_seconds=None, source="test", follow=lambda entry: False)
+    claim, _ = journal.reserve(fingerprint=f"fp-{task_id}", model=model, backend=backend, base_url=base_url,
+                               inputs=[], input_seconds=None, source="test", follow=lambda entry: False)
     assert claim is not None
     journal.sending(claim)
     journal.created(claim, task_id)
@@ -267,3 +269,16 @@ def test_an_ambiguous_prefix_lists_its_candidates_and_an_unknown_id_is_taken_as_
     assert spark_nb.Task.from_id("dup0001b", backend="local").id == "dup0001bbbb"
     assert spark_nb.Task.from_id("elsewhere-made", backend="local").id == "elsewhere-made"  # not in the journal
     assert spark_nb.Task.from_id("other", backend="local").id == "other"  # whole: never a prefix of another
+
+
+def test_a_prefix_names_only_a_task_of_the_service_it_is_asked_of(server: LocalServer) -> None:
+    """On the cloud backend, `a8` is not a local task's id, nor one another gateway made (before: expanded to the
+    local task's id and its model, and asked of the cloud gateway); the same id on its own service is found."""
+    journal_task("a8local0001")
+    journal_task("a8other0001", backend="cloud", base_url="http://127.0.0.1:9")
+    cloud = cloud_config(server)
+    assert spark_nb.Task.from_id("a8", **cloud).id == "a8"  # no task of this gateway starts so: taken as given
+    assert spark_nb.Task.from_id("a8l", backend="local").id == "a8local0001"
+    assert spark_nb.Task.from_id("a8o", backend="cloud", base_url="http://127.0.0.1:9", api_key="sk-x" * 8).id \
+        == "a8other0001"
+    assert spark_nb.Task.from_id("a8local0001", **cloud).model == ""  # a whole id of another service: no model

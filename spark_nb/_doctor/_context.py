@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .._config import Settings
+from .._config import Settings, unusable_key
 from ..errors import SparkError
 from ._report import Verdict
 from ._settings import read_settings
@@ -27,10 +27,11 @@ T = TypeVar("T")
 class Context:
     """One doctor run's shared state; checks run in threads at once and read it."""
 
-    settings: Settings | None
-    problem: SparkError | None  # why no settings could be read at all (a malformed key)
+    settings: Settings | None  # None when they cannot be used to reach the service (see problem)
+    problem: SparkError | None  # why no settings could be read, or used to reach the service (a malformed key)
     deadline: float
     problems: dict[str, SparkError] = dataclasses.field(default_factory=dict)  # option -> why it cannot be read
+    read: Settings | None = None  # the settings as read, a malformed key's too: the checks that need no key use them
     _verdicts: dict[str, Verdict] = dataclasses.field(default_factory=dict)
     _done: dict[str, threading.Event] = dataclasses.field(default_factory=dict)
     _notes: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -44,7 +45,9 @@ class Context:
         be read is in problems, set aside (see _settings), not a reason to read none."""
         deadline = time.monotonic() + DEADLINE_S
         settings, problem, problems = read_settings(config)
-        return cls(settings, problem, deadline, problems)
+        if settings is not None and (problem := unusable_key(settings)) is not None:
+            return cls(None, problem, deadline, problems, read=settings)  # this machine checked, not the service
+        return cls(settings, problem, deadline, problems, read=settings)
 
     @property
     def local(self) -> bool:

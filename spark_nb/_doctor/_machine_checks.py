@@ -39,12 +39,12 @@ def ffmpeg(ctx: Context) -> Verdict:
 
 def settings(ctx: Context) -> Verdict:
     """Every setting other than the key and the budget can be read: the backend, URL checks, input limits."""
-    if ctx.settings is None:
+    if ctx.read is None:
         return warn("not checked: the settings could not be read (see the key)", "fix the key first")
     own = [exc for option, exc in ctx.problems.items() if option != "budget_usd"]
     if own:
         return fail("; ".join(exc.headline for exc in own), own[0].hint or "fix the setting, or unset it")
-    chosen = ctx.settings
+    chosen = ctx.read
     how = " (chosen by whether a key is found)" if chosen.auto_backend else ""
     checked = "checked before paying" if chosen.limits.urls_checked else "sent unchecked (SPARK_NB_CHECK_URLS=0)"
     return ok(f"backend {chosen.backend}{how}; URL inputs {checked}; audio and video inputs up to "
@@ -64,8 +64,8 @@ class JournalReading:
 def read_journal(ctx: Context) -> JournalReading:
     """The journal of ctx's home, read once for every check (Context.shared), without writing anything: a damaged
     one is left where it is, a locked one waited for JOURNAL_BUSY_S and reported busy."""
-    assert ctx.settings is not None
-    home = ctx.settings.home
+    assert ctx.read is not None
+    home = ctx.read.home
     return ctx.shared("journal", lambda: _read(Path(home).expanduser() / FILENAME))
 
 
@@ -95,7 +95,7 @@ def _read(path: Path) -> JournalReading:
 
 def journal(ctx: Context) -> Verdict:
     """The task journal is a file that can be written, is not damaged, and which rows of it are."""
-    if ctx.settings is None:
+    if ctx.read is None:
         return warn("not checked: the settings could not be read (see the key)", "fix the key first")
     reading = read_journal(ctx)
     path, state = reading.path, reading.state
@@ -138,7 +138,7 @@ def budget(ctx: Context) -> Verdict:
     """The budget (SPARK_NB_BUDGET_USD) and the spend the journal knows."""
     from .._budget import spent
 
-    if ctx.settings is None:
+    if ctx.read is None:
         return warn("not checked: the settings could not be read (see the key)", "fix the key first")
     if (problem := ctx.problems.get("budget_usd")) is not None:
         return fail(problem.headline, problem.hint or "fix SPARK_NB_BUDGET_USD, or unset it")
@@ -148,9 +148,9 @@ def budget(ctx: Context) -> Verdict:
     entries = list(reading.entries)
     spend, running = float(spent(entries)), sum(1 for e in entries if e.state in OPEN)
     still = f"; {running} task(s) not finished" if running else ""
-    if ctx.settings.budget_usd is None:
+    if ctx.read.budget_usd is None:
         return ok(f"no budget set (SPARK_NB_BUDGET_USD); known spend on this machine ${spend:.2f}{still}")
-    limit = float(ctx.settings.budget_usd)
+    limit = float(ctx.read.budget_usd)
     if spend >= limit:
         return warn(f"budget ${limit:.2f}: the known spend ${spend:.2f} has reached it, so the next task is refused"
                     f"{still}", "raise SPARK_NB_BUDGET_USD (or configure(budget_usd=...)) if you mean to spend more")

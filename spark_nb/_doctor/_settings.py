@@ -1,5 +1,6 @@
 """The settings as the doctor reads them: a setting that cannot be read is that setting's finding, reported by its
-own check, and the other checks go on with it set aside; only a key that cannot be used leaves them unread.
+own check, and the other checks go on with it set aside; a key that cannot be used leaves the service unchecked
+(Context.make), this machine's checks (settings, journal, budget) still run.
 
 `_config.resolve` stops at the first setting it cannot read. The doctor asks it again with each readable-by-
 construction stand-in (SUBSTITUTES) until it answers, and keeps, per setting, the error it raised: a bad

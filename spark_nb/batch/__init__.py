@@ -12,11 +12,11 @@ JupyterLab (gallery() draws it again); origin() says where a row's result came f
 from ._job import finish, submit_or_resume
 from ._manifest import InvalidRow, ManifestError, Row, check_manifest, columns, read_manifest
 from ._outcome import JobState, RowOutcome, RowStatus
-from ._progress import summary
+from ._progress import spent, summary
 from ._record import origin
 from ._report import gallery, gallery_html, outcomes_html
 from ._runner import run_batch
 
 __all__ = ["InvalidRow", "JobState", "ManifestError", "Row", "RowOutcome", "RowStatus", "check_manifest", "columns",
            "finish", "gallery", "gallery_html", "origin", "outcomes_html", "read_manifest", "run_batch",
-           "submit_or_resume", "summary"]
+           "spent", "submit_or_resume", "summary"]

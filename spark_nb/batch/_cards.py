@@ -12,9 +12,10 @@ import dataclasses
 import html
 from collections.abc import Sequence
 
-from .._money import format_usd, total, usd
+from .._money import format_usd
 from .._text import inert
 from ._outcome import RowOutcome, RowStatus
+from ._progress import Tally
 
 GRID = "display: flex; flex-wrap: wrap; gap: 1em; align-items: flex-start"
 CARD = "background: white; color: #222; border: 1px solid #ddd; border-radius: 6px; padding: 0.8em; width: 340px"
@@ -24,6 +25,7 @@ THUMB = "display: inline-block; height: 64px; width: auto"
 STATUS = {"completed": "#1b5e20", "skipped": "#8a5a00"}  # the rest: red
 ERROR = "font-size: 85%; white-space: pre-wrap; color: #b00020"
 ADVICE = "font-size: 85%; color: #8a5300"
+REUSED = "font-size: 75%; border: 1px solid #999; border-radius: 3px; padding: 0 0.3em; color: #555"
 NOTE = "background: #fff8e1; border: 1px solid #f0c36d; border-radius: 6px; padding: 0.6em 0.8em; margin: 0.8em 0"
 
 
@@ -54,12 +56,21 @@ def card(o: RowOutcome, video_src: str | None, inputs: Sequence[Shown], notebook
              if o.error and o.status != RowStatus.COMPLETED else "")
     advice = f'<div class="advice" style="{ADVICE}">{text(o.advice)}</div>' if o.advice else ""
     facts = ("not run: invalid in the manifest" if o.status == RowStatus.SKIPPED  # no task, no cost to show
-             else f'cost {text(format_usd(o.cost))} · task <code>{text(o.task_id or "-")}</code>{notebook}')
+             else f'cost {text(format_usd(o.cost))}{_reused_mark(o)} · task <code>{text(o.task_id or "-")}</code>'
+                  f'{notebook}')
     color = STATUS.get(str(o.status), "#b00020")
     return (f'<div class="card" style="{CARD}"><h3>{text(o.name)}</h3>{video}'
             f'<div class="inputs" style="{INPUTS}">{tiles}</div>'
             f'<div><span class="{text(o.status)}" style="color: {color}">{text(o.status)}</span> · {text(o.model)} · '
             f'{facts}</div>{error}{advice}</div>')
+
+
+def _reused_mark(o: RowOutcome) -> str:
+    """A small mark after the cost of a reused row: that cost was paid by an earlier run (or with another row)."""
+    if not o.reused:
+        return ""
+    why = f"the same task as row {o.same_as}" if o.same_as else "paid by an earlier run, not this one"
+    return f' <span class="reused" title="{text(why)}" style="{REUSED}">reused</span>'
 
 
 def _tile(item: Shown) -> str:
@@ -80,12 +91,12 @@ def grid(cards: Sequence[str]) -> str:
 
 
 def tally(outcomes: Sequence[RowOutcome]) -> str:
-    """'2 of 3 rows completed · 1 skipped (invalid in the manifest) · total cost $0.40' (plain text)."""
+    """'2 of 3 rows completed · 1 skipped (invalid in the manifest) · spent by this run: $0.40 (1 row reused from
+    earlier runs)' (plain text)."""
     done = sum(o.status == RowStatus.COMPLETED for o in outcomes)
     skipped = sum(o.status == RowStatus.SKIPPED for o in outcomes)
     skipped_text = f" · {skipped} skipped (invalid in the manifest)" if skipped else ""
-    cost = total(usd(o.cost) for o in outcomes)
-    return f"{done} of {len(outcomes)} rows completed{skipped_text} · total cost {format_usd(cost)}"
+    return f"{done} of {len(outcomes)} rows completed{skipped_text} · {Tally(outcomes).spent_by_run}"
 
 
 JUPYTERLAB_NOTE = ("Inside JupyterLab, open <b><a href=\"gallery.ipynb\">gallery.ipynb</a></b> in this folder "

@@ -17,17 +17,18 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .. import _pipeline as pipeline
+from .._config import InputLimits
 from .._files import write_atomically
 from .._inputs import Advice, check
-from .._journal import Entry, JobState, journal_at
+from .._journal import Entry, JobState, Journal, journal_at
 from .._money import usd_text
 from .._results import Result
-from .._reuse import completed_answer
+from .._reuse import completed_answer, recorded_video
 from .._tasks import Task, TaskState
 from ..errors import JournalError, SparkError, TaskCancelled, TaskFailed, TaskMayExist
 from ..models import MediaField, get_model
 from ._outcome import RowStatus
-from ._record import completed_here, new_record, result_of, write_record
+from ._record import completed_here, new_record, result_of, row_folder, write_record
 
 JOURNAL_WATCH_S = 0.2
 TASK_FILE = "task.json"
@@ -37,17 +38,35 @@ def submit_or_resume(model: str, inputs: dict[str, str], out_dir: str | Path, *,
                      task_id: str | None = None, resubmit: bool = False, cancel: threading.Event | None = None,
                      when_uploaded: Callable[[], None] | None = None, face_advice: bool = True,
                      advise: Callable[[str], None] | None = None, reuse: bool = True, strict: bool = False) -> Task:
-    """The job's task: the one task_id names, else the journal's answer for these inputs (a finished video, a task
-    still running), else a new task, recorded at once.
+    """The job's task: the one task_id names, else the journal's answer for these inputs, else a new task.
 
-    A create whose answer was lost raises TaskMayExist unless resubmit (which may pay twice). cancel, once set,
-    stops a submission before its create call (nothing is created). when_uploaded runs between the uploads and
-    the create (see pipeline.submit); face_advice=False leaves out the search for faces (see face_advice());
-    advise receives the advice on the inputs (a long audio trimmed...) instead of a warning.
+    A new task's id is recorded at once, in the journal and in the row folder's task.json.
+
+    Args:
+        model: the model id or alias.
+        inputs: field name -> path or URL (an empty value is left out).
+        out_dir: the row's folder.
+        name: the row's name.
+        task_id: the row's task, when it has one already (resumed as it is).
+        resubmit: submit again even when an earlier create's answer was lost (which may pay twice).
+        cancel: once set, stops a submission before its create call (nothing is created).
+        when_uploaded: runs between the uploads and the create (a batch row waits there for its turn).
+        face_advice: False leaves out the search for faces (a batch reports it with the row instead).
+        advise: receives the advice on the inputs (a long audio trimmed...) instead of a warning.
+        reuse: answer from an identical earlier call (a finished video, a task still running).
+        strict: refuse inputs that would only be advised on.
+
+    Returns:
+        The row's Task.
+
+    Raises:
+        TaskMayExist: an earlier create's answer was lost and resubmit is False (the row is recorded uncertain).
+        TaskCancelled: cancel was set before the create call.
+        JournalError: the task was created but its id could not be recorded (task.json has it).
+        SparkError: as submit() raises (ValidationError, BudgetExceeded, TaskFailed, ...).
     """
     spec = get_model(model)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = row_folder(out_dir)
     if task_id:
         return Task.from_id(task_id, model=spec.id, output_dir=out)
 
@@ -75,7 +94,36 @@ def submit_or_resume(model: str, inputs: dict[str, str], out_dir: str | Path, *,
 
 def write_task_file(out: Path, task_id: str, model: str, name: str) -> None:
     """task.json in out: the row's task id, on disk before anything waits for it."""
-    write_atomically(out / TASK_FILE, json.dumps({"task_id": task_id, "model": model, "name": name}), durable=True)
+    write_atomically(row_folder(out) / TASK_FILE, json.dumps({"task_id": task_id, "model": model, "name": name}),
+                     durable=True)
+
+
+def own_attempt(journal: Journal, fingerprint: str, out: Path) -> Entry | None:
+    """The row folder's own attempt at these inputs that may still be at the service: the task its task.json
+    names, or the journal's newest attempt made from this folder, while it runs (submitted) or may exist (its
+    create's answer lost). A new take (reuse=False) ignores the takes made before this batch, not its own: a rerun
+    of an interrupted --no-reuse batch resumes them, and pays for a task only where there is none."""
+    source = f"batch:{out.resolve()}"
+    named = _task_named(out)
+    for entry in (journal.by_task(named) if named else None, journal.latest(fingerprint)):
+        if entry is None or entry.source != source or entry.fingerprint != fingerprint:
+            continue
+        if entry.state in (JobState.SUBMITTED, JobState.UNCERTAIN) or (
+                entry.state == JobState.SUBMITTING and not entry.creator_alive):
+            return entry
+    return None
+
+
+def _task_named(out: Path) -> str | None:
+    """The task id out/task.json names, if it is a small regular file of ours (never through a link)."""
+    path = out / TASK_FILE
+    try:
+        if path.is_symlink() or not path.is_file() or path.stat().st_size > 4096:
+            return None
+        task_id = json.loads(path.read_text(encoding="utf-8")).get("task_id")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return task_id if isinstance(task_id, str) and task_id else None
 
 
 def face_advice(model: str, inputs: dict[str, str]) -> list[str]:
@@ -91,11 +139,19 @@ def row_advice(model: str, inputs: dict[str, str]) -> list[str]:
     would be, without sending anything: the advice of a row whose result came from an earlier task."""
     said: list[str] = []
     values = {field: value for field, value in inputs.items() if value}
-    try:
-        pipeline.prepare(get_model(model), values, advise=said.append)
+    try:  # its URLs are not asked for: nothing is paid (and an expired one would cost the check's deadline)
+        pipeline.prepare(get_model(model), values, advise=said.append, limits=InputLimits(check_urls=False))
     except SparkError:  # the inputs changed since (or are gone): nothing to advise on
         return []
     return said
+
+
+def judge_strictly(model: str, inputs: dict[str, str], earlier: Entry, limits: InputLimits) -> None:
+    """Strict mode's verdict on a row the journal answers with earlier (reused, resumed, reported again): the
+    ValidationError a new task's inputs would get, saying that take is returned without strict (pipeline.prepare
+    decides with the batch's limits; nothing is sent)."""
+    values = {field: value for field, value in inputs.items() if value}
+    pipeline.prepare(get_model(model), values, limits=limits, strict=True, earlier=earlier)
 
 
 def _advice_of(value: str, field: MediaField) -> tuple[Advice, ...]:
@@ -111,11 +167,26 @@ def finish(task: Task, out_dir: str | Path, *, name: str, timeout: float = 1800,
 
     A row folder whose result.json records this task completed, with its video there, answers at once: no
     journal, no request, no download (a reused row, a row done by the batch runner, a folder moved elsewhere).
-    With follow_journal (a job notebook inside a batch), the batch runner is already waiting for the task:
-    watch the journal instead of polling the service too, then take the result it records (no request, no
-    download; a task the journal does not show completed is waited for as usual).
-    cancel, once set, stops the wait (TaskCancelled); the task goes on, to be resumed. on_done runs once the
-    service reports the task completed, before the download.
+
+    Args:
+        task: the row's task (from submit_or_resume).
+        out_dir: the row's folder.
+        name: the row's name.
+        timeout: seconds to wait.
+        follow_journal: the batch runner is already waiting for the task (a job notebook inside a batch): watch
+            the journal instead of polling the service too, and take the result it records; a task the journal
+            does not show completed is waited for as usual.
+        cancel: once set, stops the wait (TaskCancelled); the task goes on, to be resumed.
+        on_done: runs once the service reports the task completed, before the download.
+
+    Returns:
+        The Result, its video in the row's folder.
+
+    Raises:
+        TaskFailed: the task failed (recorded as the row's failure).
+        TaskTimeout: the timeout passed (the row is unfinished: running the batch again resumes it).
+        TaskCancelled: cancel was set.
+        SparkError: as Task.wait() raises (DownloadError, ...); WriteError when result.json cannot be written.
     """
     out = Path(out_dir)
     if (record := completed_here(out, task.id)) is not None:
@@ -160,8 +231,8 @@ def _await_journal(task: Task, timeout: float) -> Entry | None:
 
 def _from_journal(entry: Entry | None) -> Result | None:
     """The Result a completed entry records (its video downloaded and checked by the batch runner), else None."""
-    path = Path(entry.path) if entry is not None and entry.path else None
-    if entry is None or entry.state != JobState.COMPLETED or not entry.task_id or path is None or not path.is_file():
+    path = recorded_video(entry) if entry is not None else None
+    if entry is None or entry.state != JobState.COMPLETED or not entry.task_id or path is None:
         return None
     raw = completed_answer(entry)
     return Result(task_id=entry.task_id, model=entry.model, status="completed", url=entry.result_url or "",

@@ -121,7 +121,8 @@ class WarmKernels:
         try:
             with kernel.in_use:
                 # no history database: IPython would write every cell of every row to ~/.ipython's sqlite file
-                run_sync(manager.start_kernel)(cwd=str(folder), env=self._env,
+                env = dict(os.environ) if self._env is None else self._env  # jupyter_client needs a mapping
+                run_sync(manager.start_kernel)(cwd=str(folder), env=env,
                                                extra_arguments=["--HistoryManager.enabled=False"])
                 process = _process(manager)
                 if process is not None and hasattr(os, "setpriority"):

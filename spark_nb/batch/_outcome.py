@@ -20,7 +20,15 @@ class RowStatus(Word):
 
     @classmethod
     def of(cls, state: JobState | str) -> RowStatus:
-        """The row status a journal state amounts to (a reservation sent nothing: unfinished, never uncertain)."""
+        """The row status a journal state amounts to.
+
+        Args:
+            state: a journal state (JobState, or its value).
+
+        Returns:
+            completed, failed, uncertain (a create that may have made a task), or unfinished (a reservation sent
+                nothing: never uncertain).
+        """
         state = JobState(state)
         if state in (JobState.SUBMITTING, JobState.UNCERTAIN):
             return cls.UNCERTAIN
@@ -29,7 +37,23 @@ class RowStatus(Word):
 
 @dataclasses.dataclass
 class RowOutcome:
-    """How one row ended: its status, task, video and cost, its notebook, and the inputs it was given."""
+    """How one row ended: its status, task, video and cost, its notebook, and the inputs it was given.
+
+    Attributes:
+        name: the row's name.
+        model: its model id.
+        status: how it ended.
+        task_id: its task, when one was created or reused.
+        video: its video, in its folder.
+        duration: the video's length in seconds.
+        cost: what its task cost, as exact decimal text ("0.004").
+        notebook: its executed job notebook.
+        error: why it did not complete.
+        inputs: field name -> the input it was given.
+        reused: its video came from a take paid for earlier (or from the row same_as names): nothing paid again.
+        advice: what was advised on its inputs (e.g. no face found): the row ran, its result may be poor.
+        same_as: the row of this manifest it is identical to: one task, paid once, for both.
+    """
 
     name: str
     model: str
@@ -42,4 +66,5 @@ class RowOutcome:
     error: str | None = None
     inputs: dict[str, str] = dataclasses.field(default_factory=dict)
     reused: bool = False
-    advice: str | None = None  # e.g. no face found in the portrait: the row ran, its result may be poor
+    advice: str | None = None
+    same_as: str | None = None

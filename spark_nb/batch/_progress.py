@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from typing import Any
 
-from .._money import format_usd
+from .._money import format_usd, usd
 from ._outcome import RowOutcome, RowStatus
 
 # the elapsed and remaining times without tqdm's rate: a job takes minutes, "0.01job/s" says nothing
@@ -15,11 +15,13 @@ BAR_FORMAT = "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}<{
 
 
 class Tally:
-    """Outcomes counted by status, and what the completed ones cost in this run."""
+    """Outcomes counted by status, and what this run spent: the completed rows' costs but those of rows reused from
+    earlier runs (paid then) and of rows identical to another row (paid once, with it)."""
 
     def __init__(self, outcomes: Iterable[RowOutcome] = ()) -> None:
         self.count: Counter[RowStatus] = Counter()
-        self.reused = 0  # completed rows whose video an earlier run, or an identical row, already paid for
+        self.reused = 0  # completed rows whose video an earlier run already paid for
+        self.same = 0  # completed rows identical to another row of the manifest: its task, its cost
         self.spent = Decimal(0)
         for outcome in outcomes:
             self.add(outcome)
@@ -28,15 +30,25 @@ class Tally:
         """Count one more outcome (a completed row's cost is spent unless its video was reused)."""
         self.count[RowStatus(outcome.status)] += 1
         if outcome.status == RowStatus.COMPLETED:
-            if outcome.reused:
+            if outcome.same_as:
+                self.same += 1
+            elif outcome.reused:
                 self.reused += 1
-            elif outcome.cost:
-                self.spent += Decimal(outcome.cost)
+            else:
+                self.spent += usd(outcome.cost) or 0
 
     @property
     def spend(self) -> str:
         """The spend as the service bills it: '$0.00'."""
         return format_usd(self.spent)
+
+    @property
+    def spent_by_run(self) -> str:
+        """'spent by this run: $1.35 (2 rows reused from earlier runs)': the one way a batch says what it paid."""
+        notes = [f"{self.reused} {'row' if self.reused == 1 else 'rows'} reused from earlier runs"] if self.reused \
+            else []
+        notes += [f"{self.same} the same as another row"] if self.same else []
+        return f"spent by this run: {self.spend}" + (f" ({', '.join(notes)})" if notes else "")
 
 
 def bar_text(tally: Tally, pending: int, skipped: int = 0) -> str:
@@ -82,18 +94,36 @@ class BatchProgress:
 
 
 def summary(outcomes: Sequence[RowOutcome]) -> str:
-    """'3 completed, 1 failed, 0 uncertain, 2 skipped (invalid) of 6 rows; spent $0.00'."""
+    """A batch's outcomes in one line, as its last line says them.
+
+    Args:
+        outcomes: the rows' outcomes (run_batch's answer).
+
+    Returns:
+        e.g. '3 completed, 1 failed, 0 uncertain, 2 skipped (invalid) of 6 rows; spent by this run: $0.30 (1 row
+            reused from earlier runs)'.
+    """
     tally = Tally(outcomes)
     count = tally.count
     text = f"{count[RowStatus.COMPLETED]} completed"
-    if tally.reused:
-        text += f" ({tally.reused} reused)"
     text += f", {count[RowStatus.FAILED]} failed, {count[RowStatus.UNCERTAIN]} uncertain"
     if count[RowStatus.UNFINISHED]:
         text += f", {count[RowStatus.UNFINISHED]} unfinished (run again to resume)"
     if count[RowStatus.SKIPPED]:
         text += f", {count[RowStatus.SKIPPED]} skipped (invalid)"
-    return f"{text} of {len(outcomes)} rows; spent {tally.spend}"
+    return f"{text} of {len(outcomes)} rows; {tally.spent_by_run}"
 
 
-__all__ = ["BatchProgress", "Tally", "bar_text", "summary"]
+def spent(outcomes: Sequence[RowOutcome]) -> str:
+    """What a batch run paid, said as its summary and gallery say it (a row reused from an earlier run was paid then).
+
+    Args:
+        outcomes: the rows' outcomes (run_batch's answer).
+
+    Returns:
+        e.g. 'spent by this run: $0.30 (1 row reused from earlier runs)'.
+    """
+    return Tally(outcomes).spent_by_run
+
+
+__all__ = ["BatchProgress", "Tally", "bar_text", "spent", "summary"]

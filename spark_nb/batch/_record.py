@@ -12,21 +12,36 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .._answers import parse_json
 from .._files import write_atomically
 from .._journal import Entry
 from .._money import usd_text
 from .._results import Result
+from .._tasks import as_number
 from .._text import inert
+from ..errors import WriteError
 from ._outcome import RowStatus
 
 RESULT_FILE = "result.json"
 RECORD_MAX_BYTES = 1_000_000  # a record is a few hundred bytes; anything much larger is not one of ours
 
 
+def row_folder(out_dir: str | Path) -> Path:
+    """A row's folder, made if missing, to write into: never through a link (WriteError), which would have a rerun
+    write wherever the link points, outside the batch folder (check_output_folder refuses one before a batch runs;
+    this holds for one made since)."""
+    folder = Path(out_dir)
+    if folder.is_symlink():
+        raise WriteError(f"{folder} is a link to {os.path.realpath(folder)}, not a folder of the batch: nothing is "
+                         "written through it", hint="remove the link (a rerun makes the folder again)")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 def write_record(out_dir: str | Path, record: dict[str, Any], *, durable: bool = True) -> Path:
     """result.json in out_dir: the machine-readable outcome of the job (on the disk before this returns, unless
     not durable)."""
-    path = Path(out_dir) / RESULT_FILE
+    path = row_folder(out_dir) / RESULT_FILE
     write_atomically(path, json.dumps(record, indent=2), durable=durable)
     return path
 
@@ -46,8 +61,8 @@ def read_record(out_dir: str | Path) -> dict[str, Any]:
     try:
         if not path.is_file() or path.stat().st_size > RECORD_MAX_BYTES:
             return {}
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        record, _ = parse_json(path.read_bytes())  # bounded: depth, numbers; None when unreadable
+    except OSError:
         return {}
     return record if isinstance(record, dict) else {}
 
@@ -112,12 +127,19 @@ def result_of(out_dir: str | Path, record: dict[str, Any]) -> Result:
     duration = record.get("duration")
     return Result(task_id=str(record["task_id"]), model=str(record.get("model") or ""), status="completed", url="",
                   path=path, size=path.stat().st_size,
-                  duration=float(duration) if isinstance(duration, (int, float)) else None, usage=usage,
+                  duration=as_number(duration), usage=usage,
                   raw={"id": record["task_id"], "status": "completed", "usage": usage})
 
 
 def origin(out_dir: str | Path = ".") -> str:
-    """Where the row's result came from and the advice on its inputs, in a few lines (the job notebook prints it)."""
+    """Where the row's result came from and the advice on its inputs, in a few lines (the job notebook prints it).
+
+    Args:
+        out_dir: the row's folder (its result.json is read).
+
+    Returns:
+        The lines: the task made for the row, or the earlier task reused; then the advice.
+    """
     record = read_record(out_dir)
     if not record:
         return "no result recorded in this folder yet"

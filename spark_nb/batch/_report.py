@@ -17,6 +17,7 @@ hard-linked into out/media/ when on the same file system, else copied; a big ima
 from __future__ import annotations
 
 import csv
+import dataclasses
 import functools
 import hashlib
 import io
@@ -29,17 +30,21 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from .._files import link_atomically, remove_stale_parts, replace_atomically, write_atomically
+from .._answers import parse_json
 from .._money import format_usd
+from .._tasks import as_number
 from .._text import csv_cell
-from .._urls import is_http_url
+from .._urls import is_http_url, shown_url
 from ..models import MODELS
 from . import _cards as cards
 from ._outcome import RowOutcome, RowStatus
+from ._record import row_folder
 
 if TYPE_CHECKING:
     from IPython.display import HTML
 
-CSV_COLUMNS = ["name", "model", "task_id", "status", "video", "duration", "cost", "notebook", "error", "advice"]
+CSV_COLUMNS = ["name", "model", "task_id", "status", "video", "duration", "cost", "reused", "notebook", "error",
+               "advice"]
 MEDIA_DIR = "media"  # out/media/: the gallery's copies (or links, or thumbnails) of files from outside out
 # the batch folder's own files and folders (gallery.ipynb: the notebook that shows the gallery): no row may be
 # named so, in any case (a row's folder would take the file's place, or share media/ with the gallery's copies)
@@ -50,12 +55,18 @@ ROWS_MAX_BYTES = 64 * 1024 * 1024  # rows.json read back by gallery(): a few hun
 THUMBNAIL_PX = 480  # the longest side of a thumbnail
 THUMBNAIL_OVER_BYTES = 512 * 1024  # images larger than this (or than THUMBNAIL_PX * 2) are shown by a thumbnail
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+ROW_VIDEO = "row video"  # the kind _held knows a row's own video by (an input video is "video")
+_OWN_KINDS = (ROW_VIDEO, "notebook")
+_STATUSES = frozenset(status.value for status in RowStatus)
+# the folders of an absolute path (or one from ~) in a message: not inside a URL (after a host, "://") or a word
+_LOCAL_PATH = re.compile(r"(?<![\w.:/~-])~?/(?:[^\s'\"()<>;,/]+/)+(?=[^\s'\"()<>;,/])")
 
 
 def check_output_folder(out: Path, row_names: Sequence[str]) -> None:
     """Refuse (before anything runs or is paid) an output folder the batch could not write its reports into:
     `out` must be a folder (or absent, under a folder) this user may write; each of its own files absent or a
-    file, its media folder and each row's folder absent or a folder. ValidationError listing every obstacle."""
+    file, its media folder and each row's folder absent or a folder inside it, never a link. ValidationError listing
+    every obstacle."""
     from ..errors import ValidationError
 
     problems = _folder_problems(out)
@@ -64,8 +75,11 @@ def check_output_folder(out: Path, row_names: Sequence[str]) -> None:
             if name not in OWN_FOLDERS and (kind := _kind(out / name)) not in (None, "file"):
                 problems.append(f"{out / name} is a {kind}, where the batch writes its {name}")
         for name in (*OWN_FOLDERS, *row_names):
-            if (kind := _kind(out / name)) not in (None, "folder"):
-                what = "the gallery's media folder" if name in OWN_FOLDERS else f"the folder of row {name!r}"
+            what = "the gallery's media folder" if name in OWN_FOLDERS else f"the folder of row {name!r}"
+            if (out / name).is_symlink():  # its files would be written wherever it points, outside the folder
+                problems.append(f"{out / name} is a link (to {os.path.realpath(out / name)}), where the batch "
+                                f"makes {what} inside the folder")
+            elif (kind := _kind(out / name)) not in (None, "folder"):
                 problems.append(f"{out / name} is a {kind}, where the batch makes {what}")
     if problems:
         raise ValidationError("the batch cannot write into its output folder: " + "; ".join(problems),
@@ -113,8 +127,9 @@ def write_results_csv(out: Path, outcomes: Sequence[RowOutcome]) -> Path:
     writer.writeheader()
     for o in outcomes:
         row = {"name": o.name, "model": o.model, "task_id": o.task_id, "status": o.status,
-               "video": _kept(o.video, out, "video"), "duration": o.duration, "cost": o.cost,
-               "notebook": _kept(o.notebook, out, "notebook"), "error": o.error, "advice": o.advice}
+               "video": _kept(o.video, out, ROW_VIDEO), "duration": o.duration, "cost": o.cost,
+               "reused": "yes" if o.reused else "", "notebook": _kept(o.notebook, out, "notebook"),
+               "error": _shareable(o.error), "advice": _shareable(o.advice)}
         writer.writerow({column: csv_cell(value) for column, value in row.items()})
     return write_atomically(out / "results.csv", text.getvalue())
 
@@ -124,19 +139,28 @@ def write_rows_json(out: Path, outcomes: Sequence[RowOutcome]) -> Path:
     input as the folder holds it: its copy in media/, a thumbnail for a big image, or its URL)."""
     path = out / "rows.json"
     rows = [{"name": o.name, "model": o.model, "status": str(o.status), "task_id": o.task_id,
-             "video": _kept(o.video, out, "video") or None, "duration": o.duration, "cost": o.cost,
-             "notebook": _kept(o.notebook, out, "notebook") or None, "error": o.error, "reused": o.reused,
-             "advice": o.advice, "inputs": _inputs_kept(o, out)} for o in outcomes]
+             "video": _kept(o.video, out, ROW_VIDEO) or None, "duration": o.duration, "cost": o.cost,
+             "notebook": _kept(o.notebook, out, "notebook") or None, "error": _shareable(o.error),
+             "reused": o.reused, "same_as": o.same_as, "advice": _shareable(o.advice), "inputs": _inputs_kept(o, out)}
+            for o in outcomes]
     return write_atomically(path, json.dumps({"rows": rows}, indent=2))
 
 
 def gallery_html(out: str | os.PathLike[str], outcomes: Sequence[RowOutcome],
                  relative_to: str | os.PathLike[str] | None = None) -> str:
-    """The gallery's cards as HTML to show inline in a notebook (IPython.display.HTML), srcs relative to the
-    notebook's folder (relative_to, default the working directory), so JupyterLab serves them from /files/.
+    """The gallery's cards as HTML to show inline in a notebook (IPython.display.HTML).
 
     Inline, not in an IFrame: Jupyter serves /files/ pages sandboxed, and a sandboxed page's media requests go
     without the login cookie, so an IFrame of index.html shows black players even for files inside the root.
+
+    Args:
+        out: the batch's output folder.
+        outcomes: the rows' outcomes.
+        relative_to: the notebook's folder, which the srcs are relative to (so JupyterLab serves them from
+            /files/); None: the working directory.
+
+    Returns:
+        The HTML of the cards.
     """
     out = Path(out)
     base = Path(relative_to) if relative_to is not None else Path.cwd()
@@ -162,11 +186,31 @@ def write_gallery_notebook(out: Path, outcomes: Sequence[RowOutcome]) -> Path:
                           "data": {"text/html": gallery_html(out, outcomes, relative_to=out),
                                    "text/plain": [f"<spark-nb batch gallery: {len(outcomes)} rows>"]}}]},
         ],
-        "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
-                     "language_info": {"name": "python"}},
+        "metadata": _kernel_metadata(),
         "nbformat": 4, "nbformat_minor": 5,
     }
     return write_atomically(out / NOTEBOOK, json.dumps(notebook, indent=1, ensure_ascii=False) + "\n")
+
+
+@functools.cache
+def _kernel_metadata() -> dict[str, Any]:
+    """The kernelspec and language_info JupyterLab writes into a notebook once its python3 kernel connects (as
+    ipykernel reports them for this Python), so opening the gallery leaves it unmodified: with less, JupyterLab
+    filled them in on opening and asked to save a notebook no one had changed."""
+    import sys
+
+    display_name = "Python 3 (ipykernel)"
+    try:
+        from jupyter_client.kernelspec import get_kernel_spec
+
+        display_name = get_kernel_spec("python3").display_name
+    except Exception:  # no kernelspec here (a machine without Jupyter): ipykernel's own name
+        pass
+    return {"kernelspec": {"display_name": display_name, "language": "python", "name": "python3"},
+            "language_info": {"codemirror_mode": {"name": "ipython", "version": sys.version_info[0]},
+                              "file_extension": ".py", "mimetype": "text/x-python", "name": "python",
+                              "nbconvert_exporter": "python", "pygments_lexer": f"ipython{sys.version_info[0]}",
+                              "version": sys.version.split()[0]}}
 
 
 def write_gallery(out: Path, outcomes: Sequence[RowOutcome]) -> Path:
@@ -201,12 +245,19 @@ def _card(out: Path, o: RowOutcome, base: Path | None = None) -> str:
             continue
         kind = kinds.get(field, "")
         if is_http_url(value):
-            shown.append(cards.Shown(field, kind, value, value))
+            shown.append(cards.Shown(field, kind, value, shown_url(value)))
         else:  # never an absolute path in the page: the file's name, and its copy inside out
             shown.append(cards.Shown(field, kind, _shown(Path(value), out, kind, base), Path(value).name))
-    video_src = _shown(o.video, out, "video", base) if o.video else None
+    video_src = _shown(o.video, out, ROW_VIDEO, base) if o.video else None
     notebook = _href(o.notebook, base) if o.notebook and _inside(o.notebook.resolve(), out) else None
-    return cards.card(o, video_src, shown, notebook)
+    said = dataclasses.replace(o, error=_shareable(o.error), advice=_shareable(o.advice))
+    return cards.card(said, video_src, shown, notebook)
+
+
+def _shareable(text: str | None) -> str | None:
+    """An error or advice as the folder's reports say it: a local file by its name, without the folders of its
+    path (the folder is made to be moved and shared: its reports say nothing of the disk it was made on)."""
+    return _LOCAL_PATH.sub("", text) if text else text
 
 
 def _kept(path: Path | None, out: Path, kind: str) -> str:
@@ -250,8 +301,12 @@ def _shown(path: Path | None, out: Path, kind: str, base: Path | None = None) ->
 
 def _held(path: Path | None, out: Path, kind: str) -> Path | None:
     """The file inside out that stands for path: path itself when inside out, else its copy, link or (an image)
-    thumbnail in out/media/; None when the file is gone or cannot be brought in."""
+    thumbnail in out/media/; None when the file is gone or cannot be brought in. A row's own file (its video, its
+    notebook: kind "video" or "notebook" that is no input) is never taken through a link: one planted in its place
+    points wherever its maker chose. An input is the file the manifest names, links followed (it was sent)."""
     if path is None:
+        return None
+    if kind in _OWN_KINDS and Path(path).is_symlink():
         return None
     source = Path(path).resolve()
     if not source.is_file():
@@ -274,8 +329,7 @@ def _bring_in(source: Path, out: Path, kind: str) -> Path:
     digest = hashlib.sha256(f"{source}\0{facts.st_size}\0{facts.st_mtime_ns}".encode()).hexdigest()[:12]
     stem = _UNSAFE.sub("_", source.stem).strip("._")[:40] or "input"
     suffix = _UNSAFE.sub("", source.suffix)[:10].lower()
-    folder = out.resolve() / MEDIA_DIR
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = row_folder(out.resolve() / MEDIA_DIR)  # never through a link
     if kind == "image" and (thumbnail := _thumbnail(source, folder / f"{stem}-{digest}-thumb")) is not None:
         return thumbnail
     target = folder / f"{stem}-{digest}{suffix}"
@@ -318,7 +372,14 @@ def _resolved(path: str) -> str:
 
 
 def outcomes_html(outcomes: Sequence[RowOutcome]) -> str:
-    """An HTML table of the outcomes, for showing in a notebook."""
+    """An HTML table of the outcomes, for showing in a notebook.
+
+    Args:
+        outcomes: the rows' outcomes.
+
+    Returns:
+        The table (every cell escaped).
+    """
     text = cards.text
     head = "".join(f"<th>{c}</th>" for c in ("name", "model", "status", "task", "duration", "cost", "error"))
     body = "".join(
@@ -329,7 +390,14 @@ def outcomes_html(outcomes: Sequence[RowOutcome]) -> str:
 
 
 def gallery(folder: str | os.PathLike[str] = ".") -> HTML:
-    """The gallery of the batch folder (read from its rows.json) to show in a notebook: gallery.ipynb's cell."""
+    """The gallery of the batch folder (read from its rows.json) to show in a notebook: gallery.ipynb's cell.
+
+    Args:
+        folder: the batch's output folder.
+
+    Returns:
+        An IPython.display.HTML of the cards (none when the folder has no rows.json).
+    """
     from IPython.display import HTML
 
     return HTML(gallery_html(folder, read_rows(folder)))
@@ -343,9 +411,10 @@ def read_rows(folder: str | os.PathLike[str]) -> list[RowOutcome]:
     if not path.is_file() or path.stat().st_size > ROWS_MAX_BYTES:
         return []
     try:
-        rows = json.loads(path.read_text(encoding="utf-8")).get("rows", [])
-    except (OSError, ValueError, AttributeError):
+        data, _ = parse_json(path.read_bytes())  # bounded: depth, numbers; None when unreadable
+    except OSError:
         return []
+    rows = data.get("rows", []) if isinstance(data, dict) else []
     return [_outcome_of(row, out) for row in rows if isinstance(row, dict)] if isinstance(rows, list) else []
 
 
@@ -363,11 +432,9 @@ def _outcome_of(row: dict[str, Any], out: Path) -> RowOutcome:
     kept = {str(field): str(value if is_http_url(value) else inside(value)) for field, value in inputs.items()
             if is_http_url(value) or inside(value) is not None}
     status = row.get("status")
-    duration = row.get("duration")
     return RowOutcome(
         name=text("name") or "?", model=text("model") or "?",
-        status=RowStatus(status) if status in set(RowStatus) else RowStatus.UNFINISHED,
-        task_id=text("task_id"), video=inside(row.get("video")),
-        duration=float(duration) if isinstance(duration, (int, float)) and not isinstance(duration, bool) else None,
+        status=RowStatus(status) if isinstance(status, str) and status in _STATUSES else RowStatus.UNFINISHED,
+        task_id=text("task_id"), video=inside(row.get("video")), duration=as_number(row.get("duration")),
         cost=text("cost"), notebook=inside(row.get("notebook")), error=text("error"), inputs=kept,
-        reused=row.get("reused") is True, advice=text("advice"))
+        reused=row.get("reused") is True, advice=text("advice"), same_as=text("same_as"))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import stat
 import threading
 import time
 from concurrent.futures import Future
@@ -19,13 +20,13 @@ from pathlib import Path
 
 from .._journal import Entry, JobState
 from .._money import usd_text
-from .._reuse import place_video
+from .._reuse import place_video, recorded_video
 from .._tasks import result_path
 from ..errors import SparkError
 from . import _job as job
 from ._manifest import Row
 from ._outcome import RowOutcome, RowStatus
-from ._record import completed_here, note_advice, record_reused
+from ._record import completed_here, note_advice, record_reused, row_folder
 from ._run import BatchRun, alone
 
 KERNEL_ATTEMPTS = 2  # a row whose kernel dies is tried once more, in a fresh kernel
@@ -82,28 +83,28 @@ def reported(row: Row, run: BatchRun, task_id: str, origin: str, advice: list[st
     return outcome
 
 
-def reused(row: Row, run: BatchRun, entry: Entry, video: Path, *, copy: bool = False
+def reused(row: Row, run: BatchRun, entry: Entry, video: Path, *, same_as: str | None = None
            ) -> RowOutcome | Future[RowOutcome]:
     """A row answered by an earlier completed task, whose video is at video: its outcome at once when its folder
     already holds all of it (a rerun into the same folder), else the future of its folder being completed.
 
-    copy: the row is identical to an earlier row of this manifest (its cost is that row's, not counted again).
+    same_as: the row of this manifest it is identical to (its cost is that row's, not counted again).
     """
     assert entry.task_id is not None
     row_dir, executed = run.out / row.name, notebook_of(run, row)
     record = completed_here(row_dir, entry.task_id)
     if record is not None and isinstance(record.get("advice"), list) and _newer(executed, row_dir / "result.json"):
-        return _as_copy(from_entry(row, run, entry, reused=True, advice=record["advice"]), copy)
+        return _as_copy(from_entry(row, run, entry, reused=True, advice=record["advice"]), same_as)
     assert run.reports is not None
-    return run.reports.submit(alone, row, _complete_reused, row, run, entry, video, copy, task_id=entry.task_id)
+    return run.reports.submit(alone, row, _complete_reused, row, run, entry, video, same_as,
+                              task_id=entry.task_id)
 
 
-def _complete_reused(row: Row, run: BatchRun, entry: Entry, video: Path, copy: bool) -> RowOutcome:
+def _complete_reused(row: Row, run: BatchRun, entry: Entry, video: Path, same_as: str | None) -> RowOutcome:
     """The reused row's folder made whole: video, result.json (where it came from, its advice), job notebook."""
     assert entry.task_id is not None
-    row_dir = run.out / row.name
-    row_dir.mkdir(parents=True, exist_ok=True)
-    placed = place_video(video, result_path(row_dir, entry.task_id))
+    row_dir = row_folder(run.out / row.name)
+    placed = place_video(video, result_path(row_dir, entry.task_id), entry.seconds)
     record = completed_here(row_dir, entry.task_id)
     advice = record.get("advice") if record is not None else None
     if not isinstance(advice, list):
@@ -120,7 +121,7 @@ def _complete_reused(row: Row, run: BatchRun, entry: Entry, video: Path, copy: b
     error = None if ran else execute(run, executed, parameters(run, row, entry.task_id), row_dir)
     outcome = from_entry(row, run, entry, reused=True, advice=advice)
     outcome.error = outcome.error or error
-    return _as_copy(outcome, copy)
+    return _as_copy(outcome, same_as)
 
 
 def copy_of(row: Row, run: BatchRun, first: RowOutcome) -> RowOutcome | Future[RowOutcome]:
@@ -129,14 +130,15 @@ def copy_of(row: Row, run: BatchRun, first: RowOutcome) -> RowOutcome | Future[R
     entry = run.journal.by_task(first.task_id) if first.status == RowStatus.COMPLETED and first.task_id else None
     video = first.video or (video_of(entry) if entry is not None else None)
     if entry is not None and video is not None and video.is_file():
-        return reused(row, run, entry, video, copy=True)
+        return reused(row, run, entry, video, same_as=first.name)
     return dataclasses.replace(first, name=row.name, reused=True, cost="0.00" if first.cost else None,
-                               notebook=None, inputs=row.inputs)
+                               notebook=None, inputs=row.inputs, same_as=first.name)
 
 
-def _as_copy(outcome: RowOutcome, copy: bool) -> RowOutcome:
-    if copy:
+def _as_copy(outcome: RowOutcome, same_as: str | None) -> RowOutcome:
+    if same_as:
         outcome.cost = "0.00" if outcome.cost else None
+        outcome.same_as = same_as
     return outcome
 
 
@@ -200,12 +202,12 @@ def row_video(entry: Entry, row_dir: Path) -> Path | None:
     if entry.task_id is None:
         return None
     target = result_path(row_dir, entry.task_id)
-    if target.is_file() and target.stat().st_size > 0:
+    if _own_file(target):
         return target
     source = video_of(entry)
     if source is None or not row_dir.is_dir():
         return source
-    return place_video(source, target)
+    return place_video(source, target, entry.seconds)
 
 
 def earlier_video(entry: Entry, row_dir: Path) -> Path | None:
@@ -213,11 +215,19 @@ def earlier_video(entry: Entry, row_dir: Path) -> Path | None:
     found = video_of(entry)
     if found is None and entry.task_id is not None:
         own = result_path(row_dir, entry.task_id)
-        found = own if own.is_file() and own.stat().st_size > 0 else None
+        found = own if _own_file(own) else None
     return found
 
 
 def video_of(entry: Entry) -> Path | None:
-    """The task's video where the journal saw it last, when it is still a non-empty file."""
-    path = Path(entry.path) if entry.path else None
-    return path if path is not None and path.is_file() and path.stat().st_size > 0 else None
+    """The task's video where the journal saw it last, while it is still that video (see recorded_video)."""
+    return recorded_video(entry)
+
+
+def _own_file(path: Path) -> bool:
+    """path is a regular, non-empty file itself (a link is not: it points wherever its maker chose)."""
+    try:
+        facts = os.lstat(path)
+    except OSError:
+        return False
+    return stat.S_ISREG(facts.st_mode) and facts.st_size > 0

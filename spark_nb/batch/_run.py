@@ -10,6 +10,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from .._config import InputLimits
 from .._journal import Journal
 from ..errors import SparkError
 from ._kernels import WarmKernels
@@ -37,6 +38,7 @@ class BatchRun:
     kernels: WarmKernels = dataclasses.field(default_factory=WarmKernels)  # the job notebooks' kernels
     reuse: bool = True  # False: every row a new take (run_batch(reuse=False), --no-reuse)
     strict: bool = False  # True: advice on a row's inputs refuses the row before its upload (--strict)
+    limits: InputLimits = InputLimits()  # the batch's settings' input limits (read once, by run_batch)
 
     first_wave: int = 0  # rows to submit before the job kernels start (they would slow those submissions)
     submitted: int = 0

@@ -18,8 +18,10 @@ from typing import Any
 from .. import _pipeline as pipeline
 from .._backends import kernel_environment
 from .._boundary import boundary
-from .._config import resolve
-from .._journal import Entry, JobState, journal_at
+from .._config import Settings, resolve
+from .._journal import Entry, JobState, Journal, journal_at
+from .._notices import begin
+from .._reuse import needs_new_task
 from .._tasks import Task
 from ..errors import BudgetExceeded, CostUnknown, JournalError, SparkError, TaskCancelled, TaskMayExist, UsageError
 from . import _job as job
@@ -28,6 +30,7 @@ from ._manifest import InvalidRow, Row, in_manifest_order, rows_to_run
 from ._outcome import RowOutcome, RowStatus
 from ._report import check_output_folder, write_gallery, write_gallery_notebook, write_results_csv, write_rows_json
 from ._progress import BatchProgress, summary
+from ._record import row_folder
 from ._kernels import WarmKernels
 from ._run import BatchRun, alone, failed
 
@@ -46,30 +49,48 @@ def run_batch(manifest: str | Path, out_dir: str | Path, *, concurrency: int = 4
               skip_invalid: bool = False, reuse: bool = True, strict: bool = False) -> list[RowOutcome]:
     """Run every row of manifest into out_dir/<name>/; results.csv, index.html and rows.json in out_dir.
 
-    All rows are checked before any runs (ManifestError lists every problem); with skip_invalid the valid rows
-    run and each invalid one is reported `skipped`, its problems as its error. The journal makes every row
-    idempotent: a completed row is reused, a submitted one resumed by its task id, and one whose create may
-    have made a task is `uncertain` and skipped unless resubmit_uncertain. A row that fails for any reason
-    (any exception) is `failed` with its error, alone. The reports are always written: also on
-    KeyboardInterrupt or SIGTERM (no new task is created, the job kernels are stopped, the interrupt is
-    raised again once they are written) and when the batch itself crashes. reuse=False makes a new take of every
-    row (as generate(reuse=False)); strict=True refuses a row's inputs that would only be advised on (no face
-    found) before its upload, as generate(strict=True) does: the row fails with that ValidationError.
+    All rows are checked before any runs. The journal makes every row idempotent: a completed row is reused, a
+    submitted one resumed, one whose create may have made a task `uncertain` and skipped unless resubmit_uncertain.
+    A row that fails is `failed` with its error, alone. The reports are always written: on Ctrl-C or SIGTERM too (no
+    new task is created, the job kernels stop, the interrupt is raised again) and when the batch itself crashes.
+
+    Args:
+        manifest: the manifest, a UTF-8 CSV (see columns()).
+        out_dir: the output folder (one folder per row, the reports and the gallery).
+        concurrency: tasks at the service at once.
+        notebook: a job notebook of your own (it calls submit_or_resume() and finish()); None: the bundled one.
+        resubmit_uncertain: submit again the rows whose create's answer was lost (which may pay twice).
+        progress: show a progress bar.
+        timeout: seconds each row may wait for its task.
+        skip_invalid: run the valid rows and report each invalid one `skipped`, its problems as its error.
+        reuse: False makes a new take of every row (as generate(reuse=False)).
+        strict: refuse a row's inputs that would only be advised on (no face found): the row fails, uploading nothing.
+
+    Returns:
+        Each row's outcome, in the manifest's order.
+
+    Raises:
+        ManifestError: a row is invalid (every problem listed; with skip_invalid, only when no row is valid).
+        ValidationError: the output folder cannot take the batch's files (each obstacle named).
+        UsageError: the job notebook is not found.
+        JournalError: the task journal cannot be used; nothing ran.
+        SparkError: a key found in VTRIX_API_KEY or a key store is malformed (the cloud backend needs it).
     """
-    rows, invalid = rows_to_run(manifest, skip_invalid=skip_invalid)
     out = Path(out_dir).resolve()
+    settings = begin(resolve())  # once for the batch: its notices, a key it cannot use refused
+    journal = journal_at(settings.home)  # a journal that cannot be used stops the batch before anything runs
+    rows, invalid = rows_to_run(manifest, skip_invalid=skip_invalid, pays=_pays(journal, out, reuse, settings))
     check_output_folder(out, [row.name for row in rows])
-    settings = resolve()
     out.mkdir(parents=True, exist_ok=True)
     template = Path(notebook) if notebook else TEMPLATE
     if not template.is_file():
         raise UsageError(f"job notebook {template} not found", hint="pass notebook= (or --notebook) naming a .ipynb")
-    journal = journal_at(settings.home)  # a journal that cannot be used stops the batch before anything runs
     outcomes: dict[str, RowOutcome] = {}
-    keys = _keys(rows, outcomes)
+    keys = _keys(rows, outcomes, settings)
     first_of: dict[str, Row] = {}  # rows with the same model and input content are one job, paid once
     run = BatchRun(out, journal, keys, template, resubmit_uncertain, timeout, threading.Semaphore(max(1, concurrency)),
-                   reuse=reuse, strict=strict, kernels=WarmKernels(kernel_environment(settings)))
+                   reuse=reuse, strict=strict, limits=settings.limits,
+                   kernels=WarmKernels(kernel_environment(settings)))
     for row in rows:
         if row.name in keys:
             first = first_of.setdefault(keys[row.name], row)
@@ -85,12 +106,27 @@ def run_batch(manifest: str | Path, out_dir: str | Path, *, concurrency: int = 4
     return _write_reports(out, rows, keys, first_of, outcomes, invalid)
 
 
-def _keys(rows: list[Row], outcomes: dict[str, RowOutcome]) -> dict[str, str]:
+def _pays(journal: Journal, out: Path, reuse: bool, settings: Settings) -> Callable[[Row], bool]:
+    """Whether a row will pay for a new task, so that its URL inputs are asked for first: not when the journal
+    answers it (a task completed, still running, refused for its inputs, or whose create's answer was lost), nor,
+    for a new take, when its own folder's task is still at the service (job.own_attempt)."""
+    def pays(row: Row) -> bool:
+        try:
+            key = pipeline.call_key(row.spec, row.inputs, settings)
+        except Exception:  # noqa: BLE001 (its inputs cannot be read now: the row fails alone, see _keys)
+            return True
+        if not reuse:
+            return job.own_attempt(journal, key, out / row.name) is None
+        return needs_new_task(journal.latest(key))
+    return pays
+
+
+def _keys(rows: list[Row], outcomes: dict[str, RowOutcome], settings: Settings) -> dict[str, str]:
     """Each row's journal fingerprint; a row whose inputs cannot be read now fails alone (in outcomes)."""
     keys = {}
     for row in rows:
         try:
-            keys[row.name] = pipeline.call_key(row.spec, row.inputs)
+            keys[row.name] = pipeline.call_key(row.spec, row.inputs, settings)
         except Exception as exc:  # noqa: BLE001 (e.g. a file removed since the check): this row's failure alone
             outcomes[row.name] = failed(row, exc)
     return keys
@@ -186,7 +222,7 @@ def _write_reports(out: Path, rows: list[Row], keys: dict[str, str], first_of: d
         first = first_of.get(keys.get(row.name, ""))
         if outcome is None and first is not None and (same := outcomes.get(first.name)) is not None:
             outcome = dataclasses.replace(same, name=row.name, reused=True, cost="0.00" if same.cost else None,
-                                          notebook=None)
+                                          notebook=None, same_as=first.name)
         ordered.append(outcome or RowOutcome(row.name, row.spec.id, RowStatus.UNFINISHED, inputs=row.inputs,
                                              error="interrupted before it ran; run the batch again"))
     ordered = in_manifest_order(ordered, rows, invalid)
@@ -252,7 +288,13 @@ def _run_row(row: Row, run: BatchRun, after_first_wave: bool = False) -> RowOutc
     row_dir = run.out / row.name
     executed = folder.notebook_of(run, row)
     notebook = executed if executed.exists() else None
-    entry = run.journal.latest(run.keys[row.name]) if run.reuse else None
+    key = run.keys[row.name]
+    entry = run.journal.latest(key) if run.reuse else job.own_attempt(run.journal, key, row_dir)
+    if run.strict and entry is not None and not needs_new_task(entry):  # strict: the same whatever answers it
+        try:
+            job.judge_strictly(row.spec.id, row.inputs, entry, run.limits)
+        except SparkError as exc:
+            return _not_submitted(row, run, exc)
     if entry and entry.state == JobState.COMPLETED and (video := folder.earlier_video(entry, row_dir)) is not None:
         return folder.reused(row, run, entry, video)  # its folder made whole, from the earlier task: nothing paid
     if entry and entry.state == JobState.FAILED and not entry.retryable:
@@ -267,14 +309,15 @@ def _run_row(row: Row, run: BatchRun, after_first_wave: bool = False) -> RowOutc
         return RowOutcome(row.name, row.spec.id, RowStatus.UNCERTAIN, notebook=notebook, inputs=row.inputs,
                           error="the create call may have made a task (its answer was lost); not resent. "
                                 "Check the service, or run again with --resubmit-uncertain")
-    row_dir.mkdir(parents=True, exist_ok=True)
+    row_folder(row_dir)
     advice: list[str] = []  # what the submission says of the inputs (a long audio trimmed): the row's, not the console's
     # The runner talks to the service (submit, poll, download); the slot counts tasks at the service, so a row
     # uploads its inputs before it waits for one (the create follows at once when a slot frees), and frees it
     # as soon as the task is done.
     with _Slot(run.in_flight, run.stop) as slot:
         try:
-            task = _submit(row, run, row_dir, slot, resubmit=lost, advise=advice.append)
+            resume = entry.task_id if not run.reuse and entry and entry.state == JobState.SUBMITTED else None
+            task = _submit(row, run, row_dir, slot, resubmit=lost, advise=advice.append, task_id=resume)
             slot.take()  # a task resumed or reused also runs at the service (a no-op once taken)
         except SparkError as exc:
             return _not_submitted(row, run, exc)
@@ -292,13 +335,15 @@ def _run_row(row: Row, run: BatchRun, after_first_wave: bool = False) -> RowOutc
 
 
 def _submit(row: Row, run: BatchRun, row_dir: Path, slot: _Slot, *, resubmit: bool,
-            advise: Callable[[str], None]) -> Task:
-    """The row's task, submitted (or resumed, or reused). While its model's cost is unknown under a budget, a row
-    waits for the task that will make it known (CostUnknown names it), within the row's timeout."""
+            advise: Callable[[str], None], task_id: str | None = None) -> Task:
+    """The row's task, submitted (or resumed, or reused; task_id: the row's own task, resumed). While its model's
+    cost is unknown under a budget, a row waits for the task that will make it known (CostUnknown names it),
+    within the row's timeout."""
     deadline = time.monotonic() + run.timeout
     while True:
         try:
             return job.submit_or_resume(row.spec.id, row.inputs, row_dir, name=row.name, resubmit=resubmit,
+                                        task_id=task_id,
                                         cancel=run.stop, when_uploaded=slot.take, face_advice=run.strict,
                                         advise=advise, reuse=run.reuse, strict=run.strict)
         except CostUnknown as exc:

@@ -24,7 +24,17 @@ _lock = threading.Lock()
 
 
 def embedded_server(home: Path) -> LocalServer:
-    """This process's local server for home, on 127.0.0.1 (an ephemeral port), started on first use."""
+    """This process's local server for home, on 127.0.0.1 (an ephemeral port), started on first use.
+
+    Args:
+        home: spark_nb's home folder; the server keeps its tasks, inputs and videos in home/local (owner only).
+
+    Returns:
+        The running LocalServer (the same one for the same home, until the process ends).
+
+    Raises:
+        SparkError: the server could not start.
+    """
     storage = (Path(home).expanduser() / "local").resolve()
     with _lock:
         if storage not in _servers:

@@ -32,7 +32,14 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 @dataclasses.dataclass(frozen=True)
 class Fault:
-    """One injected fault: on route, do kind with this probability."""
+    """One injected fault: on route, do kind with this probability.
+
+    Attributes:
+        route: create, poll, download, upload, spec or render.
+        kind: 402, 429, 500, 503, reset, reset_after, slow, bad_json or truncated; for render, a failure code's
+            suffix (095..099).
+        probability: 0..1, drawn per request.
+    """
 
     route: str
     kind: str
@@ -44,6 +51,10 @@ class FaultPlan:
 
     Each route draws from a stream of its own, seeded with the same seed: the n-th request of a route meets the
     same fault whatever the other routes' traffic, so a seeded plan repeats under any concurrency.
+
+    Args:
+        faults: the faults in force (none: the server answers as the service does).
+        seed: the seed of every route's random stream, None for an unseeded plan.
     """
 
     def __init__(self, faults: list[Fault] | None = None, seed: int | None = None) -> None:
@@ -55,7 +66,19 @@ class FaultPlan:
 
     @classmethod
     def parse(cls, spec: str | None, seed: int | None = None) -> "FaultPlan":
-        """Read a ROUTE:KIND:P comma list; raise ValueError naming the bad item."""
+        """Read a ROUTE:KIND:P comma list, e.g. "create:429:0.2,poll:reset:0.1".
+
+        Args:
+            spec: the list (None or "": no faults).
+            seed: the plan's seed.
+
+        Returns:
+            The FaultPlan.
+
+        Raises:
+            ValueError: an item that is not ROUTE:KIND:P, or an unknown route or kind, or P outside 0..1 (the item
+                named).
+        """
         faults = []
         for item in filter(None, (part.strip() for part in (spec or "").split(","))):
             match = re.fullmatch(r"(\w+):(\w+):(\d+(?:\.\d*)?|\.\d+)", item)
@@ -73,7 +96,14 @@ class FaultPlan:
         return cls(faults, seed)
 
     def draw(self, route: str) -> str | None:
-        """The fault to inject on this request of route, or None."""
+        """The fault to inject on this request of route, or None.
+
+        Args:
+            route: the request's route (create, poll, download, upload, spec, render).
+
+        Returns:
+            The fault's kind, or None for no fault this time.
+        """
         with self._lock:
             stream = self._streams.setdefault(route, random.Random(self._seed))
             self.drawn[route] = self.drawn.get(route, 0) + 1

@@ -18,7 +18,26 @@ from ._server import LocalService, ServerOptions
 
 
 class LocalServer:
-    """The local server in a background thread: `with LocalServer() as server: server.url`."""
+    """The local server in a background thread: `with LocalServer() as server: server.url`.
+
+    It speaks the Vtrix protocol (create, poll, download, uploads, the model specs) and renders real videos.
+
+    Args:
+        host: the address to listen on (loopback by default).
+        port: the port; 0 picks a free one.
+        latency: seconds added to every answer.
+        faults: faults to inject, as FaultPlan.parse reads them ("create:429:0.2,poll:reset:0.1").
+        fault_seed: the faults' seed, so a run repeats.
+        api_key: the key every route requires (None: any non-empty key; see ServerOptions.api_key).
+        storage: the folder for uploads, videos and task records (None: a temporary one, removed on stop).
+        render_workers: renders at once.
+        **limits: any other ServerOptions field (longest_side, cost_per_second, max_upload_bytes, ...).
+
+    Raises:
+        SparkError: an api_key with a line break, a space, a control or a non-ASCII character inside.
+        ValueError: faults that FaultPlan.parse cannot read.
+        TypeError: a limit that is no ServerOptions field.
+    """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, latency: float = 0.0, faults: str | None = None,
                  fault_seed: int | None = None, api_key: str | None = None, storage: Path | None = None,
@@ -53,15 +72,34 @@ class LocalServer:
         return self.service.stats.requests
 
     def stats(self) -> dict[str, Any]:
-        """The server's counters (as GET /_spark_nb/stats answers)."""
+        """The server's counters (as GET /_spark_nb/stats answers).
+
+        Returns:
+            Tasks created, requests, uploads, faults drawn per route, ...
+        """
         return self.service.stats.snapshot()
 
     def connections(self) -> dict[str, int]:
-        """Open connections, how many may be open, and how many were closed: timed out, evicted, refused."""
+        """Open connections, how many may be open, and how many were closed: timed out, evicted, refused.
+
+        Returns:
+            Counts by name ("open", "cap", "timed_out", "evicted", "refused").
+        """
         return self.guard.snapshot()
 
     def start(self, timeout: float = 10.0) -> LocalServer:
-        """Bind the socket (SparkError if the address is taken) and serve in a daemon thread."""
+        """Bind the socket and serve in a daemon thread.
+
+        Args:
+            timeout: seconds to wait for the server to start serving.
+
+        Returns:
+            The server itself (`server = LocalServer().start()`).
+
+        Raises:
+            SparkError: the address cannot be bound (taken, or not this machine's), or the server did not start
+                within timeout.
+        """
         import uvicorn
 
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET

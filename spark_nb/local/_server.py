@@ -64,8 +64,28 @@ STORAGE_PREFIX = "spark_nb_server_"
 class ServerOptions:
     """How the local server behaves: latency, faults, key, storage, workers, and the bounds on what it accepts.
 
-    api_key: the bearer key every route but /files/ requires (a random one for the embedded server: only the
-    process that started it knows it); None: any non-empty key on the protocol's routes, none for the stats.
+    Attributes:
+        latency: seconds added to every answer.
+        faults: the faults to inject.
+        api_key: the bearer key every route but /files/ requires (a random one for the embedded server: only the
+            process that started it knows it); None: any non-empty key on the protocol's routes, none for the stats.
+        storage: the folder for uploads, videos and task records (None: a temporary one).
+        render_workers: renders at once.
+        longest_side: the rendered video's longest side, in pixels.
+        cost_per_second: what a task reports it cost, per second of video (0: free).
+        max_upload_bytes: the largest upload.
+        max_fetch_bytes: the largest input fetched from a URL.
+        fetch_timeout: seconds for a whole input download, headers included.
+        max_seconds: the longest input medium rendered; longer ones fail the task at once.
+        render_timeout: a render running longer fails its task.
+        max_tasks: task records kept; the oldest finished ones go first.
+        max_pending: tasks not yet rendered; more are refused with 429.
+        task_ttl: finished records (and their videos) older than this, in seconds, go.
+        persistent: tasks on disk in storage, shared with other processes' servers (the embedded one).
+        answer_style: a comma list of ANSWER_STYLES: which variant of the task object to answer.
+        max_stored_upload_bytes: all uploads together; the oldest go first.
+        connections: header, body and stall deadlines, and how many connections may be open.
+        spec_drift: publish changed model specs, to test a client against a service that changed.
     """
 
     latency: float = 0.0

@@ -19,6 +19,7 @@ from typing import Any, Literal
 from .. import _pipeline as pipeline
 from .._boundary import boundary
 from .._config import Secret, hide_key, resolve
+from .._notices import begin
 from .._results import Result
 from .._surfaces import notices_to
 from .._tasks import Task, TaskState
@@ -254,7 +255,7 @@ class FormController:
         config = dict(self._config)
         if self._key is not None:
             config["api_key"] = self._key
-        settings = resolve(**config)
+        settings = begin(resolve(**config))  # where a form's call starts: a key it cannot use refused, its notices
         # configure() may have changed the backend since the form was made
         self._update(backend=settings.backend, base_url=settings.base_url)
         if settings.backend == "cloud" and settings.api_key is None:

@@ -97,7 +97,7 @@ class PickerController:
                              fix_input=media.path)
         self._set(picked)
         try:
-            checked = validate(media, self.limits)
+            checked = validate(media, self.limits, urls=True)  # the person sees the verdict at once
         except ValidationError as exc:
             self._set(dataclasses.replace(picked, error=exc, pending_fix=self._offered(fix_for(exc), media)))
             return

@@ -1,0 +1,100 @@
+"""Strict mode against what the attack on issue 25 and a new user's trial did to it (a real local server on
+loopback, real peers serving real images, the journal on disk): strict judges an image URL's face too, and means
+the same whether the journal would reuse, re-attach or create."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+import spark_nb
+from spark_nb import _inputs_url, avatar
+from spark_nb.local import LocalServer
+
+from .conftest import cloud_config
+from .peers import Peer, Seen, peers
+from .test_inputs_url import give
+from .test_pipeline import faceless
+
+
+@pytest.fixture
+def peer() -> Iterator[Callable[[Callable[[Peer, socket.socket, Seen], None]], Peer]]:
+    yield from peers()
+
+
+@pytest.fixture
+def urls_checked(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The URL check on, as it is by default (conftest turns it off), nothing remembered."""
+    monkeypatch.delenv("SPARK_NB_CHECK_URLS", raising=False)
+    _inputs_url._verdicts.clear()
+    _inputs_url._silent.clear()
+    yield
+    _inputs_url._verdicts.clear()
+    _inputs_url._silent.clear()
+
+
+def test_strict_searches_an_image_urls_face_before_anything_is_paid(
+        server: LocalServer, media: dict[str, Path], tmp_path: Path, peer: Callable[..., Peer],
+        urls_checked: None) -> None:
+    """A faceless portrait given as a URL is refused under strict as the same file is (before: created and paid
+    for); a face URL passes; a URL strict cannot fetch (check_urls=False, a 404) is refused saying strict cannot
+    judge it, before anything is paid. Once a take exists, a URL that expired since passes under strict: nothing
+    is paid, the earlier take is returned."""
+    files = {"/blue.jpg": faceless(tmp_path / "landscape.jpg").read_bytes(),
+             "/face.jpg": media["portrait"].read_bytes()}
+    expired = [False]
+
+    def host(p: Peer, conn: socket.socket, req: Seen) -> None:
+        if req.path not in files or (expired[0] and req.path == "/face.jpg"):
+            return p.respond(conn, 404, b"gone", {"Content-Type": "text/plain"})
+        return give(p, conn, req, files[req.path], "image/jpeg")
+
+    images = peer(host)
+    cloud = cloud_config(server)
+    with pytest.raises(spark_nb.ValidationError) as info:
+        avatar.generate(f"{images.url}/blue.jpg", media["speech"], strict=True, progress=False, **cloud)
+    assert info.value.reason == "no_face" and "blue.jpg" in str(info.value) and "strict" in str(info.value)
+    assert (server.stats()["uploads"], server.stats()["created"]) == (0, 0)
+
+    with pytest.raises(spark_nb.ValidationError) as info:
+        avatar.submit(f"{images.url}/none.jpg", media["speech"], strict=True, check_urls=False, **cloud)
+    assert info.value.reason == "url_unreachable" and "strict mode searches the portrait image" in str(info.value)
+    assert "strict=False" in (info.value.hint or "") and server.stats()["created"] == 0
+
+    task = avatar.submit(f"{images.url}/face.jpg", media["speech"], strict=True, **cloud)
+    assert task.id and server.stats()["created"] == 1
+    expired[0] = True
+    _inputs_url._verdicts.clear()
+    again = avatar.submit(f"{images.url}/face.jpg", media["speech"], strict=True, **cloud)
+    assert again.id == task.id and server.stats()["created"] == 1
+
+
+def test_strict_refuses_an_earlier_take_of_advised_inputs_as_it_refuses_a_new_one(
+        server: LocalServer, media: dict[str, Path], tmp_path: Path) -> None:
+    """Inputs with advice, first sent without strict: strict=True then refuses them with the same ValidationError
+    whether the journal would reuse a completed take or re-attach to a running one, naming that take and saying it
+    is returned without strict (before: returned under strict, as if judged); nothing is paid either way, and
+    without strict the earlier take is what comes back."""
+    landscape = faceless(tmp_path / "landscape.jpg")
+    cloud = cloud_config(server)
+    with pytest.warns(spark_nb.errors.SparkWarning, match="no face found"):
+        done = avatar.generate(landscape, media["speech"], progress=False, **cloud)
+    with pytest.raises(spark_nb.ValidationError) as info:
+        avatar.generate(landscape, media["speech"], strict=True, progress=False, **cloud)
+    assert info.value.reason == "no_face" and "landscape.jpg" in str(info.value)
+    assert f"an earlier take of these inputs exists, task {done.task_id}" in str(info.value)
+    assert "completed, and is returned without strict" in str(info.value) and "strict=False" in (info.value.hint or "")
+
+    with pytest.warns(spark_nb.errors.SparkWarning, match="no face found"):
+        running = avatar.submit(landscape, media["speech_mp3"], **cloud)  # not waited for: the journal says running
+    with pytest.raises(spark_nb.ValidationError) as info:
+        avatar.submit(landscape, media["speech_mp3"], strict=True, **cloud)
+    assert info.value.reason == "no_face" and f"task {running.id}" in str(info.value) and "still running" in str(
+        info.value)
+    assert server.stats()["created"] == 2
+    assert avatar.submit(landscape, media["speech_mp3"], **cloud).id == running.id  # without strict: that take
+    assert avatar.generate(landscape, media["speech"], progress=False, **cloud).task_id == done.task_id
+    assert server.stats()["created"] == 2
