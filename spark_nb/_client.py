@@ -29,7 +29,7 @@ from ._deadline import earliest, ran_out
 from ._retry import NEVER_SENT, NOT_SENDABLE, RETRYABLE_STATUS, RetryPolicy, parse_retry_after
 from ._text import file_name_to_send
 from ._transfer import TransferError, fetch_to_file
-from ._urls import is_http_url
+from ._urls import direct_mounts, is_http_url
 from ._version import __version__
 from .errors import (
     APIError,
@@ -171,6 +171,7 @@ class ApiClient:
             headers={"User-Agent": f"spark-nb/{__version__}", "X-Source": "spark-nb",
                      "Accept-Encoding": "gzip, deflate"},
             event_hooks={"response": [self._log_response]},
+            mounts=direct_mounts(self.base_url),  # the key never goes to a proxy in clear: loopback is sent direct
         ))
 
     def __repr__(self) -> str:
