@@ -8,8 +8,6 @@ failure; a create retries only what proves the request never reached the server,
 from __future__ import annotations
 
 import atexit
-import contextlib
-import glob
 import logging
 import os
 import sys
@@ -26,13 +24,12 @@ from . import _trace
 from ._answers import Answer, install_deadlines, read_answer
 from ._api_errors import ACCOUNT_STATUSES, api_error, not_sent
 from ._config import Secret
-from ._files import make_part
+from ._files import make_part, remove_stale_parts
 from ._deadline import earliest, ran_out
-from ._procs import pid_alive
 from ._retry import NEVER_SENT, NOT_SENDABLE, RETRYABLE_STATUS, RetryPolicy, parse_retry_after
 from ._text import file_name_to_send
 from ._transfer import TransferError, fetch_to_file
-from ._urls import is_http_url
+from ._urls import direct_mounts, is_http_url
 from ._version import __version__
 from .errors import (
     APIError,
@@ -107,6 +104,7 @@ class ApiClient:
             headers={"User-Agent": f"spark-nb/{__version__}", "X-Source": "spark-nb",
                      "Accept-Encoding": "gzip, deflate"},
             event_hooks={"response": [self._log_response]},
+            mounts=direct_mounts(self.base_url),  # the key never goes to a proxy in clear: loopback is sent direct
         ))
 
     def __repr__(self) -> str:
@@ -318,7 +316,7 @@ class ApiClient:
         Result URLs need no key, so downloads go through a client that has none.
         """
         dest.parent.mkdir(parents=True, exist_ok=True)
-        remove_stale_parts(dest)
+        remove_stale_parts(dest.parent, of=dest)  # what a download of dest killed mid-way left
 
         def attempt() -> int:
             tmp = make_part(dest)  # created exclusively, never through a file or link planted there
@@ -368,15 +366,6 @@ def path_segment(text: str) -> str:
     """text as one URL path segment: every "/" and "?" quoted, and "." or ".." (which URLs collapse) spelled out."""
     quoted = quote(text, safe="")
     return "%2E" * len(quoted) if quoted in (".", "..") else quoted
-
-
-def remove_stale_parts(dest: Path) -> None:
-    """Delete temporary files of earlier downloads to dest whose process is gone (killed mid-download)."""
-    for part in dest.parent.glob(f".{glob.escape(dest.name)}.*.part"):
-        pid = part.name[len(dest.name) + 2:].split("-", 1)[0]
-        if not pid.isdigit() or not pid_alive(int(pid)):
-            with contextlib.suppress(OSError):
-                part.unlink()
 
 
 _clients: dict[tuple[str, int, bool], ApiClient] = {}

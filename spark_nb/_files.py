@@ -23,7 +23,8 @@ from ._procs import pid_alive
 from .errors import WriteError
 
 # ".<name>.<pid>-<anything>.part[.suffix]" or ".<name>.<pid>.part": the temporary names our writers and downloads use
-_PART = re.compile(r"^\..+\.(\d+)(?:-[^.]*)?\.part(?:\.[A-Za-z0-9]{1,10})?$")
+_PART = re.compile(r"^\.(.+)\.(\d+)(?:-[^.]*)?\.part(?:\.[A-Za-z0-9]{1,10})?$")
+PART_NAME_MAX = 100  # characters of a file's name its part's name keeps (the part's name stays under NAME_MAX)
 _EXCLUSIVE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 _FIXES = {
     errno.EISDIR: "a folder is in its place: move or rename that folder, or write somewhere else",
@@ -42,8 +43,7 @@ def part_path(path: Path, suffix: str = "") -> Path:
     """A temporary sibling name for path, hidden, named after this process (so a later writer can tell when its
     writer is gone) and unguessable; suffix (e.g. ".mp4") is kept at the end for tools that go by it."""
     unique = f"{threading.get_ident()}{secrets.token_hex(6)}"
-    name = path.name if len(path.name) <= 100 else path.name[:100]  # the part's name stays under NAME_MAX
-    return path.with_name(f".{name}.{os.getpid()}-{unique}.part{suffix}")
+    return path.with_name(f".{path.name[:PART_NAME_MAX]}.{os.getpid()}-{unique}.part{suffix}")
 
 
 @contextlib.contextmanager
@@ -195,13 +195,15 @@ def _tighten(path: Path, mode: int) -> None:
             os.chmod(path, current & mode)
 
 
-def remove_stale_parts(folder: Path) -> int:
-    """Delete the temporary files in folder whose writer's process is gone (killed mid-write); how many went."""
+def remove_stale_parts(folder: Path, of: Path | None = None) -> int:
+    """Delete the temporary files in folder whose writer's process is gone (killed mid-write), only those of the
+    file of when given; how many went."""
     removed = 0
     with contextlib.suppress(OSError), os.scandir(folder) as entries:
         for entry in entries:
             match = _PART.match(entry.name)
-            if match and not pid_alive(int(match.group(1))):
+            if (match and (of is None or match.group(1) == of.name[:PART_NAME_MAX])
+                    and not pid_alive(int(match.group(2)))):
                 with contextlib.suppress(OSError):
                     os.unlink(entry.path)
                     removed += 1

@@ -30,7 +30,8 @@ from urllib.parse import quote
 from ._answers import Answer, install_deadlines, parse_json, read_answer
 from ._config import spec_source
 from ._files import remove_stale_parts, write_atomically
-from ._specs import SpecUnreadable, judge
+from ._specs import judge
+from ._urls import direct_mounts
 from ._version import __version__
 from .errors import ValidationError, safe_text
 from .models import MODELS
@@ -84,7 +85,7 @@ def http() -> Any:
             import httpx
 
             _http_client = install_deadlines(httpx.Client(
-                follow_redirects=True, max_redirects=5, trust_env=True,
+                follow_redirects=True, max_redirects=5, trust_env=True, mounts=direct_mounts(),
                 headers={"User-Agent": f"spark-nb/{__version__}", "X-Source": "spark-nb",
                          "Accept-Encoding": "gzip, deflate"}))
             atexit.register(_http_client.close)
@@ -162,7 +163,16 @@ def cached(folder: Path, models_url: str, model: str) -> SpecAnswer | None:
 
 
 def _read_cache(path: Path, models_url: str, model: str) -> SpecAnswer | None:
-    """The answer in a cache file, or None when it is missing, damaged, not a regular file or too large."""
+    """The answer in a cache file, or None when it is missing, damaged, not a regular file, too large, or cannot be
+    taken whole for any other reason (a file other processes and versions share: never an error of the call)."""
+    try:
+        return _cache_answer(path, models_url, model)
+    except Exception as exc:  # noqa: BLE001 - e.g. a 400-digit fetched_at: OverflowError
+        logger.debug("the spec cache file %s is not used: %r", path, exc)
+        return None
+
+
+def _cache_answer(path: Path, models_url: str, model: str) -> SpecAnswer | None:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
         with os.fdopen(fd, "rb") as fh:
@@ -172,13 +182,11 @@ def _read_cache(path: Path, models_url: str, model: str) -> SpecAnswer | None:
             raw, problem = parse_json(fh.read(MAX_CACHE_BYTES))
     except OSError:
         return None
-    try:
-        answer = SpecAnswer(model, models_url, raw["state"], raw["data"], str(raw["detail"]), float(raw["fetched_at"]))
-    except (TypeError, KeyError, ValueError):
-        return None
+    answer = SpecAnswer(model, models_url, raw["state"], raw["data"], str(raw["detail"]), float(raw["fetched_at"]))
     if problem or raw.get("model") != model or raw.get("models_url") != models_url \
             or answer.state not in ("published", "missing", "unreadable") \
-            or (answer.state == "published") != isinstance(answer.data, dict):
+            or (answer.state == "published") != isinstance(answer.data, dict) \
+            or not 0 < answer.fetched_at <= time.time() + SPEC_TTL_S:  # NaN, infinite or absurd: not a time
         return None
     return answer
 
@@ -237,13 +245,13 @@ def guard(model: str, params: dict[str, Any] | None, base_url: str) -> None:
     if source is None or spec is None:
         return
     models_url, folder = source
-    answer = known(folder, models_url, model, wait=WAIT_S)
-    if answer is None or answer.state != "published":
-        return
     try:
+        answer = known(folder, models_url, model, wait=WAIT_S)
+        if answer is None or answer.state != "published":
+            return
         problems = judge(spec, answer.data, params).refusals
-    except SpecUnreadable as exc:
-        logger.debug("the published spec of %s is not used: %s", model, exc)
+    except Exception as exc:  # noqa: BLE001 - SpecUnreadable, or any failure to read the spec: no spec, never an error
+        logger.debug("the published spec of %s is not used: %r", model, exc)
         return
     if problems:
         raise ValidationError(

@@ -32,6 +32,9 @@ MAX_KERNELS = 4  # studio pages open at once (a kernel each)
 IDLE_KERNEL_S = 900  # a page left without closing it (a lost tab) loses its kernel after 15 idle minutes
 MEDIA = r".*\.(jpe?g|png|gif|webp|bmp|svg|wav|mp3|m4a|aac|ogg|oga|opus|flac|weba|mp4|m4v|mov|webm|mkv)"
 TEMPLATES = Path(__file__).resolve().parent / "templates"
+PRIVATE_FOLDER = 0o700
+PRIVATE_FILES = 0o600
+UMASK = 0o077  # Voila's and its kernels': every file and folder the studio writes is the user's alone
 
 
 def run_studio(port: int, folder: str | Path, *, open_browser: bool) -> int:
@@ -88,10 +91,13 @@ def _listening(port: int) -> socket.socket:
 
 
 def _prepare(folder: Path) -> Path:
-    """folder with a fresh copy of the studio notebook in it; its path."""
+    """folder (made 0700 if new: the videos and uploaded portraits are the user's alone, as the spark-nb home is)
+    with a fresh copy of the studio notebook in it (0600); its path."""
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        return Path(shutil.copyfile(TEMPLATES / "studio.ipynb", folder / "studio.ipynb"))
+        folder.mkdir(mode=PRIVATE_FOLDER, parents=True, exist_ok=True)
+        notebook = Path(shutil.copyfile(TEMPLATES / "studio.ipynb", folder / "studio.ipynb"))
+        notebook.chmod(PRIVATE_FILES)
+        return notebook
     except OSError as exc:
         raise SparkError(f"cannot prepare the studio folder {folder}: {exc.strerror or exc}; pick another with "
                          f"--dir") from exc
@@ -120,7 +126,7 @@ def _start_voila(notebook: Path, port: int, token: str,
     try:
         voila = subprocess.Popen(cmd, env=env, cwd=notebook.parent, stdin=subprocess.DEVNULL, start_new_session=True,
                                  pass_fds=(listening.fileno(), says_ready),
-                                 preexec_fn=die_with_us if prctl is not None else None)
+                                 preexec_fn=die_with_us if prctl is not None else None, umask=UMASK)
     except BaseException:
         os.close(ready)
         raise

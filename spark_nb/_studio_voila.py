@@ -18,15 +18,15 @@ import html
 import logging
 import os
 import socket
-import sys
 from typing import Any
 from urllib.parse import urlencode
 
+from jupyter_server.auth.decorator import allow_unauthenticated
+from jupyter_server.auth.logout import LogoutHandler
 from jupyter_server.base.handlers import APIHandler, JupyterHandler
 from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
 from tornado import web
 from tornado.ioloop import IOLoop
-from tornado.log import access_log
 from traitlets import Bool, Float, Integer
 from voila.app import Voila
 from voila.static_file_handler import AllowListFileHandler, TemplateStaticFileHandler
@@ -34,7 +34,7 @@ from voila.tornado.handler import TornadoVoilaHandler
 
 from ._studio import READY_ENV, SOCKET_ENV
 from ._studio_http import GuardedHTTPServer, StudioLimits
-from ._text import inert
+from ._studio_log import PathOnlyLog, log_failure, one_inert_line_per_record
 from ._urls import is_loopback_host
 
 TOKEN_ENV = "JUPYTER_TOKEN"  # read by jupyter_server's identity provider
@@ -92,18 +92,58 @@ class TemplateFiles(TemplateStaticFileHandler):
             raise web.HTTPError(404) from None
 
 
+CROSS_SITE = frozenset({"same-site", "cross-site"})  # Sec-Fetch-Site values of a request another page made
+
+
+def started_elsewhere(headers: Any) -> str | None:
+    """Why a page request was made by another page (and must start no kernel), or None for the owner's own: typed
+    or opened from outside the browser (Sec-Fetch-Site `none`) or from the studio itself (`same-origin`), a top-level
+    navigation to a document. Browsers send these headers on every request (Chromium 76, Firefox 90, Safari 16.4);
+    one that sends none is let through. Every port of 127.0.0.1 is the same site, so a page another local user
+    serves there sends the owner's login cookie, SameSite=Strict or not: only these headers tell it apart."""
+    site, mode, dest = (headers.get(f"Sec-Fetch-{name}") for name in ("Site", "Mode", "Dest"))
+    if site in CROSS_SITE:
+        return f"another page ({site}) asked for the studio"
+    if mode is not None and mode != "navigate":
+        return f"a page's script or element ({mode}) asked for the studio"
+    if dest is not None and dest != "document":
+        return f"the studio cannot be shown inside another page ({dest})"
+    return None
+
+
 class StudioPageHandler(TornadoVoilaHandler):
-    """The studio page; a request that brought the token is sent on without it (its login cookie is set)."""
+    """The studio page, for the owner's own page loads only (never another page's frame, image or fetch); a request
+    that brought the token is sent on without it (its login cookie is set); any other path is Voila's redirect to
+    the file (a video the page shows)."""
 
     @web.authenticated
     async def get(self, path: str | None = None) -> None:
-        """The page (a new kernel), or a redirect to the same URL without the token."""
+        """The page (a new kernel), or a redirect to the same URL without the token; a page load another page made
+        is refused (403) before its kernel starts."""
         if self.get_argument("token", None) is not None:
             rest = {k: v[-1].decode() for k, v in self.request.query_arguments.items() if k != "token"}
             here = "/" + self.request.path.lstrip("/")  # never "//host/...": that would leave the studio
             self.redirect(here + (f"?{urlencode(rest)}" if rest else ""))
             return
+        why = None if path else started_elsewhere(self.request.headers)
+        if why is not None:
+            raise web.HTTPError(403, reason=f"{why}; open the address spark-nb studio printed in a tab of its own")
         await super().get(path)
+
+
+class StudioLogout(JupyterHandler):
+    """/logout: clears the login cookie and says so in plain text (jupyter_server's renders a template Voila does
+    not have: a 500 for everyone). Another page's request is refused, so a page cannot log the owner out."""
+
+    @allow_unauthenticated
+    def get(self) -> None:
+        """Clear the login cookie."""
+        why = started_elsewhere(self.request.headers)
+        if why is not None:
+            raise web.HTTPError(403, reason=why)
+        self.identity_provider.clear_login_cookie(self)
+        self.set_header("Content-Type", "text/plain; charset=utf-8")
+        self.finish("logged out of spark-nb studio; open the address it printed to come back\n")
 
 
 class StudioVoila(Voila):
@@ -126,7 +166,9 @@ class StudioVoila(Voila):
         if not self.identity_provider.token:
             raise SystemExit("spark-nb studio: no token was given; start the studio with `spark-nb studio`")
         os.environ.pop(TOKEN_ENV, None)  # read; kernels started from here do not inherit it
-        settings.update(allow_remote_access=False, local_hostnames=["localhost"], log_function=_log_failure)
+        # a page on another site (another host name) never sends the login cookie, not even in a top-level visit
+        self.identity_provider.cookie_options = {**self.identity_provider.cookie_options, "samesite": "Strict"}
+        settings.update(allow_remote_access=False, local_hostnames=["localhost"], log_function=log_failure)
         logging.getLogger("tornado.general").setLevel(logging.ERROR)  # refusals (a missing _xsrf) are not news
         return settings
 
@@ -134,7 +176,7 @@ class StudioVoila(Voila):
         """Voila's handlers, its file and page handlers replaced by the ones that ask for the token, and every one
         answering loopback Host names only, its refusals in plain words."""
         swap = {AllowListFileHandler: TokenFileHandler, TornadoVoilaHandler: StudioPageHandler,
-                TemplateStaticFileHandler: TemplateFiles}
+                TemplateStaticFileHandler: TemplateFiles, LogoutHandler: StudioLogout}
         return [(route[0], _guarded(swap.get(route[1], route[1])), *route[2:]) for route in super().init_handlers()]
 
 
@@ -171,55 +213,23 @@ def _say_ready() -> None:
             os.close(int(ready))
 
 
-class InertLine(logging.Formatter):
-    """A log record as one line a terminal only shows: its message inert (no escape sequence, control character or
-    line break from a request's path), cut short, and an exception named, never its traceback."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        """`spark-nb studio: <level>: <message> (<exception type>)`."""
-        text = inert(record.getMessage(), limit=300)
-        exc = record.exc_info[1] if record.exc_info else None
-        if exc is not None:
-            text += f" ({type(exc).__name__})"
-        return f"spark-nb studio: {record.levelname.lower()}: {text}"
-
-
-def one_inert_line_per_record(app_log: logging.Logger) -> None:
-    """Route every logger of this process (tornado's, jupyter_server's, Voila's) to one handler on stderr that
-    writes InertLine; the application's own handlers write InertLine too."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(InertLine())
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    for name in ("tornado", "tornado.access", "tornado.application", "tornado.general"):
-        logger = logging.getLogger(name)
-        logger.handlers.clear()
-        logger.propagate = True
-    for own in app_log.handlers:
-        own.setFormatter(InertLine())
-
-
-def _log_failure(handler: web.RequestHandler) -> None:
-    """The terminal shows the studio's own failures (5xx), by path only (a query may hold the token); refusals of
-    requests without the token or from another Host name are the studio working, not news."""
-    status = handler.get_status()
-    if status >= 500:
-        request = handler.request
-        access_log.error("%d %s %s (%.0f ms)", status, request.method, request.path, 1000 * request.request_time())
-
-
 def _guarded(handler: type[web.RequestHandler]) -> type[web.RequestHandler]:
-    """handler, refusing (403) a Host header that names no loopback address, and saying why in a plain page.
+    """handler, its log lines naming a request by path only (`PathOnlyLog`), refusing (403) a Host header that
+    names no loopback address, and saying why in a plain page.
 
     A JupyterHandler checks the Host already (`allow_remote_access` off), but renders its error pages with
     jupyter_server's templates, which fail under Voila (no static_path): a plain page instead. Static files
     (scripts, styles, themes) get the Host check here. API handlers answer JSON, as they do.
     """
     if issubclass(handler, APIHandler):
-        return handler
+
+        class Api(PathOnlyLog, handler):  # type: ignore[valid-type, misc]
+            pass
+
+        return _named(Api, handler)
     if issubclass(handler, JupyterHandler):
 
-        class Plain(handler):  # type: ignore[valid-type, misc]
+        class Plain(PathOnlyLog, handler):  # type: ignore[valid-type, misc]
             def write_error(self, status_code: int, **kwargs: Any) -> None:
                 exc = kwargs.get("exc_info", (None, None, None))[1]
                 reason = getattr(exc, "reason", None) or self._reason
@@ -229,7 +239,7 @@ def _guarded(handler: type[web.RequestHandler]) -> type[web.RequestHandler]:
 
         return _named(Plain, handler)
 
-    class LoopbackOnly(handler):  # type: ignore[valid-type, misc]
+    class LoopbackOnly(PathOnlyLog, handler):  # type: ignore[valid-type, misc]
         def prepare(self) -> Any:
             if not is_loopback_host(self.request.host):
                 raise web.HTTPError(403)

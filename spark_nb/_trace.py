@@ -5,9 +5,14 @@ few KB of both bodies (a multipart upload's file is never copied: only its size)
 Authorization, Proxy-Authorization, Cookie and Set-Cookie headers are left out, every text is redacted
 (`_secrets.redact`: the live key, any piece of it a cut could leave, and any bearer token) before it is cut, and
 every query value of a URL is masked but for a few names known to be safe to show (`SHOWN_QUERY_NAMES`: an
-algorithm, a date, a lifetime), as is a URL's `user:password@`: signatures, credentials, tokens and policies of
-any object store or CDN, whatever they are called. A JSON body is read first, so a URL whose `&` a Go service
-wrote as `\\u0026` is masked as the URL it is.
+algorithm, a date, a lifetime), as is a query item with no value (a bare `?<token>`), a URL's `user:password@`
+and any JSON Web Token: signatures, credentials, tokens and policies of any object store or CDN, whatever they are
+called. What came from elsewhere (bodies, headers, result URLs) is masked by shape and by name too: in each URL,
+the path segments that look like a digest or token (16+ hex characters; 20+ base64url ones mixing cases and
+digits: a CDN URL signed in its path), and the value of each JSON member or header whose name says credential
+(`secret_name`: STS's AccessKeySecret and SecurityToken, a Policy, an api_key); ids, names, counts and the API's
+own URLs (task ids) stay readable. A JSON body is read first, so a URL whose `&` a Go service wrote as `\\u0026`
+is masked as the URL it is.
 
 Lines are appended with one write each (O_APPEND), from any thread or process, to a regular file this user owns,
 never through a symbolic link (O_NOFOLLOW): a name another user planted (a link to one of this user's files, a
@@ -48,8 +53,37 @@ SHOWN_QUERY_NAMES = frozenset({
     "expires", "response-content-type", "response-content-disposition", "charset",
     "sv", "se", "st", "sp", "sr", "spr",  # an Azure SAS's version, times, permissions, resource, protocol (not sig)
 })
-# name=value after ? & ; or # (or their JSON and HTML spellings: a body that is not JSON keeps them)
-_QUERY_VALUE = re.compile(r"((?:[?&;#]|\\u0026|\\u003[fF])([A-Za-z0-9_.~%\[\]-]{1,100})=)([^&;#\s\"'<>\\]*)")
+# name=value after ? & ; or # (or their JSON and HTML spellings: a body that is not JSON keeps them); a value may hold
+# an escaped slash (`\/`), and ends at any other backslash (Go's `\u0026`)
+_QUERY_VALUE = re.compile(r"((?:[?&;#]|\\u0026|\\u003[fF])([A-Za-z0-9_.~%\[\]-]{1,100})(?:=|\\u003[dD]))"
+                          r"((?:[^&;#\s\"'<>\\]|\\/)*)")
+# a query item without "=" (`?<token>`, `&<token>`): masked whole; an HTML entity (`&amp;`) is not one
+_BARE_QUERY = re.compile(r"((?:[?&;]|\\u0026|\\u003[fF]))(?!(?:[A-Za-z]{2,8}|#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6});)"
+                         r"((?:[^=&;#\s\"'<>\\]|\\/)+)(?=$|[&;#\s\"'<>]|\\(?!u003[dD]))")
+# a JSON Web Token anywhere (a bearer credential whatever carries it)
+_JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
+# a URL found in a body or a header (with a scheme, or protocol-relative), up to its query; in its path, a digest
+# or token: 16+ hex characters, or a base64url run of 20+ with upper and lower case letters and a digit (a CDN's
+# path signature, Alibaba's and Tencent's auth types B and C, a JWT's parts)
+_FOUND_URL = re.compile(r"(?i)(?:\b[a-z][a-z0-9+.-]{0,30}:)?(?:\\?/){2}[^\s\"'<>?#]+")
+_PATH_TOKEN = re.compile(r"(?<![A-Za-z0-9_-])(?:[0-9a-fA-F]{16,}|(?=[A-Za-z0-9_-]*[a-z])(?=[A-Za-z0-9_-]*[A-Z])"
+                         r"(?=[A-Za-z0-9_-]*[0-9])[A-Za-z0-9_-]{20,})(?![A-Za-z0-9_-])")
+# a JSON member or header whose name has one of these words (split at camelCase, `_`, `-`, `.`), or holds one of
+# SECRET_NAME_PARTS run together (`securitytoken`), has its strings masked: what stores and gateways call
+# credentials (STS's AccessKeySecret and SecurityToken, a form's Policy and Signature, an api_key); ids, hashes,
+# names, sizes, counts (`input_tokens`) and URLs under other names stay readable for a bug report
+SECRET_NAME_WORDS = frozenset({
+    "secret", "secrets", "token", "signature", "sig", "sign", "credential", "credentials", "policy", "password",
+    "passwd", "passphrase", "key", "apikey", "accesskey", "auth", "authorization", "session", "cookie", "jwt",
+    "bearer", "private", "sas",
+})
+SECRET_NAME_PARTS = ("secret", "password", "passwd", "credential", "signature", "securitytoken", "sessiontoken",
+                     "accesstoken", "refreshtoken", "idtoken", "authtoken", "apitoken", "apikey", "accesskey",
+                     "privatekey", "signingkey")
+_NAME_WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
+# a JSON member in text (a body that is not JSON, a JSON document inside a string, escaped once or more):
+# "name": "value", \"name\": \"value\"
+_MEMBER_OPEN = re.compile(r'(?P<q>\\*)"(?P<name>[^"\\]{1,100})(?P=q)"\s*:\s*(?P=q)"')
 _USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]{0,30}:(?:\\?/){2})[^/\s\"'<>@\\?#]+@")
 _lock = threading.Lock()
 _stopped: set[str] = set()  # traces that failed once: off for this process
@@ -74,19 +108,19 @@ def exchange(path: str, *, method: str, url: str, started: float, request: Any =
         record["reason"] = reason
         record["answer"] = {"headers": _headers((headers or {}).items()), **_body(body, data)}
     if problem:
-        record["problem"] = problem
+        record["problem"] = clean_found(problem)
     if error is not None:
-        record["error"] = f"{type(error).__name__}: {error}"
+        record["error"] = clean_found(f"{type(error).__name__}: {error}")
     write(path, record)
 
 
 def download(path: str, *, url: str, started: float, status: int | None, size: int | None,
              error: BaseException | None = None) -> None:
     """Trace one download of a result: its URL, status, size and time (its bytes are the video: not traced)."""
-    record: dict[str, Any] = {"kind": "download", "method": "GET", "url": clean(url), "status": status,
+    record: dict[str, Any] = {"kind": "download", "method": "GET", "url": clean_found(url), "status": status,
                               "bytes": size, "ms": round((time.monotonic() - started) * 1000, 1)}
     if error is not None:
-        record["error"] = f"{type(error).__name__}: {error}"
+        record["error"] = clean_found(f"{type(error).__name__}: {error}")
     write(path, record)
 
 
@@ -169,6 +203,7 @@ def _headers(items: Iterable[tuple[str, str]]) -> dict[str, str]:
     kept: dict[str, str] = {}
     for name, value in items:
         if name.lower() not in DROPPED_HEADERS:
+            value = MASK if secret_name(name) and value else clean_found(value)
             kept[name] = f"{kept[name]}, {value}" if name in kept else value
     return kept
 
@@ -199,7 +234,7 @@ def _body(body: bytes, data: Any = None) -> dict[str, Any]:
         except (RecursionError, ValueError):  # nested beyond what json writes back: as text
             text = None
     if text is None:
-        text = clean(body.decode("utf-8", "replace"))
+        text = clean_found(body.decode("utf-8", "replace"))
     shown: dict[str, Any] = {"body": safe_text(text, limit=BODY_CHARS), "body_bytes": len(body)}
     if len(text) > BODY_CHARS:
         shown["body_cut"] = True
@@ -207,9 +242,34 @@ def _body(body: bytes, data: Any = None) -> dict[str, Any]:
 
 
 def clean(text: str) -> str:
-    """text with every query value masked but those of SHOWN_QUERY_NAMES, and every URL's user:password@."""
-    text = _USERINFO.sub(lambda m: f"{m.group(1)}{MASK}@", str(text))
-    return _QUERY_VALUE.sub(_masked_value, text)
+    """text with every query value masked but those of SHOWN_QUERY_NAMES, every query item without a value (a bare
+    `?<token>`), every URL's user:password@ and every JSON Web Token."""
+    text = _JWT.sub(MASK, _USERINFO.sub(lambda m: f"{m.group(1)}{MASK}@", str(text)))
+    text = _QUERY_VALUE.sub(_masked_value, text)
+    return _BARE_QUERY.sub(lambda m: m.group(0) if m.group(2) == MASK else m.group(1) + MASK, text)
+
+
+def clean_found(text: str) -> str:
+    """clean, and in each URL of text the digests and tokens of its path (_PATH_TOKEN), and the value of each JSON
+    member of a secret's name (secret_name) written in the text: for what came from elsewhere (bodies, headers,
+    result URLs), not for the API's own URLs, whose task ids stay readable."""
+    text = _FOUND_URL.sub(lambda m: _PATH_TOKEN.sub(MASK, m.group(0)), str(text))
+    return clean(_masked_members(text))
+
+
+def _masked_members(text: str) -> str:
+    """text with the value of each JSON member of a secret's name masked, at any level of escaping."""
+    kept: list[str] = []
+    done = 0
+    for member in _MEMBER_OPEN.finditer(text):
+        if member.start() < done or not secret_name(member["name"]):
+            continue
+        close = re.compile(r"(?<!\\)" + re.escape(member["q"]) + '"').search(text, member.end())
+        if close is None or close.start() == member.end():
+            continue
+        kept += [text[done:member.end()], MASK]
+        done = close.start()
+    return "".join(kept) + text[done:]
 
 
 def _masked_value(match: re.Match[str]) -> str:
@@ -219,14 +279,23 @@ def _masked_value(match: re.Match[str]) -> str:
     return match.group(1) + MASK
 
 
-def _cleaned(data: Any) -> Any:
-    """Parsed JSON with every string (keys too) cleaned (see clean)."""
+def secret_name(name: str) -> bool:
+    """True when a JSON member's or header's name says it holds a credential: a word of SECRET_NAME_WORDS
+    (AccessKeySecret, x-amz-security-token, api_key) or a part of SECRET_NAME_PARTS (securitytoken)."""
+    lowered = name.lower()
+    return (any(word.lower() in SECRET_NAME_WORDS for word in _NAME_WORD.findall(name))
+            or any(part in lowered for part in SECRET_NAME_PARTS))
+
+
+def _cleaned(data: Any, masked: bool = False) -> Any:
+    """Parsed JSON with every string (keys too) cleaned (see clean_found), and every string under a member whose name
+    is a secret's (secret_name) masked, at any depth."""
     if isinstance(data, str):
-        return clean(data)
+        return MASK if masked and data else clean_found(data)
     if isinstance(data, dict):
-        return {clean(str(k)): _cleaned(v) for k, v in data.items()}
+        return {clean_found(str(k)): _cleaned(v, masked or secret_name(str(k))) for k, v in data.items()}
     if isinstance(data, list):
-        return [_cleaned(v) for v in data]
+        return [_cleaned(v, masked) for v in data]
     return data
 
 

@@ -93,10 +93,37 @@ def is_loopback_url(url: str) -> bool:
         return False
 
 
-def in_clear_beyond_this_machine(url: str) -> bool:
-    """True when what is sent to url travels unencrypted beyond this machine: http:// to a host that is not loopback."""
+def is_literal_loopback(host: str | None) -> bool:
+    """True when host names this machine without asking DNS: localhost, 127.0.0.0/8 or ::1 (a *.localhost name is
+    not: glibc asks DNS for it, and DNS may answer any address)."""
+    name = (host or "").strip().rstrip(".").lower()
+    name = name[1:-1] if name.startswith("[") and name.endswith("]") else name
+    if name == "localhost":
+        return True
     try:
-        return url_scheme(url.strip()) == "http" and not is_loopback_url(url.strip())
+        return ipaddress.ip_address(name.split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
+def direct_mounts(*urls: str) -> dict[str, None]:
+    """httpx mounts that send localhost, 127.0.0.1, ::1 and each of urls' literal loopback hosts straight there, never
+    through the environment's proxy (HTTP_PROXY would otherwise carry an http:// request, key and all, in clear)."""
+    hosts = ["localhost", "127.0.0.1", "[::1]"]
+    for url in urls:
+        host = urlsplit(url).hostname or ""
+        if is_literal_loopback(host):
+            hosts.append(f"[{host}]" if ":" in host else host)
+    return {f"all://{host}": None for host in hosts}
+
+
+def in_clear_beyond_this_machine(url: str) -> bool:
+    """True when what is sent to url travels unencrypted beyond this machine: http:// to a host that is not literally
+    this machine (is_literal_loopback, no DNS), through a proxy or not. A literal loopback host is never sent through
+    a proxy (direct_mounts, on every client spark-nb builds), so http:// to it stays on this machine."""
+    try:
+        url = url.strip()
+        return url_scheme(url) == "http" and not is_literal_loopback(urlsplit(url).hostname)
     except ValueError:  # not a URL at all: the URL checks say so
         return False
 

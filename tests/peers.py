@@ -224,3 +224,67 @@ def hostile_api(route: str, kind: str, video: bytes) -> Callable[[Peer, socket.s
         return p.json(conn, 200, answers[here])
 
     return handle
+
+
+_CHURN = r"""
+import socket, sys, time
+host, port, hold, seconds, head = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
+held, opened, until = [], 0, time.monotonic() + seconds
+while time.monotonic() < until:
+    if len(held) >= hold:
+        held.pop(0).close()
+    try:
+        sock = socket.create_connection((host, port), timeout=2)
+        sock.send(head.encode())
+    except OSError:
+        time.sleep(0.001)
+        continue
+    held.append(sock)
+    opened += 1
+print(opened, flush=True)
+"""
+
+
+class ChurnFlood:
+    """Processes that open connections to address as fast as they can, each sending head (part of a request's
+    headers) and never finishing it, holding `hold` each and closing the oldest for every new one, for `seconds`."""
+
+    def __init__(self, address: tuple[str, int], *, processes: int = 2, hold: int = 150, seconds: float = 8.0,
+                 head: bytes = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-") -> None:
+        import subprocess
+        import sys
+
+        self.procs = [subprocess.Popen([sys.executable, "-c", _CHURN, address[0], str(address[1]), str(hold),
+                                        str(seconds), head.decode()], stdout=subprocess.PIPE, text=True)
+                      for _ in range(processes)]
+        self.opened = 0
+
+    def __enter__(self) -> ChurnFlood:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        """Wait for the flood to end (it ends by itself), counting the connections it opened."""
+        import subprocess
+
+        for proc in self.procs:
+            try:
+                out, _ = proc.communicate(timeout=MAX_SECONDS)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                out, _ = proc.communicate(timeout=10)
+            self.opened += int(out.strip() or 0)
+
+
+def late_request(address: tuple[str, int], request: bytes, *, delay: float = 0.05) -> str:
+    """The status line a server answers to request sent `delay` seconds after connecting (a client a little slower
+    than the flood around it), or the name of the error that ended the connection first."""
+    try:
+        with socket.create_connection(address, timeout=5) as sock:
+            time.sleep(delay)
+            sock.sendall(request)
+            return sock.makefile("rb").readline().decode("latin-1").strip() or "closed"
+    except OSError as exc:
+        return type(exc).__name__

@@ -163,6 +163,35 @@ def test_a_rerun_never_brings_a_linked_file_in_nor_writes_through_a_linked_row_f
     assert sorted(p.name for p in victim.iterdir()) == ["notes.txt"]
 
 
+def test_a_batch_never_writes_a_row_notebook_through_a_link_planted_in_its_folder(
+        tmp_path: Path, media: dict[str, Path], make_server: type, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An output folder prepared by someone else: out/r1/ a real folder, out/r1/r1.ipynb a link to the user's
+    ~/.bashrc. The batch runs the row and its executed notebook replaces the link (the .bashrc untouched, no part
+    file left; before: papermill opened the link and wrote the 288 KB notebook into the .bashrc); the notebook
+    records its own path, as papermill does."""
+    server = make_server(api_key="sk-test-0123456789abcdefSECRET")
+    use_server(monkeypatch, server)
+    manifest = write_manifest(tmp_path, [{"name": "r1", "model": "avatar", "image": str(media["portrait"]),
+                                          "audio": str(media["speech"])}])
+    out = tmp_path / "out"
+    (out / "r1").mkdir(parents=True)
+    bashrc = tmp_path / "victim-home" / ".bashrc"
+    bashrc.parent.mkdir()
+    bashrc.write_text("export PATH=$HOME/bin:$PATH\n")
+    os.symlink(bashrc, out / "r1" / "r1.ipynb")
+
+    [row] = run_batch(manifest, out, progress=False)
+
+    notebook = out / "r1" / "r1.ipynb"
+    assert row.status == "completed" and row.notebook == notebook
+    assert bashrc.read_text() == "export PATH=$HOME/bin:$PATH\n"
+    assert not notebook.is_symlink() and notebook.is_file()
+    executed = json.loads(notebook.read_text())
+    assert executed["metadata"]["papermill"]["output_path"].endswith(os.path.join("out", "r1", "r1.ipynb"))
+    assert any(cell.get("outputs") for cell in executed["cells"]), "the notebook written is the executed one"
+    assert [p.name for p in out.rglob("*.part*")] == []
+
+
 def test_a_batch_says_what_this_run_spent_the_same_way_everywhere_and_marks_reused_rows(
         tmp_path: Path, media: dict[str, Path], make_server: type, monkeypatch: pytest.MonkeyPatch) -> None:
     """Two rows paid for by a first run, then a manifest of those two, a new row and a row identical to it: the

@@ -283,6 +283,9 @@ def test_studio_serves_the_forms_without_code_and_plays_in_chromium(studio_app: 
     assert not console_errors, console_errors
     assert not failed_requests, f"the studio asked for something it could not get: {failed_requests}"
     assert list((folder / "spark_outputs").glob("*.mp4")), "the videos land in the studio's folder"
+    written = [folder / "spark_outputs", *(folder / "spark_outputs").rglob("*")]
+    assert {p.name: oct(p.stat().st_mode & 0o777) for p in written} == {
+        p.name: "0o700" if p.is_dir() else "0o600" for p in written}, "the studio's files are the user's alone"
     assert (ARTIFACTS / "browser-studio.png").stat().st_size > 10_000
 
 
@@ -420,6 +423,89 @@ def test_the_studio_refuses_other_hosts_and_pages_without_its_token_in_chromium(
         with contextlib.closing(sqlite3.connect(journal)) as db:
             assert db.execute("SELECT count(*) FROM tasks").fetchone() == (0,), "a task was created"
     assert [p.name for p in (studio.folder / "spark_outputs").iterdir()] == ["made.mp4"]
+
+
+# A page another local user serves on another port of 127.0.0.1 (the same site as the studio: the browser sends the
+# owner's login cookie with its requests): frames, an image and credentialed fetches of the studio's page.
+SAME_SITE_PAGE = """<!doctype html><title>cats</title>
+<iframe src="{base}/"></iframe><iframe src="{base}/?x=2"></iframe><img src="{base}/?x=3">
+<script>
+window.fetched = Promise.all([4, 5].map((i) => fetch('{base}/?x=' + i, {{mode: 'no-cors', credentials: 'include'}})
+  .then(() => 'sent', (e) => 'blocked: ' + e)));
+</script>
+"""
+SAME_SITE_NAVIGATION = "<!doctype html><script>location.href = '{base}/?x=6';</script>"
+
+
+@contextlib.contextmanager
+def _page_server(pages: dict[str, str]) -> Iterator[str]:
+    """An HTTP server on another loopback port serving pages (path: HTML) from a thread; yields its base URL."""
+    import http.server
+    import threading
+
+    class Pages(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (the standard library's name)
+            body = pages.get(self.path, "").encode()
+            self.send_response(200 if self.path in pages else 404)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Pages)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+def test_a_page_on_another_loopback_port_starts_no_studio_kernel_with_the_owners_cookie_in_chromium(
+        studio_app: StudioRun) -> None:
+    """The owner opens the studio in Chromium (one kernel); in the same browser, a page on another port of
+    127.0.0.1 frames the studio twice, shows it as an image, fetches it twice with credentials, and another such
+    page navigates its tab to it: every request carries the owner's login cookie (same site), and none starts a
+    kernel (before: each started one, and at four the owner's next page load was a 503 for 15 minutes). The login
+    cookie is SameSite=Strict, and the owner's own next page load still opens the studio."""
+    sync_playwright = _require_browser()
+    studio = studio_app
+    base = studio.base
+    pages = {"/": SAME_SITE_PAGE.format(base=base), "/go": SAME_SITE_NAVIGATION.format(base=base)}
+    with _page_server(pages) as elsewhere, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"])
+        try:
+            context = browser.new_context()
+            owner = context.new_page()
+            owner.goto(studio.url)
+            owner.locator(".spark-studio").wait_for(timeout=120_000)
+            cookies = context.cookies(base)
+            kernels_before = len(studio.kernels())
+            stranger = context.new_page()
+            stranger.goto(f"{elsewhere}/", wait_until="load")  # after the frames and the image answered
+            fetched = stranger.evaluate("window.fetched")
+            navigated = context.new_page()
+            with navigated.expect_navigation(url=f"{base}/?x=6", timeout=60_000):
+                navigated.goto(f"{elsewhere}/go")
+            navigated_text = navigated.locator("body").inner_text()
+            kernels_after_attack = len(studio.kernels())
+            again = context.new_page()
+            again.goto(f"{base}/")
+            again.locator(".spark-studio").wait_for(timeout=120_000)
+        finally:
+            browser.close()
+    login = [c for c in cookies if c["name"].startswith("username-")]
+    assert login and login[0]["sameSite"] == "Strict" and login[0]["httpOnly"], cookies
+    assert kernels_before == 1
+    assert fetched == ["sent", "sent"], fetched
+    assert "403" in navigated_text and "another page" in navigated_text, navigated_text
+    assert kernels_after_attack == 1, "a page on another loopback port started a studio kernel"
+    assert len(studio.kernels()) == 2
 
 
 # What a page on a rebinding name (its origin is evil.test:PORT, the name resolving to 127.0.0.1) tries against

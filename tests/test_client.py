@@ -125,3 +125,27 @@ def test_a_request_refused_before_it_was_sent_is_not_sent_not_may_exist(tmp_path
                 avatar.generate("https://i.example/f.jpg", "https://i.example/a.wav", progress=False, **options)
             assert not isinstance(refused.value, spark_nb.TaskMayExist) and "nothing was sent" in str(refused.value)
     assert all(e.status != "uncertain" for e in spark_nb.history())
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
+def test_an_http_loopback_api_is_never_reached_through_the_environments_proxy(
+        host: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With HTTP_PROXY and ALL_PROXY naming a proxy (here a recording peer standing in for proxy.corp:3128), a call to
+    an http:// loopback base URL goes straight to it: the proxy never sees the request, nor the key in clear."""
+    from .peers import Peer
+
+    api = Peer(lambda p, conn, req: p.json(conn, 200, {"id": "t-1", "status": "pending"}))
+    proxy = Peer(lambda p, conn, req: p.json(conn, 502, {"message": "the proxy answered"}))
+    for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.setenv(name, proxy.url)
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    client = ApiClient(api.url.replace("127.0.0.1", host), KEY)
+    try:
+        assert client.get_task("t-1", deadline=time.monotonic() + 10)["status"] == "pending"
+        assert proxy.seen == [] and len(api.seen) == 1
+        assert api.seen[0].headers["authorization"] == f"Bearer {KEY.reveal()}"
+    finally:
+        client.close()
+        api.stop()
+        proxy.stop()

@@ -416,3 +416,26 @@ def test_a_key_that_would_travel_unencrypted_beyond_this_machine_is_a_warning_an
     assert verdict.status == "warn" and "does not send the key unencrypted" in verdict.detail
     local = Context.make({"backend": "cloud", "api_key": TEST_KEY, "base_url": "http://127.0.0.1:9"})
     assert by["key"](local).status == "ok"
+
+
+def test_an_http_loopback_gateway_is_checked_straight_and_never_through_the_environments_proxy(
+        server: Any, peer: Callable[..., Peer], monkeypatch: pytest.MonkeyPatch) -> None:
+    """http://localhost:PORT (a local tunnel or gateway) with HTTP_PROXY naming a proxy (a recording peer standing in
+    for proxy.corp:3128): every probe, keyed or not, goes straight to the gateway, so the proxy never sees the key
+    in clear, and the key checks are ok because it truly stays on this machine. A *.localhost name is asked of DNS:
+    the key check warns that the key would travel unencrypted."""
+    proxy = peer(lambda p, conn, req: p.json(conn, 404, {"message": "the proxy answered"}))
+    point_at(monkeypatch, server.url.replace("127.0.0.1", "localhost"))
+    for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.setenv(name, proxy.url)
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    checks = by_name(spark_nb.doctor())
+    assert proxy.seen == [], [seen.path for seen in proxy.seen]
+    assert checks["key"].status == "ok" and checks["key accepted"].status == "ok", str(checks["key accepted"])
+    assert checks["uploads"].status == "ok" and checks["generation URL"].status == "ok"
+    from spark_nb._doctor import Context, checks as all_checks
+
+    named = Context.make({"backend": "cloud", "api_key": TEST_KEY, "base_url": "http://gateway.localhost:9"})
+    verdict = dict(all_checks())["key"](named)
+    assert verdict.status == "warn" and "unencrypted" in verdict.detail and "gateway.localhost" in verdict.detail

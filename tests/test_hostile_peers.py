@@ -377,6 +377,30 @@ def test_a_client_killed_mid_download_leaves_no_part_file_after_the_next_wait(
     assert files_under(out) == [result.path.name]
 
 
+def test_a_download_sweeps_its_own_stale_parts_only(peer: Callable[[Handler], Peer], tmp_path: Path) -> None:
+    """ApiClient.download into a folder holding part files: the one a killed download of this very file left (its
+    name over 100 characters, cut in the part's name) goes; a live download's part of another file whose name
+    begins with this one's, and a dead writer's part of another file, stay (not this download's to judge). Before:
+    the long name's part was never swept, and the live part of "<name>.x" was deleted under its writer."""
+    api = peer(fake_api())
+    out = tmp_path / "out"
+    out.mkdir()
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True)
+    dead = int(gone.stdout)  # a process that has exited: its parts are stale
+    dest = out / ("v" * 120 + ".mp4")
+    own = out / f".{dest.name[:100]}.{dead}-1a.part"
+    live_other = out / f".{dest.name}.x.{os.getpid()}-2b.part"
+    dead_other = out / f".other.mp4.{dead}-3c.part"
+    for part in (own, live_other, dead_other):
+        part.write_bytes(b"x" * 100)
+    client = _client.ApiClient(api.url, None, specs=False)
+    size = client.download(f"{api.url}/video.mp4", dest, deadline=time.monotonic() + 30)
+    assert size == len(VIDEO) and dest.read_bytes() == VIDEO
+    assert not own.exists(), "a killed download's part of this file was left"
+    assert live_other.exists() and dead_other.exists(), "a part of another file was swept"
+
+
 def test_progress_and_retry_numbers_stay_finite() -> None:
     """The poll schedule never sleeps a NaN or a negative time, whatever progress reads (unit check)."""
     from spark_nb._polling import PollSchedule

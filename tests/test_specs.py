@@ -380,3 +380,52 @@ def subprocess_pid_that_ended() -> int:
     child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
                            timeout=60, check=True)
     return int(child.stdout)
+
+
+@pytest.mark.parametrize("fetched_at", ["1" + "0" * 400, "1e999", "NaN", "-1e999", "1e300", '"soon"'])
+def test_a_spec_cache_file_that_cannot_be_taken_whole_is_a_miss_and_never_an_internal_error(
+        fetched_at: str, server: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The attack (r04): a cache file in SPARK_NB_HOME/specs (shared by kernels, batch jobs and other versions) whose
+    `fetched_at` is a 401-digit integer made float() raise OverflowError, so every call of the model was
+    "unexpected internal error" before its create. Now a file that cannot be taken whole (that number, an infinite,
+    NaN or absurd time, a string) is a cache miss: the reader gives nothing, and the create is sent."""
+    from spark_nb._client import ApiClient
+    from spark_nb._config import Secret
+
+    monkeypatch.setenv("VTRIX_MODELS_URL", server.url)
+    folder = Path(os.environ["SPARK_NB_HOME"]) / "specs"
+    folder.mkdir(parents=True, exist_ok=True)
+    body = json.dumps({"model": AVATAR.id, "models_url": server.url, "state": "missing", "data": None,
+                       "detail": "x", "fetched_at": "__TIME__"}).replace('"__TIME__"', fetched_at)
+    _specs_service._cache_file(folder, server.url, AVATAR.id).write_text(body)
+    assert _specs_service.cached(folder, server.url, AVATAR.id) is None
+    client = ApiClient(server.url, Secret(TEST_KEY))
+    try:
+        client.check_spec(AVATAR.id, PARAMS)  # as the pipeline does before the create
+        assert client.create(AVATAR.id, PARAMS)["id"]
+    finally:
+        client.close()
+    assert server.stats()["created"] == 1
+
+
+def test_any_failure_to_read_the_spec_lets_the_call_go_on(server: Any, monkeypatch: pytest.MonkeyPatch,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    """Whatever reading the spec raises (here a fault injected in `known`, which reads the cache and the service),
+    the guard takes it as no spec, logged at DEBUG, as it does for a comparison that fails: the create is sent."""
+    monkeypatch.setenv("VTRIX_MODELS_URL", server.url)
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise OverflowError("int too large to convert to float")
+
+    from spark_nb._client import ApiClient
+    from spark_nb._config import Secret
+
+    monkeypatch.setattr(_specs_service, "known", broken)
+    client = ApiClient(server.url, Secret(TEST_KEY))
+    try:
+        with caplog.at_level("DEBUG", logger=_specs_service.logger.name):
+            client.check_spec(AVATAR.id, PARAMS)  # as the pipeline does before the create
+            assert client.create(AVATAR.id, PARAMS)["id"]
+    finally:
+        client.close()
+    assert "int too large" in caplog.text and server.stats()["created"] == 1

@@ -11,6 +11,7 @@ import os
 import socket
 import stat
 import threading
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -334,3 +335,73 @@ def test_processes_appending_long_lines_at_once_leave_only_whole_lines(tmp_path:
     assert lines[-1] == b"" and b"" not in lines[:-1]
     assert sorted(json.loads(line)["who"] for line in lines[:-1]) == sorted(
         f"{p}-{t}-{n}" for p in range(2) for t in range(4) for n in range(40))
+
+
+# -- the second attack on issue 26 ---------------------------------------------------------------------------------
+
+PATH_SIGNATURE = "9044548ef1527deadafa49a890a377f0"  # an MD5 signature of a CDN URL signed in its path
+STS_TOKEN = "STS.NUzXzSecretSessionTokenValue0123456789"
+STS_SECRET = "AccessKeySecretValue0123456789abcdef"
+BARE_JWT = "eyJhbGciOiJIUzI1NiJ9.eyJleHAiOjE3MDAwMDB9.c2lnbmF0dXJlLWJhcmUtdG9rZW4"
+BARE_TOKEN = "Zm9vYmFyX2JhcmVfcXVlcnlfdG9rZW4"
+OUTSIDE_A_QUERY_VALUE = {  # what an upload endpoint answered in the attack, and the other shapes of the same class
+    "id": "t-1",
+    "url": f"https://cdn.example.com/202608150800/{PATH_SIGNATURE}/u/face.jpg",  # Alibaba CDN type B, Tencent B
+    "mirror": f"//cdn.example.com/{PATH_SIGNATURE}/5f3a1b2c/u/face.jpg",  # type C, protocol-relative
+    "preview": f"https://cdn.example.com/v.mp4?{BARE_JWT}",  # a bare query: a token with no name=
+    "poster": f"https://cdn.example.com/p.jpg?x-oss-process=image&{BARE_TOKEN}",
+    "credentials": {"AccessKeyId": "STS.id", "AccessKeySecret": STS_SECRET, "SecurityToken": STS_TOKEN},
+    "upstream": json.dumps({"securityToken": STS_TOKEN}),  # a JSON document inside a string
+    "usage": {"input_tokens": "3"},
+}
+
+
+@pytest.mark.parametrize("spelling", ["JSON", "Go's escapes", "text"])
+def test_credentials_outside_a_query_value_are_masked(spelling: str, peer: Callable[[Handler], Peer],
+                                                      trace: Path) -> None:
+    """The attack (r05): a CDN URL signed in its path, a bare `?<token>` query and an upload answer's temporary
+    credentials as JSON members (STS's AccessKeySecret and SecurityToken) were written to the trace verbatim; the
+    headers too. Now a URL found in a body or header has its path's digests and tokens masked, every query item
+    without a value is masked, and a member or header whose name says credential has its value masked, whether the
+    body is JSON, JSON as Go escapes it, or text that is not JSON; what a bug report needs stays readable."""
+    body = json.dumps(OUTSIDE_A_QUERY_VALUE)
+    if spelling == "Go's escapes":
+        body = body.replace("&", "\\u0026").replace("/", "\\/").replace("=", "\\u003d")
+    elif spelling == "text":
+        body = "upstream answered: " + body
+    headers = {"Content-Type": "text/plain" if spelling == "text" else "application/json",
+               "Location": f"https://cdn.example.com/{PATH_SIGNATURE}/5f3a1b2c/u/face.jpg",
+               "X-Oss-Security-Token": STS_TOKEN, "X-Request-Id": "r-1"}
+    status = 400 if spelling == "text" else 200  # an error's text is not retried: one line
+    api = peer(lambda p, conn, seen: p.respond(conn, status, body.encode(), headers))
+    with client_of(api) as client, contextlib.suppress(spark_nb_errors.APIError):
+        client.get_task("t-1")
+    text = trace.read_text()
+    for secret in (PATH_SIGNATURE, STS_TOKEN, STS_SECRET, BARE_JWT, BARE_TOKEN, "c2lnbmF0dXJl"):
+        assert secret not in text, (secret, text)
+    [record] = records(trace)
+    answer = record["answer"]
+    assert answer["headers"]["x-request-id"] == "r-1" and answer["headers"]["x-oss-security-token"] == "********"
+    assert answer["headers"]["location"] == "https://cdn.example.com/********/5f3a1b2c/u/face.jpg"
+    shown = answer["body"].replace("\\/", "/")
+    for readable in ("https://cdn.example.com/202608150800/********/u/face.jpg", "v.mp4?********",
+                     "p.jpg?x-oss-process=********&********", "AccessKeyId", '"t-1"', "input_tokens"):
+        assert readable in shown, (readable, shown)
+    if spelling != "text":
+        decoded = json.loads(answer["body"])
+        assert decoded["credentials"] == {"AccessKeyId": "********", "AccessKeySecret": "********",
+                                          "SecurityToken": "********"}
+        assert decoded["usage"] == {"input_tokens": "3"} and decoded["id"] == "t-1"
+
+
+def test_a_result_url_signed_in_its_path_is_traced_without_its_signature(peer: Callable[[Handler], Peer],
+                                                                         trace: Path, tmp_path: Path) -> None:
+    """A result downloaded from a CDN URL signed in its path (Tencent type C: /<md5>/<hex time>/file) is traced by
+    its host, time and file, not its signature (the API's own URLs keep their task ids: they are no credential)."""
+    api = peer(lambda p, conn, seen: p.respond(conn, 200, b"\0" * 64, {"Content-Type": "video/mp4"}))
+    url = f"{api.url}/{PATH_SIGNATURE}/66b1a2f0/r/result.mp4"
+    with client_of(api) as client:
+        client.download(url, tmp_path / "result.mp4", deadline=time.monotonic() + 30)
+    [record] = records(trace)
+    assert PATH_SIGNATURE not in trace.read_text()
+    assert record["kind"] == "download" and record["url"] == f"{api.url}/********/66b1a2f0/r/result.mp4"

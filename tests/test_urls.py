@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from spark_nb._urls import MAX_URL_CHARS, canonical_url, is_http_url, is_loopback_url, url_scheme
+from spark_nb._urls import (MAX_URL_CHARS, canonical_url, in_clear_beyond_this_machine, is_http_url, is_loopback_url,
+                            url_scheme)
 
 
 @pytest.mark.parametrize("url", [
@@ -60,3 +61,15 @@ def test_a_base_url_has_one_spelling(spelling: str, canonical: str) -> None:
     service identity of the journal and the budget; the canonical form is its own canonical form."""
     assert canonical_url(spelling) == canonical
     assert canonical_url(canonical) == canonical
+
+
+@pytest.mark.parametrize("url,in_clear", [
+    ("http://127.0.0.1:8765/x", False), ("http://127.8.9.10/x", False), ("http://[::1]:9/x", False),
+    ("http://localhost/x", False), ("HTTP://LOCALHOST./x", False), ("https://gateway.example/x", False),
+    ("https://app.localhost/x", False), ("http://gateway.example/x", True), ("http://10.0.0.5/x", True),
+    ("http://app.localhost/x", True), ("http://localhost.gateway.example/x", True), ("http://0.0.0.0/x", True),
+])
+def test_in_clear_beyond_this_machine_trusts_only_literal_loopback_names(url: str, in_clear: bool) -> None:
+    """http:// stays on this machine only for localhost, 127.0.0.0/8 and ::1, which no client of spark-nb sends
+    through a proxy; a *.localhost name is asked of DNS (which may answer any address), so it is in clear."""
+    assert in_clear_beyond_this_machine(url) is in_clear

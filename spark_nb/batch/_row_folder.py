@@ -157,7 +157,7 @@ def execute(run: BatchRun, executed: Path, parameters: dict[str, object], row_di
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
-    from ._notebook_engine import ENGINE_NAME
+    from ._notebook_engine import ENGINE_NAME, row_notebook_output
 
     for attempt in range(KERNEL_ATTEMPTS):
         if run.stop.is_set():
@@ -165,10 +165,11 @@ def execute(run: BatchRun, executed: Path, parameters: dict[str, object], row_di
         kernel = None
         try:
             kernel = run.kernels.for_row(row_dir)
-            # the notebook is written once, at the end (a row cut short runs its notebook again)
-            papermill.execute_notebook(str(run.template), str(executed), parameters=parameters, kernel_name="python3",
-                                       engine_name=ENGINE_NAME, kernel=kernel, execution_timeout=run.timeout,
-                                       progress_bar=False, log_output=False, request_save_on_cell_execute=False)
+            # the notebook is written once, at the end (a row cut short runs its notebook again), by _files
+            papermill.execute_notebook(str(run.template), row_notebook_output(executed), parameters=parameters,
+                                       kernel_name="python3", engine_name=ENGINE_NAME, kernel=kernel,
+                                       execution_timeout=run.timeout, progress_bar=False, log_output=False,
+                                       request_save_on_cell_execute=False)
             return None
         except PapermillExecutionError as exc:
             return f"{exc.ename}: {exc.evalue}".strip()

@@ -3,26 +3,27 @@
 uvicorn's h11 protocol waits forever for a request's headers and body, and its `limit_concurrency` answers 503 to
 everyone once idle connections fill it. Here every connection has a deadline for what it owes (its headers from
 its opening or its request's first byte, then its body; a reader that takes nothing of an answer for too long),
-and their number stays below the file-descriptor limit: at the cap, the connection that has waited longest
-without completing its request (or has stalled longest reading its answer) is closed to make room, not the
-newcomer. A peer holding hundreds of half-open connections thus only ever holds the oldest places, and a client
-that sends its request at once is served.
+and their number stays below the file-descriptor limit (`_accept.room`): at the cap, the connection quiet longest
+without completing its request (or stalled longest reading its answer) is closed to make room, not the newcomer;
+one nothing was read from yet only when every one is that fresh (`_accept.longest_waiting`). A peer holding or
+churning hundreds of half-open connections thus only ever holds the oldest places, and a client that sends its
+request at once is served.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import resource
 import time
 from typing import Any
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-ACCEPT_BACKLOG = 128  # connections the kernel queues, and the most asyncio accepts before any is looked at
-FD_RESERVE = 2 * ACCEPT_BACKLOG  # descriptors kept for a burst of accepts, renders, files and the process itself
-MIN_CONNECTIONS = 16
+from .._accept import Room, longest_waiting, room
+
+ACCEPT_BACKLOG = 128  # connections the kernel queues for us
+PROCESS_RESERVE = 64  # descriptors kept for renders (ffmpeg's pipes), files, the journal, a kernel's own sockets
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,29 +44,42 @@ class ConnectionGuard:
         self.open: dict[GuardedH11Protocol, None] = {}  # insertion-ordered set
         self.closed = {"timed_out": 0, "evicted": 0, "refused": 0}
 
+    def room(self) -> Room:
+        """How many connections may be open and how many are accepted a turn, under the soft RLIMIT_NOFILE
+        (`_accept.room`), at most max_connections."""
+        return room(self.limits.max_connections, PROCESS_RESERVE)
+
     def capacity(self) -> int:
-        """How many connections may be open: max_connections, and half of the descriptors left under the soft
-        RLIMIT_NOFILE after a reserve (a connection may also hold a file open: an upload, a download)."""
-        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-        if soft == resource.RLIM_INFINITY:
-            return self.limits.max_connections
-        return max(MIN_CONNECTIONS, min(self.limits.max_connections, (soft - FD_RESERVE) // 2))
+        """How many connections may be open."""
+        return self.room().connections
 
     def protocol(self) -> type[GuardedH11Protocol]:
         """The uvicorn HTTP protocol class for a server whose connections this guard keeps."""
         return type("GuardedH11Protocol", (GuardedH11Protocol,), {"guard": self})
 
     def admit(self, newcomer: GuardedH11Protocol) -> None:
-        """Count a new connection; over capacity, close the one waiting longest (the newcomer only when every
-        other is busy being answered)."""
+        """Count a new connection; over capacity, close the one waiting longest (`_accept.longest_waiting`: one
+        not read from yet only for want of others), or the newcomer when every other is busy being answered."""
         self.open[newcomer] = None
         if len(self.open) <= self.capacity():
             return
-        waiting = [c for c in self.open if c is not newcomer and c.waiting_since is not None]
-        if waiting:
-            min(waiting, key=lambda c: c.waiting_since or 0.0).drop("evicted")
+        victim = self.longest_waiting(spare=newcomer)
+        if victim is not None:
+            victim.drop("evicted")
         else:
             newcomer.drop("refused")
+
+    def longest_waiting(self, spare: GuardedH11Protocol | None = None) -> GuardedH11Protocol | None:
+        """The connection that has waited longest for a request (or stalled reading its answer), one not read
+        from yet only if every one is fresh; never spare."""
+        return longest_waiting((c.quiet_since(), c.state(), c) for c in self.open
+                               if c is not spare and c.waiting_since is not None)
+
+    def out_of_descriptors(self) -> None:
+        """The process ran out of descriptors: close the longest-waiting connection."""
+        victim = self.longest_waiting()
+        if victim is not None:
+            victim.drop("evicted")
 
     def forget(self, connection: GuardedH11Protocol) -> None:
         """A connection is gone."""
@@ -84,6 +98,8 @@ class GuardedH11Protocol(H11Protocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.phase = "new"
+        self.heard = False  # data has been read from it
+        self.heard_at = 0.0  # when data last came
         self.waiting_since: float | None = None  # while it owes us something (a request, or reading its answer)
         self._timer: asyncio.TimerHandle | None = None
 
@@ -93,6 +109,7 @@ class GuardedH11Protocol(H11Protocol):
         self.guard.admit(self)
 
     def data_received(self, data: bytes) -> None:
+        self.heard, self.heard_at = True, time.monotonic()
         super().data_received(data)
         self._follow()
 
@@ -112,6 +129,18 @@ class GuardedH11Protocol(H11Protocol):
         self._set_timer(None)
         self.guard.forget(self)
         super().connection_lost(exc)
+
+    def quiet_since(self) -> float:
+        """Since when it has owed us something without sending any of it: a request's part, a body's next bytes
+        (a client in the middle of an upload is not the one to close), or, stalled, reading its answer."""
+        waiting = self.waiting_since or 0.0
+        return waiting if self.phase == "stalled" else max(waiting, self.heard_at)
+
+    def state(self) -> str:
+        """What it waits in, for `_accept.longest_waiting`: "unread", "idle" or "requesting"."""
+        if not self.heard:
+            return "unread"
+        return "idle" if self.phase == "idle" else "requesting"
 
     def drop(self, reason: str) -> None:
         """Close the connection at once (nothing more is sent or flushed), counting why."""

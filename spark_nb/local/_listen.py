@@ -1,7 +1,13 @@
-"""LocalServer: the local service on a socket, served by uvicorn (h11, connections guarded) in a daemon thread."""
+"""LocalServer: the local service on a socket, served by uvicorn (h11, connections guarded) in a daemon thread.
+
+uvicorn serves the connections; they are accepted by `_accept.Acceptor` (a batch a turn that fits the descriptor
+limit, and no traceback when descriptors run out), not by asyncio's own accept loop.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import secrets
 import socket
 import threading
@@ -9,12 +15,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .._accept import Acceptor
 from .._config import Secret
 from ..errors import SparkError
 from ._connections import ACCEPT_BACKLOG, ConnectionGuard
 from ._faults import FaultPlan
 from ._pool import STOP_TIMEOUT_S
 from ._server import LocalService, ServerOptions
+
+logger = logging.getLogger("spark_nb.local")
 
 
 class LocalServer:
@@ -110,6 +119,7 @@ class LocalServer:
         self._socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             self._socket.bind((self.host, self._requested_port))
+            self._socket.listen(ACCEPT_BACKLOG)
         except OSError as exc:
             self._socket.close()
             self.service.close()
@@ -121,9 +131,9 @@ class LocalServer:
         # (or, for the embedded server, the notebook cell that happens to run)
         config = uvicorn.Config(self.service.app(), http=self.guard.protocol(), ws="none", lifespan="off",
                                 log_level="error", access_log=False, timeout_keep_alive=30,
-                                timeout_graceful_shutdown=2, backlog=ACCEPT_BACKLOG)
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]},
+                                timeout_graceful_shutdown=2)
+        self._server = _accepting_server(config, self._socket, self.guard)
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": []},
                                         name="spark-nb-server", daemon=True)
         self._thread.start()
         deadline = time.monotonic() + timeout
@@ -146,3 +156,46 @@ class LocalServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _accepting_server(config: Any, listening: socket.socket, guard: ConnectionGuard) -> Any:
+    """A uvicorn Server that serves the connections an `_accept.Acceptor` takes from listening (uvicorn is given
+    no socket of its own), the guard's batch a turn, the guard closing a connection when descriptors run out."""
+    import uvicorn
+
+    class AcceptingServer(uvicorn.Server):
+        acceptor: Acceptor | None = None
+
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets=[])
+            loop = asyncio.get_running_loop()
+            protocol_class: Any = self.config.http_protocol_class  # the guard's, as uvicorn's own startup makes it
+
+            def protocol() -> asyncio.Protocol:
+                return protocol_class(config=self.config, server_state=self.server_state,
+                                      app_state=self.lifespan.state, _loop=loop)
+
+            connecting: set[asyncio.Task[None]] = set()  # held until done: the loop keeps only weak references
+
+            def connect(connection: socket.socket, address: object) -> None:
+                task = loop.create_task(_connect(loop, protocol, connection))
+                connecting.add(task)
+                task.add_done_callback(connecting.discard)
+
+            self.acceptor = Acceptor(loop, listening, connect, batch=lambda: guard.room().batch,
+                                     on_full=guard.out_of_descriptors, logger=logger)
+
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            if self.acceptor is not None:
+                self.acceptor.stop()
+            await super().shutdown(sockets=[listening])
+
+    return AcceptingServer(config)
+
+
+async def _connect(loop: asyncio.AbstractEventLoop, protocol: Any, connection: socket.socket) -> None:
+    """Serve an accepted connection; one that cannot be set up (reset already) is closed, quietly."""
+    try:
+        await loop.connect_accepted_socket(protocol, connection)
+    except OSError:
+        connection.close()
