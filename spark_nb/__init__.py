@@ -21,7 +21,8 @@ from ._config import resolve as _resolve
 from ._history import History, HistoryEntry, history, spend
 from ._logs import apply_env_log_level as _apply_env_log_level
 from ._results import Result
-from ._tasks import Task, TaskState
+from ._task_state import TaskState
+from ._tasks import Task
 from ._uploads import HTTPUploader, S3Uploader
 from ._version import __version__
 from .errors import (

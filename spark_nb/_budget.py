@@ -40,7 +40,7 @@ from ._config import Settings
 from ._journal import OPEN, Entry, JobState, Journal
 from ._journal_faults import resume_line
 from ._money import format_usd, total, usd
-from ._tasks import TaskState, cost_of
+from ._task_state import TaskState, cost_of
 from ._urls import canonical_url, is_http_url
 from .errors import BudgetExceeded, CostUnknown, SparkError
 from .models import ModelSpec, task_failure

@@ -10,7 +10,6 @@ from __future__ import annotations
 import atexit
 import logging
 import os
-import re
 import sys
 import threading
 import time
@@ -23,6 +22,7 @@ import httpx
 
 from . import _trace
 from ._answers import Answer, install_deadlines, read_answer
+from ._api_errors import ACCOUNT_STATUSES, api_error, not_sent
 from ._config import Secret
 from ._files import make_part, remove_stale_parts
 from ._deadline import earliest, ran_out
@@ -35,7 +35,6 @@ from .errors import (
     APIError,
     AuthenticationError,
     DownloadError,
-    NotFoundError,
     PermissionDeniedError,
     RateLimitError,
     ServerError,
@@ -55,23 +54,6 @@ MAX_RESULT_BYTES = 2 * 1024**3  # when the task does not say the video's size
 MAX_TASK_ID_CHARS = 200
 # an upload's own limit: the request's 30 s plus its file at this rate (100 MB: 27 min), however slowly it is read
 MIN_UPLOAD_BYTES_PER_S = 64 * 1024
-MESSAGE_CHARS = 300  # of the server's text in an error message; the whole body stays on APIError.body
-BODY_CHARS = 4000
-_REQUEST_ID_HEADERS = ("x-request-id", "request-id", "x-amzn-requestid", "cf-ray")
-BALANCE_HINT = "top up your Vtrix balance, then submit again"
-# 402 (code 40201, "insufficient credits") and a 403 for balance are the same refusal: one error, one hint
-_BALANCE_CODES = frozenset({"40201"})
-_BALANCE_WORDS = re.compile(r"\b(balance|credits?|insufficient funds|top[ -]?up)\b", re.IGNORECASE)
-ACCOUNT_STATUSES = frozenset({401, 402, 403})  # the key or the account: never a task-level error, whatever the body
-_STATUS_ERRORS: dict[int, tuple[type[APIError], str]] = {
-    401: (AuthenticationError, "set VTRIX_API_KEY (or api_key=) to a valid key from Vtrix's API Key Management page"),
-    402: (PermissionDeniedError, BALANCE_HINT),
-    403: (PermissionDeniedError, "check your Vtrix balance and the key's permissions"),
-    404: (NotFoundError, "check the task id, and that base URL and backend are the ones that created it"),
-    429: (RateLimitError, "too many requests: lower the concurrency or wait a minute"),
-}
-
-
 class _ApiKeyAuth(httpx.Auth):
     """Adds the bearer key to requests for the API's own origin only (never to CDN or upload hosts)."""
 
@@ -87,55 +69,6 @@ class _ApiKeyAuth(httpx.Auth):
 
 def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
     return (url.scheme, url.host, url.port or {"http": 80, "https": 443}.get(url.scheme))
-
-
-def _server_message(data: Any, answer: Answer) -> str:
-    if isinstance(data, dict):
-        for key in ("message", "error", "detail"):
-            value = data.get(key)
-            if isinstance(value, dict):
-                value = value.get("error_message") or value.get("message")
-            if value:
-                return str(value)
-    return answer.reason or f"HTTP {answer.status}"
-
-
-def _about_balance(data: Any, message: str) -> bool:
-    """The answer refuses for want of credit: a balance code (top level or in `error`, a string or a number) or
-    words saying so in its message."""
-    error = data.get("error") if isinstance(data, dict) else None
-    codes = [data.get("code") if isinstance(data, dict) else None, error.get("code") if isinstance(error, dict) else None]
-    if any(isinstance(code, (str, int)) and not isinstance(code, bool) and str(code).strip() in _BALANCE_CODES
-           for code in codes):
-        return True
-    return bool(_BALANCE_WORDS.search(message))
-
-
-def api_error(answer: Answer, what: str, task_id: str | None = None) -> APIError:
-    """The APIError subclass for an HTTP error answer: a hint, the request id, and the body (made safe, as every
-    error's text is, when the error is constructed: see errors.SparkError)."""
-    status = answer.status
-    cls, hint = _STATUS_ERRORS.get(status, (ServerError, "the service failed; try again in a minute"))
-    if status < 500 and status not in _STATUS_ERRORS:
-        cls, hint = APIError, "check the request; this is not a transient error"
-    message = safe_text(_server_message(answer.data, answer), newlines=False, limit=MESSAGE_CHARS)
-    if status == 403 and _about_balance(answer.data, message):
-        hint = BALANCE_HINT
-    request_id = next((answer.headers[h] for h in _REQUEST_ID_HEADERS if h in answer.headers), None)
-    return cls(f"{what} failed: HTTP {status}: {message}", status_code=status, hint=hint, task_id=task_id,
-               request_id=request_id, body=safe_text(answer.text, limit=BODY_CHARS) or None)
-
-
-def not_sent(what: str, exc: Exception, error: type[SparkError] = SparkError) -> SparkError:
-    """The error for a request refused before it was sent (see _retry.NOT_SENDABLE): nothing reached the server."""
-    if isinstance(exc, (httpx.InvalidURL, httpx.UnsupportedProtocol)):
-        detail = f"the URL is not usable: {exc}"
-    elif isinstance(exc, UnicodeEncodeError):
-        detail = "a header holds a character that is not ASCII"
-    else:  # h11's message quotes the header value, which may be the key: not repeated here
-        detail = "a header value that HTTP does not allow"
-    return error(f"{what}: the request could not be sent ({detail}); nothing was sent",
-                 hint="check the base URL (base_url= or VTRIX_GENERATION_URL), the upload URL and the API key")
 
 
 class _Retry(Exception):

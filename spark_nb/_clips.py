@@ -1,4 +1,5 @@
-"""moviepy clips for spark_nb.media: which clips are still their file, rendering edited ones, and reel pieces.
+"""moviepy clips for spark_nb.media: which clips are still their file, rendering edited ones, and reel pieces
+(fitted clips, title cards, a tile's label).
 
 moviepy is imported only inside these functions (`import spark_nb` loads none of it). A value can only be a
 moviepy clip once moviepy has been imported by someone, so `is_clip` never imports it for a path.
@@ -153,6 +154,26 @@ def title_card(text: str, size: tuple[int, int], seconds: float = TITLE_SECONDS)
     return TextClip(text=text, font_size=font_size, color="white", bg_color="black", size=(width, height),
                     method="caption", text_align="center", horizontal_align="center", vertical_align="center",
                     transparent=False, duration=seconds).with_fps(RENDER_FPS)
+
+
+def label_image(text: str, width: int, height: int, path: Path) -> Path:
+    """A side-by-side tile's label: a translucent bar with text in white, as wide as the tile, saved at path (PIL)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    bar = max(16, height // 12)
+    image = Image.new("RGBA", (width, bar), (0, 0, 0, 140))
+    draw = ImageDraw.Draw(image)
+    try:
+        font = ImageFont.load_default(size=max(10, int(bar * 0.62)))
+    except TypeError:  # Pillow < 10.1 has only its small fixed bitmap font
+        font = ImageFont.load_default()
+    while draw.textlength(text, font=font) > width - 8 and len(text) > 1:
+        text = text[:-2] + "…"
+    left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+    draw.text(((width - (right - left)) / 2 - left, (bar - (bottom - top)) / 2 - top), text, font=font,
+              fill=(255, 255, 255, 255))
+    image.save(path)
+    return path
 
 
 def write_joined(parts: list[VideoClip], path: Path, fps: float) -> Path:

@@ -13,6 +13,7 @@ from typing import Any, Callable, Literal, Union
 from urllib.parse import urlsplit
 
 from . import _secrets
+from ._limits import MEDIA_BYTES, MEDIA_SECONDS
 from ._logs import set_log_level
 from ._money import LARGEST, usd
 from ._urls import canonical_url
@@ -120,8 +121,8 @@ class InputLimits:
     """How large an audio or video input may be before it is refused (images: the model's own 5 MB rule), and
     whether URL inputs are checked before anything is paid (None: as configure() or SPARK_NB_CHECK_URLS say)."""
 
-    max_bytes: int = 100 * 1024**2  # the local server's upload limit; few fetchers take more
-    max_seconds: float = 600.0  # ten minutes: far above the 15 s the avatar model recommends
+    max_bytes: int = MEDIA_BYTES  # the local server's upload limit; few fetchers take more
+    max_seconds: float = MEDIA_SECONDS
     check_urls: bool | None = None
 
     @property
@@ -269,8 +270,10 @@ def resolve(**explicit: Any) -> Settings:
         key_source=source, auto_backend=auto,
         models_url=models_url_for(base_url, pick("models_url", "VTRIX_MODELS_URL")) if chosen == "cloud" else None,
         limits=InputLimits(
-            max_bytes=int(_positive("max_input_mb", pick("max_input_mb", "SPARK_NB_MAX_INPUT_MB"), 100) * 1024**2),
-            max_seconds=_positive("max_input_seconds", pick("max_input_seconds", "SPARK_NB_MAX_INPUT_SECONDS"), 600),
+            max_bytes=int(_positive("max_input_mb", pick("max_input_mb", "SPARK_NB_MAX_INPUT_MB"),
+                                    MEDIA_BYTES / 1024**2) * 1024**2),
+            max_seconds=_positive("max_input_seconds", pick("max_input_seconds", "SPARK_NB_MAX_INPUT_SECONDS"),
+                                  MEDIA_SECONDS),
             check_urls=_flag("check_urls", pick("check_urls", "SPARK_NB_CHECK_URLS"), True),
         ),
         key_problem=problem,

@@ -24,6 +24,7 @@ from ._files import write_atomically
 from ._inputs_images import check_image
 from ._inputs_streams import check_stream
 from ._inputs_url import check_url, fetch_image
+from ._limits import AUDIO_SECONDS
 from ._scratch import scratch_dir
 from ._urls import MAX_URL_CHARS, is_http_url, url_scheme
 from .errors import ValidationError
@@ -31,7 +32,7 @@ from .models import MediaField
 
 logger = logging.getLogger("spark_nb.inputs")
 
-RECOMMENDED_AUDIO_SECONDS = 15.0
+RECOMMENDED_AUDIO_SECONDS = AUDIO_SECONDS  # the name the pipeline and the forms know
 Fix = Literal["trim_audio", "shrink_image"]
 # the one-click fix for each problem that has one: a ValidationError's reason or an Advice's
 FIXES: dict[str, Fix] = {"image_too_large": "shrink_image", "audio_too_long": "trim_audio"}
@@ -95,7 +96,7 @@ def refusal(advice: Advice, earlier: str | None = None) -> ValidationError:
     the take of these inputs the journal has (e.g. "task 3f2a… from 2026-12-07 10:31, completed"), which the
     same call returns without strict (nothing is paid either way)."""
     fix = {"no_face": "use a photo of one person with a large, frontal face",
-           "audio_too_long": "trim it (pass trim_audio=True, the default: it cuts in a pause near 15 s)",
+           "audio_too_long": f"trim it (pass trim_audio=True, the default: it cuts in a pause near {AUDIO_SECONDS:g} s)",
            }.get(advice.reason)
     if earlier is None:
         return ValidationError(f"{advice.message} (refused: strict mode)", reason=advice.reason, field=advice.field,

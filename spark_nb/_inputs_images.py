@@ -1,4 +1,5 @@
-"""The input rules for images: under 5 MB and 4096x4096 (the seed pages' rules), a common format, decodable.
+"""The input rules for images: under 5 MB and 4096x4096 (the seed pages' rules, in _limits), a common format,
+decodable.
 Part of the input rules: called by _inputs.validate for files, and by _inputs_url on a URL's first bytes."""
 
 from __future__ import annotations
@@ -7,11 +8,10 @@ from pathlib import Path
 
 from ._ffmpeg import MediaFacts
 from ._imageheader import claimed_size
+from ._limits import IMAGE_BYTES, IMAGE_SIDE, image_too_heavy, image_too_large
 from .errors import ValidationError
 from .models import MediaField
 
-MAX_IMAGE_BYTES = 5 * 1024 * 1024
-MAX_IMAGE_SIDE = 4096  # the seed says "less than 4096x4096"
 IMAGE_FORMATS = {"JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF", "MPO"}
 
 
@@ -24,14 +24,15 @@ def check_image(path: Path, field: MediaField, *, whole: bool = True, name: str 
     shown = name or path.name
 
     size = path.stat().st_size
-    if whole and size >= MAX_IMAGE_BYTES:
+    if whole and image_too_heavy(size):
         raise ValidationError(
-            f"{field.label} is {size / 1e6:.1f} MB; the model takes images under 5 MB", reason="image_too_large",
+            f"{field.label} is {size / 1e6:.1f} MB; the model takes images under {IMAGE_BYTES // 1024**2} MB",
+            reason="image_too_large",
             field=field.name,
             hint="shrink it, e.g. spark_nb.media.shrink_image(path) or save it as a JPEG at quality 90",
         )
     claimed = claimed_size(path)  # before PIL: a header claiming 50000x50000 is refused without touching it
-    if claimed and max(claimed) >= MAX_IMAGE_SIDE:
+    if claimed and image_too_large(*claimed):
         raise _too_large(*claimed, field)
     try:
         with Image.open(path) as img:  # reads the header only
@@ -41,7 +42,7 @@ def check_image(path: Path, field: MediaField, *, whole: bool = True, name: str 
                     f"{field.label} is a {fmt} image; use JPG (recommended), PNG or another common format",
                     reason="unsupported_format", field=field.name, hint="convert it to JPEG",
                 )
-            if width >= MAX_IMAGE_SIDE or height >= MAX_IMAGE_SIDE:
+            if image_too_large(width, height):
                 raise _too_large(width, height, field)
             if whole:
                 img.draft("RGB", (512, 512))  # JPEG: decode at reduced scale, enough to prove it decodes
@@ -50,8 +51,8 @@ def check_image(path: Path, field: MediaField, *, whole: bool = True, name: str 
         raise
     except Image.DecompressionBombError as exc:  # raised by open() itself, from the header's claimed size
         raise ValidationError(
-            f"{field.label} claims a size far above the model's limit: it takes images under 4096x4096 ({exc})"[:300],
-            reason="image_too_large", field=field.name, hint="resize it so its longest side is at most 4095 px (2048 is plenty)",
+            f"{field.label} claims a size far above the model's limit: it takes images under {IMAGE_SIDE}x{IMAGE_SIDE} "
+            f"({exc})"[:300], reason="image_too_large", field=field.name, hint=_RESIZE,
         ) from exc
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         # PIL's "cannot identify image file '<path>'" says only that, naming where the bytes were written
@@ -77,8 +78,11 @@ def _png_ends(path: Path) -> bool:
         return fh.read(12) == b"\x00\x00\x00\x00IEND\xaeB`\x82"
 
 
+_RESIZE = f"resize it so its longest side is at most {IMAGE_SIDE - 1} px (2048 is plenty)"
+
+
 def _too_large(width: int, height: int, field: MediaField) -> ValidationError:
     return ValidationError(
-        f"{field.label} is {width}x{height}; the model takes images under 4096x4096", reason="image_too_large",
-        field=field.name, hint="resize it so its longest side is at most 4095 px (2048 is plenty)",
+        f"{field.label} is {width}x{height}; the model takes images under {IMAGE_SIDE}x{IMAGE_SIDE}",
+        reason="image_too_large", field=field.name, hint=_RESIZE,
     )

@@ -8,6 +8,7 @@ from typing import Any
 
 from ._config import InputLimits
 from ._ffmpeg import DecodeReport, MediaFacts, ProbeError, decode_tail, loudest_db, picture_changes, try_decode
+from ._limits import media_too_large, media_too_long
 from .errors import ValidationError
 from .models import MediaField
 
@@ -30,7 +31,7 @@ def check_stream(path: Path, field: MediaField, limits: InputLimits, *, name: st
     Messages call the file name (its user's name for it), else by its own name."""
     shown = name or path.name
     size = path.stat().st_size
-    if size > limits.max_bytes:
+    if media_too_large(size, limits.max_bytes):
         raise ValidationError(
             f"{field.label} is {size / 1024**2:.0f} MB; inputs are limited to {limits.max_bytes / 1024**2:.0f} MB",
             reason="media_too_large", field=field.name,
@@ -40,7 +41,7 @@ def check_stream(path: Path, field: MediaField, limits: InputLimits, *, name: st
     report = _decode(path, field, "audio" if field.kind == "audio" else "a video", shown)
     facts = report.facts
     (_check_audio if field.kind == "audio" else _check_video)(shown, field, report)
-    if facts.duration and facts.duration > limits.max_seconds:
+    if facts.duration and media_too_long(facts.duration, limits.max_seconds):
         raise ValidationError(
             f"{field.label} lasts {facts.duration:.0f} s; inputs are limited to {limits.max_seconds:.0f} s",
             reason="media_too_long", field=field.name,

@@ -19,7 +19,8 @@ from ._config import InputLimits
 from ._deadline import earliest, ran_out
 from ._ffmpeg import ProbeError, read_header
 from ._files import write_atomically
-from ._inputs_images import MAX_IMAGE_BYTES, check_image
+from ._inputs_images import check_image
+from ._limits import IMAGE_BYTES, image_too_heavy, media_too_large
 from ._scratch import scratch_dir
 from ._urls import shown_url
 from .errors import SparkError, ValidationError
@@ -99,7 +100,7 @@ def fetch_image(url: str, field: MediaField) -> Path:
     path = scratch_dir() / f".strict-{uuid.uuid4().hex}{suffix if re.fullmatch(r'.[A-Za-z0-9]{1,8}', suffix) else ''}"
     own = time.monotonic() + URL_CHECK_S
     try:
-        fetch_to_file(url, path, deadline=earliest(own) or own, max_bytes=MAX_IMAGE_BYTES, what=f"the {field.label}")
+        fetch_to_file(url, path, deadline=earliest(own) or own, max_bytes=IMAGE_BYTES, what=f"the {field.label}")
     except TransferError as exc:
         path.unlink(missing_ok=True)
         raise _cut_short(url, field, str(exc)) or _unreachable(url, field, str(exc)) from exc
@@ -185,12 +186,12 @@ def _unreachable(url: str, field: MediaField, why: str) -> ValidationError:
 def _judge(answer: Peeked, url: str, field: MediaField, limits: InputLimits) -> None:
     """The answer's file against the field's rules, as far as its announced size and first bytes tell."""
     shown, total = shown_url(url), answer.total
-    if field.kind == "image" and total is not None and total >= MAX_IMAGE_BYTES:
+    if field.kind == "image" and total is not None and image_too_heavy(total):
         raise ValidationError(f"{field.label} is {total / 1e6:.1f} MB (as its server says); the model takes images "
-                              f"under 5 MB: {shown}", reason="image_too_large", field=field.name,
+                              f"under {IMAGE_BYTES // 1024**2} MB: {shown}", reason="image_too_large", field=field.name,
                               hint="pass a smaller image (e.g. shrink it with spark_nb.media.shrink_image and pass "
                                    "the file)")
-    if field.kind != "image" and total is not None and total > limits.max_bytes:
+    if field.kind != "image" and total is not None and media_too_large(total, limits.max_bytes):
         raise ValidationError(f"{field.label} is {total / 1024**2:.0f} MB (as its server says); inputs are limited to "
                               f"{limits.max_bytes / 1024**2:.0f} MB: {shown}", reason="media_too_large",
                               field=field.name, hint="pass a shorter file, or raise configure(max_input_mb=...)")

@@ -20,22 +20,22 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import json
 import logging
 import os
 import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._deadline import within
-from ._files import home_folder, private_file
-from ._journal_faults import KeptWrites, is_damage, journal_error, resume_line
-from ._journal_rows import COLUMNS, NEWEST_FIRST, OPEN, SCHEMA_VERSION, SELECT, Entry, JobState, entry_of, migrate
+from . import _journal_db
+from ._files import home_folder
+from ._journal_db import JournalFile
+from ._journal_faults import is_damage, journal_error, resume_line
+from ._journal_rows import NEWEST_FIRST, OPEN, SCHEMA_VERSION, Entry, JobState, insert_sql, upsert_sql
 from .errors import JournalError, warn
 
 if TYPE_CHECKING:
@@ -43,7 +43,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("spark_nb.journal")
 FILENAME = "journal.sqlite"
-BUSY_TIMEOUT_S = 60.0  # how long a write waits for another process's transaction before it is an error
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,20 +74,15 @@ def _guarded(method: Callable[..., Any]) -> Callable[..., Any]:
                     raise
                 return method(self, *args, **kwargs)
         except (sqlite3.Error, OSError) as exc:
-            raise journal_error(self.path, exc, busy_seconds=BUSY_TIMEOUT_S) from None
+            raise journal_error(self.path, exc, busy_seconds=_journal_db.BUSY_TIMEOUT_S) from None
     return run
 
 
-class Journal:
+class Journal(JournalFile):
     """The journal file; each method is one short transaction, safe across threads and processes."""
 
     def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        self._lock = threading.Lock()
-        self._held: tuple[sqlite3.Connection, int, int] | None = None  # the write connection, its pid and inode
-        self._durable = True  # the write connection's commits are fsynced (PRAGMA synchronous = FULL)
-        self._busy_ms = int(BUSY_TIMEOUT_S * 1000)  # the write connection's busy timeout
-        self._kept = KeptWrites(self.path, self._write_kept_at_exit)  # writes that failed, to make later
+        super().__init__(path)
         self._open()
 
     @_guarded
@@ -143,19 +137,20 @@ class Journal:
             if follow(latest):
                 return None, latest
             if admit is not None:  # every attempt but reservations nobody holds (another host's: unknowable)
-                admit([e for e in map(entry_of, db.execute(f"{SELECT} {NEWEST_FIRST}")) if not e.abandoned])
-            row = dict(zip(COLUMNS, (
-                os.urandom(12).hex(), fingerprint, model, backend, base_url, json.dumps(list(inputs)),
-                JobState.RESERVED.value, None, os.getpid(), socket.gethostname(), now, now, None, None,
-                input_seconds, None, None, None, None, 0, source)))
-            db.execute(f"INSERT INTO tasks ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
-                       tuple(row.values()))
+                every = map(self.schema.entry_of, db.execute(f"{self.schema.select} {NEWEST_FIRST}"))
+                admit([e for e in every if not e.abandoned])
+            row = self.schema.values({
+                "attempt": os.urandom(12).hex(), "fingerprint": fingerprint, "model": model, "backend": backend,
+                "base_url": base_url, "inputs": inputs, "state": JobState.RESERVED, "pid": os.getpid(),
+                "host": socket.gethostname(), "attempted_at": now, "updated_at": now, "input_seconds": input_seconds,
+                "retryable": False, "source": source})
+            db.execute(insert_sql(list(row)), row)
         return Claim(row["attempt"], row, model), None
 
     @_guarded
     def sending(self, claim: Claim) -> None:
         """The create call is about to be sent: from now on a task may exist (on disk before the call)."""
-        self._upsert(claim, bounded=True, state=JobState.SUBMITTING.value)
+        self._upsert(claim, bounded=True, state=JobState.SUBMITTING)
 
     def created(self, claim: Claim, task_id: str) -> None:
         """The service answered: the attempt has its task id (written before anything waits).
@@ -166,53 +161,53 @@ class Journal:
         try:
             self._created(claim, task_id)
         except JournalError as exc:
-            self._kept.keep(claim.attempt, lambda db: self._upsert_in(db, claim, state=JobState.SUBMITTED.value,
+            self._kept.keep(claim.attempt, lambda db: self._upsert_in(db, claim, state=JobState.SUBMITTED,
                                                                       task_id=task_id),
                             f"task {task_id} ({claim.model}): resume it with {resume_line(task_id, claim.model)}",
                             task_id=task_id)
-            error = journal_error(self.path, exc.__context__ or exc, busy_seconds=BUSY_TIMEOUT_S, task_id=task_id,
-                                  model=claim.model)
+            error = journal_error(self.path, exc.__context__ or exc, busy_seconds=_journal_db.BUSY_TIMEOUT_S,
+                                  task_id=task_id, model=claim.model)
             print(f"spark_nb: {error}", file=sys.stderr, flush=True)
             raise error from None
 
     @_guarded
     def _created(self, claim: Claim, task_id: str) -> None:
-        self._upsert(claim, state=JobState.SUBMITTED.value, task_id=task_id)
+        self._upsert(claim, state=JobState.SUBMITTED, task_id=task_id)
 
     def uncertain(self, claim: Claim, error: str) -> None:
         """The create's answer was lost: a task may exist (never raises: see _record)."""
         self._record(claim.attempt, "uncertain", lambda db: self._upsert_in(
-            db, claim, state=JobState.UNCERTAIN.value, error=error[:2000]))
+            db, claim, state=JobState.UNCERTAIN, error=error[:2000]))
 
     def refused(self, claim: Claim, *, error: str, code: str | None, retryable: bool) -> None:
         """The service refused the create (no task exists): recorded so input errors are not resent."""
         if code is None and not retryable:  # 401, 403, 429…: nothing about these inputs; forget the attempt
             self._record(claim.attempt, "forget", lambda db: db.execute(
-                "DELETE FROM tasks WHERE attempt = ?", (claim.attempt,)))
+                "DELETE FROM tasks WHERE attempt = :attempt", {"attempt": claim.attempt}))
             return
         self._record(claim.attempt, "refused", lambda db: self._upsert_in(
-            db, claim, state=JobState.FAILED.value, error=error[:2000], code=code, retryable=int(retryable)))
+            db, claim, state=JobState.FAILED, error=error[:2000], code=code, retryable=retryable))
 
     def release(self, claim: Claim) -> None:
         """Nothing was sent (the uploads failed, or the call was stopped before its create): forget the claim."""
         self._record(claim.attempt, "release", lambda db: db.execute(
-            "DELETE FROM tasks WHERE attempt = ? AND state = ?", (claim.attempt, JobState.RESERVED.value)))
+            "DELETE FROM tasks WHERE attempt = :attempt AND state = :state",
+            {"attempt": claim.attempt, "state": JobState.RESERVED.value}))
 
     @_guarded
     def finished(self, task_id: str, *, completed: bool, cost: Decimal | None = None, seconds: float | None = None,
                  result_url: str | None = None, path: str | None = None, error: str | None = None,
                  code: str | None = None, retryable: bool = False) -> None:
         """A task ended: every attempt that knows this task id records how (kept to write later if it fails)."""
-        fields: dict[str, Any] = {"state": (JobState.COMPLETED if completed else JobState.FAILED).value}
+        fields: dict[str, Any] = {"state": JobState.COMPLETED if completed else JobState.FAILED}
         if completed:
-            # a REAL column: a cost of at most 15 significant digits reads back as the same Decimal (_journal_rows)
-            fields.update(cost=None if cost is None else float(cost), seconds=seconds, result_url=result_url,
-                          path=path, error=None)
+            fields.update(cost=cost, seconds=seconds, result_url=result_url, path=path, error=None)
         else:
-            fields.update(error=(error or "")[:2000], code=code, retryable=int(retryable))
-        sets = ", ".join(f"{name} = ?" for name in fields)
-        sql = f"UPDATE tasks SET {sets}, updated_at = ? WHERE task_id = ?"
-        args = (*fields.values(), time.time(), task_id)
+            fields.update(error=(error or "")[:2000], code=code, retryable=retryable)
+        args = self.schema.values({**fields, "updated_at": time.time()})
+        sets = ", ".join(f"{name} = :{name}" for name in args)
+        sql = f"UPDATE tasks SET {sets} WHERE task_id = :ended_task"
+        args["ended_task"] = task_id
         try:
             self._write_one(sql, args, durable=False)
         except Exception:
@@ -231,15 +226,15 @@ class Journal:
     def by_task(self, task_id: str) -> Entry | None:
         """The newest attempt that made task_id, or None."""
         with self._read() as db:
-            row = db.execute(f"{SELECT} WHERE task_id = ? {NEWEST_FIRST} LIMIT 1", (task_id,)).fetchone()
-        return None if row is None else entry_of(row)
+            row = db.execute(f"{self.schema.select} WHERE task_id = ? {NEWEST_FIRST} LIMIT 1", (task_id,)).fetchone()
+        return None if row is None else self.schema.entry_of(row)
 
     @_guarded
     def attempt(self, attempt: str) -> Entry | None:
         """The attempt with this id, or None once it is gone (released, or an abandoned reservation)."""
         with self._read() as db:
-            row = db.execute(f"{SELECT} WHERE attempt = ?", (attempt,)).fetchone()
-        entry = None if row is None else self._with_known_id(entry_of(row))
+            row = db.execute(f"{self.schema.select} WHERE attempt = ?", (attempt,)).fetchone()
+        entry = None if row is None else self._with_known_id(self.schema.entry_of(row))
         return None if entry is None or entry.abandoned else entry
 
     @_guarded
@@ -255,16 +250,16 @@ class Journal:
             args.extend(states)
         clause = f"WHERE {' AND '.join(where)}" if where else ""
         with self._read() as db:
-            rows = db.execute(f"{SELECT} {clause} {NEWEST_FIRST}", args).fetchall()
-        found = (self._with_known_id(entry_of(row)) for row in rows)
+            rows = db.execute(f"{self.schema.select} {clause} {NEWEST_FIRST}", args).fetchall()
+        found = (self._with_known_id(self.schema.entry_of(row)) for row in rows)
         return [e for e in found if not e.abandoned
                 and (since is None or e.attempted_at is None or e.attempted_at >= since)]
 
     # -- plumbing -------------------------------------------------------------------------------------
 
     def _latest(self, db: sqlite3.Connection, fingerprint: str) -> Entry | None:
-        for row in db.execute(f"{SELECT} WHERE fingerprint = ? {NEWEST_FIRST}", (fingerprint,)):
-            entry = self._with_known_id(entry_of(row))
+        for row in db.execute(f"{self.schema.select} WHERE fingerprint = ? {NEWEST_FIRST}", (fingerprint,)):
+            entry = self._with_known_id(self.schema.entry_of(row))
             if not entry.abandoned:
                 return entry
         return None
@@ -276,19 +271,24 @@ class Journal:
             return entry
         return dataclasses.replace(entry, state=JobState.SUBMITTED, task_id=task_id)
 
-    @staticmethod
-    def _release_abandoned(db: sqlite3.Connection) -> None:
-        rows = db.execute(f"{SELECT} WHERE state = 'reserved'").fetchall()  # the partial index `reserved`
+    def _release_abandoned(self, db: sqlite3.Connection) -> None:
+        rows = db.execute(f"{self.schema.select} WHERE state = 'reserved'").fetchall()  # the partial index `reserved`
         here = socket.gethostname()
-        gone = [entry.attempt for entry in map(entry_of, rows) if entry.abandoned and entry.host == here]
-        db.executemany("DELETE FROM tasks WHERE attempt = ? AND state = 'reserved'", [(a,) for a in gone])
+        gone = [e.attempt for e in map(self.schema.entry_of, rows) if e.abandoned and e.host == here]
+        db.executemany("DELETE FROM tasks WHERE attempt = :attempt AND state = 'reserved'",
+                       [{"attempt": attempt} for attempt in gone])
 
     def _upsert(self, claim: Claim, *, bounded: bool = False, **fields: Any) -> None:
-        self._write_one(*_upsert_sql(claim, fields), bounded=bounded)
+        self._write_one(*self._upsert_sql(claim, fields), bounded=bounded)
 
-    @staticmethod
-    def _upsert_in(db: sqlite3.Connection, claim: Claim, **fields: Any) -> None:
-        db.execute(*_upsert_sql(claim, fields))
+    def _upsert_in(self, db: sqlite3.Connection, claim: Claim, **fields: Any) -> None:
+        db.execute(*self._upsert_sql(claim, fields))
+
+    def _upsert_sql(self, claim: Claim, fields: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+        """Set fields on the claim's row, writing the whole row again if it has vanished (a journal started
+        afresh)."""
+        changed = self.schema.values({**fields, "updated_at": time.time()})
+        return upsert_sql(list({**claim.row, **changed}), list(changed)), {**claim.row, **changed}
 
     def _record(self, key: str, what: str, write: Callable[[sqlite3.Connection], Any]) -> None:
         """Write an outcome of a create; if the journal fails, keep it to write later and warn (never raises: the
@@ -304,142 +304,6 @@ class Journal:
         with self._write() as db:
             write(db)
 
-    def _write_kept_at_exit(self) -> None:
-        """At exit: a last try at the kept writes; what still fails is said on stderr (a task id above all)."""
-        if not self._kept or not self._lock.acquire(timeout=5):
-            return
-        try:
-            if not self.path.is_file():  # moved or removed meanwhile: never write into a new, empty journal
-                raise FileNotFoundError(f"{self.path} is gone")
-            db = self._writer()
-            db.execute("BEGIN IMMEDIATE")
-            self._kept.apply(db)
-            db.execute("COMMIT")
-        except Exception as exc:  # noqa: BLE001 (at exit: say it, never raise)
-            self._kept.say_unwritten(exc)
-        finally:
-            self._lock.release()
-
-    def _connect(self, threads: bool = False) -> sqlite3.Connection:
-        import sqlite3
-
-        db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=not threads)
-        db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-        db.execute("PRAGMA synchronous = FULL")  # a claim and a created task's id are on disk before anything waits
-        return db
-
-    @contextlib.contextmanager
-    def _write(self, *, durable: bool = True, bounded: bool = False) -> Iterator[sqlite3.Connection]:
-        """One write transaction, the kept writes first. durable: its commit is on the disk before this returns
-        (fsync), as a claim and a task id must be; a task's end need not be (lost with the machine's power, the
-        task is resumed by its id). bounded: waits for other writers end by the call's deadline (see
-        _deadline), as a claim's do; a task id's record waits the whole busy timeout, whatever is left."""
-        import sqlite3
-
-        with self._locked(bounded):
-            db = self._writer()
-            try:
-                self._set_durable(db, durable)
-                self._set_busy(db, bounded)
-                db.execute("BEGIN IMMEDIATE")
-                self._kept.apply(db)
-                yield db
-                db.execute("COMMIT")
-            except BaseException as exc:
-                try:
-                    db.execute("ROLLBACK")
-                except Exception:  # noqa: BLE001 (the transaction went with the error): start on a fresh connection
-                    self._drop_writer()
-                if isinstance(exc, (sqlite3.Error, OSError)):
-                    self._drop_writer()  # the file may have been replaced
-                raise
-
-    def _write_one(self, sql: str, args: Sequence[Any], *, durable: bool = True, bounded: bool = False) -> None:
-        """One statement as its own transaction (autocommit): no BEGIN and COMMIT around it, each of which is one
-        more wait for the GIL while this process's journal lock is held and a batch's threads queue behind it."""
-        if self._kept:
-            with self._write(durable=durable, bounded=bounded) as db:
-                db.execute(sql, args)
-            return
-        with self._locked(bounded):
-            db = self._writer()
-            try:
-                self._set_durable(db, durable)
-                self._set_busy(db, bounded)
-                db.execute(sql, args)
-            except BaseException:
-                self._drop_writer()
-                raise
-
-    def _set_durable(self, db: sqlite3.Connection, durable: bool) -> None:
-        if durable != self._durable:
-            db.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
-            self._durable = durable
-
-    def _set_busy(self, db: sqlite3.Connection, bounded: bool) -> None:
-        """How long the write waits for another process's transaction: the busy timeout, or (bounded) no longer
-        than the call's deadline."""
-        milliseconds = int(1000 * (within(BUSY_TIMEOUT_S) if bounded else BUSY_TIMEOUT_S))
-        if milliseconds != self._busy_ms:
-            db.execute(f"PRAGMA busy_timeout = {milliseconds}")
-            self._busy_ms = milliseconds
-
-    @contextlib.contextmanager
-    def _locked(self, bounded: bool) -> Iterator[None]:
-        """This process's journal lock (its threads write one at a time), waited for as long as a write may wait."""
-        import sqlite3
-
-        if not self._lock.acquire(timeout=within(BUSY_TIMEOUT_S) if bounded else BUSY_TIMEOUT_S):
-            raise sqlite3.OperationalError("database is locked (by another thread of this process)")
-        try:
-            yield
-        finally:
-            self._lock.release()
-
-    def _writer(self) -> sqlite3.Connection:
-        """This process's write connection, kept between writes: opening one per write (and its pragmas) made every
-        write several GIL hand-offs longer, and a batch's threads queue behind the journal's lock. Opened again
-        in a forked child, or once the file on disk is another (moved aside, replaced)."""
-        with contextlib.suppress(OSError):
-            if self._held is not None and self._held[1] == os.getpid() and self._held[2] == os.stat(self.path).st_ino:
-                return self._held[0]
-        self._drop_writer()
-        db = self._connect(threads=True)
-        self._held, self._durable = (db, os.getpid(), os.stat(self.path).st_ino), True
-        self._busy_ms = int(BUSY_TIMEOUT_S * 1000)
-        return db
-
-    def _drop_writer(self) -> None:
-        held, self._held = self._held, None
-        if held is not None and held[1] == os.getpid():  # a parent's connection is not closed in its child
-            with contextlib.suppress(Exception):
-                held[0].close()
-
-    @contextlib.contextmanager
-    def _read(self) -> Iterator[sqlite3.Connection]:
-        db = self._connect()
-        try:
-            yield db
-        finally:
-            db.close()
-
-    def _migrate(self) -> None:
-        """Create the table, or bring an older one up to date (see _journal_rows.migrate)."""
-        # the journal is its owner's alone (it names inputs, outputs and, for the local backend, the embedded
-        # server's unguessable result URLs): 0600 before SQLite opens it, whose -wal and -shm take its mode
-        for suffix, create in (("", True), (".lock", True), ("-wal", False), ("-shm", False)):
-            private_file(Path(f"{self.path}{suffix}"), create=create)
-        migrate(self.path, self._connect, busy_seconds=BUSY_TIMEOUT_S)
-
-
-def _upsert_sql(claim: Claim, fields: Mapping[str, Any]) -> tuple[str, tuple[Any, ...]]:
-    """Set fields on the claim's row, writing the whole row again if it has vanished (a journal started afresh)."""
-    row = {**claim.row, **fields, "updated_at": time.time()}
-    sets = ", ".join(f"{name} = excluded.{name}" for name in (*fields, "updated_at"))
-    return (f"INSERT INTO tasks ({', '.join(row)}) VALUES ({', '.join('?' * len(row))}) "
-            f"ON CONFLICT(attempt) DO UPDATE SET {sets}", tuple(row.values()))
-
-
 _journals: dict[Path, Journal] = {}
 _journals_lock = threading.Lock()
 
@@ -453,5 +317,5 @@ def journal_at(home: Path) -> Journal:
         return _journals[path]
 
 
-__all__ = ["BUSY_TIMEOUT_S", "FILENAME", "OPEN", "SCHEMA_VERSION", "Claim", "Entry", "JobState", "Journal",
+__all__ = ["FILENAME", "OPEN", "SCHEMA_VERSION", "Claim", "Entry", "JobState", "Journal",
            "journal_at"]

@@ -14,10 +14,11 @@ from ._deadline import until
 from ._inputs import (RECOMMENDED_AUDIO_SECONDS, Media, apply_fix, check, ensure_output_dir, normalise, refusal,
                       validate, with_url_face)
 from ._inputs_url import check_urls
-from ._journal import Claim, Entry, JobState, Journal, journal_at
+from ._journal import Claim, Entry, Journal, journal_at
 from ._notices import begin
 from ._results import Result
-from ._reuse import describe_inputs, fingerprint, follow, needs_new_task
+from ._reuse import describe_inputs, fingerprint, follow
+from ._reuse_rule import Verdict, decide
 from ._tasks import Task, checked_wait
 from ._uploads import upload, uploader_for
 from .errors import CostUnknown, DownloadError, SparkError, TaskFailed, TaskMayExist, warn
@@ -73,8 +74,8 @@ def prepare(spec: ModelSpec, values: Mapping[str, Any], *, trim_audio: bool = Tr
 
 def _take(entry: Entry) -> str:
     """An earlier attempt as a refusal names it: its task (or none yet) and where it stands."""
-    state = {JobState.COMPLETED: "completed", JobState.SUBMITTED: "still running", JobState.FAILED: "failed"}.get(
-        entry.state, "its create's answer lost")
+    state = {Verdict.REUSE: "completed", Verdict.ATTACH: "still running", Verdict.REFUSED: "failed"}.get(
+        decide(entry).verdict, "its create's answer lost")
     task = f"task {entry.task_id}" if entry.task_id else "a task"
     return f"{task} from {entry.when}, {state}"
 
@@ -141,11 +142,11 @@ def _submit(spec: ModelSpec, values: Mapping[str, Any], *, trim_audio: bool, reu
     settings = begin(resolve(**hide_key(config)))  # once per call: its notices, a key it cannot use refused
     journal = journal_at(settings.home)
     inputs, key = _identify(spec, values, settings, trim_audio, names)
-    if reuse and not needs_new_task(earlier := journal.latest(key)):
-        assert earlier is not None
+    decision = decide(journal.latest(key) if reuse else None, reuse=reuse)
+    if not decision.creates and decision.entry is not None:
         if strict:  # refused as a new task's inputs would be: strict means the same whatever answers the call
-            prepare(spec, values, trim_audio=trim_audio, limits=settings.limits, strict=True, earlier=earlier)
-        if (task := follow(earlier, journal, spec, settings)) is not None:
+            prepare(spec, values, trim_audio=trim_audio, limits=settings.limits, strict=True, earlier=decision.entry)
+        if (task := follow(decision, journal, spec, settings)) is not None:
             return task
     media = prepare(spec, values, trim_audio=trim_audio, limits=settings.limits, faces=face_advice, strict=strict,
                     advise=advise, names=names)
@@ -157,7 +158,7 @@ def _submit(spec: ModelSpec, values: Mapping[str, Any], *, trim_audio: bool, reu
             claim, other = journal.reserve(
                 fingerprint=key, model=spec.id, backend=settings.backend, input_seconds=seconds or None,
                 source=source, base_url=settings.base_url if settings.backend == "cloud" else None, inputs=inputs,
-                follow=lambda latest: reuse and not needs_new_task(latest),
+                follow=lambda latest: not decide(latest, reuse=reuse).creates,
                 admit=budget_rule(settings, spec, seconds or None))
         except CostUnknown as exc:  # the task it waits for may have ended with nobody waiting: asked once
             if settled or not (settled := settle(exc, journal, settings)):
@@ -165,7 +166,7 @@ def _submit(spec: ModelSpec, values: Mapping[str, Any], *, trim_audio: bool, reu
             continue
         if other is None:
             break
-        if (task := follow(other, journal, spec, settings)) is not None:  # another kernel claimed this very call
+        if (task := follow(decide(other), journal, spec, settings)) is not None:  # another kernel claimed this call
             return task
     else:
         raise SparkError(f"identical {spec.id} calls kept claiming these inputs and giving them up; nothing was sent",

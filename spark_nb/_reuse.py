@@ -2,9 +2,9 @@
 
 A call is identified by its fingerprint: the model, the backend (and base URL), each input's content hash (or
 URL), and the options that change the output (trimming). The journal's newest attempt for that fingerprint
-decides: completed → its Result at once; running (or its process died) → wait for that task; create answer
-lost → TaskMayExist; refused for its inputs → the same TaskFailed; failed on the service's side → a new task.
-"Newest" is the journal's insertion order, never a clock.
+decides, through the one rule _reuse_rule.decide: completed → its Result at once; running → wait for that task;
+create answer lost → TaskMayExist; refused for its inputs → the same TaskFailed; failed on the service's side → a
+new task. "Newest" is the journal's insertion order, never a clock. This module acts on the decision (follow).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from ._inputs import Media
 from ._journal import Entry, JobState, Journal
 from ._money import format_usd, usd_text
 from ._notices import notify
+from ._reuse_rule import Decision, Verdict, decide
 from ._tasks import Task, result_path
 from .errors import SparkError, TaskFailed, TaskMayExist
 from .models import ModelSpec, hint_for
@@ -77,45 +78,40 @@ def fingerprint(spec: ModelSpec, settings: Settings, inputs: list[dict[str, Any]
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
-def needs_new_task(entry: Entry | None) -> bool:
-    """True when no earlier attempt answers this call: none, or one the service itself failed (a retry may work)."""
-    return entry is None or (entry.state == JobState.FAILED and entry.retryable)
-
-
-def follow(entry: Entry, journal: Journal, spec: ModelSpec, settings: Settings) -> Task | None:
-    """The Task that answers this call from an earlier attempt, said in one line; raises where that is the answer;
-    None when the attempt it waited for went away without a task (its uploads failed): create one after all.
+def follow(decision: Decision, journal: Journal, spec: ModelSpec, settings: Settings) -> Task | None:
+    """The Task that answers this call from the earlier attempt decision rests on (see _reuse_rule.decide), said
+    in one line; raises where that is the answer; None when the decision is to create a task, or the attempt it
+    waited for went away without a task (its uploads failed): create one after all.
 
     A damaged row is not skipped (it may be a paid task): what can be read of it decides, and a row whose state
     or task id cannot be read is a task that may exist (TaskMayExist), as a create whose answer was lost.
     """
     waited = time.monotonic()
     deadline = time.monotonic() + within(WAIT_FOR_CREATOR_S)  # or what is left of the call's timeout
-    while entry.state in (JobState.RESERVED, JobState.SUBMITTING) and entry.creator_alive \
-            and time.monotonic() < deadline:
+    while decision.verdict == Verdict.WAIT and decision.entry is not None and time.monotonic() < deadline:
         time.sleep(0.2)  # another kernel (or thread) is uploading for, or sending, this very create right now
-        latest = journal.latest(entry.fingerprint)
-        if needs_new_task(latest):
-            return None
-        assert latest is not None
-        entry = latest
-    when = entry.when
-    if entry.state == JobState.COMPLETED and entry.task_id:
+        decision = decide(journal.latest(decision.entry.fingerprint))
+    entry = decision.entry
+    if decision.creates or entry is None:
+        return None
+    if decision.verdict == Verdict.REUSE:
+        assert entry.task_id is not None
         cost = f"cost {format_usd(entry.cost)}" if entry.cost is not None else "cost unknown"
-        _say(f"reusing task {entry.task_id} from {when} ({cost}); {NEW_TAKE}")
+        _say(f"reusing task {entry.task_id} from {entry.when} ({cost}); {NEW_TAKE}")
         saved = _into(settings.output_dir, entry) if recorded_video(entry) is not None else None
         return Task(id=entry.task_id, model=entry.model, settings=settings, initial=completed_answer(entry),
                     saved=saved, origin="reused")
-    if entry.state == JobState.SUBMITTED and entry.task_id:
-        _say(f"task {entry.task_id} for these inputs was created {when} and is not finished: waiting for it "
+    if decision.verdict == Verdict.ATTACH:
+        assert entry.task_id is not None
+        _say(f"task {entry.task_id} for these inputs was created {entry.when} and is not finished: waiting for it "
              f"instead of creating another ({NEW_TAKE})")
         return Task(id=entry.task_id, model=entry.model, settings=settings, origin="attached")
-    if entry.state == JobState.FAILED:  # refused for its inputs (see needs_new_task)
+    if decision.verdict == Verdict.REFUSED:
         hint, _ = hint_for(entry.code, spec, entry.error)  # an input the service could not fetch: that input
-        raise TaskFailed(f"{entry.error or 'the service refused these inputs'} (an identical call at {when})",
+        raise TaskFailed(f"{entry.error or 'the service refused these inputs'} (an identical call at {entry.when})",
                          code=entry.code, task_id=entry.task_id, retryable=False,
                          hint=f"{hint}; sending the same inputs again would fail again (pass reuse=False to try)")
-    if entry.state == JobState.RESERVED or (entry.state == JobState.SUBMITTING and entry.creator_alive):
+    if decision.verdict == Verdict.WAIT:
         doing = "preparing" if entry.state == JobState.RESERVED else "sending"
         raise SparkError(f"an identical {spec.id} call (process {entry.pid}) is still {doing} its task; this one "
                          f"waited {time.monotonic() - waited:.0f} s for it and did not create another",

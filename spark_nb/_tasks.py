@@ -11,7 +11,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
@@ -20,11 +19,11 @@ from ._boundary import boundary
 from ._config import Settings, hide_key, resolve
 from ._ffmpeg import DecodeReport, ProbeError, try_decode
 from ._journal import FILENAME, Entry, journal_at
-from ._money import usd, usd_text
 from ._notices import begin
 from ._polling import PollSchedule
 from ._progress import TaskProgress
 from ._results import Result
+from ._task_state import TaskState, as_number, cost_of, usage_of
 from ._urls import canonical_url, is_http_url
 from .errors import DownloadError, NotFoundError, SparkError, TaskCancelled, TaskTimeout, UsageError, safe_text
 from .models import task_failure
@@ -32,101 +31,12 @@ from .models import task_failure
 if TYPE_CHECKING:  # httpx and asyncio load on first use, so `import spark_nb` stays fast
     from ._client import ApiClient
 
-DONE_STATUSES = frozenset({"completed", "success", "succeeded"})
-FAILED_STATUSES = frozenset({"failed", "error", "cancelled", "canceled"})
 # the embedded server costs nothing to ask, so on it a wait looks at least twice a second (forms move smoothly)
 LOCAL_POLL_CAP_S = 0.5
 OnUpdate = Callable[["TaskState"], None]
 logger = logging.getLogger("spark_nb.tasks")
-STATUS_CHARS, MODEL_CHARS = 40, 100
 AMBIGUOUS_SHOWN = 10  # candidates named when a task id prefix matches several
 _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
-
-
-@dataclasses.dataclass(frozen=True)
-class TaskState:
-    """One reading of a task: status, progress (0..1 or None) and the raw task object.
-
-    Attributes:
-        id: the task id.
-        model: the model id.
-        status: "pending", "processing", "completed", "failed", ... as the service says it (made inert).
-        progress: 0..1, or None when the service does not say.
-        raw: the task object as the service answered it.
-    """
-
-    id: str
-    model: str
-    status: str
-    progress: float | None
-    raw: dict[str, Any]
-
-    @classmethod
-    def from_raw(cls, raw: dict[str, Any], task_id: str, model: str) -> "TaskState":
-        """Read a task object as the protocol page describes it, trusting none of its types.
-
-        The id is always the one we asked about: an answer naming another task (or a path) changes nothing.
-        progress is a number or a string spelling one (as_number), clamped to 0..1 ("2.5" reads as 1.0, "-1" as
-        0.0); anything else (NaN, "abc", a list) reads as None, i.e. unknown.
-
-        Args:
-            raw: the task object of a create or poll answer.
-            task_id: the id asked about.
-            model: the model id, when the answer does not name one.
-
-        Returns:
-            The state; a missing status reads as "pending".
-        """
-        progress = as_number(raw.get("progress"))
-        status, answered_model = raw.get("status"), raw.get("model")
-        answered_model = safe_text(answered_model, newlines=False, limit=MODEL_CHARS) \
-            if isinstance(answered_model, str) else None
-        status = safe_text(status.lower(), newlines=False, limit=STATUS_CHARS) if isinstance(status, str) else None
-        return cls(  # the service's strings made inert: they reach progress bars, forms and the CLI as they are
-            id=task_id,
-            model=answered_model or model,
-            status=status or "pending",
-            progress=None if progress is None else min(1.0, max(0.0, progress)),
-            raw=raw,
-        )
-
-    @property
-    def content(self) -> dict[str, Any]:
-        """The result's content item (output[0].content[0]) when the answer has one as an object, else {}."""
-        try:
-            item = self.raw["output"][0]["content"][0]
-        except (KeyError, IndexError, TypeError):
-            return {}
-        return item if isinstance(item, dict) else {}
-
-    @property
-    def announced_size(self) -> int | None:
-        """The video's size in bytes as the task announces it (`size`), or None when absent or not a size.
-
-        Only a whole number of bytes above zero counts ("-5", "12.5", 0, "abc" are ignored): the download is then
-        bounded by the result cap and checked by decoding instead of by its size.
-        """
-        size = as_number(self.content.get("size"))
-        return int(size) if size is not None and size > 0 and size.is_integer() else None
-
-    @property
-    def announced_duration(self) -> float | None:
-        """The video's length in seconds as the task announces it (`duration`, often a string), or None.
-
-        For information only (Result.duration is measured on the file); None when absent, negative or not a number.
-        """
-        duration = as_number(self.content.get("duration"))
-        return duration if duration is not None and duration >= 0 else None
-
-    @property
-    def done(self) -> bool:
-        """True when the video is ready."""
-        return self.status in DONE_STATUSES
-
-    @property
-    def failed(self) -> bool:
-        """True when the task ended without a video."""
-        return self.status in FAILED_STATUSES
 
 
 def _this_task(task: "Task") -> tuple[str, str]:
@@ -515,69 +425,3 @@ async def run_cancellable(fn: Callable[[threading.Event], Any]) -> Any:
     except asyncio.CancelledError:
         cancel.set()
         raise
-
-
-_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d{1,3})?")
-
-
-def as_number(value: Any) -> float | None:
-    """A finite number from a JSON value: a number, or a string spelling one in JSON's way; else None.
-
-    The one reading of "numbers that arrive as strings" (protocol page), for progress, created_at, size,
-    duration and the usage figures. Booleans, NaN, infinities, "abc", "1_000", lists and objects are None.
-    """
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, str):
-        text = value.strip()
-        if len(text) > 64 or not _NUMBER.fullmatch(text):
-            return None
-        value = float(text)
-    if not isinstance(value, (int, float)):
-        return None
-    try:
-        number = float(value)
-    except OverflowError:  # an integer beyond any float
-        return None
-    return number if math.isfinite(number) else None
-
-
-def cost_of(usage: Any) -> Decimal | None:
-    """A task's cost as a decimal.Decimal amount of US dollars, or None when unknown.
-
-    usage comes in two shapes: the seed pages' `{cost, discount, *_tokens, ...}` and the official client's
-    `{cost, quantity, unit_price, extra_info}`; cost, quantity and unit_price may each be a number or a string,
-    read as spelled (a string never goes through float: _money.usd). A cost that is present but unreadable or
-    negative ("abc", "-1") is unknown, never guessed.
-    """
-    if not isinstance(usage, dict):
-        return None
-    if usage.get("cost") is not None:
-        return usd(usage["cost"])
-    # No cost but a quantity and a unit price: their product is what the task is billed by definition of a unit
-    # price, so reporting it is honest. If the service also applied a discount it overstates the cost, which errs
-    # on the safe side for the budget (spark_nb._budget adds up these figures).
-    quantity, price = usd(usage.get("quantity")), usd(usage.get("unit_price"))
-    if quantity is None or price is None:
-        return None
-    return usd(quantity * price)  # 1e9 units at 1e9 dollars is no cost either
-
-
-def usage_of(usage: Any) -> dict[str, Any]:
-    """A Result's usage: a copy of the task's `usage` object ({} when it is not one) whose `cost`, when there is
-    one, is what cost_of reads, as decimal text (the service's own spelling when it sent a string).
-
-    So Result.cost, the journal and the budget agree: a derived cost (quantity × unit_price) is filled in, and an
-    unreadable one ("abc") is dropped rather than shown. The service's answer as sent stays in Result.raw.
-    """
-    if not isinstance(usage, dict):
-        return {}
-    cleaned = dict(usage)
-    cost = cost_of(usage)
-    if cost is None:
-        cleaned.pop("cost", None)
-    elif isinstance(usage.get("cost"), str):
-        cleaned["cost"] = usage["cost"].strip()
-    else:
-        cleaned["cost"] = usd_text(cost)
-    return cleaned

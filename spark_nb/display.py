@@ -4,6 +4,8 @@ The browser may run on another machine than the kernel (Binder, JupyterHub), so 
 loopback server. It is, in order: a path relative to the working directory (JupyterLab and Notebook 7 resolve
 relative URLs in HTML outputs to their /files/ handler), a base64 data: URI for small files, or a public
 http(s) URL the caller gave. Otherwise the HTML says where the file is saved.
+
+Costs show as everywhere else in spark_nb: `format_usd(amount)` ("$0.004", never "$0.00" for a fraction of a cent).
 """
 
 from __future__ import annotations

@@ -26,9 +26,10 @@ from typing import TYPE_CHECKING, Literal, Union, overload
 
 from . import _clips, _procs
 from ._boundary import guard_public, number_argument, path_argument
-from ._files import make_part
 from ._ffmpeg import MediaFacts, ProbeError, ffmpeg_exe, read_header
 from ._ffmpeg import ffmpeg_input as _input
+from ._files import make_part
+from ._limits import AUDIO_SECONDS
 from .errors import MediaError, UsageError
 
 if TYPE_CHECKING:
@@ -60,8 +61,8 @@ def trim_audio(src: AudioSource, max_seconds: float = ..., out: str | Path | Non
 @overload
 def trim_audio(src: AudioSource, max_seconds: float = ..., out: str | Path | None = ..., fade: float = ..., *,
                as_clip: Literal[True]) -> AudioFileClip: ...
-def trim_audio(src: AudioSource, max_seconds: float = 15.0, out: str | Path | None = None, fade: float = 0.25, *,
-               as_clip: bool = False) -> Path | AudioFileClip:
+def trim_audio(src: AudioSource, max_seconds: float = AUDIO_SECONDS, out: str | Path | None = None,
+               fade: float = 0.25, *, as_clip: bool = False) -> Path | AudioFileClip:
     """Audio of src (a file, a Result or a moviepy clip) cut to under max_seconds, in a pause if one is near, faded.
 
     Args:
@@ -291,7 +292,7 @@ def _side_by_side_files(files: list[Path], labels: Sequence[str] | None, out: st
         # setsar=1: non-square pixels were already undone by scaling to the width as shown
         tile = f"[{i}:v]{repeat + ',' if facts[i].is_still_image else ''}scale={width}:{height}:flags=bicubic,setsar=1"
         if labels and labels[i]:
-            args += ["-i", _input(_label_image(labels[i], width, height, tmp / f"label{i}.png"))]
+            args += ["-i", _input(_clips.label_image(labels[i], width, height, tmp / f"label{i}.png"))]
             label = len(args) // 2 - 1
             chains.append(f"{tile}[t{i}]")
             chains.append(f"[{label}:v]{repeat}[l{i}]")
@@ -390,26 +391,6 @@ def _scratch_file(tag: str, suffix: str) -> Path:
     from ._scratch import scratch_dir
 
     return scratch_dir() / f"{tag}-{uuid.uuid4().hex[:10]}{suffix}"
-
-
-def _label_image(text: str, width: int, height: int, path: Path) -> Path:
-    """A translucent bar with the label in white, as wide as its tile, for overlaying at the bottom."""
-    from PIL import Image, ImageDraw, ImageFont
-
-    bar = max(16, height // 12)
-    image = Image.new("RGBA", (width, bar), (0, 0, 0, 140))
-    draw = ImageDraw.Draw(image)
-    try:
-        font = ImageFont.load_default(size=max(10, int(bar * 0.62)))
-    except TypeError:  # Pillow < 10.1 has only its small fixed bitmap font
-        font = ImageFont.load_default()
-    while draw.textlength(text, font=font) > width - 8 and len(text) > 1:
-        text = text[:-2] + "…"
-    left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
-    draw.text(((width - (right - left)) / 2 - left, (bar - (bottom - top)) / 2 - top), text, font=font,
-              fill=(255, 255, 255, 255))
-    image.save(path)
-    return path
 
 
 def _output(out: str | Path | None, sources: Sequence[Path], tag: str, suffix: str, *options: object) -> Path:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "spark_nb"
 # the only modules outside local/ that may import it: starting the embedded server, and `spark-nb serve`
-MAY_IMPORT_LOCAL = {"spark_nb._backends", "spark_nb._cli"}
+MAY_IMPORT_LOCAL = {"spark_nb._backends", "spark_nb._cli_serve"}
 
 
 def modules() -> dict[str, Path]:
@@ -104,7 +104,7 @@ def test_no_import_cycles() -> None:
 
 
 def test_the_client_side_never_imports_the_server_package() -> None:
-    """Only _backends (which starts the embedded server) and the CLI (`serve`) reach into spark_nb.local."""
+    """Only _backends (which starts the embedded server) and the CLI's `serve` (_cli_serve) reach into spark_nb.local."""
     offenders = {name: sorted(t for t in targets if t.startswith("spark_nb.local"))
                  for name, targets in import_graph().items() if not name.startswith("spark_nb.local")}
     offenders = {name: targets for name, targets in offenders.items() if targets and name not in MAY_IMPORT_LOCAL}
@@ -137,6 +137,16 @@ def test_each_rule_lives_in_one_module() -> None:
     assert sources_mentioning(r"def task_failure") == {"spark_nb.models"}
     for wire in ("image_url", "audio_url", "video_url", "driving_video_info", "store_type"):
         assert sources_mentioning(wire) == {"spark_nb.models"}, wire
+    # the input limits: the numbers and their comparisons once, for the client and the local server alike
+    assert sources_mentioning(r"(?<![\w.])(5|100) \* 1024") == {"spark_nb._limits"}
+    assert sources_mentioning(r"def (image_too_heavy|image_too_large|media_too_large|media_too_long)\b") == \
+        {"spark_nb._limits"}
+    # what an earlier attempt means for a call: decided by _reuse_rule.decide alone, which the pipeline and the
+    # batch act on; none of them judges an entry's retryable flag or creator, or a lost create, for itself
+    assert sources_mentioning(r"def decide\b") == {"spark_nb._reuse_rule"}
+    acting = {"spark_nb._pipeline", "spark_nb._reuse", "spark_nb.batch._runner", "spark_nb.batch._job"}
+    assert sources_mentioning(r"\bdecide\(") >= acting
+    assert acting & sources_mentioning(r"entry\.(retryable|creator_alive)|JobState\.UNCERTAIN|needs_new_task") == set()
 
 
 def message_strings(path: Path) -> list[str]:
@@ -164,3 +174,28 @@ def test_every_switch_a_message_names_has_each_surfaces_words() -> None:
              for bad in [sum((unworded(text) for text in message_strings(path)), [])] if bad}
     assert found == {}
     assert sources_mentioning(r"pass reuse=False") and unworded("or reuse=False, said otherwise") == ["reuse=False"]
+
+
+MAX_FUNCTION_LINES = 60  # from a def line to its last line, decorators excluded
+MAX_MODULE_LINES = 450
+
+
+def oversized(path: Path) -> list[str]:
+    """What in one module breaks the size limits: the module itself, or a function or method (nested ones too)."""
+    text = path.read_text(encoding="utf-8")
+    found = [f"the module, {len(text.splitlines())} lines"] if len(text.splitlines()) > MAX_MODULE_LINES else []
+    for node in ast.walk(ast.parse(text)):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            lines = (node.end_lineno or node.lineno) - node.lineno + 1
+            if lines > MAX_FUNCTION_LINES:
+                found.append(f"{node.name} (line {node.lineno}), {lines} lines")
+    return found
+
+
+def test_no_function_over_60_lines_and_no_module_over_450() -> None:
+    """Small units, in every module of the package: a function (def line to its last line) is at most 60 lines, a
+    module at most 450 (widgets/ and local/ included). The checker itself can fail (the last assertion)."""
+    found = {name: problems for name, path in modules().items() if (problems := oversized(path))}
+    assert found == {}
+    big = Path(__file__).resolve().parent / "test_journal.py"  # a test module with a long function and 900 lines
+    assert oversized(big)

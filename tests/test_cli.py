@@ -317,7 +317,7 @@ def test_which_hosts_are_loopback() -> None:
     """What `serve --host` binds is what it checked: 127.0.0.0/8, ::1 and localhost (brackets, a final dot and case
     normalised once) bind a loopback address; 0.0.0.0, ::, "", other addresses and names that do not resolve to
     loopback only are not loopback. Before, `localhost.` and `127.0.0.1.` passed the check and went to DNS raw."""
-    from spark_nb._cli import _bind_address
+    from spark_nb._cli_serve import _bind_address
 
     assert [_bind_address(h) for h in ("127.0.0.1", "127.5.0.1", "127.0.0.1.", " [::1] ", "::1")] == [
         ("127.0.0.1", True), ("127.5.0.1", True), ("127.0.0.1", True), ("::1", True), ("::1", True)]
@@ -329,7 +329,7 @@ def test_which_hosts_are_loopback() -> None:
 def test_a_name_is_loopback_only_when_every_address_it_resolves_to_is(monkeypatch: pytest.MonkeyPatch) -> None:
     """A name whose DNS answer holds a loopback address and another (the resolver's answers given here: tests
     reach no DNS) is not loopback; one answering loopback addresses only is, and binds its IPv4 one."""
-    from spark_nb import _cli
+    from spark_nb import _cli_serve
 
     answers = {"mixed.example": ["127.0.0.1", "192.0.2.7"], "home.example": ["::1", "127.0.0.1"]}
 
@@ -338,8 +338,8 @@ def test_a_name_is_loopback_only_when_every_address_it_resolves_to_is(monkeypatc
                 for a in answers[name]]
 
     monkeypatch.setattr(socket, "getaddrinfo", resolve)
-    assert _cli._bind_address("mixed.example") == ("127.0.0.1", False)
-    assert _cli._bind_address("Home.Example.") == ("127.0.0.1", True)
+    assert _cli_serve._bind_address("mixed.example") == ("127.0.0.1", False)
+    assert _cli_serve._bind_address("Home.Example.") == ("127.0.0.1", True)
 
 
 def test_serve_on_loopback_ipv6_with_a_key_file_runs(tmp_path: Path) -> None:

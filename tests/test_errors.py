@@ -236,7 +236,7 @@ def http_answer(status: int, body: Any) -> Answer:
 ])
 def test_no_credit_is_one_error_with_the_top_up_hint(status: int, body: Any) -> None:
     """HTTP 402 (code 40201) and a 403 for balance are the same PermissionDeniedError with the top-up hint."""
-    from spark_nb._client import BALANCE_HINT, api_error
+    from spark_nb._api_errors import BALANCE_HINT, api_error
 
     exc = api_error(http_answer(status, body), "creating the task")
     assert type(exc) is spark_nb.PermissionDeniedError and exc.status_code == status and exc.hint == BALANCE_HINT
@@ -244,7 +244,7 @@ def test_no_credit_is_one_error_with_the_top_up_hint(status: int, body: Any) -> 
 
 def test_a_403_for_permission_keeps_its_own_hint() -> None:
     """A 403 that says nothing of balance or credit keeps the balance-and-permissions hint."""
-    from spark_nb._client import BALANCE_HINT, api_error
+    from spark_nb._api_errors import BALANCE_HINT, api_error
 
     exc = api_error(http_answer(403, {"message": "permission denied for this model"}), "creating the task")
     assert type(exc) is spark_nb.PermissionDeniedError and exc.hint != BALANCE_HINT and "permissions" in exc.hint

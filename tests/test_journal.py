@@ -551,6 +551,91 @@ def test_an_older_journal_keeps_its_insertion_order_through_migration_and_vacuum
     assert [e.attempt for e in journal.entries()] == ["old-version", claim.attempt, "later", "ahead"]
 
 
+def wider_journal() -> type[Journal]:
+    """A Journal whose entry declares one more column, `note`, in the middle (after `state`): a later version's."""
+    import dataclasses
+
+    from spark_nb._journal_rows import Entry, Schema, column
+
+    fields = [(f.name, f.type, dataclasses.field(default=f.default, metadata=f.metadata))
+              for f in dataclasses.fields(Entry)]
+    at = [name for name, _, _ in fields].index("state") + 1
+    fields.insert(at, ("note", "str | None", dataclasses.field(metadata=column("TEXT DEFAULT 'none'", "text"))))
+    wider = dataclasses.make_dataclass("WiderEntry", fields, frozen=True, namespace={
+        name: getattr(Entry, name) for name in ("creator_alive", "when", "abandoned")})
+
+    class WiderJournal(Journal):
+        schema = Schema(wider)
+    return WiderJournal
+
+
+def write_one_of_each(journal: Journal, task_id: str) -> None:
+    """A claim, its create and its end, with a value in every column a write sets."""
+    claim, _ = journal.reserve(fingerprint=f"fp-{task_id}", model="m", backend="cloud", base_url="http://127.0.0.1:9",
+                               inputs=[{"field": "image", "name": "face.jpg"}], input_seconds=7.5, source="batch",
+                               follow=lambda latest: False)
+    assert claim is not None
+    journal.sending(claim)
+    journal.created(claim, task_id)
+    journal.finished(task_id, completed=True, cost=Decimal("0.004"), seconds=2.5, result_url="http://127.0.0.1:9/v",
+                     path="/out/v.mp4")
+
+
+def assert_each_value_in_its_field(entry: Any, task_id: str) -> None:
+    """Every value write_one_of_each wrote, read back in its own field."""
+    assert (entry.fingerprint, entry.model, entry.backend, entry.base_url, entry.task_id, entry.source) == \
+        (f"fp-{task_id}", "m", "cloud", "http://127.0.0.1:9", task_id, "batch")
+    assert entry.inputs == [{"field": "image", "name": "face.jpg"}] and entry.state == JobState.COMPLETED
+    assert (entry.cost, entry.seconds, entry.input_seconds) == (Decimal("0.004"), 2.5, 7.5)
+    assert (entry.result_url, entry.path, entry.error, entry.code, entry.retryable) == \
+        ("http://127.0.0.1:9/v", "/out/v.mp4", None, None, False)
+    assert entry.pid == os.getpid() and isinstance(entry.attempted_at, float) and entry.damaged == ()
+
+
+def test_a_column_declared_in_the_middle_shifts_no_other_value(tmp_path: Path) -> None:
+    """The schema has one declaration (the Entry's fields): a later version that declares a column in the middle
+    gets it in CREATE TABLE, in the ALTER of an older journal, in every write (by name) and in every read, and
+    no other value moves to a neighbouring column (a positional row would shift every later value by one)."""
+    wider = wider_journal()
+    fresh = wider(tmp_path / "fresh" / FILENAME)
+    write_one_of_each(fresh, "t-fresh")
+    (entry,) = fresh.entries()
+    assert_each_value_in_its_field(entry, "t-fresh")
+    assert entry.note == "none"
+    with sqlite3.connect(fresh.path) as db:
+        names = [row[1] for row in db.execute("PRAGMA table_info(tasks)")]
+        assert names[names.index("state") + 1] == "note"  # really in the middle of the table
+        db.row_factory = sqlite3.Row
+        row = db.execute("SELECT * FROM tasks").fetchone()
+    assert (row["state"], row["cost"], row["seconds"], row["input_seconds"], row["note"], row["source"]) == \
+        ("completed", 0.004, 2.5, 7.5, "none", "batch")
+
+    older = tmp_path / "older" / FILENAME  # a journal of today's schema, opened by the later version
+    write_one_of_each(Journal(older), "t-older")
+    (migrated,) = wider(older).entries()
+    assert_each_value_in_its_field(migrated, "t-older")
+    assert migrated.note == "none"
+    write_one_of_each(wider(older), "t-after")
+    assert_each_value_in_its_field(wider(older).by_task("t-after"), "t-after")
+
+
+def test_a_new_journal_and_a_migrated_one_have_the_same_columns(tmp_path: Path) -> None:
+    """CREATE TABLE and the ALTERs of a version-1 journal come from the same declaration: same names, same types."""
+    Journal(tmp_path / "new" / FILENAME)
+    old = tmp_path / "old" / FILENAME
+    old.parent.mkdir()
+    with sqlite3.connect(old) as db:
+        db.execute("CREATE TABLE tasks (attempt TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, model TEXT NOT NULL, "
+                   "backend TEXT NOT NULL, base_url TEXT, inputs TEXT NOT NULL DEFAULT '[]', state TEXT NOT NULL, "
+                   "task_id TEXT, pid INTEGER, host TEXT, attempted_at REAL NOT NULL, updated_at REAL NOT NULL)")
+    Journal(old)
+    columns = []
+    for path in (tmp_path / "new" / FILENAME, old):
+        with sqlite3.connect(path) as db:
+            columns.append([(row[1], row[2], row[4]) for row in db.execute("PRAGMA table_info(tasks)")])
+    assert columns[0] == columns[1] and len(columns[0]) == 22  # 21 of an Entry, and seq
+
+
 # -- damaged rows ---------------------------------------------------------------------------------------------
 
 @pytest.mark.slow
@@ -674,9 +759,9 @@ def test_a_journal_locked_past_its_busy_timeout_still_gives_the_created_tasks_id
     """The attack: another process holds the journal (a 60 s busy timeout, 1 s here) right after the create
     answered. Before, a raw sqlite3.OperationalError escaped and the paid task's id was nowhere. Now a
     JournalError names it with its resume line, stderr too, and the journal's next write records it."""
-    import spark_nb._journal as journal_module
+    import spark_nb._journal_db as journal_db
 
-    monkeypatch.setattr(journal_module, "BUSY_TIMEOUT_S", 1.0)
+    monkeypatch.setattr(journal_db, "BUSY_TIMEOUT_S", 1.0)
     spark_nb.history()  # the journal exists before the locker opens it
     locker = Locker(home() / FILENAME)
     try:
@@ -697,8 +782,8 @@ def test_a_journal_locked_past_its_busy_timeout_still_gives_the_created_tasks_id
 
 
 LOCKED_AT_EXIT = """
-import spark_nb._journal as journal
-journal.BUSY_TIMEOUT_S = 1.0
+import spark_nb._journal_db as journal_db
+journal_db.BUSY_TIMEOUT_S = 1.0
 try:
     avatar.generate(sys.argv[1], sys.argv[2], progress=False, backend="cloud", base_url=sys.argv[3],
                     api_key="k-0123456789")

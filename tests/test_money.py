@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -113,12 +114,44 @@ def test_a_cost_of_four_tenths_of_a_cent_is_shown_as_such_everywhere(make_server
     assert f"budget of $0.005: spent {shown}" in str(error)
 
 
+def test_the_doctor_shows_a_spend_of_four_tenths_of_a_cent_as_such() -> None:
+    """The doctor's budget check shows the spend, the budget and what is left by format_usd (before: "${:.2f}",
+    so a spend of $0.004 read "$0.00" and the $0.006 left "$0.01")."""
+    from spark_nb._doctor._context import Context
+    from spark_nb._doctor._machine_checks import budget
+
+    journal = journal_at(resolve(backend="local").home)
+    claim, _ = journal.reserve(fingerprint="fp-doctor", model="spark_avatar_picture_omni_v2", backend="cloud",
+                               base_url=None, inputs=[], input_seconds=None, source="test", follow=lambda e: False)
+    assert claim is not None
+    journal.sending(claim)
+    journal.created(claim, "t-doctor")
+    journal.finished("t-doctor", completed=True, cost=Decimal("0.004"))
+    assert "known spend on this machine $0.004" in budget(Context.make({"backend": "local"})).detail
+    said = budget(Context.make({"backend": "local", "budget_usd": 0.01})).detail
+    assert said == "budget $0.01: known spend $0.004, $0.006 left"
+
+
+HAND_FORMATTED = re.compile(r"\$\{[^{}]*:[^{}]*f\}")  # "${cost:.2f}": a float format after a dollar sign
+
+
+def test_no_cost_is_formatted_by_hand() -> None:
+    """Every cost shown goes through spark_nb._money.format_usd: no "${amount:.2f}" in the package or the
+    notebooks (the doctor and two notebooks had one each, showing $0.004 as $0.00)."""
+    root = Path(spark_nb.__file__).resolve().parent
+    sources = [*root.rglob("*.py"), *(root.parent / "notebooks").glob("*.ipynb")]
+    assert len(sources) > 50
+    found = [f"{path.name}: {match}" for path in sources
+             for match in HAND_FORMATTED.findall(path.read_text(encoding="utf-8"))]
+    assert found == []
+
+
 def test_an_amount_is_bounded_in_size_and_spelled_with_ascii_digits_only() -> None:
     """A cost of "1e-999" (or quantity × unit_price of 1e-999 each) is unreadable, as "1e13" is: its exact text was
     1,000 (2,000) characters in result.json, rows.json and results.csv; digits of other scripts ("١٢", "１２") are
     no amount (before: read as 12). What is read is written in a few dozen characters at most."""
     from spark_nb._money import usd_text
-    from spark_nb._tasks import cost_of, usage_of
+    from spark_nb._task_state import cost_of, usage_of
 
     assert usd("1e-999") is None and usd(1e-300) is None and usd("0.0000000000001") is None
     assert cost_of({"quantity": "1e-999", "unit_price": "1e-999"}) is None and "cost" not in usage_of(

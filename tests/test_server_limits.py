@@ -240,6 +240,30 @@ def test_a_13000_px_picture_given_as_a_url_is_refused_before_decoding(serve_proc
     assert server.peak_rss() < 1 * GB
 
 
+@pytest.mark.parametrize("image", ["side", "bytes"])
+def test_the_server_refuses_the_images_the_client_refuses(image: str, make_server: Any, media: dict[str, Path],
+                                                          tmp_path: Path) -> None:
+    """One set of limits (spark_nb._limits), the seed's "less than 4096x4096, less than 5 MB" read once: an image
+    4096 px wide, or of exactly 5 MB, is refused by the client before anything is sent, and a task given it
+    directly fails on the local server naming the same limit (before, the server took 4096 px and any weight)."""
+    from PIL import Image
+
+    from spark_nb._limits import IMAGE_BYTES, IMAGE_SIDE
+
+    path = tmp_path / "edge.jpg"
+    if image == "side":
+        Image.new("RGB", (IMAGE_SIDE, 8), "gray").save(path)
+    else:  # a valid JPEG padded after its end marker to the limit exactly
+        path.write_bytes(media["portrait"].read_bytes().ljust(IMAGE_BYTES, b"\0"))
+    said = f"under {IMAGE_SIDE}x{IMAGE_SIDE}" if image == "side" else f"under {IMAGE_BYTES // 1024**2} MB"
+    server = make_server(api_key=TEST_KEY)
+    with pytest.raises(spark_nb.ValidationError, match=said) as refused:
+        avatar.generate(path, media["speech"], progress=False, **cloud_config(server))
+    assert refused.value.reason == "image_too_large" and server.stats()["created"] == 0
+    state = final_state(server, create(server, upload(server, path), upload(server, media["speech"])))
+    assert state["status"] == "failed" and said in state["error"]["error_message"]
+
+
 @pytest.mark.parametrize("body", [
     pytest.param(lambda: b'{"model": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", id="nested-100k-deep"),
     pytest.param(lambda: json.dumps({"model": ["spark_avatar_picture_omni_v2"], "input": []}).encode(), id="model-list"),

@@ -123,7 +123,7 @@ NUMBERS: list[tuple[Any, float | None]] = [
 @pytest.mark.parametrize("value,number", NUMBERS, ids=[repr(v)[:20] for v, _ in NUMBERS])
 def test_one_number_reader_takes_numbers_and_strings_and_nothing_else(value: Any, number: float | None) -> None:
     """as_number: a finite number from a number or a string spelling one; booleans, NaN, infinities, garbage: None."""
-    from spark_nb._tasks import as_number
+    from spark_nb._task_state import as_number
 
     assert as_number(value) == number
 
@@ -194,7 +194,7 @@ def test_cost_of_every_usage_shape(usage: Any, cost: str | None) -> None:
     negative or absurd is None. usage_of's cost is that figure as a string."""
     from decimal import Decimal
 
-    from spark_nb._tasks import cost_of, usage_of
+    from spark_nb._task_state import cost_of, usage_of
 
     found = cost_of(usage)
     assert found == (None if cost is None else Decimal(cost))
@@ -209,7 +209,7 @@ def test_cost_of_every_usage_shape(usage: Any, cost: str | None) -> None:
 
 def test_usage_of_spells_numbers_as_dollars() -> None:
     """A cost sent as a number, or derived, is written with at least cents and without float noise."""
-    from spark_nb._tasks import usage_of
+    from spark_nb._task_state import usage_of
 
     assert usage_of({"cost": 1})["cost"] == "1.00"
     assert usage_of({"cost": 0.3})["cost"] == "0.30"

@@ -16,10 +16,12 @@ import pytest
 
 import spark_nb
 from spark_nb import avatar
-from spark_nb._client import BALANCE_HINT, ApiClient
+from spark_nb._api_errors import BALANCE_HINT
+from spark_nb._client import ApiClient
 from spark_nb._config import Secret
 from spark_nb._ffmpeg import read_header
-from spark_nb._tasks import cost_of, result_path
+from spark_nb._task_state import cost_of
+from spark_nb._tasks import result_path
 from spark_nb.local import LocalServer
 from spark_nb.local._server import ANSWER_STYLES, answer_styles
 

@@ -137,6 +137,7 @@ def _existing_parent(folder: Path) -> Path:
 def budget(ctx: Context) -> Verdict:
     """The budget (SPARK_NB_BUDGET_USD) and the spend the journal knows."""
     from .._budget import spent
+    from .._money import format_usd, usd
 
     if ctx.read is None:
         return warn("not checked: the settings could not be read (see the key)", "fix the key first")
@@ -146,15 +147,16 @@ def budget(ctx: Context) -> Verdict:
     if reading.state not in ("read", "missing"):
         return warn(f"the known spend is not known: the journal is {reading.state}", "see the journal check")
     entries = list(reading.entries)
-    spend, running = float(spent(entries)), sum(1 for e in entries if e.state in OPEN)
+    spend, running = spent(entries), sum(1 for e in entries if e.state in OPEN)
     still = f"; {running} task(s) not finished" if running else ""
-    if ctx.read.budget_usd is None:
-        return ok(f"no budget set (SPARK_NB_BUDGET_USD); known spend on this machine ${spend:.2f}{still}")
-    limit = float(ctx.read.budget_usd)
+    limit = usd(ctx.read.budget_usd)
+    if limit is None:
+        return ok(f"no budget set (SPARK_NB_BUDGET_USD); known spend on this machine {format_usd(spend)}{still}")
     if spend >= limit:
-        return warn(f"budget ${limit:.2f}: the known spend ${spend:.2f} has reached it, so the next task is refused"
-                    f"{still}", "raise SPARK_NB_BUDGET_USD (or configure(budget_usd=...)) if you mean to spend more")
-    return ok(f"budget ${limit:.2f}: known spend ${spend:.2f}, ${limit - spend:.2f} left{still}")
+        return warn(f"budget {format_usd(limit)}: the known spend {format_usd(spend)} has reached it, so the next "
+                    f"task is refused{still}",
+                    "raise SPARK_NB_BUDGET_USD (or configure(budget_usd=...)) if you mean to spend more")
+    return ok(f"budget {format_usd(limit)}: known spend {format_usd(spend)}, {format_usd(limit - spend)} left{still}")
 
 
 def versions(ctx: Context) -> Verdict:

@@ -15,7 +15,8 @@ import time
 from typing import Any
 
 from .._answers import Answer, read_answer
-from .._client import BALANCE_HINT, _server_message, path_segment
+from .._api_errors import BALANCE_HINT, server_message
+from .._client import path_segment
 from .._config import DEFAULT_BASE_URL, KEY_SOURCES
 from .._specs_service import http as keyless_http
 from .._urls import in_clear_beyond_this_machine, is_http_url
@@ -218,4 +219,4 @@ def _unreachable(exc: Exception, limit: float) -> str:
 
 
 def _message(answer: Answer) -> str:
-    return safe_text(_server_message(answer.data, answer), newlines=False, limit=200)
+    return safe_text(server_message(answer.data, answer), newlines=False, limit=200)

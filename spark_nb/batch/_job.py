@@ -24,7 +24,9 @@ from .._journal import Entry, JobState, Journal, journal_at
 from .._money import usd_text
 from .._results import Result
 from .._reuse import completed_answer, recorded_video
-from .._tasks import Task, TaskState
+from .._reuse_rule import Verdict, decide
+from .._task_state import TaskState
+from .._tasks import Task
 from ..errors import JournalError, SparkError, TaskCancelled, TaskFailed, TaskMayExist
 from ..models import MediaField, get_model
 from ._outcome import RowStatus
@@ -108,8 +110,7 @@ def own_attempt(journal: Journal, fingerprint: str, out: Path) -> Entry | None:
     for entry in (journal.by_task(named) if named else None, journal.latest(fingerprint)):
         if entry is None or entry.source != source or entry.fingerprint != fingerprint:
             continue
-        if entry.state in (JobState.SUBMITTED, JobState.UNCERTAIN) or (
-                entry.state == JobState.SUBMITTING and not entry.creator_alive):
+        if decide(entry).verdict in (Verdict.ATTACH, Verdict.MAY_EXIST):  # running, or may exist (_reuse_rule)
             return entry
     return None
 

@@ -18,7 +18,7 @@ from .._files import write_atomically
 from .._journal import Entry
 from .._money import usd_text
 from .._results import Result
-from .._tasks import as_number
+from .._task_state import as_number
 from .._text import inert
 from ..errors import WriteError
 from ._outcome import RowStatus

@@ -29,11 +29,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from .._answers import parse_json
 from .._boundary import path_argument
 from .._files import link_atomically, remove_stale_parts, replace_atomically, write_atomically
-from .._answers import parse_json
 from .._money import format_usd
-from .._tasks import as_number
+from .._task_state import as_number
 from .._text import csv_cell
 from .._urls import is_http_url, shown_url
 from ..models import MODELS

@@ -27,7 +27,7 @@ from . import _job as job
 from ._manifest import Row
 from ._outcome import RowOutcome, RowStatus
 from ._record import completed_here, note_advice, record_reused, row_folder
-from ._run import BatchRun, alone
+from ._run import BatchRun, alone, settled
 
 KERNEL_ATTEMPTS = 2  # a row whose kernel dies is tried once more, in a fresh kernel
 WARM_UP_DELAY_S = 10.0
@@ -83,10 +83,9 @@ def reported(row: Row, run: BatchRun, task_id: str, origin: str, advice: list[st
     return outcome
 
 
-def reused(row: Row, run: BatchRun, entry: Entry, video: Path, *, same_as: str | None = None
-           ) -> RowOutcome | Future[RowOutcome]:
-    """A row answered by an earlier completed task, whose video is at video: its outcome at once when its folder
-    already holds all of it (a rerun into the same folder), else the future of its folder being completed.
+def reused(row: Row, run: BatchRun, entry: Entry, video: Path, *, same_as: str | None = None) -> Future[RowOutcome]:
+    """A row answered by an earlier completed task, whose video is at video: its outcome (settled at once when its
+    folder already holds all of it: a rerun into the same folder), else the future of its folder being completed.
 
     same_as: the row of this manifest it is identical to (its cost is that row's, not counted again).
     """
@@ -94,7 +93,7 @@ def reused(row: Row, run: BatchRun, entry: Entry, video: Path, *, same_as: str |
     row_dir, executed = run.out / row.name, notebook_of(run, row)
     record = completed_here(row_dir, entry.task_id)
     if record is not None and isinstance(record.get("advice"), list) and _newer(executed, row_dir / "result.json"):
-        return _as_copy(from_entry(row, run, entry, reused=True, advice=record["advice"]), same_as)
+        return settled(_as_copy(from_entry(row, run, entry, reused=True, advice=record["advice"]), same_as))
     assert run.reports is not None
     return run.reports.submit(alone, row, _complete_reused, row, run, entry, video, same_as,
                               task_id=entry.task_id)
@@ -124,15 +123,15 @@ def _complete_reused(row: Row, run: BatchRun, entry: Entry, video: Path, same_as
     return _as_copy(outcome, same_as)
 
 
-def copy_of(row: Row, run: BatchRun, first: RowOutcome) -> RowOutcome | Future[RowOutcome]:
+def copy_of(row: Row, run: BatchRun, first: RowOutcome) -> Future[RowOutcome]:
     """A row identical to first (same model and inputs: one job, paid once): a folder of its own when first
     completed, else first's outcome under this row's name."""
     entry = run.journal.by_task(first.task_id) if first.status == RowStatus.COMPLETED and first.task_id else None
     video = first.video or (video_of(entry) if entry is not None else None)
     if entry is not None and video is not None and video.is_file():
         return reused(row, run, entry, video, same_as=first.name)
-    return dataclasses.replace(first, name=row.name, reused=True, cost="0.00" if first.cost else None,
-                               notebook=None, inputs=row.inputs, same_as=first.name)
+    return settled(dataclasses.replace(first, name=row.name, reused=True, cost="0.00" if first.cost else None,
+                                       notebook=None, inputs=row.inputs, same_as=first.name))
 
 
 def _as_copy(outcome: RowOutcome, same_as: str | None) -> RowOutcome:

@@ -57,14 +57,30 @@ class BatchRun:
         self.kernels.kill_all()
 
 
-def alone(row: Row, work: Callable[..., RowOutcome | Future[RowOutcome]], *args: Any,
-          task_id: str | None = None) -> RowOutcome | Future[RowOutcome]:
+def alone(row: Row, work: Callable[..., RowOutcome], *args: Any, task_id: str | None = None) -> RowOutcome:
     """work(*args), or, if it raises anything at all, the row failed with that error: the other rows go on."""
     try:
         return work(*args)
     except Exception as exc:  # noqa: BLE001 (a bug, a RecursionError, an OSError: this row's failure, not the batch's)
         logger.debug("row %s failed", row.name, exc_info=True)
         return failed(row, exc, task_id=task_id)
+
+
+def alone_later(row: Row, work: Callable[..., Future[RowOutcome]], *args: Any) -> Future[RowOutcome]:
+    """A row's work, which gives the future of its outcome (see settled), or, if it raises anything at all, the
+    row failed with that error (settled): the other rows go on."""
+    try:
+        return work(*args)
+    except Exception as exc:  # noqa: BLE001 (as in alone)
+        logger.debug("row %s failed", row.name, exc_info=True)
+        return settled(failed(row, exc))
+
+
+def settled(outcome: RowOutcome) -> Future[RowOutcome]:
+    """An outcome known now, as the future a row's work gives (the others: its report still to run)."""
+    future: Future[RowOutcome] = Future()
+    future.set_result(outcome)
+    return future
 
 
 def failed(row: Row, exc: BaseException, *, task_id: str | None = None) -> RowOutcome:

@@ -21,18 +21,18 @@ from .._boundary import boundary
 from .._config import Settings, resolve
 from .._journal import Entry, JobState, Journal, journal_at
 from .._notices import begin
-from .._reuse import needs_new_task
+from .._reuse_rule import Decision, Verdict, decide
 from .._tasks import Task
 from ..errors import BudgetExceeded, CostUnknown, JournalError, SparkError, TaskCancelled, TaskMayExist, UsageError
 from . import _job as job
 from . import _row_folder as folder
+from ._kernels import WarmKernels
 from ._manifest import InvalidRow, Row, in_manifest_order, rows_to_run
 from ._outcome import RowOutcome, RowStatus
-from ._report import check_output_folder, write_gallery, write_gallery_notebook, write_results_csv, write_rows_json
 from ._progress import BatchProgress, summary
 from ._record import row_folder
-from ._kernels import WarmKernels
-from ._run import BatchRun, alone, failed
+from ._report import check_output_folder, write_gallery, write_gallery_notebook, write_results_csv, write_rows_json
+from ._run import BatchRun, alone, alone_later, failed, settled
 
 TEMPLATE = Path(__file__).resolve().parent.parent / "templates" / "avatar_job.ipynb"
 WARM_UP_DELAY_S = folder.WARM_UP_DELAY_S
@@ -79,7 +79,8 @@ def run_batch(manifest: str | Path, out_dir: str | Path, *, concurrency: int = 4
     out = Path(out_dir).resolve()
     settings = begin(resolve())  # once for the batch: its notices, a key it cannot use refused
     journal = journal_at(settings.home)  # a journal that cannot be used stops the batch before anything runs
-    rows, invalid = rows_to_run(manifest, skip_invalid=skip_invalid, pays=_pays(journal, out, reuse, settings))
+    rows, invalid = rows_to_run(manifest, skip_invalid=skip_invalid,
+                                pays=_pays(journal, out, reuse, resubmit_uncertain, settings))
     check_output_folder(out, [row.name for row in rows])
     out.mkdir(parents=True, exist_ok=True)
     template = Path(notebook) if notebook else TEMPLATE
@@ -87,15 +88,10 @@ def run_batch(manifest: str | Path, out_dir: str | Path, *, concurrency: int = 4
         raise UsageError(f"job notebook {template} not found", hint="pass notebook= (or --notebook) naming a .ipynb")
     outcomes: dict[str, RowOutcome] = {}
     keys = _keys(rows, outcomes, settings)
-    first_of: dict[str, Row] = {}  # rows with the same model and input content are one job, paid once
     run = BatchRun(out, journal, keys, template, resubmit_uncertain, timeout, threading.Semaphore(max(1, concurrency)),
                    reuse=reuse, strict=strict, limits=settings.limits,
                    kernels=WarmKernels(kernel_environment(settings)))
-    for row in rows:
-        if row.name in keys:
-            first = first_of.setdefault(keys[row.name], row)
-            if first is not row:  # its folder is made from the first's task once that is done
-                run.copies.setdefault(first.name, []).append(row)
+    first_of = _jobs(rows, keys, run.copies)
     try:
         with _sigterm_interrupts():
             _run_jobs(list(first_of.values()), run, concurrency, outcomes, skipped=len(invalid), progress=progress,
@@ -106,19 +102,38 @@ def run_batch(manifest: str | Path, out_dir: str | Path, *, concurrency: int = 4
     return _write_reports(out, rows, keys, first_of, outcomes, invalid)
 
 
-def _pays(journal: Journal, out: Path, reuse: bool, settings: Settings) -> Callable[[Row], bool]:
-    """Whether a row will pay for a new task, so that its URL inputs are asked for first: not when the journal
-    answers it (a task completed, still running, refused for its inputs, or whose create's answer was lost), nor,
-    for a new take, when its own folder's task is still at the service (job.own_attempt)."""
+def _jobs(rows: list[Row], keys: dict[str, str], copies: dict[str, list[Row]]) -> dict[str, Row]:
+    """The first row of each fingerprint: rows with the same model and input content are one job, paid once; each
+    other row goes into copies under its first (its folder is made from the first's task once that is done)."""
+    first_of: dict[str, Row] = {}
+    for row in rows:
+        if row.name in keys:
+            first = first_of.setdefault(keys[row.name], row)
+            if first is not row:
+                copies.setdefault(first.name, []).append(row)
+    return first_of
+
+
+def _pays(journal: Journal, out: Path, reuse: bool, resubmit_uncertain: bool,
+          settings: Settings) -> Callable[[Row], bool]:
+    """Whether a row will pay for a new task, so that its URL inputs are asked for first: when the decision on its
+    earlier attempt (see _decision) creates one; not when the journal answers it (a task completed, still running,
+    refused for its inputs, or whose create's answer was lost and is not resent)."""
     def pays(row: Row) -> bool:
         try:
             key = pipeline.call_key(row.spec, row.inputs, settings)
         except Exception:  # noqa: BLE001 (its inputs cannot be read now: the row fails alone, see _keys)
             return True
-        if not reuse:
-            return job.own_attempt(journal, key, out / row.name) is None
-        return needs_new_task(journal.latest(key))
+        return _decision(journal, key, out / row.name, reuse, resubmit_uncertain).creates
     return pays
+
+
+def _decision(journal: Journal, key: str, row_dir: Path, reuse: bool, resubmit_uncertain: bool) -> Decision:
+    """What a row's earlier attempt means for it (the one rule, _reuse_rule.decide): the journal's newest attempt
+    at its inputs; for a new take (reuse=False) only its own folder's attempt still at the service
+    (job.own_attempt), so a rerun of an interrupted --no-reuse batch resumes its tasks instead of paying again."""
+    earlier = journal.latest(key) if reuse else job.own_attempt(journal, key, row_dir)
+    return decide(earlier, resubmit_uncertain=resubmit_uncertain)
 
 
 def _keys(rows: list[Row], outcomes: dict[str, RowOutcome], settings: Settings) -> dict[str, str]:
@@ -151,27 +166,29 @@ def _run_jobs(jobs: list[Row], run: BatchRun, concurrency: int, outcomes: dict[s
         warm = threading.Barrier(notebooks)
         for _ in range(notebooks):  # kernels start while the first tasks run, one per report thread
             reports.submit(folder.warm_up, run, warm)
-        pending: set[Future[Any]] = {pool.submit(alone, row, _run_row, row, run, i >= run.first_wave)
-                                     for i, row in enumerate(jobs)}
+        rows_in: set[Future[Future[RowOutcome]]] = {pool.submit(alone_later, row, _run_row, row, run,
+                                                                i >= run.first_wave) for i, row in enumerate(jobs)}
+        reports_in: set[Future[RowOutcome]] = set()  # a row's outcome: settled, or its report still running
         csv_due = 0.0
         try:
-            while pending:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    outcome = future.result()
+            while rows_in or reports_in:
+                wait(_both(rows_in, reports_in), return_when=FIRST_COMPLETED)
+                for row_future in [f for f in rows_in if f.done()]:
+                    rows_in.discard(row_future)
                     run.wave_sent.set()  # a row is past its submission (or reused): kernels may start
-                    if isinstance(outcome, Future):  # the task is done, its report runs
-                        pending.add(outcome)
-                        continue
+                    reports_in.add(row_future.result())
+                for future in [f for f in reports_in if f.done()]:
+                    reports_in.discard(future)
+                    outcome = future.result()
                     outcomes[outcome.name] = outcome
                     bar.add(outcome)
-                    pending.update(pool.submit(alone, row, folder.copy_of, row, run, outcome)
+                    rows_in.update(pool.submit(alone_later, row, folder.copy_of, row, run, outcome)
                                    for row in run.copies.pop(outcome.name, ()))
                     if time.monotonic() >= csv_due:  # rewritten at most every CSV_EVERY_S, and at the end
                         write_results_csv(run.out, [outcomes[r.name] for r in rows if r.name in outcomes])
                         csv_due = time.monotonic() + CSV_EVERY_S
         except BaseException:  # Ctrl-C, SIGTERM, or a crash of the batch itself: stop, keep what is done
-            _stop(run, pending, outcomes)
+            _stop(run, rows_in, reports_in, outcomes)
             raise
         finally:
             run.kernels.close()  # also any warm-up still to come starts no kernel
@@ -179,20 +196,28 @@ def _run_jobs(jobs: list[Row], run: BatchRun, concurrency: int, outcomes: dict[s
             warm.abort()
 
 
-def _stop(run: BatchRun, pending: set[Future[Any]], outcomes: dict[str, RowOutcome]) -> None:
+def _stop(run: BatchRun, rows_in: set[Future[Future[RowOutcome]]], reports_in: set[Future[RowOutcome]],
+          outcomes: dict[str, RowOutcome]) -> None:
     """No new task is created and the job kernels are killed; the outcomes of rows that end meanwhile are kept."""
     run.stop.set()
     run.wave_sent.set()  # warm-ups waiting for the first tasks see the stop at once
     deadline = time.monotonic() + STOP_WAIT_S
+    pending = _both(rows_in, reports_in)
     while not all(f.done() for f in pending) and time.monotonic() < deadline:  # a kernel may start meanwhile
         run.kill_kernels()
         wait(pending, timeout=0.5)
-    for future in pending:
+    ended = [(future, 0) for future in reports_in]
+    for row_future in rows_in:  # a row past its submission meanwhile: its report gets a few seconds
         with contextlib.suppress(BaseException):
-            done_row = future.result(timeout=0)
-            if isinstance(done_row, Future):
-                done_row = done_row.result(timeout=5)
-            outcomes[done_row.name] = done_row
+            ended.append((row_future.result(timeout=0), 5))
+    for future, seconds in ended:
+        with contextlib.suppress(BaseException):
+            outcome = future.result(timeout=seconds)
+            outcomes[outcome.name] = outcome
+
+
+def _both(rows_in: set[Future[Future[RowOutcome]]], reports_in: set[Future[RowOutcome]]) -> list[Future[Any]]:
+    return [*rows_in, *reports_in]
 
 
 @contextlib.contextmanager
@@ -277,8 +302,9 @@ class _Slot:
                 self._semaphore.release()
 
 
-def _run_row(row: Row, run: BatchRun, after_first_wave: bool = False) -> RowOutcome | Future[RowOutcome]:
-    """The row's task (submitted, resumed or reused); its outcome, or the future of its report once the task is done.
+def _run_row(row: Row, run: BatchRun, after_first_wave: bool = False) -> Future[RowOutcome]:
+    """The row's task (submitted, resumed or reused) as the decision on its earlier attempt says (_decision); the
+    future of its outcome: settled at once, or its report's once the task is done.
 
     A row after the first wave checks and uploads its inputs only once the first wave is sent: on a small machine
     its work would otherwise delay the first tasks' creates, which every later wave waits on.
@@ -286,41 +312,22 @@ def _run_row(row: Row, run: BatchRun, after_first_wave: bool = False) -> RowOutc
     if after_first_wave:
         run.wave_sent.wait(timeout=WARM_UP_DELAY_S)
     row_dir = run.out / row.name
-    executed = folder.notebook_of(run, row)
-    notebook = executed if executed.exists() else None
-    key = run.keys[row.name]
-    entry = run.journal.latest(key) if run.reuse else job.own_attempt(run.journal, key, row_dir)
-    if run.strict and entry is not None and not needs_new_task(entry):  # strict: the same whatever answers it
-        try:
-            job.judge_strictly(row.spec.id, row.inputs, entry, run.limits)
-        except SparkError as exc:
-            return _not_submitted(row, run, exc)
-    if entry and entry.state == JobState.COMPLETED and (video := folder.earlier_video(entry, row_dir)) is not None:
-        return folder.reused(row, run, entry, video)  # its folder made whole, from the earlier task: nothing paid
-    if entry and entry.state == JobState.FAILED and not entry.retryable:
-        # an input error: the same inputs fail again, so the failure is reported, not paid for again
-        return folder.from_entry(row, run, entry, reused=True)
-    if run.budget_reached.is_set():
-        return RowOutcome(row.name, row.spec.id, RowStatus.UNFINISHED, inputs=row.inputs,
-                          error="not started: the budget was reached (raise SPARK_NB_BUDGET_USD, then run again)")
-    lost = entry is not None and (entry.state == JobState.UNCERTAIN
-                                  or (entry.state == JobState.SUBMITTING and not entry.creator_alive))
-    if lost and not run.resubmit_uncertain:
-        return RowOutcome(row.name, row.spec.id, RowStatus.UNCERTAIN, notebook=notebook, inputs=row.inputs,
-                          error="the create call may have made a task (its answer was lost); not resent. "
-                                "Check the service, or run again with --resubmit-uncertain")
+    decision = _decision(run.journal, run.keys[row.name], row_dir, run.reuse, run.resubmit_uncertain)
+    if (answered := _answered(row, run, decision, row_dir)) is not None:
+        return answered
     row_folder(row_dir)
-    advice: list[str] = []  # what the submission says of the inputs (a long audio trimmed): the row's, not the console's
+    advice: list[str] = []  # what the submission says of the inputs (a long audio trimmed): the row's, not the console
     # The runner talks to the service (submit, poll, download); the slot counts tasks at the service, so a row
     # uploads its inputs before it waits for one (the create follows at once when a slot frees), and frees it
     # as soon as the task is done.
+    own = decision.entry.task_id if not run.reuse and decision.entry and decision.verdict == Verdict.ATTACH else None
     with _Slot(run.in_flight, run.stop) as slot:
         try:
-            resume = entry.task_id if not run.reuse and entry and entry.state == JobState.SUBMITTED else None
-            task = _submit(row, run, row_dir, slot, resubmit=lost, advise=advice.append, task_id=resume)
+            task = _submit(row, run, row_dir, slot, resubmit=decision.verdict == Verdict.RESEND,
+                           advise=advice.append, task_id=own)
             slot.take()  # a task resumed or reused also runs at the service (a no-op once taken)
         except SparkError as exc:
-            return _not_submitted(row, run, exc)
+            return settled(_not_submitted(row, run, exc))
         finally:
             run.count_submission()
         unfinished = None
@@ -332,6 +339,33 @@ def _run_row(row: Row, run: BatchRun, after_first_wave: bool = False) -> RowOutc
     assert run.reports is not None
     return run.reports.submit(alone, row, folder.reported, row, run, task.id, task.origin, advice, unfinished,
                               task_id=task.id)
+
+
+def _answered(row: Row, run: BatchRun, decision: Decision, row_dir: Path) -> Future[RowOutcome] | None:
+    """The row's outcome when it sends nothing: strict refusing what answers it, an earlier video, the same refusal
+    of its inputs, the budget reached, a task that may exist (not resent); None when the row goes to submission."""
+    entry = decision.entry
+    if run.strict and entry is not None and not decision.creates:  # strict: the same whatever answers it
+        try:
+            job.judge_strictly(row.spec.id, row.inputs, entry, run.limits)
+        except SparkError as exc:
+            return settled(_not_submitted(row, run, exc))
+    if decision.verdict == Verdict.REUSE and entry and (video := folder.earlier_video(entry, row_dir)) is not None:
+        return folder.reused(row, run, entry, video)  # its folder made whole, from the earlier task: nothing paid
+    if decision.verdict == Verdict.REFUSED and entry:  # the same inputs fail again: reported, not paid again
+        return settled(folder.from_entry(row, run, entry, reused=True))
+    if run.budget_reached.is_set():
+        return settled(RowOutcome(row.name, row.spec.id, RowStatus.UNFINISHED, inputs=row.inputs,
+                                  error="not started: the budget was reached (raise SPARK_NB_BUDGET_USD, then run "
+                                        "again)"))
+    if decision.verdict == Verdict.MAY_EXIST and entry:
+        executed = folder.notebook_of(run, row)
+        why = "its journal record is damaged" if entry.damaged else "its answer was lost"
+        return settled(RowOutcome(row.name, row.spec.id, RowStatus.UNCERTAIN, inputs=row.inputs,
+                                  notebook=executed if executed.exists() else None,
+                                  error=f"the create call may have made a task ({why}); not resent. "
+                                        "Check the service, or run again with --resubmit-uncertain"))
+    return None
 
 
 def _submit(row: Row, run: BatchRun, row_dir: Path, slot: _Slot, *, resubmit: bool,

@@ -18,6 +18,7 @@ from .. import _procs
 from .._files import make_part
 from .._ffmpeg import MediaFacts, ProbeError, decode_audio, ffmpeg_exe, ffmpeg_input, try_decode
 from .._imageheader import claimed_size
+from .._limits import IMAGE_BYTES, IMAGE_SIDE, MEDIA_SECONDS, image_too_heavy, image_too_large, media_too_long
 from ..models import MediaKind, RendererName
 from . import _signals as signals
 from ._driving import analyse_driving
@@ -27,8 +28,6 @@ FPS = 25
 LONGEST_SIDE = 512
 STILL_SECONDS = 3.0
 SMALL_FRAME_PIXELS = 256 * 256  # at most this many pixels a frame, x264 runs its fastest preset
-MAX_SECONDS = 600.0
-MAX_IMAGE_SIDE = 4096
 ProgressCallback = Callable[[float], None]
 
 
@@ -41,7 +40,7 @@ class RenderError(Exception):
 
 
 def render(renderer: RendererName, inputs: Mapping[MediaKind, Path], out: Path, *, longest_side: int = LONGEST_SIDE,
-           max_seconds: float = MAX_SECONDS, on_progress: ProgressCallback | None = None) -> float:
+           max_seconds: float = MEDIA_SECONDS, on_progress: ProgressCallback | None = None) -> float:
     """Render with the named renderer (a ModelSpec's `renderer`) from the inputs of each kind into out.
 
     Returns the video's length in seconds; an input longer than max_seconds fails before any frame is made.
@@ -58,7 +57,7 @@ def render(renderer: RendererName, inputs: Mapping[MediaKind, Path], out: Path, 
 
 
 def render_avatar(image: Path, audio: Path, out: Path, *, longest_side: int = LONGEST_SIDE,
-                  max_seconds: float = MAX_SECONDS, on_progress: ProgressCallback | None = None) -> float:
+                  max_seconds: float = MEDIA_SECONDS, on_progress: ProgressCallback | None = None) -> float:
     """A talking-head video as long as the audio, with the audio; returns its length in seconds."""
     try:  # one pass over a bounded stretch: a long file is decoded only far enough to be refused
         info, pcm = decode_audio(audio, signals.SAMPLE_RATE, max_seconds + 1)
@@ -81,7 +80,7 @@ def render_avatar(image: Path, audio: Path, out: Path, *, longest_side: int = LO
 
 
 def render_imitation(image: Path, driving_video: Path, out: Path, *, longest_side: int = LONGEST_SIDE,
-                     max_seconds: float = MAX_SECONDS, on_progress: ProgressCallback | None = None) -> float:
+                     max_seconds: float = MEDIA_SECONDS, on_progress: ProgressCallback | None = None) -> float:
     """The character performing the driving video's head motion, mouth and blinks, as long as it, with its audio."""
     info = _header(driving_video, "video")
     if not info.has_video or info.is_still_image or not info.duration:
@@ -108,7 +107,7 @@ def render_imitation(image: Path, driving_video: Path, out: Path, *, longest_sid
 
 
 def render_still(image: Path, out: Path, *, seconds: float = STILL_SECONDS, longest_side: int = LONGEST_SIDE,
-                 max_seconds: float = MAX_SECONDS, on_progress: ProgressCallback | None = None) -> float:
+                 max_seconds: float = MEDIA_SECONDS, on_progress: ProgressCallback | None = None) -> float:
     """A picture that breathes: a few seconds of blinks and a gentle sway, silent (for one-image models)."""
     portrait = _load_portrait(image, longest_side)
     count = max(1, round(seconds * FPS))
@@ -200,7 +199,7 @@ def _duration(info: MediaFacts, kind: MediaKind, max_seconds: float) -> float:
 
 
 def _within(seconds: float, max_seconds: float, kind: MediaKind) -> None:
-    if seconds > max_seconds:
+    if media_too_long(seconds, max_seconds):
         raise RenderError(f"lasts {seconds:.0f} s; this server renders inputs of at most {max_seconds:.0f} s", kind)
 
 
@@ -208,15 +207,18 @@ def _load_portrait(path: Path, longest_side: int) -> np.ndarray:
     """The image as RGB, EXIF-rotated, scaled so its longest side is longest_side, with even sides."""
     from PIL import Image, ImageOps
 
+    if image_too_heavy(weight := path.stat().st_size):  # the model's rules (_limits), as the client checks them
+        raise RenderError(f"is {weight / 1e6:.1f} MB; this server takes images under {IMAGE_BYTES // 1024**2} MB",
+                          "image")
     claimed = claimed_size(path)  # before PIL: a small file may claim a picture of gigabytes
-    if claimed and max(claimed) > MAX_IMAGE_SIDE:
-        raise RenderError(f"is {claimed[0]}x{claimed[1]}; this server takes images of at most {MAX_IMAGE_SIDE} px "
-                          "a side", "image")
+    if claimed and image_too_large(*claimed):
+        raise RenderError(f"is {claimed[0]}x{claimed[1]}; this server takes images under {IMAGE_SIDE}x{IMAGE_SIDE}",
+                          "image")
     try:
         with Image.open(path) as img:
-            if max(img.size) > MAX_IMAGE_SIDE:
-                raise RenderError(f"is {img.width}x{img.height}; this server takes images of at most "
-                                  f"{MAX_IMAGE_SIDE} px a side", "image")
+            if image_too_large(*img.size):
+                raise RenderError(f"is {img.width}x{img.height}; this server takes images under "
+                                  f"{IMAGE_SIDE}x{IMAGE_SIDE}", "image")
             img = ImageOps.exif_transpose(img).convert("RGB")
     except (OSError, ValueError, SyntaxError) as exc:
         raise RenderError(f"could not be decoded as an image: {exc}", "image") from exc

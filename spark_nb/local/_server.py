@@ -24,15 +24,17 @@ from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
-from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.formparsers import MultiPartException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from .._limits import MEDIA_BYTES, MEDIA_SECONDS, media_too_large
 from .._procs import pid_alive
 from .._transfer import TransferError, fetch_to_file
 from .._urls import MAX_URL_CHARS, is_http_url
 from ..models import MODELS, ModelSpec, ParamsError
+from ._bodies import Counted, TooLarge, error_answer, read_capped, read_form
 from ._connections import ConnectionLimits
 from ._engine import RenderError, render
 from ._faults import FaultInjector, FaultPlan
@@ -52,9 +54,9 @@ MEDIA_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png",
                ".opus": "audio/opus", ".flac": "audio/flac", ".mp4": "video/mp4", ".m4v": "video/mp4",
                ".mov": "video/quicktime", ".webm": "video/webm", ".mkv": "video/x-matroska"}
 FILE_HEADERS = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "sandbox; default-src 'none'"}
-MAX_UPLOAD_BYTES = 100 * 1024 * 1024
+MAX_UPLOAD_BYTES = MEDIA_BYTES  # the client's limit on an input (_limits): the largest input it sends
 MAX_STORED_UPLOAD_BYTES = 2 * 1024**3  # all uploads together, like the videos (local/_shelf.KEEP_BYTES)
-MAX_FETCH_BYTES = 100 * 1024 * 1024
+MAX_FETCH_BYTES = MEDIA_BYTES
 MAX_CREATE_BYTES = 256 * 1024  # a create is a model id and a few URLs
 FETCH_TIMEOUT_S = 30.0
 STORAGE_PREFIX = "spark_nb_server_"
@@ -98,7 +100,7 @@ class ServerOptions:
     max_upload_bytes: int = MAX_UPLOAD_BYTES
     max_fetch_bytes: int = MAX_FETCH_BYTES
     fetch_timeout: float = FETCH_TIMEOUT_S  # for a whole input download, headers included
-    max_seconds: float = 600.0  # longest input medium rendered; longer ones fail the task at once
+    max_seconds: float = MEDIA_SECONDS  # longest input medium rendered; longer ones fail the task at once
     render_timeout: float = 900.0  # a render running longer fails its task
     max_tasks: int = 10_000  # records kept; the oldest finished ones go first
     max_pending: int = 1_000  # tasks not yet rendered; more are refused with 429
@@ -157,7 +159,7 @@ class LocalService:
             Route("/api/v1/skill/models/{model_id}/spec", self.spec_route.answer, methods=["GET"]),  # no key
         ]
         injector = FaultInjector(Starlette(routes=routes), self.options.faults, self.stats.add_fault)
-        return _Counted(Gate(injector), self.stats)
+        return Counted(Gate(injector), self.stats)
 
     def close(self) -> None:
         """Stop rendering (within a few seconds) and remove storage the server created itself."""
@@ -183,19 +185,19 @@ class LocalService:
         if denied := self._unauthorized(request):
             return denied
         try:
-            raw = await _read_capped(request, MAX_CREATE_BYTES)
+            raw = await read_capped(request, MAX_CREATE_BYTES)
         except ClientDisconnect:  # the client left before sending its body: nothing to create
             return Response(status_code=400)
         if raw is None:
-            return _message(f"a create request is at most {MAX_CREATE_BYTES} bytes", 413)
+            return error_answer(f"a create request is at most {MAX_CREATE_BYTES} bytes", 413)
         try:
             body = json.loads(raw)
         except (ValueError, RecursionError):  # not JSON, or nested deeper than any parser should follow
-            return _message("the request body is not JSON", 400)
+            return error_answer("the request body is not JSON", 400)
         model = body.get("model") if isinstance(body, dict) else None
         spec = MODELS.get(model) if isinstance(model, str) else None
         if spec is None:
-            return _message(f"unknown model; known: {', '.join(MODELS)}", 400)
+            return error_answer(f"unknown model; known: {', '.join(MODELS)}", 400)
         inputs = body.get("input")
         first = inputs[0] if isinstance(inputs, list) and inputs else None
         params = first.get("params") if isinstance(first, dict) else None
@@ -205,7 +207,7 @@ class LocalService:
             refusal = {"status": "failed", "error": {"code": exc.code, "error_message": exc.text}}
             return JSONResponse(restyle(refusal, self.styles), status_code=400)
         if too_long := [name for name, url in urls.items() if len(url) > MAX_URL_CHARS]:
-            return _message(f"input URLs are at most {MAX_URL_CHARS} characters ({', '.join(too_long)})", 400)
+            return error_answer(f"input URLs are at most {MAX_URL_CHARS} characters ({', '.join(too_long)})", 400)
         if self.tasks.pending() >= self.options.max_pending:
             return JSONResponse({"message": "too many tasks in flight; try again shortly"}, status_code=429,
                                 headers={"Retry-After": "5"})
@@ -227,7 +229,7 @@ class LocalService:
         record = self._record(request.path_params["task_id"])
         if record is None:
             where = f"; this server's tasks live in {self.storage / 'tasks'}" if self.shelf is not None else ""
-            return _message(f"task not found on this local server{where}", 404)
+            return error_answer(f"task not found on this local server{where}", 404)
         now = time.time()
         answer = record.to_json(str(request.base_url), now)
         record.polls += 1
@@ -240,17 +242,17 @@ class LocalService:
             return denied
         length = request.headers.get("content-length")
         limit = self.options.max_upload_bytes
-        if length is None or not length.isdigit() or int(length) > limit:
-            return _message(f"uploads need a Content-Length of at most {limit} bytes", 413)
+        if length is None or not length.isdigit() or media_too_large(int(length), limit):
+            return error_answer(f"uploads need a Content-Length of at most {limit} bytes", 413)
         try:
             with self.uploads.reserve(int(length)) as room:
                 if not room:
-                    raise _TooLarge("the server's upload storage is full; try again once earlier uploads are used")
-                form = await _read_form(request, int(length))
+                    raise TooLarge("the server's upload storage is full; try again once earlier uploads are used")
+                form = await read_form(request, int(length))
                 try:
                     upload = form.get("file")
                     if upload is None or isinstance(upload, str):
-                        return _message("send the file as multipart field 'file'", 400)
+                        return error_answer("send the file as multipart field 'file'", 400)
                     path = self.uploads.new_path(upload.filename)
                     try:
                         with open(path, "xb") as fh:
@@ -262,10 +264,10 @@ class LocalService:
                     await form.close()
         except ClientDisconnect:  # the client left mid-upload: nothing is kept
             return Response(status_code=400)
-        except _TooLarge as exc:
-            return _message(str(exc), 413)
+        except TooLarge as exc:
+            return error_answer(str(exc), 413)
         except MultiPartException as exc:
-            return _message(f"the upload is not a readable multipart form: {exc.message}", 400)
+            return error_answer(f"the upload is not a readable multipart form: {exc.message}", 400)
         self.uploads.added(path.stat().st_size)
         self.stats.add("uploads")
         return JSONResponse({"url": f"{request.base_url}files/uploads/{path.name}"})
@@ -273,10 +275,10 @@ class LocalService:
     async def serve_file(self, request: Request) -> Response:
         kind, name = request.path_params["kind"], request.path_params["name"]
         if kind not in ("uploads", "results") or not SAFE_NAME.match(name) or ".." in name:
-            return _message("not found", 404)
+            return error_answer("not found", 404)
         path = self.storage / kind / name
         if not path.is_file():
-            return _message("not found", 404)
+            return error_answer("not found", 404)
         if kind == "results" and request.method == "GET":
             self.stats.add("downloads")
         # a media type from a short list, else bytes: an upload named .html or .svg is never a page of this origin
@@ -380,7 +382,7 @@ class LocalService:
         if not is_http_url(url):
             raise RenderError(f"{field} must be an http(s) URL, got {url[:60]!r}")
         if (stored := self.uploads.find(url)) is not None:  # ours (or a sibling server's): no need for HTTP
-            if stored.stat().st_size > self.options.max_fetch_bytes:
+            if media_too_large(stored.stat().st_size, self.options.max_fetch_bytes):
                 raise RenderError(f"{field} could not be fetched: {field} is larger than the "
                                   f"{self.options.max_fetch_bytes}-byte limit")
             shutil.copyfile(stored, dest)
@@ -402,67 +404,6 @@ class LocalService:
         """The uploads that tasks not yet rendered will read."""
         return {name for record in self.tasks.unfinished() for url in record.urls.values()
                 if (name := upload_name(url)) is not None}
-
-
-class _Counted:
-    """Outermost ASGI wrapper: counts every HTTP request and gives every answer an x-request-id."""
-
-    def __init__(self, app: Any, stats: Stats) -> None:
-        self.app = app
-        self.stats = stats
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        self.stats.add("requests")
-        request_id = uuid.uuid4().hex[:16].encode()
-
-        async def send_with_id(message: dict[str, Any]) -> None:
-            if message["type"] == "http.response.start":
-                message = {**message, "headers": [*message.get("headers", []), (b"x-request-id", request_id)]}
-            await send(message)
-
-        await self.app(scope, receive, send_with_id)
-
-
-class _TooLarge(Exception):
-    """An upload is over its limit or the room left in the upload store."""
-
-
-async def _read_form(request: Request, length: int) -> Any:
-    """The multipart form of an upload whose Content-Length (within the limit, and the room the store reserved for
-    it) was length: its bytes are counted as they arrive, and a body longer than that is cut off, whatever way it
-    is framed."""
-    async def counted() -> Any:
-        received = 0
-        async for chunk in request.stream():
-            received += len(chunk)
-            if received > length:
-                raise _TooLarge(f"the upload sent more than its Content-Length of {length} bytes")
-            yield chunk
-
-    if not request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
-        raise MultiPartException("send the file as multipart field 'file'")
-    return await MultiPartParser(request.headers, counted(), max_files=1, max_fields=4).parse()
-
-
-async def _read_capped(request: Request, limit: int) -> bytes | None:
-    """The request body, or None as soon as it (or its Content-Length) passes limit bytes."""
-    length = request.headers.get("content-length", "")
-    if length.isdigit() and int(length) > limit:
-        return None
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _message(text: str, status: int) -> JSONResponse:
-    return JSONResponse({"message": text}, status_code=status)
 
 
 def remove_stale_storage(folder: Path | None = None) -> None:

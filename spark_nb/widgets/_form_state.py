@@ -22,7 +22,8 @@ from .._config import Secret, hide_key, resolve
 from .._notices import begin
 from .._results import Result
 from .._surfaces import notices_to
-from .._tasks import Task, TaskState
+from .._task_state import TaskState
+from .._tasks import Task
 from ..errors import AuthenticationError, SparkError, UsageError, ValidationError
 from ..models import MediaKind, ModelSpec
 from ..samples import DRIVING_VIDEO, PORTRAIT, SPEECH
