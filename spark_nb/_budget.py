@@ -122,8 +122,9 @@ def budget_rule(settings: Settings, spec: ModelSpec, input_seconds: float | None
 def check(entries: list[Entry], *, budget: Decimal, model: str, input_seconds: float | None, backend: str = "cloud",
           base_url: str | None = None) -> None:
     """BudgetExceeded when spend + running tasks' estimates + this task's estimate would pass the budget;
-    CostUnknown when model's cost at this service is unknown and a budgeted task of it of unknown cost is on its
-    way (at any service), or one finished here without a cost, or nothing is left of the budget for one."""
+    CostUnknown when model's cost at this service is unknown and a budgeted task of unknown cost is on its way
+    (of this model at any service, or of any model whose cost is known nowhere), or one of this model finished here
+    without a cost, or nothing is left of the budget for one."""
     billed = [e for e in entries if e.backend != "local"]
     known = _known_costs(billed)
     here = _service(backend, base_url, model)
@@ -141,8 +142,9 @@ def check(entries: list[Entry], *, budget: Decimal, model: str, input_seconds: f
         elsewhere = _dearest(known, model, input_seconds)
         said: dict[str, Any] = {"model": model, "budget": budget, "spend": spend, "running": running,
                                 "service": here[1], "elsewhere": elsewhere}
-        blocking = next((e for e in running_entries if e.model == model and service_of(e) not in known
-                         and _on_its_way(e)), None)
+        # one task of unknown cost on its way at a time, whatever its model: each counts as $0 until it ends
+        blocking = next((e for e in running_entries if _on_its_way(e) and (
+            _at_most(known, e) is None or (e.model == model and service_of(e) not in known))), None)
         if blocking is not None:
             raise _cost_unknown(blocking, here, **said)
         if costless is not None:
@@ -173,10 +175,10 @@ def _cost_unknown(entry: Entry, here: Service, *, model: str, **said: Any) -> Co
     if entry.task_id is None:
         hint = f"wait for it to finish (its call is under way), then call again (a batch waits by itself); {unset}"
     elif alive:
-        hint = (f"wait for it to finish (in any kernel: {resume_line(entry.task_id, model)}), then call again: "
+        hint = (f"wait for it to finish (in any kernel: {resume_line(entry.task_id, entry.model)}), then call again: "
                 f"its cost then sets the estimate (a batch waits for it by itself); {unset}")
     else:
-        hint = (f"the process that started it has ended: finish it with {resume_line(entry.task_id, model)}, "
+        hint = (f"the process that started it has ended: finish it with {resume_line(entry.task_id, entry.model)}, "
                 f"then call again; {unset}")
     return CostUnknown(model=model, blocking=blocking, attempt=entry.attempt, creator_alive=alive, hint=hint, **said)
 

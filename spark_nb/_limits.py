@@ -15,6 +15,7 @@ IMAGE_SIDE = 4096  # each side of an image is under this many pixels (the seed: 
 MEDIA_BYTES = 100 * 1024**2  # an audio or video input, at most (the local server's upload and fetch limit too)
 MEDIA_SECONDS = 600.0  # an audio or video input, at most: far above the 15 s the avatar model recommends
 AUDIO_SECONDS = 15.0  # speech longer than this is trimmed, or advised against (the seed's recommendation)
+FORM_BYTES = 64 * 1024  # an upload's multipart envelope (boundaries, part headers, file name) beyond its file
 
 
 def image_too_heavy(size: int) -> bool:

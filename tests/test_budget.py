@@ -142,6 +142,28 @@ def test_an_unknown_cost_runs_one_budgeted_task_at_a_time(make_server: MakeServe
     assert server.stats()["created"] == 4
 
 
+@pytest.mark.slow
+def test_one_task_of_unknown_cost_runs_at_a_time_whatever_its_model(make_server: MakeServer,
+                                                                     media: dict[str, Path]) -> None:
+    """No model's cost known (a fresh journal) under a budget: an avatar task runs, so an imitator task is refused
+    naming it, with the line that finishes it (the third attack: each model got its task of unknown cost, each
+    counted at $0, and two models passed a $0.10 budget by $5.86). Once the avatar's cost is known, the imitator's
+    one task of unknown cost goes."""
+    from spark_nb import imitator
+
+    server = make_server(api_key=TEST_KEY, cost_per_second=0.25, latency=3)
+    config = {**cloud_config(server), "budget_usd": 50.0}
+    running = avatar.submit(media["portrait"], media["speech"], **config)
+    with pytest.raises(CostUnknown) as refused:
+        imitator.submit(media["portrait"], media["driving"], **config)
+    assert server.stats()["created"] == 1
+    assert running.id in str(refused.value) and refused.value.model == "spark_avatar_imitator_v2v"
+    assert f'Task.from_id("{running.id}", model="spark_avatar_picture_omni_v2")' in (refused.value.hint or "")
+    running.wait(120, progress=False)
+    imitator.submit(media["portrait"], media["driving"], **config).wait(120, progress=False)
+    assert server.stats()["created"] == 2
+
+
 SUBMIT_AND_DIE = """
 task = avatar.submit(sys.argv[1], sys.argv[2])
 print(task.id, flush=True)

@@ -153,10 +153,12 @@ def test_uploads_arriving_together_fit_the_stores_bound_together(make_server: Ma
 
 
 def test_an_upload_is_cut_off_past_its_content_length_and_the_limit(make_server: MakeServer) -> None:
-    """An upload over the server's limit is refused by its length; one whose length is within the limit but whose
-    store is full is refused too, before anything is read."""
+    """An upload over the server's limit (a file's and its multipart envelope's) is refused by its length; one
+    whose length is within the limit but whose store is full is refused too, before anything is read."""
+    from spark_nb._limits import FORM_BYTES
+
     server = make_server(api_key=TEST_KEY, max_upload_bytes=2000, max_stored_upload_bytes=10_000)
-    assert _raw(server, _upload_head(5000)).startswith(b"HTTP/1.1 413 ")
+    assert _raw(server, _upload_head(2000 + FORM_BYTES + 1)).startswith(b"HTTP/1.1 413 ")
     small = make_server(api_key=TEST_KEY, max_stored_upload_bytes=1000)
     answer = _raw(small, _upload_head(1500))
     assert answer.startswith(b"HTTP/1.1 413 ") and b"storage is full" in answer, answer

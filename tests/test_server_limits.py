@@ -148,7 +148,7 @@ def test_oversized_uploads_get_413(make_server: Any, media: dict[str, Path]) -> 
     server = make_server(api_key=TEST_KEY, max_upload_bytes=2_000)
     answer = httpx.post(f"{server.url}/api/v1/storage/files", headers=AUTH, timeout=10,
                         files={"file": ("p.jpg", media["portrait"].read_bytes())})
-    assert answer.status_code == 413 and "at most 2000 bytes" in answer.json()["message"]
+    assert answer.status_code == 413 and "upload limit of 2000 bytes" in answer.json()["message"]
 
     def chunks() -> Iterator[bytes]:
         yield b"x" * 100
@@ -156,6 +156,20 @@ def test_oversized_uploads_get_413(make_server: Any, media: dict[str, Path]) -> 
     chunked = httpx.post(f"{server.url}/api/v1/storage/files", headers=AUTH, content=chunks(), timeout=10)
     assert chunked.status_code == 413
     assert server.stats()["uploads"] == 0
+
+
+def test_a_file_of_exactly_the_limit_is_taken_and_one_byte_more_is_not(make_server: Any) -> None:
+    """The server holds the file to the limit the client checks (_limits.media_too_large: at most the limit), not
+    the request's Content-Length, which carries the multipart envelope too (the third attack: a video of exactly
+    100 MB passed the client's checks, was sent, and was refused after the upload)."""
+    server = make_server(api_key=TEST_KEY, max_upload_bytes=100_000)
+    for size, status in ((100_000, 200), (100_001, 413)):
+        answer = httpx.post(f"{server.url}/api/v1/storage/files", headers=AUTH, timeout=10,
+                            files={"file": ("driving.mp4", b"v" * size)})
+        assert answer.status_code == status, (size, answer.text)
+    assert server.stats()["uploads"] == 1
+    kept = server.service.storage / "uploads"
+    assert [p.stat().st_size for p in kept.iterdir() if p.is_file()] == [100_000]  # none over it kept
 
 
 def test_a_client_vanishing_mid_download_harms_nothing(make_server: Any, media: dict[str, Path]) -> None:

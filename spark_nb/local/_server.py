@@ -29,7 +29,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from .._limits import MEDIA_BYTES, MEDIA_SECONDS, media_too_large
+from .._limits import FORM_BYTES, MEDIA_BYTES, MEDIA_SECONDS, media_too_large
 from .._procs import pid_alive
 from .._transfer import TransferError, fetch_to_file
 from .._urls import MAX_URL_CHARS, is_http_url
@@ -242,8 +242,10 @@ class LocalService:
             return denied
         length = request.headers.get("content-length")
         limit = self.options.max_upload_bytes
-        if length is None or not length.isdigit() or media_too_large(int(length), limit):
-            return error_answer(f"uploads need a Content-Length of at most {limit} bytes", 413)
+        # the request carries the file in a multipart envelope: the file itself is held to the limit once written
+        if length is None or not length.isdigit() or media_too_large(int(length), limit + FORM_BYTES):
+            return error_answer(f"uploads need a Content-Length of at most {limit + FORM_BYTES} bytes (a file of "
+                                f"at most {limit} bytes and its form)", 413)
         try:
             with self.uploads.reserve(int(length)) as room:
                 if not room:
@@ -257,7 +259,9 @@ class LocalService:
                     try:
                         with open(path, "xb") as fh:
                             shutil.copyfileobj(upload.file, fh)
-                    except BaseException:  # a full disk, a stop: no half file is kept
+                        if media_too_large(path.stat().st_size, limit):
+                            raise TooLarge(f"the file is over the upload limit of {limit} bytes")
+                    except BaseException:  # a full disk, a stop, a file over the limit: no file is kept
                         path.unlink(missing_ok=True)
                         raise
                 finally:
