@@ -16,7 +16,7 @@ from . import _secrets
 from ._limits import MEDIA_BYTES, MEDIA_SECONDS
 from ._logs import set_log_level
 from ._money import LARGEST, usd
-from ._urls import canonical_url
+from ._urls import canonical_url, shown_url
 from .errors import SparkError, UsageError
 
 DEFAULT_BASE_URL = "https://cloud.vtrix.ai"
@@ -290,7 +290,7 @@ def _notices_for(backend: str, auto: bool, base_url: str, keyed: bool, source: s
                 "to use it." if url_from else "spark_nb: no Vtrix API key found, using the local backend (set "
                 "VTRIX_API_KEY, or SPARK_NB_BACKEND=cloud, for Vtrix).",)
     if backend == "cloud" and keyed and source is not None and source not in KEY_SOURCES.values():
-        return (f"spark_nb: using Vtrix ({base_url}) with the API key from {source}.",)
+        return (f"spark_nb: using Vtrix ({shown_url(base_url)}) with the API key from {source}.",)
     return ()
 
 

@@ -164,6 +164,17 @@ def test_no_source_means_the_local_backend(capsys: pytest.CaptureFixture) -> Non
     assert "local backend" in capsys.readouterr().err
 
 
+def test_the_notice_of_a_stores_key_shows_the_gateway_without_its_password(sandbox: Path, capsys: pytest.CaptureFixture,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A generation URL with user:password@ (a gateway's basic auth): the notice naming the store's key shows the
+    URL without them (the third attack: the password reached the terminal)."""
+    write_config(sandbox, f"api_key: {KEYS['file']}\n")
+    monkeypatch.setenv("VTRIX_GENERATION_URL", "https://alice:gateway-pw@gw.example/v1")
+    _notices.begin(config.resolve())
+    err = capsys.readouterr().err
+    assert "using Vtrix (https://gw.example/v1) with the API key from" in err and "gateway-pw" not in err
+
+
 def test_the_vtrix_cli_config_file(sandbox: Path, capsys: pytest.CaptureFixture) -> None:
     """api_key in ~/.config/vtrix/config.yml selects the cloud; the notice (where a call starts, not where settings
     are read) names the file, never the key."""
