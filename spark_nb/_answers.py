@@ -62,7 +62,7 @@ class Answer:
 
     @classmethod
     def of(cls, status: int, body: bytes, headers: httpx.Headers | dict[str, str] | None = None, reason: str = "",
-           *, problem: str | None = None) -> "Answer":
+           *, problem: str | None = None) -> Answer:
         """The Answer for a body already read and decoded (problem: a bound it broke while being read)."""
         data = None
         if problem is None and body.strip():

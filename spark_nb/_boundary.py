@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import functools
 import inspect
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from ._config import KEY_SOURCES, hide_key
 from .errors import SparkError, UsageError, internal_error
@@ -40,7 +41,7 @@ def boundary(fn: F | None = None, *, key_source: str = KEY_SOURCES["explicit"],
         if task_of is not None and args:
             try:
                 task_id, model = task_of(args[0])
-            except Exception:  # noqa: BLE001 - the error being reported matters more
+            except Exception:  # the error being reported matters more
                 pass
         return internal_error(exc, task_id, model)
 

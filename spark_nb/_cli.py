@@ -6,8 +6,9 @@ import argparse
 import contextlib
 import sys
 import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 from .errors import SparkError
 
@@ -15,8 +16,8 @@ SERVER_KEY_ENV = "SPARK_NB_SERVER_API_KEY"
 MAX_KEY_FILE_BYTES = 4096  # a key is a line; a larger file is not one
 NO_REUSE_HELP = ("make a new take even when an identical call finished before (a new task, billed again); by default "
                  "its video is reused")
-STRICT_HELP = ("refuse, before anything is uploaded, inputs spark-nb would only warn about (no face found in the image; "
-               "with --no-trim, audio over 15 s)")
+STRICT_HELP = ("refuse, before anything is uploaded, inputs spark-nb would only warn about "
+               "(no face found in the image; with --no-trim, audio over 15 s)")
 BATCH_EXIT_CODES = ("exit code: 0 when every row that ran completed (rows skipped by --skip-invalid do not count: "
                     "they are listed, and the summary says how many); 1 when a row failed, is uncertain or "
                     "unfinished, or the manifest was refused (nothing ran); 130 on Ctrl-C")

@@ -16,9 +16,9 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Iterator, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -26,8 +26,8 @@ import httpx
 from . import _trace
 from ._answers import Answer, install_deadlines, read_answer
 from ._config import Secret
-from ._files import make_part
 from ._deadline import earliest
+from ._files import make_part
 from ._procs import pid_alive
 from ._retry import NEVER_SENT, NOT_SENDABLE, RETRYABLE_STATUS, RetryPolicy, parse_retry_after
 from ._text import file_name_to_send
@@ -107,7 +107,8 @@ def _about_balance(data: Any, message: str) -> bool:
     """The answer refuses for want of credit: a balance code (top level or in `error`, a string or a number) or
     words saying so in its message."""
     error = data.get("error") if isinstance(data, dict) else None
-    codes = [data.get("code") if isinstance(data, dict) else None, error.get("code") if isinstance(error, dict) else None]
+    codes = [data.get("code") if isinstance(data, dict) else None,
+             error.get("code") if isinstance(error, dict) else None]
     if any(isinstance(code, (str, int)) and not isinstance(code, bool) and str(code).strip() in _BALANCE_CODES
            for code in codes):
         return True

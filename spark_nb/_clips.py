@@ -185,7 +185,8 @@ def _reads_its_file(clip: Any) -> bool:
     function = getattr(clip, "frame_function", None)
     if getattr(function, "__qualname__", None) != f"{type(clip).__name__}.__init__.<locals>.<lambda>":
         return False  # subclipped, resized, effects: moviepy wraps the frame function in a new one
-    cells = dict(zip(function.__code__.co_freevars, (cell.cell_contents for cell in function.__closure__ or ())))
+    contents = (cell.cell_contents for cell in function.__closure__ or ())
+    cells = dict(zip(function.__code__.co_freevars, contents, strict=True))
     owner = cells.get("self")
     return owner is not None and getattr(owner, "reader", None) is clip.reader
 

@@ -9,8 +9,9 @@ import math
 import os
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Literal, Union
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from . import _secrets
@@ -25,7 +26,7 @@ VTRIX_HOST = "vtrix.ai"
 SPEC_CHECK_ENV = "SPARK_NB_SPEC_CHECK"  # "off": calls do not consult the published specs (the doctor still does)
 DEFAULT_OUTPUT_DIR = "spark_outputs"
 Backend = Literal["cloud", "local"]
-UploaderLike = Union[str, Callable[[Path], str], None]
+UploaderLike = str | Callable[[Path], str] | None
 
 logger = logging.getLogger("spark_nb")
 KEY_SOURCES = {"explicit": "api_key=", "configured": "configure(api_key=)", "env": "VTRIX_API_KEY"}
@@ -106,6 +107,9 @@ class InputLimits:
         """Whether URL inputs are checked (reachable, of the right kind) before anything is paid."""
         return self.check_urls if self.check_urls is not None else _flag(
             "check_urls", _configured.get("check_urls", os.environ.get("SPARK_NB_CHECK_URLS")), True)
+
+
+DEFAULT_LIMITS = InputLimits()  # the limits of a call that names none
 
 
 @dataclasses.dataclass(frozen=True)

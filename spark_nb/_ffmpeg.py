@@ -146,7 +146,7 @@ def picture_changes(path: str | Path, seconds: float = 10.0) -> int:
             raise ProbeError(f"ffmpeg took more than {PROBE_TIMEOUT_S:g}s to read {path.name}") from exc
         data, size = proc.stdout, side * side
         frames = [data[i:i + size] for i in range(0, len(data) - size + 1, size)]
-        return max((max(abs(a - b) for a, b in zip(frames[0], frame)) for frame in frames[1:]), default=0)
+        return max((max(abs(a - b) for a, b in zip(frames[0], frame, strict=True)) for frame in frames[1:]), default=0)
 
     return per_file_version(path, ("changes", seconds), measure)  # type: ignore[return-value]
 

@@ -15,10 +15,11 @@ import logging
 import os
 import re
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 
-from ._config import InputLimits
+from ._config import DEFAULT_LIMITS, InputLimits
 from ._ffmpeg import MediaFacts, per_file_version
 from ._files import write_atomically
 from ._inputs_images import check_image
@@ -194,7 +195,7 @@ def _spill(data: bytes, suffix: str, field: MediaField) -> Path:
     return path
 
 
-def validate(media: Media, limits: InputLimits = InputLimits(), *, advise: bool = True, faces: bool = True) -> Media:
+def validate(media: Media, limits: InputLimits = DEFAULT_LIMITS, *, advise: bool = True, faces: bool = True) -> Media:
     """Check a local file against its field's rules, or a URL by asking for its first bytes (check_url); returns
     media with its facts and advice (none looked for unless advise: a manifest's check wants only the refusals, and
     a face search costs more than the rest of an image's check; faces=False: all advice but the face search's,
@@ -214,7 +215,7 @@ def validate(media: Media, limits: InputLimits = InputLimits(), *, advise: bool 
     return dataclasses.replace(media, facts=facts, advice=advice)
 
 
-def check(value: Any, field: MediaField, limits: InputLimits = InputLimits(), *, advise: bool = True,
+def check(value: Any, field: MediaField, limits: InputLimits = DEFAULT_LIMITS, *, advise: bool = True,
           faces: bool = True) -> Media:
     """normalise() then validate(): the checked Media for value, or ValidationError."""
     return validate(normalise(value, field), limits, advise=advise, faces=faces)
@@ -251,6 +252,6 @@ def _face_found(path: Path) -> bool:
         from ._faces import face_in_file
 
         return face_in_file(path)
-    except Exception as exc:  # noqa: BLE001 - OpenCV or PIL trouble must not block a usable input
+    except Exception as exc:  # OpenCV or PIL trouble must not block a usable input
         logger.debug("face check of %s failed: %r", path.name, exc)
         return True

@@ -48,7 +48,8 @@ def check_image(path: Path, field: MediaField, *, whole: bool = True) -> MediaFa
     except Image.DecompressionBombError as exc:  # raised by open() itself, from the header's claimed size
         raise ValidationError(
             f"{field.label} claims a size far above the model's limit: it takes images under 4096x4096 ({exc})"[:300],
-            reason="image_too_large", field=field.name, hint="resize it so its longest side is at most 4095 px (2048 is plenty)",
+            reason="image_too_large", field=field.name,
+            hint="resize it so its longest side is at most 4095 px (2048 is plenty)",
         ) from exc
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise ValidationError(

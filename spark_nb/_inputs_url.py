@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from ._config import InputLimits
+from ._config import DEFAULT_LIMITS, InputLimits
 from ._ffmpeg import ProbeError, read_header
 from ._files import write_atomically
 from ._inputs_images import MAX_IMAGE_BYTES, check_image
@@ -31,7 +31,7 @@ _passed: dict[tuple[str, str], float] = {}  # (url, kind) -> when it passed
 _passed_lock = threading.Lock()
 
 
-def check_url(url: str, field: MediaField, limits: InputLimits = InputLimits()) -> None:
+def check_url(url: str, field: MediaField, limits: InputLimits = DEFAULT_LIMITS) -> None:
     """A URL input checked before anything is paid: it answers with a file (else ValidationError "url_unreachable"
     naming the input, the URL and the status or the network's error), of its field's kind (its first bytes
     sniffed: a web page or a video where an image should be is refused), within the size its server announces.

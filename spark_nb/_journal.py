@@ -60,7 +60,7 @@ def _guarded(method: Callable[..., Any]) -> Callable[..., Any]:
     and the method tried once more on the fresh journal; any other sqlite3 or OS error becomes a JournalError with
     its fix."""
     @functools.wraps(method)
-    def run(self: "Journal", *args: Any, **kwargs: Any) -> Any:
+    def run(self: Journal, *args: Any, **kwargs: Any) -> Any:
         import sqlite3
 
         try:
@@ -147,7 +147,7 @@ class Journal:
             row = dict(zip(COLUMNS, (
                 os.urandom(12).hex(), fingerprint, model, backend, base_url, json.dumps(list(inputs)),
                 JobState.RESERVED.value, None, os.getpid(), socket.gethostname(), now, now, None, None,
-                input_seconds, None, None, None, None, 0, source)))
+                input_seconds, None, None, None, None, 0, source), strict=True))
             db.execute(f"INSERT INTO tasks ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
                        tuple(row.values()))
         return Claim(row["attempt"], row, model), None
@@ -315,7 +315,7 @@ class Journal:
             db.execute("BEGIN IMMEDIATE")
             self._kept.apply(db)
             db.execute("COMMIT")
-        except Exception as exc:  # noqa: BLE001 (at exit: say it, never raise)
+        except Exception as exc:  # at exit: say it, never raise
             self._kept.say_unwritten(exc)
         finally:
             self._lock.release()
@@ -348,7 +348,7 @@ class Journal:
             except BaseException as exc:
                 try:
                     db.execute("ROLLBACK")
-                except Exception:  # noqa: BLE001 (the transaction went with the error): start on a fresh connection
+                except Exception:  # (the transaction went with the error): start on a fresh connection
                     self._drop_writer()
                 if isinstance(exc, (sqlite3.Error, OSError)):
                     self._drop_writer()  # the file may have been replaced

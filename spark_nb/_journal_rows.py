@@ -155,7 +155,7 @@ def migrate(path: Path, connect: Callable[[], Any], *, busy_seconds: float) -> N
 
 def entry_of(row: Sequence[Any]) -> Entry:
     """An Entry from a row, whatever the row holds: what cannot be read is None (or UNCERTAIN) and named in damaged."""
-    values = dict(zip(COLUMNS, row))
+    values = dict(zip(COLUMNS, row, strict=True))
     damaged: list[str] = []
     read = _Reader(values, damaged)
     inputs = read.inputs()

@@ -19,8 +19,9 @@ import stat as stat_module
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 logger = logging.getLogger("spark_nb")
 

@@ -1,4 +1,5 @@
-"""The studio's Voila server (`python -m spark_nb._studio_voila`, started by `spark-nb studio`): closed as JupyterLab is.
+"""The studio's Voila server (`python -m spark_nb._studio_voila`, started by `spark-nb studio`): closed as JupyterLab
+is.
 
 Voila 0.5 runs on jupyter_server, whose rules this uses rather than new ones: a token (from $JUPYTER_TOKEN, which
 `spark-nb studio` sets for this process alone and this process removes before any kernel starts), a login cookie

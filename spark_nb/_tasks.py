@@ -54,7 +54,7 @@ class TaskState:
     raw: dict[str, Any]
 
     @classmethod
-    def from_raw(cls, raw: dict[str, Any], task_id: str, model: str) -> "TaskState":
+    def from_raw(cls, raw: dict[str, Any], task_id: str, model: str) -> TaskState:
         """Read a task object as the protocol page describes it, trusting none of its types.
 
         The id is always the one we asked about: an answer naming another task (or a path) changes nothing.
@@ -110,7 +110,7 @@ class TaskState:
         return self.status in FAILED_STATUSES
 
 
-def _this_task(task: "Task") -> tuple[str, str]:
+def _this_task(task: Task) -> tuple[str, str]:
     """The task id and model an unexpected error in one of a Task's methods names (see _boundary)."""
     return task.id, task.model
 
@@ -129,7 +129,7 @@ class Task:
 
     @classmethod
     @boundary
-    def from_id(cls, task_id: str, model: str | None = None, **config: Any) -> "Task":
+    def from_id(cls, task_id: str, model: str | None = None, **config: Any) -> Task:
         """A handle on an existing task (config: api_key, backend, base_url, output_dir, as for configure()).
 
         task_id may be the beginning of the id of a task this machine's journal knows (as git takes a commit's),
@@ -237,7 +237,7 @@ class Task:
         """Record in the journal how the task ended (a journal problem never fails the generation)."""
         try:
             journal_at(self.settings.home).finished(self.id, **how)
-        except Exception as exc:  # noqa: BLE001 - the video matters more than the record of it
+        except Exception as exc:  # the video matters more than the record of it
             logger.warning("could not record task %s in the journal: %r", self.id, exc)
 
     def _poll(self, deadline: float, timeout: float, seen: TaskState | None) -> TaskState:

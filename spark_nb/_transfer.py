@@ -13,8 +13,8 @@ import contextlib
 import dataclasses
 import functools
 import logging
-import ssl
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator

@@ -5,8 +5,9 @@ from __future__ import annotations
 import mimetypes
 import threading
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from ._text import file_name_to_send
 from ._urls import is_http_url
@@ -22,7 +23,7 @@ Uploader = Callable[[Path], str]
 class HTTPUploader:
     """POSTs a file as multipart `file` to an endpoint answering {"url": ...} or {"data": {"url": ...}}."""
 
-    def __init__(self, endpoint: str, client: "ApiClient") -> None:
+    def __init__(self, endpoint: str, client: ApiClient) -> None:
         self.endpoint = endpoint
         self._client = client
 
@@ -44,7 +45,7 @@ class S3Uploader:
     def __repr__(self) -> str:
         return f"S3Uploader(bucket={self.bucket!r}, prefix={self.prefix!r}, endpoint_url={self.endpoint_url!r})"
 
-    def _client(self):  # noqa: ANN202 - boto3 is optional
+    def _client(self):  # boto3 is optional
         with self._lock:
             if self._s3 is None:
                 try:
@@ -69,7 +70,7 @@ class S3Uploader:
                               hint="check the bucket name, endpoint and AWS credentials") from exc
 
 
-def uploader_for(settings: "Settings", client: "ApiClient") -> Uploader:
+def uploader_for(settings: Settings, client: ApiClient) -> Uploader:
     """The uploader these settings name: the local server's storage, a callable, an HTTP endpoint, or S3."""
     if settings.backend == "local":
         return HTTPUploader(f"{client.base_url}/api/v1/storage/files", client)

@@ -24,20 +24,20 @@ import tempfile
 import uuid
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Union, overload
+from typing import TYPE_CHECKING, Literal, overload
 
 from . import _clips, _procs
-from ._files import make_part
 from ._ffmpeg import MediaFacts, ProbeError, ffmpeg_exe, read_header
 from ._ffmpeg import ffmpeg_input as _input
+from ._files import make_part
 from .errors import MediaError, UsageError
 
 if TYPE_CHECKING:
     from moviepy import AudioClip, AudioFileClip, VideoClip, VideoFileClip
 
-    PathLike = Union[str, os.PathLike[str]]  # a path, or a Result (it is its video file)
-    VideoSource = Union[PathLike, VideoClip]
-    AudioSource = Union[PathLike, AudioClip, VideoClip]
+    PathLike = str | os.PathLike[str]  # a path, or a Result (it is its video file)
+    VideoSource = PathLike | VideoClip
+    AudioSource = PathLike | AudioClip | VideoClip
 
 __all__ = ["MediaError", "MediaFacts", "ProbeError", "extract_audio", "find_cut", "read_header", "reel",
            "shrink_image", "side_by_side", "trim_audio"]
@@ -270,7 +270,7 @@ def reel(results_or_clips: Iterable[VideoSource], titles: Sequence[str | None] |
         clips = [_reel_clip(item, i, opened) for i, item in enumerate(items)]
         size = (clips[0].size[0] - clips[0].size[0] % 2, clips[0].size[1] - clips[0].size[1] % 2)  # for yuv420p
         parts = []
-        for clip, title in zip(clips, titles or [None] * len(clips)):
+        for clip, title in zip(clips, titles or [None] * len(clips), strict=True):
             if title:
                 parts.append(_clips.title_card(title, size, title_seconds))
             parts.append(_clips.fitted(clip, size))

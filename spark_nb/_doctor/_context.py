@@ -32,7 +32,7 @@ class Context:
     _lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
 
     @classmethod
-    def make(cls, config: dict[str, Any]) -> "Context":
+    def make(cls, config: dict[str, Any]) -> Context:
         """The context for these options (as for configure()), the deadline starting now."""
         deadline = time.monotonic() + DEADLINE_S
         try:

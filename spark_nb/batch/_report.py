@@ -301,7 +301,7 @@ def _thumbnail(source: Path, base: Path) -> Path | None:
             small = image.convert("RGBA") if alpha else image.convert("RGB")
             target = base.with_suffix(".png" if alpha else ".jpg")
             return replace_atomically(target, lambda fh: small.save(fh, "PNG" if alpha else "JPEG", quality=85))
-    except Exception:  # noqa: BLE001 (PIL raises many kinds on odd files): fall back to the file itself
+    except Exception:  # (PIL raises many kinds on odd files): fall back to the file itself
         return None
 
 

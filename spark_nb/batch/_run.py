@@ -60,7 +60,7 @@ def alone(row: Row, work: Callable[..., RowOutcome | Future[RowOutcome]], *args:
     """work(*args), or, if it raises anything at all, the row failed with that error: the other rows go on."""
     try:
         return work(*args)
-    except Exception as exc:  # noqa: BLE001 (a bug, a RecursionError, an OSError: this row's failure, not the batch's)
+    except Exception as exc:  # a bug, a RecursionError, an OSError: this row's failure, not the batch's
         logger.debug("row %s failed", row.name, exc_info=True)
         return failed(row, exc, task_id=task_id)
 

@@ -24,11 +24,11 @@ from .._tasks import Task
 from ..errors import BudgetExceeded, CostUnknown, JournalError, SparkError, TaskCancelled, TaskMayExist, UsageError
 from . import _job as job
 from . import _row_folder as folder
+from ._kernels import WarmKernels
 from ._manifest import InvalidRow, Row, in_manifest_order, rows_to_run
 from ._outcome import RowOutcome, RowStatus
-from ._report import check_output_folder, write_gallery, write_gallery_notebook, write_results_csv, write_rows_json
 from ._progress import BatchProgress, summary
-from ._kernels import WarmKernels
+from ._report import check_output_folder, write_gallery, write_gallery_notebook, write_results_csv, write_rows_json
 from ._run import BatchRun, alone, failed
 
 TEMPLATE = Path(__file__).resolve().parent.parent / "templates" / "avatar_job.ipynb"
@@ -91,7 +91,7 @@ def _keys(rows: list[Row], outcomes: dict[str, RowOutcome]) -> dict[str, str]:
     for row in rows:
         try:
             keys[row.name] = pipeline.call_key(row.spec, row.inputs)
-        except Exception as exc:  # noqa: BLE001 (e.g. a file removed since the check): this row's failure alone
+        except Exception as exc:  # (e.g. a file removed since the check): this row's failure alone
             outcomes[row.name] = failed(row, exc)
     return keys
 
@@ -202,7 +202,7 @@ def _write_reports_anyway(out: Path, rows: list[Row], keys: dict[str, str], firs
     """_write_reports while the batch is stopping on an error: a failure to write is said, the error raised."""
     try:
         _write_reports(out, rows, keys, first_of, outcomes, invalid)
-    except Exception as exc:  # noqa: BLE001 (the batch's own error is the one to raise)
+    except Exception as exc:  # the batch's own error is the one to raise
         print(f"spark-nb batch: the reports in {out} could not be written: {type(exc).__name__}: {exc}",
               file=sys.stderr)
 
@@ -268,7 +268,8 @@ def _run_row(row: Row, run: BatchRun, after_first_wave: bool = False) -> RowOutc
                           error="the create call may have made a task (its answer was lost); not resent. "
                                 "Check the service, or run again with --resubmit-uncertain")
     row_dir.mkdir(parents=True, exist_ok=True)
-    advice: list[str] = []  # what the submission says of the inputs (a long audio trimmed): the row's, not the console's
+    # what the submission says of the inputs (a long audio trimmed): the row's, not the console's
+    advice: list[str] = []
     # The runner talks to the service (submit, poll, download); the slot counts tasks at the service, so a row
     # uploads its inputs before it waits for one (the create follows at once when a slot frees), and frees it
     # as soon as the task is done.
@@ -308,7 +309,8 @@ def _submit(row: Row, run: BatchRun, row_dir: Path, slot: _Slot, *, resubmit: bo
             while True:  # at least one poll between two tries
                 if run.stop.wait(COST_WAIT_POLL_S):
                     raise TaskCancelled("the batch was stopped while this row waited for its model's cost to be "
-                                        "known; no task was created", hint="run the batch again to submit it")
+                                        "known; no task was created", hint="run the batch again to submit it"
+                                        ) from exc
                 if not _still_open(run.journal.attempt(exc.attempt)) or time.monotonic() >= again:
                     break
 

@@ -18,6 +18,7 @@ TEETH = np.array([236, 224, 198], dtype=np.float32)  # off-white, warm
 TONGUE = np.array([150, 66, 72], dtype=np.float32)  # in the mouth's shade
 TEETH_JOINTS = (0.0, 0.25, 0.46, 0.64)  # where neighbouring upper teeth meet, in half mouth widths from the middle
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+AT_REST = Pose()  # the first frame's pose
 
 
 def _smoothstep(low: float, high: float, x: np.ndarray) -> np.ndarray:
@@ -232,7 +233,7 @@ class Animator:
 
     # -- the eyelids: a lid the colour of the skin above the eye closes from the top ------------------
 
-    def _prepare_eye(self, eye) -> tuple:  # noqa: ANN001
+    def _prepare_eye(self, eye) -> tuple:
         h, w = self.image.shape[:2]
         x0, x1 = int(max(0, eye.x)), int(min(w, eye.x + eye.w))
         y0, y1 = int(max(0, eye.y)), int(min(h, eye.y + eye.h))
@@ -253,7 +254,7 @@ class Animator:
 
     # -- one frame ------------------------------------------------------------------------------------
 
-    def frame(self, mouth: MouthShape | float = 0.0, closure: float = 0.0, pose: Pose = Pose()) -> np.ndarray:
+    def frame(self, mouth: MouthShape | float = 0.0, closure: float = 0.0, pose: Pose = AT_REST) -> np.ndarray:
         """An RGB frame with the mouth shaped (a MouthShape, or a float: how far it opens, 0..1), the eyes
         closed (0..1) and the head posed."""
         frame = self.image.copy()

@@ -18,6 +18,7 @@ The analysis reads the video once, small and grey, and keeps a few numbers per f
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import subprocess
 from collections import deque
@@ -171,7 +172,8 @@ class _Collector:
         turned = track.angles[-1] if track.angles else angle
         for frame in range(start, index + 1):
             t = (frame - start + 1) / (index - start + 1)
-            between = Box(*(a + (b - a) * t for a, b in zip(dataclasses.astuple(previous), dataclasses.astuple(box))))
+            ends = zip(dataclasses.astuple(previous), dataclasses.astuple(box), strict=True)
+            between = Box(*(a + (b - a) * t for a, b in ends))
             gray = self._frame(frame)
             track.boxes.append(between)
             track.angles.append(turned + (angle - turned) * t)
@@ -264,7 +266,7 @@ def motion_of(tracks: list[_Track], cuts: list[int], analysed: int, count: int, 
     closure = np.zeros(count)
     followed = np.zeros(count, bool)
     reset = np.zeros(count, bool)  # where a new anchor starts: the old offset eases out from here
-    for start, end in zip(bounds, bounds[1:]):
+    for start, end in itertools.pairwise(bounds):
         if start < count:
             reset[start] = True
         for track in _followed(tracks, start, end):
@@ -300,7 +302,7 @@ def _followed(tracks: list[_Track], start: int, end: int) -> list[_Track]:
 def _relative(track: _Track, frames: int) -> np.ndarray:
     """Per frame (dx, dy, log scale, tilt) of the first frames of track from the segment's anchor, in anchor
     face widths and radians; smoothed."""
-    values = np.array([(b.cx, b.cy, b.w, a) for b, a in zip(track.boxes[:frames], track.angles[:frames])])
+    values = np.array([(b.cx, b.cy, b.w, a) for b, a in zip(track.boxes[:frames], track.angles[:frames], strict=True)])
     # detections come every STRIDE frames; their size and tilt jitter more than their centre
     values = np.column_stack([_gaussian(values[:, :2], sigma=2.0), _gaussian(values[:, 2:], sigma=4.0)])
     anchor = np.median(values[:5], axis=0)

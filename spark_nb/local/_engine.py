@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from .. import _procs
-from .._files import make_part
 from .._ffmpeg import MediaFacts, ProbeError, decode_audio, ffmpeg_exe, ffmpeg_input, try_decode
+from .._files import make_part
 from .._imageheader import claimed_size
 from ..models import MediaKind, RendererName
 from . import _signals as signals
@@ -157,7 +157,7 @@ class VideoEncoder:
     def _errors(self) -> str:
         return self._proc.stderr.read().decode(errors="replace")[-300:]  # type: ignore[union-attr]
 
-    def __enter__(self) -> "VideoEncoder":
+    def __enter__(self) -> VideoEncoder:
         return self
 
     def __exit__(self, kind: type | None, *rest: object) -> None:

@@ -108,7 +108,7 @@ def mouth_shapes(samples: np.ndarray, count: int, fps: int, sample_rate: int = S
     openness = smooth(np.maximum(opening, 0.3 * sibilance))
     wide = smooth(np.maximum(np.clip(tone, 0.0, 1.0), sibilance), attack=0.6, release=0.3)
     rounded = smooth(np.clip(-tone, 0.0, 1.0) * (1 - sibilance), attack=0.5, release=0.3)
-    return [MouthShape(float(o), float(w), float(r)) for o, w, r in zip(openness, wide, rounded)]
+    return [MouthShape(float(o), float(w), float(r)) for o, w, r in zip(openness, wide, rounded, strict=True)]
 
 
 def blinks(count: int, fps: int, seed: int = 7) -> np.ndarray:
@@ -181,4 +181,4 @@ def head_motion(mouth: Sequence[MouthShape] | np.ndarray, fps: int, seed: int = 
     dy = 0.006 * wave(3.7, 2) + 0.016 * nod
     scale = 1.0 + 0.006 * wave(5.9, 3) - 0.004 * nod
     angle = np.radians(1.1 * wave(3.1, 4) + 0.2 * wave(1.7, 0) + 0.6 * tilt)
-    return [Pose(float(a), float(b), float(c), float(d)) for a, b, c, d in zip(dx, dy, scale, angle)]
+    return [Pose(float(a), float(b), float(c), float(d)) for a, b, c, d in zip(dx, dy, scale, angle, strict=True)]
