@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast, overload
 
 from ._config import KEY_SOURCES, hide_key
 from .errors import SparkError, UsageError, internal_error
@@ -22,8 +22,18 @@ F = TypeVar("F", bound=Callable[..., Any])
 TaskOf = Callable[[Any], "tuple[str | None, str | None]"]
 
 
+@overload
+def boundary(fn: F, *, key_source: str = ..., task_of: TaskOf | None = ...,
+             as_usage: tuple[type[Exception], ...] = ...) -> F: ...
+
+
+@overload
+def boundary(fn: None = None, *, key_source: str = ..., task_of: TaskOf | None = ...,
+             as_usage: tuple[type[Exception], ...] = ...) -> Callable[[F], F]: ...
+
+
 def boundary(fn: F | None = None, *, key_source: str = KEY_SOURCES["explicit"],
-             task_of: TaskOf | None = None, as_usage: tuple[type[Exception], ...] = ()) -> Any:
+             task_of: TaskOf | None = None, as_usage: tuple[type[Exception], ...] = ()) -> F | Callable[[F], F]:
     """Decorator (bare or with options): only SparkError (or KeyboardInterrupt) leaves fn; see the module.
 
     key_source names where an `api_key` keyword comes from in a bad key's error; task_of(first argument) gives the
@@ -32,7 +42,10 @@ def boundary(fn: F | None = None, *, key_source: str = KEY_SOURCES["explicit"],
     become a UsageError with their own text instead of an internal error.
     """
     if fn is None:
-        return functools.partial(boundary, key_source=key_source, task_of=task_of, as_usage=as_usage)
+        def decorate(fn: F) -> F:
+            return boundary(fn, key_source=key_source, task_of=task_of, as_usage=as_usage)
+
+        return decorate
 
     def unexpected(exc: Exception, args: tuple[Any, ...]) -> SparkError:
         if isinstance(exc, as_usage):
@@ -56,7 +69,7 @@ def boundary(fn: F | None = None, *, key_source: str = KEY_SOURCES["explicit"],
             except Exception as exc:
                 raise unexpected(exc, args) from exc
 
-        return guarded_async
+        return cast(F, guarded_async)  # functools.wraps keeps fn's signature, which mypy cannot see
 
     @functools.wraps(fn)
     def guarded(*args: Any, **kwargs: Any) -> Any:
@@ -68,4 +81,4 @@ def boundary(fn: F | None = None, *, key_source: str = KEY_SOURCES["explicit"],
         except Exception as exc:
             raise unexpected(exc, args) from exc
 
-    return guarded
+    return cast(F, guarded)  # as above

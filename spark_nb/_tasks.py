@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from ._boundary import boundary
@@ -38,6 +38,7 @@ FAILED_STATUSES = frozenset({"failed", "error", "cancelled", "canceled"})
 LOCAL_POLL_CAP_S = 0.5
 OnUpdate = Callable[["TaskState"], None]
 logger = logging.getLogger("spark_nb.tasks")
+T = TypeVar("T")
 STATUS_CHARS, MODEL_CHARS = 40, 100
 AMBIGUOUS_SHOWN = 10  # candidates named when a task id prefix matches several
 _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
@@ -399,7 +400,7 @@ def _intact(path: Path, expected: int | None) -> bool:
     return True
 
 
-async def run_cancellable(fn: Callable[[threading.Event], Any]) -> Any:
+async def run_cancellable(fn: Callable[[threading.Event], T]) -> T:
     """Run fn(cancel_event) in a worker thread; asyncio cancellation of the caller sets the event."""
     import asyncio
 

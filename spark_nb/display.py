@@ -22,7 +22,7 @@ from ._urls import is_http_url, is_loopback_url
 if TYPE_CHECKING:
     from decimal import Decimal
 
-    from IPython.display import HTML
+    from IPython.core.display import HTML
 
 EMBED_LIMIT_BYTES = 1_500_000  # larger files are linked, not embedded, to keep notebooks small
 THUMBNAIL_SIDE = 768  # images too large to embed are previewed as a JPEG this size
@@ -32,12 +32,18 @@ Kind = Literal["image", "audio", "video"]
 class ShownResult(Protocol):
     """What display needs of a Result (so display never imports the task machinery)."""
 
-    task_id: str
-    path: Path
-    duration: float | None
+    @property
+    def task_id(self) -> str: ...
+
+    @property
+    def path(self) -> Path: ...
+
+    @property
+    def duration(self) -> float | None: ...
 
     @property
     def cost(self) -> Decimal | None: ...
+
 
 _MIME = {
     ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".gif": "image/gif", ".webp": "image/webp",
@@ -158,11 +164,13 @@ def result_caption(result: ShownResult) -> str:
 def show(source: Any, *, caption: str = "", kind: Kind | None = None, width: int | None = None,
          embed_limit: int = EMBED_LIMIT_BYTES) -> HTML:
     """An IPython HTML object playing source: a path, a public URL or a Result (picked by type)."""
-    from IPython.display import HTML
+    from IPython.core.display import HTML
 
     if hasattr(source, "task_id") and hasattr(source, "path"):
-        return HTML(result_html(source, width=width or 384, embed_limit=embed_limit))
-    return HTML(media_html(source, caption=caption, kind=kind, width=width, embed_limit=embed_limit))
+        markup = result_html(source, width=width or 384, embed_limit=embed_limit)
+    else:
+        markup = media_html(source, caption=caption, kind=kind, width=width, embed_limit=embed_limit)
+    return HTML(markup)  # type: ignore[no-untyped-call]  # IPython leaves HTML's constructor unannotated
 
 
 def _src(source: str | os.PathLike[str], embed_limit: int) -> str | None:

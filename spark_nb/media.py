@@ -24,7 +24,7 @@ import tempfile
 import uuid
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, overload
+from typing import TYPE_CHECKING, Literal, TypeAlias, overload
 
 from . import _clips, _procs
 from ._ffmpeg import MediaFacts, ProbeError, ffmpeg_exe, read_header
@@ -35,9 +35,9 @@ from .errors import MediaError, UsageError
 if TYPE_CHECKING:
     from moviepy import AudioClip, AudioFileClip, VideoClip, VideoFileClip
 
-    PathLike = str | os.PathLike[str]  # a path, or a Result (it is its video file)
-    VideoSource = PathLike | VideoClip
-    AudioSource = PathLike | AudioClip | VideoClip
+    PathLike: TypeAlias = str | os.PathLike[str]  # a path, or a Result (it is its video file)
+    VideoSource: TypeAlias = PathLike | VideoClip
+    AudioSource: TypeAlias = PathLike | AudioClip | VideoClip
 
 __all__ = ["MediaError", "MediaFacts", "ProbeError", "extract_audio", "find_cut", "read_header", "reel",
            "shrink_image", "side_by_side", "trim_audio"]

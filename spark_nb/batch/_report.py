@@ -37,7 +37,7 @@ from . import _cards as cards
 from ._outcome import RowOutcome, RowStatus
 
 if TYPE_CHECKING:
-    from IPython.display import HTML
+    from IPython.core.display import HTML
 
 CSV_COLUMNS = ["name", "model", "task_id", "status", "video", "duration", "cost", "notebook", "error", "advice"]
 MEDIA_DIR = "media"  # out/media/: the gallery's copies (or links, or thumbnails) of files from outside out
@@ -330,9 +330,9 @@ def outcomes_html(outcomes: Sequence[RowOutcome]) -> str:
 
 def gallery(folder: str | os.PathLike[str] = ".") -> HTML:
     """The gallery of the batch folder (read from its rows.json) to show in a notebook: gallery.ipynb's cell."""
-    from IPython.display import HTML
+    from IPython.core.display import HTML
 
-    return HTML(gallery_html(folder, read_rows(folder)))
+    return HTML(gallery_html(folder, read_rows(folder)))  # type: ignore[no-untyped-call]  # IPython's, unannotated
 
 
 def read_rows(folder: str | os.PathLike[str]) -> list[RowOutcome]:
