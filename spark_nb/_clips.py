@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import sys
 import tempfile
+import types
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -183,7 +184,8 @@ def _open_reader(clip: Any) -> Any:
 def _reads_its_file(clip: Any) -> bool:
     """Whether clip's frames come straight from its reader: the frame function its file class's constructor set."""
     function = getattr(clip, "frame_function", None)
-    if getattr(function, "__qualname__", None) != f"{type(clip).__name__}.__init__.<locals>.<lambda>":
+    if (not isinstance(function, types.FunctionType)
+            or function.__qualname__ != f"{type(clip).__name__}.__init__.<locals>.<lambda>"):
         return False  # subclipped, resized, effects: moviepy wraps the frame function in a new one
     contents = (cell.cell_contents for cell in function.__closure__ or ())
     cells = dict(zip(function.__code__.co_freevars, contents, strict=True))

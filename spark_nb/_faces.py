@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import cv2
+import cv2.data
 import numpy as np
 
 DETECT_SIDE = 360  # detection runs on a copy this large: Haar cost grows with pixels, accuracy barely does

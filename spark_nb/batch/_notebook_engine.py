@@ -20,7 +20,7 @@ from ._kernels import WarmKernel, run_code
 ENGINE_NAME = "spark-nb-warm"
 
 
-class WarmKernelEngine(Engine):
+class WarmKernelEngine(Engine):  # type: ignore[misc]  # papermill ships no types: Engine is Any
     """papermill's Engine interface, executing on the WarmKernel passed as `kernel=`."""
 
     @classmethod

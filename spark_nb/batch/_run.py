@@ -6,15 +6,17 @@ import dataclasses
 import logging
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from .._journal import Journal
 from ..errors import SparkError
 from ._kernels import WarmKernels
 from ._manifest import Row
 from ._outcome import RowOutcome, RowStatus
+
+T = TypeVar("T")
 
 logger = logging.getLogger("spark_nb.batch")
 
@@ -55,8 +57,7 @@ class BatchRun:
         self.kernels.kill_all()
 
 
-def alone(row: Row, work: Callable[..., RowOutcome | Future[RowOutcome]], *args: Any,
-          task_id: str | None = None) -> RowOutcome | Future[RowOutcome]:
+def alone(row: Row, work: Callable[..., T], *args: Any, task_id: str | None = None) -> T | RowOutcome:
     """work(*args), or, if it raises anything at all, the row failed with that error: the other rows go on."""
     try:
         return work(*args)

@@ -124,7 +124,7 @@ class _Collector:
     def add(self, gray: np.ndarray) -> None:
         index = self.frames
         self.frames += 1
-        hist = cv2.calcHist([gray], [0], None, [32], [0, 256]).ravel()
+        hist = np.asarray(cv2.calcHist([gray], [0], None, [32], [0, 256]), dtype=np.float32).ravel()
         hist /= max(1.0, float(hist.sum()))
         blank = float(gray.mean()) < BLANK
         if self._hist is not None and index > 0 and 0.5 * float(np.abs(hist - self._hist).sum()) > CUT:
@@ -316,7 +316,8 @@ def _limited(raw: np.ndarray) -> np.ndarray:
     reach = np.array(REACH)
     extent = np.percentile(np.abs(raw), 98, axis=0) if len(raw) else reach
     gain = np.minimum(1.0, 0.8 * reach / np.maximum(extent, 1e-6))
-    return reach * np.tanh(raw * gain / reach)
+    limited: np.ndarray = reach * np.tanh(raw * gain / reach)
+    return limited
 
 
 def _eased(target: np.ndarray, reset: np.ndarray) -> list[Pose]:
@@ -347,7 +348,8 @@ def _filled(values: np.ndarray) -> np.ndarray:
     known = np.flatnonzero(~np.isnan(values))
     if known.size == 0:
         return np.zeros_like(values)
-    return np.interp(np.arange(values.size), known, values[known])
+    filled: np.ndarray = np.interp(np.arange(values.size), known, values[known])
+    return filled
 
 
 def _mouth_opening(darkness: np.ndarray) -> np.ndarray:

@@ -50,7 +50,8 @@ def _frame_db(samples: np.ndarray, count: int, fps: int, sample_rate: int) -> np
     length = np.diff(edges)
     mean = (energy[edges[1:]] - energy[edges[:-1]]) / np.maximum(length, 1)
     rms = np.sqrt(np.maximum(mean, 0.0)) * (length > 0)
-    return (20 * np.log10(rms + 1e-5)).astype(np.float32)
+    db: np.ndarray = (20 * np.log10(rms + 1e-5)).astype(np.float32)
+    return db
 
 
 def _opening(db: np.ndarray) -> np.ndarray:
@@ -175,7 +176,8 @@ def head_motion(mouth: Sequence[MouthShape] | np.ndarray, fps: int, seed: int = 
     tilt = _accents(sided, _pulse(fps, 0.22), fps)
 
     def wave(period: float, k: int) -> np.ndarray:  # the idle sway: slow sines of unrelated periods
-        return np.sin(2 * math.pi * t / period + phase[k])
+        sway: np.ndarray = np.sin(2 * math.pi * t / period + phase[k])
+        return sway
 
     dx = 0.016 * wave(4.3, 0) + 0.004 * wave(1.9, 1) + 0.004 * tilt
     dy = 0.006 * wave(3.7, 2) + 0.016 * nod
