@@ -175,9 +175,11 @@ def read_answer(http: httpx.Client, method: str, url: str, *, deadline: float, m
 
 def _request_of(exc: Exception) -> httpx.Request | None:
     """The request an httpx error was raised for, when it says."""
+    if not isinstance(exc, httpx.HTTPError):
+        return None
     try:
-        return exc.request  # type: ignore[attr-defined]
-    except (AttributeError, RuntimeError):  # not an httpx error, or one raised before a request was made
+        return exc.request
+    except RuntimeError:  # raised before a request was made
         return None
 
 
@@ -193,7 +195,8 @@ def _read_body(response: httpx.Response, max_bytes: int) -> tuple[bytes, str | N
     announced = response.headers.get("content-length", "")
     if announced.isdigit() and int(announced) > max_bytes:  # refused unread
         return b"", f"an answer larger than {max_bytes} bytes (it announces {announced})"
-    chunks, size, received = [], 0, 0
+    chunks: list[bytes] = []
+    size = received = 0
     for raw in response.iter_raw():  # as received (at most 64 KB a read)
         received += len(raw)
         if received > max_bytes:

@@ -18,19 +18,20 @@ import sys
 import tempfile
 import types
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from .errors import MediaError, UsageError
 
 if TYPE_CHECKING:
     from moviepy import AudioClip, AudioFileClip, VideoClip, VideoFileClip
+    from moviepy.Clip import Clip
 
 RENDER_FPS = 25  # for edited clips that have no frame rate of their own (stills, text)
 TITLE_SECONDS = 1.5
 _DURATION_TOLERANCE_S = 1e-6
 
 
-def is_clip(value: object) -> bool:
+def is_clip(value: object) -> TypeGuard[Clip]:
     """Whether value is a moviepy clip (without importing moviepy: no clip exists before it is imported)."""
     if "moviepy" not in sys.modules:
         return False
@@ -39,7 +40,7 @@ def is_clip(value: object) -> bool:
     return isinstance(value, Clip)
 
 
-def is_video_clip(value: object) -> bool:
+def is_video_clip(value: object) -> TypeGuard[VideoClip]:
     """Whether value is a moviepy video clip (one with pictures)."""
     if not is_clip(value):
         return False
@@ -48,7 +49,7 @@ def is_video_clip(value: object) -> bool:
     return isinstance(value, VideoClip)
 
 
-def is_audio_clip(value: object) -> bool:
+def is_audio_clip(value: object) -> TypeGuard[AudioClip]:
     """Whether value is a moviepy audio clip (sound only)."""
     if not is_clip(value):
         return False

@@ -34,7 +34,8 @@ def ffmpeg_exe() -> str:
     """Path of the ffmpeg binary bundled with imageio-ffmpeg."""
     import imageio_ffmpeg
 
-    return imageio_ffmpeg.get_ffmpeg_exe()
+    exe: str = imageio_ffmpeg.get_ffmpeg_exe()  # imageio-ffmpeg ships no types
+    return exe
 
 
 def ffmpeg_input(path: str | os.PathLike[str]) -> str:

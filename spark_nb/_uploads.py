@@ -14,6 +14,8 @@ from ._urls import is_http_url
 from .errors import SparkError, UploadError
 
 if TYPE_CHECKING:
+    from types_boto3_s3 import S3Client
+
     from ._client import ApiClient
     from ._config import Settings
 
@@ -39,13 +41,13 @@ class S3Uploader:
 
     def __init__(self, bucket: str, prefix: str = "", endpoint_url: str | None = None, expires: int = 6 * 3600) -> None:
         self.bucket, self.prefix, self.endpoint_url, self.expires = bucket, prefix.strip("/"), endpoint_url, expires
-        self._s3 = None
+        self._s3: S3Client | None = None
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"S3Uploader(bucket={self.bucket!r}, prefix={self.prefix!r}, endpoint_url={self.endpoint_url!r})"
 
-    def _client(self):  # boto3 is optional
+    def _client(self) -> S3Client:  # boto3 is optional: imported on the first upload
         with self._lock:
             if self._s3 is None:
                 try:

@@ -116,7 +116,7 @@ def find_cut(src: str | Path, max_seconds: float) -> float:
     start = max(0.0, limit - PAUSE_SEARCH_S)
     rate = 8000
     proc = _ffmpeg(["-ss", f"{start:.3f}", "-t", f"{limit - start:.3f}", "-i", _input(src), "-vn", "-map", "0:a:0",
-                    "-ac", "1", "-ar", str(rate), "-f", "s16le", "-"], binary=True)
+                    "-ac", "1", "-ar", str(rate), "-f", "s16le", "-"])
     samples = np.frombuffer(proc.stdout, dtype="<i2").astype(np.float32)
     window, hop = int(rate * PAUSE_WINDOW_S), int(rate * 0.02)
     if samples.size < 2 * window:
@@ -371,14 +371,13 @@ def _audio_codec(out: Path) -> list[str]:
         raise MediaError(f"cannot write audio as {out.suffix!r}; use one of {', '.join(_AUDIO_CODECS)}") from None
 
 
-def _ffmpeg(args: list[str], *, check: bool = True, binary: bool = False) -> subprocess.CompletedProcess:
+def _ffmpeg(args: list[str], *, check: bool = True) -> subprocess.CompletedProcess[bytes]:
     """Run the bundled ffmpeg (bounded in time); MediaError with its last error line when it fails."""
     cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-y", *args]
     proc = _procs.run(cmd, timeout=FFMPEG_TIMEOUT_S)
-    if not binary:  # file names in the log may be any bytes: decode leniently rather than fail on a non-UTF-8 name
-        proc.stdout = proc.stdout.decode("utf-8", "replace")
-    log = proc.stderr = proc.stderr.decode("utf-8", "replace")
     if check and proc.returncode != 0:
+        # file names in the log may be any bytes: decoded leniently rather than failing on a non-UTF-8 name
+        log = proc.stderr.decode("utf-8", "replace")
         last = [line for line in log.strip().splitlines() if line.strip()][-1:] or ["(no message)"]
         raise MediaError(f"ffmpeg failed: {last[0][:300]}", hint="check that the inputs are complete media files")
     return proc
