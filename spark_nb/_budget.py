@@ -28,6 +28,7 @@ import functools
 import time
 from collections.abc import Callable
 from decimal import Decimal
+from typing import TypedDict
 
 from ._backends import api_client
 from ._config import Settings
@@ -41,6 +42,15 @@ from .models import ModelSpec, task_failure
 
 SETTLE_READ_S = 10.0  # the one status read of a left task: at most this long (or what is left of the call's timeout)
 Service = tuple[str, "str | None", str]  # (backend, base URL, model): where a cost is known
+
+
+class _Said(TypedDict):
+    """What every CostUnknown of one check says: the model, the budget and what is spent and running."""
+
+    model: str
+    budget: Decimal
+    spend: Decimal
+    running: Decimal
 
 
 def spent(entries: list[Entry]) -> Decimal:
@@ -123,7 +133,7 @@ def check(entries: list[Entry], *, budget: Decimal, model: str, input_seconds: f
     running = total(_estimate(known, service_of(e), e.input_seconds) for e in running_entries)
     this = _estimate(known, here, input_seconds)
     if this is None:
-        said = {"model": model, "budget": budget, "spend": spend, "running": running}
+        said: _Said = {"model": model, "budget": budget, "spend": spend, "running": running}
         blocking = next((e for e in running_entries if service_of(e) == here and _on_its_way(e)), None)
         if blocking is not None:
             raise _cost_unknown(blocking, **said)

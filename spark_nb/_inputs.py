@@ -208,7 +208,7 @@ def validate(media: Media, limits: InputLimits = DEFAULT_LIMITS, *, advise: bool
     assert path is not None
     if field.kind == "image":  # a batch checks each image with its manifest, again when its row is submitted
         remembered = per_file_version(path, ("image", field.name), lambda: check_image(path, field))
-        facts = dataclasses.replace(remembered, path=path)  # type: ignore[type-var]
+        facts = dataclasses.replace(remembered, path=path)
     else:
         facts = check_stream(path, field, limits)
     advice = tuple(_advice(path, field, facts, faces, media.shown)) if advise else ()

@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from ._deadline import within
 from ._files import home_folder, private_file
@@ -55,7 +55,10 @@ class Claim:
     model: str
 
 
-def _guarded(method: Callable[..., Any]) -> Callable[..., Any]:
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _guarded(method: F) -> F:
     """Run a Journal method: a damaged file is moved aside, a file (or home folder) deleted meanwhile is made again,
     and the method tried once more on the fresh journal; any other sqlite3 or OS error becomes a JournalError with
     its fix."""
@@ -76,7 +79,7 @@ def _guarded(method: Callable[..., Any]) -> Callable[..., Any]:
                 return method(self, *args, **kwargs)
         except (sqlite3.Error, OSError) as exc:
             raise journal_error(self.path, exc, busy_seconds=BUSY_TIMEOUT_S) from None
-    return run
+    return cast(F, run)  # functools.wraps keeps method's signature, which mypy cannot see
 
 
 class Journal:
@@ -144,13 +147,14 @@ class Journal:
                 return None, latest
             if admit is not None:  # every attempt but reservations nobody holds (another host's: unknowable)
                 admit([e for e in map(entry_of, db.execute(f"{SELECT} {NEWEST_FIRST}")) if not e.abandoned])
+            attempt = os.urandom(12).hex()
             row = dict(zip(COLUMNS, (
-                os.urandom(12).hex(), fingerprint, model, backend, base_url, json.dumps(list(inputs)),
+                attempt, fingerprint, model, backend, base_url, json.dumps(list(inputs)),
                 JobState.RESERVED.value, None, os.getpid(), socket.gethostname(), now, now, None, None,
                 input_seconds, None, None, None, None, 0, source), strict=True))
             db.execute(f"INSERT INTO tasks ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
                        tuple(row.values()))
-        return Claim(row["attempt"], row, model), None
+        return Claim(attempt, row, model), None
 
     @_guarded
     def sending(self, claim: Claim) -> None:
