@@ -11,7 +11,7 @@ import functools
 import html
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import ipywidgets as W
 
@@ -92,7 +92,7 @@ def _action(method: Action) -> Action:
             self._show_error(exc)
             return None
 
-    return run  # type: ignore[return-value]
+    return cast(Action, run)  # wraps keeps method's signature (a failed action returns None: actions return None)
 
 
 class MediaPicker:
@@ -228,7 +228,7 @@ class MediaPicker:
 
     def _set_fix(self, fix: Fix | None, path: Path | None) -> None:
         self.pending_fix, self._fix_path = (fix, path) if path is not None else (None, None)
-        self.fix.description = FIX_LABELS[fix] if self.pending_fix else ""
+        self.fix.description = FIX_LABELS[self.pending_fix] if self.pending_fix else ""
         self.fix.disabled = False
         _set_visible(self.fix, self.pending_fix is not None)
 

@@ -103,7 +103,7 @@ class ModelForm:
         ]), "spark-form", f"spark-{spec.id}", *([f"spark-{spec.alias}-form"] if spec.alias else []))
 
     def __getattr__(self, name: str) -> MediaPicker:
-        pickers = self.__dict__.get("pickers", {})
+        pickers: dict[str, MediaPicker] = self.__dict__.get("pickers", {})
         if name in pickers:
             return pickers[name]
         raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
@@ -373,7 +373,8 @@ class Studio:
         _show(self.history, _error_markup(exc))
 
     def __getattr__(self, name: str) -> ModelForm:
-        for form in self.__dict__.get("forms", {}).values():
+        forms: dict[str, ModelForm] = self.__dict__.get("forms", {})
+        for form in forms.values():
             if form.spec.alias == name:
                 return form
         raise AttributeError(f"Studio has no form called {name!r}")
