@@ -286,8 +286,8 @@ def install_deadlines(http: httpx.Client) -> httpx.Client:
     for transport in transports:
         pool = getattr(transport, "_pool", None)
         backend = getattr(pool, "_network_backend", None)
-        if not isinstance(backend, httpcore.NetworkBackend):
+        if pool is None or not isinstance(backend, httpcore.NetworkBackend):
             raise RuntimeError(f"cannot bound the connections of {type(transport).__name__}: httpx changed")
         if not isinstance(backend, _BoundedBackend):
-            pool._network_backend = _BoundedBackend(backend)  # type: ignore[union-attr]
+            pool._network_backend = _BoundedBackend(backend)
     return http

@@ -141,12 +141,12 @@ def _add_doctor(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
                         help='print only JSON: {"checks": [{"name", "status", "detail", "fix"}, ...]}')
 
 
-def _print_result(result: object) -> None:
+def _print_result(result: Result) -> None:
     from ._money import format_usd
 
-    print(f"task:  {result.task_id}")  # type: ignore[attr-defined]
-    print(f"video: {result.path}")  # type: ignore[attr-defined]
-    print(f"cost:  {format_usd(result.cost)}")  # type: ignore[attr-defined]
+    print(f"task:  {result.task_id}")
+    print(f"video: {result.path}")
+    print(f"cost:  {format_usd(result.cost)}")
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -11,7 +11,7 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast, get_args
 from urllib.parse import urlsplit
 
 from . import _secrets
@@ -213,7 +213,7 @@ def resolve(**explicit: Any) -> Settings:
         chosen = "cloud" if api_key else "local"
         if chosen == "local":
             _notice_local_once(url_setting=None if url is None else _url_setting(explicit))
-    if chosen not in ("cloud", "local"):
+    if chosen not in get_args(Backend):
         raise SparkError(
             f"unknown backend {chosen!r}",
             hint="set SPARK_NB_BACKEND (or backend=) to 'cloud' or 'local'",
@@ -221,7 +221,7 @@ def resolve(**explicit: Any) -> Settings:
     if chosen == "cloud" and source is not None and source not in KEY_SOURCES.values():  # from a store: say which
         notice_once(f"spark_nb: using Vtrix ({base_url}) with the API key from {source}.")
     return Settings(
-        backend=chosen,  # type: ignore[arg-type]
+        backend=cast(Backend, chosen),  # one of Backend's values: checked above
         base_url=base_url,
         api_key=api_key,
         output_dir=Path(pick("output_dir", "SPARK_NB_OUTPUT_DIR") or DEFAULT_OUTPUT_DIR),

@@ -278,7 +278,10 @@ def boxes_fit(path: Path, limit: int = 10_000) -> bool:
 
 
 def _facts(path: Path, log: str) -> MediaFacts:
-    container = re.search(r"^Input #0, ([^,\n]+)", log, re.M).group(1).strip()  # type: ignore[union-attr]
+    found = re.search(r"^Input #0, ([^,\n]+)", log, re.M)
+    if found is None:  # _run_ffmpeg passes only logs with an input line; this one names no format
+        raise ProbeError(f"cannot read {path.name}: ffmpeg named no container format")
+    container = found.group(1).strip()
     duration = re.search(r"Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)", log)
     seconds = _seconds(*duration.groups()) if duration else None
     header = log.split("Stream mapping:", 1)[0]

@@ -279,7 +279,7 @@ def _colab() -> FoundKey | None:
     found = None
     until = time.monotonic() + RECHECK_S
     try:
-        from google.colab import userdata  # type: ignore[import-not-found]
+        from google.colab import userdata
 
         get: Callable[[str], Any] = userdata.get
         value = get(COLAB_SECRET)

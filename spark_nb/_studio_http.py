@@ -50,6 +50,7 @@ class GuardedHTTPServer(HTTPServer):
     """tornado's HTTPServer with header and body deadlines, a bound on connections that evicts the longest-waiting
     one, and an accept loop that survives running out of descriptors quietly."""
 
+    # tornado's options are passed by name here (limits= among them), not in its positional order
     def initialize(self, request_callback: Any, limits: StudioLimits = StudioLimits(),  # type: ignore[override]
                    **kwargs: Any) -> None:
         """As HTTPServer, with limits."""

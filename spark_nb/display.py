@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 EMBED_LIMIT_BYTES = 1_500_000  # larger files are linked, not embedded, to keep notebooks small
 THUMBNAIL_SIDE = 768  # images too large to embed are previewed as a JPEG this size
 Kind = Literal["image", "audio", "video"]
+_KINDS: dict[str, Kind] = {"image": "image", "audio": "audio", "video": "video"}  # a MIME type's first part
 
 
 class ShownResult(Protocol):
@@ -80,8 +81,7 @@ def kind_of(source: str | os.PathLike[str]) -> Kind | None:
         mime = _MIME.get(Path(urlsplit(source).path).suffix.lower())
     else:
         mime = mime_type(Path(source))
-    kind = (mime or "").split("/")[0]
-    return kind if kind in ("image", "audio", "video") else None  # type: ignore[return-value]
+    return _KINDS.get((mime or "").split("/")[0])
 
 
 def media_src(path: Path, *, embed_limit: int = EMBED_LIMIT_BYTES) -> str | None:

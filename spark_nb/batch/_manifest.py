@@ -180,7 +180,11 @@ def check_manifest(path: str | Path) -> tuple[list[Row], list[InvalidRow]]:
             except ValidationError as exc:
                 row_problems.append(f"{field.name}: {str(exc).splitlines()[0]}")
                 continue
-            inputs[field.name] = item.url or str(Path(item.path).resolve())  # type: ignore[arg-type]
+            if item.path is not None:
+                inputs[field.name] = str(item.path.resolve())
+            else:
+                assert item.url is not None  # a Media is a file or a URL
+                inputs[field.name] = item.url
         takes = {f.name for f in spec.fields}
         unused = [f for f in input_fields() if cells.get(f) and f not in takes]
         row_problems += [f"{f} is set but {spec.id} does not take it" for f in unused]

@@ -89,9 +89,11 @@ def analyse_driving(video: Path, count: int, size: tuple[int, int],
            "-vf", f"fps={FPS},scale={width}:{height}", "-pix_fmt", "gray", "-f", "rawvideo", "-"]
     collector = _Collector(width, height)
     proc = _procs.popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    stdout = proc.stdout
+    assert stdout is not None  # stdout=PIPE
     try:
         while collector.frames < count:
-            raw = proc.stdout.read(width * height)  # type: ignore[union-attr]
+            raw = stdout.read(width * height)
             if len(raw) < width * height:
                 break
             collector.add(np.frombuffer(raw, dtype=np.uint8).reshape(height, width))

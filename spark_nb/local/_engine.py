@@ -11,6 +11,7 @@ import os
 import subprocess
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 
@@ -32,6 +33,14 @@ MAX_IMAGE_SIDE = 4096
 ProgressCallback = Callable[[float], None]
 
 
+class _Options(TypedDict):
+    """What every renderer takes besides its inputs."""
+
+    longest_side: int
+    max_seconds: float
+    on_progress: ProgressCallback | None
+
+
 class RenderError(Exception):
     """The renderer could not use an input; `kind` says which (image, audio or video), None for the output."""
 
@@ -47,13 +56,13 @@ def render(renderer: RendererName, inputs: Mapping[MediaKind, Path], out: Path, 
     Returns the video's length in seconds; an input longer than max_seconds fails before any frame is made.
     on_progress is called at least every few frames, so raising there stops a render at once.
     """
-    options = {"longest_side": longest_side, "max_seconds": max_seconds, "on_progress": on_progress}
+    options = _Options(longest_side=longest_side, max_seconds=max_seconds, on_progress=on_progress)
     if renderer == "talking_head":
-        return render_avatar(inputs["image"], inputs["audio"], out, **options)  # type: ignore[arg-type]
+        return render_avatar(inputs["image"], inputs["audio"], out, **options)
     if renderer == "imitation":
-        return render_imitation(inputs["image"], inputs["video"], out, **options)  # type: ignore[arg-type]
+        return render_imitation(inputs["image"], inputs["video"], out, **options)
     if renderer == "still":
-        return render_still(inputs["image"], out, **options)  # type: ignore[arg-type]
+        return render_still(inputs["image"], out, **options)
     raise RenderError(f"no local renderer called {renderer!r}")
 
 
@@ -146,16 +155,18 @@ class VideoEncoder:
         cmd += ["-map", "0:v", "-map", "1:a", "-t", f"{count / FPS:.3f}", *_encoding(width, height),
                 "-movflags", "+faststart", "-f", "mp4", str(self._tmp)]
         self._proc = _procs.popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert self._proc.stdin is not None and self._proc.stderr is not None  # both PIPE
+        self._stdin, self._stderr = self._proc.stdin, self._proc.stderr
 
     def write(self, rgb: np.ndarray) -> None:
         """Append one frame."""
         try:
-            self._proc.stdin.write(np.ascontiguousarray(rgb).tobytes())  # type: ignore[union-attr]
+            self._stdin.write(np.ascontiguousarray(rgb).tobytes())
         except BrokenPipeError as exc:
             raise RenderError(f"encoding failed: {self._errors()}") from exc
 
     def _errors(self) -> str:
-        return self._proc.stderr.read().decode(errors="replace")[-300:]  # type: ignore[union-attr]
+        return self._stderr.read().decode(errors="replace")[-300:]
 
     def __enter__(self) -> VideoEncoder:
         return self
@@ -163,7 +174,7 @@ class VideoEncoder:
     def __exit__(self, kind: type | None, *rest: object) -> None:
         try:
             if kind is None:
-                self._proc.stdin.close()  # type: ignore[union-attr]
+                self._stdin.close()
                 errors = self._errors()
                 if self._proc.wait(timeout=120) != 0:
                     raise RenderError(f"encoding failed: {errors}")
@@ -172,8 +183,8 @@ class VideoEncoder:
             if self._proc.poll() is None:
                 self._proc.kill()
                 self._proc.wait()
-            for stream in (self._proc.stdin, self._proc.stderr):
-                if stream and not stream.closed:
+            for stream in (self._stdin, self._stderr):
+                if not stream.closed:
                     stream.close()
             self._tmp.unlink(missing_ok=True)
 
