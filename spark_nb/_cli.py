@@ -417,14 +417,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the spark-nb console script: any failure is one `spark-nb: error:` message (a SparkError's
     text, inert and redacted by construction; an unexpected error wrapped as one by the boundary), exit code 1."""
     from ._boundary import boundary
+    from ._surfaces import in_words_of, speaking
 
     args = _parser().parse_args(argv)
     try:
-        with _one_line_warnings():
+        with _one_line_warnings(), speaking("cli"):  # its messages name --no-reuse, not reuse=False
             # ValueError: an argument refused by the parser it is handed to (e.g. the local server's --faults)
             return boundary(_run, as_usage=(ValueError,))(args)
     except SparkError as exc:
-        print(f"spark-nb: error: {exc}", file=sys.stderr)
+        print(f"spark-nb: error: {in_words_of(str(exc), 'cli')}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
@@ -437,13 +438,14 @@ def _one_line_warnings() -> Iterator[None]:
     the warnings themselves are raised as always (filters apply), and the previous display comes back after."""
     import warnings
 
+    from ._surfaces import in_words_of
     from .errors import SparkWarning, safe_text
 
     previous = warnings.showwarning
 
     def show(message: Warning | str, category: type[Warning], filename: str, lineno: int, file: Any = None,
              line: str | None = None) -> None:
-        text = safe_text(str(message), newlines=False)
+        text = in_words_of(safe_text(str(message), newlines=False), "cli")
         if not issubclass(category, SparkWarning):
             text = f"{category.__name__}: {text}"
         from tqdm import tqdm

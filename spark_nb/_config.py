@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal, cast, get_args
 from urllib.parse import urlsplit
 
-from . import _secrets
+from . import _secrets, _surfaces
 from .errors import SparkError, UsageError, safe_text
 
 DEFAULT_BASE_URL = "https://cloud.vtrix.ai"
@@ -406,8 +406,12 @@ def in_jupyter_kernel() -> bool:
 def notify(text: str) -> None:
     """Show a one-line notice: a small grey info line in a Jupyter notebook, one plain stderr line elsewhere.
 
-    The text is made safe first (inert, one line, redacted): it may quote a service's words or a file's name."""
-    text = safe_text(text, newlines=False)
+    The text is made safe first (inert, one line, redacted): it may quote a service's words or a file's name. It
+    goes to the surface of the call that made it (`_surfaces.take_notice`: a form's notes; the CLI's words)."""
+    shown = _surfaces.take_notice(safe_text(text, newlines=False))
+    if shown is None:
+        return
+    text = shown
     if in_jupyter_kernel():
         try:
             from IPython.display import display

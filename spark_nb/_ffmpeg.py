@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TypeVar, cast
 
 from . import _procs
-from .errors import MediaError
+from .errors import MediaError, safe_text
 
 PROBE_TIMEOUT_S = 30.0
 # Decoders refuse frames above this (8192x8192), so a 100-byte file whose header claims 16000x16000
@@ -46,7 +46,12 @@ def ffmpeg_input(path: str | os.PathLike[str]) -> str:
 
 
 class ProbeError(MediaError):
-    """ffmpeg could not open or decode the file."""
+    """ffmpeg could not open or decode the file; `why` says why without naming it (for a message that names the
+    file as its user knows it: an upload's own name, not the scratch file it was written to)."""
+
+    def __init__(self, message: str, *, why: str | None = None) -> None:
+        super().__init__(message)
+        self.why = safe_text(why) if why is not None else self.message
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,7 +102,7 @@ def read_header(path: str | Path) -> MediaFacts:
     """The header facts of path (nothing decoded; remembered per file version); ProbeError when unreadable."""
     path = Path(path)
     if not path.is_file():
-        raise ProbeError(f"{path} does not exist")
+        raise ProbeError(f"{path} does not exist", why="it does not exist")
     return per_file_version(path, ("header",), lambda: _facts(path, _run_probe(path, [])))
 
 
@@ -147,7 +152,8 @@ def picture_changes(path: str | Path, seconds: float = 10.0) -> int:
         try:
             proc = _procs.run(cmd, timeout=PROBE_TIMEOUT_S)
         except subprocess.TimeoutExpired as exc:
-            raise ProbeError(f"ffmpeg took more than {PROBE_TIMEOUT_S:g}s to read {path.name}") from exc
+            raise ProbeError(f"ffmpeg took more than {PROBE_TIMEOUT_S:g}s to read {path.name}",
+                             why=f"ffmpeg took more than {PROBE_TIMEOUT_S:g}s to read it") from exc
         data, size = proc.stdout, side * side
         frames = [data[i:i + size] for i in range(0, len(data) - size + 1, size)]
         return max((max(abs(a - b) for a, b in zip(frames[0], frame, strict=True)) for frame in frames[1:]), default=0)
@@ -244,7 +250,8 @@ def _run_ffmpeg(path: Path, args: list[str], *, check: bool, before: list[str] |
         too_big = re.search(r"Picture size (\d+x\d+) exceeds specified max pixel count", log)
         if too_big:
             raise ProbeError(f"its frames claim {too_big.group(1)} pixels, over the 8192x8192 this reads")
-        raise ProbeError(f"cannot read {path.name}: {_last_error_line(log)}")
+        said = _last_error_line(log)
+        raise ProbeError(f"cannot read {path.name}: {said}", why=said)
     return log, proc.stdout
 
 

@@ -94,7 +94,8 @@ def apply_fix(fix: Fix, path: Path) -> Path:
 def refusal(advice: Advice) -> ValidationError:
     """The ValidationError strict mode makes of a piece of advice (reason "no_face", "audio_too_long")."""
     fix = {"no_face": "use a photo of one person with a large, frontal face",
-           "audio_too_long": "trim it (trim_audio=True, the default, cuts it in a pause near 15 s)"}.get(advice.reason)
+           "audio_too_long": "trim it (pass trim_audio=True, the default: it cuts in a pause near 15 s)",
+           }.get(advice.reason)
     return ValidationError(f"{advice.message} (refused: strict mode)", reason=advice.reason, field=advice.field,
                            hint=f"{fix or 'change the input'}, or pass strict=False to send it anyway")
 
@@ -199,7 +200,8 @@ def validate(media: Media, limits: InputLimits = DEFAULT_LIMITS, *, advise: bool
     """Check a local file against its field's rules, or a URL by asking for its first bytes (check_url); returns
     media with its facts and advice (none looked for unless advise: a manifest's check wants only the refusals, and
     a face search costs more than the rest of an image's check; faces=False: all advice but the face search's,
-    which a batch gives later)."""
+    which a batch gives later). Its messages name the file as its user knows it (media.shown: an upload's own name,
+    not the scratch file it was written to)."""
     if not media.is_local:
         assert media.url is not None
         check_url(media.url, media.field, limits)
@@ -207,18 +209,21 @@ def validate(media: Media, limits: InputLimits = DEFAULT_LIMITS, *, advise: bool
     path, field = media.path, media.field
     assert path is not None
     if field.kind == "image":  # a batch checks each image with its manifest, again when its row is submitted
-        remembered = per_file_version(path, ("image", field.name), lambda: check_image(path, field))
+        shown = media.shown
+        remembered = per_file_version(path, ("image", field.name), lambda: check_image(path, field, name=shown))
         facts = dataclasses.replace(remembered, path=path)
     else:
-        facts = check_stream(path, field, limits)
+        facts = check_stream(path, field, limits, name=media.shown)
     advice = tuple(_advice(path, field, facts, faces, media.shown)) if advise else ()
     return dataclasses.replace(media, facts=facts, advice=advice)
 
 
 def check(value: Any, field: MediaField, limits: InputLimits = DEFAULT_LIMITS, *, advise: bool = True,
-          faces: bool = True) -> Media:
-    """normalise() then validate(): the checked Media for value, or ValidationError."""
-    return validate(normalise(value, field), limits, advise=advise, faces=faces)
+          faces: bool = True, name: str | None = None) -> Media:
+    """normalise() then validate(): the checked Media for value, or ValidationError. name: the input's name as its
+    user knows it, when value does not carry it (a form's upload, kept in a scratch file): its messages use it."""
+    media = normalise(value, field)
+    return validate(dataclasses.replace(media, name=name) if name else media, limits, advise=advise, faces=faces)
 
 
 def ensure_output_dir(folder: Path) -> None:

@@ -15,10 +15,13 @@ MAX_IMAGE_SIDE = 4096  # the seed says "less than 4096x4096"
 IMAGE_FORMATS = {"JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF", "MPO"}
 
 
-def check_image(path: Path, field: MediaField, *, whole: bool = True) -> MediaFacts:
+def check_image(path: Path, field: MediaField, *, whole: bool = True, name: str | None = None) -> MediaFacts:
     """The image's facts, or the rule it breaks; whole=False: path holds only the file's first bytes (a URL's),
-    so only its header is judged (format and size), not whether all of it decodes."""
+    so only its header is judged (format and size), not whether all of it decodes. Messages call the file name
+    (its user's name for it), else by its own name."""
     from PIL import Image, UnidentifiedImageError
+
+    shown = name or path.name
 
     size = path.stat().st_size
     if whole and size >= MAX_IMAGE_BYTES:
@@ -52,14 +55,16 @@ def check_image(path: Path, field: MediaField, *, whole: bool = True) -> MediaFa
             hint="resize it so its longest side is at most 4095 px (2048 is plenty)",
         ) from exc
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        # PIL's "cannot identify image file '<path>'" says only that, naming where the bytes were written
+        why = "not a known image format" if isinstance(exc, UnidentifiedImageError) else exc
         raise ValidationError(
-            f"{field.label} could not be decoded as an image ({path.name}: {exc})"[:300], reason="not_decodable",
+            f"{field.label} could not be decoded as an image ({shown}: {why})"[:300], reason="not_decodable",
             field=field.name,
             hint="use a JPG or PNG file; check that the file is complete and really an image",
         ) from exc
     if whole and fmt == "PNG" and not _png_ends(path):  # PIL decodes a PNG cut inside its last chunk without a word
         raise ValidationError(
-            f"{field.label} is cut short ({path.name} has no PNG end marker: it looks truncated)",
+            f"{field.label} is cut short ({shown} has no PNG end marker: it looks truncated)",
             reason="not_decodable", field=field.name, hint="the file is incomplete: download or export it again",
         )
     return MediaFacts(path=path, container=fmt.lower(), duration=None, width=width, height=height, fps=None,

@@ -28,18 +28,18 @@ CLAIM_ATTEMPTS = 5  # an identical call in another kernel may claim and give up 
 
 def prepare(spec: ModelSpec, values: Mapping[str, Any], *, trim_audio: bool = True,
             limits: InputLimits = DEFAULT_LIMITS, faces: bool = True, strict: bool = False,
-            advise: Callable[[str], None] | None = None) -> dict[str, Media]:
+            advise: Callable[[str], None] | None = None, names: Mapping[str, str] | None = None) -> dict[str, Media]:
     """Normalise and check every input of spec (raising ValidationError) before anything is sent; URL inputs
     are checked too (reachable, of the right kind: see _inputs_url.check_url) unless limits.urls_checked is off.
 
     Advice goes to advise(message) (a batch row's advice column), by default a warning, or with strict it is a
     ValidationError of the advice's reason (e.g. "no_face"); long audio is trimmed unless trim_audio is False (then
     strict refuses it); faces=False skips the face search (strict searches all the same: it cannot refuse what it
-    did not look for).
+    did not look for). names: field -> the input's name as its user knows it, for messages (see submit).
     """
     say = advise or warn
-    media = {field.name: check(values.get(field.name), field, limits, faces=faces or strict)
-             for field in spec.fields}
+    media = {field.name: check(values.get(field.name), field, limits, faces=faces or strict,
+                               name=(names or {}).get(field.name)) for field in spec.fields}
     for name, item in media.items():
         for advice in item.advice:
             if advice.reason == "audio_too_long" and trim_audio and item.path is not None:
@@ -96,10 +96,11 @@ def submit(spec: ModelSpec, values: Mapping[str, Any], *, trim_audio: bool = Tru
     row instead, off the path to the create); advise receives the advice on the inputs instead of a warning.
     strict=True refuses, before any upload, inputs that would only be advised on (ValidationError "no_face";
     "audio_too_long" with trim_audio=False); a call answered from the journal uploads and pays nothing, so it is
-    answered as usual. names: field -> the name the journal (history) shows for that input, when the value itself
-    does not carry it (a form's upload, written to a scratch file). URL inputs are checked (reachable, of the right
-    kind) before anything is created: check_urls=False skips it. deadline (time.monotonic()): every wait of the
-    submission ends by it: the journal's, an identical call's, the uploads and the create (see _deadline).
+    answered as usual. names: field -> the name the journal (history) and the messages give that input, when the
+    value itself does not carry it (a form's upload, written to a scratch file). URL inputs are checked
+    (reachable, of the right kind) before anything is created: check_urls=False skips it. deadline
+    (time.monotonic()): every wait of the submission ends by it: the journal's, an identical call's, the uploads
+    and the create (see _deadline).
     """
     with until(deadline):
         return _submit(spec, values, trim_audio=trim_audio, reuse=reuse, strict=strict, when_uploaded=when_uploaded,
@@ -119,7 +120,7 @@ def _submit(spec: ModelSpec, values: Mapping[str, Any], *, trim_audio: bool, reu
         if (task := follow(earlier, journal, spec, settings)) is not None:
             return task
     media = prepare(spec, values, trim_audio=trim_audio, limits=settings.limits, faces=face_advice, strict=strict,
-                    advise=advise)
+                    advise=advise, names=names)
     ensure_output_dir(settings.output_dir)  # found unusable now, not after the task is paid for
     seconds = max((m.facts.duration or 0 for m in media.values() if m.facts and m.field.kind != "image"), default=None)
     settled = False

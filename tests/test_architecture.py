@@ -137,3 +137,30 @@ def test_each_rule_lives_in_one_module() -> None:
     assert sources_mentioning(r"def task_failure") == {"spark_nb.models"}
     for wire in ("image_url", "audio_url", "video_url", "driving_video_info", "store_type"):
         assert sources_mentioning(wire) == {"spark_nb.models"}, wire
+
+
+def message_strings(path: Path) -> list[str]:
+    """The string constants of a module that are not docstrings (the text its messages are made of)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                  if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+                  and node.body and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
+    return [node.value for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings]
+
+
+def test_every_switch_a_message_names_has_each_surfaces_words() -> None:
+    """A message telling the user to change reuse=, strict= or trim_audio= says it as the table of _surfaces spells
+    it, so the CLI and the forms can say it in their own words (--no-reuse; "untick Reuse earlier results"): a new
+    message spelling a switch otherwise fails here. The checker itself can fail (the last assertion)."""
+    from spark_nb._surfaces import SWITCHES
+
+    def unworded(text: str) -> list[str]:
+        for said in sorted(SWITCHES, key=len, reverse=True):
+            text = text.replace(said, "")
+        return re.findall(r"\b(?:reuse|strict|trim_audio)=(?:True|False)\b", text)
+
+    found = {name: bad for name, path in modules().items() if name != "spark_nb._surfaces"
+             for bad in [sum((unworded(text) for text in message_strings(path)), [])] if bad}
+    assert found == {}
+    assert sources_mentioning(r"pass reuse=False") and unworded("or reuse=False, said otherwise") == ["reuse=False"]

@@ -519,7 +519,24 @@ def test_strict_refuses_a_faceless_portrait_before_anything_is_sent(server: Loca
                tmp_path)
     assert proc.returncode == 1 and proc.stderr.startswith("spark-nb: error: no face found in the portrait image")
     assert "landscape.jpg" in proc.stderr and "strict" in proc.stderr and "Traceback" not in proc.stderr
+    assert "leave out --strict" in proc.stderr and "strict=False" not in proc.stderr  # the CLI's words for it
     assert (server.stats()["uploads"], server.stats()["created"]) == (0, 0)
+
+
+@pytest.mark.slow
+def test_the_cli_says_its_own_switches_in_notices_and_warnings(server: LocalServer, media: dict[str, Path],
+                                                                tmp_path: Path) -> None:
+    """The same long clip twice: the first run's warning says the clip was trimmed and that --no-trim sends it whole,
+    the second's notice that the task was reused and --no-reuse makes a new take; never the Python caller's
+    trim_audio=False or reuse=False."""
+    args = ["avatar", "--image", str(media["portrait"]), "--audio", str(media["long_speech"]), "--no-progress"]
+    first = run(args, cloud_env(server), tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert "trimmed to" in first.stderr and "pass --no-trim to send it whole" in first.stderr, first.stderr
+    again = run(args, cloud_env(server), tmp_path)
+    assert again.returncode == 0 and "reusing task" in again.stderr, again.stderr
+    assert "pass --no-reuse for a new take" in again.stderr and server.stats()["created"] == 1
+    assert "=False" not in first.stderr + again.stderr
 
 
 def test_a_warning_is_one_spark_nb_line_and_python_still_gets_a_real_warning(capsys: pytest.CaptureFixture) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import struct
 import time
 import zlib
@@ -319,3 +320,23 @@ def test_the_face_advice_on_real_photographs(name: str, face: bool) -> None:
     checked = check(REAL / name, AVATAR.fields[0])
     assert checked.facts is not None and checked.facts.is_still_image
     assert [a.reason for a in checked.advice] == ([] if face else ["no_face"])
+
+
+@pytest.mark.parametrize(("field", "content", "name"), [
+    (AVATAR.fields[0], b"speech", "not_really.png"),   # PIL: "cannot identify image file <scratch path>" before
+    (AVATAR.fields[1], b"portrait", "holiday.wav"),     # a picture as audio: no audio stream
+    (AVATAR.fields[1], b"garbage", "broken.wav"),       # ffmpeg cannot read it: its reason, without the file
+])
+def test_a_refused_upload_is_named_by_its_own_name(field: Any, content: bytes, name: str,
+                                                   media: dict[str, Path]) -> None:
+    """A FileUpload item (a form's upload, or one passed to generate()) is checked in a scratch file named by its
+    content hash: the refusal names the upload as its user named it, never the scratch file or its folder."""
+    from spark_nb._scratch import scratch_dir
+
+    data = {"speech": media["speech"].read_bytes(), "portrait": media["portrait"].read_bytes(),
+            "garbage": b"not media at all " * 64}[content.decode()]
+    with pytest.raises(spark_nb.ValidationError) as info:
+        check({"name": name, "content": memoryview(data)}, field)
+    said = str(info.value)
+    assert name in said and str(scratch_dir()) not in said, said
+    assert not re.search(r"[0-9a-f]{24}", said), said

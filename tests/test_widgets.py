@@ -251,7 +251,8 @@ def test_a_malformed_key_in_the_form_field_is_refused_and_never_kept(inside: str
     del options["api_key"]
     form = avatar_form(**options)
     form.api_key.value = f"{first}{inside}{second}"
-    assert "the API key from this form&#x27;s API key field has" in form.error.value and form._key is None
+    assert "the API key from this form&#x27;s API key field has" in form.error.value
+    assert not form.controller.state.key_set
     assert form.api_key.value == "" and "key set" not in form.api_key.placeholder
     form.use_samples()
     form.generate_button.click()
@@ -260,7 +261,7 @@ def test_a_malformed_key_in_the_form_field_is_refused_and_never_kept(inside: str
     shown = json.dumps([w.get_state() for w in descendants(form.widget)], default=str)
     assert first not in shown and second not in shown
     form.api_key.value = TEST_KEY  # a good key afterwards is taken
-    assert form._key is not None and "key set" in form.api_key.placeholder
+    assert form.controller.state.key_set and "key set" in form.api_key.placeholder
 
 
 def test_an_unexpected_failure_of_any_action_is_shown_as_a_spark_error(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -268,7 +269,8 @@ def test_an_unexpected_failure_of_any_action_is_shown_as_a_spark_error(monkeypat
     ("unexpected internal error: ...", a hint to report it), never a traceback in the browser's log; generate()
     raises that SparkError."""
     import spark_nb
-    from spark_nb import _history, _pipeline, _widgets_picker
+    from spark_nb import _history, _pipeline
+    from spark_nb.widgets import _picker_state
 
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("a bug \x1b]52;c;c2VjcmV0\x07here")
@@ -281,7 +283,7 @@ def test_an_unexpected_failure_of_any_action_is_shown_as_a_spark_error(monkeypat
     assert type(form.last_error) is spark_nb.SparkError and isinstance(info.value.__cause__, RuntimeError)
     assert "unexpected internal error" in form.error.value and "report it" in form.error.value
     assert "\x1b" not in form.error.value and form.progress.bar_style == "danger"
-    monkeypatch.setattr(_widgets_picker, "normalise", broken)  # what a picker runs on a URL
+    monkeypatch.setattr(_picker_state, "normalise", broken)  # what a picker runs on a URL
     form.audio.url.value = "https://example.com/speech.wav"
     assert "unexpected internal error: RuntimeError" in form.audio.problem.value
     monkeypatch.setattr(_history, "history", broken)
@@ -478,3 +480,48 @@ def test_the_history_table_fits_its_area_and_embeds_no_video(server: LocalServer
     assert outside.path.name in markup and "outside this folder" in markup
     assert "table-layout:fixed" in markup and "width:100%" in markup
     assert f"title='{inside.task_id}'><code>{inside.task_id[:12]}…</code>" in markup  # the whole id in its title
+
+
+@pytest.mark.slow
+def test_a_form_reuses_what_code_paid_for_with_the_same_long_audio(server: LocalServer,
+                                                                   media: dict[str, Path]) -> None:
+    """generate(image, long_audio) (trim_audio=True, the default) and then the form with the same two files: one
+    task. The form submits the user's file and lets the pipeline trim it, as code does, so one journal fingerprint
+    covers both; it used to trim the clip itself and submit the trimmed copy, a new fingerprint, paid again. The form
+    made again (a fresh upload of the same file) reuses it too; the picker still shows the file the user picked."""
+    from spark_nb import avatar
+
+    with pytest.warns(UserWarning, match="trimmed to"):  # code trims it on the way
+        paid = avatar.generate(media["portrait"], media["long_speech"], progress=False, **cloud_config(server))
+    assert server.stats()["created"] == 1
+    for _ in range(2):
+        form = avatar_form(**cloud_config(server))
+        upload(form.image, media["portrait"], "me.jpg")
+        upload(form.audio, media["long_speech"], "long talk.wav")
+        assert form.audio.pending_fix == "trim_audio"
+        reused = form.generate(WAIT_S)
+        assert reused.task_id == paid.task_id and form.task is not None and form.task.origin == "reused"
+        assert server.stats()["created"] == 1
+        assert form.audio.pending_fix == "trim_audio" and "long talk.wav" in html_of(form.audio.preview)
+        assert "untick Reuse earlier results for a new take" in form.status.value, form.status.value
+        assert "reuse=False" not in form.status.value + form.notes.value + form.error.value
+
+
+def test_a_strict_refusal_names_the_upload_and_says_what_to_untick(server: LocalServer, tmp_path: Path) -> None:
+    """A landscape uploaded as "Anna's holiday.jpg" and Strict ticked: the refusal in the form's error area names
+    that file (never the scratch copy it was written to) and says "untick Strict", not the Python caller's
+    "pass strict=False"; nothing is uploaded or created."""
+    from spark_nb._scratch import scratch_dir
+
+    landscape = tmp_path / "landscape.jpg"
+    Image.new("RGB", (480, 360), (90, 140, 200)).save(landscape, quality=90)
+    form = avatar_form(**cloud_config(server))
+    upload(form.image, landscape, "Anna's holiday.jpg")
+    form.audio.use_sample()
+    form.strict.value = True
+    assert form.start() and form.wait(WAIT_S)
+    shown = form.error.value
+    assert "no face found" in shown and "Anna&#x27;s holiday.jpg" in shown, shown
+    assert "untick Strict" in shown and "strict=False" not in shown, shown
+    assert str(scratch_dir()) not in shown and not re.search(r"[0-9a-f]{24}", shown), shown
+    assert (server.stats()["uploads"], server.stats()["created"]) == (0, 0)
