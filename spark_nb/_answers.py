@@ -33,6 +33,7 @@ import httpx
 
 from . import _trace
 from ._secrets import redact
+from .errors import safe_text
 
 MAX_ANSWER_BYTES = 1024**2  # generous for a task object (about 1 KB)
 MAX_DEPTH = 64  # a task object is 5 deep; the JSON parser itself overflows near 1,000
@@ -80,7 +81,7 @@ def parse_json(body: bytes) -> tuple[Any, str | None]:
     except RecursionError:
         return None, f"JSON nested deeper than {MAX_DEPTH} levels"
     except ValueError as exc:  # JSONDecodeError, and an integer of more digits than Python converts
-        return None, f"not JSON ({str(exc)[:80]})"
+        return None, f"not JSON ({safe_text(exc, newlines=False, limit=80)})"
     if _deeper_than(data, MAX_DEPTH):
         return None, f"JSON nested deeper than {MAX_DEPTH} levels"
     return data, None
@@ -169,7 +170,8 @@ def read_answer(http: httpx.Client, method: str, url: str, *, deadline: float, m
     if trace:
         _trace.exchange(trace, method=method, url=str(sent.url if sent is not None else url), started=started,
                         request=sent, status=answer.status,
-                        reason=answer.reason, headers=answer.headers, body=answer.body, problem=answer.problem)
+                        reason=answer.reason, headers=answer.headers, body=answer.body, data=answer.data,
+                        problem=answer.problem)
     return answer
 
 
@@ -191,7 +193,8 @@ def _read_body(response: httpx.Response, max_bytes: int) -> tuple[bytes, str | N
     elif encoding in _DECODERS:
         decoder = zlib.decompressobj(_DECODERS[encoding])
     else:
-        return b"", f"an answer in an encoding this client did not ask for ({encoding[:40]})"
+        shown = safe_text(encoding, newlines=False, limit=40)
+        return b"", f"an answer in an encoding this client did not ask for ({shown})"
     announced = response.headers.get("content-length", "")
     if announced.isdigit() and int(announced) > max_bytes:  # refused unread
         return b"", f"an answer larger than {max_bytes} bytes (it announces {announced})"

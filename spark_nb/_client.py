@@ -127,7 +127,7 @@ def api_error(answer: Answer, what: str, task_id: str | None = None) -> APIError
         hint = BALANCE_HINT
     request_id = next((answer.headers[h] for h in _REQUEST_ID_HEADERS if h in answer.headers), None)
     return cls(f"{what} failed: HTTP {status}: {message}", status_code=status, hint=hint, task_id=task_id,
-               request_id=request_id, body=answer.text[:BODY_CHARS] or None)
+               request_id=request_id, body=safe_text(answer.text, limit=BODY_CHARS) or None)
 
 
 def not_sent(what: str, exc: Exception, error: type[SparkError] = SparkError) -> SparkError:
@@ -227,9 +227,10 @@ class ApiClient:
 
     # -- create: never resent once it may have reached the server -------------------------------
 
-    def check_spec(self, model: str, params: dict[str, Any]) -> None:
+    def check_spec(self, model: str, params: dict[str, Any] | None = None) -> None:
         """ValidationError when the model's published spec, where one applies, no longer accepts params
-        (_specs_service.guard); called before a create is journaled as sent, so a refusal sends nothing."""
+        (_specs_service.guard; params None: its parameters' structure only, checked before any upload); called
+        before a create is journaled as sent, so a refusal sends nothing."""
         if self.specs:
             from ._specs_service import guard
 
@@ -285,7 +286,8 @@ class ApiClient:
         if not isinstance(task_id, str) or not task_id.strip():
             raise self._may_exist(model, submitted_at, "its answer had no task id")
         if len(task_id) > MAX_TASK_ID_CHARS or not task_id.isprintable():
-            raise self._may_exist(model, submitted_at, f"its answer had an unusable task id {task_id[:60]!r}")
+            shown = safe_text(task_id, newlines=False, limit=60)
+            raise self._may_exist(model, submitted_at, f"its answer had an unusable task id {shown!r}")
         logger.info("created task %s (%s)", task_id, model)
         return data
 

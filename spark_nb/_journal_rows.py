@@ -153,6 +153,25 @@ def migrate(path: Path, connect: Callable[[], Any], *, busy_seconds: float) -> N
             db.close()
 
 
+def read_only(path: Path, *, busy_seconds: float) -> list[Entry]:
+    """Every attempt recorded at path (newest first, reservations of processes that are gone left out), read
+    without writing anything: no table made, nothing migrated or moved, not even a damaged file (the doctor's read).
+
+    Raises sqlite3's errors: a damaged file (`_journal_faults.is_damage`; a failed integrity check is one too),
+    a lock held past busy_seconds ("database is locked"), a table of an older version ("no such column")."""
+    import sqlite3
+
+    db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=busy_seconds)
+    try:
+        check = db.execute("PRAGMA quick_check(1)").fetchone()
+        if not check or check[0] != "ok":
+            raise sqlite3.DatabaseError(str(check[0] if check else "no answer to an integrity check"))
+        rows = db.execute(f"{SELECT} {NEWEST_FIRST}").fetchall()
+    finally:
+        db.close()
+    return [entry for entry in map(entry_of, rows) if not entry.abandoned]
+
+
 def entry_of(row: Sequence[Any]) -> Entry:
     """An Entry from a row, whatever the row holds: what cannot be read is None (or UNCERTAIN) and named in damaged."""
     values = dict(zip(COLUMNS, row, strict=True))

@@ -145,6 +145,7 @@ def _submit(spec: ModelSpec, values: Mapping[str, Any], *, trim_audio: bool, reu
     assert claim is not None
     try:  # nothing is sent until the create: a failure (or Ctrl-C) up to there releases the claim
         client = api_client(settings)
+        client.check_spec(spec.id)  # the spec's structure needs no URL: a changed one refused before any upload
         urls = _upload(media, settings, client)
         if when_uploaded is not None:
             when_uploaded()

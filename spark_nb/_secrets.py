@@ -9,6 +9,11 @@ value) cannot carry the key to a terminal, a log, the journal or a report, which
 A service echoing the key may have encoded it: JSON writes "/" as `\\/` (PHP) or "&" as `\\u0026` (Go), a URL
 writes it percent-encoded, HTML as `&#38;`. A value is matched in any of these spellings, character by
 character (mixed ones too), so decoding the text again cannot bring the key back.
+
+Text is often cut to a length before it is shown (a message to 200 characters, a trace body to 4 KB). A key
+that a cut went through is no longer the whole key, so every piece of a remembered value that starts like it
+(its first PIECE_CHARS characters or more: what a cut leaves) is masked too, in any spelling: whatever was cut
+before the redaction, at most PIECE_CHARS - 1 characters of a key can be left to read.
 """
 
 from __future__ import annotations
@@ -19,6 +24,12 @@ import threading
 MASK = "********"
 # shorter values are not keys (the embedded server's placeholder is "local"): masking them would garble messages
 MIN_SECRET_CHARS = 8
+# the shortest start of a remembered value that is masked on its own (what a cut through the value leaves); a
+# piece this long is the value's (a key's random part starts within its first few characters)
+PIECE_CHARS = 12
+# a value is matched in blocks of this many characters, each of which masks its own starts: a regular expression
+# nests one group per character, and Python's compiler recurses on each
+BLOCK_CHARS = 256
 _BEARER = re.compile(r"(bearer\s+)[^\s\"',;]+", re.IGNORECASE)
 _values: set[str] = set()
 _pattern: re.Pattern[str] | None = None
@@ -33,7 +44,19 @@ def remember(value: str) -> None:
     with _lock:
         _values.add(value)
         longest_first = sorted(_values, key=len, reverse=True)
-        _pattern = re.compile("|".join("".join(_spellings(char) for char in known) for known in longest_first))
+        _pattern = re.compile("|".join(_starts(known[at:at + BLOCK_CHARS]) for known in longest_first
+                                       for at in range(0, len(known), BLOCK_CHARS)
+                                       if at == 0 or len(known) - at >= PIECE_CHARS))
+
+
+def _starts(value: str) -> str:
+    """A regular expression for value or any start of it at least PIECE_CHARS long, in any spelling: the first
+    PIECE_CHARS characters, then nested optional groups (greedy: the longest start present is the match)."""
+    head = min(len(value), PIECE_CHARS)
+    tail = ""
+    for char in reversed(value[head:]):
+        tail = f"(?:{_spellings(char)}{tail})?"
+    return "".join(_spellings(char) for char in value[:head]) + tail
 
 
 def _spellings(char: str) -> str:
@@ -55,7 +78,8 @@ def _hex(code: int, width: int) -> str:
 
 
 def redact(text: str) -> str:
-    """text with every remembered secret (as it is, or encoded), and any bearer token, replaced by asterisks."""
+    """text with every remembered secret (as it is, or encoded; whole, or cut after PIECE_CHARS or more of its
+    characters), and any bearer token, replaced by asterisks."""
     pattern = _pattern
     if pattern is not None:
         text = pattern.sub(MASK, text)

@@ -6,19 +6,29 @@ published spec (ours or the service's) into flat `Param`s by dotted path: the in
 `differences(spec, published(spec, ...))` is empty by construction, and a difference with the service's spec is
 a change on the service's side, named parameter by parameter. `value_problems` checks the values of one call
 against the published constraints, as the official client does before it sends.
+
+`judge` is the one verdict the create guard (`_specs_service.guard`) and the doctor both take: the blocking
+differences and the refused values of a call. A spec it cannot judge (of another model, unreadable, or one whose
+comparison fails in any way: a 400-digit `min_length`) is `SpecUnreadable`, never another exception: a spec is
+the service's word, and a hostile or broken one is no reason to refuse a call or to crash.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import logging
+import math
 from collections.abc import Mapping
 from typing import Any
 
-from ._text import inert
+from .errors import safe_text
 from .models import ModelSpec
 
+logger = logging.getLogger("spark_nb.specs")
 MAX_PARAMETERS = 500  # a spec lists a handful; more is not a spec this reader trusts
+NUMERIC_RULES = ("min", "max", "min_length", "max_length", "max_items")
+MAX_RULE = 1e12  # a numeric constraint beyond this is no constraint a service means: not judged
 # the official client's type names (string / int / float / boolean / array, object with children), and a few
 # more a spec may use for a URL; a type not listed here is shown, never judged
 _KINDS = {
@@ -128,13 +138,37 @@ def parameters(data: Any) -> dict[str, Param]:
             children = item.get("children")
             nested = isinstance(children, list) and bool(children)
             declared = str(item.get("type") or "")
-            constraints = item.get("constraints")
-            found[path] = Param(path, "object" if nested else _KINDS.get(declared.strip().lower().split("[")[0]),
-                                item.get("required") in (True, "true"),
-                                constraints if isinstance(constraints, Mapping) else {}, declared)
+            found[path] = Param(path, _kind(declared, nested), item.get("required") in (True, "true"),
+                                _constraints(item.get("constraints")), declared)
             if nested:
                 queue.append((children, path))
     return found
+
+
+def _kind(declared: str, nested: bool) -> str | None:
+    """The kind a declared type names ("string[]", "array<string>" and "list[str]" are arrays, whatever their
+    children); a type not known with children is an object, without them None (shown, never judged)."""
+    word = declared.strip().lower()
+    if word.endswith("[]"):
+        return "array"
+    known = _KINDS.get(word.split("[")[0].split("<")[0].strip())
+    return known or ("object" if nested else None)
+
+
+def _constraints(raw: Any) -> dict[str, Any]:
+    """A parameter's constraints, the numeric ones kept only when they are finite numbers of a sane size."""
+    if not isinstance(raw, Mapping):
+        return {}
+    return {str(name): value for name, value in raw.items() if name not in NUMERIC_RULES or _sane_number(value)}
+
+
+def _sane_number(value: Any) -> bool:
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value) and abs(value) <= MAX_RULE
+    except OverflowError:  # an integer too large for a float
+        return False
 
 
 # -- the comparison ---------------------------------------------------------------------------------------------
@@ -175,14 +209,15 @@ def differences(spec: ModelSpec, data: Any) -> list[Difference]:
 def _compare(mine: Param, theirs: Param) -> list[Difference]:
     """How one parameter spark-nb sends differs from the service's: its kind, its allowed values."""
     if theirs.kind is None:
-        return [Difference(f"the service declares {_name(theirs.path)} as type {inert(theirs.declared, limit=40)!r}, "
+        return [Difference(f"the service declares {_name(theirs.path)} as type {_type(theirs)!r}, "
                            "which spark-nb does not know", False)]
     if theirs.kind != mine.kind and {theirs.kind, mine.kind} != {"integer", "number"}:
-        return [Difference(f"the service takes {_name(mine.path)} as {_ARTICLES[theirs.kind]}; spark-nb sends "
+        return [Difference(f"the service takes {_name(mine.path)} as {_ARTICLES[theirs.kind]} (type "
+                           f"{_type(theirs)!r}); spark-nb sends "
                            f"{_ARTICLES[mine.kind or 'string']}", True)]
     sent = mine.enum
     if sent and theirs.enum and not set(sent) <= set(theirs.enum):
-        allowed = ", ".join(inert(v, limit=20) for v in theirs.enum[:10])
+        allowed = ", ".join(safe_text(v, newlines=False, limit=20) for v in theirs.enum[:10])
         return [Difference(f"the service takes {_name(mine.path)} only as {allowed}; spark-nb sends "
                            f"{', '.join(sent)}", True)]
     return []
@@ -209,8 +244,12 @@ def _under(path: str, paths: set[str]) -> bool:
     return any(path.startswith(f"{p}.") for p in paths)
 
 
+def _type(param: Param) -> str:
+    return safe_text(param.declared, newlines=False, limit=40)
+
+
 def _name(path: str) -> str:
-    return f"`{inert(path, limit=80)}`"
+    return f"`{safe_text(path, newlines=False, limit=80)}`"
 
 
 # -- one call's values -----------------------------------------------------------------------------------------
@@ -232,9 +271,8 @@ def _breaks(param: Param, value: Any) -> str | None:
     """How value breaks param's constraints, or None (a constraint that is not a number is not judged)."""
     rules = param.constraints
     if param.enum and not isinstance(value, (dict, list)) and str(value) not in param.enum:
-        return f"must be one of {', '.join(inert(v, limit=20) for v in param.enum[:10])}"
-    limits: dict[str, float] = {name: rules[name] for name in ("min", "max", "min_length", "max_length", "max_items")
-                                if isinstance(rules.get(name), (int, float)) and not isinstance(rules.get(name), bool)}
+        return f"must be one of {', '.join(safe_text(v, newlines=False, limit=20) for v in param.enum[:10])}"
+    limits: dict[str, float] = {name: rules[name] for name in NUMERIC_RULES if _sane_number(rules.get(name))}
     number = isinstance(value, (int, float)) and not isinstance(value, bool)
     if number and "min" in limits and value < limits["min"]:
         return f"is below the minimum {limits['min']:g}"
@@ -247,3 +285,38 @@ def _breaks(param: Param, value: Any) -> str | None:
     if isinstance(value, list) and "max_items" in limits and len(value) > limits["max_items"]:
         return f"has more than {limits['max_items']:g} items"
     return None
+
+
+# -- the verdict ------------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Judgement:
+    """What a published spec says of spark-nb's calls of a model: every difference, and the values of one call
+    (when given) its constraints refuse."""
+
+    differences: list[Difference]
+    values: list[str]
+
+    @property
+    def refusals(self) -> list[str]:
+        """Why the service would refuse the call: the blocking differences, then the refused values."""
+        return [d.text for d in self.differences if d.blocking] + self.values
+
+
+def judge(spec: ModelSpec, data: Any, params: Mapping[str, Any] | None = None) -> Judgement:
+    """The published spec (data) compared with what spark-nb sends for spec, and params' values (when given)
+    checked against its constraints. SpecUnreadable when it cannot be judged: a spec of another model, parameters
+    that cannot be read, or any failure of the comparison itself (logged at DEBUG)."""
+    named = data.get("model_id") if isinstance(data, Mapping) else None
+    if named is not None and str(named) != spec.id:
+        raise SpecUnreadable(f"it describes another model ({safe_text(named, newlines=False, limit=80)!r})")
+    try:
+        found = differences(spec, data)
+        values = [] if params is None else value_problems(parameters(data), params)
+    except SpecUnreadable:
+        raise
+    except Exception as exc:  # a hostile spec's numbers or types: unreadable, not a crash
+        logger.debug("the published spec of %s could not be compared", spec.id, exc_info=True)
+        raise SpecUnreadable(f"it could not be compared ({type(exc).__name__})") from exc
+    return Judgement(found, values)

@@ -17,6 +17,7 @@ import atexit
 import dataclasses
 import hashlib
 import json
+import logging
 import os
 import re
 import stat
@@ -28,12 +29,13 @@ from urllib.parse import quote
 
 from ._answers import Answer, install_deadlines, parse_json, read_answer
 from ._config import spec_source
-from ._files import write_atomically
-from ._specs import SpecUnreadable, differences, parameters, value_problems
-from ._text import inert
+from ._files import remove_stale_parts, write_atomically
+from ._specs import SpecUnreadable, judge
 from ._version import __version__
-from .errors import ValidationError
+from .errors import ValidationError, safe_text
 from .models import MODELS
+
+logger = logging.getLogger("spark_nb.specs")
 
 # How long a spec read is trusted. Short enough that a parameter Vtrix renames is noticed within minutes, before
 # a batch has sent many tasks the service would refuse; long enough that a batch of a thousand rows asks once,
@@ -104,7 +106,7 @@ def _failure(exc: Exception, limit: float) -> str:
 
     if isinstance(exc, httpx.TimeoutException):
         return f"no answer within {limit:g} s"
-    return inert(f"no answer ({type(exc).__name__}: {exc})", limit=200)
+    return safe_text(f"no answer ({type(exc).__name__}: {exc})", newlines=False, limit=200)
 
 
 def interpret(answer: Answer) -> tuple[SpecState, dict[str, Any] | None, str]:
@@ -113,7 +115,7 @@ def interpret(answer: Answer) -> tuple[SpecState, dict[str, Any] | None, str]:
     data = answer.data
     status = data.get("status") if isinstance(data, dict) else None
     code = status.get("code") if isinstance(status, dict) else None
-    message = inert(status.get("message", "") if isinstance(status, dict) else "", limit=120)
+    message = safe_text(status.get("message", "") if isinstance(status, dict) else "", newlines=False, limit=120)
     if code is None:
         if answer.status == 404:
             return "missing", None, "HTTP 404 without the spec service's envelope"
@@ -124,7 +126,8 @@ def interpret(answer: Answer) -> tuple[SpecState, dict[str, Any] | None, str]:
         return "missing", None, f"status 404{': ' + message if message else ''}"
     spec = data.get("data") if isinstance(data, dict) else None
     if code_text not in ("0", "200") or not isinstance(spec, dict):
-        return "unreadable", None, f"status {inert(code_text, limit=20)}{': ' + message if message else ''}"
+        shown = safe_text(code_text, newlines=False, limit=20)
+        return "unreadable", None, f"status {shown}{': ' + message if message else ''}"
     return "published", spec, "published"
 
 
@@ -181,12 +184,18 @@ def _read_cache(path: Path, models_url: str, model: str) -> SpecAnswer | None:
 
 
 def remember(folder: Path, answer: SpecAnswer) -> None:
-    """Keep answer in memory and in its cache file (a file that cannot be written is only a cache miss later)."""
+    """Keep answer in memory and in its cache file, as UTF-8 (a spec of any script is cached at its own size, so
+    what the reader took is what the cache can hold); a file that cannot be written, or would be over
+    MAX_CACHE_BYTES, is only a cache miss later. The part files of writers that died are swept first."""
     with _lock:
         _memory[(answer.models_url, answer.model)] = answer
+    encoded = json.dumps(dataclasses.asdict(answer), ensure_ascii=False, separators=(",", ":")).encode()
+    if len(encoded) > MAX_CACHE_BYTES:
+        return
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        write_atomically(_cache_file(folder, answer.models_url, answer.model), json.dumps(dataclasses.asdict(answer)))
+        remove_stale_parts(folder)
+        write_atomically(_cache_file(folder, answer.models_url, answer.model), encoded)
     except OSError:
         pass
 
@@ -220,9 +229,10 @@ def _refresh(folder: Path, models_url: str, model: str, done: threading.Event) -
         done.set()
 
 
-def guard(model: str, params: dict[str, Any], base_url: str) -> None:
+def guard(model: str, params: dict[str, Any] | None, base_url: str) -> None:
     """Refuse (ValidationError, reason "service_changed") a create of model whose params the published spec no
-    longer accepts; do nothing when no spec applies, none is known within WAIT_S, or it cannot be read."""
+    longer accepts (params None: its parameters' names and structure only, before anything is uploaded); do
+    nothing when no spec applies, none is known within WAIT_S, or it cannot be judged (see _specs.judge)."""
     source, spec = spec_source(base_url), MODELS.get(model)
     if source is None or spec is None:
         return
@@ -231,9 +241,9 @@ def guard(model: str, params: dict[str, Any], base_url: str) -> None:
     if answer is None or answer.state != "published":
         return
     try:
-        problems = [d.text for d in differences(spec, answer.data) if d.blocking]
-        problems += value_problems(parameters(answer.data), params)
-    except SpecUnreadable:
+        problems = judge(spec, answer.data, params).refusals
+    except SpecUnreadable as exc:
+        logger.debug("the published spec of %s is not used: %s", model, exc)
         return
     if problems:
         raise ValidationError(

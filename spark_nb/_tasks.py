@@ -24,9 +24,8 @@ from ._money import usd, usd_text
 from ._polling import PollSchedule
 from ._progress import TaskProgress
 from ._results import Result
-from ._text import inert
 from ._urls import is_http_url
-from .errors import DownloadError, NotFoundError, SparkError, TaskCancelled, TaskTimeout, UsageError
+from .errors import DownloadError, NotFoundError, SparkError, TaskCancelled, TaskTimeout, UsageError, safe_text
 from .models import task_failure
 
 if TYPE_CHECKING:  # httpx and asyncio load on first use, so `import spark_nb` stays fast
@@ -64,8 +63,9 @@ class TaskState:
         """
         progress = as_number(raw.get("progress"))
         status, answered_model = raw.get("status"), raw.get("model")
-        answered_model = inert(answered_model, limit=MODEL_CHARS) if isinstance(answered_model, str) else None
-        status = inert(status.lower(), limit=STATUS_CHARS) if isinstance(status, str) else None
+        answered_model = safe_text(answered_model, newlines=False, limit=MODEL_CHARS) \
+            if isinstance(answered_model, str) else None
+        status = safe_text(status.lower(), newlines=False, limit=STATUS_CHARS) if isinstance(status, str) else None
         return cls(  # the service's strings made inert: they reach progress bars, forms and the CLI as they are
             id=task_id,
             model=answered_model or model,
@@ -311,7 +311,8 @@ def checked_wait(timeout: Any, cancel: Any = None, on_update: Any = None, *, pos
     how to fix it, before anything is sent (generate checks them before it creates the task; positive: a timeout
     of zero or less, which would pay for a task nobody waits for, is refused too)."""
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-        raise UsageError(f"timeout must be a number of seconds, not {inert(repr(timeout), limit=40)}",
+        shown = safe_text(repr(timeout), newlines=False, limit=40)
+        raise UsageError(f"timeout must be a number of seconds, not {shown}",
                          hint="pass e.g. timeout=600 (ten minutes)")
     seconds = float(timeout)
     if not math.isfinite(seconds) or (positive and seconds <= 0):

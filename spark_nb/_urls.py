@@ -55,6 +55,14 @@ def is_loopback_url(url: str) -> bool:
         return False
 
 
+def in_clear_beyond_this_machine(url: str) -> bool:
+    """True when what is sent to url travels unencrypted beyond this machine: http:// to a host that is not loopback."""
+    try:
+        return url_scheme(url.strip()) == "http" and not is_loopback_url(url.strip())
+    except ValueError:  # not a URL at all: the URL checks say so
+        return False
+
+
 def is_loopback_host(host: str) -> bool:
     """True when a Host header (with or without its port) names this machine: localhost or a loopback address. A
     name that merely resolves to one (DNS rebinding) is not."""

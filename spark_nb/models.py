@@ -19,7 +19,7 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import Any, Literal
 
-from .errors import TaskFailed, ValidationError
+from .errors import TaskFailed, ValidationError, safe_text
 
 MediaKind = Literal["image", "audio", "video"]
 RendererName = Literal["talking_head", "imitation", "still"]
@@ -241,7 +241,8 @@ def get_model(name: str) -> ModelSpec:
     spec = MODELS.get(_ALIASES.get(name, name)) if isinstance(name, str) else None  # history(model=5): no TypeError
     if spec is None:
         known = ", ".join([*_ALIASES, *MODELS])
-        raise ValidationError(f"unknown model {str(name)[:80]!r}; known: {known}", reason="unknown_model",
+        shown = safe_text(name, newlines=False, limit=80)
+        raise ValidationError(f"unknown model {shown!r}; known: {known}", reason="unknown_model",
                               hint="use a model id or alias from that list")
     return spec
 
@@ -294,7 +295,7 @@ def task_failure(error: Any, task_id: str | None, model: str | None) -> TaskFail
     given = isinstance(code, (str, int)) and not isinstance(code, bool) and str(code).strip()
     code = str(code).zfill(9) if given else None
     hint, retryable = hint_for(code, MODELS.get(model or ""), str(message))
-    return TaskFailed(str(message)[:500], code=code, task_id=task_id, hint=hint, retryable=retryable)
+    return TaskFailed(safe_text(message, limit=500), code=code, task_id=task_id, hint=hint, retryable=retryable)
 
 
 # what a service's message says when it could not fetch or read an input (its URL, or the file behind it)

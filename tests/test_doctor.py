@@ -31,8 +31,8 @@ from spark_nb.models import AVATAR, IMITATOR, MODELS
 from .conftest import TEST_KEY
 from .peers import Peer, Seen, peers
 
-NAMES = ["key", "generation URL", "key accepted", *(f"spec {m}" for m in MODELS), "uploads", "ffmpeg", "journal",
-         "budget", "versions"]
+NAMES = ["key", "settings", "generation URL", "key accepted", *(f"spec {m}" for m in MODELS), "uploads", "ffmpeg",
+         "journal", "budget", "versions"]
 CLI_LIMIT_S = 120  # a guard against a hung doctor, not the bound under test
 
 
@@ -195,6 +195,8 @@ def test_a_drifted_spec_fails_its_model_by_name_and_primes_the_calls(make_server
     assert "the service now names `audio` what spark-nb sends as `audio_url`" in avatar_check.detail
     assert "upgrade spark-nb" in avatar_check.fix
     assert imitator_check.status == "warn" and "another host" in imitator_check.detail
+    # the attack on issue 26: a spec is read without authentication, so the fix never says to point the key at it
+    assert "set VTRIX_GENERATION_URL" not in imitator_check.fix and "never point" in imitator_check.fix
     assert not report.ok and [c.name for c in report.failed] == [f"spec {AVATAR.id}"]
     monkeypatch.setattr(_specs_service, "WAIT_S", 0.0)
     with pytest.raises(ValidationError, match="now names `audio`"):
@@ -222,12 +224,15 @@ def test_a_missing_spec_is_a_warning_and_the_key_never_goes_to_the_spec_host(
 
 def test_on_the_local_backend_the_checks_speak_of_the_embedded_server() -> None:
     """No key: the key check warns that the local backend is used; the URL and key checks are the embedded
-    server's (which serves the specs too); nothing is created there."""
+    server's (which serves the specs too), and "key accepted" says whose key that is (the attack on issue 26: it
+    said a key was accepted when none was set); nothing is created there."""
     report = spark_nb.doctor()
     checks = by_name(report)
     assert checks["key"].status == "warn" and "local backend" in checks["key"].detail
     assert checks["generation URL"].status == "ok" and "embedded local server" in checks["generation URL"].detail
-    assert {checks[name].status for name in NAMES[2:]} == {"ok"}, str(report)
+    assert {checks[name].status for name in NAMES[1:]} == {"ok"}, str(report)
+    assert "embedded server accepts its own key" in checks["key accepted"].detail
+    assert "no Vtrix key is involved" in checks["key accepted"].detail
     assert embedded_server(spark_nb.settings().home).stats()["created"] == 0
 
 
@@ -271,3 +276,144 @@ def test_service_text_is_inert_in_every_rendering(peer: Callable[..., Peer], mon
     assert check.status == "fail" and "refused" in check.detail
     assert "\x1b" not in shown(report) and "\x07" not in shown(report)
     assert "<img" not in report._repr_html_() and "&lt;img src=x" in report._repr_html_()
+
+
+# -- the attack on issue 26 ----------------------------------------------------------------------------------------
+
+
+def test_a_damaged_journal_is_reported_and_left_where_it_is(tmp_path: Path) -> None:
+    """The attack: the journal check said a damaged journal "is moved aside by the next call", while the budget
+    check, at the same time, opened it the normal way and moved it aside itself (then reported a spend of $0.00).
+    Now the doctor reads the journal once, read-only, for both: the file stays as it was, nothing is made beside
+    it, and the budget says the spend is not known."""
+    home = Path(os.environ["SPARK_NB_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    damaged = b"SQLite format 3\x00" + bytes(range(256)) * 32
+    (home / "journal.sqlite").write_bytes(damaged)
+    checks = by_name(spark_nb.doctor())
+    assert checks["journal"].status == "warn" and "damaged" in checks["journal"].detail
+    assert checks["budget"].status == "warn" and "not known" in checks["budget"].detail
+    assert (home / "journal.sqlite").read_bytes() == damaged
+    assert not [p.name for p in home.iterdir() if p.name.startswith("journal.sqlite") and p.name != "journal.sqlite"]
+
+
+HOLD_JOURNAL = """
+import sqlite3, sys, time
+db = sqlite3.connect(sys.argv[1], isolation_level=None)
+if sys.argv[2] == "exclusive":  # a connection that keeps the whole file to itself, readers included
+    db.execute("PRAGMA locking_mode=EXCLUSIVE")
+db.execute("BEGIN EXCLUSIVE")
+db.execute("UPDATE tasks SET state = state")
+print("held", flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("hold", ["a write transaction", "exclusive"])
+def test_a_journal_another_process_is_writing_is_busy_not_a_network_problem(hold: str) -> None:
+    """The attack: with another process holding the journal's write lock, the journal and budget checks both
+    waited the doctor's whole 25 s and then said to "check the network". Now they read it read-only with a short
+    busy timeout: a write transaction does not stop a reader (the checks are ok), and a connection that keeps the
+    file to itself makes the journal "busy: another process is writing it" within seconds."""
+    import subprocess
+
+    from spark_nb._journal import journal_at
+
+    home = Path(os.environ["SPARK_NB_HOME"])
+    journal_at(home).entries()  # made, as a first call would
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_JOURNAL, str(home / "journal.sqlite"),
+                               "exclusive" if hold == "exclusive" else "transaction"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        started = time.monotonic()
+        checks = by_name(spark_nb.doctor())
+        took = time.monotonic() - started
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+    assert took < 15, f"the doctor took {took:.1f} s"
+    if hold == "exclusive":
+        assert checks["journal"].status == "warn" and "busy: another process is writing it" in checks["journal"].detail
+        assert checks["budget"].status == "warn" and "network" not in checks["budget"].fix
+    else:
+        assert checks["journal"].status == "ok" and checks["budget"].status == "ok", (checks["journal"],
+                                                                                      checks["budget"])
+
+
+def spec_with(data: dict[str, Any]) -> Callable[[Peer, socket.socket, Seen], None]:
+    """A spec service answering data (in its envelope) for every model."""
+    return lambda p, conn, seen: p.json(conn, 200, {"status": {"code": 200, "message": "ok"}, "data": data})
+
+
+def test_the_doctor_judges_the_values_calls_send_as_the_guard_does(server: Any, peer: Callable[..., Peer],
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The attack: a spec allowing `image_url` 10 characters refused every call before paying, while the doctor
+    said the spec matched. Now the doctor runs the guard's value checks on what spark-nb sends (its constants, and
+    URLs of the shortest and of a presigned upload's length): a constraint refusing both fails, one refusing long
+    URLs only warns."""
+    from spark_nb._specs import published
+
+    verdicts = {}
+    for most in (10, 200):
+        data = published(AVATAR, "")
+        data["parameters"][0]["constraints"] = {"max_length": most}
+        point_at(monkeypatch, server.url, models=peer(spec_with(data)).url)
+        verdicts[most] = by_name(spark_nb.doctor())[f"spec {AVATAR.id}"]
+    assert verdicts[10].status == "fail" and "every call" in verdicts[10].detail
+    assert "over the service's 10" in verdicts[10].detail and "SPARK_NB_SPEC_CHECK=off" in verdicts[10].fix
+    assert verdicts[200].status == "warn" and "presigned upload URLs" in verdicts[200].detail
+    assert server.stats()["created"] == 0
+
+
+def test_a_gateway_answering_404_with_or_without_the_key_is_not_said_to_accept_it(
+        peer: Callable[..., Peer], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The attack: a gateway (a proxy, a catch-all) answering 404 to a task read whether or not a key is sent was
+    reported "key accepted", and the first call was refused with 401. Now "accepted" needs the keyless read to have
+    been refused: otherwise "could not tell", a warning."""
+    gateway = peer(lambda p, conn, seen: p.json(conn, 404, {"message": "not found"}))
+    point_at(monkeypatch, gateway.url)
+    check = by_name(spark_nb.doctor())["key accepted"]
+    assert check.status == "warn" and check.detail.startswith("could not tell") and "accepted" not in check.detail
+
+
+def test_each_setting_that_cannot_be_read_is_reported_by_its_own_check(server: Any,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The attack: a bad SPARK_NB_BUDGET_USD (or SPARK_NB_BACKEND) was reported under "key", and every other check
+    said "fix the key first". Now each is its own check's failure (the budget's; the settings'), the key is ok and
+    the rest is checked."""
+    point_at(monkeypatch, server.url)
+    monkeypatch.setenv("SPARK_NB_BUDGET_USD", "five dollars")
+    checks = by_name(spark_nb.doctor())
+    assert checks["budget"].status == "fail" and "budget_usd" in checks["budget"].detail
+    assert "SPARK_NB_BUDGET_USD" in checks["budget"].fix
+    assert checks["key"].status == "ok" and checks["key accepted"].status == "ok" and checks["settings"].status == "ok"
+    monkeypatch.delenv("SPARK_NB_BUDGET_USD")
+    monkeypatch.setenv("SPARK_NB_BACKEND", "clowd")
+    checks = by_name(spark_nb.doctor())
+    assert checks["settings"].status == "fail" and "unknown backend 'clowd'" in checks["settings"].detail
+    assert "SPARK_NB_BACKEND" in checks["settings"].fix
+    assert checks["key"].status == "ok" and checks["budget"].status == "ok"
+    assert checks["generation URL"].status == "ok" and checks["key accepted"].status == "ok"
+
+
+def test_a_key_that_would_travel_unencrypted_beyond_this_machine_is_a_warning_and_not_sent() -> None:
+    """An http:// generation URL (or upload URL) to a host that is not this machine would carry the key in clear
+    text: the key check warns with the fix, and the key accepted check does not send it there (nothing is
+    contacted here: the checks are run on their own)."""
+    from spark_nb._doctor import Context, checks
+    from spark_nb._doctor import ok as ok_verdict
+
+    by = dict(checks())
+    ctx = Context.make({"backend": "cloud", "api_key": TEST_KEY, "base_url": "http://gateway.example",
+                        "upload_url": "http://uploads.example/files"})
+    verdict = by["key"](ctx)
+    assert verdict.status == "warn" and "unencrypted" in verdict.detail and "https://" in verdict.fix
+    assert "http://gateway.example (VTRIX_GENERATION_URL)" in verdict.detail and "uploads.example" in verdict.detail
+    ctx.expect("generation URL")
+    ctx.finished("generation URL", ok_verdict("answers"))
+    verdict = by["key accepted"](ctx)
+    assert verdict.status == "warn" and "does not send the key unencrypted" in verdict.detail
+    local = Context.make({"backend": "cloud", "api_key": TEST_KEY, "base_url": "http://127.0.0.1:9"})
+    assert by["key"](local).status == "ok"

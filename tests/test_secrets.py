@@ -292,3 +292,108 @@ def test_a_key_echoed_in_encoded_forms_is_in_no_error(tmp_path: Path) -> None:
                *map(str, json.loads(body).values()), unquote(error.request_id or ""), str(error), repr(error)]
     for text in decoded:
         assert key not in text and key not in unquote(text) and key not in html.unescape(text)
+
+
+# -- a cut before the redaction (the attack on issue 26) ------------------------------------------------------------
+
+CUT_KEY = "sk-live-ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+
+
+def longest_piece(text: str, key: str = CUT_KEY) -> str:
+    """The longest run of key's characters (anywhere in it) that text holds."""
+    best = ""
+    for start in range(len(key)):
+        for end in range(len(key), start + len(best), -1):
+            if key[start:end] in text:
+                best = key[start:end]
+                break
+    return best
+
+
+def test_any_start_of_a_key_that_a_cut_leaves_is_masked_in_any_spelling() -> None:
+    """The attack: text cut to a length before it was redacted (a message at 200 characters, a trace body at 4 KB)
+    kept all but the last characters of a key echoed across the cut, which no longer matched the whole key. Now
+    every start of a remembered value of 12 characters or more is masked, as it is, JSON-escaped or percent-encoded:
+    whatever a cut leaves of a key, at most 11 of its characters."""
+    from urllib.parse import quote
+
+    from spark_nb import _secrets
+
+    Secret(CUT_KEY)
+    for cut in range(_secrets.PIECE_CHARS, len(CUT_KEY) + 1):
+        piece = CUT_KEY[:cut]
+        for spelled in (piece, piece.replace("-", "\\u002d"), quote(piece, safe="").replace("-", "%2D")):
+            shown = _secrets.redact(f"refused: {spelled}…")
+            assert "********" in shown and len(longest_piece(shown.replace("\\u002d", "-").replace("%2D", "-"))) \
+                < _secrets.PIECE_CHARS, (cut, shown)
+    long_key = "k" + "0123456789abcdef" * 40  # longer than a block of the pattern: every block's starts masked
+    Secret(long_key)
+    for cut in (100, 256, 300, 600):
+        shown = _secrets.redact(f"[{long_key[:cut]}")
+        assert not any(long_key[i:i + _secrets.PIECE_CHARS] in shown for i in range(len(long_key))), cut
+
+
+def test_every_cut_of_outside_text_leaves_no_piece_of_a_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each place that cut text before redacting it, given the key across its cut: the doctor's finding (600),
+    a task's failure message (500), an API error's body (4000), the spec service's status message (120), the
+    trace's body (4 KB). None keeps 12 characters of the key (before: all but the last few)."""
+    import httpx
+
+    from spark_nb import _trace
+    from spark_nb._answers import Answer
+    from spark_nb._client import api_error
+    from spark_nb._doctor import Check
+    from spark_nb._specs_service import interpret
+    from spark_nb.models import task_failure
+
+    Secret(CUT_KEY)
+
+    def across(cut: int) -> str:  # the key starting 30 characters before the cut
+        return "x" * (cut - 30) + CUT_KEY + " and more"
+
+    shown = {
+        "doctor": str(Check("key accepted", "fail", across(600), "fix")),
+        "task failure": str(task_failure({"code": 1001, "message": across(500)}, "t-1", None)),
+        "api error": api_error(Answer(401, "", httpx.Headers(), across(4000).encode()), "creating the task").body or "",
+        "spec status": interpret(Answer(500, "", httpx.Headers(), b"", {"status": {"code": 500,
+                                                                            "message": across(120)}}))[2],
+    }
+    written: list[dict[str, Any]] = []
+    monkeypatch.setattr(_trace, "write", lambda path, record: written.append(record))  # the record, as written
+    _trace.exchange("unused", method="POST", url="http://127.0.0.1:9/x", started=time.monotonic(),
+                    request=httpx.Request("POST", "http://127.0.0.1:9/x", content=across(4096).encode()),
+                    status=200, body=b"{}")
+    shown["trace"] = written[0]["request"]["body"]
+    for where, text in shown.items():
+        assert len(longest_piece(text)) < 12, (where, longest_piece(text))
+
+
+# the modules that handle text from a service (answers, messages, specs, traces, the doctor's findings)
+SERVICE_TEXT_MODULES = ["_answers", "_client", "_trace", "_specs", "_specs_service", "_tasks", "models",
+                        "_doctor/_checks", "_doctor/_report", "_doctor/_service_checks", "_doctor/_spec_checks",
+                        "_doctor/_machine_checks"]
+# slices there that cut no text from elsewhere: a hash, a list of allowed values, ffmpeg's first line
+NOT_TEXT_SLICES = {"hexdigest()[:16]", "hexdigest()[:32]", "hexdigest()[:24]", "theirs.enum[:10]", "param.enum[:10]",
+                   "splitlines()[:1]", "split()[:3]", "items())[:AMBIGUOUS_SHOWN]", "iter(self.errors))[:6]",
+                   "parents[: depth + 1]"}
+
+
+def test_text_from_elsewhere_is_cut_only_by_safe_text() -> None:
+    """No module handling a service's text cuts it raw (`text[:200]`) or with `inert(limit=)` (which cuts before it
+    redacts): every cut goes through errors.safe_text(limit=), which redacts first."""
+    import ast
+
+    package = Path(spark_nb.__file__).parent
+    found = []
+    for name in SERVICE_TEXT_MODULES:
+        source = (package / f"{name}.py").read_text(encoding="utf-8")
+        for node in ast.walk(ast.parse(source)):
+            cut_by_inert = isinstance(node, ast.Call) and getattr(node.func, "id", "") == "inert" \
+                and any(k.arg == "limit" for k in node.keywords)
+            sliced = isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Slice) \
+                and node.slice.lower is None and node.slice.upper is not None
+            if cut_by_inert or sliced:
+                line = " ".join((ast.get_source_segment(source, node) or "").split())
+                if cut_by_inert or not any(ok in line for ok in NOT_TEXT_SLICES):
+                    found.append(f"{name}: {line}")
+    assert found == [], found

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 import spark_nb
-from spark_nb import _specs_service, avatar
+from spark_nb import _specs, _specs_service, avatar
 from spark_nb._specs import SpecUnreadable, differences, parameters, published
 from spark_nb._specs_service import SPEC_TTL_S, guard, known
 from spark_nb.errors import ValidationError
@@ -85,7 +85,7 @@ def test_the_local_server_publishes_every_model_spec_without_a_key(server: Any) 
     ("audio_url=", AVATAR, "the service no longer lists `audio_url`, which spark-nb sends"),
     ("+prompt", AVATAR, "the service requires `prompt`, which spark-nb does not send"),
     ("driving_video_info:string", IMITATOR,
-     "the service takes `driving_video_info` as a string; spark-nb sends an object"),
+     "the service takes `driving_video_info` as a string (type 'string'); spark-nb sends an object"),
     ("driving_video_info.store_type~1|2", IMITATOR,
      "the service takes `driving_video_info.store_type` only as 1, 2; spark-nb sends 0"),
     ("driving_video_info=driving_video", IMITATOR,
@@ -125,7 +125,9 @@ def test_a_call_the_published_spec_no_longer_accepts_is_refused_before_it_is_cre
         make_server: Callable[..., Any], media: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     """VTRIX_MODELS_URL names a spec service whose avatar spec renamed audio_url: generate() raises
     ValidationError(reason="service_changed") naming the difference and saying to upgrade, the server creates
-    nothing and the journal forgets the attempt; with SPARK_NB_SPEC_CHECK=off the same call is sent."""
+    nothing, stores no upload (the attack on issue 26: the structure, which needs no URL, is now checked before the
+    uploads, not after them) and the journal forgets the attempt; with SPARK_NB_SPEC_CHECK=off the same call is
+    sent."""
     server = make_server(api_key=TEST_KEY, spec_drift="audio_url=audio")
     monkeypatch.setenv("VTRIX_MODELS_URL", server.url)
     monkeypatch.setattr(_specs_service, "WAIT_S", 30.0)  # a guard against a busy machine, not the bound under test
@@ -134,7 +136,7 @@ def test_a_call_the_published_spec_no_longer_accepts_is_refused_before_it_is_cre
     assert caught.value.reason == "service_changed"
     assert "the service now names `audio` what spark-nb sends as `audio_url`" in str(caught.value)
     assert "upgrade spark-nb" in (caught.value.hint or "") and "Nothing was created" in str(caught.value)
-    assert server.stats()["created"] == 0
+    assert server.stats()["created"] == 0 and server.stats()["uploads"] == 0
     assert list(spark_nb.history()) == []
     monkeypatch.setenv("SPARK_NB_SPEC_CHECK", "off")
     result = avatar.generate(media["portrait"], media["speech"], progress=False, **cloud_config(server))
@@ -143,15 +145,16 @@ def test_a_call_the_published_spec_no_longer_accepts_is_refused_before_it_is_cre
 
 def test_ctrl_c_during_the_spec_check_leaves_nothing_that_may_exist(
         server: Any, media: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
-    """Ctrl-C while the spec is being looked at (up to half a second): nothing was sent, so the claim is released
-    and the identical call creates its task, rather than the attempt being recorded as "may exist"."""
+    """Ctrl-C while the spec is being looked at for the call's values (after the uploads, up to half a second):
+    nothing was sent, so the claim is released and the identical call creates its task, rather than the attempt
+    being recorded as "may exist". (Each call checks twice: the structure before its uploads, then its values.)"""
     from spark_nb._client import ApiClient
 
-    checks: list[str] = []
+    checks: list[dict[str, Any] | None] = []
 
-    def interrupted_once(self: ApiClient, model: str, params: dict[str, Any]) -> None:
-        checks.append(model)
-        if len(checks) == 1:
+    def interrupted_once(self: ApiClient, model: str, params: dict[str, Any] | None = None) -> None:
+        checks.append(params)
+        if params is not None and sum(p is not None for p in checks) == 1:
             raise KeyboardInterrupt
 
     monkeypatch.setattr(ApiClient, "check_spec", interrupted_once)
@@ -159,7 +162,8 @@ def test_ctrl_c_during_the_spec_check_leaves_nothing_that_may_exist(
         avatar.generate(media["portrait"], media["speech"], progress=False, **cloud_config(server))
     assert server.stats()["created"] == 0 and list(spark_nb.history()) == []
     result = avatar.generate(media["portrait"], media["speech"], progress=False, **cloud_config(server))
-    assert result.path.is_file() and server.stats()["created"] == 1 and len(checks) == 2
+    assert result.path.is_file() and server.stats()["created"] == 1
+    assert [p is None for p in checks] == [True, False, True, False]
 
 
 def test_values_the_published_constraints_refuse_are_refused(peer: Callable[[Handler], Peer],
@@ -268,3 +272,111 @@ def test_generate_completes_while_the_spec_service_stalls(server: Any, media: di
     result = avatar.generate(media["portrait"], media["speech"], progress=False, **cloud_config(server))
     assert result.path.is_file() and server.stats()["created"] == 1
     assert [s.path for s in stalled.seen] == [f"/api/v1/skill/models/{AVATAR.id}/spec"]
+
+
+# -- the attack on issue 26 ----------------------------------------------------------------------------------------
+
+
+def serve_spec(peer: Callable[[Handler], Peer], data: Any, monkeypatch: pytest.MonkeyPatch) -> Peer:
+    """A spec service answering data for every model, named by VTRIX_MODELS_URL; the guard waits for it."""
+    service = peer(lambda p, conn, seen: p.json(conn, 200, envelope(data)))
+    monkeypatch.setenv("VTRIX_MODELS_URL", service.url)
+    monkeypatch.setattr(_specs_service, "WAIT_S", 30.0)  # a guard against a busy machine, not the bound under test
+    return service
+
+
+def test_a_constraint_of_400_digits_is_not_judged_and_never_an_internal_error(peer: Callable[[Handler], Peer],
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The attack: a spec whose `min_length` is a 401-digit integer made the comparison raise OverflowError, so
+    every call of the model was "unexpected internal error... a bug in spark_nb" while the doctor said ok. Now only
+    finite numeric constraints of a sane size are read (and any failure of the comparison is an unreadable spec):
+    the call is not refused, and the doctor agrees."""
+    data = published(AVATAR, "")
+    data["parameters"][0]["constraints"] = {"min_length": 10**400, "max_length": float("inf")}
+    body = json.dumps(envelope(data), allow_nan=True).replace("Infinity", "1e999")  # as a service would spell it
+    service = peer(lambda p, conn, seen: p.respond(conn, 200, body.encode(), {"Content-Type": "application/json"}))
+    monkeypatch.setenv("VTRIX_MODELS_URL", service.url)
+    monkeypatch.setattr(_specs_service, "WAIT_S", 30.0)
+    guard(AVATAR.id, PARAMS, NOWHERE)
+    assert parameters(data)["image_url"].constraints == {}
+    monkeypatch.setenv("VTRIX_GENERATION_URL", NOWHERE)
+    monkeypatch.setenv("VTRIX_API_KEY", TEST_KEY)
+    check = next(c for c in spark_nb.doctor() if c.name == f"spec {AVATAR.id}")
+    assert check.status == "ok", check
+    data["parameters"][0]["constraints"] = {"min_length": 1000}  # a sane one is still judged
+    assert _specs.judge(AVATAR, data, PARAMS).values == ["`image_url` is shorter than 1000 characters"]
+
+
+def test_any_failure_of_the_comparison_is_an_unreadable_spec(peer: Callable[[Handler], Peer],
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever a spec makes the comparison raise (here a fault injected in the value check), the guard lets the
+    call go on and logs it at DEBUG: the spec is unreadable, never a crash of the call."""
+    serve_spec(peer, published(AVATAR, ""), monkeypatch)
+
+    def broken(*args: Any) -> list[str]:
+        raise ArithmeticError("a number no one expected")
+
+    monkeypatch.setattr(_specs, "value_problems", broken)
+    guard(AVATAR.id, PARAMS, NOWHERE)
+    with pytest.raises(SpecUnreadable, match="could not be compared"):
+        _specs.judge(AVATAR, published(AVATAR, ""), PARAMS)
+
+
+def test_an_array_with_children_is_an_array_not_an_object() -> None:
+    """The attack: a parameter with children was read as an object whatever its declared type, so a service now
+    taking `driving_video_info` as an array of objects (and `image_url` as `string[]`) accepted spark-nb's object
+    and string. Now the kind is the declared type's, and the difference is named with it."""
+    data = published(IMITATOR, "")
+    data["parameters"][1]["type"] = "array"  # its children kept: the items' fields
+    assert [d.text for d in differences(IMITATOR, data) if d.blocking] == [
+        "the service takes `driving_video_info` as an array (type 'array'); spark-nb sends an object"]
+    data = published(IMITATOR, "")
+    data["parameters"][0]["type"] = "string[]"
+    assert [d.text for d in differences(IMITATOR, data) if d.blocking] == [
+        "the service takes `image_url` as an array (type 'string[]'); spark-nb sends a string"]
+
+
+def test_a_spec_of_another_model_is_unreadable_not_a_refusal(peer: Callable[[Handler], Peer],
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """The attack: the spec service answered the avatar's id with the imitator's spec (model_id names it), and
+    every avatar call was refused with "upgrade spark-nb". Now a spec naming another model is unreadable: the call
+    goes on, and the doctor says it cannot read the spec (a warning, not a failure telling to upgrade)."""
+    serve_spec(peer, published(IMITATOR, ""), monkeypatch)
+    guard(AVATAR.id, PARAMS, NOWHERE)
+    with pytest.raises(SpecUnreadable, match="another model"):
+        _specs.judge(AVATAR, published(IMITATOR, ""))
+    monkeypatch.setenv("VTRIX_GENERATION_URL", NOWHERE)
+    monkeypatch.setenv("VTRIX_API_KEY", TEST_KEY)
+    check = next(c for c in spark_nb.doctor() if c.name == f"spec {AVATAR.id}")
+    assert check.status == "warn" and "describes another model" in check.detail and "upgrade" not in check.fix
+
+
+def test_a_spec_in_any_script_is_cached_at_its_own_size_and_dead_writers_parts_are_swept(tmp_path: Path) -> None:
+    """The attack: a 900 KB spec of Chinese text (within the reader's 1 MB) was cached with every character
+    escaped, 1.8 MB, over the cache's cap, so no other process ever read it back. Now it is cached as UTF-8; and
+    the part file a killed writer left in the specs folder is swept by the next write."""
+    folder = tmp_path / "specs"
+    folder.mkdir()
+    dead = subprocess_pid_that_ended()
+    stale = folder / f".x-spark_avatar_picture_omni_v2.json.{dead}-0abc.part"
+    stale.write_text("{")
+    data = {"parameters": [{"name": "image_url", "type": "string", "required": True, "description": "\u4e2d" * 300000},
+                           {"name": "audio_url", "type": "string", "required": True}]}
+    answer = _specs_service.SpecAnswer(AVATAR.id, "http://m", "published", data, "published", time.time())
+    _specs_service.remember(folder, answer)
+    [cache] = folder.glob("*.json")
+    assert cache.stat().st_size < _specs_service.MAX_CACHE_BYTES
+    assert not stale.exists()
+    _specs_service.forget()
+    again = _specs_service.cached(folder, "http://m", AVATAR.id)
+    assert again is not None and again.data == data
+
+
+def subprocess_pid_that_ended() -> int:
+    """The pid of a process that has ended (and been reaped)."""
+    import subprocess
+    import sys
+
+    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                           timeout=60, check=True)
+    return int(child.stdout)

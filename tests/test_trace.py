@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from spark_nb import _specs_service, avatar
+from spark_nb import errors as spark_nb_errors
 from spark_nb._client import ApiClient
 from spark_nb._config import Secret
 
@@ -177,3 +178,159 @@ def test_a_trace_that_cannot_be_written_never_fails_a_call(kind: str, peer: Call
         assert [client.get_task("t-1")["id"] for _ in range(3)] == ["t-1"] * 3
     said = [str(w.message) for w in caught if "SPARK_NB_TRACE" in str(w.message)]
     assert len(said) == 1 and "cannot be written" in said[0]
+
+
+# -- the attack on issue 26 ----------------------------------------------------------------------------------------
+
+SIGNED = {  # how object stores and CDNs sign a URL: every secret value is SECRETn
+    "S3": "https://b.s3.amazonaws.com/o.mp4?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=SECRET1a/x"
+          "&X-Amz-Signature=SECRET1",
+    "GCS V4": "https://storage.googleapis.com/b/o.mp4?X-Goog-Algorithm=GOOG4-RSA-SHA256&X-Goog-Credential=sa%40p/x"
+              "&X-Goog-Signature=SECRET2",
+    "Tencent COS": "https://b.cos.ap-x.myqcloud.com/o.mp4?q-sign-algorithm=sha1&q-ak=AKID&q-signature=SECRET3",
+    "Alibaba OSS STS": "https://b.oss-cn-x.aliyuncs.com/o.mp4?OSSAccessKeyId=STS.x&Expires=1&Signature=SECRET4a"
+                       "&security-token=SECRET4",
+    "OSS V4": "https://b.oss-cn-x.aliyuncs.com/o.mp4?x-oss-credential=SECRET5a&x-oss-signature=SECRET5",
+    "CDN auth_key": "https://cdn.example.com/v/o.mp4?auth_key=1700000000-0-0-SECRET6",
+    "CloudFront": "https://d1.cloudfront.net/o.mp4?Policy=SECRET7&Signature=SECRET7a&Key-Pair-Id=K",
+    "Azure SAS": "https://a.blob.core.windows.net/c/o.mp4?sv=2022-11-02&se=2030-01-01&sig=SECRET8",
+    "user:password": "https://alice:SECRET9@files.example.com/o.mp4",
+}
+
+
+@pytest.mark.parametrize("store", list(SIGNED))
+def test_every_query_value_of_a_result_url_is_masked_even_as_go_writes_it(store: str, peer: Callable[[Handler], Peer],
+                                                                         trace: Path) -> None:
+    """The attack: a service written in Go writes `&` as `\\u0026`, so a result URL's signature after its first
+    query value stayed readable in the trace; and the signatures of GCS, COS, OSS, CDNs, CloudFront and a URL's
+    user:password were never masked (a list of names to mask, not to keep). Now every query value is masked but a
+    few known safe to show, on the decoded JSON (and in text), and a URL's userinfo: each store's secrets are gone,
+    whether the answer's JSON escapes `&` or not."""
+    url = SIGNED[store]
+    task = {**TASK, "status": "completed", "output": [{"content": [{"url": url}]}]}
+    go = json.dumps(task).replace("&", "\\u0026").encode()
+    api = peer(lambda p, conn, seen: p.respond(conn, 200, go, {"Content-Type": "application/json",
+                                                               "Location": url}))
+    with client_of(api) as client:
+        client.get_task("t-1")
+    text = trace.read_text()
+    assert "SECRET" not in text, text
+    body = json.loads(records(trace)[0]["answer"]["body"])
+    shown = body["output"][0]["content"][0]["url"]
+    assert "********" in shown and shown.split("?")[0].split("@")[-1] == url.split("?")[0].split("@")[-1]
+    if store in ("S3", "GCS V4", "Azure SAS"):  # what a signed URL says of itself stays readable
+        assert any(safe in shown for safe in ("X-Amz-Algorithm=AWS4", "X-Goog-Algorithm=GOOG4", "se=2030-01-01"))
+
+
+def test_a_key_echoed_in_json_escapes_is_not_in_the_trace(peer: Callable[[Handler], Peer], trace: Path) -> None:
+    """A 401 echoing the key as Gson and PHP write it (`=` as `\\u003d`, `/` as `\\/`): the trace holds no
+    spelling of it (closed in issue 23's attack by _secrets; kept here for the trace)."""
+    key = "sk-live-ABCDEFGHIJKLMNOPQRSTUVWXYZ/0123456789+abc=="
+
+    def echo(p: Peer, conn: socket.socket, seen: Seen) -> None:
+        got = seen.headers.get("authorization", "").split(" ", 1)[-1]
+        body = '{"message": "invalid api key", "key": ' + json.dumps(got).replace("/", "\\/").replace(
+            "=", "\\u003d") + "}"
+        p.respond(conn, 401, body.encode(), {"Content-Type": "application/json"})
+
+    api = peer(echo)
+    client = ApiClient(api.url, Secret(key))
+    try:
+        with pytest.raises(spark_nb_errors.AuthenticationError):
+            client.get_task("t-1")
+    finally:
+        client.close()
+    text = trace.read_text()
+    decoded = json.loads(records(trace)[0]["answer"]["body"])["key"]
+    assert decoded == "********" and "ABCDEFGHIJKL" not in text and "0123456789" not in text
+
+
+def test_a_trace_name_planted_as_a_link_or_by_another_user_is_never_written(peer: Callable[[Handler], Peer],
+                                                                          tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The attack: another user plants the trace's name in a shared folder as a symbolic link to one of this
+    user's files (which the trace then appended to), or as a file of theirs that anyone may write (which then
+    held this user's trace for them to read). Now the trace is opened without following a link, and written only
+    to a file this user owns: one warning each, nothing written, the calls go on."""
+    victim = tmp_path / "victim.rc"
+    victim.write_text("# the victim's own file\n")
+    link = tmp_path / "spark-trace.jsonl"
+    link.symlink_to(victim)
+    planted = tmp_path / "trace2.jsonl"
+    planted.touch(mode=0o666)
+    others = os.geteuid() == 0
+    if others:  # root can make the planted file another user's, as the attacker's would be
+        os.chown(planted, 65534, 65534)
+    api = peer(lambda p, conn, seen: p.json(conn, 200, TASK))
+    for path in (link, planted) if others else (link,):
+        monkeypatch.setenv("SPARK_NB_TRACE", str(path))
+        with client_of(api) as client, warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            assert [client.get_task("t-1")["id"] for _ in range(2)] == ["t-1"] * 2
+        said = [str(w.message) for w in caught if "SPARK_NB_TRACE" in str(w.message)]
+        assert len(said) == 1 and "cannot be written" in said[0], said
+    assert victim.read_text() == "# the victim's own file\n"
+    assert planted.read_bytes() == b""
+
+
+def test_a_line_cut_short_by_a_full_disk_stops_the_trace_and_glues_nothing(tmp_path: Path) -> None:
+    """The attack: on a full disk a line was cut short without a word, and the next line (once there was room)
+    was glued to its half. Now a short write stops the trace with one warning, and a line (another process's)
+    always starts on a line of its own. The full disk is a file size limit (RLIMIT_FSIZE) in a child process."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "trace.jsonl"
+    script = f"""
+import json, resource, signal, warnings
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit is cut short, as on a full disk
+resource.setrlimit(resource.RLIMIT_FSIZE, (20000, 20000))
+from spark_nb import _trace
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    for n in range(10):
+        _trace.write({str(path)!r}, {{"kind": "api", "n": n, "pad": "x" * 3000}})
+print(json.dumps([str(w.message) for w in caught]))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    said = json.loads(done.stdout)
+    assert len(said) == 1 and "cannot be written" in said[0] and "full disk" in said[0], said
+    from spark_nb import _trace
+
+    _trace.write(str(path), {"kind": "api", "n": "after"})  # this process, with room
+    lines = path.read_bytes().split(b"\n")
+    assert lines[-1] == b""  # the file ends with a whole line
+    whole = [json.loads(line) for line in lines[:-1] if line.startswith(b"{") and line.endswith(b"}")]
+    assert [r["n"] for r in whole] == [0, 1, 2, 3, 4, 5, "after"]
+    assert len(lines) - 1 == len(whole) + 1  # and the one line cut short stands alone
+
+
+WRITE_LINES = """
+import sys, threading
+from spark_nb import _trace
+def work(t):
+    for n in range(40):
+        _trace.write(sys.argv[1], {"kind": "api", "who": f"{sys.argv[2]}-{t}-{n}", "body": "\\u4e2d" * 16000})
+threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
+[t.start() for t in threads]
+[t.join(120) for t in threads]
+"""
+
+
+@pytest.mark.slow
+def test_processes_appending_long_lines_at_once_leave_only_whole_lines(tmp_path: Path) -> None:
+    """Two processes of four threads each append lines of 96 KB at once (a write that long is seen half done by
+    another process): 320 lines, each a whole JSON object, no empty line. A line checks that the file ends with a
+    line break (so a line cut short by a full disk is not glued to) only while it holds the file's lock: the check
+    without it saw another process's line mid-write and added an empty line."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "trace.jsonl"
+    writers = [subprocess.Popen([sys.executable, "-c", WRITE_LINES, str(path), str(n)]) for n in range(2)]
+    assert [writer.wait(timeout=120) for writer in writers] == [0, 0]
+    lines = path.read_bytes().split(b"\n")
+    assert lines[-1] == b"" and b"" not in lines[:-1]
+    assert sorted(json.loads(line)["who"] for line in lines[:-1]) == sorted(
+        f"{p}-{t}-{n}" for p in range(2) for t in range(4) for n in range(40))

@@ -15,18 +15,21 @@ from collections.abc import Callable
 from ..errors import SparkError
 from ..models import MODELS
 from ._context import DEADLINE_S, Context
-from ._machine_checks import budget, ffmpeg, journal, versions
+from ._machine_checks import budget, ffmpeg, journal, settings, versions
 from ._report import Check, Report, Verdict, fail
 from ._service_checks import generation_url, key, key_accepted, uploads
 from ._spec_checks import model_spec
 
 CheckFn = Callable[[Context], Verdict]
+# the checks that wait on nothing but this machine: one that did not finish was held here, not by the network
+MACHINE = frozenset({"key", "settings", "ffmpeg", "journal", "budget", "versions"})
 
 
 def checks() -> list[tuple[str, CheckFn]]:
     """Every check by name, in the order the report lists them (one spec check per registered model)."""
     return [
         ("key", key),
+        ("settings", settings),
         ("generation URL", generation_url),
         ("key accepted", key_accepted),
         *((f"spec {model}", functools.partial(model_spec, model=model)) for model in MODELS),
@@ -50,6 +53,8 @@ def run(ctx: Context) -> Report:
         verdict = ctx.verdict(name)
         if verdict is None:
             verdict = fail(f"did not finish within the doctor's {DEADLINE_S:g} s",
+                           "something on this machine held it (a file another process holds, a stalled disk): run "
+                           "it again" if name in MACHINE else
                            "check the network (a host that accepts connections and never answers?)")
         report.append(Check(name, verdict.status, verdict.detail, verdict.fix))
     return report

@@ -1,16 +1,18 @@
-"""What every check may ask: the settings (or why they could not be read), the time left, the service's client, and
-the verdicts of the checks it follows."""
+"""What every check may ask: the settings (and which could not be read), the time left, the service's client, what
+another check found (its verdict, a fact it noted), and readings that several checks share, made once."""
 
 from __future__ import annotations
 
 import dataclasses
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from .._config import Settings, hide_key, resolve
+from .._config import Settings
 from ..errors import SparkError
 from ._report import Verdict
+from ._settings import read_settings
 
 if TYPE_CHECKING:
     from .._client import ApiClient
@@ -18,6 +20,7 @@ if TYPE_CHECKING:
 DEADLINE_S = 25.0  # the whole doctor, every check at once: an unreachable URL fails well within 30 s
 REQUEST_LIMIT_S = 8.0  # one network request of a check
 PROBE_TASK = "spark-nb-doctor-probe-0000"  # a task id no service has: reading it creates nothing and costs nothing
+T = TypeVar("T")
 
 
 @dataclasses.dataclass
@@ -25,20 +28,23 @@ class Context:
     """One doctor run's shared state; checks run in threads at once and read it."""
 
     settings: Settings | None
-    problem: SparkError | None  # why the settings could not be read (a malformed key, an unknown backend...)
+    problem: SparkError | None  # why no settings could be read at all (a malformed key)
     deadline: float
+    problems: dict[str, SparkError] = dataclasses.field(default_factory=dict)  # option -> why it cannot be read
     _verdicts: dict[str, Verdict] = dataclasses.field(default_factory=dict)
     _done: dict[str, threading.Event] = dataclasses.field(default_factory=dict)
+    _notes: dict[str, Any] = dataclasses.field(default_factory=dict)
+    _shared: dict[str, Any] = dataclasses.field(default_factory=dict)
+    _shared_locks: dict[str, threading.Lock] = dataclasses.field(default_factory=dict)
     _lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
 
     @classmethod
     def make(cls, config: dict[str, Any]) -> Context:
-        """The context for these options (as for configure()), the deadline starting now."""
+        """The context for these options (as for configure()), the deadline starting now; a setting that cannot
+        be read is in problems, set aside (see _settings), not a reason to read none."""
         deadline = time.monotonic() + DEADLINE_S
-        try:
-            return cls(resolve(**hide_key(config)), None, deadline)
-        except SparkError as exc:
-            return cls(None, exc, deadline)
+        settings, problem, problems = read_settings(config)
+        return cls(settings, problem, deadline, problems)
 
     @property
     def local(self) -> bool:
@@ -84,3 +90,22 @@ class Context:
             self._done[name].wait(max(0.0, self.deadline - time.monotonic()))
         with self._lock:
             return self._verdicts.get(name)
+
+    def note(self, name: str, value: Any) -> None:
+        """Keep a fact a later check may use (noted before the noting check's verdict)."""
+        with self._lock:
+            self._notes[name] = value
+
+    def noted(self, name: str) -> Any:
+        """A fact noted by another check, or None."""
+        with self._lock:
+            return self._notes.get(name)
+
+    def shared(self, name: str, read: Callable[[], T]) -> T:
+        """read(), made once for every check that asks (the others wait for it): e.g. the journal, read once."""
+        with self._lock:
+            lock = self._shared_locks.setdefault(name, threading.Lock())
+        with lock:
+            if name not in self._shared:
+                self._shared[name] = read()
+            return self._shared[name]  # type: ignore[no-any-return]

@@ -7,8 +7,7 @@ import html
 import json
 from typing import Any, Literal
 
-from .._secrets import redact
-from .._text import inert
+from ..errors import safe_text
 
 Status = Literal["ok", "warn", "fail"]
 _COLOURS = {"ok": "#1a7f37", "warn": "#9a6700", "fail": "#cf222e"}
@@ -26,7 +25,7 @@ class Check:
     def __post_init__(self) -> None:
         # any of it may quote a service, a file name or a URL: inert and redacted, whatever shows it
         for field in ("name", "detail", "fix"):
-            object.__setattr__(self, field, redact(inert(getattr(self, field), limit=600)))
+            object.__setattr__(self, field, safe_text(getattr(self, field), newlines=False, limit=600))
 
     def as_json(self) -> dict[str, str]:
         """{"name", "status", "detail", "fix"}."""

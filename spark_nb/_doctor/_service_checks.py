@@ -1,7 +1,10 @@
 """The checks that speak to the service: the key, the generation URL, the key accepted, the upload route.
 
 Each request is one, bounded (Context.left), never retried, and creates nothing: reading a task id that cannot
-exist, a GET of the upload endpoint. The key goes only where calls send it (the API's own host).
+exist, a GET of the upload endpoint. The key goes only where calls send it (the API's own host), and never
+unencrypted beyond this machine: an http:// URL to another host is the key check's warning, and the key is not
+sent there to check it. "Accepted" is said only on evidence: the gateway answers the keyless read otherwise (401)
+than the read with the key (404).
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ from .._answers import Answer, read_answer
 from .._client import BALANCE_HINT, _server_message, path_segment
 from .._config import DEFAULT_BASE_URL, KEY_SOURCES
 from .._specs_service import http as keyless_http
-from .._urls import is_http_url
+from .._urls import in_clear_beyond_this_machine, is_http_url
+from ..errors import safe_text
 from ._context import PROBE_TASK, Context
 from ._report import Verdict, fail, ok, warn
 
@@ -37,7 +41,14 @@ def key(ctx: Context) -> Verdict:
     if settings.api_key is None:
         return fail("the cloud backend is chosen but no API key is set", KEY_FIX)
     told = "" if settings.key_source in KEY_SOURCES.values() else " (the vtrix CLI's store)"
-    return ok(f"a well-formed key from {settings.key_source}{told}; never shown")
+    found = f"a well-formed key from {settings.key_source}{told}; never shown"
+    clear = [f"{url} ({setting})" for url, setting in ((settings.base_url, "VTRIX_GENERATION_URL"),
+                                                      (settings.uploader, "SPARK_NB_UPLOAD_URL"))
+             if isinstance(url, str) and in_clear_beyond_this_machine(url)]
+    if clear:
+        return warn(f"{found}, but it would travel unencrypted to a host that is not this machine: "
+                    f"{' and '.join(clear)} is http://", "use the https:// URL of each")
+    return ok(found)
 
 
 def generation_url(ctx: Context) -> Verdict:
@@ -58,6 +69,7 @@ def generation_url(ctx: Context) -> Verdict:
     except Exception as exc:  # every way of not answering is the finding
         return fail(f"{where}: {_unreachable(exc, limit)}", URL_FIX)
     took = f"{(time.monotonic() - started) * 1000:.0f} ms"
+    ctx.note("keyless status", answer.status)
     if 300 <= answer.status < 400:
         return warn(f"{where} redirects (HTTP {answer.status}) to {answer.headers.get('location', '?')}; a create "
                     "is never redirected", "set VTRIX_GENERATION_URL to where it redirects, if that is Vtrix")
@@ -74,6 +86,11 @@ def key_accepted(ctx: Context) -> Verdict:
         return warn("not checked: the generation URL does not answer", "fix the generation URL first")
     if not ctx.local and ctx.settings.api_key is None:
         return fail("not checked: there is no key", KEY_FIX)
+    if ctx.local:
+        return _local_key(ctx)
+    if in_clear_beyond_this_machine(ctx.settings.base_url):
+        return warn("not checked: the generation URL is http:// to a host that is not this machine, and the doctor "
+                    "does not send the key unencrypted", "use its https:// URL in VTRIX_GENERATION_URL (or base_url=)")
     client = ctx.client()
     limit = ctx.left()
     try:
@@ -81,8 +98,14 @@ def key_accepted(ctx: Context) -> Verdict:
     except Exception as exc:
         return fail(f"no answer with the key: {_unreachable(exc, limit)}", URL_FIX)
     said = _message(answer)
+    if answer.status == 404 and ctx.noted("keyless status") in (401, 403):
+        return ok(f"accepted: reading a task id that cannot exist answered 404 with the key and "
+                  f"{ctx.noted('keyless status')} without it")
     if answer.status == 404:
-        return ok("accepted: reading a task id that cannot exist answered 404, as it does for a valid key")
+        return warn("could not tell: reading a task id that cannot exist answered 404 with the key and "
+                    f"{ctx.noted('keyless status') or 'otherwise'} without it, so this gateway does not say "
+                    "whether it knows the key", "nothing to do now: a refused key fails the first call with HTTP 401 "
+                    "(before anything is paid); check VTRIX_GENERATION_URL if this is not Vtrix's gateway")
     if answer.status == 401:
         return fail(f"refused: HTTP 401 ({said})", KEY_FIX)
     if answer.status in (402, 403):
@@ -91,6 +114,22 @@ def key_accepted(ctx: Context) -> Verdict:
     if answer.status == 429:
         return warn("not known: the service answered 429 (too many requests)", "wait a minute and run it again")
     return warn(f"not known: a read of a task id that cannot exist answered HTTP {answer.status} ({said})", URL_FIX)
+
+
+def _local_key(ctx: Context) -> Verdict:
+    """On the local backend: the embedded server's own random key, which spark-nb made; no Vtrix key is involved."""
+    client = ctx.client()
+    limit = ctx.left()
+    try:
+        answer = client.probe("GET", _task_url(client.base_url), limit=limit)
+    except Exception as exc:
+        return fail(f"the embedded server did not answer: {_unreachable(exc, limit)}",
+                    "run it again; if it persists, report it to the spark-nb project")
+    if answer.status == 404:
+        return ok("the embedded server accepts its own key (made by spark-nb for this machine; no Vtrix key is "
+                  "involved)")
+    return fail(f"the embedded server refused its own key: HTTP {answer.status} ({_message(answer)})",
+                "this is a bug in spark-nb: please report it with this line")
 
 
 def uploads(ctx: Context) -> Verdict:
@@ -121,7 +160,8 @@ def _upload_endpoint(ctx: Context, endpoint: str, fix: str) -> Verdict:
         return fail(f"the uploader {endpoint!r} is neither an http(s) URL nor a callable", fix)
     limit = ctx.left()
     try:  # a GET: an upload endpoint takes POSTs, so it answers without storing anything; the key as uploads send it
-        if ctx.settings is not None and ctx.settings.api_key is not None:
+        keyed = ctx.settings is not None and ctx.settings.api_key is not None
+        if keyed and not in_clear_beyond_this_machine(endpoint):
             answer = ctx.client().probe("GET", endpoint, limit=limit)
         else:
             answer = read_answer(keyless_http(), "GET", endpoint, deadline=time.monotonic() + limit,
@@ -179,4 +219,4 @@ def _unreachable(exc: Exception, limit: float) -> str:
 
 
 def _message(answer: Answer) -> str:
-    return _server_message(answer.data, answer)[:200]
+    return safe_text(_server_message(answer.data, answer), newlines=False, limit=200)
