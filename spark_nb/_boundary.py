@@ -41,7 +41,10 @@ def boundary(fn: F | None = None, *, key_source: str | None = KEY_SOURCES["expli
     become a UsageError with their own text instead of an internal error.
     """
     if fn is None:
-        return functools.partial(boundary, key_source=key_source, task_of=task_of, as_usage=as_usage)
+        def decorate(fn: F) -> F:
+            return boundary(fn, key_source=key_source, task_of=task_of, as_usage=as_usage)
+
+        return decorate
 
     def unexpected(exc: Exception, args: tuple[Any, ...], kwargs: dict[str, Any]) -> SparkError:
         if isinstance(exc, as_usage):
@@ -52,7 +55,7 @@ def boundary(fn: F | None = None, *, key_source: str | None = KEY_SOURCES["expli
         if task_of is not None and args:
             try:
                 task_id, model = task_of(args[0])
-            except Exception:  # noqa: BLE001 - the error being reported matters more
+            except Exception:  # the error being reported matters more
                 pass
         return internal_error(exc, task_id, model)
 

@@ -50,6 +50,15 @@ Service = tuple[str, "str | None", str]  # (backend, base URL in one spelling, m
 _canonical = functools.lru_cache(maxsize=1024)(canonical_url)  # a budget check reads every row of the journal
 
 
+class _Said(TypedDict):
+    """What every CostUnknown of one check says: the model, the budget and what is spent and running."""
+
+    model: str
+    budget: Decimal
+    spend: Decimal
+    running: Decimal
+
+
 def spent(entries: list[Entry]) -> Decimal:
     """The sum of the known costs of these attempts (US dollars)."""
     return total(e.cost for e in entries if e.state == JobState.COMPLETED)

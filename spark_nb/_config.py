@@ -9,7 +9,7 @@ import os
 import threading
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Callable, Literal, Union
+from typing import Any, Literal, cast, get_args
 from urllib.parse import urlsplit
 
 from . import _secrets
@@ -28,7 +28,7 @@ VTRIX_HOST = "vtrix.ai"
 SPEC_CHECK_ENV = "SPARK_NB_SPEC_CHECK"  # "off": calls do not consult the published specs (the doctor still does)
 DEFAULT_OUTPUT_DIR = "spark_outputs"
 Backend = Literal["cloud", "local"]
-UploaderLike = Union[str, Callable[[Path], str], None]
+UploaderLike = str | Callable[[Path], str] | None
 
 KEY_SOURCES = {"explicit": "api_key=", "configured": "configure(api_key=)", "env": "VTRIX_API_KEY"}
 
@@ -130,6 +130,9 @@ class InputLimits:
         """Whether URL inputs are checked (reachable, of the right kind) before anything is paid."""
         return self.check_urls if self.check_urls is not None else _flag(
             "check_urls", _configured.get("check_urls", os.environ.get("SPARK_NB_CHECK_URLS")), True)
+
+
+DEFAULT_LIMITS = InputLimits()  # the limits of a call that names none
 
 
 @dataclasses.dataclass(frozen=True)
@@ -257,7 +260,7 @@ def resolve(**explicit: Any) -> Settings:
         chosen = "cloud" if api_key or problem else "local"  # a malformed key still says the cloud is meant
     _backend(chosen)
     return Settings(
-        backend=chosen,  # type: ignore[arg-type]
+        backend=cast(Backend, chosen),  # one of Backend's values: checked above
         base_url=base_url,
         api_key=api_key,
         output_dir=Path(pick("output_dir", "SPARK_NB_OUTPUT_DIR") or DEFAULT_OUTPUT_DIR),

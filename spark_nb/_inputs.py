@@ -15,10 +15,11 @@ import logging
 import os
 import re
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 
-from ._config import InputLimits
+from ._config import DEFAULT_LIMITS, InputLimits
 from ._ffmpeg import MediaFacts, per_file_version
 from ._files import write_atomically
 from ._inputs_images import check_image
@@ -247,7 +248,7 @@ def validate(media: Media, limits: InputLimits = InputLimits(), *, advise: bool 
     if field.kind == "image":  # a batch checks each image with its manifest, again when its row is submitted
         shown = media.shown
         remembered = per_file_version(path, ("image", field.name), lambda: check_image(path, field, name=shown))
-        facts = dataclasses.replace(remembered, path=path)  # type: ignore[type-var]
+        facts = dataclasses.replace(remembered, path=path)
     else:
         facts = check_stream(path, field, limits, name=media.shown)
     advice = tuple(_advice(path, field, facts, faces, media.shown)) if advise else ()
@@ -298,6 +299,6 @@ def _face_found(path: Path) -> bool:
         from ._faces import face_in_file
 
         return face_in_file(path)
-    except Exception as exc:  # noqa: BLE001 - OpenCV or PIL trouble must not block a usable input
+    except Exception as exc:  # OpenCV or PIL trouble must not block a usable input
         logger.debug("face check of %s failed: %r", path.name, exc)
         return True

@@ -40,7 +40,7 @@ _silent: dict[str, float] = {}  # scheme://host:port of a host that gave no answ
 _lock = threading.Lock()
 
 
-def check_url(url: str, field: MediaField, limits: InputLimits = InputLimits()) -> None:
+def check_url(url: str, field: MediaField, limits: InputLimits = DEFAULT_LIMITS) -> None:
     """A URL input checked before anything is paid: it answers with a file (else ValidationError "url_unreachable"
     naming the input, the URL and the status or the network's error), of its field's kind (its first bytes
     sniffed: a web page or a video where an image should be is refused), within the size its server announces.

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._backends import api_client
 from ._budget import budget_rule, settle
-from ._config import InputLimits, Settings, hide_key, resolve
+from ._config import DEFAULT_LIMITS, InputLimits, Settings, hide_key, resolve
 from ._deadline import until
 from ._inputs import (RECOMMENDED_AUDIO_SECONDS, Media, apply_fix, check, ensure_output_dir, normalise, refusal,
                       validate, with_url_face)

@@ -96,7 +96,7 @@ def fetch(models_url: str, model: str, *, limit: float = FETCH_LIMIT_S) -> SpecA
     """Read model's spec from models_url within limit seconds; never raises (a failure is an unreadable answer)."""
     try:
         answer = read_answer(http(), "GET", spec_url(models_url, model), deadline=time.monotonic() + limit)
-    except Exception as exc:  # noqa: BLE001 - any failure to read is "unreadable", never the caller's problem
+    except Exception as exc:  # any failure to read is "unreadable", never the caller's problem
         return SpecAnswer(model, models_url, "unreadable", None, _failure(exc, limit), time.time())
     state, data, detail = interpret(answer)
     return SpecAnswer(model, models_url, state, data, detail, time.time())

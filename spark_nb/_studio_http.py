@@ -53,6 +53,7 @@ class GuardedHTTPServer(HTTPServer):
     """tornado's HTTPServer with header and body deadlines, a bound on a request's body, a bound on connections that
     evicts the longest-waiting one, and an accept loop that survives running out of descriptors quietly."""
 
+    # tornado's options are passed by name here (limits= among them), not in its positional order
     def initialize(self, request_callback: Any, limits: StudioLimits = StudioLimits(),  # type: ignore[override]
                    **kwargs: Any) -> None:
         """As HTTPServer, with limits: a body over limits.max_body_bytes is refused (400) before it is read; the

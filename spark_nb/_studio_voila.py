@@ -1,4 +1,5 @@
-"""The studio's Voila server (`python -m spark_nb._studio_voila`, started by `spark-nb studio`): closed as JupyterLab is.
+"""The studio's Voila server (`python -m spark_nb._studio_voila`, started by `spark-nb studio`): closed as JupyterLab
+is.
 
 Voila 0.5 runs on jupyter_server, whose rules this uses rather than new ones: a token (from $JUPYTER_TOKEN, which
 `spark-nb studio` sets for this process alone and this process removes before any kernel starts), a login cookie
@@ -46,10 +47,12 @@ class CappedKernelManager(AsyncMappingKernelManager):
     max_kernels = Integer(4, config=True, help="kernels (open studio pages) running at once")
 
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+        super().__init__(**kwargs)  # type: ignore[no-untyped-call]  # jupyter_server's, unannotated
         self._starting = 0
 
-    async def start_kernel(self, *args: Any, kernel_id: str | None = None, **kwargs: Any) -> str:
+    # jupyter_client declares the base's start_kernel synchronous; the async managers' is a coroutine, as this one
+    async def start_kernel(self, *args: Any, kernel_id: str | None = None, **kwargs: Any  # type: ignore[override]
+                           ) -> str:
         """Start a kernel for a new page, or refuse with 503 when max_kernels pages are open."""
         if kernel_id is None and len(self.list_kernel_ids()) + self._starting >= self.max_kernels:
             raise web.HTTPError(503, reason=f"the studio is open in {self.max_kernels} pages already; close one "
@@ -61,7 +64,7 @@ class CappedKernelManager(AsyncMappingKernelManager):
             self._starting -= 1
 
 
-class TokenFileHandler(JupyterHandler, AllowListFileHandler):
+class TokenFileHandler(JupyterHandler, AllowListFileHandler):  # type: ignore[misc]  # voila ships no types: its classes are Any
     """Voila's /voila/files/ (the studio's videos and inputs) for the token holder only, as JupyterLab's /files/."""
 
     @property
@@ -80,7 +83,7 @@ class TokenFileHandler(JupyterHandler, AllowListFileHandler):
         return super().get(path, include_body)
 
 
-class TemplateFiles(TemplateStaticFileHandler):
+class TemplateFiles(TemplateStaticFileHandler):  # type: ignore[misc]  # voila ships no types: its classes are Any
     """Voila's template files (scripts, styles); a path that names no template's static file is a 404 (Voila's own
     raised on it: a traceback on the studio's terminal for every such request, from anyone)."""
 
@@ -162,7 +165,7 @@ class StudioVoila(Voila):
     def init_settings(self) -> dict[str, Any]:
         """jupyter_server's settings for a server that refuses remote Host names, with the capped kernel manager."""
         self.voila_configuration.multi_kernel_manager_class = CappedKernelManager
-        settings = super().init_settings()
+        settings: dict[str, Any] = super().init_settings()
         if not self.identity_provider.token:
             raise SystemExit("spark-nb studio: no token was given; start the studio with `spark-nb studio`")
         os.environ.pop(TOKEN_ENV, None)  # read; kernels started from here do not inherit it

@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from ._boundary import boundary
@@ -246,7 +246,7 @@ class Task:
         """Record in the journal how the task ended (a journal problem never fails the generation)."""
         try:
             journal_at(self.settings.home).finished(self.id, **how)
-        except Exception as exc:  # noqa: BLE001 - the video matters more than the record of it
+        except Exception as exc:  # the video matters more than the record of it
             logger.warning("could not record task %s in the journal: %r", self.id, exc)
 
     def _poll(self, deadline: float, timeout: float, seen: TaskState | None) -> TaskState:
@@ -415,7 +415,7 @@ def _intact(path: Path, expected: int | None) -> bool:
     return True
 
 
-async def run_cancellable(fn: Callable[[threading.Event], Any]) -> Any:
+async def run_cancellable(fn: Callable[[threading.Event], T]) -> T:
     """Run fn(cancel_event) in a worker thread; asyncio cancellation of the caller sets the event."""
     import asyncio
 

@@ -17,6 +17,7 @@ import logging
 import math
 import ssl
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator

@@ -6,6 +6,7 @@ import mimetypes
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -15,6 +16,8 @@ from ._urls import is_http_url
 from .errors import SparkError, UploadError
 
 if TYPE_CHECKING:
+    from types_boto3_s3 import S3Client
+
     from ._client import ApiClient
     from ._config import Settings
 
@@ -32,7 +35,7 @@ class HTTPUploader:
         client: the API client whose key and limits the upload uses (the key goes only to the API's own host).
     """
 
-    def __init__(self, endpoint: str, client: "ApiClient") -> None:
+    def __init__(self, endpoint: str, client: ApiClient) -> None:
         self.endpoint = endpoint
         self._client = client
 
@@ -144,7 +147,7 @@ def _transient(exc: Exception) -> bool:
     return False
 
 
-def uploader_for(settings: "Settings", client: "ApiClient") -> Uploader:
+def uploader_for(settings: Settings, client: ApiClient) -> Uploader:
     """The uploader these settings name: the local server's storage, a callable, an HTTP endpoint, or S3."""
     if settings.backend == "local":
         return HTTPUploader(f"{client.base_url}/api/v1/storage/files", client)

@@ -26,7 +26,7 @@ from .errors import UsageError
 if TYPE_CHECKING:
     from decimal import Decimal
 
-    from IPython.display import HTML
+    from IPython.core.display import HTML
 
 __all__ = ["EMBED_LIMIT_BYTES", "Kind", "ShownResult", "audio_html", "image_html", "kind_of", "media_html",
            "media_src", "mime_type", "relative_src", "result_caption", "result_html", "show", "video_html"]
@@ -47,13 +47,19 @@ class ShownResult(Protocol):
         duration: its length in seconds, or None.
     """
 
-    task_id: str
-    path: Path
-    duration: float | None
+    @property
+    def task_id(self) -> str: ...
+
+    @property
+    def path(self) -> Path: ...
+
+    @property
+    def duration(self) -> float | None: ...
 
     @property
     def cost(self) -> Decimal | None:
         """What the task cost in US dollars, or None when unknown."""
+
 
 _MIME = {
     ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".gif": "image/gif", ".webp": "image/webp",
@@ -285,8 +291,10 @@ def show(source: Any, *, caption: str = "", kind: Kind | None = None, width: int
     if kind not in (None, "image", "audio", "video"):
         raise UsageError(f"kind must be 'image', 'audio' or 'video' (or None: judged by type), not {kind!r}")
     if hasattr(source, "task_id") and hasattr(source, "path"):
-        return HTML(result_html(source, width=width or 384, embed_limit=embed_limit))
-    return HTML(media_html(source, caption=caption, kind=kind, width=width, embed_limit=embed_limit))
+        markup = result_html(source, width=width or 384, embed_limit=embed_limit)
+    else:
+        markup = media_html(source, caption=caption, kind=kind, width=width, embed_limit=embed_limit)
+    return HTML(markup)  # type: ignore[no-untyped-call]  # IPython leaves HTML's constructor unannotated
 
 
 def _src(source: str | os.PathLike[str], embed_limit: int) -> str | None:

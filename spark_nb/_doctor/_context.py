@@ -40,7 +40,7 @@ class Context:
     _lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
 
     @classmethod
-    def make(cls, config: dict[str, Any]) -> "Context":
+    def make(cls, config: dict[str, Any]) -> Context:
         """The context for these options (as for configure()), the deadline starting now; a setting that cannot
         be read is in problems, set aside (see _settings), not a reason to read none."""
         deadline = time.monotonic() + DEADLINE_S

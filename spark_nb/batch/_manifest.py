@@ -118,7 +118,7 @@ class InvalidRow:
 def in_manifest_order(ran: Sequence[RowOutcome], rows: Sequence[Row],
                       invalid: Sequence[InvalidRow]) -> list[RowOutcome]:
     """The outcomes of the rows that ran (ran[i] is rows[i]'s) and a `skipped` one per invalid row, by CSV line."""
-    lines = [*((row.number, outcome) for row, outcome in zip(rows, ran)),
+    lines = [*((row.number, outcome) for row, outcome in zip(rows, ran, strict=True)),
              *((row.number, row.outcome()) for row in invalid)]
     return [outcome for _, outcome in sorted(lines, key=lambda line: line[0])]
 

@@ -6,9 +6,9 @@ import dataclasses
 import logging
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from .._config import InputLimits
 from .._journal import Journal
@@ -16,6 +16,8 @@ from ..errors import SparkError
 from ._kernels import WarmKernels
 from ._manifest import Row
 from ._outcome import RowOutcome, RowStatus
+
+T = TypeVar("T")
 
 logger = logging.getLogger("spark_nb.batch")
 
@@ -61,7 +63,7 @@ def alone(row: Row, work: Callable[..., RowOutcome], *args: Any, task_id: str | 
     """work(*args), or, if it raises anything at all, the row failed with that error: the other rows go on."""
     try:
         return work(*args)
-    except Exception as exc:  # noqa: BLE001 (a bug, a RecursionError, an OSError: this row's failure, not the batch's)
+    except Exception as exc:  # a bug, a RecursionError, an OSError: this row's failure, not the batch's
         logger.debug("row %s failed", row.name, exc_info=True)
         return failed(row, exc, task_id=task_id)
 

@@ -263,7 +263,7 @@ def _write_reports_anyway(out: Path, rows: list[Row], keys: dict[str, str], firs
     """_write_reports while the batch is stopping on an error: a failure to write is said, the error raised."""
     try:
         _write_reports(out, rows, keys, first_of, outcomes, invalid)
-    except Exception as exc:  # noqa: BLE001 (the batch's own error is the one to raise)
+    except Exception as exc:  # the batch's own error is the one to raise
         print(f"spark-nb batch: the reports in {out} could not be written: {type(exc).__name__}: {exc}",
               file=sys.stderr)
 
@@ -387,7 +387,8 @@ def _submit(row: Row, run: BatchRun, row_dir: Path, slot: _Slot, *, resubmit: bo
             while True:  # at least one poll between two tries
                 if run.stop.wait(COST_WAIT_POLL_S):
                     raise TaskCancelled("the batch was stopped while this row waited for its model's cost to be "
-                                        "known; no task was created", hint="run the batch again to submit it")
+                                        "known; no task was created", hint="run the batch again to submit it"
+                                        ) from exc
                 if not _still_open(run.journal.attempt(exc.attempt)) or time.monotonic() >= again:
                     break
 

@@ -18,7 +18,8 @@ import re
 import socket
 import struct
 import threading
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 ROUTES = ("create", "poll", "download", "upload", "spec", "render")
 KINDS = ("402", "429", "500", "503", "reset", "reset_after", "slow", "bad_json", "truncated")
