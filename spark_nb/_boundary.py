@@ -20,8 +20,9 @@ import inspect
 import math
 import numbers
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 from ._config import KEY_SOURCES, hide_key
 from .errors import SparkError, UsageError, ValidationError, internal_error

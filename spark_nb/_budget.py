@@ -33,7 +33,7 @@ import functools
 import time
 from collections.abc import Callable
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypedDict
 
 from ._backends import api_client
 from ._config import Settings

@@ -13,6 +13,9 @@ from typing import TYPE_CHECKING, Any
 from ._cli_parser import parser as _parser
 from .errors import SparkError
 
+if TYPE_CHECKING:
+    from ._results import Result
+
 
 def _print_result(result: Result) -> None:
     from ._money import format_usd

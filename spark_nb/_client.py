@@ -24,8 +24,8 @@ from . import _trace
 from ._answers import Answer, install_deadlines, read_answer
 from ._api_errors import ACCOUNT_STATUSES, api_error, not_sent
 from ._config import Secret
-from ._files import make_part, remove_stale_parts
 from ._deadline import earliest, ran_out
+from ._files import make_part, remove_stale_parts
 from ._retry import NEVER_SENT, NOT_SENDABLE, RETRYABLE_STATUS, RetryPolicy, parse_retry_after
 from ._text import file_name_to_send
 from ._transfer import TransferError, fetch_to_file

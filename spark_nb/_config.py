@@ -7,9 +7,10 @@ import dataclasses
 import math
 import os
 import threading
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal, cast, get_args
+from typing import Any, Literal, cast
 from urllib.parse import urlsplit
 
 from . import _secrets
@@ -132,9 +133,6 @@ class InputLimits:
             "check_urls", _configured.get("check_urls", os.environ.get("SPARK_NB_CHECK_URLS")), True)
 
 
-DEFAULT_LIMITS = InputLimits()  # the limits of a call that names none
-
-
 @dataclasses.dataclass(frozen=True)
 class Settings:
     """Everything one generation needs to know about where and how to run (see spark_nb.settings()).
@@ -177,6 +175,7 @@ class Settings:
     notices: tuple[str, ...] = dataclasses.field(default=(), compare=False)  # said once, where a call starts
 
 
+DEFAULT_LIMITS = InputLimits()  # the limits of a call that names none (frozen: one shared instance)
 _FIELDS = (
     "api_key",
     "backend",

@@ -97,7 +97,8 @@ def refusal(advice: Advice, earlier: str | None = None) -> ValidationError:
     the take of these inputs the journal has (e.g. "task 3f2a… from 2026-12-07 10:31, completed"), which the
     same call returns without strict (nothing is paid either way)."""
     fix = {"no_face": "use a photo of one person with a large, frontal face",
-           "audio_too_long": f"trim it (pass trim_audio=True, the default: it cuts in a pause near {AUDIO_SECONDS:g} s)",
+           "audio_too_long": "trim it (pass trim_audio=True, the default: it cuts in a pause near "
+                             f"{AUDIO_SECONDS:g} s)",
            }.get(advice.reason)
     if earlier is None:
         return ValidationError(f"{advice.message} (refused: strict mode)", reason=advice.reason, field=advice.field,
@@ -227,7 +228,7 @@ def _spill(data: bytes, suffix: str, field: MediaField) -> Path:
     return path
 
 
-def validate(media: Media, limits: InputLimits = InputLimits(), *, advise: bool = True, faces: bool = True,
+def validate(media: Media, limits: InputLimits = DEFAULT_LIMITS, *, advise: bool = True, faces: bool = True,
              urls: bool = False) -> Media:
     """Check a local file against its field's rules, or, with urls, a URL by asking for its first bytes
     (check_url); returns media with its facts and advice (none looked for unless advise: a manifest's check wants
@@ -255,7 +256,7 @@ def validate(media: Media, limits: InputLimits = InputLimits(), *, advise: bool 
     return dataclasses.replace(media, facts=facts, advice=advice)
 
 
-def check(value: Any, field: MediaField, limits: InputLimits = InputLimits(), *, advise: bool = True,
+def check(value: Any, field: MediaField, limits: InputLimits = DEFAULT_LIMITS, *, advise: bool = True,
           faces: bool = True, name: str | None = None, urls: bool = False) -> Media:
     """normalise() then validate(): the checked Media for value, or ValidationError. name: the input's name as its
     user knows it, when value does not carry it (a form's upload, kept in a scratch file): its messages use it;

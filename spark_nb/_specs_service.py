@@ -167,7 +167,7 @@ def _read_cache(path: Path, models_url: str, model: str) -> SpecAnswer | None:
     taken whole for any other reason (a file other processes and versions share: never an error of the call)."""
     try:
         return _cache_answer(path, models_url, model)
-    except Exception as exc:  # noqa: BLE001 - e.g. a 400-digit fetched_at: OverflowError
+    except Exception as exc:  # e.g. a 400-digit fetched_at: OverflowError
         logger.debug("the spec cache file %s is not used: %r", path, exc)
         return None
 
@@ -250,7 +250,7 @@ def guard(model: str, params: dict[str, Any] | None, base_url: str) -> None:
         if answer is None or answer.state != "published":
             return
         problems = judge(spec, answer.data, params).refusals
-    except Exception as exc:  # noqa: BLE001 - SpecUnreadable, or any failure to read the spec: no spec, never an error
+    except Exception as exc:  # SpecUnreadable, or any failure to read the spec: no spec, never an error
         logger.debug("the published spec of %s is not used: %r", model, exc)
         return
     if problems:

@@ -35,11 +35,12 @@ if TYPE_CHECKING:  # httpx and asyncio load on first use, so `import spark_nb` s
 LOCAL_POLL_CAP_S = 0.5
 OnUpdate = Callable[["TaskState"], None]
 logger = logging.getLogger("spark_nb.tasks")
+T = TypeVar("T")
 AMBIGUOUS_SHOWN = 10  # candidates named when a task id prefix matches several
 _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
-def _this_task(task: "Task") -> tuple[str, str]:
+def _this_task(task: Task) -> tuple[str, str]:
     """The task id and model an unexpected error in one of a Task's methods names (see _boundary)."""
     return task.id, task.model
 
@@ -69,7 +70,7 @@ class Task:
 
     @classmethod
     @boundary
-    def from_id(cls, task_id: str, model: str | None = None, **config: Any) -> "Task":
+    def from_id(cls, task_id: str, model: str | None = None, **config: Any) -> Task:
         """A handle on an existing task, e.g. after a kernel restart; nothing is sent until you wait or ask.
 
         Args:

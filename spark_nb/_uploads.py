@@ -8,7 +8,7 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from ._deadline import ran_out, within
 from ._text import file_name_to_send
@@ -16,7 +16,6 @@ from ._urls import is_http_url
 from .errors import SparkError, UploadError
 
 if TYPE_CHECKING:
-    from types_boto3_s3 import S3Client
 
     from ._client import ApiClient
     from ._config import Settings

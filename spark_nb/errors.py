@@ -15,6 +15,9 @@ from ._money import format_usd, usd
 from ._secrets import redact
 from ._text import inert
 
+if TYPE_CHECKING:
+    from types import FrameType
+
 __all__ = [
     "REASONS", "APIError", "AuthenticationError", "BudgetExceeded", "CostUnknown", "DownloadError", "JournalError",
     "MediaError", "NotFoundError", "PermissionDeniedError", "RateLimitError", "ServerError", "SparkError",

@@ -137,7 +137,7 @@ def test_a_batch_runs_every_row_then_reuses_them(three_rows: Path, tmp_path: Pat
         table = list(csv.DictReader(f))
     assert list(table[0]) == ["name", "model", "task_id", "status", "video", "duration", "cost", "reused", "notebook",
                               "error", "advice"]
-    for row, outcome in zip(table, outcomes):
+    for row, outcome in zip(table, outcomes, strict=True):
         assert row["task_id"] == outcome.task_id and row["task_id"] in server.service.tasks
         assert row["status"] == "completed" and row["cost"] == "0.00" and row["error"] == "" and row["reused"] == ""
         video = out / row["video"]

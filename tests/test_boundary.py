@@ -216,7 +216,7 @@ def test_every_public_callable_given_hostile_arguments_raises_only_spark_errors(
                     asyncio.run(answer)
             except spark_nb.SparkError:
                 pass
-            except Exception as exc:  # noqa: BLE001 - what the test looks for
+            except Exception as exc:  # what the test looks for
                 leaks.append(f"{name}{args!r}: {type(exc).__module__}.{type(exc).__name__}: {exc}"[:300])
     assert leaks == [], "\n".join(leaks)
 

@@ -435,7 +435,8 @@ def test_an_http_loopback_gateway_is_checked_straight_and_never_through_the_envi
     assert proxy.seen == [], [seen.path for seen in proxy.seen]
     assert checks["key"].status == "ok" and checks["key accepted"].status == "ok", str(checks["key accepted"])
     assert checks["uploads"].status == "ok" and checks["generation URL"].status == "ok"
-    from spark_nb._doctor import Context, checks as all_checks
+    from spark_nb._doctor import Context
+    from spark_nb._doctor import checks as all_checks
 
     named = Context.make({"backend": "cloud", "api_key": TEST_KEY, "base_url": "http://gateway.localhost:9"})
     verdict = dict(all_checks())["key"](named)

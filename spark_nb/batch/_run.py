@@ -6,9 +6,9 @@ import dataclasses
 import logging
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from .._config import InputLimits
 from .._journal import Journal
@@ -16,8 +16,6 @@ from ..errors import SparkError
 from ._kernels import WarmKernels
 from ._manifest import Row
 from ._outcome import RowOutcome, RowStatus
-
-T = TypeVar("T")
 
 logger = logging.getLogger("spark_nb.batch")
 
@@ -73,7 +71,7 @@ def alone_later(row: Row, work: Callable[..., Future[RowOutcome]], *args: Any) -
     row failed with that error (settled): the other rows go on."""
     try:
         return work(*args)
-    except Exception as exc:  # noqa: BLE001 (as in alone)
+    except Exception as exc:  # as in alone
         logger.debug("row %s failed", row.name, exc_info=True)
         return settled(failed(row, exc))
 

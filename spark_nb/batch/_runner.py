@@ -122,7 +122,7 @@ def _pays(journal: Journal, out: Path, reuse: bool, resubmit_uncertain: bool,
     def pays(row: Row) -> bool:
         try:
             key = pipeline.call_key(row.spec, row.inputs, settings)
-        except Exception:  # noqa: BLE001 (its inputs cannot be read now: the row fails alone, see _keys)
+        except Exception:  # its inputs cannot be read now: the row fails alone, see _keys
             return True
         return _decision(journal, key, out / row.name, reuse, resubmit_uncertain).creates
     return pays
@@ -142,7 +142,7 @@ def _keys(rows: list[Row], outcomes: dict[str, RowOutcome], settings: Settings) 
     for row in rows:
         try:
             keys[row.name] = pipeline.call_key(row.spec, row.inputs, settings)
-        except Exception as exc:  # noqa: BLE001 (e.g. a file removed since the check): this row's failure alone
+        except Exception as exc:  # e.g. a file removed since the check: this row's failure alone
             outcomes[row.name] = failed(row, exc)
     return keys
 

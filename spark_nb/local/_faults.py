@@ -66,7 +66,7 @@ class FaultPlan:
         self.drawn: dict[str, int] = {}  # route -> requests that met a draw
 
     @classmethod
-    def parse(cls, spec: str | None, seed: int | None = None) -> "FaultPlan":
+    def parse(cls, spec: str | None, seed: int | None = None) -> FaultPlan:
         """Read a ROUTE:KIND:P comma list, e.g. "create:429:0.2,poll:reset:0.1".
 
         Args:
