@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from . import _journal_db
 from ._files import home_folder
@@ -78,7 +78,7 @@ def _guarded(method: F) -> F:
                 return method(self, *args, **kwargs)
         except (sqlite3.Error, OSError) as exc:
             raise journal_error(self.path, exc, busy_seconds=_journal_db.BUSY_TIMEOUT_S) from None
-    return run
+    return cast(F, run)  # functools.wraps keeps method's signature, which mypy cannot see
 
 
 class Journal(JournalFile):

@@ -114,7 +114,7 @@ def started_elsewhere(headers: Any) -> str | None:
     return None
 
 
-class StudioPageHandler(TornadoVoilaHandler):
+class StudioPageHandler(TornadoVoilaHandler):  # type: ignore[misc]  # voila ships no types: its classes are Any
     """The studio page, for the owner's own page loads only (never another page's frame, image or fetch); a request
     that brought the token is sent on without it (its login cookie is set); any other path is Voila's redirect to
     the file (a video the page shows)."""
@@ -149,7 +149,7 @@ class StudioLogout(JupyterHandler):
         self.finish("logged out of spark-nb studio; open the address it printed to come back\n")
 
 
-class StudioVoila(Voila):
+class StudioVoila(Voila):  # type: ignore[misc]  # voila ships no types: its classes are Any
     """Voila with the studio's rules: a token always, loopback Host names only, capped kernels, files behind login."""
 
     auto_token = Bool(True, config=True, help="take the token from $JUPYTER_TOKEN, else make one (never none)")
@@ -226,13 +226,13 @@ def _guarded(handler: type[web.RequestHandler]) -> type[web.RequestHandler]:
     """
     if issubclass(handler, APIHandler):
 
-        class Api(PathOnlyLog, handler):  # type: ignore[valid-type, misc]
+        class Api(PathOnlyLog, handler):  # type: ignore[valid-type, misc]  # a base given at run time
             pass
 
         return _named(Api, handler)
     if issubclass(handler, JupyterHandler):
 
-        class Plain(PathOnlyLog, handler):  # type: ignore[valid-type, misc]
+        class Plain(PathOnlyLog, handler):  # type: ignore[valid-type, misc]  # a base given at run time
             def write_error(self, status_code: int, **kwargs: Any) -> None:
                 exc = kwargs.get("exc_info", (None, None, None))[1]
                 reason = getattr(exc, "reason", None) or self._reason
@@ -242,7 +242,7 @@ def _guarded(handler: type[web.RequestHandler]) -> type[web.RequestHandler]:
 
         return _named(Plain, handler)
 
-    class LoopbackOnly(PathOnlyLog, handler):  # type: ignore[valid-type, misc]
+    class LoopbackOnly(PathOnlyLog, handler):  # type: ignore[valid-type, misc]  # a base given at run time
         def prepare(self) -> Any:
             if not is_loopback_host(self.request.host):
                 raise web.HTTPError(403)

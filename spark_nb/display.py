@@ -36,6 +36,7 @@ EMBED_LIMIT_BYTES = 1_500_000
 THUMBNAIL_SIDE = 768  # images too large to embed are previewed as a JPEG this size
 Kind = Literal["image", "audio", "video"]
 """The kinds of media a player is made for."""
+_KINDS: dict[str, Kind] = {"image": "image", "audio": "audio", "video": "video"}  # a MIME type's first part
 
 
 class ShownResult(Protocol):
@@ -111,8 +112,7 @@ def kind_of(source: str | os.PathLike[str]) -> Kind | None:
         mime = _MIME.get(Path(urlsplit(source).path).suffix.lower())
     else:
         mime = mime_type(path_argument(source, "source"))
-    kind = (mime or "").split("/")[0]
-    return kind if kind in ("image", "audio", "video") else None  # type: ignore[return-value]
+    return _KINDS.get((mime or "").split("/")[0])
 
 
 def media_src(path: Path, *, embed_limit: int = EMBED_LIMIT_BYTES) -> str | None:
@@ -284,7 +284,7 @@ def show(source: Any, *, caption: str = "", kind: Kind | None = None, width: int
     Raises:
         UsageError: a width that is not a whole number above 0, a kind none of the three, a path of the wrong type.
     """
-    from IPython.display import HTML
+    from IPython.core.display import HTML  # where it is defined (IPython.display re-exports it)
 
     if width is not None:
         _width(width)

@@ -276,13 +276,14 @@ def _side_by_side_files(files: list[Path], labels: Sequence[str] | None, out: st
                         fps: int, tmp: Path) -> Path:
     """side_by_side on files: one ffmpeg graph (scale, label, hold, hstack) and the longest input's audio."""
     facts = [read_header(v) for v in files]
+    widths: list[int] = []  # each scaled to height, even (the encoder's rule)
     for f in facts:
         if not f.has_video or not f.height or not f.width:
             raise MediaError(f"{f.path.name} has no picture to show")
+        widths.append(max(2, round(f.width * height / f.height / 2) * 2))
     moving = [f.duration for f in facts if not f.is_still_image and f.duration]
     total = max(moving, default=3.0)
     out = _output(out, [f.path for f in facts], "side-by-side", ".mp4", labels, height, fps)
-    widths = [max(2, round(f.width * height / f.height / 2) * 2) for f in facts]  # type: ignore[operator]
     args = [arg for f in facts for arg in ("-i", _input(f.path))]
     # stills and labels repeat their one frame as a stream: a lone frame that ends before its overlay
     # partner has started can leave ffmpeg's threaded filter graph with no frames to encode at all

@@ -233,7 +233,9 @@ def _check_row(path: Path, number: int, cells: dict[str, str], seen: dict[str, i
         except ValidationError as exc:
             row_problems.append(f"{field.name}: {str(exc).splitlines()[0]}")
             continue
-        inputs[field.name] = item.url or str(Path(item.path).resolve())  # type: ignore[arg-type]
+        where = item.url if item.path is None else str(item.path.resolve())
+        assert where is not None  # a Media is a file or a URL
+        inputs[field.name] = where
     takes = {f.name for f in spec.fields}
     row_problems += [f"{f} is set but {spec.id} does not take it" for f in input_fields() if cells.get(f)
                      and f not in takes]

@@ -400,10 +400,10 @@ def gallery(folder: str | os.PathLike[str] = ".") -> HTML:
     Returns:
         An IPython.display.HTML of the cards (none when the folder has no rows.json).
     """
-    from IPython.display import HTML
+    from IPython.core.display import HTML  # where it is defined (IPython.display re-exports it)
 
     folder = path_argument(folder, "folder")
-    return HTML(gallery_html(folder, read_rows(folder)))
+    return HTML(gallery_html(folder, read_rows(folder)))  # type: ignore[no-untyped-call]  # IPython's, unannotated
 
 
 def read_rows(folder: str | os.PathLike[str]) -> list[RowOutcome]:
