@@ -320,5 +320,14 @@ def journal_at(home: Path) -> Journal:
         return _journals[path]
 
 
-__all__ = ["FILENAME", "OPEN", "SCHEMA_VERSION", "Claim", "Entry", "JobState", "Journal",
+def forget_journals_under(folder: Path) -> None:
+    """Close and forget the journals of homes inside folder (a long-lived process done with those homes)."""
+    folder = Path(folder).expanduser().resolve()
+    with _journals_lock:
+        gone = [path for path in _journals if path.is_relative_to(folder)]
+        for path in gone:
+            _journals.pop(path).close()
+
+
+__all__ = ["FILENAME", "OPEN", "SCHEMA_VERSION", "Claim", "Entry", "JobState", "Journal", "forget_journals_under",
            "journal_at"]

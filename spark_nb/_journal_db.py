@@ -143,6 +143,11 @@ class JournalFile:
         self._busy_ms = int(BUSY_TIMEOUT_S * 1000)
         return db
 
+    def close(self) -> None:
+        """Let go of the kept write connection (the next write opens one again)."""
+        with self._lock:
+            self._drop_writer()
+
     def _drop_writer(self) -> None:
         held, self._held = self._held, None
         if held is not None and held[1] == os.getpid():  # a parent's connection is not closed in its child

@@ -14,7 +14,7 @@ class TaskProgress:
             from tqdm.auto import tqdm
 
             self._bar = tqdm(total=100, desc=f"task {task_id[:12]}", unit="%", leave=True,
-                             bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix} [{elapsed}]")
+                             bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}{postfix}")  # ", status"
 
     def update(self, status: str, progress: float | None) -> None:
         """Show the latest status and progress (0..1, or None when unknown)."""

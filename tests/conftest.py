@@ -100,6 +100,15 @@ def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     _specs_service.forget()  # a spec read in another test (whose server's port may come again) is not this one's
     yield
     config._configured.clear()
+    # the test's home and servers are done with: its journal's connection, its embedded server and the API clients'
+    # pools would otherwise stay open until the process ends (a full run passed 1024 descriptors)
+    from spark_nb._client import _close_clients
+    from spark_nb._journal import forget_journals_under
+    from spark_nb.local._embedded import stop_servers_under
+
+    forget_journals_under(tmp_path)
+    stop_servers_under(tmp_path)
+    _close_clients()
 
 
 @pytest.fixture

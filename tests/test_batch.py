@@ -608,6 +608,8 @@ def test_the_gallery_brings_outside_media_into_the_folder(tmp_path: Path, media:
     assert "inside/own%20video.mp4" in page  # a file already inside is used where it is
     assert 'src="https://example.com/p.jpg"' in page
     assert "gone.mp4" in page and page.count("<video") == 3  # a missing input is named, not shown
+    # the note names gallery.ipynb without linking it: followed in JupyterLab's sandboxed viewer a link got a 403
+    assert "<b>gallery.ipynb</b>" in page and 'href="gallery.ipynb"' not in page
     stamps = {p: p.stat().st_mtime_ns for p in (out / "media").iterdir()}
     assert write_gallery(out, outcomes).read_text() == page
     assert {p: p.stat().st_mtime_ns for p in (out / "media").iterdir()} == stamps  # nothing copied again

@@ -74,31 +74,38 @@ def test_a_task_paid_for_is_resumed_and_reused_after_its_url_expired(
 def test_a_no_reuse_batch_rerun_resumes_its_own_tasks_and_ignores_earlier_takes(
         tmp_path: Path, media: dict[str, Path], make_server: type, monkeypatch: pytest.MonkeyPatch) -> None:
     """`--no-reuse` makes a new take of takes from before the batch, never of the batch's own: a rerun of a
-    --no-reuse batch interrupted while its task ran (its task.json and journal attempt, made from its row folder,
-    exactly as the runner leaves them) resumes that task (before: paid for a second one, the first never waited
-    for); a row whose inputs an earlier generate() made gets a new task. generate(reuse=False) twice while the
-    first runs makes two takes, as asked."""
+    --no-reuse batch interrupted while one row's task ran and after another's finished (task.json, result.json and
+    journal attempts, made from their row folders, exactly as the runner leaves them) resumes the first task and
+    keeps the finished one (before: paid for a second task of each, the third attack found the finished one); a row
+    whose inputs an earlier generate() made gets a new task. generate(reuse=False) twice while the first runs makes
+    two takes, as asked."""
     server = make_server(api_key="sk-test-0123456789abcdefSECRET")
     use_server(monkeypatch, server)
     earlier = avatar.generate(media["portrait"], media["speech"], progress=False)
     manifest = write_manifest(tmp_path, [
         {"name": "own", "model": "imitator", "image": str(media["portrait"]), "driving_video": str(media["driving"])},
         {"name": "again", "model": "avatar", "image": str(media["portrait"]), "audio": str(media["speech"])},
+        {"name": "done", "model": "imitator", "image": str(media["portrait"]),
+         "driving_video": str(media["silent_driving"])},
     ])
     out = tmp_path / "out"
     inputs = {"image": str(media["portrait"].resolve()), "driving_video": str(media["driving"].resolve())}
     own = job.submit_or_resume("imitator", inputs, out / "own", name="own", reuse=False)  # then interrupted
-    assert server.stats()["created"] == 2
+    finished = job.submit_or_resume("imitator", {**inputs, "driving_video": str(media["silent_driving"].resolve())},
+                                    out / "done", name="done", reuse=False)
+    job.finish(finished, out / "done", name="done", timeout=120)
+    assert server.stats()["created"] == 3
 
     outcomes = {o.name: o for o in run_batch(manifest, out, progress=False, reuse=False)}
     assert outcomes["own"].status == "completed" and outcomes["own"].task_id == own.id
+    assert outcomes["done"].status == "completed" and outcomes["done"].task_id == finished.id
     assert outcomes["again"].status == "completed" and outcomes["again"].task_id != earlier.task_id
-    assert server.stats()["created"] == 3  # the earlier take, the row's own (resumed), one new take
-    assert sorted(state for _, state, _ in journal_states(out)) == ["completed", "completed"]
+    assert server.stats()["created"] == 4  # the earlier take, the rows' own (resumed, kept), one new take
+    assert sorted(state for _, state, _ in journal_states(out)) == ["completed", "completed", "completed"]
 
     first = avatar.submit(media["portrait"], media["speech"], reuse=False)
     second = avatar.submit(media["portrait"], media["speech"], reuse=False)
-    assert first.id != second.id and server.stats()["created"] == 5
+    assert first.id != second.id and server.stats()["created"] == 6
 
 
 def test_a_strict_rerun_refuses_a_row_the_journal_answers_as_it_refuses_a_new_one(

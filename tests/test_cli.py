@@ -85,7 +85,7 @@ def test_avatar_on_the_local_backend(media: dict[str, Path], tmp_path: Path) -> 
     result = printed_result(proc, tmp_path)
     assert_video_in(result, tmp_path / "videos")
     assert result["cost"] == "0.00"
-    assert re.search(rf"task {result['task'][:12]}: 100%.*completed", proc.stderr)  # the progress bar
+    assert re.search(rf"task {result['task'][:12]}: 100%.*\| \d\d:\d\d, completed", proc.stderr)  # the progress bar
     assert try_decode(result["video"], 0.2).facts.duration == pytest.approx(read_header(media["speech"]).duration,
                                                                                 abs=0.05)
 

@@ -99,7 +99,8 @@ def tally(outcomes: Sequence[RowOutcome]) -> str:
     return f"{done} of {len(outcomes)} rows completed{skipped_text} · {Tally(outcomes).spent_by_run}"
 
 
-JUPYTERLAB_NOTE = ("Inside JupyterLab, open <b><a href=\"gallery.ipynb\">gallery.ipynb</a></b> in this folder "
+# gallery.ipynb named, not linked: a link followed inside JupyterLab's sandboxed viewer answers 403
+JUPYTERLAB_NOTE = ("Inside JupyterLab, open <b>gallery.ipynb</b> in this folder from the file browser "
                    "instead: JupyterLab shows this page in a sandbox where its videos and pictures cannot load. "
                    "This page is for a browser opening the folder from disk, or for sharing it.")
 

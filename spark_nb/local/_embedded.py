@@ -46,3 +46,13 @@ def embedded_server(home: Path) -> LocalServer:
                                                      api_key=secrets.token_urlsafe(32)).start()
             atexit.register(server.stop)
         return _servers[storage]
+
+
+def stop_servers_under(folder: Path) -> None:
+    """Stop and forget the embedded servers of homes inside folder (a long-lived process done with those homes)."""
+    folder = Path(folder).expanduser().resolve()
+    with _lock:
+        gone = [storage for storage in _servers if storage.is_relative_to(folder)]
+        stopping = [_servers.pop(storage) for storage in gone]
+    for server in stopping:
+        server.stop()
