@@ -31,7 +31,7 @@ class Table:
         cells = [self.columns] + [[_cell(c) for c in row] for row in self.rows]
         widths = [max(len(r[i]) for r in cells) for i in range(len(self.columns))]
         out = [f"== {self.title} (goal: {self.goal})"]
-        out += ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in cells]
+        out += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
         return "\n".join(out + self.notes) + "\n"
 
 
@@ -53,4 +53,4 @@ def _cell(value: Any) -> str:
 
 def medians(samples: Sequence[Sequence[float]]) -> list[float]:
     """Column-wise medians of rows of samples."""
-    return [statistics.median(column) for column in zip(*samples)]
+    return [statistics.median(column) for column in zip(*samples, strict=True)]

@@ -63,7 +63,7 @@ class Answer:
 
     @classmethod
     def of(cls, status: int, body: bytes, headers: httpx.Headers | dict[str, str] | None = None, reason: str = "",
-           *, problem: str | None = None) -> "Answer":
+           *, problem: str | None = None) -> Answer:
         """The Answer for a body already read and decoded (problem: a bound it broke while being read)."""
         data = None
         if problem is None and body.strip():
@@ -177,9 +177,11 @@ def read_answer(http: httpx.Client, method: str, url: str, *, deadline: float, m
 
 def _request_of(exc: Exception) -> httpx.Request | None:
     """The request an httpx error was raised for, when it says."""
+    if not isinstance(exc, httpx.HTTPError):
+        return None
     try:
-        return exc.request  # type: ignore[attr-defined]
-    except (AttributeError, RuntimeError):  # not an httpx error, or one raised before a request was made
+        return exc.request
+    except RuntimeError:  # raised before a request was made
         return None
 
 
@@ -196,7 +198,8 @@ def _read_body(response: httpx.Response, max_bytes: int) -> tuple[bytes, str | N
     announced = response.headers.get("content-length", "")
     if announced.isdigit() and int(announced) > max_bytes:  # refused unread
         return b"", f"an answer larger than {max_bytes} bytes (it announces {announced})"
-    chunks, size, received = [], 0, 0
+    chunks: list[bytes] = []
+    size = received = 0
     for raw in response.iter_raw():  # as received (at most 64 KB a read)
         received += len(raw)
         if received > max_bytes:
@@ -286,8 +289,8 @@ def install_deadlines(http: httpx.Client) -> httpx.Client:
     for transport in transports:
         pool = getattr(transport, "_pool", None)
         backend = getattr(pool, "_network_backend", None)
-        if not isinstance(backend, httpcore.NetworkBackend):
+        if pool is None or not isinstance(backend, httpcore.NetworkBackend):
             raise RuntimeError(f"cannot bound the connections of {type(transport).__name__}: httpx changed")
         if not isinstance(backend, _BoundedBackend):
-            pool._network_backend = _BoundedBackend(backend)  # type: ignore[union-attr]
+            pool._network_backend = _BoundedBackend(backend)
     return http

@@ -20,8 +20,9 @@ import inspect
 import math
 import numbers
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar, cast, overload
 
 from ._config import KEY_SOURCES, hide_key
 from .errors import SparkError, UsageError, ValidationError, internal_error
@@ -30,8 +31,18 @@ F = TypeVar("F", bound=Callable[..., Any])
 TaskOf = Callable[[Any], "tuple[str | None, str | None]"]
 
 
+@overload
+def boundary(fn: F, *, key_source: str | None = ..., task_of: TaskOf | None = ...,
+             as_usage: tuple[type[Exception], ...] = ...) -> F: ...
+
+
+@overload
+def boundary(fn: None = None, *, key_source: str | None = ..., task_of: TaskOf | None = ...,
+             as_usage: tuple[type[Exception], ...] = ...) -> Callable[[F], F]: ...
+
+
 def boundary(fn: F | None = None, *, key_source: str | None = KEY_SOURCES["explicit"],
-             task_of: TaskOf | None = None, as_usage: tuple[type[Exception], ...] = ()) -> Any:
+             task_of: TaskOf | None = None, as_usage: tuple[type[Exception], ...] = ()) -> F | Callable[[F], F]:
     """Decorator (bare or with options): only SparkError (or KeyboardInterrupt) leaves fn; see the module.
 
     key_source names where an `api_key` keyword comes from in a bad key's error (None: the keyword is fn's own
@@ -41,7 +52,10 @@ def boundary(fn: F | None = None, *, key_source: str | None = KEY_SOURCES["expli
     become a UsageError with their own text instead of an internal error.
     """
     if fn is None:
-        return functools.partial(boundary, key_source=key_source, task_of=task_of, as_usage=as_usage)
+        def decorate(fn: F) -> F:
+            return boundary(fn, key_source=key_source, task_of=task_of, as_usage=as_usage)
+
+        return decorate
 
     def unexpected(exc: Exception, args: tuple[Any, ...], kwargs: dict[str, Any]) -> SparkError:
         if isinstance(exc, as_usage):
@@ -52,7 +66,7 @@ def boundary(fn: F | None = None, *, key_source: str | None = KEY_SOURCES["expli
         if task_of is not None and args:
             try:
                 task_id, model = task_of(args[0])
-            except Exception:  # noqa: BLE001 - the error being reported matters more
+            except Exception:  # the error being reported matters more
                 pass
         return internal_error(exc, task_id, model)
 
@@ -68,8 +82,8 @@ def boundary(fn: F | None = None, *, key_source: str | None = KEY_SOURCES["expli
             except Exception as exc:
                 raise unexpected(exc, args, kwargs) from exc
 
-        guarded_async.spark_nb_boundary = True  # type: ignore[attr-defined]
-        return guarded_async
+        guarded_async.spark_nb_boundary = True  # type: ignore[attr-defined]  # a mark on the function: see guarded
+        return cast(F, guarded_async)  # functools.wraps keeps fn's signature, which mypy cannot see
 
     @functools.wraps(fn)
     def guarded_sync(*args: Any, **kwargs: Any) -> Any:
@@ -82,8 +96,8 @@ def boundary(fn: F | None = None, *, key_source: str | None = KEY_SOURCES["expli
         except Exception as exc:
             raise unexpected(exc, args, kwargs) from exc
 
-    guarded_sync.spark_nb_boundary = True  # type: ignore[attr-defined]
-    return guarded_sync
+    guarded_sync.spark_nb_boundary = True  # type: ignore[attr-defined]  # as above
+    return cast(F, guarded_sync)  # as above
 
 
 def _misfit(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> UsageError | None:
@@ -126,11 +140,11 @@ def guard(value: Any) -> Any:
     if guarded(value) or type(value).__module__ == "typing" or getattr(value, "_is_protocol", False):
         return value  # a type's alias (Literal[...]) or a Protocol: named for annotations, never called
     if isinstance(value, type) and issubclass(value, enum.Enum):
-        value._missing_ = classmethod(_no_such_member)  # type: ignore[method-assign,assignment]
-        value._create_ = classmethod(_no_new_members)  # type: ignore[attr-defined]
+        value._missing_ = classmethod(_no_such_member)  # type: ignore[method-assign,assignment]  # Enum's hook, replaced
+        value._create_ = classmethod(_no_new_members)  # type: ignore[attr-defined]  # private to enum: typeshed omits it
     elif isinstance(value, type):  # a constructor's api_key (a server's own) is its own business, and its
         # ValueError says what is wrong with a value given (LocalServer(faults="poll:oops"), the CLI's too)
-        value.__init__ = boundary(value.__init__, key_source=None, as_usage=(ValueError,))  # type: ignore[misc]
+        value.__init__ = boundary(value.__init__, key_source=None, as_usage=(ValueError,))  # type: ignore[misc]  # a constructor replaced on purpose
     elif callable(value):
         return boundary(value)
     return value
@@ -143,7 +157,7 @@ def _no_such_member(cls: type[enum.Enum], value: object) -> None:
                           f"{', '.join(str(m.value) for m in cls)}", reason="invalid_status")
 
 
-_no_such_member.spark_nb_boundary = True  # type: ignore[attr-defined]
+_no_such_member.spark_nb_boundary = True  # type: ignore[attr-defined]  # a mark on the function: see guarded
 
 
 def _no_new_members(cls: type[enum.Enum], value: object, names: object, *args: Any, **kwargs: Any) -> None:

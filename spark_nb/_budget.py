@@ -33,7 +33,7 @@ import functools
 import time
 from collections.abc import Callable
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypedDict
 
 from ._backends import api_client
 from ._config import Settings
@@ -48,6 +48,15 @@ from .models import ModelSpec, task_failure
 SETTLE_READ_S = 10.0  # the one status read of a left task: at most this long (or what is left of the call's timeout)
 Service = tuple[str, "str | None", str]  # (backend, base URL in one spelling, model): where a cost is known
 _canonical = functools.lru_cache(maxsize=1024)(canonical_url)  # a budget check reads every row of the journal
+
+
+class _Said(TypedDict):
+    """What every CostUnknown of one check says: the model, the budget and what is spent and running."""
+
+    model: str
+    budget: Decimal
+    spend: Decimal
+    running: Decimal
 
 
 def spent(entries: list[Entry]) -> Decimal:

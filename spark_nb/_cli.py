@@ -6,19 +6,23 @@ import argparse
 import contextlib
 import sys
 import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 from ._cli_parser import parser as _parser
 from .errors import SparkError
 
+if TYPE_CHECKING:
+    from ._results import Result
 
-def _print_result(result: object) -> None:
+
+def _print_result(result: Result) -> None:
     from ._money import format_usd
 
-    print(f"task:  {result.task_id}")  # type: ignore[attr-defined]
-    print(f"video: {result.path}")  # type: ignore[attr-defined]
-    print(f"cost:  {format_usd(result.cost)}")  # type: ignore[attr-defined]
+    print(f"task:  {result.task_id}")
+    print(f"video: {result.path}")
+    print(f"cost:  {format_usd(result.cost)}")
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -115,8 +119,9 @@ def _demo(out: str, *, reuse: bool = True) -> int:
 
     print("spark-nb demo: local backend, bundled samples (no key, no network)")
     options: dict[str, Any] = {"backend": "local", "output_dir": out, "progress": False, "reuse": reuse}
-    runs = [("talking avatar", lambda: avatar.generate(samples.PORTRAIT, samples.SPEECH, **options)),
-            ("imitation", lambda: imitator.generate(samples.PORTRAIT, samples.DRIVING_VIDEO, **options))]
+    runs: list[tuple[str, Callable[[], Result]]] = [
+        ("talking avatar", lambda: avatar.generate(samples.PORTRAIT, samples.SPEECH, **options)),
+        ("imitation", lambda: imitator.generate(samples.PORTRAIT, samples.DRIVING_VIDEO, **options))]
     for label, run in runs:
         started = time.perf_counter()
         result = run()
@@ -152,7 +157,7 @@ def _batch(args: argparse.Namespace) -> int:
     # papermill validates notebooks with jsonschema, which on import builds rfc3987-syntax's IRI grammars when
     # that package is installed (2.5 CPU seconds, python-jsonschema/jsonschema#1428); notebooks use no IRI
     # formats, so this process, which is ours alone, goes without them
-    sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[assignment]
+    sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]  # None: its import fails at once
     try:
         outcomes = run_batch(args.manifest, args.out, concurrency=args.concurrency, notebook=args.notebook,
                              resubmit_uncertain=args.resubmit_uncertain, skip_invalid=args.skip_invalid,

@@ -13,9 +13,9 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from pathlib import Path
-from typing import Any, Iterator, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -24,8 +24,8 @@ from . import _trace
 from ._answers import Answer, install_deadlines, read_answer
 from ._api_errors import ACCOUNT_STATUSES, api_error, not_sent
 from ._config import Secret
-from ._files import make_part, remove_stale_parts
 from ._deadline import earliest, ran_out
+from ._files import make_part, remove_stale_parts
 from ._retry import NEVER_SENT, NOT_SENDABLE, RETRYABLE_STATUS, RetryPolicy, parse_retry_after
 from ._text import file_name_to_send
 from ._transfer import TransferError, fetch_to_file
@@ -61,7 +61,7 @@ class _ApiKeyAuth(httpx.Auth):
         self._origin = origin
         self._key = key
 
-    def auth_flow(self, request: httpx.Request) -> Iterator[httpx.Request]:
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         if self._key is not None and _origin(request.url) == self._origin:
             request.headers["Authorization"] = f"Bearer {self._key.reveal()}"
         yield request
@@ -277,9 +277,9 @@ class ApiClient:
 
     def _read_json(self, send: Callable[[], Answer], *, what: str, task_id: str | None = None,
                    deadline: float | None = None, attempts: int | None = None,
-                   error: type[SparkError] = ServerError) -> Any:
+                   error: type[SparkError] = ServerError) -> dict[str, Any]:
         """send() until it answers a JSON object, retrying transient failures and unreadable answers."""
-        def attempt() -> Any:
+        def attempt() -> dict[str, Any]:
             try:
                 answer = send()
             except NOT_SENDABLE as exc:

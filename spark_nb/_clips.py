@@ -17,20 +17,22 @@ from __future__ import annotations
 import math
 import sys
 import tempfile
+import types
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from .errors import MediaError, UsageError
 
 if TYPE_CHECKING:
     from moviepy import AudioClip, AudioFileClip, VideoClip, VideoFileClip
+    from moviepy.Clip import Clip
 
 RENDER_FPS = 25  # for edited clips that have no frame rate of their own (stills, text)
 TITLE_SECONDS = 1.5
 _DURATION_TOLERANCE_S = 1e-6
 
 
-def is_clip(value: object) -> bool:
+def is_clip(value: object) -> TypeGuard[Clip]:
     """Whether value is a moviepy clip (without importing moviepy: no clip exists before it is imported)."""
     if "moviepy" not in sys.modules:
         return False
@@ -39,7 +41,7 @@ def is_clip(value: object) -> bool:
     return isinstance(value, Clip)
 
 
-def is_video_clip(value: object) -> bool:
+def is_video_clip(value: object) -> TypeGuard[VideoClip]:
     """Whether value is a moviepy video clip (one with pictures)."""
     if not is_clip(value):
         return False
@@ -48,7 +50,7 @@ def is_video_clip(value: object) -> bool:
     return isinstance(value, VideoClip)
 
 
-def is_audio_clip(value: object) -> bool:
+def is_audio_clip(value: object) -> TypeGuard[AudioClip]:
     """Whether value is a moviepy audio clip (sound only)."""
     if not is_clip(value):
         return False
@@ -204,9 +206,11 @@ def _open_reader(clip: Any) -> Any:
 def _reads_its_file(clip: Any) -> bool:
     """Whether clip's frames come straight from its reader: the frame function its file class's constructor set."""
     function = getattr(clip, "frame_function", None)
-    if getattr(function, "__qualname__", None) != f"{type(clip).__name__}.__init__.<locals>.<lambda>":
+    if (not isinstance(function, types.FunctionType)
+            or function.__qualname__ != f"{type(clip).__name__}.__init__.<locals>.<lambda>"):
         return False  # subclipped, resized, effects: moviepy wraps the frame function in a new one
-    cells = dict(zip(function.__code__.co_freevars, (cell.cell_contents for cell in function.__closure__ or ())))
+    contents = (cell.cell_contents for cell in function.__closure__ or ())
+    cells = dict(zip(function.__code__.co_freevars, contents, strict=True))
     owner = cells.get("self")
     return owner is not None and getattr(owner, "reader", None) is clip.reader
 

@@ -7,9 +7,10 @@ import dataclasses
 import math
 import os
 import threading
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Callable, Literal, Union
+from typing import Any, Literal, cast
 from urllib.parse import urlsplit
 
 from . import _secrets
@@ -28,7 +29,7 @@ VTRIX_HOST = "vtrix.ai"
 SPEC_CHECK_ENV = "SPARK_NB_SPEC_CHECK"  # "off": calls do not consult the published specs (the doctor still does)
 DEFAULT_OUTPUT_DIR = "spark_outputs"
 Backend = Literal["cloud", "local"]
-UploaderLike = Union[str, Callable[[Path], str], None]
+UploaderLike = str | Callable[[Path], str] | None
 
 KEY_SOURCES = {"explicit": "api_key=", "configured": "configure(api_key=)", "env": "VTRIX_API_KEY"}
 
@@ -174,6 +175,7 @@ class Settings:
     notices: tuple[str, ...] = dataclasses.field(default=(), compare=False)  # said once, where a call starts
 
 
+DEFAULT_LIMITS = InputLimits()  # the limits of a call that names none (frozen: one shared instance)
 _FIELDS = (
     "api_key",
     "backend",
@@ -257,7 +259,7 @@ def resolve(**explicit: Any) -> Settings:
         chosen = "cloud" if api_key or problem else "local"  # a malformed key still says the cloud is meant
     _backend(chosen)
     return Settings(
-        backend=chosen,  # type: ignore[arg-type]
+        backend=cast(Backend, chosen),  # one of Backend's values: checked above
         base_url=base_url,
         api_key=api_key,
         output_dir=Path(pick("output_dir", "SPARK_NB_OUTPUT_DIR") or DEFAULT_OUTPUT_DIR),

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import cv2
+import cv2.data
 import numpy as np
 
 DETECT_SIDE = 360  # detection runs on a copy this large: Haar cost grows with pixels, accuracy barely does
@@ -41,7 +42,7 @@ class Box:
         """Vertical centre."""
         return self.y + self.h / 2
 
-    def scaled(self, factor: float) -> "Box":
+    def scaled(self, factor: float) -> Box:
         """The same box in an image resized by factor."""
         return Box(self.x * factor, self.y * factor, self.w * factor, self.h * factor)
 
@@ -56,7 +57,8 @@ def cascade(name: str) -> Any:
     if name not in cache:
         cascade = cv2.CascadeClassifier(cv2.data.haarcascades + name)
         if cascade.empty():
-            raise RuntimeError(f"OpenCV's {name} is missing; install opencv-python-headless 4.x (5.x no longer ships it)")
+            raise RuntimeError(
+                f"OpenCV's {name} is missing; install opencv-python-headless 4.x (5.x no longer ships it)")
         cache[name] = cascade
     return cache[name]
 

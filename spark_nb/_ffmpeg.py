@@ -14,7 +14,9 @@ import os
 import re
 import subprocess
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar, cast
 
 from . import _procs
 from .errors import MediaError, safe_text
@@ -34,7 +36,8 @@ def ffmpeg_exe() -> str:
     """Path of the ffmpeg binary bundled with imageio-ffmpeg."""
     import imageio_ffmpeg
 
-    return imageio_ffmpeg.get_ffmpeg_exe()
+    exe: str = imageio_ffmpeg.get_ffmpeg_exe()  # imageio-ffmpeg ships no types
+    return exe
 
 
 def ffmpeg_input(path: str | os.PathLike[str]) -> str:
@@ -104,7 +107,8 @@ class DecodeReport:
     seconds: float
 
 
-_cache: dict[tuple[object, ...], MediaFacts | DecodeReport] = {}
+T = TypeVar("T")
+_cache: dict[tuple[object, ...], object] = {}  # (real path, size, mtime, *kind) -> what was computed
 _cache_lock = threading.Lock()
 
 
@@ -123,7 +127,7 @@ def read_header(path: str | Path) -> MediaFacts:
     path = Path(path)
     if not path.is_file():
         raise ProbeError(f"{path} does not exist", why="it does not exist")
-    return per_file_version(path, ("header",), lambda: _facts(path, _run_probe(path, [])))  # type: ignore[return-value]
+    return per_file_version(path, ("header",), lambda: _facts(path, _run_probe(path, [])))
 
 
 def try_decode(path: str | Path, seconds: float = 1.0) -> DecodeReport:
@@ -133,7 +137,7 @@ def try_decode(path: str | Path, seconds: float = 1.0) -> DecodeReport:
     def decode() -> DecodeReport:
         return _report(path, _run_probe(path, ["-t", f"{seconds:g}", "-f", "null", "-"], check=True))
 
-    return per_file_version(path, ("decode", seconds), decode)  # type: ignore[return-value]
+    return per_file_version(path, ("decode", seconds), decode)
 
 
 def decode_tail(path: str | Path, duration: float, seconds: float = 1.0) -> DecodeReport:
@@ -145,7 +149,7 @@ def decode_tail(path: str | Path, duration: float, seconds: float = 1.0) -> Deco
         log = _run_probe(path, ["-t", f"{seconds:g}", "-f", "null", "-"], check=True, before=["-ss", f"{start:.3f}"])
         return _report(path, log)
 
-    return per_file_version(path, ("tail", duration, seconds), decode)  # type: ignore[return-value]
+    return per_file_version(path, ("tail", duration, seconds), decode)
 
 
 def loudest_db(path: str | Path, seconds: float = 60.0) -> float:
@@ -157,7 +161,7 @@ def loudest_db(path: str | Path, seconds: float = 60.0) -> float:
         peak = re.search(r"max_volume:\s*(-?inf|-?[\d.]+) dB", log)
         return float(peak.group(1)) if peak else float("-inf")
 
-    return per_file_version(path, ("loudest", seconds), measure)  # type: ignore[return-value]
+    return per_file_version(path, ("loudest", seconds), measure)
 
 
 def picture_changes(path: str | Path, seconds: float = 10.0) -> int:
@@ -176,9 +180,9 @@ def picture_changes(path: str | Path, seconds: float = 10.0) -> int:
                              why=f"ffmpeg took more than {PROBE_TIMEOUT_S:g}s to read it") from exc
         data, size = proc.stdout, side * side
         frames = [data[i:i + size] for i in range(0, len(data) - size + 1, size)]
-        return max((max(abs(a - b) for a, b in zip(frames[0], frame)) for frame in frames[1:]), default=0)
+        return max((max(abs(a - b) for a, b in zip(frames[0], frame, strict=True)) for frame in frames[1:]), default=0)
 
-    return per_file_version(path, ("changes", seconds), measure)  # type: ignore[return-value]
+    return per_file_version(path, ("changes", seconds), measure)
 
 
 def decode_audio(path: str | Path, sample_rate: int, seconds: float, *, timeout: float = 120.0
@@ -219,7 +223,7 @@ def _plain_wav(path: Path, sample_rate: int, seconds: float) -> tuple[MediaFacts
                       has_audio=True, is_still_image=False, bytes=size), pcm
 
 
-def per_file_version(path: Path, kind: tuple[object, ...], compute: object) -> object:
+def per_file_version(path: Path, kind: tuple[object, ...], compute: Callable[[], T]) -> T:
     """compute()'s answer about path, remembered for this version of the file (its real path, size and mtime) and
     kind; a failure (an exception) is not remembered."""
     try:
@@ -229,8 +233,8 @@ def per_file_version(path: Path, kind: tuple[object, ...], compute: object) -> o
         key = None
     with _cache_lock:
         if key is not None and key in _cache:
-            return _cache[key]
-    value = compute()  # type: ignore[operator]
+            return cast(T, _cache[key])  # what compute() made for this kind: kind is part of the key
+    value = compute()
     if key is not None:
         with _cache_lock:
             if len(_cache) >= _CACHE_SIZE:
@@ -305,7 +309,10 @@ def boxes_fit(path: Path, limit: int = 10_000) -> bool:
 
 
 def _facts(path: Path, log: str) -> MediaFacts:
-    container = re.search(r"^Input #0, ([^,\n]+)", log, re.M).group(1).strip()  # type: ignore[union-attr]
+    found = re.search(r"^Input #0, ([^,\n]+)", log, re.M)
+    if found is None:  # _run_ffmpeg passes only logs with an input line; this one names no format
+        raise ProbeError(f"cannot read {path.name}: ffmpeg named no container format")
+    container = found.group(1).strip()
     duration = re.search(r"Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)", log)
     seconds = _seconds(*duration.groups()) if duration else None
     header = log.split("Stream mapping:", 1)[0]

@@ -56,7 +56,7 @@ class HistoryEntry:
     damaged: str | None = None
 
     @classmethod
-    def of(cls, entry: Entry) -> "HistoryEntry":
+    def of(cls, entry: Entry) -> HistoryEntry:
         """The public view of a journal entry.
 
         Args:

@@ -15,10 +15,11 @@ import logging
 import os
 import re
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 
-from ._config import InputLimits
+from ._config import DEFAULT_LIMITS, InputLimits
 from ._ffmpeg import MediaFacts, per_file_version
 from ._files import write_atomically
 from ._inputs_images import check_image
@@ -96,7 +97,8 @@ def refusal(advice: Advice, earlier: str | None = None) -> ValidationError:
     the take of these inputs the journal has (e.g. "task 3f2a… from 2026-12-07 10:31, completed"), which the
     same call returns without strict (nothing is paid either way)."""
     fix = {"no_face": "use a photo of one person with a large, frontal face",
-           "audio_too_long": f"trim it (pass trim_audio=True, the default: it cuts in a pause near {AUDIO_SECONDS:g} s)",
+           "audio_too_long": "trim it (pass trim_audio=True, the default: it cuts in a pause near "
+                             f"{AUDIO_SECONDS:g} s)",
            }.get(advice.reason)
     if earlier is None:
         return ValidationError(f"{advice.message} (refused: strict mode)", reason=advice.reason, field=advice.field,
@@ -226,7 +228,7 @@ def _spill(data: bytes, suffix: str, field: MediaField) -> Path:
     return path
 
 
-def validate(media: Media, limits: InputLimits = InputLimits(), *, advise: bool = True, faces: bool = True,
+def validate(media: Media, limits: InputLimits = DEFAULT_LIMITS, *, advise: bool = True, faces: bool = True,
              urls: bool = False) -> Media:
     """Check a local file against its field's rules, or, with urls, a URL by asking for its first bytes
     (check_url); returns media with its facts and advice (none looked for unless advise: a manifest's check wants
@@ -247,14 +249,14 @@ def validate(media: Media, limits: InputLimits = InputLimits(), *, advise: bool 
     if field.kind == "image":  # a batch checks each image with its manifest, again when its row is submitted
         shown = media.shown
         remembered = per_file_version(path, ("image", field.name), lambda: check_image(path, field, name=shown))
-        facts = dataclasses.replace(remembered, path=path)  # type: ignore[type-var]
+        facts = dataclasses.replace(remembered, path=path)
     else:
         facts = check_stream(path, field, limits, name=media.shown)
     advice = tuple(_advice(path, field, facts, faces, media.shown)) if advise else ()
     return dataclasses.replace(media, facts=facts, advice=advice)
 
 
-def check(value: Any, field: MediaField, limits: InputLimits = InputLimits(), *, advise: bool = True,
+def check(value: Any, field: MediaField, limits: InputLimits = DEFAULT_LIMITS, *, advise: bool = True,
           faces: bool = True, name: str | None = None, urls: bool = False) -> Media:
     """normalise() then validate(): the checked Media for value, or ValidationError. name: the input's name as its
     user knows it, when value does not carry it (a form's upload, kept in a scratch file): its messages use it;
@@ -298,6 +300,6 @@ def _face_found(path: Path) -> bool:
         from ._faces import face_in_file
 
         return face_in_file(path)
-    except Exception as exc:  # noqa: BLE001 - OpenCV or PIL trouble must not block a usable input
+    except Exception as exc:  # OpenCV or PIL trouble must not block a usable input
         logger.debug("face check of %s failed: %r", path.name, exc)
         return True

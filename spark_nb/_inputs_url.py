@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from ._config import InputLimits
+from ._config import DEFAULT_LIMITS, InputLimits
 from ._deadline import earliest, ran_out
 from ._ffmpeg import ProbeError, read_header
 from ._files import write_atomically
@@ -40,7 +40,7 @@ _silent: dict[str, float] = {}  # scheme://host:port of a host that gave no answ
 _lock = threading.Lock()
 
 
-def check_url(url: str, field: MediaField, limits: InputLimits = InputLimits()) -> None:
+def check_url(url: str, field: MediaField, limits: InputLimits = DEFAULT_LIMITS) -> None:
     """A URL input checked before anything is paid: it answers with a file (else ValidationError "url_unreachable"
     naming the input, the URL and the status or the network's error), of its field's kind (its first bytes
     sniffed: a web page or a video where an image should be is refused), within the size its server announces.
@@ -73,7 +73,7 @@ def check_url(url: str, field: MediaField, limits: InputLimits = InputLimits()) 
     _keep(key, None, field.label)
 
 
-def check_urls(inputs: Sequence[tuple[str, MediaField]], limits: InputLimits = InputLimits()) -> None:
+def check_urls(inputs: Sequence[tuple[str, MediaField]], limits: InputLimits = DEFAULT_LIMITS) -> None:
     """check_url for each (url, field) at once, not one after the other: the call waits for the slowest, not for
     their sum (each within its own URL_CHECK_S and the call's deadline, carried into each thread). The first
     refusal in the order given is raised; the others are kept as verdicts, as check_url keeps them."""

@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from . import _journal_db
 from ._files import home_folder
@@ -54,12 +54,15 @@ class Claim:
     model: str
 
 
-def _guarded(method: Callable[..., Any]) -> Callable[..., Any]:
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _guarded(method: F) -> F:
     """Run a Journal method: a damaged file is moved aside, a file (or home folder) deleted meanwhile is made again,
     and the method tried once more on the fresh journal; any other sqlite3 or OS error becomes a JournalError with
     its fix."""
     @functools.wraps(method)
-    def run(self: "Journal", *args: Any, **kwargs: Any) -> Any:
+    def run(self: Journal, *args: Any, **kwargs: Any) -> Any:
         import sqlite3
 
         try:
@@ -75,7 +78,7 @@ def _guarded(method: Callable[..., Any]) -> Callable[..., Any]:
                 return method(self, *args, **kwargs)
         except (sqlite3.Error, OSError) as exc:
             raise journal_error(self.path, exc, busy_seconds=_journal_db.BUSY_TIMEOUT_S) from None
-    return run
+    return cast(F, run)  # functools.wraps keeps method's signature, which mypy cannot see
 
 
 class Journal(JournalFile):

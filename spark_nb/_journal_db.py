@@ -49,7 +49,7 @@ class JournalFile:
             db.execute("BEGIN IMMEDIATE")
             self._kept.apply(db)
             db.execute("COMMIT")
-        except Exception as exc:  # noqa: BLE001 (at exit: say it, never raise)
+        except Exception as exc:  # at exit: say it, never raise
             self._kept.say_unwritten(exc)
         finally:
             self._lock.release()
@@ -82,7 +82,7 @@ class JournalFile:
             except BaseException as exc:
                 try:
                     db.execute("ROLLBACK")
-                except Exception:  # noqa: BLE001 (the transaction went with the error): start on a fresh connection
+                except Exception:  # the transaction went with the error: start on a fresh connection
                     self._drop_writer()
                 if isinstance(exc, (sqlite3.Error, OSError)):
                     self._drop_writer()  # the file may have been replaced

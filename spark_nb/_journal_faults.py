@@ -29,7 +29,7 @@ def is_damage(exc: BaseException) -> bool:
     code = getattr(exc, "sqlite_errorcode", None)
     if code is not None:
         return code & 0xFF in (_SQLITE_CORRUPT, _SQLITE_NOTADB)
-    return type(exc) is sqlite3.DatabaseError  # noqa: E721 (its subclasses are locks, full disks, bugs)
+    return type(exc) is sqlite3.DatabaseError  # its subclasses are locks, full disks, bugs
 
 
 def resume_line(task_id: str, model: str) -> str:

@@ -19,8 +19,9 @@ import stat as stat_module
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 logger = logging.getLogger("spark_nb")
 
@@ -278,7 +279,7 @@ def _colab() -> FoundKey | None:
     found = None
     until = time.monotonic() + RECHECK_S
     try:
-        from google.colab import userdata  # type: ignore[import-not-found]
+        from google.colab import userdata
 
         get: Callable[[str], Any] = userdata.get
         value = get(COLAB_SECRET)

@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from typing import Any
 
 from .errors import safe_text
 
 logger = logging.getLogger("spark_nb")
+_HANDLER_NAME = "spark_nb.stderr"  # the handler set_log_level adds, once
 
 
 def set_log_level(level: str | int) -> None:
     """Set the spark_nb logger's level, with a stderr handler so the messages are seen."""
     logger.setLevel(level.upper() if isinstance(level, str) else level)
-    if not any(getattr(h, "_spark_nb", False) for h in logger.handlers):
+    if not any(h.get_name() == _HANDLER_NAME for h in logger.handlers):
         handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
-        handler._spark_nb = True  # type: ignore[attr-defined]
+        handler.set_name(_HANDLER_NAME)
         logger.addHandler(handler)
 
 
@@ -37,17 +39,23 @@ def safe_records() -> None:
     (spark_nb.client, spark_nb.journal, ...). So the record factory is wrapped, once, keeping the previous one.
     """
     previous = logging.getLogRecordFactory()
-    if getattr(previous, "spark_nb_safe", False):
-        return
+    if not getattr(previous, "spark_nb_safe", False):  # an attribute, not a type: it survives a reload
+        logging.setLogRecordFactory(_SafeRecords(previous))
 
-    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
-        record = previous(*args, **kwargs)
+
+class _SafeRecords:
+    """The record factory safe_records installs: the previous one's records, spark_nb's made safe."""
+
+    spark_nb_safe = True
+
+    def __init__(self, previous: Callable[..., logging.LogRecord]) -> None:
+        self._previous = previous
+
+    def __call__(self, *args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = self._previous(*args, **kwargs)
         if record.name == "spark_nb" or record.name.startswith("spark_nb."):
             _make_safe(record)
         return record
-
-    factory.spark_nb_safe = True  # type: ignore[attr-defined]
-    logging.setLogRecordFactory(factory)
 
 
 def _make_safe(record: logging.LogRecord) -> None:

@@ -61,7 +61,8 @@ def format_usd(amount: Decimal | float | str | None, *, unknown: str = "?") -> s
         return unknown
     if value and value < _PLACE:
         return f"<${_PLACE}"
-    if value.as_tuple().exponent < -MAX_PLACES:  # type: ignore[operator]
+    exponent = value.as_tuple().exponent  # an int: usd() gives finite amounts only
+    if isinstance(exponent, int) and exponent < -MAX_PLACES:
         value = value.quantize(_PLACE, rounding=decimal.ROUND_HALF_EVEN)
     return f"${usd_text(value)}"
 

@@ -61,7 +61,7 @@ def notify(text: str) -> None:
             from IPython.display import display
 
             markup = f'<div style="color: #777; font-size: 0.85em; line-height: 1.4">{html.escape(text)}</div>'
-            display({"text/plain": text, "text/html": markup}, raw=True)
+            display({"text/plain": text, "text/html": markup}, raw=True)  # type: ignore[no-untyped-call]  # IPython's
             return
         except Exception:  # no display machinery after all: the plain line below
             pass

@@ -9,10 +9,19 @@ from typing import TYPE_CHECKING, Any
 
 from ._backends import api_client
 from ._budget import budget_rule, settle
-from ._config import InputLimits, Settings, hide_key, resolve
+from ._config import DEFAULT_LIMITS, InputLimits, Settings, hide_key, resolve
 from ._deadline import until
-from ._inputs import (RECOMMENDED_AUDIO_SECONDS, Media, apply_fix, check, ensure_output_dir, normalise, refusal,
-                      validate, with_url_face)
+from ._inputs import (
+    RECOMMENDED_AUDIO_SECONDS,
+    Media,
+    apply_fix,
+    check,
+    ensure_output_dir,
+    normalise,
+    refusal,
+    validate,
+    with_url_face,
+)
 from ._inputs_url import check_urls
 from ._journal import Claim, Entry, Journal, journal_at
 from ._notices import begin
@@ -31,7 +40,7 @@ CLAIM_ATTEMPTS = 5  # an identical call in another kernel may claim and give up 
 
 
 def prepare(spec: ModelSpec, values: Mapping[str, Any], *, trim_audio: bool = True,
-            limits: InputLimits = InputLimits(), faces: bool = True, strict: bool = False,
+            limits: InputLimits = DEFAULT_LIMITS, faces: bool = True, strict: bool = False,
             advise: Callable[[str], None] | None = None, names: Mapping[str, str] | None = None,
             earlier: Entry | None = None) -> dict[str, Media]:
     """Normalise and check every input of spec (raising ValidationError) before anything is sent; URL inputs

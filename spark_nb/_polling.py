@@ -29,14 +29,14 @@ class PollSchedule:
         """Seconds until the next poll, given seconds since creation and the last progress (0..1) or None."""
         remaining = self._estimate_remaining(elapsed, progress)
         if remaining is None:
-            delay = min(self.blind_cap, self.first * 2**self._blind_polls)
+            delay = min(self.blind_cap, self.first * 2.0**self._blind_polls)
             self._blind_polls += 1
             return delay
         if remaining > self.margin:
             self._overruns = 0
             # an early estimate can be far off: never sleep more than twice the time seen so far
             return min(self.cap, remaining + self.margin, max(self.first, 2.0 * elapsed))
-        delay = min(self.blind_cap, self.overrun * 2**self._overruns)  # predicted end passed: look again soon
+        delay = min(self.blind_cap, self.overrun * 2.0**self._overruns)  # predicted end passed: look again soon
         self._overruns += 1
         return delay
 

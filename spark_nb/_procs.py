@@ -61,7 +61,7 @@ def _bounding_prefix() -> tuple[str, ...] | None:
     return prefix if shown.returncode == 0 and shown.stdout.strip() == str(CHILD_MEMORY_BYTES) else None
 
 
-def popen(cmd: Sequence[str], **options: Any) -> subprocess.Popen:
+def popen(cmd: Sequence[str], **options: Any) -> subprocess.Popen[bytes]:
     """Start cmd as a bounded child (see the module docstring); options as for subprocess.Popen."""
     options.setdefault("stdin", subprocess.DEVNULL)
     if (prefix := _bounding_prefix()) is not None:
@@ -74,7 +74,7 @@ def popen(cmd: Sequence[str], **options: Any) -> subprocess.Popen:
 
 
 def run(cmd: Sequence[str], *, timeout: float, input: bytes | None = None, **options: Any
-        ) -> subprocess.CompletedProcess:
+        ) -> subprocess.CompletedProcess[bytes]:
     """Run cmd to its end, capturing stdout and stderr (bytes); subprocess.TimeoutExpired once it is killed."""
     options.setdefault("stdout", subprocess.PIPE)
     options.setdefault("stderr", subprocess.PIPE)

@@ -25,7 +25,7 @@ class TaskProgress:
         self._bar.set_postfix_str(status, refresh=False)
         self._bar.refresh()
 
-    def __enter__(self) -> "TaskProgress":
+    def __enter__(self) -> TaskProgress:
         return self
 
     def __exit__(self, *exc: object) -> None:

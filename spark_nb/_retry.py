@@ -34,7 +34,7 @@ class RetryPolicy:
         """Seconds to wait before attempt number attempt+1 (attempt counts from 0)."""
         if retry_after is not None and math.isfinite(retry_after):
             return min(max(retry_after, 0.0), self.max_retry_after)
-        ceiling = min(self.max_delay, self.base_delay * 2**attempt)
+        ceiling = min(self.max_delay, self.base_delay * 2.0**attempt)
         return ceiling / 2 + random.uniform(0, ceiling / 2)
 
 

@@ -316,7 +316,7 @@ def judge(spec: ModelSpec, data: Any, params: Mapping[str, Any] | None = None) -
         values = [] if params is None else value_problems(parameters(data), params)
     except SpecUnreadable:
         raise
-    except Exception as exc:  # noqa: BLE001 - a hostile spec's numbers or types: unreadable, not a crash
+    except Exception as exc:  # a hostile spec's numbers or types: unreadable, not a crash
         logger.debug("the published spec of %s could not be compared", spec.id, exc_info=True)
         raise SpecUnreadable(f"it could not be compared ({type(exc).__name__})") from exc
     return Judgement(found, values)

@@ -96,7 +96,7 @@ def fetch(models_url: str, model: str, *, limit: float = FETCH_LIMIT_S) -> SpecA
     """Read model's spec from models_url within limit seconds; never raises (a failure is an unreadable answer)."""
     try:
         answer = read_answer(http(), "GET", spec_url(models_url, model), deadline=time.monotonic() + limit)
-    except Exception as exc:  # noqa: BLE001 - any failure to read is "unreadable", never the caller's problem
+    except Exception as exc:  # any failure to read is "unreadable", never the caller's problem
         return SpecAnswer(model, models_url, "unreadable", None, _failure(exc, limit), time.time())
     state, data, detail = interpret(answer)
     return SpecAnswer(model, models_url, state, data, detail, time.time())
@@ -167,7 +167,7 @@ def _read_cache(path: Path, models_url: str, model: str) -> SpecAnswer | None:
     taken whole for any other reason (a file other processes and versions share: never an error of the call)."""
     try:
         return _cache_answer(path, models_url, model)
-    except Exception as exc:  # noqa: BLE001 - e.g. a 400-digit fetched_at: OverflowError
+    except Exception as exc:  # e.g. a 400-digit fetched_at: OverflowError
         logger.debug("the spec cache file %s is not used: %r", path, exc)
         return None
 
@@ -250,7 +250,7 @@ def guard(model: str, params: dict[str, Any] | None, base_url: str) -> None:
         if answer is None or answer.state != "published":
             return
         problems = judge(spec, answer.data, params).refusals
-    except Exception as exc:  # noqa: BLE001 - SpecUnreadable, or any failure to read the spec: no spec, never an error
+    except Exception as exc:  # SpecUnreadable, or any failure to read the spec: no spec, never an error
         logger.debug("the published spec of %s is not used: %r", model, exc)
         return
     if problems:

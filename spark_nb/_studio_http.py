@@ -22,12 +22,15 @@ import logging
 import socket
 import time
 from collections.abc import Callable, Iterable
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from tornado.httpserver import HTTPServer
 from tornado.httputil import HTTPConnection, HTTPMessageDelegate
 from tornado.ioloop import IOLoop
 from tornado.iostream import IOStream
+
+if TYPE_CHECKING:
+    from tornado.platform.asyncio import BaseAsyncIOLoop
 
 from ._accept import Acceptor, Room, longest_waiting, room
 
@@ -53,6 +56,7 @@ class GuardedHTTPServer(HTTPServer):
     """tornado's HTTPServer with header and body deadlines, a bound on a request's body, a bound on connections that
     evicts the longest-waiting one, and an accept loop that survives running out of descriptors quietly."""
 
+    # tornado's options are passed by name here (limits= among them), not in its positional order
     def initialize(self, request_callback: Any, limits: StudioLimits = StudioLimits(),  # type: ignore[override]
                    **kwargs: Any) -> None:
         """As HTTPServer, with limits: a body over limits.max_body_bytes is refused (400) before it is read; the
@@ -129,7 +133,8 @@ class GuardedHTTPServer(HTTPServer):
     def add_sockets(self, sockets: Iterable[socket.socket]) -> None:
         """Accept on sockets through `_accept.Acceptor` (tornado's accept loop raised, and was logged, on every turn
         once descriptors ran out)."""
-        loop = cast(Any, IOLoop.current()).asyncio_loop
+        # tornado 6's IOLoop is always an asyncio one (BaseAsyncIOLoop), which IOLoop.current()'s type does not say
+        loop = cast("BaseAsyncIOLoop", IOLoop.current()).asyncio_loop
         for sock in sockets:
             acceptor = Acceptor(loop, sock, self._connection, batch=lambda: self.room().batch,
                                 on_full=self._out_of_descriptors, logger=logger)

@@ -1,4 +1,5 @@
-"""The studio's Voila server (`python -m spark_nb._studio_voila`, started by `spark-nb studio`): closed as JupyterLab is.
+"""The studio's Voila server (`python -m spark_nb._studio_voila`, started by `spark-nb studio`): closed as JupyterLab
+is.
 
 Voila 0.5 runs on jupyter_server, whose rules this uses rather than new ones: a token (from $JUPYTER_TOKEN, which
 `spark-nb studio` sets for this process alone and this process removes before any kernel starts), a login cookie
@@ -46,10 +47,12 @@ class CappedKernelManager(AsyncMappingKernelManager):
     max_kernels = Integer(4, config=True, help="kernels (open studio pages) running at once")
 
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+        super().__init__(**kwargs)  # type: ignore[no-untyped-call]  # jupyter_server's, unannotated
         self._starting = 0
 
-    async def start_kernel(self, *args: Any, kernel_id: str | None = None, **kwargs: Any) -> str:
+    # jupyter_client declares the base's start_kernel synchronous; the async managers' is a coroutine, as this one
+    async def start_kernel(self, *args: Any, kernel_id: str | None = None, **kwargs: Any  # type: ignore[override]
+                           ) -> str:
         """Start a kernel for a new page, or refuse with 503 when max_kernels pages are open."""
         if kernel_id is None and len(self.list_kernel_ids()) + self._starting >= self.max_kernels:
             raise web.HTTPError(503, reason=f"the studio is open in {self.max_kernels} pages already; close one "
@@ -61,7 +64,7 @@ class CappedKernelManager(AsyncMappingKernelManager):
             self._starting -= 1
 
 
-class TokenFileHandler(JupyterHandler, AllowListFileHandler):
+class TokenFileHandler(JupyterHandler, AllowListFileHandler):  # type: ignore[misc]  # voila ships no types: its classes are Any
     """Voila's /voila/files/ (the studio's videos and inputs) for the token holder only, as JupyterLab's /files/."""
 
     @property
@@ -80,7 +83,7 @@ class TokenFileHandler(JupyterHandler, AllowListFileHandler):
         return super().get(path, include_body)
 
 
-class TemplateFiles(TemplateStaticFileHandler):
+class TemplateFiles(TemplateStaticFileHandler):  # type: ignore[misc]  # voila ships no types: its classes are Any
     """Voila's template files (scripts, styles); a path that names no template's static file is a 404 (Voila's own
     raised on it: a traceback on the studio's terminal for every such request, from anyone)."""
 
@@ -111,7 +114,7 @@ def started_elsewhere(headers: Any) -> str | None:
     return None
 
 
-class StudioPageHandler(TornadoVoilaHandler):
+class StudioPageHandler(TornadoVoilaHandler):  # type: ignore[misc]  # voila ships no types: its classes are Any
     """The studio page, for the owner's own page loads only (never another page's frame, image or fetch); a request
     that brought the token is sent on without it (its login cookie is set); any other path is Voila's redirect to
     the file (a video the page shows)."""
@@ -146,7 +149,7 @@ class StudioLogout(JupyterHandler):
         self.finish("logged out of spark-nb studio; open the address it printed to come back\n")
 
 
-class StudioVoila(Voila):
+class StudioVoila(Voila):  # type: ignore[misc]  # voila ships no types: its classes are Any
     """Voila with the studio's rules: a token always, loopback Host names only, capped kernels, files behind login."""
 
     auto_token = Bool(True, config=True, help="take the token from $JUPYTER_TOKEN, else make one (never none)")
@@ -162,7 +165,7 @@ class StudioVoila(Voila):
     def init_settings(self) -> dict[str, Any]:
         """jupyter_server's settings for a server that refuses remote Host names, with the capped kernel manager."""
         self.voila_configuration.multi_kernel_manager_class = CappedKernelManager
-        settings = super().init_settings()
+        settings: dict[str, Any] = super().init_settings()
         if not self.identity_provider.token:
             raise SystemExit("spark-nb studio: no token was given; start the studio with `spark-nb studio`")
         os.environ.pop(TOKEN_ENV, None)  # read; kernels started from here do not inherit it
@@ -223,13 +226,13 @@ def _guarded(handler: type[web.RequestHandler]) -> type[web.RequestHandler]:
     """
     if issubclass(handler, APIHandler):
 
-        class Api(PathOnlyLog, handler):  # type: ignore[valid-type, misc]
+        class Api(PathOnlyLog, handler):  # type: ignore[valid-type, misc]  # a base given at run time
             pass
 
         return _named(Api, handler)
     if issubclass(handler, JupyterHandler):
 
-        class Plain(PathOnlyLog, handler):  # type: ignore[valid-type, misc]
+        class Plain(PathOnlyLog, handler):  # type: ignore[valid-type, misc]  # a base given at run time
             def write_error(self, status_code: int, **kwargs: Any) -> None:
                 exc = kwargs.get("exc_info", (None, None, None))[1]
                 reason = getattr(exc, "reason", None) or self._reason
@@ -239,7 +242,7 @@ def _guarded(handler: type[web.RequestHandler]) -> type[web.RequestHandler]:
 
         return _named(Plain, handler)
 
-    class LoopbackOnly(PathOnlyLog, handler):  # type: ignore[valid-type, misc]
+    class LoopbackOnly(PathOnlyLog, handler):  # type: ignore[valid-type, misc]  # a base given at run time
         def prepare(self) -> Any:
             if not is_loopback_host(self.request.host):
                 raise web.HTTPError(403)

@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from ._boundary import boundary
@@ -35,11 +35,12 @@ if TYPE_CHECKING:  # httpx and asyncio load on first use, so `import spark_nb` s
 LOCAL_POLL_CAP_S = 0.5
 OnUpdate = Callable[["TaskState"], None]
 logger = logging.getLogger("spark_nb.tasks")
+T = TypeVar("T")
 AMBIGUOUS_SHOWN = 10  # candidates named when a task id prefix matches several
 _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
-def _this_task(task: "Task") -> tuple[str, str]:
+def _this_task(task: Task) -> tuple[str, str]:
     """The task id and model an unexpected error in one of a Task's methods names (see _boundary)."""
     return task.id, task.model
 
@@ -69,7 +70,7 @@ class Task:
 
     @classmethod
     @boundary
-    def from_id(cls, task_id: str, model: str | None = None, **config: Any) -> "Task":
+    def from_id(cls, task_id: str, model: str | None = None, **config: Any) -> Task:
         """A handle on an existing task, e.g. after a kernel restart; nothing is sent until you wait or ask.
 
         Args:
@@ -246,7 +247,7 @@ class Task:
         """Record in the journal how the task ended (a journal problem never fails the generation)."""
         try:
             journal_at(self.settings.home).finished(self.id, **how)
-        except Exception as exc:  # noqa: BLE001 - the video matters more than the record of it
+        except Exception as exc:  # the video matters more than the record of it
             logger.warning("could not record task %s in the journal: %r", self.id, exc)
 
     def _poll(self, deadline: float, timeout: float, seen: TaskState | None) -> TaskState:
@@ -415,7 +416,7 @@ def _intact(path: Path, expected: int | None) -> bool:
     return True
 
 
-async def run_cancellable(fn: Callable[[threading.Event], Any]) -> Any:
+async def run_cancellable(fn: Callable[[threading.Event], T]) -> T:
     """Run fn(cancel_event) in a worker thread; asyncio cancellation of the caller sets the event."""
     import asyncio
 

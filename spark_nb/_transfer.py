@@ -15,8 +15,8 @@ import functools
 import ipaddress
 import logging
 import math
-import ssl
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -107,7 +107,7 @@ class _Bounded:
                     raise TransferError(_unusable(exc), retryable=False) from exc
                 except httpx.TransportError:
                     raise  # the network's: the caller knows whether the deadline passed and what to retry
-                except Exception as exc:  # noqa: BLE001 (httpx.InvalidURL, UnicodeError, ...: see above)
+                except Exception as exc:  # httpx.InvalidURL, UnicodeError, ...: see above
                     raise TransferError(_unusable(exc), retryable=False) from exc
                 logger.debug("%s %s -> %s", method, response.request.url, response.status_code)
                 yield response

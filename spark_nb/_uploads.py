@@ -6,15 +6,19 @@ import mimetypes
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING
 
 from ._deadline import ran_out, within
 from ._text import file_name_to_send
 from ._urls import is_http_url
 from .errors import SparkError, UploadError
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # boto3 is optional: imported on the first upload
+    from boto3.session import Session
+    from types_boto3_s3 import S3Client
+
     from ._client import ApiClient
     from ._config import Settings
 
@@ -32,7 +36,7 @@ class HTTPUploader:
         client: the API client whose key and limits the upload uses (the key goes only to the API's own host).
     """
 
-    def __init__(self, endpoint: str, client: "ApiClient") -> None:
+    def __init__(self, endpoint: str, client: ApiClient) -> None:
         self.endpoint = endpoint
         self._client = client
 
@@ -68,13 +72,13 @@ class S3Uploader:
 
     def __init__(self, bucket: str, prefix: str = "", endpoint_url: str | None = None, expires: int = 6 * 3600) -> None:
         self.bucket, self.prefix, self.endpoint_url, self.expires = bucket, prefix.strip("/"), endpoint_url, expires
-        self._session: Any = None
+        self._session: Session | None = None
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"S3Uploader(bucket={self.bucket!r}, prefix={self.prefix!r}, endpoint_url={self.endpoint_url!r})"
 
-    def _client(self) -> Callable[[float], Any]:
+    def _client(self) -> Callable[[float], S3Client]:
         """A maker of clients, one per attempt, whose limits fit in the seconds given. The session (not
         thread-safe: the lock) is made and its S3 model loaded once, so a client takes milliseconds to make."""
         with self._lock:
@@ -86,14 +90,15 @@ class S3Uploader:
                 session = boto3.session.Session()
                 session.client("s3", endpoint_url=self.endpoint_url)  # loads the model: 0.3 s, once
                 self._session = session
+            session = self._session
         from botocore.config import Config
 
-        def client(left: float) -> Any:
+        def client(left: float) -> S3Client:
             # botocore waits up to 1 s for a "100 Continue" before it sends a PUT's body: that comes off the read
             config = Config(connect_timeout=min(S3_CONNECT_S, left), read_timeout=max(_RAN_OUT_S, left - _EXPECT_S),
                             retries={"total_max_attempts": 1})
             with self._lock:
-                return self._session.client("s3", endpoint_url=self.endpoint_url, config=config)
+                return session.client("s3", endpoint_url=self.endpoint_url, config=config)
 
         return client
 
@@ -121,7 +126,7 @@ class S3Uploader:
         raise UploadError(f"uploading {where} did not end within {timeout}{last}",
                           hint="pass a longer timeout= (a large file on a slow link takes long); no task was created")
 
-    def _put(self, s3: Any, path: Path, key: str, content_type: str) -> str:
+    def _put(self, s3: S3Client, path: Path, key: str, content_type: str) -> str:
         """One PUT of path at key, and its presigned GET URL."""
         with path.open("rb") as body:
             s3.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type)
@@ -144,7 +149,7 @@ def _transient(exc: Exception) -> bool:
     return False
 
 
-def uploader_for(settings: "Settings", client: "ApiClient") -> Uploader:
+def uploader_for(settings: Settings, client: ApiClient) -> Uploader:
     """The uploader these settings name: the local server's storage, a callable, an HTTP endpoint, or S3."""
     if settings.backend == "local":
         return HTTPUploader(f"{client.base_url}/api/v1/storage/files", client)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import posixpath
 import re
+from typing import TypeGuard
 from urllib.parse import urlsplit, urlunsplit
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -20,7 +21,7 @@ def url_scheme(text: str) -> str | None:
     return match.group(1).lower() if match else None
 
 
-def is_http_url(text: object) -> bool:
+def is_http_url(text: object) -> TypeGuard[str]:
     """True for an http(s) URL a server can fetch: scheme in any case, a valid host, a numeric port, no spaces."""
     if not isinstance(text, str) or url_scheme(text) not in ("http", "https"):
         return False

@@ -26,7 +26,7 @@ from .errors import UsageError
 if TYPE_CHECKING:
     from decimal import Decimal
 
-    from IPython.display import HTML
+    from IPython.core.display import HTML
 
 __all__ = ["EMBED_LIMIT_BYTES", "Kind", "ShownResult", "audio_html", "image_html", "kind_of", "media_html",
            "media_src", "mime_type", "relative_src", "result_caption", "result_html", "show", "video_html"]
@@ -36,6 +36,7 @@ EMBED_LIMIT_BYTES = 1_500_000
 THUMBNAIL_SIDE = 768  # images too large to embed are previewed as a JPEG this size
 Kind = Literal["image", "audio", "video"]
 """The kinds of media a player is made for."""
+_KINDS: dict[str, Kind] = {"image": "image", "audio": "audio", "video": "video"}  # a MIME type's first part
 
 
 class ShownResult(Protocol):
@@ -47,13 +48,19 @@ class ShownResult(Protocol):
         duration: its length in seconds, or None.
     """
 
-    task_id: str
-    path: Path
-    duration: float | None
+    @property
+    def task_id(self) -> str: ...
+
+    @property
+    def path(self) -> Path: ...
+
+    @property
+    def duration(self) -> float | None: ...
 
     @property
     def cost(self) -> Decimal | None:
         """What the task cost in US dollars, or None when unknown."""
+
 
 _MIME = {
     ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".gif": "image/gif", ".webp": "image/webp",
@@ -105,8 +112,7 @@ def kind_of(source: str | os.PathLike[str]) -> Kind | None:
         mime = _MIME.get(Path(urlsplit(source).path).suffix.lower())
     else:
         mime = mime_type(path_argument(source, "source"))
-    kind = (mime or "").split("/")[0]
-    return kind if kind in ("image", "audio", "video") else None  # type: ignore[return-value]
+    return _KINDS.get((mime or "").split("/")[0])
 
 
 def media_src(path: Path, *, embed_limit: int = EMBED_LIMIT_BYTES) -> str | None:
@@ -278,15 +284,17 @@ def show(source: Any, *, caption: str = "", kind: Kind | None = None, width: int
     Raises:
         UsageError: a width that is not a whole number above 0, a kind none of the three, a path of the wrong type.
     """
-    from IPython.display import HTML
+    from IPython.core.display import HTML  # where it is defined (IPython.display re-exports it)
 
     if width is not None:
         _width(width)
     if kind not in (None, "image", "audio", "video"):
         raise UsageError(f"kind must be 'image', 'audio' or 'video' (or None: judged by type), not {kind!r}")
     if hasattr(source, "task_id") and hasattr(source, "path"):
-        return HTML(result_html(source, width=width or 384, embed_limit=embed_limit))
-    return HTML(media_html(source, caption=caption, kind=kind, width=width, embed_limit=embed_limit))
+        markup = result_html(source, width=width or 384, embed_limit=embed_limit)
+    else:
+        markup = media_html(source, caption=caption, kind=kind, width=width, embed_limit=embed_limit)
+    return HTML(markup)  # type: ignore[no-untyped-call]  # IPython leaves HTML's constructor unannotated
 
 
 def _src(source: str | os.PathLike[str], embed_limit: int) -> str | None:

@@ -9,10 +9,14 @@ the journal or a report can carry the key or drive the terminal, whichever way t
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from ._money import format_usd, usd
 from ._secrets import redact
 from ._text import inert
+
+if TYPE_CHECKING:
+    from types import FrameType
 
 __all__ = [
     "REASONS", "APIError", "AuthenticationError", "BudgetExceeded", "CostUnknown", "DownloadError", "JournalError",
@@ -295,7 +299,8 @@ def warn(message: str) -> None:
     import warnings
 
     package = os.path.dirname(os.path.abspath(__file__)) + os.sep
-    frame, level = sys._getframe(1), 2  # level 1 is this function
+    frame: FrameType | None = sys._getframe(1)
+    level = 2  # level 1 is this function
     while frame is not None and frame.f_code.co_filename.startswith(package):
         frame, level = frame.f_back, level + 1
     warnings.warn(safe_text(message), SparkWarning, stacklevel=level)

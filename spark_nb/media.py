@@ -22,7 +22,7 @@ import tempfile
 import uuid
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Union, overload
+from typing import TYPE_CHECKING, Literal, TypeAlias, overload
 
 from . import _clips, _procs
 from ._boundary import guard_public, number_argument, path_argument
@@ -35,9 +35,9 @@ from .errors import MediaError, UsageError
 if TYPE_CHECKING:
     from moviepy import AudioClip, AudioFileClip, VideoClip, VideoFileClip
 
-    PathLike = Union[str, os.PathLike[str]]  # a path, or a Result (it is its video file)
-    VideoSource = Union[PathLike, VideoClip]
-    AudioSource = Union[PathLike, AudioClip, VideoClip]
+    PathLike: TypeAlias = str | os.PathLike[str]  # a path, or a Result (it is its video file)
+    VideoSource: TypeAlias = PathLike | VideoClip
+    AudioSource: TypeAlias = PathLike | AudioClip | VideoClip
 
 __all__ = ["MediaError", "MediaFacts", "ProbeError", "extract_audio", "find_cut", "read_header", "reel",
            "shrink_image", "side_by_side", "trim_audio"]
@@ -140,7 +140,7 @@ def find_cut(src: str | Path, max_seconds: float) -> float:
     start = max(0.0, limit - PAUSE_SEARCH_S)
     rate = 8000
     proc = _ffmpeg(["-ss", f"{start:.3f}", "-t", f"{limit - start:.3f}", "-i", _input(src), "-vn", "-map", "0:a:0",
-                    "-ac", "1", "-ar", str(rate), "-f", "s16le", "-"], binary=True)
+                    "-ac", "1", "-ar", str(rate), "-f", "s16le", "-"])
     samples = np.frombuffer(proc.stdout, dtype="<i2").astype(np.float32)
     window, hop = int(rate * PAUSE_WINDOW_S), int(rate * 0.02)
     if samples.size < 2 * window:
@@ -276,13 +276,14 @@ def _side_by_side_files(files: list[Path], labels: Sequence[str] | None, out: st
                         fps: int, tmp: Path) -> Path:
     """side_by_side on files: one ffmpeg graph (scale, label, hold, hstack) and the longest input's audio."""
     facts = [read_header(v) for v in files]
+    widths: list[int] = []  # each scaled to height, even (the encoder's rule)
     for f in facts:
         if not f.has_video or not f.height or not f.width:
             raise MediaError(f"{f.path.name} has no picture to show")
+        widths.append(max(2, round(f.width * height / f.height / 2) * 2))
     moving = [f.duration for f in facts if not f.is_still_image and f.duration]
     total = max(moving, default=3.0)
     out = _output(out, [f.path for f in facts], "side-by-side", ".mp4", labels, height, fps)
-    widths = [max(2, round(f.width * height / f.height / 2) * 2) for f in facts]  # type: ignore[operator]
     args = [arg for f in facts for arg in ("-i", _input(f.path))]
     # stills and labels repeat their one frame as a stream: a lone frame that ends before its overlay
     # partner has started can leave ffmpeg's threaded filter graph with no frames to encode at all
@@ -351,7 +352,7 @@ def reel(results_or_clips: Iterable[VideoSource], titles: Sequence[str | None] |
         clips = [_reel_clip(item, i, opened) for i, item in enumerate(items)]
         size = (clips[0].size[0] - clips[0].size[0] % 2, clips[0].size[1] - clips[0].size[1] % 2)  # for yuv420p
         parts = []
-        for clip, title in zip(clips, titles or [None] * len(clips)):
+        for clip, title in zip(clips, titles or [None] * len(clips), strict=True):
             if title:
                 parts.append(_clips.title_card(title, size, title_seconds))
             parts.append(_clips.fitted(clip, size))
@@ -432,14 +433,13 @@ def _audio_codec(out: Path) -> list[str]:
         raise MediaError(f"cannot write audio as {out.suffix!r}; use one of {', '.join(_AUDIO_CODECS)}") from None
 
 
-def _ffmpeg(args: list[str], *, check: bool = True, binary: bool = False) -> subprocess.CompletedProcess:
+def _ffmpeg(args: list[str], *, check: bool = True) -> subprocess.CompletedProcess[bytes]:
     """Run the bundled ffmpeg (bounded in time); MediaError with its last error line when it fails."""
     cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-y", *args]
     proc = _procs.run(cmd, timeout=FFMPEG_TIMEOUT_S)
-    if not binary:  # file names in the log may be any bytes: decode leniently rather than fail on a non-UTF-8 name
-        proc.stdout = proc.stdout.decode("utf-8", "replace")
-    log = proc.stderr = proc.stderr.decode("utf-8", "replace")
     if check and proc.returncode != 0:
+        # file names in the log may be any bytes: decoded leniently rather than failing on a non-UTF-8 name
+        log = proc.stderr.decode("utf-8", "replace")
         last = [line for line in log.strip().splitlines() if line.strip()][-1:] or ["(no message)"]
         raise MediaError(f"ffmpeg failed: {last[0][:300]}", hint="check that the inputs are complete media files")
     return proc

@@ -391,7 +391,8 @@ def task_failure(error: Any, task_id: str | None, model: str | None) -> TaskFail
         message = error.get("error_message") or error.get("message") or message
     elif error:
         message = str(error)
-    code = str(code).zfill(9) if isinstance(code, (str, int)) and not isinstance(code, bool) and str(code).strip() else None
+    given = isinstance(code, (str, int)) and not isinstance(code, bool) and str(code).strip()
+    code = str(code).zfill(9) if given else None
     hint, retryable = hint_for(code, MODELS.get(model or ""), str(message))
     return TaskFailed(safe_text(message, limit=500), code=code, task_id=task_id, hint=hint, retryable=retryable)
 

@@ -23,7 +23,7 @@ SIZE_BAND = (0.4, 2.5)  # faces_sized() searches widths from 0.4x to 2.5x the ex
 
 
 @functools.lru_cache(maxsize=1)
-def _cascade():  # noqa: ANN202 - skimage's Cascade is a Cython class without stubs
+def _cascade():  # skimage's Cascade is a Cython class without stubs
     from skimage import data
     from skimage.feature import Cascade
 

@@ -34,7 +34,7 @@ class Seen:
 class Peer:
     """A scripted HTTP server: handler(peer, conn, request) answers each request on the raw connection."""
 
-    handler: Callable[["Peer", socket.socket, Seen], None]
+    handler: Callable[[Peer, socket.socket, Seen], None]
     seen: list[Seen] = field(default_factory=list)
     sent_bytes: int = 0
     stop_event: threading.Event = field(default_factory=threading.Event)

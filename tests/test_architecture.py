@@ -104,7 +104,7 @@ def test_no_import_cycles() -> None:
 
 
 def test_the_client_side_never_imports_the_server_package() -> None:
-    """Only _backends (which starts the embedded server) and the CLI's `serve` (_cli_serve) reach into spark_nb.local."""
+    """Only _backends (which starts the embedded server) and the CLI's serve (_cli_serve) reach into spark_nb.local."""
     offenders = {name: sorted(t for t in targets if t.startswith("spark_nb.local"))
                  for name, targets in import_graph().items() if not name.startswith("spark_nb.local")}
     offenders = {name: targets for name, targets in offenders.items() if targets and name not in MAY_IMPORT_LOCAL}

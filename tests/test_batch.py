@@ -15,14 +15,14 @@ from pathlib import Path
 
 import httpx
 import psutil
-from PIL import Image
 import pytest
+from PIL import Image
 
 from spark_nb import avatar
 from spark_nb._ffmpeg import read_header
 from spark_nb.batch import ManifestError, read_manifest, run_batch
-from spark_nb.errors import SparkError
 from spark_nb.batch._runner import TEMPLATE
+from spark_nb.errors import SparkError
 from spark_nb.local import LocalServer
 
 from .conftest import TEST_KEY, cloud_config, seed_firing_first
@@ -137,7 +137,7 @@ def test_a_batch_runs_every_row_then_reuses_them(three_rows: Path, tmp_path: Pat
         table = list(csv.DictReader(f))
     assert list(table[0]) == ["name", "model", "task_id", "status", "video", "duration", "cost", "reused", "notebook",
                               "error", "advice"]
-    for row, outcome in zip(table, outcomes):
+    for row, outcome in zip(table, outcomes, strict=True):
         assert row["task_id"] == outcome.task_id and row["task_id"] in server.service.tasks
         assert row["status"] == "completed" and row["cost"] == "0.00" and row["error"] == "" and row["reused"] == ""
         video = out / row["video"]
@@ -345,7 +345,8 @@ def test_the_job_notebook_alone_records_its_task_and_resumes_it(tmp_path: Path, 
     server = make_server(api_key=TEST_KEY)
     use_server(monkeypatch, server)
     out = tmp_path / "job"
-    parameters = {"model": "imitator", "inputs": {"image": str(media["portrait"]), "driving_video": str(media["driving"])},
+    parameters = {"model": "imitator",
+                  "inputs": {"image": str(media["portrait"]), "driving_video": str(media["driving"])},
                   "name": "solo", "out_dir": str(out)}
     for run in (1, 2):
         papermill.execute_notebook(str(TEMPLATE), str(tmp_path / f"run{run}.ipynb"), parameters=parameters,
@@ -472,7 +473,8 @@ def test_skip_invalid_runs_the_valid_rows_and_lists_the_others(tmp_path: Path, m
     assert "2 of 4 rows completed · 2 skipped (invalid in the manifest)" in gallery
     for name, reason in (("row3", "row 3: name &#x27;&#x27;"), ("textual", "row 4: image: character image could")):
         card = gallery.split(f"<h3>{name}</h3>", 1)[1].split('<div class="card">', 1)[0]
-        assert re.search('<span class="skipped"[^>]*>skipped</span>', card) and "not run: invalid in the manifest" in card
+        assert re.search('<span class="skipped"[^>]*>skipped</span>', card)
+        assert "not run: invalid in the manifest" in card
         assert reason in card, card
     summary_line = "2 completed, 0 failed, 0 uncertain, 2 skipped (invalid) of 4 rows; spent by this run: $0.00"
     assert done.stdout.splitlines()[-1] == summary_line

@@ -230,7 +230,8 @@ def test_a_batch_says_what_this_run_spent_the_same_way_everywhere_and_marks_reus
     assert said.replace("$", "&#36;") in (out / "gallery.ipynb").read_text()  # a $ in markdown would start TeX
     with (out / "results.csv").open(newline="") as fh:
         table = {row["name"]: row for row in csv.DictReader(fh)}
-    assert {name: row["reused"] for name, row in table.items()} == {"one": "yes", "two": "yes", "new": "", "twin": "yes"}
+    reused = {name: row["reused"] for name, row in table.items()}
+    assert reused == {"one": "yes", "two": "yes", "new": "", "twin": "yes"}
     rows = {row["name"]: row for row in json.loads((out / "rows.json").read_text())["rows"]}
     assert {name: row["reused"] for name, row in rows.items()} == {"one": True, "two": True, "new": False, "twin": True}
     page = (out / "index.html").read_text()

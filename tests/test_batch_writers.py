@@ -20,12 +20,19 @@ import pytest
 
 from spark_nb import _files
 from spark_nb._files import write_atomically
-from spark_nb.errors import SparkError, ValidationError, WriteError
 from spark_nb.batch import ManifestError
 from spark_nb.batch._manifest import check_manifest, rows_to_run
 from spark_nb.batch._outcome import RowOutcome, RowStatus
-from spark_nb.batch._report import (OWN_NAMES, gallery, outcomes_html, write_gallery, write_gallery_notebook,
-                                    write_results_csv, write_rows_json)
+from spark_nb.batch._report import (
+    OWN_NAMES,
+    gallery,
+    outcomes_html,
+    write_gallery,
+    write_gallery_notebook,
+    write_results_csv,
+    write_rows_json,
+)
+from spark_nb.errors import SparkError, ValidationError, WriteError
 
 from .conftest import TEST_KEY
 

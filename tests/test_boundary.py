@@ -51,8 +51,9 @@ def test_generate_and_submit_raise_only_spark_errors(cause: Exception, monkeypat
     """Any exception from inside generate() or submit(), of both models: a SparkError caused by it."""
     monkeypatch.setattr(_pipeline, "prepare", planted(cause))
     for call in (avatar.generate, avatar.submit, imitator.generate, imitator.submit):
+        options: dict[str, Any] = {"progress": False} if call.__name__ == "generate" else {}
         with pytest.raises(spark_nb.SparkError) as info:
-            call(*URLS, backend="local", progress=False) if call.__name__ == "generate" else call(*URLS, backend="local")
+            call(*URLS, backend="local", **options)
         assert_wrapped(info.value, type(cause))
 
 
@@ -215,7 +216,7 @@ def test_every_public_callable_given_hostile_arguments_raises_only_spark_errors(
                     asyncio.run(answer)
             except spark_nb.SparkError:
                 pass
-            except Exception as exc:  # noqa: BLE001 - what the test looks for
+            except Exception as exc:  # what the test looks for
                 leaks.append(f"{name}{args!r}: {type(exc).__module__}.{type(exc).__name__}: {exc}"[:300])
     assert leaks == [], "\n".join(leaks)
 

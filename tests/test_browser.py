@@ -444,7 +444,7 @@ def _page_server(pages: dict[str, str]) -> Iterator[str]:
     import threading
 
     class Pages(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (the standard library's name)
+        def do_GET(self) -> None:  # the standard library's name
             body = pages.get(self.path, "").encode()
             self.send_response(200 if self.path in pages else 404)
             self.send_header("Content-Type", "text/html; charset=utf-8")

@@ -4,8 +4,6 @@ budgeted task at a time until its cost is known."""
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 import os
 import re
 import subprocess
@@ -15,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 

@@ -11,9 +11,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import httpx
 import pytest
@@ -511,7 +512,8 @@ def test_no_reuse_and_strict_are_options_listed_in_help() -> None:
 
 def test_strict_refuses_a_faceless_portrait_before_anything_is_sent(server: LocalServer, media: dict[str, Path],
                                                                     tmp_path: Path) -> None:
-    """`avatar --strict` with a landscape: exit 1, one error line naming the file and strict mode; no upload, no task."""
+    """`avatar --strict` with a landscape: exit 1, one error line naming the file and strict mode; no upload, no
+    task."""
     landscape = faceless(tmp_path / "landscape.jpg")
     proc = run(["avatar", "--image", str(landscape), "--audio", str(media["speech"]), "--strict"], cloud_env(server),
                tmp_path)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -85,11 +85,14 @@ def writes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     from moviepy import AudioClip, VideoClip
 
     calls: list[str] = []
+    def spying(original: Callable[..., object], name: str) -> Callable[..., object]:
+        def spy(self: object, *args: object, **kwargs: object) -> object:
+            calls.append(f"{type(self).__name__}.{name}")
+            return original(self, *args, **kwargs)
+        return spy
+
     for cls, name in ((VideoClip, "write_videofile"), (AudioClip, "write_audiofile")):
-        def spy(self: object, *args: object, _original=getattr(cls, name), _name=name, **kwargs: object) -> object:
-            calls.append(f"{type(self).__name__}.{_name}")
-            return _original(self, *args, **kwargs)
-        monkeypatch.setattr(cls, name, spy)
+        monkeypatch.setattr(cls, name, spying(getattr(cls, name), name))
     return calls
 
 

@@ -14,8 +14,8 @@ import subprocess
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -402,7 +402,8 @@ def test_a_key_that_would_travel_unencrypted_beyond_this_machine_is_a_warning_an
     """An http:// generation URL (or upload URL) to a host that is not this machine would carry the key in clear
     text: the key check warns with the fix, and the key accepted check does not send it there (nothing is
     contacted here: the checks are run on their own)."""
-    from spark_nb._doctor import Context, checks, ok as ok_verdict
+    from spark_nb._doctor import Context, checks
+    from spark_nb._doctor import ok as ok_verdict
 
     by = dict(checks())
     ctx = Context.make({"backend": "cloud", "api_key": TEST_KEY, "base_url": "http://gateway.example",
@@ -434,7 +435,8 @@ def test_an_http_loopback_gateway_is_checked_straight_and_never_through_the_envi
     assert proxy.seen == [], [seen.path for seen in proxy.seen]
     assert checks["key"].status == "ok" and checks["key accepted"].status == "ok", str(checks["key accepted"])
     assert checks["uploads"].status == "ok" and checks["generation URL"].status == "ok"
-    from spark_nb._doctor import Context, checks as all_checks
+    from spark_nb._doctor import Context
+    from spark_nb._doctor import checks as all_checks
 
     named = Context.make({"backend": "cloud", "api_key": TEST_KEY, "base_url": "http://gateway.localhost:9"})
     verdict = dict(all_checks())["key"](named)

@@ -180,7 +180,7 @@ def measure_imitation(case: Imitation, video: Path) -> ImitationFigures:
         if not members:
             continue
         track = fc.follow_face([seen[k] for k in members])
-        for k, box in zip(members, track):
+        for k, box in zip(members, track, strict=True):
             driver[k] = box
         found[shot] = float(np.mean([box is not None for box in track]))
         first = next((box for box in track if box is not None), None)
@@ -426,7 +426,8 @@ def uncovered_and_residual(still: np.ndarray, frame: np.ndarray) -> tuple[float,
                                    criteria, None, 5)
     h, w = still.shape
     corners = np.array([[0, 0, 1], [w - 1, 0, 1], [0, h - 1, 1], [w - 1, h - 1, 1]], dtype=np.float32) @ warp.T
-    outside = max(0.0, float(-corners.min()), float(corners[:, 0].max() - (w - 1)), float(corners[:, 1].max() - (h - 1)))
+    outside = max(0.0, float(-corners.min()),
+                  float(corners[:, 0].max() - (w - 1)), float(corners[:, 1].max() - (h - 1)))
     fitted = cv2.warpAffine(still, warp, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
     inner = (slice(h // 10, -h // 10), slice(w // 10, -w // 10))
     return outside, float(np.mean(np.abs(fitted[inner].astype(np.float32) - frame[inner].astype(np.float32))))

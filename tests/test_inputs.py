@@ -6,8 +6,9 @@ import re
 import struct
 import time
 import zlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 from PIL import Image
@@ -261,7 +262,8 @@ def test_silence_a_still_picture_and_a_cut_file_are_refused(media: dict[str, Pat
     whole = samples.DRIVING_VIDEO.read_bytes()
     cut = tmp_path / "cut.mp4"
     cut.write_bytes(whole[: len(whole) // 2])
-    assert refused(imitator.generate, media["portrait"], cut, match="looks truncated|is damaged").reason == "not_decodable"
+    error = refused(imitator.generate, media["portrait"], cut, match="looks truncated|is damaged")
+    assert error.reason == "not_decodable"
     cut_speech = tmp_path / "cut.wav"
     cut_speech.write_bytes(samples.SPEECH.read_bytes()[:60_000])
     refused(avatar.generate, media["portrait"], cut_speech, match="truncated|silent|could not be decoded")

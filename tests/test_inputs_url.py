@@ -15,8 +15,9 @@ import pytest
 
 import spark_nb
 from spark_nb import _inputs_url, avatar, imitator
-from spark_nb._config import InputLimits, resolve
-from spark_nb._inputs import Media, check as check_input
+from spark_nb._config import DEFAULT_LIMITS, InputLimits, resolve
+from spark_nb._inputs import Media
+from spark_nb._inputs import check as check_input
 from spark_nb.local import LocalServer
 from spark_nb.models import AVATAR, IMITATOR
 
@@ -27,7 +28,7 @@ IMAGE, AUDIO, VIDEO = AVATAR.fields[0], AVATAR.fields[1], IMITATOR.fields[1]
 Files = dict[str, tuple[bytes, str]]
 
 
-def check(value: str, field: Any, limits: InputLimits = InputLimits()) -> Media:
+def check(value: str, field: Any, limits: InputLimits = DEFAULT_LIMITS) -> Media:
     """The input check as a submission runs it: the URL asked for (urls=True)."""
     return check_input(value, field, limits, urls=True)
 

@@ -21,9 +21,9 @@ import pytest
 
 import spark_nb
 from spark_nb import avatar
-from spark_nb._journal import FILENAME, Journal, JobState
-from spark_nb.media import read_header
+from spark_nb._journal import FILENAME, JobState, Journal
 from spark_nb.local import LocalServer
+from spark_nb.media import read_header
 
 from .conftest import TEST_KEY, cloud_config, ffmpeg
 from .peers import Peer, peers
@@ -462,20 +462,20 @@ def test_the_switch_to_sending_and_a_task_id_are_fsynced_and_a_claim_or_a_task_e
     journal = Journal(tmp_path / FILENAME)
 
     def synchronous() -> int:
-        held = journal._held  # noqa: SLF001 (the write connection)
+        held = journal._held  # the write connection
         assert held is not None
         return held[0].execute("PRAGMA synchronous").fetchone()[0]
 
     claim, _ = journal.reserve(fingerprint="f", model="m", backend="cloud", base_url=None, inputs=[],
                                input_seconds=None, source="test", follow=lambda latest: False)
     assert claim is not None and synchronous() == 1  # NORMAL
-    connection = journal._held[0]  # noqa: SLF001
+    connection = journal._held[0]
     journal.sending(claim)
     assert synchronous() == 2  # FULL
     journal.finished("t0", completed=True, cost=0.1)
     assert synchronous() == 1
     journal.created(claim, "t1")
-    assert synchronous() == 2 and journal._held[0] is connection  # noqa: SLF001
+    assert synchronous() == 2 and journal._held[0] is connection
     journal.finished("t1", completed=True, cost=0.1)
     assert journal.by_task("t1").state == JobState.COMPLETED
 
@@ -886,7 +886,10 @@ def test_an_unusable_journal_is_a_journal_error_before_any_upload(place: str, se
     sqlite3.OperationalError or PermissionError; now a JournalError naming the path and the fix (SPARK_NB_HOME),
     raised before any upload or create; history() says the same."""
     path = home() / FILENAME
-    undo: Callable[[], None] = lambda: None
+    def nothing_to_undo() -> None:
+        """A folder in tmp_path needs no undoing."""
+
+    undo: Callable[[], None] = nothing_to_undo
     if place == "a folder":
         path.mkdir(parents=True)
     elif place == "a read-only file":

@@ -342,4 +342,5 @@ def test_no_ffmpeg_process_is_left_behind(clips: dict[str, Path], tmp_path: Path
     with pytest.raises(ProbeError):  # ffmpeg itself ran and failed
         helpers.trim_audio(text)
     assert ffmpeg_children() == []
-    assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == ["a.m4a", "b.m4a", "c.mp4", "text.wav"]  # no .part left
+    # no .part left
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == ["a.m4a", "b.m4a", "c.mp4", "text.wav"]

@@ -109,7 +109,8 @@ def test_task_failure_reads_every_error_shape(error: Any, code: str | None, mess
 
 
 @pytest.mark.parametrize("model,message,named", [
-    (AVATAR, "Internal generation error: image_url: image_url could not be fetched: HTTP 404", "portrait image (image_url)"),
+    (AVATAR, "Internal generation error: image_url: image_url could not be fetched: HTTP 404",
+     "portrait image (image_url)"),
     (AVATAR, "failed to download the audio from its URL", "speech audio (audio_url)"),
     (IMITATOR, "video_url: cannot identify the file", "driving video (driving_video_info.video_url)"),
     (AVATAR, "HTTP error response: upstream returned 403 Forbidden", "an input"),
@@ -137,7 +138,7 @@ def test_a_task_failed_for_an_unfetchable_input_is_not_paid_for_again(server: Lo
     from spark_nb import avatar
 
     class Page(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        def do_GET(self) -> None:  # http.server's name
             body = b"<!doctype html><title>a gallery page</title>"
             self.send_response(200)
             self.send_header("Content-Type", "text/html")

@@ -9,9 +9,10 @@ import re
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
@@ -63,7 +64,7 @@ def test_a_cost_reads_back_from_the_journal_exactly(cost: str) -> None:
 def test_an_older_journals_float_costs_read_as_decimals(tmp_path: Path) -> None:
     """A journal written by an older version (a float bound to the REAL column) reads as the decimals it meant."""
     journal = journal_at(resolve(backend="local").home)
-    for i, cost in enumerate((0.3, 0.004, 0.1)):
+    for i in range(3):
         claim, _ = journal.reserve(fingerprint=f"old-{i}", model="spark_avatar_picture_omni_v2", backend="cloud",
                                    base_url=None, inputs=[], input_seconds=None, source="test",
                                    follow=lambda e: False)

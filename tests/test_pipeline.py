@@ -1,4 +1,5 @@
-"""generate() and submit() of both models through the shared pipeline: local backend, and the cloud path on a local server."""
+"""generate() and submit() of both models through the shared pipeline: local backend, and the cloud path on a local
+server."""
 
 from __future__ import annotations
 

@@ -6,10 +6,11 @@ import logging
 import pickle
 import threading
 import time
+from collections.abc import Iterator
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -51,12 +52,12 @@ class _RecordingHandler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+    def do_POST(self) -> None:  # http.server's naming
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
         url = next(url for suffix, url in self.server.stored.items() if f'{suffix}"'.encode() in body)
         self._answer(f'{{"data": {{"url": "{url}"}}}}'.encode(), "application/json")
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         self._answer(self.server.video, "video/mp4")
 
 
@@ -80,7 +81,7 @@ def recorder(server: Any, media: dict[str, Path]) -> Iterator[Recorder]:
 def test_secret_hides_itself() -> None:
     """repr, str, format and pickle never give the value away."""
     secret = Secret(TEST_KEY)
-    for text in (repr(secret), str(secret), f"{secret}", f"{secret!r}", "%s" % secret):
+    for text in (repr(secret), str(secret), f"{secret}", f"{secret!r}", "%s" % secret):  # noqa: UP031 - %-formatting is one of the ways tested
         assert TEST_KEY not in text
     with pytest.raises(TypeError):
         pickle.dumps(secret)

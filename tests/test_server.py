@@ -6,9 +6,10 @@ import os
 import re
 import subprocess
 import time
+from collections.abc import Callable, Iterator
 from http.client import HTTPConnection
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -393,5 +394,5 @@ def test_answers_are_sent_without_waiting_for_acks(make_server: MakeServer) -> N
     import socket
 
     server = make_server()
-    listening = server._socket  # noqa: SLF001 (what the accepted connections inherit)
+    listening = server._socket  # what the accepted connections inherit
     assert listening.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0

@@ -234,7 +234,7 @@ def _closed_within(sock: socket.socket, seconds: float) -> bool:
         try:
             if sock.recv(65536) == b"":
                 return True
-        except socket.timeout:
+        except TimeoutError:
             continue
         except ConnectionError:
             return True
@@ -322,7 +322,8 @@ def test_what_a_peer_sends_writes_nothing_to_the_servers_terminal(make_server: M
     the embedded server, that is the notebook cell that happens to run)."""
     server = make_server(api_key=TEST_KEY)
     capfd.readouterr()
-    for head in (b"GARBAGE\r\n\r\n", b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    for head in (b"GARBAGE\r\n\r\n",
+                 b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                  b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"):
         sock = _half_open(server.url, head)
         try:

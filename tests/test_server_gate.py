@@ -91,15 +91,15 @@ def _raw(server: LocalServer, data: bytes, timeout: float = 10) -> bytes:
                 if not chunk or (b"\r\n\r\n" in answer + chunk and (answer + chunk).endswith(b"}")):
                     return answer + chunk
                 answer += chunk
-        except (socket.timeout, ConnectionError):
+        except (TimeoutError, ConnectionError):
             pass
     return answer
 
 
 def test_content_length_with_transfer_encoding_is_refused_before_any_body_is_read(make_server: MakeServer) -> None:
     """An upload announcing 100 bytes and sending its body in chunks (Content-Length and Transfer-Encoding
-    together): 400 before the body is read, nothing stored. Before, the upload route checked the 100 and h11 read the chunks: 150 MB
-    were stored past a 100 MB limit."""
+    together): 400 before the body is read, nothing stored. Before, the upload route checked the 100 and h11 read the
+    chunks: 150 MB were stored past a 100 MB limit."""
     server = make_server(api_key=TEST_KEY)
     head = (b"POST /api/v1/storage/files HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " + TEST_KEY.encode()
             + b"\r\nContent-Type: multipart/form-data; boundary=XyZ\r\nContent-Length: 100\r\n"

@@ -10,8 +10,8 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from urllib.parse import urlsplit
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -280,7 +280,8 @@ def test_the_server_refuses_the_images_the_client_refuses(image: str, make_serve
 
 @pytest.mark.parametrize("body", [
     pytest.param(lambda: b'{"model": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", id="nested-100k-deep"),
-    pytest.param(lambda: json.dumps({"model": ["spark_avatar_picture_omni_v2"], "input": []}).encode(), id="model-list"),
+    pytest.param(lambda: json.dumps({"model": ["spark_avatar_picture_omni_v2"], "input": []}).encode(),
+                 id="model-list"),
     pytest.param(lambda: json.dumps({"model": {"id": "x"}, "input": []}).encode(), id="model-dict"),
     pytest.param(lambda: json.dumps({"model": 7}).encode(), id="model-number"),
     pytest.param(lambda: b"[1, 2, 3]", id="a-list"),

@@ -114,7 +114,7 @@ def test_a_script_on_the_embedded_backend_exits_right_after_its_timeout(media: d
         out, err = proc.communicate(timeout=60)
     except subprocess.TimeoutExpired:
         proc.kill()
-        raise AssertionError("the script did not exit")
+        raise AssertionError("the script did not exit") from None
     assert proc.returncode == 0, err
     said = dict(line.split(" ", 1) for line in out.strip().splitlines())
     assert "timed" in said

@@ -20,9 +20,9 @@ import spark_nb
 from spark_nb import _specs, _specs_service, avatar
 from spark_nb._specs import SpecUnreadable, differences, parameters, published
 from spark_nb._specs_service import SPEC_TTL_S, guard, known
-from spark_nb.models import AVATAR, IMITATOR, MODELS
 from spark_nb.errors import ValidationError
 from spark_nb.local._spec_route import SpecDrift
+from spark_nb.models import AVATAR, IMITATOR, MODELS
 
 from .conftest import TEST_KEY, cloud_config
 from .peers import HOSTILE_ANSWERS, Peer, Seen, hostile_answer, peers

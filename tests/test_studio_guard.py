@@ -26,10 +26,10 @@ import pytest
 from .test_cli import CLI, free_port, studio_env
 
 pytest.importorskip("voila")
-from tornado.ioloop import IOLoop  # noqa: E402
-from tornado.web import Application, RequestHandler  # noqa: E402
+from tornado.ioloop import IOLoop
+from tornado.web import Application, RequestHandler
 
-from spark_nb._studio_http import GuardedHTTPServer, StudioLimits  # noqa: E402
+from spark_nb._studio_http import GuardedHTTPServer, StudioLimits
 
 
 class _Hello(RequestHandler):
@@ -82,7 +82,7 @@ def _closed_within(sock: socket.socket, seconds: float) -> bool:
         try:
             if sock.recv(65536) == b"":
                 return True
-        except socket.timeout:
+        except TimeoutError:
             continue
         except ConnectionError:
             return True

@@ -145,7 +145,7 @@ def test_many_threads_append_whole_lines(peer: Callable[[Handler], Peer], trace:
         try:
             for _ in range(25):
                 client.get_task("t-1")
-        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+        except BaseException as exc:  # reported by the assertion below
             errors.append(exc)
 
     with client_of(api) as client:

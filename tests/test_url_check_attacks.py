@@ -18,8 +18,9 @@ import pytest
 
 import spark_nb
 from spark_nb import _inputs_url, _transfer
-from spark_nb._config import InputLimits
-from spark_nb._inputs import Media, check as check_input
+from spark_nb._config import DEFAULT_LIMITS, InputLimits
+from spark_nb._inputs import Media
+from spark_nb._inputs import check as check_input
 from spark_nb.models import AVATAR
 
 from .peers import Peer, Seen, peers
@@ -28,7 +29,7 @@ from .test_inputs_url import give
 IMAGE, AUDIO = AVATAR.fields
 
 
-def check(value: str, field: Any, limits: InputLimits = InputLimits()) -> Media:
+def check(value: str, field: Any, limits: InputLimits = DEFAULT_LIMITS) -> Media:
     """The input check as a submission runs it: the URL asked for (urls=True)."""
     return check_input(value, field, limits, urls=True)
 
@@ -90,7 +91,8 @@ def test_a_hostile_redirect_is_url_unreachable_never_an_internal_error(peer: Cal
 
 
 def test_a_silent_host_costs_one_deadline_not_one_per_row(peer: Callable[..., Peer], tmp_path: Path,
-                                                         media: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+                                                         media: dict[str, Path],
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """12 rows whose images are on a host that accepts connections and never answers: the first URLs asked use up
     the check's deadline, the others of that host are refused at once ("gave no answer ... ago"), and the row loop
     finds every verdict kept. Before: each URL asked in the warm-up and again in the row loop, one at a time (24

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from spark_nb._urls import (MAX_URL_CHARS, canonical_url, in_clear_beyond_this_machine, is_http_url, is_loopback_url,
-                            url_scheme)
+from spark_nb._urls import (
+    MAX_URL_CHARS,
+    canonical_url,
+    in_clear_beyond_this_machine,
+    is_http_url,
+    is_loopback_url,
+    url_scheme,
+)
 
 
 @pytest.mark.parametrize("url", [

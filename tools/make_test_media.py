@@ -91,7 +91,7 @@ def ease(t: float) -> float:
 
 def move(start: Window, end: Window, t: float, eased: bool = True) -> Window:
     k = ease(t) if eased else min(max(t, 0.0), 1.0)
-    return tuple(a + (b - a) * k for a, b in zip(start, end))  # type: ignore[return-value]
+    return tuple(a + (b - a) * k for a, b in zip(start, end, strict=True))  # type: ignore[return-value]
 
 
 # --- stills ---------------------------------------------------------------------------------------------

@@ -65,7 +65,7 @@ def _run_one(ctx: Context, name: str, check: CheckFn) -> None:
         verdict = check(ctx)
     except SparkError as exc:
         verdict = fail(exc.headline, exc.hint or "")
-    except Exception as exc:  # noqa: BLE001 - one broken check must not hide the others
+    except Exception as exc:  # one broken check must not hide the others
         verdict = fail(f"the check itself failed ({type(exc).__name__}: {exc})",
                        "this is a bug in spark-nb's doctor: please report it with this line")
     ctx.finished(name, verdict)

@@ -29,7 +29,7 @@ def ffmpeg(ctx: Context) -> Verdict:
     try:
         exe = ffmpeg_exe()
         run = _procs.run([exe, "-hide_banner", "-version"], timeout=ctx.left(10.0))
-    except Exception as exc:  # noqa: BLE001 - missing, not executable, killed at its time limit
+    except Exception as exc:  # missing, not executable, killed at its time limit
         return fail(f"the bundled ffmpeg does not run ({type(exc).__name__}: {exc})", fix)
     first = run.stdout.decode("utf-8", "replace").strip().splitlines()[:1]
     if run.returncode != 0 or not first:

@@ -67,7 +67,7 @@ def generation_url(ctx: Context) -> Verdict:
     try:
         answer = read_answer(keyless_http(), "GET", _task_url(base), deadline=time.monotonic() + limit,
                              follow_redirects=False)
-    except Exception as exc:  # noqa: BLE001 - every way of not answering is the finding
+    except Exception as exc:  # every way of not answering is the finding
         return fail(f"{where}: {_unreachable(exc, limit)}", URL_FIX)
     took = f"{(time.monotonic() - started) * 1000:.0f} ms"
     ctx.note("keyless status", answer.status)
@@ -96,7 +96,7 @@ def key_accepted(ctx: Context) -> Verdict:
     limit = ctx.left()
     try:
         answer = client.probe("GET", _task_url(client.base_url), limit=limit)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         return fail(f"no answer with the key: {_unreachable(exc, limit)}", URL_FIX)
     said = _message(answer)
     if answer.status == 404 and ctx.noted("keyless status") in (401, 403):
@@ -123,7 +123,7 @@ def _local_key(ctx: Context) -> Verdict:
     limit = ctx.left()
     try:
         answer = client.probe("GET", _task_url(client.base_url), limit=limit)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         return fail(f"the embedded server did not answer: {_unreachable(exc, limit)}",
                     "run it again; if it persists, report it to the spark-nb project")
     if answer.status == 404:
@@ -150,7 +150,8 @@ def uploads(ctx: Context) -> Verdict:
         import importlib.util
 
         if importlib.util.find_spec("boto3") is None:
-            return fail(f"S3 bucket {settings.s3_bucket} is set, but boto3 is not installed", "pip install 'spark-nb[s3]'")
+            return fail(f"S3 bucket {settings.s3_bucket} is set, but boto3 is not installed",
+                        "pip install 'spark-nb[s3]'")
         return ok(f"S3 bucket {settings.s3_bucket} (not contacted: nothing is uploaded)")
     return warn("no uploader: local files cannot be sent on the cloud path (http(s) URLs can)", fix)
 
@@ -166,7 +167,7 @@ def _upload_endpoint(ctx: Context, endpoint: str, fix: str) -> Verdict:
         else:
             answer = read_answer(keyless_http(), "GET", endpoint, deadline=time.monotonic() + limit,
                                  follow_redirects=False)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         return fail(f"the upload endpoint {endpoint}: {_unreachable(exc, limit)}", fix)
     if answer.status in (405, 400) or answer.status < 300:
         return ok(f"the upload endpoint {endpoint} answers (HTTP {answer.status} to a GET; nothing was uploaded)")

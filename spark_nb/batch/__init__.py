@@ -10,9 +10,10 @@ JupyterLab (gallery() draws it again); origin() says where a row's result came f
 """
 
 from .._boundary import guard_public
+from .._journal import JobState
 from ._job import finish, submit_or_resume
 from ._manifest import InvalidRow, ManifestError, Row, check_manifest, columns, read_manifest
-from ._outcome import JobState, RowOutcome, RowStatus
+from ._outcome import RowOutcome, RowStatus
 from ._progress import spent, summary
 from ._record import origin
 from ._report import gallery, gallery_html, outcomes_html

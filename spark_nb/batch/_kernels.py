@@ -17,8 +17,12 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # jupyter_client loads when the first kernel starts
+    from jupyter_client.manager import AsyncKernelManager
 
 START_TIMEOUT_S = 60.0
 RESET_TIMEOUT_S = 30.0
@@ -82,7 +86,7 @@ class WarmKernels:
 
     def for_row(self, folder: Path) -> WarmKernel:
         """This thread's kernel, running, reset and in folder (KernelLost if it cannot be readied)."""
-        kernel = getattr(self._local, "kernel", None)
+        kernel: WarmKernel | None = getattr(self._local, "kernel", None)
         if kernel is not None and not kernel.alive():
             self.discard(kernel)
             kernel = None
@@ -107,11 +111,10 @@ class WarmKernels:
                 self._start(folder)
 
     def _start(self, folder: Path) -> WarmKernel:
-        from jupyter_client import AsyncKernelManager
-        from jupyter_client.blocking import BlockingKernelClient
+        from jupyter_client.blocking.client import BlockingKernelClient
         from jupyter_core.utils import run_sync
 
-        manager = _manager_class(AsyncKernelManager)(kernel_name="python3")
+        manager = _manager_class()(kernel_name="python3")
         kernel = WarmKernel(manager, None)
         with self._lock:
             if self._closed:
@@ -224,7 +227,7 @@ def _run_code(kernel: WarmKernel, code: str, deadline: float, cell: Any) -> bool
                 last.text += output.text
             else:
                 outputs.append(output)
-    reply = _answer(client.shell_channel.get_msg, msg_id, kernel, deadline)["content"]
+    reply: dict[str, Any] = _answer(client.shell_channel.get_msg, msg_id, kernel, deadline)["content"]
     if cell is not None and reply.get("execution_count") is not None:
         cell.execution_count = reply["execution_count"]
     return reply.get("status") == "ok"
@@ -236,10 +239,12 @@ def _output(kind: str, content: dict[str, Any]) -> Any:
     kernel's messages are well formed, and the whole notebook is validated when papermill writes it."""
     from nbformat import from_dict
 
-    return from_dict({"output_type": kind, **{name: content[name] for name in _OUTPUT_FIELDS[kind]}})
+    fields = {name: content[name] for name in _OUTPUT_FIELDS[kind]}
+    return from_dict({"output_type": kind, **fields})  # type: ignore[no-untyped-call]  # nbformat's, unannotated
 
 
-def _answer(get: Any, msg_id: str, kernel: WarmKernel, deadline: float) -> dict[str, Any]:
+def _answer(get: Callable[..., dict[str, Any]], msg_id: str, kernel: WarmKernel, deadline: float
+            ) -> dict[str, Any]:
     """The next message on a channel that answers msg_id (others, e.g. a previous row's stragglers, are skipped)."""
     while True:
         left = deadline - time.monotonic()
@@ -286,8 +291,10 @@ def _stop_channels(client: Any) -> None:
         client.stop_channels()
 
 
-def _manager_class(base: type) -> type:
-    class JobKernelManager(base):  # type: ignore[misc, valid-type]
+def _manager_class() -> type[AsyncKernelManager]:
+    from jupyter_client.manager import AsyncKernelManager
+
+    class JobKernelManager(AsyncKernelManager):
         """A kernel manager on Unix sockets."""
 
         def __init__(self, **kwargs: Any) -> None:

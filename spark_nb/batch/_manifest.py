@@ -118,7 +118,7 @@ class InvalidRow:
 def in_manifest_order(ran: Sequence[RowOutcome], rows: Sequence[Row],
                       invalid: Sequence[InvalidRow]) -> list[RowOutcome]:
     """The outcomes of the rows that ran (ran[i] is rows[i]'s) and a `skipped` one per invalid row, by CSV line."""
-    lines = [*((row.number, outcome) for row, outcome in zip(rows, ran)),
+    lines = [*((row.number, outcome) for row, outcome in zip(rows, ran, strict=True)),
              *((row.number, row.outcome()) for row in invalid)]
     return [outcome for _, outcome in sorted(lines, key=lambda line: line[0])]
 
@@ -233,7 +233,9 @@ def _check_row(path: Path, number: int, cells: dict[str, str], seen: dict[str, i
         except ValidationError as exc:
             row_problems.append(f"{field.name}: {str(exc).splitlines()[0]}")
             continue
-        inputs[field.name] = item.url or str(Path(item.path).resolve())  # type: ignore[arg-type]
+        where = item.url if item.path is None else str(item.path.resolve())
+        assert where is not None  # a Media is a file or a URL
+        inputs[field.name] = where
     takes = {f.name for f in spec.fields}
     row_problems += [f"{f} is set but {spec.id} does not take it" for f in input_fields() if cells.get(f)
                      and f not in takes]

@@ -56,7 +56,7 @@ class RowNotebooks:
         return path.removeprefix(ROW_NOTEBOOK)
 
 
-class WarmKernelEngine(Engine):
+class WarmKernelEngine(Engine):  # type: ignore[misc]  # papermill ships no types: Engine is Any
     """papermill's Engine interface, executing on the WarmKernel passed as `kernel=`."""
 
     @classmethod

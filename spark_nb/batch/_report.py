@@ -42,7 +42,7 @@ from ._outcome import RowOutcome, RowStatus, outcomes_argument
 from ._record import row_folder
 
 if TYPE_CHECKING:
-    from IPython.display import HTML
+    from IPython.core.display import HTML
 
 CSV_COLUMNS = ["name", "model", "task_id", "status", "video", "duration", "cost", "reused", "notebook", "error",
                "advice"]
@@ -356,7 +356,7 @@ def _thumbnail(source: Path, base: Path) -> Path | None:
             small = image.convert("RGBA") if alpha else image.convert("RGB")
             target = base.with_suffix(".png" if alpha else ".jpg")
             return replace_atomically(target, lambda fh: small.save(fh, "PNG" if alpha else "JPEG", quality=85))
-    except Exception:  # noqa: BLE001 (PIL raises many kinds on odd files): fall back to the file itself
+    except Exception:  # (PIL raises many kinds on odd files): fall back to the file itself
         return None
 
 
@@ -400,10 +400,10 @@ def gallery(folder: str | os.PathLike[str] = ".") -> HTML:
     Returns:
         An IPython.display.HTML of the cards (none when the folder has no rows.json).
     """
-    from IPython.display import HTML
+    from IPython.core.display import HTML  # where it is defined (IPython.display re-exports it)
 
     folder = path_argument(folder, "folder")
-    return HTML(gallery_html(folder, read_rows(folder)))
+    return HTML(gallery_html(folder, read_rows(folder)))  # type: ignore[no-untyped-call]  # IPython's, unannotated
 
 
 def read_rows(folder: str | os.PathLike[str]) -> list[RowOutcome]:

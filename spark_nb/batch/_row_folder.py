@@ -173,7 +173,7 @@ def execute(run: BatchRun, executed: Path, parameters: dict[str, object], row_di
             return None
         except PapermillExecutionError as exc:
             return f"{exc.ename}: {exc.evalue}".strip()
-        except Exception as exc:  # noqa: BLE001 (kernel start-up failures and dead kernels vary)
+        except Exception as exc:  # kernel start-up failures and dead kernels vary
             died = kernel is not None and not kernel.alive()
             if kernel is not None:
                 run.kernels.discard(kernel)

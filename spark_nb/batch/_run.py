@@ -61,7 +61,7 @@ def alone(row: Row, work: Callable[..., RowOutcome], *args: Any, task_id: str | 
     """work(*args), or, if it raises anything at all, the row failed with that error: the other rows go on."""
     try:
         return work(*args)
-    except Exception as exc:  # noqa: BLE001 (a bug, a RecursionError, an OSError: this row's failure, not the batch's)
+    except Exception as exc:  # a bug, a RecursionError, an OSError: this row's failure, not the batch's
         logger.debug("row %s failed", row.name, exc_info=True)
         return failed(row, exc, task_id=task_id)
 
@@ -71,7 +71,7 @@ def alone_later(row: Row, work: Callable[..., Future[RowOutcome]], *args: Any) -
     row failed with that error (settled): the other rows go on."""
     try:
         return work(*args)
-    except Exception as exc:  # noqa: BLE001 (as in alone)
+    except Exception as exc:  # as in alone
         logger.debug("row %s failed", row.name, exc_info=True)
         return settled(failed(row, exc))
 

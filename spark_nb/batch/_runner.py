@@ -122,7 +122,7 @@ def _pays(journal: Journal, out: Path, reuse: bool, resubmit_uncertain: bool,
     def pays(row: Row) -> bool:
         try:
             key = pipeline.call_key(row.spec, row.inputs, settings)
-        except Exception:  # noqa: BLE001 (its inputs cannot be read now: the row fails alone, see _keys)
+        except Exception:  # its inputs cannot be read now: the row fails alone, see _keys
             return True
         return _decision(journal, key, out / row.name, reuse, resubmit_uncertain).creates
     return pays
@@ -142,7 +142,7 @@ def _keys(rows: list[Row], outcomes: dict[str, RowOutcome], settings: Settings) 
     for row in rows:
         try:
             keys[row.name] = pipeline.call_key(row.spec, row.inputs, settings)
-        except Exception as exc:  # noqa: BLE001 (e.g. a file removed since the check): this row's failure alone
+        except Exception as exc:  # e.g. a file removed since the check: this row's failure alone
             outcomes[row.name] = failed(row, exc)
     return keys
 
@@ -263,7 +263,7 @@ def _write_reports_anyway(out: Path, rows: list[Row], keys: dict[str, str], firs
     """_write_reports while the batch is stopping on an error: a failure to write is said, the error raised."""
     try:
         _write_reports(out, rows, keys, first_of, outcomes, invalid)
-    except Exception as exc:  # noqa: BLE001 (the batch's own error is the one to raise)
+    except Exception as exc:  # the batch's own error is the one to raise
         print(f"spark-nb batch: the reports in {out} could not be written: {type(exc).__name__}: {exc}",
               file=sys.stderr)
 
@@ -387,7 +387,8 @@ def _submit(row: Row, run: BatchRun, row_dir: Path, slot: _Slot, *, resubmit: bo
             while True:  # at least one poll between two tries
                 if run.stop.wait(COST_WAIT_POLL_S):
                     raise TaskCancelled("the batch was stopped while this row waited for its model's cost to be "
-                                        "known; no task was created", hint="run the batch again to submit it")
+                                        "known; no task was created", hint="run the batch again to submit it"
+                                        ) from exc
                 if not _still_open(run.journal.attempt(exc.attempt)) or time.monotonic() >= again:
                     break
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from typing import Any, NamedTuple, overload
 
 import cv2
 import numpy as np
@@ -18,11 +19,32 @@ TEETH = np.array([236, 224, 198], dtype=np.float32)  # off-white, warm
 TONGUE = np.array([150, 66, 72], dtype=np.float32)  # in the mouth's shade
 TEETH_JOINTS = (0.0, 0.25, 0.46, 0.64)  # where neighbouring upper teeth meet, in half mouth widths from the middle
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+AT_REST = Pose()  # the first frame's pose
 
 
-def _smoothstep(low: float, high: float, x: np.ndarray) -> np.ndarray:
+@overload
+def _smoothstep(low: float, high: float, x: float) -> np.floating[Any]: ...
+
+
+@overload
+def _smoothstep(low: float, high: float, x: np.ndarray) -> np.ndarray: ...
+
+
+def _smoothstep(low: float, high: float, x: float | np.ndarray) -> np.floating[Any] | np.ndarray:
     t = np.clip((x - low) / (high - low), 0.0, 1.0)
-    return (t * t * (3 - 2 * t)).astype(np.float32)
+    eased: np.floating[Any] | np.ndarray = (t * t * (3 - 2 * t)).astype(np.float32)
+    return eased
+
+
+class _Eyelid(NamedTuple):
+    """One eye's lid, prepared once per portrait: where it is, its rows, its closing range, its shape, its colour."""
+
+    roi: tuple[slice, slice]
+    ys: np.ndarray
+    top: float
+    height: float
+    inside: np.ndarray
+    lid: np.ndarray
 
 
 def _ease(x: float) -> float:
@@ -228,11 +250,12 @@ class Animator:
         outside = np.maximum(rel - down, -up - rel)
         rim = np.clip(1 - outside / 1.6, 0, 1) * (1 - cover) * min(1.0, 4 * opening) * middle ** 0.5
         lips = lips.astype(np.float32) * (1 - 0.22 * rim)[..., None]
-        return (lips + (inside - lips) * cover[..., None] + 0.5).astype(np.uint8)
+        painted: np.ndarray = (lips + (inside - lips) * cover[..., None] + 0.5).astype(np.uint8)
+        return painted
 
     # -- the eyelids: a lid the colour of the skin above the eye closes from the top ------------------
 
-    def _prepare_eye(self, eye) -> tuple:  # noqa: ANN001
+    def _prepare_eye(self, eye: Box) -> _Eyelid:
         h, w = self.image.shape[:2]
         x0, x1 = int(max(0, eye.x)), int(min(w, eye.x + eye.w))
         y0, y1 = int(max(0, eye.y)), int(min(h, eye.y + eye.h))
@@ -241,7 +264,7 @@ class Animator:
         ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float32)
         rx, ry = 0.42 * eye.w, 0.24 * eye.h
         inside = np.clip(3.0 * (1.25 - np.hypot((xs - eye.cx) / rx, (ys - eye.cy) / ry)), 0, 1)
-        return (slice(y0, y1), slice(x0, x1)), ys, eye.cy - ry, 2 * ry, inside, lid * 0.9
+        return _Eyelid((slice(y0, y1), slice(x0, x1)), ys, eye.cy - ry, 2 * ry, inside, lid * 0.9)
 
     def _blink(self, frame: np.ndarray, closure: float) -> None:
         for roi, ys, top, height, inside, lid in self._eyelids:
@@ -253,7 +276,7 @@ class Animator:
 
     # -- one frame ------------------------------------------------------------------------------------
 
-    def frame(self, mouth: MouthShape | float = 0.0, closure: float = 0.0, pose: Pose = Pose()) -> np.ndarray:
+    def frame(self, mouth: MouthShape | float = 0.0, closure: float = 0.0, pose: Pose = AT_REST) -> np.ndarray:
         """An RGB frame with the mouth shaped (a MouthShape, or a float: how far it opens, 0..1), the eyes
         closed (0..1) and the head posed."""
         frame = self.image.copy()

@@ -103,6 +103,7 @@ class GuardedH11Protocol(H11Protocol):
         self.waiting_since: float | None = None  # while it owes us something (a request, or reading its answer)
         self._timer: asyncio.TimerHandle | None = None
 
+    # uvicorn's signature (a stream protocol is given a Transport), narrower than asyncio's BaseProtocol's
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._follow()

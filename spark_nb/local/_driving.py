@@ -18,6 +18,7 @@ The analysis reads the video once, small and grey, and keeps a few numbers per f
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import subprocess
 from collections import deque
@@ -88,9 +89,11 @@ def analyse_driving(video: Path, count: int, size: tuple[int, int],
            "-vf", f"fps={FPS},scale={width}:{height}", "-pix_fmt", "gray", "-f", "rawvideo", "-"]
     collector = _Collector(width, height)
     proc = _procs.popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    stdout = proc.stdout
+    assert stdout is not None  # stdout=PIPE
     try:
         while collector.frames < count:
-            raw = proc.stdout.read(width * height)  # type: ignore[union-attr]
+            raw = stdout.read(width * height)
             if len(raw) < width * height:
                 break
             collector.add(np.frombuffer(raw, dtype=np.uint8).reshape(height, width))
@@ -123,7 +126,7 @@ class _Collector:
     def add(self, gray: np.ndarray) -> None:
         index = self.frames
         self.frames += 1
-        hist = cv2.calcHist([gray], [0], None, [32], [0, 256]).ravel()
+        hist = np.asarray(cv2.calcHist([gray], [0], None, [32], [0, 256]), dtype=np.float32).ravel()
         hist /= max(1.0, float(hist.sum()))
         blank = float(gray.mean()) < BLANK
         if self._hist is not None and index > 0 and 0.5 * float(np.abs(hist - self._hist).sum()) > CUT:
@@ -171,7 +174,8 @@ class _Collector:
         turned = track.angles[-1] if track.angles else angle
         for frame in range(start, index + 1):
             t = (frame - start + 1) / (index - start + 1)
-            between = Box(*(a + (b - a) * t for a, b in zip(dataclasses.astuple(previous), dataclasses.astuple(box))))
+            ends = zip(dataclasses.astuple(previous), dataclasses.astuple(box), strict=True)
+            between = Box(*(a + (b - a) * t for a, b in ends))
             gray = self._frame(frame)
             track.boxes.append(between)
             track.angles.append(turned + (angle - turned) * t)
@@ -264,7 +268,7 @@ def motion_of(tracks: list[_Track], cuts: list[int], analysed: int, count: int, 
     closure = np.zeros(count)
     followed = np.zeros(count, bool)
     reset = np.zeros(count, bool)  # where a new anchor starts: the old offset eases out from here
-    for start, end in zip(bounds, bounds[1:]):
+    for start, end in itertools.pairwise(bounds):
         if start < count:
             reset[start] = True
         for track in _followed(tracks, start, end):
@@ -300,7 +304,7 @@ def _followed(tracks: list[_Track], start: int, end: int) -> list[_Track]:
 def _relative(track: _Track, frames: int) -> np.ndarray:
     """Per frame (dx, dy, log scale, tilt) of the first frames of track from the segment's anchor, in anchor
     face widths and radians; smoothed."""
-    values = np.array([(b.cx, b.cy, b.w, a) for b, a in zip(track.boxes[:frames], track.angles[:frames])])
+    values = np.array([(b.cx, b.cy, b.w, a) for b, a in zip(track.boxes[:frames], track.angles[:frames], strict=True)])
     # detections come every STRIDE frames; their size and tilt jitter more than their centre
     values = np.column_stack([_gaussian(values[:, :2], sigma=2.0), _gaussian(values[:, 2:], sigma=4.0)])
     anchor = np.median(values[:5], axis=0)
@@ -314,7 +318,8 @@ def _limited(raw: np.ndarray) -> np.ndarray:
     reach = np.array(REACH)
     extent = np.percentile(np.abs(raw), 98, axis=0) if len(raw) else reach
     gain = np.minimum(1.0, 0.8 * reach / np.maximum(extent, 1e-6))
-    return reach * np.tanh(raw * gain / reach)
+    limited: np.ndarray = reach * np.tanh(raw * gain / reach)
+    return limited
 
 
 def _eased(target: np.ndarray, reset: np.ndarray) -> list[Pose]:
@@ -345,7 +350,8 @@ def _filled(values: np.ndarray) -> np.ndarray:
     known = np.flatnonzero(~np.isnan(values))
     if known.size == 0:
         return np.zeros_like(values)
-    return np.interp(np.arange(values.size), known, values[known])
+    filled: np.ndarray = np.interp(np.arange(values.size), known, values[known])
+    return filled
 
 
 def _mouth_opening(darkness: np.ndarray) -> np.ndarray:

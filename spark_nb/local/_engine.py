@@ -11,12 +11,13 @@ import os
 import subprocess
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 
 from .. import _procs
-from .._files import make_part
 from .._ffmpeg import MediaFacts, ProbeError, decode_audio, ffmpeg_exe, ffmpeg_input, try_decode
+from .._files import make_part
 from .._imageheader import claimed_size
 from .._limits import IMAGE_BYTES, IMAGE_SIDE, MEDIA_SECONDS, image_too_heavy, image_too_large, media_too_long
 from ..models import MediaKind, RendererName
@@ -29,6 +30,14 @@ LONGEST_SIDE = 512
 STILL_SECONDS = 3.0
 SMALL_FRAME_PIXELS = 256 * 256  # at most this many pixels a frame, x264 runs its fastest preset
 ProgressCallback = Callable[[float], None]
+
+
+class _Options(TypedDict):
+    """What every renderer takes besides its inputs."""
+
+    longest_side: int
+    max_seconds: float
+    on_progress: ProgressCallback | None
 
 
 class RenderError(Exception):
@@ -46,13 +55,13 @@ def render(renderer: RendererName, inputs: Mapping[MediaKind, Path], out: Path, 
     Returns the video's length in seconds; an input longer than max_seconds fails before any frame is made.
     on_progress is called at least every few frames, so raising there stops a render at once.
     """
-    options = {"longest_side": longest_side, "max_seconds": max_seconds, "on_progress": on_progress}
+    options = _Options(longest_side=longest_side, max_seconds=max_seconds, on_progress=on_progress)
     if renderer == "talking_head":
-        return render_avatar(inputs["image"], inputs["audio"], out, **options)  # type: ignore[arg-type]
+        return render_avatar(inputs["image"], inputs["audio"], out, **options)
     if renderer == "imitation":
-        return render_imitation(inputs["image"], inputs["video"], out, **options)  # type: ignore[arg-type]
+        return render_imitation(inputs["image"], inputs["video"], out, **options)
     if renderer == "still":
-        return render_still(inputs["image"], out, **options)  # type: ignore[arg-type]
+        return render_still(inputs["image"], out, **options)
     raise RenderError(f"no local renderer called {renderer!r}")
 
 
@@ -145,24 +154,26 @@ class VideoEncoder:
         cmd += ["-map", "0:v", "-map", "1:a", "-t", f"{count / FPS:.3f}", *_encoding(width, height),
                 "-movflags", "+faststart", "-f", "mp4", str(self._tmp)]
         self._proc = _procs.popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert self._proc.stdin is not None and self._proc.stderr is not None  # both PIPE
+        self._stdin, self._stderr = self._proc.stdin, self._proc.stderr
 
     def write(self, rgb: np.ndarray) -> None:
         """Append one frame."""
         try:
-            self._proc.stdin.write(np.ascontiguousarray(rgb).tobytes())  # type: ignore[union-attr]
+            self._stdin.write(np.ascontiguousarray(rgb).tobytes())
         except BrokenPipeError as exc:
             raise RenderError(f"encoding failed: {self._errors()}") from exc
 
     def _errors(self) -> str:
-        return self._proc.stderr.read().decode(errors="replace")[-300:]  # type: ignore[union-attr]
+        return self._stderr.read().decode(errors="replace")[-300:]
 
-    def __enter__(self) -> "VideoEncoder":
+    def __enter__(self) -> VideoEncoder:
         return self
 
     def __exit__(self, kind: type | None, *rest: object) -> None:
         try:
             if kind is None:
-                self._proc.stdin.close()  # type: ignore[union-attr]
+                self._stdin.close()
                 errors = self._errors()
                 if self._proc.wait(timeout=120) != 0:
                     raise RenderError(f"encoding failed: {errors}")
@@ -171,8 +182,8 @@ class VideoEncoder:
             if self._proc.poll() is None:
                 self._proc.kill()
                 self._proc.wait()
-            for stream in (self._proc.stdin, self._proc.stderr):
-                if stream and not stream.closed:
+            for stream in (self._stdin, self._stderr):
+                if not stream.closed:
                     stream.close()
             self._tmp.unlink(missing_ok=True)
 

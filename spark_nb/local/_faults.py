@@ -18,7 +18,8 @@ import re
 import socket
 import struct
 import threading
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 ROUTES = ("create", "poll", "download", "upload", "spec", "render")
 KINDS = ("402", "429", "500", "503", "reset", "reset_after", "slow", "bad_json", "truncated")
@@ -65,7 +66,7 @@ class FaultPlan:
         self.drawn: dict[str, int] = {}  # route -> requests that met a draw
 
     @classmethod
-    def parse(cls, spec: str | None, seed: int | None = None) -> "FaultPlan":
+    def parse(cls, spec: str | None, seed: int | None = None) -> FaultPlan:
         """Read a ROUTE:KIND:P comma list, e.g. "create:429:0.2,poll:reset:0.1".
 
         Args:

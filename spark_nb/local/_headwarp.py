@@ -56,7 +56,7 @@ class HeadWarp:
 
     def matrix(self, pose: Pose, unit: float) -> np.ndarray:
         """The head's forward transform (2x3): rotation and scale about the face centre, then the shift."""
-        matrix = cv2.getRotationMatrix2D(self.centre, math.degrees(pose.angle), pose.scale)
+        matrix = np.asarray(cv2.getRotationMatrix2D(self.centre, math.degrees(pose.angle), pose.scale), np.float64)
         matrix[:, 2] += (pose.dx * unit, pose.dy * unit)
         return matrix
 
@@ -77,7 +77,7 @@ class HeadWarp:
         xs, ys = self._xs, self._ys
         map_x = xs + weight * (inverse[0, 0] * xs + inverse[0, 1] * ys + inverse[0, 2] - xs)
         map_y = ys + weight * (inverse[1, 0] * xs + inverse[1, 1] * ys + inverse[1, 2] - ys)
-        out = frame.copy()
+        out: np.ndarray = frame.copy()
         out[self._roi] = cv2.remap(frame, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         return out
 
@@ -88,7 +88,7 @@ class HeadWarp:
         dx = max(-margin, min(margin, pose.dx * unit / self.width)) * self.width * 0.8
         dy = max(-margin, min(margin, pose.dy * unit / self.height)) * self.height * 0.8
         angle = max(-1.0, min(1.0, math.degrees(pose.angle)))
-        matrix = cv2.getRotationMatrix2D(self.centre, angle, scale)
+        matrix = np.asarray(cv2.getRotationMatrix2D(self.centre, angle, scale), np.float64)
         matrix[:, 2] += (dx, dy)
         return cv2.warpAffine(frame, matrix, (self.width, self.height), flags=cv2.INTER_LINEAR,
                               borderMode=cv2.BORDER_REPLICATE)

@@ -12,6 +12,7 @@ import secrets
 import socket
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -169,7 +170,8 @@ def _accepting_server(config: Any, listening: socket.socket, guard: ConnectionGu
         async def startup(self, sockets: list[socket.socket] | None = None) -> None:
             await super().startup(sockets=[])
             loop = asyncio.get_running_loop()
-            protocol_class: Any = self.config.http_protocol_class  # the guard's, as uvicorn's own startup makes it
+            # the guard's, as uvicorn's own startup makes it
+            protocol_class: Callable[..., asyncio.Protocol] = self.config.http_protocol_class
 
             def protocol() -> asyncio.Protocol:
                 return protocol_class(config=self.config, server_state=self.server_state,

@@ -133,11 +133,11 @@ class LocalService:
         self.options = options
         self.stats = Stats()
         self._owns_storage = options.storage is None
-        if self._owns_storage:
+        if options.storage is None:
             remove_stale_storage()
             self.storage = Path(tempfile.mkdtemp(prefix=f"{STORAGE_PREFIX}{os.getpid()}_"))
         else:
-            self.storage = Path(options.storage)  # type: ignore[arg-type]
+            self.storage = Path(options.storage)
         for sub in ("uploads", "results", "work"):
             (self.storage / sub).mkdir(parents=True, exist_ok=True)
         self.shelf = TaskShelf(self.storage / "tasks") if options.persistent else None

@@ -50,7 +50,8 @@ def _frame_db(samples: np.ndarray, count: int, fps: int, sample_rate: int) -> np
     length = np.diff(edges)
     mean = (energy[edges[1:]] - energy[edges[:-1]]) / np.maximum(length, 1)
     rms = np.sqrt(np.maximum(mean, 0.0)) * (length > 0)
-    return (20 * np.log10(rms + 1e-5)).astype(np.float32)
+    db: np.ndarray = (20 * np.log10(rms + 1e-5)).astype(np.float32)
+    return db
 
 
 def _opening(db: np.ndarray) -> np.ndarray:
@@ -108,7 +109,7 @@ def mouth_shapes(samples: np.ndarray, count: int, fps: int, sample_rate: int = S
     openness = smooth(np.maximum(opening, 0.3 * sibilance))
     wide = smooth(np.maximum(np.clip(tone, 0.0, 1.0), sibilance), attack=0.6, release=0.3)
     rounded = smooth(np.clip(-tone, 0.0, 1.0) * (1 - sibilance), attack=0.5, release=0.3)
-    return [MouthShape(float(o), float(w), float(r)) for o, w, r in zip(openness, wide, rounded)]
+    return [MouthShape(float(o), float(w), float(r)) for o, w, r in zip(openness, wide, rounded, strict=True)]
 
 
 def blinks(count: int, fps: int, seed: int = 7) -> np.ndarray:
@@ -175,10 +176,11 @@ def head_motion(mouth: Sequence[MouthShape] | np.ndarray, fps: int, seed: int = 
     tilt = _accents(sided, _pulse(fps, 0.22), fps)
 
     def wave(period: float, k: int) -> np.ndarray:  # the idle sway: slow sines of unrelated periods
-        return np.sin(2 * math.pi * t / period + phase[k])
+        sway: np.ndarray = np.sin(2 * math.pi * t / period + phase[k])
+        return sway
 
     dx = 0.016 * wave(4.3, 0) + 0.004 * wave(1.9, 1) + 0.004 * tilt
     dy = 0.006 * wave(3.7, 2) + 0.016 * nod
     scale = 1.0 + 0.006 * wave(5.9, 3) - 0.004 * nod
     angle = np.radians(1.1 * wave(3.1, 4) + 0.2 * wave(1.7, 0) + 0.6 * tilt)
-    return [Pose(float(a), float(b), float(c), float(d)) for a, b, c, d in zip(dx, dy, scale, angle)]
+    return [Pose(float(a), float(b), float(c), float(d)) for a, b, c, d in zip(dx, dy, scale, angle, strict=True)]

@@ -39,7 +39,7 @@ class SpecDrift:
     items: tuple[re.Match[str], ...] = ()
 
     @classmethod
-    def parse(cls, text: str | None) -> "SpecDrift":
+    def parse(cls, text: str | None) -> SpecDrift:
         """Read a drift list; ValueError naming an item that is none of the forms."""
         items = []
         for item in filter(None, (part.strip() for part in (text or "").split(","))):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -51,8 +52,12 @@ def _eyes(gray: np.ndarray, face: Box) -> tuple[Box, Box]:
     right = [b for b in found if b[0] + b[2] / 2 >= face.w / 2]
     if not left or not right:
         return guess
-    pick = [max(group, key=lambda r: r[2]) for group in (left, right)]
-    return tuple(Box(float(x + x0), float(y + y0), float(w), float(h)) for x, y, w, h in pick)  # type: ignore[return-value]
+
+    def placed(group: Sequence[Sequence[int]]) -> Box:  # the side's widest detection, in the picture's coordinates
+        x, y, w, h = max(group, key=lambda r: r[2])
+        return Box(float(x + x0), float(y + y0), float(w), float(h))
+
+    return placed(left), placed(right)
 
 
 @dataclasses.dataclass(frozen=True)
