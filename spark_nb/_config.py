@@ -327,7 +327,7 @@ def check_values(options: dict[str, Any]) -> None:
     """A UsageError for the first value resolve() could not read (a negative budget, a limit of NaN or 1e999, a
     backend that is neither, a yes/no that is neither), parsed by the very readers resolve() uses; None is unset."""
     _budget(options.get("budget_usd"))
-    for name, default in (("max_input_mb", 100), ("max_input_seconds", 600)):
+    for name, default in (("max_input_mb", MEDIA_BYTES / 1024**2), ("max_input_seconds", MEDIA_SECONDS)):
         _positive(name, options.get(name), default)
     _flag("check_urls", options.get("check_urls"), True)
     if options.get("backend") is not None:
