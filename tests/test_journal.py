@@ -646,6 +646,7 @@ def test_damaged_rows_are_shown_as_damaged_and_reuse_and_the_budget_stay_safe(
     `spark-nb history` list each as damaged, naming what; reuse still reuses a completed row whose video and id
     read fine, and treats an unreadable state as a task that may exist; a completed row whose cost is unreadable
     counts at its model's estimate in the budget."""
+    from spark_nb._config import resolve
     from spark_nb._pipeline import call_key
     from spark_nb.models import AVATAR
 
@@ -653,7 +654,8 @@ def test_damaged_rows_are_shown_as_damaged_and_reuse_and_the_budget_stay_safe(
     first = avatar.generate(media["portrait"], media["speech"], progress=False, **cloud_config(server))
     cost = float(first.cost or 0)
     path = home() / FILENAME
-    other = call_key(AVATAR, {"image": media["portrait"], "audio": media["speech_mp3"]}, **cloud_config(server))
+    other = call_key(AVATAR, {"image": media["portrait"], "audio": media["speech_mp3"]},
+                     resolve(**cloud_config(server)))
     with sqlite3.connect(path) as db:
         db.execute("UPDATE tasks SET attempted_at = 'NaN', updated_at = 1e300")
         row = "INSERT INTO tasks (attempt, fingerprint, model, backend, inputs, state, task_id, pid, attempted_at, " \
