@@ -44,7 +44,7 @@ FIX_LABELS: dict[Fix, str] = {"trim_audio": f"Trim to {RECOMMENDED_AUDIO_SECONDS
 class Advice:
     """Something worth saying about an input that is usable as it is, and the fix on offer (if any)."""
 
-    reason: Literal["audio_too_long", "no_face"]
+    reason: Literal["audio_too_long", "audio_unmeasured", "no_face"]
     field: str
     message: str
 
@@ -99,6 +99,7 @@ def refusal(advice: Advice, earlier: str | None = None) -> ValidationError:
     fix = {"no_face": "use a photo of one person with a large, frontal face",
            "audio_too_long": "trim it (pass trim_audio=True, the default: it cuts in a pause near "
                              f"{AUDIO_SECONDS:g} s)",
+           "audio_unmeasured": "download it and pass the file, which is measured (and trimmed if long)",
            }.get(advice.reason)
     if earlier is None:
         return ValidationError(f"{advice.message} (refused: strict mode)", reason=advice.reason, field=advice.field,
@@ -243,6 +244,10 @@ def validate(media: Media, limits: InputLimits = DEFAULT_LIMITS, *, advise: bool
         assert media.url is not None
         if urls:
             check_url(media.url, media.field, limits)
+        if advise and media.field.kind == "audio":  # its length is the service's to find: said, strict refuses
+            return dataclasses.replace(media, advice=(Advice("audio_unmeasured", media.field.name, (
+                f"the {media.field.label} is a URL: its length cannot be checked before paying, and it is sent "
+                f"as it is, never trimmed to the recommended {RECOMMENDED_AUDIO_SECONDS:g} s")),))
         return media
     path, field = media.path, media.field
     assert path is not None

@@ -29,6 +29,12 @@ SWITCHES: dict[str, dict[Surface, str]] = {
                               "form": "call generate(..., trim_audio=False) from code (a form always trims)"},
     "pass trim_audio=True": {"cli": "leave out --no-trim", "form": "let the form trim it (it always does)"},
     "(trim_audio=False)": {"cli": "(--no-trim)", "form": "(trim_audio=False, from code)"},
+    "pass check_urls=False (or set SPARK_NB_CHECK_URLS=0)": {
+        "cli": "set SPARK_NB_CHECK_URLS=0",
+        "form": "make the form with check_urls=False (or set SPARK_NB_CHECK_URLS=0 where Jupyter starts)"},
+    "or check_urls=False to send URLs unchecked": {
+        "cli": "or set SPARK_NB_CHECK_URLS=0 to send URLs unchecked",
+        "form": "or make the form with check_urls=False (or set SPARK_NB_CHECK_URLS=0) to send URLs unchecked"},
 }
 _SPELLINGS = re.compile("|".join(re.escape(said) for said in sorted(SWITCHES, key=len, reverse=True)))
 

@@ -119,6 +119,7 @@ REASONS = frozenset({
     "url_unreachable",    # an input URL that does not answer with a file (404, no such host, refused, ...)
     "no_face",            # strict=True: no face found in a portrait (otherwise advice)
     "audio_too_long",     # strict=True with trim_audio=False: audio over the recommended 15 s (otherwise advice)
+    "audio_unmeasured",   # strict=True: speech given as a URL, whose length cannot be checked (otherwise advice)
     "service_changed",    # the service's published spec no longer accepts what this spark-nb sends
 })
 """Every `ValidationError.reason`, each a word a program can test (`missing`, `no_face`, `image_too_large`, ...)."""

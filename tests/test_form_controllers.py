@@ -213,6 +213,20 @@ def test_each_surface_has_its_words_for_every_switch() -> None:
             assert (_words.REUSE_LABEL + _words.STRICT_LABEL).count(box) == 1, box
 
 
+def test_the_url_checks_switch_is_named_as_each_surface_can_set_it() -> None:
+    """check_urls= is an argument of code and of a form's constructor: the CLI names the variable that sets it
+    (the second new-user pass: the CLI said "pass check_urls=False", which it has no flag for), a form says where
+    the argument goes, or the variable."""
+    from spark_nb._inputs_url import _unreachable
+    from spark_nb.models import AVATAR
+
+    hint = _unreachable("https://inputs.example/p.jpg", AVATAR.fields[0], "HTTP 404").hint or ""
+    assert "pass check_urls=False" in hint
+    cli, form = _surfaces.in_words_of(hint, "cli"), _surfaces.in_words_of(hint, "form")
+    assert "check_urls" not in cli and "set SPARK_NB_CHECK_URLS=0 to send it unchecked" in cli, cli
+    assert "make the form with check_urls=False" in form and "SPARK_NB_CHECK_URLS=0" in form, form
+
+
 def test_notices_go_to_the_thread_that_asked_for_them(capsys: pytest.CaptureFixture[str]) -> None:
     """A form's worker thread takes its own notices; another thread's still reach stderr, in the process's words."""
     from spark_nb._notices import notify

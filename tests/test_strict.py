@@ -12,6 +12,7 @@ import pytest
 
 import spark_nb
 from spark_nb import _inputs_url, avatar
+from spark_nb.errors import SparkWarning
 from spark_nb.local import LocalServer
 
 from .conftest import cloud_config
@@ -98,3 +99,22 @@ def test_strict_refuses_an_earlier_take_of_advised_inputs_as_it_refuses_a_new_on
     assert avatar.submit(landscape, media["speech_mp3"], **cloud).id == running.id  # without strict: that take
     assert avatar.generate(landscape, media["speech"], progress=False, **cloud).task_id == done.task_id
     assert server.stats()["created"] == 2
+
+
+def test_speech_given_as_a_url_is_said_to_go_whole_and_refused_under_strict(
+        server: LocalServer, media: dict[str, Path], peer: Callable[..., Peer], urls_checked: None) -> None:
+    """A speech URL cannot be measured before paying nor trimmed (the second new-user pass: a 25 s clip by URL went
+    whole, without a word, even under strict with trim_audio=False): without strict a warning says so and the
+    task is made; strict refuses it (audio_unmeasured) before anything is sent, saying to pass the file."""
+    speech = media["speech"].read_bytes()
+    audio = peer(lambda p, conn, req: give(p, conn, req, speech, "audio/wav"))
+    cloud = cloud_config(server)
+    with pytest.raises(spark_nb.ValidationError) as info:
+        avatar.submit(media["portrait"], f"{audio.url}/speech.wav", strict=True, trim_audio=False, **cloud)
+    assert info.value.reason == "audio_unmeasured" and "strict" in str(info.value)
+    assert "pass the file" in (info.value.hint or "")
+    assert (server.stats()["uploads"], server.stats()["created"]) == (0, 0)
+
+    with pytest.warns(SparkWarning, match="speech audio is a URL: its length cannot be checked"):
+        task = avatar.submit(media["portrait"], f"{audio.url}/speech.wav", **cloud)
+    assert task.id and server.stats()["created"] == 1
