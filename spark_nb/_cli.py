@@ -126,21 +126,11 @@ def _demo(out: str, *, reuse: bool = True) -> int:
         started = time.perf_counter()
         result = run()
         seconds = time.perf_counter() - started
-        if result.origin == "reused":
-            print(f"{label:15s} {result.path}  (reused task {result.task_id} from {_made_at(result.task_id)}; "
-                  f"--no-reuse renders it again)")
+        if result.origin == "reused":  # which task, from when, and how to render it again: the notice said so
+            print(f"{label:15s} {result.path}  (reused)")
         else:
             print(f"{label:15s} {result.path}  ({result.duration:.1f} s of video in {seconds:.1f} s)")
     return 0
-
-
-def _made_at(task_id: str) -> str:
-    """When this machine's journal says task_id was made ("2026-12-01 14:03:07"), or "an earlier run"."""
-    from ._config import resolve
-    from ._journal import journal_at
-
-    entry = journal_at(resolve(backend="local").home).by_task(task_id)
-    return entry.when if entry is not None else "an earlier run"
 
 
 def _studio(args: argparse.Namespace) -> int:

@@ -42,6 +42,8 @@ def serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, stop)  # also when started in the background, where SIGINT comes ignored
     reach = "reachable from the network, requests need the key; " if network else ""
     print(f"spark-nb local server on {server.url} ({reach}Ctrl-C to stop)", flush=True)
+    print(f"to use it from another shell: export VTRIX_GENERATION_URL={server.url} "
+          f"VTRIX_API_KEY={_key_word(args, key)} SPARK_NB_UPLOAD_URL={server.url}/api/v1/storage/files", flush=True)
     try:
         while server.running:
             time.sleep(0.5)
@@ -52,6 +54,17 @@ def serve(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGINT, signal.default_int_handler)
         server.stop()
     return 0
+
+
+def _key_word(args: argparse.Namespace, key: str | None) -> str:
+    """How the printed exports spell the key this server requires, never the key itself (any key without one)."""
+    import shlex
+
+    if key is None:
+        return "anything"
+    if args.api_key_file:
+        return f'"$(cat {shlex.quote(args.api_key_file)})"'
+    return f'"${SERVER_KEY_ENV}"' if not args.api_key else "THE_KEY_PASSED_TO_--api-key"
 
 
 def _bind_address(host: str) -> tuple[str, bool]:

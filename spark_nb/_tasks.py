@@ -127,14 +127,18 @@ class Task:
         try:
             return client.get_task(self.id, deadline=deadline)
         except NotFoundError as exc:
-            where = (f"the local backend (its tasks live in {self.settings.home / 'local' / 'tasks'}; one made with "
-                     "another SPARK_NB_HOME, or finished over a week ago, is not there)"
-                     if self.settings.backend == "local" else f"the cloud backend at {client.base_url}")
-            said = exc.headline.split(" failed: ", 1)[-1]
+            where = ("the local backend (one made with another SPARK_NB_HOME, or finished over a week ago, is not "
+                     "there)" if self.settings.backend == "local" else f"the cloud backend at {client.base_url}")
+            said = exc.headline.split(" failed: ", 1)[-1]  # the local server's says where its tasks live
+            hint = "check the task id, and that backend, base URL and key are the ones that created it"
+            made = _made_elsewhere(self.id, self.settings)
+            if made is not None:
+                there = f"at {made.base_url}" if made.backend == "cloud" else f"on the {made.backend} backend"
+                said += f"; this machine's journal has it as made {made.when} {there}"
+                hint = (f"ask it there: set VTRIX_GENERATION_URL={made.base_url} and its key" if made.backend == "cloud"
+                        else "ask the local backend: unset VTRIX_API_KEY (or pass backend='local')")
             raise NotFoundError(f"task {self.id} is unknown to {where} ({said})", status_code=404, task_id=self.id,
-                                request_id=exc.request_id, body=exc.body,
-                                hint="check the task id, and that backend, base URL and key are the ones that "
-                                     "created it") from exc
+                                request_id=exc.request_id, body=exc.body, hint=hint) from exc
 
     @boundary(task_of=_this_task)
     def wait(self, timeout: float = 600, *, progress: bool = True, cancel: threading.Event | None = None,
@@ -313,6 +317,18 @@ def _whole_id(task_id: str, settings: Settings) -> tuple[str, str | None]:
     more = f" and {len(candidates) - AMBIGUOUS_SHOWN} more" if len(candidates) > AMBIGUOUS_SHOWN else ""
     raise SparkError(f"task id {task_id!r} is ambiguous: {len(candidates)} tasks this machine made start with it: "
                      f"{'; '.join(shown)}{more}", hint="give more of the id (spark-nb history lists them whole)")
+
+
+def _made_elsewhere(task_id: str, settings: Settings) -> Entry | None:
+    """The newest attempt this machine's journal has of a task whose id is task_id (or starts with it) made at
+    another service than these settings talk to; None when there is none, or the journal cannot be read."""
+    if not task_id or not (Path(settings.home).expanduser() / FILENAME).exists():
+        return None
+    try:
+        return next((e for e in journal_at(settings.home).entries()
+                     if e.task_id and e.task_id.startswith(task_id) and not _here(e, settings)), None)
+    except SparkError:
+        return None
 
 
 def _here(entry: Entry, settings: Settings) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -179,7 +180,8 @@ def free_port() -> int:
 
 @pytest.mark.slow
 def test_serve_runs_a_usable_server(media: dict[str, Path], tmp_path: Path) -> None:
-    """`serve` runs a server on loopback that generates a video through the Python API, and stops on terminate."""
+    """`serve` runs a server on loopback, prints the exports that point spark-nb at it, generates a video through
+    the Python API with them, and stops on terminate."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     proc = subprocess.Popen([*CLI, "serve", "--port", str(port), "--latency", "0"], env=cli_env(), cwd=tmp_path,
@@ -194,9 +196,14 @@ def test_serve_runs_a_usable_server(media: dict[str, Path], tmp_path: Path) -> N
                     break
             except httpx.TransportError:
                 time.sleep(0.1)
-        result = avatar.generate(media["portrait"], media["speech"], progress=False, backend="cloud", base_url=url,
-                                 api_key="any-key-at-all", uploader=f"{url}/api/v1/storage/files",
-                                 output_dir=tmp_path / "served")
+        banner, exports = proc.stdout.readline(), proc.stdout.readline()  # type: ignore[union-attr]
+        assert exports.startswith("to use it from another shell: export "), exports
+        told = dict(word.split("=", 1) for word in shlex.split(exports.split(" export ", 1)[1]))
+        assert told == {"VTRIX_GENERATION_URL": url, "VTRIX_API_KEY": "anything",
+                        "SPARK_NB_UPLOAD_URL": f"{url}/api/v1/storage/files"}
+        result = avatar.generate(media["portrait"], media["speech"], progress=False, backend="cloud",
+                                 base_url=told["VTRIX_GENERATION_URL"], api_key=told["VTRIX_API_KEY"],
+                                 uploader=told["SPARK_NB_UPLOAD_URL"], output_dir=tmp_path / "served")
         assert result.status == "completed"
         assert result.path.is_file() and result.path.stat().st_size == result.size
         assert result.url.startswith(f"{url}/files/results/")
@@ -211,7 +218,7 @@ def test_serve_runs_a_usable_server(media: dict[str, Path], tmp_path: Path) -> N
             proc.communicate(timeout=10)
             raise AssertionError("spark-nb serve did not exit on terminate") from None
     assert proc.returncode is not None
-    assert f"spark-nb local server on {url}" in stdout
+    assert banner.startswith(f"spark-nb local server on {url} ") and not stdout
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{url}/_spark_nb/stats", timeout=2, trust_env=False)
 
@@ -580,6 +587,21 @@ def test_the_clis_warnings_are_one_line_each(server: LocalServer, media: dict[st
     assert "UserWarning" not in proc.stderr and "sys.exit" not in proc.stderr and "warn(" not in proc.stderr
 
 
+def test_status_of_a_task_made_at_another_service_says_where_to_ask(make_server: MakeServer, media: dict[str, Path],
+                                                                     tmp_path: Path) -> None:
+    """`status ID` in a shell set for the local backend, of a task the journal has from another service, says where
+    and when it was made and how to ask there (before: "unknown …, check the task id", the local folder named
+    twice)."""
+    server = make_server(api_key=TEST_KEY)
+    result = avatar.generate(media["portrait"], media["speech"], progress=False, backend="cloud",
+                             base_url=server.url, api_key=TEST_KEY, uploader=f"{server.url}/api/v1/storage/files")
+    proc = run(["status", result.task_id[:12]], cli_env(), tmp_path)
+    assert proc.returncode == 1
+    assert re.search(rf"journal has it as made \d{{4}}-\d\d-\d\d [\d:]+ at {re.escape(server.url)}", proc.stderr)
+    assert f"set VTRIX_GENERATION_URL={server.url} and its key" in proc.stderr
+    assert proc.stderr.count("tasks live in") == 1 and TEST_KEY not in proc.stderr
+
+
 def test_status_takes_a_short_id_and_prints_the_video_and_cost_it_knows(make_server: MakeServer,
                                                                         media: dict[str, Path],
                                                                         tmp_path: Path) -> None:
@@ -600,16 +622,17 @@ def test_status_takes_a_short_id_and_prints_the_video_and_cost_it_knows(make_ser
 
 @pytest.mark.slow
 def test_demo_says_when_it_reused_a_video_and_no_reuse_renders_again(tmp_path: Path) -> None:
-    """The second `spark-nb demo` reuses both videos and says so with the task and when (before: "5.2 s of video
-    in 0.1 s"); --no-reuse renders them again."""
+    """The second `spark-nb demo` reuses both videos and says so once per video, with the task and when (before:
+    "5.2 s of video in 0.1 s"; then each reuse said twice); --no-reuse renders them again."""
     env = cli_env(SPARK_NB_HOME=str(tmp_path / "home"))
     first = run(["demo", "--out", "demo"], env, tmp_path)
     assert first.returncode == 0, first.stderr
     assert first.stdout.count("s of video in") == 2 and "reused" not in first.stdout
     again = run(["demo", "--out", "demo"], env, tmp_path)
     assert again.returncode == 0, again.stderr
-    reused = re.findall(r"\(reused task ([0-9a-f]{32}) from (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d); --no-reuse", again.stdout)
+    reused = re.findall(r"reusing task ([0-9a-f]{32}) from (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) .*--no-reuse", again.stderr)
     assert len(reused) == 2 and "s of video in" not in again.stdout
+    assert again.stdout.count("(reused)") == 2 and "reusing" not in again.stdout  # said once per video, not twice
     fresh = run(["demo", "--out", "demo", "--no-reuse"], env, tmp_path)
     assert fresh.returncode == 0 and fresh.stdout.count("s of video in") == 2 and "reused" not in fresh.stdout
     assert not {task for task, _ in reused} & set(re.findall(r"([0-9a-f]{32})\.mp4", fresh.stdout))

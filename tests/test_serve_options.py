@@ -58,13 +58,16 @@ def test_a_key_file_of_any_shape_is_one_clear_line_within_seconds(tmp_path: Path
 
 
 def test_a_key_file_with_the_key_and_its_newline_starts_the_server(tmp_path: Path) -> None:
-    """The ordinary file (the key and a line end, as `echo KEY > file` writes it) still works."""
+    """The ordinary file (the key and a line end, as `echo KEY > file` writes it) still works, and the exports it
+    prints read the key from that file rather than show it."""
     key_file = tmp_path / "server.key"
     key_file.write_text(f"  {KEY}\n")
     proc = subprocess.Popen([*CLI, "serve", "--port", "0", "--api-key-file", str(key_file)], env=cli_env(),
                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline().startswith("spark-nb local server on http://127.0.0.1:")  # type: ignore[union-attr]
+        exports = proc.stdout.readline()  # type: ignore[union-attr]
+        assert f'VTRIX_API_KEY="$(cat {key_file})"' in exports and KEY not in exports, exports
     finally:
         proc.terminate()
         proc.communicate(timeout=30)
