@@ -167,7 +167,7 @@ def test_non_image_shows_the_error_and_its_hint(media: dict[str, Path]) -> None:
     form.generate_button.click()
     assert form.wait(WAIT_S)
     assert "ValidationError" in form.error.value and "could not be decoded" in form.error.value
-    assert form.result is None and not form.generate_button.disabled
+    assert form.result is None and form.generate_button.disabled  # until the refused portrait is replaced
     assert form.status.value.startswith("failed")
     with pytest.raises(Exception, match="could not be decoded"):
         form.generate(timeout=WAIT_S)
@@ -403,6 +403,18 @@ def test_an_error_clears_when_the_input_changes(media: dict[str, Path]) -> None:
     assert "no_such_file" in form.image.problem.value
     upload(form.image, media["portrait"])
     assert form.image.ok and form.image.problem.value == "" and form.image.url.value == ""
+
+
+def test_generate_waits_for_a_refused_input_to_be_fixed(media: dict[str, Path]) -> None:
+    """An input its checks refused disables Generate, and the status line says which input to fix (before: "ready:
+    click Generate" beside the red error, and Generate could only fail); picking a good one enables it again."""
+    form = avatar_form()
+    form.audio.use_sample()
+    upload(form.image, media["speech"], "not_really.png")
+    assert "not_really.png" in form.image.problem.value
+    assert form.generate_button.disabled and form.status.value == "fix the portrait image first (its message says how)"
+    form.image.use_sample()
+    assert form.image.ok and not form.generate_button.disabled and form.status.value == "ready: click Generate"
 
 
 def test_the_upload_button_counts_the_upload_in_use(media: dict[str, Path]) -> None:

@@ -112,6 +112,11 @@ class FormController:
         """The labels of the inputs not picked yet."""
         return [p.field.label for p in self.pickers.values() if p.state.value is None]
 
+    @property
+    def refused(self) -> list[str]:
+        """The labels of the inputs picked but refused by their checks (each picker says why)."""
+        return [p.field.label for p in self.pickers.values() if p.state.value is not None and p.state.error]
+
     def subscribe(self, listener: Callable[[], None]) -> None:
         """Call listener() after every change of the form's state (from the thread that made it)."""
         self._listeners.append(listener)

@@ -175,10 +175,11 @@ class ModelForm:
         with self._lock:  # the newest state, whichever thread's change called: a late render shows it too
             state = self.controller.state
             self.backend_info.value = _words.backend_markup(state.backend, state.base_url)
-            self.generate_button.disabled = state.running
+            refused = self.controller.refused  # Generate would only fail: it waits for the input's fix
+            self.generate_button.disabled = state.running or bool(refused)
             self.progress.value = state.progress
             self.progress.bar_style = {"completed": "success", "failed": "danger"}.get(state.stage, "")
-            self.status.value = _words.status_text(state, self.controller.missing)
+            self.status.value = _words.status_text(state, self.controller.missing, refused)
             self.error.value = _words.error_markup(state.shown_error) if state.shown_error else ""
             self.notes.value = _words.notes_markup(state.notes)
             result = state.result

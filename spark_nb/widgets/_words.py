@@ -8,6 +8,7 @@ for the form: "untick Reuse earlier results" where code is told "pass reuse=Fals
 from __future__ import annotations
 
 import html
+from collections.abc import Sequence
 
 from .. import display
 from .._inputs import FIX_LABELS
@@ -44,9 +45,11 @@ def notes_markup(notes: tuple[str, ...]) -> str:
                    "</div>" for note in notes)
 
 
-def status_text(state: FormState, missing: list[str]) -> str:
+def status_text(state: FormState, missing: Sequence[str], refused: Sequence[str] = ()) -> str:
     """The form's status line: what to do next, where the generation is, or how it ended."""
     if state.stage == "idle":
+        if refused:
+            return f"fix the {' and the '.join(refused)} first (its message says how)"
         return f"pick the {' and the '.join(missing)}, then Generate" if missing else "ready: click Generate"
     if state.stage == "failed":
         failed = f"failed: {type(state.error).__name__}" if state.error is not None else "failed"
