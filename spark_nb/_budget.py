@@ -16,7 +16,9 @@ While a model's cost at a service is unknown (no completed task of it there with
 estimated: one budgeted task of that model runs at a time, at whichever service, until one has finished with a
 cost there, and another call raises CostUnknown at once, naming the task it waits for and the line that finishes
 it (a batch waits for it by itself). Meanwhile that task, and the call, count at the model's dearest known cost
-at any service (nothing when none is known). A task that finished without the service reporting a cost keeps
+at any service (nothing when none is known). A create whose answer was lost (a task may exist, billed) holds
+that turn until the model's cost is known, since it will never end with a cost: one call without the budget
+makes the cost known, and the lost create then counts at it. A task that finished without the service reporting a cost keeps
 the cost unknown: no further budgeted task of that model there is created, since its spend could not be counted.
 A task of unknown cost starts only while something is left of the budget (a budget of $0 pays for nothing). A
 completed task whose cost cannot be read (a damaged row, or one at another service) counts at its model's
@@ -152,7 +154,7 @@ def check(entries: list[Entry], *, budget: Decimal, model: str, input_seconds: f
         said: dict[str, Any] = {"model": model, "budget": budget, "spend": spend, "running": running,
                                 "service": here[1], "elsewhere": elsewhere}
         # one task of unknown cost on its way at a time, whatever its model: each counts as $0 until it ends
-        blocking = next((e for e in running_entries if _on_its_way(e) and (
+        blocking = next((e for e in running_entries if (_on_its_way(e) or _may_be_billed(e)) and (
             _at_most(known, e) is None or (e.model == model and service_of(e) not in known))), None)
         if blocking is not None:
             raise _cost_unknown(blocking, here, **said)
@@ -174,8 +176,22 @@ def _on_its_way(entry: Entry) -> bool:
                                                  and entry.creator_alive)
 
 
+def _may_be_billed(entry: Entry) -> bool:
+    """A create whose answer was lost: a task may exist, billed at a cost nobody will learn from this journal."""
+    return entry.state == JobState.UNCERTAIN or (entry.state == JobState.SUBMITTING and not entry.creator_alive)
+
+
 def _cost_unknown(entry: Entry, here: Service, *, model: str, **said: Any) -> CostUnknown:
     alive = entry.creator_alive
+    if _may_be_billed(entry):  # it never ends with a cost: it holds the turn until the model's cost is known
+        where = f" at {service_of(entry)[1]}" if service_of(entry) != here else ""
+        return CostUnknown(
+            model=model, blocking=f"a create of {entry.model}{where}, sent {entry.when}, lost its answer, so a task "
+                                  "may exist, billed at a cost that cannot be counted", attempt=entry.attempt,
+            creator_alive=False, hint=f"look for that task at the service (spark-nb history lists the attempt as "
+                                      f"uncertain); to go on, make one call of {entry.model} without the budget "
+                                      "(budget_usd=None, or unset SPARK_NB_BUDGET_USD) so its cost becomes known: "
+                                      "the lost create then counts at that cost", **said)
     what = f"task {entry.task_id}" if entry.task_id else "a task being created"
     if service_of(entry) != here:
         what += f" at {service_of(entry)[1]}"

@@ -444,3 +444,62 @@ def test_a_row_written_with_another_spelling_is_read_as_the_same_service(tmp_pat
         assert info.value.running == Decimal("0.60")
     finally:
         api.peer.stop()
+
+
+class LostFirstAnswer:
+    """A fake Vtrix on loopback whose first create makes a task but loses its answer (the connection closes), as a
+    dropped network does; later creates answer, t-2 completes at $0.30 and the others keep running."""
+
+    def __init__(self) -> None:
+        from spark_nb import samples
+
+        from .peers import Peer
+
+        self.video, self.created = samples.DRIVING_VIDEO.read_bytes(), 0
+        self.peer = Peer(self.handle)
+
+    def handle(self, p: Any, conn: Any, req: Any) -> None:
+        """create (the first answer lost), poll (t-2 completed, the others running) and the video."""
+        if req.path == "/model/v1/generation":
+            with p._lock:
+                self.created += 1
+                task_id = f"t-{self.created}"
+            if task_id == "t-1":
+                return None  # made, billed, and its answer never sent
+            return p.json(conn, 200, {"id": task_id, "status": "pending"})
+        if "/task/" in req.path:
+            task_id = req.path.rsplit("/", 1)[-1]
+            if task_id != "t-2":
+                return p.json(conn, 200, {"id": task_id, "status": "running"})
+            content = {"url": f"{p.url}/video.mp4", "size": len(self.video)}
+            return p.json(conn, 200, {"id": task_id, "status": "completed", "usage": {"cost": "0.30"},
+                                      "output": [{"content": [content]}]})
+        p.respond(conn, 200, self.video, {"Content-Type": "video/mp4"})
+
+
+def test_a_create_that_lost_its_answer_holds_the_turn_of_unknown_cost(tmp_path: Path) -> None:
+    """The attack (fourth round): creates whose answers were lost counted $0 and held nothing back, so under a
+    $0.10 budget three tasks of unknown cost were made. Now such a create holds the one turn of unknown cost: the
+    next budgeted call is refused naming it, until a call without the budget makes the cost known; the lost
+    create then counts at that cost, as a running task does."""
+    api = LostFirstAnswer()
+    try:
+        config = {"backend": "cloud", "base_url": api.peer.url, "api_key": TEST_KEY, "output_dir": tmp_path / "out"}
+        with pytest.raises(spark_nb.TaskMayExist):
+            avatar.submit("https://inputs.example/1.jpg", "https://inputs.example/a.wav", budget_usd=5, **config)
+        for n in (2, 3):
+            with pytest.raises(CostUnknown) as refused:
+                avatar.submit(f"https://inputs.example/{n}.jpg", "https://inputs.example/a.wav", budget_usd=5,
+                              **config)
+            assert "lost its answer" in str(refused.value) and "without the budget" in (refused.value.hint or "")
+        assert api.created == 1
+        known = avatar.generate("https://inputs.example/4.jpg", "https://inputs.example/a.wav", progress=False,
+                                timeout=30, **config)
+        assert known.cost == Decimal("0.30") and api.created == 2
+        with pytest.raises(spark_nb.BudgetExceeded) as over:  # $0.30 spent, $0.30 the lost create, $0.30 this one
+            avatar.submit("https://inputs.example/5.jpg", "https://inputs.example/a.wav", budget_usd=0.8, **config)
+        assert type(over.value) is spark_nb.BudgetExceeded and over.value.running == Decimal("0.30")
+        avatar.submit("https://inputs.example/6.jpg", "https://inputs.example/a.wav", budget_usd=1, **config)
+        assert api.created == 3
+    finally:
+        api.peer.stop()
