@@ -220,10 +220,11 @@ class Journal(JournalFile):
     # -- reading --------------------------------------------------------------------------------------
 
     @_guarded
-    def latest(self, fingerprint: str) -> Entry | None:
-        """The newest attempt for this fingerprint (by insertion, never by clock), or None."""
+    def latest(self, fingerprint: str, *, source: str | None = None) -> Entry | None:
+        """The newest attempt for this fingerprint (by insertion, never by clock), or None; with source, the newest
+        made from there (a batch's row folder), whatever was made elsewhere since."""
         with self._read() as db:
-            return self._latest(db, fingerprint)
+            return self._latest(db, fingerprint, source)
 
     @_guarded
     def by_task(self, task_id: str) -> Entry | None:
@@ -260,8 +261,10 @@ class Journal(JournalFile):
 
     # -- plumbing -------------------------------------------------------------------------------------
 
-    def _latest(self, db: sqlite3.Connection, fingerprint: str) -> Entry | None:
-        for row in db.execute(f"{self.schema.select} WHERE fingerprint = ? {NEWEST_FIRST}", (fingerprint,)):
+    def _latest(self, db: sqlite3.Connection, fingerprint: str, source: str | None = None) -> Entry | None:
+        where, args = ("fingerprint = ?", (fingerprint,)) if source is None else (
+            "fingerprint = ? AND source = ?", (fingerprint, source))
+        for row in db.execute(f"{self.schema.select} WHERE {where} {NEWEST_FIRST}", args):
             entry = self._with_known_id(self.schema.entry_of(row))
             if not entry.abandoned:
                 return entry

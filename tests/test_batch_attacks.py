@@ -108,6 +108,27 @@ def test_a_no_reuse_batch_rerun_resumes_its_own_tasks_and_ignores_earlier_takes(
     assert first.id != second.id and server.stats()["created"] == 6
 
 
+def test_a_no_reuse_rerun_keeps_a_rows_lost_create_whatever_was_made_since(
+        tmp_path: Path, media: dict[str, Path], make_server: type, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The attack (fourth round): a --no-reuse row whose create lost its answer is uncertain; a take of the same
+    inputs made since in a notebook hid the row's own attempt (the journal's newest attempt was the notebook's), so
+    the next rerun paid for a new task. Now the row's own attempt is the newest made from its folder, in one query:
+    the rerun still says uncertain and creates nothing."""
+    server = make_server(api_key="sk-test-0123456789abcdefSECRET", faults="create:reset_after:1.0")
+    use_server(monkeypatch, server)
+    manifest = write_manifest(tmp_path, [{"name": "take1", "model": "avatar", "image": str(media["portrait"]),
+                                          "audio": str(media["speech"])}])
+    out = tmp_path / "out"
+    [lost] = run_batch(manifest, out, progress=False, reuse=False)
+    assert lost.status == "uncertain" and server.stats()["created"] == 1
+    server.options.faults.faults.clear()  # the service answers again
+    avatar.generate(media["portrait"], media["speech"], reuse=False, progress=False, output_dir=tmp_path / "nb")
+    assert server.stats()["created"] == 2
+    [again] = run_batch(manifest, out, progress=False, reuse=False)
+    assert again.status == "uncertain" and "--resubmit-uncertain" in (again.error or "")
+    assert server.stats()["created"] == 2
+
+
 def test_a_strict_rerun_refuses_a_row_the_journal_answers_as_it_refuses_a_new_one(
         tmp_path: Path, media: dict[str, Path], make_server: type, monkeypatch: pytest.MonkeyPatch) -> None:
     """A batch run without strict, then again with strict=True (--strict): the faceless row fails with the no-face

@@ -102,12 +102,13 @@ def write_task_file(out: Path, task_id: str, model: str, name: str) -> None:
 
 def own_attempt(journal: Journal, fingerprint: str, out: Path) -> Entry | None:
     """The row folder's own attempt at these inputs: the task its task.json names, or the journal's newest attempt
-    made from this folder, once it has a task (completed, running) or may have one (its create's answer lost). A new
-    take (reuse=False) ignores the takes made before this batch, not its own: a rerun of an interrupted --no-reuse
-    batch keeps its finished rows, resumes its running ones, and pays for a task only where there is none."""
+    made from this folder (whatever was made elsewhere since), once it has a task (completed, running) or may have
+    one (its create's answer lost). A new take (reuse=False) ignores the takes made before this batch, not its own:
+    a rerun of an interrupted --no-reuse batch keeps its finished rows, resumes its running ones, and pays for a
+    task only where there is none."""
     source = f"batch:{out.resolve()}"
     named = _task_named(out)
-    for entry in (journal.by_task(named) if named else None, journal.latest(fingerprint)):
+    for entry in (journal.by_task(named) if named else None, journal.latest(fingerprint, source=source)):
         if entry is None or entry.source != source or entry.fingerprint != fingerprint:
             continue
         if decide(entry).verdict in (Verdict.REUSE, Verdict.ATTACH, Verdict.MAY_EXIST):  # done, running, may exist
