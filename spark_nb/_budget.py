@@ -18,8 +18,9 @@ cost there, and another call raises CostUnknown at once, naming the task it wait
 it (a batch waits for it by itself). Meanwhile that task, and the call, count at the model's dearest known cost
 at any service (nothing when none is known). A create whose answer was lost (a task may exist, billed) holds
 that turn until the model's cost is known, since it will never end with a cost: one call without the budget
-makes the cost known, and the lost create then counts at it. A task that finished without the service reporting a cost keeps
-the cost unknown: no further budgeted task of that model there is created, since its spend could not be counted.
+makes the cost known, and the lost create then counts at it. A task that finished without the service reporting
+a cost keeps the cost unknown: no further budgeted task of that model there is created, since its spend could not
+be counted.
 A task of unknown cost starts only while something is left of the budget (a budget of $0 pays for nothing). A
 completed task whose cost cannot be read (a damaged row, or one at another service) counts at its model's
 estimate; never as the basis of one.
