@@ -29,7 +29,7 @@ from ._files import make_part, remove_stale_parts
 from ._retry import NEVER_SENT, NOT_SENDABLE, RETRYABLE_STATUS, RetryPolicy, parse_retry_after
 from ._text import file_name_to_send
 from ._transfer import TransferError, fetch_to_file
-from ._urls import direct_mounts, is_http_url
+from ._urls import direct_mounts, is_http_url, shown_url
 from ._version import __version__
 from .errors import (
     APIError,
@@ -108,7 +108,7 @@ class ApiClient:
         ))
 
     def __repr__(self) -> str:
-        return f"ApiClient({self.base_url!r})"
+        return f"ApiClient({shown_url(self.base_url)!r})"
 
     @staticmethod
     def _log_response(response: httpx.Response) -> None:

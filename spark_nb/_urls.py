@@ -46,9 +46,10 @@ def shown_url(url: str, limit: int = 200) -> str:
 def canonical_url(url: str) -> str:
     """One spelling of a service's base URL, so that spellings of one service are one service (the journal's and
     the budget's identity): scheme and host in lower case, no default port, no trailing dot on a host name, no dot
-    segments, no trailing slash ("HTTP://Cloud.Vtrix.ai:443/./" -> "https://cloud.vtrix.ai"). Names are not
-    resolved: "localhost" and "127.0.0.1", or "127.1", stay apart. Text that is not an http(s) URL is only
-    stripped of its trailing slashes (the client refuses it where it is used)."""
+    segments, no trailing slash ("HTTP://Cloud.Vtrix.ai:443/./" -> "https://cloud.vtrix.ai"), and no user name or
+    password (`user:pass@`: never sent, as the API key authenticates every request, and so never kept in settings,
+    messages or the journal). Names are not resolved: "localhost" and "127.0.0.1", or "127.1", stay apart. Text
+    that is not an http(s) URL is only stripped of its trailing slashes (the client refuses it where it is used)."""
     text = url.strip()
     if not is_http_url(text):
         return text.rstrip("/")
@@ -58,8 +59,7 @@ def canonical_url(url: str) -> str:
         host = f"[{host}]"  # an IPv6 literal keeps its brackets (urlsplit lower-cases it already)
     elif not _is_address(host):
         host = host.rstrip(".")
-    user = parts.netloc.rpartition("@")[0]
-    netloc = (f"{user}@" if user else "") + host + (f":{port}" if port not in (None, _DEFAULT_PORTS[scheme]) else "")
+    netloc = host + (f":{port}" if port not in (None, _DEFAULT_PORTS[scheme]) else "")
     path = posixpath.normpath(parts.path) if parts.path not in ("", "/") else ""
     path = "" if path in ("/", ".", "//") else path.rstrip("/")
     return urlunsplit((scheme, netloc, path, parts.query, parts.fragment))

@@ -642,3 +642,34 @@ def test_a_keychain_value_written_by_go_keyring_is_decoded(stored: str, server: 
         with caplog.at_level(logging.DEBUG, logger="spark_nb"):
             assert config.resolve().api_key is None
         assert "does not decode: no key there" in caplog.text and broken not in caplog.text
+
+
+def test_a_base_url_with_a_password_keeps_it_nowhere(make_server: Callable[..., LocalServer],
+                                                     media: dict[str, Path], tmp_path: Path) -> None:
+    """The attack (fourth round): `http://alice:PASSWORD@host` as the base URL put the password in a connection
+    error, a CostUnknown, repr(ApiClient) and the journal. It is never sent (the API key authenticates), so the
+    one spelling of a base URL leaves it out, and every message masks any URL's password."""
+    from spark_nb import _client, avatar
+    from spark_nb.errors import SparkError
+
+    password = "GW-PASSWORD-1234"
+    server = make_server(api_key=TEST_KEY)
+    with_password = server.url.replace("http://", f"http://alice:{password}@")
+    assert spark_nb.settings(base_url=with_password, backend="cloud").base_url == server.url
+    result = avatar.generate(media["portrait"], media["speech"], progress=False, backend="cloud",
+                             base_url=with_password, api_key=TEST_KEY, output_dir=tmp_path / "out",
+                             uploader=f"{server.url}/api/v1/storage/files")
+    assert result.status == "completed" and password not in repr(result)
+    assert password not in repr(_client.client_for(with_password, Secret(TEST_KEY)))
+    home = Path(os.environ["SPARK_NB_HOME"])
+    assert not [p for p in home.rglob("*") if p.is_file() and password.encode() in p.read_bytes()]
+
+    closed = LocalServer(api_key=TEST_KEY).start()
+    gone = closed.url.replace("http://", f"http://alice:{password}@")
+    closed.stop()  # nothing listens there now
+    with pytest.raises(SparkError) as refused:
+        avatar.generate("https://inputs.example/p.jpg", "https://inputs.example/a.wav", backend="cloud", timeout=3,
+                        base_url=gone, api_key=TEST_KEY, progress=False)
+    assert "Connection refused" in str(refused.value) and password not in str(refused.value), refused.value
+    upload_url = f"http://bob:{password}@127.0.0.1:1/upload"  # any URL a message names: its password masked
+    assert password not in str(SparkError(f"the upload to {upload_url} failed"))
