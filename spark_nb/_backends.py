@@ -29,7 +29,7 @@ def api_client(settings: Settings) -> ApiClient:
             return client_for(shared, Secret(key), local=True)
         from .local._embedded import embedded_server
 
-        server = embedded_server(settings.home)
+        server = embedded_server(settings.home, settings.limits.max_bytes, settings.limits.max_seconds)
         return client_for(server.url, server.token, local=True)
     if (problem := unusable_key(settings)) is not None:  # a malformed key found: refused before any request
         raise problem
@@ -51,7 +51,7 @@ def kernel_environment(settings: Settings) -> dict[str, str]:
     if settings.backend == "local" and not (env.get(SHARED_LOCAL_SERVER) and env.get(SHARED_LOCAL_SERVER_KEY)):
         from .local._embedded import embedded_server
 
-        server = embedded_server(settings.home)
+        server = embedded_server(settings.home, settings.limits.max_bytes, settings.limits.max_seconds)
         env[SHARED_LOCAL_SERVER] = server.url
         env[SHARED_LOCAL_SERVER_KEY] = server.token.reveal()
     return env

@@ -395,3 +395,29 @@ def test_a_render_over_its_time_limit_fails_the_task(make_server: Any, media: di
     image, audio = upload(server, media["portrait"]), upload(server, media["long_speech"])
     state = final_state(server, create(server, image, audio), within=60)
     assert state["status"] == "failed" and "longer than this server's 0.3 s" in state["error"]["error_message"]
+
+
+def test_the_embedded_server_takes_what_the_configured_limits_let_through(tmp_path: Path,
+                                                                         request: pytest.FixtureRequest) -> None:
+    """The attack (fourth round): configure(max_input_mb=150) on the local backend passed the client's checks, then
+    the embedded server refused the 111 MB upload at its own 100 MB (413). The embedded server now takes what its
+    process's configured limits let through (raised, never lowered by a later call with smaller ones)."""
+    from spark_nb import _backends
+    from spark_nb.local._embedded import embedded_server, stop_servers_under
+
+    raised = spark_nb.settings(backend="local", home=tmp_path / "home", max_input_mb=150, max_input_seconds=900)
+    _backends.api_client(raised)
+    server = embedded_server(raised.home)
+    request.addfinalizer(lambda: stop_servers_under(tmp_path))
+    limit = 150 * 1024**2
+    assert (server.options.max_upload_bytes, server.options.max_fetch_bytes, server.options.max_seconds) == (
+        limit, limit, 900)
+    big = tmp_path / "big.mp4"
+    with big.open("wb") as fh:
+        fh.truncate(101 * 1024**2)  # a sparse file just over the default limit
+    with big.open("rb") as fh:
+        answer = httpx.post(f"{server.url}/api/v1/storage/files", timeout=120, files={"file": ("big.mp4", fh)},
+                            headers={"Authorization": f"Bearer {server.token.reveal()}"})
+    assert answer.status_code == 200, answer.text
+    _backends.api_client(spark_nb.settings(backend="local", home=tmp_path / "home"))  # the defaults: not lowered
+    assert server.options.max_upload_bytes == limit

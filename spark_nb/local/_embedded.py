@@ -17,17 +17,20 @@ import threading
 from pathlib import Path
 
 from .._files import home_folder
+from .._limits import MEDIA_BYTES, MEDIA_SECONDS
 from ._listen import LocalServer
 
 _servers: dict[Path, LocalServer] = {}
 _lock = threading.Lock()
 
 
-def embedded_server(home: Path) -> LocalServer:
+def embedded_server(home: Path, max_bytes: int = MEDIA_BYTES, max_seconds: float = MEDIA_SECONDS) -> LocalServer:
     """This process's local server for home, on 127.0.0.1 (an ephemeral port), started on first use.
 
     Args:
         home: spark_nb's home folder; the server keeps its tasks, inputs and videos in home/local (owner only).
+        max_bytes: the largest audio or video input the calls may send (configure(max_input_mb=...)): taken.
+        max_seconds: the longest such input (configure(max_input_seconds=...)): taken.
 
     Returns:
         The running LocalServer (the same one for the same home, until the process ends).
@@ -45,6 +48,7 @@ def embedded_server(home: Path) -> LocalServer:
             server = _servers[storage] = LocalServer(storage=storage, persistent=True,
                                                      api_key=secrets.token_urlsafe(32)).start()
             atexit.register(server.stop)
+        _servers[storage].admit_inputs(max_bytes, max_seconds)  # what the client's own checks let through
         return _servers[storage]
 
 

@@ -97,6 +97,14 @@ class LocalServer:
         """
         return self.guard.snapshot()
 
+    def admit_inputs(self, max_bytes: int, max_seconds: float) -> None:
+        """Take uploads and fetched inputs of up to max_bytes, and media of up to max_seconds, from now on (its
+        limits raised to these, never lowered): the embedded server takes what its process's limits let through."""
+        options = self.options  # the service reads them per request
+        options.max_upload_bytes = max(options.max_upload_bytes, max_bytes)
+        options.max_fetch_bytes = max(options.max_fetch_bytes, max_bytes)
+        options.max_seconds = max(options.max_seconds, max_seconds)
+
     def start(self, timeout: float = 10.0) -> LocalServer:
         """Bind the socket and serve in a daemon thread.
 
