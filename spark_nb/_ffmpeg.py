@@ -327,6 +327,11 @@ def _facts(path: Path, log: str) -> MediaFacts:
         rotation = re.search(r"rotation of (-?[\d.]+) degrees", header, re.IGNORECASE)
         if rotation and round(abs(float(rotation.group(1)))) % 180 == 90:  # players and ffmpeg turn the picture
             width, height = height, width
+    if seconds and width is None and "Estimating duration from bitrate" in log:
+        # the header only guesses (an MP3 without a Xing header, joined streams: 40 s read as 10 s), and every
+        # check, trim and estimate reads this length: audio alone is measured by decoding it (hundreds of times
+        # faster than real time)
+        seconds = _decoded_seconds(path) or seconds
     # a GIF lasting more than its first frame is animated; a one-frame GIF lasts N/A or one frame's time
     one_frame = not seconds or (fps is not None and seconds <= 1.5 / fps)
     still = width is not None and (container == "image2" or container.endswith("_pipe")
@@ -337,6 +342,17 @@ def _facts(path: Path, log: str) -> MediaFacts:
                       bytes=path.stat().st_size if path.is_file() else 0,
                       damaged=bool(re.search(r"timescale not set|moov atom not found|partial file", log))
                       or (container.startswith("mov") and path.is_file() and not boxes_fit(path)))
+
+
+def _decoded_seconds(path: Path) -> float | None:
+    """How long path's first audio stream lasts, decoded to the end (remembered per file version); None when
+    ffmpeg says nothing of it."""
+    def measure() -> float | None:
+        log = _run_ffmpeg(path, ["-map", "0:a:0", "-f", "null", "-"], check=False, strict=False)[0]
+        times = re.findall(r"time=(\d+):(\d\d):(\d\d(?:\.\d+)?)", log)
+        return _seconds(*times[-1]) if times else None
+
+    return per_file_version(path, ("decoded length",), measure)
 
 
 def _seconds(h: str, m: str, s: str) -> float:

@@ -4,7 +4,8 @@ inputs.
 
 Images follow the seed pages' words, "Less than 5 MB, less than 4096×4096": under, so an image of 5 MB, or with a
 side of 4096 px, is refused. Audio and video inputs may be at most MEDIA_BYTES and MEDIA_SECONDS by default (the
-client: configure(max_input_mb=..., max_input_seconds=...); a local server: its ServerOptions). Speech past
+client: configure(max_input_mb=..., max_input_seconds=...); a local server: its ServerOptions; the embedded one:
+what its process's configuration lets through). Speech past
 AUDIO_SECONDS gets advice and is trimmed by default ("recommended less than 15 seconds"), never refused.
 """
 

@@ -118,3 +118,31 @@ def test_speech_given_as_a_url_is_said_to_go_whole_and_refused_under_strict(
     with pytest.warns(SparkWarning, match="speech audio is a URL: its length cannot be checked"):
         task = avatar.submit(media["portrait"], f"{audio.url}/speech.wav", **cloud)
     assert task.id and server.stats()["created"] == 1
+
+
+def test_speech_whose_header_guesses_its_length_is_measured(server: LocalServer, media: dict[str, Path],
+                                                           tmp_path: Path) -> None:
+    """The attack (fourth round): 0.5 s of speech at 320 kb/s, then 40 s at 32 kb/s, an MP3 without a Xing header
+    (as joined or streamed MP3s are). Its header guessed 10.4 s from the first frame's bitrate; strict with
+    trim_audio=False let it through and the trim cut nothing, 40 s sent whole. Audio whose header only guesses is
+    measured by decoding it: strict refuses it, and the trim cuts it under 15 s."""
+    import subprocess
+
+    from spark_nb._ffmpeg import ffmpeg_exe, read_header
+
+    lame = ["-ar", "44100", "-ac", "1", "-c:a", "libmp3lame", "-write_xing", "0", "-id3v2_version", "0",
+            "-write_id3v1", "0"]
+    for name, seconds, rate, loops in (("head", "0.5", "320k", "0"), ("long", "40", "32k", "12")):
+        subprocess.run([ffmpeg_exe(), "-loglevel", "error", "-y", "-stream_loop", loops, "-i", str(media["speech"]),
+                        "-t", seconds, *lame, "-b:a", rate, str(tmp_path / f"{name}.mp3")], check=True, timeout=60)
+    mix = tmp_path / "mix.mp3"
+    mix.write_bytes((tmp_path / "head.mp3").read_bytes() + (tmp_path / "long.mp3").read_bytes())
+    assert 39.5 < (read_header(mix).duration or 0) < 41.5
+    cloud = cloud_config(server)
+    with pytest.raises(spark_nb.ValidationError) as info:
+        avatar.submit(media["portrait"], mix, strict=True, trim_audio=False, **cloud)
+    assert info.value.reason == "audio_too_long"
+    assert (server.stats()["uploads"], server.stats()["created"]) == (0, 0)
+    with pytest.warns(SparkWarning, match="trimmed"):
+        result = avatar.generate(media["portrait"], mix, progress=False, **cloud)
+    assert result.duration is not None and result.duration <= 15.0
