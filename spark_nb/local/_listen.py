@@ -98,8 +98,14 @@ class LocalServer:
         return self.guard.snapshot()
 
     def admit_inputs(self, max_bytes: int, max_seconds: float) -> None:
-        """Take uploads and fetched inputs of up to max_bytes, and media of up to max_seconds, from now on (its
-        limits raised to these, never lowered): the embedded server takes what its process's limits let through."""
+        """Take larger inputs from now on: its limits raised to these, never lowered.
+
+        The embedded server takes what its process's configured limits let through.
+
+        Args:
+            max_bytes: the largest upload, and input fetched from a URL, to take.
+            max_seconds: the longest input medium to render.
+        """
         options = self.options  # the service reads them per request
         options.max_upload_bytes = max(options.max_upload_bytes, max_bytes)
         options.max_fetch_bytes = max(options.max_fetch_bytes, max_bytes)
