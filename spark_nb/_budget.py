@@ -154,9 +154,10 @@ def check(entries: list[Entry], *, budget: Decimal, model: str, input_seconds: f
         elsewhere = _dearest(known, model, input_seconds)
         said: dict[str, Any] = {"model": model, "budget": budget, "spend": spend, "running": running,
                                 "service": here[1], "elsewhere": elsewhere}
-        # one task of unknown cost on its way at a time, whatever its model: each counts as $0 until it ends
-        blocking = next((e for e in running_entries if (_on_its_way(e) or _may_be_billed(e)) and (
-            _at_most(known, e) is None or (e.model == model and service_of(e) not in known))), None)
+        # one task of unknown cost (at its own service) on its way at a time, whatever its model and whatever its
+        # model costs elsewhere: each counts at a guess until it ends
+        blocking = next((e for e in running_entries
+                         if (_on_its_way(e) or _may_be_billed(e)) and service_of(e) not in known), None)
         if blocking is not None:
             raise _cost_unknown(blocking, here, **said)
         if costless is not None:

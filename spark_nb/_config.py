@@ -37,11 +37,10 @@ KEY_SOURCES = {"explicit": "api_key=", "configured": "configure(api_key=)", "env
 class Secret:
     """The API key: never shows itself in a repr, str, format or pickle, and is checked once, where it enters.
 
-    The ends are stripped; a key with anything else than printable ASCII inside (a line break, a space, a control
-    character, a curly quote), or shorter than `_secrets.MIN_SECRET_CHARS` (no key is; the redaction masks only
-    longer values), is refused with a SparkError that names its source and never shows it. A made
-    Secret's value is remembered for redaction (`_secrets`), so no message spark_nb shows or writes can hold it.
-    """
+    The ends are stripped; a key with anything but printable ASCII inside (a line break, a space, a control
+    character, a curly quote), or shorter than `_secrets.MIN_SECRET_CHARS` (the redaction masks only longer ones),
+    is refused by a SparkError naming its source, never showing it. A made Secret's value is remembered for
+    redaction (`_secrets`), so no message spark_nb shows or writes can hold it."""
 
     __slots__ = ("_value",)
 
@@ -174,26 +173,15 @@ class Settings:
     key_problem: KeyProblem | None = None  # a malformed key found: refused by the first call that needs the key
     notices: tuple[str, ...] = dataclasses.field(default=(), compare=False)  # said once, where a call starts
 
+    def __repr__(self) -> str:  # any URL setting's password masked (an upload URL's, an S3 endpoint's)
+        shown = (f"{f.name}={getattr(self, f.name)!r}" for f in dataclasses.fields(self) if f.repr)
+        return _secrets.redact(f"Settings({', '.join(shown)})")
+
 
 DEFAULT_LIMITS = InputLimits()  # the limits of a call that names none (frozen: one shared instance)
-_FIELDS = (
-    "api_key",
-    "backend",
-    "base_url",
-    "output_dir",
-    "uploader",
-    "upload_url",
-    "s3_bucket",
-    "s3_prefix",
-    "s3_endpoint_url",
-    "log_level",
-    "max_input_mb",
-    "max_input_seconds",
-    "home",
-    "budget_usd",
-    "check_urls",
-    "models_url",
-)
+_FIELDS = ("api_key", "backend", "base_url", "output_dir", "uploader", "upload_url", "s3_bucket", "s3_prefix",
+           "s3_endpoint_url", "log_level", "max_input_mb", "max_input_seconds", "home", "budget_usd", "check_urls",
+           "models_url")
 _configured: dict[str, Any] = {}
 _lock = threading.Lock()
 

@@ -327,10 +327,10 @@ def _facts(path: Path, log: str) -> MediaFacts:
         rotation = re.search(r"rotation of (-?[\d.]+) degrees", header, re.IGNORECASE)
         if rotation and round(abs(float(rotation.group(1)))) % 180 == 90:  # players and ffmpeg turn the picture
             width, height = height, width
-    if seconds and width is None and "Estimating duration from bitrate" in log:
-        # the header only guesses (an MP3 without a Xing header, joined streams: 40 s read as 10 s), and every
-        # check, trim and estimate reads this length: audio alone is measured by decoding it (hundreds of times
-        # faster than real time)
+    if seconds and width is None and re.search(r"Stream #0:\d+.*?: Audio: ", header):
+        # a header only states or guesses the length (an MP3 without a Xing header guessed from its first frame,
+        # a FLAC or M4A header that lies: 40 s read as 10 s), and every check, trim and estimate reads it: audio
+        # alone is measured by decoding it (hundreds of times faster than real time, once per file version)
         seconds = _decoded_seconds(path) or seconds
     # a GIF lasting more than its first frame is animated; a one-frame GIF lasts N/A or one frame's time
     one_frame = not seconds or (fps is not None and seconds <= 1.5 / fps)

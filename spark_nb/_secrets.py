@@ -31,7 +31,8 @@ PIECE_CHARS = 12
 # nests one group per character, and Python's compiler recurses on each
 BLOCK_CHARS = 256
 _BEARER = re.compile(r"(bearer\s+)[^\s\"',;]+", re.IGNORECASE)
-_URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^\s/?#@:]*:)[^\s/?#@]+@", re.IGNORECASE)  # scheme://user:PW@
+# scheme://user:PASSWORD@host: the password runs to the authority's last @, as URL parsers read it
+_URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^\s/?#@:]*:)[^\s/?#]+@", re.IGNORECASE)
 _values: set[str] = set()
 _pattern: re.Pattern[str] | None = None
 _lock = threading.Lock()

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from ._deadline import ran_out, within
 from ._text import file_name_to_send
-from ._urls import is_http_url
+from ._urls import is_http_url, shown_url
 from .errors import SparkError, UploadError
 
 if TYPE_CHECKING:  # boto3 is optional: imported on the first upload
@@ -44,7 +44,7 @@ class HTTPUploader:
         return self._client.upload(self.endpoint, path)
 
     def __repr__(self) -> str:
-        return f"HTTPUploader({self.endpoint!r})"
+        return f"HTTPUploader({shown_url(self.endpoint)!r})"
 
 
 S3_CONNECT_S = 10.0  # connecting to the bucket's endpoint
@@ -76,7 +76,8 @@ class S3Uploader:
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
-        return f"S3Uploader(bucket={self.bucket!r}, prefix={self.prefix!r}, endpoint_url={self.endpoint_url!r})"
+        endpoint = None if self.endpoint_url is None else shown_url(self.endpoint_url)
+        return f"S3Uploader(bucket={self.bucket!r}, prefix={self.prefix!r}, endpoint_url={endpoint!r})"
 
     def _client(self) -> Callable[[float], S3Client]:
         """A maker of clients, one per attempt, whose limits fit in the seconds given. The session (not

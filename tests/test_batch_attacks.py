@@ -129,6 +129,32 @@ def test_a_no_reuse_rerun_keeps_a_rows_lost_create_whatever_was_made_since(
     assert server.stats()["created"] == 2
 
 
+def test_a_no_reuse_rerun_in_a_moved_folder_keeps_its_own_rows(
+        tmp_path: Path, media: dict[str, Path], make_server: type, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The attack (fifth round): a --no-reuse row whose create lost its answer, its output folder then moved (or
+    renamed), was paid again on the rerun: its own attempt was known by the folder's old path only. The folder's
+    own files (result.json, task.json) now say which attempt is its own: the lost create stays uncertain, and a
+    finished row keeps its task."""
+    server = make_server(api_key="sk-test-0123456789abcdefSECRET", faults="create:reset_after:1.0")
+    use_server(monkeypatch, server)
+    lost = {"name": "lost", "model": "avatar", "image": str(media["portrait"]), "audio": str(media["speech"])}
+    done = {"name": "done", "model": "imitator", "image": str(media["portrait"]),
+            "driving_video": str(media["driving"])}
+    out, moved = tmp_path / "out", tmp_path / "moved"
+    [first] = run_batch(write_manifest(tmp_path, [lost]), out, progress=False, reuse=False)
+    assert first.status == "uncertain" and server.stats()["created"] == 1
+    server.options.faults.faults.clear()  # the service answers again
+    both = write_manifest(tmp_path, [lost, done])
+    made = {o.name: o for o in run_batch(both, out, progress=False, reuse=False)}
+    assert (made["lost"].status, made["done"].status) == ("uncertain", "completed")
+    assert server.stats()["created"] == 2
+    out.rename(moved)
+    again = {o.name: o for o in run_batch(both, moved, progress=False, reuse=False)}
+    assert again["lost"].status == "uncertain" and "--resubmit-uncertain" in (again["lost"].error or "")
+    assert again["done"].status == "completed" and again["done"].task_id == made["done"].task_id
+    assert server.stats()["created"] == 2
+
+
 def test_a_strict_rerun_refuses_a_row_the_journal_answers_as_it_refuses_a_new_one(
         tmp_path: Path, media: dict[str, Path], make_server: type, monkeypatch: pytest.MonkeyPatch) -> None:
     """A batch run without strict, then again with strict=True (--strict): the faceless row fails with the no-face

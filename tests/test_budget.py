@@ -446,30 +446,31 @@ def test_a_row_written_with_another_spelling_is_read_as_the_same_service(tmp_pat
         api.peer.stop()
 
 
-class LostFirstAnswer:
-    """A fake Vtrix on loopback whose first create makes a task but loses its answer (the connection closes), as a
-    dropped network does; later creates answer, t-2 completes at $0.30 and the others keep running."""
+class LostAnswers:
+    """A fake Vtrix on loopback whose create of task t-N, for N in lost, makes a task but loses its answer (the
+    connection closes), as a dropped network does; the others answer, t-N for N in done completes at $0.30, and
+    the rest keep running. It accepts any Host name, as a gateway does."""
 
-    def __init__(self) -> None:
+    def __init__(self, lost: set[int], done: set[int]) -> None:
         from spark_nb import samples
 
         from .peers import Peer
 
-        self.video, self.created = samples.DRIVING_VIDEO.read_bytes(), 0
+        self.video, self.created, self.lost, self.done = samples.DRIVING_VIDEO.read_bytes(), 0, lost, done
         self.peer = Peer(self.handle)
 
     def handle(self, p: Any, conn: Any, req: Any) -> None:
-        """create (the first answer lost), poll (t-2 completed, the others running) and the video."""
+        """create (some answers lost), poll (some completed, the others running) and the video."""
         if req.path == "/model/v1/generation":
             with p._lock:
                 self.created += 1
-                task_id = f"t-{self.created}"
-            if task_id == "t-1":
+                number = self.created
+            if number in self.lost:
                 return None  # made, billed, and its answer never sent
-            return p.json(conn, 200, {"id": task_id, "status": "pending"})
+            return p.json(conn, 200, {"id": f"t-{number}", "status": "pending"})
         if "/task/" in req.path:
             task_id = req.path.rsplit("/", 1)[-1]
-            if task_id != "t-2":
+            if task_id not in {f"t-{n}" for n in self.done}:
                 return p.json(conn, 200, {"id": task_id, "status": "running"})
             content = {"url": f"{p.url}/video.mp4", "size": len(self.video)}
             return p.json(conn, 200, {"id": task_id, "status": "completed", "usage": {"cost": "0.30"},
@@ -482,7 +483,7 @@ def test_a_create_that_lost_its_answer_holds_the_turn_of_unknown_cost(tmp_path: 
     $0.10 budget three tasks of unknown cost were made. Now such a create holds the one turn of unknown cost: the
     next budgeted call is refused naming it, until a call without the budget makes the cost known; the lost
     create then counts at that cost, as a running task does."""
-    api = LostFirstAnswer()
+    api = LostAnswers(lost={1}, done={2})
     try:
         config = {"backend": "cloud", "base_url": api.peer.url, "api_key": TEST_KEY, "output_dir": tmp_path / "out"}
         with pytest.raises(spark_nb.TaskMayExist):
@@ -501,5 +502,30 @@ def test_a_create_that_lost_its_answer_holds_the_turn_of_unknown_cost(tmp_path: 
         assert type(over.value) is spark_nb.BudgetExceeded and over.value.running == Decimal("0.30")
         avatar.submit("https://inputs.example/6.jpg", "https://inputs.example/a.wav", budget_usd=1, **config)
         assert api.created == 3
+    finally:
+        api.peer.stop()
+
+
+def test_a_lost_create_of_a_model_priced_elsewhere_holds_the_turn_for_every_model(tmp_path: Path) -> None:
+    """The attack (fifth round): one service at two names (`localhost`, `127.0.0.1`: two services, as names are not
+    resolved). The avatar model priced at one; at the other an avatar create lost its answer, so its cost there is
+    unknown. An imitator call there (its cost known nowhere) was created anyway: the lost create did not block it,
+    since its model had a price somewhere, and two tasks of unknown cost ran at once under the budget. A task whose
+    cost at its own service is unknown now blocks every call of unknown cost, whatever the models."""
+    from spark_nb import imitator
+
+    api = LostAnswers(lost={2}, done={1})
+    try:
+        port = api.peer.url.rsplit(":", 1)[1]
+        config = {"backend": "cloud", "api_key": TEST_KEY, "output_dir": tmp_path / "out"}
+        priced = avatar.generate("https://inputs.example/1.jpg", "https://inputs.example/a.wav", progress=False,
+                                 timeout=30, base_url=f"http://localhost:{port}", **config)
+        assert priced.cost == Decimal("0.30")
+        here = {**config, "base_url": f"http://127.0.0.1:{port}", "budget_usd": 50}
+        with pytest.raises(spark_nb.TaskMayExist):
+            avatar.submit("https://inputs.example/2.jpg", "https://inputs.example/a.wav", **here)
+        with pytest.raises(CostUnknown) as refused:
+            imitator.submit("https://inputs.example/3.jpg", "https://inputs.example/d.mp4", **here)
+        assert "lost its answer" in str(refused.value) and api.created == 2
     finally:
         api.peer.stop()

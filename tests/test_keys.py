@@ -673,3 +673,21 @@ def test_a_base_url_with_a_password_keeps_it_nowhere(make_server: Callable[..., 
     assert "Connection refused" in str(refused.value) and password not in str(refused.value), refused.value
     upload_url = f"http://bob:{password}@127.0.0.1:1/upload"  # any URL a message names: its password masked
     assert password not in str(SparkError(f"the upload to {upload_url} failed"))
+
+
+def test_no_url_settings_password_shows_in_a_repr_or_a_message() -> None:
+    """The attack (fifth round): the upload URL's, the S3 endpoint's and the spec service's `user:password@` showed
+    whole in repr(Settings) (what a notebook prints for spark_nb.settings()) and the uploaders' reprs, and a
+    password holding an "@" showed its tail in messages (masked only to its first "@")."""
+    from spark_nb._uploads import HTTPUploader, S3Uploader
+    from spark_nb.errors import SparkError
+
+    secrets = ("UPLOADPW-9876", "S3PW-4321", "MODELSPW-55")
+    settings = spark_nb.settings(backend="cloud", upload_url=f"http://bob:p@ss-{secrets[0]}@127.0.0.1:9/upload",
+                                 s3_endpoint_url=f"http://k:{secrets[1]}@127.0.0.1:9",
+                                 models_url=f"http://m:{secrets[2]}@127.0.0.1:9")
+    shown = [repr(settings), str(settings), repr(HTTPUploader(str(settings.uploader), None)),  # type: ignore[arg-type]
+             repr(S3Uploader("bucket", endpoint_url=settings.s3_endpoint_url)),
+             str(SparkError(f"the upload endpoint {settings.uploader}: cannot connect"))]
+    assert "127.0.0.1:9/upload" in shown[0] and "bob:********@" in shown[0]
+    assert not [text for text in shown for secret in secrets if secret in text], shown

@@ -30,7 +30,7 @@ from .._tasks import Task
 from ..errors import JournalError, SparkError, TaskCancelled, TaskFailed, TaskMayExist
 from ..models import MediaField, get_model
 from ._outcome import RowStatus
-from ._record import completed_here, new_record, result_of, row_folder, write_record
+from ._record import completed_here, new_record, read_record, result_of, row_folder, write_record
 
 JOURNAL_WATCH_S = 0.2
 TASK_FILE = "task.json"
@@ -102,17 +102,25 @@ def write_task_file(out: Path, task_id: str, model: str, name: str) -> None:
 
 def own_attempt(journal: Journal, fingerprint: str, out: Path) -> Entry | None:
     """The row folder's own attempt at these inputs: the task its task.json names, or the journal's newest attempt
-    made from this folder (whatever was made elsewhere since), once it has a task (completed, running) or may have
-    one (its create's answer lost). A new take (reuse=False) ignores the takes made before this batch, not its own:
-    a rerun of an interrupted --no-reuse batch keeps its finished rows, resumes its running ones, and pays for a
-    task only where there is none."""
-    source = f"batch:{out.resolve()}"
+    made from this folder (whatever was made elsewhere since; a folder moved since is still known by its files),
+    once it has a task (completed, running) or may have one (its create's answer lost). A new take (reuse=False)
+    ignores the takes made before this batch, not its own: a rerun of an interrupted --no-reuse batch keeps its
+    finished rows, resumes its running ones, and pays for a task only where there is none."""
+    source, record = f"batch:{out.resolve()}", read_record(out)
     named = _task_named(out)
+    # a task the folder made itself (not one a rerun reused), wherever the folder was then: moved or renamed since
+    moved = named is not None and record.get("task_id") in (None, named) and not record.get("reused")
     for entry in (journal.by_task(named) if named else None, journal.latest(fingerprint, source=source)):
-        if entry is None or entry.source != source or entry.fingerprint != fingerprint:
+        if entry is None or entry.fingerprint != fingerprint or not (
+                entry.source == source or (moved and entry.task_id == named and entry.source.startswith("batch:"))):
             continue
         if decide(entry).verdict in (Verdict.REUSE, Verdict.ATTACH, Verdict.MAY_EXIST):  # done, running, may exist
             return entry
+    if record.get("status") == RowStatus.UNCERTAIN:  # the folder says its own create lost its answer, wherever the
+        # folder was then: the newest such attempt of a batch row at these inputs stands
+        lost = (e for e in journal.entries(states=[JobState.UNCERTAIN, JobState.SUBMITTING])
+                if e.fingerprint == fingerprint and e.source.startswith("batch:"))
+        return next((e for e in lost if decide(e).verdict == Verdict.MAY_EXIST), None)
     return None
 
 
