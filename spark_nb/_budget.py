@@ -13,17 +13,16 @@ A service is its base URL in one spelling (`_urls.canonical_url`: `HTTP://Host:8
 for journal rows written before that; names are not resolved, so `localhost` and `127.0.0.1` are two services.
 
 While a model's cost at a service is unknown (no completed task of it there with a cost), a task of it cannot be
-estimated: one budgeted task of that model runs at a time, at whichever service, until one has finished with a
-cost there, and another call raises CostUnknown at once, naming the task it waits for and the line that finishes
-it (a batch waits for it by itself). Meanwhile that task, and the call, count at the model's dearest known cost
-at any service (nothing when none is known). A create whose answer was lost (a task may exist, billed) holds
-that turn until the model's cost is known, since it will never end with a cost: one call without the budget
-makes the cost known, and the lost create then counts at it. A task that finished without the service reporting
-a cost keeps the cost unknown: no further budgeted task of that model there is created, since its spend could not
-be counted.
-A task of unknown cost starts only while something is left of the budget (a budget of $0 pays for nothing). A
-completed task whose cost cannot be read (a damaged row, or one at another service) counts at its model's
-estimate; never as the basis of one.
+estimated: one budgeted task of unknown cost (at its own service) runs at a time, whatever its model, until one has
+finished with a cost there, and another such call raises CostUnknown at once, naming the task it waits for and the
+line that finishes it (a batch waits for it by itself). Meanwhile that task, and the call, count at the model's
+dearest known cost at any service (nothing when none is known). A create whose answer was lost (a task may exist,
+billed) holds that turn until the model's cost is known, since it will never end with a cost: one call without the
+budget makes the cost known, and the lost create then counts at it. A task that finished without the service
+reporting a cost keeps the cost unknown: no further budgeted task of that model there is created, since its spend
+could not be counted. A task of unknown cost starts only while something is left of the budget (a budget of $0 pays
+for nothing). A completed task whose cost cannot be read (a damaged row, or one at another service) counts at its
+model's estimate; never as the basis of one.
 
 When the task a refusal names was submitted and then left (nobody waits for it: an idle kernel, a dead one),
 `settle` asks the service once how it is; if it has ended, its end is recorded, so the call goes on.
