@@ -42,12 +42,16 @@ def api_client(settings: Settings) -> ApiClient:
 
 
 def kernel_environment(settings: Settings) -> dict[str, str]:
-    """The environment for child processes (job kernels): this process's, plus its journal and local server.
+    """The environment for child processes (job kernels): this process's, plus its journal, input limits and local
+    server.
 
     Given to each child at its start, never written into this process's os.environ: a variable left there would
     outlive the server it names (a later configure(home=...), a test's server) and be inherited by unrelated
     children, which would then knock on a stopped server's port, or on another server's, with the wrong key."""
     env = {**os.environ, "SPARK_NB_HOME": str(settings.home)}  # the journal this process uses
+    # the input limits this process checks rows with (configure() too), so a kernel's own checks agree
+    env["SPARK_NB_MAX_INPUT_MB"] = repr(settings.limits.max_bytes / 1024**2)  # exact: a power of two
+    env["SPARK_NB_MAX_INPUT_SECONDS"] = repr(settings.limits.max_seconds)
     if settings.backend == "local" and not (env.get(SHARED_LOCAL_SERVER) and env.get(SHARED_LOCAL_SERVER_KEY)):
         from .local._embedded import embedded_server
 

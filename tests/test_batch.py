@@ -196,6 +196,20 @@ def test_a_local_batch_hands_its_server_to_its_kernels_only(three_rows: Path, tm
     assert SHARED_LOCAL_SERVER not in os.environ and SHARED_LOCAL_SERVER_KEY not in os.environ
 
 
+def test_job_kernels_check_inputs_with_the_limits_their_batch_checked_them_with(tmp_path: Path) -> None:
+    """The attack (fifth round): limits set with configure() in the batch's process did not reach its job kernels,
+    so a row the runner passed at max_input_mb=150 was refused at the default 100 MB in its kernel. A child started
+    with kernel_environment() now resolves the same limits."""
+    import spark_nb
+    from spark_nb._backends import kernel_environment
+
+    settings = spark_nb.settings(backend="cloud", api_key=TEST_KEY, max_input_mb=150.3, max_input_seconds=900)
+    child = subprocess.run([sys.executable, "-c", "import spark_nb; s = spark_nb.settings(); "
+                            "print(s.limits.max_bytes, s.limits.max_seconds)"],
+                           env=kernel_environment(settings), capture_output=True, text=True, timeout=60, check=True)
+    assert child.stdout.split() == [str(settings.limits.max_bytes), "900.0"], child.stderr
+
+
 def test_killed_mid_batch_a_rerun_finishes_every_row_creating_each_task_once(
         three_rows: Path, tmp_path: Path, make_server: type, monkeypatch: pytest.MonkeyPatch) -> None:
     """SIGKILL spark-nb batch (and its kernels) while tasks are in flight; the rerun resumes them by id."""
