@@ -19,10 +19,10 @@ line that finishes it (a batch waits for it by itself). Meanwhile that task, and
 dearest known cost at any service (nothing when none is known). A create whose answer was lost (a task may exist,
 billed) holds that turn until the model's cost is known, since it will never end with a cost: one call without the
 budget makes the cost known, and the lost create then counts at it. A task that finished without the service
-reporting a cost keeps the cost unknown: no further budgeted task of that model there is created, since its spend
-could not be counted. A task of unknown cost starts only while something is left of the budget (a budget of $0 pays
-for nothing). A completed task whose cost cannot be read (a damaged row, or one at another service) counts at its
-model's estimate; never as the basis of one.
+reporting a cost keeps the cost unknown: no further budgeted task of unknown cost is created (of any model), since
+its spend could not be counted. A task of unknown cost starts only while something is left of the budget (a budget
+of $0 pays for nothing). A completed task whose cost cannot be read (a damaged row, or one at another service)
+counts at its model's estimate; never as the basis of one.
 
 When the task a refusal names was submitted and then left (nobody waits for it: an idle kernel, a dead one),
 `settle` asks the service once how it is; if it has ended, its end is recorded, so the call goes on.
@@ -140,11 +140,11 @@ def check(entries: list[Entry], *, budget: Decimal, model: str, input_seconds: f
     known = _known_costs(billed)
     here = _service(backend, base_url, model)
     spend = spent(billed)
-    costless = None  # a task of this model here that finished without a cost: its cost stays unknown
+    costless = None  # a task that finished without a cost where its cost is unknown: its spend stays uncounted
     for e in billed:
         if e.state == JobState.COMPLETED and e.cost is None:
             value = _at_most(known, e)
-            costless = costless or (e if value is None and service_of(e) == here else None)
+            costless = costless or (e if service_of(e) not in known else None)
             spend += value or Decimal(0)
     running_entries = [e for e in billed if e.state in OPEN]
     running = total(_at_most(known, e) for e in running_entries)  # an unknown cost: the model's dearest known
@@ -210,9 +210,10 @@ def _cost_unknown(entry: Entry, here: Service, *, model: str, **said: Any) -> Co
 
 
 def _never_priced(entry: Entry, **said: Any) -> CostUnknown:
-    """The refusal once a task of this model here finished without the service reporting its cost."""
-    return CostUnknown(blocking=f"task {entry.task_id}, started {entry.when}, finished without the service reporting "
-                                "its cost, so what the next one costs cannot be counted",
+    """The refusal once a task finished without the service reporting its cost where its cost is unknown."""
+    return CostUnknown(blocking=f"task {entry.task_id} ({entry.model} at {service_of(entry)[1] or entry.backend}), "
+                                f"started {entry.when}, finished without the service reporting its cost, so what "
+                                "it and the next one cost cannot be counted",
                        attempt=entry.attempt, creator_alive=False,
                        hint="this service does not say what a task costs: a budget cannot be kept with it. Unset "
                             "the budget (SPARK_NB_BUDGET_USD or budget_usd=None) to go on without one", **said)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TypeVar, cast
 
 from . import _procs
+from ._limits import MEDIA_SECONDS
 from .errors import MediaError, safe_text
 
 PROBE_TIMEOUT_S = 30.0
@@ -316,22 +317,26 @@ def _facts(path: Path, log: str) -> MediaFacts:
     duration = re.search(r"Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)", log)
     seconds = _seconds(*duration.groups()) if duration else None
     header = log.split("Stream mapping:", 1)[0]
-    video = re.search(r"Stream #0:\d+.*?: Video: .*?, (\d{1,6})x(\d{1,6})", header)
-    fps_match = re.search(r"Stream #0:\d+.*?: Video: .*?([\d.]+) fps", header)
+    # the picture: the first video stream that is not a cover (an "attached pic" in a FLAC or M4A is audio's art)
+    picture = next((line for line in header.splitlines() if re.search(r"Stream #0:\d+.*?: Video: ", line)
+                    and "(attached pic)" not in line), "")
+    video = re.search(r"Video: .*?, (\d{1,6})x(\d{1,6})", picture)
+    fps_match = re.search(r"Video: .*?([\d.]+) fps", picture)
     fps = float(fps_match.group(1)) if fps_match else None
     width, height = (int(video.group(1)), int(video.group(2))) if video else (None, None)
     if width and height:
-        sar = re.search(r"Video: [^\n]*?\d+x\d+ \[SAR (\d+):(\d+)", header)
+        sar = re.search(r"Video: [^\n]*?\d+x\d+ \[SAR (\d+):(\d+)", picture)
         if sar and int(sar.group(1)) and int(sar.group(2)):
             width = max(1, round(width * int(sar.group(1)) / int(sar.group(2))))
         rotation = re.search(r"rotation of (-?[\d.]+) degrees", header, re.IGNORECASE)
         if rotation and round(abs(float(rotation.group(1)))) % 180 == 90:  # players and ffmpeg turn the picture
             width, height = height, width
-    if seconds and width is None and re.search(r"Stream #0:\d+.*?: Audio: ", header):
+    if seconds and seconds <= MEDIA_SECONDS and width is None and re.search(r"Stream #0:\d+.*?: Audio: ", header):
         # a header only states or guesses the length (an MP3 without a Xing header guessed from its first frame,
         # a FLAC or M4A header that lies: 40 s read as 10 s), and every check, trim and estimate reads it: audio
-        # alone is measured by decoding it (hundreds of times faster than real time, once per file version)
-        seconds = _decoded_seconds(path) or seconds
+        # alone is measured by decoding it (hundreds of times faster than real time, once per file version), up
+        # to just past the longest input (a header already past it is refused as it stands)
+        seconds = _decoded_seconds(path, MEDIA_SECONDS + 1) or seconds
     # a GIF lasting more than its first frame is animated; a one-frame GIF lasts N/A or one frame's time
     one_frame = not seconds or (fps is not None and seconds <= 1.5 / fps)
     still = width is not None and (container == "image2" or container.endswith("_pipe")
@@ -344,15 +349,16 @@ def _facts(path: Path, log: str) -> MediaFacts:
                       or (container.startswith("mov") and path.is_file() and not boxes_fit(path)))
 
 
-def _decoded_seconds(path: Path) -> float | None:
-    """How long path's first audio stream lasts, decoded to the end (remembered per file version); None when
-    ffmpeg says nothing of it."""
+def _decoded_seconds(path: Path, at_most: float) -> float | None:
+    """How long path's first audio stream lasts, decoded to its end or to at_most seconds, whichever comes first
+    (remembered per file version); None when ffmpeg says nothing of it."""
     def measure() -> float | None:
-        log = _run_ffmpeg(path, ["-map", "0:a:0", "-f", "null", "-"], check=False, strict=False)[0]
+        log = _run_ffmpeg(path, ["-map", "0:a:0", "-t", f"{at_most:g}", "-f", "null", "-"], check=False,
+                          strict=False)[0]
         times = re.findall(r"time=(\d+):(\d\d):(\d\d(?:\.\d+)?)", log)
         return _seconds(*times[-1]) if times else None
 
-    return per_file_version(path, ("decoded length",), measure)
+    return per_file_version(path, ("decoded length", at_most), measure)
 
 
 def _seconds(h: str, m: str, s: str) -> float:

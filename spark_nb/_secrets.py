@@ -31,8 +31,8 @@ PIECE_CHARS = 12
 # nests one group per character, and Python's compiler recurses on each
 BLOCK_CHARS = 256
 _BEARER = re.compile(r"(bearer\s+)[^\s\"',;]+", re.IGNORECASE)
-# scheme://user:PASSWORD@host: the password runs to the authority's last @, as URL parsers read it
-_URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^\s/?#@:]*:)[^\s/?#]+@", re.IGNORECASE)
+# scheme://USER:PASSWORD@host, or a token alone (scheme://TOKEN@host): all of it, to the authority's last @
+_URL_USERINFO = re.compile(r"(\b[a-z][a-z0-9+.-]*://)[^\s/?#]+@", re.IGNORECASE)
 _values: set[str] = set()
 _pattern: re.Pattern[str] | None = None
 _lock = threading.Lock()
@@ -81,8 +81,9 @@ def _hex(code: int, width: int) -> str:
 
 def redact(text: str) -> str:
     """text with every remembered secret (as it is, or encoded; whole, or cut after PIECE_CHARS or more of its
-    characters), any bearer token, and the password of any URL (scheme://user:password@), replaced by asterisks."""
+    characters), any bearer token, and any URL's user name and password or token (scheme://user:password@),
+    replaced by asterisks."""
     pattern = _pattern
     if pattern is not None:
         text = pattern.sub(MASK, text)
-    return _URL_PASSWORD.sub(r"\1" + MASK + "@", _BEARER.sub(r"\1" + MASK, text))
+    return _URL_USERINFO.sub(r"\1" + MASK + "@", _BEARER.sub(r"\1" + MASK, text))

@@ -242,7 +242,8 @@ def test_a_service_that_reports_no_cost_pays_for_one_task_under_a_budget(usage: 
     """The attack: a service whose completed tasks carry no cost (or one that cannot be read): six calls one after
     another under a $0.50 budget all completed, each counted at $0. Now a task that finished without a cost keeps
     the model's cost unknown: the first call runs, the next ones are refused naming it (the budget cannot count
-    what they spend), with nothing uploaded or created; without a budget they run."""
+    what they spend), of any model whose cost is unknown too (the sixth round: an imitator task was created beside
+    it), with nothing uploaded or created; without a budget they run."""
     api = Costless(usage)
     config = {"backend": "cloud", "base_url": api.peer.url, "api_key": TEST_KEY, "output_dir": tmp_path / "out"}
     try:
@@ -258,6 +259,11 @@ def test_a_service_that_reports_no_cost_pays_for_one_task_under_a_budget(usage: 
         assert api.created == 1 and not outcomes[1].creator_alive
         assert "t-1" in str(outcomes[1]) and "without the service reporting its cost" in str(outcomes[1])
         assert "budget" in (outcomes[1].hint or "")
+        from spark_nb import imitator  # the sixth round: another model's task of unknown cost was created beside it
+
+        with pytest.raises(CostUnknown, match=r"t-1 \(spark_avatar_picture_omni_v2 at") as other:
+            imitator.submit("https://inputs.example/h.jpg", "https://inputs.example/d.mp4", budget_usd=0.5, **config)
+        assert "without the service reporting its cost" in str(other.value) and api.created == 1
         avatar.generate("https://inputs.example/g.jpg", "https://inputs.example/a.wav", progress=False, **config)
         assert api.created == 2
     finally:

@@ -678,7 +678,8 @@ def test_a_base_url_with_a_password_keeps_it_nowhere(make_server: Callable[..., 
 def test_no_url_settings_password_shows_in_a_repr_or_a_message() -> None:
     """The attack (fifth round): the upload URL's, the S3 endpoint's and the spec service's `user:password@` showed
     whole in repr(Settings) (what a notebook prints for spark_nb.settings()) and the uploaders' reprs, and a
-    password holding an "@" showed its tail in messages (masked only to its first "@")."""
+    password holding an "@" showed its tail in messages (masked only to its first "@"); the sixth: a token alone
+    (`http://TOKEN@host`) showed whole."""
     from spark_nb._uploads import HTTPUploader, S3Uploader
     from spark_nb.errors import SparkError
 
@@ -689,5 +690,7 @@ def test_no_url_settings_password_shows_in_a_repr_or_a_message() -> None:
     shown = [repr(settings), str(settings), repr(HTTPUploader(str(settings.uploader), None)),  # type: ignore[arg-type]
              repr(S3Uploader("bucket", endpoint_url=settings.s3_endpoint_url)),
              str(SparkError(f"the upload endpoint {settings.uploader}: cannot connect"))]
-    assert "127.0.0.1:9/upload" in shown[0] and "bob:********@" in shown[0]
+    assert "http://********@127.0.0.1:9/upload" in shown[0]
+    token = spark_nb.settings(upload_url="http://ghp_TOKENONLY1234567890@127.0.0.1:9/upload")  # a token alone
+    assert "TOKENONLY" not in repr(token) and "TOKENONLY" not in str(SparkError(f"upload to {token.uploader}"))
     assert not [text for text in shown for secret in secrets if secret in text], shown

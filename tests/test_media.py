@@ -345,3 +345,27 @@ def test_no_ffmpeg_process_is_left_behind(clips: dict[str, Path], tmp_path: Path
     assert ffmpeg_children() == []
     # no .part left
     assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == ["a.m4a", "b.m4a", "c.mp4", "text.wav"]
+
+
+def test_a_long_audio_is_measured_no_further_than_the_longest_input(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The attack (sixth round): every audio file was decoded to its end before its length was compared, so a
+    2-hour FLAC took ffmpeg's whole 30 s deadline and failed with "took too long" instead of its length. A header
+    already past the longest input stands as it is (nothing decoded), and a decode stops just past that length."""
+    from spark_nb import _ffmpeg
+    from spark_nb._ffmpeg import read_header
+    from spark_nb._limits import MEDIA_SECONDS
+
+    honest = tmp_path / "honest.flac"
+    ffmpeg("-f", "lavfi", "-i", "anullsrc=r=8000:cl=mono", "-t", str(2 * MEDIA_SECONDS), str(honest))
+    runs: list[Path] = []
+    real = _ffmpeg._run_ffmpeg
+    monkeypatch.setattr(_ffmpeg, "_run_ffmpeg", lambda path, *a, **k: runs.append(path) or real(path, *a, **k))
+    assert read_header(honest).duration == 2 * MEDIA_SECONDS and runs == [honest]  # the header read, no decode
+    data = bytearray(honest.read_bytes())  # STREAMINFO's total samples set to a quarter: it states 300 s
+    value, low = int.from_bytes(data[18:26], "big"), (1 << 36) - 1
+    data[18:26] = ((value & ~low) | ((value & low) // 4)).to_bytes(8, "big")
+    lying = tmp_path / "lying.flac"
+    lying.write_bytes(bytes(data))
+    measured = read_header(lying).duration or 0
+    assert MEDIA_SECONDS < measured <= MEDIA_SECONDS + 1.1, measured  # past the limit: refused by its length

@@ -151,21 +151,24 @@ def test_speech_whose_header_guesses_its_length_is_measured(server: LocalServer,
 def test_speech_whose_header_states_a_short_length_is_measured(server: LocalServer, media: dict[str, Path],
                                                               tmp_path: Path) -> None:
     """The attack (fifth round): 40 s of speech as FLAC whose STREAMINFO states a quarter of its samples (Matroska
-    and M4A headers lie the same way) read as 10 s, so strict with trim_audio=False sent it whole. Audio alone is
-    measured by decoding it, whatever its header states."""
+    and M4A headers lie the same way) read as 10 s, so strict with trim_audio=False sent it whole; the sixth: the
+    same with a cover picture, which made it a video. Audio (its cover no picture) is measured by decoding it,
+    whatever its header states."""
     import subprocess
 
     from spark_nb._ffmpeg import ffmpeg_exe, read_header
 
-    flac = tmp_path / "long.flac"
+    flac = tmp_path / "long.flac"  # with a cover picture, as taggers write one (the sixth round: it hid the lie)
     subprocess.run([ffmpeg_exe(), "-loglevel", "error", "-y", "-stream_loop", "12", "-i", str(media["speech"]),
+                    "-i", str(media["portrait"]), "-map", "0:a", "-map", "1:v", "-disposition:v", "attached_pic",
                     "-t", "40", "-ac", "1", "-ar", "16000", str(flac)], check=True, timeout=60)
     data = bytearray(flac.read_bytes())  # STREAMINFO's total samples: the low 36 bits of bytes 18..25
     value, low = int.from_bytes(data[18:26], "big"), (1 << 36) - 1
     data[18:26] = ((value & ~low) | ((value & low) // 4)).to_bytes(8, "big")
     lying = tmp_path / "lying.flac"
     lying.write_bytes(bytes(data))
-    assert 39.5 < (read_header(lying).duration or 0) < 40.5
+    facts = read_header(lying)
+    assert 39.5 < (facts.duration or 0) < 40.5 and facts.width is None and facts.has_audio  # the cover is no picture
     with pytest.raises(spark_nb.ValidationError) as info:
         avatar.submit(media["portrait"], lying, strict=True, trim_audio=False, **cloud_config(server))
     assert info.value.reason == "audio_too_long"
