@@ -493,7 +493,7 @@ def test_a_churning_peer_never_closes_a_clients_fresh_connection(make_server: Ma
     with ChurnFlood((host, int(port)), seconds=8) as flood:
         time.sleep(1)
         answers = [late_request((host, int(port)), request.encode()) for _ in range(30)]
-    assert flood.opened > 1000, flood.opened
+    assert flood.opened > 2 * 256, flood.opened  # the attack was real: twice the owner's descriptors, or more
     assert server.connections()["evicted"] > 500, server.connections()
     assert set(answers) == {"HTTP/1.1 200 OK"}, answers
 
@@ -545,6 +545,6 @@ def test_a_flood_on_the_embedded_servers_port_writes_nothing_in_its_owners_proce
         if owner.poll() is None:
             owner.kill()
             owner.communicate(timeout=10)
-    assert flood.opened > 1000, flood.opened
+    assert flood.opened > 2 * 256, flood.opened  # the attack was real: twice the owner's descriptors, or more
     assert out.split() == ["ok"] * 12, out
     assert err == "", err[:3000]
