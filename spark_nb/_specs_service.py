@@ -92,8 +92,10 @@ def http() -> Any:
         return _http_client
 
 
-def fetch(models_url: str, model: str, *, limit: float = FETCH_LIMIT_S) -> SpecAnswer:
-    """Read model's spec from models_url within limit seconds; never raises (a failure is an unreadable answer)."""
+def fetch(models_url: str, model: str, *, limit: float | None = None) -> SpecAnswer:
+    """Read model's spec from models_url within limit seconds (FETCH_LIMIT_S); never raises (a failure is an
+    unreadable answer)."""
+    limit = FETCH_LIMIT_S if limit is None else limit
     try:
         answer = read_answer(http(), "GET", spec_url(models_url, model), deadline=time.monotonic() + limit)
     except Exception as exc:  # any failure to read is "unreadable", never the caller's problem

@@ -243,6 +243,7 @@ def test_a_failing_spec_service_never_fails_or_holds_a_call(kind: str, peer: Cal
     """The create path's guard returns within WAIT_S (plus thread start-up) without raising, whatever the spec
     service does; the answer it gets in the background is missing (404 in the body) or unreadable (cached for
     RETRY_S only), never a refusal."""
+    monkeypatch.setattr(_specs_service, "FETCH_LIMIT_S", 6.0)  # past the slow answer's 3 s: a stall ends sooner
     if kind == "down":
         closed = socket.create_server(("127.0.0.1", 0))
         url = f"http://127.0.0.1:{closed.getsockname()[1]}"
