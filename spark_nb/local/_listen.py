@@ -173,6 +173,15 @@ class LocalServer:
         self.stop()
 
 
+def _quiet_shutdown(record: logging.LogRecord) -> bool:
+    """False for uvicorn's line that connections outlived its 2 s shutdown: peers holding connections open (a
+    flood, a browser tab) are no error of ours, and the embedded server's lines land in its owner's cell."""
+    return not str(record.msg).startswith("Cancel %s running task(s)")
+
+
+logging.getLogger("uvicorn.error").addFilter(_quiet_shutdown)
+
+
 def _accepting_server(config: Any, listening: socket.socket, guard: ConnectionGuard) -> Any:
     """A uvicorn Server that serves the connections an `_accept.Acceptor` takes from listening (uvicorn is given
     no socket of its own), the guard's batch a turn, the guard closing a connection when descriptors run out."""
