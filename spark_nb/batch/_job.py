@@ -109,10 +109,10 @@ def own_attempt(journal: Journal, fingerprint: str, out: Path) -> Entry | None:
     source, record = f"batch:{out.resolve()}", read_record(out)
     named = _task_named(out)
     # a task the folder made itself (not one a rerun reused), wherever the folder was then: moved or renamed since
-    moved = named is not None and record.get("task_id") in (None, named) and not record.get("reused")
+    own = named is not None and record.get("task_id") in (None, named) and not record.get("reused")
     for entry in (journal.by_task(named) if named else None, journal.latest(fingerprint, source=source)):
         if entry is None or entry.fingerprint != fingerprint or not (
-                entry.source == source or (moved and entry.task_id == named and entry.source.startswith("batch:"))):
+                entry.source == source or (own and entry.task_id == named and entry.source.startswith("batch:"))):
             continue
         if decide(entry).verdict in (Verdict.REUSE, Verdict.ATTACH, Verdict.MAY_EXIST):  # done, running, may exist
             return entry
