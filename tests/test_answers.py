@@ -158,7 +158,7 @@ def test_the_deadline_covers_a_trickle_that_each_read_timeout_would_allow(peer: 
     started = time.monotonic()
     with pytest.raises(httpx.ReadTimeout):
         read(peer(trickle), seconds=1.0)
-    assert time.monotonic() - started < 1.5
+    assert time.monotonic() - started < 4.0  # a loaded machine's slack, well short of the trickle's 10 s
 
 
 def test_error_answers_are_read_through_the_same_bounds(peer: Callable[[Handler], Peer], tmp_path: Path) -> None:

@@ -75,7 +75,7 @@ def test_the_retry_loop_stops_at_its_deadline() -> None:
     with pytest.raises(SparkError, match=r"gave up after (\d+) attempts") as info:
         client._attempts(attempt, what="reading", attempts=200, deadline=started + 1.0,
                          give_up=lambda problem, n: SparkError(f"gave up after {n} attempts; last: {problem}"))
-    assert 0.9 <= time.monotonic() - started < 1.6
+    assert 0.9 <= time.monotonic() - started < 3.0  # the upper bound: a loaded machine's slack, not a speed test
     assert len(calls) >= 2 and str(len(calls)) in str(info.value)
     client.close()
 

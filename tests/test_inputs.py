@@ -117,12 +117,12 @@ def test_undecodable_and_oversized_images(media: dict[str, Path], refused: Calla
 
 def test_a_header_claiming_50000_pixels_is_refused_quickly(media: dict[str, Path], refused: Callable[..., Any],
                                                            tmp_path: Path) -> None:
-    """The size comes from the header: no 7.5 GB allocation, an answer in well under a second."""
+    """The size comes from the header: no 7.5 GB allocation, an answer in a moment (decoding it would take minutes)."""
     bomb = tmp_path / "bomb.png"
     bomb.write_bytes(png_header_claiming(50_000, 50_000))
     started = time.monotonic()
     refused(avatar.generate, bomb, media["speech"], match="under 4096x4096")
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 3.0
 
 
 def test_unusual_image_formats_are_refused(media: dict[str, Path], refused: Callable[..., Any],
