@@ -242,9 +242,10 @@ class Journal(JournalFile):
         return None if entry is None or entry.abandoned else entry
 
     @_guarded
-    def entries(self, *, model: str | None = None, since: float | None = None,
-                states: Sequence[str] | None = None) -> list[Entry]:
-        """Attempts, newest first, filtered by model id, attempt time (a damaged time passes) and state."""
+    def entries(self, *, model: str | None = None, since: float | None = None, states: Sequence[str] | None = None,
+                task_prefix: str | None = None) -> list[Entry]:
+        """Attempts, newest first, filtered by model id, attempt time (a damaged time passes), state, and the start
+        of their task id (an id is found by any prefix of it, the short id a progress bar shows included)."""
         where, args = [], []
         if model:
             where.append("model = ?")
@@ -257,7 +258,8 @@ class Journal(JournalFile):
             rows = db.execute(f"{self.schema.select} {clause} {NEWEST_FIRST}", args).fetchall()
         found = (self._with_known_id(self.schema.entry_of(row)) for row in rows)
         return [e for e in found if not e.abandoned
-                and (since is None or e.attempted_at is None or e.attempted_at >= since)]
+                and (since is None or e.attempted_at is None or e.attempted_at >= since)
+                and (task_prefix is None or (e.task_id or "").startswith(task_prefix))]
 
     # -- plumbing -------------------------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 from ._boundary import boundary
 from ._config import Settings, hide_key, resolve
 from ._ffmpeg import DecodeReport, ProbeError, try_decode
-from ._journal import FILENAME, Entry, journal_at
+from ._journal import FILENAME, Entry, Journal, journal_at
 from ._notices import begin
 from ._polling import PollSchedule
 from ._progress import TaskProgress
@@ -294,16 +294,16 @@ class Task:
 def _whole_id(task_id: str, settings: Settings) -> tuple[str, str | None]:
     """The id of the one task in the journal whose id is task_id or starts with it, and its model; task_id itself
     when none is (or the journal cannot be read); SparkError naming the candidates when several are."""
-    if not task_id or not (Path(settings.home).expanduser() / FILENAME).exists():  # none: nothing to look up (and
-        return task_id, None                                                     # none made by a mere lookup)
     try:
-        journal = journal_at(settings.home)
+        journal = _journal_if_any(task_id, settings)
+        if journal is None:
+            return task_id, None
         exact = journal.by_task(task_id)
         if exact is not None and _here(exact, settings):
             return task_id, exact.model
         candidates: dict[str, Entry] = {}
-        for entry in journal.entries():  # newest first: each id with its newest attempt (at this service only)
-            if entry.task_id and entry.task_id.startswith(task_id) and _here(entry, settings):
+        for entry in journal.entries(task_prefix=task_id):  # newest first: each id with its newest attempt here
+            if entry.task_id and _here(entry, settings):
                 candidates.setdefault(entry.task_id, entry)
     except SparkError as exc:  # a journal that cannot be read cannot say which task is meant: the id as given
         logger.debug("task ids not looked up in the journal: %s", exc.headline)
@@ -322,13 +322,19 @@ def _whole_id(task_id: str, settings: Settings) -> tuple[str, str | None]:
 def _made_elsewhere(task_id: str, settings: Settings) -> Entry | None:
     """The newest attempt this machine's journal has of a task whose id is task_id (or starts with it) made at
     another service than these settings talk to; None when there is none, or the journal cannot be read."""
-    if not task_id or not (Path(settings.home).expanduser() / FILENAME).exists():
-        return None
     try:
-        return next((e for e in journal_at(settings.home).entries()
-                     if e.task_id and e.task_id.startswith(task_id) and not _here(e, settings)), None)
+        journal = _journal_if_any(task_id, settings)
+        return None if journal is None else next(
+            (e for e in journal.entries(task_prefix=task_id) if not _here(e, settings)), None)
     except SparkError:
         return None
+
+
+def _journal_if_any(task_id: str, settings: Settings) -> Journal | None:
+    """The journal to look task_id up in; None with no id or no journal (a mere lookup makes none)."""
+    if not task_id or not (Path(settings.home).expanduser() / FILENAME).exists():
+        return None
+    return journal_at(settings.home)
 
 
 def _here(entry: Entry, settings: Settings) -> bool:
