@@ -243,13 +243,15 @@ class Journal(JournalFile):
 
     @_guarded
     def entries(self, *, model: str | None = None, since: float | None = None, states: Sequence[str] | None = None,
-                task_prefix: str | None = None) -> list[Entry]:
-        """Attempts, newest first, filtered by model id, attempt time (a damaged time passes), state, and the start
-        of their task id (an id is found by any prefix of it, the short id a progress bar shows included)."""
+                task_prefix: str | None = None, fingerprint: str | None = None) -> list[Entry]:
+        """Attempts, newest first, filtered by model id, attempt time (a damaged time passes), state, inputs'
+        fingerprint, and the start of their task id (an id is found by any prefix of it, a progress bar's short id
+        included)."""
         where, args = [], []
-        if model:
-            where.append("model = ?")
-            args.append(model)
+        for column, value in (("model", model), ("fingerprint", fingerprint)):
+            if value:
+                where.append(f"{column} = ?")
+                args.append(value)
         if states:
             where.append(f"state IN ({', '.join('?' * len(states))})")
             args.extend(states)

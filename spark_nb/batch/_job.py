@@ -118,7 +118,7 @@ def own_attempt(journal: Journal, fingerprint: str, out: Path) -> Entry | None:
             return entry
     if record.get("status") == RowStatus.UNCERTAIN:  # the folder says its own create lost its answer, wherever the
         # folder was then: the newest such attempt of a batch row at these inputs stands
-        lost = (e for e in journal.entries() if e.fingerprint == fingerprint and e.source.startswith("batch:"))
+        lost = (e for e in journal.entries(fingerprint=fingerprint) if e.source.startswith("batch:"))
         return next((e for e in lost if decide(e).verdict == Verdict.MAY_EXIST), None)
     return None
 
