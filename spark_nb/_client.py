@@ -179,8 +179,11 @@ class ApiClient:
                 raise not_sent("creating the task", exc) from exc
             except NEVER_SENT as exc:
                 raise _Retry(f"connect failed: {exc}") from exc
-            except httpx.HTTPError as exc:
-                raise self._may_exist(model, submitted_at, f"the connection failed after sending ({exc!r})") from exc
+            except httpx.HTTPError as exc:  # the call's own timeout may be what cut the answer off: name it then
+                cut = ran_out()
+                reason = f"{cut} ran out before its answer came" if cut else \
+                    f"the connection failed after sending ({exc!r})"
+                raise self._may_exist(model, submitted_at, reason) from exc
             except KeyboardInterrupt:  # the request may have reached the service: say so before stopping
                 print(f"\nInterrupted: {self._may_exist(model, submitted_at, 'interrupted (Ctrl-C) during the call')}",
                       file=sys.stderr)
