@@ -248,10 +248,12 @@ class Journal(JournalFile):
         fingerprint, and the start of their task id (an id is found by any prefix of it, a progress bar's short id
         included)."""
         where, args = [], []
-        for column, value in (("model", model), ("fingerprint", fingerprint)):
-            if value:
-                where.append(f"{column} = ?")
-                args.append(value)
+        if model:
+            where.append("model = ?")
+            args.append(model)
+        if fingerprint is not None:  # exactly these inputs, even a fingerprint that is empty
+            where.append("fingerprint = ?")
+            args.append(fingerprint)
         if states:
             where.append(f"state IN ({', '.join('?' * len(states))})")
             args.extend(states)
