@@ -4,7 +4,8 @@
 else runs (so no frame of a failing call holds the key as text), and any exception but a SparkError becomes one
 (`errors.internal_error`: "unexpected internal error: ...", chained from the original, with the task id when the
 call knows one); a call whose arguments do not fit the function's signature (too many, a missing one, an unknown
-keyword) is a UsageError saying so. KeyboardInterrupt, SystemExit and asyncio's CancelledError pass unchanged.
+keyword) is a UsageError saying so. The chain of what leaves is scrubbed of secrets (`_secrets.scrub_chain`): a
+traceback prints it. KeyboardInterrupt, SystemExit and asyncio's CancelledError pass unchanged.
 
 `guard_public` applies it to everything a public module lists in `__all__`, in one place per module (its last
 line): functions are wrapped, a class's constructor is (an Enum's failed lookup is a ValidationError); exception
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any, TypeVar, cast, overload
 
 from ._config import KEY_SOURCES, hide_key
+from ._secrets import scrub_chain
 from .errors import SparkError, UsageError, ValidationError, internal_error
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -77,10 +79,9 @@ def boundary(fn: F | None = None, *, key_source: str | None = KEY_SOURCES["expli
                 hide_key(kwargs, key_source)
             try:
                 return await fn(*args, **kwargs)
-            except SparkError:
-                raise
             except Exception as exc:
-                raise unexpected(exc, args, kwargs) from exc
+                failure = _scrubbed(exc if isinstance(exc, SparkError) else unexpected(exc, args, kwargs), exc)
+            raise failure  # outside the handler: the chain is the one _scrubbed left
 
         guarded_async.spark_nb_boundary = True  # type: ignore[attr-defined]  # a mark on the function: see guarded
         return cast(F, guarded_async)  # functools.wraps keeps fn's signature, which mypy cannot see
@@ -91,13 +92,21 @@ def boundary(fn: F | None = None, *, key_source: str | None = KEY_SOURCES["expli
             hide_key(kwargs, key_source)
         try:
             return fn(*args, **kwargs)
-        except SparkError:
-            raise
         except Exception as exc:
-            raise unexpected(exc, args, kwargs) from exc
+            failure = _scrubbed(exc if isinstance(exc, SparkError) else unexpected(exc, args, kwargs), exc)
+        raise failure  # as above
 
     guarded_sync.spark_nb_boundary = True  # type: ignore[attr-defined]  # as above
     return cast(F, guarded_sync)  # as above
+
+
+def _scrubbed(failure: SparkError, exc: Exception) -> SparkError:
+    """failure (what leaves for exc), chained from exc when it is not exc, its chain scrubbed of secrets: a
+    traceback prints the chain (a quoted header in httpx's error, say)."""
+    if failure is not exc:
+        failure.__cause__ = exc
+    scrub_chain(failure)
+    return failure
 
 
 def _misfit(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> UsageError | None:

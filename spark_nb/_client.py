@@ -27,6 +27,7 @@ from ._config import Secret
 from ._deadline import earliest, ran_out
 from ._files import make_part, remove_stale_parts
 from ._retry import NEVER_SENT, NOT_SENDABLE, RETRYABLE_STATUS, RetryPolicy, parse_retry_after
+from ._task_state import usable_task_id
 from ._text import file_name_to_send
 from ._transfer import TransferError, fetch_to_file
 from ._urls import direct_mounts, is_http_url, shown_url
@@ -51,7 +52,6 @@ T = TypeVar("T")
 REQUEST_TIMEOUT_S = 30.0  # as the official CLI
 POLL_ATTEMPTS = 200  # a poll is retried until the deadline; this only bounds the count
 MAX_RESULT_BYTES = 2 * 1024**3  # when the task does not say the video's size
-MAX_TASK_ID_CHARS = 200
 # an upload's own limit: the request's 30 s plus its file at this rate (100 MB: 27 min), however slowly it is read
 MIN_UPLOAD_BYTES_PER_S = 64 * 1024
 class _ApiKeyAuth(httpx.Auth):
@@ -179,11 +179,11 @@ class ApiClient:
                 raise not_sent("creating the task", exc) from exc
             except NEVER_SENT as exc:
                 raise _Retry(f"connect failed: {exc}") from exc
-            except httpx.HTTPError as exc:  # the call's own timeout may be what cut the answer off: name it then
-                cut = ran_out()
-                reason = f"{cut} ran out before its answer came" if cut else \
-                    f"the connection failed after sending ({exc!r})"
-                raise self._may_exist(model, submitted_at, reason) from exc
+            except httpx.TimeoutException as exc:  # a time limit, not the network: the call's, or the request's
+                limit = ran_out() or f"the request's own limit of {self._limit:g} s"
+                raise self._may_exist(model, submitted_at, f"{limit} ran out before its answer came") from exc
+            except httpx.HTTPError as exc:
+                raise self._may_exist(model, submitted_at, f"the connection failed after sending ({exc!r})") from exc
             except KeyboardInterrupt:  # the request may have reached the service: say so before stopping
                 print(f"\nInterrupted: {self._may_exist(model, submitted_at, 'interrupted (Ctrl-C) during the call')}",
                       file=sys.stderr)
@@ -221,7 +221,7 @@ class ApiClient:
             task_id = data["id"] = str(task_id)
         if not isinstance(task_id, str) or not task_id.strip():
             raise self._may_exist(model, submitted_at, "its answer had no task id")
-        if len(task_id) > MAX_TASK_ID_CHARS or not task_id.isprintable():
+        if not usable_task_id(task_id):
             shown = safe_text(task_id, newlines=False, limit=60)
             raise self._may_exist(model, submitted_at, f"its answer had an unusable task id {shown!r}")
         logger.info("created task %s (%s)", task_id, model)

@@ -169,3 +169,12 @@ def usage_of(usage: Any) -> dict[str, Any]:
     else:
         cleaned["cost"] = usd_text(cost)
     return cleaned
+
+
+MAX_TASK_ID_CHARS = 200
+
+
+def usable_task_id(task_id: str) -> bool:
+    """Whether task_id can name a task: printable text (no control character, no undecodable byte) of at most
+    MAX_TASK_ID_CHARS characters; what a create's answer and a user's task id must both be."""
+    return len(task_id) <= MAX_TASK_ID_CHARS and task_id.isprintable()

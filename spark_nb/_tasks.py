@@ -23,7 +23,7 @@ from ._notices import begin
 from ._polling import PollSchedule
 from ._progress import TaskProgress
 from ._results import Result
-from ._task_state import TaskState, as_number, cost_of, usage_of
+from ._task_state import MAX_TASK_ID_CHARS, TaskState, as_number, cost_of, usable_task_id, usage_of
 from ._urls import canonical_url, is_http_url
 from .errors import DownloadError, NotFoundError, SparkError, TaskCancelled, TaskTimeout, UsageError, safe_text
 from .models import task_failure
@@ -87,12 +87,13 @@ class Task:
         Raises:
             SparkError: several tasks the journal knows start with task_id (they are listed), or a key found in
                 VTRIX_API_KEY or a key store is malformed (the cloud backend needs it).
-            UsageError: task_id is empty or not a text, or an unknown option, or one of the wrong type.
+            UsageError: task_id is empty or not printable text, or an unknown option, or one of the wrong type.
         """
         if isinstance(task_id, int) and not isinstance(task_id, bool):
             task_id = str(task_id)
-        if not isinstance(task_id, str) or not task_id.strip():
-            raise UsageError(f"a task id is a non-empty text, not {safe_text(repr(task_id), newlines=False, limit=40)}",
+        if not isinstance(task_id, str) or not task_id.strip() or not usable_task_id(task_id.strip()):  # a shell's
+            raise UsageError(f"a task id is a non-empty text, printable and at most {MAX_TASK_ID_CHARS} characters "
+                             f"long, not {safe_text(repr(task_id), newlines=False, limit=40)}",  # \xff names no task
                              hint="give the id generate() or submit() printed (spark-nb history lists them)")
         settings = begin(resolve(**hide_key(config)))
         whole, known_model = _whole_id(task_id.strip(), settings)
@@ -332,9 +333,8 @@ def _made_elsewhere(task_id: str, settings: Settings) -> Entry | None:
 
 def _journal_if_any(task_id: str, settings: Settings) -> Journal | None:
     """The journal to look task_id up in; None with no id or no journal (a mere lookup makes none)."""
-    if not task_id or not (Path(settings.home).expanduser() / FILENAME).exists():
-        return None
-    return journal_at(settings.home)
+    found = bool(task_id) and (Path(settings.home).expanduser() / FILENAME).exists()
+    return journal_at(settings.home) if found else None
 
 
 def _here(entry: Entry, settings: Settings) -> bool:

@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+import traceback
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -90,6 +91,41 @@ def test_a_task_id_never_becomes_a_path(task_id: str, peer: Callable[[Handler], 
     assert not Path(f"/abs/dir/{escaped}.mp4").exists() and not Path("/abs").exists()
     polls = [s.path for s in api.seen if "/task/" in s.path]
     assert polls and all(p.count("/") == 5 for p in polls)  # the id is one path segment, however it looks
+
+
+@pytest.mark.parametrize("where", ["status line", "header line", "chunk header"])
+def test_a_create_answer_echoing_the_key_in_broken_http_leaves_it_in_no_traceback(
+        where: str, peer: Callable[[Handler], Peer], tmp_path: Path) -> None:
+    """The seventh attack: an answer whose malformed status line, header line or chunk header echoes the request's
+    Authorization header. TaskMayExist's text was redacted, but it was raised from httpx's RemoteProtocolError, which
+    quotes the line, so every printed traceback (a notebook cell's error output, an uncaught error) showed the key.
+    The boundary now scrubs the chain of what leaves: the cause is a RedactedError naming httpx's error."""
+    def echo(p: Peer, conn: socket.socket, req: Seen) -> None:
+        said = req.headers.get("authorization", "").encode()
+        p.send(conn, {"status line": said + b"\r\n\r\n",
+                      "header line": b"HTTP/1.1 200 OK\r\n" + said + b"\r\n\r\n",
+                      "chunk header": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + said + b"\r\n"}[where])
+
+    api = peer(fake_api(create=echo))
+    with pytest.raises(spark_nb.TaskMayExist) as info:
+        generate(api, tmp_path)
+    printed = "".join(traceback.format_exception(info.value))
+    assert TEST_KEY[:12] not in printed and "Bearer ********" in printed, printed
+    assert type(info.value.__cause__).__name__ == "RedactedError" and "httpx." in str(info.value.__cause__)
+    assert [s.method for s in api.seen] == ["POST"]
+
+
+def test_a_create_held_past_the_requests_own_limit_names_that_limit_not_the_network(
+        peer: Callable[[Handler], Peer], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The seventh attack: submit() (no call timeout) whose create the service held past the request's own limit
+    said "the connection failed after sending (ReadTimeout)": the network was fine. Now the limit is named (2 s
+    here for the 30 s), the task may exist, and the create was sent once."""
+    monkeypatch.setattr(_client, "REQUEST_TIMEOUT_S", 2.0)
+    api = peer(fake_api(create=lambda p, conn, req: p.stop_event.wait(10)))
+    with pytest.raises(spark_nb.TaskMayExist) as info:
+        avatar.submit(IMAGE, AUDIO, **config(api, tmp_path))
+    assert "the request's own limit of 2 s ran out before its answer came" in str(info.value), info.value
+    assert [s.method for s in api.seen] == ["POST"]
 
 
 def test_a_redirected_create_is_not_followed_and_not_resent(peer: Callable[[Handler], Peer], tmp_path: Path) -> None:

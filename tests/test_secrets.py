@@ -397,3 +397,24 @@ def test_text_from_elsewhere_is_cut_only_by_safe_text() -> None:
                 if cut_by_inert or not any(ok in line for ok in NOT_TEXT_SLICES):
                     found.append(f"{name}: {line}")
     assert found == [], found
+
+
+def test_scrub_chain_replaces_only_links_holding_a_secret_and_keeps_the_chain_as_raised() -> None:
+    """A link whose text holds a remembered secret becomes a RedactedError (type name, redacted text, its traceback
+    and links); one without stays itself; `raise ... from` keeps hiding the context; a cycle ends."""
+    from spark_nb._secrets import RedactedError, remember, scrub_chain
+
+    remember(TEST_KEY)
+    plain = ValueError("nothing secret here")
+    leaky = OSError(f"echoed {TEST_KEY}")
+    leaky.__context__ = plain
+    top = spark_nb.SparkError("what the user sees")
+    top.__cause__ = leaky
+    plain.__context__ = top  # a cycle back to the top
+    scrub_chain(top)
+    stand_in = top.__cause__
+    assert isinstance(stand_in, RedactedError) and TEST_KEY[:12] not in str(stand_in)
+    assert str(stand_in).startswith("builtins.OSError: echoed ********")
+    assert stand_in.__context__ is plain and top.__suppress_context__
+    import traceback
+    assert TEST_KEY[:12] not in "".join(traceback.format_exception(top))

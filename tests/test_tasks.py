@@ -282,3 +282,12 @@ def test_a_prefix_names_only_a_task_of_the_service_it_is_asked_of(server: LocalS
     assert spark_nb.Task.from_id("a8o", backend="cloud", base_url="http://127.0.0.1:9", api_key="sk-x" * 8).id \
         == "a8other0001"
     assert spark_nb.Task.from_id("a8local0001", **cloud).model == ""  # a whole id of another service: no model
+
+
+@pytest.mark.parametrize("task_id", ["abc\udcff", "abc\x1b[2K", "t-" + "1" * 300])
+def test_an_id_no_task_can_have_is_refused_before_any_lookup_or_request(task_id: str) -> None:
+    """The seventh attack: `spark-nb status $'abc\\xff'` (a lone surrogate in Python) was "unexpected internal error:
+    UnicodeEncodeError ... a bug", and without a journal its hint named task "abc" (the cleaned text): another
+    task. An id that is not printable text of at most 200 characters is a UsageError now, before anything."""
+    with pytest.raises(spark_nb.UsageError, match="a task id is a non-empty text, printable and at most 200"):
+        spark_nb.Task.from_id(task_id)
