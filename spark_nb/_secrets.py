@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 import threading
+import traceback
 
 MASK = "********"
 # shorter values are not keys (the embedded server's placeholder is "local"): masking them would garble messages
@@ -90,44 +91,26 @@ def redact(text: str) -> str:
 
 
 class RedactedError(Exception):
-    """Stands in, in an error's chain, for an exception whose text held a secret: its type's name and its text,
-    redacted, with its traceback (see scrub_chain)."""
-
-
-MAX_CHAIN = 64  # links followed from one error: a chain is short, and a cycle or a pathological one ends here
+    """Stands in, in an error's chain, for the links whose printed form held a secret: that form, redacted, and no
+    frames (see scrub_chain)."""
 
 
 def scrub_chain(error: BaseException) -> None:
-    """Replace every exception in error's chain (what it was raised from, or while handling) whose text holds a
-    secret by a RedactedError with the same traceback and links, so a printed traceback shows no secret whatever
-    raised the link (e.g. httpx quoting an echoed Authorization header)."""
-    stand_ins: dict[int, BaseException] = {}
-    pending, seen = [error], 0
-    while pending and seen < MAX_CHAIN:
-        current, seen = pending.pop(), seen + 1
-        suppress = current.__suppress_context__
-        for attr in ("__cause__", "__context__"):
-            linked = getattr(current, attr)
-            if linked is None or linked is error:
-                continue
-            if id(linked) not in stand_ins:
-                stand_ins[id(linked)] = _stand_in(linked)
-                pending.append(stand_ins[id(linked)])
-            setattr(current, attr, stand_ins[id(linked)])
-        current.__suppress_context__ = suppress  # setting __cause__ turns it on: keep what the raise said
-
-
-def _stand_in(linked: BaseException) -> BaseException:
-    """linked itself when its text holds no secret, else a RedactedError saying what it was (same links)."""
-    try:
-        text = str(linked)
-    except Exception:  # an exception whose __str__ fails: nothing of it is shown either way
-        return linked
-    clean = redact(text)
-    if clean == text:
-        return linked
-    name = f"{type(linked).__module__}.{type(linked).__qualname__}"
-    stand_in = RedactedError(f"{name}: {clean}").with_traceback(linked.__traceback__)
-    stand_in.__cause__, stand_in.__context__ = linked.__cause__, linked.__context__
-    stand_in.__suppress_context__ = linked.__suppress_context__
-    return stand_in
+    """Replace what error was raised from (or while handling) by a RedactedError when anything a traceback prints of
+    it holds a secret: its text, notes, a SyntaxError's line, a group's members, any later link (e.g. httpx quoting
+    an echoed Authorization header). The stand-in carries that printed form redacted and no frames, whose locals a
+    verbose traceback would print."""
+    suppress = error.__suppress_context__
+    for attr in ("__cause__", "__context__"):
+        linked = getattr(error, attr)
+        if linked is None or isinstance(linked, RedactedError):
+            continue
+        try:
+            printed: str | None = "".join(traceback.format_exception(linked))
+        except Exception:  # a link that cannot be printed is not shown either
+            printed = None
+        if printed is not None and redact(printed) == printed:
+            continue
+        setattr(error, attr, RedactedError(
+            "what this error was raised from, secrets masked and frames dropped:\n" + redact(printed or "")))
+    error.__suppress_context__ = suppress  # setting __cause__ turns it on: keep what the raise said

@@ -111,7 +111,9 @@ def test_a_create_answer_echoing_the_key_in_broken_http_leaves_it_in_no_tracebac
         generate(api, tmp_path)
     printed = "".join(traceback.format_exception(info.value))
     assert TEST_KEY[:12] not in printed and "Bearer ********" in printed, printed
-    assert type(info.value.__cause__).__name__ == "RedactedError" and "httpx." in str(info.value.__cause__)
+    assert type(info.value.__cause__).__name__ == "RedactedError" and "RemoteProtocolError" in str(info.value.__cause__)
+    cause = traceback.TracebackException.from_exception(info.value.__cause__, capture_locals=True)
+    assert TEST_KEY[:12] not in "".join(cause.format())  # the frames of httpx and h11 held the echoed line: dropped
     assert [s.method for s in api.seen] == ["POST"]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import pickle
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -399,22 +400,56 @@ def test_text_from_elsewhere_is_cut_only_by_safe_text() -> None:
     assert found == [], found
 
 
-def test_scrub_chain_replaces_only_links_holding_a_secret_and_keeps_the_chain_as_raised() -> None:
-    """A link whose text holds a remembered secret becomes a RedactedError (type name, redacted text, its traceback
-    and links); one without stays itself; `raise ... from` keeps hiding the context; a cycle ends."""
+def _chain_with(where: str) -> BaseException:
+    """An error whose chain holds TEST_KEY where a printed traceback shows it (not in its own text)."""
+    if where == "text":
+        inner: BaseException = OSError(f"echoed {TEST_KEY}")
+    elif where == "notes":
+        inner = ValueError("nothing here")
+        inner.add_note(f"but a note: {TEST_KEY}")
+    elif where == "syntax line":
+        inner = SyntaxError("bad", ("x.py", 1, 1, f"key = {TEST_KEY!r}", 1, 2))
+    elif where == "group member":
+        inner = ExceptionGroup("several", [ValueError("fine"), OSError(TEST_KEY)])  # noqa: F821  # Python 3.11+
+    else:  # "past 64 links"
+        inner = OSError(TEST_KEY)
+        for n in range(100):
+            outer = ValueError(f"link {n}")
+            outer.__cause__ = inner
+            inner = outer
+    top = spark_nb.SparkError("what the user sees")
+    top.__cause__ = inner
+    return top
+
+
+@pytest.mark.parametrize("where", ["text", "syntax line", "past 64 links", *(
+    pytest.param(w, marks=pytest.mark.skipif(sys.version_info < (3, 11), reason="notes and groups: Python 3.11+"))
+    for w in ("notes", "group member"))])
+def test_no_secret_of_an_errors_chain_is_printed_by_any_traceback(where: str) -> None:
+    """The seventh attack: a cause quoting the key printed it in every traceback; its retest put the key in a note,
+    a SyntaxError's line, a group's member, a link past 64, and frames' locals (a verbose traceback). The chain is
+    now replaced by one RedactedError holding its printed form redacted, with no frames."""
+    import traceback
+
     from spark_nb._secrets import RedactedError, remember, scrub_chain
 
     remember(TEST_KEY)
-    plain = ValueError("nothing secret here")
-    leaky = OSError(f"echoed {TEST_KEY}")
-    leaky.__context__ = plain
-    top = spark_nb.SparkError("what the user sees")
-    top.__cause__ = leaky
-    plain.__context__ = top  # a cycle back to the top
+    top = _chain_with(where)
+    assert TEST_KEY in "".join(traceback.format_exception(top))  # the attack is real
     scrub_chain(top)
     stand_in = top.__cause__
-    assert isinstance(stand_in, RedactedError) and TEST_KEY[:12] not in str(stand_in)
-    assert str(stand_in).startswith("builtins.OSError: echoed ********")
-    assert stand_in.__context__ is plain and top.__suppress_context__
-    import traceback
-    assert TEST_KEY[:12] not in "".join(traceback.format_exception(top))
+    assert isinstance(stand_in, RedactedError) and stand_in.__traceback__ is None
+    for printed in ("".join(traceback.format_exception(top)),
+                    "".join(traceback.TracebackException.from_exception(top, capture_locals=True).format())):
+        assert TEST_KEY[:12] not in printed and "********" in printed, printed
+
+
+def test_a_chain_without_secrets_is_kept_as_raised() -> None:
+    """Nothing to mask: the causes stay the objects raised, and `raise ... from` still hides the context."""
+    from spark_nb._secrets import scrub_chain
+
+    cause, context = ValueError("plain"), KeyError("other")
+    top = spark_nb.SparkError("what the user sees")
+    top.__context__, top.__cause__ = context, cause
+    scrub_chain(top)
+    assert top.__cause__ is cause and top.__context__ is context and top.__suppress_context__
