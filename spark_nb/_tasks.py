@@ -91,9 +91,9 @@ class Task:
         """
         if isinstance(task_id, int) and not isinstance(task_id, bool):
             task_id = str(task_id)
-        if not isinstance(task_id, str) or not task_id.strip() or not usable_task_id(task_id.strip()):  # a shell's
+        if not isinstance(task_id, str) or not task_id.strip() or not usable_task_id(task_id.strip()):
             raise UsageError(f"a task id is a non-empty text, printable and at most {MAX_TASK_ID_CHARS} characters "
-                             f"long, not {safe_text(repr(task_id), newlines=False, limit=40)}",  # \xff names no task
+                             f"long, not {safe_text(repr(task_id), newlines=False, limit=40)}",  # e.g. a shell's \xff
                              hint="give the id generate() or submit() printed (spark-nb history lists them)")
         settings = begin(resolve(**hide_key(config)))
         whole, known_model = _whole_id(task_id.strip(), settings)
